@@ -1,0 +1,93 @@
+"""The hardware dependency graph: component -> rack -> node -> GPU, as a networkx DiGraph.
+
+Components link to the nodes they serve (not to the rack), so a node-level override of its
+PDU is honoured. Edges point downstream (from what is depended on to what depends on it), so a node's
+ancestors are what it depends on and its descendants are its blast radius. Pure.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+import networkx as nx
+
+from analysis.types import GpuRef, Topology
+
+UPSTREAM_KINDS: tuple[str, ...] = ("pdu", "cooling", "switch", "rack", "node")
+
+
+def build_graph(topology: Topology, gpus: Iterable[GpuRef] = ()) -> nx.DiGraph:
+    """Build the dependency graph from a topology and the GPUs seen in the metrics.
+
+    Nodes carry ``kind`` (gpu, node, rack, pdu, cooling, switch); GPU nodes are keyed
+    ``<node>/<gpu>``. Nodes seen in metrics but missing from the topology are added with no
+    upstream components, so they are still scored, only without shared context.
+    """
+    g: nx.DiGraph = nx.DiGraph()
+    for rack in topology.racks:
+        g.add_node(rack.id, kind="rack")
+        for node in rack.nodes:
+            g.add_node(node, kind="node", rack=rack.id)
+            g.add_edge(rack.id, node, role="contains")
+            for role, comps in topology.upstream_of(node).items():
+                for cid in comps:
+                    g.add_node(cid, kind=topology.component_kind(cid))
+                    g.add_edge(cid, node, role=role)
+    for cid, comp in topology.components.items():
+        if cid not in g:
+            g.add_node(cid, kind=comp.kind)
+    for ref in gpus:
+        if ref.node not in g:
+            g.add_node(ref.node, kind="node", rack=None)
+        g.add_node(ref.key, kind="gpu", node=ref.node, gpu=ref.gpu)
+        g.add_edge(ref.node, ref.key, role="hosts")
+    return g
+
+
+def kind_of(graph: nx.DiGraph, entity: str) -> str:
+    """Return the kind of an entity in the graph; raise KeyError if it is unknown."""
+    return str(graph.nodes[entity]["kind"])
+
+
+def depends_on(graph: nx.DiGraph, entity: str) -> set[str]:
+    """Return everything ``entity`` depends on (all its ancestors)."""
+    return set(nx.ancestors(graph, entity))
+
+
+def blast_radius(graph: nx.DiGraph, entity: str) -> set[str]:
+    """Return everything that goes down with ``entity`` (all its descendants)."""
+    return set(nx.descendants(graph, entity))
+
+
+def gpus_behind(graph: nx.DiGraph, entity: str) -> list[str]:
+    """Return the GPU keys that depend on ``entity`` (itself if it is a GPU), sorted."""
+    if graph.nodes[entity]["kind"] == "gpu":
+        return [entity]
+    return sorted(n for n in nx.descendants(graph, entity) if graph.nodes[n]["kind"] == "gpu")
+
+
+def upstream_components(graph: nx.DiGraph, gpu_key: str) -> list[str]:
+    """Return the node, rack and facility components a GPU depends on, nearest first."""
+    anc = nx.ancestors(graph, gpu_key)
+    order = {"node": 0, "rack": 1, "pdu": 2, "cooling": 2, "switch": 2}
+    return sorted(anc, key=lambda n: (order.get(graph.nodes[n]["kind"], 3), n))
+
+
+def shared_upstream(graph: nx.DiGraph, gpu_keys: Iterable[str]) -> dict[str, list[str]]:
+    """Map each upstream entity to the given GPUs that depend on it (only entities shared by 2+)."""
+    out: dict[str, list[str]] = {}
+    for key in gpu_keys:
+        for anc in nx.ancestors(graph, key):
+            out.setdefault(anc, []).append(key)
+    return {k: sorted(v) for k, v in out.items() if len(v) >= 2}
+
+
+def peers_of(graph: nx.DiGraph, gpu_key: str) -> list[str]:
+    """Return the other GPUs on the same node."""
+    node = graph.nodes[gpu_key]["node"]
+    return sorted(n for n in graph.successors(node) if n != gpu_key)
+
+
+def entities_of_kind(graph: nx.DiGraph, kind: str) -> list[str]:
+    """Return every entity of a kind, sorted."""
+    return sorted(n for n, d in graph.nodes(data=True) if d.get("kind") == kind)

@@ -1,0 +1,362 @@
+"""Neutral, frozen data objects shared by every layer: topology, frames, faults, incidents.
+
+Nothing here knows Slack, SQL or HTTP. ``bot/`` renders these; ``storage/`` persists them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any, Literal
+
+import pandas as pd
+
+EntityKind = Literal["gpu", "node", "rack", "pdu", "cooling", "switch"]
+ComponentKind = Literal["pdu", "cooling", "switch"]
+Severity = Literal["info", "warning", "critical"]
+
+ENTITY_KINDS: tuple[str, ...] = ("gpu", "node", "rack", "pdu", "cooling", "switch")
+COMPONENT_KINDS: tuple[str, ...] = ("pdu", "cooling", "switch")
+SEVERITIES: tuple[str, ...] = ("info", "warning", "critical")
+
+# Tidy frame columns (long format, one row per sample).
+GPU_COLUMNS: tuple[str, ...] = ("ts", "node", "gpu", "metric", "value")
+NODE_COLUMNS: tuple[str, ...] = ("ts", "node", "metric", "sensor", "value")
+COMPONENT_COLUMNS: tuple[str, ...] = ("ts", "component", "metric", "value")
+UP_COLUMNS: tuple[str, ...] = ("ts", "node", "job", "value")
+
+
+@dataclass(frozen=True, order=True)
+class GpuRef:
+    """One GPU: the node's name (DCGM ``Hostname``) and the GPU index (DCGM ``gpu``)."""
+
+    node: str
+    gpu: str
+
+    @property
+    def key(self) -> str:
+        """Return the ``<node>/<gpu>`` key used in JSON, faults and Slack."""
+        return f"{self.node}/{self.gpu}"
+
+    @classmethod
+    def parse(cls, key: str) -> GpuRef:
+        """Parse ``<node>/<gpu>``; raise ValueError naming the expected form."""
+        node, sep, gpu = key.rpartition("/")
+        if not sep or not node or not gpu:
+            raise ValueError(
+                f"{key!r} is not a GPU key: expected '<node>/<gpu>', e.g. 'gpu-node-007/3'"
+            )
+        return cls(node=node, gpu=gpu)
+
+
+@dataclass(frozen=True)
+class Component:
+    """An upstream facility component (PDU, cooling unit, switch) and its metrics as PromQL."""
+
+    id: str
+    kind: ComponentKind
+    metrics: Mapping[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Rack:
+    """A rack: its nodes and the components that feed, cool and connect all of them."""
+
+    id: str
+    nodes: tuple[str, ...]
+    power: tuple[str, ...] = ()
+    cooling: tuple[str, ...] = ()
+    network: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class NodeOverride:
+    """Per-node replacement of the rack's power, cooling or network components (None = inherit)."""
+
+    power: tuple[str, ...] | None = None
+    cooling: tuple[str, ...] | None = None
+    network: tuple[str, ...] | None = None
+
+
+@dataclass(frozen=True)
+class Topology:
+    """The physical layout: racks, their nodes and the shared components upstream of them."""
+
+    racks: tuple[Rack, ...]
+    components: Mapping[str, Component] = field(default_factory=dict)
+    node_overrides: Mapping[str, NodeOverride] = field(default_factory=dict)
+
+    def rack_of(self, node: str) -> Rack | None:
+        """Return the rack holding ``node``, or None when the file does not list it."""
+        for rack in self.racks:
+            if node in rack.nodes:
+                return rack
+        return None
+
+    def upstream_of(self, node: str) -> dict[str, tuple[str, ...]]:
+        """Return the power/cooling/network component ids that ``node`` depends on."""
+        rack = self.rack_of(node)
+        base = {
+            "power": rack.power if rack else (),
+            "cooling": rack.cooling if rack else (),
+            "network": rack.network if rack else (),
+        }
+        override = self.node_overrides.get(node)
+        if override is not None:
+            for role in ("power", "cooling", "network"):
+                value = getattr(override, role)
+                if value is not None:
+                    base[role] = value
+        return base
+
+    @property
+    def nodes(self) -> tuple[str, ...]:
+        """Return every node named in the file, in file order."""
+        return tuple(n for rack in self.racks for n in rack.nodes)
+
+    def component_kind(self, component_id: str) -> str:
+        """Return the kind of a component id (declared, or inferred from its role in racks)."""
+        if component_id in self.components:
+            return self.components[component_id].kind
+        for rack in self.racks:
+            if component_id in rack.power:
+                return "pdu"
+            if component_id in rack.cooling:
+                return "cooling"
+            if component_id in rack.network:
+                return "switch"
+        for override in self.node_overrides.values():
+            if override.power and component_id in override.power:
+                return "pdu"
+            if override.cooling and component_id in override.cooling:
+                return "cooling"
+            if override.network and component_id in override.network:
+                return "switch"
+        raise KeyError(component_id)
+
+
+@dataclass(frozen=True)
+class FleetFrames:
+    """Everything one fetch returns, as tidy long frames (UTC timestamps, float values).
+
+    ``gpu``: ts, node, gpu, metric, value (DCGM metric names, e.g. ``DCGM_FI_DEV_GPU_TEMP``).
+    ``node``: ts, node, metric, sensor, value (ipmi/node exporter names; ``sensor`` is the
+    ``name`` label such as ``FAN2`` or ``Inlet Temp``, empty when the metric has none).
+    ``component``: ts, component, metric, value (``metric`` is the key in the topology file).
+    ``up``: ts, node, job, value (Prometheus ``up`` of each scrape target, 1 or 0).
+    """
+
+    gpu: pd.DataFrame
+    node: pd.DataFrame
+    component: pd.DataFrame
+    up: pd.DataFrame
+    start: datetime
+    end: datetime
+    step: timedelta
+
+    @staticmethod
+    def empty_frame(columns: tuple[str, ...]) -> pd.DataFrame:
+        """Return an empty frame with the given tidy columns and proper dtypes."""
+        data: dict[str, Any] = {}
+        for col in columns:
+            if col == "ts":
+                data[col] = pd.Series([], dtype="datetime64[ns, UTC]")
+            elif col == "value":
+                data[col] = pd.Series([], dtype="float64")
+            else:
+                data[col] = pd.Series([], dtype="object")
+        return pd.DataFrame(data)
+
+    @property
+    def gpus(self) -> tuple[GpuRef, ...]:
+        """Return every GPU seen anywhere in the window, sorted."""
+        if self.gpu.empty:
+            return ()
+        pairs = self.gpu[["node", "gpu"]].drop_duplicates()
+        return tuple(sorted(GpuRef(str(n), str(g)) for n, g in pairs.itertuples(index=False)))
+
+
+@dataclass(frozen=True)
+class Fault:
+    """A fault, injected by the simulator or taken from a user's incident history (faults.json)."""
+
+    id: str
+    kind: str
+    target: str
+    affected: tuple[str, ...]
+    onset: datetime
+    failure: datetime | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        """Return the faults.json form of this fault."""
+        return {
+            "id": self.id,
+            "kind": self.kind,
+            "target": self.target,
+            "affected": list(self.affected),
+            "onset": _rfc3339(self.onset),
+            "failure": _rfc3339(self.failure) if self.failure else None,
+        }
+
+
+@dataclass(frozen=True)
+class GpuScore:
+    """One GPU's calibrated risk in [0, 1] (higher = riskier)."""
+
+    node: str
+    gpu: str
+    score: float
+
+    @property
+    def key(self) -> str:
+        """Return ``<node>/<gpu>``."""
+        return f"{self.node}/{self.gpu}"
+
+
+@dataclass(frozen=True)
+class RootCause:
+    """The entity an incident is blamed on: a GPU key, node, rack or component id."""
+
+    id: str
+    kind: EntityKind
+
+
+@dataclass(frozen=True)
+class Factor:
+    """One contributing cause in an explanation, with its share of the anomaly."""
+
+    name: str
+    entity: str
+    share: float
+    detail: str = ""
+
+
+@dataclass(frozen=True)
+class Explanation:
+    """Why an incident happened: a one-line summary and ranked factors."""
+
+    summary: str
+    factors: tuple[Factor, ...] = ()
+    hints: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Incident:
+    """A neutral finding: at-risk GPUs grouped under the root cause that explains them."""
+
+    id: str
+    at: datetime
+    severity: Severity
+    score: float
+    root_cause: RootCause
+    gpus: tuple[GpuScore, ...]
+    explanation: Explanation | None = None
+    signals: tuple[str, ...] = ()
+
+    @property
+    def dedup_key(self) -> str:
+        """Return the key that identifies the same incident across cycles."""
+        return f"{self.root_cause.kind}:{self.root_cause.id}"
+
+    @property
+    def title(self) -> str:
+        """Return the one-line headline a human reads first."""
+        if self.root_cause.kind == "gpu":
+            ref = GpuRef.parse(self.root_cause.id)
+            return f"Check GPU {ref.gpu} on {ref.node}"
+        n = len(self.gpus)
+        noun = "GPU" if n == 1 else "GPUs"
+        return f"{self.root_cause.id}: {n} {noun} at risk"
+
+    def as_dict(self) -> dict[str, Any]:
+        """Return the stable JSON form used by ``scan --format json`` and the state store."""
+        exp = self.explanation
+        return {
+            "id": self.id,
+            "at": _rfc3339(self.at),
+            "severity": self.severity,
+            "score": round(float(self.score), 4),
+            "root_cause": {"id": self.root_cause.id, "kind": self.root_cause.kind},
+            "gpus": [
+                {"node": g.node, "gpu": g.gpu, "score": round(float(g.score), 4)} for g in self.gpus
+            ],
+            "explanation": {
+                "summary": exp.summary if exp else "",
+                "factors": [
+                    {"name": f.name, "entity": f.entity, "share": round(float(f.share), 4)}
+                    | ({"detail": f.detail} if f.detail else {})
+                    for f in (exp.factors if exp else ())
+                ],
+                "hints": list(exp.hints) if exp else [],
+            },
+            "signals": list(self.signals),
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Incident:
+        """Rebuild an incident from its ``as_dict`` form."""
+        exp = data.get("explanation") or {}
+        return cls(
+            id=str(data["id"]),
+            at=parse_time(str(data["at"])),
+            severity=data["severity"],
+            score=float(data["score"]),
+            root_cause=RootCause(id=data["root_cause"]["id"], kind=data["root_cause"]["kind"]),
+            gpus=tuple(
+                GpuScore(str(g["node"]), str(g["gpu"]), float(g["score"])) for g in data["gpus"]
+            ),
+            explanation=Explanation(
+                summary=exp.get("summary", ""),
+                factors=tuple(
+                    Factor(f["name"], f["entity"], float(f["share"]), f.get("detail", ""))
+                    for f in exp.get("factors", [])
+                ),
+                hints=tuple(exp.get("hints", [])),
+            )
+            if exp
+            else None,
+            signals=tuple(data.get("signals", [])),
+        )
+
+
+@dataclass(frozen=True)
+class ScanResult:
+    """The outcome of one cycle: when, how many GPUs were scored, and the incidents found."""
+
+    at: datetime
+    gpus_scored: int
+    incidents: tuple[Incident, ...]
+    scores: tuple[GpuScore, ...] = ()
+    detector: str = ""
+
+    def as_dict(self) -> dict[str, Any]:
+        """Return the stable ``scan --format json`` shape."""
+        return {
+            "at": _rfc3339(self.at),
+            "gpus_scored": self.gpus_scored,
+            "detector": self.detector,
+            "incidents": [i.as_dict() for i in self.incidents],
+        }
+
+
+def _rfc3339(ts: datetime) -> str:
+    """Format an aware datetime as RFC 3339 UTC with a trailing Z."""
+    return pd.Timestamp(ts).tz_convert("UTC").strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def parse_time(text: str) -> datetime:
+    """Parse an RFC 3339 timestamp into an aware UTC datetime; raise ValueError with the form."""
+    try:
+        ts = pd.Timestamp(text)
+    except (ValueError, TypeError) as exc:
+        raise ValueError(f"{text!r} is not an RFC 3339 time, e.g. 2026-11-22T10:00:00Z") from exc
+    if ts is pd.NaT:
+        raise ValueError(f"{text!r} is not an RFC 3339 time, e.g. 2026-11-22T10:00:00Z")
+    ts = ts.tz_localize("UTC") if ts.tzinfo is None else ts.tz_convert("UTC")
+    return ts.to_pydatetime()
+
+
+def format_time(ts: datetime) -> str:
+    """Format an aware datetime as RFC 3339 UTC (``2026-11-22T10:00:00Z``)."""
+    return _rfc3339(ts)

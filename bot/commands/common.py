@@ -1,0 +1,86 @@
+"""What every CLI command shares: reading settings, and turning user mistakes into one line."""
+
+from __future__ import annotations
+
+import functools
+import logging
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, ParamSpec, TypeVar
+
+import typer
+from rich.console import Console
+
+from analysis.types import parse_time
+from bot.config import ConfigError, Settings, load_settings
+from storage.source import MetricsSourceError
+from storage.topology import TopologyError
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+logger = logging.getLogger("gpu_risk")
+
+
+class UserError(Exception):
+    """A mistake the user can fix; the message says what was wrong and what to do."""
+
+
+# Errors that are the user's to fix: a one-line message on stderr and exit code 2.
+USER_ERRORS: tuple[type[Exception], ...] = (
+    UserError,
+    ConfigError,
+    TopologyError,
+    MetricsSourceError,
+    FileNotFoundError,
+    PermissionError,
+)
+
+
+def fail(message: str) -> typer.Exit:
+    """Print a one-line error to stderr and return the Exit(2) to raise."""
+    Console(stderr=True).print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
+    return typer.Exit(code=2)
+
+
+def guarded(fn: Callable[P, R]) -> Callable[P, R]:
+    """Run a command so that user errors print one line and exit 2, never a traceback."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
+        try:
+            return fn(*args, **kwargs)
+        except USER_ERRORS as exc:
+            raise fail(str(exc)) from None
+        except KeyboardInterrupt:
+            raise typer.Exit(code=130) from None
+
+    return wrapper
+
+
+def settings_from(config: Path | None, **overrides: Any) -> Settings:
+    """Read settings once for a command (flags override environment and file)."""
+    return load_settings(config, **overrides)
+
+
+def parse_at(value: str | None) -> Any:
+    """Parse an ``--at`` style RFC 3339 option, or raise UserError saying the expected form."""
+    if value is None:
+        return None
+    try:
+        return parse_time(value)
+    except ValueError as exc:
+        raise UserError(str(exc)) from None
+
+
+def setup_logging(verbose: bool = False) -> None:
+    """Configure plain logging for the process (called once per command)."""
+    logging.basicConfig(
+        level=logging.DEBUG if verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+
+
+ConfigOption = typer.Option(
+    None, "--config", "-c", help="YAML settings file", exists=False, dir_okay=False
+)

@@ -1,0 +1,209 @@
+"""Settings, read once at start-up: ``GPU_RISK_*`` variables, Slack's own variables, a YAML file.
+
+Precedence: command-line flags > environment > ``--config`` YAML file > defaults. Nothing else in
+the code base reads the environment.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from pydantic import AliasChoices, Field, SecretStr, ValidationError, field_validator
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    YamlConfigSettingsSource,
+)
+
+DEFAULT_DATABASE_URL = "sqlite:///gpu-risk.db"
+
+
+class ConfigError(ValueError):
+    """The configuration is invalid; the message lists every problem and how to fix it."""
+
+
+class Settings(BaseSettings):
+    """Every setting of gpu-risk. Environment names are ``GPU_RISK_<FIELD>`` unless noted."""
+
+    model_config = SettingsConfigDict(env_prefix="GPU_RISK_", extra="forbid", populate_by_name=True)
+
+    # Metrics source
+    prometheus_url: str | None = Field(None, description="Base URL of Prometheus or any PromQL API")
+    prometheus_bearer_token: SecretStr | None = Field(
+        None, description="Bearer token for Prometheus"
+    )
+    prometheus_username: str | None = Field(None, description="Basic-auth user for Prometheus")
+    prometheus_password: SecretStr | None = Field(None, description="Basic-auth password")
+    prometheus_ca_file: Path | None = Field(None, description="CA bundle for Prometheus TLS")
+    prometheus_verify_tls: bool = Field(True, description="Verify Prometheus' TLS certificate")
+    prometheus_timeout: float = Field(30.0, gt=0, description="Seconds per PromQL request")
+    prometheus_retries: int = Field(2, ge=0, le=10, description="Retries per request, with backoff")
+    topology: Path | None = Field(None, description="Path of topology.yaml")
+    label_map: dict[str, str] = Field(
+        default_factory=dict,
+        description="Relabel map, e.g. {node: Hostname, gpu: gpu, instance: instance}",
+    )
+
+    # Analysis
+    detector: str = Field("graph", description="graph, iforest, ecod, copod, hbos or static")
+    window_minutes: int = Field(30, ge=5, le=24 * 60, description="Feature window per scan")
+    step_seconds: int = Field(60, ge=1, le=3600, description="Query resolution")
+    fit_window_hours: int = Field(24, ge=1, le=24 * 30, description="History a model is fitted on")
+    threshold: float = Field(0.9, gt=0, lt=1, description="Calibrated risk that counts as at-risk")
+    open_after: int = Field(2, ge=1, le=60, description="Cycles above threshold to open")
+    close_after: int = Field(5, ge=1, le=240, description="Cycles below threshold to close")
+    random_state: int = Field(0, description="Seed of every estimator")
+    model_dir: Path = Field(Path("models"), description="Where fitted models are stored (joblib)")
+
+    # State and runtime
+    database_url: str = Field(
+        DEFAULT_DATABASE_URL, description="SQLAlchemy URL; SQLite or PostgreSQL"
+    )
+    scan_interval: int = Field(60, ge=5, le=3600, description="Seconds between scans")
+    refit_hour_utc: int = Field(3, ge=0, le=23, description="Hour of the daily model refit")
+    digest_hour_utc: int = Field(9, ge=0, le=23, description="Hour of the daily digest")
+    score_retention_days: int = Field(14, ge=1, le=3650, description="Days of score history kept")
+    http_host: str = Field("0.0.0.0", description="Bind address of the HTTP server")
+    http_port: int = Field(3000, ge=1, le=65535, description="/slack/events, /healthz, /metrics")
+
+    # Slack (standard Slack variable names, no prefix)
+    slack_bot_token: SecretStr | None = Field(
+        None, validation_alias=AliasChoices("SLACK_BOT_TOKEN", "slack_bot_token")
+    )
+    slack_signing_secret: SecretStr | None = Field(
+        None, validation_alias=AliasChoices("SLACK_SIGNING_SECRET", "slack_signing_secret")
+    )
+    slack_app_token: SecretStr | None = Field(
+        None, validation_alias=AliasChoices("SLACK_APP_TOKEN", "slack_app_token")
+    )
+    slack_api_url: str = Field(
+        "https://slack.com/api/",
+        validation_alias=AliasChoices("SLACK_API_URL", "slack_api_url"),
+        description="Slack Web API base URL (GovSlack and some Grid setups differ)",
+    )
+    slack_channel: str | None = Field(None, description="Default alert channel id or name")
+    slack_routes: dict[str, str] = Field(
+        default_factory=dict,
+        description="Channel per severity or rack, e.g. {critical: C123, rack-a1: C456}",
+    )
+    slack_admins: list[str] = Field(
+        default_factory=list, description="User or group ids allowed to silence and acknowledge"
+    )
+    slack_label_allowlist: list[str] = Field(
+        default_factory=lambda: ["Hostname", "gpu", "modelName", "UUID", "pci_bus_id"],
+        description="Labels that may be shown in Slack",
+    )
+    grafana_url: str | None = Field(None, description="Grafana base URL for links in alerts")
+    prometheus_ui_url: str | None = Field(None, description="Prometheus UI URL for links")
+
+    @field_validator("prometheus_url", "slack_api_url", "grafana_url", "prometheus_ui_url")
+    @classmethod
+    def _http_url(cls, value: str | None) -> str | None:
+        """URLs must start with http:// or https://."""
+        if value is not None and not value.startswith(("http://", "https://")):
+            raise ValueError(f"must start with http:// or https:// (got {value!r})")
+        return value
+
+    @field_validator("slack_api_url")
+    @classmethod
+    def _trailing_slash(cls, value: str) -> str:
+        """slack_sdk needs the base URL to end with a slash."""
+        return value if value.endswith("/") else value + "/"
+
+    @field_validator("detector")
+    @classmethod
+    def _detector(cls, value: str) -> str:
+        """The detector must be one we ship."""
+        allowed = ("graph", "iforest", "ecod", "copod", "hbos", "static")
+        if value not in allowed:
+            raise ValueError(f"unknown detector {value!r}; choose one of {', '.join(allowed)}")
+        return value
+
+
+def load_settings(config_file: Path | None = None, **overrides: Any) -> Settings:
+    """Read the settings once: flags (``overrides``) > environment > YAML file > defaults."""
+    if config_file is not None and not config_file.is_file():
+        raise ConfigError(
+            f"config file {config_file} not found (pass an existing YAML file to --config)"
+        )
+    yaml_path = config_file
+
+    class _FileSettings(Settings):
+        @classmethod
+        def settings_customise_sources(
+            cls,
+            settings_cls: type[BaseSettings],
+            init_settings: PydanticBaseSettingsSource,
+            env_settings: PydanticBaseSettingsSource,
+            dotenv_settings: PydanticBaseSettingsSource,
+            file_secret_settings: PydanticBaseSettingsSource,
+        ) -> tuple[PydanticBaseSettingsSource, ...]:
+            sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
+            if yaml_path is not None:
+                sources.append(YamlConfigSettingsSource(settings_cls, yaml_file=yaml_path))
+            return tuple(sources)
+
+    clean = {k: v for k, v in overrides.items() if v is not None}
+    try:
+        return Settings.model_validate(_FileSettings(**clean).model_dump())
+    except ValidationError as exc:
+        raise ConfigError(describe_validation_error(exc)) from None
+    except Exception as exc:  # yaml errors, unreadable files
+        raise ConfigError(f"cannot read configuration: {exc}") from None
+
+
+def describe_validation_error(exc: ValidationError) -> str:
+    """Turn a pydantic error into one line per problem, naming the variable to set."""
+    lines = []
+    for err in exc.errors():
+        field = ".".join(str(p) for p in err["loc"]) or "config"
+        env = _env_name(field.split(".")[0])
+        lines.append(f"{field} ({env}): {err['msg']}")
+    return "invalid configuration:\n  " + "\n  ".join(lines)
+
+
+def _env_name(field: str) -> str:
+    """Return the environment variable that sets a field."""
+    if field.startswith("slack_") and field in {
+        "slack_bot_token",
+        "slack_signing_secret",
+        "slack_app_token",
+        "slack_api_url",
+    }:
+        return field.upper()
+    return f"GPU_RISK_{field.upper()}"
+
+
+def problems(settings: Settings, *, needs: tuple[str, ...] = ()) -> list[str]:
+    """Return what is missing or inconsistent for the given needs (prometheus, slack, ...)."""
+    out: list[str] = []
+    if "prometheus" in needs and not settings.prometheus_url:
+        out.append("GPU_RISK_PROMETHEUS_URL is not set: give the base URL of your Prometheus")
+    if settings.prometheus_username and not settings.prometheus_password:
+        out.append("GPU_RISK_PROMETHEUS_USERNAME is set but GPU_RISK_PROMETHEUS_PASSWORD is not")
+    if settings.prometheus_bearer_token and settings.prometheus_username:
+        out.append("set either a bearer token or basic auth for Prometheus, not both")
+    if settings.prometheus_ca_file and not settings.prometheus_ca_file.is_file():
+        out.append(f"GPU_RISK_PROMETHEUS_CA_FILE: {settings.prometheus_ca_file} does not exist")
+    if settings.topology is not None and not settings.topology.is_file():
+        out.append(f"GPU_RISK_TOPOLOGY: {settings.topology} does not exist")
+    if "slack" in needs:
+        if not settings.slack_bot_token:
+            out.append(
+                "SLACK_BOT_TOKEN is not set: the bot token (xoxb-...) from your app's OAuth page"
+            )
+        elif not settings.slack_bot_token.get_secret_value().startswith("xoxb-"):
+            out.append("SLACK_BOT_TOKEN should start with xoxb- (a bot token, not a user token)")
+        if not settings.slack_app_token and not settings.slack_signing_secret:
+            out.append(
+                "set SLACK_APP_TOKEN (xapp-..., Socket Mode) or SLACK_SIGNING_SECRET (HTTP mode)"
+            )
+        if settings.slack_app_token and not settings.slack_app_token.get_secret_value().startswith(
+            "xapp-"
+        ):
+            out.append("SLACK_APP_TOKEN should start with xapp- (an app-level token)")
+        if not settings.slack_channel and not settings.slack_routes:
+            out.append("GPU_RISK_SLACK_CHANNEL is not set: the channel alerts go to")
+    return out
