@@ -360,3 +360,17 @@ def parse_time(text: str) -> datetime:
 def format_time(ts: datetime) -> str:
     """Format an aware datetime as RFC 3339 UTC (``2026-11-22T10:00:00Z``)."""
     return _rfc3339(ts)
+
+
+@dataclass(frozen=True)
+class Assessment:
+    """One scorer's view of one cycle: every GPU's risk, and the incidents it would raise.
+
+    ``incidents`` carry no explanation yet (``analysis.explain`` adds it). ``features`` is the
+    per-GPU feature table the scores came from (index: GPU key), when the scorer has one.
+    """
+
+    at: datetime
+    scores: tuple[GpuScore, ...]
+    incidents: tuple[Incident, ...]
+    features: pd.DataFrame | None = None
