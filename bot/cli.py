@@ -8,7 +8,7 @@ import typer
 
 # Each module exposes register(app). Imports inside command bodies stay lazy so that
 # `gpu-risk --help` starts fast.
-COMMAND_MODULES: tuple[str, ...] = ("bot.commands.check",)
+COMMAND_MODULES: tuple[str, ...] = ("bot.commands.check", "bot.commands.evaluate")
 
 
 def build_app() -> typer.Typer:
