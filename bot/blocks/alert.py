@@ -1,0 +1,235 @@
+"""The alert message, its in-place edits (acknowledged, silenced, false alarm, resolved) and
+the thread replies that follow an incident's life."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from typing import Any
+from urllib.parse import quote
+
+from slack_sdk.models.blocks import (
+    ActionsBlock,
+    Block,
+    ButtonElement,
+    DividerBlock,
+    PlainTextObject,
+)
+
+from analysis.types import GpuRef, Incident
+from bot.blocks.common import (
+    ACTION_ACK,
+    ACTION_FALSE_ALARM,
+    ACTION_SILENCE_4H,
+    ACTION_SILENCE_MODAL,
+    ACTIONS_BLOCK_ID,
+    SEVERITY_EMOJI,
+    BlockOptions,
+    collapse,
+    context,
+    escape,
+    fit,
+    fmt_time,
+    header,
+    plain_text,
+    redact_labels,
+    section,
+)
+from bot.blocks.models import AlertState
+
+Blocks = list[dict[str, Any]]
+
+
+def alert_text(incident: Incident, state: AlertState | None = None) -> str:
+    """The notification fallback ``text`` (what push notifications and screen readers show)."""
+    prefix = "Resolved: " if state is not None and state.status == "resolved" else ""
+    return plain_text(f"{prefix}[{incident.severity}] {incident.title} (risk {incident.score:.2f})")
+
+
+def alert_blocks(
+    incident: Incident, state: AlertState | None = None, options: BlockOptions | None = None
+) -> Blocks:
+    """The alert: header, severity and risk, explanation, top factors, GPUs, links, buttons."""
+    opts = options or BlockOptions()
+    st = state or AlertState()
+    resolved = st.status == "resolved"
+    title = f"Resolved: {incident.title}" if resolved else incident.title
+    blocks: list[Block] = [header(title)]
+    blocks.append(
+        section(
+            "",
+            fields=[
+                f"*Severity*\n{SEVERITY_EMOJI.get(incident.severity, '')} {incident.severity}",
+                f"*Risk*\n{incident.score:.2f}",
+                f"*Root cause*\n{incident.root_cause.kind} `{escape(incident.root_cause.id)}`",
+                f"*GPUs at risk*\n{len(incident.gpus)}",
+            ],
+        )
+    )
+    blocks.extend(explanation_blocks(incident, opts))
+    blocks.append(section(f"*Affected GPUs*\n{gpu_list(incident, opts.max_gpus_shown)}"))
+    links = link_text(incident, opts)
+    blocks.append(context(f"Incident `{incident.id}` · detected {fmt_time(incident.at)}", links))
+    blocks.extend(state_blocks(st))
+    if not resolved:
+        blocks.append(alert_actions(incident.id))
+    return fit(blocks)
+
+
+def explanation_blocks(incident: Incident, opts: BlockOptions) -> list[Block]:
+    """The one-line explanation, its top factors and rule hints (labels allowlisted)."""
+    exp = incident.explanation
+    out: list[Block] = []
+    if exp is None or not (exp.summary or exp.factors):
+        return [section("_No explanation yet: the causal model is still fitting._")]
+    if exp.summary:
+        out.append(section(escape(redact_labels(exp.summary, opts.label_allowlist))))
+    if exp.factors:
+        lines = []
+        for f in exp.factors[:3]:
+            detail = f" · {redact_labels(f.detail, opts.label_allowlist)}" if f.detail else ""
+            lines.append(
+                f"• *{escape(f.name)}* on `{escape(f.entity)}` — {f.share:.0%}{escape(detail)}"
+            )
+        more = len(exp.factors) - 3
+        if more > 0:
+            lines.append(f"_… and {more} more factors_")
+        out.append(section("*Top factors*\n" + "\n".join(lines)))
+    if exp.hints:
+        hints = [escape(redact_labels(h, opts.label_allowlist)) for h in exp.hints]
+        out.append(context(*(f":bulb: {h}" for h in hints[:9])))
+    return out
+
+
+def gpu_list(incident: Incident, shown: int) -> str:
+    """The affected GPUs, riskiest first, collapsed past ``shown`` with a count."""
+    ranked = sorted(incident.gpus, key=lambda g: -g.score)
+    items = [f"`{escape(g.key)}` {g.score:.2f}" for g in ranked]
+    return collapse(items, shown) if items else "_none_"
+
+
+def promql_for(incident: Incident) -> str:
+    """A PromQL selector for the incident's GPUs (their temperature as a first view)."""
+    nodes = sorted({g.node for g in incident.gpus})
+    if incident.root_cause.kind == "gpu":
+        ref = GpuRef.parse(incident.root_cause.id)
+        return f'DCGM_FI_DEV_GPU_TEMP{{Hostname="{ref.node}",gpu="{ref.gpu}"}}'
+    if len(nodes) == 1:
+        return f'DCGM_FI_DEV_GPU_TEMP{{Hostname="{nodes[0]}"}}'
+    if not nodes and incident.root_cause.kind == "node":
+        return f'DCGM_FI_DEV_GPU_TEMP{{Hostname="{incident.root_cause.id}"}}'
+    return f'DCGM_FI_DEV_GPU_TEMP{{Hostname=~"{"|".join(nodes)}"}}'
+
+
+def link_text(incident: Incident, opts: BlockOptions) -> str:
+    """Links to Grafana Explore and the Prometheus UI when their URLs are configured."""
+    expr = promql_for(incident)
+    links = []
+    if opts.grafana_url:
+        left = json.dumps(
+            {"queries": [{"refId": "A", "expr": expr}], "range": {"from": "now-6h", "to": "now"}},
+            separators=(",", ":"),
+        )
+        links.append(f"<{opts.grafana_url.rstrip('/')}/explore?left={quote(left)}|Grafana>")
+    if opts.prometheus_ui_url:
+        url = f"{opts.prometheus_ui_url.rstrip('/')}/graph?g0.expr={quote(expr)}&g0.range_input=6h"
+        links.append(f"<{url}|Prometheus>")
+    return " · ".join(links)
+
+
+def state_blocks(state: AlertState) -> list[Block]:
+    """One context line per thing people did to the alert."""
+    lines = []
+    if state.acked_by:
+        lines.append(f":eyes: Acknowledged by <@{state.acked_by}> at {fmt_time(state.acked_at)}")
+    if state.silenced_until:
+        who = f" by <@{state.silenced_by}>" if state.silenced_by else ""
+        why = f": {escape(state.silence_reason)}" if state.silence_reason else ""
+        lines.append(f":zzz: Silenced until {fmt_time(state.silenced_until)}{who}{why}")
+    if state.false_alarm_by:
+        lines.append(
+            f":no_entry_sign: Marked a false alarm by <@{state.false_alarm_by}> at "
+            f"{fmt_time(state.false_alarm_at)}"
+        )
+    if state.status == "resolved":
+        lines.append(f":white_check_mark: Resolved at {fmt_time(state.resolved_at)}")
+    return [context(*lines)] if lines else []
+
+
+def alert_actions(incident_id: str) -> ActionsBlock:
+    """The buttons: Acknowledge, Silence 4h, Silence…, False alarm (value = incident id)."""
+
+    def button(text: str, action_id: str, style: str | None = None) -> ButtonElement:
+        """One button carrying the incident id."""
+        return ButtonElement(
+            text=PlainTextObject(text=text), action_id=action_id, value=incident_id, style=style
+        )
+
+    return ActionsBlock(
+        block_id=ACTIONS_BLOCK_ID,
+        elements=[
+            button("Acknowledge", ACTION_ACK, "primary"),
+            button("Silence 4h", ACTION_SILENCE_4H),
+            button("Silence…", ACTION_SILENCE_MODAL),
+            button("False alarm", ACTION_FALSE_ALARM, "danger"),
+        ],
+    )
+
+
+def worse_reply_blocks(
+    previous: Incident, current: Incident, options: BlockOptions | None = None
+) -> Blocks:
+    """Thread reply when the same incident got worse: what changed, and the new explanation."""
+    opts = options or BlockOptions()
+    changes = []
+    if previous.severity != current.severity:
+        changes.append(f"severity {previous.severity} → *{current.severity}*")
+    if round(previous.score, 2) != round(current.score, 2):
+        changes.append(f"risk {previous.score:.2f} → *{current.score:.2f}*")
+    if len(previous.gpus) != len(current.gpus):
+        changes.append(f"GPUs at risk {len(previous.gpus)} → *{len(current.gpus)}*")
+    new = sorted({g.key for g in current.gpus} - {g.key for g in previous.gpus})
+    blocks: list[Block] = [
+        section(f":arrow_up: *Worse:* {', '.join(changes) or 'the explanation changed'}")
+    ]
+    if new:
+        blocks.append(section(f"*Newly at risk*\n{collapse([f'`{k}`' for k in new], 8)}"))
+    blocks.extend(explanation_blocks(current, opts))
+    blocks.append(context(f"Updated {fmt_time(current.at)}"))
+    return fit(blocks)
+
+
+def worse_reply_text(previous: Incident, current: Incident) -> str:
+    """Fallback text of the "worse" thread reply."""
+    return plain_text(
+        f"Worse: {current.title}, {previous.severity}->{current.severity}, "
+        f"risk {previous.score:.2f}->{current.score:.2f}"
+    )
+
+
+def resolved_reply_blocks(incident: Incident, reason: str = "") -> Blocks:
+    """Thread reply when an incident resolves."""
+    why = f" {escape(reason)}" if reason else ""
+    return fit(
+        [
+            section(
+                f":white_check_mark: *Resolved* at {fmt_time(incident.at)}: "
+                f"{escape(incident.title)}.{why}"
+            )
+        ]
+    )
+
+
+def note_blocks(text: str) -> Blocks:
+    """A one-section thread note (e.g. "Acknowledged by ...")."""
+    return fit([section(text)])
+
+
+def divider() -> dict[str, Any]:
+    """A divider block as a dict."""
+    return DividerBlock().to_dict()
+
+
+def images_comment(incident: Incident, names: Sequence[str]) -> str:
+    """The comment posted with the alert's images in its thread."""
+    return plain_text(f"{incident.title}: {', '.join(names)}")
