@@ -1,0 +1,274 @@
+"""Pure decisions on an incident's life: post, update, improve, resolve, suppress or nothing.
+
+One place decides what a cycle means for each incident; ``storage.repository`` persists the
+decision (and its outbox row) and ``bot/`` sends it. No clock, no I/O: every input is passed in.
+
+The table (``current`` = this cycle's incident for the dedup key, ``stored`` = the open row):
+
+==========================  =====================================  ===========
+current / stored            condition                              action
+==========================  =====================================  ===========
+None / none or resolved     -                                      NOOP
+None / open or ack          data_ok is False                       NOOP
+None / open or ack          data_ok                                RESOLVE
+incident / none, resolved   silenced                               SUPPRESS
+incident / none, resolved   not silenced                           POST
+incident / open or ack      silenced                               SUPPRESS
+incident / never posted     not silenced (silence lifted)          POST
+incident / acknowledged     severity above the last notified one   UPDATE
+incident / acknowledged     otherwise                              NOOP
+incident / open             severity rose                          UPDATE
+incident / open             severity fell                          IMPROVE
+incident / open             same severity, score up > epsilon      UPDATE
+incident / open             same severity, score down > epsilon    IMPROVE
+incident / open             same severity, |score change| <= eps   NOOP
+==========================  =====================================  ===========
+
+Comparisons are against what was last *notified* (``StoredState.notified_severity`` and
+``notified_score``), not against the previous cycle, so a slow creep still produces one update
+once it adds up to more than epsilon, and a flapping score never spams.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Literal
+
+from analysis.types import Incident, Severity
+
+IncidentStatus = Literal["open", "acknowledged", "resolved"]
+INCIDENT_STATUSES: tuple[str, ...] = ("open", "acknowledged", "resolved")
+
+DEFAULT_SCORE_EPSILON = 0.1
+"""Score changes (calibrated risk in [0, 1]) at or below this are not worth a message."""
+
+_SEVERITY_RANK: dict[str, int] = {"info": 0, "warning": 1, "critical": 2}
+
+
+class Action(StrEnum):
+    """What a cycle means for one incident."""
+
+    POST = "post"
+    """A new incident (or one whose first post was suppressed): post the alert."""
+    UPDATE = "update"
+    """Same incident, worse: edit the original message and reply in its thread."""
+    IMPROVE = "improve"
+    """Same incident, better but not gone: edit the original and reply in its thread."""
+    RESOLVE = "resolve"
+    """Gone from a cycle with good data: edit the original to resolved and reply in thread."""
+    SUPPRESS = "suppress"
+    """Silenced: recorded in the store, nothing sent."""
+    NOOP = "noop"
+    """Nothing worth a message (unchanged, acknowledged without escalation, or missing data)."""
+
+
+NOTIFYING_ACTIONS: frozenset[Action] = frozenset(
+    {Action.POST, Action.UPDATE, Action.IMPROVE, Action.RESOLVE}
+)
+
+
+def severity_rank(severity: str) -> int:
+    """Return the order of a severity: info (0) < warning (1) < critical (2)."""
+    try:
+        return _SEVERITY_RANK[severity]
+    except KeyError:
+        raise ValueError(
+            f"unknown severity {severity!r}: expected one of info, warning, critical"
+        ) from None
+
+
+def max_severity(a: Severity, b: Severity) -> Severity:
+    """Return the higher of two severities."""
+    return a if severity_rank(a) >= severity_rank(b) else b
+
+
+@dataclass(frozen=True)
+class StoredState:
+    """What the store knows about the open incident with a dedup key.
+
+    ``notified_severity``/``notified_score`` are the values of the last message sent (None when
+    nothing was ever posted, e.g. the incident was silenced from the start).
+    """
+
+    status: IncidentStatus
+    severity: Severity
+    score: float
+    notified_severity: Severity | None = None
+    notified_score: float | None = None
+    incident: Incident | None = None
+
+    @property
+    def posted(self) -> bool:
+        """Return True when an alert for this incident was committed for sending."""
+        return self.notified_severity is not None
+
+    @property
+    def is_open(self) -> bool:
+        """Return True for open and acknowledged incidents."""
+        return self.status != "resolved"
+
+
+@dataclass(frozen=True)
+class Decision:
+    """The outcome for one dedup key in one cycle.
+
+    ``incident`` is this cycle's incident, or the stored snapshot for RESOLVE/NOOP-on-missing.
+    ``notify`` says whether a message goes out (an outbox row is written).
+    ``incident_id`` and ``outbox_id`` are filled in by the store after persisting.
+    """
+
+    action: Action
+    dedup_key: str
+    reason: str
+    notify: bool
+    incident: Incident | None = None
+    previous_severity: Severity | None = None
+    incident_id: int | None = None
+    outbox_id: int | None = None
+
+
+def decide(
+    current: Incident | None,
+    stored: StoredState | None,
+    *,
+    data_ok: bool,
+    silenced: bool = False,
+    score_epsilon: float = DEFAULT_SCORE_EPSILON,
+    dedup_key: str | None = None,
+) -> Decision:
+    """Decide what this cycle means for one incident (see the module table).
+
+    Parameters
+    ----------
+    current
+        This cycle's incident for the dedup key, or None when the scorer no longer reports it.
+    stored
+        The store's open (or acknowledged) incident for the key; None or a resolved state when
+        there is none.
+    data_ok
+        False when the cycle's data were missing or degraded: then nothing is resolved.
+    silenced
+        True when an active silence matches the incident (see ``silence_matches``).
+    score_epsilon
+        Score changes at or below this, at equal severity, are NOOP.
+    dedup_key
+        Needed only when both ``current`` and ``stored.incident`` are None.
+    """
+    if score_epsilon < 0:
+        raise ValueError(f"score_epsilon must be >= 0 (got {score_epsilon})")
+    key = _key(current, stored, dedup_key)
+    live = stored if stored is not None and stored.is_open else None
+    previous = live.notified_severity if live else None
+
+    if current is None:
+        if live is None:
+            return Decision(Action.NOOP, key, "nothing open and nothing found", notify=False)
+        if not data_ok:
+            return Decision(
+                Action.NOOP,
+                key,
+                "absent from a cycle with missing data: never resolve on missing data",
+                notify=False,
+                incident=live.incident,
+                previous_severity=previous,
+            )
+        return Decision(
+            Action.RESOLVE,
+            key,
+            "absent from a cycle with good data"
+            + ("" if live.posted else " (never posted: resolved silently)"),
+            notify=live.posted,
+            incident=live.incident,
+            previous_severity=previous,
+        )
+
+    severity_rank(current.severity)  # validate early, with a clear message
+    if silenced:
+        return Decision(
+            Action.SUPPRESS, key, "silenced: recorded, not posted", notify=False, incident=current
+        )
+    if live is None:
+        return Decision(Action.POST, key, "new incident", notify=True, incident=current)
+    if not live.posted or live.notified_severity is None:
+        return Decision(
+            Action.POST,
+            key,
+            "open but never posted (silence lifted): post now",
+            notify=True,
+            incident=current,
+        )
+
+    rise = severity_rank(current.severity) - severity_rank(live.notified_severity)
+    last_score = live.notified_score if live.notified_score is not None else live.score
+    delta = float(current.score) - float(last_score)
+
+    if live.status == "acknowledged":
+        if rise > 0:
+            return Decision(
+                Action.UPDATE,
+                key,
+                f"acknowledged, but severity rose {live.notified_severity} -> {current.severity}",
+                notify=True,
+                incident=current,
+                previous_severity=previous,
+            )
+        return Decision(
+            Action.NOOP,
+            key,
+            "acknowledged and severity did not rise",
+            notify=False,
+            incident=current,
+            previous_severity=previous,
+        )
+
+    if rise > 0:
+        action, reason = Action.UPDATE, f"severity rose {previous} -> {current.severity}"
+    elif rise < 0:
+        action, reason = Action.IMPROVE, f"severity fell {previous} -> {current.severity}"
+    elif delta > score_epsilon:
+        action, reason = Action.UPDATE, f"risk rose {last_score:.2f} -> {current.score:.2f}"
+    elif delta < -score_epsilon:
+        action, reason = Action.IMPROVE, f"risk fell {last_score:.2f} -> {current.score:.2f}"
+    else:
+        return Decision(
+            Action.NOOP,
+            key,
+            f"unchanged (risk change {delta:+.3f} within {score_epsilon})",
+            notify=False,
+            incident=current,
+            previous_severity=previous,
+        )
+    return Decision(action, key, reason, notify=True, incident=current, previous_severity=previous)
+
+
+def silence_matches(incident: Incident, target: str) -> bool:
+    """Return True when a silence ``target`` covers the incident.
+
+    A target matches the dedup key (``pdu:pdu-a1``), the root cause id (``pdu-a1``,
+    ``gpu-node-007/3``), any affected GPU's key (``gpu-node-007/3``) or any affected GPU's node
+    (``gpu-node-007``). A node-level silence therefore covers every GPU on that node.
+    """
+    target = target.strip()
+    if not target:
+        return False
+    if target in (incident.dedup_key, incident.root_cause.id):
+        return True
+    if incident.root_cause.kind == "gpu" and incident.root_cause.id.rpartition("/")[0] == target:
+        return True
+    return any(target in (g.key, g.node) for g in incident.gpus)
+
+
+def _key(current: Incident | None, stored: StoredState | None, dedup_key: str | None) -> str:
+    """Return the dedup key from whichever input carries it."""
+    if current is not None:
+        if dedup_key is not None and dedup_key != current.dedup_key:
+            raise ValueError(
+                f"dedup_key {dedup_key!r} does not match the incident's {current.dedup_key!r}"
+            )
+        return current.dedup_key
+    if stored is not None and stored.incident is not None:
+        return stored.incident.dedup_key
+    if dedup_key is not None:
+        return dedup_key
+    raise ValueError("decide() needs a current incident, a stored snapshot or a dedup_key")
