@@ -106,6 +106,7 @@ def evaluate(
         TimeElapsedColumn(),
         console=err,
         transient=True,
+        disable=not err.is_terminal,
     ) as progress:
         task = progress.add_task("evaluating", total=len(refs))
         for ref in refs:
