@@ -1,0 +1,253 @@
+"""Group at-risk GPUs into incidents under the root cause that explains them. Pure.
+
+A facility component (PDU, cooling unit, switch) or a rack becomes the root cause when at least
+``min_fraction`` of the GPUs behind it are at risk, or when its own signals are anomalous and at
+least two GPUs behind it (on two or more nodes) are at risk. When several entities cover the same
+GPUs (one rack, one PDU, one CRAC and one leaf switch per rack), the one whose own and
+characteristic signals deviate most is named; with no such evidence the rack is. A node becomes the
+root cause when most of its GPUs are at risk or its own signals (fans, inlet, scrape targets)
+explain an at-risk GPU. Everything else stays one GPU's incident.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterable, Mapping
+from datetime import datetime
+
+import networkx as nx
+import numpy as np
+import pandas as pd
+
+from analysis.features import flags_of
+from analysis.graph import gpus_behind
+from analysis.types import GpuRef, GpuScore, Incident, RootCause, Severity, format_time
+
+# Characteristic evidence of each upstream kind: feature columns (prefix match) whose deviation
+# (``z.<column>`` written by the scorer, in robust standard deviations) points at that kind.
+SIGNATURES: dict[str, tuple[str, ...]] = {
+    "pdu": ("pdu.", "volts_dev", "volts_dip", "power_viol_rate"),
+    "cooling": ("cooling.", "inlet", "inlet_vs_fleet", "rack_temp_vs_fleet"),
+    "switch": ("switch.",),
+    "rack": (),
+    "node": (
+        "fan_min",
+        "fan_mean",
+        "fan_spread",
+        "fan_min_vs_rack",
+        "node_temp_vs_rack",
+        "inlet_vs_rack",
+        "up_down_frac",
+    ),
+}
+OWN_PREFIX: dict[str, str] = {"pdu": "pdu.", "cooling": "cooling.", "switch": "switch."}
+FACILITY_ORDER: dict[str, int] = {"pdu": 0, "cooling": 0, "switch": 0, "rack": 1}
+
+DEFAULT_MIN_FRACTION = 0.5
+DEFAULT_EVIDENCE_Z = 4.0
+DEFAULT_CRITICAL = 0.99
+
+
+def incident_id(dedup_key: str, first_at: datetime) -> str:
+    """Return a stable id from an incident's dedup key and the first cycle it was seen."""
+    raw = f"{dedup_key}|{format_time(first_at)}".encode()
+    return hashlib.sha1(raw, usedforsecurity=False).hexdigest()[:16]
+
+
+def _as_scores(scores: Mapping[str, float] | pd.Series | Iterable[GpuScore]) -> dict[str, float]:
+    """Normalise the accepted score containers to {gpu_key: score}."""
+    if isinstance(scores, pd.Series):
+        return {str(k): float(v) for k, v in scores.items()}
+    if isinstance(scores, Mapping):
+        return {str(k): float(v) for k, v in scores.items()}
+    return {s.key: float(s.score) for s in scores}
+
+
+def evidence(features: pd.DataFrame | None, gpus: Iterable[str], columns: Iterable[str]) -> float:
+    """Median over ``gpus`` of the largest ``|z|`` among the matching feature columns (0 if none)."""
+    if features is None or features.empty:
+        return 0.0
+    prefixes = tuple(columns)
+    if not prefixes:
+        return 0.0
+    zcols = [
+        c
+        for c in features.columns
+        if isinstance(c, str) and c.startswith("z.") and c[2:].startswith(prefixes)
+    ]
+    rows = [g for g in gpus if g in features.index]
+    if not zcols or not rows:
+        return 0.0
+    block = features.loc[rows, zcols].astype(float).abs().max(axis=1)
+    value = float(block.median())
+    return 0.0 if np.isnan(value) else value
+
+
+def severity_of(score: float, flags: Iterable[str], critical: float = DEFAULT_CRITICAL) -> Severity:
+    """Return critical for failure-grade signals or a score at ``critical``, else warning."""
+    if any(True for _ in flags) or score >= critical:
+        return "critical"
+    return "warning"
+
+
+def _top_signals(features: pd.DataFrame | None, gpus: list[str], n: int = 3) -> list[str]:
+    """Return the ``n`` feature deviations that are largest across the incident's GPUs."""
+    if features is None or features.empty:
+        return []
+    zcols = [c for c in features.columns if isinstance(c, str) and c.startswith("z.")]
+    rows = [g for g in gpus if g in features.index]
+    if not zcols or not rows:
+        return []
+    med = features.loc[rows, zcols].astype(float).median(axis=0)
+    top = med.abs().sort_values(ascending=False).head(n)
+    return [f"{c[2:]}={med[c]:+.1f}sd" for c in top.index if abs(med[c]) >= 3.0]
+
+
+def find_incidents(
+    scores: Mapping[str, float] | pd.Series | Iterable[GpuScore],
+    features: pd.DataFrame | None,
+    graph: nx.DiGraph,
+    at: datetime,
+    threshold: float,
+    *,
+    min_fraction: float = DEFAULT_MIN_FRACTION,
+    evidence_z: float = DEFAULT_EVIDENCE_Z,
+    critical: float = DEFAULT_CRITICAL,
+) -> list[Incident]:
+    """Group the GPUs scoring at least ``threshold`` into incidents, each under its root cause.
+
+    Parameters
+    ----------
+    scores : mapping, Series or GpuScores
+        Calibrated risk per GPU key.
+    features : pd.DataFrame or None
+        The scorer's feature table (index: GPU key) with ``z.<column>`` deviations and ``fail_*``
+        flags; without it grouping relies on the fraction of GPUs at risk alone.
+    graph : nx.DiGraph
+        The dependency graph.
+    at : datetime
+        The cycle's time (used in the incident id).
+    threshold : float
+        Calibrated risk that counts as at risk.
+    min_fraction, evidence_z, critical : float
+        Share of GPUs behind an entity at risk that makes it the root cause; deviation (robust
+        sd) that counts as the entity's own evidence; score that is critical on its own.
+
+    Returns
+    -------
+    list[Incident]
+        Incidents sorted by score (highest first); ``explanation`` is None (``explain`` adds it).
+    """
+    risk = _as_scores(scores)
+    at_risk = sorted(k for k, s in risk.items() if s >= threshold)
+    if not at_risk:
+        return []
+    flags = flags_of(features) if features is not None else {}
+    node_of = {k: GpuRef.parse(k).node for k in at_risk}
+
+    # 1. Facility components and racks: shared by at-risk GPUs on two or more nodes.
+    members_of: dict[str, list[str]] = {}
+    for key in at_risk:
+        if key not in graph:
+            continue
+        for anc in nx.ancestors(graph, key):
+            if graph.nodes[anc].get("kind") in FACILITY_ORDER:
+                members_of.setdefault(anc, []).append(key)
+    candidates: list[tuple[int, float, int, str, list[str]]] = []
+    for ent, members in members_of.items():
+        if len(members) < 2 or len({node_of[m] for m in members}) < 2:
+            continue
+        kind = str(graph.nodes[ent]["kind"])
+        behind = gpus_behind(graph, ent)
+        frac = len(members) / max(len(behind), 1)
+        own = evidence(features, members, (OWN_PREFIX[kind],)) if kind in OWN_PREFIX else 0.0
+        ev = max(own, evidence(features, members, SIGNATURES[kind]))
+        if frac >= min_fraction or own >= evidence_z:
+            strength = ev if ev >= evidence_z else 0.0
+            # With evidence a component beats the rack; without any, the rack is named.
+            pref = FACILITY_ORDER[kind] if strength > 0 else 1 - FACILITY_ORDER[kind]
+            candidates.append((len(members), strength, pref, ent, members))
+    # Largest coverage first; among equal coverage the strongest evidence.
+    candidates.sort(key=lambda c: (-c[0], -c[1], c[2], c[3]))
+    assigned: set[str] = set()
+    groups: list[tuple[str, str, list[str]]] = []
+    for _, _, _, ent, members in candidates:
+        free = [m for m in members if m not in assigned]
+        if len(free) < 2 or len({node_of[m] for m in free}) < 2:
+            continue
+        if len(free) < len(members) and len(free) / len(members) < 0.5:
+            continue
+        groups.append((ent, str(graph.nodes[ent]["kind"]), free))
+        assigned.update(free)
+
+    # 2. Nodes: most of their GPUs at risk, or their own signals explain an at-risk GPU.
+    by_node: dict[str, list[str]] = {}
+    for key in at_risk:
+        if key not in assigned:
+            by_node.setdefault(node_of[key], []).append(key)
+    for node, members in sorted(by_node.items()):
+        on_node = gpus_behind(graph, node) if node in graph else members
+        frac = len(members) / max(len(on_node), 1)
+        own = evidence(features, members, SIGNATURES["node"])
+        if (len(members) >= 2 and frac >= min_fraction) or own >= evidence_z:
+            groups.append((node, "node", members))
+            assigned.update(members)
+
+    # 3. Whatever is left is one GPU's own trouble.
+    for key in at_risk:
+        if key not in assigned:
+            groups.append((key, "gpu", [key]))
+
+    incidents: list[Incident] = []
+    for ent, kind, members in groups:
+        gpus = tuple(
+            GpuScore(GpuRef.parse(m).node, GpuRef.parse(m).gpu, risk[m]) for m in sorted(members)
+        )
+        top = max(g.score for g in gpus)
+        fl = sorted({f for m in members for f in flags.get(m, ())})
+        rc = RootCause(id=ent, kind=kind)  # type: ignore[arg-type]
+        dedup = f"{kind}:{ent}"
+        incidents.append(
+            Incident(
+                id=incident_id(dedup, at),
+                at=at,
+                severity=severity_of(top, fl, critical),
+                score=top,
+                root_cause=rc,
+                gpus=gpus,
+                explanation=None,
+                signals=tuple(fl + _top_signals(features, list(members))),
+            )
+        )
+    incidents.sort(key=lambda i: (-i.score, i.root_cause.id))
+    return incidents
+
+
+def per_gpu_incidents(
+    scores: Mapping[str, float] | pd.Series | Iterable[GpuScore],
+    features: pd.DataFrame | None,
+    at: datetime,
+    threshold: float,
+    *,
+    critical: float = DEFAULT_CRITICAL,
+) -> list[Incident]:
+    """Return one incident per GPU at risk, no grouping (the plain baseline's view)."""
+    risk = _as_scores(scores)
+    flags = flags_of(features) if features is not None else {}
+    out = []
+    for key in sorted(k for k, s in risk.items() if s >= threshold):
+        ref = GpuRef.parse(key)
+        fl = flags.get(key, ())
+        out.append(
+            Incident(
+                id=incident_id(f"gpu:{key}", at),
+                at=at,
+                severity=severity_of(risk[key], fl, critical),
+                score=risk[key],
+                root_cause=RootCause(id=key, kind="gpu"),
+                gpus=(GpuScore(ref.node, ref.gpu, risk[key]),),
+                signals=tuple(fl),
+            )
+        )
+    out.sort(key=lambda i: (-i.score, i.root_cause.id))
+    return out

@@ -1,0 +1,562 @@
+"""Risk scoring: the graph-aware model, the plain Isolation Forest baseline, calibration, hysteresis.
+
+Pure: frames and graphs in, :class:`analysis.types.Assessment` out; persistence is bytes
+(``to_bytes``/``from_bytes``), the file I/O lives in ``storage/model_store.py``.
+
+How a GPU's risk is made (:class:`GraphRiskModel`):
+
+1. :func:`analysis.features.build_features` gives one row per GPU (own metrics, peers, node,
+   upstream components).
+2. Each feature is taken relative to that GPU's own median over the fitted history (per-GPU offsets
+   and each component's usual level drop out) and scaled by a robust fleet-wide spread: ``z``.
+3. A detector with the PyOD/sklearn contract (Isolation Forest by default; ECOD, COPOD, HBOS by
+   name) scores the ``z`` rows, higher = riskier; a tail guard scores the largest single ``|z|``
+   (a forest cannot split on a feature that never moved in healthy history).
+4. Both are calibrated against the fitted history into [0, 1] by :class:`TailCalibrator`:
+   ``risk = -log10(p) / decades`` where ``p`` is the share of healthy GPU-cycles at least as
+   abnormal (empirical, with an exponential tail fitted beyond the 95th percentile). With the
+   default six decades 0.5 means 1 in 1,000 healthy GPU-cycles, 0.9 about 1 in 250,000 and 1.0 one
+   in a million, whatever the fleet.
+5. Failure-grade signals (DBE increase, row-remap failure, hardware XID, vanished series) put a
+   floor under the risk: ``risk = max(calibrated, floor)``, so the forest can never dilute them.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any, ClassVar, Self
+
+import joblib
+import networkx as nx
+import numpy as np
+import numpy.typing as npt
+import pandas as pd
+
+from analysis.detectors import DETECTORS, Detector, make_detector
+from analysis.features import (
+    DEFAULT_WINDOW,
+    FLAG_COLUMNS,
+    RAW_LEVEL_COLUMNS,
+    build_features,
+    feature_columns,
+    feature_history,
+    gpu_keys_of,
+    sort_frames,
+)
+from analysis.graph import gpus_behind
+from analysis.incidents import (
+    DEFAULT_CRITICAL,
+    find_incidents,
+    incident_id,
+    per_gpu_incidents,
+)
+from analysis.scorer import Scorer
+from analysis.types import Assessment, Fault, FleetFrames, GpuRef, GpuScore, Incident
+
+MODEL_FORMAT = "gpu-risk-model"
+MODEL_VERSION = 1
+DEFAULT_THRESHOLD = 0.9
+DEFAULT_FIT_WINDOW = timedelta(hours=24)
+DEFAULT_FIT_CYCLES = 48
+DEFAULT_DECADES = 6.0
+DEFAULT_FLOOR = 1.0
+
+
+class FleetMismatchError(ValueError):
+    """A stored model was fitted on another fleet (GPUs or topology differ)."""
+
+
+class ModelFormatError(ValueError):
+    """Bytes that are not a gpu-risk model, or one written by an incompatible version."""
+
+
+class NotFittedError(RuntimeError):
+    """A scorer was asked to assess before ``fit``."""
+
+
+def _utc(ts: datetime | pd.Timestamp) -> pd.Timestamp:
+    """Return an aware UTC pandas timestamp."""
+    t = pd.Timestamp(ts)
+    return t.tz_localize("UTC") if t.tzinfo is None else t.tz_convert("UTC")
+
+
+def fleet_fingerprint(graph: nx.DiGraph) -> str:
+    """Return a short hash of the fleet: sorted GPU keys and the topology's edges."""
+    gpus = gpu_keys_of(graph)
+    edges = sorted(
+        f"{u}>{v}"
+        for u, v in graph.edges()
+        if graph.nodes[v].get("kind") != "gpu" and graph.nodes[u].get("kind") != "gpu"
+    )
+    blob = json.dumps({"gpus": gpus, "edges": edges}, separators=(",", ":")).encode()
+    return hashlib.sha256(blob).hexdigest()[:16]
+
+
+@dataclass(frozen=True)
+class Exclusion:
+    """Rows to leave out of training: the GPUs behind ``entity`` from ``start`` to ``end``.
+
+    ``entity`` is a GPU key, a node, a rack or a component id; ``end`` None means "until the end of
+    the history". A window that merely overlaps the range is excluded too.
+    """
+
+    entity: str
+    start: datetime
+    end: datetime | None = None
+
+    @classmethod
+    def from_fault(cls, fault: Fault) -> Exclusion:
+        """Exclude a known incident (faults.json entry) from its onset to its failure."""
+        return cls(entity=fault.target, start=fault.onset, end=fault.failure)
+
+
+class TailCalibrator:
+    """Map raw detector scores to [0, 1] against the scores of the fitted history.
+
+    ``risk = min(1, -log10(p) / decades)`` where ``p`` is the smoothed share of training scores
+    at least as high (empirical below the ``tail_quantile``, exponential tail fitted above it).
+    """
+
+    def __init__(self, decades: float = DEFAULT_DECADES, tail_quantile: float = 0.95) -> None:
+        """Keep the settings; nothing is fitted yet."""
+        self.decades = decades
+        self.tail_quantile = tail_quantile
+
+    def fit(self, scores: npt.ArrayLike) -> Self:
+        """Learn the distribution of healthy scores and return self."""
+        s = np.sort(np.asarray(scores, dtype=np.float64))
+        s = s[np.isfinite(s)]
+        if s.size < 10:
+            raise ValueError(f"need at least 10 finite training scores to calibrate, got {s.size}")
+        self.sorted_ = s
+        self.u_ = float(np.quantile(s, self.tail_quantile))
+        exceed = s[s > self.u_] - self.u_
+        spread = float(np.quantile(s, 0.99) - np.quantile(s, 0.5)) or 1e-6
+        self.beta_ = max(float(exceed.mean()) if exceed.size else 0.0, spread / 20, 1e-9)
+        self.p_u_ = max(float((s > self.u_).mean()), 1.0 / (s.size + 1))
+        return self
+
+    def tail_probability(self, scores: npt.ArrayLike) -> npt.NDArray[np.float64]:
+        """Return ``p``: the share of healthy training scores at least as high as each score."""
+        x = np.asarray(scores, dtype=np.float64)
+        n = self.sorted_.size
+        ge = n - np.searchsorted(self.sorted_, x, side="left")
+        p_emp = (ge + 1.0) / (n + 1.0)
+        p_tail = self.p_u_ * np.exp(-(x - self.u_) / self.beta_)
+        p = np.where(x > self.u_, np.minimum(p_emp, p_tail), p_emp)
+        return np.asarray(np.where(np.isfinite(x), p, 1.0), dtype=np.float64)
+
+    def transform(self, scores: npt.ArrayLike) -> npt.NDArray[np.float64]:
+        """Return calibrated risk in [0, 1] (higher = rarer in healthy history)."""
+        p = np.clip(self.tail_probability(scores), 1e-300, 1.0)
+        return np.asarray(np.clip(-np.log10(p) / self.decades, 0.0, 1.0), dtype=np.float64)
+
+
+def _scale_floor(column: str, median: float) -> float:
+    """Return the smallest spread a feature may have, so a quiet feature cannot explode."""
+    if column.endswith("_rate") or column.endswith(".rate") or column.endswith("_events"):
+        return 0.3
+    if column.startswith(("volts", "fan_spread", "fan_min_vs_rack", "clock_vs_node")):
+        return 0.003
+    if "temp" in column or column.startswith("inlet") or column.endswith("_slope"):
+        return 0.3 if not column.endswith("_slope") else 0.02
+    if column in {"gap_frac", "up_down_frac"}:
+        return 0.05
+    if column == "last_seen_min":
+        return 1.0
+    return max(1e-3, 0.01 * abs(median))
+
+
+def fit_times(start: datetime, end: datetime, window: timedelta, cycles: int) -> list[datetime]:
+    """Return ``cycles`` evenly spaced window ends in ``[start + window, end]``, on whole minutes."""
+    first = _utc(start) + pd.Timedelta(window)
+    last = _utc(end)
+    if last < first:
+        raise ValueError(
+            f"history too short: it spans {(last - _utc(start))} but one window needs {window}; "
+            "fetch a longer history (GPU_RISK_FIT_WINDOW_HOURS) or shorten the window"
+        )
+    n = max(1, cycles)
+    stamps = pd.date_range(first, last, periods=n) if n > 1 else pd.DatetimeIndex([last])
+    stamps = stamps.floor("min").unique()
+    return [t.to_pydatetime() for t in stamps]
+
+
+class FeatureScorer:
+    """Shared machinery: featurise, standardise, detect, calibrate, floor, group."""
+
+    name: ClassVar[str] = "base"
+    own_baseline: ClassVar[bool] = True
+    tail_guard: ClassVar[bool] = True
+    rule_floor: ClassVar[bool] = True
+    grouped: ClassVar[bool] = True
+
+    def __init__(
+        self,
+        detector: str = "iforest",
+        *,
+        window: timedelta = DEFAULT_WINDOW,
+        fit_window: timedelta = DEFAULT_FIT_WINDOW,
+        fit_cycles: int = DEFAULT_FIT_CYCLES,
+        threshold: float = DEFAULT_THRESHOLD,
+        decades: float = DEFAULT_DECADES,
+        floor: float = DEFAULT_FLOOR,
+        critical: float = DEFAULT_CRITICAL,
+        exclude: Sequence[Exclusion] = (),
+        random_state: int = 0,
+        detector_params: Mapping[str, Any] | None = None,
+    ) -> None:
+        """Keep the settings; nothing is fitted yet (sklearn style)."""
+        if detector not in DETECTORS:
+            raise ValueError(f"unknown detector {detector!r}: choose one of {', '.join(DETECTORS)}")
+        if not 0.0 < threshold < 1.0:
+            raise ValueError(f"threshold must be between 0 and 1 (exclusive), got {threshold}")
+        self.detector = detector
+        self.window = window
+        self.fit_window = fit_window
+        self.fit_cycles = fit_cycles
+        self.threshold = threshold
+        self.decades = decades
+        self.floor = floor
+        self.critical = critical
+        self.exclude = tuple(exclude)
+        self.random_state = random_state
+        self.detector_params = dict(detector_params or {})
+
+    # ----------------------------------------------------------------- fitting
+    def _select(self, features: pd.DataFrame) -> list[str]:
+        """Return the columns this scorer feeds its detector."""
+        cols = feature_columns(features)
+        if self.own_baseline:
+            return cols
+        return [c for c in RAW_LEVEL_COLUMNS if c in cols]
+
+    def _excluded(self, rows: pd.DataFrame, graph: nx.DiGraph) -> npt.NDArray[np.bool_]:
+        """Return a mask of training rows that fall in an exclusion (known incidents)."""
+        mask = np.zeros(len(rows), dtype=bool)
+        if not self.exclude:
+            return mask
+        at = rows.index.get_level_values("at")
+        key = rows.index.get_level_values("gpu_key")
+        for ex in self.exclude:
+            gpus = set(gpus_behind(graph, ex.entity)) if ex.entity in graph else {ex.entity}
+            lo = _utc(ex.start)
+            hi = _utc(ex.end) + pd.Timedelta(self.window) if ex.end is not None else None
+            in_time = at >= lo if hi is None else (at >= lo) & (at <= hi)
+            mask |= np.asarray(in_time & key.isin(list(gpus)), dtype=bool)
+        return mask
+
+    def fit(self, history: FleetFrames, graph: nx.DiGraph) -> Self:
+        """Fit on feature rows sampled at ``fit_cycles`` cycles over the last ``fit_window``."""
+        start = max(_utc(history.start), _utc(history.end) - pd.Timedelta(self.fit_window))
+        times = fit_times(start.to_pydatetime(), history.end, self.window, self.fit_cycles)
+        rows = feature_history(sort_frames(history), graph, times, self.window)
+        if rows.empty:
+            raise ValueError("no GPU rows in the history: is the metrics source empty?")
+        keep = ~self._excluded(rows, graph)
+        flagged = rows[list(FLAG_COLUMNS)].any(axis=1).to_numpy()
+        keep &= ~flagged
+        rows = rows[keep]
+        if len(rows) < 20:
+            raise ValueError(
+                f"only {len(rows)} healthy feature rows to fit on: give a longer history "
+                "or fewer exclusions"
+            )
+        self.columns_ = self._select(rows)
+        x = rows[self.columns_].astype(float)
+        fill = x.median()
+        self.fill_ = fill.fillna(0.0)
+        x = x.fillna(self.fill_)
+        keys = rows.index.get_level_values("gpu_key")
+        if self.own_baseline:
+            self.baseline_ = x.groupby(keys).median()
+            dev = x - self.baseline_.reindex(keys).to_numpy()
+        else:
+            self.baseline_ = pd.DataFrame(columns=self.columns_, dtype=float)
+            dev = x
+        self.center_ = dev.median()
+        mad = (dev - self.center_).abs().median() * 1.4826
+        std = dev.std().fillna(0.0)
+        spread = mad.where(mad > 1e-12, std)
+        floors = pd.Series(
+            {c: _scale_floor(c, float(fill.get(c, 0.0) or 0.0)) for c in self.columns_}
+        )
+        self.scale_ = np.maximum(spread.fillna(0.0), floors)
+        z = ((dev - self.center_) / self.scale_).to_numpy(dtype=np.float64)
+        self.detector_: Detector = make_detector(
+            self.detector, random_state=self.random_state, **self.detector_params
+        ).fit(z)
+        self.calibrator_ = TailCalibrator(self.decades).fit(self.detector_.decision_function(z))
+        if self.tail_guard:
+            self.guard_ = TailCalibrator(self.decades).fit(np.abs(z).max(axis=1))
+        self.fingerprint_ = fleet_fingerprint(graph)
+        self.n_train_rows_ = len(rows)
+        self.fitted_at_ = _utc(history.end).to_pydatetime()
+        return self
+
+    # ----------------------------------------------------------------- scoring
+    def _check_fitted(self) -> None:
+        """Raise NotFittedError unless fit has run."""
+        if not hasattr(self, "detector_"):
+            raise NotFittedError(f"the {self.name} scorer is not fitted: call fit(history, graph)")
+
+    def standardise(self, features: pd.DataFrame) -> pd.DataFrame:
+        """Return the ``z`` deviations of each feature (own baseline removed, robustly scaled)."""
+        self._check_fitted()
+        x = features.reindex(columns=self.columns_).astype(float).fillna(self.fill_)
+        if self.own_baseline:
+            base = self.baseline_.reindex(x.index)
+            base = base.fillna(self.baseline_.median()).fillna(self.fill_)
+            x = x - base.to_numpy()
+        return (x - self.center_) / self.scale_
+
+    def score_features(self, features: pd.DataFrame) -> pd.Series:
+        """Return calibrated risk in [0, 1] per GPU (index of ``features``)."""
+        z = self.standardise(features)
+        arr = z.to_numpy(dtype=np.float64)
+        risk = self.calibrator_.transform(self.detector_.decision_function(arr))
+        if self.tail_guard:
+            risk = np.maximum(risk, self.guard_.transform(np.abs(arr).max(axis=1)))
+        if self.rule_floor:
+            present = [c for c in FLAG_COLUMNS if c in features.columns]
+            if present:
+                hit = features[present].astype(bool).any(axis=1).to_numpy()
+                risk = np.where(hit, np.maximum(risk, self.floor), risk)
+        return pd.Series(risk, index=features.index, name="risk")
+
+    def assess(self, frames: FleetFrames, graph: nx.DiGraph, at: datetime) -> Assessment:
+        """Score every GPU over the window ending at ``at`` and group at-risk GPUs."""
+        self._check_fitted()
+        feats = build_features(frames, graph, at, self.window)
+        risk = self.score_features(feats)
+        z = self.standardise(feats).add_prefix("z.")
+        table = pd.concat([feats, z], axis=1)
+        table["risk"] = risk
+        scores = tuple(
+            GpuScore(GpuRef.parse(k).node, GpuRef.parse(k).gpu, float(v)) for k, v in risk.items()
+        )
+        if self.grouped:
+            incidents = find_incidents(
+                risk, table, graph, at, self.threshold, critical=self.critical
+            )
+        else:
+            incidents = per_gpu_incidents(risk, table, at, self.threshold, critical=self.critical)
+        return Assessment(at=at, scores=scores, incidents=tuple(incidents), features=table)
+
+    # ------------------------------------------------------------- persistence
+    def check_fleet(self, graph: nx.DiGraph) -> None:
+        """Raise FleetMismatchError unless ``graph`` is the fleet this model was fitted on."""
+        self._check_fitted()
+        here = fleet_fingerprint(graph)
+        if here != self.fingerprint_:
+            raise FleetMismatchError(
+                f"this {self.name} model was fitted on fleet {self.fingerprint_}, but the current "
+                f"fleet is {here} (GPUs or topology changed): refit it on this fleet's history"
+            )
+
+    def to_bytes(self) -> bytes:
+        """Return the fitted model, its feature list, version and fleet fingerprint as bytes."""
+        self._check_fitted()
+        buf = io.BytesIO()
+        payload = {
+            "format": MODEL_FORMAT,
+            "version": MODEL_VERSION,
+            "name": self.name,
+            "features": list(self.columns_),
+            "fingerprint": self.fingerprint_,
+            "model": self,
+        }
+        joblib.dump(payload, buf, compress=3)
+        return buf.getvalue()
+
+    @classmethod
+    def from_bytes(cls, data: bytes, fingerprint: str | None = None) -> Self:
+        """Load a model from bytes; refuse another format, version, scorer or fleet."""
+        try:
+            payload = joblib.load(io.BytesIO(data))
+        except Exception as exc:
+            raise ModelFormatError(f"not a gpu-risk model file ({exc}); refit the model") from exc
+        if not isinstance(payload, dict) or payload.get("format") != MODEL_FORMAT:
+            raise ModelFormatError("not a gpu-risk model file; refit the model")
+        if payload.get("version") != MODEL_VERSION:
+            raise ModelFormatError(
+                f"model format version {payload.get('version')} is not {MODEL_VERSION} "
+                "(written by another gpu-risk release): refit the model"
+            )
+        model = payload["model"]
+        if not isinstance(model, cls) or payload.get("name") != cls.name:
+            raise ModelFormatError(
+                f"stored model is a {payload.get('name')!r} scorer, not {cls.name!r}"
+            )
+        if fingerprint is not None and payload.get("fingerprint") != fingerprint:
+            raise FleetMismatchError(
+                f"stored {cls.name} model was fitted on fleet {payload.get('fingerprint')}, "
+                f"not on this fleet ({fingerprint}): refit it on this fleet's history"
+            )
+        return model
+
+
+class GraphRiskModel(FeatureScorer):
+    """The product's model (name ``graph``): graph-context features, own baselines, floors.
+
+    Parameters
+    ----------
+    detector : str
+        ``iforest`` (default), ``ecod``, ``copod`` or ``hbos`` (:func:`analysis.detectors.make_detector`).
+    window, fit_window, fit_cycles
+        Feature window per cycle; history span fitted on; cycles sampled from it.
+    threshold : float
+        Calibrated risk that counts as at risk (incidents).
+    decades : float
+        Calibration scale: risk 1.0 = one healthy GPU-cycle in ``10**decades``.
+    floor : float
+        Minimum risk of a GPU with a failure-grade signal.
+    exclude : sequence of Exclusion
+        Known incidents left out of training.
+    random_state : int
+        Seed of the detector.
+    """
+
+    name: ClassVar[str] = "graph"
+
+
+class IForestBaseline(FeatureScorer):
+    """Plain Isolation Forest on per-GPU raw metric levels (name ``iforest``), no graph context.
+
+    Same calibration as the graph model; no own baselines, no peers, no node or component signals,
+    no failure-grade floor, one incident per at-risk GPU: the comparison baseline of the backtest.
+    """
+
+    name: ClassVar[str] = "iforest"
+    own_baseline: ClassVar[bool] = False
+    tail_guard: ClassVar[bool] = False
+    rule_floor: ClassVar[bool] = False
+    grouped: ClassVar[bool] = False
+
+
+class Hysteresis:
+    """Open an incident after ``open_after`` consecutive cycles, close it after ``close_after`` quiet ones.
+
+    Feed each cycle's :class:`Assessment` to :meth:`update`; it returns the incidents open now.
+    An incident keeps the id of the first cycle of the streak that opened it. When a broader
+    incident (rack, component, node) covers the GPUs of an open narrower one, the narrower one is
+    closed at once (superseded), so one fault never pages twice.
+    """
+
+    def __init__(self, open_after: int = 2, close_after: int = 5) -> None:
+        """Keep the cycle counts; nothing is open yet."""
+        if open_after < 1 or close_after < 1:
+            raise ValueError("open_after and close_after must be at least 1 cycle")
+        self.open_after = open_after
+        self.close_after = close_after
+        self._streak: dict[str, int] = {}
+        self._first: dict[str, datetime] = {}
+        self._quiet: dict[str, int] = {}
+        self._open: dict[str, Incident] = {}
+
+    @property
+    def open_incidents(self) -> list[Incident]:
+        """Return the incidents open now, highest score first."""
+        return sorted(self._open.values(), key=lambda i: (-i.score, i.root_cause.id))
+
+    def update(self, assessment: Assessment) -> list[Incident]:
+        """Take one cycle's assessment; return the incidents open after it."""
+        present = {i.dedup_key: i for i in assessment.incidents}
+        for key in list(self._streak):
+            if key not in present:
+                del self._streak[key]
+                self._first.pop(key, None)
+        for key, inc in present.items():
+            self._streak[key] = self._streak.get(key, 0) + 1
+            self._first.setdefault(key, assessment.at)
+            if key in self._open:
+                self._quiet[key] = 0
+                self._open[key] = _with_id(inc, self._open[key].id)
+            elif self._streak[key] >= self.open_after:
+                self._open[key] = _with_id(inc, incident_id(key, self._first[key]))
+                self._quiet[key] = 0
+        for key in list(self._open):
+            if key in present:
+                continue
+            self._quiet[key] = self._quiet.get(key, 0) + 1
+            if self._quiet[key] >= self.close_after:
+                del self._open[key]
+                self._quiet.pop(key, None)
+        # A broader open incident supersedes narrower ones whose GPUs it covers.
+        broader = [
+            {g.key for g in inc.gpus}
+            for key, inc in self._open.items()
+            if key in present and inc.root_cause.kind != "gpu"
+        ]
+        for key, inc in list(self._open.items()):
+            if key in present:
+                continue
+            gpus = {g.key for g in inc.gpus}
+            if any(gpus <= cover for cover in broader):
+                del self._open[key]
+                self._quiet.pop(key, None)
+        return self.open_incidents
+
+
+def _with_id(incident: Incident, new_id: str) -> Incident:
+    """Return the incident with another id."""
+    return Incident(
+        id=new_id,
+        at=incident.at,
+        severity=incident.severity,
+        score=incident.score,
+        root_cause=incident.root_cause,
+        gpus=incident.gpus,
+        explanation=incident.explanation,
+        signals=incident.signals,
+    )
+
+
+def scan_with_hysteresis(
+    scorer: Scorer,
+    frames: FleetFrames,
+    graph: nx.DiGraph,
+    at: datetime,
+    *,
+    cycle: timedelta = timedelta(minutes=1),
+    open_after: int = 2,
+    close_after: int = 5,
+) -> tuple[Assessment, list[Incident]]:
+    """One-shot scan at ``at``: assess the previous ``open_after`` cycles through a Hysteresis.
+
+    Returns the assessment at ``at`` and the incidents open after it (what the runtime would have
+    open had it been running).
+    """
+    hyst = Hysteresis(open_after=open_after, close_after=close_after)
+    ordered = sort_frames(frames)
+    end = _utc(at).to_pydatetime()
+    for i in range(open_after - 1, 0, -1):
+        hyst.update(scorer.assess(ordered, graph, end - i * cycle))
+    last = scorer.assess(ordered, graph, end)
+    hyst.update(last)
+    return last, hyst.open_incidents
+
+
+def replay(
+    scorer: Scorer,
+    frames: FleetFrames,
+    graph: nx.DiGraph,
+    times: Iterable[datetime],
+    hysteresis: Hysteresis,
+) -> list[tuple[datetime, list[Incident]]]:
+    """Assess each time in order through ``hysteresis``; return the open incidents per cycle."""
+    ordered = sort_frames(frames)
+    out = []
+    for t in times:
+        out.append((t, hysteresis.update(scorer.assess(ordered, graph, t))))
+    return out
+
+
+def gpu_days(n_gpus: int, span: timedelta) -> float:
+    """Return GPU-days for a fleet size and a time span (denominator of false-incident rates)."""
+    return n_gpus * span / timedelta(days=1)
