@@ -47,9 +47,17 @@ def alert_text(incident: Incident, state: AlertState | None = None) -> str:
 
 
 def alert_blocks(
-    incident: Incident, state: AlertState | None = None, options: BlockOptions | None = None
+    incident: Incident,
+    state: AlertState | None = None,
+    options: BlockOptions | None = None,
+    *,
+    record_id: str | int | None = None,
 ) -> Blocks:
-    """The alert: header, severity and risk, explanation, top factors, GPUs, links, buttons."""
+    """The alert: header, severity and risk, explanation, top factors, GPUs, links, buttons.
+
+    ``record_id`` (the state store's incident id) is what the buttons carry; default
+    ``incident.id``.
+    """
     opts = options or BlockOptions()
     st = state or AlertState()
     resolved = st.status == "resolved"
@@ -72,7 +80,7 @@ def alert_blocks(
     blocks.append(context(f"Incident `{incident.id}` · detected {fmt_time(incident.at)}", links))
     blocks.extend(state_blocks(st))
     if not resolved:
-        blocks.append(alert_actions(incident.id))
+        blocks.append(alert_actions(str(record_id if record_id is not None else incident.id)))
     return fit(blocks)
 
 
@@ -204,6 +212,19 @@ def worse_reply_text(previous: Incident, current: Incident) -> str:
     return plain_text(
         f"Worse: {current.title}, {previous.severity}->{current.severity}, "
         f"risk {previous.score:.2f}->{current.score:.2f}"
+    )
+
+
+def better_reply_blocks(previous: Incident | None, current: Incident) -> Blocks:
+    """Thread reply when the same incident got better but is still open."""
+    was = f" (was {previous.severity}, risk {previous.score:.2f})" if previous is not None else ""
+    return fit(
+        [
+            section(
+                f":arrow_down: *Better:* now {current.severity}, risk {current.score:.2f}, "
+                f"{len(current.gpus)} GPU(s) at risk{was}."
+            )
+        ]
     )
 
 

@@ -446,7 +446,7 @@ class FakeSlack:
     def _m_apps_connections_open(self, args: dict[str, Any]) -> dict[str, Any]:
         return {"url": self.ws_url}
 
-    def _m_chat_postMessage(self, args: dict[str, Any]) -> dict[str, Any]:
+    def _m_chat_postMessage(self, args: dict[str, Any]) -> dict[str, Any]:  # noqa: N802
         self._check_message(args)
         channel = str(args["channel"])
         thread_ts = args.get("thread_ts")
@@ -480,7 +480,7 @@ class FakeSlack:
             msg["edits"] += 1
         return {"channel": channel, "ts": msg["ts"], "text": msg["text"], "message": msg}
 
-    def _m_chat_postEphemeral(self, args: dict[str, Any]) -> dict[str, Any]:
+    def _m_chat_postEphemeral(self, args: dict[str, Any]) -> dict[str, Any]:  # noqa: N802
         self._check_message(args)
         if not args.get("user"):
             raise SlackError("user_not_in_channel")
@@ -507,7 +507,7 @@ class FakeSlack:
         self.check_blocks(view.get("blocks", []), MAX_VIEW_BLOCKS)
         return {"view": {"id": "V" + uuid.uuid4().hex[:8].upper(), **view}}
 
-    def _m_files_getUploadURLExternal(self, args: dict[str, Any]) -> dict[str, Any]:
+    def _m_files_getUploadURLExternal(self, args: dict[str, Any]) -> dict[str, Any]:  # noqa: N802
         if not args.get("filename") or not str(args.get("length", "")).isdigit():
             raise SlackError("invalid_arguments", "filename and length are required")
         file_id = "F" + uuid.uuid4().hex[:10].upper()
@@ -530,7 +530,7 @@ class FakeSlack:
             self.changed.notify_all()
         self._send(req, 200, f"OK - {len(raw)}")
 
-    def _m_files_completeUploadExternal(self, args: dict[str, Any]) -> dict[str, Any]:
+    def _m_files_completeUploadExternal(self, args: dict[str, Any]) -> dict[str, Any]:  # noqa: N802
         files = args.get("files")
         if not isinstance(files, list) or not files:
             raise SlackError("invalid_arguments", "files is required")

@@ -1,0 +1,1 @@
+"""Bolt listeners, one package per kind; each exposes ``register(app, service)``."""

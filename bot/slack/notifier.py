@@ -1,0 +1,236 @@
+"""SlackNotifier: posts alerts, uploads their images into the thread, edits and replies.
+
+Routing: ``routes`` maps a rack id or a severity to a channel (rack first: the team that owns
+the rack; then severity), else ``default_channel``. Sends are paced per channel (Slack allows
+about one message per second per channel); 429s, 5xx and connection errors are retried by the
+client's retry handlers (``bot.slack.client.make_client``). A send that still fails raises
+``SlackApiError``; the outbox keeps the notification and retries later.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable, Mapping
+from datetime import datetime
+from typing import Any
+
+from slack_sdk import WebClient
+
+from analysis.types import GpuRef, Incident, Topology
+from bot.blocks.alert import (
+    alert_blocks,
+    alert_text,
+    better_reply_blocks,
+    images_comment,
+    resolved_reply_blocks,
+    worse_reply_blocks,
+    worse_reply_text,
+)
+from bot.blocks.common import BlockOptions, plain_text
+from bot.blocks.models import AlertState
+from storage.repository import MessageRef
+
+logger = logging.getLogger(__name__)
+
+Blocks = list[dict[str, Any]]
+
+
+class SlackNotifier:
+    """Turns incidents into Slack messages: post, update, reply, resolve."""
+
+    def __init__(
+        self,
+        client: WebClient,
+        routes: Mapping[str, str],
+        default_channel: str | None,
+        *,
+        options: BlockOptions | None = None,
+        topology: Topology | None = None,
+        min_interval: float = 1.0,
+        clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        """``client`` from ``make_client``; ``min_interval`` seconds between sends per channel."""
+        self.client = client
+        self.routes = dict(routes)
+        self.default_channel = default_channel
+        self.options = options or BlockOptions()
+        self.topology = topology
+        self.min_interval = min_interval
+        self._clock = clock
+        self._sleep = sleep
+        self._last: dict[str, float] = {}
+        self._lock = threading.Lock()
+
+    # ------------------------------------------------------------------ routing and pacing
+    def rack_of(self, incident: Incident) -> str | None:
+        """The rack an incident belongs to (its root cause, or its GPUs' rack), if known."""
+        if incident.root_cause.kind == "rack":
+            return incident.root_cause.id
+        if self.topology is None:
+            return None
+        if incident.root_cause.kind == "node":
+            node = incident.root_cause.id
+        elif incident.root_cause.kind == "gpu":
+            node = GpuRef.parse(incident.root_cause.id).node
+        else:
+            racks = {r.id for g in incident.gpus if (r := self.topology.rack_of(g.node))}
+            return racks.pop() if len(racks) == 1 else None
+        rack = self.topology.rack_of(node)
+        return rack.id if rack else None
+
+    def channel_for(self, incident: Incident) -> str:
+        """The channel for an incident: route by rack, then severity, else the default."""
+        rack = self.rack_of(incident)
+        for key in (rack, incident.severity):
+            if key and key in self.routes:
+                return self.routes[key]
+        if self.default_channel:
+            return self.default_channel
+        raise ValueError(
+            "no Slack channel for this incident: set GPU_RISK_SLACK_CHANNEL or GPU_RISK_SLACK_ROUTES"
+        )
+
+    def _pace(self, channel: str) -> None:
+        """Wait so that sends to one channel are at least ``min_interval`` apart."""
+        with self._lock:
+            now = self._clock()
+            wait = self._last.get(channel, -1e18) + self.min_interval - now
+            self._last[channel] = now + max(0.0, wait)
+        if wait > 0:
+            self._sleep(wait)
+
+    # ------------------------------------------------------------------ sends
+    def post(
+        self,
+        incident: Incident,
+        images: Mapping[str, bytes] | None = None,
+        *,
+        record_id: int | str | None = None,
+        channel: str | None = None,
+    ) -> MessageRef:
+        """Post the alert, then upload ``images`` (name -> PNG bytes) into its thread."""
+        target = channel or self.channel_for(incident)
+        self._pace(target)
+        resp = self.client.chat_postMessage(
+            channel=target,
+            text=alert_text(incident),
+            blocks=alert_blocks(incident, None, self.options, record_id=record_id),
+            unfurl_links=False,
+        )
+        ref = MessageRef(
+            channel=str(resp["channel"]), ts=str(resp["ts"]), thread_ts=str(resp["ts"])
+        )
+        if images:
+            self.upload_images(ref, incident, images)
+        return ref
+
+    def upload_images(
+        self, ref: MessageRef, incident: Incident, images: Mapping[str, bytes]
+    ) -> None:
+        """Upload PNGs from bytes into the alert's thread, in one files_upload_v2 call."""
+        self._pace(ref.channel)
+        self.client.files_upload_v2(
+            file_uploads=[
+                {"content": data, "filename": f"{_slug(name)}.png", "title": name}
+                for name, data in images.items()
+            ],
+            channel=ref.channel,
+            thread_ts=ref.ts,
+            initial_comment=images_comment(incident, list(images)),
+        )
+
+    def edit(
+        self,
+        ref: MessageRef,
+        incident: Incident,
+        state: AlertState | None = None,
+        *,
+        record_id: int | str | None = None,
+    ) -> None:
+        """Redraw the original alert with the incident's current data and people's actions."""
+        self._pace(ref.channel)
+        self.client.chat_update(
+            channel=ref.channel,
+            ts=ref.ts,
+            text=alert_text(incident, state),
+            blocks=alert_blocks(incident, state, self.options, record_id=record_id),
+        )
+
+    def update(
+        self,
+        ref: MessageRef,
+        incident: Incident,
+        previous: Incident | None = None,
+        *,
+        state: AlertState | None = None,
+        record_id: int | str | None = None,
+    ) -> str:
+        """Same incident, worse: edit the original and reply in its thread; return the reply ts."""
+        self.edit(ref, incident, state, record_id=record_id)
+        before = previous or incident
+        return self.reply(
+            ref,
+            worse_reply_text(before, incident),
+            worse_reply_blocks(before, incident, self.options),
+        )
+
+    def improve(
+        self,
+        ref: MessageRef,
+        incident: Incident,
+        previous: Incident | None = None,
+        *,
+        state: AlertState | None = None,
+        record_id: int | str | None = None,
+    ) -> str:
+        """Same incident, better but still open: edit the original, say so in the thread."""
+        self.edit(ref, incident, state, record_id=record_id)
+        return self.reply(ref, f"Better: {incident.title}", better_reply_blocks(previous, incident))
+
+    def resolve(
+        self,
+        ref: MessageRef,
+        incident: Incident,
+        *,
+        at: datetime | None = None,
+        state: AlertState | None = None,
+        reason: str = "",
+    ) -> str:
+        """Edit the original to resolved (no buttons) and say so in the thread."""
+        base = state or AlertState()
+        resolved = AlertState(
+            **{**base.__dict__, "status": "resolved", "resolved_at": at or incident.at}
+        )
+        self.edit(ref, incident, resolved)
+        return self.reply(
+            ref, f"Resolved: {incident.title}", resolved_reply_blocks(incident, reason)
+        )
+
+    def reply(self, ref: MessageRef, text: str, blocks: Blocks | None = None) -> str:
+        """Reply in the alert's thread; return the reply's ts."""
+        self._pace(ref.channel)
+        resp = self.client.chat_postMessage(
+            channel=ref.channel,
+            thread_ts=ref.thread_ts or ref.ts,
+            text=plain_text(text),
+            blocks=blocks,
+            unfurl_links=False,
+        )
+        return str(resp["ts"])
+
+    def post_text(self, text: str, *, channel: str | None = None) -> str:
+        """Post a plain message (data source degraded/recovered, digests); return its ts."""
+        target = channel or self.default_channel or next(iter(self.routes.values()), None)
+        if not target:
+            raise ValueError("no Slack channel configured: set GPU_RISK_SLACK_CHANNEL")
+        self._pace(target)
+        resp = self.client.chat_postMessage(channel=target, text=plain_text(text))
+        return str(resp["ts"])
+
+
+def _slug(name: str) -> str:
+    """A file-name-safe version of an image name."""
+    return "".join(c if c.isalnum() or c in "-_" else "-" for c in name).strip("-") or "image"

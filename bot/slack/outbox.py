@@ -1,0 +1,86 @@
+"""Sending the outbox to Slack: claim pending notifications, send each, confirm or retry later.
+
+With the outbox (storage.repository) nothing is lost while Slack is down: a send that fails
+after the client's own retries is marked failed with a retry time and sent on a later round.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Mapping
+from dataclasses import replace
+from datetime import datetime, timedelta
+
+from analysis.types import Incident
+from bot.slack.service import SlackService
+from storage.repository import DATA_SOURCE_KIND, MessageRef, OutboxItem
+
+logger = logging.getLogger(__name__)
+
+ImageSource = Callable[[Incident], Mapping[str, bytes]]
+
+
+def deliver_pending(
+    service: SlackService,
+    *,
+    at: datetime,
+    worker_id: str = "slack",
+    limit: int = 50,
+    lease: timedelta = timedelta(minutes=2),
+    retry_in: timedelta = timedelta(seconds=30),
+) -> int:
+    """Send every sendable outbox row once; return how many were sent."""
+    sent = 0
+    for item in service.repo.claim_pending(limit, worker_id, lease, at=at):
+        try:
+            ref = send_item(service, item)
+        except Exception as exc:  # Slack down or refusing: keep it for a later round
+            logger.exception("sending outbox row %s (%s) failed", item.id, item.kind)
+            service.repo.mark_failed(item.id, f"{type(exc).__name__}: {exc}", at + retry_in, at=at)
+            continue
+        service.repo.mark_sent(item.id, at=at, message_ref=ref, worker_id=worker_id)
+        sent += 1
+    return sent
+
+
+def send_item(service: SlackService, item: OutboxItem) -> MessageRef | None:
+    """Send one outbox row: post, update (worse), improve (better), resolve, data source."""
+    notifier, payload = service.notifier, item.payload
+    if item.kind == DATA_SOURCE_KIND:
+        state = payload.get("state", "degraded")
+        text = (
+            ":warning: Metrics source degraded: scans are failing; open incidents stay open."
+            if state == "degraded"
+            else ":white_check_mark: Metrics source recovered: scans are running again."
+        )
+        notifier.post_text(text)
+        return None
+    incident = Incident.from_dict(payload["incident"])
+    record_id = item.incident_id
+    ref = service.repo.message_ref(record_id) if record_id is not None else None
+    if item.kind == "post" or ref is None:
+        images = service.images(incident) if service.images else {}
+        if item.kind != "post":
+            logger.warning("no Slack message for incident %s: posting it anew", record_id)
+        return notifier.post(incident, images, record_id=record_id)
+    rec = service.repo.incident(record_id) if record_id is not None else None
+    state = service.state_of(rec) if rec is not None else None
+    previous = replace(incident, severity=payload.get("previous_severity") or incident.severity)
+    if item.kind == "update":
+        notifier.update(ref, incident, previous, state=state, record_id=record_id)
+    elif item.kind == "improve":
+        notifier.improve(ref, incident, previous, state=state, record_id=record_id)
+    elif item.kind == "resolve":
+        at = _at(payload)
+        notifier.resolve(ref, incident, at=at, state=state, reason=str(payload.get("reason", "")))
+    else:
+        raise ValueError(f"unknown outbox kind {item.kind!r}")
+    return ref
+
+
+def _at(payload: Mapping[str, object]) -> datetime | None:
+    """The time a payload was decided at, if it says."""
+    from analysis.types import parse_time
+
+    raw = payload.get("at")
+    return parse_time(str(raw)) if raw else None

@@ -1,0 +1,88 @@
+"""One WSGI app on one port: /slack/events (Bolt, signature verified), /healthz, /metrics.
+
+Served by waitress (a production WSGI server), never Bolt's development server.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+from collections.abc import Callable, Iterable
+from typing import Any
+
+from prometheus_client import CollectorRegistry
+from prometheus_client import make_wsgi_app as metrics_wsgi_app
+from slack_bolt import App
+from slack_bolt.adapter.wsgi import SlackRequestHandler
+from waitress.server import create_server
+
+logger = logging.getLogger(__name__)
+
+WSGIApp = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
+HealthCheck = Callable[[], tuple[bool, dict[str, Any]]]
+
+
+def make_wsgi_app(
+    registry: CollectorRegistry,
+    *,
+    bolt_app: App | None = None,
+    health: HealthCheck | None = None,
+) -> WSGIApp:
+    """Route /slack/events to Bolt (when given), /healthz to ``health``, /metrics to ``registry``."""
+    metrics = metrics_wsgi_app(registry)
+    slack = SlackRequestHandler(bolt_app) if bolt_app is not None else None
+
+    def app(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
+        """Dispatch on the path."""
+        path = environ.get("PATH_INFO", "")
+        if path == "/slack/events" and slack is not None:
+            return slack(environ, start_response)
+        if path == "/healthz":
+            ok, detail = health() if health is not None else (True, {})
+            body = json.dumps({"ok": ok, **detail}, default=str).encode()
+            status = "200 OK" if ok else "503 Service Unavailable"
+            start_response(
+                status, [("Content-Type", "application/json"), ("Content-Length", str(len(body)))]
+            )
+            return [body]
+        if path == "/metrics":
+            return metrics(environ, start_response)  # type: ignore[no-any-return]
+        start_response("404 Not Found", [("Content-Type", "text/plain")])
+        return [b"not found\n"]
+
+    return app
+
+
+class HttpServer:
+    """waitress serving a WSGI app in a background thread; ``port`` is the bound port."""
+
+    def __init__(
+        self, app: WSGIApp, host: str = "0.0.0.0", port: int = 3000, threads: int = 8
+    ) -> None:
+        """Bind now (port 0 picks a free port); call ``start()`` to serve."""
+        self._server = create_server(app, host=host, port=port, threads=threads, ident="gpu-risk")
+        self.host = host
+        self.port = int(self._server.effective_port)  # type: ignore[union-attr]
+        self._thread: threading.Thread | None = None
+
+    def start(self) -> HttpServer:
+        """Serve in a daemon thread."""
+        self._thread = threading.Thread(target=self._server.run, name="http", daemon=True)
+        self._thread.start()
+        return self
+
+    def serve_forever(self) -> None:
+        """Serve in the calling thread until closed."""
+        self._server.run()
+
+    def stop(self) -> None:
+        """Stop serving and close the socket."""
+        self._server.close()
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+
+
+def serve(app: WSGIApp, host: str = "0.0.0.0", port: int = 3000, *, threads: int = 8) -> HttpServer:
+    """Start serving ``app`` in the background; return the server (``.port``, ``.stop()``)."""
+    return HttpServer(app, host, port, threads).start()
