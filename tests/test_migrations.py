@@ -1,0 +1,143 @@
+"""Alembic migrations on SQLite and PostgreSQL: empty -> head, previous (with data) -> head,
+head -> previous -> base, and the models equal the migrations (autogenerate finds no diff)."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import pytest
+from alembic.autogenerate import compare_metadata
+from alembic.runtime.migration import MigrationContext
+from sqlalchemy import inspect, text
+
+from analysis.types import GpuScore, Incident, RootCause
+from storage.db import (
+    DatabaseURLError,
+    current_revision,
+    downgrade,
+    head_revision,
+    make_engine,
+    normalise_url,
+    upgrade,
+)
+from storage.models import Base
+from storage.repository import Repository
+from tests.fixtures.postgres import db_url, postgres_server  # noqa: F401 - pytest fixtures
+
+T0 = datetime(2026, 11, 22, 10, 0, tzinfo=UTC)
+PREVIOUS = "0001"
+TABLES_0001 = {
+    "incidents",
+    "incident_gpus",
+    "message_refs",
+    "acknowledgements",
+    "silences",
+    "feedback",
+    "scan_runs",
+    "runtime_state",
+    "leases",
+    "outbox",
+}
+TABLES_0002 = {"scores", "model_versions"}
+
+
+def tables(url: str) -> set[str]:
+    """Return the application tables in the database."""
+    engine = make_engine(url)
+    try:
+        return set(inspect(engine).get_table_names()) - {"alembic_version"}
+    finally:
+        engine.dispose()
+
+
+def test_head_is_0002_and_previous_exists() -> None:
+    assert head_revision() == "0002"
+
+
+def test_upgrade_empty_database_to_head_matches_models(db_url: str) -> None:  # noqa: F811
+    assert current_revision(db_url) is None
+    upgrade(db_url)
+    assert current_revision(db_url) == head_revision()
+    assert tables(db_url) == TABLES_0001 | TABLES_0002
+    engine = make_engine(db_url)
+    try:
+        with engine.connect() as conn:
+            ctx = MigrationContext.configure(conn, opts={"compare_type": True})
+            diff = compare_metadata(ctx, Base.metadata)
+        assert diff == [], f"models and migrations differ: {diff}"
+    finally:
+        engine.dispose()
+    upgrade(db_url)  # idempotent at head
+    assert current_revision(db_url) == head_revision()
+
+
+def test_upgrade_previous_revision_with_data_keeps_it(db_url: str) -> None:  # noqa: F811
+    upgrade(db_url, PREVIOUS)
+    assert current_revision(db_url) == PREVIOUS
+    assert tables(db_url) == TABLES_0001
+    # a 0001-era deployment with an open, posted incident and a pending notification
+    repo = Repository.from_url(db_url, migrate_schema=False)
+    inc = Incident(
+        "i", T0, "warning", 0.8, RootCause("pdu-a1", "pdu"), (GpuScore("gpu-node-001", "0", 0.8),)
+    )
+    iid = repo.apply_cycle(T0, [inc], True)[0].incident_id
+    repo.silence("gpu-node-009", datetime(2026, 11, 23, tzinfo=UTC), "U1", "rma", at=T0)
+    repo.record_scan(T0, False, 0.2, 0, "down")
+    repo.close()
+
+    upgrade(db_url)
+    assert current_revision(db_url) == head_revision()
+    repo = Repository.from_url(db_url)
+    try:
+        rec = repo.incident(iid)  # type: ignore[arg-type]
+        assert rec is not None and rec.status == "open" and rec.first_seen == T0
+        assert (rec.incident.dedup_key, rec.incident.gpus) == (inc.dedup_key, inc.gpus)
+        assert [o.kind for o in repo.outbox(status="pending")] == ["post", "data_source"]
+        assert [s.target for s in repo.active_silences(T0)] == ["gpu-node-009"]
+        assert repo.status().data_source == "degraded"
+        # the new revision's features work on the upgraded database
+        repo.record_scores(T0, [GpuScore("gpu-node-001", "0", 0.8)])
+        assert repo.top_gpus(1) == [GpuScore("gpu-node-001", "0", 0.8)]
+    finally:
+        repo.close()
+
+
+def test_downgrade_head_to_previous_to_base(db_url: str) -> None:  # noqa: F811
+    upgrade(db_url)
+    repo = Repository.from_url(db_url, migrate_schema=False)
+    repo.record_scores(T0, [GpuScore("n", "0", 0.1)])
+    repo.record_scan(T0, True, 1.0, 1)
+    repo.close()
+    downgrade(db_url, PREVIOUS)
+    assert current_revision(db_url) == PREVIOUS
+    assert tables(db_url) == TABLES_0001
+    engine = make_engine(db_url)
+    try:
+        with engine.connect() as conn:  # 0001 data survived the downgrade
+            assert conn.execute(text("SELECT count(*) FROM scan_runs")).scalar() == 1
+    finally:
+        engine.dispose()
+    downgrade(db_url, "base")
+    assert current_revision(db_url) is None
+    assert tables(db_url) == set()
+    upgrade(db_url)  # and back up again
+    assert current_revision(db_url) == head_revision()
+
+
+def test_database_url_errors_are_clear() -> None:
+    assert normalise_url("postgresql://u@h/db").drivername == "postgresql+psycopg"
+    with pytest.raises(DatabaseURLError, match="unsupported database 'mysql'"):
+        normalise_url("mysql://u@h/db")
+    with pytest.raises(DatabaseURLError, match="not a database URL"):
+        normalise_url("not a url")
+
+
+def test_sqlite_pragmas(tmp_path: object) -> None:
+    engine = make_engine(f"sqlite:///{tmp_path}/p.db")
+    try:
+        with engine.connect() as conn:
+            assert conn.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
+            assert conn.exec_driver_sql("PRAGMA foreign_keys").scalar() == 1
+            assert conn.exec_driver_sql("PRAGMA busy_timeout").scalar() == 10_000
+    finally:
+        engine.dispose()
