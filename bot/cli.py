@@ -8,7 +8,12 @@ import typer
 
 # Each module exposes register(app). Imports inside command bodies stay lazy so that
 # `gpu-risk --help` starts fast.
-COMMAND_MODULES: tuple[str, ...] = ("bot.commands.check", "bot.commands.evaluate")
+COMMAND_MODULES: tuple[str, ...] = (
+    "bot.commands.check",
+    "bot.commands.evaluate",
+    "bot.commands.scan",
+    "bot.commands.simulate",
+)
 
 
 def build_app() -> typer.Typer:

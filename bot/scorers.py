@@ -1,0 +1,49 @@
+"""Choose a fleet scorer by name: the one place that maps detector names to scorer objects.
+
+``scan``, the scheduler and the backtest call ``make_scorer(name, settings)``. Names come from
+``--detector`` or ``GPU_RISK_DETECTOR``.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from analysis.scorer import Scorer
+from bot.commands.common import UserError
+from bot.config import Settings
+
+logger = logging.getLogger(__name__)
+
+# The detector a one-shot scan uses when the configured one is not built into this version yet.
+FALLBACK_DETECTOR = "static"
+
+
+def available_detectors() -> tuple[str, ...]:
+    """Return the detector names ``make_scorer`` can build in this version."""
+    return ("static",)
+
+
+def make_scorer(name: str, settings: Settings) -> Scorer:
+    """Build the scorer called ``name`` from the settings; UserError naming the choices if unknown."""
+    if name == "static":
+        from analysis.static_rules import StaticRules
+
+        return StaticRules()
+    raise UserError(
+        f"detector {name!r} is not available in this version; choose one of "
+        f"{', '.join(available_detectors())} (--detector or GPU_RISK_DETECTOR)"
+    )
+
+
+def resolve_detector(flag: str | None, settings: Settings) -> str:
+    """The detector to use: the flag, else the setting (falling back, loudly, if not built yet)."""
+    if flag:
+        return flag
+    if settings.detector in available_detectors():
+        return settings.detector
+    logger.warning(
+        "detector %r (GPU_RISK_DETECTOR) is not available in this version yet; using %r",
+        settings.detector,
+        FALLBACK_DETECTOR,
+    )
+    return FALLBACK_DETECTOR

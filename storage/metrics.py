@@ -1,0 +1,608 @@
+"""Read the fleet from Prometheus (or any PromQL API: VictoriaMetrics, Thanos, Mimir).
+
+One range query per metric for the whole fleet, never one per node or GPU, so the number of
+requests of a fetch does not depend on the fleet's size. Results become the tidy frames of
+``analysis.types.FleetFrames``. Every failure (unreachable, slow, HTTP or PromQL error, empty or
+malformed answer) is raised as one ``MetricsSourceError`` line saying what failed, where, and
+what to check.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import warnings
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+import pandas as pd
+import requests
+from prometheus_api_client import PrometheusApiClientException, PrometheusConnect
+from urllib3.exceptions import InsecureRequestWarning
+from urllib3.util.retry import Retry
+
+from analysis.types import (
+    COMPONENT_COLUMNS,
+    GPU_COLUMNS,
+    NODE_COLUMNS,
+    UP_COLUMNS,
+    FleetFrames,
+    Topology,
+)
+from storage.source import MetricsSourceError
+
+logger = logging.getLogger(__name__)
+
+# dcgm-exporter fields the bot reads (default counters plus the opt-in ones of counters.csv).
+DCGM_METRICS: tuple[str, ...] = (
+    "DCGM_FI_DEV_GPU_TEMP",
+    "DCGM_FI_DEV_MEMORY_TEMP",
+    "DCGM_FI_DEV_POWER_USAGE",
+    "DCGM_FI_DEV_SM_CLOCK",
+    "DCGM_FI_DEV_MEM_CLOCK",
+    "DCGM_FI_DEV_GPU_UTIL",
+    "DCGM_FI_DEV_FB_USED",
+    "DCGM_FI_DEV_XID_ERRORS",
+    "DCGM_FI_DEV_PCIE_REPLAY_COUNTER",
+    "DCGM_FI_DEV_CORRECTABLE_REMAPPED_ROWS",
+    "DCGM_FI_DEV_UNCORRECTABLE_REMAPPED_ROWS",
+    "DCGM_FI_DEV_ROW_REMAP_FAILURE",
+    "DCGM_FI_DEV_ECC_SBE_VOL_TOTAL",
+    "DCGM_FI_DEV_ECC_DBE_VOL_TOTAL",
+    "DCGM_FI_DEV_NVLINK_CRC_FLIT_ERROR_COUNT_TOTAL",
+    "DCGM_FI_DEV_THERMAL_VIOLATION",
+    "DCGM_FI_DEV_POWER_VIOLATION",
+)
+# Without these a fetch is refused as half-empty: every scorer needs them.
+REQUIRED_DCGM_METRICS: tuple[str, ...] = ("DCGM_FI_DEV_GPU_TEMP", "DCGM_FI_DEV_POWER_USAGE")
+# ipmi_exporter / node_exporter series, label ``instance="<node>:<port>"``.
+NODE_METRICS: tuple[str, ...] = (
+    "ipmi_fan_speed_rpm",
+    "ipmi_temperature_celsius",
+    "ipmi_dcmi_power_consumption_current_watts",
+    "ipmi_voltage_volts",
+    "node_hwmon_temp_celsius",
+)
+
+# Which source label holds what. Keys: node and gpu (DCGM series), instance (node exporters and
+# ``up``; the port is stripped), sensor (the sensor name of node series).
+DEFAULT_LABEL_MAP: Mapping[str, str] = {
+    "node": "Hostname",
+    "gpu": "gpu",
+    "instance": "instance",
+    "sensor": "name",
+}
+_COMPONENT_LABEL = "gpu_risk_component"
+_MAX_QUERY_CHARS = 6000
+
+
+@dataclass(frozen=True)
+class QueryStats:
+    """What the last fetch cost: requests sent and series/samples received."""
+
+    requests: int
+    series: int
+    samples: int
+    seconds: float
+
+
+def strip_port(instance: str) -> str:
+    """Return ``host`` from ``host:port`` (IPv6 ``[::1]:9100`` too); leave other values alone."""
+    if instance.startswith("["):
+        host, _, rest = instance[1:].partition("]")
+        return host if rest.startswith(":") or not rest else instance
+    host, sep, port = instance.rpartition(":")
+    if sep and port.isdigit() and host:
+        return host
+    return instance
+
+
+def _duration(step: timedelta) -> str:
+    """Render a timedelta as a PromQL duration (whole seconds, at least 1s)."""
+    return f"{max(1, round(step.total_seconds()))}s"
+
+
+class PrometheusSource:
+    """A ``MetricsSource`` over a PromQL HTTP API, built on prometheus-api-client.
+
+    Parameters
+    ----------
+    url:
+        Base URL of Prometheus (or VictoriaMetrics, Thanos, Mimir: anything with
+        ``/api/v1/query_range``).
+    topology:
+        Where component PromQL comes from (None: no component frames).
+    bearer_token, basic_auth:
+        Authentication: an ``Authorization: Bearer`` header, or a (user, password) pair.
+    ca_file, verify_tls:
+        TLS: a CA bundle to verify the server with, or no verification at all.
+    timeout, retries:
+        Seconds per request, and retries per request (exponential backoff, 0.5 s base) on
+        connection errors, timeouts and 502/503/504.
+    label_map:
+        Which labels name things; merged over ``DEFAULT_LABEL_MAP`` (keys node, gpu, instance,
+        sensor).
+    session:
+        A requests session to send through (tests count requests with one).
+    gpu_metrics, node_metrics, required_metrics:
+        Which DCGM and node metrics to read, and which DCGM metrics must have data.
+    sample_window:
+        Each step's value is the last sample in (t - sample_window, t]; missing scrapes show as
+        missing rows instead of being papered over by the 5 min lookback. Default: the step.
+    """
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        topology: Topology | None = None,
+        bearer_token: str | None = None,
+        basic_auth: tuple[str, str] | None = None,
+        ca_file: str | None = None,
+        verify_tls: bool = True,
+        timeout: float = 30.0,
+        retries: int = 2,
+        label_map: Mapping[str, str] | None = None,
+        session: requests.Session | None = None,
+        gpu_metrics: Sequence[str] = DCGM_METRICS,
+        node_metrics: Sequence[str] = NODE_METRICS,
+        required_metrics: Sequence[str] = REQUIRED_DCGM_METRICS,
+        sample_window: timedelta | None = None,
+    ) -> None:
+        """Build the client; nothing is sent until ``fetch``."""
+        if not url.startswith(("http://", "https://")):
+            raise MetricsSourceError(
+                f"Prometheus URL {url!r} must start with http:// or https:// "
+                "(check GPU_RISK_PROMETHEUS_URL or --prometheus-url)"
+            )
+        if bearer_token and basic_auth:
+            raise MetricsSourceError("set either a bearer token or basic auth for Prometheus")
+        unknown = set(label_map or {}) - set(DEFAULT_LABEL_MAP)
+        if unknown:
+            raise MetricsSourceError(
+                f"label map has unknown key(s) {sorted(unknown)}; allowed: "
+                f"{', '.join(DEFAULT_LABEL_MAP)} (check GPU_RISK_LABEL_MAP)"
+            )
+        self.url = url.rstrip("/")
+        self.topology = topology
+        self.timeout = float(timeout)
+        self.labels = {**DEFAULT_LABEL_MAP, **(label_map or {})}
+        self.gpu_metrics = tuple(gpu_metrics)
+        self.node_metrics = tuple(node_metrics)
+        self.required_metrics = tuple(required_metrics)
+        self.sample_window = sample_window
+        self.last_stats: QueryStats | None = None
+        self._requests = 0
+        sess = session if session is not None else requests.Session()
+        sess.verify = ca_file if ca_file else verify_tls
+        self._verify = bool(ca_file) or verify_tls
+        if not self._verify:
+            logger.warning("TLS verification of %s is off (verify_tls=False)", self.url)
+        retry = Retry(
+            total=retries,
+            connect=retries,
+            read=retries,
+            status=retries,
+            backoff_factor=0.5,
+            status_forcelist=(502, 503, 504),
+            allowed_methods=frozenset({"GET", "POST"}),
+            raise_on_status=False,
+        )
+        headers = {"Authorization": f"Bearer {bearer_token}"} if bearer_token else None
+        self._client = PrometheusConnect(
+            url=self.url,
+            headers=headers,
+            retry=retry,
+            auth=basic_auth,
+            session=sess,
+            timeout=self.timeout,  # type: ignore[arg-type]
+        )
+
+    # ------------------------------------------------------------------ queries
+
+    def query_range(
+        self, query: str, start: datetime, end: datetime, step: timedelta, *, what: str = ""
+    ) -> list[dict[str, Any]]:
+        """Run one PromQL range query; return its matrix or raise MetricsSourceError."""
+        label = what or query
+        self._requests += 1
+        try:
+            with warnings.catch_warnings():
+                if not self._verify:  # the user chose no verification: say it once, not per query
+                    warnings.simplefilter("ignore", InsecureRequestWarning)
+                result = self._client.custom_query_range(
+                    query=query, start_time=start, end_time=end, step=_duration(step)
+                )
+        except PrometheusApiClientException as exc:
+            raise MetricsSourceError(self._http_error(str(exc), label)) from None
+        except requests.exceptions.JSONDecodeError:
+            raise MetricsSourceError(
+                f"Prometheus at {self.url} answered {label!r} with something that is not a "
+                f"Prometheus API response (invalid JSON): check the URL points at the "
+                "PromQL API (not Grafana or a proxy login page)"
+            ) from None
+        except requests.exceptions.SSLError as exc:
+            logger.debug("TLS failure", exc_info=exc)
+            raise MetricsSourceError(
+                f"TLS handshake with Prometheus at {self.url} failed ({_reason(exc)}): set "
+                "GPU_RISK_PROMETHEUS_CA_FILE to the server's CA, or GPU_RISK_PROMETHEUS_VERIFY_TLS"
+                "=false on a trusted network"
+            ) from None
+        except requests.exceptions.RequestException as exc:
+            logger.debug("request failure", exc_info=exc)
+            if _timed_out(exc):
+                raise MetricsSourceError(
+                    f"Prometheus at {self.url} did not answer {label!r} within {self.timeout:g}s: "
+                    "it is overloaded or the window is too large; raise GPU_RISK_PROMETHEUS_TIMEOUT "
+                    "or check the server"
+                ) from None
+            raise MetricsSourceError(
+                f"cannot reach Prometheus at {self.url} ({_reason(exc)}): check "
+                "GPU_RISK_PROMETHEUS_URL / --prometheus-url and that the server is running"
+            ) from None
+        except (ValueError, KeyError, TypeError) as exc:
+            raise MetricsSourceError(
+                f"Prometheus at {self.url} answered {label!r} with something that is not a "
+                f"Prometheus API response ({type(exc).__name__}): check the URL points at the "
+                "PromQL API (not Grafana or a proxy login page)"
+            ) from None
+        if not isinstance(result, list) or not all(
+            isinstance(r, dict)
+            and isinstance(r.get("metric"), dict)
+            and isinstance(r.get("values"), list)
+            for r in result
+        ):
+            raise MetricsSourceError(
+                f"Prometheus at {self.url} answered {label!r} with a malformed or truncated result "
+                "(expected a matrix of series with values): check the server or proxy in between"
+            )
+        return result
+
+    def _http_error(self, text: str, what: str) -> str:
+        """Turn prometheus-api-client's 'HTTP Status Code N (body)' into one readable line."""
+        m = re.search(r"HTTP Status Code (\d+)", text)
+        code = int(m.group(1)) if m else 0
+        detail = ""
+        em = re.search(r'"error"\s*:\s*"((?:[^"\\]|\\.)*)"', text)
+        if em:
+            detail = em.group(1).replace('\\"', '"')
+        if code in (401, 403):
+            return (
+                f"Prometheus at {self.url} refused the request (HTTP {code}): check "
+                "GPU_RISK_PROMETHEUS_BEARER_TOKEN or GPU_RISK_PROMETHEUS_USERNAME/PASSWORD"
+            )
+        if code in (400, 422):
+            return (
+                f"Prometheus at {self.url} rejected the query {what!r} (HTTP {code}"
+                f"{': ' + detail if detail else ''}): check the PromQL (topology components, "
+                "label map)"
+            )
+        if code == 404:
+            return (
+                f"Prometheus at {self.url} has no /api/v1/query_range (HTTP 404): check the URL "
+                "(it should be the server's base URL, with any path prefix it is served under)"
+            )
+        return (
+            f"Prometheus at {self.url} failed on {what!r} (HTTP {code or '?'}"
+            f"{': ' + detail if detail else ''}): check the server's health and logs"
+        )
+
+    def _matrix(
+        self, query: str, start: datetime, end: datetime, step: timedelta, what: str
+    ) -> list[dict[str, Any]]:
+        """Query the last sample per step of a metric selector (no lookback padding over gaps)."""
+        # (t - window, t]: Prometheus 2.x range windows are closed on the left, so shave 1 ms
+        # off, or a one-step gap would be papered over by the sample one step earlier.
+        ms = max(1, round((self.sample_window or step).total_seconds() * 1000) - 1)
+        window = f"{ms}ms"
+        return self.query_range(f"last_over_time({query}[{window}])", start, end, step, what=what)
+
+    # ------------------------------------------------------------------ fetch
+
+    def fetch(self, start: datetime, end: datetime, step: timedelta) -> FleetFrames:
+        """Return the fleet's GPU, node, component and ``up`` frames for [start, end] at ``step``."""
+        import time
+
+        if end <= start:
+            raise MetricsSourceError(f"empty time window: start {start} is not before end {end}")
+        t0 = time.perf_counter()
+        self._requests = 0
+        n_series = 0
+        gpu_parts: list[pd.DataFrame] = []
+        empty: list[str] = []
+        unlabeled = 0
+        for metric in self.gpu_metrics:
+            matrix = self._matrix(metric, start, end, step, metric)
+            n_series += len(matrix)
+            if not matrix:
+                empty.append(metric)
+                continue
+            part, bad = self._gpu_frame(metric, matrix)
+            unlabeled += bad
+            if part is not None:
+                gpu_parts.append(part)
+        self._check_gpu_answer(empty, unlabeled, start, end)
+
+        node_parts: list[pd.DataFrame] = []
+        for metric in self.node_metrics:
+            matrix = self._matrix(metric, start, end, step, metric)
+            n_series += len(matrix)
+            if matrix:
+                node_parts.append(self._node_frame(metric, matrix))
+
+        comp_parts = self._components(start, end, step)
+        n_series += sum(p["component"].nunique() for p in comp_parts)
+
+        up_matrix = self._matrix("up", start, end, step, "up")
+        n_series += len(up_matrix)
+        up = self._up_frame(up_matrix)
+
+        gpu = _concat(gpu_parts, GPU_COLUMNS)
+        frames = FleetFrames(
+            gpu=gpu,
+            node=_concat(node_parts, NODE_COLUMNS),
+            component=_concat(comp_parts, COMPONENT_COLUMNS),
+            up=up,
+            start=start,
+            end=end,
+            step=step,
+        )
+        samples = len(frames.gpu) + len(frames.node) + len(frames.component) + len(frames.up)
+        self.last_stats = QueryStats(self._requests, n_series, samples, time.perf_counter() - t0)
+        logger.debug("fetched %s", self.last_stats)
+        return frames
+
+    def _check_gpu_answer(
+        self, empty: list[str], unlabeled: int, start: datetime, end: datetime
+    ) -> None:
+        """Refuse empty or half-empty GPU answers with a line saying what to check."""
+        window = f"[{start.isoformat()}, {end.isoformat()}]"
+        if len(empty) == len(self.gpu_metrics):
+            raise MetricsSourceError(
+                f"Prometheus at {self.url} has no DCGM series ({', '.join(self.gpu_metrics[:2])}, "
+                f"...) in {window}: check that dcgm-exporter is scraped and the time (--at)"
+            )
+        missing = [m for m in self.required_metrics if m in empty]
+        if missing:
+            raise MetricsSourceError(
+                f"Prometheus at {self.url} answered half-empty: no {', '.join(missing)} in {window} "
+                f"although {len(self.gpu_metrics) - len(empty)} other DCGM metrics have data: "
+                "check dcgm-exporter's counters (deploy/dcgm-exporter/counters.csv)"
+            )
+        if unlabeled:
+            raise MetricsSourceError(
+                f"Prometheus at {self.url}: {unlabeled} DCGM series have neither the "
+                f"{self.labels['node']!r}/{self.labels['gpu']!r} labels nor an instance: set "
+                "GPU_RISK_LABEL_MAP, e.g. {node: Hostname, gpu: gpu}"
+            )
+        optional = [m for m in empty if m not in self.required_metrics]
+        if optional:
+            logger.warning(
+                "no data for %s at %s: deploy deploy/dcgm-exporter/counters.csv to get them",
+                ", ".join(optional),
+                self.url,
+            )
+
+    def _gpu_frame(
+        self, metric: str, matrix: list[dict[str, Any]]
+    ) -> tuple[pd.DataFrame | None, int]:
+        """Tidy one DCGM metric's matrix; return it and how many series lacked node/GPU labels."""
+        node_l, gpu_l, inst_l = self.labels["node"], self.labels["gpu"], self.labels["instance"]
+        ts: list[Any] = []
+        nodes: list[str] = []
+        gpus: list[str] = []
+        vals: list[Any] = []
+        bad = 0
+        for series in matrix:
+            labels = series["metric"]
+            node = labels.get(node_l) or (
+                strip_port(labels[inst_l]) if labels.get(inst_l) else None
+            )
+            gpu = labels.get(gpu_l)
+            if not node or gpu is None:
+                bad += 1
+                continue
+            values = series["values"]
+            n = len(values)
+            ts.extend(v[0] for v in values)
+            vals.extend(v[1] for v in values)
+            nodes.extend([node] * n)
+            gpus.extend([str(gpu)] * n)
+        if not ts:
+            return None, bad
+        df = pd.DataFrame(
+            {
+                "ts": _to_ts(ts),
+                "node": nodes,
+                "gpu": gpus,
+                "metric": metric,
+                "value": pd.to_numeric(pd.Series(vals), errors="coerce").to_numpy(),
+            }
+        )
+        # Two series for one (node, gpu) (e.g. two exporters): keep one value per step.
+        df = df.drop_duplicates(subset=["ts", "node", "gpu"], keep="last")
+        return df, bad
+
+    def _node_frame(self, metric: str, matrix: list[dict[str, Any]]) -> pd.DataFrame:
+        """Tidy one node metric's matrix (node from ``instance`` without its port)."""
+        inst_l, sensor_l = self.labels["instance"], self.labels["sensor"]
+        ts: list[Any] = []
+        nodes: list[str] = []
+        sensors: list[str] = []
+        vals: list[Any] = []
+        for series in matrix:
+            labels = series["metric"]
+            node = strip_port(labels.get(inst_l, "") or labels.get("Hostname", ""))
+            if not node:
+                continue
+            sensor = labels.get(sensor_l) or labels.get("sensor") or ""
+            if sensor_l != "sensor" and labels.get("chip") and labels.get("sensor"):
+                sensor = f"{labels['chip']}/{labels['sensor']}"
+            values = series["values"]
+            n = len(values)
+            ts.extend(v[0] for v in values)
+            vals.extend(v[1] for v in values)
+            nodes.extend([node] * n)
+            sensors.extend([sensor] * n)
+        return pd.DataFrame(
+            {
+                "ts": _to_ts(ts),
+                "node": pd.Series(nodes, dtype="object"),
+                "metric": metric,
+                "sensor": pd.Series(sensors, dtype="object"),
+                "value": pd.to_numeric(pd.Series(vals, dtype="object"), errors="coerce"),
+            }
+        )
+
+    def _components(self, start: datetime, end: datetime, step: timedelta) -> list[pd.DataFrame]:
+        """One query per component metric name: every component's PromQL joined with ``or``."""
+        if self.topology is None or not self.topology.components:
+            return []
+        by_metric: dict[str, list[tuple[str, str]]] = {}
+        for comp in self.topology.components.values():
+            for name, promql in comp.metrics.items():
+                by_metric.setdefault(name, []).append((comp.id, promql))
+        parts: list[pd.DataFrame] = []
+        for name, members in sorted(by_metric.items()):
+            for chunk in _chunks(members, _MAX_QUERY_CHARS):
+                query = " or ".join(
+                    f'label_replace(({q}), "{_COMPONENT_LABEL}", "{_escape(cid)}", "", "")'
+                    for cid, q in chunk
+                )
+                matrix = self.query_range(query, start, end, step, what=f"components' {name}")
+                parts.append(self._component_frame(name, matrix))
+        return parts
+
+    def _component_frame(self, name: str, matrix: list[dict[str, Any]]) -> pd.DataFrame:
+        """Tidy one component metric; several series of one component are averaged."""
+        ts: list[Any] = []
+        comps: list[str] = []
+        vals: list[Any] = []
+        for series in matrix:
+            cid = series["metric"].get(_COMPONENT_LABEL)
+            if not cid:
+                continue
+            values = series["values"]
+            ts.extend(v[0] for v in values)
+            vals.extend(v[1] for v in values)
+            comps.extend([cid] * len(values))
+        df = pd.DataFrame(
+            {
+                "ts": _to_ts(ts),
+                "component": pd.Series(comps, dtype="object"),
+                "metric": name,
+                "value": pd.to_numeric(pd.Series(vals, dtype="object"), errors="coerce"),
+            }
+        )
+        if df.duplicated(subset=["ts", "component"]).any():
+            logger.warning(
+                "component metric %s returns several series per component: averaged", name
+            )
+            df = df.groupby(["ts", "component", "metric"], as_index=False)["value"].mean()
+        return df
+
+    def _up_frame(self, matrix: list[dict[str, Any]]) -> pd.DataFrame:
+        """Tidy ``up``: one row per target and step, node from ``instance`` without its port."""
+        inst_l = self.labels["instance"]
+        ts: list[Any] = []
+        nodes: list[str] = []
+        jobs: list[str] = []
+        vals: list[Any] = []
+        for series in matrix:
+            labels = series["metric"]
+            node = strip_port(labels.get(inst_l, ""))
+            values = series["values"]
+            ts.extend(v[0] for v in values)
+            vals.extend(v[1] for v in values)
+            nodes.extend([node] * len(values))
+            jobs.extend([labels.get("job", "")] * len(values))
+        if not ts:
+            return FleetFrames.empty_frame(UP_COLUMNS)
+        return _concat(
+            [
+                pd.DataFrame(
+                    {
+                        "ts": _to_ts(ts),
+                        "node": pd.Series(nodes, dtype="object"),
+                        "job": pd.Series(jobs, dtype="object"),
+                        "value": pd.to_numeric(pd.Series(vals, dtype="object"), errors="coerce"),
+                    }
+                )
+            ],
+            UP_COLUMNS,
+        )
+
+
+def _to_ts(seconds: Iterable[Any]) -> pd.Series:
+    """Unix seconds (floats) -> UTC timestamps."""
+    return pd.to_datetime(pd.Series(list(seconds), dtype="float64"), unit="s", utc=True)
+
+
+def _concat(parts: list[pd.DataFrame], columns: tuple[str, ...]) -> pd.DataFrame:
+    """Concatenate tidy parts in column order, sorted; an empty typed frame if none."""
+    parts = [p for p in parts if not p.empty]
+    if not parts:
+        return FleetFrames.empty_frame(columns)
+    df = pd.concat(parts, ignore_index=True)[list(columns)]
+    df["value"] = df["value"].astype("float64")
+    keys = [c for c in columns if c not in ("value", "ts")] + ["ts"]
+    df = df.dropna(subset=["value"]).sort_values(keys, kind="stable").reset_index(drop=True)
+    return df
+
+
+def _chunks(members: list[tuple[str, str]], limit: int) -> Iterable[list[tuple[str, str]]]:
+    """Split (component, PromQL) pairs so one joined query stays under ``limit`` characters."""
+    chunk: list[tuple[str, str]] = []
+    size = 0
+    for cid, q in members:
+        cost = len(q) + len(cid) + 60
+        if chunk and size + cost > limit:
+            yield chunk
+            chunk, size = [], 0
+        chunk.append((cid, q))
+        size += cost
+    if chunk:
+        yield chunk
+
+
+def _escape(value: str) -> str:
+    """Escape a value for a PromQL double-quoted string."""
+    return value.replace("\\", "\\\\").replace('"', '\\"')
+
+
+def _timed_out(exc: BaseException) -> bool:
+    """True when a requests/urllib3 failure is a timeout (also when wrapped by retries)."""
+    seen: set[int] = set()
+    stack: list[Any] = [exc]
+    while stack:
+        e = stack.pop()
+        if e is None or id(e) in seen:
+            continue
+        seen.add(id(e))
+        if isinstance(e, requests.exceptions.Timeout | TimeoutError):
+            return True
+        name = type(e).__name__
+        if "Timeout" in name:
+            return True
+        if isinstance(e, BaseException):
+            stack.extend([e.__cause__, e.__context__, getattr(e, "reason", None), *e.args])
+    return False
+
+
+def _reason(exc: BaseException) -> str:
+    """A short human reason for a connection failure (refused, DNS, reset...)."""
+    text = str(exc)
+    for needle, say in (
+        ("Connection refused", "connection refused"),
+        ("Name or service not known", "host name not found"),
+        ("nodename nor servname", "host name not found"),
+        ("Temporary failure in name resolution", "host name not found"),
+        ("CERTIFICATE_VERIFY_FAILED", "certificate verify failed"),
+        ("Connection reset", "connection reset"),
+        ("RemoteDisconnected", "server closed the connection"),
+    ):
+        if needle in text:
+            return say
+    return type(exc).__name__
