@@ -23,8 +23,10 @@ from bot.blocks.common import (
     ACTION_SILENCE_4H,
     ACTION_SILENCE_MODAL,
     ACTIONS_BLOCK_ID,
+    MAX_SECTION_TEXT,
     SEVERITY_EMOJI,
     BlockOptions,
+    clip,
     collapse,
     context,
     escape,
@@ -93,13 +95,17 @@ def explanation_blocks(incident: Incident, opts: BlockOptions) -> list[Block]:
     if exp.summary:
         out.append(section(escape(redact_labels(exp.summary, opts.label_allowlist))))
     if exp.factors:
-        lines = []
+        lines: list[str] = []
+        budget = MAX_SECTION_TEXT - 100
         for f in exp.factors[:3]:
             detail = f" · {redact_labels(f.detail, opts.label_allowlist)}" if f.detail else ""
-            lines.append(
-                f"• *{escape(f.name)}* on `{escape(f.entity)}` — {f.share:.0%}{escape(detail)}"
+            line = clip(
+                f"• *{escape(f.name)}* on `{escape(f.entity)}` — {f.share:.0%}{escape(detail)}", 900
             )
-        more = len(exp.factors) - 3
+            if sum(len(x) + 1 for x in lines) + len(line) > budget:
+                break
+            lines.append(line)
+        more = len(exp.factors) - len(lines)
         if more > 0:
             lines.append(f"_… and {more} more factors_")
         out.append(section("*Top factors*\n" + "\n".join(lines)))
@@ -209,10 +215,14 @@ def worse_reply_blocks(
 
 def worse_reply_text(previous: Incident, current: Incident) -> str:
     """Fallback text of the "worse" thread reply."""
-    return plain_text(
-        f"Worse: {current.title}, {previous.severity}->{current.severity}, "
-        f"risk {previous.score:.2f}->{current.score:.2f}"
-    )
+    parts = [f"Worse: {current.title}"]
+    if previous.severity != current.severity:
+        parts.append(f"{previous.severity} -> {current.severity}")
+    if round(previous.score, 2) != round(current.score, 2):
+        parts.append(f"risk {previous.score:.2f} -> {current.score:.2f}")
+    else:
+        parts.append(f"risk {current.score:.2f}")
+    return plain_text(", ".join(parts))
 
 
 def better_reply_blocks(previous: Incident | None, current: Incident) -> Blocks:

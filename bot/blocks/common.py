@@ -47,7 +47,7 @@ SEVERITY_EMOJI = {
     "info": ":white_circle:",
 }
 
-_LABEL_PAIR = re.compile(r'([A-Za-z_][A-Za-z0-9_]*)(=~?|!=)"([^"]*)"')
+_LABEL_PAIR = re.compile(r'(?<![A-Za-z0-9_])([A-Za-z_][A-Za-z0-9_]*)(=~?|!=)"([^"]*)"')
 
 
 @dataclass(frozen=True)
@@ -87,7 +87,7 @@ def redact_labels(text: str, allowlist: Iterable[str]) -> str:
         """Keep allowlisted pairs; hide the rest."""
         return m.group(0) if m.group(1) in allowed else f'{m.group(1)}{m.group(2)}"[hidden]"'
 
-    return _LABEL_PAIR.sub(_sub, text)
+    return _LABEL_PAIR.sub(_sub, clip(text, 2 * MAX_SECTION_TEXT))
 
 
 def filter_labels(labels: Mapping[str, str], allowlist: Iterable[str]) -> dict[str, str]:

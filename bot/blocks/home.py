@@ -13,6 +13,8 @@ from bot.blocks.answers import incident_line, status_blocks
 from bot.blocks.common import MAX_VIEW_BLOCKS, collapse, escape, fit, header, section
 from bot.blocks.models import IncidentView, StatusView
 
+MAX_RACKS = 30
+
 
 def home_view(
     at_risk_by_rack: Mapping[str, Sequence[GpuScore]],
@@ -26,12 +28,21 @@ def home_view(
     blocks.append(header(f"At-risk GPUs by rack ({sum(len(v) for v in at_risk_by_rack.values())})"))
     if not any(at_risk_by_rack.values()):
         blocks.append(section(":white_check_mark: No GPU above the risk threshold."))
-    for rack, gpus in sorted(at_risk_by_rack.items(), key=lambda kv: (-len(kv[1]), kv[0])):
-        if not gpus:
-            continue
+    racks = sorted(
+        ((r, g) for r, g in at_risk_by_rack.items() if g), key=lambda kv: (-len(kv[1]), kv[0])
+    )
+    if len(racks) > MAX_RACKS:
+        rest = racks[MAX_RACKS:]
+        racks = racks[:MAX_RACKS]
+    else:
+        rest = []
+    for rack, gpus in racks:
         ranked = sorted(gpus, key=lambda g: -g.score)
         items = [f"`{escape(g.key)}` {g.score:.2f}" for g in ranked]
         blocks.append(section(f"*{escape(rack)}* — {len(ranked)} GPU(s)\n{collapse(items, 12)}"))
+    if rest:
+        n = sum(len(g) for _, g in rest)
+        blocks.append(section(f"_… and {len(rest)} more racks with {n} at-risk GPUs_"))
     blocks.append(DividerBlock())
     blocks.append(header(f"Open incidents ({len(incidents)})"))
     ranked_inc = sorted(incidents, key=lambda v: -v.incident.score)

@@ -19,6 +19,7 @@ SCOPES_BY_METHOD: dict[str, str] = {
     "files.completeUploadExternal": "files:write",
     "views.publish": "",  # no scope needed
     "views.open": "",
+    "usergroups.users.list": "usergroups:read",  # only when admins include user groups (S...)
 }
 REQUIRED_BOT_SCOPES: frozenset[str] = frozenset(
     {"chat:write", "files:write", "commands"}  # commands: the /gpu-risk slash command

@@ -78,6 +78,7 @@ class FakeSlack:
         self.failures: list[_Failure] = []
         self.envelopes: dict[str, dict[str, Any]] = {}
         self.acks: dict[str, dict[str, Any]] = {}
+        self.usergroups: dict[str, list[str]] = {}
         self._ts = itertools.count(1)
         self._http: ThreadingHTTPServer | None = None
         self._ws: Server | None = None
@@ -442,6 +443,14 @@ class FakeSlack:
             "bot_id": "B0GPURISK",
             "is_enterprise_install": False,
         }
+
+    def _m_usergroups_users_list(self, args: dict[str, Any]) -> dict[str, Any]:
+        group = args.get("usergroup")
+        if not group:
+            raise SlackError("invalid_arguments", "usergroup is required")
+        if group not in self.usergroups:
+            raise SlackError("no_such_subteam")
+        return {"users": list(self.usergroups[group])}
 
     def _m_apps_connections_open(self, args: dict[str, Any]) -> dict[str, Any]:
         return {"url": self.ws_url}
