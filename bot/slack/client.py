@@ -36,8 +36,13 @@ def retry_handlers(max_rate_limit_retries: int = 10) -> list[RetryHandler]:
 
 
 def make_client(
-    token: str, base_url: str = "https://slack.com/api/", *, timeout: int = 30
+    token: str,
+    base_url: str = "https://slack.com/api/",
+    *,
+    timeout: int = 30,
+    max_rate_limit_retries: int = 10,
 ) -> WebClient:
     """A WebClient for ``token`` at ``base_url`` (must end with '/') with our retry handlers."""
     url = base_url if base_url.endswith("/") else base_url + "/"
-    return WebClient(token=token, base_url=url, timeout=timeout, retry_handlers=retry_handlers())
+    handlers = retry_handlers(max_rate_limit_retries)
+    return WebClient(token=token, base_url=url, timeout=timeout, retry_handlers=handlers)

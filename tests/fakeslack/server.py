@@ -7,6 +7,7 @@ It implements what the bot calls, validates arguments the way Slack does where i
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import json
 import threading
@@ -105,7 +106,8 @@ class FakeSlack:
         self._http = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self._http.daemon_threads = True
         self._ws = serve(self._ws_handler, "127.0.0.1", 0, ping_interval=None)
-        for target in (self._http.serve_forever, self._ws.serve_forever):
+        http = self._http
+        for target in (lambda: http.serve_forever(poll_interval=0.05), self._ws.serve_forever):
             t = threading.Thread(target=target, daemon=True)
             t.start()
             self._threads.append(t)
@@ -114,10 +116,8 @@ class FakeSlack:
     def stop(self) -> None:
         """Stop both servers and close websocket connections."""
         for sock in list(self._sockets):
-            try:
+            with contextlib.suppress(Exception):  # already closed
                 sock.close()
-            except Exception:  # already closed
-                pass
         if self._ws is not None:
             self._ws.shutdown()
         if self._http is not None:

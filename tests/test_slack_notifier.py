@@ -1,0 +1,153 @@
+"""The notifier and the outbox sender against the fake Slack: an incident's whole life, routing,
+pacing, and Slack failures (429 storms, 5xx) that delay but lose nothing."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
+
+from analysis.types import GpuScore, RootCause
+from bot.blocks.render import render_text
+from bot.slack.client import make_client
+from bot.slack.notifier import SlackNotifier
+from bot.slack.outbox import deliver_pending
+from storage.repository import Repository
+from tests.fakeslack import FakeSlack
+from tests.fixtures import slack as fx
+from tests.fixtures.slack import (
+    ALERTS,
+    CRITICAL,
+    PNG,
+    RACK_B,
+    Env,
+    gpu_incident,
+    make_env,
+    pdu_incident,
+    topology,
+)
+
+fake_slack = fx.fake_slack
+migrated_db = fx.migrated_db
+repo = fx.repo
+env = fx.env
+
+
+def test_incident_life_post_worse_resolved(env: Env) -> None:
+    fake = env.fake
+    env.cycle([gpu_incident(datetime.now(UTC))])
+    (alert,) = fake.channel_messages(ALERTS)
+    text = render_text(alert["blocks"])
+    assert text.startswith("Check GPU 3 on gpu-node-001")
+    assert "[ Acknowledge ]" in text and "Grafana" in text
+    rec = env.only_open()
+    assert rec.message_ref is not None and rec.message_ref.ts == alert["ts"]
+    assert rec.message_ref.channel == ALERTS
+    # images uploaded from bytes into the alert's thread
+    uploads = sorted(fake.uploads.values(), key=lambda u: u["title"])
+    assert [u["title"] for u in uploads] == ["dependency graph", "key metrics"]
+    assert all(u["shared"] and u["thread_ts"] == alert["ts"] for u in uploads)
+    assert uploads[0]["data"] == PNG and uploads[1]["data"] == PNG[:1000]
+    assert all(u["channel"] == ALERTS for u in uploads)
+
+    # worse: the original is edited in place and the thread says what changed
+    env.cycle([gpu_incident(datetime.now(UTC), severity="critical", score=0.99)])
+    edited = fake.message(ALERTS, alert["ts"])
+    assert edited["edits"] == 1
+    assert "critical" in render_text(edited["blocks"]) and "0.99" in render_text(edited["blocks"])
+    (reply,) = fake.thread(ALERTS, alert["ts"])
+    assert "severity warning → *critical*" in render_text(reply["blocks"])
+    assert fake.channel_messages(ALERTS) == [edited]  # no second top-level message
+    assert fake.channel_messages(CRITICAL) == []  # the thread stays where it started
+
+    # resolved: the original says so, loses its buttons, and the thread says so too
+    env.cycle([])
+    final = fake.message(ALERTS, alert["ts"])
+    final_text = render_text(final["blocks"])
+    assert final_text.startswith("Resolved: Check GPU 3 on gpu-node-001")
+    assert "Resolved at" in final_text and "[ Acknowledge ]" not in final_text
+    replies = fake.thread(ALERTS, alert["ts"])
+    assert len(replies) == 2 and "Resolved" in render_text(replies[1]["blocks"])
+    assert [o.status for o in env.repo.outbox()] == ["sent", "sent", "sent"]
+    assert env.repo.open_incidents() == []
+
+
+def test_routes_by_rack_then_severity_else_default(env: Env) -> None:
+    now = datetime.now(UTC)
+    rack_b = replace(
+        gpu_incident(now),
+        root_cause=RootCause("gpu-node-003/1", "gpu"),
+        gpus=(GpuScore("gpu-node-003", "1", 0.93),),
+    )
+    env.cycle([gpu_incident(now), pdu_incident(now), rack_b])
+    assert len(env.fake.channel_messages(ALERTS)) == 1  # warning, rack-a1: default
+    assert len(env.fake.channel_messages(CRITICAL)) == 1  # critical PDU incident
+    assert "gpu-node-003" in env.fake.channel_messages(RACK_B)[0]["text"]
+
+
+def test_429_storm_delays_but_loses_nothing(fake_slack: FakeSlack, repo: Repository) -> None:
+    env = make_env(fake_slack, repo)
+    env.bot.notifier.client = make_client(
+        fake_slack.bot_token, fake_slack.api_url, max_rate_limit_retries=2
+    )
+    fake_slack.fail("chat.postMessage", status=429, times=5, retry_after=0)
+    now = datetime.now(UTC)
+    incidents = [gpu_incident(now), pdu_incident(now)]
+    env.repo.apply_cycle(now, incidents, True)
+    first = deliver_pending(env.bot.service, at=now)
+    assert first == 1  # one post gave up after 2 retries and stays queued; one got through
+    assert len(fake_slack.calls_to("chat.postMessage", ok=False)) == 5
+    pending = env.repo.outbox(status="pending")
+    assert len(pending) == 1 and "ratelimited" in (pending[0].last_error or "")
+    assert deliver_pending(env.bot.service, at=now + timedelta(seconds=5)) == 0  # not yet due
+    assert deliver_pending(env.bot.service, at=now + timedelta(minutes=1)) == 1
+    posted = fake_slack.channel_messages(ALERTS) + fake_slack.channel_messages("C0CRIT")
+    assert sorted(m["text"].split("] ")[1].split(" (")[0] for m in posted) == sorted(
+        i.title for i in incidents
+    )
+    assert [o.status for o in env.repo.outbox()] == ["sent", "sent"]
+    assert all(r.message_ref is not None for r in env.repo.open_incidents())
+
+
+def test_server_errors_are_retried(env: Env) -> None:
+    env.fake.fail("chat.postMessage", status=503, times=1, retry_after=None)
+    env.fake.fail("files.completeUploadExternal", status=500, times=1, retry_after=None)
+    env.cycle([gpu_incident(datetime.now(UTC))])
+    assert len(env.fake.channel_messages(ALERTS)) == 1
+    assert all(u["shared"] for u in env.fake.uploads.values())
+    assert [o.status for o in env.repo.outbox()] == ["sent"]
+
+
+def test_pacing_is_per_channel(fake_slack: FakeSlack) -> None:
+    clock = [100.0]
+    slept: list[float] = []
+
+    def sleep(s: float) -> None:
+        slept.append(round(s, 3))
+        clock[0] += s
+
+    notifier = SlackNotifier(
+        make_client(fake_slack.bot_token, fake_slack.api_url),
+        {"critical": "C0CRIT"},
+        ALERTS,
+        topology=topology(),
+        min_interval=1.0,
+        clock=lambda: clock[0],
+        sleep=sleep,
+    )
+    now = datetime.now(UTC)
+    ref = notifier.post(gpu_incident(now))
+    notifier.reply(ref, "one")
+    notifier.post(pdu_incident(now))  # another channel: no wait
+    clock[0] += 0.25
+    notifier.reply(ref, "two")
+    assert slept == [1.0, 0.75]  # waits only within a channel, only what is left
+    assert len(fake_slack.thread(ALERTS, ref.ts)) == 2
+
+
+def test_data_source_degraded_is_posted_once(env: Env) -> None:
+    now = datetime.now(UTC)
+    for i in range(3):
+        env.repo.record_scan(now + timedelta(minutes=i), False, 1.0, 0, "connection refused")
+    deliver_pending(env.bot.service, at=now + timedelta(minutes=3))
+    texts = [m["text"] for m in env.fake.channel_messages(ALERTS)]
+    assert len([t for t in texts if "degraded" in t]) == 1
