@@ -1,0 +1,166 @@
+"""``gpu-risk simulate``: write a simulated fleet's history, or serve it live on /metrics."""
+
+from __future__ import annotations
+
+import re
+from datetime import timedelta
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated
+
+import typer
+from rich.console import Console
+
+from bot.commands.common import UserError, guarded, parse_at
+
+if TYPE_CHECKING:
+    from storage.simulator.spec import FleetSpec
+
+_DURATION = re.compile(r"^(\d+)(s|m|h|d)$")
+_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+def parse_step(text: str) -> timedelta:
+    """Parse a Prometheus-style duration such as ``30s``, ``1m`` or ``5m``."""
+    match = _DURATION.match(text.strip())
+    if not match or int(match.group(1)) == 0:
+        raise UserError(f"--step {text!r} is not a duration: use e.g. 30s, 1m, 5m, 1h")
+    return timedelta(seconds=int(match.group(1)) * _UNITS[match.group(2)])
+
+
+def register(app: typer.Typer) -> None:
+    """Add the ``simulate`` command group (history, serve)."""
+    sim = typer.Typer(
+        name="simulate",
+        help="Simulate a GPU fleet with injected faults (history files or a live exporter).",
+        no_args_is_help=True,
+    )
+    sim.command("history")(guarded(history))
+    sim.command("serve")(guarded(serve))
+    app.add_typer(sim, name="simulate")
+
+
+def history(
+    *,
+    out: Annotated[
+        Path, typer.Option("--out", help="Directory for metrics.om, topology.yaml, faults.json")
+    ],
+    days: Annotated[float, typer.Option("--days", help="Length of the history in days")] = 3.0,
+    step: Annotated[str, typer.Option("--step", help="Sample interval, e.g. 30s, 1m, 5m")] = "1m",
+    seed: Annotated[
+        int, typer.Option("--seed", help="Random seed: same seed (and --start), same files")
+    ] = 0,
+    racks: Annotated[int, typer.Option("--racks", help="Racks (each: PDU, CRAC, leaf)")] = 4,
+    nodes: Annotated[int, typer.Option("--nodes", help="Nodes per rack")] = 8,
+    gpus: Annotated[int, typer.Option("--gpus", help="GPUs per node")] = 8,
+    start: Annotated[
+        str | None,
+        typer.Option("--start", help="RFC 3339 start (default: midnight UTC, --days ago)"),
+    ] = None,
+    fault_rate: Annotated[
+        float, typer.Option("--fault-rate", help="Faults per 100 GPU-days (random schedule)")
+    ] = 3.0,
+    healthy: Annotated[bool, typer.Option("--healthy", help="No faults at all")] = False,
+) -> None:
+    """Write DIR/metrics.om (OpenMetrics for promtool), DIR/topology.yaml and DIR/faults.json."""
+    from storage.simulator import FleetSimulator
+    from storage.simulator.fleet import default_start
+
+    step_td = parse_step(step)
+    if not 0 < days <= 60:
+        raise UserError(f"--days must be in (0, 60], got {days}")
+    if fault_rate < 0:
+        raise UserError(f"--fault-rate must be >= 0, got {fault_rate}")
+    spec = _spec(racks, nodes, gpus)
+    begin = parse_at(start) if start else default_start(days)
+    duration = timedelta(days=days)
+    if duration < step_td:
+        raise UserError(f"--days {days} is shorter than one --step {step}")
+    Console(stderr=True).print(
+        f"simulating {spec.racks} racks x {spec.nodes_per_rack} nodes x {spec.gpus_per_node} "
+        f"GPUs for {days:g} days at {step} (seed {seed}) ..."
+    )
+    sim = FleetSimulator(
+        spec,
+        start=begin,
+        duration=duration,
+        step=step_td,
+        seed=seed,
+        fault_rate=fault_rate,
+        healthy=healthy,
+    )
+    try:
+        sim.write_history(out)
+    except OSError as exc:
+        raise UserError(f"cannot write to {out}: {exc.strerror or exc}") from None
+    console = Console()
+    console.print(f"wrote {out / 'metrics.om'}, {out / 'topology.yaml'}, {out / 'faults.json'}")
+    console.print(
+        f"{sim.start:%Y-%m-%dT%H:%M:%SZ} .. {sim.end:%Y-%m-%dT%H:%M:%SZ}, "
+        f"{spec.n_gpus} GPUs, {len(sim.faults)} faults"
+    )
+    for f in sim.faults:
+        failure = f"{f.failure:%Y-%m-%dT%H:%M:%SZ}" if f.failure else "-"
+        console.print(
+            f"  {f.id:<24} {f.kind:<18} {f.target:<18} onset {f.onset:%Y-%m-%dT%H:%M:%SZ}"
+            f"  failure {failure}",
+            highlight=False,
+        )
+    console.print(
+        "load into Prometheus: promtool tsdb create-blocks-from openmetrics "
+        f"--max-block-duration=24h {out / 'metrics.om'} <prometheus-data-dir>",
+        highlight=False,
+    )
+
+
+def serve(
+    *,
+    port: Annotated[int, typer.Option("--port", help="TCP port for /metrics")] = 9400,
+    host: Annotated[
+        str, typer.Option("--host", help="Bind address (0.0.0.0 for all interfaces)")
+    ] = "127.0.0.1",
+    speed: Annotated[
+        float, typer.Option("--speed", help="Simulated seconds per wall-clock second")
+    ] = 1.0,
+    seed: Annotated[int, typer.Option("--seed", help="Random seed")] = 0,
+    racks: Annotated[int, typer.Option("--racks", help="Racks")] = 4,
+    nodes: Annotated[int, typer.Option("--nodes", help="Nodes per rack")] = 8,
+    gpus: Annotated[int, typer.Option("--gpus", help="GPUs per node")] = 8,
+    fault_rate: Annotated[
+        float, typer.Option("--fault-rate", help="Faults per 100 GPU-days (random schedule)")
+    ] = 3.0,
+    healthy: Annotated[bool, typer.Option("--healthy", help="No faults at all")] = False,
+) -> None:
+    """Serve the simulated fleet's current metrics on http://HOST:PORT/metrics until Ctrl-C."""
+    from storage.simulator.exporter import LiveFleet, serve_forever
+
+    if not 0 < port < 65536:
+        raise UserError(f"--port must be in 1..65535, got {port}")
+    if not 0 < speed <= 100_000:
+        raise UserError(f"--speed must be in (0, 100000], got {speed}")
+    spec = _spec(racks, nodes, gpus)
+    live = LiveFleet(spec, seed=seed, speed=speed, fault_rate=fault_rate, healthy=healthy)
+    Console(stderr=True).print(
+        f"serving {spec.n_gpus} simulated GPUs on http://{host}:{port}/metrics "
+        f"(speed x{speed:g}, seed {seed}); scrape with honor_labels: true. Ctrl-C stops."
+    )
+    try:
+        serve_forever(live, host=host, port=port)
+    except OSError as exc:
+        raise UserError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
+
+
+def _spec(racks: int, nodes: int, gpus: int) -> FleetSpec:
+    """Build a FleetSpec from flags, turning a bad shape into a UserError."""
+    from storage.simulator.spec import FleetSpec
+
+    try:
+        return FleetSpec(racks=racks, nodes_per_rack=nodes, gpus_per_node=gpus)
+    except ValueError as exc:
+        text = str(exc)
+        for field, flag in (
+            ("FleetSpec.racks", "--racks"),
+            ("FleetSpec.nodes_per_rack", "--nodes"),
+            ("FleetSpec.gpus_per_node", "--gpus"),
+        ):
+            text = text.replace(field, flag)
+        raise UserError(text) from None

@@ -1,0 +1,29 @@
+"""A simulated GPU fleet with ground-truth faults: the demo's, the tests' and the backtest's data.
+
+``FleetSimulator`` implements ``storage.source.MetricsSource``; ``write_history`` writes
+OpenMetrics + topology.yaml + faults.json; ``storage.simulator.exporter`` serves live /metrics.
+"""
+
+from storage.simulator.faults import (
+    DEFAULT_FAULT_RATE,
+    FAULT_KINDS,
+    FAULT_MIX,
+    PRECURSOR_HOURS,
+    affected_of,
+    make_fault,
+)
+from storage.simulator.fleet import GPU_METRICS, NODE_SERIES, FleetSimulator
+from storage.simulator.spec import FleetSpec
+
+__all__ = [
+    "DEFAULT_FAULT_RATE",
+    "FAULT_KINDS",
+    "FAULT_MIX",
+    "GPU_METRICS",
+    "NODE_SERIES",
+    "PRECURSOR_HOURS",
+    "FleetSimulator",
+    "FleetSpec",
+    "affected_of",
+    "make_fault",
+]
