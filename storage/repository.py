@@ -238,6 +238,7 @@ class Repository:
         self.score_epsilon = score_epsilon
         self.degrade_after = degrade_after
         self._sessions = session_factory(engine)
+        self._readers = session_factory(engine, read_only=True)
         self._owns_engine = owns_engine
 
     @classmethod
@@ -389,26 +390,26 @@ class Repository:
 
     def incident(self, incident_id: int) -> IncidentRecord | None:
         """Return the incident with this id, or None."""
-        with self._sessions() as s:
+        with self._readers() as s:
             row = s.get(IncidentRow, incident_id)
             return _record(row) if row else None
 
     def open_by_key(self, dedup_key: str) -> IncidentRecord | None:
         """Return the open (or acknowledged) incident with this dedup key, or None."""
-        with self._sessions() as s:
+        with self._readers() as s:
             row = s.scalar(select(IncidentRow).where(IncidentRow.open_key == dedup_key))
             return _record(row) if row else None
 
     def open_incidents(self) -> list[IncidentRecord]:
         """Return open and acknowledged incidents, most severe and riskiest first."""
-        with self._sessions() as s:
+        with self._readers() as s:
             rows = s.scalars(select(IncidentRow).where(IncidentRow.open_key.is_not(None))).all()
             records = [_record(r) for r in rows]
         return sorted(records, key=lambda r: (-severity_rank(r.severity), -r.score, r.id))
 
     def incidents(self, *, since: datetime | None = None, limit: int = 100) -> list[IncidentRecord]:
         """Return incidents (any status) last seen at or after ``since``, newest first."""
-        with self._sessions() as s:
+        with self._readers() as s:
             q = select(IncidentRow).order_by(IncidentRow.last_seen.desc(), IncidentRow.id.desc())
             if since is not None:
                 q = q.where(IncidentRow.last_seen >= since)
@@ -421,7 +422,7 @@ class Repository:
         node. Open incidents first, then the most recently seen.
         """
         entity = entity.strip()
-        with self._sessions() as s:
+        with self._readers() as s:
             gpu_match = exists().where(
                 IncidentGpuRow.incident_id == IncidentRow.id,
                 or_(IncidentGpuRow.gpu_key == entity, IncidentGpuRow.node == entity),
@@ -465,7 +466,7 @@ class Repository:
 
     def acknowledgements(self, incident_id: int) -> list[tuple[str, datetime]]:
         """Return (user, at) of every acknowledgement of an incident, oldest first."""
-        with self._sessions() as s:
+        with self._readers() as s:
             rows = s.execute(
                 select(AcknowledgementRow.user, AcknowledgementRow.at)
                 .where(AcknowledgementRow.incident_id == incident_id)
@@ -490,7 +491,7 @@ class Repository:
 
     def feedback(self, incident_id: int | None = None) -> list[FeedbackRecord]:
         """Return feedback, for one incident or all, oldest first."""
-        with self._sessions() as s:
+        with self._readers() as s:
             q = select(FeedbackRow).order_by(FeedbackRow.id)
             if incident_id is not None:
                 q = q.where(FeedbackRow.incident_id == incident_id)
@@ -533,7 +534,7 @@ class Repository:
     def active_silences(self, at: datetime) -> list[SilenceRecord]:
         """Return silences in force at ``at``, ending soonest first."""
         _aware(at, "at")
-        with self._sessions() as s:
+        with self._readers() as s:
             return [_silence(r) for r in s.scalars(_active_silences_query(at))]
 
     def is_silenced(self, incident: Incident, at: datetime) -> bool:
@@ -560,7 +561,7 @@ class Repository:
 
     def message_ref(self, incident_id: int, channel: str | None = None) -> MessageRef | None:
         """Return the incident's Slack message (in ``channel``, or its first), or None."""
-        with self._sessions() as s:
+        with self._readers() as s:
             q = select(MessageRefRow).where(MessageRefRow.incident_id == incident_id)
             if channel is not None:
                 q = q.where(MessageRefRow.channel == channel)
@@ -668,7 +669,12 @@ class Repository:
             row.last_error = None
             if message_ref is not None:
                 row.message_ref = message_ref.as_dict()
-                if row.incident_id is not None and row.kind == Action.POST.value:
+                if row.incident_id is not None and (
+                    row.kind == Action.POST.value
+                    or not _has_message_ref(s, row.incident_id, message_ref.channel)
+                ):
+                    # A post's message becomes the incident's; so does a fresh message sent
+                    # for an update whose original post never made it.
                     _upsert_message_ref(s, row.incident_id, message_ref, at)
             return True
 
@@ -697,7 +703,7 @@ class Repository:
         self, *, status: str | None = None, incident_id: int | None = None
     ) -> list[OutboxItem]:
         """Return outbox rows (optionally by status or incident), oldest first."""
-        with self._sessions() as s:
+        with self._readers() as s:
             q = select(OutboxRow).order_by(OutboxRow.id)
             if status is not None:
                 q = q.where(OutboxRow.status == status)
@@ -762,13 +768,13 @@ class Repository:
 
     def scans(self, limit: int = 20) -> list[ScanRun]:
         """Return the most recent scans, newest first."""
-        with self._sessions() as s:
+        with self._readers() as s:
             q = select(ScanRunRow).order_by(ScanRunRow.at.desc(), ScanRunRow.id.desc())
             return [_scan(r) for r in s.scalars(q.limit(limit))]
 
     def status(self) -> StoreStatus:
         """Return last scan, last good scan, data source state, newest model, open counts."""
-        with self._sessions() as s:
+        with self._readers() as s:
             newest = select(ScanRunRow).order_by(ScanRunRow.at.desc(), ScanRunRow.id.desc())
             last = s.scalar(newest.limit(1))
             last_ok = s.scalar(newest.where(ScanRunRow.ok.is_(True)).limit(1))
@@ -820,7 +826,7 @@ class Repository:
 
     def top_gpus(self, limit: int = 10) -> list[GpuScore]:
         """Return the riskiest GPUs of the most recent scored cycle, riskiest first."""
-        with self._sessions() as s:
+        with self._readers() as s:
             latest = s.scalar(select(func.max(ScoreRow.at)))
             if latest is None:
                 return []
@@ -840,7 +846,7 @@ class Repository:
         self, gpu_key: str, *, since: datetime | None = None
     ) -> list[tuple[datetime, float]]:
         """Return (at, score) of one GPU, oldest first."""
-        with self._sessions() as s:
+        with self._readers() as s:
             q = select(ScoreRow.at, ScoreRow.score).where(ScoreRow.gpu_key == gpu_key)
             if since is not None:
                 q = q.where(ScoreRow.at >= since)
@@ -879,7 +885,7 @@ class Repository:
         self, *, name: str | None = None, fleet_fingerprint: str | None = None
     ) -> ModelVersion | None:
         """Return the newest model (optionally of a name and for a fleet), or None."""
-        with self._sessions() as s:
+        with self._readers() as s:
             q = select(ModelVersionRow)
             if name is not None:
                 q = q.where(ModelVersionRow.name == name)
@@ -1005,6 +1011,14 @@ def _upsert_message_ref(s: Session, incident_id: int, ref: MessageRef, at: datet
     else:
         row.ts, row.thread_ts = ref.ts, ref.thread_ts
     s.flush()
+
+
+def _has_message_ref(s: Session, incident_id: int, channel: str) -> bool:
+    """Return True when the incident already has a message in ``channel``."""
+    q = select(MessageRefRow.id).where(
+        MessageRefRow.incident_id == incident_id, MessageRefRow.channel == channel
+    )
+    return s.scalar(q.limit(1)) is not None
 
 
 def _insert_scores(s: Session, at: datetime, scores: Iterable[GpuScore]) -> int:

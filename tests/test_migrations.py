@@ -3,6 +3,7 @@ head -> previous -> base, and the models equal the migrations (autogenerate find
 
 from __future__ import annotations
 
+import threading
 from datetime import UTC, datetime
 
 import pytest
@@ -22,7 +23,12 @@ from storage.db import (
 )
 from storage.models import Base
 from storage.repository import Repository
-from tests.fixtures.postgres import db_url, postgres_server  # noqa: F401 - pytest fixtures
+from tests.fixtures.postgres import (  # noqa: F401 - pytest fixtures
+    PostgresServer,
+    create_database,
+    db_url,
+    postgres_server,
+)
 
 T0 = datetime(2026, 11, 22, 10, 0, tzinfo=UTC)
 PREVIOUS = "0001"
@@ -141,3 +147,23 @@ def test_sqlite_pragmas(tmp_path: object) -> None:
             assert conn.exec_driver_sql("PRAGMA busy_timeout").scalar() == 10_000
     finally:
         engine.dispose()
+
+
+@pytest.mark.postgres
+def test_replicas_upgrading_together_do_not_collide(postgres_server: PostgresServer) -> None:  # noqa: F811
+    url = create_database(postgres_server)
+    errors: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            upgrade(url)
+        except BaseException as exc:  # surfaced below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=run) for _ in range(3)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=60)
+    assert not errors, errors
+    assert current_revision(url) == head_revision()

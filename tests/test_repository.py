@@ -5,10 +5,11 @@ from __future__ import annotations
 import threading
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import pytest
 from sqlalchemy import text
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import IntegrityError, OperationalError
 
 from analysis.lifecycle import Action
 from analysis.types import Explanation, Factor, GpuScore, Incident, RootCause
@@ -469,3 +470,33 @@ def test_advisory_lock_single_winner_release_and_death(postgres_url: str) -> Non
         a.close()
         b.close()
         engine.dispose()
+
+
+def test_update_sent_as_fresh_message_becomes_the_incident_message(repo: Repository) -> None:
+    """When a post died (dead row), the notifier posts the update anew: that ref is kept."""
+    iid = repo.apply_cycle(T0, [gpu_incident()], True)[0].incident_id
+    repo.apply_cycle(T0 + MIN, [gpu_incident("critical")], True)
+    assert iid is not None
+    post = repo.claim_pending(5, "w", LEASE, at=T0 + MIN)[0]
+    repo.mark_failed(post.id, "is_archived", None, at=T0 + MIN)
+    upd = repo.claim_pending(5, "w", LEASE, at=T0 + MIN)[0]
+    assert upd.kind == "update" and repo.message_ref(iid) is None
+    repo.mark_sent(upd.id, at=T0 + MIN, message_ref=MessageRef("C1", "9.9"))
+    assert repo.message_ref(iid) == MessageRef("C1", "9.9")
+
+
+def test_sqlite_readers_do_not_wait_for_a_writer(tmp_path: Path) -> None:
+    """WAL + deferred read transactions: a Slack command reads while a scan holds the write lock."""
+    url = f"sqlite:///{tmp_path / 'rw.db'}"
+    Repository.from_url(url).close()
+    engine = make_engine(url, busy_timeout_ms=200)
+    repo = Repository(engine)
+    repo.apply_cycle(T0, [gpu_incident()], True)
+    with engine.begin() as writer:  # BEGIN IMMEDIATE: holds the write lock
+        writer.execute(text("UPDATE incidents SET score = 0.5"))
+        assert [r.score for r in repo.open_incidents()] == [0.8]  # snapshot, no wait
+        assert repo.status().open_incidents == 1
+        with pytest.raises(OperationalError, match="locked"):  # a second writer does wait
+            repo.record_scan(T0, True, 1.0, 1)
+    assert [r.score for r in repo.open_incidents()] == [0.5]
+    engine.dispose()
