@@ -242,21 +242,30 @@ def decide(
     return Decision(action, key, reason, notify=True, incident=current, previous_severity=previous)
 
 
-def silence_matches(incident: Incident, target: str) -> bool:
-    """Return True when a silence ``target`` covers the incident.
+def involves(incident: Incident, entity: str) -> bool:
+    """Return True when ``entity`` names the incident or something in it.
 
-    A target matches the dedup key (``pdu:pdu-a1``), the root cause id (``pdu-a1``,
+    An entity matches the dedup key (``pdu:pdu-a1``), the root cause id (``pdu-a1``,
     ``gpu-node-007/3``), any affected GPU's key (``gpu-node-007/3``) or any affected GPU's node
-    (``gpu-node-007``). A node-level silence therefore covers every GPU on that node.
+    (``gpu-node-007``).
     """
-    target = target.strip()
-    if not target:
+    entity = entity.strip()
+    if not entity:
         return False
-    if target in (incident.dedup_key, incident.root_cause.id):
+    if entity in (incident.dedup_key, incident.root_cause.id):
         return True
-    if incident.root_cause.kind == "gpu" and incident.root_cause.id.rpartition("/")[0] == target:
+    if incident.root_cause.kind == "gpu" and incident.root_cause.id.rpartition("/")[0] == entity:
         return True
-    return any(target in (g.key, g.node) for g in incident.gpus)
+    return any(entity in (g.key, g.node) for g in incident.gpus)
+
+
+def silence_matches(incident: Incident, target: str) -> bool:
+    """Return True when a silence ``target`` covers the incident (see ``involves``).
+
+    A node-level silence therefore covers every GPU incident on that node, and a component
+    incident that affects a GPU of that node.
+    """
+    return involves(incident, target)
 
 
 def _key(current: Incident | None, stored: StoredState | None, dedup_key: str | None) -> str:

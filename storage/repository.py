@@ -30,7 +30,7 @@ point can.
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable, Sequence
+from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any, Literal
@@ -45,6 +45,7 @@ from analysis.lifecycle import (
     Decision,
     StoredState,
     decide,
+    involves,
     max_severity,
     severity_rank,
     silence_matches,
@@ -170,6 +171,11 @@ class OutboxItem:
     sent_at: datetime | None
     message_ref: MessageRef | None
 
+    @property
+    def is_retry(self) -> bool:
+        """Return True when an earlier claim may already have reached Slack: reconcile first."""
+        return self.attempts > 1
+
 
 @dataclass(frozen=True)
 class ScanRun:
@@ -268,13 +274,16 @@ class Repository:
         data_ok: bool,
         *,
         scores: Sequence[GpuScore] | None = None,
+        unobserved: Collection[str] = (),
     ) -> list[Decision]:
         """Decide and persist one cycle in ONE transaction; return a decision per dedup key.
 
         Every current incident and every stored open incident gets ``analysis.lifecycle.decide``;
         the result is written with its outbox row (``notify``) in the same transaction.
-        ``data_ok=False`` never resolves anything. ``scores``, when given, go to the score
-        history in the same transaction. Duplicate dedup keys in ``incidents`` keep the worst.
+        ``data_ok=False`` never resolves anything; ``unobserved`` names nodes, GPU keys or
+        component ids that had no data this cycle (partial outage, a GPU fallen off the bus):
+        open incidents involving them are not resolved either. ``scores``, when given, go to
+        the score history in the same transaction. Duplicate dedup keys keep the worst.
         """
         _aware(at, "at")
         current = _worst_per_key(incidents)
@@ -299,10 +308,14 @@ class Repository:
             for key, row in open_rows.items():
                 if key in current:
                     continue
+                state = _stored_state(row)
+                seen = state.incident is None or not any(
+                    involves(state.incident, e) for e in unobserved
+                )
                 d = decide(
                     None,
-                    _stored_state(row),
-                    data_ok=data_ok,
+                    state,
+                    data_ok=data_ok and seen,
                     score_epsilon=self.score_epsilon,
                     dedup_key=key,
                 )

@@ -137,6 +137,14 @@ def test_acknowledged_pages_again_only_when_severity_rises(repo: Repository) -> 
     assert [a for a, _ in repo.acknowledgements(iid)] == ["U1"]
 
 
+def test_partial_data_does_not_resolve_incidents_on_unobserved_entities(repo: Repository) -> None:
+    repo.apply_cycle(T0, [gpu_incident(), pdu_incident()], True)
+    d = repo.apply_cycle(T0 + MIN, [], True, unobserved=["gpu-node-006"])
+    assert actions(d) == {"gpu:gpu-node-001/3": Action.RESOLVE, "pdu:pdu-a1": Action.NOOP}
+    d = repo.apply_cycle(T0 + 2 * MIN, [], True)
+    assert actions(d) == {"pdu:pdu-a1": Action.RESOLVE}
+
+
 def test_one_open_incident_per_dedup_key(repo: Repository) -> None:
     twin = gpu_incident("critical", 0.9)
     d = repo.apply_cycle(T0, [gpu_incident(), twin], True)
@@ -293,7 +301,8 @@ def test_crash_after_commit_sends_once_after_restart(db_url: str) -> None:  # no
     assert r2.claim_pending(10, "replica-2", LEASE, at=T0 + LEASE / 2) == []  # lease still runs
     retry = r2.claim_pending(10, "replica-2", LEASE, at=T0 + LEASE)
     assert sorted(o.id for o in retry) == sorted(o.id for o in claimed)
-    assert all(o.attempts == 2 for o in retry)  # the notifier knows to reconcile first
+    assert all(o.attempts == 2 and o.is_retry for o in retry)  # notifier reconciles first
+    assert not any(o.is_retry for o in claimed)
     for o in retry:
         r2.mark_sent(o.id, at=T0 + LEASE, message_ref=MessageRef("C1", f"{o.id}.0"))
     assert r2.claim_pending(10, "replica-2", LEASE, at=T0 + 10 * LEASE) == []
