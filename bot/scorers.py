@@ -36,12 +36,15 @@ def make_scorer(name: str, settings: Settings) -> Scorer:
 
 
 def resolve_detector(flag: str | None, settings: Settings) -> str:
-    """The detector to use: the flag, else the setting (falling back, loudly, if not built yet)."""
+    """The detector to use: the flag, else the setting (falling back if not built in yet).
+
+    The fallback is logged, and the result names the detector that ran (JSON ``detector``).
+    """
     if flag:
         return flag
     if settings.detector in available_detectors():
         return settings.detector
-    logger.warning(
+    logger.info(
         "detector %r (GPU_RISK_DETECTOR) is not available in this version yet; using %r",
         settings.detector,
         FALLBACK_DETECTOR,
