@@ -58,10 +58,23 @@ class HttpServer:
     """waitress serving a WSGI app in a background thread; ``port`` is the bound port."""
 
     def __init__(
-        self, app: WSGIApp, host: str = "0.0.0.0", port: int = 3000, threads: int = 8
+        self,
+        app: WSGIApp,
+        host: str = "0.0.0.0",
+        port: int = 3000,
+        threads: int = 8,
+        *,
+        loop_timeout: float = 1.0,
     ) -> None:
         """Bind now (port 0 picks a free port); call ``start()`` to serve."""
-        self._server = create_server(app, host=host, port=port, threads=threads, ident="gpu-risk")
+        self._server = create_server(
+            app,
+            host=host,
+            port=port,
+            threads=threads,
+            ident="gpu-risk",
+            asyncore_loop_timeout=loop_timeout,
+        )
         self.host = host
         self.port = int(self._server.effective_port)  # type: ignore[union-attr]
         self._thread: threading.Thread | None = None
@@ -77,12 +90,23 @@ class HttpServer:
         self._server.run()
 
     def stop(self) -> None:
-        """Stop serving and close the socket."""
-        self._server.close()
-        if self._thread is not None:
+        """Stop serving: close the listening socket from inside the serving loop, then wait."""
+        server: Any = self._server
+        if self._thread is not None and self._thread.is_alive():
+            server.trigger.pull_trigger(server.close)  # closing from another thread races select
             self._thread.join(timeout=5)
+        else:
+            server.close()
+        server.task_dispatcher.shutdown(timeout=2)
 
 
-def serve(app: WSGIApp, host: str = "0.0.0.0", port: int = 3000, *, threads: int = 8) -> HttpServer:
+def serve(
+    app: WSGIApp,
+    host: str = "0.0.0.0",
+    port: int = 3000,
+    *,
+    threads: int = 8,
+    loop_timeout: float = 1.0,
+) -> HttpServer:
     """Start serving ``app`` in the background; return the server (``.port``, ``.stop()``)."""
-    return HttpServer(app, host, port, threads).start()
+    return HttpServer(app, host, port, threads, loop_timeout=loop_timeout).start()

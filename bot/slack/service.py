@@ -210,7 +210,10 @@ class SlackService:
         unknown = self._unknown(cmd.target, graph)
         if unknown is not None:
             return unknown
-        records = [r for r in self.repo.latest_for(cmd.target) if r.is_open]
+        records = sorted(
+            (r for r in self.repo.latest_for(cmd.target) if r.is_open),
+            key=lambda r: (r.incident.root_cause.id != cmd.target, -r.score),
+        )
         if not records:
             kind = kind_of(graph, cmd.target) if cmd.target in graph else "entity"
             scores = {g.key: g.score for g in self.repo.top_gpus(limit=100_000)}
@@ -249,7 +252,7 @@ class SlackService:
         if unknown is not None or cmd.target not in graph:
             return unknown or _reply(answers.usage_blocks("whatif needs a node or component"), "")
         below = blast_radius(graph, cmd.target)
-        nodes = sorted(n for n in below if kind_of(graph, n) == "node")
+        nodes = sorted(n for n in below | {cmd.target} if kind_of(graph, n) == "node")
         gpus = gpus_behind(graph, cmd.target)
         at_risk = sorted(
             {g.key for r in self.repo.open_incidents() for g in r.incident.gpus} & set(gpus)
