@@ -21,6 +21,8 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import numpy as np
+import numpy.typing as npt
+import pandas as pd
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
@@ -30,7 +32,49 @@ from analysis.evaluation import (
     compare_detectors,
     gpu_days_of,
 )
-from analysis.types import Assessment, Fault, Incident, format_time
+from analysis.types import Assessment, Fault, FleetFrames, Incident, format_time
+
+
+def _ns(ts: datetime) -> int:
+    """Return an aware datetime as UTC epoch nanoseconds."""
+    return int(pd.Timestamp(ts).tz_convert("UTC").as_unit("ns").value)
+
+
+class FrameSlicer:
+    """Cut per-cycle windows out of one long fetch, so each cycle sees only its own past.
+
+    The frames are sorted by time once; :meth:`window` returns the rows with
+    ``start <= ts <= end`` (what a range query over ``[start, end]`` on the same step grid
+    returns) in O(log n) per frame.
+    """
+
+    def __init__(self, frames: FleetFrames) -> None:
+        """Sort each frame by time and keep its timestamps as int64 nanoseconds."""
+        self.frames = frames
+        self._parts: dict[str, tuple[pd.DataFrame, npt.NDArray[np.int64]]] = {}
+        for name in ("gpu", "node", "component", "up"):
+            df = getattr(frames, name)
+            df = df.sort_values("ts", kind="stable").reset_index(drop=True)
+            ns = pd.DatetimeIndex(df["ts"]).as_unit("ns").asi8 if len(df) else np.zeros(0, np.int64)
+            self._parts[name] = (df, np.asarray(ns, dtype=np.int64))
+
+    def window(self, start: datetime, end: datetime) -> FleetFrames:
+        """Return the frames restricted to ``start <= ts <= end``."""
+        lo, hi = _ns(start), _ns(end)
+        cut: dict[str, pd.DataFrame] = {}
+        for name, (df, ns) in self._parts.items():
+            a = int(np.searchsorted(ns, lo, side="left"))
+            b = int(np.searchsorted(ns, hi, side="right"))
+            cut[name] = df.iloc[a:b].reset_index(drop=True)
+        return FleetFrames(
+            gpu=cut["gpu"],
+            node=cut["node"],
+            component=cut["component"],
+            up=cut["up"],
+            start=start,
+            end=end,
+            step=self.frames.step,
+        )
 
 
 @dataclass

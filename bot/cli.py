@@ -9,6 +9,7 @@ import typer
 # Each module exposes register(app). Imports inside command bodies stay lazy so that
 # `gpu-risk --help` starts fast.
 COMMAND_MODULES: tuple[str, ...] = (
+    "bot.commands.backtest",
     "bot.commands.check",
     "bot.commands.evaluate",
     "bot.commands.scan",

@@ -18,6 +18,7 @@ Every problem raises :class:`DatasetError` naming the file and what is wrong.
 
 from __future__ import annotations
 
+import json
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,6 +29,7 @@ import numpy.typing as npt
 import pandas as pd
 
 from analysis.evaluation import InterpretationSegment, parse_interpretation
+from analysis.types import Fault, GpuRef, parse_time
 
 Layout = Literal["smd", "csv"]
 LAYOUTS: tuple[str, ...] = ("smd", "csv")
@@ -227,3 +229,58 @@ def _validated(
         columns=columns or tuple(f"dim{i}" for i in range(1, n_dims + 1)),
         source=ref.path,
     )
+
+
+def load_faults(path: Path) -> tuple[Fault, ...]:
+    """Read a ``faults.json`` incident history; DatasetError naming the file and entry on problems.
+
+    The file is a JSON list of ``{"id", "kind", "target", "affected": ["<node>/<gpu>", ...],
+    "onset": RFC 3339, "failure": RFC 3339 or null}`` (the simulator writes the same format).
+    """
+    if not path.is_file():
+        raise DatasetError(f"{path}: no such faults file")
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise DatasetError(f"{path}: not valid JSON ({exc})") from None
+    if not isinstance(data, list):
+        raise DatasetError(f"{path}: expected a JSON list of faults, got {type(data).__name__}")
+    faults: list[Fault] = []
+    seen: set[str] = set()
+    for i, entry in enumerate(data):
+        where = f"{path}: fault #{i + 1}"
+        if not isinstance(entry, dict):
+            raise DatasetError(f"{where}: expected an object, got {type(entry).__name__}")
+        missing = [k for k in ("id", "kind", "target", "onset") if not entry.get(k)]
+        if missing:
+            raise DatasetError(f"{where}: missing {', '.join(missing)}")
+        fid = str(entry["id"])
+        if fid in seen:
+            raise DatasetError(f"{where}: duplicate id {fid!r}")
+        seen.add(fid)
+        affected = entry.get("affected") or []
+        if not isinstance(affected, list) or not all(isinstance(a, str) for a in affected):
+            raise DatasetError(f"{where} ({fid}): 'affected' must be a list of '<node>/<gpu>'")
+        for key in affected:
+            try:
+                GpuRef.parse(key)
+            except ValueError as exc:
+                raise DatasetError(f"{where} ({fid}): {exc}") from None
+        try:
+            onset = parse_time(str(entry["onset"]))
+            failure = parse_time(str(entry["failure"])) if entry.get("failure") else None
+        except ValueError as exc:
+            raise DatasetError(f"{where} ({fid}): {exc}") from None
+        if failure is not None and failure < onset:
+            raise DatasetError(f"{where} ({fid}): failure is before onset")
+        faults.append(
+            Fault(
+                id=fid,
+                kind=str(entry["kind"]),
+                target=str(entry["target"]),
+                affected=tuple(affected),
+                onset=onset,
+                failure=failure,
+            )
+        )
+    return tuple(faults)
