@@ -65,3 +65,13 @@ def test_action_and_callback_ids_in_blocks_have_listeners() -> None:
     assert in_blocks == set(ALL_ACTION_IDS) == set(ACTION_IDS)
     modal = silence_modal("1", "pdu-a1", "C1", "1.1")
     assert {modal["callback_id"]} == set(ALL_CALLBACK_IDS) == set(CALLBACK_IDS)
+
+
+def test_dockerfile_is_slim_non_root_and_health_checked() -> None:
+    text = (ROOT / "Dockerfile").read_text()
+    froms = [line.split()[1] for line in text.splitlines() if line.startswith("FROM ")]
+    assert froms and all(f.startswith("python:3.11-slim") for f in froms)
+    user = next(line.split()[1] for line in text.splitlines() if line.startswith("USER "))
+    assert user.split(":")[0] not in ("root", "0")
+    assert "HEALTHCHECK" in text and "/healthz" in text
+    assert 'ENTRYPOINT ["gpu-risk"]' in text and 'CMD ["run"]' in text
