@@ -1,0 +1,207 @@
+"""The alert flow: fetch -> graph -> scores -> incidents -> explanations -> store -> (outbox) notify.
+
+``Pipeline.run_cycle`` is the whole flow, one step per line. Everything it needs comes in
+through the constructor (the composition root in ``bot/wiring.py`` builds it from Settings).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from datetime import datetime, timedelta
+
+import networkx as nx
+
+from analysis.explain import Explainer
+from analysis.graph import build_graph
+from analysis.lifecycle import Action, Decision
+from analysis.plots import render_incident_graph, render_incident_metrics
+from analysis.scorer import Scorer
+from analysis.scoring import Hysteresis
+from analysis.types import Assessment, FleetFrames, Incident, Topology
+from bot.telemetry import BotMetrics
+from storage.repository import Repository
+from storage.source import MetricsSource, MetricsSourceError
+
+logger = logging.getLogger(__name__)
+
+Images = Mapping[str, bytes]
+
+
+@dataclass(frozen=True)
+class CycleOutcome:
+    """What one cycle did: whether the data was there, what it scored and decided."""
+
+    at: datetime
+    ok: bool
+    gpus_scored: int = 0
+    incidents: tuple[Incident, ...] = ()
+    decisions: tuple[Decision, ...] = ()
+    error: str | None = None
+    duration_s: float = 0.0
+
+    @property
+    def notifications(self) -> int:
+        """Return how many decisions were queued for notification."""
+        return sum(1 for d in self.decisions if d.notify)
+
+
+@dataclass
+class Pipeline:
+    """One scan cycle end to end, holding the fitted model and the hysteresis between cycles."""
+
+    source: MetricsSource
+    topology: Topology
+    repository: Repository
+    make_scorer: Callable[[], Scorer]
+    make_explainer: Callable[[], Explainer] | None = None
+    window: timedelta = timedelta(minutes=30)
+    step: timedelta = timedelta(minutes=1)
+    fit_window: timedelta = timedelta(hours=24)
+    open_after: int = 2
+    close_after: int = 5
+    metrics: BotMetrics | None = None
+    load_model: Callable[[nx.DiGraph], Scorer | None] | None = None
+    save_model: Callable[[Scorer, datetime], None] | None = None
+    hysteresis: Hysteresis = field(init=False)
+    scorer: Scorer | None = field(default=None, init=False)
+    explainer: Explainer | None = field(default=None, init=False)
+    fingerprint: str | None = field(default=None, init=False)
+    images: dict[int, dict[str, bytes]] = field(default_factory=dict, init=False)
+
+    def __post_init__(self) -> None:
+        """Start with no open incidents in memory (the store remembers what was notified)."""
+        self.hysteresis = Hysteresis(open_after=self.open_after, close_after=self.close_after)
+
+    def run_cycle(self, at: datetime) -> CycleOutcome:
+        """Run the alert flow once for the window ending at ``at``."""
+        started = time.perf_counter()
+        try:
+            frames = self.source.fetch(at - self.window, at, self.step)
+        except MetricsSourceError as exc:
+            return self._source_failed(at, str(exc), started)
+        graph = build_graph(self.topology, frames.gpus)
+        assessment = self.model(graph, at).assess(frames, graph, at)
+        incidents = self.hysteresis.update(assessment)
+        explained = self.explain(incidents, frames, graph, at)
+        decisions = self.repository.apply_cycle(at, explained, True, scores=assessment.scores)
+        self.render_images(decisions, frames, graph, assessment)
+        return self._succeeded(at, assessment, explained, decisions, started)
+
+    # ------------------------------------------------------------------ steps
+
+    def model(self, graph: nx.DiGraph, at: datetime) -> Scorer:
+        """Return the fitted scorer for this fleet: in memory, stored, or fitted on the past."""
+        from analysis.scoring import fleet_fingerprint
+
+        fingerprint = fleet_fingerprint(graph)
+        if self.scorer is not None and fingerprint == self.fingerprint:
+            return self.scorer
+        stored = self.load_model(graph) if self.load_model else None
+        self.scorer = stored if stored is not None else self.refit(at, graph)
+        self.fingerprint = fingerprint
+        return self.scorer
+
+    def refit(self, at: datetime, graph: nx.DiGraph | None = None) -> Scorer:
+        """Fit a fresh scorer (and explainer) on the history before ``at``, excluding open incidents."""
+        history = self.source.fetch(at - self.fit_window, at, self.step)
+        graph = graph if graph is not None else build_graph(self.topology, history.gpus)
+        scorer = self.make_scorer()
+        if hasattr(scorer, "exclude"):
+            scorer.exclude = tuple(scorer.exclude) + self._known_incidents()
+        scorer.fit(history, graph)
+        if self.make_explainer is not None:
+            self.explainer = self.make_explainer().fit(history, graph)
+        if self.save_model is not None:
+            self.save_model(scorer, at)
+        self.scorer = scorer
+        return scorer
+
+    def explain(
+        self, incidents: Sequence[Incident], frames: FleetFrames, graph: nx.DiGraph, at: datetime
+    ) -> list[Incident]:
+        """Attach an explanation to every incident that has none (one DoWhy call each)."""
+        if self.make_explainer is None:
+            return list(incidents)
+        if self.explainer is None:
+            self.refit(at, graph)
+        explainer = self.explainer
+        assert explainer is not None  # refit fits one whenever make_explainer is set
+        return [replace(i, explanation=explainer.explain(i, frames, graph)) for i in incidents]
+
+    def render_images(
+        self,
+        decisions: Sequence[Decision],
+        frames: FleetFrames,
+        graph: nx.DiGraph,
+        assessment: Assessment,
+    ) -> None:
+        """Render the graph and metric PNGs of every incident about to be posted."""
+        scores = {s.key: s.score for s in assessment.scores}
+        for d in decisions:
+            if d.action is not Action.POST or d.incident is None or d.incident_id is None:
+                continue
+            try:
+                self.images[d.incident_id] = {
+                    "graph": render_incident_graph(d.incident, graph, scores),
+                    "metrics": render_incident_metrics(d.incident, frames),
+                }
+            except Exception:
+                logger.exception("rendering images of incident %s failed", d.incident_id)
+        while len(self.images) > 500:  # keep memory bounded on a long-running bot
+            self.images.pop(next(iter(self.images)))
+
+    def images_for(self, incident_id: int | None) -> Images:
+        """Return the PNGs rendered for a stored incident (empty when none)."""
+        return self.images.get(incident_id, {}) if incident_id is not None else {}
+
+    # ------------------------------------------------------------------ bookkeeping
+
+    def _known_incidents(self) -> tuple[object, ...]:
+        """Open incidents become training exclusions so a fault is not learnt as normal."""
+        from analysis.scoring import Exclusion
+
+        return tuple(
+            Exclusion(entity=rec.incident.root_cause.id, start=rec.first_seen)
+            for rec in self.repository.open_incidents()
+        )
+
+    def _source_failed(self, at: datetime, error: str, started: float) -> CycleOutcome:
+        """Record a failed fetch: open incidents stay open; one degraded event, not one per cycle."""
+        duration = time.perf_counter() - started
+        logger.warning("scan at %s: metrics source failed: %s", at.isoformat(), error)
+        self.repository.record_scan(at, False, duration, 0, error=error)
+        if self.metrics is not None:
+            self.metrics.scans.labels("source_error").inc()
+            self.metrics.data_source_up.set(0)
+        return CycleOutcome(at=at, ok=False, error=error, duration_s=duration)
+
+    def _succeeded(
+        self,
+        at: datetime,
+        assessment: Assessment,
+        incidents: Sequence[Incident],
+        decisions: Sequence[Decision],
+        started: float,
+    ) -> CycleOutcome:
+        """Record a good scan in the store and the bot's own metrics."""
+        duration = time.perf_counter() - started
+        n = len(assessment.scores)
+        self.repository.record_scan(at, True, duration, n)
+        if self.metrics is not None:
+            self.metrics.scans.labels("ok").inc()
+            self.metrics.scan_duration.observe(duration)
+            self.metrics.gpus_scored.set(n)
+            self.metrics.incidents_open.set(len(self.repository.open_incidents()))
+            self.metrics.last_success.set(at.timestamp())
+            self.metrics.data_source_up.set(1)
+        return CycleOutcome(
+            at=at,
+            ok=True,
+            gpus_scored=n,
+            incidents=tuple(incidents),
+            decisions=tuple(decisions),
+            duration_s=duration,
+        )
