@@ -318,3 +318,36 @@ def test_port_in_use_is_really_closed() -> None:
     with socket.socket() as s, pytest.raises(OSError):
         s.settimeout(0.5)
         s.connect(("127.0.0.1", port))
+
+
+@pytest.mark.prometheus
+@pytest.mark.victoriametrics
+def test_frames_from_the_server_equal_the_simulators_own(sim_backend: PromqlBackend) -> None:
+    """Simulator history read back through PromQL equals the simulator's in-process frames."""
+    from storage.simulator import FleetSimulator, FleetSpec  # the same run as the fixture's
+
+    ds = sim_backend.dataset
+    start, end = fd.SIM_SCAN_AT - timedelta(minutes=45), fd.SIM_SCAN_AT
+    src = PrometheusSource(sim_backend.url, topology=load_topology(ds.topology), retries=0)
+    got = src.fetch(start, end, STEP)
+    sim = fd.simulate(FleetSimulator, FleetSpec)
+    want = sim.fetch(start, end, STEP)
+    for name, keys in (
+        ("gpu", ["ts", "node", "gpu", "metric"]),
+        ("node", ["ts", "node", "metric", "sensor"]),
+        ("component", ["ts", "component", "metric"]),
+        ("up", ["ts", "node", "job"]),
+    ):
+        a, b = getattr(got, name), getattr(want, name)[list(getattr(got, name).columns)]
+        if name == "node":
+            # node_exporter's hwmon series are told apart by chip/sensor (several per node);
+            # the simulator emits one per node with no sensor name.
+            hw = a["metric"] == "node_hwmon_temp_celsius"
+            assert a.loc[hw, "sensor"].str.contains("/").all()
+            a = a.assign(sensor=a["sensor"].where(~hw, ""))
+        a = a.sort_values(keys).reset_index(drop=True)
+        b = b.sort_values(keys).reset_index(drop=True)
+        assert len(a) == len(b) > 0, name
+        pd.testing.assert_frame_equal(
+            a, b, check_exact=False, rtol=1e-6, atol=1e-6, check_dtype=False, obj=name
+        )

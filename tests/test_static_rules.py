@@ -171,3 +171,23 @@ def test_static_scorer_incidents(prometheus_server: PromqlBackend) -> None:
     early = src.fetch(fd.START, fd.START + timedelta(hours=1), STEP)
     quiet = scorer.assess(early, build_graph(topo, early.gpus), fd.START + timedelta(hours=1))
     assert quiet.incidents == () and len(quiet.scores) == 16
+
+
+def test_static_scorer_on_the_simulators_frames_needs_no_prometheus() -> None:
+    """The demo path: the simulator's in-process frames through the same scorer, no server."""
+    from storage.simulator import FleetSimulator, FleetSpec
+
+    sim = fd.simulate(FleetSimulator, FleetSpec)
+    at = fd.SIM_SCAN_AT
+    scorer = StaticRules()
+    frames = sim.fetch(at - scorer.min_window, at, STEP)
+    a = scorer.assess(frames, build_graph(sim.topology, frames.gpus), at)
+    assert {(i.root_cause.kind, i.root_cause.id) for i in a.incidents} == {
+        ("node", "gpu-node-002"),
+        ("gpu", "gpu-node-001/1"),
+        ("gpu", "gpu-node-003/2"),
+    }
+    # Before the first failure, only precursors: the static rules stay silent (their blind spot).
+    early_at = fd.SIM_START + timedelta(hours=1, minutes=55)
+    early = sim.fetch(early_at - scorer.min_window, early_at, STEP)
+    assert scorer.assess(early, build_graph(sim.topology, early.gpus), early_at).incidents == ()
