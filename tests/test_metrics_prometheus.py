@@ -351,3 +351,19 @@ def test_frames_from_the_server_equal_the_simulators_own(sim_backend: PromqlBack
         pd.testing.assert_frame_equal(
             a, b, check_exact=False, rtol=1e-6, atol=1e-6, check_dtype=False, obj=name
         )
+
+
+def test_missing_binary_skips_with_install_hint_but_fails_on_ci(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Off CI a missing server binary skips with the apt-get line; under CI=true it fails."""
+    from tests.fixtures.prometheus import require_binary
+
+    missing = "/nonexistent/bin/prometheus-that-is-not-there"
+    monkeypatch.setenv("PATH", "/nonexistent")
+    monkeypatch.delenv("CI", raising=False)
+    with pytest.raises(pytest.skip.Exception, match="apt-get install"):
+        require_binary(missing)
+    monkeypatch.setenv("CI", "true")
+    with pytest.raises(pytest.fail.Exception, match="CI=true"):
+        require_binary(missing)
