@@ -6,7 +6,7 @@ from __future__ import annotations
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
-from analysis.types import GpuScore, RootCause
+from analysis.types import GpuScore, Incident, RootCause
 from bot.blocks.render import render_text
 from bot.slack.client import make_client
 from bot.slack.notifier import SlackNotifier
@@ -151,3 +151,26 @@ def test_data_source_degraded_is_posted_once(env: Env) -> None:
     deliver_pending(env.bot.service, at=now + timedelta(minutes=3))
     texts = [m["text"] for m in env.fake.channel_messages(ALERTS)]
     assert len([t for t in texts if "degraded" in t]) == 1
+
+
+def test_crash_after_slack_accepted_a_post_does_not_post_twice(env: Env) -> None:
+    now = datetime.now(UTC)
+    env.repo.apply_cycle(now, [gpu_incident(now)], True)
+    # a worker claims the post, Slack accepts it, and the process dies before mark_sent
+    (item,) = env.repo.claim_pending(10, "crashed-worker", timedelta(seconds=30), at=now)
+    incident = Incident.from_dict(item.payload["incident"])
+    env.bot.notifier.post(
+        incident, record_id=item.incident_id, idempotency_key=item.idempotency_key
+    )
+    assert len(env.fake.channel_messages(ALERTS)) == 1
+    # after the lease, another worker gets the row again (attempts 2) and adopts the message
+    later = now + timedelta(minutes=1)
+    assert deliver_pending(env.bot.service, at=later, worker_id="restarted") == 1
+    (alert,) = env.fake.channel_messages(ALERTS)
+    assert env.only_open().message_ref.ts == alert["ts"]  # type: ignore[union-attr]
+    assert [o.status for o in env.repo.outbox()] == ["sent"]
+    assert env.fake.calls_to("conversations.history")
+    # a first attempt never looks anything up
+    env.repo.apply_cycle(later, [gpu_incident(later), pdu_incident(later)], True)
+    deliver_pending(env.bot.service, at=later)
+    assert len(env.fake.calls_to("conversations.history")) == 1

@@ -13,7 +13,7 @@ from slack_bolt import App, BoltResponse
 from slack_sdk import WebClient
 from slack_sdk.webhook import WebhookClient
 
-from analysis.types import Incident, Topology
+from analysis.types import Topology
 from bot.blocks.answers import error_blocks
 from bot.blocks.common import BlockOptions
 from bot.config import Settings
@@ -103,7 +103,7 @@ def build_slack(
     repository: Repository,
     *,
     topology: Topology | None = None,
-    images: Callable[[Incident], Mapping[str, bytes]] | None = None,
+    images: Callable[[int], Mapping[str, bytes]] | None = None,
     graph: Callable[[], nx.DiGraph] | None = None,
     client: WebClient | None = None,
     now: Callable[[], datetime] = lambda: datetime.now(UTC),
@@ -130,7 +130,8 @@ def build_slack(
         admins=settings.slack_admins,
         threshold=settings.threshold,
         data_source=settings.prometheus_url or "metrics source",
-        images=images,
+        # default: the PNGs the pipeline stored with the incident (Repository.images)
+        images=images if images is not None else getattr(repository, "images", None),
         graph=graph,
         now=now,
     )

@@ -19,10 +19,13 @@ SCOPES_BY_METHOD: dict[str, str] = {
     "files.completeUploadExternal": "files:write",
     "views.publish": "",  # no scope needed
     "views.open": "",
+    "conversations.history": "channels:history",  # finding a post after a crash (+groups:)
     "usergroups.users.list": "usergroups:read",  # only when admins include user groups (S...)
 }
 REQUIRED_BOT_SCOPES: frozenset[str] = frozenset(
-    {"chat:write", "files:write", "commands"}  # commands: the /gpu-risk slash command
+    # commands: the /gpu-risk slash command; groups:history: conversations.history in
+    # private alert channels
+    {"chat:write", "files:write", "commands", "groups:history"}
 )
 
 

@@ -35,6 +35,7 @@ from storage.repository import MessageRef
 logger = logging.getLogger(__name__)
 
 Blocks = list[dict[str, Any]]
+METADATA_EVENT = "gpu_risk_alert"
 
 
 class SlackNotifier:
@@ -110,15 +111,26 @@ class SlackNotifier:
         *,
         record_id: int | str | None = None,
         channel: str | None = None,
+        idempotency_key: str | None = None,
     ) -> MessageRef:
-        """Post the alert, then upload ``images`` (name -> PNG bytes) into its thread."""
+        """Post the alert, then upload ``images`` (name -> PNG bytes) into its thread.
+
+        ``idempotency_key`` is stored in the message's metadata so that ``find_posted`` can
+        recognise this post after a crash between Slack's answer and the outbox commit.
+        """
         target = channel or self.channel_for(incident)
         self._pace(target)
+        metadata = (
+            {"event_type": METADATA_EVENT, "event_payload": {"idempotency_key": idempotency_key}}
+            if idempotency_key
+            else None
+        )
         resp = self.client.chat_postMessage(
             channel=target,
             text=alert_text(incident),
             blocks=alert_blocks(incident, None, self.options, record_id=record_id),
             unfurl_links=False,
+            metadata=metadata,
         )
         ref = MessageRef(
             channel=str(resp["channel"]), ts=str(resp["ts"]), thread_ts=str(resp["ts"])
@@ -126,6 +138,23 @@ class SlackNotifier:
         if images:
             self.upload_images(ref, incident, images)
         return ref
+
+    def find_posted(self, channel: str, idempotency_key: str, since: datetime) -> MessageRef | None:
+        """Find an alert this bot already posted with ``idempotency_key`` (since ``since``)."""
+        resp = self.client.conversations_history(
+            channel=channel,
+            oldest=f"{since.timestamp() - 60:.6f}",
+            include_all_metadata=True,
+            limit=200,
+        )
+        for msg in resp.get("messages") or []:
+            meta = msg.get("metadata") or {}
+            payload = meta.get("event_payload") or {}
+            if meta.get("event_type") == METADATA_EVENT and payload.get("idempotency_key") == (
+                idempotency_key
+            ):
+                return MessageRef(channel=channel, ts=str(msg["ts"]), thread_ts=str(msg["ts"]))
+        return None
 
     def upload_images(
         self, ref: MessageRef, incident: Incident, images: Mapping[str, bytes]

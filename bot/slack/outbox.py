@@ -59,10 +59,19 @@ def send_item(service: SlackService, item: OutboxItem) -> MessageRef | None:
     record_id = item.incident_id
     ref = service.repo.message_ref(record_id) if record_id is not None else None
     if item.kind == "post" or ref is None:
-        images = service.images(incident) if service.images else {}
+        if item.attempts > 1:  # a previous attempt may have reached Slack before a crash
+            found = notifier.find_posted(
+                notifier.channel_for(incident), item.idempotency_key, item.created_at
+            )
+            if found is not None:
+                logger.info("outbox row %s was already posted as %s", item.id, found.ts)
+                return found
+        images = service.images(record_id) if (service.images and record_id is not None) else {}
         if item.kind != "post":
             logger.warning("no Slack message for incident %s: posting it anew", record_id)
-        return notifier.post(incident, images, record_id=record_id)
+        return notifier.post(
+            incident, images, record_id=record_id, idempotency_key=item.idempotency_key
+        )
     rec = service.repo.incident(record_id) if record_id is not None else None
     state = service.state_of(rec) if rec is not None else None
     previous = replace(incident, severity=payload.get("previous_severity") or incident.severity)

@@ -19,7 +19,7 @@ import networkx as nx
 
 from analysis.graph import blast_radius, build_graph, depends_on, gpus_behind, kind_of
 from analysis.lifecycle import silence_matches
-from analysis.types import GpuRef, GpuScore, Incident, Topology
+from analysis.types import GpuRef, GpuScore, Topology
 from bot.blocks import answers
 from bot.blocks.home import home_view
 from bot.blocks.modal import silence_modal
@@ -61,12 +61,17 @@ class SlackService:
         admins: Sequence[str] = (),
         threshold: float = 0.9,
         data_source: str = "Prometheus",
-        images: Callable[[Incident], Mapping[str, bytes]] | None = None,
+        images: Callable[[int], Mapping[str, bytes]] | None = None,
         graph: Callable[[], nx.DiGraph] | None = None,
         now: Callable[[], datetime] = lambda: datetime.now(UTC),
         group_cache_seconds: float = 300.0,
     ) -> None:
-        """``admins``: user (U…/W…) or user group (S…) ids; empty = everyone may act."""
+        """``admins``: user (U…/W…) or user group (S…) ids; empty = everyone may act.
+
+        ``images`` maps a stored incident id to its PNGs (name -> bytes), e.g. the pipeline's
+        ``images_for``; ``graph`` returns the current dependency graph (default: topology plus
+        every GPU in the latest scores).
+        """
         self.repo = repository
         self.notifier = notifier
         self.topology = topology
@@ -223,7 +228,7 @@ class SlackService:
                 answers.healthy_blocks(cmd.target, kind, top), "no open incident", cmd.public
             )
         view = self.view_of(records[0])
-        images = dict(self.images(view.incident)) if (self.images and cmd.public) else {}
+        images = dict(self.images(records[0].id)) if (self.images and cmd.public) else {}
         note = "" if cmd.public or not self.images else "Add `public` to post the images here."
         blocks = answers.why_blocks(view, self.notifier.options, images_note=note)
         return _reply(blocks, view.incident.title, cmd.public, images=images)

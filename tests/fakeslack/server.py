@@ -8,7 +8,6 @@ It implements what the bot calls, validates arguments the way Slack does where i
 from __future__ import annotations
 
 import contextlib
-import itertools
 import json
 import threading
 import time
@@ -80,7 +79,7 @@ class FakeSlack:
         self.envelopes: dict[str, dict[str, Any]] = {}
         self.acks: dict[str, dict[str, Any]] = {}
         self.usergroups: dict[str, list[str]] = {}
-        self._ts = itertools.count(1)
+        self._last_ts = 0.0
         self._http: ThreadingHTTPServer | None = None
         self._ws: Server | None = None
         self._threads: list[threading.Thread] = []
@@ -346,7 +345,7 @@ class FakeSlack:
             args.update(json.loads(raw))
         elif raw:
             args.update({k: v[0] for k, v in parse_qs(raw.decode()).items()})
-        for key in ("blocks", "view", "files", "attachments"):
+        for key in ("blocks", "view", "files", "attachments", "metadata"):
             if isinstance(args.get(key), str):
                 try:
                     args[key] = json.loads(args[key])
@@ -430,8 +429,9 @@ class FakeSlack:
 
     # ---------------------------------------------------------------- methods
     def _next_ts(self) -> str:
-        n = next(self._ts)
-        return f"{1_800_000_000 + n}.{n:06d}"
+        with self.lock:  # real-looking, strictly increasing message timestamps
+            self._last_ts = max(time.time(), self._last_ts + 1e-6)
+            return f"{self._last_ts:.6f}"
 
     def _m_auth_test(self, args: dict[str, Any]) -> dict[str, Any]:
         return {
@@ -443,6 +443,24 @@ class FakeSlack:
             "bot_id": "B0GPURISK",
             "is_enterprise_install": False,
         }
+
+    def _m_conversations_history(self, args: dict[str, Any]) -> dict[str, Any]:
+        channel = args.get("channel")
+        if not channel:
+            raise SlackError("channel_not_found")
+        oldest = float(args.get("oldest") or 0)
+        with_meta = str(args.get("include_all_metadata", "")).lower() in ("1", "true")
+        with self.lock:
+            top = [
+                dict(m)
+                for m in self.messages.get(str(channel), [])
+                if m.get("thread_ts") in (None, m["ts"]) and float(m["ts"]) > oldest
+            ]
+        for m in top:
+            if not with_meta:
+                m.pop("metadata", None)
+        limit = int(args.get("limit") or 100)
+        return {"messages": list(reversed(top))[:limit], "has_more": len(top) > limit}
 
     def _m_usergroups_users_list(self, args: dict[str, Any]) -> dict[str, Any]:
         group = args.get("usergroup")
@@ -471,6 +489,8 @@ class FakeSlack:
                 "thread_ts": thread_ts,
                 "edits": 0,
             }
+            if isinstance(args.get("metadata"), dict):
+                msg["metadata"] = args["metadata"]
             self.messages.setdefault(channel, []).append(msg)
         return {"channel": channel, "ts": msg["ts"], "message": msg}
 
