@@ -19,6 +19,7 @@ from sqlalchemy import (
     ForeignKey,
     Index,
     Integer,
+    LargeBinary,
     MetaData,
     String,
     Text,
@@ -279,3 +280,16 @@ class ModelVersionRow(Base):
     path: Mapped[str] = mapped_column(Text)
     fitted_at: Mapped[datetime]
     metrics: Mapped[dict[str, Any]]
+
+
+class IncidentImageRow(Base):
+    """A rendered PNG of an incident (graph, metrics), kept so a restarted bot can still send it."""
+
+    __tablename__ = "incident_images"
+
+    incident_id: Mapped[int] = mapped_column(
+        ForeignKey("incidents.id", ondelete="CASCADE"), primary_key=True
+    )
+    name: Mapped[str] = mapped_column(String(64), primary_key=True)
+    png: Mapped[bytes] = mapped_column(LargeBinary)
+    created_at: Mapped[datetime]

@@ -30,7 +30,7 @@ point can.
 from __future__ import annotations
 
 import logging
-from collections.abc import Collection, Iterable, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any, Literal
@@ -57,6 +57,7 @@ from storage.models import (
     AcknowledgementRow,
     FeedbackRow,
     IncidentGpuRow,
+    IncidentImageRow,
     IncidentRow,
     MessageRefRow,
     ModelVersionRow,
@@ -580,6 +581,38 @@ class Repository:
                 q = q.where(MessageRefRow.channel == channel)
             row = s.scalar(q.order_by(MessageRefRow.id).limit(1))
             return MessageRef(row.channel, row.ts, row.thread_ts) if row else None
+
+    # ------------------------------------------------------------------ images
+
+    def save_images(self, incident_id: int, images: Mapping[str, bytes], *, at: datetime) -> int:
+        """Store (or replace, by name) an incident's PNGs; return how many were written."""
+        _aware(at, "at")
+        if not images:
+            return 0
+        with self._sessions.begin() as s:
+            if s.get(IncidentRow, incident_id) is None:
+                raise IncidentNotFoundError(f"no incident with id {incident_id}")
+            s.execute(
+                delete(IncidentImageRow).where(
+                    IncidentImageRow.incident_id == incident_id,
+                    IncidentImageRow.name.in_(list(images)),
+                )
+            )
+            s.add_all(
+                IncidentImageRow(incident_id=incident_id, name=name, png=bytes(png), created_at=at)
+                for name, png in images.items()
+            )
+            return len(images)
+
+    def images(self, incident_id: int) -> dict[str, bytes]:
+        """Return an incident's stored PNGs by name (empty when none were rendered)."""
+        with self._readers() as s:
+            rows = s.execute(
+                select(IncidentImageRow.name, IncidentImageRow.png)
+                .where(IncidentImageRow.incident_id == incident_id)
+                .order_by(IncidentImageRow.name)
+            ).all()
+            return {str(name): bytes(png) for name, png in rows}
 
     # ------------------------------------------------------------------ outbox
 

@@ -31,7 +31,7 @@ from tests.fixtures.postgres import (  # noqa: F401 - pytest fixtures
 )
 
 T0 = datetime(2026, 11, 22, 10, 0, tzinfo=UTC)
-PREVIOUS = "0001"
+PREVIOUS = "0002"
 TABLES_0001 = {
     "incidents",
     "incident_gpus",
@@ -45,6 +45,7 @@ TABLES_0001 = {
     "outbox",
 }
 TABLES_0002 = {"scores", "model_versions"}
+TABLES_0003 = {"incident_images"}
 
 
 def tables(url: str) -> set[str]:
@@ -56,15 +57,15 @@ def tables(url: str) -> set[str]:
         engine.dispose()
 
 
-def test_head_is_0002_and_previous_exists() -> None:
-    assert head_revision() == "0002"
+def test_head_is_0003_and_previous_exists() -> None:
+    assert head_revision() == "0003"
 
 
 def test_upgrade_empty_database_to_head_matches_models(db_url: str) -> None:  # noqa: F811
     assert current_revision(db_url) is None
     upgrade(db_url)
     assert current_revision(db_url) == head_revision()
-    assert tables(db_url) == TABLES_0001 | TABLES_0002
+    assert tables(db_url) == TABLES_0001 | TABLES_0002 | TABLES_0003
     engine = make_engine(db_url)
     try:
         with engine.connect() as conn:
@@ -80,8 +81,8 @@ def test_upgrade_empty_database_to_head_matches_models(db_url: str) -> None:  # 
 def test_upgrade_previous_revision_with_data_keeps_it(db_url: str) -> None:  # noqa: F811
     upgrade(db_url, PREVIOUS)
     assert current_revision(db_url) == PREVIOUS
-    assert tables(db_url) == TABLES_0001
-    # a 0001-era deployment with an open, posted incident and a pending notification
+    assert tables(db_url) == TABLES_0001 | TABLES_0002
+    # a previous-revision deployment with an open, posted incident and a pending notification
     repo = Repository.from_url(db_url, migrate_schema=False)
     inc = Incident(
         "i", T0, "warning", 0.8, RootCause("pdu-a1", "pdu"), (GpuScore("gpu-node-001", "0", 0.8),)
@@ -104,6 +105,8 @@ def test_upgrade_previous_revision_with_data_keeps_it(db_url: str) -> None:  # n
         # the new revision's features work on the upgraded database
         repo.record_scores(T0, [GpuScore("gpu-node-001", "0", 0.8)])
         assert repo.top_gpus(1) == [GpuScore("gpu-node-001", "0", 0.8)]
+        repo.save_images(iid, {"graph": b"\x89PNG-g"}, at=T0)  # type: ignore[arg-type]
+        assert repo.images(iid) == {"graph": b"\x89PNG-g"}  # type: ignore[arg-type]
     finally:
         repo.close()
 
@@ -113,9 +116,14 @@ def test_downgrade_head_to_previous_to_base(db_url: str) -> None:  # noqa: F811
     repo = Repository.from_url(db_url, migrate_schema=False)
     repo.record_scores(T0, [GpuScore("n", "0", 0.1)])
     repo.record_scan(T0, True, 1.0, 1)
+    inc = Incident("i", T0, "warning", 0.8, RootCause("n/0", "gpu"), (GpuScore("n", "0", 0.8),))
+    iid = repo.apply_cycle(T0, [inc], True)[0].incident_id
+    repo.save_images(iid, {"graph": b"png"}, at=T0)  # type: ignore[arg-type]
     repo.close()
     downgrade(db_url, PREVIOUS)
     assert current_revision(db_url) == PREVIOUS
+    assert tables(db_url) == TABLES_0001 | TABLES_0002
+    downgrade(db_url, "0001")
     assert tables(db_url) == TABLES_0001
     engine = make_engine(db_url)
     try:
