@@ -10,7 +10,7 @@ One row per GPU (index: ``<node>/<gpu>``), built with vectorised pandas from the
 - data health: share of missing samples, minutes since the last sample;
 - peer context: temperature at equal power against the node's, rack's and fleet's GPUs at the same
   timestamps, memory temperature, clocks and power against the node's GPUs;
-- node context: fans (min, mean, one fan against the others, against the rack), inlet air, PSU
+- node context: fans (min, mean, one fan against the others, against the fleet), inlet air, PSU
   voltage sag and dips, node power, scrape targets down;
 - upstream components joined through the graph: ``<kind>.<metric>`` levels, minima and counter
   rates of the PDU, cooling unit and switch the GPU depends on;
@@ -52,6 +52,7 @@ COUNTERS: dict[str, str] = {
     "DCGM_FI_DEV_THERMAL_VIOLATION": "thermal_viol",
     "DCGM_FI_DEV_POWER_VIOLATION": "power_viol",
 }
+SUSTAINED: tuple[str, ...] = ("ecc_sbe", "pcie_replay", "nvlink_crc")
 REMAP_FAILURE = "DCGM_FI_DEV_ROW_REMAP_FAILURE"
 XID = "DCGM_FI_DEV_XID_ERRORS"
 
@@ -125,6 +126,20 @@ def sort_frames(frames: FleetFrames) -> FleetFrames:
     )
 
 
+def slice_frames(frames: FleetFrames, start: datetime, end: datetime) -> FleetFrames:
+    """Return the frames restricted to ``start < ts <= end`` (start and end set to match)."""
+    lo, hi = _utc(start), _utc(end)
+    return FleetFrames(
+        gpu=slice_frame(frames.gpu, lo, hi),
+        node=slice_frame(frames.node, lo, hi),
+        component=slice_frame(frames.component, lo, hi),
+        up=slice_frame(frames.up, lo, hi),
+        start=lo.to_pydatetime(),
+        end=hi.to_pydatetime(),
+        step=frames.step,
+    )
+
+
 def gpu_keys_of(graph: nx.DiGraph) -> list[str]:
     """Return the GPU keys of the graph, sorted."""
     return sorted(n for n, d in graph.nodes(data=True) if d.get("kind") == "gpu")
@@ -192,6 +207,11 @@ def _gpu_own(
     inc = diffs.groupby(keys, sort=False).sum().reindex(index).fillna(0.0)
     for name in COUNTERS.values():
         out[f"{name}_rate"] = np.log1p(inc[name] / hours)
+    # Sustained rate: the median per-step increase, so a one-off burst does not count.
+    per_hour = timedelta(hours=1) / step
+    sustained = diffs[list(SUSTAINED)].groupby(keys, sort=False).median().reindex(index)
+    for name in SUSTAINED:
+        out[f"{name}_sustained"] = np.log1p(sustained[name].fillna(0.0) * per_hour)
     last_counts = counters.groupby(keys, sort=False).last().reindex(index)
     out["remap_corr_level"] = np.log1p(last_counts["remap_corr"].clip(lower=0))
     out["remap_uncorr_level"] = np.log1p(last_counts["remap_uncorr"].clip(lower=0))
@@ -279,7 +299,6 @@ def _node_context(
     up: pd.DataFrame,
     *,
     nodes: pd.Index,
-    rack_of_node: pd.Series,
     at: pd.Timestamp,
     recent: timedelta,
 ) -> pd.DataFrame:
@@ -295,14 +314,12 @@ def _node_context(
         out["fan_min"] = fan_min.reindex(nodes)
         out["fan_mean"] = fan_mean.reindex(nodes)
         out["fan_spread"] = out["fan_min"] / out["fan_mean"].where(out["fan_mean"] > 0) - 1
-        rack_med = out["fan_min"].groupby(rack_of_node.reindex(nodes)).transform("median")
-        out["fan_min_vs_rack"] = out["fan_min"] / rack_med.where(rack_med > 0) - 1
+        fleet_fan = out["fan_min"].median()
+        out["fan_min_vs_fleet"] = out["fan_min"] / fleet_fan - 1 if fleet_fan > 0 else np.nan
 
         inlet = node[(node["metric"] == INLET) & (node["sensor"] == INLET_SENSOR)]
         inlet_rec = inlet[inlet["ts"] > cut].groupby("node", sort=False)["value"].mean()
         out["inlet"] = inlet_rec.reindex(nodes)
-        inlet_med = out["inlet"].groupby(rack_of_node.reindex(nodes)).transform("median")
-        out["inlet_vs_rack"] = out["inlet"] - inlet_med
         out["inlet_vs_fleet"] = out["inlet"] - out["inlet"].median()
 
         volts = node[node["metric"] == VOLTS]
@@ -325,9 +342,8 @@ def _node_context(
             "fan_min",
             "fan_mean",
             "fan_spread",
-            "fan_min_vs_rack",
+            "fan_min_vs_fleet",
             "inlet",
-            "inlet_vs_rack",
             "inlet_vs_fleet",
             "volts_dev",
             "volts_dip",
@@ -354,7 +370,7 @@ def _component_stats(
 ) -> pd.DataFrame:
     """Per component and metric: recent level, window minimum and maximum, counter rate."""
     if component.empty:
-        return pd.DataFrame(columns=["level", "min", "max", "rate", "counter"])
+        return pd.DataFrame(columns=["level", "min", "max", "rate", "sustained", "counter"])
     cut = at - pd.Timedelta(recent)
     c = component.sort_values(["component", "metric", "ts"], kind="stable")
     grp = c.groupby(["component", "metric"], sort=False)["value"]
@@ -367,6 +383,13 @@ def _component_stats(
     )
     inc = grp.diff().clip(lower=0).groupby([c["component"], c["metric"]], sort=False).sum()
     stats["rate"] = np.log1p(inc.reindex(stats.index).fillna(0.0) / (window / timedelta(hours=1)))
+    steps = c.groupby(["component", "metric"], sort=False)["ts"].diff() / pd.Timedelta(hours=1)
+    per_hour = (
+        (grp.diff().clip(lower=0) / steps)
+        .groupby([c["component"], c["metric"]], sort=False)
+        .median()
+    )
+    stats["sustained"] = np.log1p(per_hour.reindex(stats.index).fillna(0.0))
     stats["counter"] = [_is_counter(str(m)) for m in stats.index.get_level_values("metric")]
     return stats
 
@@ -389,6 +412,7 @@ def _component_context(
         base = f"{kind}.{metric}"
         if bool(rec["counter"]):
             vals[f"{base}.rate"] = float(rec["rate"])
+            vals[f"{base}.sustained"] = float(rec["sustained"])
         else:
             vals[base] = float(rec["level"])
             vals[f"{base}.min"] = float(rec["min"])
@@ -459,12 +483,10 @@ def build_features(
     own = _gpu_own(wide, index, at=at_ts, window=window, recent=recent, step=step)
     peers = _peer_context(wide, index, node_of, rack_of, recent / timedelta(minutes=1))
     nodes = pd.Index(sorted(set(node_of)))
-    rack_series = pd.Series([rack_of_node.get(n, n) for n in nodes], index=nodes)
     node_ctx = _node_context(
         slice_frame(frames.node, start, at_ts),
         slice_frame(frames.up, start, at_ts),
         nodes=nodes,
-        rack_of_node=rack_series,
         at=at_ts,
         recent=recent,
     )
@@ -478,7 +500,7 @@ def build_features(
     out = pd.concat([own, peers, node_part], axis=1)
     # Rack-level temperature: the rack's GPUs against the fleet at equal power.
     out["rack_temp_vs_fleet"] = out["temp_vs_fleet"].groupby(rack_of).transform("median")
-    out["node_temp_vs_rack"] = out["temp_vs_rack"].groupby(node_of).transform("median")
+    out["node_temp_vs_fleet"] = out["temp_vs_fleet"].groupby(node_of).transform("median")
     vanished = out["last_seen_min"] >= vanish_after / timedelta(minutes=1)
     out["fail_vanished"] = vanished.to_numpy()
     for col in FLAG_COLUMNS:

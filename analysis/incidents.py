@@ -1,12 +1,13 @@
 """Group at-risk GPUs into incidents under the root cause that explains them. Pure.
 
-A facility component (PDU, cooling unit, switch) or a rack becomes the root cause when at least
-``min_fraction`` of the GPUs behind it are at risk, or when its own signals are anomalous and at
+A facility component (PDU, cooling unit, switch) or a rack becomes the root cause when its
+dependents deviate jointly (at least ``min_fraction`` of the nodes behind it, and two or more, have
+at least ``min_fraction`` of their GPUs at risk), or when its own signals are anomalous and at
 least two GPUs behind it (on two or more nodes) are at risk. When several entities cover the same
 GPUs (one rack, one PDU, one CRAC and one leaf switch per rack), the one whose own and
 characteristic signals deviate most is named; with no such evidence the rack is. A node becomes the
-root cause when most of its GPUs are at risk or its own signals (fans, inlet, scrape targets)
-explain an at-risk GPU. Everything else stays one GPU's incident.
+root cause when at least three and ``min_fraction`` of its GPUs are at risk, or its own signals
+(fans, node temperature, scrape targets) explain an at-risk GPU. Everything else stays one GPU's incident.
 """
 
 from __future__ import annotations
@@ -34,9 +35,8 @@ SIGNATURES: dict[str, tuple[str, ...]] = {
         "fan_min",
         "fan_mean",
         "fan_spread",
-        "fan_min_vs_rack",
-        "node_temp_vs_rack",
-        "inlet_vs_rack",
+        "fan_min_vs_fleet",
+        "node_temp_vs_fleet",
         "up_down_frac",
     ),
 }
@@ -103,6 +103,17 @@ def _top_signals(features: pd.DataFrame | None, gpus: list[str], n: int = 3) -> 
     return [f"{c[2:]}={med[c]:+.1f}sd" for c in top.index if abs(med[c]) >= 3.0]
 
 
+def _node_shares(graph: nx.DiGraph, at_risk: list[str]) -> dict[str, float]:
+    """Return, per node with an at-risk GPU, the share of its GPUs at risk."""
+    count: dict[str, int] = {}
+    for key in at_risk:
+        node = GpuRef.parse(key).node
+        count[node] = count.get(node, 0) + 1
+    return {
+        n: c / max(len(gpus_behind(graph, n)) if n in graph else c, 1) for n, c in count.items()
+    }
+
+
 def find_incidents(
     scores: Mapping[str, float] | pd.Series | Iterable[GpuScore],
     features: pd.DataFrame | None,
@@ -153,16 +164,18 @@ def find_incidents(
         for anc in nx.ancestors(graph, key):
             if graph.nodes[anc].get("kind") in FACILITY_ORDER:
                 members_of.setdefault(anc, []).append(key)
+    risky_share = _node_shares(graph, at_risk)
     candidates: list[tuple[int, float, int, str, list[str]]] = []
     for ent, members in members_of.items():
         if len(members) < 2 or len({node_of[m] for m in members}) < 2:
             continue
         kind = str(graph.nodes[ent]["kind"])
-        behind = gpus_behind(graph, ent)
-        frac = len(members) / max(len(behind), 1)
+        nodes_behind = [n for n in graph.successors(ent) if graph.nodes[n].get("kind") == "node"]
+        hit = [n for n in nodes_behind if risky_share.get(n, 0.0) >= min_fraction]
+        joint = len(hit) >= 2 and len(hit) / max(len(nodes_behind), 1) >= min_fraction
         own = evidence(features, members, (OWN_PREFIX[kind],)) if kind in OWN_PREFIX else 0.0
         ev = max(own, evidence(features, members, SIGNATURES[kind]))
-        if frac >= min_fraction or own >= evidence_z:
+        if joint or own >= evidence_z:
             strength = ev if ev >= evidence_z else 0.0
             # With evidence a component beats the rack; without any, the rack is named.
             pref = FACILITY_ORDER[kind] if strength > 0 else 1 - FACILITY_ORDER[kind]
@@ -189,7 +202,7 @@ def find_incidents(
         on_node = gpus_behind(graph, node) if node in graph else members
         frac = len(members) / max(len(on_node), 1)
         own = evidence(features, members, SIGNATURES["node"])
-        if (len(members) >= 2 and frac >= min_fraction) or own >= evidence_z:
+        if (len(members) >= 3 and frac >= min_fraction) or own >= evidence_z:
             groups.append((node, "node", members))
             assigned.update(members)
 

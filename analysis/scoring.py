@@ -148,7 +148,7 @@ class TailCalibrator:
         ge = n - np.searchsorted(self.sorted_, x, side="left")
         p_emp = (ge + 1.0) / (n + 1.0)
         p_tail = self.p_u_ * np.exp(-(x - self.u_) / self.beta_)
-        p = np.where(x > self.u_, np.minimum(p_emp, p_tail), p_emp)
+        p = np.where(x > self.u_, np.minimum(p_tail, 1.0), p_emp)
         return np.asarray(np.where(np.isfinite(x), p, 1.0), dtype=np.float64)
 
     def transform(self, scores: npt.ArrayLike) -> npt.NDArray[np.float64]:
@@ -157,11 +157,68 @@ class TailCalibrator:
         return np.asarray(np.clip(-np.log10(p) / self.decades, 0.0, 1.0), dtype=np.float64)
 
 
+class FeatureTails:
+    """Per-feature tail probabilities of ``|z|`` against the fitted history (an ECOD-like guard).
+
+    A forest cannot split on a feature that never moved in healthy history, and one deviating
+    feature among fifty is easily diluted; this guard scores each feature on its own. For every
+    feature ``p_j`` is the share of healthy rows with at least that ``|z_j|`` (empirical below the
+    95th percentile, exponential tail above it, with floors so a feature that never moved is not
+    infinitely surprising), and a row's raw guard score is ``max_j -log10 p_j``.
+    """
+
+    def __init__(
+        self,
+        tail_quantile: float = 0.95,
+        min_beta: float = 0.5,
+        min_beta_unobserved: float = 1.5,
+        min_p_tail: float = 0.01,
+    ) -> None:
+        """Keep the settings; nothing is fitted yet."""
+        self.tail_quantile = tail_quantile
+        self.min_beta = min_beta
+        self.min_beta_unobserved = min_beta_unobserved
+        self.min_p_tail = min_p_tail
+
+    def fit(self, z: npt.ArrayLike) -> Self:
+        """Learn each column's distribution of ``|z|`` and return self."""
+        a = np.abs(np.asarray(z, dtype=np.float64))
+        self.sorted_ = np.sort(a, axis=0)
+        self.u_ = np.quantile(a, self.tail_quantile, axis=0)
+        exceed = np.where(a > self.u_, a - self.u_, np.nan)
+        with np.errstate(invalid="ignore"):
+            mean_exceed = np.nanmean(np.where(np.isnan(exceed).all(axis=0), 0.0, exceed), axis=0)
+        # A feature with a well-observed tail may have a steep one; a feature that (almost)
+        # never moved gets a flat one, so its first small move is not a page.
+        observed = (a > self.u_).sum(axis=0) >= 20
+        floor = np.where(observed, self.min_beta, self.min_beta_unobserved)
+        self.beta_ = np.maximum(np.nan_to_num(mean_exceed), floor)
+        self.p_u_ = np.maximum((a > self.u_).mean(axis=0), self.min_p_tail)
+        return self
+
+    def neg_log_p(self, z: npt.ArrayLike) -> npt.NDArray[np.float64]:
+        """Return ``-log10 p_j`` per row and feature."""
+        a = np.abs(np.asarray(z, dtype=np.float64))
+        n = self.sorted_.shape[0]
+        out = np.empty_like(a)
+        for j in range(a.shape[1]):
+            ge = n - np.searchsorted(self.sorted_[:, j], a[:, j], side="left")
+            p_emp = (ge + 1.0) / (n + 1.0)
+            p_tail = self.p_u_[j] * np.exp(-(a[:, j] - self.u_[j]) / self.beta_[j])
+            p = np.where(a[:, j] > self.u_[j], np.minimum(p_tail, 1.0), p_emp)
+            out[:, j] = -np.log10(np.clip(p, 1e-300, 1.0))
+        return out
+
+    def score(self, z: npt.ArrayLike) -> npt.NDArray[np.float64]:
+        """Return each row's raw guard score: its most surprising feature's ``-log10 p``."""
+        return np.asarray(self.neg_log_p(z).max(axis=1), dtype=np.float64)
+
+
 def _scale_floor(column: str, median: float) -> float:
     """Return the smallest spread a feature may have, so a quiet feature cannot explode."""
-    if column.endswith("_rate") or column.endswith(".rate") or column.endswith("_events"):
+    if column.endswith(("_rate", ".rate", "_events", "_sustained", ".sustained")):
         return 0.3
-    if column.startswith(("volts", "fan_spread", "fan_min_vs_rack", "clock_vs_node")):
+    if column.startswith(("volts", "fan_spread", "fan_min_vs_fleet", "clock_vs_node")):
         return 0.003
     if "temp" in column or column.startswith("inlet") or column.endswith("_slope"):
         return 0.3 if not column.endswith("_slope") else 0.02
@@ -190,7 +247,7 @@ def fit_times(start: datetime, end: datetime, window: timedelta, cycles: int) ->
 class FeatureScorer:
     """Shared machinery: featurise, standardise, detect, calibrate, floor, group."""
 
-    name: ClassVar[str] = "base"
+    name: str = "base"
     own_baseline: ClassVar[bool] = True
     tail_guard: ClassVar[bool] = True
     rule_floor: ClassVar[bool] = True
@@ -281,8 +338,10 @@ class FeatureScorer:
             dev = x
         self.center_ = dev.median()
         mad = (dev - self.center_).abs().median() * 1.4826
-        std = dev.std().fillna(0.0)
-        spread = mad.where(mad > 1e-12, std)
+        # The central 99 % range keeps multi-modal features (jobs start and stop) from
+        # looking wild: a feature that is noisy in healthy history counts for less.
+        wide = (dev.quantile(0.995) - dev.quantile(0.005)) / 5.15
+        spread = np.maximum(mad, wide)
         floors = pd.Series(
             {c: _scale_floor(c, float(fill.get(c, 0.0) or 0.0)) for c in self.columns_}
         )
@@ -293,7 +352,8 @@ class FeatureScorer:
         ).fit(z)
         self.calibrator_ = TailCalibrator(self.decades).fit(self.detector_.decision_function(z))
         if self.tail_guard:
-            self.guard_ = TailCalibrator(self.decades).fit(np.abs(z).max(axis=1))
+            self.tails_ = FeatureTails().fit(z)
+            self.guard_ = TailCalibrator(self.decades).fit(self.tails_.score(z))
         self.fingerprint_ = fleet_fingerprint(graph)
         self.n_train_rows_ = len(rows)
         self.fitted_at_ = _utc(history.end).to_pydatetime()
@@ -321,7 +381,7 @@ class FeatureScorer:
         arr = z.to_numpy(dtype=np.float64)
         risk = self.calibrator_.transform(self.detector_.decision_function(arr))
         if self.tail_guard:
-            risk = np.maximum(risk, self.guard_.transform(np.abs(arr).max(axis=1)))
+            risk = np.maximum(risk, self.guard_.transform(self.tails_.score(arr)))
         if self.rule_floor:
             present = [c for c in FLAG_COLUMNS if c in features.columns]
             if present:
@@ -422,7 +482,7 @@ class GraphRiskModel(FeatureScorer):
         Seed of the detector.
     """
 
-    name: ClassVar[str] = "graph"
+    name: str = "graph"
 
 
 class IForestBaseline(FeatureScorer):
@@ -432,7 +492,7 @@ class IForestBaseline(FeatureScorer):
     no failure-grade floor, one incident per at-risk GPU: the comparison baseline of the backtest.
     """
 
-    name: ClassVar[str] = "iforest"
+    name: str = "iforest"
     own_baseline: ClassVar[bool] = False
     tail_guard: ClassVar[bool] = False
     rule_floor: ClassVar[bool] = False

@@ -18,9 +18,13 @@ logger = logging.getLogger(__name__)
 FALLBACK_DETECTOR = "static"
 
 
+# Learning scorers: the graph model (default) over any detector, and the plain baseline.
+LEARNING_DETECTORS: tuple[str, ...] = ("graph", "iforest", "ecod", "copod", "hbos")
+
+
 def available_detectors() -> tuple[str, ...]:
     """Return the detector names ``make_scorer`` can build in this version."""
-    return ("static",)
+    return ("static", *LEARNING_DETECTORS)
 
 
 def make_scorer(name: str, settings: Settings) -> Scorer:
@@ -29,6 +33,28 @@ def make_scorer(name: str, settings: Settings) -> Scorer:
         from analysis.static_rules import StaticRules
 
         return StaticRules()
+    if name in LEARNING_DETECTORS:
+        from datetime import timedelta
+
+        from analysis.scoring import GraphRiskModel, IForestBaseline
+
+        window = timedelta(minutes=settings.window_minutes)
+        fit_window = timedelta(hours=settings.fit_window_hours)
+        if name == "iforest":
+            return IForestBaseline(
+                window=window,
+                fit_window=fit_window,
+                threshold=settings.threshold,
+                random_state=settings.random_state,
+            )
+        # "graph" is the graph model with Isolation Forest; ecod/copod/hbos swap its detector.
+        return GraphRiskModel(
+            detector="iforest" if name == "graph" else name,
+            window=window,
+            fit_window=fit_window,
+            threshold=settings.threshold,
+            random_state=settings.random_state,
+        )
     raise UserError(
         f"detector {name!r} is not available in this version; choose one of "
         f"{', '.join(available_detectors())} (--detector or GPU_RISK_DETECTOR)"

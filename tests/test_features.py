@@ -1,0 +1,134 @@
+"""Per-GPU features: levels, counter rates, XIDs, data health, peer, node and component context."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import numpy as np
+import pandas as pd
+
+from analysis.features import (
+    FLAG_COLUMNS,
+    build_features,
+    feature_columns,
+    feature_history,
+    flags_of,
+)
+from tests.fixtures.handmade_fleet import END, fleet
+
+
+def test_hotter_than_siblings_at_same_power_beats_absolute_temperature() -> None:
+    # gpu-node-001/0 draws 400 W and runs 10 °C hotter than expected; gpu-node-002/3 draws 700 W
+    # and is hotter in absolute terms, but exactly as hot as its power predicts.
+    def override(node: str, gpu: str, metric: str, t: np.ndarray) -> np.ndarray | None:
+        if (node, gpu) == ("gpu-node-001", "0") and metric == "DCGM_FI_DEV_GPU_TEMP":
+            return np.full(t.size, 30.0 + 40.0 + 10.0)
+        if (node, gpu) == ("gpu-node-002", "3"):
+            if metric == "DCGM_FI_DEV_POWER_USAGE":
+                return np.full(t.size, 700.0)
+            if metric == "DCGM_FI_DEV_GPU_TEMP":
+                return np.full(t.size, 30.0 + 70.0)
+        return None
+
+    frames, graph = fleet(override)
+    f = build_features(frames, graph, END)
+    assert f.loc["gpu-node-002/3", "temp"] > f.loc["gpu-node-001/0", "temp"]
+    assert f["temp_vs_node"].idxmax() == "gpu-node-001/0"
+    assert f.loc["gpu-node-001/0", "temp_vs_node"] > 7.0
+    assert abs(f.loc["gpu-node-002/3", "temp_vs_node"]) < 3.0
+    assert f["temp_vs_fleet"].idxmax() == "gpu-node-001/0"
+
+
+def test_counter_rates_handle_resets_and_sustained_rates() -> None:
+    def override(node: str, gpu: str, metric: str, t: np.ndarray) -> np.ndarray | None:
+        if (node, gpu) == ("gpu-node-001", "1") and metric == "DCGM_FI_DEV_ECC_SBE_VOL_TOTAL":
+            counts = 2.0 * t
+            counts[45:] -= counts[45]  # counter reset (driver reload) must not count negative
+            return counts
+        return None
+
+    frames, graph = fleet(override)
+    f = build_features(frames, graph, END, window=timedelta(minutes=30))
+    # 30 samples in the window give 29 steps; one is the reset: 28 x 2 errors in half an hour.
+    assert np.isclose(f.loc["gpu-node-001/1", "ecc_sbe_rate"], np.log1p(28 * 2 * 2.0))
+    assert np.isclose(f.loc["gpu-node-001/1", "ecc_sbe_sustained"], np.log1p(120.0))
+    assert f.drop(index="gpu-node-001/1")["ecc_sbe_rate"].eq(0).all()
+
+
+def test_xids_split_into_hardware_and_application_and_flag_failure_grade() -> None:
+    def override(node: str, gpu: str, metric: str, t: np.ndarray) -> np.ndarray | None:
+        if metric != "DCGM_FI_DEV_XID_ERRORS":
+            if (node, gpu) == ("gpu-node-003", "0") and metric == "DCGM_FI_DEV_ECC_DBE_VOL_TOTAL":
+                return (t >= 50).astype(float)
+            if (node, gpu) == ("gpu-node-004", "1") and metric == "DCGM_FI_DEV_ROW_REMAP_FAILURE":
+                return (t >= 55).astype(float)
+            return None
+        if (node, gpu) == ("gpu-node-001", "2"):
+            return np.select([t >= 50, t >= 40], [79.0, 13.0], 0.0)
+        if (node, gpu) == ("gpu-node-002", "2"):
+            return np.select([t >= 45, t >= 40], [43.0, 31.0], 0.0)
+        return None
+
+    frames, graph = fleet(override)
+    f = build_features(frames, graph, END)
+    assert f.loc["gpu-node-001/2", ["xid_hw_events", "xid_app_events"]].tolist() == [1, 1]
+    assert f.loc["gpu-node-002/2", ["xid_hw_events", "xid_app_events"]].tolist() == [0, 2]
+    flags = flags_of(f)
+    assert flags == {
+        "gpu-node-001/2": ("hardware_xid",),
+        "gpu-node-003/0": ("ecc_dbe_increase",),
+        "gpu-node-004/1": ("row_remap_failure",),
+    }
+    # Flags and informational columns are not detector inputs.
+    cols = feature_columns(f)
+    assert not set(FLAG_COLUMNS) & set(cols)
+    assert "xid_app_events" not in cols and "node" not in cols
+
+
+def test_vanished_gpus_and_gaps() -> None:
+    def drop(gpu: pd.DataFrame) -> pd.DataFrame:
+        key = gpu["node"] + "/" + gpu["gpu"]
+        gone = (key == "gpu-node-002/1") & (gpu["ts"] > END - timedelta(minutes=10))
+        never = key == "gpu-node-004/3"
+        minute = ((gpu["ts"] - gpu["ts"].min()) / pd.Timedelta(minutes=1)).astype(int)
+        holes = (key == "gpu-node-003/2") & (minute % 2 == 0)
+        return gpu[~(gone | never | holes)]
+
+    frames, graph = fleet(drop=drop)
+    # The GPU that never reported is known from the graph (e.g. built from the last cycle).
+    graph.add_node("gpu-node-004/3", kind="gpu", node="gpu-node-004", gpu="3")
+    graph.add_edge("gpu-node-004", "gpu-node-004/3", role="hosts")
+    f = build_features(frames, graph, END)
+    assert f.loc["gpu-node-002/1", "fail_vanished"]
+    assert f.loc["gpu-node-002/1", "last_seen_min"] == 10.0
+    assert f.loc["gpu-node-004/3", "fail_vanished"]
+    assert not f.loc["gpu-node-003/2", "fail_vanished"]
+    assert 0.4 < f.loc["gpu-node-003/2", "gap_frac"] < 0.6
+    assert f["fail_vanished"].sum() == 2
+
+
+def test_node_and_component_context_joined_through_the_graph() -> None:
+    frames, graph = fleet(fan_override={("gpu-node-003", "FAN2"): 3000.0})
+    f = build_features(frames, graph, END)
+    on_node = f[f["node"] == "gpu-node-003"]
+    assert np.allclose(on_node["fan_min"], 3000.0)
+    assert (on_node["fan_spread"] < -0.5).all()
+    assert (f[f["node"] != "gpu-node-003"]["fan_spread"] == 0).all()
+    # PDU volts (rack 1 sags by 10 V) and switch errors (only leaf-a1 counts) reach the GPUs
+    # behind each component, and only those.
+    rack1 = f["rack"] == "rack-a1"
+    assert np.allclose(f.loc[rack1, "pdu.output_volts"], 220.0)
+    assert np.allclose(f.loc[~rack1, "pdu.output_volts"], 230.0)
+    assert (f.loc[rack1, "switch.port_errors_total.rate"] > 5).all()
+    assert (f.loc[~rack1, "switch.port_errors_total.rate"] == 0).all()
+    assert np.allclose(f.loc[rack1, "switch.port_errors_total.sustained"], np.log1p(180.0))
+
+
+def test_feature_history_stacks_cycles() -> None:
+    frames, graph = fleet()
+    times = [END - timedelta(minutes=10), END]
+    rows = feature_history(frames, graph, times)
+    assert rows.index.names == ["at", "gpu_key"]
+    assert len(rows) == 2 * 16
+    # Nothing after a cycle's time is read: the earlier cycle's window ends 10 minutes before.
+    assert rows.xs(pd.Timestamp(times[0]), level="at")["last_seen_min"].eq(0).all()

@@ -1,0 +1,159 @@
+"""Root-cause grouping: one incident per explaining component, node or GPU."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import networkx as nx
+import pandas as pd
+import pytest
+
+from analysis.graph import build_graph
+from analysis.incidents import find_incidents, incident_id, per_gpu_incidents
+from analysis.types import GpuRef
+from tests.fixtures.handmade_fleet import topology
+
+AT = datetime(2026, 11, 22, 12, 0, tzinfo=UTC)
+THRESHOLD = 0.9
+
+
+def _graph() -> nx.DiGraph:
+    """2 racks x 2 nodes x 4 GPUs, each rack behind its own PDU, CRAC and leaf switch."""
+    gpus = [GpuRef(f"gpu-node-00{n}", str(g)) for n in range(1, 5) for g in range(4)]
+    return build_graph(topology(2, 2), gpus)
+
+
+def _keys(graph: nx.DiGraph) -> list[str]:
+    return sorted(n for n, d in graph.nodes(data=True) if d["kind"] == "gpu")
+
+
+def _features(graph: nx.DiGraph, z: dict[str, dict[str, float]] | None = None) -> pd.DataFrame:
+    """A feature table with all z-columns 0 except the given ones, and no flags raised."""
+    keys = _keys(graph)
+    cols = ["z.temp_vs_node", "z.volts_dip", "z.inlet_vs_fleet", "z.fan_spread", "z.pdu.x"]
+    f = pd.DataFrame(0.0, index=keys, columns=cols)
+    for col in ("fail_dbe", "fail_remap", "fail_xid_hw", "fail_vanished"):
+        f[col] = False
+    for key, values in (z or {}).items():
+        for col, v in values.items():
+            f.loc[key, col] = v
+    return f
+
+
+def _scores(graph: nx.DiGraph, risky: list[str], value: float = 0.95) -> dict[str, float]:
+    return {k: (value if k in risky else 0.1) for k in _keys(graph)}
+
+
+def _rack1(graph: nx.DiGraph) -> list[str]:
+    return [k for k in _keys(graph) if k.startswith(("gpu-node-001", "gpu-node-002"))]
+
+
+@pytest.mark.parametrize(
+    ("column", "expected"),
+    [("z.volts_dip", "pdu-a1"), ("z.pdu.x", "pdu-a1"), ("z.inlet_vs_fleet", "crac-a1")],
+)
+def test_rack_wide_risk_becomes_one_incident_naming_the_component_with_evidence(
+    column: str, expected: str
+) -> None:
+    g = _graph()
+    rack = _rack1(g)
+    feats = _features(g, {k: {column: -12.0} for k in rack})
+    incidents = find_incidents(_scores(g, rack), feats, g, AT, THRESHOLD)
+    assert len(incidents) == 1
+    inc = incidents[0]
+    assert inc.root_cause.id == expected
+    assert inc.root_cause.kind == g.nodes[expected]["kind"]
+    assert sorted(s.key for s in inc.gpus) == rack
+    assert inc.title == f"{expected}: 8 GPUs at risk"
+
+
+def test_rack_wide_risk_without_component_evidence_names_the_rack() -> None:
+    g = _graph()
+    rack = _rack1(g)
+    incidents = find_incidents(_scores(g, rack), _features(g), g, AT, THRESHOLD)
+    assert [(i.root_cause.kind, i.root_cause.id) for i in incidents] == [("rack", "rack-a1")]
+
+
+def test_component_with_own_anomaly_groups_fewer_gpus() -> None:
+    # Only one GPU on each node of rack 1 is at risk (25 %), but the PDU's own metric deviates.
+    g = _graph()
+    risky = ["gpu-node-001/0", "gpu-node-002/3"]
+    feats = _features(g, {k: {"z.pdu.x": 9.0} for k in _rack1(g)})
+    incidents = find_incidents(_scores(g, risky), feats, g, AT, THRESHOLD)
+    assert [(i.root_cause.id, len(i.gpus)) for i in incidents] == [("pdu-a1", 2)]
+    # Without the PDU's own evidence they stay two GPU incidents.
+    plain = find_incidents(_scores(g, risky), _features(g), g, AT, THRESHOLD)
+    assert sorted(i.root_cause.id for i in plain) == risky
+
+
+def test_node_level_problem_names_the_node() -> None:
+    g = _graph()
+    # Three of four GPUs on one node: a node problem.
+    risky = ["gpu-node-003/0", "gpu-node-003/1", "gpu-node-003/2"]
+    incidents = find_incidents(_scores(g, risky), _features(g), g, AT, THRESHOLD)
+    assert [(i.root_cause.kind, i.root_cause.id) for i in incidents] == [("node", "gpu-node-003")]
+    # One GPU at risk, but its node's fans deviate: still the node (a fan, not the GPU).
+    feats = _features(g, {f"gpu-node-004/{i}": {"z.fan_spread": -40.0} for i in range(4)})
+    incidents = find_incidents(_scores(g, ["gpu-node-004/2"]), feats, g, AT, THRESHOLD)
+    assert [(i.root_cause.kind, i.root_cause.id) for i in incidents] == [("node", "gpu-node-004")]
+
+
+def test_independent_gpu_troubles_stay_separate() -> None:
+    g = _graph()
+    # Two GPUs on one node and one in the other rack: no shared explanation.
+    risky = ["gpu-node-001/0", "gpu-node-001/3", "gpu-node-004/1"]
+    incidents = find_incidents(_scores(g, risky), _features(g), g, AT, THRESHOLD)
+    assert sorted((i.root_cause.kind, i.root_cause.id) for i in incidents) == [
+        ("gpu", k) for k in sorted(risky)
+    ]
+    assert all(len(i.gpus) == 1 for i in incidents)
+    assert find_incidents(_scores(g, []), _features(g), g, AT, THRESHOLD) == []
+
+
+def test_severity_from_score_and_failure_grade_signals() -> None:
+    g = _graph()
+    feats = _features(g)
+    feats.loc["gpu-node-002/1", "fail_xid_hw"] = True
+    scores = _scores(g, ["gpu-node-001/0", "gpu-node-002/1", "gpu-node-004/0"])
+    scores["gpu-node-004/0"] = 0.995
+    by_id = {i.root_cause.id: i for i in find_incidents(scores, feats, g, AT, THRESHOLD)}
+    assert by_id["gpu-node-001/0"].severity == "warning"
+    assert by_id["gpu-node-002/1"].severity == "critical"
+    assert "hardware_xid" in by_id["gpu-node-002/1"].signals
+    assert by_id["gpu-node-004/0"].severity == "critical"
+
+
+def test_incident_ids_are_stable_per_dedup_key_and_first_cycle() -> None:
+    g = _graph()
+    risky = ["gpu-node-001/0"]
+    a = find_incidents(_scores(g, risky), _features(g), g, AT, THRESHOLD)[0]
+    b = find_incidents(_scores(g, risky, 0.97), _features(g), g, AT, THRESHOLD)[0]
+    c = find_incidents(_scores(g, risky), _features(g), g, AT + timedelta(minutes=1), THRESHOLD)[0]
+    assert a.id == b.id == incident_id("gpu:gpu-node-001/0", AT)
+    assert c.id != a.id
+
+
+def test_per_gpu_incidents_never_group() -> None:
+    g = _graph()
+    rack = _rack1(g)
+    incidents = per_gpu_incidents(_scores(g, rack), None, AT, THRESHOLD)
+    assert len(incidents) == len(rack)
+    assert {i.root_cause.kind for i in incidents} == {"gpu"}
+
+
+@pytest.mark.slow
+def test_simulated_faults_get_the_right_root_cause_once() -> None:
+    """On the simulator (seed not used in tuning), each fault maps to one correct incident."""
+    from tests.fixtures.scoring_scenarios import fault_run
+
+    run = fault_run()
+    expected_kind = {"pdu": "pdu", "cooling": "cooling", "switch": "switch", "fan": "node"}
+    for fault in run.faults:
+        outcome = run.graph_outcomes[fault.id]
+        assert outcome.first_incident is not None, f"{fault.kind} never raised an incident"
+        kind = expected_kind.get(fault.kind, "gpu")
+        # Exactly one incident (dedup key) covered the fault's GPUs, naming the injected target.
+        assert run.incidents_per_fault[fault.id] == {f"{kind}:{fault.target}"}, fault.kind
+        if kind in ("pdu", "cooling", "switch"):
+            gpus = {g.key for g in outcome.first_incident.gpus}
+            assert gpus <= set(fault.affected) and len(gpus) >= len(fault.affected) // 2

@@ -1,0 +1,269 @@
+"""Risk scoring: calibration, failure-grade floors, persistence, hysteresis, and the claim on
+simulated faults (the graph model warns before the failure and before the static rules; healthy
+fleets stay quiet). Simulator seeds here are not the tuning seeds (see
+tests/fixtures/scoring_scenarios.py)."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from analysis.features import RAW_LEVEL_COLUMNS, slice_frames
+from analysis.scorer import Scorer
+from analysis.scoring import (
+    Exclusion,
+    FleetMismatchError,
+    GraphRiskModel,
+    Hysteresis,
+    IForestBaseline,
+    ModelFormatError,
+    NotFittedError,
+    TailCalibrator,
+    fleet_fingerprint,
+    scan_with_hysteresis,
+)
+from analysis.types import Assessment, GpuScore, Incident, RootCause
+from storage.model_store import ModelStore
+from tests.fixtures.scoring_scenarios import (
+    FAULT_SEED,
+    HEALTHY_SEED,
+    HEALTHY_SPEC,
+    T0,
+    TUNING_SEEDS,
+    fault_run,
+    fit_model,
+    healthy_run,
+    simulate,
+)
+
+SMALL_DURATION = timedelta(hours=8)
+
+
+@pytest.fixture(scope="module")
+def small() -> tuple:
+    """A small healthy fleet (2 racks x 4 nodes x 4 GPUs), 8 hours, and a model fitted on 6."""
+    frames, graph = simulate(HEALTHY_SPEC, HEALTHY_SEED + 100, SMALL_DURATION, None)
+    history = slice_frames(frames, T0 - timedelta(minutes=1), T0 + timedelta(hours=6))
+    model = GraphRiskModel(fit_window=timedelta(hours=6), fit_cycles=24).fit(history, graph)
+    return frames, graph, model
+
+
+def test_test_seeds_are_not_tuning_seeds() -> None:
+    assert FAULT_SEED not in TUNING_SEEDS and HEALTHY_SEED not in TUNING_SEEDS
+
+
+def test_calibration_maps_history_to_a_fleet_independent_scale() -> None:
+    rng = np.random.default_rng(0)
+    train = rng.normal(0.0, 1.0, 20_000)
+    cal = TailCalibrator(decades=6).fit(train)
+    grid = np.linspace(-3, 12, 200)
+    risk = cal.transform(grid)
+    assert np.all((risk >= 0) & (risk <= 1))
+    assert np.all(np.diff(risk) >= 0)
+    # risk 0.5 = 1 in 1,000 healthy rows: about 0.1 % of fresh healthy rows reach it.
+    fresh = cal.transform(rng.normal(0.0, 1.0, 200_000))
+    assert 0.0003 < (fresh >= 0.5).mean() < 0.003
+    # Shifting and scaling the raw scores (another detector, another fleet) changes nothing.
+    cal2 = TailCalibrator(decades=6).fit(train * 7 + 3)
+    assert np.allclose(cal2.transform(grid * 7 + 3), risk)
+    assert cal.transform([50.0])[0] == 1.0
+    with pytest.raises(ValueError, match="at least 10"):
+        TailCalibrator().fit([1.0, 2.0])
+
+
+def test_scorers_follow_the_protocol_and_refuse_to_assess_unfitted(small: tuple) -> None:
+    frames, graph, _ = small
+    assert isinstance(GraphRiskModel(), Scorer) and isinstance(IForestBaseline(), Scorer)
+    with pytest.raises(NotFittedError, match="call fit"):
+        GraphRiskModel().assess(frames, graph, T0 + timedelta(hours=7))
+    with pytest.raises(ValueError, match="unknown detector"):
+        GraphRiskModel(detector="lof")
+
+
+def test_healthy_window_scores_are_calibrated_and_quiet(small: tuple) -> None:
+    frames, graph, model = small
+    a = model.assess(frames, graph, T0 + timedelta(hours=7))
+    risk = np.array([s.score for s in a.scores])
+    assert len(risk) == 32 and np.all((risk >= 0) & (risk <= 1))
+    assert np.median(risk) < 0.5
+    assert a.features is not None and "risk" in a.features and "z.temp_vs_node" in a.features
+
+
+def test_failure_grade_signals_floor_the_risk(small: tuple) -> None:
+    frames, graph, model = small
+    at = T0 + timedelta(hours=7)
+    gpu = frames.gpu.copy()
+    late = gpu["ts"] > at - timedelta(minutes=5)
+    dbe = (gpu["node"] == "gpu-node-002") & (gpu["gpu"] == "1")
+    dbe &= gpu["metric"] == "DCGM_FI_DEV_ECC_DBE_VOL_TOTAL"
+    gpu.loc[dbe & late, "value"] += 1.0
+    gone = (gpu["node"] == "gpu-node-005") & (gpu["gpu"] == "3") & late
+    frames = type(frames)(
+        gpu=gpu[~gone].reset_index(drop=True),
+        node=frames.node,
+        component=frames.component,
+        up=frames.up,
+        start=frames.start,
+        end=frames.end,
+        step=frames.step,
+    )
+    a = model.assess(frames, graph, at)
+    risk = {s.key: s.score for s in a.scores}
+    assert risk["gpu-node-002/1"] == 1.0 and risk["gpu-node-005/3"] == 1.0
+    by_gpu = {g.key: i for i in a.incidents for g in i.gpus}
+    assert by_gpu["gpu-node-002/1"].severity == "critical"
+    assert "ecc_dbe_increase" in by_gpu["gpu-node-002/1"].signals
+    assert "series_vanished" in by_gpu["gpu-node-005/3"].signals
+    # The plain baseline has no floor: its scores come from the forest alone.
+    base = IForestBaseline(fit_window=timedelta(hours=6), fit_cycles=24)
+    base.fit(slice_frames(frames, T0 - timedelta(minutes=1), T0 + timedelta(hours=6)), graph)
+    assert set(base.columns_) <= set(RAW_LEVEL_COLUMNS)
+    b = base.assess(frames, graph, at)
+    assert all(i.root_cause.kind == "gpu" for i in b.incidents)
+
+
+def test_persistence_refuses_another_fleet_and_keeps_scores(small: tuple, tmp_path: Path) -> None:
+    frames, graph, model = small
+    at = T0 + timedelta(hours=7)
+    store = ModelStore(tmp_path)
+    path = store.save(model)
+    assert path.name == f"graph-{fleet_fingerprint(graph)}.joblib"
+    loaded = store.load(GraphRiskModel, fleet_fingerprint(graph))
+    assert loaded is not None and loaded.columns_ == model.columns_
+    before = [s.score for s in model.assess(frames, graph, at).scores]
+    after = [s.score for s in loaded.assess(frames, graph, at).scores]
+    assert before == after
+    # Another fleet: one GPU fewer, or the same GPUs behind another topology.
+    other = graph.copy()
+    other.remove_node("gpu-node-008/3")
+    with pytest.raises(FleetMismatchError, match="refit"):
+        GraphRiskModel.from_bytes(model.to_bytes(), fingerprint=fleet_fingerprint(other))
+    with pytest.raises(FleetMismatchError):
+        loaded.check_fleet(other)
+    assert store.load(GraphRiskModel, fleet_fingerprint(other)) is None
+    with pytest.raises(ModelFormatError, match="not 'iforest'"):
+        IForestBaseline.from_bytes(model.to_bytes())
+    with pytest.raises(ModelFormatError, match="not a gpu-risk model"):
+        GraphRiskModel.from_bytes(b"garbage")
+
+
+def test_exclusions_leave_known_incidents_out_of_training(small: tuple) -> None:
+    frames, graph, _ = small
+    history = slice_frames(frames, T0 - timedelta(minutes=1), T0 + timedelta(hours=6))
+    kw = {"fit_window": timedelta(hours=6), "fit_cycles": 24}
+    full = GraphRiskModel(**kw).fit(history, graph)  # type: ignore[arg-type]
+    ex = Exclusion("gpu-node-001", T0, T0 + timedelta(hours=6))
+    part = GraphRiskModel(exclude=[ex], **kw).fit(history, graph)  # type: ignore[arg-type]
+    assert full.n_train_rows_ - part.n_train_rows_ == 4 * 24
+
+
+@pytest.mark.slow
+def test_other_detectors_plug_in_behind_the_same_interface(small: tuple) -> None:
+    frames, graph, _ = small
+    history = slice_frames(frames, T0 - timedelta(minutes=1), T0 + timedelta(hours=6))
+    model = GraphRiskModel(detector="ecod", fit_window=timedelta(hours=6), fit_cycles=12)
+    a = model.fit(history, graph).assess(frames, graph, T0 + timedelta(hours=7))
+    risk = np.array([s.score for s in a.scores])
+    assert np.all((risk >= 0) & (risk <= 1)) and np.median(risk) < 0.5
+
+
+def _assessment(at: datetime, keys: list[str], kind: str = "gpu", rc: str = "") -> Assessment:
+    gpus = tuple(GpuScore(k.split("/")[0], k.split("/")[1], 0.95) for k in keys)
+    if not keys:
+        return Assessment(at=at, scores=(), incidents=())
+    inc = Incident(
+        id=f"cycle-{at:%H%M}",
+        at=at,
+        severity="warning",
+        score=0.95,
+        root_cause=RootCause(rc or keys[0], kind),  # type: ignore[arg-type]
+        gpus=gpus,
+    )
+    return Assessment(at=at, scores=gpus, incidents=(inc,))
+
+
+def test_hysteresis_opens_after_n_closes_after_m_and_keeps_the_id() -> None:
+    h = Hysteresis(open_after=2, close_after=3)
+    t = [datetime(2026, 11, 22, 10, i, tzinfo=UTC) for i in range(12)]
+    assert h.update(_assessment(t[0], ["n1/0"])) == []
+    opened = h.update(_assessment(t[1], ["n1/0"]))
+    assert len(opened) == 1
+    first_id = opened[0].id
+    # A blip down does not close it; the id stays the one of the first cycle of the streak.
+    assert [i.id for i in h.update(_assessment(t[2], []))] == [first_id]
+    assert [i.id for i in h.update(_assessment(t[3], ["n1/0"]))] == [first_id]
+    for i in range(4, 6):
+        assert h.update(_assessment(t[i], [])) != []
+    assert h.update(_assessment(t[6], [])) == []
+    # A single spike never opens anything.
+    assert h.update(_assessment(t[7], ["n2/0"])) == []
+    assert h.update(_assessment(t[8], [])) == []
+
+
+def test_hysteresis_lets_a_broader_incident_supersede_narrower_ones() -> None:
+    h = Hysteresis(open_after=1, close_after=5)
+    t = [datetime(2026, 11, 22, 10, i, tzinfo=UTC) for i in range(3)]
+    assert len(h.update(_assessment(t[0], ["n1/0"]))) == 1
+    both = h.update(_assessment(t[1], ["n1/0", "n1/1", "n2/0"], kind="pdu", rc="pdu-a1"))
+    assert [i.root_cause.id for i in both] == ["pdu-a1"]
+
+
+@pytest.mark.slow
+def test_every_fault_kind_warned_before_failure_and_before_static_rules() -> None:
+    run = fault_run()
+    for fault in run.faults:
+        lead = run.graph_outcomes[fault.id].lead_minutes(fault)
+        static = run.static_outcomes[fault.id].lead_minutes(fault)
+        assert lead is not None and lead > 0, f"{fault.kind}: no warning before the failure"
+        if static is not None:
+            assert lead > static, f"{fault.kind}: graph {lead} min, static {static} min"
+    # Nothing fired on GPUs that no fault touched.
+    assert run.unmatched == []
+
+
+@pytest.mark.slow
+def test_one_shot_scan_with_hysteresis_sees_the_open_incidents() -> None:
+    run = fault_run()
+    pdu = next(f for f in run.faults if f.kind == "pdu")
+    assert pdu.failure is not None
+    at = pdu.failure - timedelta(minutes=30)
+    frames = slice_frames(run.frames, at - timedelta(hours=1), at)
+    last, open_now = scan_with_hysteresis(run.model, frames, run.graph, at, open_after=2)
+    assert last.at == at
+    assert "pdu:pdu-a1" in {i.dedup_key for i in open_now}
+
+
+@pytest.mark.slow
+def test_healthy_fleet_stays_quiet() -> None:
+    run = healthy_run()
+    per_1k = len(run.opened) / run.gpu_days * 1000
+    print(f"false incidents: {len(run.opened)} in {run.gpu_days:.0f} GPU-days = {per_1k:.0f}/1k")
+    # 16 GPU-days, every 5 minutes: at most one false incident (<= 62.5 per 1,000 GPU-days).
+    assert len(run.opened) <= 1, [i.dedup_key for i in run.opened.values()]
+
+
+def test_make_scorer_wires_the_models() -> None:
+    from bot.config import Settings
+    from bot.scorers import available_detectors, make_scorer
+
+    settings = Settings(threshold=0.8, window_minutes=20, fit_window_hours=12)
+    graph_model = make_scorer("graph", settings)
+    assert isinstance(graph_model, GraphRiskModel) and graph_model.detector == "iforest"
+    assert graph_model.threshold == 0.8 and graph_model.window == timedelta(minutes=20)
+    assert graph_model.fit_window == timedelta(hours=12)
+    ecod = make_scorer("ecod", settings)
+    assert isinstance(ecod, GraphRiskModel) and ecod.detector == "ecod"
+    assert isinstance(make_scorer("iforest", settings), IForestBaseline)
+    assert {"graph", "iforest", "ecod", "copod", "hbos", "static"} <= set(available_detectors())
+
+
+def test_fit_needs_enough_history() -> None:
+    frames, graph = simulate(HEALTHY_SPEC, HEALTHY_SEED + 200, timedelta(minutes=20), None)
+    with pytest.raises(ValueError, match="history too short"):
+        GraphRiskModel().fit(frames, graph)
+    assert pd.Timestamp(frames.end) > pd.Timestamp(frames.start)
+    _ = fit_model  # shared helper, used by the scenario fixtures
