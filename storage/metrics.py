@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
+import numpy as np
 import pandas as pd
 import requests
 from prometheus_api_client import PrometheusApiClientException, PrometheusConnect
@@ -395,6 +396,8 @@ class PrometheusSource:
         gpus: list[str] = []
         vals: list[Any] = []
         bad = 0
+        keys: set[tuple[str, str]] = set()
+        duplicated = False
         for series in matrix:
             labels = series["metric"]
             node = labels.get(node_l) or (
@@ -404,6 +407,8 @@ class PrometheusSource:
             if not node or gpu is None:
                 bad += 1
                 continue
+            duplicated = duplicated or (node, str(gpu)) in keys
+            keys.add((node, str(gpu)))
             values = series["values"]
             n = len(values)
             ts.extend(v[0] for v in values)
@@ -418,11 +423,11 @@ class PrometheusSource:
                 "node": nodes,
                 "gpu": gpus,
                 "metric": metric,
-                "value": pd.to_numeric(pd.Series(vals), errors="coerce").to_numpy(),
+                "value": _floats(vals),
             }
         )
-        # Two series for one (node, gpu) (e.g. two exporters): keep one value per step.
-        df = df.drop_duplicates(subset=["ts", "node", "gpu"], keep="last")
+        if duplicated:  # two series for one (node, gpu), e.g. two exporters: one value per step
+            df = df.drop_duplicates(subset=["ts", "node", "gpu"], keep="last")
         return df, bad
 
     def _node_frame(self, metric: str, matrix: list[dict[str, Any]]) -> pd.DataFrame:
@@ -452,7 +457,7 @@ class PrometheusSource:
                 "node": pd.Series(nodes, dtype="object"),
                 "metric": metric,
                 "sensor": pd.Series(sensors, dtype="object"),
-                "value": pd.to_numeric(pd.Series(vals, dtype="object"), errors="coerce"),
+                "value": _floats(vals),
             }
         )
 
@@ -493,7 +498,7 @@ class PrometheusSource:
                 "ts": _to_ts(ts),
                 "component": pd.Series(comps, dtype="object"),
                 "metric": name,
-                "value": pd.to_numeric(pd.Series(vals, dtype="object"), errors="coerce"),
+                "value": _floats(vals),
             }
         )
         if df.duplicated(subset=["ts", "component"]).any():
@@ -527,11 +532,21 @@ class PrometheusSource:
                         "ts": _to_ts(ts),
                         "node": pd.Series(nodes, dtype="object"),
                         "job": pd.Series(jobs, dtype="object"),
-                        "value": pd.to_numeric(pd.Series(vals, dtype="object"), errors="coerce"),
+                        "value": _floats(vals),
                     }
                 )
             ],
             UP_COLUMNS,
+        )
+
+
+def _floats(values: list[Any]) -> np.ndarray:
+    """Prometheus sample values (strings such as "41", "NaN", "+Inf") as float64."""
+    try:
+        return np.asarray(values, dtype="float64")
+    except ValueError:  # something unparsable: coerce it to NaN rather than fail the fetch
+        return pd.to_numeric(pd.Series(values, dtype="object"), errors="coerce").to_numpy(
+            dtype="float64"
         )
 
 
