@@ -404,3 +404,14 @@ def test_healthz_and_metrics_share_the_port(served: Served) -> None:
     with pytest.raises(urllib.error.HTTPError) as err:
         opener.open(f"{served.url}/nope", timeout=5)
     assert err.value.code == 404
+
+
+def test_graph_public_uploads_the_dependency_picture(live: tuple[Env, Served]) -> None:
+    env, served = live
+    answer = command(env, served, "graph pdu-a1 public", channel="C0ASKED")
+    assert answer["response_type"] == "in_channel"
+    (picture,) = env.fake.wait_for(
+        lambda: [u for u in env.fake.uploads.values() if u.get("channel") == "C0ASKED"], timeout=30
+    )
+    assert picture["title"] == "dependencies of pdu-a1"
+    assert picture["data"].startswith(b"\x89PNG\r\n\x1a\n") and len(picture["data"]) > 5000

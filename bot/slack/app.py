@@ -20,7 +20,7 @@ from bot.config import Settings
 from bot.slack.client import make_client
 from bot.slack.listeners import actions, commands, events, views
 from bot.slack.notifier import SlackNotifier
-from bot.slack.service import SlackService
+from bot.slack.service import GraphImage, SlackService, render_dependency_picture
 from storage.repository import Repository
 
 logger = logging.getLogger(__name__)
@@ -105,6 +105,7 @@ def build_slack(
     topology: Topology | None = None,
     images: Callable[[int], Mapping[str, bytes]] | None = None,
     graph: Callable[[], nx.DiGraph] | None = None,
+    graph_image: GraphImage | None = render_dependency_picture,
     client: WebClient | None = None,
     now: Callable[[], datetime] = lambda: datetime.now(UTC),
     min_interval: float = 1.0,
@@ -133,6 +134,7 @@ def build_slack(
         # default: the PNGs the pipeline stored with the incident (Repository.images)
         images=images if images is not None else getattr(repository, "images", None),
         graph=graph,
+        graph_image=graph_image,
         now=now,
     )
     secret = (

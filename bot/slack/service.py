@@ -19,7 +19,7 @@ import networkx as nx
 
 from analysis.graph import blast_radius, build_graph, depends_on, gpus_behind, kind_of
 from analysis.lifecycle import silence_matches
-from analysis.types import GpuRef, GpuScore, Topology
+from analysis.types import GpuRef, GpuScore, Incident, RootCause, Topology
 from bot.blocks import answers
 from bot.blocks.home import home_view
 from bot.blocks.modal import silence_modal
@@ -32,6 +32,7 @@ logger = logging.getLogger(__name__)
 
 Blocks = list[dict[str, Any]]
 SILENCE_BUTTON = timedelta(hours=4)
+GraphImage = Callable[[str, nx.DiGraph, Mapping[str, float]], bytes]
 
 
 @dataclass(frozen=True)
@@ -63,6 +64,7 @@ class SlackService:
         data_source: str = "Prometheus",
         images: Callable[[int], Mapping[str, bytes]] | None = None,
         graph: Callable[[], nx.DiGraph] | None = None,
+        graph_image: GraphImage | None = None,
         now: Callable[[], datetime] = lambda: datetime.now(UTC),
         group_cache_seconds: float = 300.0,
     ) -> None:
@@ -80,6 +82,7 @@ class SlackService:
         self.data_source = data_source
         self.images = images
         self._graph = graph
+        self.graph_image = graph_image
         self.now = now
         self._groups: dict[str, tuple[float, frozenset[str]]] = {}
         self._group_ttl = group_cache_seconds
@@ -249,7 +252,10 @@ class SlackService:
         scores = {g.key: g.score for g in self.repo.top_gpus(limit=100_000)}
         kind = kind_of(graph, cmd.target)
         blocks = answers.graph_blocks(cmd.target, kind, up, down, scores)
-        return _reply(blocks, f"dependencies of {cmd.target}", cmd.public)
+        images = {}
+        if cmd.public and self.graph_image is not None:
+            images[f"dependencies of {cmd.target}"] = self.graph_image(cmd.target, graph, scores)
+        return _reply(blocks, f"dependencies of {cmd.target}", cmd.public, images=images)
 
     def _cmd_whatif(self, cmd: ParsedCommand, user: str) -> Reply:
         graph = self.graph()
@@ -381,3 +387,25 @@ def share_images_via(client: Any, channel: str, reply: Reply) -> None:
         channel=channel,
         initial_comment=reply.text,
     )
+
+
+def render_dependency_picture(entity: str, graph: nx.DiGraph, scores: Mapping[str, float]) -> bytes:
+    """PNG of the dependency picture around ``entity`` (analysis.plots, imported lazily)."""
+    from analysis.plots import render_incident_graph
+
+    behind = gpus_behind(graph, entity)
+    gpus = tuple(
+        GpuScore(ref.node, ref.gpu, float(scores.get(key, 0.0)))
+        for key in behind
+        for ref in (GpuRef.parse(key),)
+    )
+    kind = kind_of(graph, entity)
+    picture = Incident(
+        id=f"graph:{entity}",
+        at=datetime.now(UTC),
+        severity="info",
+        score=max((g.score for g in gpus), default=0.0),
+        root_cause=RootCause(entity, kind),  # type: ignore[arg-type]
+        gpus=gpus,
+    )
+    return render_incident_graph(picture, graph, scores)
