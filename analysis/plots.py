@@ -1,0 +1,491 @@
+"""Incident pictures for Slack: the dependency subgraph and the key metrics, as PNG bytes.
+
+matplotlib ``Figure`` + ``FigureCanvasAgg`` only (never pyplot: no global state, thread safe).
+"""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Mapping, Sequence
+from datetime import datetime
+
+import matplotlib.dates as mdates
+import networkx as nx
+import numpy as np
+import pandas as pd
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.cm import ScalarMappable
+from matplotlib.colors import LinearSegmentedColormap, Normalize
+from matplotlib.figure import Figure
+
+from analysis.types import FleetFrames, GpuRef, Incident
+
+RISK_CMAP = LinearSegmentedColormap.from_list(
+    "risk", ["#2e9e5b", "#9ccc65", "#f6c244", "#f08c3a", "#d62f2f"]
+)
+LAYER_Y: Mapping[str, float] = {
+    "pdu": 3.0,
+    "cooling": 3.0,
+    "switch": 3.0,
+    "rack": 2.0,
+    "node": 1.0,
+    "gpu": 0.0,
+}
+MAX_GPU_BOXES = 24
+AFFECTED_COLOURS = ("#d62f2f", "#7b3fb5", "#1f6fd1", "#e07b00")
+MAX_HIGHLIGHTED = 4
+
+# What each metric is called on a chart, its unit, and where it lives.
+METRIC_INFO: Mapping[str, tuple[str, str]] = {
+    "DCGM_FI_DEV_GPU_TEMP": ("GPU temperature", "°C"),
+    "DCGM_FI_DEV_MEMORY_TEMP": ("HBM temperature", "°C"),
+    "DCGM_FI_DEV_POWER_USAGE": ("GPU power", "W"),
+    "DCGM_FI_DEV_SM_CLOCK": ("SM clock", "MHz"),
+    "DCGM_FI_DEV_GPU_UTIL": ("GPU utilisation", "%"),
+    "DCGM_FI_DEV_THERMAL_VIOLATION": ("thermal throttling", "% of time"),
+    "DCGM_FI_DEV_POWER_VIOLATION": ("power capping", "% of time"),
+    "DCGM_FI_DEV_ECC_SBE_VOL_TOTAL": ("correctable ECC (SBE)", "count"),
+    "DCGM_FI_DEV_ECC_DBE_VOL_TOTAL": ("uncorrectable ECC (DBE)", "count"),
+    "DCGM_FI_DEV_CORRECTABLE_REMAPPED_ROWS": ("correctable remapped rows", "rows"),
+    "DCGM_FI_DEV_UNCORRECTABLE_REMAPPED_ROWS": ("uncorrectable remapped rows", "rows"),
+    "DCGM_FI_DEV_NVLINK_CRC_FLIT_ERROR_COUNT_TOTAL": ("NVLink CRC errors", "count"),
+    "DCGM_FI_DEV_PCIE_REPLAY_COUNTER": ("PCIe replays", "count"),
+    "DCGM_FI_DEV_XID_ERRORS": ("last XID", "code"),
+    "ipmi_fan_speed_rpm": ("fan speed", "rpm"),
+    "ipmi_temperature_celsius": ("inlet air", "°C"),
+    "ipmi_voltage_volts": ("PSU 12 V rail", "V"),
+    "ipmi_dcmi_power_consumption_current_watts": ("node power", "W"),
+    "output_volts": ("PDU output voltage", "V"),
+    "output_watts": ("PDU output power", "W"),
+    "supply_temp_celsius": ("CRAC supply air", "°C"),
+    "port_errors_total": ("switch port errors", "count"),
+    "port_errors": ("switch port errors", "count"),
+}
+# Cumulative throttle-time counters (µs) are drawn as the share of time spent throttled.
+THROTTLE_COUNTERS = ("DCGM_FI_DEV_THERMAL_VIOLATION", "DCGM_FI_DEV_POWER_VIOLATION")
+DEFAULT_PANELS: Mapping[str, tuple[str, ...]] = {
+    "gpu": ("DCGM_FI_DEV_GPU_TEMP", "DCGM_FI_DEV_POWER_USAGE", "DCGM_FI_DEV_SM_CLOCK"),
+    "node": ("ipmi_fan_speed_rpm", "DCGM_FI_DEV_GPU_TEMP", "DCGM_FI_DEV_SM_CLOCK"),
+    "rack": ("DCGM_FI_DEV_GPU_TEMP", "DCGM_FI_DEV_POWER_USAGE", "DCGM_FI_DEV_GPU_UTIL"),
+    "pdu": ("output_volts", "DCGM_FI_DEV_POWER_USAGE", "DCGM_FI_DEV_POWER_VIOLATION"),
+    "cooling": ("supply_temp_celsius", "ipmi_temperature_celsius", "DCGM_FI_DEV_GPU_TEMP"),
+    "switch": (
+        "port_errors_total",
+        "DCGM_FI_DEV_GPU_UTIL",
+        "DCGM_FI_DEV_NVLINK_CRC_FLIT_ERROR_COUNT_TOTAL",
+    ),
+}
+NODE_SENSORS: Mapping[str, str] = {"ipmi_temperature_celsius": "Inlet Temp"}
+
+
+def _png(fig: Figure) -> bytes:
+    """Render a figure to PNG bytes with the Agg canvas."""
+    FigureCanvasAgg(fig)
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=fig.dpi)
+    return buf.getvalue()
+
+
+# ---------------------------------------------------------------------- dependency graph
+
+
+def _node_of(graph: nx.DiGraph, key: str) -> str:
+    """Return the node hosting a GPU key."""
+    return str(graph.nodes[key].get("node") or GpuRef.parse(key).node)
+
+
+def _entity_score(
+    graph: nx.DiGraph, entity: str, scores: Mapping[str, float], root: str
+) -> float | None:
+    """Risk of an entity: its own score, else (root and below) its riskiest GPU; None = unknown."""
+    if entity in scores:
+        return float(scores[entity])
+    if entity != root and (root not in graph or entity not in nx.descendants(graph, root)):
+        return None
+    behind = [n for n in nx.descendants(graph, entity) if graph.nodes[n].get("kind") == "gpu"]
+    vals = [float(scores[g]) for g in behind if g in scores]
+    return max(vals) if vals else 0.0
+
+
+def _subgraph_entities(incident: Incident, graph: nx.DiGraph) -> tuple[list[str], list[str]]:
+    """Return (upstream entities and nodes, GPUs) to draw for an incident."""
+    root = incident.root_cause.id
+    affected = [g.key for g in incident.gpus if g.key in graph]
+    kind = incident.root_cause.kind
+    if root in graph and kind == "gpu":
+        nodes = [_node_of(graph, root)]
+    elif root in graph and kind == "node":
+        nodes = [root]
+    elif root in graph:
+        nodes = sorted(
+            n for n in nx.descendants(graph, root) if graph.nodes[n].get("kind") == "node"
+        )
+    else:
+        nodes = []
+    nodes = sorted(set(nodes) | {_node_of(graph, k) for k in affected})
+    upstream: set[str] = set()
+    for node in nodes:
+        upstream |= {p for p in graph.predecessors(node)}
+    if root in graph and kind not in ("gpu", "node"):
+        upstream.add(root)
+    gpus = sorted(
+        {g for node in nodes for g in graph.successors(node) if graph.nodes[g].get("kind") == "gpu"}
+        | set(affected),
+        key=lambda k: (_node_of(graph, k), GpuRef.parse(k).gpu.zfill(4)),
+    )
+    return sorted(upstream) + nodes, gpus
+
+
+def render_incident_graph(
+    incident: Incident, graph: nx.DiGraph, scores: Mapping[str, float]
+) -> bytes:
+    """Draw the incident's dependency subgraph (root cause, dependents, GPUs) as a PNG."""
+    entities, gpus = _subgraph_entities(incident, graph)
+    root = incident.root_cause.id
+    affected = {g.key for g in incident.gpus}
+    nodes = [e for e in entities if graph.nodes[e].get("kind") == "node"]
+    collapse = len(gpus) > MAX_GPU_BOXES
+    # leaves: one box per GPU, or one box per node's GPUs when there are many
+    leaves: list[tuple[str, str, list[str]]] = []  # (leaf id, parent node, gpu keys)
+    if collapse:
+        for node in nodes:
+            keys = [g for g in gpus if _node_of(graph, g) == node]
+            if keys:
+                leaves.append((f"{node}::gpus", node, keys))
+    else:
+        leaves = [(g, _node_of(graph, g), [g]) for g in gpus]
+    pos: dict[str, tuple[float, float]] = {}
+    for i, (leaf, _node, _keys) in enumerate(leaves):
+        pos[leaf] = (float(i), LAYER_Y["gpu"])
+    for i, node in enumerate(nodes):
+        xs = [pos[leaf][0] for leaf, parent, _ in leaves if parent == node]
+        pos[node] = (float(np.mean(xs)) if xs else float(i), LAYER_Y["node"])
+    upstream = [e for e in entities if e not in nodes]
+    by_layer: dict[float, list[str]] = {}
+    for ent in upstream:
+        by_layer.setdefault(LAYER_Y.get(graph.nodes[ent].get("kind", ""), 3.0), []).append(ent)
+    width_units = max(len(leaves), len(nodes), 1)
+    for y, ents in by_layer.items():
+        ents.sort(
+            key=lambda e: np.mean([pos[n][0] for n in graph.successors(e) if n in pos] or [0])
+        )
+        n = len(ents)
+        for i, ent in enumerate(ents):
+            kids = [pos[k][0] for k in graph.successors(ent) if k in pos]
+            x = float(np.mean(kids)) if kids else (i + 0.5) * width_units / n
+            # spread components that share the same children
+            x += (i - (n - 1) / 2) * min(1.6, width_units / max(n, 1) * 0.9)
+            pos[ent] = (x, y)
+    xs = [p[0] for p in pos.values()]
+    span = max(xs) - min(xs) if xs else 1.0
+    fig = Figure(figsize=(min(16.0, max(9.0, 0.62 * (span + 3))), 5.2), dpi=100)
+    ax = fig.add_axes((0.02, 0.08, 0.86, 0.8))
+    ax.set_axis_off()
+    norm = Normalize(0.0, 1.0)
+    # edges
+    drawn = set(pos)
+    for a in drawn:
+        for b in graph.successors(a):
+            if b in drawn and graph.nodes[b].get("kind") != "gpu":
+                _edge(ax, pos[a], pos[b])
+    for leaf, parent, _keys in leaves:
+        if parent in pos:
+            _edge(ax, pos[parent], pos[leaf])
+    # boxes
+    kinds_label = {"pdu": "PDU", "cooling": "cooling", "switch": "leaf switch", "rack": "rack"}
+    for ent in entities:
+        kind = str(graph.nodes[ent].get("kind"))
+        score = _entity_score(graph, ent, scores, root)
+        text = f"{ent}\n{kinds_label.get(kind, kind)}" if kind != "node" else ent
+        colour = RISK_CMAP(norm(score)) if score is not None else (0.88, 0.88, 0.88, 1.0)
+        _box(ax, pos[ent], text, colour, root=ent == root, fontsize=8.5)
+    for leaf, _parent, keys in leaves:
+        if collapse:
+            vals = [float(scores.get(k, 0.0)) for k in keys]
+            hit = sum(1 for k in keys if k in affected)
+            text = f"{len(keys)} GPUs\nmax risk {max(vals):.2f}\n{hit} affected"
+            _box(
+                ax,
+                pos[leaf],
+                text,
+                RISK_CMAP(norm(max(vals))),
+                root=False,
+                fontsize=7.5,
+                bold=hit > 0,
+            )
+        else:
+            key = keys[0]
+            val = float(scores.get(key, 0.0))
+            text = f"GPU {GpuRef.parse(key).gpu}\n{val:.2f}"
+            _box(
+                ax,
+                pos[leaf],
+                text,
+                RISK_CMAP(norm(val)),
+                root=key == root,
+                fontsize=7.5,
+                bold=key in affected,
+            )
+    ax.set_xlim(min(xs) - 1.0, max(xs) + 1.0)
+    ax.set_ylim(-0.6, 3.6)
+    for y, name in ((3.0, "facility"), (2.0, "rack"), (1.0, "node"), (0.0, "GPU")):
+        if any(abs(p[1] - y) < 1e-6 for p in pos.values()):
+            ax.text(
+                min(xs) - 0.95,
+                y,
+                name,
+                fontsize=8,
+                color="#666666",
+                va="center",
+                ha="left",
+                style="italic",
+            )
+    n = len(incident.gpus)
+    fig.suptitle(
+        f"{incident.title} — dependency view ({incident.severity}, risk {incident.score:.2f})",
+        fontsize=12,
+        fontweight="bold",
+        x=0.45,
+    )
+    fig.text(
+        0.45,
+        0.9,
+        f"root cause: {root} ({incident.root_cause.kind}); {n} affected GPU"
+        f"{'s' if n != 1 else ''} in bold; red outline = root cause; grey = not scored",
+        ha="center",
+        fontsize=9,
+        color="#333333",
+    )
+    cax = fig.add_axes((0.9, 0.15, 0.02, 0.65))
+    bar = fig.colorbar(ScalarMappable(norm=norm, cmap=RISK_CMAP), cax=cax)
+    bar.set_label("risk (0 = normal, 1 = failing)", fontsize=8)
+    bar.ax.tick_params(labelsize=8)
+    return _png(fig)
+
+
+def _edge(ax: object, a: tuple[float, float], b: tuple[float, float]) -> None:
+    """Draw a dependency arrow from ``a`` (depended on) to ``b``."""
+    ax.annotate(  # type: ignore[attr-defined]
+        "",
+        xy=(b[0], b[1] + 0.22),
+        xytext=(a[0], a[1] - 0.22),
+        arrowprops={"arrowstyle": "-|>", "color": "#9a9a9a", "lw": 0.9, "shrinkA": 0, "shrinkB": 0},
+    )
+
+
+def _box(
+    ax: object,
+    xy: tuple[float, float],
+    text: str,
+    colour: tuple[float, float, float, float],
+    *,
+    root: bool,
+    fontsize: float,
+    bold: bool = False,
+) -> None:
+    """Draw one labelled, risk-coloured box; the root cause gets a thick red outline."""
+    lum = 0.299 * colour[0] + 0.587 * colour[1] + 0.114 * colour[2]
+    ax.text(  # type: ignore[attr-defined]
+        xy[0],
+        xy[1],
+        text,
+        ha="center",
+        va="center",
+        fontsize=fontsize,
+        fontweight="bold" if (bold or root) else "normal",
+        color="black" if lum > 0.55 else "white",
+        bbox={
+            "boxstyle": "round,pad=0.35",
+            "facecolor": colour,
+            "edgecolor": "#b00000" if root else "#555555",
+            "linewidth": 3.0 if root else 0.8,
+        },
+        zorder=3,
+    )
+
+
+# ---------------------------------------------------------------------- metric history
+
+
+def _panel_metrics(incident: Incident, frames: FleetFrames, limit: int = 3) -> list[str]:
+    """Pick the metrics to draw: the explanation's top factors first, then the kind's defaults."""
+    available = (
+        set(frames.gpu["metric"].unique())
+        | set(frames.node["metric"].unique())
+        | set(frames.component["metric"].unique())
+    )
+    picked: list[str] = []
+    if incident.explanation is not None:
+        for f in incident.explanation.factors:
+            if f.name in available and f.name not in picked:
+                picked.append(f.name)
+    for name in DEFAULT_PANELS.get(incident.root_cause.kind, DEFAULT_PANELS["gpu"]):
+        resolved = name if name in available else _similar(name, available)
+        if resolved and resolved not in picked:
+            picked.append(resolved)
+    return picked[:limit]
+
+
+def _similar(name: str, available: set[str]) -> str | None:
+    """Find a component metric by stem (output_volts ~ pdu volts, port_errors ~ *_total)."""
+    stem = name.removesuffix("_total").split("_")[-1]
+    for m in sorted(available):
+        if not m.startswith(("DCGM_", "ipmi_", "node_")) and stem in m:
+            return m
+    return None
+
+
+def _label(metric: str) -> tuple[str, str]:
+    """Return a metric's human label and unit."""
+    if metric in METRIC_INFO:
+        return METRIC_INFO[metric]
+    m = metric.lower()
+    unit = (
+        "V"
+        if "volt" in m
+        else "°C"
+        if ("celsius" in m or "temp" in m)
+        else ("W" if "watt" in m else "count")
+    )
+    return metric.replace("_", " "), unit
+
+
+def _wide(df: pd.DataFrame, key_cols: Sequence[str]) -> pd.DataFrame:
+    """Pivot a long frame to time x entity."""
+    if df.empty:
+        return pd.DataFrame()
+    keys = (
+        df[list(key_cols)].astype(str).agg("/".join, axis=1)
+        if len(key_cols) > 1
+        else df[key_cols[0]].astype(str)
+    )
+    return (
+        df.assign(_k=keys.to_numpy())
+        .drop_duplicates(["ts", "_k"], keep="last")
+        .pivot(index="ts", columns="_k", values="value")
+        .sort_index()
+    )
+
+
+def _series_for(
+    metric: str, incident: Incident, frames: FleetFrames
+) -> tuple[pd.DataFrame, pd.DataFrame, str]:
+    """Return (affected series, peer series, what the lines are) for one metric."""
+    affected = {g.key for g in incident.gpus}
+    nodes = {g.node for g in incident.gpus}
+    if incident.root_cause.kind == "node":
+        nodes.add(incident.root_cause.id)
+    if metric.startswith("DCGM_"):
+        wide = _wide(frames.gpu[frames.gpu["metric"] == metric], ["node", "gpu"])
+        if metric in THROTTLE_COUNTERS and not wide.empty:
+            seconds = wide.index.to_series().diff().dt.total_seconds().to_numpy()
+            wide = (wide.diff().clip(lower=0) / 1e6).div(seconds, axis=0).clip(upper=1) * 100
+        mine = [c for c in wide.columns if c in affected]
+        return wide[mine], wide.drop(columns=mine), "GPU"
+    if metric in set(frames.node["metric"].unique()):
+        part = frames.node[frames.node["metric"] == metric]
+        sensor = NODE_SENSORS.get(metric)
+        if sensor is not None and (part["sensor"] == sensor).any():
+            part = part[part["sensor"] == sensor]
+        wide = (
+            _wide(part, ["node", "sensor"])
+            if part["sensor"].astype(str).str.len().gt(0).any()
+            else _wide(part, ["node"])
+        )
+        mine = [c for c in wide.columns if c.split("/")[0] in nodes]
+        return wide[mine], wide.drop(columns=mine), "sensor"
+    part = frames.component[frames.component["metric"] == metric]
+    wide = _wide(part, ["component"])
+    root = incident.root_cause.id
+    mine = [c for c in wide.columns if c == root]
+    return wide[mine], wide.drop(columns=mine), "component"
+
+
+def render_incident_metrics(
+    incident: Incident, frames: FleetFrames, onset: datetime | None = None
+) -> bytes:
+    """Draw the key metrics of the affected GPUs against their peers' band, as a PNG."""
+    metrics = _panel_metrics(incident, frames)
+    n = max(1, len(metrics))
+    fig = Figure(figsize=(11.0, 1.0 + 2.2 * n), dpi=90)
+    fig.subplots_adjust(
+        left=0.08,
+        right=0.78,
+        top=1 - 0.75 / (1.0 + 2.2 * n),
+        bottom=0.5 / (1.0 + 2.2 * n) + 0.02,
+        hspace=0.35,
+    )
+    fig.suptitle(
+        f"{incident.title} — {incident.severity}, risk {incident.score:.2f}",
+        fontsize=12,
+        fontweight="bold",
+    )
+    if not metrics:
+        ax = fig.add_subplot(1, 1, 1)
+        ax.text(0.5, 0.5, "no metrics in the window", ha="center", va="center")
+        ax.set_axis_off()
+        return _png(fig)
+    axes = fig.subplots(n, 1, sharex=True, squeeze=False)[:, 0]
+    at = pd.Timestamp(incident.at)
+    for ax, metric in zip(axes, metrics, strict=False):
+        mine, peers, what = _series_for(metric, incident, frames)
+        label, unit = _label(metric)
+        if not peers.empty:
+            q = peers.quantile([0.1, 0.5, 0.9], axis=1).T
+            ax.fill_between(
+                q.index,
+                q[0.1],
+                q[0.9],
+                color="#9db7d5",
+                alpha=0.45,
+                label=f"peers 10–90 % ({peers.shape[1]})",
+                linewidth=0,
+            )
+            ax.plot(q.index, q[0.5], color="#3d5a80", lw=1.2, label="peers median")
+        if not mine.empty:
+            # highlight the most deviant lines, the rest thin
+            dev = (
+                mine.iloc[-10:].mean()
+                - (peers.iloc[-10:].median(axis=1).mean() if not peers.empty else 0)
+            ).abs()
+            order = list(dev.sort_values(ascending=False).index)
+            top = MAX_HIGHLIGHTED if what != "sensor" else 2
+            for i, col in enumerate(order):
+                s = mine[col].dropna()
+                if i < top:
+                    ax.plot(
+                        s.index, s.to_numpy(), color=AFFECTED_COLOURS[i], lw=1.8, label=str(col)
+                    )
+                else:
+                    ax.plot(
+                        s.index,
+                        s.to_numpy(),
+                        color="#d62f2f",
+                        lw=0.6,
+                        alpha=0.5,
+                        label=f"{len(order) - top} more affected {what}s" if i == top else None,
+                    )
+        if onset is not None:
+            ax.axvline(
+                pd.Timestamp(onset), color="#e07b00", ls="--", lw=1.3, label="precursor onset"
+            )
+        ax.axvline(at, color="#b00000", ls=":", lw=1.3, label="alert")
+        ax.set_ylabel(f"{label}\n[{unit}]", fontsize=8.5)
+        ax.set_title(
+            f"{label} ({metric}) — affected {what}s vs peers", fontsize=9, loc="left", y=1.0, pad=4
+        )
+        ax.grid(True, alpha=0.3)
+        ax.tick_params(labelsize=8)
+        ax.legend(
+            fontsize=7.5,
+            loc="upper left",
+            bbox_to_anchor=(1.01, 1.0),
+            framealpha=0.9,
+            borderaxespad=0.0,
+        )
+    axes[-1].xaxis.set_major_formatter(mdates.DateFormatter("%H:%M", tz="UTC"))
+    axes[-1].set_xlabel("time (UTC)", fontsize=8.5)
+    return _png(fig)
+
+
+__all__ = ["RISK_CMAP", "render_incident_graph", "render_incident_metrics"]
