@@ -121,26 +121,39 @@ def test_structural_signals_from_fetched_frames(promql_backend: PromqlBackend) -
 
 
 @pytest.mark.prometheus
-@pytest.mark.victoriametrics
-def test_one_query_per_metric_whatever_the_fleet_size(promql_backend: PromqlBackend) -> None:
-    """A fetch sends one request per metric: the same for 1 node, 4 nodes or any fleet."""
-    topo = load_topology(promql_backend.dataset.topology)
-    counts = {}
-    for label, window in (
-        # The dead node is absent late in the data, so the two windows see 16 and 11 GPUs.
-        ("16 gpus", (fd.SCAN_AT - timedelta(minutes=60), fd.SCAN_AT - timedelta(minutes=30))),
-        ("11 gpus", (fd.SCAN_AT - timedelta(minutes=20), fd.SCAN_AT)),
-    ):
-        session = CountingSession()
-        src = PrometheusSource(promql_backend.url, topology=topo, session=session, retries=0)
-        frames = src.fetch(*window, STEP)
-        counts[label] = (len(session.sent), len(frames.gpus))
-        assert src.last_stats is not None and src.last_stats.requests == len(session.sent)
-        # Never a per-node or per-GPU selector.
-        assert not any("Hostname=" in q or "gpu=" in q for q in session.sent)
-    n_component_metrics = 2  # output_watts, supply_temp_celsius: each one query for all PDUs/CRACs
-    expected = len(DCGM_METRICS) + len(NODE_METRICS) + n_component_metrics + 1  # + up
-    assert counts == {"16 gpus": (expected, 16), "11 gpus": (expected, 11)}
+def test_one_query_per_metric_whatever_the_fleet_size(tmp_path: Path) -> None:
+    """2 GPUs or 128 GPUs in one Prometheus: a fetch sends the same number of requests."""
+    from storage.simulator import FleetSimulator, FleetSpec
+
+    data = tmp_path / "tsdb"
+    fleets = {}
+    for day, spec in ((1, FleetSpec(1, 1, 2)), (2, FleetSpec(2, 8, 8))):
+        start = fd.SIM_START + timedelta(days=day)
+        sim = FleetSimulator(spec, start=start, duration=timedelta(minutes=40), seed=day)
+        sim.write_history(tmp_path / f"day{day}")
+        backfill(tmp_path / f"day{day}" / "metrics.om", data)  # both fleets, one TSDB
+        fleets[spec.n_gpus] = (sim, start + timedelta(minutes=35))
+    server = wait_prometheus(start_prometheus(data))
+    try:
+        counts = {}
+        for n_gpus, (sim, at) in fleets.items():
+            session = CountingSession()
+            src = PrometheusSource(server.url, topology=sim.topology, session=session, retries=0)
+            frames = src.fetch(at - timedelta(minutes=30), at, STEP)
+            counts[n_gpus] = (
+                len(session.sent),
+                len(frames.gpus),
+                frames.component["component"].nunique(),
+            )
+            assert src.last_stats is not None and src.last_stats.requests == len(session.sent)
+            # Never a per-node or per-GPU selector.
+            assert not any("Hostname=" in q or "gpu=" in q for q in session.sent)
+    finally:
+        server.stop()
+    # output_watts, output_volts, supply_temp_celsius, port_errors_total: one query each for
+    # every PDU/CRAC/switch of the fleet (3 components of a rack, 1 or 2 racks).
+    expected = len(DCGM_METRICS) + len(NODE_METRICS) + 4 + 1  # + up
+    assert counts == {2: (expected, 2, 3), 128: (expected, 128, 6)}
 
 
 @pytest.mark.prometheus
@@ -367,3 +380,20 @@ def test_missing_binary_skips_with_install_hint_but_fails_on_ci(
     monkeypatch.setenv("CI", "true")
     with pytest.raises(pytest.fail.Exception, match="CI=true"):
         require_binary(missing)
+
+
+def test_counters_csv_enables_every_metric_the_bot_reads() -> None:
+    """deploy/dcgm-exporter/counters.csv is dcgm-exporter's format and enables what we query."""
+    path = Path(__file__).resolve().parent.parent / "deploy" / "dcgm-exporter" / "counters.csv"
+    lines = path.read_text(encoding="utf-8").splitlines()
+    assert lines[0] == "# Format"
+    fields = []
+    for line in lines:
+        if not line.strip() or line.lstrip().startswith("#"):
+            continue
+        name, kind, help_text = (part.strip() for part in line.split(",", 2))
+        assert kind in {"gauge", "counter"}, line
+        assert name.startswith(("DCGM_FI_", "DCGM_EXP_")) and help_text, line
+        fields.append(name)
+    assert len(fields) == len(set(fields))
+    assert set(DCGM_METRICS) | {"DCGM_EXP_XID_ERRORS_COUNT"} <= set(fields)

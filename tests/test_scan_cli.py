@@ -150,6 +150,22 @@ def test_flags_override_environment(prometheus_server: PromqlBackend) -> None:
     _assert_one_line_error(bad, "cannot reach Prometheus", env["GPU_RISK_PROMETHEUS_URL"])
 
 
+@pytest.mark.prometheus
+def test_settings_from_a_config_file(prometheus_server: PromqlBackend, tmp_path: Path) -> None:
+    """--config YAML supplies URL, topology and detector."""
+    cfg = tmp_path / "gpu-risk.yaml"
+    cfg.write_text(
+        f"prometheus_url: {prometheus_server.url}\n"
+        f"topology: {prometheus_server.dataset.topology}\n"
+        "detector: static\n",
+        encoding="utf-8",
+    )
+    res = _scan("--config", str(cfg), "--at", format_time(fd.SCAN_AT), "--format", "json")
+    assert res.exit_code == 0, res.output
+    doc = json.loads(res.stdout)
+    assert doc["detector"] == "static" and len(doc["incidents"]) == 4
+
+
 # ------------------------------------------------------------------ error paths: exit 2, one line
 
 
