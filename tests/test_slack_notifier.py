@@ -174,3 +174,46 @@ def test_crash_after_slack_accepted_a_post_does_not_post_twice(env: Env) -> None
     env.repo.apply_cycle(later, [gpu_incident(later), pdu_incident(later)], True)
     deliver_pending(env.bot.service, at=later)
     assert len(env.fake.calls_to("conversations.history")) == 1
+
+
+def test_misconfiguration_is_a_clear_error(fake_slack: FakeSlack, repo: Repository) -> None:
+    import pytest
+
+    from bot.slack.app import build_app
+
+    notifier = SlackNotifier(make_client(fake_slack.bot_token, fake_slack.api_url), {}, None)
+    with pytest.raises(ValueError, match="GPU_RISK_SLACK_CHANNEL"):
+        notifier.channel_for(gpu_incident(datetime.now(UTC)))
+    env = make_env(fake_slack, repo)
+    with pytest.raises(ValueError, match="SLACK_SIGNING_SECRET"):
+        build_app(env.bot.service, client=env.bot.client, signing_secret=None)
+
+
+def test_socket_mode_port_serves_health_and_metrics_only(fake_slack: FakeSlack) -> None:
+    import urllib.error
+    import urllib.request
+
+    import pytest
+    from prometheus_client import CollectorRegistry
+
+    from bot.slack.server import make_wsgi_app, serve
+
+    server = serve(
+        make_wsgi_app(CollectorRegistry(), health=lambda: (False, {"reason": "no scan yet"})),
+        "127.0.0.1",
+        0,
+        loop_timeout=0.05,
+    )
+    try:
+        opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+        bodies = {}
+        for path, code in (("/healthz", 503), ("/slack/events", 404)):
+            with pytest.raises(urllib.error.HTTPError) as err:
+                opener.open(f"http://127.0.0.1:{server.port}{path}", timeout=5)
+            assert err.value.code == code
+            bodies[path] = err.value.read()
+        assert b'"reason": "no scan yet"' in bodies["/healthz"]
+        with opener.open(f"http://127.0.0.1:{server.port}/metrics", timeout=5) as resp:
+            assert resp.status == 200
+    finally:
+        server.stop()
