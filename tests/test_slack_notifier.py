@@ -217,3 +217,20 @@ def test_socket_mode_port_serves_health_and_metrics_only(fake_slack: FakeSlack) 
             assert resp.status == 200
     finally:
         server.stop()
+
+
+def test_images_stored_with_the_incident_are_uploaded_by_default(
+    fake_slack: FakeSlack, repo: Repository
+) -> None:
+    from bot.slack.app import build_slack
+    from tests.fixtures.slack import make_settings
+
+    bot = build_slack(make_settings(fake_slack), repo, topology=topology(), min_interval=0.0)
+    now = datetime.now(UTC)
+    (decision,) = repo.apply_cycle(now, [gpu_incident(now)], True)
+    assert decision.incident_id is not None
+    repo.save_images(decision.incident_id, {"graph": PNG}, at=now)
+    deliver_pending(bot.service, at=now)
+    (alert,) = fake_slack.channel_messages(ALERTS)
+    (upload,) = fake_slack.uploads.values()
+    assert (upload["title"], upload["data"], upload["thread_ts"]) == ("graph", PNG, alert["ts"])

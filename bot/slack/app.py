@@ -132,7 +132,7 @@ def build_slack(
         threshold=settings.threshold,
         data_source=settings.prometheus_url or "metrics source",
         # default: the PNGs the pipeline stored with the incident (Repository.images)
-        images=images if images is not None else getattr(repository, "images", None),
+        images=images if images is not None else repository.images,
         graph=graph,
         graph_image=graph_image,
         now=now,
