@@ -17,7 +17,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from analysis.types import ScanResult, Topology, format_time
+from analysis.types import Incident, ScanResult, Topology, format_time
 from bot.commands.common import ConfigOption, UserError, guarded, parse_at, settings_from
 from bot.config import Settings
 from storage.source import MetricsSource
@@ -131,6 +131,18 @@ def run_scan(
     )
 
 
+def _gpu_list(inc: Incident, limit: int = 8) -> str:
+    """The incident's GPUs, short: ``gpu-node-007: 0, 3`` or ``node/gpu`` keys across nodes."""
+    if not inc.gpus:
+        return "-"
+    nodes = {g.node for g in inc.gpus}
+    if len(nodes) == 1:
+        text = f"{inc.gpus[0].node}: " + ", ".join(g.gpu for g in inc.gpus[:limit])
+    else:
+        text = ", ".join(g.key for g in inc.gpus[:limit])
+    return text + (f" (+{len(inc.gpus) - limit} more)" if len(inc.gpus) > limit else "")
+
+
 def print_result(result: ScanResult, console: Console) -> None:
     """Print a scan result as a readable table."""
     n = len(result.incidents)
@@ -145,13 +157,11 @@ def print_result(result: ScanResult, console: Console) -> None:
     table = Table("severity", "root cause", "GPUs", "score", "why", show_lines=False)
     colour = {"critical": "bold red", "warning": "yellow", "info": "cyan"}
     for inc in sorted(result.incidents, key=lambda i: (i.severity != "critical", -i.score)):
-        gpus = ", ".join(g.gpu for g in inc.gpus[:8]) + (
-            f" (+{len(inc.gpus) - 8})" if len(inc.gpus) > 8 else ""
-        )
+        gpus = _gpu_list(inc)
         table.add_row(
             f"[{colour.get(inc.severity, '')}]{inc.severity}[/]",
             f"{inc.root_cause.kind} {inc.root_cause.id}",
-            gpus or "-",
+            gpus,
             f"{inc.score:.2f}",
             inc.explanation.summary if inc.explanation else "",
         )
