@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import re
+import time
 import warnings
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -304,8 +305,6 @@ class PrometheusSource:
 
     def fetch(self, start: datetime, end: datetime, step: timedelta) -> FleetFrames:
         """Return the fleet's GPU, node, component and ``up`` frames for [start, end] at ``step``."""
-        import time
-
         if end <= start:
             raise MetricsSourceError(f"empty time window: start {start} is not before end {end}")
         t0 = time.perf_counter()
