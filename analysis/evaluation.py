@@ -25,7 +25,9 @@ Matching rules of the backtest (also in the README and ``docs/evaluation-smd.md`
   the fault's target.
 * Explanation top-1/top-3: the warning incident's first / first three factor names must contain
   (case-insensitive substring) one of the tokens :data:`EXPECTED_FACTORS` lists for the fault's
-  kind. Faults whose kind has no entry are left out of that denominator.
+  kind. Faults whose kind has no entry are left out of that denominator. A warning without factors
+  counts as wrong, but a detector none of whose incidents carries factors (e.g. static rules)
+  gets ``None`` (undefined), not 0.
 """
 
 from __future__ import annotations
@@ -291,6 +293,7 @@ def score_detector(
     if gpu_days < 0:
         raise ValueError(f"gpu_days must be >= 0, got {gpu_days}")
     log = sorted(incidents, key=lambda r: (r.opened_at, r.id))
+    explains = any(r.factors for r in log)  # a detector that never explains: accuracy undefined
     outcomes: list[FaultOutcome] = []
     true_ids: set[str] = set()
     shared = set(shared_targets)
@@ -318,7 +321,7 @@ def score_detector(
         rc = first.root_cause_id == fault.target if is_shared else None
         top1: bool | None = None
         top3: bool | None = None
-        if fault.kind in expected_factors:
+        if explains and fault.kind in expected_factors:
             top1 = any(factor_matches(fault.kind, n, expected_factors) for n in first.factors[:1])
             top3 = any(factor_matches(fault.kind, n, expected_factors) for n in first.factors[:3])
         outcomes.append(

@@ -141,7 +141,7 @@ def test_replay_table_by_hand() -> None:
     assert s["recall"] == 0.5 and s["precision"] == 0.5
     assert s["median_lead_minutes"] == 30.0
     assert s["false_incidents_per_1k_gpu_days"] == pytest.approx(1 / 8 * 1000)
-    assert s["explanation_top1"] == 0.0  # static rule incident carried no factors
+    assert s["explanation_top1"] is None  # static rules never carry factors: undefined
     rows = {r["id"]: r for r in data["faults"]}
     assert rows["fan-1"]["graph"]["warned_at"] == "2026-11-01T08:00:00Z"
     assert rows["fan-1"]["static"]["lead_minutes"] == 30.0
@@ -155,7 +155,7 @@ def test_summary_and_figure() -> None:
     report = replay(make_runs(), [FAN, PDU])
     md = summary_markdown(report)
     assert "| graph | 1.00 (2/2) | 1.00 | 240 | 0.0 | 1.00 | 0.50 | 1.00 |" in md
-    assert "| static | 0.50 (1/2) | 0.50 | 30 | 125.0 | – | 0.00 | 0.00 |" in md
+    assert "| static | 0.50 (1/2) | 0.50 | 30 | 125.0 | – | – | – |" in md
     assert "| pdu | 1/1 | 0/1 |" in md
     fig = lead_time_figure(report)
     ax = fig.axes[0]

@@ -146,8 +146,14 @@ def test_explanation_top1_and_top3() -> None:
     assert score.explanation_top1 == 0.0 and score.explanation_top3 == 1.0
     first = score_detector([FAN], [inc("i", 12, ("n1/0",), factors=factors[1:])], gpu_days=1)
     assert first.explanation_top1 == 1.0
+    # a warning without factors is wrong when the detector explains other incidents ...
+    other = Fault("f-2", "hbm", "n1/1", ("n1/1",), onset=at(10), failure=at(14))
+    log = [inc("i", 12, ("n1/0",), factors=()), inc("j", 12, ("n1/1",), factors=("ECC_DBE",))]
+    mixed = score_detector([FAN, other], log, gpu_days=1)
+    assert mixed.explanation_top1 == 0.5 and mixed.n_explained_faults == 2
+    # ... and undefined for a detector that never explains anything (e.g. static rules)
     none = score_detector([FAN], [inc("i", 12, ("n1/0",), factors=())], gpu_days=1)
-    assert none.explanation_top1 == 0.0 and none.explanation_top3 == 0.0
+    assert none.explanation_top1 is None and none.explanation_top3 is None
 
 
 def test_expected_factor_mapping_covers_simulator_kinds() -> None:

@@ -13,6 +13,7 @@ import logging
 import math
 import re
 from collections.abc import Callable, Sequence
+from dataclasses import replace
 from datetime import datetime, timedelta
 from enum import StrEnum
 from pathlib import Path
@@ -25,12 +26,14 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from analysis.evaluation import BacktestReport
 from analysis.scorer import Scorer
-from analysis.types import Assessment, Fault, GpuRef, Topology
+from analysis.types import Assessment, Fault, GpuRef, Incident, Topology
 from bot.commands.common import ConfigOption, UserError, guarded, parse_at, settings_from
 from storage.source import MetricsSource
 
 if TYPE_CHECKING:
     import networkx as nx
+
+    from analysis.explain import Explainer
 
 logger = logging.getLogger(__name__)
 
@@ -94,6 +97,13 @@ def backtest(
     refit_every: Annotated[
         str, typer.Option("--refit-every", help="Refit learning models this often")
     ] = "24h",
+    explain: Annotated[
+        bool,
+        typer.Option(
+            "--explain/--no-explain",
+            help="Explain each new incident of the learning detectors (DoWhy; slower)",
+        ),
+    ] = True,
     config: Path | None = ConfigOption,
 ) -> None:
     """Replay history cycle by cycle and compare detectors: recall, lead time, false pages."""
@@ -149,6 +159,9 @@ def backtest(
             window=timedelta(minutes=settings.window_minutes),
             fit_window=timedelta(hours=settings.fit_window_hours),
             refit_every=refit,
+            open_after=settings.open_after,
+            close_after=settings.close_after,
+            make_explainer=_explainer_factory(settings.random_state) if explain else None,
             on_cycle=tick,
         )
     data = result.as_dict()
@@ -164,6 +177,18 @@ def backtest(
     Console().print(Markdown(summary))
     if report is not None:
         Console().print(f"report written to {report}/", highlight=False)
+
+
+def _explainer_factory(random_state: int) -> Callable[[], Explainer]:
+    """Return a factory of the product's explainer (DoWhy imported only when it is called)."""
+
+    def make() -> Explainer:
+        """Build a fresh explainer."""
+        from analysis.explain import Explainer
+
+        return Explainer(random_state=random_state)
+
+    return make
 
 
 def cycle_times(start: datetime, end: datetime, step: timedelta) -> list[datetime]:
@@ -190,15 +215,23 @@ def run_backtest(
     window: timedelta,
     fit_window: timedelta,
     refit_every: timedelta = timedelta(hours=24),
+    open_after: int = 1,
+    close_after: int = 1,
+    make_explainer: Callable[[], Explainer] | None = None,
     on_cycle: Callable[[int, int], None] | None = None,
 ) -> BacktestReport:
     """Replay ``[start, end]`` every ``step`` with each scorer and score it against ``faults``.
 
     Data comes in chunks of :data:`CHUNK` (one range query per metric per chunk) and each cycle
-    is cut to ``[t - window, t]``; learning scorers are fitted on ``[t - fit_window, t - window]``.
+    is cut to ``[t - window, t]`` (or the scorer's longer ``min_window``). Learning scorers
+    (``needs_history``) and the explainer are fitted on ``[t - fit_window, t - window]`` at the
+    first cycle and every ``refit_every``; their assessments pass through the product's
+    :class:`~analysis.scoring.Hysteresis` (``open_after`` / ``close_after`` cycles) and each
+    newly opened incident is explained once. The static rules page as they fire.
     """
     from analysis.backtest import FrameSlicer, replay
     from analysis.graph import build_graph
+    from analysis.scoring import Hysteresis
 
     if step.total_seconds() % data_step.total_seconds() or (
         window.total_seconds() % data_step.total_seconds()
@@ -210,9 +243,13 @@ def run_backtest(
     topo = topology or Topology(racks=())
     longest = max([window, *(getattr(s, "min_window", timedelta(0)) for s in scorers.values())])
     longest = data_step * math.ceil(longest / data_step)  # stay on the data step grid
+    learning = {n for n, s in scorers.items() if getattr(s, "needs_history", True)}
+    gates = {n: Hysteresis(open_after=open_after, close_after=close_after) for n in learning}
+    explained: dict[str, dict[str, Incident]] = {n: {} for n in learning}
+    explainer: Explainer | None = None
     times = cycle_times(start, end, step)
     runs: dict[str, list[Assessment]] = {name: [] for name in scorers}
-    fitted_at: dict[str, datetime] = {}
+    last_fit: datetime | None = None
     graphs: dict[tuple[GpuRef, ...], nx.DiGraph] = {}
     seen: set[GpuRef] = set()
     done = 0
@@ -227,14 +264,32 @@ def run_backtest(
             graph = graphs.get(gpus)
             if graph is None:
                 graph = graphs.setdefault(gpus, build_graph(topo, gpus))
+            if learning and (last_fit is None or at - last_fit >= refit_every):
+                history = source.fetch(at - fit_window, at - window, data_step)
+                for name in learning:
+                    scorers[name].fit(history, graph)
+                if make_explainer is not None:
+                    explainer = make_explainer().fit(history, graph)
+                last_fit = at
             for name, scorer in scorers.items():
-                if getattr(scorer, "needs_history", True) and (
-                    name not in fitted_at or at - fitted_at[name] >= refit_every
-                ):
-                    history = source.fetch(at - fit_window, at - window, data_step)
-                    scorer.fit(history, graph)
-                    fitted_at[name] = at
-                runs[name].append(scorer.assess(frames, graph, at))
+                assessment = scorer.assess(frames, graph, at)
+                if name in learning:
+                    opened = gates[name].update(assessment)
+                    cache = explained[name]
+                    for key in [k for k in cache if k not in {o.dedup_key for o in opened}]:
+                        del cache[key]
+                    incidents = []
+                    for inc in opened:
+                        if inc.dedup_key not in cache:
+                            exp = (
+                                explainer.explain(inc, frames, graph)
+                                if explainer is not None
+                                else inc.explanation
+                            )
+                            cache[inc.dedup_key] = replace(inc, explanation=exp)
+                        incidents.append(cache[inc.dedup_key])
+                    assessment = replace(assessment, incidents=tuple(incidents))
+                runs[name].append(assessment)
             done += 1
             if on_cycle is not None:
                 on_cycle(done, len(times))
