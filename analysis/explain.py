@@ -361,6 +361,8 @@ class Explainer:
     num_permutations : permutations of the approximate Shapley values.
     max_train_rows : history rows used to fit one SCM (subsampled beyond).
     window : latest samples of the incident whose median is attributed.
+    max_factors : factors kept in an explanation.
+    min_history : healthy samples (timestamps) needed before DoWhy attribution is tried.
     """
 
     def __init__(
@@ -372,6 +374,7 @@ class Explainer:
         max_train_rows: int = 3000,
         window: int = 5,
         max_factors: int = 5,
+        min_history: int = 30,
     ) -> None:
         """Store the settings; nothing is fitted until ``fit``/``explain``."""
         self.random_state = random_state
@@ -380,12 +383,17 @@ class Explainer:
         self.max_train_rows = max_train_rows
         self.window = window
         self.max_factors = max_factors
+        self.min_history = min_history
 
     # ------------------------------------------------------------------ fitting
 
     def fit(self, history: FleetFrames, graph: nx.DiGraph) -> Self:
         """Learn healthy behaviour from ``history``; SCMs are fitted lazily per kind and cached."""
         self.history_ = _prepare(history)
+        rows = self.history_.rows
+        self.history_samples_ = (
+            int(rows.index.get_level_values("ts").nunique()) if not rows.empty else 0
+        )
         fans = self.history_.fans
         self.fan_ref_: dict[str, pd.Series] = (
             {str(n): r.median() for n, r in _fan_ratios(fans).groupby(level="node")}
@@ -451,8 +459,13 @@ class Explainer:
         from dowhy.gcm.ml.regression import create_linear_regressor_with_given_parameters
 
         gcm.config.disable_progress_bars()
+        if self.history_samples_ < self.min_history:
+            raise _CannotAttributeError(
+                f"only {self.history_samples_} healthy samples in the history "
+                f"(needs {self.min_history})"
+            )
         table = self._training_table(kind)[list(nodes)].dropna()
-        if len(table) < 30:
+        if len(table) < self.min_history:
             raise _CannotAttributeError(f"only {len(table)} healthy samples to learn from")
         dag = nx.DiGraph()
         dag.add_nodes_from(nodes)
@@ -1339,7 +1352,7 @@ def _hints(
     ):
         v = get(key, sample)
         r = ref.get(key)
-        if not math.isnan(v) and r and v < 0.97 * r:
+        if not math.isnan(v) and r and v < 0.985 * r:
             cid = group.components.get(comp_kind, "the PDU")
             hints.append(
                 f"Supply voltage sag ({(v - r) / r * 100:+.0f} %): " + text.format(cid=cid) + "."
