@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+from functools import partial
 
 import pytest
 from slack_sdk.models.blocks import Block
@@ -25,6 +26,8 @@ from bot.blocks.models import AlertState, IncidentView, StatusView
 from bot.blocks.render import render_text
 from tests.fakeslack.server import FakeSlack, SlackError
 from tests.fixtures.slack import gpu_incident, pdu_incident
+
+render_md = partial(render_text, markup=True)  # keep mrkdwn markers and link URLs
 
 AT = datetime(2026, 11, 22, 10, 0, tzinfo=UTC)
 
@@ -66,7 +69,7 @@ def test_alert_blocks_respect_every_limit_and_say_what_was_cut() -> None:
     assert_slack_valid(blocks)
     header = blocks[0]["text"]["text"]
     assert len(header) <= 150 and "chars)" in header
-    rendered = render_text(blocks)
+    rendered = render_md(blocks)
     assert "and 592 more" in rendered  # 600 GPUs, 8 shown
     assert "… and 37 more factors" in rendered
     assert blocks[-1]["type"] == "actions"
@@ -90,7 +93,7 @@ def test_alert_content_buttons_and_links() -> None:
         grafana_url="https://grafana.example.com", prometheus_ui_url="https://prom.example.com"
     )
     blocks = alert_blocks(gpu_incident(AT), None, opts, record_id=42)
-    text = render_text(blocks)
+    text = render_md(blocks)
     assert blocks[0]["text"]["text"] == "Check GPU 3 on gpu-node-001"
     assert "warning" in text and "0.93" in text
     assert "runs 14 °C hotter" in text and "FAN2 speed" in text and "71%" in text
@@ -134,7 +137,7 @@ def test_acknowledged_silenced_false_alarm_and_resolved_states_show() -> None:
         false_alarm_by="U0OTHER",
         false_alarm_at=AT,
     )
-    text = render_text(alert_blocks(pdu_incident(AT), state))
+    text = render_md(alert_blocks(pdu_incident(AT), state))
     assert "Acknowledged by @U0ADMIN at 2026-11-22 10:00 UTC" in text
     assert "Silenced until 2026-11-22 14:00 UTC by @U0ADMIN: maintenance" in text
     assert "Marked a false alarm by @U0OTHER" in text
@@ -146,7 +149,7 @@ def test_acknowledged_silenced_false_alarm_and_resolved_states_show() -> None:
 def test_worse_reply_says_what_changed() -> None:
     before = pdu_incident(AT, n_gpus=4, severity="warning")
     after = pdu_incident(AT, n_gpus=8)
-    text = render_text(worse_reply_blocks(before, after))
+    text = render_md(worse_reply_blocks(before, after))
     assert "severity warning → *critical*" in text
     assert "GPUs at risk 4 → *8*" in text
     assert "gpu-node-002/0" in text  # newly at risk
@@ -156,10 +159,10 @@ def test_answers_are_valid_and_bounded() -> None:
     views = [IncidentView(pdu_incident(AT), channel="C1", ts="1.2")] * 30
     top = answers.top_blocks(views, [GpuScore("n", str(i), 0.5) for i in range(40)])
     assert_slack_valid(top)
-    assert "and 20 more" in render_text(top)
+    assert "and 20 more" in render_md(top)
     assert "https://slack.com/archives/C1/p12" in str(top)
     status = StatusView(AT, True, 16, "prom", True, "", "v1", 7200, 3, AT + timedelta(minutes=2))
-    rendered = render_text(answers.status_blocks(status))
+    rendered = render_md(answers.status_blocks(status))
     assert "2026-11-22 10:00 UTC (2 min ago)" in rendered
     assert "16 GPUs scored" in rendered and "2.0 h" in rendered
     for blocks in (
@@ -179,17 +182,26 @@ def test_home_and_modal_are_valid_views() -> None:
     home = home_view(by_rack, [IncidentView(pdu_incident(AT))] * 50, status)
     assert home["type"] == "home"
     assert_slack_valid(home["blocks"], limit=100)
-    assert "… and 50 more racks with 1500 at-risk GPUs" in render_text(home["blocks"])
-    assert "Open incidents (50)" in render_text(home["blocks"])
+    assert "… and 50 more racks with 1500 at-risk GPUs" in render_md(home["blocks"])
+    assert "Open incidents (50)" in render_md(home["blocks"])
     modal = silence_modal("7", "pdu-a1", "C1", "1.2")
     assert modal["type"] == "modal" and len(modal["title"]["text"]) <= 24
     assert_slack_valid(modal["blocks"], limit=100)
 
 
 def test_render_text_reads_like_slack() -> None:
-    text = render_text(alert_blocks(gpu_incident(AT)), color=False)
+    blocks = alert_blocks(gpu_incident(AT), None, BlockOptions(grafana_url="https://g.example"))
+    text = render_text(blocks)
     lines = text.splitlines()
     assert lines[0] == "Check GPU 3 on gpu-node-001"
     assert lines[1] == "=" * len(lines[0])
     assert lines[-1] == "[ Acknowledge ] [ Silence 4h ] [ Silence… ] [ False alarm ]"
-    assert "\033[1m" in render_text(alert_blocks(gpu_incident(AT)), color=True)
+    assert "• FAN2 speed on gpu-node-001 — 71%" in text  # no mrkdwn markers
+    assert "*" not in text and "`" not in text
+    assert "| Grafana" in text and "https://g.example" not in text
+    assert "Severity: (!) warning" in text
+    md = render_text(blocks, markup=True)
+    assert "*FAN2 speed*" in md and "Grafana (https://g.example/explore" in md
+    bold = render_text(blocks, color=True)
+    assert "\033[1mCheck GPU 3 on gpu-node-001\033[0m" in bold
+    assert "\033[1mFAN2 speed\033[0m" in bold

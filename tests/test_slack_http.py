@@ -7,6 +7,7 @@ import json
 import time
 import urllib.request
 from datetime import UTC, datetime, timedelta
+from functools import partial
 from typing import Any
 from urllib.parse import urlparse
 
@@ -42,6 +43,8 @@ from tests.fixtures.slack import (
     gpu_incident,
     pdu_incident,
 )
+
+render_md = partial(render_text, markup=True)  # keep mrkdwn markers and link URLs
 
 fake_slack = fx.fake_slack
 migrated_db = fx.migrated_db
@@ -109,7 +112,7 @@ def alert_text(env: Env, rec: IncidentRecord) -> str:
     """The alert message as a user sees it now."""
     ref = rec.message_ref
     assert ref is not None
-    return render_text(env.fake.message(ref.channel, ref.ts)["blocks"])
+    return render_md(env.fake.message(ref.channel, ref.ts)["blocks"])
 
 
 def gpu_record(env: Env) -> IncidentRecord:
@@ -125,7 +128,7 @@ def test_top_is_ephemeral_and_public_on_request(live: tuple[Env, Served]) -> Non
     for text in ("", "top"):
         answer = command(env, served, text)
         assert answer["response_type"] == "ephemeral"
-        rendered = render_text(answer["blocks"])
+        rendered = render_md(answer["blocks"])
         assert "2 open incident(s)" in rendered
         assert rendered.index("pdu-a1: 8 GPUs at risk") < rendered.index("Check GPU 3")
         assert "gpu-node-001/3 0.95" in rendered.replace("`", "")  # riskiest GPUs
@@ -138,11 +141,11 @@ def test_why_for_node_gpu_and_component(live: tuple[Env, Served]) -> None:
         ("gpu-node-001/3", "Check GPU 3 on gpu-node-001"),
         ("pdu-a1", "pdu-a1: 8 GPUs at risk"),
     ):
-        rendered = render_text(command(env, served, f"why {target}")["blocks"])
+        rendered = render_md(command(env, served, f"why {target}")["blocks"])
         assert rendered.startswith(title)
-    node = render_text(command(env, served, "why gpu-node-001")["blocks"])
+    node = render_md(command(env, served, "why gpu-node-001")["blocks"])
     assert "root cause" in node and ("pdu-a1" in node or "gpu-node-001/3" in node)
-    gpu = render_text(command(env, served, "why gpu-node-001/3")["blocks"])
+    gpu = render_md(command(env, served, "why gpu-node-001/3")["blocks"])
     assert "runs 14 °C hotter" in gpu and "FAN2 speed" in gpu
     assert "Alert and images" in gpu and "Add `public` to post the images here." in gpu
     assert env.fake.uploads.keys() == {
@@ -155,17 +158,17 @@ def test_why_for_node_gpu_and_component(live: tuple[Env, Served]) -> None:
         lambda: [u for u in env.fake.uploads.values() if u.get("channel") == "C0ASKED"]
     )
     assert sorted(u["title"] for u in shared) == ["dependency graph", "key metrics"]
-    healthy = render_text(command(env, served, "why gpu-node-004")["blocks"])
+    healthy = render_md(command(env, served, "why gpu-node-004")["blocks"])
     assert "No open incident on node `gpu-node-004`" in healthy.replace("\\", "")
 
 
 def test_unknown_names_get_the_closest_known_names(live: tuple[Env, Served]) -> None:
     env, served = live
-    rendered = render_text(command(env, served, "why gpu-node-01")["blocks"])
+    rendered = render_md(command(env, served, "why gpu-node-01")["blocks"])
     assert "I don't know `gpu-node-01`" in rendered and "`gpu-node-001`" in rendered
-    rendered = render_text(command(env, served, "whatif pdu-a2")["blocks"])
+    rendered = render_md(command(env, served, "whatif pdu-a2")["blocks"])
     assert "`pdu-a1`" in rendered
-    nothing = render_text(command(env, served, "graph zzzzzzzz")["blocks"])
+    nothing = render_md(command(env, served, "graph zzzzzzzz")["blocks"])
     assert "nothing known is close" in nothing
 
 
@@ -180,24 +183,24 @@ def test_malformed_input_gets_the_usage_line(live: tuple[Env, Served]) -> None:
         ("silence pdu-a1 forever", "'forever' is not a duration"),
         ("silence pdu-a1 90d", "at most 30 days"),
     ):
-        rendered = render_text(command(env, served, text)["blocks"])
+        rendered = render_md(command(env, served, text)["blocks"])
         assert problem in rendered, text
         assert "Usage: `/gpu-risk [top | why" in rendered
 
 
 def test_graph_and_whatif(live: tuple[Env, Served]) -> None:
     env, served = live
-    graph = render_text(command(env, served, "graph gpu-node-001")["blocks"])
+    graph = render_md(command(env, served, "graph gpu-node-001")["blocks"])
     assert graph.startswith("Dependencies of node gpu-node-001")
     for upstream in ("pdu-a1", "crac-1", "leaf-a1", "rack-a1"):
         assert upstream in graph
     assert "gpu-node-001/3` 0.95" in graph
-    whatif = render_text(command(env, served, "whatif pdu-a1")["blocks"])
+    whatif = render_md(command(env, served, "whatif pdu-a1")["blocks"])
     assert whatif.startswith("What if pdu pdu-a1 goes down?")
     assert "*2* node(s) and *8* GPU(s) go down" in whatif
     assert "gpu-node-001" in whatif and "gpu-node-003" not in whatif
     assert "gpu-node-001/3" in whatif.split("Already at risk")[1]
-    node = render_text(command(env, served, "whatif gpu-node-004")["blocks"])
+    node = render_md(command(env, served, "whatif gpu-node-004")["blocks"])
     assert "*1* node(s) and *4* GPU(s) go down with `gpu-node-004`" in node
 
 
@@ -213,11 +216,11 @@ def test_status_and_help(live: tuple[Env, Served]) -> None:
         path="/tmp/m.joblib",
         fitted_at=now - timedelta(hours=2),
     )
-    status = render_text(command(env, served, "status")["blocks"])
+    status = render_md(command(env, served, "status")["blocks"])
     assert "Last scan" in status and "16 GPUs scored" in status
     assert "healthy" in status and "Open incidents*: 2" in status
     assert "graph-v3, age 2.0 h" in status
-    helptext = render_text(command(env, served, "help")["blocks"])
+    helptext = render_md(command(env, served, "help")["blocks"])
     for sub in (
         "top",
         "why",
@@ -234,10 +237,10 @@ def test_status_and_help(live: tuple[Env, Served]) -> None:
 
 def test_silence_and_unsilence_by_command(live: tuple[Env, Served]) -> None:
     env, served = live
-    refused = render_text(command(env, served, "silence pdu-a1 4h", user=OUTSIDER)["blocks"])
+    refused = render_md(command(env, served, "silence pdu-a1 4h", user=OUTSIDER)["blocks"])
     assert "only gpu-risk admins may silence" in refused
     assert env.repo.active_silences(datetime.now(UTC)) == []
-    done = render_text(command(env, served, "silence pdu-a1 2h rack maintenance")["blocks"])
+    done = render_md(command(env, served, "silence pdu-a1 2h rack maintenance")["blocks"])
     assert "@U0ADMIN silenced `pdu-a1` until" in done and "rack maintenance" in done
     (sil,) = env.repo.active_silences(datetime.now(UTC))
     assert (sil.target, sil.who, sil.reason) == ("pdu-a1", ADMIN, "rack maintenance")
@@ -246,11 +249,11 @@ def test_silence_and_unsilence_by_command(live: tuple[Env, Served]) -> None:
     assert "Silenced until" in alert_text(env, pdu)  # the alert shows it
     # a member of an admin user group may act too
     member = command(env, served, "unsilence pdu-a1", user=ONCALL_MEMBER)
-    assert "Lifted 1 silence(s)" in render_text(member["blocks"])
+    assert "Lifted 1 silence(s)" in render_md(member["blocks"])
     assert env.repo.active_silences(datetime.now(UTC)) == []
-    again = render_text(command(env, served, "unsilence pdu-a1")["blocks"])
+    again = render_md(command(env, served, "unsilence pdu-a1")["blocks"])
     assert "was not silenced" in again
-    unknown = render_text(command(env, served, "silence pdu-a9 1h")["blocks"])
+    unknown = render_md(command(env, served, "silence pdu-a9 1h")["blocks"])
     assert "I don't know `pdu-a9`" in unknown
 
 
@@ -261,7 +264,7 @@ def test_acknowledge_button(live: tuple[Env, Served]) -> None:
     env, served = live
     rec = gpu_record(env)
     path, _ = click(env, served, ACTION_ACK, rec, user=OUTSIDER)
-    assert "only gpu-risk admins may acknowledge" in render_text(response_at(env, path)["blocks"])
+    assert "only gpu-risk admins may acknowledge" in render_md(response_at(env, path)["blocks"])
     assert response_at(env, path)["replace_original"] is False
     assert env.repo.incident(rec.id).status == "open"  # type: ignore[union-attr]
     click(env, served, ACTION_ACK, rec)
@@ -298,7 +301,7 @@ def test_silence_modal(live: tuple[Env, Served]) -> None:
     env, served = live
     rec = gpu_record(env)
     path, payload = click(env, served, ACTION_SILENCE_MODAL, rec, user=OUTSIDER)
-    assert "only gpu-risk admins" in render_text(response_at(env, path)["blocks"])
+    assert "only gpu-risk admins" in render_md(response_at(env, path)["blocks"])
     assert env.fake.calls_to("views.open") == []
     _, payload = click(env, served, ACTION_SILENCE_MODAL, rec)
     (opened,) = env.fake.wait_for(lambda: env.fake.calls_to("views.open"))
@@ -354,7 +357,7 @@ def test_app_home(live: tuple[Env, Served]) -> None:
     assert status == 200
     (call,) = env.fake.wait_for(lambda: env.fake.calls_to("views.publish"))
     assert call.args["user_id"] == ADMIN
-    home = render_text(call.args["view"]["blocks"])
+    home = render_md(call.args["view"]["blocks"])
     assert "At-risk GPUs by rack (2)" in home
     assert "*rack-a1* — 2 GPU(s)" in home
     assert "Open incidents (2)" in home and "pdu-a1: 8 GPUs at risk" in home

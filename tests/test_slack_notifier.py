@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
+from functools import partial
 
 from analysis.types import GpuScore, Incident, RootCause
 from bot.blocks.render import render_text
@@ -26,6 +27,8 @@ from tests.fixtures.slack import (
     topology,
 )
 
+render_md = partial(render_text, markup=True)  # keep mrkdwn markers and link URLs
+
 fake_slack = fx.fake_slack
 migrated_db = fx.migrated_db
 repo = fx.repo
@@ -36,7 +39,7 @@ def test_incident_life_post_worse_resolved(env: Env) -> None:
     fake = env.fake
     env.cycle([gpu_incident(datetime.now(UTC))])
     (alert,) = fake.channel_messages(ALERTS)
-    text = render_text(alert["blocks"])
+    text = render_md(alert["blocks"])
     assert text.startswith("Check GPU 3 on gpu-node-001")
     assert "[ Acknowledge ]" in text and "Grafana" in text
     rec = env.only_open()
@@ -53,20 +56,20 @@ def test_incident_life_post_worse_resolved(env: Env) -> None:
     env.cycle([gpu_incident(datetime.now(UTC), severity="critical", score=0.99)])
     edited = fake.message(ALERTS, alert["ts"])
     assert edited["edits"] == 1
-    assert "critical" in render_text(edited["blocks"]) and "0.99" in render_text(edited["blocks"])
+    assert "critical" in render_md(edited["blocks"]) and "0.99" in render_md(edited["blocks"])
     (reply,) = fake.thread(ALERTS, alert["ts"])
-    assert "severity warning → *critical*" in render_text(reply["blocks"])
+    assert "severity warning → *critical*" in render_md(reply["blocks"])
     assert fake.channel_messages(ALERTS) == [edited]  # no second top-level message
     assert fake.channel_messages(CRITICAL) == []  # the thread stays where it started
 
     # resolved: the original says so, loses its buttons, and the thread says so too
     env.cycle([])
     final = fake.message(ALERTS, alert["ts"])
-    final_text = render_text(final["blocks"])
+    final_text = render_md(final["blocks"])
     assert final_text.startswith("Resolved: Check GPU 3 on gpu-node-001")
     assert "Resolved at" in final_text and "[ Acknowledge ]" not in final_text
     replies = fake.thread(ALERTS, alert["ts"])
-    assert len(replies) == 2 and "Resolved" in render_text(replies[1]["blocks"])
+    assert len(replies) == 2 and "Resolved" in render_md(replies[1]["blocks"])
     assert [o.status for o in env.repo.outbox()] == ["sent", "sent", "sent"]
     assert env.repo.open_incidents() == []
 
@@ -222,6 +225,7 @@ def test_socket_mode_port_serves_health_and_metrics_only(fake_slack: FakeSlack) 
 def test_images_stored_with_the_incident_are_uploaded_by_default(
     fake_slack: FakeSlack, repo: Repository
 ) -> None:
+
     from bot.slack.app import build_slack
     from tests.fixtures.slack import make_settings
 

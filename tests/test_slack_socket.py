@@ -6,6 +6,7 @@ from __future__ import annotations
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime
+from functools import partial
 from typing import Any
 
 import pytest
@@ -24,6 +25,8 @@ from tests.fakeslack import (
 )
 from tests.fixtures import slack as fx
 from tests.fixtures.slack import ADMIN, ALERTS, Env, eventually, gpu_incident, make_env
+
+render_md = partial(render_text, markup=True)  # keep mrkdwn markers and link URLs
 
 fake_slack = fx.fake_slack
 migrated_db = fx.migrated_db
@@ -64,7 +67,7 @@ def test_slash_command_is_acked_and_answered(socket_env: Env) -> None:
         lambda: next((r for r in fake.responses if url.endswith(r["url"])), None)
     )
     assert answer["response_type"] == "ephemeral"
-    assert render_text(answer["blocks"]).startswith("Check GPU 3 on gpu-node-001")
+    assert render_md(answer["blocks"]).startswith("Check GPU 3 on gpu-node-001")
 
 
 def test_incident_life_and_buttons_over_socket_mode(socket_env: Env) -> None:
@@ -85,9 +88,7 @@ def test_incident_life_and_buttons_over_socket_mode(socket_env: Env) -> None:
     fake.wait_ack(fake.push("interactive", payload))
     eventually(lambda: socket_env.repo.incident(rec.id).acknowledged_by == ADMIN)  # type: ignore[union-attr]
     fake.wait_for(
-        lambda: (
-            "Acknowledged by @U0ADMIN" in render_text(fake.message(ref.channel, ref.ts)["blocks"])
-        )
+        lambda: "Acknowledged by @U0ADMIN" in render_md(fake.message(ref.channel, ref.ts)["blocks"])
     )
     # the silence modal's submission, straight from Slack
     from bot.blocks.modal import silence_modal
@@ -104,7 +105,7 @@ def test_incident_life_and_buttons_over_socket_mode(socket_env: Env) -> None:
     socket_env.repo.unsilence("gpu-node-001/3", datetime.now(UTC))
     socket_env.cycle([gpu_incident(datetime.now(UTC), severity="critical", score=0.99)])
     socket_env.cycle([])
-    final = render_text(fake.message(ref.channel, ref.ts)["blocks"])
+    final = render_md(fake.message(ref.channel, ref.ts)["blocks"])
     assert final.startswith("Resolved: Check GPU 3 on gpu-node-001")
     assert "Acknowledged by @U0ADMIN" in final
     assert len(fake.thread(ref.channel, ref.ts)) == 2
@@ -116,4 +117,4 @@ def test_app_home_over_socket_mode(socket_env: Env) -> None:
     fake.wait_ack(env_id)
     (call,) = fake.wait_for(lambda: fake.calls_to("views.publish"))
     assert call.args["user_id"] == ADMIN
-    assert "GPU fleet at a glance" in render_text(call.args["view"]["blocks"])
+    assert "GPU fleet at a glance" in render_md(call.args["view"]["blocks"])

@@ -10,8 +10,19 @@ _BOLD = "\033[1m"
 _RESET = "\033[0m"
 
 
-def mrkdwn_to_text(text: str) -> str:
-    """Turn Slack mrkdwn into plain terminal text: links, mentions, emoji and escapes."""
+def mrkdwn_to_text(text: str, *, markup: bool = True, color: bool = False) -> str:
+    """Turn Slack mrkdwn into terminal text: links, mentions, emoji, escapes.
+
+    ``markup=False`` also drops the ``*bold*``, ``_italic_`` and backtick markers the way Slack
+    does when it displays them (bold becomes ANSI bold with ``color``), and shows only a link's
+    text.
+    """
+    if not markup:
+        text = re.sub(r"<(https?://[^|>]+)\|([^>]+)>", r"\2", text)
+        bold = (_BOLD, _RESET) if color else ("", "")
+        text = re.sub(r"(?<![\w*])\*([^*\n]+)\*(?![\w*])", rf"{bold[0]}\1{bold[1]}", text)
+        text = re.sub(r"(?<![\w_])_([^_\n]+)_(?![\w_])", r"\1", text)
+        text = text.replace("`", "")
     text = re.sub(r"<(https?://[^|>]+)\|([^>]+)>", r"\2 (\1)", text)
     text = re.sub(r"<(https?://[^>]+)>", r"\1", text)
     text = re.sub(r"<@([A-Z0-9]+)>", r"@\1", text)
@@ -21,9 +32,9 @@ def mrkdwn_to_text(text: str) -> str:
 
 
 _EMOJI = {
-    "red_circle": "(!)",
-    "large_orange_circle": "(*)",
-    "white_circle": "( )",
+    "red_circle": "(!!)",
+    "large_orange_circle": "(!)",
+    "white_circle": "(i)",
     "large_green_circle": "(ok)",
     "white_check_mark": "[ok]",
     "eyes": "[ack]",
@@ -39,16 +50,32 @@ _EMOJI = {
 }
 
 
-def _text_of(obj: Any) -> str:
+def _text_of_obj(obj: Any, markup: bool = True, color: bool = False) -> str:
     """The text of a text object (plain_text or mrkdwn), or ''."""
-    if isinstance(obj, dict):
-        return mrkdwn_to_text(str(obj.get("text", "")))
-    return ""
+    if not isinstance(obj, dict):
+        return ""
+    text = str(obj.get("text", ""))
+    if obj.get("type") == "plain_text":
+        return text
+    return mrkdwn_to_text(text, markup=markup, color=color)
 
 
-def render_text(blocks: Sequence[dict[str, Any]], *, color: bool = False, width: int = 78) -> str:
-    """Render blocks as terminal text: bold header, sections, fields, context, ``[ Buttons ]``."""
+def render_text(
+    blocks: Sequence[dict[str, Any]],
+    *,
+    color: bool = False,
+    markup: bool = False,
+    width: int = 78,
+) -> str:
+    """Render blocks as a Slack user sees them: bold header, sections, fields, context, buttons
+    as ``[ Acknowledge ]``. ``markup=True`` keeps the mrkdwn markers and link URLs (debugging).
+    """
     out: list[str] = []
+
+    def _text_of(obj: Any) -> str:
+        """Text of a text object with this call's options."""
+        return _text_of_obj(obj, markup, color)
+
     for b in blocks:
         kind = b.get("type")
         if kind == "header":
