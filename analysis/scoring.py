@@ -524,6 +524,16 @@ class Hysteresis:
         """Return the incidents open now, highest score first."""
         return sorted(self._open.values(), key=lambda i: (-i.score, i.root_cause.id))
 
+    def restore(self, incidents: Iterable[Incident]) -> None:
+        """Mark incidents as already open (e.g. the store's after a restart), keeping their ids."""
+        for inc in incidents:
+            key = inc.dedup_key
+            if key not in self._open:
+                self._open[key] = inc
+                self._quiet[key] = 0
+                self._streak[key] = self.open_after
+                self._first.setdefault(key, inc.at)
+
     def update(self, assessment: Assessment) -> list[Incident]:
         """Take one cycle's assessment; return the incidents open after it."""
         present = {i.dedup_key: i for i in assessment.incidents}

@@ -12,6 +12,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "bot.commands.backtest",
     "bot.commands.check",
     "bot.commands.evaluate",
+    "bot.commands.run",
     "bot.commands.scan",
     "bot.commands.simulate",
 )

@@ -6,6 +6,7 @@ the code base reads the environment.
 
 from __future__ import annotations
 
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -61,12 +62,26 @@ class Settings(BaseSettings):
     database_url: str = Field(
         DEFAULT_DATABASE_URL, description="SQLAlchemy URL; SQLite or PostgreSQL"
     )
-    scan_interval: int = Field(60, ge=5, le=3600, description="Seconds between scans")
+    scan_interval: int = Field(60, ge=1, le=3600, description="Seconds between scans")
     refit_hour_utc: int = Field(3, ge=0, le=23, description="Hour of the daily model refit")
     digest_hour_utc: int = Field(9, ge=0, le=23, description="Hour of the daily digest")
     score_retention_days: int = Field(14, ge=1, le=3650, description="Days of score history kept")
     http_host: str = Field("0.0.0.0", description="Bind address of the HTTP server")
     http_port: int = Field(3000, ge=1, le=65535, description="/slack/events, /healthz, /metrics")
+    console_log: Path | None = Field(
+        None, description="Without Slack: also append each notification as a JSON line here"
+    )
+
+    # Testing and demo aid: run the bot's clock from another instant, faster (replaying history).
+    clock_start: datetime | None = Field(
+        None, description="Testing/demo: the bot's clock reads this at clock_origin"
+    )
+    clock_origin: datetime | None = Field(
+        None, description="Testing/demo: the real instant clock_start maps to (default: start-up)"
+    )
+    clock_speed: float = Field(
+        1.0, gt=0, le=100_000, description="Testing/demo: simulated seconds per real second"
+    )
 
     # Slack (standard Slack variable names, no prefix)
     slack_bot_token: SecretStr | None = Field(
@@ -111,6 +126,14 @@ class Settings(BaseSettings):
     def _trailing_slash(cls, value: str) -> str:
         """slack_sdk needs the base URL to end with a slash."""
         return value if value.endswith("/") else value + "/"
+
+    @field_validator("clock_start", "clock_origin")
+    @classmethod
+    def _aware_time(cls, value: datetime | None) -> datetime | None:
+        """Clock instants need a time zone (e.g. 2026-11-18T02:00:00Z)."""
+        if value is not None and value.utcoffset() is None:
+            raise ValueError("give a time zone, e.g. 2026-11-18T02:00:00Z")
+        return value
 
     @field_validator("detector")
     @classmethod

@@ -16,7 +16,7 @@ import networkx as nx
 
 from analysis.explain import Explainer
 from analysis.graph import build_graph
-from analysis.lifecycle import Action, Decision
+from analysis.lifecycle import Decision
 from analysis.plots import render_incident_graph, render_incident_metrics
 from analysis.scorer import Scorer
 from analysis.scoring import Hysteresis
@@ -69,11 +69,19 @@ class Pipeline:
     scorer: Scorer | None = field(default=None, init=False)
     explainer: Explainer | None = field(default=None, init=False)
     fingerprint: str | None = field(default=None, init=False)
-    images: dict[int, dict[str, bytes]] = field(default_factory=dict, init=False)
+    restored: bool = field(default=False, init=False)
 
     def __post_init__(self) -> None:
         """Start with no open incidents in memory (the store remembers what was notified)."""
+        self.resume()
+
+    def resume(self) -> None:
+        """Forget in-memory streaks; the next cycle restores the open incidents from the store.
+
+        Call it when this replica (re)gains the leadership: another leader may have changed them.
+        """
         self.hysteresis = Hysteresis(open_after=self.open_after, close_after=self.close_after)
+        self.restored = False
 
     def run_cycle(self, at: datetime) -> CycleOutcome:
         """Run the alert flow once for the window ending at ``at``."""
@@ -84,13 +92,37 @@ class Pipeline:
             return self._source_failed(at, str(exc), started)
         graph = build_graph(self.topology, frames.gpus)
         assessment = self.model(graph, at).assess(frames, graph, at)
-        incidents = self.hysteresis.update(assessment)
+        incidents = self.track(assessment)
         explained = self.explain(incidents, frames, graph, at)
-        decisions = self.repository.apply_cycle(at, explained, True, scores=assessment.scores)
-        self.render_images(decisions, frames, graph, assessment)
+        images = self.render_images(explained, frames, graph, assessment)
+        decisions = self.repository.apply_cycle(
+            at,
+            explained,
+            True,
+            scores=assessment.scores,
+            unobserved=self.unobserved(frames),
+            images=images,
+        )
         return self._succeeded(at, assessment, explained, decisions, started)
 
     # ------------------------------------------------------------------ steps
+
+    def track(self, assessment: Assessment) -> list[Incident]:
+        """Hysteresis over cycles; after a restart it starts from the store's open incidents."""
+        if not self.restored:
+            self.hysteresis.restore(r.incident for r in self.repository.open_incidents())
+            self.restored = True
+        return self.hysteresis.update(assessment)
+
+    def unobserved(self, frames: FleetFrames) -> set[str]:
+        """GPUs of open incidents with no data this cycle: their incidents must not resolve."""
+        seen = {g.key for g in frames.gpus}
+        return {
+            g.key
+            for rec in self.repository.open_incidents()
+            for g in rec.incident.gpus
+            if g.key not in seen
+        }
 
     def model(self, graph: nx.DiGraph, at: datetime) -> Scorer:
         """Return the fitted scorer for this fleet: in memory, stored, or fitted on the past."""
@@ -133,29 +165,33 @@ class Pipeline:
 
     def render_images(
         self,
-        decisions: Sequence[Decision],
+        incidents: Sequence[Incident],
         frames: FleetFrames,
         graph: nx.DiGraph,
         assessment: Assessment,
-    ) -> None:
-        """Render the graph and metric PNGs of every incident about to be posted."""
+    ) -> dict[str, Images]:
+        """Render the graph and metric PNGs of incidents not yet stored (the ones to be posted).
+
+        They are committed with the post (``apply_cycle(images=)``), so they survive restarts.
+        """
+        stored = {r.dedup_key for r in self.repository.open_incidents()}
         scores = {s.key: s.score for s in assessment.scores}
-        for d in decisions:
-            if d.action is not Action.POST or d.incident is None or d.incident_id is None:
+        out: dict[str, Images] = {}
+        for inc in incidents:
+            if inc.dedup_key in stored:
                 continue
             try:
-                self.images[d.incident_id] = {
-                    "graph": render_incident_graph(d.incident, graph, scores),
-                    "metrics": render_incident_metrics(d.incident, frames),
+                out[inc.dedup_key] = {
+                    "graph": render_incident_graph(inc, graph, scores),
+                    "metrics": render_incident_metrics(inc, frames),
                 }
             except Exception:
-                logger.exception("rendering images of incident %s failed", d.incident_id)
-        while len(self.images) > 500:  # keep memory bounded on a long-running bot
-            self.images.pop(next(iter(self.images)))
+                logger.exception("rendering images of incident %s failed", inc.dedup_key)
+        return out
 
     def images_for(self, incident_id: int | None) -> Images:
-        """Return the PNGs rendered for a stored incident (empty when none)."""
-        return self.images.get(incident_id, {}) if incident_id is not None else {}
+        """Return the PNGs stored with an incident (empty when none)."""
+        return self.repository.images(incident_id) if incident_id is not None else {}
 
     # ------------------------------------------------------------------ bookkeeping
 

@@ -276,6 +276,7 @@ class Repository:
         *,
         scores: Sequence[GpuScore] | None = None,
         unobserved: Collection[str] = (),
+        images: Mapping[str, Mapping[str, bytes]] | None = None,
     ) -> list[Decision]:
         """Decide and persist one cycle in ONE transaction; return a decision per dedup key.
 
@@ -284,7 +285,9 @@ class Repository:
         ``data_ok=False`` never resolves anything; ``unobserved`` names nodes, GPU keys or
         component ids that had no data this cycle (partial outage, a GPU fallen off the bus):
         open incidents involving them are not resolved either. ``scores``, when given, go to
-        the score history in the same transaction. Duplicate dedup keys keep the worst.
+        the score history in the same transaction. ``images`` (dedup key -> name -> PNG) are
+        stored with a ``post`` decision in the same transaction, so an alert and its pictures
+        are committed together. Duplicate dedup keys keep the worst.
         """
         _aware(at, "at")
         current = _worst_per_key(incidents)
@@ -306,6 +309,9 @@ class Repository:
                     score_epsilon=self.score_epsilon,
                 )
                 decisions.append(self._persist(s, at, d, row, inc))
+                pictures = (images or {}).get(key)
+                if pictures and d.action is Action.POST and decisions[-1].incident_id is not None:
+                    _put_images(s, decisions[-1].incident_id, pictures, at)
             for key, row in open_rows.items():
                 if key in current:
                     continue
@@ -592,16 +598,7 @@ class Repository:
         with self._sessions.begin() as s:
             if s.get(IncidentRow, incident_id) is None:
                 raise IncidentNotFoundError(f"no incident with id {incident_id}")
-            s.execute(
-                delete(IncidentImageRow).where(
-                    IncidentImageRow.incident_id == incident_id,
-                    IncidentImageRow.name.in_(list(images)),
-                )
-            )
-            s.add_all(
-                IncidentImageRow(incident_id=incident_id, name=name, png=bytes(png), created_at=at)
-                for name, png in images.items()
-            )
+            _put_images(s, incident_id, images, at)
             return len(images)
 
     def images(self, incident_id: int) -> dict[str, bytes]:
@@ -1065,6 +1062,21 @@ def _has_message_ref(s: Session, incident_id: int, channel: str) -> bool:
         MessageRefRow.incident_id == incident_id, MessageRefRow.channel == channel
     )
     return s.scalar(q.limit(1)) is not None
+
+
+def _put_images(s: Session, incident_id: int, images: Mapping[str, bytes], at: datetime) -> None:
+    """Store (or replace by name) an incident's PNGs in the open transaction."""
+    s.execute(
+        delete(IncidentImageRow).where(
+            IncidentImageRow.incident_id == incident_id,
+            IncidentImageRow.name.in_(list(images)),
+        )
+    )
+    s.add_all(
+        IncidentImageRow(incident_id=incident_id, name=name, png=bytes(png), created_at=at)
+        for name, png in images.items()
+    )
+    s.flush()
 
 
 def _insert_scores(s: Session, at: datetime, scores: Iterable[GpuScore]) -> int:

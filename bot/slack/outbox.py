@@ -12,6 +12,7 @@ from dataclasses import replace
 from datetime import datetime, timedelta
 
 from analysis.types import Incident
+from bot.delivery import deliver
 from bot.slack.service import SlackService
 from storage.repository import DATA_SOURCE_KIND, MessageRef, OutboxItem
 
@@ -29,18 +30,16 @@ def deliver_pending(
     lease: timedelta = timedelta(minutes=2),
     retry_in: timedelta = timedelta(seconds=30),
 ) -> int:
-    """Send every sendable outbox row once; return how many were sent."""
-    sent = 0
-    for item in service.repo.claim_pending(limit, worker_id, lease, at=at):
-        try:
-            ref = send_item(service, item)
-        except Exception as exc:  # Slack down or refusing: keep it for a later round
-            logger.exception("sending outbox row %s (%s) failed", item.id, item.kind)
-            service.repo.mark_failed(item.id, f"{type(exc).__name__}: {exc}", at + retry_in, at=at)
-            continue
-        service.repo.mark_sent(item.id, at=at, message_ref=ref, worker_id=worker_id)
-        sent += 1
-    return sent
+    """Send every sendable outbox row once; return how many were sent (``bot.delivery``)."""
+    return deliver(
+        service.repo,
+        lambda item: send_item(service, item),
+        at=at,
+        worker_id=worker_id,
+        limit=limit,
+        lease=lease,
+        retry_in=retry_in,
+    )
 
 
 def send_item(service: SlackService, item: OutboxItem) -> MessageRef | None:

@@ -1,0 +1,95 @@
+"""``gpu-risk run``: the bot itself — scheduled scans, notifications, /healthz, /metrics, Slack.
+
+Without ``SLACK_BOT_TOKEN`` notifications go to the terminal (and to ``GPU_RISK_CONSOLE_LOG``
+as JSON lines when set). SIGTERM or SIGINT stops it gracefully: the running scan finishes, the
+leadership is released, the HTTP server closes.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import threading
+from pathlib import Path
+from types import FrameType
+from typing import Annotated
+
+import typer
+
+from bot.commands.common import ConfigOption, UserError, guarded, settings_from, setup_logging
+from bot.config import problems
+
+logger = logging.getLogger(__name__)
+
+
+def register(app: typer.Typer) -> None:
+    """Add the ``run`` command."""
+    app.command("run")(guarded(run))
+
+
+def run(
+    *,
+    prometheus_url: Annotated[
+        str | None,
+        typer.Option("--prometheus-url", help="Prometheus base URL [GPU_RISK_PROMETHEUS_URL]"),
+    ] = None,
+    topology: Annotated[
+        Path | None, typer.Option("--topology", help="topology.yaml [GPU_RISK_TOPOLOGY]")
+    ] = None,
+    database_url: Annotated[
+        str | None,
+        typer.Option("--database-url", help="SQLite or PostgreSQL URL [GPU_RISK_DATABASE_URL]"),
+    ] = None,
+    http_port: Annotated[
+        int | None, typer.Option("--http-port", help="HTTP port [GPU_RISK_HTTP_PORT]")
+    ] = None,
+    once: Annotated[
+        bool, typer.Option("--once", help="Run one scan, deliver the notifications, and exit")
+    ] = False,
+    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Debug logging")] = False,
+    config: Path | None = ConfigOption,
+) -> None:
+    """Run the bot: scans on a schedule, alerts (Slack or terminal), /healthz and /metrics."""
+    settings = settings_from(
+        config,
+        prometheus_url=prometheus_url,
+        topology=topology,
+        database_url=database_url,
+        http_port=http_port,
+    )
+    needs = ("prometheus", "slack") if settings.slack_bot_token else ("prometheus",)
+    found = problems(settings, needs=needs)
+    if found:
+        raise UserError("; ".join(found))
+    setup_logging(verbose)
+    from bot.wiring import build_runtime
+    from storage.db import DatabaseURLError
+
+    try:
+        runtime = build_runtime(settings)
+    except DatabaseURLError as exc:
+        raise UserError(str(exc)) from None
+    if once:
+        try:
+            ok = runtime.scan()
+            runtime.dispatch()
+        finally:
+            runtime.stop()
+        if not ok:
+            raise typer.Exit(code=1)
+        return
+    stopping = threading.Event()
+
+    def on_signal(signum: int, _frame: FrameType | None) -> None:
+        """Ask the main thread to shut down."""
+        logger.info("received %s: shutting down", signal.Signals(signum).name)
+        stopping.set()
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    runtime.start()
+    try:
+        while not stopping.wait(1.0):
+            pass
+    finally:
+        runtime.stop()

@@ -1,0 +1,276 @@
+"""The composed bot in process: wiring, health and metrics over real HTTP, images in the store,
+the console notifier's durable log, the digest, and the scheduler (real APScheduler threads)."""
+
+from __future__ import annotations
+
+import io
+import json
+import threading
+import time
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+import requests
+
+from analysis.types import GpuScore, Incident, RootCause
+from bot.config import ConfigError, load_settings
+from bot.console import ConsoleNotifier, read_log
+from bot.scheduler import Jobs, build_scheduler
+from bot.wiring import Runtime, build_runtime, make_clock
+from storage.repository import Repository
+from tests.fixtures import fleetdata as fd
+from tests.fixtures.prometheus import free_port
+
+METRIC_NAMES = (
+    "gpu_risk_scan_duration_seconds",
+    "gpu_risk_gpus_scored",
+    "gpu_risk_incidents_open",
+    "gpu_risk_notifications_sent_total",
+    "gpu_risk_last_successful_scan_timestamp_seconds",
+)
+
+
+class Clock:
+    """A settable clock for the in-process runtime."""
+
+    def __init__(self, at: datetime) -> None:
+        self.at = at
+
+    def __call__(self) -> datetime:
+        return self.at
+
+
+@pytest.fixture(scope="module")
+def simulator() -> Any:
+    """The test fleet's simulator (HBM fails at 2:00, PCIe at 2:30, a fan at 2:45)."""
+    from storage.simulator import FleetSimulator, FleetSpec
+
+    return fd.simulate(FleetSimulator, FleetSpec)
+
+
+def _runtime(tmp_path: Path, simulator: Any, clock: Clock, **extra: Any) -> Runtime:
+    """A runtime on a temp SQLite file, the in-process simulator and a console log."""
+    values: dict[str, Any] = {
+        "database_url": f"sqlite:///{tmp_path / 'state.db'}",
+        "detector": "static",
+        "open_after": 1,
+        "console_log": tmp_path / "console.jsonl",
+        "http_host": "127.0.0.1",
+        "http_port": free_port(),
+        "scan_interval": 1,
+    }
+    settings = load_settings(**{**values, **extra})
+    runtime = build_runtime(settings, source=simulator, clock=clock)
+    return runtime
+
+
+def test_cycle_posts_once_with_images_that_survive_a_restart(
+    tmp_path: Path, simulator: Any
+) -> None:
+    clock = Clock(fd.SIM_START + timedelta(hours=2, minutes=10))
+    runtime = _runtime(tmp_path, simulator, clock)
+    try:
+        assert runtime.scan() is True
+        assert runtime.leading
+        log = read_log(tmp_path / "console.jsonl")
+        posts = [e for e in log if e["kind"] == "post"]
+        assert [p["dedup_key"] for p in posts] == ["gpu:gpu-node-001/1"]  # the HBM fault
+        assert posts[0]["images"] == ["graph", "metrics"]
+        iid = posts[0]["incident_id"]
+        clock.at += timedelta(minutes=1)
+        runtime.scan()  # same incident again: nothing new to say
+        assert [e["kind"] for e in read_log(tmp_path / "console.jsonl")] == ["post"]
+    finally:
+        runtime.stop()
+    # A new process (new repository on the same file) still has the PNGs.
+    repo = Repository.from_url(f"sqlite:///{tmp_path / 'state.db'}")
+    try:
+        images = repo.images(iid)
+        assert set(images) == {"graph", "metrics"}
+        assert all(png.startswith(b"\x89PNG") for png in images.values())
+        assert repo.outbox(status="pending") == []
+    finally:
+        repo.close()
+
+
+def test_restart_keeps_open_incidents_open_and_does_not_repost(
+    tmp_path: Path, simulator: Any
+) -> None:
+    """Hysteresis is in memory: a restarted bot restores it from the store (no resolve+repost)."""
+    clock = Clock(fd.SIM_START + timedelta(hours=2, minutes=10))
+    settings: dict[str, Any] = {"open_after": 2}
+    first = _runtime(tmp_path, simulator, clock, **settings)
+    try:
+        for _ in range(3):
+            first.scan()
+            clock.at += timedelta(minutes=1)
+    finally:
+        first.stop()
+    second = _runtime(tmp_path, simulator, clock, **settings)
+    try:
+        for _ in range(3):
+            second.scan()
+            clock.at += timedelta(minutes=1)
+        incidents = second.repository.incidents()
+    finally:
+        second.stop()
+    assert [(i.dedup_key, i.status) for i in incidents] == [("gpu:gpu-node-001/1", "open")]
+    kinds = [e["kind"] for e in read_log(tmp_path / "console.jsonl")]
+    assert kinds == ["post"]
+
+
+def test_healthz_and_metrics_over_http(tmp_path: Path, simulator: Any) -> None:
+    clock = Clock(fd.SIM_START + timedelta(hours=2, minutes=10))
+    runtime = _runtime(tmp_path, simulator, clock)
+    try:
+        runtime.start()
+        base = f"http://127.0.0.1:{runtime.server.port}"
+        # The scheduler runs the first scan at once; wait for it to be recorded.
+        deadline = time.monotonic() + 30
+        while runtime.repository.status().last_ok_scan is None:
+            assert time.monotonic() < deadline, "no scan within 30 s"
+            time.sleep(0.1)
+        r = requests.get(base + "/healthz", timeout=5)
+        assert r.status_code == 200, r.text
+        body = r.json()
+        assert body["ok"] is True and body["leader"] is True
+        assert body["data_source"] == "ok"
+        assert body["last_successful_scan"] == "2026-11-18T02:10:00Z"
+        text = requests.get(base + "/metrics", timeout=5).text
+        for name in METRIC_NAMES:
+            assert name in text, name
+        assert "gpu_risk_gpus_scored 16.0" in text
+        assert 'gpu_risk_notifications_sent_total{kind="post"} 1.0' in text
+        assert "gpu_risk_incidents_open 1.0" in text
+        # The last good scan grows old (the clock moves, Prometheus keeps failing): 503.
+        clock.at += runtime.stale_after() + timedelta(minutes=1)
+        r = requests.get(base + "/healthz", timeout=5)
+        assert r.status_code == 503 and r.json()["ok"] is False
+        assert requests.get(base + "/nope", timeout=5).status_code == 404
+    finally:
+        runtime.stop()
+    with pytest.raises(requests.ConnectionError):
+        requests.get(base + "/healthz", timeout=2)
+
+
+def test_console_notifier_reconciles_a_retried_row_from_its_log(tmp_path: Path) -> None:
+    """A row claimed again after a crash (attempts > 1) is not shown twice if the log has it."""
+    at = datetime(2026, 11, 22, 10, tzinfo=UTC)
+    repo = Repository.from_url(f"sqlite:///{tmp_path / 's.db'}")
+    out = io.StringIO()
+    console = ConsoleNotifier(log_path=tmp_path / "log.jsonl", stream=out)
+    try:
+        inc = Incident(
+            "i", at, "warning", 0.9, RootCause("gpu-node-001/0", "gpu"),
+            (GpuScore("gpu-node-001", "0", 0.9),),
+        )  # fmt: skip
+        repo.apply_cycle(at, [inc], True)
+        (item,) = repo.claim_pending(10, "w1", timedelta(seconds=30), at=at)
+        ref = console.send(item)  # shown ... and the process "dies" before mark_sent
+        assert ref is not None and "Check GPU 0 on gpu-node-001" in out.getvalue()
+        later = at + timedelta(minutes=1)
+        (again,) = repo.claim_pending(10, "w2", timedelta(seconds=30), at=later)
+        assert again.is_retry
+        assert console.send(again) == ref  # found in the log: not shown again
+        repo.mark_sent(again.id, at=later, message_ref=ref)
+        assert [e["key"] for e in read_log(tmp_path / "log.jsonl")] == [item.idempotency_key]
+        assert out.getvalue().count("Check GPU 0 on gpu-node-001") == 1
+        assert repo.message_ref(item.incident_id or 0) == ref
+    finally:
+        repo.close()
+
+
+def test_digest_lists_open_incidents_and_prunes_scores(tmp_path: Path, simulator: Any) -> None:
+    clock = Clock(fd.SIM_START + timedelta(hours=2, minutes=10))
+    runtime = _runtime(tmp_path, simulator, clock, score_retention_days=1)
+    try:
+        runtime.scan()
+        iid = runtime.repository.open_incidents()[0].id
+        clock.at += timedelta(days=1, minutes=5)
+        runtime.repository.record_feedback(iid, "false_alarm", "U1", clock.at)
+        runtime.digest()
+        assert runtime.repository.top_gpus() == []  # older than one day: pruned
+    finally:
+        runtime.stop()
+    (entry,) = [e for e in read_log(tmp_path / "console.jsonl") if e["kind"] == "text"]
+    assert "*Open incidents:* 1" in entry["text"]
+    assert "GPU 1 on gpu-node-001" in entry["text"]
+    assert "*False alarms in the last 24 h:* 1" in entry["text"]
+
+
+def test_clock_setting_replays_history_faster() -> None:
+    start = datetime(2026, 11, 18, 2, tzinfo=UTC)
+    origin = datetime(2026, 11, 22, 12, tzinfo=UTC)
+    settings = load_settings(clock_start=start, clock_origin=origin, clock_speed=60)
+    real = [origin + timedelta(seconds=10)]
+    clock = make_clock(settings, real=lambda: real[0])
+    assert clock() == start + timedelta(minutes=10)
+    assert make_clock(load_settings(), real=lambda: origin)() == origin
+    with pytest.raises(ConfigError, match="time zone"):
+        load_settings(clock_start="2026-11-18T02:00:00")
+
+
+# ------------------------------------------------------------------ scheduler (real threads)
+
+
+def test_scans_never_overlap() -> None:
+    running, peak, calls = [0], [0], [0]
+    lock = threading.Lock()
+
+    def scan() -> bool:
+        with lock:
+            running[0] += 1
+            calls[0] += 1
+            peak[0] = max(peak[0], running[0])
+        time.sleep(1.2)  # longer than the interval
+        with lock:
+            running[0] -= 1
+        return True
+
+    noop = lambda: None  # noqa: E731
+    scheduler = build_scheduler(
+        Jobs(scan=scan, dispatch=noop, refit=noop, digest=noop),
+        scan_interval=0.3,
+        refit_hour_utc=3,
+        digest_hour_utc=9,
+    )
+    scheduler.start()
+    try:
+        time.sleep(4)
+    finally:
+        scheduler.shutdown(wait=True)
+    assert calls[0] >= 2
+    assert peak[0] == 1
+
+
+def test_failing_scans_back_off_then_recover() -> None:
+    starts: list[float] = []
+    outcomes = iter([False, False, False, True, True, True, True, True, True, True])
+
+    def scan() -> bool:
+        starts.append(time.monotonic())
+        return next(outcomes, True)
+
+    noop = lambda: None  # noqa: E731
+    scheduler = build_scheduler(
+        Jobs(scan=scan, dispatch=noop, refit=noop, digest=noop),
+        scan_interval=0.4,
+        refit_hour_utc=3,
+        digest_hour_utc=9,
+    )
+    scheduler.start()
+    try:
+        deadline = time.monotonic() + 15
+        while len(starts) < 6 and time.monotonic() < deadline:
+            time.sleep(0.05)
+    finally:
+        scheduler.shutdown(wait=True)
+    gaps = [b - a for a, b in zip(starts, starts[1:], strict=False)]
+    # after 1, 2, 3 failures: 0.8 s, 1.6 s, 3.2 s; after the success: back to 0.4 s
+    assert gaps[0] == pytest.approx(0.8, abs=0.25)
+    assert gaps[1] == pytest.approx(1.6, abs=0.25)
+    assert gaps[2] == pytest.approx(3.2, abs=0.3)
+    assert gaps[3] == pytest.approx(0.4, abs=0.25)
+    assert json.dumps(gaps)  # keep the figures printable on failure
