@@ -141,8 +141,9 @@ def find_incidents(
     threshold : float
         Calibrated risk that counts as at risk.
     min_fraction, evidence_z, critical : float
-        Share of GPUs behind an entity at risk that makes it the root cause; deviation (robust
-        sd) that counts as the entity's own evidence; score that is critical on its own.
+        Share of a node's GPUs at risk that makes the node "hit", and of the nodes behind a
+        component or rack hit that makes it the root cause; deviation (robust sd, from the
+        ``z.`` columns) that counts as an entity's own evidence; score that is critical alone.
 
     Returns
     -------

@@ -35,7 +35,6 @@ from tests.fixtures.scoring_scenarios import (
     T0,
     TUNING_SEEDS,
     fault_run,
-    fit_model,
     healthy_run,
     simulate,
 )
@@ -242,7 +241,7 @@ def test_healthy_fleet_stays_quiet() -> None:
     run = healthy_run()
     per_1k = len(run.opened) / run.gpu_days * 1000
     print(f"false incidents: {len(run.opened)} in {run.gpu_days:.0f} GPU-days = {per_1k:.0f}/1k")
-    # 16 GPU-days, every 5 minutes: at most one false incident (<= 62.5 per 1,000 GPU-days).
+    # 16 GPU-days, every 10 minutes: at most one false incident (<= 62.5 per 1,000 GPU-days).
     assert len(run.opened) <= 1, [i.dedup_key for i in run.opened.values()]
 
 
@@ -266,4 +265,3 @@ def test_fit_needs_enough_history() -> None:
     with pytest.raises(ValueError, match="history too short"):
         GraphRiskModel().fit(frames, graph)
     assert pd.Timestamp(frames.end) > pd.Timestamp(frames.start)
-    _ = fit_model  # shared helper, used by the scenario fixtures
