@@ -526,3 +526,15 @@ def test_live_exporter_serves_the_current_sample() -> None:
         and 'gpu="0"' in x
     )
     assert float(line.rsplit(" ", 1)[1]) == temp.value.iloc[0]
+
+
+def test_deploy_topology_example_loads_with_its_override() -> None:
+    topo = load_topology(Path(__file__).resolve().parents[1] / "deploy" / "topology.example.yaml")
+    assert topo.upstream_of("gpu-node-008") == {
+        "power": ("pdu-a2", "pdu-a1"),
+        "cooling": ("crac-a2",),
+        "network": ("leaf-a1",),
+    }
+    assert topo.upstream_of("gpu-node-005")["network"] == ("leaf-a2",)
+    sim_components = FleetSpec(racks=2, nodes_per_rack=4).topology().components
+    assert dict(topo.components) == dict(sim_components)

@@ -419,6 +419,8 @@ class FleetSimulator:
         r0 = 0.062 * rng.normal(1.0, 0.05, g_n)
         slot = np.arange(g_n) % gpn
         temp_off = np.where(slot >= gpn / 2, 2.0, 0.0) + rng.normal(0.0, 1.2, g_n)
+        # a few healthy GPUs run steadily hotter (paste, airflow) without ever failing
+        temp_off += np.where(rng.random(g_n) < 0.03, rng.uniform(4.0, 7.0, g_n), 0.0)
         mem_off = rng.normal(0.0, 1.5, g_n)
         temp_noise = rng.normal(0.0, 0.4, (t_n, g_n))
         mem_noise = rng.normal(0.0, 0.4, (t_n, g_n))
@@ -431,6 +433,11 @@ class FleetSimulator:
         inlet_ar = _ar1(rng.normal(0.0, 0.08, (t_n, n_n)), 0.95)
         inlet_noise = rng.normal(0.0, 0.3, (t_n, n_n))
         fan_off = rng.normal(1.0, 0.03, (n_n, FANS_PER_NODE))
+        # a few healthy nodes have one fan that steadily runs slow (a tolerance, not a fault)
+        weak = rng.random(n_n) < 0.06
+        fan_off[np.arange(n_n), rng.integers(0, FANS_PER_NODE, n_n)] *= np.where(
+            weak, rng.uniform(0.75, 0.85, n_n), 1.0
+        )
         fan_noise = rng.normal(0.0, 60.0, (t_n, n_n, FANS_PER_NODE))
         exhaust_noise = rng.normal(0.0, 0.4, (t_n, n_n))
         node_pw_noise = rng.normal(0.0, 15.0, (t_n, n_n))
@@ -496,15 +503,19 @@ class FleetSimulator:
         r_eff = r0 * fx.r_mult * airflow**-0.9
         target = inlet_g + 8.0 + r_eff * power + temp_off
         temp = _lag(target, step_s, 120.0)
-        thr = np.clip((temp - SLOWDOWN_C) / 6.0, 0.0, 1.0)
-        power = power * (1.0 - 0.3 * thr)
-        temp = temp - thr * 0.3 * r_eff * power
+        # Above the slowdown temperature the GPU throttles: clocks and power fall until the
+        # temperature holds a few degrees above it (never past ~92 °C, the shutdown point).
+        excess = np.maximum(temp - SLOWDOWN_C, 0.0)
+        thr = np.clip(excess / 6.0, 0.0, 1.0)
+        depth = 1.0 - np.exp(-excess / 15.0)
+        power = power * (1.0 - 0.5 * depth)
+        temp = np.where(excess > 0, SLOWDOWN_C + 6.0 * np.tanh(excess / 6.0), temp)
         r_mem = 0.052 * (1.0 + 0.3 * (fx.r_mult - 1.0)) * airflow**-0.6
         mem_temp = _lag(inlet_g + 10.0 + r_mem * power + mem_off, step_s, 150.0)
         busy = util > 0.02
         sm = np.where(busy, 1980.0 - 140.0 * util**2 + clock_noise, 345.0)
         sm = sm * np.where(limited, np.clip(cap / demand, 0.0, 1.0) ** 0.5, 1.0)
-        sm = sm * (1.0 - 0.4 * thr)
+        sm = sm * (1.0 - 0.25 * thr - 0.4 * depth)
         sm = np.round(sm / 15.0) * 15.0
         thermal_incr = np.where(thr > 0, np.clip(thr * 1.6, 0.05, 1.0), 0.0) * step_us
         power_incr = power_frac * step_us
@@ -792,12 +803,15 @@ def _leaky_counters(
     """Harmless background counts on a minority of healthy GPUs (real fleets have them)."""
     per_day = step_min / 1440.0
     out: dict[str, np.ndarray] = {}
-    for name, share, lo, hi in (
-        ("sbe", 0.06, 0.5, 4.0),
-        ("crc", 0.10, 1.0, 30.0),
-        ("replay", 0.10, 0.5, 8.0),
+    for name, share, lo, hi, noisy_share, noisy_lo, noisy_hi in (
+        ("sbe", 0.06, 0.5, 4.0, 0.02, 20.0, 150.0),
+        ("crc", 0.10, 1.0, 30.0, 0.03, 50.0, 500.0),
+        ("replay", 0.10, 0.5, 8.0, 0.03, 20.0, 200.0),
     ):
         rate = np.where(rng.random(g_n) < share, rng.uniform(lo, hi, g_n), 0.0)
+        # a few healthy GPUs count steadily at a high rate and never fail
+        noisy = rng.random(g_n) < noisy_share
+        rate = np.where(noisy, rng.uniform(noisy_lo, noisy_hi, g_n), rate)
         counts = rng.poisson(rate[None, :] * per_day, (t_n, g_n)).astype(float)
         # rare benign bursts (a retrained link, a noisy cable): ~1 per GPU-month
         bursts = rng.random((t_n, g_n)) < per_day / 30.0
