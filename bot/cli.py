@@ -11,6 +11,7 @@ import typer
 COMMAND_MODULES: tuple[str, ...] = (
     "bot.commands.backtest",
     "bot.commands.check",
+    "bot.commands.demo",
     "bot.commands.evaluate",
     "bot.commands.run",
     "bot.commands.scan",

@@ -41,6 +41,7 @@ class CycleOutcome:
     decisions: tuple[Decision, ...] = ()
     error: str | None = None
     duration_s: float = 0.0
+    assessment: Assessment | None = None
 
     @property
     def notifications(self) -> int:
@@ -240,4 +241,5 @@ class Pipeline:
             incidents=tuple(incidents),
             decisions=tuple(decisions),
             duration_s=duration,
+            assessment=assessment,
         )

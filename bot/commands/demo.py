@@ -1,0 +1,245 @@
+"""``gpu-risk demo``: a simulated fleet with injected faults, run through the real alert flow.
+
+The same Pipeline that ``gpu-risk run`` uses scores a simulated 256-GPU fleet cycle by cycle on
+the embedded SQLite store; every alert is shown as a Slack user would see it (and written as
+Block Kit JSON and PNGs to the output directory). It ends with the backtest of the demo period:
+the graph model against the static threshold rules users run today.
+"""
+
+from __future__ import annotations
+
+import shutil
+import time
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from analysis.types import Assessment, Fault
+from bot.commands.common import UserError, guarded
+
+DEMO_START = datetime(2026, 11, 20, tzinfo=UTC)
+
+# (kind, target, minutes after the replay starts, precursor hours): one fault of each kind,
+# staggered so that the alerts arrive one after another.
+DEMO_FAULTS: tuple[tuple[str, str, int, float], ...] = (
+    ("thermal_interface", "gpu-node-031/6", 15, 5.0),
+    ("hbm", "gpu-node-026/3", 30, 4.0),
+    ("nvlink", "gpu-node-029/1", 45, 4.0),
+    ("pcie", "gpu-node-027/5", 60, 3.0),
+    ("cooling", "crac-a2", 75, 3.0),
+    ("fan", "gpu-node-030", 90, 4.0),
+    ("pdu", "pdu-a1", 120, 3.0),
+    ("switch", "leaf-a3", 150, 3.5),
+)
+
+
+def register(app: typer.Typer) -> None:
+    """Add the ``demo`` command."""
+    app.command("demo")(guarded(demo))
+
+
+def demo(
+    out: Annotated[Path, typer.Option("--out", help="Where Block Kit JSON and PNGs go")] = Path(
+        "demo-out"
+    ),
+    seed: Annotated[int, typer.Option("--seed", help="Simulator seed")] = 7,
+    hours: Annotated[
+        float, typer.Option("--hours", min=1.0, max=48.0, help="Simulated hours replayed")
+    ] = 8.0,
+    cycle_minutes: Annotated[
+        int, typer.Option("--cycle", min=1, max=60, help="Minutes between scans")
+    ] = 5,
+    fit_hours: Annotated[
+        float, typer.Option("--fit-hours", min=4.0, max=72.0, help="Hours of history fitted on")
+    ] = 24.0,
+) -> None:
+    """Run the alert flow on a simulated fleet with injected faults and show every alert."""
+    from analysis.explain import Explainer
+    from analysis.scoring import GraphRiskModel
+    from analysis.static_rules import StaticRules
+    from bot.delivery import deliver
+    from bot.pipeline import Pipeline
+    from bot.preview import PreviewNotifier
+    from storage.repository import Repository
+    from storage.simulator import FleetSimulator, FleetSpec
+    from storage.simulator.faults import make_fault
+
+    console = Console()
+    started = time.perf_counter()
+    spec = FleetSpec()
+    replay_start = DEMO_START + timedelta(hours=fit_hours)
+    faults = [
+        make_fault(
+            kind,
+            target,
+            replay_start + timedelta(minutes=m),
+            spec=spec,
+            precursor=timedelta(hours=h),
+        )
+        for kind, target, m, h in DEMO_FAULTS
+    ]
+    end = replay_start + timedelta(hours=hours)
+    sim = FleetSimulator(
+        spec,
+        start=DEMO_START,
+        duration=end - DEMO_START + timedelta(minutes=1),
+        seed=seed,
+        faults=faults,
+    )
+    _reset(out)
+    repo = Repository.from_url(f"sqlite:///{(out / 'gpu-risk-demo.db').resolve()}")
+    pipeline = Pipeline(
+        source=sim,
+        topology=sim.topology,
+        repository=repo,
+        make_scorer=lambda: GraphRiskModel(random_state=0),
+        make_explainer=lambda: Explainer(random_state=0),
+        fit_window=timedelta(hours=fit_hours),
+    )
+    notifier = PreviewNotifier(out_dir=out / "slack", console=console, images=pipeline.images_for)
+    console.rule("[bold]gpu-risk demo")
+    console.print(
+        f"Simulated fleet: {spec.racks} racks x {spec.nodes_per_rack} nodes x "
+        f"{spec.gpus_per_node} GPUs = {spec.n_gpus} GPUs, each rack behind its own PDU, "
+        f"cooling unit and leaf switch. Fitting the model on {fit_hours:.0f} h of history..."
+    )
+    pipeline.refit(replay_start)
+    console.print(
+        f"Replaying {hours:.0f} h in {cycle_minutes}-minute scans; faults are injected "
+        "along the way (shown dimmed: the bot does not see them).\n"
+    )
+    static = StaticRules()
+    graph_cycles: list[Assessment] = []
+    static_cycles: list[Assessment] = []
+    announced: set[tuple[str, str]] = set()
+    at = replay_start
+    while at <= end:
+        _announce(console, faults, at, announced)
+        outcome = pipeline.run_cycle(at)
+        if not outcome.ok or outcome.assessment is None:
+            raise UserError(f"demo scan at {at:%H:%M} failed: {outcome.error}")
+        graph_cycles.append(Assessment(at, outcome.assessment.scores, outcome.incidents))
+        static_cycles.append(_static(static, sim, pipeline, at))
+        deliver(repo, notifier.send, at=at, worker_id="demo")
+        at += timedelta(minutes=cycle_minutes)
+    _summary(
+        console,
+        graph_cycles=graph_cycles,
+        static_cycles=static_cycles,
+        faults=faults,
+        n_gpus=spec.n_gpus,
+        start=replay_start,
+        end=end,
+        out=out,
+    )
+    console.print(
+        f"\n[dim]demo finished in {time.perf_counter() - started:.0f} s; Block Kit JSON "
+        f"and PNGs in {out / 'slack'}; state in {out / 'gpu-risk-demo.db'}[/]"
+    )
+    repo.close()
+
+
+def _reset(out: Path) -> None:
+    """Start from an empty output directory (only ever one the demo created)."""
+    if out.exists():
+        if not (out / "gpu-risk-demo.db").exists() and any(out.iterdir()):
+            raise UserError(f"{out} exists and is not a demo output directory: pass another --out")
+        shutil.rmtree(out)
+    out.mkdir(parents=True)
+
+
+def _announce(
+    console: Console, faults: list[Fault], at: datetime, seen: set[tuple[str, str]]
+) -> None:
+    """Narrate ground truth as it happens (the bot never sees this)."""
+    for f in faults:
+        if f.onset <= at and (f.id, "onset") not in seen:
+            seen.add((f.id, "onset"))
+            console.print(
+                f"[dim]{at:%H:%M}  ⚡ injected: {f.kind} fault on {f.target} "
+                f"(fails at {f.failure:%H:%M})[/]"
+            )
+        if f.failure is not None and f.failure <= at and (f.id, "failure") not in seen:
+            seen.add((f.id, "failure"))
+            console.print(f"[dim]{at:%H:%M}  💥 {f.kind} fault on {f.target} has failed now[/]")
+
+
+def _static(static: object, sim: object, pipeline: object, at: datetime) -> Assessment:
+    """What the static threshold rules would have raised at ``at`` (for the comparison)."""
+    from analysis.graph import build_graph
+
+    frames = sim.fetch(at - pipeline.window, at, pipeline.step)  # type: ignore[attr-defined]
+    graph = build_graph(pipeline.topology, frames.gpus)  # type: ignore[attr-defined]
+    return static.assess(frames, graph, at)  # type: ignore[attr-defined,no-any-return]
+
+
+def _summary(
+    console: Console,
+    *,
+    graph_cycles: list[Assessment],
+    static_cycles: list[Assessment],
+    faults: list[Fault],
+    n_gpus: int,
+    start: datetime,
+    end: datetime,
+    out: Path,
+) -> None:
+    """Print the backtest of the demo period: graph model vs static rules."""
+    from analysis.backtest import figure_png, lead_time_figure, replay, summary_markdown
+
+    report = replay(
+        {"graph": graph_cycles, "static": static_cycles},
+        faults,
+        n_gpus=n_gpus,
+        start=start,
+        end=end,
+    )
+    console.rule("[bold]backtest of the demo period: graph model vs static rules")
+    by_fault = Table("fault", "kind", "graph lead (min)", "static lead (min)")
+    for f in faults:
+        cells = []
+        for name in ("graph", "static"):
+            o = next(o for o in report.detectors[name].outcomes if o.fault_id == f.id)
+            cells.append(
+                f"{o.lead_minutes:.0f}"
+                if o.lead_minutes is not None
+                else ("after failure" if o.warned else "missed")
+            )
+        by_fault.add_row(f.target, f.kind, *cells)
+    console.print(by_fault)
+    table = Table(
+        "detector",
+        "recall",
+        "precision",
+        "median lead (min)",
+        "incidents",
+        "false / 1k GPU-days",
+        "root cause ok",
+    )
+    for name, s in report.detectors.items():
+        table.add_row(
+            name,
+            _pct(s.recall),
+            _pct(s.precision),
+            f"{s.median_lead_minutes:.0f}" if s.median_lead_minutes is not None else "–",
+            str(s.n_incidents),
+            _num(s.false_incidents_per_1k_gpu_days),
+            _pct(s.root_cause_accuracy),
+        )
+    console.print(table)
+    (out / "backtest.md").write_text(summary_markdown(report), encoding="utf-8")
+    (out / "lead-times.png").write_bytes(figure_png(lead_time_figure(report)))
+
+
+def _num(value: float | None) -> str:
+    """Format a rate ('–' when undefined)."""
+    return "–" if value is None else f"{value:.1f}"
+
+
+def _pct(value: float | None) -> str:
+    """Format a ratio as a percentage ('–' when undefined)."""
+    return "–" if value is None else f"{100 * value:.0f} %"
