@@ -339,6 +339,15 @@ def test_hbm_failure_raises_dbe_xids_and_remap_failure() -> None:
     assert by.max()["DCGM_FI_DEV_UNCORRECTABLE_REMAPPED_ROWS"] == 1
     assert {48.0, 63.0, 64.0} <= set(mine[mine.metric == "DCGM_FI_DEV_XID_ERRORS"].value)
     assert mine[mine.metric == "DCGM_FI_DEV_GPU_UTIL"].value.iloc[3:].max() == 0
+    # the opt-in count gauge keeps every code of the last 5 minutes (the gauge only the last)
+    family = next(f for f in sim.families() if f.name == "DCGM_EXP_XID_ERRORS_COUNT")
+    i = sim.index_at(fault.failure + 2 * MIN)
+    seen = {
+        dict(s.labels)["xid"]: s.values[i]
+        for s in family.series
+        if dict(s.labels)["Hostname"] == "gpu-node-001" and dict(s.labels)["gpu"] == "0"
+    }
+    assert seen["48"] == 1 and seen["63"] == 1 and seen["64"] == 1
 
 
 def test_random_schedule_has_every_kind_stable_ids_and_no_overlap() -> None:

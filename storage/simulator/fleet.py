@@ -134,6 +134,7 @@ COMPONENT_SERIES: tuple[tuple[str, str, str, str, str], ...] = (
 )
 COUNTER_METRICS = frozenset({"switch_port_errors_total"})
 
+XID_COUNT_WINDOW = timedelta(minutes=5)  # dcgm-exporter's --xid-count-window-size default
 FB_TOTAL_MIB = 81559.0
 TDP_WATTS = 700.0
 SLOWDOWN_C = 86.0
@@ -265,7 +266,7 @@ class FleetSimulator:
         out: list[Family] = []
         nodes = spec.node_names
         gpn = spec.gpus_per_node
-        gpu_labels = []
+        gpu_labels: list[tuple[tuple[str, str], ...]] = []
         for n, node in enumerate(nodes):
             for g in range(gpn):
                 gpu_labels.append(
@@ -284,6 +285,7 @@ class FleetSimulator:
         for m, name in enumerate(GPU_METRICS):
             series = tuple(Series(gpu_labels[i], self._gpu[m, :, i]) for i in range(spec.n_gpus))
             out.append(Family(name, "gauge", GPU_HELP[name], series))
+        out.append(self._xid_count_family(gpu_labels))
         by_metric: dict[str, list[Series]] = {}
         for s, (metric, sensor, job, extra) in enumerate(NODE_SERIES):
             for n, node in enumerate(nodes):
@@ -315,6 +317,28 @@ class FleetSimulator:
         )
         out.append(Family("up", "gauge", "1 if the scrape target was reachable.", up_series))
         return tuple(out)
+
+    def _xid_count_family(self, gpu_labels: Sequence[tuple[tuple[str, str], ...]]) -> Family:
+        """dcgm-exporter's opt-in DCGM_EXP_XID_ERRORS_COUNT{xid}: XIDs in the last 5 minutes.
+
+        One series per GPU and XID code that GPU ever shows in the run; absent with the GPU.
+        """
+        window = max(1, int(XID_COUNT_WINDOW / self.step))
+        counts: dict[tuple[int, int], np.ndarray] = {}
+        for t, g, code in self._xid_events:
+            arr = counts.setdefault((g, code), np.zeros(self.steps))
+            arr[t : t + window] += 1.0
+        absent = np.isnan(self._gpu[0])
+        series = []
+        for (g, code), arr in sorted(counts.items()):
+            arr[absent[:, g]] = np.nan
+            series.append(Series((*gpu_labels[g][:6], ("xid", str(code)), *gpu_labels[g][6:]), arr))
+        return Family(
+            "DCGM_EXP_XID_ERRORS_COUNT",
+            "gauge",
+            "Count of XID errors within the configured time window.",
+            tuple(series),
+        )
 
     def write_history(self, out_dir: Path) -> None:
         """Write ``metrics.om`` (OpenMetrics), ``topology.yaml`` and ``faults.json`` to out_dir."""
@@ -533,9 +557,11 @@ class FleetSimulator:
                 if 0 < t < t_n:
                     counter[t:, g] -= counter[t - 1, g]
         xid = np.zeros((t_n, g_n))
-        for t, g, code, hold in sorted(app_xids + fx.xids):
+        events = sorted(app_xids + fx.xids)
+        for t, g, code, hold in events:
             if 0 <= t < t_n:
                 xid[t : t + hold, g] = code
+        self._xid_events = [(t, g, code) for t, g, code, _hold in events if 0 <= t < t_n]
 
         # --- assemble GPU metrics [metric, time, gpu]
         gpu = np.empty((len(GPU_METRICS), t_n, g_n))
