@@ -547,3 +547,39 @@ def test_deploy_topology_example_loads_with_its_override() -> None:
     assert topo.upstream_of("gpu-node-005")["network"] == ("leaf-a2",)
     sim_components = FleetSpec(racks=2, nodes_per_rack=4).topology().components
     assert dict(topo.components) == dict(sim_components)
+
+
+def test_fetch_between_samples_takes_the_latest_sample_like_a_range_query(
+    healthy: FleetSimulator,
+) -> None:
+    at = T0 + timedelta(hours=7, seconds=30)
+    frames = healthy.fetch(at, at + timedelta(minutes=2), MIN)
+    assert sorted(frames.gpu.ts.unique()) == [pd.Timestamp(at + k * MIN) for k in range(3)]
+    exact = healthy.fetch(at - timedelta(seconds=30), at - timedelta(seconds=30), MIN).gpu
+    first = frames.gpu[frames.gpu.ts == pd.Timestamp(at)]
+    assert first.value.tolist() == exact.value.tolist()
+
+
+@pytest.mark.parametrize(
+    ("kind", "metric"),
+    [
+        ("hbm", "DCGM_FI_DEV_ECC_SBE_VOL_TOTAL"),
+        ("nvlink", "DCGM_FI_DEV_NVLINK_CRC_FLIT_ERROR_COUNT_TOTAL"),
+        ("pcie", "DCGM_FI_DEV_PCIE_REPLAY_COUNTER"),
+    ],
+)
+def test_counter_precursors_accelerate_towards_the_failure(kind: str, metric: str) -> None:
+    fault = make_fault(kind, "gpu-node-004/3", ONSET, spec=SPEC)
+    sim = _sim([fault])
+    assert fault.failure is not None
+    span = fault.failure - fault.onset
+    thirds = [
+        sim.fetch(fault.onset + span * k / 3, fault.onset + span * (k + 1) / 3 - MIN, MIN)
+        for k in range(3)
+    ]
+    rises = []
+    for frames in thirds:
+        w = _wide(frames, metric)["gpu-node-004/3"]
+        rises.append(w.iloc[-1] - w.iloc[0])
+    assert rises[0] < rises[1] < rises[2]
+    assert rises[0] >= 1  # already visible in the first third
