@@ -406,6 +406,7 @@ class Explainer:
         self.models_: dict[tuple[str, str, tuple[str, ...]], _Fitted] = {}
         self.stats_: dict[str, tuple[pd.Series, pd.Series]] = {}
         self.raw_medians_: dict[str, pd.Series] = {}
+        self.references_: dict[tuple[str, tuple[str, ...]], pd.Series | None] = {}
         self.load_: dict[str, dict[str, tuple[str, float]]] = {}
         return self
 
@@ -518,14 +519,14 @@ class Explainer:
         baseline: FleetFrames | None,
     ) -> Explanation:
         """Do the work of ``explain`` (errors handled by the caller)."""
-        prepared = _prepare(frames, until=incident.at)
-        prepared.fan_ref = self.fan_ref_
         kind = incident.root_cause.kind
         group_kind = kind if kind in (GPU_SCOPE, NODE_SCOPE) else "component"
         affected = [g.key for g in incident.gpus] or (
             _gpus_behind(graph, incident.root_cause.id) if incident.root_cause.id in graph else []
         )
         group = _group_of(graph, incident.root_cause.id, kind, affected)
+        prepared = _prepare(_restrict(frames, group), until=incident.at)
+        prepared.fan_ref = self.fan_ref_
         table = _group_table(prepared, group)
         if table.empty:
             return Explanation(
@@ -596,15 +597,20 @@ class Explainer:
     ) -> dict[str, float]:
         """Return each variable's normal value for this group (baseline, history, or fleet)."""
         ref = {k: float(v) for k, v in fleet_median.items()}
-        sources: list[_Prepared] = [self.history_]
+        key = (group.entity, group.gpus)
+        if key not in self.references_:
+            own = _group_table(self.history_, group)
+            self.references_[key] = own.median(numeric_only=True) if not own.empty else None
+        medians = [self.references_[key]]
         if baseline is not None:
-            sources.append(_prepare(baseline))
-        for prepared in sources:
-            own = _group_table(prepared, group)
-            if not own.empty:
-                for k, v in own.median(numeric_only=True).items():
-                    if not math.isnan(float(v)):
-                        ref[str(k)] = float(v)
+            own = _group_table(_prepare(_restrict(baseline, group)), group)
+            medians.append(own.median(numeric_only=True) if not own.empty else None)
+        for med in medians:
+            if med is None:
+                continue
+            for k, v in med.items():
+                if not math.isnan(float(v)):
+                    ref[str(k)] = float(v)
         return ref
 
     def _attribute(
@@ -795,6 +801,21 @@ def _prepare(frames: FleetFrames, until: Any = None) -> _Prepared:
         else pd.DataFrame()
     )
     return _Prepared(rows=rows, fans=fans, components=components, component_metrics=comp_metrics)
+
+
+def _restrict(frames: FleetFrames, group: Group) -> FleetFrames:
+    """Keep only the group's nodes (its GPUs and their peers) and components."""
+    nodes = list(group.nodes)
+    comps = list(group.components.values())
+    return FleetFrames(
+        gpu=frames.gpu[frames.gpu["node"].isin(nodes)],
+        node=frames.node[frames.node["node"].isin(nodes)],
+        component=frames.component[frames.component["component"].isin(comps)],
+        up=frames.up,
+        start=frames.start,
+        end=frames.end,
+        step=frames.step,
+    )
 
 
 def _component_key(metric: str) -> str | None:
@@ -1218,14 +1239,10 @@ def _summary(
         lead = f"{head} {what}" if what.startswith("runs") else f"{head}: {what}" if what else head
     else:
         # the entity's own deviation: its component metric, else the node's, else the target
-        own = [
-            k
-            for k in z.index
-            if k in VARS
-            and (VARS[k].scope == kind or (kind == NODE_SCOPE and VARS[k].scope == NODE_SCOPE))
-            and abs(float(z[k])) >= Z_ANOMALOUS
-        ]
-        own.sort(key=lambda k: -abs(float(z[k])))
+        # (the root cause is given, so a milder deviation of its own metric is worth leading with)
+        harm = _harm(z)
+        own = [k for k, h in harm.items() if VARS[k].scope == kind and h >= Z_ANOMALOUS - 1]
+        own.sort(key=lambda k: -harm[k])
         key = own[0] if own else target
         phrase = _headline(VARS[key], sample.get(key), ref.get(key), group, prepared) if key else ""
         lead_key = key if phrase else None
@@ -1272,17 +1289,11 @@ def _hints(
         worst = (
             part.groupby(level="key").tail(5).max() if not part.empty else pd.Series(dtype=float)
         )
-        vanished = (
-            [
-                k
-                for k in group.gpus
-                if k in set(keys)
-                and rows.index.get_level_values("ts").max()
-                > part[part.index.get_level_values("key") == k].index.get_level_values("ts").max()
-            ]
-            if not part.empty
-            else []
-        )
+        vanished = []
+        if not part.empty:
+            last_seen = part.index.to_frame(index=False).groupby("key")["ts"].max()
+            latest = rows.index.get_level_values("ts").max()
+            vanished = sorted(str(k) for k, ts in last_seen.items() if ts < latest)
     else:
         worst = pd.Series(dtype=float)
         vanished = []

@@ -155,8 +155,9 @@ def render_incident_graph(
     else:
         leaves = [(g, _node_of(graph, g), [g]) for g in gpus]
     pos: dict[str, tuple[float, float]] = {}
+    pitch = 1.5 if collapse else 1.0  # a collapsed box is as wide as a node's name
     for i, (leaf, _node, _keys) in enumerate(leaves):
-        pos[leaf] = (float(i), LAYER_Y["gpu"])
+        pos[leaf] = (i * pitch, LAYER_Y["gpu"])
     for i, node in enumerate(nodes):
         xs = [pos[leaf][0] for leaf, parent, _ in leaves if parent == node]
         pos[node] = (float(np.mean(xs)) if xs else float(i), LAYER_Y["node"])
@@ -164,7 +165,7 @@ def render_incident_graph(
     by_layer: dict[float, list[str]] = {}
     for ent in upstream:
         by_layer.setdefault(LAYER_Y.get(graph.nodes[ent].get("kind", ""), 3.0), []).append(ent)
-    width_units = max(len(leaves), len(nodes), 1)
+    width_units = max(len(leaves) * pitch, len(nodes), 1)
     for y, ents in by_layer.items():
         ents.sort(
             key=lambda e: np.mean([pos[n][0] for n in graph.successors(e) if n in pos] or [0])
@@ -178,25 +179,30 @@ def render_incident_graph(
             pos[ent] = (x, y)
     xs = [p[0] for p in pos.values()]
     span = max(xs) - min(xs) if xs else 1.0
-    fig = Figure(figsize=(min(16.0, max(9.0, 0.62 * (span + 3))), 5.2), dpi=100)
+    fig = Figure(figsize=(min(16.0, max(9.0, 0.85 * (span + 3.9))), 5.2), dpi=100)
     ax = fig.add_axes((0.02, 0.08, 0.86, 0.8))
     ax.set_axis_off()
     norm = Normalize(0.0, 1.0)
     # edges
     drawn = set(pos)
     for a in drawn:
+        if a not in graph:
+            continue
         for b in graph.successors(a):
             if b in drawn and graph.nodes[b].get("kind") != "gpu":
-                _edge(ax, pos[a], pos[b])
+                _edge(ax, pos[a], pos[b], strong=a == root)
     for leaf, parent, _keys in leaves:
         if parent in pos:
-            _edge(ax, pos[parent], pos[leaf])
+            _edge(ax, pos[parent], pos[leaf], strong=root in (parent, leaf))
     # boxes
     kinds_label = {"pdu": "PDU", "cooling": "cooling", "switch": "leaf switch", "rack": "rack"}
     for ent in entities:
         kind = str(graph.nodes[ent].get("kind"))
         score = _entity_score(graph, ent, scores, root)
         text = f"{ent}\n{kinds_label.get(kind, kind)}" if kind != "node" else ent
+        if kind == "node" and len(nodes) > 10 and "-" in ent:
+            head, _, tail = ent.rpartition("-")
+            text = f"{head}-\n{tail}"  # two short lines keep many nodes legible
         colour = RISK_CMAP(norm(score)) if score is not None else (0.88, 0.88, 0.88, 1.0)
         _box(ax, pos[ent], text, colour, root=ent == root, fontsize=8.5)
     for leaf, _parent, keys in leaves:
@@ -226,12 +232,12 @@ def render_incident_graph(
                 fontsize=7.5,
                 bold=key in affected,
             )
-    ax.set_xlim(min(xs) - 1.0, max(xs) + 1.0)
+    ax.set_xlim(min(xs) - 1.9, max(xs) + 1.0)
     ax.set_ylim(-0.6, 3.6)
     for y, name in ((3.0, "facility"), (2.0, "rack"), (1.0, "node"), (0.0, "GPU")):
         if any(abs(p[1] - y) < 1e-6 for p in pos.values()):
             ax.text(
-                min(xs) - 0.95,
+                min(xs) - 1.85,
                 y,
                 name,
                 fontsize=8,
@@ -263,13 +269,19 @@ def render_incident_graph(
     return _png(fig)
 
 
-def _edge(ax: object, a: tuple[float, float], b: tuple[float, float]) -> None:
-    """Draw a dependency arrow from ``a`` (depended on) to ``b``."""
+def _edge(ax: object, a: tuple[float, float], b: tuple[float, float], *, strong: bool) -> None:
+    """Draw a dependency arrow from ``a`` (depended on) to ``b``; the root cause's in red."""
     ax.annotate(  # type: ignore[attr-defined]
         "",
         xy=(b[0], b[1] + 0.22),
         xytext=(a[0], a[1] - 0.22),
-        arrowprops={"arrowstyle": "-|>", "color": "#9a9a9a", "lw": 0.9, "shrinkA": 0, "shrinkB": 0},
+        arrowprops={
+            "arrowstyle": "-|>",
+            "color": "#b00000" if strong else "#b5b5b5",
+            "lw": 1.4 if strong else 0.7,
+            "shrinkA": 0,
+            "shrinkB": 0,
+        },
     )
 
 
@@ -316,7 +328,9 @@ def _panel_metrics(incident: Incident, frames: FleetFrames, limit: int = 3) -> l
     )
     picked: list[str] = []
     if incident.explanation is not None:
-        for f in incident.explanation.factors:
+        for i, f in enumerate(incident.explanation.factors):
+            if i > 0 and f.share < 0.15:
+                break  # minor factors make poor panels; the kind's defaults are better
             if f.name in available and f.name not in picked:
                 picked.append(f.name)
     for name in DEFAULT_PANELS.get(incident.root_cause.kind, DEFAULT_PANELS["gpu"]):
@@ -354,11 +368,9 @@ def _wide(df: pd.DataFrame, key_cols: Sequence[str]) -> pd.DataFrame:
     """Pivot a long frame to time x entity."""
     if df.empty:
         return pd.DataFrame()
-    keys = (
-        df[list(key_cols)].astype(str).agg("/".join, axis=1)
-        if len(key_cols) > 1
-        else df[key_cols[0]].astype(str)
-    )
+    keys = df[key_cols[0]].astype(str)
+    for col in key_cols[1:]:
+        keys = keys + "/" + df[col].astype(str)
     return (
         df.assign(_k=keys.to_numpy())
         .drop_duplicates(["ts", "_k"], keep="last")
@@ -396,8 +408,10 @@ def _series_for(
         return wide[mine], wide.drop(columns=mine), "sensor"
     part = frames.component[frames.component["metric"] == metric]
     wide = _wide(part, ["component"])
-    root = incident.root_cause.id
-    mine = [c for c in wide.columns if c == root]
+    wanted = {incident.root_cause.id}
+    if incident.explanation is not None:
+        wanted |= {f.entity for f in incident.explanation.factors if f.name == metric}
+    mine = [c for c in wide.columns if c in wanted]
     return wide[mine], wide.drop(columns=mine), "component"
 
 
@@ -450,21 +464,31 @@ def render_incident_metrics(
             ).abs()
             order = list(dev.sort_values(ascending=False).index)
             top = MAX_HIGHLIGHTED if what != "sensor" else 2
-            for i, col in enumerate(order):
+            for i, col in enumerate(order[:top]):
                 s = mine[col].dropna()
-                if i < top:
-                    ax.plot(
-                        s.index, s.to_numpy(), color=AFFECTED_COLOURS[i], lw=1.8, label=str(col)
-                    )
-                else:
-                    ax.plot(
-                        s.index,
-                        s.to_numpy(),
-                        color="#d62f2f",
-                        lw=0.6,
-                        alpha=0.5,
-                        label=f"{len(order) - top} more affected {what}s" if i == top else None,
-                    )
+                ax.plot(s.index, s.to_numpy(), color=AFFECTED_COLOURS[i], lw=1.8, label=str(col))
+            rest = mine[order[top:]]
+            if rest.shape[1] == 1:
+                s = rest.iloc[:, 0].dropna()
+                ax.plot(
+                    s.index,
+                    s.to_numpy(),
+                    color="#d62f2f",
+                    lw=0.7,
+                    alpha=0.6,
+                    label=f"1 more affected {what}",
+                )
+            elif rest.shape[1] > 1:  # a band, not dozens of lines
+                rq = rest.quantile([0.1, 0.9], axis=1).T
+                ax.fill_between(
+                    rq.index,
+                    rq[0.1],
+                    rq[0.9],
+                    color="#d62f2f",
+                    alpha=0.18,
+                    linewidth=0,
+                    label=f"{rest.shape[1]} more affected {what}s (10–90 %)",
+                )
         if onset is not None:
             ax.axvline(
                 pd.Timestamp(onset), color="#e07b00", ls="--", lw=1.3, label="precursor onset"

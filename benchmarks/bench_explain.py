@@ -1,0 +1,154 @@
+"""Explanation and rendering speed: time per incident (with and without the SCM cache), PNG renders.
+
+Run: ``.venv/bin/python -m benchmarks.bench_explain [--racks 4 --nodes 8 --gpus 8 --hours 12]``.
+One simulated fault of every kind is injected into its own fleet; the explainer is fitted on the
+healthy hours before onset and explains the incident at 65 % of the precursor. Prints medians.
+Targets: <= 1 s per incident after the one-off ``import dowhy.gcm``; <= 0.3 s per PNG.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
+
+from analysis.explain import Explainer
+from analysis.graph import build_graph
+from analysis.plots import render_incident_graph, render_incident_metrics
+from analysis.types import GpuScore, Incident, RootCause
+from storage.simulator import FleetSimulator, FleetSpec, make_fault
+
+KINDS = {
+    "fan": ("node", lambda s: s.node_name(1)),
+    "thermal_interface": ("gpu", lambda s: f"{s.node_name(2)}/1"),
+    "hbm": ("gpu", lambda s: f"{s.node_name(0)}/2"),
+    "nvlink": ("gpu", lambda s: f"{s.node_name(3)}/0"),
+    "pcie": ("gpu", lambda s: f"{s.node_name(1)}/3"),
+    "pdu": ("pdu", lambda s: s.pdu_id(0)),
+    "cooling": ("cooling", lambda s: s.crac_id(s.racks - 1)),
+    "switch": ("switch", lambda s: s.leaf_id(0)),
+}
+
+
+def _median_ms(values: list[float], cpu: list[float] | None = None) -> str:
+    """Format a median in milliseconds (wall, and CPU time of this process when given)."""
+    out = f"{statistics.median(values) * 1000:7.0f} ms"
+    if cpu:
+        out += f"   (CPU {statistics.median(cpu) * 1000:.0f} ms)"
+    return out
+
+
+class _Clock:
+    """Wall and CPU time of one measured call."""
+
+    def __enter__(self) -> _Clock:
+        """Start both clocks."""
+        self.w0, self.c0 = time.perf_counter(), time.process_time()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        """Stop both clocks."""
+        self.wall = time.perf_counter() - self.w0
+        self.cpu = time.process_time() - self.c0
+
+
+def main() -> None:
+    """Measure and print."""
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--racks", type=int, default=4)
+    parser.add_argument("--nodes", type=int, default=8)
+    parser.add_argument("--gpus", type=int, default=8)
+    parser.add_argument("--hours", type=float, default=12.0, help="healthy history to fit on")
+    parser.add_argument("--repeat", type=int, default=5)
+    args = parser.parse_args()
+    spec = FleetSpec(racks=args.racks, nodes_per_rack=args.nodes, gpus_per_node=args.gpus)
+    start = datetime(2026, 11, 1, tzinfo=UTC)
+    step = timedelta(minutes=1)
+    onset = start + timedelta(hours=args.hours)
+
+    t0 = time.perf_counter()
+    from dowhy import gcm  # noqa: F401  (the one-off import the bot pays on first explanation)
+
+    print(f"import dowhy.gcm (one-off)         {time.perf_counter() - t0:7.2f} s")
+    print(f"fleet: {spec.n_gpus} GPUs, history {args.hours:g} h at 1 min")
+
+    fit_s: list[float] = []
+    cold: list[float] = []
+    warm: list[float] = []
+    graph_s: list[float] = []
+    metrics_s: list[float] = []
+    cold_c: list[float] = []
+    warm_c: list[float] = []
+    graph_c: list[float] = []
+    metrics_c: list[float] = []
+    rows = []
+    for i, (kind, (rc_kind, target_of)) in enumerate(KINDS.items()):
+        target = target_of(spec)
+        fault = make_fault(kind, target, onset, spec=spec)
+        assert fault.failure is not None
+        sim = FleetSimulator(
+            spec,
+            start=start,
+            duration=timedelta(hours=args.hours + 12),
+            seed=4242 + i,
+            faults=[fault],
+        )
+        at = onset + (fault.failure - onset) * 0.65
+        history = sim.fetch(start, onset - step, step)
+        graph = build_graph(sim.topology, history.gpus)
+        frames = sim.fetch(at - timedelta(hours=2), at, step)
+        incident = Incident(
+            id=kind,
+            at=at,
+            severity="warning",
+            score=0.9,
+            root_cause=RootCause(target, rc_kind),  # type: ignore[arg-type]
+            gpus=tuple(GpuScore(*k.split("/"), 0.9) for k in fault.affected),
+        )
+        t0 = time.perf_counter()
+        explainer = Explainer(random_state=0).fit(history, graph)
+        fit_s.append(time.perf_counter() - t0)
+        for _ in range(args.repeat):  # without cache: training table and SCM rebuilt each time
+            explainer.models_.clear()
+            explainer.tables_.clear()
+            explainer.references_.clear()
+            with _Clock() as c:
+                explainer.explain(incident, frames, graph)
+            cold.append(c.wall)
+            cold_c.append(c.cpu)
+        times = []
+        for _ in range(args.repeat):  # with cache: attribution only
+            with _Clock() as c:
+                exp = explainer.explain(incident, frames, graph)
+            times.append(c.wall)
+            warm_c.append(c.cpu)
+        warm.extend(times)
+        incident = replace(incident, explanation=exp)
+        scores = {g.key: 0.1 for g in frames.gpus} | {g.key: g.score for g in incident.gpus}
+        for _ in range(args.repeat):
+            with _Clock() as c:
+                render_incident_graph(incident, graph, scores)
+            graph_s.append(c.wall)
+            graph_c.append(c.cpu)
+            with _Clock() as c:
+                render_incident_metrics(incident, frames, onset=onset)
+            metrics_s.append(c.wall)
+            metrics_c.append(c.cpu)
+        top = exp.factors[0] if exp.factors else None
+        rows.append(
+            (kind, statistics.median(times), top.name if top else "-", top.share if top else 0.0)
+        )
+    print(f"fit (prepare history), median       {_median_ms(fit_s)}")
+    print(f"explain without cache, median       {_median_ms(cold, cold_c)}")
+    print(f"explain with cache, median          {_median_ms(warm, warm_c)}")
+    print(f"render_incident_graph, median       {_median_ms(graph_s, graph_c)}")
+    print(f"render_incident_metrics, median     {_median_ms(metrics_s, metrics_c)}")
+    print("per kind (cached median, top factor):")
+    for kind, t, name, share in rows:
+        print(f"  {kind:18s} {t * 1000:6.0f} ms  {name} ({share:.0%})")
+
+
+if __name__ == "__main__":
+    main()
