@@ -251,10 +251,8 @@ class StaticRules:
         """Fire the rules at ``at``; one incident per GPU, or per node when the node is gone."""
         order = [r.name for r in RULES]
         firings = sorted(self.firing(frames, at), key=lambda f: order.index(f.rule))
-        upto = frames.gpu[frames.gpu["ts"] <= _utc(at)]
-        seen = sorted(
-            {GpuRef(str(n), str(g)) for n, g in upto[["node", "gpu"]].itertuples(index=False)}
-        )
+        upto = frames.gpu.loc[frames.gpu["ts"] <= _utc(at), ["node", "gpu"]].drop_duplicates()
+        seen = sorted(GpuRef(str(n), str(g)) for n, g in upto.itertuples(index=False))
         gpus_by_node: dict[str, list[GpuRef]] = {}
         for ref in seen:
             gpus_by_node.setdefault(ref.node, []).append(ref)

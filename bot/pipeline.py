@@ -19,7 +19,7 @@ from analysis.graph import build_graph
 from analysis.lifecycle import Decision
 from analysis.plots import render_incident_graph, render_incident_metrics
 from analysis.scorer import Scorer
-from analysis.scoring import Hysteresis
+from analysis.scoring import Hysteresis, fleet_fingerprint
 from analysis.types import Assessment, FleetFrames, Incident, Topology
 from bot.telemetry import BotMetrics
 from storage.repository import Repository
@@ -127,8 +127,6 @@ class Pipeline:
 
     def model(self, graph: nx.DiGraph, at: datetime) -> Scorer:
         """Return the fitted scorer for this fleet: in memory, stored, or fitted on the past."""
-        from analysis.scoring import fleet_fingerprint
-
         fingerprint = fleet_fingerprint(graph)
         if self.scorer is not None and fingerprint == self.fingerprint:
             return self.scorer
@@ -145,6 +143,7 @@ class Pipeline:
         if hasattr(scorer, "exclude"):
             scorer.exclude = tuple(scorer.exclude) + self._known_incidents()
         scorer.fit(history, graph)
+        self.fingerprint = fleet_fingerprint(graph)
         if self.make_explainer is not None:
             self.explainer = self.make_explainer().fit(history, graph)
         if self.save_model is not None:
