@@ -583,3 +583,33 @@ def test_counter_precursors_accelerate_towards_the_failure(kind: str, metric: st
         rises.append(w.iloc[-1] - w.iloc[0])
     assert rises[0] < rises[1] < rises[2]
     assert rises[0] >= 1  # already visible in the first third
+
+
+def test_cli_history_injects_the_faults_of_a_faults_file(tmp_path: Path) -> None:
+    spec = FleetSpec(racks=1, nodes_per_rack=2, gpus_per_node=2)
+    fault = make_fault(
+        "pcie", "gpu-node-002/1", T0 + timedelta(hours=1), spec=spec, precursor=timedelta(hours=2)
+    )
+    src = tmp_path / "in.json"
+    src.write_text(json.dumps([fault.as_dict() | {"affected": []}]))
+    args = [
+        "simulate",
+        "history",
+        "--days",
+        "0.25",
+        "--racks",
+        "1",
+        "--nodes",
+        "2",
+        "--gpus",
+        "2",
+        "--start",
+        "2026-11-20T00:00:00Z",
+    ]
+    r = CliRunner().invoke(build_app(), [*args, "--faults", str(src), "--out", str(tmp_path / "o")])
+    assert r.exit_code == 0, r.output
+    written = json.loads((tmp_path / "o" / "faults.json").read_text())
+    assert written == [fault.as_dict()]
+    src.write_text(json.dumps([fault.as_dict() | {"target": "gpu-node-009/1"}]))
+    r = CliRunner().invoke(build_app(), [*args, "--faults", str(src), "--out", str(tmp_path / "p")])
+    assert r.exit_code == 2 and "gpu-node-009/1" in r.output

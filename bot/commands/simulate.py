@@ -13,6 +13,7 @@ from rich.console import Console
 from bot.commands.common import UserError, guarded, parse_at
 
 if TYPE_CHECKING:
+    from analysis.types import Fault
     from storage.simulator.spec import FleetSpec
 
 _DURATION = re.compile(r"^(\d+)(s|m|h|d)$")
@@ -60,6 +61,10 @@ def history(
         float, typer.Option("--fault-rate", help="Faults per 100 GPU-days (random schedule)")
     ] = 3.0,
     healthy: Annotated[bool, typer.Option("--healthy", help="No faults at all")] = False,
+    faults: Annotated[
+        Path | None,
+        typer.Option("--faults", help="Inject exactly the faults of this faults.json"),
+    ] = None,
 ) -> None:
     """Write DIR/metrics.om (OpenMetrics for promtool), DIR/topology.yaml and DIR/faults.json."""
     from storage.simulator import FleetSimulator
@@ -79,15 +84,22 @@ def history(
         f"simulating {spec.racks} racks x {spec.nodes_per_rack} nodes x {spec.gpus_per_node} "
         f"GPUs for {days:g} days at {step} (seed {seed}) ..."
     )
-    sim = FleetSimulator(
-        spec,
-        start=begin,
-        duration=duration,
-        step=step_td,
-        seed=seed,
-        fault_rate=fault_rate,
-        healthy=healthy,
-    )
+    injected = _read_faults(faults, spec) if faults is not None else None
+    if injected is not None and healthy:
+        raise UserError("--faults and --healthy contradict each other: give one of them")
+    try:
+        sim = FleetSimulator(
+            spec,
+            start=begin,
+            duration=duration,
+            step=step_td,
+            seed=seed,
+            faults=injected,
+            fault_rate=fault_rate,
+            healthy=healthy,
+        )
+    except ValueError as exc:
+        raise UserError(f"{faults}: {exc}" if faults else str(exc)) from None
     try:
         sim.write_history(out)
     except OSError as exc:
@@ -164,3 +176,19 @@ def _spec(racks: int, nodes: int, gpus: int) -> FleetSpec:
         ):
             text = text.replace(field, flag)
         raise UserError(text) from None
+
+
+def _read_faults(path: Path, spec: FleetSpec) -> list[Fault]:
+    """Read a faults.json to inject; ``affected`` is recomputed from each fault's target."""
+    import dataclasses
+
+    from storage.datasets import DatasetError, load_faults
+    from storage.simulator.faults import affected_of
+
+    try:
+        loaded = load_faults(path)
+        return [
+            dataclasses.replace(f, affected=affected_of(f.kind, f.target, spec)) for f in loaded
+        ]
+    except (DatasetError, ValueError) as exc:
+        raise UserError(f"{path}: {exc}" if str(path) not in str(exc) else str(exc)) from None

@@ -444,7 +444,12 @@ def check_faults(faults: Sequence[Fault], spec: FleetSpec) -> None:
         if f.id in seen:
             raise ValueError(f"fault id {f.id!r} appears twice")
         seen.add(f.id)
-        affected_of(f.kind, f.target, spec)
+        expected = affected_of(f.kind, f.target, spec)
+        if tuple(f.affected) != expected:
+            raise ValueError(
+                f"fault {f.id}: affected must list the GPUs behind {f.target} "
+                f"({len(expected)} GPUs, as make_fault computes them), got {len(f.affected)}"
+            )
         if f.onset.tzinfo is None:
             raise ValueError(f"fault {f.id}: onset must be timezone-aware (UTC)")
         if f.failure is not None and f.failure <= f.onset:
