@@ -265,7 +265,7 @@ def lead_time_figure(report: BacktestReport) -> Figure:
     """
     kinds = sorted({f.kind for f in report.faults})
     names = list(report.detectors)
-    fig = Figure(figsize=(max(6.0, 1.2 * len(kinds) + 2), 4.0), dpi=100)
+    fig = Figure(figsize=(max(6.0, 1.6 * len(kinds) + 2), 4.0 + 0.15 * len(names)), dpi=100)
     FigureCanvasAgg(fig)
     ax = fig.add_subplot(1, 1, 1)
     width = 0.8 / max(len(names), 1)
@@ -291,11 +291,11 @@ def lead_time_figure(report: BacktestReport) -> Figure:
     labels = []
     for kind in kinds:
         total = sum(1 for f in report.faults if f.kind == kind)
-        missed = ", ".join(
-            f"{name} {sum(1 for o in report.detectors[name].outcomes if o.kind == kind and not o.warned)}"
+        missed = [
+            f"{name}: {sum(1 for o in report.detectors[name].outcomes if o.kind == kind and not o.warned)} missed"
             for name in names
-        )
-        labels.append(f"{kind}\n(n={total})\nmissed: {missed}" if names else kind)
+        ]
+        labels.append("\n".join([f"{kind} (n={total})", *missed]))
     ax.set_xticks(range(len(kinds)))
     ax.set_xticklabels(labels, fontsize=7)
     ax.set_ylabel("lead time before failure (minutes)")

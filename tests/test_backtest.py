@@ -159,7 +159,11 @@ def test_summary_and_figure() -> None:
     assert "| pdu | 1/1 | 0/1 |" in md
     fig = lead_time_figure(report)
     ax = fig.axes[0]
-    assert [t.get_text().split("\n")[0] for t in ax.get_xticklabels()] == ["fan", "pdu"]
+    labels = [t.get_text().split("\n") for t in ax.get_xticklabels()]
+    assert labels == [
+        ["fan (n=1)", "graph: 0 missed", "static: 0 missed"],
+        ["pdu (n=1)", "graph: 0 missed", "static: 1 missed"],
+    ]
     png = figure_png(fig)
     assert png.startswith(b"\x89PNG") and len(png) > 5000
 
