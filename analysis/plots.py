@@ -75,6 +75,22 @@ DEFAULT_PANELS: Mapping[str, tuple[str, ...]] = {
         "DCGM_FI_DEV_NVLINK_CRC_FLIT_ERROR_COUNT_TOTAL",
     ),
 }
+# Metrics that tell the rest of the story of a top factor (drawn before the kind's defaults).
+RELATED: Mapping[str, tuple[str, ...]] = {
+    "DCGM_FI_DEV_ECC_SBE_VOL_TOTAL": (
+        "DCGM_FI_DEV_CORRECTABLE_REMAPPED_ROWS",
+        "DCGM_FI_DEV_ECC_DBE_VOL_TOTAL",
+    ),
+    "DCGM_FI_DEV_CORRECTABLE_REMAPPED_ROWS": (
+        "DCGM_FI_DEV_ECC_SBE_VOL_TOTAL",
+        "DCGM_FI_DEV_ECC_DBE_VOL_TOTAL",
+    ),
+    "DCGM_FI_DEV_NVLINK_CRC_FLIT_ERROR_COUNT_TOTAL": ("DCGM_FI_DEV_GPU_UTIL",),
+    "DCGM_FI_DEV_PCIE_REPLAY_COUNTER": ("DCGM_FI_DEV_GPU_UTIL",),
+    "ipmi_fan_speed_rpm": ("DCGM_FI_DEV_GPU_TEMP", "DCGM_FI_DEV_THERMAL_VIOLATION"),
+    "DCGM_FI_DEV_GPU_TEMP": ("DCGM_FI_DEV_POWER_USAGE", "DCGM_FI_DEV_THERMAL_VIOLATION"),
+    "port_errors_total": ("DCGM_FI_DEV_GPU_UTIL",),
+}
 NODE_SENSORS: Mapping[str, str] = {"ipmi_temperature_celsius": "Inlet Temp"}
 
 
@@ -333,6 +349,9 @@ def _panel_metrics(incident: Incident, frames: FleetFrames, limit: int = 3) -> l
                 break  # minor factors make poor panels; the kind's defaults are better
             if f.name in available and f.name not in picked:
                 picked.append(f.name)
+        if incident.explanation.factors:
+            top = incident.explanation.factors[0].name
+            picked += [m for m in RELATED.get(top, ()) if m in available and m not in picked]
     for name in DEFAULT_PANELS.get(incident.root_cause.kind, DEFAULT_PANELS["gpu"]):
         resolved = name if name in available else _similar(name, available)
         if resolved and resolved not in picked:
@@ -422,16 +441,25 @@ def render_incident_metrics(
     metrics = _panel_metrics(incident, frames)
     n = max(1, len(metrics))
     fig = Figure(figsize=(11.0, 1.0 + 2.2 * n), dpi=90)
+    first = min(
+        (df["ts"].min() for df in (frames.gpu, frames.node, frames.component) if not df.empty),
+        default=None,
+    )
+    onset_ts = pd.Timestamp(onset) if onset is not None else None
+    note = ""
+    if onset_ts is not None and first is not None and onset_ts < first:
+        note = f"\nprecursor onset {onset_ts.tz_convert('UTC'):%Y-%m-%d %H:%M} UTC (before this window)"
+        onset_ts = None
     fig.subplots_adjust(
         left=0.08,
         right=0.78,
-        top=1 - 0.75 / (1.0 + 2.2 * n),
+        top=1 - (1.0 if note else 0.75) / (1.0 + 2.2 * n),
         bottom=0.5 / (1.0 + 2.2 * n) + 0.02,
         hspace=0.35,
     )
     fig.suptitle(
-        f"{incident.title} — {incident.severity}, risk {incident.score:.2f}",
-        fontsize=12,
+        f"{incident.title} — {incident.severity}, risk {incident.score:.2f}{note}",
+        fontsize=12 if not note else 11,
         fontweight="bold",
     )
     if not metrics:
@@ -489,10 +517,8 @@ def render_incident_metrics(
                     linewidth=0,
                     label=f"{rest.shape[1]} more affected {what}s (10–90 %)",
                 )
-        if onset is not None:
-            ax.axvline(
-                pd.Timestamp(onset), color="#e07b00", ls="--", lw=1.3, label="precursor onset"
-            )
+        if onset_ts is not None:
+            ax.axvline(onset_ts, color="#e07b00", ls="--", lw=1.3, label="precursor onset")
         ax.axvline(at, color="#b00000", ls=":", lw=1.3, label="alert")
         ax.set_ylabel(f"{label}\n[{unit}]", fontsize=8.5)
         ax.set_title(
