@@ -375,6 +375,18 @@ def test_random_schedule_has_every_kind_stable_ids_and_no_overlap() -> None:
     assert set(as_json[0]) == {"id", "kind", "target", "affected", "onset", "failure"}
 
 
+def test_fault_tables_cover_every_kind_and_name_real_metrics() -> None:
+    from storage.simulator import FAULT_MIX, FAULT_SIGNALS, GPU_METRICS, NODE_SERIES
+    from storage.simulator.faults import PRECURSOR_HOURS
+
+    assert set(FAULT_MIX) == set(FAULT_SIGNALS) == set(PRECURSOR_HOURS) == set(FAULT_KINDS)
+    assert abs(sum(FAULT_MIX.values()) - 1.0) < 1e-9
+    components = {k for c in SPEC.topology().components.values() for k in c.metrics}
+    known = set(GPU_METRICS) | {s[0] for s in NODE_SERIES} | components
+    for kind, signals in FAULT_SIGNALS.items():
+        assert set(signals) <= known, kind
+
+
 def test_make_fault_rejects_targets_of_the_wrong_kind() -> None:
     with pytest.raises(ValueError, match="<node>/<gpu>"):
         make_fault("hbm", "gpu-node-001", ONSET, spec=SPEC)

@@ -102,6 +102,54 @@ PRECURSOR_HOURS: dict[str, tuple[float, float]] = {
     "switch": (2.0, 8.0),
 }
 
+# The metrics each kind moves, primary first (GPU frame: DCGM name; node frame: Prometheus
+# name; component frame: the topology metric key). For explanations and evaluation.
+FAULT_SIGNALS: dict[str, tuple[str, ...]] = {
+    "fan": (
+        "ipmi_fan_speed_rpm",
+        "DCGM_FI_DEV_GPU_TEMP",
+        "DCGM_FI_DEV_MEMORY_TEMP",
+        "DCGM_FI_DEV_THERMAL_VIOLATION",
+        "DCGM_FI_DEV_SM_CLOCK",
+        "ipmi_temperature_celsius",
+    ),
+    "thermal_interface": (
+        "DCGM_FI_DEV_GPU_TEMP",
+        "DCGM_FI_DEV_MEMORY_TEMP",
+        "DCGM_FI_DEV_THERMAL_VIOLATION",
+        "DCGM_FI_DEV_SM_CLOCK",
+    ),
+    "hbm": (
+        "DCGM_FI_DEV_ECC_SBE_VOL_TOTAL",
+        "DCGM_FI_DEV_CORRECTABLE_REMAPPED_ROWS",
+        "DCGM_FI_DEV_ECC_DBE_VOL_TOTAL",
+        "DCGM_FI_DEV_UNCORRECTABLE_REMAPPED_ROWS",
+        "DCGM_FI_DEV_ROW_REMAP_FAILURE",
+        "DCGM_FI_DEV_XID_ERRORS",
+    ),
+    "nvlink": (
+        "DCGM_FI_DEV_NVLINK_CRC_FLIT_ERROR_COUNT_TOTAL",
+        "DCGM_FI_DEV_GPU_UTIL",
+        "DCGM_FI_DEV_XID_ERRORS",
+    ),
+    "pcie": ("DCGM_FI_DEV_PCIE_REPLAY_COUNTER", "DCGM_FI_DEV_GPU_UTIL", "DCGM_FI_DEV_XID_ERRORS"),
+    "pdu": (
+        "output_volts",
+        "ipmi_voltage_volts",
+        "DCGM_FI_DEV_POWER_VIOLATION",
+        "DCGM_FI_DEV_POWER_USAGE",
+        "DCGM_FI_DEV_SM_CLOCK",
+    ),
+    "cooling": (
+        "supply_temp_celsius",
+        "ipmi_temperature_celsius",
+        "DCGM_FI_DEV_GPU_TEMP",
+        "ipmi_fan_speed_rpm",
+        "DCGM_FI_DEV_THERMAL_VIOLATION",
+    ),
+    "switch": ("port_errors_total", "DCGM_FI_DEV_GPU_UTIL"),
+}
+
 # Hours from failure until the hardware is repaired and healthy again: (min, max).
 REPAIR_HOURS: tuple[float, float] = (3.0, 8.0)
 
