@@ -539,7 +539,9 @@ class Explainer:
         self._training_table(train_kind)
         sample = _adjust(raw, self.load_[train_kind])
         med, scale = self.stats_[train_kind]
-        ref = self._reference(group, baseline, self.raw_medians_[train_kind])
+        # z against the fleet's normal for this kind (pooled), not the entity's own history: a
+        # GPU's own median depends on the load regime it happened to run in (idle vs busy)
+        ref, _own = self._reference(group, baseline, self.raw_medians_[train_kind])
         z = ((sample - med.reindex(sample.index)) / scale.reindex(sample.index)).dropna()
         subsystem, target = _choose_target(z)
         reason = ""
@@ -564,7 +566,9 @@ class Explainer:
                 fallback_reason=None,
             )
         else:
-            ranked = {k: abs(v) for k, v in z.items() if k in VARS and VARS[k].in_scm}
+            ranked = {
+                k: max(v, 1e-3) for k, v in _harm(z).items() if VARS[k].in_scm
+            }  # harmful direction only: a cooler GPU is not a cause
             keyed = self._factors(
                 ranked,
                 sample=raw,
@@ -594,24 +598,29 @@ class Explainer:
 
     def _reference(
         self, group: Group, baseline: FleetFrames | None, fleet_median: pd.Series
-    ) -> dict[str, float]:
-        """Return each variable's normal value for this group (baseline, history, or fleet)."""
+    ) -> tuple[dict[str, float], pd.Series | None]:
+        """Return each variable's normal value for this group, and the group's own medians.
+
+        The baseline frames win over the fitted history, which wins over the fleet median.
+        """
         ref = {k: float(v) for k, v in fleet_median.items()}
         key = (group.entity, group.gpus)
         if key not in self.references_:
-            own = _group_table(self.history_, group)
-            self.references_[key] = own.median(numeric_only=True) if not own.empty else None
+            hist = _group_table(self.history_, group)
+            self.references_[key] = hist.median(numeric_only=True) if not hist.empty else None
         medians = [self.references_[key]]
         if baseline is not None:
-            own = _group_table(_prepare(_restrict(baseline, group)), group)
-            medians.append(own.median(numeric_only=True) if not own.empty else None)
+            base = _group_table(_prepare(_restrict(baseline, group)), group)
+            medians.append(base.median(numeric_only=True) if not base.empty else None)
+        own: pd.Series | None = None
         for med in medians:
             if med is None:
                 continue
+            own = med if own is None else med.combine_first(own)
             for k, v in med.items():
                 if not math.isnan(float(v)):
                     ref[str(k)] = float(v)
-        return ref
+        return ref, own
 
     def _attribute(
         self, kind: str, target: str, sample: pd.Series, z: pd.Series
@@ -974,7 +983,9 @@ def _choose_target(z: pd.Series) -> tuple[str | None, str | None]:
     harm = _harm(z)
     best: tuple[float, str] | None = None
     for sub in TARGETS:
-        vals = [v for k, v in harm.items() if VARS[k].subsystem == sub]
+        # causes, not symptoms: a GPU at its power cap is normal, and a symptom without an
+        # observed cause has nothing to attribute to (the z-score fallback ranks it instead)
+        vals = [v for k, v in harm.items() if VARS[k].subsystem == sub and VARS[k].in_scm]
         if vals and (best is None or max(vals) > best[0]):
             best = (max(vals), sub)
     if best is None or best[0] < Z_ANOMALOUS:
@@ -984,8 +995,7 @@ def _choose_target(z: pd.Series) -> tuple[str | None, str | None]:
         hits = [k for k in tier if harm.get(k, 0.0) >= Z_ANOMALOUS]
         if hits:
             return sub, max(hits, key=lambda k: harm[k])
-    present = [k for tier in TARGETS[sub] for k in tier if k in harm]
-    return sub, present[0] if present else None
+    return sub, None
 
 
 # ---------------------------------------------------------------------- words
