@@ -389,16 +389,11 @@ class Explainer:
 
     def fit(self, history: FleetFrames, graph: nx.DiGraph) -> Self:
         """Learn healthy behaviour from ``history``; SCMs are fitted lazily per kind and cached."""
-        self.history_ = _prepare(history)
+        self.fan_ref_: dict[str, pd.Series] = _fan_normals(history.node)
+        self.history_ = _prepare(history, fan_normals=self.fan_ref_)
         rows = self.history_.rows
         self.history_samples_ = (
             int(rows.index.get_level_values("ts").nunique()) if not rows.empty else 0
-        )
-        fans = self.history_.fans
-        self.fan_ref_: dict[str, pd.Series] = (
-            {str(n): r.median() for n, r in _fan_ratios(fans).groupby(level="node")}
-            if not fans.empty
-            else {}
         )
         self.history_.fan_ref = self.fan_ref_
         self.graph_ = graph
@@ -525,7 +520,7 @@ class Explainer:
             _gpus_behind(graph, incident.root_cause.id) if incident.root_cause.id in graph else []
         )
         group = _group_of(graph, incident.root_cause.id, kind, affected)
-        prepared = _prepare(_restrict(frames, group), until=incident.at)
+        prepared = _prepare(_restrict(frames, group), until=incident.at, fan_normals=self.fan_ref_)
         prepared.fan_ref = self.fan_ref_
         table = _group_table(prepared, group)
         if table.empty:
@@ -566,9 +561,9 @@ class Explainer:
                 fallback_reason=None,
             )
         else:
-            ranked = {
-                k: max(v, 1e-3) for k, v in _harm(z).items() if VARS[k].in_scm
-            }  # harmful direction only: a cooler GPU is not a cause
+            # harmful direction only (a cooler GPU is not a cause); symptoms such as an XID count
+            # here, since with no cause deviating they are what there is to show
+            ranked = {k: max(v, 1e-3) for k, v in _harm(z).items()}
             keyed = self._factors(
                 ranked,
                 sample=raw,
@@ -610,7 +605,9 @@ class Explainer:
             self.references_[key] = hist.median(numeric_only=True) if not hist.empty else None
         medians = [self.references_[key]]
         if baseline is not None:
-            base = _group_table(_prepare(_restrict(baseline, group)), group)
+            base = _group_table(
+                _prepare(_restrict(baseline, group), fan_normals=self.fan_ref_), group
+            )
             medians.append(base.median(numeric_only=True) if not base.empty else None)
         own: pd.Series | None = None
         for med in medians:
@@ -707,7 +704,42 @@ class _CannotAttributeError(Exception):
 # ---------------------------------------------------------------------- preparing frames
 
 
-def _prepare(frames: FleetFrames, until: Any = None) -> _Prepared:
+def _fan_wide(node: pd.DataFrame) -> pd.DataFrame:
+    """Return fan speeds as (ts, node) x sensor."""
+    f = node[node["metric"] == "ipmi_fan_speed_rpm"]
+    if f.empty:
+        return pd.DataFrame()
+    return (
+        f.drop_duplicates(["ts", "node", "sensor"], keep="last")
+        .set_index(["ts", "node", "sensor"])["value"]
+        .unstack("sensor")
+        .sort_index()
+    )
+
+
+def _fan_normals(node: pd.DataFrame) -> dict[str, pd.Series]:
+    """Return each node's fans' normal share of the node's median fan."""
+    fans = _fan_wide(node)
+    if fans.empty:
+        return {}
+    return {str(n): r.median() for n, r in _fan_ratios(fans).groupby(level="node")}
+
+
+def _slowest_fan(fans: pd.DataFrame, normals: Mapping[str, pd.Series] | None) -> pd.Series:
+    """The slowest fan relative to its own normal share of the node's median (1 = normal)."""
+    ratios = _fan_ratios(fans)
+    if normals:
+        nodes = ratios.index.get_level_values("node")
+        base = pd.DataFrame(
+            [normals.get(str(n), pd.Series(dtype=float)) for n in nodes], index=ratios.index
+        ).reindex(columns=ratios.columns)
+        ratios = ratios / base.fillna(1.0)
+    return ratios.min(axis=1)
+
+
+def _prepare(
+    frames: FleetFrames, until: Any = None, fan_normals: Mapping[str, pd.Series] | None = None
+) -> _Prepared:
     """Turn tidy frames into per-GPU rows of template variables (counters as rates)."""
     gpu = frames.gpu
     node = frames.node
@@ -761,15 +793,9 @@ def _prepare(frames: FleetFrames, until: Any = None) -> _Prepared:
     fans = pd.DataFrame()
     node_cols: dict[str, pd.Series] = {}
     if not node.empty:
-        f = node[node["metric"] == "ipmi_fan_speed_rpm"]
-        if not f.empty:
-            fans = (
-                f.drop_duplicates(["ts", "node", "sensor"], keep="last")
-                .set_index(["ts", "node", "sensor"])["value"]
-                .unstack("sensor")
-                .sort_index()
-            )
-            node_cols["fan"] = fans.min(axis=1) / fans.median(axis=1).where(lambda x: x > 0)
+        fans = _fan_wide(node)
+        if not fans.empty:
+            node_cols["fan"] = _slowest_fan(fans, fan_normals)
         t = node[node["metric"] == "ipmi_temperature_celsius"]
         if not t.empty:
             inlet = t[t["sensor"].astype(str).str.lower().str.contains("inlet")]
@@ -1111,6 +1137,8 @@ def _short(
         return var.label, f"{(v - r) / abs(r) * 100:+.0f} %"
     if var.counter:
         return var.label, f"{_fmt(v)}{var.unit}, normally {_fmt(r)}"
+    if not var.unit:  # an event flag (XID seen, remap failure)
+        return var.label, ""
     return var.label, f"{v - r:+.1f} {var.unit}".rstrip()
 
 
@@ -1314,14 +1342,15 @@ def _hints(
 
     temp = get("temp", worst)
     sensor, change, rpm, _sib = _worst_fan(group, prepared)
-    if temp > 90 and not math.isnan(rpm) and rpm < 1000:
+    dead_fan = not math.isnan(rpm) and (rpm < 1000 or change < -0.5)
+    if temp > 90 and dead_fan:
         hints.append(
             f"GPU at {temp:.0f} °C with {sensor} at {rpm:.0f} rpm: replace the failed fan on "
             f"{', '.join(group.nodes)} (cooling)."
         )
     elif temp > 90:
         hints.append(f"GPU at {temp:.0f} °C: check airflow, fans and the thermal interface.")
-    if not (temp > 90 and rpm < 1000) and not math.isnan(change) and change < -0.25:
+    if not (temp > 90 and dead_fan) and not math.isnan(change) and change < -0.25:
         hints.append(
             f"{sensor} on {', '.join(group.nodes)} runs {abs(change) * 100:.0f} % slower than "
             "normal: replace the fan before the GPUs throttle."
