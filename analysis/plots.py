@@ -17,6 +17,7 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.cm import ScalarMappable
 from matplotlib.colors import LinearSegmentedColormap, Normalize
 from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator
 
 from analysis.types import FleetFrames, GpuRef, Incident
 
@@ -517,9 +518,17 @@ def render_incident_metrics(
                     linewidth=0,
                     label=f"{rest.shape[1]} more affected {what}s (10–90 %)",
                 )
+        first_panel = ax is axes[0]  # the markers are explained once
         if onset_ts is not None:
-            ax.axvline(onset_ts, color="#e07b00", ls="--", lw=1.3, label="precursor onset")
-        ax.axvline(at, color="#b00000", ls=":", lw=1.3, label="alert")
+            ax.axvline(
+                onset_ts,
+                color="#e07b00",
+                ls="--",
+                lw=1.3,
+                label="precursor onset" if first_panel else None,
+            )
+        ax.axvline(at, color="#b00000", ls=":", lw=1.3, label="alert" if first_panel else None)
+        ax.yaxis.set_major_locator(MaxNLocator(nbins=4))
         ax.set_ylabel(f"{label}\n[{unit}]", fontsize=8.5)
         ax.set_title(
             f"{label} ({metric}) — affected {what}s vs peers", fontsize=9, loc="left", y=1.0, pad=4
@@ -533,6 +542,7 @@ def render_incident_metrics(
             framealpha=0.9,
             borderaxespad=0.0,
         )
+    axes[-1].xaxis.set_major_locator(mdates.AutoDateLocator(minticks=3, maxticks=7, tz="UTC"))
     axes[-1].xaxis.set_major_formatter(mdates.DateFormatter("%H:%M", tz="UTC"))
     axes[-1].set_xlabel("time (UTC)", fontsize=8.5)
     return _png(fig)

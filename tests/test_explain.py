@@ -291,3 +291,22 @@ def test_frames_are_not_modified() -> None:
     explainer = Explainer().fit(fleet.window(0, 80), fleet.graph)
     explainer.explain(_hand_incident(fleet.graph, "gpu-node-004/2", 120), fleet.frames, fleet.graph)
     pd.testing.assert_frame_equal(fleet.frames.gpu, before)
+
+
+def test_after_an_hbm_failure_the_symptoms_are_shown_and_rma_hinted() -> None:
+    """After the DBE the SBE rate is gone: the XID / remap failure is what is shown, with RMA."""
+    target = "gpu-node-002/1"
+    fault = make_fault("hbm", target, ONSET, spec=SPEC)
+    assert fault.failure is not None
+    sim = FleetSimulator(
+        SPEC, start=SIM_START, duration=timedelta(hours=20), seed=7109, faults=[fault]
+    )
+    at = fault.failure + timedelta(minutes=10)
+    history = sim.fetch(SIM_START, ONSET - STEP, STEP)
+    graph = build_graph(sim.topology, history.gpus)
+    explainer = Explainer().fit(history, graph)
+    exp = explainer.explain(
+        _incident(target, "gpu", (target,), at), sim.fetch(at - timedelta(hours=1), at, STEP), graph
+    )
+    assert exp.factors[0].name in {"DCGM_FI_DEV_ROW_REMAP_FAILURE", "DCGM_FI_DEV_XID_ERRORS"}
+    assert any("RMA" in h for h in exp.hints), exp.hints
