@@ -68,6 +68,12 @@ class Settings(BaseSettings):
     score_retention_days: int = Field(14, ge=1, le=3650, description="Days of score history kept")
     http_host: str = Field("0.0.0.0", description="Bind address of the HTTP server")
     http_port: int = Field(3000, ge=1, le=65535, description="/slack/events, /healthz, /metrics")
+    outbox_lease_seconds: int = Field(
+        120,
+        ge=1,
+        le=3600,
+        description="A claimed notification is re-sent after this if unconfirmed",
+    )
     console_log: Path | None = Field(
         None, description="Without Slack: also append each notification as a JSON line here"
     )

@@ -133,7 +133,7 @@ class Runtime:
             self.send,
             at=self.clock(),
             worker_id=self.worker_id,
-            lease=timedelta(minutes=2) * speed,
+            lease=timedelta(seconds=self.settings.outbox_lease_seconds) * speed,
             retry_in=timedelta(seconds=30) * speed,
             on_sent=self._sent,
             on_failed=lambda _item: self.metrics.notifications_failed.inc(),
@@ -162,6 +162,7 @@ class Runtime:
 
     def jobs(self) -> Jobs:
         """The scheduler's jobs."""
+
         def dispatch() -> None:
             """Deliver the outbox (the count is only for callers that want it)."""
             self.dispatch()

@@ -4,6 +4,7 @@ the console notifier's durable log, the digest, and the scheduler (real APSchedu
 from __future__ import annotations
 
 import io
+import itertools
 import json
 import threading
 import time
@@ -267,7 +268,7 @@ def test_failing_scans_back_off_then_recover() -> None:
             time.sleep(0.05)
     finally:
         scheduler.shutdown(wait=True)
-    gaps = [b - a for a, b in zip(starts, starts[1:], strict=False)]
+    gaps = [b - a for a, b in itertools.pairwise(starts)]
     # after 1, 2, 3 failures: 0.8 s, 1.6 s, 3.2 s; after the success: back to 0.4 s
     assert gaps[0] == pytest.approx(0.8, abs=0.25)
     assert gaps[1] == pytest.approx(1.6, abs=0.25)

@@ -62,6 +62,9 @@ def run(
     if found:
         raise UserError("; ".join(found))
     setup_logging(verbose)
+    if not verbose:  # one line per scan from us is enough
+        for noisy in ("apscheduler", "alembic", "waitress"):
+            logging.getLogger(noisy).setLevel(logging.WARNING)
     from bot.wiring import build_runtime
     from storage.db import DatabaseURLError
 
