@@ -1210,6 +1210,7 @@ def _symptom_phrase(group: Group, prepared: _Prepared, subsystem: str | None) ->
     last = part.groupby(level="key").tail(5).groupby(level="key").median()
     early = part.groupby(level="key").head(max(5, len(part) // (4 * max(1, len(group.gpus)))))
     base = early.groupby(level="key").median()
+    best: tuple[int, str, set[str]] | None = None  # the symptom shown by the most GPUs
     for col in prefs:
         if col not in last.columns:
             continue
@@ -1219,13 +1220,15 @@ def _symptom_phrase(group: Group, prepared: _Prepared, subsystem: str | None) ->
         else:
             hit = (last[col] - base[col]).abs() > 3 * v.min_scale
         n = int(hit.sum())
-        if n:
-            nodes = {GpuRef.parse(str(k)).node for k in hit[hit].index}
-            return (
-                f"{n} GPU{'s' if n != 1 else ''} on {len(nodes)} node{'s' if len(nodes) != 1 else ''} "
-                f"show {_SYMPTOMS[col][1]}"
-            )
-    return ""
+        if n and (best is None or n > best[0]):
+            best = (n, col, {GpuRef.parse(str(k)).node for k in hit[hit].index})
+    if best is None:
+        return ""
+    n, col, nodes = best
+    return (
+        f"{n} GPU{'s' if n != 1 else ''} on {len(nodes)} node{'s' if len(nodes) != 1 else ''} "
+        f"show{'s' if n == 1 else ''} {_SYMPTOMS[col][1]}"
+    )
 
 
 def _headline(var: Variable, value: Any, ref: Any, group: Group, prepared: _Prepared) -> str:
