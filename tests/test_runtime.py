@@ -11,6 +11,7 @@ import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlparse
 
 import pytest
 import requests
@@ -21,8 +22,11 @@ from bot.console import ConsoleNotifier, read_log
 from bot.scheduler import Jobs, build_scheduler
 from bot.wiring import Runtime, build_runtime, make_clock
 from storage.repository import Repository
+from tests.fakeslack import FakeSlack, post_signed, slash_command
+from tests.fakeslack.payloads import form_body
 from tests.fixtures import fleetdata as fd
 from tests.fixtures.prometheus import free_port
+from tests.fixtures.slack import SECRET, fake_slack  # noqa: F401 - pytest fixture
 
 METRIC_NAMES = (
     "gpu_risk_scan_duration_seconds",
@@ -275,3 +279,71 @@ def test_failing_scans_back_off_then_recover() -> None:
     assert gaps[2] == pytest.approx(3.2, abs=0.3)
     assert gaps[3] == pytest.approx(0.4, abs=0.25)
     assert json.dumps(gaps)  # keep the figures printable on failure
+
+
+# ------------------------------------------------------------------ Slack modes (fake Slack)
+
+
+@pytest.mark.parametrize("mode", ["http", "socket"])
+def test_slack_mode_posts_with_images_and_serves_commands(
+    mode: str,
+    tmp_path: Path,
+    simulator: Any,
+    fake_slack: FakeSlack,  # noqa: F811
+) -> None:
+    """With SLACK_BOT_TOKEN the same runtime posts to Slack (images from the store), answers
+    /gpu-risk on /slack/events (HTTP mode) or over Socket Mode, and posts the digest."""
+    clock = Clock(fd.SIM_START + timedelta(hours=2, minutes=10))
+    slack: dict[str, Any] = {
+        "slack_bot_token": fake_slack.bot_token,
+        "slack_api_url": fake_slack.api_url,
+        "slack_channel": "C0ALERTS",
+    }
+    if mode == "http":
+        slack["slack_signing_secret"] = SECRET
+    else:
+        slack["slack_app_token"] = fake_slack.app_token
+    runtime = _runtime(tmp_path, simulator, clock, **slack)
+    try:
+        runtime.start()
+        assert runtime.slack is not None
+        fake_slack.wait_for(lambda: fake_slack.channel_messages("C0ALERTS"), timeout=30)
+        (alert,) = fake_slack.channel_messages("C0ALERTS")
+        assert "Check GPU 1 on gpu-node-001" in json.dumps(alert["blocks"])
+        fake_slack.wait_for(
+            lambda: len(fake_slack.calls_to("files.completeUploadExternal")) == 1, timeout=30
+        )
+        deadline = time.monotonic() + 30  # mark_sent commits just after Slack answered
+        while (ref := runtime.repository.open_incidents()[0].message_ref) is None:
+            assert time.monotonic() < deadline, "the post was never confirmed in the store"
+            time.sleep(0.05) and ref.channel == "C0ALERTS" and ref.ts == alert["ts"]
+        if mode == "http":
+            url = fake_slack.response_url()
+            body = form_body(
+                slash_command("status", user="U0ADMIN", channel="C0ALERTS", response_url=url)
+            )
+            base = f"http://127.0.0.1:{runtime.server.port}"
+            status, _, _ = post_signed(base + "/slack/events", body, SECRET)
+            assert status == 200
+            forged, _, _ = post_signed(base + "/slack/events", body, "not-the-secret")
+            assert forged == 401
+        else:
+            fake_slack.wait_connected(timeout=30)
+            url = fake_slack.response_url()
+            envelope = fake_slack.push(
+                "slash_commands",
+                slash_command("status", user="U0ADMIN", channel="C0ALERTS", response_url=url),
+            )
+            fake_slack.wait_ack(envelope, timeout=30)
+        path = urlparse(url).path
+        answer = fake_slack.wait_for(
+            lambda: next((r for r in fake_slack.responses if r["url"] == path), None), 30
+        )
+        assert "Last scan" in json.dumps(answer) or "last scan" in json.dumps(answer).lower()
+        runtime.digest()
+        assert any(
+            "daily digest" in str(m.get("text", ""))
+            for m in fake_slack.channel_messages("C0ALERTS")
+        )
+    finally:
+        runtime.stop()
