@@ -347,3 +347,64 @@ def test_slack_mode_posts_with_images_and_serves_commands(
         )
     finally:
         runtime.stop()
+
+
+# ------------------------------------------------------------------ the command line
+
+
+def _run_cli(*args: str, env: dict[str, str] | None = None) -> Any:
+    """`gpu-risk run ARGS` in process, stderr apart."""
+    from typer.testing import CliRunner
+
+    from bot.cli import build_app
+
+    return CliRunner().invoke(build_app(), ["run", *args], env=env, catch_exceptions=False)
+
+
+@pytest.mark.parametrize(
+    ("args", "needle"),
+    [
+        ((), "GPU_RISK_PROMETHEUS_URL is not set"),
+        (("--prometheus-url", "localhost:9090"), "must start with http://"),
+        (("--prometheus-url", "http://127.0.0.1:9", "--database-url", "mysql://u@h/db"),
+         "unsupported database 'mysql'"),
+        (("--prometheus-url", "http://127.0.0.1:9", "--database-url",
+          "postgresql://nobody@127.0.0.1:9/none"), "cannot open the database"),
+        (("--prometheus-url", "http://127.0.0.1:9", "--topology", "/nonexistent.yaml"),
+         "does not exist"),
+    ],
+)  # fmt: skip
+def test_run_config_problems_exit_2_without_traceback(
+    args: tuple[str, ...], needle: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for key in [k for k in __import__("os").environ if k.startswith(("GPU_RISK_", "SLACK_"))]:
+        monkeypatch.delenv(key)
+    result = _run_cli(*args)
+    assert result.exit_code == 2, result.output
+    assert result.stderr.startswith("error: ") and "Traceback" not in result.stderr
+    assert needle in result.stderr
+
+
+def test_run_once_against_a_dead_source_records_the_failure(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """--once: one scan and one delivery round; an unreachable Prometheus exits 1 after the
+    degraded notification was delivered."""
+    db = f"sqlite:///{tmp_path / 'once.db'}"
+    env = {
+        "GPU_RISK_DETECTOR": "static",
+        "GPU_RISK_CONSOLE_LOG": str(tmp_path / "once.jsonl"),
+        "GPU_RISK_PROMETHEUS_RETRIES": "0",
+        "GPU_RISK_PROMETHEUS_TIMEOUT": "2",
+    }
+    result = _run_cli("--once", "--prometheus-url", f"http://127.0.0.1:{free_port()}",
+                      "--database-url", db, env=env)  # fmt: skip
+    assert result.exit_code == 1, result.output
+    assert [e["state"] for e in read_log(tmp_path / "once.jsonl")] == ["degraded"]
+    repo = Repository.from_url(db)
+    try:
+        (scan,) = repo.scans()
+        assert not scan.ok and scan.error
+        assert repo.status().data_source == "degraded"
+    finally:
+        repo.close()

@@ -65,6 +65,8 @@ def run(
     if not verbose:  # one line per scan from us is enough
         for noisy in ("apscheduler", "alembic", "waitress"):
             logging.getLogger(noisy).setLevel(logging.WARNING)
+    from sqlalchemy.exc import OperationalError
+
     from bot.wiring import build_runtime
     from storage.db import DatabaseURLError
 
@@ -72,6 +74,12 @@ def run(
         runtime = build_runtime(settings)
     except DatabaseURLError as exc:
         raise UserError(str(exc)) from None
+    except OperationalError as exc:
+        reason = str(exc.orig or exc).strip().splitlines()[0]
+        raise UserError(
+            f"cannot open the database {settings.database_url!r}: {reason} "
+            "(check GPU_RISK_DATABASE_URL)"
+        ) from None
     if once:
         try:
             ok = runtime.scan()
