@@ -155,12 +155,12 @@ class Pipeline:
         self, incidents: Sequence[Incident], frames: FleetFrames, graph: nx.DiGraph, at: datetime
     ) -> list[Incident]:
         """Attach an explanation to every incident that has none (one DoWhy call each)."""
-        if self.make_explainer is None:
+        if self.make_explainer is None or not incidents:
             return list(incidents)
-        if self.explainer is None:
-            self.refit(at, graph)
         explainer = self.explainer
-        assert explainer is not None  # refit fits one whenever make_explainer is set
+        if explainer is None:  # a model loaded from disk comes without one: fit it on the past
+            history = self.source.fetch(at - self.fit_window, at, self.step)
+            explainer = self.explainer = self.make_explainer().fit(history, graph)
         return [replace(i, explanation=explainer.explain(i, frames, graph)) for i in incidents]
 
     def render_images(

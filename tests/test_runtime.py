@@ -408,3 +408,38 @@ def test_run_once_against_a_dead_source_records_the_failure(
         assert repo.status().data_source == "degraded"
     finally:
         repo.close()
+
+
+def test_graph_model_is_fitted_once_recorded_and_reloaded_after_a_restart(
+    tmp_path: Path, simulator: Any
+) -> None:
+    """The default detector: fitted on the past at the first scan, saved with ModelStore,
+    indexed in the store, and loaded (not refitted) by the next process."""
+    clock = Clock(fd.SIM_START + timedelta(hours=2, minutes=10))
+    graph: dict[str, Any] = {
+        "detector": "graph",
+        "fit_window_hours": 1,
+        "model_dir": tmp_path / "models",
+    }
+    first = _runtime(tmp_path, simulator, clock, **graph)
+    try:
+        assert first.scan() is True
+        model = first.repository.latest_model()
+        assert model is not None and model.fitted_at == clock.at
+        assert Path(model.path).is_file() and model.features
+    finally:
+        first.stop()
+    clock.at += timedelta(minutes=1)
+    second = _runtime(tmp_path, simulator, clock, **graph)
+    try:
+        assert second.scan() is True
+        again = second.repository.latest_model()
+        assert again == model  # loaded from disk, not refitted
+        assert second.repository.status().last_ok_scan is not None
+        # the explainer is fitted lazily for the loaded model: incidents come explained
+        records = second.repository.open_incidents()
+        assert records and all(r.incident.explanation for r in records)
+        hbm = [r for r in records if "gpu-node-001" in r.incident.root_cause.id]
+        assert hbm, [r.dedup_key for r in records]
+    finally:
+        second.stop()
