@@ -9,7 +9,8 @@ One row per GPU (index: ``<node>/<gpu>``), built with vectorised pandas from the
 - XID events in the window, split into hardware and application codes;
 - data health: share of missing samples, minutes since the last sample;
 - peer context: temperature at equal power against the node's, rack's and fleet's GPUs at the same
-  timestamps, memory temperature, clocks and power against the node's GPUs;
+  timestamps, memory temperature and power against the node's GPUs (only peers within ``COMPARABLE_WATTS``
+  count as being at the same load); temperature at power against the GPU's own history;
 - node context: fans (min, mean, one fan against the others, against the fleet), inlet air, PSU
   voltage sag and dips, node power, scrape targets down;
 - upstream components joined through the graph: ``<kind>.<metric>`` levels, minima and counter
@@ -32,6 +33,8 @@ from analysis.types import FleetFrames
 DEFAULT_WINDOW = timedelta(minutes=30)
 DEFAULT_RECENT = timedelta(minutes=10)
 DEFAULT_VANISH_AFTER = timedelta(minutes=5)
+# Peers within this many watts of a GPU count as "at the same load" for temperature comparisons.
+COMPARABLE_WATTS = 150.0
 
 GAUGES: dict[str, str] = {
     "DCGM_FI_DEV_GPU_TEMP": "temp",
@@ -207,11 +210,12 @@ def _gpu_own(
     inc = diffs.groupby(keys, sort=False).sum().reindex(index).fillna(0.0)
     for name in COUNTERS.values():
         out[f"{name}_rate"] = np.log1p(inc[name] / hours)
-    # Sustained rate: the median per-step increase, so a one-off burst does not count.
-    per_hour = timedelta(hours=1) / step
-    sustained = diffs[list(SUSTAINED)].groupby(keys, sort=False).median().reindex(index)
+    # Sustained rate: the increase without its largest single step, so a one-off burst (a
+    # retrained link) does not count but a steady climb does.
+    top = diffs[list(SUSTAINED)].groupby(keys, sort=False).max().reindex(index).fillna(0.0)
     for name in SUSTAINED:
-        out[f"{name}_sustained"] = np.log1p(sustained[name].fillna(0.0) * per_hour)
+        trimmed = (inc[name] - top[name]).clip(lower=0.0)
+        out[f"{name}_sustained"] = np.log1p(trimmed / hours)
     last_counts = counters.groupby(keys, sort=False).last().reindex(index)
     out["remap_corr_level"] = np.log1p(last_counts["remap_corr"].clip(lower=0))
     out["remap_uncorr_level"] = np.log1p(last_counts["remap_uncorr"].clip(lower=0))
@@ -254,7 +258,6 @@ def _peer_context(
             "temp": wide["DCGM_FI_DEV_GPU_TEMP"].to_numpy(),
             "mem_temp": wide["DCGM_FI_DEV_MEMORY_TEMP"].to_numpy(),
             "power": wide["DCGM_FI_DEV_POWER_USAGE"].to_numpy(),
-            "clock": wide["DCGM_FI_DEV_SM_CLOCK"].to_numpy(),
         }
     )
     # Fleet-wide temperature-per-watt, so "hotter" means hotter at the same power.
@@ -272,25 +275,40 @@ def _peer_context(
     by_node = frame.groupby(["ts", "node"], sort=False)
     by_rack = frame.groupby(["ts", "rack"], sort=False)
     by_ts = frame.groupby("ts", sort=False)
-    med_node = by_node[["temp_adj", "mem_adj", "clock", "power"]].transform("median")
-    med_rack = by_rack["temp_adj"].transform("median")
-    med_fleet = by_ts["temp_adj"].transform("median")
+    med_node = by_node[["temp_adj", "mem_adj", "power"]].transform("median")
+    med_rack = by_rack[["temp_adj", "power"]].transform("median")
+    med_fleet = by_ts[["temp_adj", "power"]].transform("median")
+    power = frame["power"]
+
+    def _comparable(med_power: pd.Series) -> pd.Series:
+        """Peers are only comparable at similar power (a busy GPU among idle ones is not)."""
+        return (power - med_power).abs() <= COMPARABLE_WATTS
+
+    near_node = _comparable(med_node["power"])
     dev = pd.DataFrame(
         {
-            "temp_vs_node": frame["temp_adj"] - med_node["temp_adj"],
-            "mem_temp_vs_node": frame["mem_adj"] - med_node["mem_adj"],
-            "clock_vs_node": frame["clock"] / med_node["clock"].where(med_node["clock"] > 0) - 1,
-            "power_vs_node": frame["power"] - med_node["power"],
-            "temp_vs_rack": frame["temp_adj"] - med_rack,
-            "temp_vs_fleet": frame["temp_adj"] - med_fleet,
+            "temp_at_power": frame["temp_adj"],
+            "temp_vs_node": (frame["temp_adj"] - med_node["temp_adj"]).where(near_node),
+            "mem_temp_vs_node": (frame["mem_adj"] - med_node["mem_adj"]).where(near_node),
+            "power_vs_node": power - med_node["power"],
+            "temp_vs_rack": (frame["temp_adj"] - med_rack["temp_adj"]).where(
+                _comparable(med_rack["power"])
+            ),
+            "temp_vs_fleet": (frame["temp_adj"] - med_fleet["temp_adj"]).where(
+                _comparable(med_fleet["power"])
+            ),
         }
     )
     dev.index = wide.index
     t = np.asarray((ts - ts.max()) / pd.Timedelta(minutes=1), dtype=np.float64)
     is_recent = t > -recent
-    out = dev[is_recent].groupby(keys[is_recent], sort=False).mean().reindex(index)
+    recent_dev = dev[is_recent].groupby(keys[is_recent], sort=False)
+    # Mostly incomparable (a job starting or stopping): say nothing rather than something odd.
+    enough = recent_dev.count() >= recent_dev.size().to_numpy()[:, None] * 0.5
+    out = recent_dev.mean().where(enough).reindex(index)
     slope = _slope(dev[["temp_vs_node"]], t, keys, index)
-    out["temp_vs_node_slope"] = slope["temp_vs_node"]
+    valid = dev["temp_vs_node"].notna().groupby(keys, sort=False).mean().reindex(index)
+    out["temp_vs_node_slope"] = slope["temp_vs_node"].where(valid >= 0.8)
     return out
 
 
@@ -383,13 +401,11 @@ def _component_stats(
     )
     inc = grp.diff().clip(lower=0).groupby([c["component"], c["metric"]], sort=False).sum()
     stats["rate"] = np.log1p(inc.reindex(stats.index).fillna(0.0) / (window / timedelta(hours=1)))
-    steps = c.groupby(["component", "metric"], sort=False)["ts"].diff() / pd.Timedelta(hours=1)
-    per_hour = (
-        (grp.diff().clip(lower=0) / steps)
-        .groupby([c["component"], c["metric"]], sort=False)
-        .median()
+    top = grp.diff().clip(lower=0).groupby([c["component"], c["metric"]], sort=False).max()
+    trimmed = (inc - top.reindex(inc.index).fillna(0.0)).clip(lower=0.0)
+    stats["sustained"] = np.log1p(
+        trimmed.reindex(stats.index).fillna(0.0) / (window / timedelta(hours=1))
     )
-    stats["sustained"] = np.log1p(per_hour.reindex(stats.index).fillna(0.0))
     stats["counter"] = [_is_counter(str(m)) for m in stats.index.get_level_values("metric")]
     return stats
 

@@ -15,8 +15,8 @@ How a GPU's risk is made (:class:`GraphRiskModel`):
 4. Both are calibrated against the fitted history into [0, 1] by :class:`TailCalibrator`:
    ``risk = -log10(p) / decades`` where ``p`` is the share of healthy GPU-cycles at least as
    abnormal (empirical, with an exponential tail fitted beyond the 95th percentile). With the
-   default six decades 0.5 means 1 in 1,000 healthy GPU-cycles, 0.9 about 1 in 250,000 and 1.0 one
-   in a million, whatever the fleet.
+   default five decades 0.5 means about 1 in 300 healthy GPU-cycles, 0.9 about 1 in 30,000 and
+   1.0 one in 100,000 or rarer, whatever the fleet.
 5. Failure-grade signals (DBE increase, row-remap failure, hardware XID, vanished series) put a
    floor under the risk: ``risk = max(calibrated, floor)``, so the forest can never dilute them.
 """
@@ -26,6 +26,7 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -63,7 +64,7 @@ MODEL_VERSION = 1
 DEFAULT_THRESHOLD = 0.9
 DEFAULT_FIT_WINDOW = timedelta(hours=24)
 DEFAULT_FIT_CYCLES = 48
-DEFAULT_DECADES = 6.0
+DEFAULT_DECADES = 5.0
 DEFAULT_FLOOR = 1.0
 
 
@@ -101,18 +102,28 @@ def fleet_fingerprint(graph: nx.DiGraph) -> str:
 class Exclusion:
     """Rows to leave out of training: the GPUs behind ``entity`` from ``start`` to ``end``.
 
-    ``entity`` is a GPU key, a node, a rack or a component id; ``end`` None means "until the end of
-    the history". A window that merely overlaps the range is excluded too.
+    ``entity`` is a GPU key, a node, a rack or a component id (``gpus``, when given, lists the GPU
+    keys explicitly); ``end`` None means "until the end of the history". A window that merely
+    overlaps the range is excluded too.
     """
 
     entity: str
     start: datetime
     end: datetime | None = None
+    gpus: tuple[str, ...] = ()
 
     @classmethod
     def from_fault(cls, fault: Fault) -> Exclusion:
         """Exclude a known incident (faults.json entry) from its onset to its failure."""
-        return cls(entity=fault.target, start=fault.onset, end=fault.failure)
+        return cls(
+            entity=fault.target, start=fault.onset, end=fault.failure, gpus=tuple(fault.affected)
+        )
+
+    def gpu_keys(self, graph: nx.DiGraph) -> set[str]:
+        """Return the GPU keys this exclusion covers (its own list, or everything behind it)."""
+        if self.gpus:
+            return set(self.gpus)
+        return set(gpus_behind(graph, self.entity)) if self.entity in graph else {self.entity}
 
 
 class TailCalibrator:
@@ -137,7 +148,9 @@ class TailCalibrator:
         self.u_ = float(np.quantile(s, self.tail_quantile))
         exceed = s[s > self.u_] - self.u_
         spread = float(np.quantile(s, 0.99) - np.quantile(s, 0.5)) or 1e-6
-        self.beta_ = max(float(exceed.mean()) if exceed.size else 0.0, spread / 20, 1e-9)
+        # Exponential scale from the median exceedance: one wild healthy row cannot flatten it.
+        robust = float(np.median(exceed)) / math.log(2) if exceed.size else 0.0
+        self.beta_ = max(robust, spread / 20, 1e-9)
         self.p_u_ = max(float((s > self.u_).mean()), 1.0 / (s.size + 1))
         return self
 
@@ -169,36 +182,52 @@ class FeatureTails:
 
     def __init__(
         self,
+        directions: Sequence[int] | None = None,
+        *,
         tail_quantile: float = 0.95,
         min_beta: float = 0.5,
-        min_beta_unobserved: float = 1.5,
+        min_beta_unobserved: float = 1.0,
         min_p_tail: float = 0.01,
+        max_beta: float = 2.0,
     ) -> None:
-        """Keep the settings; nothing is fitted yet."""
+        """Keep the settings (``directions``: +1/-1/0 per column, see :func:`risk_direction`)."""
+        self.directions = None if directions is None else tuple(directions)
         self.tail_quantile = tail_quantile
         self.min_beta = min_beta
         self.min_beta_unobserved = min_beta_unobserved
+        self.max_beta = max_beta
         self.min_p_tail = min_p_tail
 
+    def _oriented(self, z: npt.ArrayLike) -> npt.NDArray[np.float64]:
+        """Return ``|z|``, or only the risky side of ``z`` for one-sided columns."""
+        arr = np.asarray(z, dtype=np.float64)
+        if self.directions is None:
+            return np.abs(arr)
+        d = np.asarray(self.directions, dtype=np.float64)
+        out = np.where(d == 0, np.abs(arr), np.clip(arr * d, 0.0, None))
+        return np.asarray(np.where(d == IGNORE, 0.0, out))
+
     def fit(self, z: npt.ArrayLike) -> Self:
-        """Learn each column's distribution of ``|z|`` and return self."""
-        a = np.abs(np.asarray(z, dtype=np.float64))
+        """Learn each column's distribution of (oriented) ``|z|`` and return self."""
+        a = self._oriented(z)
         self.sorted_ = np.sort(a, axis=0)
         self.u_ = np.quantile(a, self.tail_quantile, axis=0)
         exceed = np.where(a > self.u_, a - self.u_, np.nan)
+        none = np.isnan(exceed).all(axis=0)
+        exceed[:, none] = 0.0
         with np.errstate(invalid="ignore"):
-            mean_exceed = np.nanmean(np.where(np.isnan(exceed).all(axis=0), 0.0, exceed), axis=0)
+            mean_exceed = np.nanmedian(exceed, axis=0) / math.log(2)
         # A feature with a well-observed tail may have a steep one; a feature that (almost)
         # never moved gets a flat one, so its first small move is not a page.
         observed = (a > self.u_).sum(axis=0) >= 20
         floor = np.where(observed, self.min_beta, self.min_beta_unobserved)
-        self.beta_ = np.maximum(np.nan_to_num(mean_exceed), floor)
+        self.beta_ = np.clip(np.nan_to_num(mean_exceed), floor, self.max_beta)
         self.p_u_ = np.maximum((a > self.u_).mean(axis=0), self.min_p_tail)
         return self
 
     def neg_log_p(self, z: npt.ArrayLike) -> npt.NDArray[np.float64]:
         """Return ``-log10 p_j`` per row and feature."""
-        a = np.abs(np.asarray(z, dtype=np.float64))
+        a = self._oriented(z)
         n = self.sorted_.shape[0]
         out = np.empty_like(a)
         for j in range(a.shape[1]):
@@ -214,11 +243,53 @@ class FeatureTails:
         return np.asarray(self.neg_log_p(z).max(axis=1), dtype=np.float64)
 
 
+IGNORE = 2
+# Which direction of a feature means risk: +1 high, -1 low (anything else: both).
+_HIGH_IS_RISK = (
+    "temp",
+    "mem_temp",
+    "inlet",
+    "hwmon",
+    "cooling.",
+    "gap_frac",
+    "last_seen",
+    "up_down",
+    "remap_",
+    "xid_",
+)
+_LOW_IS_RISK = ("fan_", "volts_", "pdu.output_volts")
+
+
+# Burst-sensitive counter rates that have a burst-robust ``_sustained`` twin: the forest sees
+# them, the guard leaves them to the twin (one benign burst must not page).
+_GUARD_SKIP = (
+    "ecc_sbe_rate",
+    "pcie_replay_rate",
+    "nvlink_crc_rate",
+)
+
+
+def risk_direction(column: str) -> int:
+    """Return +1 when only high values of a feature mean risk, -1 when only low ones, 0 for both.
+
+    ``IGNORE`` (2) marks a feature the per-feature guard leaves to a more robust twin.
+    """
+    if column in _GUARD_SKIP or (column.endswith(".rate") and "." in column[:-5]):
+        return IGNORE
+    if column.endswith(("_rate", "_sustained", ".sustained", "_events")):
+        return 1
+    if column.startswith(_LOW_IS_RISK):
+        return -1
+    if column.startswith(_HIGH_IS_RISK) and not column.endswith("_slope"):
+        return 1
+    return 0
+
+
 def _scale_floor(column: str, median: float) -> float:
     """Return the smallest spread a feature may have, so a quiet feature cannot explode."""
     if column.endswith(("_rate", ".rate", "_events", "_sustained", ".sustained")):
         return 0.3
-    if column.startswith(("volts", "fan_spread", "fan_min_vs_fleet", "clock_vs_node")):
+    if column.startswith(("volts", "fan_spread", "fan_min_vs_fleet")):
         return 0.003
     if "temp" in column or column.startswith("inlet") or column.endswith("_slope"):
         return 0.3 if not column.endswith("_slope") else 0.02
@@ -301,7 +372,7 @@ class FeatureScorer:
         at = rows.index.get_level_values("at")
         key = rows.index.get_level_values("gpu_key")
         for ex in self.exclude:
-            gpus = set(gpus_behind(graph, ex.entity)) if ex.entity in graph else {ex.entity}
+            gpus = ex.gpu_keys(graph)
             lo = _utc(ex.start)
             hi = _utc(ex.end) + pd.Timedelta(self.window) if ex.end is not None else None
             in_time = at >= lo if hi is None else (at >= lo) & (at <= hi)
@@ -328,12 +399,15 @@ class FeatureScorer:
         x = rows[self.columns_].astype(float)
         fill = x.median()
         self.fill_ = fill.fillna(0.0)
-        x = x.fillna(self.fill_)
         keys = rows.index.get_level_values("gpu_key")
         if self.own_baseline:
-            self.baseline_ = x.groupby(keys).median()
-            dev = x - self.baseline_.reindex(keys).to_numpy()
+            # Missing values (no comparable peers, no sample) count as the GPU's usual self.
+            self.baseline_ = x.groupby(keys).median().fillna(self.fill_)
+            base = self.baseline_.reindex(keys).to_numpy()
+            x = x.fillna(pd.DataFrame(base, index=x.index, columns=x.columns))
+            dev = x - base
         else:
+            x = x.fillna(self.fill_)
             self.baseline_ = pd.DataFrame(columns=self.columns_, dtype=float)
             dev = x
         self.center_ = dev.median()
@@ -346,13 +420,21 @@ class FeatureScorer:
             {c: _scale_floor(c, float(fill.get(c, 0.0) or 0.0)) for c in self.columns_}
         )
         self.scale_ = np.maximum(spread.fillna(0.0), floors)
-        z = ((dev - self.center_) / self.scale_).to_numpy(dtype=np.float64)
+        if self.own_baseline:
+            # A GPU that is steadily noisier than the fleet (a chatty counter, a job that keeps
+            # changing) is judged against its own spread, not the fleet's.
+            resid = (dev - self.center_).abs()
+            self.own_scale_ = resid.groupby(keys).quantile(0.9) / 1.645
+        else:
+            self.own_scale_ = pd.DataFrame(columns=self.columns_, dtype=float)
+        z = (dev - self.center_) / self._scale_for(dev.index.get_level_values("gpu_key"))
+        z = z.to_numpy(dtype=np.float64)
         self.detector_: Detector = make_detector(
             self.detector, random_state=self.random_state, **self.detector_params
         ).fit(z)
         self.calibrator_ = TailCalibrator(self.decades).fit(self.detector_.decision_function(z))
         if self.tail_guard:
-            self.tails_ = FeatureTails().fit(z)
+            self.tails_ = FeatureTails([risk_direction(c) for c in self.columns_]).fit(z)
             self.guard_ = TailCalibrator(self.decades).fit(self.tails_.score(z))
         self.fingerprint_ = fleet_fingerprint(graph)
         self.n_train_rows_ = len(rows)
@@ -365,15 +447,27 @@ class FeatureScorer:
         if not hasattr(self, "detector_"):
             raise NotFittedError(f"the {self.name} scorer is not fitted: call fit(history, graph)")
 
+    def _scale_for(self, keys: pd.Index) -> npt.NDArray[np.float64]:
+        """Return the spread per row: the fleet's, or the GPU's own when that is wider."""
+        fleet = np.broadcast_to(
+            self.scale_.to_numpy(dtype=np.float64), (len(keys), len(self.scale_))
+        )
+        if self.own_scale_.empty:
+            return np.asarray(fleet, dtype=np.float64)
+        own = self.own_scale_.reindex(keys).to_numpy(dtype=np.float64)
+        return np.asarray(np.fmax(fleet, own), dtype=np.float64)
+
     def standardise(self, features: pd.DataFrame) -> pd.DataFrame:
         """Return the ``z`` deviations of each feature (own baseline removed, robustly scaled)."""
         self._check_fitted()
-        x = features.reindex(columns=self.columns_).astype(float).fillna(self.fill_)
+        x = features.reindex(columns=self.columns_).astype(float)
         if self.own_baseline:
             base = self.baseline_.reindex(x.index)
             base = base.fillna(self.baseline_.median()).fillna(self.fill_)
-            x = x - base.to_numpy()
-        return (x - self.center_) / self.scale_
+            x = x.fillna(base) - base.to_numpy()
+        else:
+            x = x.fillna(self.fill_)
+        return (x - self.center_) / self._scale_for(x.index)
 
     def score_features(self, features: pd.DataFrame) -> pd.Series:
         """Return calibrated risk in [0, 1] per GPU (index of ``features``)."""

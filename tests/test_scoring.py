@@ -23,10 +23,11 @@ from analysis.scoring import (
     ModelFormatError,
     NotFittedError,
     TailCalibrator,
+    fit_times,
     fleet_fingerprint,
     scan_with_hysteresis,
 )
-from analysis.types import Assessment, GpuScore, Incident, RootCause
+from analysis.types import Assessment, Fault, GpuScore, Incident, RootCause
 from storage.model_store import ModelStore
 from tests.fixtures.scoring_scenarios import (
     FAULT_SEED,
@@ -158,6 +159,14 @@ def test_exclusions_leave_known_incidents_out_of_training(small: tuple) -> None:
     ex = Exclusion("gpu-node-001", T0, T0 + timedelta(hours=6))
     part = GraphRiskModel(exclude=[ex], **kw).fit(history, graph)  # type: ignore[arg-type]
     assert full.n_train_rows_ - part.n_train_rows_ == 4 * 24
+    fault = Fault(
+        "hbm-1", "hbm", "gpu-node-003/2", ("gpu-node-003/2",), T0 + timedelta(hours=3), None
+    )
+    one = GraphRiskModel(exclude=[Exclusion.from_fault(fault)], **kw)  # type: ignore[arg-type]
+    cycles = fit_times(T0, T0 + timedelta(hours=6), one.window, 24)
+    after_onset = sum(t >= fault.onset for t in cycles)
+    assert 0 < after_onset < 24
+    assert full.n_train_rows_ - one.fit(history, graph).n_train_rows_ == after_onset
 
 
 @pytest.mark.slow
