@@ -66,9 +66,10 @@ EXPECTED_FACTORS: Mapping[str, tuple[str, ...]] = {
     ),
     "nvlink": ("NVLINK", "XID"),
     "pcie": ("PCIE_REPLAY", "pcie", "XID"),
-    "pdu": ("pdu", "voltage", "POWER_VIOLATION", "psu"),
-    "psu": ("pdu", "voltage", "POWER_VIOLATION", "psu"),
-    "cooling": ("crac", "cdu", "supply_air", "supply_temp", "inlet", "cooling"),
+    "pdu": ("pdu", "voltage", "volts", "POWER_VIOLATION", "psu"),
+    "psu": ("pdu", "voltage", "volts", "POWER_VIOLATION", "psu"),
+    # ipmi_temperature_celsius is the node's inlet sensor in the explanation's template
+    "cooling": ("crac", "cdu", "supply_air", "supply_temp", "inlet", "ipmi_temperature", "cooling"),
     "switch": ("switch", "port_error", "leaf", "network"),
 }
 
