@@ -241,6 +241,9 @@ def test_replicas_killed_at_random_points_notify_every_incident_exactly_once(
     fleet = make_fleet(
         tmp_path, prom, url, start=fd.SIM_START + timedelta(hours=1, minutes=56), speed=70
     )
+    # Two cycles to open: a restarted leader must take the open incidents from the store, not
+    # resolve them in its first cycle and post them again in its second.
+    fleet.env["GPU_RISK_OPEN_AFTER"] = "2"
     killed: list[str] = []
     in_flight = 0  # kills that hit a committed, not yet confirmed notification
     stop_at = fd.SIM_START + timedelta(hours=3, minutes=5)  # the history ends at 3:10
