@@ -443,3 +443,22 @@ def test_graph_model_is_fitted_once_recorded_and_reloaded_after_a_restart(
         assert hbm, [r.dedup_key for r in records]
     finally:
         second.stop()
+
+
+def test_run_with_its_port_taken_is_a_one_line_error(tmp_path: Path) -> None:
+    import signal
+    import socket
+
+    handlers = {s: signal.getsignal(s) for s in (signal.SIGTERM, signal.SIGINT)}
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        env = {"GPU_RISK_HTTP_HOST": "127.0.0.1", "GPU_RISK_DETECTOR": "static"}
+        result = _run_cli("--prometheus-url", "http://127.0.0.1:9", "--http-port", str(port),
+                          "--database-url", f"sqlite:///{tmp_path / 'p.db'}", env=env)  # fmt: skip
+    for sig, handler in handlers.items():  # run installed its own: give pytest its own back
+        signal.signal(sig, handler)
+    assert result.exit_code == 2, result.output
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and f"cannot serve HTTP on 127.0.0.1:{port}" in lines[0]

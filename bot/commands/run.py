@@ -70,6 +70,16 @@ def run(
     from bot.wiring import build_runtime
     from storage.db import DatabaseURLError
 
+    stopping = threading.Event()
+    if not once:  # installed first: a SIGTERM while starting still shuts down gracefully
+
+        def on_signal(signum: int, _frame: FrameType | None) -> None:
+            """Ask the main thread to shut down."""
+            logger.info("received %s: shutting down", signal.Signals(signum).name)
+            stopping.set()
+
+        signal.signal(signal.SIGTERM, on_signal)
+        signal.signal(signal.SIGINT, on_signal)
     try:
         runtime = build_runtime(settings)
     except DatabaseURLError as exc:
@@ -89,16 +99,14 @@ def run(
         if not ok:
             raise typer.Exit(code=1)
         return
-    stopping = threading.Event()
-
-    def on_signal(signum: int, _frame: FrameType | None) -> None:
-        """Ask the main thread to shut down."""
-        logger.info("received %s: shutting down", signal.Signals(signum).name)
-        stopping.set()
-
-    signal.signal(signal.SIGTERM, on_signal)
-    signal.signal(signal.SIGINT, on_signal)
-    runtime.start()
+    try:
+        runtime.start()
+    except OSError as exc:  # the port is taken, the address is not ours, ...
+        runtime.stop()
+        raise UserError(
+            f"cannot serve HTTP on {settings.http_host}:{settings.http_port}: {exc} "
+            "(set GPU_RISK_HTTP_PORT or --http-port)"
+        ) from None
     try:
         while not stopping.wait(1.0):
             pass
