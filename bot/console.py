@@ -35,6 +35,7 @@ from storage.repository import DATA_SOURCE_KIND, MessageRef, OutboxItem
 logger = logging.getLogger(__name__)
 
 CHANNEL = "console"
+THREAD_KINDS = frozenset({"update", "improve", "resolve"})
 DEGRADED_TEXT = ":warning: Metrics source degraded: scans are failing; open incidents stay open."
 RECOVERED_TEXT = ":white_check_mark: Metrics source recovered: scans are running again."
 
@@ -47,6 +48,7 @@ class ConsoleNotifier:
     log_path: Path | None = None
     stream: TextIO = field(default_factory=lambda: sys.stdout)
     options: BlockOptions = field(default_factory=BlockOptions)
+    out_dir: Path | None = None  # keep each message's Block Kit JSON and the PNGs here (demo)
 
     def send(self, item: OutboxItem) -> MessageRef | None:
         """Show one outbox row (once, even when retried after a crash); return its message."""
@@ -58,7 +60,9 @@ class ConsoleNotifier:
         blocks, names = self._blocks(item)
         ref = MessageRef(CHANNEL, f"{item.id}.000000") if item.kind == "post" else None
         title = f"[{item.kind}]" + (f" incident #{item.incident_id}" if item.incident_id else "")
-        self._print(title, render_text(blocks), names)
+        if item.kind in THREAD_KINDS:
+            title += " (thread reply)"
+        self._print(title, render_text(blocks), self._keep(item, blocks, names))
         self._log(
             {
                 "key": item.idempotency_key,
@@ -119,6 +123,26 @@ class ConsoleNotifier:
         if item.kind == "resolve":
             return resolved_reply_blocks(incident, str(item.payload.get("reason", ""))), []
         raise ValueError(f"unknown outbox kind {item.kind!r}")
+
+    def _keep(self, item: OutboxItem, blocks: list[dict[str, Any]], names: list[str]) -> list[str]:
+        """Write the message's Block Kit JSON and its PNGs to ``out_dir``; return what to list."""
+        if self.out_dir is None:
+            return names
+        self.out_dir.mkdir(parents=True, exist_ok=True)
+        stem = f"{item.id:04d}-{item.kind}" + (
+            f"-incident-{item.incident_id}" if item.incident_id else ""
+        )
+        (self.out_dir / f"{stem}.json").write_text(
+            json.dumps({"blocks": blocks}, indent=2), "utf-8"
+        )
+        if not names or self.images is None or item.incident_id is None:
+            return names
+        paths = []
+        for name, png in sorted(self.images(item.incident_id).items()):
+            path = self.out_dir / f"incident-{item.incident_id}-{name}.png"
+            path.write_bytes(png)
+            paths.append(str(path))
+        return paths
 
     def _print(self, title: str, body: str, images: list[str]) -> None:
         """Write one notification to the stream."""

@@ -12,14 +12,19 @@ import shutil
 import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Console
 from rich.table import Table
 
-from analysis.types import Assessment, Fault
-from bot.commands.common import UserError, guarded
+from analysis.types import Assessment, Fault, Topology
+from bot.commands.common import UserError, guarded, settings_from
+
+if TYPE_CHECKING:
+    from bot.console import ConsoleNotifier
+    from bot.delivery import Send
+    from storage.repository import MessageRef, OutboxItem, Repository
 
 DEMO_START = datetime(2026, 11, 20, tzinfo=UTC)
 
@@ -61,9 +66,9 @@ def demo(
     from analysis.explain import Explainer
     from analysis.scoring import GraphRiskModel
     from analysis.static_rules import StaticRules
+    from bot.console import ConsoleNotifier
     from bot.delivery import deliver
     from bot.pipeline import Pipeline
-    from bot.preview import PreviewNotifier
     from storage.repository import Repository
     from storage.simulator import FleetSimulator, FleetSpec
     from storage.simulator.faults import make_fault
@@ -100,7 +105,7 @@ def demo(
         make_explainer=lambda: Explainer(random_state=0),
         fit_window=timedelta(hours=fit_hours),
     )
-    notifier = PreviewNotifier(out_dir=out / "slack", console=console, images=pipeline.images_for)
+    send = _sender(ConsoleNotifier(images=repo.images, out_dir=out / "slack"), repo, sim.topology)
     console.rule("[bold]gpu-risk demo")
     console.print(
         f"Simulated fleet: {spec.racks} racks x {spec.nodes_per_rack} nodes x "
@@ -124,7 +129,7 @@ def demo(
             raise UserError(f"demo scan at {at:%H:%M} failed: {outcome.error}")
         graph_cycles.append(Assessment(at, outcome.assessment.scores, outcome.incidents))
         static_cycles.append(_static(static, sim, pipeline, at))
-        deliver(repo, notifier.send, at=at, worker_id="demo")
+        deliver(repo, send, at=at, worker_id="demo")
         at += timedelta(minutes=cycle_minutes)
     _summary(
         console,
@@ -141,6 +146,25 @@ def demo(
         f"and PNGs in {out / 'slack'}; state in {out / 'gpu-risk-demo.db'}[/]"
     )
     repo.close()
+
+
+def _sender(console: ConsoleNotifier, repo: Repository, topology: Topology) -> Send:
+    """Show alerts in the terminal; also post them to Slack when a bot token and channel are set."""
+    settings = settings_from(None)
+    if settings.slack_bot_token is None or not settings.slack_channel:
+        return console.send
+    from bot.slack.app import build_slack
+    from bot.slack.outbox import send_item
+
+    service = build_slack(settings, repo, topology=topology).service
+    Console().print(f"Also posting to Slack channel {settings.slack_channel}.")
+
+    def both(item: OutboxItem) -> MessageRef | None:
+        """The Slack message is the one later updates edit."""
+        console.send(item)
+        return send_item(service, item)
+
+    return both
 
 
 def _reset(out: Path) -> None:
