@@ -20,6 +20,7 @@ from rich.table import Table
 
 from analysis.types import Assessment, Fault, Topology
 from bot.commands.common import UserError, guarded, settings_from
+from storage.simulator.spec import FleetSpec
 
 if TYPE_CHECKING:
     from bot.console import ConsoleNotifier
@@ -28,18 +29,57 @@ if TYPE_CHECKING:
 
 DEMO_START = datetime(2026, 11, 20, tzinfo=UTC)
 
-# (kind, target, minutes after the replay starts, precursor hours): one fault of each kind,
-# staggered so that the alerts arrive one after another.
-DEMO_FAULTS: tuple[tuple[str, str, int, float], ...] = (
-    ("thermal_interface", "gpu-node-031/6", 15, 5.0),
-    ("hbm", "gpu-node-026/3", 30, 4.0),
-    ("nvlink", "gpu-node-029/1", 45, 4.0),
-    ("pcie", "gpu-node-027/5", 60, 3.0),
-    ("cooling", "crac-a2", 75, 3.0),
-    ("fan", "gpu-node-030", 90, 4.0),
-    ("pdu", "pdu-a1", 120, 3.0),
-    ("switch", "leaf-a3", 150, 3.5),
+# (kind, minutes after the replay starts, precursor hours) for an 8-hour replay: one fault of
+# each kind, staggered so that the alerts arrive one after another. Shorter or longer replays
+# scale the schedule.
+DEMO_SCHEDULE: tuple[tuple[str, int, float], ...] = (
+    ("thermal_interface", 15, 5.0),
+    ("hbm", 30, 4.0),
+    ("nvlink", 45, 4.0),
+    ("pcie", 60, 3.0),
+    ("cooling", 75, 3.0),
+    ("fan", 90, 4.0),
+    ("pdu", 120, 3.0),
+    ("switch", 150, 3.5),
 )
+GPU_KINDS = ("thermal_interface", "hbm", "nvlink", "pcie")
+
+
+def demo_targets(spec: FleetSpec) -> dict[str, str]:
+    """Where each demo fault strikes: facility faults on racks 1-3, GPU and fan faults on rack 4."""
+    if spec.racks < 4 or spec.nodes_per_rack < 2:
+        raise UserError("the demo needs at least 4 racks of 2 nodes (--racks, --nodes)")
+    last = spec.node_names[-spec.nodes_per_rack :]
+    fan_node, gpu_nodes = last[-2], [n for n in last if n != last[-2]]
+    targets = {"pdu": spec.pdu_id(0), "cooling": spec.crac_id(1), "switch": spec.leaf_id(2)}
+    targets["fan"] = fan_node
+    order = list(
+        dict.fromkeys([(1 + 3 * i) % spec.gpus_per_node for i in range(spec.gpus_per_node)])
+    )
+    order += [g for g in range(spec.gpus_per_node) if g not in order]
+    slots = [f"{node}/{g}" for g in order for node in gpu_nodes]
+    if len(slots) < len(GPU_KINDS):
+        raise UserError("the demo needs more GPUs per node on the last rack (--gpus)")
+    targets.update(zip(GPU_KINDS, slots, strict=False))
+    return targets
+
+
+def demo_faults(spec: FleetSpec, replay_start: datetime, hours: float) -> list[Fault]:
+    """One fault of each kind during the replay, scaled to its length."""
+    from storage.simulator.faults import make_fault
+
+    scale = hours / 8.0
+    targets = demo_targets(spec)
+    return [
+        make_fault(
+            kind,
+            targets[kind],
+            replay_start + timedelta(minutes=minutes * scale),
+            spec=spec,
+            precursor=timedelta(hours=precursor * scale),
+        )
+        for kind, minutes, precursor in DEMO_SCHEDULE
+    ]
 
 
 def register(app: typer.Typer) -> None:
@@ -47,7 +87,7 @@ def register(app: typer.Typer) -> None:
     app.command("demo")(guarded(demo))
 
 
-def demo(
+def demo(  # noqa: PLR0917 (typer passes options by keyword; the order is the help's)
     out: Annotated[Path, typer.Option("--out", help="Where Block Kit JSON and PNGs go")] = Path(
         "demo-out"
     ),
@@ -61,6 +101,9 @@ def demo(
     fit_hours: Annotated[
         float, typer.Option("--fit-hours", min=4.0, max=72.0, help="Hours of history fitted on")
     ] = 24.0,
+    racks: Annotated[int, typer.Option("--racks", min=4, max=64, help="Racks")] = 4,
+    nodes: Annotated[int, typer.Option("--nodes", min=2, max=64, help="Nodes per rack")] = 8,
+    gpus: Annotated[int, typer.Option("--gpus", min=2, max=16, help="GPUs per node")] = 8,
 ) -> None:
     """Run the alert flow on a simulated fleet with injected faults and show every alert."""
     from analysis.explain import Explainer
@@ -70,23 +113,13 @@ def demo(
     from bot.delivery import deliver
     from bot.pipeline import Pipeline
     from storage.repository import Repository
-    from storage.simulator import FleetSimulator, FleetSpec
-    from storage.simulator.faults import make_fault
+    from storage.simulator import FleetSimulator
 
     console = Console()
     started = time.perf_counter()
-    spec = FleetSpec()
+    spec = FleetSpec(racks=racks, nodes_per_rack=nodes, gpus_per_node=gpus)
     replay_start = DEMO_START + timedelta(hours=fit_hours)
-    faults = [
-        make_fault(
-            kind,
-            target,
-            replay_start + timedelta(minutes=m),
-            spec=spec,
-            precursor=timedelta(hours=h),
-        )
-        for kind, target, m, h in DEMO_FAULTS
-    ]
+    faults = demo_faults(spec, replay_start, hours)
     end = replay_start + timedelta(hours=hours)
     sim = FleetSimulator(
         spec,
