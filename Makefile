@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test lint typecheck contracts pytest install clean bench
+.PHONY: demo test lint typecheck contracts pytest install clean bench backtest
 
 $(STAMP): pyproject.toml
 	@command -v $(PYTHON) >/dev/null 2>&1 || { echo "Python 3.11 is needed: install python3.11 or run 'make PYTHON=/path/to/python3.11 ...'"; exit 2; }
@@ -38,3 +38,8 @@ bench: $(STAMP)
 
 clean:
 	rm -rf $(VENV) demo-out .pytest_cache .mypy_cache .ruff_cache
+
+# Backtest on a freshly simulated fleet (graph vs iforest vs static): make backtest SEED=...
+SEED ?= 20261122
+backtest: $(STAMP)
+	PATH="$(CURDIR)/$(BIN):$$PATH" deploy/backtest-simulated.sh $(SEED)
