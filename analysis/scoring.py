@@ -148,9 +148,15 @@ class TailCalibrator:
         self.u_ = float(np.quantile(s, self.tail_quantile))
         exceed = s[s > self.u_] - self.u_
         spread = float(np.quantile(s, 0.99) - np.quantile(s, 0.5)) or 1e-6
-        # Exponential scale from the median exceedance: one wild healthy row cannot flatten it.
-        robust = float(np.median(exceed)) / math.log(2) if exceed.size else 0.0
-        self.beta_ = max(robust, spread / 20, 1e-9)
+        # Exponential scale: the flatter of the median-based and the trimmed-mean estimate, so
+        # a short tail (a forest's bounded scores) is not taken as steeper than it is, and one
+        # wild healthy row cannot flatten it either.
+        if exceed.size:
+            robust = float(np.median(exceed)) / math.log(2)
+            trimmed = float(exceed[exceed <= np.quantile(exceed, 0.95)].mean())
+        else:
+            robust = trimmed = 0.0
+        self.beta_ = max(robust, trimmed, spread / 20, 1e-9)
         self.p_u_ = max(float((s > self.u_).mean()), 1.0 / (s.size + 1))
         return self
 
@@ -266,6 +272,9 @@ _GUARD_SKIP = (
     "ecc_sbe_rate",
     "pcie_replay_rate",
     "nvlink_crc_rate",
+    # Memory temperature against peers swings with each job's memory load; the forest weighs
+    # it together with the GPU temperature instead.
+    "mem_temp_vs_node",
 )
 
 
