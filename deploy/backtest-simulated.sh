@@ -2,7 +2,8 @@
 # Reproduce the README's backtest table on a freshly simulated fleet:
 #   simulate history -> promtool backfill -> a throwaway Prometheus -> gpu-risk backtest.
 # Usage: deploy/backtest-simulated.sh SEED [OUT_DIR]   (needs prometheus + promtool on PATH)
-# Knobs (environment): DAYS (3), RACKS (2), NODES (4), GPUS (8), STEP (5m), PORT (19090).
+# Knobs (environment): DAYS (3), RACKS (2), NODES (4), GPUS (8), STEP (5m), PORT (19090),
+# FAULT_RATE (15 faults per 100 GPU-days: ~100x a real fleet, so every kind shows up).
 set -euo pipefail
 seed=${1:?usage: $0 SEED [OUT_DIR]}
 out=${2:-backtest-out/seed-$seed}
@@ -11,6 +12,7 @@ racks=${RACKS:-2}
 nodes=${NODES:-4}
 gpus=${GPUS:-8}
 step=${STEP:-5m}
+rate=${FAULT_RATE:-15}
 port=${PORT:-19090}
 start=2026-10-01T00:00:00Z
 bin=${GPU_RISK:-gpu-risk}
@@ -21,7 +23,7 @@ done
 rm -rf "$out" && mkdir -p "$out"
 echo "simulating $days days of $((racks * nodes * gpus)) GPUs (seed $seed)..." >&2
 "$bin" simulate history --out "$out/sim" --days "$days" --seed "$seed" \
-  --racks "$racks" --nodes "$nodes" --gpus "$gpus" --start "$start" >&2
+  --racks "$racks" --nodes "$nodes" --gpus "$gpus" --start "$start" --fault-rate "$rate" >&2
 promtool tsdb create-blocks-from openmetrics --max-block-duration=24h \
   "$out/sim/metrics.om" "$out/tsdb" >/dev/null
 rm -f "$out/sim/metrics.om"   # large; the TSDB holds it now

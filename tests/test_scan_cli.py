@@ -235,3 +235,38 @@ def test_real_process_never_prints_a_traceback() -> None:
     assert out.stdout == ""
     assert len(out.stderr.strip().splitlines()) == 1 and "half-empty" in out.stderr
     assert "Traceback" not in out.stderr
+
+
+# ------------------------------------------------------------------ the graph model, explained
+
+
+@pytest.mark.slow
+def test_scan_with_the_graph_model_warns_before_failure_and_explains() -> None:
+    """An HBM fault in its precursor: the one-shot scan fits on the past, warns and says why."""
+    from datetime import timedelta
+
+    from bot.commands.scan import run_scan
+    from bot.config import load_settings
+    from storage.simulator import FleetSimulator, FleetSpec, make_fault
+
+    spec = FleetSpec(racks=2, nodes_per_rack=2, gpus_per_node=4)
+    start = parse_time("2026-11-01T00:00:00Z")
+    onset = start + timedelta(hours=12)
+    fault = make_fault("hbm", "gpu-node-003/2", onset, spec=spec, precursor=timedelta(hours=4))
+    sim = FleetSimulator(spec, start=start, duration=timedelta(hours=17), seed=4101, faults=[fault])
+    settings = load_settings(None, fit_window_hours=10, scan_interval=300)
+    at = onset + timedelta(hours=3)  # an hour before the failure
+    assert fault.failure is not None and at < fault.failure
+    result = run_scan(settings, at=at, detector="graph", source=sim)
+    doc = result.as_dict()
+    assert doc["detector"] == "graph" and doc["gpus_scored"] == spec.n_gpus
+    mine = [
+        i
+        for i in doc["incidents"]
+        if "gpu-node-003/2" in {f"{g['node']}/{g['gpu']}" for g in i["gpus"]}
+    ]
+    assert mine, f"no warning for the failing GPU: {doc['incidents']}"
+    assert mine[0]["root_cause"] == {"id": "gpu-node-003/2", "kind": "gpu"}
+    assert mine[0]["explanation"]["summary"]
+    top = mine[0]["explanation"]["factors"][0]["name"]
+    assert "ECC" in top or "REMAPPED" in top, top

@@ -8,19 +8,26 @@ half-empty, or when the configuration is wrong.
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Console
 from rich.table import Table
 
-from analysis.types import Incident, ScanResult, Topology, format_time
+from analysis.types import FleetFrames, Incident, ScanResult, Topology, format_time
 from bot.commands.common import ConfigOption, UserError, guarded, parse_at, settings_from
 from bot.config import Settings
 from storage.source import MetricsSource
+
+if TYPE_CHECKING:
+    import networkx as nx
+
+    from analysis.scorer import Scorer
 
 
 class FormatChoice(StrEnum):
@@ -54,14 +61,20 @@ def scan(
     ),
     detector: Annotated[
         str | None,
-        typer.Option("--detector", help="Scorer: static, ... [GPU_RISK_DETECTOR]"),
+        typer.Option(
+            "--detector",
+            help="graph (default), iforest, ecod, copod, hbos, static [GPU_RISK_DETECTOR]",
+        ),
     ] = None,
+    explain: Annotated[
+        bool, typer.Option("--explain/--no-explain", help="Explain each incident (DoWhy)")
+    ] = True,
     config: Path | None = ConfigOption,
 ) -> None:
     """Run one scan cycle against Prometheus and print the incidents (no Slack)."""
     settings = settings_from(config, prometheus_url=prometheus_url, topology=topology)
     when = parse_at(at) or datetime.now(UTC).replace(microsecond=0)
-    result = run_scan(settings, at=when, detector=detector)
+    result = run_scan(settings, at=when, detector=detector, explain=explain)
     if output is FormatChoice.json:
         typer.echo(json.dumps(result.as_dict(), indent=2, ensure_ascii=False))
     else:
@@ -101,9 +114,17 @@ def run_scan(
     at: datetime,
     detector: str | None = None,
     source: MetricsSource | None = None,
+    explain: bool = True,
 ) -> ScanResult:
-    """One cycle: fetch the window ending at ``at``, score it, and return the result."""
+    """One cycle as the running bot would see it at ``at``: fetch, score, group, explain.
+
+    A learning detector uses the model stored for this fleet (``GPU_RISK_MODEL_DIR``) when there
+    is one, else fits on the history before the window. Incidents pass the product's hysteresis
+    (the previous ``GPU_RISK_OPEN_AFTER`` cycles are assessed too) and are explained.
+    """
+    from analysis.features import slice_frames
     from analysis.graph import build_graph
+    from analysis.scoring import scan_with_hysteresis
     from bot.scorers import make_scorer, resolve_detector
     from storage.topology import load_topology
 
@@ -112,23 +133,75 @@ def run_scan(
     name = resolve_detector(detector, settings)
     scorer = make_scorer(name, settings)
     step = timedelta(seconds=settings.step_seconds)
+    cycle = timedelta(seconds=settings.scan_interval)
+    learning = getattr(scorer, "needs_history", True)
     window = max(
-        timedelta(minutes=settings.window_minutes),
-        getattr(scorer, "min_window", timedelta(0)),
+        timedelta(minutes=settings.window_minutes), getattr(scorer, "min_window", timedelta(0))
     )
-    frames = src.fetch(at - window, at, step)
+    # The scan window plus the earlier cycles the hysteresis looks at.
+    span = window + cycle * (settings.open_after - 1 if learning else 0)
+    history_start = at - (timedelta(hours=settings.fit_window_hours) if learning else span)
+    history = src.fetch(history_start, at, step)  # one query per metric for everything
+    frames = slice_frames(history, at - span, at)
     graph = build_graph(topo or Topology(racks=()), frames.gpus)
-    if getattr(scorer, "needs_history", True):
-        fit_start = at - timedelta(hours=settings.fit_window_hours)
-        scorer.fit(src.fetch(fit_start, at - window, step), graph)
-    assessment = scorer.assess(frames, graph, at)
+    if learning:
+        scorer = _stored(settings, scorer, graph) or scorer.fit(
+            slice_frames(history, history_start, at - window), graph
+        )
+    assessment, incidents = scan_with_hysteresis(
+        scorer,
+        frames,
+        graph,
+        at,
+        cycle=cycle,
+        open_after=settings.open_after if learning else 1,
+        close_after=settings.close_after,
+    )
+    if explain and incidents and learning:
+        incidents = _explained(
+            incidents,
+            history=history,
+            frames=frames,
+            graph=graph,
+            healthy_until=at - window,
+            settings=settings,
+        )
     return ScanResult(
         at=at,
         gpus_scored=len(assessment.scores) or len(frames.gpus),
-        incidents=assessment.incidents,
+        incidents=tuple(incidents),
         scores=assessment.scores,
         detector=name,
     )
+
+
+def _stored(settings: Settings, scorer: Scorer, graph: nx.DiGraph) -> Scorer | None:
+    """The model the running bot stored for this very fleet, if any (never another fleet's)."""
+    from analysis.scoring import FeatureScorer, fleet_fingerprint
+    from storage.model_store import ModelStore
+
+    if not isinstance(scorer, FeatureScorer):
+        return None
+    return ModelStore(settings.model_dir).load(type(scorer), fleet_fingerprint(graph))
+
+
+def _explained(
+    incidents: Sequence[Incident],
+    *,
+    history: FleetFrames,
+    frames: FleetFrames,
+    graph: nx.DiGraph,
+    healthy_until: datetime,
+    settings: Settings,
+) -> list[Incident]:
+    """Attach the causal explanation to each incident (fitted on the history before the window)."""
+    from analysis.explain import Explainer
+    from analysis.features import slice_frames
+
+    explainer = Explainer(random_state=settings.random_state).fit(
+        slice_frames(history, history.start, healthy_until), graph
+    )
+    return [replace(i, explanation=explainer.explain(i, frames, graph)) for i in incidents]
 
 
 def _gpu_list(inc: Incident, limit: int = 8) -> str:
