@@ -25,6 +25,7 @@ from prometheus_api_client import PrometheusApiClientException, PrometheusConnec
 from urllib3.exceptions import InsecureRequestWarning
 from urllib3.util.retry import Retry
 
+from analysis.catalog import DCGM_METRICS, NODE_METRICS
 from analysis.types import (
     COMPONENT_COLUMNS,
     GPU_COLUMNS,
@@ -37,36 +38,8 @@ from storage.source import MetricsSourceError
 
 logger = logging.getLogger(__name__)
 
-# dcgm-exporter fields the bot reads (default counters plus the opt-in ones of counters.csv).
-DCGM_METRICS: tuple[str, ...] = (
-    "DCGM_FI_DEV_GPU_TEMP",
-    "DCGM_FI_DEV_MEMORY_TEMP",
-    "DCGM_FI_DEV_POWER_USAGE",
-    "DCGM_FI_DEV_SM_CLOCK",
-    "DCGM_FI_DEV_MEM_CLOCK",
-    "DCGM_FI_DEV_GPU_UTIL",
-    "DCGM_FI_DEV_FB_USED",
-    "DCGM_FI_DEV_XID_ERRORS",
-    "DCGM_FI_DEV_PCIE_REPLAY_COUNTER",
-    "DCGM_FI_DEV_CORRECTABLE_REMAPPED_ROWS",
-    "DCGM_FI_DEV_UNCORRECTABLE_REMAPPED_ROWS",
-    "DCGM_FI_DEV_ROW_REMAP_FAILURE",
-    "DCGM_FI_DEV_ECC_SBE_VOL_TOTAL",
-    "DCGM_FI_DEV_ECC_DBE_VOL_TOTAL",
-    "DCGM_FI_DEV_NVLINK_CRC_FLIT_ERROR_COUNT_TOTAL",
-    "DCGM_FI_DEV_THERMAL_VIOLATION",
-    "DCGM_FI_DEV_POWER_VIOLATION",
-)
 # Without these a fetch is refused as half-empty: every scorer needs them.
 REQUIRED_DCGM_METRICS: tuple[str, ...] = ("DCGM_FI_DEV_GPU_TEMP", "DCGM_FI_DEV_POWER_USAGE")
-# ipmi_exporter / node_exporter series, label ``instance="<node>:<port>"``.
-NODE_METRICS: tuple[str, ...] = (
-    "ipmi_fan_speed_rpm",
-    "ipmi_temperature_celsius",
-    "ipmi_dcmi_power_consumption_current_watts",
-    "ipmi_voltage_volts",
-    "node_hwmon_temp_celsius",
-)
 
 # Which source label holds what. Keys: node and gpu (DCGM series), instance (node exporters and
 # ``up``; the port is stripped), sensor (the sensor name of node series).

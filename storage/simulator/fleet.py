@@ -20,6 +20,7 @@ import numpy as np
 import pandas as pd
 from scipy.signal import lfilter
 
+from analysis.catalog import DCGM_METRICS
 from analysis.types import (
     COMPONENT_COLUMNS,
     GPU_COLUMNS,
@@ -51,25 +52,7 @@ from storage.source import MetricsSourceError
 from storage.topology import dump_topology
 
 # dcgm-exporter fields, in the order of the simulator's GPU axis 0.
-GPU_METRICS: tuple[str, ...] = (
-    "DCGM_FI_DEV_GPU_TEMP",
-    "DCGM_FI_DEV_MEMORY_TEMP",
-    "DCGM_FI_DEV_POWER_USAGE",
-    "DCGM_FI_DEV_SM_CLOCK",
-    "DCGM_FI_DEV_MEM_CLOCK",
-    "DCGM_FI_DEV_GPU_UTIL",
-    "DCGM_FI_DEV_FB_USED",
-    "DCGM_FI_DEV_XID_ERRORS",
-    "DCGM_FI_DEV_PCIE_REPLAY_COUNTER",
-    "DCGM_FI_DEV_CORRECTABLE_REMAPPED_ROWS",
-    "DCGM_FI_DEV_UNCORRECTABLE_REMAPPED_ROWS",
-    "DCGM_FI_DEV_ROW_REMAP_FAILURE",
-    "DCGM_FI_DEV_ECC_SBE_VOL_TOTAL",
-    "DCGM_FI_DEV_ECC_DBE_VOL_TOTAL",
-    "DCGM_FI_DEV_NVLINK_CRC_FLIT_ERROR_COUNT_TOTAL",
-    "DCGM_FI_DEV_THERMAL_VIOLATION",
-    "DCGM_FI_DEV_POWER_VIOLATION",
-)
+GPU_METRICS: tuple[str, ...] = DCGM_METRICS
 
 GPU_HELP: dict[str, str] = {
     "DCGM_FI_DEV_GPU_TEMP": "GPU temperature (in C).",
