@@ -22,12 +22,18 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 from rich.console import Console
 from rich.markdown import Markdown
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from analysis.evaluation import BacktestReport
 from analysis.scorer import Scorer
 from analysis.types import Assessment, Fault, GpuRef, Incident, Topology
-from bot.commands.common import ConfigOption, UserError, guarded, parse_at, settings_from
+from bot.commands.common import (
+    ConfigOption,
+    UserError,
+    guarded,
+    parse_at,
+    progress_bar,
+    settings_from,
+)
 from storage.source import MetricsSource
 
 if TYPE_CHECKING:
@@ -132,15 +138,7 @@ def backtest(
     topo = load_topology(settings.topology) if settings.topology is not None else None
     source = source_from_settings(settings, topo)
     err = Console(stderr=True)
-    with Progress(
-        TextColumn("[progress.description]{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeElapsedColumn(),
-        console=err,
-        transient=True,
-        disable=not err.is_terminal,
-    ) as progress:
+    with progress_bar(err) as progress:
         task = progress.add_task("replaying cycles", total=None)
 
         def tick(done: int, total: int) -> None:

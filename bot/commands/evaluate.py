@@ -16,10 +16,9 @@ from typing import Annotated, Any
 
 import typer
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from bot.commands.common import UserError, guarded
+from bot.commands.common import UserError, guarded, progress_bar
 
 
 class LayoutChoice(StrEnum):
@@ -99,15 +98,7 @@ def evaluate(
         raise UserError(str(exc)) from None
     machines: dict[str, dict[str, Any]] = {}
     err = Console(stderr=True)
-    with Progress(
-        TextColumn("[progress.description]{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeElapsedColumn(),
-        console=err,
-        transient=True,
-        disable=not err.is_terminal,
-    ) as progress:
+    with progress_bar(err) as progress:
         task = progress.add_task("evaluating", total=len(refs))
         for ref in refs:
             progress.update(task, description=f"evaluating {ref.name}")
