@@ -24,9 +24,8 @@ from storage.metrics import PrometheusSource, strip_port
 
 logger = logging.getLogger(__name__)
 
-DEFAULT_RULES_FILE = (
-    Path(__file__).resolve().parent.parent / "deploy" / "prometheus" / "static-rules.yml"
-)
+# Shipped inside the package (deploy/prometheus/static-rules.yml links here for Prometheus users).
+DEFAULT_RULES_FILE = Path(__file__).resolve().parent / "static-rules.yml"
 _DURATION = re.compile(
     r"^(?:(\d+)y)?(?:(\d+)w)?(?:(\d+)d)?(?:(\d+)h)?(?:(\d+)m)?(?:(\d+)s)?(?:(\d+)ms)?$"
 )
