@@ -102,6 +102,7 @@ RULES: tuple[StaticRule, ...] = (
     ),
 )
 RULES_BY_NAME: dict[str, StaticRule] = {r.name: r for r in RULES}
+RULE_METRICS: tuple[str, ...] = tuple(dict.fromkeys(r.metric for r in RULES if r.metric != "up"))
 
 
 @dataclass(frozen=True)
@@ -148,39 +149,47 @@ class StaticRules:
 
     def firing(self, frames: FleetFrames, at: datetime) -> list[Firing]:
         """Return every rule firing at ``at``, judged on the samples up to ``at`` only."""
-        grid = _Grid.build(frames, at)
-        out: list[Firing] = []
-        gpu = frames.gpu[frames.gpu["ts"] <= grid.at]
-        by_metric = {m: df for m, df in gpu.groupby("metric", sort=False)}
-        temp = by_metric.get("DCGM_FI_DEV_GPU_TEMP")
-        if temp is not None:
-            out += self._temperature(grid, temp)
-            out += self._vanished(grid, temp)
-        xid = by_metric.get("DCGM_FI_DEV_XID_ERRORS")
-        if xid is not None:
-            out += self._xid(grid, xid)
-        dbe = by_metric.get("DCGM_FI_DEV_ECC_DBE_VOL_TOTAL")
-        if dbe is not None:
-            out += self._dbe(grid, dbe)
-        remap = by_metric.get("DCGM_FI_DEV_ROW_REMAP_FAILURE")
-        if remap is not None:
-            last = grid.last_values(remap, ["node", "gpu"], self.lookback)
-            for (node, g), v in last.items():
-                if v > 0:
-                    out.append(Firing("row_remap_failure", str(node), str(g), "row remap failed"))
-        out += self._target_down(grid, frames.up[frames.up["ts"] <= grid.at])
-        return sorted(out, key=lambda f: (f.node, f.gpu or "", f.rule))
+        return self._evaluate(frames, at)[0]
 
-    def _temperature(self, grid: _Grid, temp: pd.DataFrame) -> list[Firing]:
+    def _evaluate(self, frames: FleetFrames, at: datetime) -> tuple[list[Firing], list[GpuRef]]:
+        """Fire every rule at ``at``; also return the GPUs seen up to ``at``.
+
+        The GPU frame is split into series once (integer codes, numpy arrays); each rule then works
+        on the rows of its metric only.
+        """
+        grid = _Grid.build(frames, at)
+        gpu = _Series.of(frames.gpu, ("node", "gpu"), grid.at_ns, by_metric=True)
+        out: list[Firing] = []
+        temp = gpu.metric("DCGM_FI_DEV_GPU_TEMP")
+        if temp is not None:
+            out += self._temperature(grid, gpu, temp)
+            out += self._vanished(grid, gpu, temp)
+        xid = gpu.metric("DCGM_FI_DEV_XID_ERRORS")
+        if xid is not None:
+            out += self._xid(grid, gpu, xid)
+        dbe = gpu.metric("DCGM_FI_DEV_ECC_DBE_VOL_TOTAL")
+        if dbe is not None:
+            out += self._dbe(grid, gpu, dbe)
+        remap = gpu.metric("DCGM_FI_DEV_ROW_REMAP_FAILURE")
+        if remap is not None:
+            for s, v in grid.last_values(gpu, remap, self.lookback):
+                if v > 0:
+                    node, g = gpu.keys[s]
+                    out.append(Firing("row_remap_failure", str(node), str(g), "row remap failed"))
+        out += self._target_down(grid, frames.up)
+        seen = sorted({GpuRef(str(n), str(g)) for n, g in gpu.seen_keys()})
+        return sorted(out, key=lambda f: (f.node, f.gpu or "", f.rule)), seen
+
+    def _temperature(self, grid: _Grid, gpu: _Series, rows: np.ndarray) -> list[Firing]:
         """DCGM_FI_DEV_GPU_TEMP > threshold at every evaluation of the last 5 minutes."""
         rule = RULES_BY_NAME["temperature"]
-        wide = grid.instant(temp, ["node", "gpu"], self.lookback)
-        cond = wide > self.temp_threshold
-        held = grid.held(cond, rule.for_)
+        wide, cols = grid.instant(gpu, rows, self.lookback)
+        with np.errstate(invalid="ignore"):
+            cond = wide > self.temp_threshold
         out = []
-        for col in held.index[held.to_numpy()]:
-            node, g = col
-            value = float(wide[col].iloc[-1])
+        for j in np.flatnonzero(grid.held(cond, rule.for_)):
+            node, g = gpu.keys[cols[j]]
+            value = float(wide[-1, j])
             out.append(
                 Firing(
                     "temperature",
@@ -191,58 +200,74 @@ class StaticRules:
             )
         return out
 
-    def _xid(self, grid: _Grid, xid: pd.DataFrame) -> list[Firing]:
+    def _xid(self, grid: _Grid, gpu: _Series, rows: np.ndarray) -> list[Firing]:
         """The last XID code is a hardware one."""
-        last = grid.last_values(xid, ["node", "gpu"], self.lookback)
         hw = set(self.hardware_xids)
-        return [
-            Firing("hardware_xid", str(node), str(g), f"XID {int(v)}")
-            for (node, g), v in last.items()
-            if not math.isnan(v) and int(v) == v and int(v) in hw
-        ]
-
-    def _dbe(self, grid: _Grid, dbe: pd.DataFrame) -> list[Firing]:
-        """increase(DCGM_FI_DEV_ECC_DBE_VOL_TOTAL[30m]) > 0 (counter resets count as increases)."""
-        lo = grid.at - pd.Timedelta(self.dbe_window)
         out = []
-        for (node, g), grp in dbe[dbe["ts"] >= lo].groupby(["node", "gpu"], sort=True):
-            v = grp.sort_values("ts")["value"].to_numpy(dtype=float)
-            if len(v) < 2:
-                continue
-            d = np.diff(v)
-            inc = np.where(d >= 0, d, v[1:]).sum()
-            if inc > 0:
-                out.append(
-                    Firing("dbe", str(node), str(g), f"+{inc:g} DBE in {_minutes(self.dbe_window)}")
-                )
+        for s, v in grid.last_values(gpu, rows, self.lookback):
+            if not math.isnan(v) and int(v) == v and int(v) in hw:
+                node, g = gpu.keys[s]
+                out.append(Firing("hardware_xid", str(node), str(g), f"XID {int(v)}"))
         return out
 
-    def _vanished(self, grid: _Grid, temp: pd.DataFrame) -> list[Firing]:
+    def _dbe(self, grid: _Grid, gpu: _Series, rows: np.ndarray) -> list[Firing]:
+        """increase(DCGM_FI_DEV_ECC_DBE_VOL_TOTAL[30m]) > 0 (counter resets count as increases)."""
+        lo = grid.at_ns - _ns(self.dbe_window)
+        rows = rows[gpu.ts[rows] >= lo]
+        if len(rows) == 0:
+            return []
+        series = gpu.codes[rows]
+        rows = rows[np.lexsort((gpu.ts[rows], series))]  # by series, then time (stable)
+        series = gpu.codes[rows]
+        v = gpu.values[rows]
+        same = series[1:] == series[:-1]  # consecutive samples of one series
+        d = np.diff(v)
+        with np.errstate(invalid="ignore"):
+            step_inc = np.where(d >= 0, d, v[1:])
+        n = len(gpu.keys)
+        inc = np.bincount(series[1:][same], weights=step_inc[same], minlength=n)
+        counts = np.bincount(series, minlength=n)
+        out = []
+        for s in np.flatnonzero((counts >= 2) & (inc > 0)):
+            node, g = gpu.keys[s]
+            out.append(
+                Firing("dbe", str(node), str(g), f"+{inc[s]:g} DBE in {_minutes(self.dbe_window)}")
+            )
+        return out
+
+    def _vanished(self, grid: _Grid, gpu: _Series, rows: np.ndarray) -> list[Firing]:
         """Seen in [at - 1h, at] but no sample in [at - 5m, at]."""
-        lo = grid.at - pd.Timedelta(self.vanish_lookback)
-        recent = grid.at - pd.Timedelta(self.vanish_after)
-        last = temp[temp["ts"] >= lo].groupby(["node", "gpu"], sort=True)["ts"].max()
+        lo = grid.at_ns - _ns(self.vanish_lookback)
+        recent = grid.at_ns - _ns(self.vanish_after)
+        ts = gpu.ts[rows]
+        keep = ts >= lo
+        last = np.full(len(gpu.keys), np.iinfo(np.int64).min, dtype=np.int64)
+        np.maximum.at(last, gpu.codes[rows][keep], ts[keep])
+        seen = last > np.iinfo(np.int64).min
         return [
             Firing(
                 "vanished",
-                str(node),
-                str(g),
-                f"last sample {format_time(ts.to_pydatetime())}",
+                str(gpu.keys[s][0]),
+                str(gpu.keys[s][1]),
+                f"last sample {format_time(pd.Timestamp(int(last[s]), tz='UTC').to_pydatetime())}",
             )
-            for (node, g), ts in last.items()
-            if ts < recent
+            for s in np.flatnonzero(seen & (last < recent))
         ]
 
     def _target_down(self, grid: _Grid, up: pd.DataFrame) -> list[Firing]:
         """up == 0 at every evaluation of the last 2 minutes (node from instance)."""
-        if up.empty:
+        series = _Series.of(up, ("node", "job"), grid.at_ns, by_metric=False)
+        if len(series.ts) == 0:
             return []
         rule = RULES_BY_NAME["target_down"]
-        wide = grid.instant(up, ["node", "job"], self.lookback)
+        wide, cols = grid.instant(series, np.arange(len(series.ts)), self.lookback)
         held = grid.held(wide == 0, rule.for_)
+        down = sorted(
+            (series.keys[cols[j]] for j in np.flatnonzero(held)), key=lambda k: (k[0], k[1])
+        )
         return [
             Firing("target_down", str(node), None, f"{job} target down for {_minutes(rule.for_)}")
-            for node, job in held.index[held.to_numpy()]
+            for node, job in down
         ]
 
     # ------------------------------------------------------------------ scorer
@@ -250,9 +275,8 @@ class StaticRules:
     def assess(self, frames: FleetFrames, graph: nx.DiGraph, at: datetime) -> Assessment:
         """Fire the rules at ``at``; one incident per GPU, or per node when the node is gone."""
         order = [r.name for r in RULES]
-        firings = sorted(self.firing(frames, at), key=lambda f: order.index(f.rule))
-        upto = frames.gpu.loc[frames.gpu["ts"] <= _utc(at), ["node", "gpu"]].drop_duplicates()
-        seen = sorted(GpuRef(str(n), str(g)) for n, g in upto.itertuples(index=False))
+        fired, seen = self._evaluate(frames, at)
+        firings = sorted(fired, key=lambda f: order.index(f.rule))
         gpus_by_node: dict[str, list[GpuRef]] = {}
         for ref in seen:
             gpus_by_node.setdefault(ref.node, []).append(ref)
@@ -333,6 +357,80 @@ def _minutes(d: timedelta) -> str:
     return f"{round(d.total_seconds() / 60):g}m"
 
 
+def _ns(d: timedelta) -> int:
+    """A duration in integer nanoseconds."""
+    return int(pd.Timedelta(d).value)
+
+
+@dataclass(frozen=True)
+class _Series:
+    """A tidy frame's rows up to ``at`` as numpy arrays, with one integer code per series.
+
+    ``codes[i]`` indexes ``keys`` (the series' label tuple); ``ts`` is in UTC nanoseconds. Rows
+    after ``at`` are dropped; the GPU frame also carries each row's metric code.
+    """
+
+    ts: np.ndarray
+    values: np.ndarray
+    codes: np.ndarray
+    keys: list[tuple[object, object]]
+    metric_codes: np.ndarray | None
+    metric_names: dict[str, int]
+
+    @classmethod
+    def of(
+        cls, df: pd.DataFrame, labels: tuple[str, str], at_ns: int, *, by_metric: bool
+    ) -> _Series:
+        """Split ``df`` into series by its two ``labels`` (and metric codes when ``by_metric``)."""
+        ts = _ts_ns(df["ts"])
+        keep = ts <= at_ns
+        if not keep.all():
+            df = df.loc[keep]
+            ts = ts[keep]
+        a, a_uniq = pd.factorize(df[labels[0]], sort=False)
+        b, b_uniq = pd.factorize(df[labels[1]], sort=False)
+        pair, pair_uniq = pd.factorize(a.astype(np.int64) * max(len(b_uniq), 1) + b, sort=False)
+        nb = max(len(b_uniq), 1)
+        keys = [(a_uniq[int(p // nb)], b_uniq[int(p % nb)]) for p in pair_uniq]
+        metric_codes: np.ndarray | None = None
+        metric_names: dict[str, int] = {}
+        if by_metric:  # only the rules' metrics get codes (isin is cheaper than factorize)
+            wanted = df["metric"].isin(RULE_METRICS).to_numpy()
+            metric_codes = np.full(len(df), -1, dtype=np.intp)
+            codes, m_uniq = pd.factorize(df["metric"].to_numpy()[wanted], sort=False)
+            metric_codes[wanted] = codes
+            metric_names = {str(m): i for i, m in enumerate(m_uniq)}
+        return cls(
+            ts=ts,
+            values=df["value"].to_numpy(dtype=float),
+            codes=pair.astype(np.intp),
+            keys=keys,
+            metric_codes=metric_codes,
+            metric_names=metric_names,
+        )
+
+    def metric(self, name: str) -> np.ndarray | None:
+        """Row indices of one metric (None when the frame has none of it)."""
+        code = self.metric_names.get(name)
+        if code is None or self.metric_codes is None:
+            return None
+        return np.flatnonzero(self.metric_codes == code)
+
+    def seen_keys(self) -> list[tuple[object, object]]:
+        """Every series with at least one row up to ``at``."""
+        return self.keys
+
+
+def _ts_ns(col: pd.Series) -> np.ndarray:
+    """A timestamp column as UTC int64 nanoseconds."""
+    ts = pd.DatetimeIndex(col)
+    if ts.tz is None:
+        ts = ts.tz_localize("UTC")
+    if ts.unit != "ns":
+        ts = ts.as_unit("ns")
+    return np.asarray(ts.asi8)
+
+
 @dataclass(frozen=True)
 class _Grid:
     """The evaluation grid: every ``step`` back from ``at`` to the frames' start."""
@@ -350,37 +448,71 @@ class _Grid:
         times = pd.DatetimeIndex([at_ts - step * k for k in range(n, -1, -1)])
         return cls(at_ts, step, times)
 
-    def instant(self, df: pd.DataFrame, keys: list[str], lookback: timedelta) -> pd.DataFrame:
-        """Wide frame (grid x series): the last sample at most ``lookback`` old at each time."""
-        cells = np.ceil((df["ts"] - self.times[0]) / self.step).astype(int)
-        keep = (cells >= 0) & (cells < len(self.times))
-        df = df.loc[keep].assign(cell=cells[keep].to_numpy())
-        df = df.sort_values("ts")
-        wide = df.pivot_table(index="cell", columns=keys, values="value", aggfunc="last")
-        wide = wide.reindex(range(len(self.times)))
-        limit = int(pd.Timedelta(lookback) / self.step)
-        if limit > 0:
-            wide = wide.ffill(limit=limit)
-        wide.index = self.times
-        return wide
+    @property
+    def at_ns(self) -> int:
+        """``at`` in UTC nanoseconds."""
+        return int(self.at.value)
 
-    def held(self, cond: pd.DataFrame, hold: timedelta) -> pd.Series:
-        """Per series: the condition held at every evaluation in [at - hold, at]."""
-        if cond.empty:
-            return pd.Series([], dtype=bool)
+    def instant(
+        self, series: _Series, rows: np.ndarray, lookback: timedelta
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Wide array (grid x series): the last sample at most ``lookback`` old at each time.
+
+        Returns the array and the series code of each column (series with a sample on the grid).
+        """
+        step = int(self.step.value)
+        t0 = int(self.times[0].value)
+        n_times = len(self.times)
+        values = series.values[rows]
+        ok = ~np.isnan(values)  # the last sample of a cell is its last non-missing one
+        rows, values = rows[ok], values[ok]
+        delta = series.ts[rows] - t0
+        cells = -(-delta // step)  # ceil: a sample belongs to the next evaluation at or after it
+        keep = (cells >= 0) & (cells < n_times)
+        rows, values, cells = rows[keep], values[keep], cells[keep]
+        cols, col_of = np.unique(series.codes[rows], return_inverse=True)
+        wide = np.full((n_times, len(cols)), np.nan)
+        if len(rows):
+            key = cells * len(cols) + col_of
+            order = np.lexsort((series.ts[rows], key))  # by cell and series, then time
+            key = key[order]
+            last = np.ones(len(key), dtype=bool)
+            last[:-1] = key[1:] != key[:-1]
+            wide.reshape(-1)[key[last]] = values[order][last]
+        limit = int(pd.Timedelta(lookback) / self.step)
+        if limit > 0 and len(cols):
+            idx = np.where(~np.isnan(wide), np.arange(n_times)[:, None], -1)
+            np.maximum.accumulate(idx, axis=0, out=idx)
+            fill = (idx >= 0) & (np.arange(n_times)[:, None] - idx <= limit)
+            wide = np.where(fill, wide[np.maximum(idx, 0), np.arange(len(cols))], np.nan)
+        return wide, cols
+
+    def held(self, cond: np.ndarray, hold: timedelta) -> np.ndarray:
+        """Per column: the condition held at every evaluation in [at - hold, at]."""
         lo = self.at - pd.Timedelta(hold)
         if self.times[0] > lo:  # the window does not reach back far enough to know
-            return pd.Series(False, index=cond.columns)
-        window = cond.loc[cond.index >= lo]
-        return window.fillna(False).astype(bool).all(axis=0)
+            return np.zeros(cond.shape[1], dtype=bool)
+        first = int(np.searchsorted(self.times.as_unit("ns").asi8, lo.value, side="left"))
+        return np.asarray(cond[first:].all(axis=0))
 
     def last_values(
-        self, df: pd.DataFrame, keys: list[str], lookback: timedelta
-    ) -> dict[tuple[str, str], float]:
-        """Per series: the instant value at ``at`` (last sample at most ``lookback`` old)."""
-        recent = df[(df["ts"] >= self.at - pd.Timedelta(lookback)) & (df["ts"] <= self.at)]
-        last = recent.sort_values("ts").groupby(keys, sort=True)["value"].last()
-        return {(str(k[0]), str(k[1])): float(v) for k, v in last.items()}
+        self, series: _Series, rows: np.ndarray, lookback: timedelta
+    ) -> list[tuple[int, float]]:
+        """Per series code: the instant value at ``at`` (last sample at most ``lookback`` old)."""
+        ts = series.ts[rows]
+        values = series.values[rows]
+        keep = (ts >= self.at_ns - _ns(lookback)) & ~np.isnan(values)
+        rows = rows[keep]
+        if len(rows) == 0:
+            return []
+        codes = series.codes[rows]
+        order = np.lexsort((series.ts[rows], codes))
+        codes = codes[order]
+        last = np.ones(len(codes), dtype=bool)
+        last[:-1] = codes[1:] != codes[:-1]
+        return [
+            (int(c), float(v)) for c, v in zip(codes[last], values[keep][order][last], strict=True)
+        ]
 
 
 def _utc(ts: datetime | pd.Timestamp) -> pd.Timestamp:
