@@ -729,12 +729,50 @@ def _slowest_fan(fans: pd.DataFrame, normals: Mapping[str, pd.Series] | None) ->
     """The slowest fan relative to its own normal share of the node's median (1 = normal)."""
     ratios = _fan_ratios(fans)
     if normals:
-        nodes = ratios.index.get_level_values("node")
+        nodes = [str(n) for n in ratios.index.get_level_values("node")]
+        # one row of normal shares per node, then one per row of ``ratios`` (NaN: no normal)
+        table = pd.DataFrame(
+            {n: s for n, s in normals.items() if not s.empty}, columns=list(normals)
+        ).T.reindex(columns=ratios.columns)
         base = pd.DataFrame(
-            [normals.get(str(n), pd.Series(dtype=float)) for n in nodes], index=ratios.index
-        ).reindex(columns=ratios.columns)
+            table.reindex(nodes).to_numpy(dtype=float), index=ratios.index, columns=ratios.columns
+        )
         ratios = ratios / base.fillna(1.0)
     return ratios.min(axis=1)
+
+
+def _gpu_wide(g: pd.DataFrame) -> pd.DataFrame:
+    """Pivot GPU rows to (key, ts) x metric, sorted; the last row wins for a repeated cell.
+
+    The same frame as ``drop_duplicates(keep="last").set_index([...]).unstack("metric")`` with
+    integer codes instead of hashing three columns per row.
+    """
+    node, node_u = pd.factorize(g["node"], sort=False, use_na_sentinel=False)
+    gpu, gpu_u = pd.factorize(g["gpu"], sort=False, use_na_sentinel=False)
+    pair, pair_u = pd.factorize(node.astype(np.int64) * len(gpu_u) + gpu, sort=False)
+    # labels as text ("<node>/<gpu>"); labels that only differ in type become one key
+    text = [f"{node_u[p // len(gpu_u)]}/{gpu_u[p % len(gpu_u)]}" for p in pair_u]
+    merged, uniq = pd.factorize(np.array(text, dtype=object), sort=False)
+    pair, pair_keys = merged[pair], np.asarray(uniq, dtype=object)
+    key_order = np.argsort(pair_keys, kind="stable")  # key codes in sorted key order
+    key_rank = np.empty(len(pair_keys), dtype=np.int64)
+    key_rank[key_order] = np.arange(len(pair_keys))
+    key = key_rank[pair]
+    ts, ts_u = pd.factorize(g["ts"], sort=True)
+    metric, metric_u = pd.factorize(g["metric"], sort=True)
+    n_ts, n_m = len(ts_u), len(metric_u)
+    row = key * n_ts + ts
+    cell = row * n_m + metric
+    rev = cell[::-1]
+    _, first_rev = np.unique(rev, return_index=True)  # the last occurrence of each cell
+    last = len(cell) - 1 - first_rev
+    rows, row_of = np.unique(row[last], return_inverse=True)
+    values = np.full((len(rows), n_m), np.nan)
+    values[row_of, metric[last]] = g["value"].to_numpy(dtype=float)[last]
+    index = pd.MultiIndex.from_arrays(
+        [pair_keys[key_order][rows // n_ts], ts_u[rows % n_ts]], names=["key", "ts"]
+    )
+    return pd.DataFrame(values, index=index, columns=pd.Index(metric_u, name="metric"))
 
 
 def _prepare(
@@ -755,13 +793,7 @@ def _prepare(
     if g.empty:
         rows = pd.DataFrame(index=pd.MultiIndex.from_arrays([[], []], names=["ts", "key"]))
     else:
-        g = g.assign(key=g["node"].astype(str) + "/" + g["gpu"].astype(str))
-        wide = (
-            g.drop_duplicates(["ts", "key", "metric"], keep="last")
-            .set_index(["key", "ts", "metric"])["value"]
-            .unstack("metric")
-            .sort_index()
-        )
+        wide = _gpu_wide(g)
         cols: dict[str, pd.Series] = {}
         for v in gpu_vars:
             if v.metric not in wide.columns:

@@ -71,6 +71,8 @@ class Pipeline:
     explainer: Explainer | None = field(default=None, init=False)
     fingerprint: str | None = field(default=None, init=False)
     restored: bool = field(default=False, init=False)
+    last_frames: FleetFrames | None = field(default=None, init=False)
+    last_graph: nx.DiGraph | None = field(default=None, init=False)
 
     def __post_init__(self) -> None:
         """Start with no open incidents in memory (the store remembers what was notified)."""
@@ -92,6 +94,7 @@ class Pipeline:
         except MetricsSourceError as exc:
             return self._source_failed(at, str(exc), started)
         graph = build_graph(self.topology, frames.gpus)
+        self.last_frames, self.last_graph = frames, graph  # what this cycle saw (for comparisons)
         assessment = self.model(graph, at).assess(frames, graph, at)
         incidents = self.track(assessment)
         explained = self.explain(incidents, frames, graph, at)

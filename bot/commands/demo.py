@@ -23,9 +23,12 @@ from bot.commands.common import UserError, guarded, settings_from
 from storage.simulator.spec import FleetSpec
 
 if TYPE_CHECKING:
+    from analysis.static_rules import StaticRules
     from bot.console import ConsoleNotifier
     from bot.delivery import Send
+    from bot.pipeline import Pipeline
     from storage.repository import MessageRef, OutboxItem, Repository
+    from storage.simulator import FleetSimulator
 
 DEMO_START = datetime(2026, 11, 20, tzinfo=UTC)
 
@@ -225,13 +228,20 @@ def _announce(
             console.print(f"[dim]{at:%H:%M}  💥 {f.kind} fault on {f.target} has failed now[/]")
 
 
-def _static(static: object, sim: object, pipeline: object, at: datetime) -> Assessment:
-    """What the static threshold rules would have raised at ``at`` (for the comparison)."""
+def _static(
+    static: StaticRules, sim: FleetSimulator, pipeline: Pipeline, at: datetime
+) -> Assessment:
+    """What the static threshold rules would have raised at ``at`` (for the comparison).
+
+    They judge the same frames and graph the pipeline's cycle just used (no second fetch).
+    """
     from analysis.graph import build_graph
 
-    frames = sim.fetch(at - pipeline.window, at, pipeline.step)  # type: ignore[attr-defined]
-    graph = build_graph(pipeline.topology, frames.gpus)  # type: ignore[attr-defined]
-    return static.assess(frames, graph, at)  # type: ignore[attr-defined,no-any-return]
+    frames, graph = pipeline.last_frames, pipeline.last_graph
+    if frames is None or graph is None or frames.end != at:
+        frames = sim.fetch(at - pipeline.window, at, pipeline.step)
+        graph = build_graph(pipeline.topology, frames.gpus)
+    return static.assess(frames, graph, at)
 
 
 def _summary(
