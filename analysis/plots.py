@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import io
 from collections.abc import Mapping, Sequence
+from dataclasses import replace
 from datetime import datetime
 
 import matplotlib.dates as mdates
@@ -470,6 +471,9 @@ def render_incident_metrics(
         return _png(fig)
     axes = fig.subplots(n, 1, sharex=True, squeeze=False)[:, 0]
     at = pd.Timestamp(incident.at)
+    # the panels' GPU rows only, once (each panel then scans a few metrics, not all of them)
+    panel_gpu = frames.gpu[frames.gpu["metric"].isin([m for m in metrics if m.startswith("DCGM_")])]
+    frames = replace(frames, gpu=panel_gpu)
     for ax, metric in zip(axes, metrics, strict=False):
         mine, peers, what = _series_for(metric, incident, frames)
         label, unit = _label(metric)
