@@ -84,6 +84,33 @@ FLAG_SIGNALS: dict[str, str] = {
 # Informational columns that are kept for explanations but not fed to the detectors.
 INFO_COLUMNS: tuple[str, ...] = ("xid_app_events", "xid_last", "node", "rack")
 
+# Workload descriptors: what the jobs are doing, not how healthy the hardware is. A job starting or
+# ending moves all of them on every GPU it spans (power to idle, clocks down, temperature
+# following power), so they stay in the table as context for explanations and for the
+# load-adjusted features, but the graph model does not score them; it scores the load-adjusted
+# twins (``temp_at_power``, ``mem_temp_at_power``, ``temp_at_power_slope``, peers at comparable
+# load) instead.
+WORKLOAD_COLUMNS: tuple[str, ...] = (
+    "temp",
+    "mem_temp",
+    "power",
+    "sm_clock",
+    "mem_clock",
+    "util",
+    "fb_used",
+    "temp_std",
+    "power_std",
+    "util_std",
+    "temp_slope",
+    "mem_temp_slope",
+    "power_vs_node",
+    "node_power",
+    "hwmon_temp",
+    "pdu.output_watts",
+    "pdu.output_watts.max",
+    "pdu.output_watts.min",
+)
+
 # The per-GPU raw metric levels the plain baseline (no graph) uses.
 RAW_LEVEL_COLUMNS: tuple[str, ...] = (
     *(f"{name}" for name in GAUGES.values()),
@@ -288,6 +315,7 @@ def _peer_context(
     dev = pd.DataFrame(
         {
             "temp_at_power": frame["temp_adj"],
+            "mem_temp_at_power": frame["mem_adj"],
             "temp_vs_node": (frame["temp_adj"] - med_node["temp_adj"]).where(near_node),
             "mem_temp_vs_node": (frame["mem_adj"] - med_node["mem_adj"]).where(near_node),
             "power_vs_node": power - med_node["power"],
@@ -306,9 +334,10 @@ def _peer_context(
     # Mostly incomparable (a job starting or stopping): say nothing rather than something odd.
     enough = recent_dev.count() >= recent_dev.size().to_numpy()[:, None] * 0.5
     out = recent_dev.mean().where(enough).reindex(index)
-    slope = _slope(dev[["temp_vs_node"]], t, keys, index)
+    slope = _slope(dev[["temp_vs_node", "temp_at_power"]], t, keys, index)
     valid = dev["temp_vs_node"].notna().groupby(keys, sort=False).mean().reindex(index)
     out["temp_vs_node_slope"] = slope["temp_vs_node"].where(valid >= 0.8)
+    out["temp_at_power_slope"] = slope["temp_at_power"]
     return out
 
 

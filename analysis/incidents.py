@@ -6,8 +6,12 @@ at least ``min_fraction`` of their GPUs at risk), or when its own signals are an
 least two GPUs behind it (on two or more nodes) are at risk. When several entities cover the same
 GPUs (one rack, one PDU, one CRAC and one leaf switch per rack), the one whose own and
 characteristic signals deviate most is named; with no such evidence the rack is. A node becomes the
-root cause when at least three and ``min_fraction`` of its GPUs are at risk, or its own signals
-(fans, node temperature, scrape targets) explain an at-risk GPU. Everything else stays one GPU's incident.
+root cause when at least three and ``min_fraction`` of its GPUs are at risk, when its own signals
+(fans, node temperature, scrape targets) explain two or more at-risk GPUs, or when its own
+hardware (fans, scrape targets) explains a single one. A component's own evidence counts only in
+the harmful direction (a PDU voltage sag, a warmer supply air, switch errors) and never from
+output power (which falls whenever the GPUs behind it fail or go idle). Everything else stays one
+GPU's incident.
 """
 
 from __future__ import annotations
@@ -41,6 +45,25 @@ SIGNATURES: dict[str, tuple[str, ...]] = {
     ),
 }
 OWN_PREFIX: dict[str, str] = {"pdu": "pdu.", "cooling": "cooling.", "switch": "switch."}
+# The harmful direction of a component's known own metrics (+1 high, -1 low); other metrics of
+# the component count both ways. A PDU whose output watts fall because the GPUs behind it failed
+# or went idle is a consequence, not a cause: watts are not evidence (the scorer does not even
+# score them), and a PDU voltage that rises is not a sag.
+OWN_DIRECTION: dict[str, int] = {
+    "pdu.output_volts": -1,
+    "cooling.supply_temp": 1,
+    "switch.": 1,
+}
+OWN_IGNORED: tuple[str, ...] = ("pdu.output_watts",)
+# Node evidence that can name a node for a single at-risk GPU: the node's own hardware (fans,
+# scrape targets). A node's GPUs running warm as a group needs at least two GPUs at risk.
+NODE_HARDWARE: tuple[str, ...] = (
+    "fan_min",
+    "fan_mean",
+    "fan_spread",
+    "fan_min_vs_fleet",
+    "up_down_frac",
+)
 FACILITY_ORDER: dict[str, int] = {"pdu": 0, "cooling": 0, "switch": 0, "rack": 1}
 
 DEFAULT_MIN_FRACTION = 0.5
@@ -80,6 +103,29 @@ def evidence(features: pd.DataFrame | None, gpus: Iterable[str], columns: Iterab
         return 0.0
     block = features.loc[rows, zcols].astype(float).abs().max(axis=1)
     value = float(block.median())
+    return 0.0 if np.isnan(value) else value
+
+
+def own_evidence(features: pd.DataFrame | None, gpus: Iterable[str], prefix: str) -> float:
+    """Like :func:`evidence` over a component's own ``<kind>.`` columns, in the harmful direction."""
+    if features is None or features.empty:
+        return 0.0
+    zcols = [
+        c
+        for c in features.columns
+        if isinstance(c, str) and c.startswith("z." + prefix) and not c[2:].startswith(OWN_IGNORED)
+    ]
+    rows = [g for g in gpus if g in features.index]
+    if not zcols or not rows:
+        return 0.0
+    block = features.loc[rows, zcols].astype(float)
+    for col in zcols:
+        sign = next((d for p, d in OWN_DIRECTION.items() if col[2:].startswith(p)), 0)
+        if sign:
+            block[col] = (block[col] * sign).clip(lower=0.0)
+        else:
+            block[col] = block[col].abs()
+    value = float(block.max(axis=1).median())
     return 0.0 if np.isnan(value) else value
 
 
@@ -174,7 +220,7 @@ def find_incidents(
         nodes_behind = [n for n in graph.successors(ent) if graph.nodes[n].get("kind") == "node"]
         hit = [n for n in nodes_behind if risky_share.get(n, 0.0) >= min_fraction]
         joint = len(hit) >= 2 and len(hit) / max(len(nodes_behind), 1) >= min_fraction
-        own = evidence(features, members, (OWN_PREFIX[kind],)) if kind in OWN_PREFIX else 0.0
+        own = own_evidence(features, members, OWN_PREFIX[kind]) if kind in OWN_PREFIX else 0.0
         ev = max(own, evidence(features, members, SIGNATURES[kind]))
         if joint or own >= evidence_z:
             strength = ev if ev >= evidence_z else 0.0
@@ -194,7 +240,9 @@ def find_incidents(
         groups.append((ent, str(graph.nodes[ent]["kind"]), free))
         assigned.update(free)
 
-    # 2. Nodes: most of their GPUs at risk, or their own signals explain an at-risk GPU.
+    # 2. Nodes: most of their GPUs at risk, or their own signals explain at-risk GPUs: two or
+    # more, or a single one when it is the node's own hardware (fans, scrape targets). A node
+    # incident with one GPU would otherwise flip with that GPU's own incident cycle to cycle.
     by_node: dict[str, list[str]] = {}
     for key in at_risk:
         if key not in assigned:
@@ -203,7 +251,12 @@ def find_incidents(
         on_node = gpus_behind(graph, node) if node in graph else members
         frac = len(members) / max(len(on_node), 1)
         own = evidence(features, members, SIGNATURES["node"])
-        if (len(members) >= 3 and frac >= min_fraction) or own >= evidence_z:
+        hardware = evidence(features, members, NODE_HARDWARE)
+        if (
+            (len(members) >= 3 and frac >= min_fraction)
+            or (len(members) >= 2 and own >= evidence_z)
+            or hardware >= evidence_z
+        ):
             groups.append((node, "node", members))
             assigned.update(members)
 

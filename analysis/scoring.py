@@ -10,13 +10,17 @@ How a GPU's risk is made (:class:`GraphRiskModel`):
 2. Each feature is taken relative to that GPU's own median over the fitted history (per-GPU offsets
    and each component's usual level drop out) and scaled by a robust fleet-wide spread: ``z``.
 3. A detector with the PyOD/sklearn contract (Isolation Forest by default; ECOD, COPOD, HBOS by
-   name) scores the ``z`` rows, higher = riskier; a tail guard scores the largest single ``|z|``
-   (a forest cannot split on a feature that never moved in healthy history).
-4. Both are calibrated against the fitted history into [0, 1] by :class:`TailCalibrator`:
-   ``risk = -log10(p) / decades`` where ``p`` is the share of healthy GPU-cycles at least as
-   abnormal (empirical, with an exponential tail fitted beyond the 95th percentile). With the
-   default five decades 0.5 means about 1 in 300 healthy GPU-cycles, 0.9 about 1 in 30,000 and
-   1.0 one in 100,000 or rarer, whatever the fleet.
+   name) scores the ``z`` rows, higher = riskier; a tail guard scores each feature on its own
+   (a forest cannot split on a feature that never moved in healthy history), Bonferroni-adjusted
+   for the number of features it tests. Workload descriptors (power, utilisation, clocks, raw
+   temperature: a job starting or ending moves them on every GPU it spans) are not scored; their
+   load-adjusted twins and the comparisons with peers at comparable load are.
+4. The forest is calibrated against the fitted history into [0, 1] by :class:`TailCalibrator`
+   (the guard's score already is a ``-log10 p``): ``risk = -log10(p) / decades`` where ``p`` is
+   the chance of a healthy GPU-cycle at least as abnormal (empirical, with an exponential tail
+   fitted beyond the 95th percentile). With the default seven decades 0.5 means about 1 in 3,000
+   healthy GPU-cycles, 0.9 about 1 in 5 million and 1.0 one in 10 million or rarer, whatever the
+   fleet: at one-minute cycles a 256-GPU fleet has 368,640 GPU-cycles a day.
 5. Failure-grade signals (DBE increase, row-remap failure, hardware XID, vanished series) put a
    floor under the risk: ``risk = max(calibrated, floor)``, so the forest can never dilute them.
 """
@@ -43,6 +47,7 @@ from analysis.features import (
     DEFAULT_WINDOW,
     FLAG_COLUMNS,
     RAW_LEVEL_COLUMNS,
+    WORKLOAD_COLUMNS,
     build_features,
     feature_columns,
     feature_history,
@@ -60,11 +65,14 @@ from analysis.scorer import Scorer
 from analysis.types import Assessment, Fault, FleetFrames, GpuRef, GpuScore, Incident
 
 MODEL_FORMAT = "gpu-risk-model"
-MODEL_VERSION = 1
+MODEL_VERSION = 2
 DEFAULT_THRESHOLD = 0.9
 DEFAULT_FIT_WINDOW = timedelta(hours=24)
 DEFAULT_FIT_CYCLES = 48
-DEFAULT_DECADES = 5.0
+# Risk 1.0 = one healthy GPU-cycle in 10**7. A 256-GPU fleet scanned every minute sees 368,640
+# GPU-cycles a day, so the default threshold 0.9 (about 1 in 5 million) leaves well under one
+# healthy GPU-cycle above it per 1,000 GPU-days; five decades would leave dozens.
+DEFAULT_DECADES = 7.0
 DEFAULT_FLOOR = 1.0
 
 
@@ -183,7 +191,9 @@ class FeatureTails:
     feature among fifty is easily diluted; this guard scores each feature on its own. For every
     feature ``p_j`` is the share of healthy rows with at least that ``|z_j|`` (empirical below the
     95th percentile, exponential tail above it, with floors so a feature that never moved is not
-    infinitely surprising), and a row's raw guard score is ``max_j -log10 p_j``.
+    infinitely surprising), and a row's raw guard score is ``max_j -log10 p_j - log10 m``: the
+    Bonferroni bound on the chance that any of the ``m`` tested features is that surprising in a
+    healthy GPU-cycle, so fifty features do not give fifty chances to page.
     """
 
     def __init__(
@@ -194,7 +204,7 @@ class FeatureTails:
         min_beta: float = 0.5,
         min_beta_unobserved: float = 1.0,
         min_p_tail: float = 0.01,
-        max_beta: float = 2.0,
+        max_beta: float = 1.0,
     ) -> None:
         """Keep the settings (``directions``: +1/-1/0 per column, see :func:`risk_direction`)."""
         self.directions = None if directions is None else tuple(directions)
@@ -244,9 +254,17 @@ class FeatureTails:
             out[:, j] = -np.log10(np.clip(p, 1e-300, 1.0))
         return out
 
+    @property
+    def n_tested(self) -> int:
+        """Return how many features the guard tests (columns not left to a twin)."""
+        if self.directions is None:
+            return int(self.sorted_.shape[1])
+        return max(1, sum(1 for d in self.directions if d != IGNORE))
+
     def score(self, z: npt.ArrayLike) -> npt.NDArray[np.float64]:
-        """Return each row's raw guard score: its most surprising feature's ``-log10 p``."""
-        return np.asarray(self.neg_log_p(z).max(axis=1), dtype=np.float64)
+        """Return each row's guard score: ``-log10`` of the Bonferroni-adjusted smallest ``p``."""
+        best = self.neg_log_p(z).max(axis=1) - math.log10(self.n_tested)
+        return np.asarray(np.clip(best, 0.0, None), dtype=np.float64)
 
 
 IGNORE = 2
@@ -275,6 +293,7 @@ _GUARD_SKIP = (
     # Memory temperature against peers swings with each job's memory load; the forest weighs
     # it together with the GPU temperature instead.
     "mem_temp_vs_node",
+    "mem_temp_at_power",
 )
 
 
@@ -290,6 +309,10 @@ def risk_direction(column: str) -> int:
     if column.startswith(_LOW_IS_RISK):
         return -1
     if column.startswith(_HIGH_IS_RISK) and not column.endswith("_slope"):
+        return 1
+    if column == "temp_vs_node_slope":
+        # A GPU warming away from its node's peers is the thermal-interface precursor; one
+        # cooling towards them is a job ending on it.
         return 1
     return 0
 
@@ -370,7 +393,8 @@ class FeatureScorer:
         """Return the columns this scorer feeds its detector."""
         cols = feature_columns(features)
         if self.own_baseline:
-            return cols
+            # Workload descriptors are context, not risk: a job ending is not a fault.
+            return [c for c in cols if c not in WORKLOAD_COLUMNS]
         return [c for c in RAW_LEVEL_COLUMNS if c in cols]
 
     def _excluded(self, rows: pd.DataFrame, graph: nx.DiGraph) -> npt.NDArray[np.bool_]:
@@ -444,7 +468,6 @@ class FeatureScorer:
         self.calibrator_ = TailCalibrator(self.decades).fit(self.detector_.decision_function(z))
         if self.tail_guard:
             self.tails_ = FeatureTails([risk_direction(c) for c in self.columns_]).fit(z)
-            self.guard_ = TailCalibrator(self.decades).fit(self.tails_.score(z))
         self.fingerprint_ = fleet_fingerprint(graph)
         self.n_train_rows_ = len(rows)
         self.fitted_at_ = _utc(history.end).to_pydatetime()
@@ -484,7 +507,11 @@ class FeatureScorer:
         arr = z.to_numpy(dtype=np.float64)
         risk = self.calibrator_.transform(self.detector_.decision_function(arr))
         if self.tail_guard:
-            risk = np.maximum(risk, self.guard_.transform(self.tails_.score(arr)))
+            # The guard's score is already a (Bonferroni-adjusted) -log10 p per GPU-cycle, so it
+            # maps to the same scale directly; calibrating it again on 1,500 healthy rows would
+            # extrapolate a 4-sd wiggle to a one-in-a-billion event.
+            guard = np.clip(self.tails_.score(arr) / self.decades, 0.0, 1.0)
+            risk = np.maximum(risk, guard)
         if self.rule_floor:
             present = [c for c in FLAG_COLUMNS if c in features.columns]
             if present:
@@ -639,7 +666,24 @@ class Hysteresis:
 
     def update(self, assessment: Assessment) -> list[Incident]:
         """Take one cycle's assessment; return the incidents open after it."""
-        present = {i.dedup_key: i for i in assessment.incidents}
+        present: dict[str, Incident] = {}
+        covers = [
+            (key, {g.key for g in inc.gpus})
+            for key, inc in self._open.items()
+            if inc.root_cause.kind != "gpu"
+        ]
+        for inc in assessment.incidents:
+            key = inc.dedup_key
+            gpus = {g.key for g in inc.gpus}
+            # Keep the root cause stable: a narrower incident inside an open broader one (the
+            # node's GPU alone this cycle) is that broader incident still going, not a new page.
+            cover = None
+            if key not in self._open:
+                cover = next((k for k, c in covers if k != key and gpus <= c), None)
+            if cover is None:
+                present[key] = inc
+            elif cover not in present:
+                present[cover] = self._open[cover]
         for key in list(self._streak):
             if key not in present:
                 del self._streak[key]
