@@ -2,15 +2,15 @@
 # Reproduce the README's backtest table on a freshly simulated fleet:
 #   simulate history -> promtool backfill -> a throwaway Prometheus -> gpu-risk backtest.
 # Usage: deploy/backtest-simulated.sh SEED [OUT_DIR]   (needs prometheus + promtool on PATH)
-# Knobs (environment): DAYS (3), RACKS (2), NODES (4), GPUS (8), STEP (5m), PORT (19090),
+# Knobs (environment): DAYS (4), RACKS (4), NODES (4), GPUS (4), STEP (5m), PORT (19090),
 # FAULT_RATE (15 faults per 100 GPU-days: ~100x a real fleet, so every kind shows up).
 set -euo pipefail
 seed=${1:?usage: $0 SEED [OUT_DIR]}
 out=${2:-backtest-out/seed-$seed}
-days=${DAYS:-3}
-racks=${RACKS:-2}
+days=${DAYS:-4}
+racks=${RACKS:-4}
 nodes=${NODES:-4}
-gpus=${GPUS:-8}
+gpus=${GPUS:-4}
 step=${STEP:-5m}
 rate=${FAULT_RATE:-15}
 port=${PORT:-19090}
