@@ -26,6 +26,7 @@ from datetime import datetime, timedelta
 
 import networkx as nx
 import numpy as np
+import numpy.typing as npt
 import pandas as pd
 
 from analysis.types import FleetFrames
@@ -203,6 +204,16 @@ def _wide_gpu(gpu: pd.DataFrame) -> pd.DataFrame:
     return wide
 
 
+def anscombe(counts: pd.Series | npt.NDArray[np.float64] | float) -> pd.Series:
+    """Return ``2 sqrt(count + 3/8)``: Poisson counts on a scale where their spread is about 1.
+
+    A counter's log rate squeezes a climb from a few events to thousands into a few units, so a
+    healthy wiggle of two or three events looks as big as a failing link; on this scale a healthy
+    Poisson counter moves by about one unit whatever its usual rate, and a climb stands out.
+    """
+    return pd.Series(2.0 * np.sqrt(np.clip(counts, 0.0, None) + 0.375))
+
+
 def _gpu_own(
     wide: pd.DataFrame,
     index: pd.Index,
@@ -243,6 +254,7 @@ def _gpu_own(
     for name in SUSTAINED:
         trimmed = (inc[name] - top[name]).clip(lower=0.0)
         out[f"{name}_sustained"] = np.log1p(trimmed / hours)
+        out[f"{name}_excess"] = anscombe(trimmed)
     last_counts = counters.groupby(keys, sort=False).last().reindex(index)
     out["remap_corr_level"] = np.log1p(last_counts["remap_corr"].clip(lower=0))
     out["remap_uncorr_level"] = np.log1p(last_counts["remap_uncorr"].clip(lower=0))
@@ -417,7 +429,9 @@ def _component_stats(
 ) -> pd.DataFrame:
     """Per component and metric: recent level, window minimum and maximum, counter rate."""
     if component.empty:
-        return pd.DataFrame(columns=["level", "min", "max", "rate", "sustained", "counter"])
+        return pd.DataFrame(
+            columns=["level", "min", "max", "rate", "sustained", "excess", "counter"]
+        )
     cut = at - pd.Timedelta(recent)
     c = component.sort_values(["component", "metric", "ts"], kind="stable")
     grp = c.groupby(["component", "metric"], sort=False)["value"]
@@ -435,6 +449,7 @@ def _component_stats(
     stats["sustained"] = np.log1p(
         trimmed.reindex(stats.index).fillna(0.0) / (window / timedelta(hours=1))
     )
+    stats["excess"] = anscombe(trimmed.reindex(stats.index).fillna(0.0)).to_numpy()
     stats["counter"] = [_is_counter(str(m)) for m in stats.index.get_level_values("metric")]
     return stats
 
@@ -458,6 +473,7 @@ def _component_context(
         if bool(rec["counter"]):
             vals[f"{base}.rate"] = float(rec["rate"])
             vals[f"{base}.sustained"] = float(rec["sustained"])
+            vals[f"{base}.excess"] = float(rec["excess"])
         else:
             vals[base] = float(rec["level"])
             vals[f"{base}.min"] = float(rec["min"])

@@ -304,7 +304,7 @@ def risk_direction(column: str) -> int:
     """
     if column in _GUARD_SKIP or (column.endswith(".rate") and "." in column[:-5]):
         return IGNORE
-    if column.endswith(("_rate", "_sustained", ".sustained", "_events")):
+    if column.endswith(("_rate", "_sustained", ".sustained", "_events", "_excess", ".excess")):
         return 1
     if column.startswith(_LOW_IS_RISK):
         return -1
@@ -319,6 +319,9 @@ def risk_direction(column: str) -> int:
 
 def _scale_floor(column: str, median: float) -> float:
     """Return the smallest spread a feature may have, so a quiet feature cannot explode."""
+    if column.endswith(("_excess", ".excess")):
+        # Poisson counts on the Anscombe scale spread by about one unit: never less.
+        return 1.0
     if column.endswith(("_rate", ".rate", "_events", "_sustained", ".sustained")):
         return 0.3
     if column.startswith(("volts", "fan_spread", "fan_min_vs_fleet")):

@@ -12,7 +12,7 @@ from __future__ import annotations
 import argparse
 from datetime import timedelta
 
-from tests.fixtures.scoring_scenarios import TUNING_SEEDS, fault_run, healthy_run
+from tests.fixtures.scoring_scenarios import DEV_SEEDS, TUNING_SEEDS, fault_run, healthy_run
 
 
 def main() -> None:
@@ -25,6 +25,9 @@ def main() -> None:
     bad = set(args.seeds + args.healthy_seeds) & set(TUNING_SEEDS)
     if bad:
         parser.error(f"seeds {sorted(bad)} were used for tuning; pick others")
+    looked = sorted(set(args.seeds + args.healthy_seeds) & set(DEV_SEEDS))
+    if looked:
+        print(f"note: seeds {looked} were looked at during development (not fresh figures)")
     print("seed | kind | target | graph lead min | static lead min | root cause | correct")
     for seed in args.seeds:
         run = fault_run(seed)
@@ -47,7 +50,10 @@ def main() -> None:
         total += len(h.opened)
         days += h.gpu_days
         print(f"healthy seed {seed}: {len(h.opened)} incidents in {h.gpu_days:.0f} GPU-days")
-    print(f"false incidents per 1,000 GPU-days: {total / days * 1000:.1f} ({total} in {days:.0f})")
+    if days:
+        print(
+            f"false incidents per 1,000 GPU-days: {total / days * 1000:.1f} ({total} in {days:.0f})"
+        )
 
 
 if __name__ == "__main__":
