@@ -763,12 +763,23 @@ def _gpu_wide(g: pd.DataFrame) -> pd.DataFrame:
     n_ts, n_m = len(ts_u), len(metric_u)
     row = key * n_ts + ts
     cell = row * n_m + metric
-    rev = cell[::-1]
-    _, first_rev = np.unique(rev, return_index=True)  # the last occurrence of each cell
-    last = len(cell) - 1 - first_rev
-    rows, row_of = np.unique(row[last], return_inverse=True)
-    values = np.full((len(rows), n_m), np.nan)
-    values[row_of, metric[last]] = g["value"].to_numpy(dtype=float)[last]
+    n_cells = len(pair_keys) * n_ts * n_m
+    if n_cells <= max(4 * len(cell), 1 << 20):  # dense (key, ts, metric) grid: no sorting
+        flat = np.full(n_cells, -1, dtype=np.int64)
+        np.maximum.at(flat, cell, np.arange(len(cell), dtype=np.int64))  # last row of each cell
+        grid = flat.reshape(-1, n_m)
+        rows = np.flatnonzero((grid >= 0).any(axis=1))
+        src = grid[rows]
+        values = np.where(src >= 0, g["value"].to_numpy(dtype=float)[np.maximum(src, 0)], np.nan)
+    else:
+        order = np.argsort(cell, kind="stable")
+        ordered = cell[order]
+        last_of = np.ones(len(ordered), dtype=bool)
+        last_of[:-1] = ordered[1:] != ordered[:-1]
+        last = order[last_of]  # the last row of each cell (stable sort keeps row order)
+        rows, row_of = np.unique(row[last], return_inverse=True)
+        values = np.full((len(rows), n_m), np.nan)
+        values[row_of, metric[last]] = g["value"].to_numpy(dtype=float)[last]
     index = pd.MultiIndex.from_arrays(
         [pair_keys[key_order][rows // n_ts], ts_u[rows % n_ts]], names=["key", "ts"]
     )
