@@ -5,12 +5,15 @@ One row per GPU (index: ``<node>/<gpu>``), built with vectorised pandas from the
 
 - own levels, variability and trends of the DCGM gauges (``temp``, ``power``, ``sm_clock`` ...);
 - counter rates per hour, ``log1p``-compressed (ECC SBE/DBE, remapped rows, PCIe replays, NVLink
-  CRC, thermal and power violation time);
+  CRC, thermal and power violation time), burst-robust ``_sustained`` rates and ``_excess``
+  counts on the Anscombe scale (a healthy Poisson counter moves by about one unit);
 - XID events in the window, split into hardware and application codes;
 - data health: share of missing samples, minutes since the last sample;
 - peer context: temperature at equal power against the node's, rack's and fleet's GPUs at the same
   timestamps, memory temperature and power against the node's GPUs (only peers within ``COMPARABLE_WATTS``
   count as being at the same load); temperature at power against the GPU's own history;
+- workload descriptors (``WORKLOAD_COLUMNS``: power, utilisation, clocks, raw temperatures) stay
+  in the table as context; the graph model does not score them;
 - node context: fans (min, mean, one fan against the others, against the fleet), inlet air, PSU
   voltage sag and dips, node power, scrape targets down;
 - upstream components joined through the graph: ``<kind>.<metric>`` levels, minima and counter

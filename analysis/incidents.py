@@ -8,7 +8,7 @@ GPUs (one rack, one PDU, one CRAC and one leaf switch per rack), the one whose o
 characteristic signals deviate most is named; with no such evidence the rack is. A node becomes the
 root cause when at least three and ``min_fraction`` of its GPUs are at risk, when its own signals
 (fans, node temperature, scrape targets) explain two or more at-risk GPUs, or when its own
-hardware (fans, scrape targets) explains a single one. A component's own evidence counts only in
+hardware (one fan slower than the others, scrape targets down) explains a single one. A component's own evidence counts only in
 the harmful direction (a PDU voltage sag, a warmer supply air, switch errors) and never from
 output power (which falls whenever the GPUs behind it fail or go idle). Everything else stays one
 GPU's incident.
@@ -55,15 +55,11 @@ OWN_DIRECTION: dict[str, int] = {
     "switch.": 1,
 }
 OWN_IGNORED: tuple[str, ...] = ("pdu.output_watts",)
-# Node evidence that can name a node for a single at-risk GPU: the node's own hardware (fans,
-# scrape targets). A node's GPUs running warm as a group needs at least two GPUs at risk.
-NODE_HARDWARE: tuple[str, ...] = (
-    "fan_min",
-    "fan_mean",
-    "fan_spread",
-    "fan_min_vs_fleet",
-    "up_down_frac",
-)
+# Node evidence that can name a node for a single at-risk GPU: the node's own hardware, in the
+# harmful direction: one fan slower than the node's others, scrape targets down. Fans that all
+# slow down together follow the load (a job ended, a GPU was drained): that is not a fan fault.
+# A node's GPUs running warm as a group needs at least two GPUs at risk.
+NODE_HARDWARE: dict[str, int] = {"fan_spread": -1, "up_down_frac": 1}
 FACILITY_ORDER: dict[str, int] = {"pdu": 0, "cooling": 0, "switch": 0, "rack": 1}
 
 DEFAULT_MIN_FRACTION = 0.5
@@ -106,21 +102,27 @@ def evidence(features: pd.DataFrame | None, gpus: Iterable[str], columns: Iterab
     return 0.0 if np.isnan(value) else value
 
 
-def own_evidence(features: pd.DataFrame | None, gpus: Iterable[str], prefix: str) -> float:
-    """Like :func:`evidence` over a component's own ``<kind>.`` columns, in the harmful direction."""
+def own_evidence(
+    features: pd.DataFrame | None,
+    gpus: Iterable[str],
+    prefix: str | tuple[str, ...],
+    directions: Mapping[str, int] = OWN_DIRECTION,
+) -> float:
+    """Like :func:`evidence` over an entity's own columns, counted in the harmful direction."""
     if features is None or features.empty:
         return 0.0
+    prefixes = tuple("z." + p for p in ((prefix,) if isinstance(prefix, str) else prefix))
     zcols = [
         c
         for c in features.columns
-        if isinstance(c, str) and c.startswith("z." + prefix) and not c[2:].startswith(OWN_IGNORED)
+        if isinstance(c, str) and c.startswith(prefixes) and not c[2:].startswith(OWN_IGNORED)
     ]
     rows = [g for g in gpus if g in features.index]
     if not zcols or not rows:
         return 0.0
     block = features.loc[rows, zcols].astype(float)
     for col in zcols:
-        sign = next((d for p, d in OWN_DIRECTION.items() if col[2:].startswith(p)), 0)
+        sign = next((d for p, d in directions.items() if col[2:].startswith(p)), 0)
         if sign:
             block[col] = (block[col] * sign).clip(lower=0.0)
         else:
@@ -251,7 +253,7 @@ def find_incidents(
         on_node = gpus_behind(graph, node) if node in graph else members
         frac = len(members) / max(len(on_node), 1)
         own = evidence(features, members, SIGNATURES["node"])
-        hardware = evidence(features, members, NODE_HARDWARE)
+        hardware = own_evidence(features, members, tuple(NODE_HARDWARE), NODE_HARDWARE)
         if (
             (len(members) >= 3 and frac >= min_fraction)
             or (len(members) >= 2 and own >= evidence_z)
