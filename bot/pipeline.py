@@ -20,7 +20,7 @@ from analysis.lifecycle import Decision
 from analysis.plots import render_incident_graph, render_incident_metrics
 from analysis.scorer import Scorer
 from analysis.scoring import Hysteresis, fleet_fingerprint
-from analysis.types import Assessment, FleetFrames, Incident, Topology
+from analysis.types import Assessment, FleetFrames, GpuRef, Incident, Topology
 from bot.telemetry import BotMetrics
 from storage.repository import Repository
 from storage.source import MetricsSource, MetricsSourceError
@@ -73,6 +73,7 @@ class Pipeline:
     restored: bool = field(default=False, init=False)
     last_frames: FleetFrames | None = field(default=None, init=False)
     last_graph: nx.DiGraph | None = field(default=None, init=False)
+    last_seen: dict[GpuRef, datetime] = field(default_factory=dict, init=False)
 
     def __post_init__(self) -> None:
         """Start with no open incidents in memory (the store remembers what was notified)."""
@@ -93,7 +94,7 @@ class Pipeline:
             frames = self.source.fetch(at - self.window, at, self.step)
         except MetricsSourceError as exc:
             return self._source_failed(at, str(exc), started)
-        graph = build_graph(self.topology, frames.gpus)
+        graph = self.graph_of(frames)
         self.last_frames, self.last_graph = frames, graph  # what this cycle saw (for comparisons)
         assessment = self.model(graph, at).assess(frames, graph, at)
         incidents = self.track(assessment)
@@ -110,6 +111,19 @@ class Pipeline:
         return self._succeeded(at, assessment, explained, decisions, started)
 
     # ------------------------------------------------------------------ steps
+
+    def graph_of(self, frames: FleetFrames) -> nx.DiGraph:
+        """The dependency graph of every GPU known so far, not only those reporting now.
+
+        A GPU that fell off the bus stays in the graph for ``fit_window``: it is scored as vanished
+        instead of silently leaving the fleet, and the fleet's fingerprint does not change, so the
+        model is not refitted each time a GPU disappears or comes back. A new GPU does change it.
+        """
+        for ref in frames.gpus:
+            self.last_seen[ref] = frames.end
+        horizon = frames.end - self.fit_window
+        self.last_seen = {g: t for g, t in self.last_seen.items() if t >= horizon}
+        return build_graph(self.topology, sorted(self.last_seen))
 
     def track(self, assessment: Assessment) -> list[Incident]:
         """Hysteresis over cycles; after a restart it starts from the store's open incidents."""
@@ -141,7 +155,7 @@ class Pipeline:
     def refit(self, at: datetime, graph: nx.DiGraph | None = None) -> Scorer:
         """Fit a fresh scorer (and explainer) on the history before ``at``, excluding open incidents."""
         history = self.source.fetch(at - self.fit_window, at, self.step)
-        graph = graph if graph is not None else build_graph(self.topology, history.gpus)
+        graph = graph if graph is not None else self.graph_of(history)
         scorer = self.make_scorer()
         if hasattr(scorer, "exclude"):
             scorer.exclude = tuple(scorer.exclude) + self._known_incidents()

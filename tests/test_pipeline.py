@@ -1,0 +1,46 @@
+"""The alert flow across a GPU falling off the bus: one model, the GPU kept and paged as gone."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+from analysis.scoring import GraphRiskModel
+from bot.pipeline import Pipeline
+from storage.repository import Repository
+from storage.simulator import FleetSimulator, FleetSpec, make_fault
+
+
+def test_a_vanished_gpu_stays_in_the_fleet_without_a_refit(tmp_path: Path) -> None:
+    spec = FleetSpec(racks=2, nodes_per_rack=2, gpus_per_node=4)
+    start = datetime(2026, 11, 3, tzinfo=UTC)
+    onset = start + timedelta(hours=8)
+    fault = make_fault("pcie", "gpu-node-002/1", onset, spec=spec, precursor=timedelta(hours=2))
+    sim = FleetSimulator(spec, start=start, duration=timedelta(hours=12), seed=5107, faults=[fault])
+    fits: list[GraphRiskModel] = []
+
+    def make_scorer() -> GraphRiskModel:
+        fits.append(GraphRiskModel(random_state=0))
+        return fits[-1]
+
+    repo = Repository.from_url(f"sqlite:///{tmp_path / 'state.db'}")
+    pipeline = Pipeline(
+        source=sim,
+        topology=sim.topology,
+        repository=repo,
+        make_scorer=make_scorer,
+        fit_window=timedelta(hours=8),
+    )
+    assert fault.failure is not None
+    at = onset
+    while at <= fault.failure + timedelta(hours=1):
+        outcome = pipeline.run_cycle(at)
+        assert outcome.ok, outcome.error
+        at += timedelta(minutes=10)
+    assert len(fits) == 1, "the model was refitted when the GPU's series vanished"
+    # an hour after XID 79 its series are gone, yet it is still scored and its incident open
+    assert outcome.gpus_scored == spec.n_gpus
+    open_now = [r.incident for r in repo.open_incidents()]
+    mine = [i for i in open_now if "gpu-node-002/1" in {g.key for g in i.gpus}]
+    assert mine and mine[0].severity == "critical"
+    repo.close()
