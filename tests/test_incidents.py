@@ -157,3 +157,28 @@ def test_simulated_faults_get_the_right_root_cause_once() -> None:
         if kind in ("pdu", "cooling", "switch"):
             gpus = {g.key for g in outcome.first_incident.gpus}
             assert gpus <= set(fault.affected) and len(gpus) >= len(fault.affected) // 2
+
+
+def test_consequences_and_load_are_not_component_or_node_evidence() -> None:
+    g = _graph()
+    risky = ["gpu-node-001/0", "gpu-node-002/3"]
+    # The PDU's output watts fell (its GPUs failed or went idle): a consequence, not a cause.
+    feats = _features(g, {k: {"z.pdu.output_watts": -40.0} for k in _rack1(g)})
+    incidents = find_incidents(_scores(g, risky), feats, g, AT, THRESHOLD)
+    assert sorted(i.root_cause.id for i in incidents) == risky
+    # A PDU whose voltage rises is not sagging; one whose voltage sags is the root cause.
+    up = _features(g, {k: {"z.pdu.output_volts": 12.0} for k in _rack1(g)})
+    assert {i.root_cause.kind for i in find_incidents(_scores(g, risky), up, g, AT, 0.9)} == {"gpu"}
+    down = _features(g, {k: {"z.pdu.output_volts": -12.0} for k in _rack1(g)})
+    sag = find_incidents(_scores(g, risky), down, g, AT, THRESHOLD)
+    assert [(i.root_cause.id, len(i.gpus)) for i in sag] == [("pdu-a1", 2)]
+    # One GPU at risk on a node whose fans all slowed (load fell) or whose GPUs run warm as a
+    # group: still that GPU's own incident, not "gpu-node-004: 1 GPU at risk".
+    for column, value in (("z.fan_min", -30.0), ("z.node_temp_vs_fleet", 12.0)):
+        feats = _features(g, {f"gpu-node-004/{i}": {column: value} for i in range(4)})
+        one = find_incidents(_scores(g, ["gpu-node-004/2"]), feats, g, AT, THRESHOLD)
+        assert [(i.root_cause.kind, i.root_cause.id) for i in one] == [("gpu", "gpu-node-004/2")]
+    # Two GPUs on that warm node: the node.
+    feats = _features(g, {f"gpu-node-004/{i}": {"z.node_temp_vs_fleet": 12.0} for i in range(4)})
+    two = find_incidents(_scores(g, ["gpu-node-004/1", "gpu-node-004/2"]), feats, g, AT, 0.9)
+    assert [(i.root_cause.kind, i.root_cause.id) for i in two] == [("node", "gpu-node-004")]

@@ -274,3 +274,26 @@ def test_fit_needs_enough_history() -> None:
     with pytest.raises(ValueError, match="history too short"):
         GraphRiskModel().fit(frames, graph)
     assert pd.Timestamp(frames.end) > pd.Timestamp(frames.start)
+
+
+def test_guard_is_bonferroni_adjusted_and_a_counter_wiggle_is_not_a_page() -> None:
+    from analysis.scoring import FeatureTails
+
+    rng = np.random.default_rng(1)
+    healthy = rng.normal(0.0, 1.0, (2000, 40))
+    tails = FeatureTails().fit(healthy)
+    assert tails.n_tested == 40
+    wiggle = np.zeros((1, 40))
+    wiggle[0, 7] = 4.0
+    # A 4-sd move of one of 40 features: far from the 7 decades of risk 1.0.
+    assert tails.score(wiggle)[0] / 7.0 < 0.5
+    climb = np.zeros((1, 40))
+    climb[0, 7] = 25.0
+    assert tails.score(climb)[0] / 7.0 >= 1.0
+    # Testing more features makes the same single deviation less surprising.
+    more = FeatureTails().fit(rng.normal(0.0, 1.0, (2000, 400)))
+    wide = np.zeros((1, 400))
+    wide[0, 7] = 8.0
+    narrow = np.zeros((1, 40))
+    narrow[0, 7] = 8.0
+    assert more.score(wide)[0] < tails.score(narrow)[0]
