@@ -93,7 +93,12 @@ class HttpServer:
         """Stop serving: close the listening socket from inside the serving loop, then wait."""
         server: Any = self._server
         if self._thread is not None and self._thread.is_alive():
-            server.trigger.pull_trigger(server.close)  # closing from another thread races select
+            try:
+                server.trigger.pull_trigger(
+                    server.close
+                )  # closing from another thread races select
+            except OSError:  # close() already ran (it closes the wake-up pipe too): just wait
+                logger.info("HTTP server already closing; waiting for its thread")
             self._thread.join(timeout=5)
         else:
             server.close()
