@@ -562,9 +562,10 @@ def build_features(
     node_part.index = index
 
     out = pd.concat([own, peers, node_part], axis=1)
-    # Rack-level temperature: the rack's GPUs against the fleet at equal power.
-    out["rack_temp_vs_fleet"] = out["temp_vs_fleet"].groupby(rack_of).transform("median")
-    out["node_temp_vs_fleet"] = out["temp_vs_fleet"].groupby(node_of).transform("median")
+    # Rack- and node-level temperature: the rack's (node's) GPUs against the fleet at equal power,
+    # only when most of them are comparable: two hot GPUs among 64 idle ones are not a hot rack.
+    out["rack_temp_vs_fleet"] = _group_median(out["temp_vs_fleet"], rack_of)
+    out["node_temp_vs_fleet"] = _group_median(out["temp_vs_fleet"], node_of)
     vanished = out["last_seen_min"] >= vanish_after / timedelta(minutes=1)
     out["fail_vanished"] = vanished.to_numpy()
     for col in FLAG_COLUMNS:
@@ -572,6 +573,13 @@ def build_features(
     out["node"] = node_of
     out["rack"] = rack_of
     return out
+
+
+def _group_median(values: pd.Series, groups: pd.Series, min_share: float = 0.5) -> pd.Series:
+    """Each row's group median, NaN where fewer than ``min_share`` of the group have a value."""
+    by = values.groupby(groups.to_numpy())
+    share = by.transform("count") / by.transform("size")
+    return by.transform("median").where(share >= min_share)
 
 
 def feature_columns(features: pd.DataFrame) -> list[str]:
