@@ -142,3 +142,14 @@ def test_feature_history_stacks_cycles() -> None:
     assert len(rows) == 2 * 16
     # Nothing after a cycle's time is read: the earlier cycle's window ends 10 minutes before.
     assert rows.xs(pd.Timestamp(times[0]), level="at")["last_seen_min"].eq(0).all()
+
+
+def test_rack_level_temperature_needs_most_of_the_rack_comparable() -> None:
+    """Two hot GPUs among many incomparable (idle) ones are not a hot rack."""
+    from analysis.features import _group_median
+
+    values = pd.Series([29.0, 30.0, *[np.nan] * 6, 1.0, 2.0, 1.5, 0.5])
+    racks = pd.Series(["r4"] * 8 + ["r1"] * 4)
+    med = _group_median(values, racks)
+    assert med.iloc[:8].isna().all()  # 2 of 8 comparable: no rack signal
+    assert med.iloc[8:].tolist() == [1.25] * 4  # all comparable: the rack's median
