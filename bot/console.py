@@ -24,6 +24,7 @@ from analysis.types import Incident
 from bot.blocks.alert import (
     alert_blocks,
     better_reply_blocks,
+    data_source_text,
     note_blocks,
     resolved_reply_blocks,
     worse_reply_blocks,
@@ -36,8 +37,6 @@ logger = logging.getLogger(__name__)
 
 CHANNEL = "console"
 THREAD_KINDS = frozenset({"update", "improve", "resolve"})
-DEGRADED_TEXT = ":warning: Metrics source degraded: scans are failing; open incidents stay open."
-RECOVERED_TEXT = ":white_check_mark: Metrics source recovered: scans are running again."
 
 
 @dataclass
@@ -103,7 +102,7 @@ class ConsoleNotifier:
         """Return the Block Kit of one row and the names of images that go with it."""
         if item.kind == DATA_SOURCE_KIND:
             state = item.payload.get("state", "degraded")
-            return note_blocks(DEGRADED_TEXT if state == "degraded" else RECOVERED_TEXT), []
+            return note_blocks(data_source_text(state)), []
         incident = Incident.from_dict(item.payload["incident"])
         previous = replace(
             incident, severity=item.payload.get("previous_severity") or incident.severity

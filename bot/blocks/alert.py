@@ -251,6 +251,13 @@ def resolved_reply_blocks(incident: Incident, reason: str = "") -> Blocks:
     )
 
 
+def data_source_text(state: str) -> str:
+    """The one message posted when the metrics source degrades (``state``) or recovers."""
+    if state == "degraded":
+        return ":warning: Metrics source degraded: scans are failing; open incidents stay open."
+    return ":white_check_mark: Metrics source recovered: scans are running again."
+
+
 def note_blocks(text: str) -> Blocks:
     """A one-section thread note (e.g. "Acknowledged by ...")."""
     return fit([section(text)])

@@ -7,18 +7,17 @@ after the client's own retries is marked failed with a retry time and sent on a 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import replace
 from datetime import datetime, timedelta
 
 from analysis.types import Incident
+from bot.blocks.alert import data_source_text
 from bot.delivery import deliver
 from bot.slack.service import SlackService
 from storage.repository import DATA_SOURCE_KIND, MessageRef, OutboxItem
 
 logger = logging.getLogger(__name__)
-
-ImageSource = Callable[[Incident], Mapping[str, bytes]]
 
 
 def deliver_pending(
@@ -47,12 +46,7 @@ def send_item(service: SlackService, item: OutboxItem) -> MessageRef | None:
     notifier, payload = service.notifier, item.payload
     if item.kind == DATA_SOURCE_KIND:
         state = payload.get("state", "degraded")
-        text = (
-            ":warning: Metrics source degraded: scans are failing; open incidents stay open."
-            if state == "degraded"
-            else ":white_check_mark: Metrics source recovered: scans are running again."
-        )
-        notifier.post_text(text)
+        notifier.post_text(data_source_text(state))
         return None
     incident = Incident.from_dict(payload["incident"])
     record_id = item.incident_id
