@@ -8,28 +8,16 @@ incidents) under 1 s at 256 GPUs.
 from __future__ import annotations
 
 import argparse
-import statistics
-import time
-from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 
 from analysis.features import build_features, slice_frames, sort_frames
 from analysis.graph import build_graph
 from analysis.scoring import GraphRiskModel
+from benchmarks.timing import median_seconds
 from storage.simulator.fleet import FleetSimulator
 from storage.simulator.spec import FleetSpec
 
 T0 = datetime(2026, 11, 1, tzinfo=UTC)
-
-
-def _median(fn: Callable[[], object], repeat: int) -> float:
-    """Median wall time of ``repeat`` calls."""
-    times = []
-    for _ in range(repeat):
-        t = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t)
-    return statistics.median(times)
 
 
 def bench(racks: int, repeat: int, fit_hours: int, fit_cycles: int) -> None:
@@ -42,9 +30,9 @@ def bench(racks: int, repeat: int, fit_hours: int, fit_cycles: int) -> None:
     at = T0 + timedelta(hours=fit_hours, minutes=45)
     window = slice_frames(frames, at - timedelta(minutes=30), at)
     model = GraphRiskModel(fit_window=timedelta(hours=fit_hours), fit_cycles=fit_cycles)
-    fit_s = _median(lambda: model.fit(history, graph), 1 if spec.n_gpus > 256 else repeat)
-    feat_s = _median(lambda: build_features(window, graph, at), repeat)
-    cycle_s = _median(lambda: model.assess(window, graph, at), repeat)
+    fit_s = median_seconds(lambda: model.fit(history, graph), 1 if spec.n_gpus > 256 else repeat)
+    feat_s = median_seconds(lambda: build_features(window, graph, at), repeat)
+    cycle_s = median_seconds(lambda: model.assess(window, graph, at), repeat)
     print(
         f"{spec.n_gpus:5d} GPUs | featurise {feat_s:.3f} s | featurise+score+incidents "
         f"{cycle_s:.3f} s | fit on {fit_cycles} cycles x {spec.n_gpus} GPUs "

@@ -11,28 +11,17 @@ from __future__ import annotations
 
 import argparse
 import statistics
-import time
-from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from functools import partial
 
 from analysis.graph import build_graph
 from analysis.static_rules import StaticRules
+from benchmarks.timing import median_seconds
 from bot.commands.demo import demo_faults
 from storage.simulator.fleet import FleetSimulator
 from storage.simulator.spec import FleetSpec
 
 T0 = datetime(2026, 11, 1, tzinfo=UTC)
-
-
-def _median(fn: Callable[[], object], repeat: int) -> float:
-    """Median wall time of ``repeat`` calls."""
-    times = []
-    for _ in range(repeat):
-        t = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t)
-    return statistics.median(times)
 
 
 def bench(repeat: int) -> None:
@@ -53,7 +42,7 @@ def bench(repeat: int) -> None:
             frames = sim.fetch(at - window, at, step)
             graph = build_graph(sim.topology, frames.gpus)
             fired += len(rules.assess(frames, graph, at).incidents)
-            times.append(_median(partial(rules.assess, frames, graph, at), repeat))
+            times.append(median_seconds(partial(rules.assess, frames, graph, at), repeat))
         print(
             f"{spec.n_gpus} GPUs, {window.total_seconds() / 60:.0f}-min window: assess "
             f"median {statistics.median(times):.4f} s per cycle "
