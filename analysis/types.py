@@ -8,6 +8,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from functools import cached_property
 from typing import Any, Literal
 
 import pandas as pd
@@ -168,9 +169,9 @@ class FleetFrames:
                 data[col] = pd.Series([], dtype="object")
         return pd.DataFrame(data)
 
-    @property
+    @cached_property
     def gpus(self) -> tuple[GpuRef, ...]:
-        """Return every GPU seen anywhere in the window, sorted."""
+        """Return every GPU seen anywhere in the window, sorted (computed once per frames)."""
         if self.gpu.empty:
             return ()
         pairs = self.gpu[["node", "gpu"]].drop_duplicates()

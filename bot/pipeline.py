@@ -22,7 +22,7 @@ from analysis.scorer import Scorer
 from analysis.scoring import Hysteresis, fleet_fingerprint
 from analysis.types import Assessment, FleetFrames, GpuRef, Incident, Topology
 from bot.telemetry import BotMetrics
-from storage.repository import Repository
+from storage.repository import IncidentRecord, Repository
 from storage.source import MetricsSource, MetricsSourceError
 
 logger = logging.getLogger(__name__)
@@ -99,13 +99,14 @@ class Pipeline:
         assessment = self.model(graph, at).assess(frames, graph, at)
         incidents = self.track(assessment)
         explained = self.explain(incidents, frames, graph, at)
-        images = self.render_images(explained, frames, graph, assessment)
+        stored = self.repository.open_incidents()  # as before this cycle's decisions
+        images = self.render_images(explained, stored, frames, graph, assessment)
         decisions = self.repository.apply_cycle(
             at,
             explained,
             True,
             scores=assessment.scores,
-            unobserved=self.unobserved(frames),
+            unobserved=self.unobserved(frames, stored),
             images=images,
         )
         return self._succeeded(at, assessment, explained, decisions, started)
@@ -132,15 +133,10 @@ class Pipeline:
             self.restored = True
         return self.hysteresis.update(assessment)
 
-    def unobserved(self, frames: FleetFrames) -> set[str]:
+    def unobserved(self, frames: FleetFrames, stored: Sequence[IncidentRecord]) -> set[str]:
         """GPUs of open incidents with no data this cycle: their incidents must not resolve."""
         seen = {g.key for g in frames.gpus}
-        return {
-            g.key
-            for rec in self.repository.open_incidents()
-            for g in rec.incident.gpus
-            if g.key not in seen
-        }
+        return {g.key for rec in stored for g in rec.incident.gpus if g.key not in seen}
 
     def model(self, graph: nx.DiGraph, at: datetime) -> Scorer:
         """Return the fitted scorer for this fleet: in memory, stored, or fitted on the past."""
@@ -183,6 +179,7 @@ class Pipeline:
     def render_images(
         self,
         incidents: Sequence[Incident],
+        stored: Sequence[IncidentRecord],
         frames: FleetFrames,
         graph: nx.DiGraph,
         assessment: Assessment,
@@ -191,11 +188,11 @@ class Pipeline:
 
         They are committed with the post (``apply_cycle(images=)``), so they survive restarts.
         """
-        stored = {r.dedup_key for r in self.repository.open_incidents()}
+        known = {r.dedup_key for r in stored}
         scores = {s.key: s.score for s in assessment.scores}
         out: dict[str, Images] = {}
         for inc in incidents:
-            if inc.dedup_key in stored:
+            if inc.dedup_key in known:
                 continue
             try:
                 out[inc.dedup_key] = {
