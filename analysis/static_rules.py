@@ -2,8 +2,8 @@
 
 What GPU clusters run today: temperature above 85 °C for 5 minutes, a hardware XID, double-bit ECC
 errors, a row-remap failure, a GPU whose series vanished, a scrape target down. The thresholds and
-windows here mirror the YAML file (``storage.rules`` evaluates that file on Prometheus; a test
-checks that both agree). Prometheus semantics are reproduced on the step grid ending at ``at``:
+windows here mirror the YAML file (the tests evaluate that file on Prometheus and check that both
+agree). Prometheus semantics are reproduced on the step grid ending at ``at``:
 an instant value is the last sample at most ``lookback`` old, range windows are closed
 ``[t - w, t]``, and a rule fires once its condition held at every evaluation for ``for``.
 
@@ -23,6 +23,7 @@ import networkx as nx
 import numpy as np
 import pandas as pd
 
+from analysis.catalog import STATIC_RULE_XIDS
 from analysis.types import (
     Assessment,
     Explanation,
@@ -35,8 +36,6 @@ from analysis.types import (
     Severity,
     format_time,
 )
-
-HARDWARE_XIDS: tuple[int, ...] = (48, 61, 62, 63, 64, 74, 79, 92, 94, 95, 119, 120, 140)
 
 
 @dataclass(frozen=True)
@@ -128,7 +127,7 @@ class StaticRules:
     """
 
     temp_threshold: float = 85.0
-    hardware_xids: tuple[int, ...] = HARDWARE_XIDS
+    hardware_xids: tuple[int, ...] = tuple(sorted(STATIC_RULE_XIDS))
     dbe_window: timedelta = timedelta(minutes=30)
     vanish_lookback: timedelta = timedelta(hours=1)
     vanish_after: timedelta = timedelta(minutes=5)

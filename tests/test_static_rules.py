@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import re
 import subprocess
 from datetime import datetime, timedelta
 from pathlib import Path
 
 import pytest
 
+from analysis.catalog import STATIC_RULE_XIDS
 from analysis.graph import build_graph
 from analysis.static_rules import RULES, StaticRules
 from analysis.types import FleetFrames, ScanResult
@@ -54,8 +56,12 @@ def test_rules_file_and_python_scorer_name_the_same_rules() -> None:
     temp = next(r for r in rules if r.name == "temperature")
     assert temp.expr == f"DCGM_FI_DEV_GPU_TEMP > {StaticRules().temp_threshold:g}"
     xid = next(r for r in rules if r.name == "hardware_xid")
-    for code in StaticRules().hardware_xids:
-        assert f"DCGM_FI_DEV_XID_ERRORS == {code}" in xid.expr
+    # Both XID lists of the YAML (gauge == code, count{xid=~...}) are the catalogue's, exactly.
+    gauge_codes = {int(c) for c in re.findall(r"DCGM_FI_DEV_XID_ERRORS == (\d+)", xid.expr)}
+    counted = re.search(r'xid=~"([\d|]+)"', xid.expr)
+    assert counted is not None
+    assert gauge_codes == {int(c) for c in counted.group(1).split("|")} == STATIC_RULE_XIDS
+    assert set(StaticRules().hardware_xids) == STATIC_RULE_XIDS
 
 
 def test_parse_duration_and_bad_rules_files(tmp_path: Path) -> None:
