@@ -7,7 +7,8 @@ One row per GPU (index: ``<node>/<gpu>``), built with vectorised pandas from the
 - counter rates per hour, ``log1p``-compressed (ECC SBE/DBE, remapped rows, PCIe replays, NVLink
   CRC, thermal and power violation time), burst-robust ``_sustained`` rates and ``_excess``
   counts on the Anscombe scale (a healthy Poisson counter moves by about one unit);
-- XID events in the window, split into hardware and application codes;
+- XID events in the window, split into hardware codes (``analysis.catalog.HARDWARE_XIDS``) and
+  the rest (application and unknown codes);
 - data health: share of missing samples, minutes since the last sample;
 - peer context: temperature at equal power against the node's, rack's and fleet's GPUs at the same
   timestamps, memory temperature and power against the node's GPUs (only peers within ``COMPARABLE_WATTS``
@@ -32,6 +33,7 @@ import numpy as np
 import numpy.typing as npt
 import pandas as pd
 
+from analysis.catalog import COMPONENT_KINDS, HARDWARE_XIDS
 from analysis.types import FleetFrames
 
 DEFAULT_WINDOW = timedelta(minutes=30)
@@ -63,20 +65,12 @@ SUSTAINED: tuple[str, ...] = ("ecc_sbe", "pcie_replay", "nvlink_crc")
 REMAP_FAILURE = "DCGM_FI_DEV_ROW_REMAP_FAILURE"
 XID = "DCGM_FI_DEV_XID_ERRORS"
 
-# XID codes that mean the hardware is failing (NVIDIA's XID catalogue), and harmless app ones.
-HARDWARE_XIDS: frozenset[int] = frozenset(
-    {48, 54, 56, 57, 58, 61, 62, 63, 64, 68, 69, 74, 79, 92, 94, 95, 119, 120, 121, 140}
-)
-APPLICATION_XIDS: frozenset[int] = frozenset({13, 31, 32, 43, 45, 109})
-
 FAN = "ipmi_fan_speed_rpm"
 INLET = "ipmi_temperature_celsius"
 INLET_SENSOR = "Inlet Temp"
 VOLTS = "ipmi_voltage_volts"
 NODE_POWER = "ipmi_dcmi_power_consumption_current_watts"
 HWMON = "node_hwmon_temp_celsius"
-
-COMPONENT_KINDS_JOINED: tuple[str, ...] = ("pdu", "cooling", "switch")
 
 FLAG_COLUMNS: tuple[str, ...] = ("fail_dbe", "fail_remap", "fail_xid_hw", "fail_vanished")
 FLAG_SIGNALS: dict[str, str] = {
@@ -469,7 +463,7 @@ def _component_context(
         if cid not in graph:
             continue
         kind = str(graph.nodes[cid].get("kind"))
-        if kind not in COMPONENT_KINDS_JOINED:
+        if kind not in COMPONENT_KINDS:
             continue
         vals = per_comp.setdefault(str(cid), {})
         base = f"{kind}.{metric}"

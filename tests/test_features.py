@@ -153,3 +153,13 @@ def test_rack_level_temperature_needs_most_of_the_rack_comparable() -> None:
     med = _group_median(values, racks)
     assert med.iloc[:8].isna().all()  # 2 of 8 comparable: no rack signal
     assert med.iloc[8:].tolist() == [1.25] * 4  # all comparable: the rack's median
+
+
+def test_features_read_only_catalogue_metrics() -> None:
+    """Every exporter metric name the features read is one of analysis.catalog's: one list."""
+    from analysis import catalog
+    from analysis import features as ft
+
+    dcgm = {*ft.GAUGES, *ft.COUNTERS, ft.REMAP_FAILURE, ft.XID}
+    assert dcgm <= set(catalog.DCGM_METRICS)
+    assert {ft.FAN, ft.INLET, ft.VOLTS, ft.NODE_POWER, ft.HWMON} <= set(catalog.NODE_METRICS)
