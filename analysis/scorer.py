@@ -1,20 +1,49 @@
-"""The interface every fleet scorer implements (graph model, plain Isolation Forest, static rules)."""
+"""The contract every fleet scorer keeps, and the one registry of scorers by name.
+
+A scorer is fitted on the past and then assesses a window ending at ``at`` (higher = riskier).
+Callers never probe a scorer with ``getattr``: what the pipeline needs to know about it is part
+of the contract (:class:`Scorer`). Names come from ``--detector`` / ``GPU_RISK_DETECTOR``;
+:data:`SCORERS` is the only list of them.
+"""
 
 from __future__ import annotations
 
-from datetime import datetime
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
 from typing import Protocol, Self, runtime_checkable
 
 import networkx as nx
 
+from analysis.detectors import DETECTORS
 from analysis.types import Assessment, FleetFrames
 
 
 @runtime_checkable
 class Scorer(Protocol):
-    """Fit on past frames, then assess a window ending at ``at``. Higher score = riskier."""
+    """Fit on past frames, then assess a window ending at ``at``. Higher score = riskier.
+
+    Attributes
+    ----------
+    name : str
+        The registry name (``graph``, ``iforest``, ``static``, ...).
+    needs_history : bool
+        True when ``fit`` learns from history (the pipeline fetches ``fit_window`` before the first
+        cycle and refits on schedule); False for fixed rules (``fit`` is a no-op).
+    min_window : timedelta
+        The least data before ``at`` one assessment needs; the pipeline's window is at least this.
+    self_gating : bool
+        True when the scorer already requires a condition to persist before it reports it (the
+        static rules' Prometheus ``for:``): the incident tracker then opens at first sight.
+    exclude : tuple
+        Known incidents (:class:`analysis.scoring.Exclusion`) left out of the next ``fit``.
+    """
 
     name: str
+    needs_history: bool
+    min_window: timedelta
+    self_gating: bool
+    exclude: tuple[object, ...]
 
     def fit(self, history: FleetFrames, graph: nx.DiGraph) -> Self:
         """Learn what normal looks like from history (frames strictly before the cycle)."""
@@ -23,3 +52,94 @@ class Scorer(Protocol):
     def assess(self, frames: FleetFrames, graph: nx.DiGraph, at: datetime) -> Assessment:
         """Score every GPU from the window ending at ``at`` and group at-risk GPUs into incidents."""
         ...
+
+
+@dataclass(frozen=True)
+class ScorerParams:
+    """The settings a scorer is built from (``bot/config.Settings`` maps onto these)."""
+
+    window: timedelta = timedelta(minutes=30)
+    fit_window: timedelta = timedelta(hours=24)
+    threshold: float = 0.9
+    random_state: int = 0
+
+
+def _graph(detector: str) -> Callable[[ScorerParams], Scorer]:
+    """Build the graph model over one tabular detector."""
+
+    def make(p: ScorerParams) -> Scorer:
+        """The product's model with ``detector`` as its outlier detector."""
+        from analysis.scoring import GraphRiskModel
+
+        return GraphRiskModel(
+            detector=detector,
+            window=p.window,
+            fit_window=p.fit_window,
+            threshold=p.threshold,
+            random_state=p.random_state,
+        )
+
+    return make
+
+
+def _iforest(p: ScorerParams) -> Scorer:
+    """The plain Isolation Forest baseline on raw levels (no graph, no peers)."""
+    from analysis.scoring import IForestBaseline
+
+    return IForestBaseline(
+        window=p.window, fit_window=p.fit_window, threshold=p.threshold, random_state=p.random_state
+    )
+
+
+def _static(_: ScorerParams) -> Scorer:
+    """The static threshold rules users run today (deploy/prometheus/static-rules.yml)."""
+    from analysis.static_rules import StaticRules
+
+    return StaticRules()
+
+
+#: Every scorer by name. ``graph`` is the product (graph model over Isolation Forest); the other
+#: tabular detectors of :data:`analysis.detectors.DETECTORS` swap its outlier detector; ``iforest``
+#: and ``static`` are the baselines it is compared with.
+SCORERS: dict[str, Callable[[ScorerParams], Scorer]] = {
+    "graph": _graph("iforest"),
+    "iforest": _iforest,
+    **{name: _graph(name) for name in DETECTORS if name != "iforest"},
+    "static": _static,
+}
+#: The scorer the bot runs unless told otherwise.
+DEFAULT_SCORER = "graph"
+#: What a backtest compares by default: the product against its two baselines.
+COMPARED_SCORERS: tuple[str, ...] = ("graph", "iforest", "static")
+
+
+class UnknownScorerError(ValueError):
+    """A scorer name that is not in :data:`SCORERS`."""
+
+
+def make_scorer(name: str, params: ScorerParams | None = None) -> Scorer:
+    """Build the scorer called ``name``.
+
+    Parameters
+    ----------
+    name : str
+        A key of :data:`SCORERS`.
+    params : ScorerParams, optional
+        Window, fit window, threshold and seed (defaults when omitted).
+
+    Returns
+    -------
+    Scorer
+        An unfitted scorer.
+
+    Raises
+    ------
+    UnknownScorerError
+        When the name is unknown; the message lists the choices.
+    """
+    factory = SCORERS.get(name.strip().lower())
+    if factory is None:
+        raise UnknownScorerError(
+            f"detector {name!r} is not available; choose one of {', '.join(SCORERS)}"
+        )
+    return factory(params or ScorerParams())

@@ -134,6 +134,9 @@ class StaticRules:
     lookback: timedelta = timedelta(minutes=5)
     name: str = field(default="static", init=False)
     needs_history: bool = field(default=False, init=False)
+    # Each rule carries its Prometheus ``for:``: a firing has already persisted.
+    self_gating: bool = field(default=True, init=False)
+    exclude: tuple[object, ...] = field(default=(), init=False)
 
     @property
     def min_window(self) -> timedelta:

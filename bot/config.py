@@ -145,7 +145,9 @@ class Settings(BaseSettings):
     @classmethod
     def _detector(cls, value: str) -> str:
         """The detector must be one we ship."""
-        allowed = ("graph", "iforest", "ecod", "copod", "hbos", "static")
+        from analysis.scorer import SCORERS
+
+        allowed = tuple(SCORERS)
         if value not in allowed:
             raise ValueError(f"unknown detector {value!r}; choose one of {', '.join(allowed)}")
         return value
