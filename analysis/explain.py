@@ -23,7 +23,7 @@ from __future__ import annotations
 import logging
 import math
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Self
 
 import networkx as nx
@@ -741,51 +741,6 @@ def _slowest_fan(fans: pd.DataFrame, normals: Mapping[str, pd.Series] | None) ->
     return ratios.min(axis=1)
 
 
-def _gpu_wide(g: pd.DataFrame) -> pd.DataFrame:
-    """Pivot GPU rows to (key, ts) x metric, sorted; the last row wins for a repeated cell.
-
-    The same frame as ``drop_duplicates(keep="last").set_index([...]).unstack("metric")`` with
-    integer codes instead of hashing three columns per row.
-    """
-    node, node_u = pd.factorize(g["node"], sort=False, use_na_sentinel=False)
-    gpu, gpu_u = pd.factorize(g["gpu"], sort=False, use_na_sentinel=False)
-    pair, pair_u = pd.factorize(node.astype(np.int64) * len(gpu_u) + gpu, sort=False)
-    # labels as text ("<node>/<gpu>"); labels that only differ in type become one key
-    text = [f"{node_u[p // len(gpu_u)]}/{gpu_u[p % len(gpu_u)]}" for p in pair_u]
-    merged, uniq = pd.factorize(np.array(text, dtype=object), sort=False)
-    pair, pair_keys = merged[pair], np.asarray(uniq, dtype=object)
-    key_order = np.argsort(pair_keys, kind="stable")  # key codes in sorted key order
-    key_rank = np.empty(len(pair_keys), dtype=np.int64)
-    key_rank[key_order] = np.arange(len(pair_keys))
-    key = key_rank[pair]
-    ts, ts_u = pd.factorize(g["ts"], sort=True)
-    metric, metric_u = pd.factorize(g["metric"], sort=True)
-    n_ts, n_m = len(ts_u), len(metric_u)
-    row = key * n_ts + ts
-    cell = row * n_m + metric
-    n_cells = len(pair_keys) * n_ts * n_m
-    if n_cells <= max(4 * len(cell), 1 << 20):  # dense (key, ts, metric) grid: no sorting
-        flat = np.full(n_cells, -1, dtype=np.int64)
-        np.maximum.at(flat, cell, np.arange(len(cell), dtype=np.int64))  # last row of each cell
-        grid = flat.reshape(-1, n_m)
-        rows = np.flatnonzero((grid >= 0).any(axis=1))
-        src = grid[rows]
-        values = np.where(src >= 0, g["value"].to_numpy(dtype=float)[np.maximum(src, 0)], np.nan)
-    else:
-        order = np.argsort(cell, kind="stable")
-        ordered = cell[order]
-        last_of = np.ones(len(ordered), dtype=bool)
-        last_of[:-1] = ordered[1:] != ordered[:-1]
-        last = order[last_of]  # the last row of each cell (stable sort keeps row order)
-        rows, row_of = np.unique(row[last], return_inverse=True)
-        values = np.full((len(rows), n_m), np.nan)
-        values[row_of, metric[last]] = g["value"].to_numpy(dtype=float)[last]
-    index = pd.MultiIndex.from_arrays(
-        [pair_keys[key_order][rows // n_ts], ts_u[rows % n_ts]], names=["key", "ts"]
-    )
-    return pd.DataFrame(values, index=index, columns=pd.Index(metric_u, name="metric"))
-
-
 def _prepare(
     frames: FleetFrames, until: Any = None, fan_normals: Mapping[str, pd.Series] | None = None
 ) -> _Prepared:
@@ -804,7 +759,7 @@ def _prepare(
     if g.empty:
         rows = pd.DataFrame(index=pd.MultiIndex.from_arrays([[], []], names=["ts", "key"]))
     else:
-        wide = _gpu_wide(g)
+        wide = replace(frames, gpu=g).gpu_wide()
         cols: dict[str, pd.Series] = {}
         for v in gpu_vars:
             if v.metric not in wide.columns:

@@ -5,12 +5,13 @@ Nothing here knows Slack, SQL or HTTP. ``bot/`` renders these; ``storage/`` pers
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from functools import cached_property
 from typing import Any, Literal
 
+import numpy as np
 import pandas as pd
 
 EntityKind = Literal["gpu", "node", "rack", "pdu", "cooling", "switch"]
@@ -176,6 +177,80 @@ class FleetFrames:
             return ()
         pairs = self.gpu[["node", "gpu"]].drop_duplicates()
         return tuple(sorted(GpuRef(str(n), str(g)) for n, g in pairs.itertuples(index=False)))
+
+    def gpu_wide(self, metrics: Sequence[str] | None = None) -> pd.DataFrame:
+        """Return the GPU frame as one row per (GPU key, ts) and one column per metric.
+
+        Parameters
+        ----------
+        metrics : the columns wanted, in this order (a metric without samples is a column of
+            NaN); None: every metric present, sorted.
+
+        Returns
+        -------
+        pd.DataFrame
+            Index (``key``, ``ts``) sorted, ``key`` being ``"<node>/<gpu>"``; columns named
+            ``metric``. The last row wins for a repeated (key, ts, metric) cell: the same frame
+            as ``drop_duplicates(keep="last").set_index([...]).unstack("metric")``.
+        """
+        g = self.gpu if metrics is None else self.gpu[self.gpu["metric"].isin(list(metrics))]
+        wide = _pivot_gpu(g)
+        if metrics is not None:
+            wide = wide.reindex(columns=pd.Index(list(metrics), name="metric"))
+        return wide
+
+
+def _pivot_gpu(g: pd.DataFrame) -> pd.DataFrame:
+    """Pivot tidy GPU rows to (key, ts) x metric, sorted; the last row wins for a repeated cell.
+
+    Integer codes instead of hashing three columns per row: each (key, ts, metric) cell gets one
+    code, and the last row of each code is kept (a dense grid when it is small enough, else a
+    stable sort).
+    """
+    if g.empty:
+        index = pd.MultiIndex.from_arrays(
+            [pd.Index([], dtype=object), pd.Index(g["ts"])], names=["key", "ts"]
+        )
+        return pd.DataFrame(
+            np.empty((0, 0)), index=index, columns=pd.Index([], dtype=object, name="metric")
+        )
+    node, node_u = pd.factorize(g["node"], sort=False, use_na_sentinel=False)
+    gpu, gpu_u = pd.factorize(g["gpu"], sort=False, use_na_sentinel=False)
+    pair, pair_u = pd.factorize(node.astype(np.int64) * len(gpu_u) + gpu, sort=False)
+    # labels as text ("<node>/<gpu>"); labels that only differ in type become one key
+    text = [f"{node_u[p // len(gpu_u)]}/{gpu_u[p % len(gpu_u)]}" for p in pair_u]
+    merged, uniq = pd.factorize(np.array(text, dtype=object), sort=False)
+    pair, pair_keys = merged[pair], np.asarray(uniq, dtype=object)
+    key_order = np.argsort(pair_keys, kind="stable")  # key codes in sorted key order
+    key_rank = np.empty(len(pair_keys), dtype=np.int64)
+    key_rank[key_order] = np.arange(len(pair_keys))
+    key = key_rank[pair]
+    ts, ts_u = pd.factorize(g["ts"], sort=True)
+    metric, metric_u = pd.factorize(g["metric"], sort=True)
+    n_ts, n_m = len(ts_u), len(metric_u)
+    row = key * n_ts + ts
+    cell = row * n_m + metric
+    n_cells = len(pair_keys) * n_ts * n_m
+    if n_cells <= max(4 * len(cell), 1 << 20):  # dense (key, ts, metric) grid: no sorting
+        flat = np.full(n_cells, -1, dtype=np.int64)
+        np.maximum.at(flat, cell, np.arange(len(cell), dtype=np.int64))  # last row of each cell
+        grid = flat.reshape(-1, n_m)
+        rows = np.flatnonzero((grid >= 0).any(axis=1))
+        src = grid[rows]
+        values = np.where(src >= 0, g["value"].to_numpy(dtype=float)[np.maximum(src, 0)], np.nan)
+    else:
+        order = np.argsort(cell, kind="stable")
+        ordered = cell[order]
+        last_of = np.ones(len(ordered), dtype=bool)
+        last_of[:-1] = ordered[1:] != ordered[:-1]
+        last = order[last_of]  # the last row of each cell (stable sort keeps row order)
+        rows, row_of = np.unique(row[last], return_inverse=True)
+        values = np.full((len(rows), n_m), np.nan)
+        values[row_of, metric[last]] = g["value"].to_numpy(dtype=float)[last]
+    index = pd.MultiIndex.from_arrays(
+        [pair_keys[key_order][rows // n_ts], ts_u[rows % n_ts]], names=["key", "ts"]
+    )
+    return pd.DataFrame(values, index=index, columns=pd.Index(metric_u, name="metric"))
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,103 @@
+"""FleetFrames.gpu_wide: the one per-GPU reshape of the tidy GPU frame."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from analysis.types import FleetFrames
+
+START = datetime(2026, 11, 20, tzinfo=UTC)
+STEP = timedelta(minutes=1)
+
+
+def _frames(gpu: pd.DataFrame) -> FleetFrames:
+    """Wrap a tidy GPU frame in FleetFrames (other frames empty)."""
+    return FleetFrames(
+        gpu,
+        FleetFrames.empty_frame(("ts", "node", "metric", "sensor", "value")),
+        FleetFrames.empty_frame(("ts", "component", "metric", "value")),
+        FleetFrames.empty_frame(("ts", "node", "job", "value")),
+        START,
+        START + 10 * STEP,
+        STEP,
+    )
+
+
+def _naive(gpu: pd.DataFrame) -> pd.DataFrame:
+    """The obvious pivot gpu_wide must equal."""
+    key = gpu["node"].astype(str) + "/" + gpu["gpu"].astype(str)
+    g = pd.DataFrame({"key": key, "ts": gpu["ts"], "metric": gpu["metric"], "value": gpu["value"]})
+    return (
+        g.drop_duplicates(["key", "ts", "metric"], keep="last")
+        .set_index(["key", "ts", "metric"])["value"]
+        .unstack("metric")
+    )
+
+
+def _random_gpu(
+    rng: np.random.Generator, n: int, nodes: int, gpus: int, steps: int
+) -> pd.DataFrame:
+    """Random tidy GPU rows with repeated cells, unsorted."""
+    return pd.DataFrame(
+        {
+            "ts": [START + int(i) * STEP for i in rng.integers(0, steps, n)],
+            "node": [f"gpu-node-{i:03d}" for i in rng.integers(0, nodes, n)],
+            "gpu": [str(i) for i in rng.integers(0, gpus, n)],
+            "metric": rng.choice(["B_METRIC", "A_METRIC", "C_METRIC"], n),
+            "value": rng.normal(size=n),
+        }
+    )
+
+
+@pytest.mark.parametrize(
+    ("n", "nodes", "gpus", "steps"),
+    [(500, 3, 4, 20), (3000, 40, 8, 3000)],  # a dense grid, and a sparse one (sorted path)
+)
+def test_equals_the_naive_pivot(n: int, nodes: int, gpus: int, steps: int) -> None:
+    """Same frame as drop_duplicates(keep="last").set_index(...).unstack("metric")."""
+    gpu = _random_gpu(np.random.default_rng(n), n, nodes, gpus, steps)
+    wide = _frames(gpu).gpu_wide()
+    pd.testing.assert_frame_equal(wide, _naive(gpu), check_freq=False)
+
+
+def test_last_row_wins_and_keys_are_sorted() -> None:
+    """A repeated (key, ts, metric) cell keeps the last row; keys come out sorted as text."""
+    gpu = pd.DataFrame(
+        {
+            "ts": [START, START, START, START + STEP],
+            "node": ["n2", "n10", "n10", "n2"],
+            "gpu": ["0", "1", "1", "0"],
+            "metric": ["T", "T", "T", "T"],
+            "value": [1.0, 2.0, 3.0, 4.0],
+        }
+    )
+    wide = _frames(gpu).gpu_wide()
+    assert list(wide.index.names) == ["key", "ts"]
+    assert list(wide.index.get_level_values("key")) == ["n10/1", "n2/0", "n2/0"]
+    assert wide.loc[("n10/1", START), "T"] == 3.0
+    assert wide["T"].tolist() == [3.0, 1.0, 4.0]
+
+
+def test_metrics_are_reindexed_in_the_given_order() -> None:
+    """Asked-for metrics come in that order; an absent one is a NaN column; others are dropped."""
+    gpu = _random_gpu(np.random.default_rng(1), 200, 2, 2, 10)
+    wide = _frames(gpu).gpu_wide(["C_METRIC", "MISSING", "A_METRIC"])
+    assert list(wide.columns) == ["C_METRIC", "MISSING", "A_METRIC"]
+    assert wide["MISSING"].isna().all()
+    full = _naive(gpu[gpu["metric"].isin(["C_METRIC", "A_METRIC"])])
+    pd.testing.assert_frame_equal(
+        wide[["C_METRIC", "A_METRIC"]], full[["C_METRIC", "A_METRIC"]], check_freq=False
+    )
+
+
+def test_empty_frame() -> None:
+    """No samples: an empty (key, ts) frame, with the asked-for columns."""
+    empty = FleetFrames.empty_frame(("ts", "node", "gpu", "metric", "value"))
+    assert _frames(empty).gpu_wide().empty
+    wide = _frames(empty).gpu_wide(["A_METRIC"])
+    assert wide.empty and list(wide.columns) == ["A_METRIC"]
+    assert list(wide.index.names) == ["key", "ts"]
