@@ -52,6 +52,7 @@ from datetime import datetime, timedelta
 
 import numpy as np
 
+from analysis.catalog import APPLICATION_XIDS, HARDWARE_XIDS
 from analysis.types import Fault
 from storage.simulator.spec import FANS_PER_NODE, FleetSpec
 
@@ -157,8 +158,12 @@ REPAIR_HOURS: tuple[float, float] = (3.0, 8.0)
 # this is ~100x so that a few simulated days hold every kind).
 DEFAULT_FAULT_RATE = 3.0
 
-HARDWARE_XIDS: tuple[int, ...] = (48, 63, 64, 74, 79)
-APPLICATION_XIDS: tuple[int, ...] = (13, 31, 43)
+# The XIDs the simulator emits, a choice drawn from the catalogue's classes: hardware ones at a
+# failure (hbm: 48, 63, 64; nvlink: 74; pcie: 79), application ones when a job dies (13, 31, 43).
+SIMULATED_HARDWARE_XIDS: tuple[int, ...] = (48, 63, 64, 74, 79)
+SIMULATED_APPLICATION_XIDS: tuple[int, ...] = (13, 31, 43)
+assert set(SIMULATED_HARDWARE_XIDS) <= HARDWARE_XIDS
+assert set(SIMULATED_APPLICATION_XIDS) <= APPLICATION_XIDS
 
 
 def fault_rng(seed: int, fault_id: str) -> np.random.Generator:
