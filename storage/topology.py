@@ -8,7 +8,8 @@ from typing import Any
 
 import yaml
 
-from analysis.types import COMPONENT_KINDS, Component, NodeOverride, Rack, Topology
+from analysis.catalog import COMPONENT_KINDS
+from analysis.types import Component, NodeOverride, Rack, Topology
 
 _ROLES = ("power", "cooling", "network")
 _ROLE_KIND = {"power": "pdu", "cooling": "cooling", "network": "switch"}
