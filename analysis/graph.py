@@ -13,8 +13,6 @@ import networkx as nx
 
 from analysis.types import GpuRef, Topology
 
-UPSTREAM_KINDS: tuple[str, ...] = ("pdu", "cooling", "switch", "rack", "node")
-
 
 def build_graph(topology: Topology, gpus: Iterable[GpuRef] = ()) -> nx.DiGraph:
     """Build the dependency graph from a topology and the GPUs seen in the metrics.
@@ -64,30 +62,3 @@ def gpus_behind(graph: nx.DiGraph, entity: str) -> list[str]:
     if graph.nodes[entity]["kind"] == "gpu":
         return [entity]
     return sorted(n for n in nx.descendants(graph, entity) if graph.nodes[n]["kind"] == "gpu")
-
-
-def upstream_components(graph: nx.DiGraph, gpu_key: str) -> list[str]:
-    """Return the node, rack and facility components a GPU depends on, nearest first."""
-    anc = nx.ancestors(graph, gpu_key)
-    order = {"node": 0, "rack": 1, "pdu": 2, "cooling": 2, "switch": 2}
-    return sorted(anc, key=lambda n: (order.get(graph.nodes[n]["kind"], 3), n))
-
-
-def shared_upstream(graph: nx.DiGraph, gpu_keys: Iterable[str]) -> dict[str, list[str]]:
-    """Map each upstream entity to the given GPUs that depend on it (only entities shared by 2+)."""
-    out: dict[str, list[str]] = {}
-    for key in gpu_keys:
-        for anc in nx.ancestors(graph, key):
-            out.setdefault(anc, []).append(key)
-    return {k: sorted(v) for k, v in out.items() if len(v) >= 2}
-
-
-def peers_of(graph: nx.DiGraph, gpu_key: str) -> list[str]:
-    """Return the other GPUs on the same node."""
-    node = graph.nodes[gpu_key]["node"]
-    return sorted(n for n in graph.successors(node) if n != gpu_key)
-
-
-def entities_of_kind(graph: nx.DiGraph, kind: str) -> list[str]:
-    """Return every entity of a kind, sorted."""
-    return sorted(n for n, d in graph.nodes(data=True) if d.get("kind") == kind)
