@@ -13,7 +13,6 @@ import pandas as pd
 import pytest
 import requests
 
-from analysis.signals import structural_signals
 from analysis.types import GPU_COLUMNS, NODE_COLUMNS, GpuRef
 from storage.metrics import DCGM_METRICS, NODE_METRICS, PrometheusSource, strip_port
 from storage.source import MetricsSource, MetricsSourceError
@@ -27,6 +26,7 @@ from tests.fixtures.prometheus import (
     start_prometheus,
     wait_prometheus,
 )
+from tests.fixtures.signals import structural_signals
 
 pytest_plugins = ("tests.fixtures.prometheus",)
 
