@@ -14,7 +14,10 @@ from analysis.graph import build_graph
 from analysis.static_rules import RULES, StaticRules
 from analysis.types import FleetFrames, ScanResult
 from storage.metrics import PrometheusSource
-from storage.rules import (
+from storage.topology import load_topology
+from tests.fixtures import fleetdata as fd
+from tests.fixtures.prometheus import PROMTOOL, PromqlBackend, require_binary
+from tests.fixtures.rules import (
     DEFAULT_RULES_FILE,
     RulesError,
     evaluate_rules,
@@ -22,9 +25,6 @@ from storage.rules import (
     load_rules,
     parse_duration,
 )
-from storage.topology import load_topology
-from tests.fixtures import fleetdata as fd
-from tests.fixtures.prometheus import PROMTOOL, PromqlBackend, require_binary
 from tests.test_metrics_prometheus import CountingSession
 
 pytest_plugins = ("tests.fixtures.prometheus",)
