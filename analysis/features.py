@@ -64,6 +64,8 @@ COUNTERS: dict[str, str] = {
 SUSTAINED: tuple[str, ...] = ("ecc_sbe", "pcie_replay", "nvlink_crc")
 REMAP_FAILURE = "DCGM_FI_DEV_ROW_REMAP_FAILURE"
 XID = "DCGM_FI_DEV_XID_ERRORS"
+# The GPU metrics the features read: the columns of ``FleetFrames.gpu_wide``, in this order.
+GPU_FEATURE_METRICS: tuple[str, ...] = (*GAUGES, *COUNTERS, REMAP_FAILURE, XID)
 
 FAN = "ipmi_fan_speed_rpm"
 INLET = "ipmi_temperature_celsius"
@@ -187,18 +189,6 @@ def _slope(values: pd.DataFrame, t: np.ndarray, keys: pd.Index, index: pd.Index)
     var_t = mean_tt - mean_t * mean_t
     slope = (mean_tv - mean_t * mean_v) / var_t.where(var_t > 1e-9)
     return slope.reindex(index)
-
-
-def _wide_gpu(gpu: pd.DataFrame) -> pd.DataFrame:
-    """Pivot the tidy GPU frame to one row per (key, ts) and one column per known metric."""
-    metrics = [*GAUGES, *COUNTERS, REMAP_FAILURE, XID]
-    g = gpu[gpu["metric"].isin(metrics)]
-    key = g["node"].astype(str) + "/" + g["gpu"].astype(str)
-    g = pd.DataFrame({"key": key, "ts": g["ts"], "metric": g["metric"], "value": g["value"]})
-    g = g.drop_duplicates(["key", "ts", "metric"], keep="last")
-    wide = g.set_index(["key", "ts", "metric"])["value"].unstack("metric")
-    wide = wide.reindex(columns=metrics).sort_index()
-    return wide
 
 
 def anscombe(counts: pd.Series | npt.NDArray[np.float64] | float) -> pd.Series:
@@ -526,8 +516,8 @@ def build_features(
     at_ts = _utc(at)
     start = at_ts - pd.Timedelta(window)
     step = frames.step if frames.step > timedelta(0) else timedelta(minutes=1)
-    gpu = slice_frame(frames.gpu, start, at_ts)
-    wide = _wide_gpu(gpu)
+    win = slice_frames(frames, start, at_ts)
+    wide = win.gpu_wide(GPU_FEATURE_METRICS)
     seen = wide.index.get_level_values("key").unique()
     index = pd.Index(sorted(set(seen) | set(gpu_keys_of(graph))), name="gpu_key")
     node_of = pd.Series([k.rpartition("/")[0] for k in index], index=index)
@@ -542,15 +532,13 @@ def build_features(
     peers = _peer_context(wide, index, node_of, rack_of, recent / timedelta(minutes=1))
     nodes = pd.Index(sorted(set(node_of)))
     node_ctx = _node_context(
-        slice_frame(frames.node, start, at_ts),
-        slice_frame(frames.up, start, at_ts),
+        win.node,
+        win.up,
         nodes=nodes,
         at=at_ts,
         recent=recent,
     )
-    comp_stats = _component_stats(
-        slice_frame(frames.component, start, at_ts), at_ts, window, recent
-    )
+    comp_stats = _component_stats(win.component, at_ts, window, recent)
     comp_ctx = _component_context(comp_stats, graph, list(nodes))
     node_part = node_ctx.join(comp_ctx).reindex(node_of.to_numpy())
     node_part.index = index

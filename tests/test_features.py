@@ -160,6 +160,6 @@ def test_features_read_only_catalogue_metrics() -> None:
     from analysis import catalog
     from analysis import features as ft
 
-    dcgm = {*ft.GAUGES, *ft.COUNTERS, ft.REMAP_FAILURE, ft.XID}
-    assert dcgm <= set(catalog.DCGM_METRICS)
+    assert {*ft.GAUGES, *ft.COUNTERS, ft.REMAP_FAILURE, ft.XID} == set(ft.GPU_FEATURE_METRICS)
+    assert set(ft.GPU_FEATURE_METRICS) <= set(catalog.DCGM_METRICS)
     assert {ft.FAN, ft.INLET, ft.VOLTS, ft.NODE_POWER, ft.HWMON} <= set(catalog.NODE_METRICS)
