@@ -1,7 +1,9 @@
 """Pure decisions on an incident's life: post, update, improve, resolve, suppress or nothing.
 
-One place decides what a cycle means for each incident; ``storage.repository`` persists the
-decision (and its outbox row) and ``bot/`` sends it. No clock, no I/O: every input is passed in.
+One place decides what a cycle means for each incident (``decide``) and for a whole cycle
+(``decide_cycle``: every current incident and every stored open one); ``storage.repository``
+persists the decisions (and their outbox rows) and ``bot/`` sends them. No clock, no I/O: every
+input is passed in.
 
 The table (``current`` = this cycle's incident for the dedup key, ``stored`` = the open row):
 
@@ -31,11 +33,15 @@ once it adds up to more than epsilon, and a flapping score never spams.
 
 from __future__ import annotations
 
+import logging
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Literal
 
 from analysis.types import Incident, Severity
+
+logger = logging.getLogger(__name__)
 
 IncidentStatus = Literal["open", "acknowledged", "resolved"]
 INCIDENT_STATUSES: tuple[str, ...] = ("open", "acknowledged", "resolved")
@@ -242,6 +248,73 @@ def decide(
     return Decision(action, key, reason, notify=True, incident=current, previous_severity=previous)
 
 
+def decide_cycle(
+    current: Sequence[Incident],
+    stored: Mapping[str, StoredState],
+    *,
+    data_ok: bool,
+    silences: Sequence[str] = (),
+    unobserved: Collection[str] = (),
+    score_epsilon: float = DEFAULT_SCORE_EPSILON,
+) -> list[Decision]:
+    """Decide what one cycle means for every incident: current ones and stored open ones.
+
+    Each current incident is decided against the stored state of its dedup key; then each
+    stored open incident the cycle no longer reports is decided as absent (resolved only on
+    good data, see ``decide``).
+
+    Parameters
+    ----------
+    current
+        This cycle's incidents. Duplicate dedup keys keep the worst: the most severe, then the
+        riskiest.
+    stored
+        The store's open (and acknowledged) incidents by dedup key.
+    data_ok
+        False when the cycle's data were missing or degraded: then nothing is resolved.
+    silences
+        Targets of the silences in force this cycle (see ``silence_matches``).
+    unobserved
+        Nodes, GPU keys or component ids without data this cycle (partial outage, a GPU fallen
+        off the bus): a stored incident involving one of them is not resolved either.
+    score_epsilon
+        Score changes at or below this, at equal severity, are NOOP.
+
+    Returns
+    -------
+    list[Decision]
+        One decision per current dedup key, in order of first appearance in ``current``, then
+        one per stored key absent from ``current``, in ``stored``'s order.
+    """
+    worst = _worst_per_key(current)
+    decisions = [
+        decide(
+            incident,
+            stored.get(key),
+            data_ok=data_ok,
+            silenced=any(silence_matches(incident, target) for target in silences),
+            score_epsilon=score_epsilon,
+        )
+        for key, incident in worst.items()
+    ]
+    for key, state in stored.items():
+        if key in worst:
+            continue
+        seen = state.incident is None or not any(
+            involves(state.incident, entity) for entity in unobserved
+        )
+        decisions.append(
+            decide(
+                None,
+                state,
+                data_ok=data_ok and seen,
+                score_epsilon=score_epsilon,
+                dedup_key=key,
+            )
+        )
+    return decisions
+
+
 def involves(incident: Incident, entity: str) -> bool:
     """Return True when ``entity`` names the incident or something in it.
 
@@ -266,6 +339,21 @@ def silence_matches(incident: Incident, target: str) -> bool:
     incident that affects a GPU of that node.
     """
     return involves(incident, target)
+
+
+def _worst_per_key(incidents: Sequence[Incident]) -> dict[str, Incident]:
+    """Keep one incident per dedup key: the most severe, then the riskiest."""
+    out: dict[str, Incident] = {}
+    for inc in incidents:
+        prev = out.get(inc.dedup_key)
+        if prev is None or (severity_rank(inc.severity), inc.score) > (
+            severity_rank(prev.severity),
+            prev.score,
+        ):
+            if prev is not None:
+                logger.warning("two incidents share dedup key %s: keeping the worse", inc.dedup_key)
+            out[inc.dedup_key] = inc
+    return out
 
 
 def _key(current: Incident | None, stored: StoredState | None, dedup_key: str | None) -> str:

@@ -1,8 +1,10 @@
-"""The pure lifecycle table: every (current, stored, data_ok, silenced) case, and silence matching."""
+"""The pure lifecycle table: every (current, stored, data_ok, silenced) case, whole cycles
+(``decide_cycle``: silences, unobserved entities, duplicates, order) and silence matching."""
 
 from __future__ import annotations
 
 import itertools
+from dataclasses import replace
 from datetime import UTC, datetime
 
 import pytest
@@ -12,6 +14,7 @@ from analysis.lifecycle import (
     Action,
     StoredState,
     decide,
+    decide_cycle,
     max_severity,
     severity_rank,
     silence_matches,
@@ -213,3 +216,189 @@ def test_severity_order() -> None:
 def test_silence_matches(target: str, gpu_incident: bool, pdu_incident: bool) -> None:
     assert silence_matches(inc(), target) is gpu_incident
     assert silence_matches(inc(rc="pdu-a1"), target) is pdu_incident
+
+
+GPU = "gpu:gpu-node-001/3"
+GPU2 = "gpu:gpu-node-003/0"
+PDU = "pdu:pdu-a1"  # GPUs 0 and 1 of gpu-node-001 and gpu-node-002
+
+
+def stored_at(rc: str, status: str = "open") -> StoredState:
+    """A stored, posted incident whose snapshot has root cause ``rc`` (see ``inc``)."""
+    return replace(stored(status), incident=inc(rc=rc))
+
+
+def stored_pdu(status: str = "open") -> StoredState:
+    """A stored, posted rack incident under pdu-a1."""
+    return stored_at("pdu-a1", status)
+
+
+# (name, current, stored, data_ok, silences, unobserved, expected [(dedup key, action)])
+CYCLE_CASES = [
+    ("nothing", [], {}, True, (), (), []),
+    ("new incident", [inc()], {}, True, (), (), [(GPU, Action.POST)]),
+    ("new on bad data still posts", [inc()], {}, False, (), (), [(GPU, Action.POST)]),
+    ("silenced by its GPU", [inc()], {}, True, ("gpu-node-001/3",), (), [(GPU, Action.SUPPRESS)]),
+    ("silenced by its node", [inc()], {}, True, ("gpu-node-001",), (), [(GPU, Action.SUPPRESS)]),
+    ("silence elsewhere", [inc()], {}, True, ("gpu-node-002",), (), [(GPU, Action.POST)]),
+    (
+        "rack silenced by one of its nodes",
+        [inc(rc="pdu-a1")],
+        {},
+        True,
+        ("gpu-node-002",),
+        (),
+        [(PDU, Action.SUPPRESS)],
+    ),
+    (
+        "open and silenced",
+        [inc("critical")],
+        {GPU: stored()},
+        True,
+        ("gpu-node-001",),
+        (),
+        [(GPU, Action.SUPPRESS)],
+    ),
+    ("stored, absent, good data", [], {GPU: stored()}, True, (), (), [(GPU, Action.RESOLVE)]),
+    (
+        "stored, absent, silenced: resolves anyway",
+        [],
+        {GPU: stored()},
+        True,
+        ("gpu-node-001",),
+        (),
+        [(GPU, Action.RESOLVE)],
+    ),
+    (
+        "data_ok=False resolves nothing",
+        [],
+        {GPU: stored(), PDU: stored_pdu(), GPU2: stored_at("gpu-node-003/0", "acknowledged")},
+        False,
+        (),
+        (),
+        [(GPU, Action.NOOP), (PDU, Action.NOOP), (GPU2, Action.NOOP)],
+    ),
+    (
+        "its GPU unobserved: stays open",
+        [],
+        {GPU: stored()},
+        True,
+        (),
+        ("gpu-node-001/3",),
+        [(GPU, Action.NOOP)],
+    ),
+    (
+        "its node unobserved: stays open",
+        [],
+        {GPU: stored()},
+        True,
+        (),
+        ("gpu-node-001",),
+        [(GPU, Action.NOOP)],
+    ),
+    (
+        "another node unobserved: resolves",
+        [],
+        {GPU: stored()},
+        True,
+        (),
+        ("gpu-node-002",),
+        [(GPU, Action.RESOLVE)],
+    ),
+    (
+        "one GPU of a rack unobserved: rack stays open, the rest resolves",
+        [],
+        {PDU: stored_pdu(), GPU2: stored_at("gpu-node-003/0")},
+        True,
+        (),
+        ("gpu-node-002/1",),
+        [(PDU, Action.NOOP), (GPU2, Action.RESOLVE)],
+    ),
+    (
+        "no stored snapshot: unobserved cannot hold it",
+        [],
+        {GPU: replace(stored(), incident=None)},
+        True,
+        (),
+        ("gpu-node-001",),
+        [(GPU, Action.RESOLVE)],
+    ),
+    (
+        "reported while unobserved elsewhere: decided on its own",
+        [inc(score=0.99)],
+        {GPU: stored()},
+        True,
+        (),
+        ("gpu-node-001",),
+        [(GPU, Action.UPDATE)],
+    ),
+    (
+        "current first (first appearance), then absent stored (stored order)",
+        [inc(rc="gpu-node-003/0"), inc(), inc(rc="gpu-node-003/0")],
+        {PDU: stored_pdu(), GPU: stored()},
+        True,
+        (),
+        (),
+        [(GPU2, Action.POST), (GPU, Action.NOOP), (PDU, Action.RESOLVE)],
+    ),
+    (
+        "duplicate keys decide once",
+        [inc("warning", 0.5), inc("critical", 0.9)],
+        {GPU: stored()},
+        True,
+        (),
+        (),
+        [(GPU, Action.UPDATE)],
+    ),
+]
+
+
+@pytest.mark.parametrize("case", [pytest.param(c[1:], id=c[0]) for c in CYCLE_CASES])
+def test_decide_cycle_table(case: tuple) -> None:  # type: ignore[type-arg]
+    current, states, data_ok, silences, unobserved, expected = case
+    decisions = decide_cycle(
+        current, states, data_ok=data_ok, silences=silences, unobserved=unobserved
+    )
+    assert [(d.dedup_key, d.action) for d in decisions] == expected, [d.reason for d in decisions]
+    if not data_ok:
+        assert Action.RESOLVE not in {d.action for d in decisions}
+
+
+@pytest.mark.parametrize(
+    ("incidents", "kept"),
+    [
+        pytest.param([inc("warning", 0.9), inc("critical", 0.2)], 1, id="more severe wins"),
+        pytest.param([inc("critical", 0.2), inc("warning", 0.9)], 0, id="order does not matter"),
+        pytest.param([inc("warning", 0.5), inc("warning", 0.7)], 1, id="then riskier wins"),
+        pytest.param([inc("warning", 0.7), inc("warning", 0.7)], 0, id="a tie keeps the first"),
+    ],
+)
+def test_decide_cycle_keeps_the_worst_of_duplicate_keys(
+    incidents: list[Incident], kept: int
+) -> None:
+    (d,) = decide_cycle(incidents, {}, data_ok=True)
+    assert d.action is Action.POST
+    assert d.incident is incidents[kept]
+
+
+def test_decide_cycle_passes_epsilon_and_validates_it() -> None:
+    states = {GPU: stored()}
+    assert [d.action for d in decide_cycle([inc(score=0.82)], states, data_ok=True)] == [
+        Action.NOOP
+    ]
+    tight = decide_cycle([inc(score=0.82)], states, data_ok=True, score_epsilon=0.01)
+    assert [d.action for d in tight] == [Action.UPDATE]
+    with pytest.raises(ValueError, match="score_epsilon"):
+        decide_cycle([inc()], {}, data_ok=True, score_epsilon=-1)
+
+
+def test_decide_cycle_is_decide_per_key() -> None:
+    """Each decision equals ``decide`` on the same inputs: the cycle adds no rule of its own."""
+    current = [inc("critical", 0.9), inc(rc="gpu-node-003/0")]
+    states = {GPU: stored(), PDU: stored_pdu()}
+    decisions = decide_cycle(current, states, data_ok=True, silences=("gpu-node-003",))
+    assert decisions == [
+        decide(current[0], states[GPU], data_ok=True),
+        decide(current[1], None, data_ok=True, silenced=True),
+        decide(None, states[PDU], data_ok=True, dedup_key=PDU),
+    ]
