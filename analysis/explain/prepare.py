@@ -1,0 +1,229 @@
+"""Tidy frames turned into per-GPU rows of template variables (counters as rates), and fans.
+
+GPU metrics are pivoted once (``FleetFrames.gpu_wide``); counters become per-sample rates,
+throttle counters the share of time throttled, XIDs a flag per class. Node variables (inlet air,
+PSU voltage, the slowest fan relative to its siblings) are joined onto each GPU's row; components'
+variables are kept per component and joined per group (``_group_table``).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass, replace
+from typing import Any
+
+import pandas as pd
+
+from analysis.explain.group import Group
+from analysis.explain.template import (
+    GPU_SCOPE,
+    THROTTLE_KEYS,
+    VARIABLES,
+    VARS,
+    XID_CODES,
+    _component_key,
+)
+from analysis.types import FleetFrames
+
+
+@dataclass
+class _Prepared:
+    """Frames turned into per-GPU rows of template variables (and per-sensor fans)."""
+
+    rows: pd.DataFrame  # index (ts, key); columns: template variables of gpu and node scope
+    fans: pd.DataFrame  # index (ts, node); columns: fan sensors
+    components: pd.DataFrame  # index (ts, component); columns: template keys of components
+    component_metrics: dict[tuple[str, str], str]  # (component, key) -> metric name used
+    fan_ref: dict[str, pd.Series] | None = None  # node -> each fan's normal share of the median
+
+
+def _fan_wide(node: pd.DataFrame) -> pd.DataFrame:
+    """Return fan speeds as (ts, node) x sensor."""
+    f = node[node["metric"] == "ipmi_fan_speed_rpm"]
+    if f.empty:
+        return pd.DataFrame()
+    return (
+        f.drop_duplicates(["ts", "node", "sensor"], keep="last")
+        .set_index(["ts", "node", "sensor"])["value"]
+        .unstack("sensor")
+        .sort_index()
+    )
+
+
+def _fan_ratios(fans: pd.DataFrame) -> pd.DataFrame:
+    """Return each fan sensor's speed as a fraction of its node's median fan at that time."""
+    return fans.div(fans.median(axis=1).where(lambda x: x > 0), axis=0)
+
+
+def _fan_normals(node: pd.DataFrame) -> dict[str, pd.Series]:
+    """Return each node's fans' normal share of the node's median fan."""
+    fans = _fan_wide(node)
+    if fans.empty:
+        return {}
+    return {str(n): r.median() for n, r in _fan_ratios(fans).groupby(level="node")}
+
+
+def _slowest_fan(fans: pd.DataFrame, normals: Mapping[str, pd.Series] | None) -> pd.Series:
+    """The slowest fan relative to its own normal share of the node's median (1 = normal)."""
+    ratios = _fan_ratios(fans)
+    if normals:
+        nodes = [str(n) for n in ratios.index.get_level_values("node")]
+        # one row of normal shares per node, then one per row of ``ratios`` (NaN: no normal)
+        table = pd.DataFrame(
+            {n: s for n, s in normals.items() if not s.empty}, columns=list(normals)
+        ).T.reindex(columns=ratios.columns)
+        base = pd.DataFrame(
+            table.reindex(nodes).to_numpy(dtype=float), index=ratios.index, columns=ratios.columns
+        )
+        ratios = ratios / base.fillna(1.0)
+    return ratios.min(axis=1)
+
+
+def _worst_fan(
+    group: Group, prepared: _Prepared, ref_fans: pd.Series | None = None
+) -> tuple[str, float, float, float]:
+    """Return the slowest fan vs its siblings: (sensor, change vs its normal, rpm, siblings rpm)."""
+    fans = prepared.fans
+    nan = float("nan")
+    if fans.empty:
+        return "", nan, nan, nan
+    part = fans[fans.index.get_level_values("node").isin(group.nodes)]
+    if part.empty:
+        return "", nan, nan, nan
+    recent = part.groupby(level="node").tail(5)
+    ratios = _fan_ratios(recent)
+    best: tuple[str, float, float, float] = ("", nan, nan, nan)
+    for node, rows in ratios.groupby(level="node"):
+        now = rows.median()
+        normal = prepared.fan_ref.get(str(node)) if prepared.fan_ref else None
+        base = normal.reindex(now.index).fillna(1.0) if normal is not None else 1.0
+        change = (now / base - 1.0).dropna()
+        if change.empty:
+            continue
+        sensor = str(change.idxmin())
+        if math.isnan(best[1]) or change[sensor] < best[1]:
+            rpm = recent.xs(node, level="node")
+            best = (
+                sensor if len(group.nodes) == 1 else f"{node} {sensor}",
+                float(change[sensor]),
+                float(rpm[sensor].median()),
+                float(rpm.median(axis=1).median()),
+            )
+    return best
+
+
+def _prepare(
+    frames: FleetFrames, until: Any = None, fan_normals: Mapping[str, pd.Series] | None = None
+) -> _Prepared:
+    """Turn tidy frames into per-GPU rows of template variables (counters as rates)."""
+    gpu = frames.gpu
+    node = frames.node
+    comp = frames.component
+    if until is not None:
+        cut = pd.Timestamp(until)
+        gpu = gpu[gpu["ts"] <= cut]
+        node = node[node["ts"] <= cut]
+        comp = comp[comp["ts"] <= cut]
+    gpu_vars = [v for v in VARIABLES if v.scope == GPU_SCOPE]
+    metrics = sorted({v.metric for v in gpu_vars})
+    g = gpu[gpu["metric"].isin(metrics)]
+    if g.empty:
+        rows = pd.DataFrame(index=pd.MultiIndex.from_arrays([[], []], names=["ts", "key"]))
+    else:
+        wide = replace(frames, gpu=g).gpu_wide()
+        cols: dict[str, pd.Series] = {}
+        for v in gpu_vars:
+            if v.metric not in wide.columns:
+                continue
+            series = wide[v.metric]
+            if v.key in XID_CODES:
+                codes = sorted(XID_CODES[v.key])
+                series = series.isin(codes).astype(float).where(series.notna())
+            elif v.key in THROTTLE_KEYS:
+                secs = (
+                    pd.Series(wide.index.get_level_values("ts"), index=wide.index)
+                    .groupby(level="key")
+                    .diff()
+                    .dt.total_seconds()
+                )
+                series = (series.groupby(level="key").diff().clip(lower=0.0) / 1e6 / secs).clip(
+                    upper=1.0
+                )
+            elif v.counter:
+                series = series.groupby(level="key").diff().clip(lower=0.0)
+            cols[v.key] = series
+        rows = pd.DataFrame(cols).swaplevel().sort_index()
+        rows.index = rows.index.set_names(["ts", "key"])
+    # node variables
+    fans = pd.DataFrame()
+    node_cols: dict[str, pd.Series] = {}
+    if not node.empty:
+        fans = _fan_wide(node)
+        if not fans.empty:
+            node_cols["fan"] = _slowest_fan(fans, fan_normals)
+        t = node[node["metric"] == "ipmi_temperature_celsius"]
+        if not t.empty:
+            inlet = t[t["sensor"].astype(str).str.lower().str.contains("inlet")]
+            if inlet.empty:
+                inlet = t
+            node_cols["inlet"] = inlet.groupby(["ts", "node"])["value"].mean()
+        vlt = node[node["metric"] == "ipmi_voltage_volts"]
+        if not vlt.empty:
+            node_cols["psu_volts"] = vlt.groupby(["ts", "node"])["value"].mean()
+    if node_cols and not rows.empty:
+        node_table = pd.DataFrame(node_cols)
+        keys = rows.index.get_level_values("key")
+        node_of = {k: k.rpartition("/")[0] for k in keys.unique()}
+        nodes = keys.map(node_of)
+        idx = pd.MultiIndex.from_arrays([rows.index.get_level_values("ts"), nodes])
+        joined = node_table.reindex(idx)
+        for col in node_table.columns:
+            rows[col] = joined[col].to_numpy()
+    # component variables
+    comp_metrics: dict[tuple[str, str], str] = {}
+    comp_cols: dict[str, pd.Series] = {}
+    if not comp.empty:
+        for (cid, metric), part in comp.groupby(["component", "metric"], sort=True):
+            key = _component_key(str(metric))
+            if key is None or (str(cid), key) in comp_metrics:
+                continue
+            comp_metrics[(str(cid), key)] = str(metric)
+            s = part.drop_duplicates("ts", keep="last").set_index("ts")["value"].sort_index()
+            if VARS[key].counter:
+                s = s.diff().clip(lower=0.0)
+            s.index = pd.MultiIndex.from_arrays(
+                [s.index, [str(cid)] * len(s)], names=["ts", "component"]
+            )
+            comp_cols.setdefault(key, []).append(s)  # type: ignore[arg-type, union-attr]
+    components = (
+        pd.DataFrame({k: pd.concat(v) for k, v in comp_cols.items()})  # type: ignore[arg-type]
+        if comp_cols
+        else pd.DataFrame()
+    )
+    return _Prepared(rows=rows, fans=fans, components=components, component_metrics=comp_metrics)
+
+
+def _group_table(prepared: _Prepared, group: Group) -> pd.DataFrame:
+    """Return one row per timestamp: GPU/node variables averaged over the group, plus components."""
+    rows = prepared.rows
+    if rows.empty or not group.gpus:
+        return pd.DataFrame()
+    keys = rows.index.get_level_values("key")
+    part = rows[keys.isin(group.gpus)]
+    if part.empty:
+        return pd.DataFrame()
+    table = part.groupby(level="ts").mean()
+    comps = prepared.components
+    if not comps.empty:
+        for ckind, cid in group.components.items():
+            for var in VARIABLES:
+                if var.scope != ckind or var.key not in comps.columns:
+                    continue
+                try:
+                    series = comps[var.key].xs(cid, level="component")
+                except KeyError:
+                    continue
+                table[var.key] = series.reindex(table.index).to_numpy()
+    table = table.dropna(axis=1, how="all")
+    return table
