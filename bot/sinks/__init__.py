@@ -1,0 +1,33 @@
+"""Notification sinks: the ``Sink`` interface (``base``), ``dispatch``, and ``FanOut``.
+
+Concrete sinks live in submodules: ``bot.sinks.console`` (the terminal, with an optional JSON-lines
+log) and ``bot.sinks.slack`` (Slack, through ``bot.slack``). Read ``Sink``'s docstring to add one.
+"""
+
+from __future__ import annotations
+
+from bot.sinks.base import (
+    INCIDENT_KINDS,
+    KINDS,
+    DataSourceNote,
+    Envelope,
+    Notification,
+    Sink,
+    UnknownKindError,
+    decode,
+    dispatch,
+)
+from bot.sinks.fanout import FanOut
+
+__all__ = [
+    "INCIDENT_KINDS",
+    "KINDS",
+    "DataSourceNote",
+    "Envelope",
+    "FanOut",
+    "Notification",
+    "Sink",
+    "UnknownKindError",
+    "decode",
+    "dispatch",
+]
