@@ -386,7 +386,7 @@ def _label(metric: str) -> tuple[str, str]:
 
 
 def _wide(df: pd.DataFrame, key_cols: Sequence[str]) -> pd.DataFrame:
-    """Pivot a long frame to time x entity."""
+    """Pivot a long node or component frame to time x entity (GPUs: ``FleetFrames.gpu_wide``)."""
     if df.empty:
         return pd.DataFrame()
     keys = df[key_cols[0]].astype(str)
@@ -409,7 +409,7 @@ def _series_for(
     if incident.root_cause.kind == "node":
         nodes.add(incident.root_cause.id)
     if metric.startswith("DCGM_"):
-        wide = _wide(frames.gpu[frames.gpu["metric"] == metric], ["node", "gpu"])
+        wide = frames.gpu_wide([metric])[metric].unstack("key")
         if metric in THROTTLE_COUNTERS and not wide.empty:
             seconds = wide.index.to_series().diff().dt.total_seconds().to_numpy()
             wide = (wide.diff().clip(lower=0) / 1e6).div(seconds, axis=0).clip(upper=1) * 100

@@ -8,11 +8,12 @@ import sys
 from dataclasses import replace
 
 import numpy as np
+import pandas as pd
 import pytest
 from matplotlib.image import imread
 
 from analysis.graph import build_graph, gpus_behind
-from analysis.plots import render_incident_graph, render_incident_metrics
+from analysis.plots import _series_for, render_incident_graph, render_incident_metrics
 from analysis.types import (
     Explanation,
     Factor,
@@ -165,3 +166,23 @@ print("matplotlib.pyplot" in sys.modules)
         [sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd="."
     )
     assert out.stdout.strip() == "False", out.stderr
+
+
+def test_gpu_panel_series_are_time_by_gpu_and_the_last_sample_wins(
+    pdu_fleet: tuple[FleetFrames, Incident, dict[str, float]],
+) -> None:
+    """A GPU panel is drawn from FleetFrames.gpu_wide: time x GPU key, a repeated sample's last row."""
+    frames, incident, _scores = pdu_fleet
+    metric = "DCGM_FI_DEV_GPU_TEMP"
+    gpu = frames.gpu[frames.gpu["metric"] == metric]
+    first = gpu.iloc[[0]].assign(value=-1.0)  # a repeat of the first sample, appended last
+    frames = replace(frames, gpu=pd.concat([gpu, first], ignore_index=True))
+    mine, peers, what = _series_for(metric, incident, frames)
+    assert what == "GPU"
+    keys = sorted(mine.columns) + sorted(peers.columns)
+    assert keys == sorted(frames.gpu_wide([metric]).index.get_level_values("key").unique())
+    assert set(mine.columns) == {g.key for g in incident.gpus}
+    key = f"{first['node'].iloc[0]}/{first['gpu'].iloc[0]}"
+    wide = pd.concat([mine, peers], axis=1)
+    assert wide.loc[first["ts"].iloc[0], key] == -1.0
+    assert wide.index.is_monotonic_increasing
