@@ -15,7 +15,9 @@ import networkx as nx
 import pandas as pd
 import pytest
 
-from analysis.explain import Explainer
+from analysis.catalog import MEMORY_XIDS, NVLINK_XIDS, PCIE_XIDS
+from analysis.explain import XID_CODES, Explainer
+from analysis.explain.prepare import _prepare
 from analysis.graph import build_graph
 from analysis.types import Explanation, FleetFrames, GpuScore, Incident, RootCause
 from storage.simulator import FleetSimulator, FleetSpec, make_fault
@@ -279,7 +281,10 @@ def test_rule_hints_on_hand_made_extremes() -> None:
 
 def test_dowhy_is_imported_lazily() -> None:
     """Importing analysis.explain must not import dowhy (it takes seconds)."""
-    code = "import sys, analysis.explain; print('dowhy' in sys.modules)"
+    code = (
+        "import sys, analysis.explain, analysis.explain.scm, analysis.explain.explainer; "
+        "print('dowhy' in sys.modules)"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
 
@@ -310,3 +315,21 @@ def test_after_an_hbm_failure_the_symptoms_are_shown_and_rma_hinted() -> None:
     )
     assert exp.factors[0].name in {"DCGM_FI_DEV_ROW_REMAP_FAILURE", "DCGM_FI_DEV_XID_ERRORS"}
     assert any("RMA" in h for h in exp.hints), exp.hints
+
+
+def test_xid_classes_are_the_catalogues() -> None:
+    """An XID is read as the catalogue classes it: 95 (uncontained ECC) is a memory XID."""
+    assert XID_CODES == {
+        "xid_memory": MEMORY_XIDS,
+        "xid_nvlink": NVLINK_XIDS,
+        "xid_pcie": PCIE_XIDS,
+    }
+    fleet = make_fleet(30, seed=10)
+    frames = _edit(
+        fleet.frames, "DCGM_FI_DEV_XID_ERRORS", 95.0, node="gpu-node-001", gpu="2", since=20
+    )
+    rows = _prepare(frames).rows
+    hit = rows.xs("gpu-node-001/2", level="key")
+    assert (hit["xid_memory"].iloc[-5:] == 1.0).all()
+    assert (hit["xid_pcie"].iloc[-5:] == 0.0).all()
+    assert (rows.xs("gpu-node-001/1", level="key")["xid_memory"].dropna() == 0.0).all()
