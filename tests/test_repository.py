@@ -8,10 +8,12 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
-from sqlalchemy import text
+from sqlalchemy import select, text
 from sqlalchemy.exc import IntegrityError, OperationalError
 
-from analysis.lifecycle import Action
+import storage.records
+import storage.repository
+from analysis.lifecycle import Action, StoredState, decide_cycle
 from analysis.types import Explanation, Factor, GpuScore, Incident, RootCause
 from storage.db import make_engine
 from storage.leader import AdvisoryLock, LeaseLock, make_leader_lock
@@ -170,6 +172,89 @@ def test_one_open_incident_per_dedup_key(repo: Repository) -> None:
                 snapshot={},
             )
         )
+
+
+def stored_states(repo: Repository) -> dict[str, StoredState]:
+    """Read the open rows as the lifecycle sees them (what apply_cycle hands decide_cycle)."""
+    with repo.engine.connect() as conn:
+        rows = conn.execute(
+            select(IncidentRow.__table__).where(IncidentRow.open_key.is_not(None))
+        ).all()
+    return {
+        r.dedup_key: StoredState(
+            status=r.status,
+            severity=r.severity,
+            score=r.score,
+            notified_severity=r.notified_severity,
+            notified_score=r.notified_score,
+            incident=Incident.from_dict(r.snapshot),
+        )
+        for r in rows
+    }
+
+
+def test_apply_cycle_persists_exactly_what_decide_cycle_decides(repo: Repository) -> None:
+    """The store decides nothing: its decisions are decide_cycle's, in the same order."""
+    opened = [
+        gpu_incident(),
+        pdu_incident("warning", 0.5),
+        gpu_incident(node="gpu-node-002"),
+        gpu_incident(node="gpu-node-003"),
+    ]
+    repo.apply_cycle(T0, opened, True)
+    repo.silence("gpu-node-009", T0 + 60 * MIN, "U1", "maintenance", T0)
+    current = [
+        gpu_incident(node="gpu-node-009"),  # new, silenced
+        pdu_incident("critical", 0.9),  # worse
+        gpu_incident("critical", 0.5),  # duplicate key: the worse one below wins
+        gpu_incident("critical", 0.7),
+    ]
+    expected = decide_cycle(
+        current,
+        stored_states(repo),
+        data_ok=True,
+        silences=[s.target for s in repo.active_silences(T0 + MIN)],
+        unobserved=["gpu-node-003"],
+        score_epsilon=repo.score_epsilon,
+    )
+    got = repo.apply_cycle(T0 + MIN, current, True, unobserved=["gpu-node-003"])
+    assert [(d.dedup_key, d.action, d.reason, d.notify) for d in got] == [
+        (d.dedup_key, d.action, d.reason, d.notify) for d in expected
+    ]
+    # current keys in order of first appearance, then the stored ones no longer reported
+    assert [(d.dedup_key, d.action) for d in got[:3]] == [
+        ("gpu:gpu-node-009/3", Action.SUPPRESS),
+        ("pdu:pdu-a1", Action.UPDATE),
+        ("gpu:gpu-node-001/3", Action.UPDATE),
+    ]
+    assert got[2].incident is current[3]
+    assert actions(got[3:]) == {
+        "gpu:gpu-node-002/3": Action.RESOLVE,
+        "gpu:gpu-node-003/3": Action.NOOP,  # unobserved this cycle: stays open
+    }
+    assert all(d.incident_id is not None for d in got)
+    assert [d.outbox_id is not None for d in got] == [d.notify for d in got]
+
+
+def test_apply_cycle_is_one_transaction(repo: Repository) -> None:
+    """A failure while persisting a later decision rolls back the earlier ones too."""
+    first, second = gpu_incident(), gpu_incident(node="gpu-node-002")
+    with pytest.raises(TypeError):
+        repo.apply_cycle(
+            T0,
+            [first, second],
+            True,
+            scores=[GpuScore("gpu-node-001", "3", 0.8)],
+            images={second.dedup_key: {"bad.png": "not bytes"}},  # type: ignore[dict-item]
+        )
+    assert repo.open_incidents() == [] and repo.outbox() == [] and repo.top_gpus() == []
+
+
+def test_repository_reexports_the_records() -> None:
+    """Callers import records from storage.repository: they are storage.records' own objects."""
+    for name in storage.repository.__all__:
+        if name != "Repository":
+            assert getattr(storage.repository, name) is getattr(storage.records, name)
 
 
 def test_silence_suppresses_then_posts_when_lifted(repo: Repository) -> None:

@@ -1,0 +1,239 @@
+"""Scans and what they measure: scan runs, data source state, score history, model versions."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import delete, func, insert, select
+from sqlalchemy.orm import Session, sessionmaker
+
+from analysis.types import GpuScore, format_time
+from storage.models import (
+    IncidentRow,
+    ModelVersionRow,
+    OutboxRow,
+    RuntimeStateRow,
+    ScanRunRow,
+    ScoreRow,
+)
+from storage.outbox import enqueue_row
+from storage.records import (
+    DATA_SOURCE_KIND,
+    DataSourceChange,
+    DataSourceState,
+    ModelVersion,
+    ScanRun,
+    StoreStatus,
+    model_version,
+    require_aware,
+    scan_run,
+)
+
+
+class ScanStore:
+    """Record scans, scores and models and report the store's status; one transaction per call.
+
+    A mixin of ``storage.repository.Repository``, which provides the attributes below.
+    """
+
+    degrade_after: int
+    _sessions: sessionmaker[Session]
+    _readers: sessionmaker[Session]
+
+    # ------------------------------------------------------------------ scans and data source
+
+    def record_scan(
+        self,
+        at: datetime,
+        ok: bool,
+        duration_s: float,
+        gpus_scored: int,
+        error: str | None = None,
+        *,
+        notify: bool = True,
+    ) -> DataSourceChange | None:
+        """Record a scan; return ``degraded``/``recovered`` when the data source state changed.
+
+        The source turns degraded after ``degrade_after`` failed scans in a row and recovers on
+        the first good one. On a change, and when ``notify``, ONE outbox row of kind
+        ``data_source`` (payload ``state``, ``since``, ``error``) is committed with the scan.
+        """
+        require_aware(at, "at")
+        with self._sessions.begin() as s:
+            scan = ScanRunRow(
+                at=at, ok=ok, error=error, duration_s=float(duration_s), gpus_scored=gpus_scored
+            )
+            s.add(scan)
+            state = s.get(RuntimeStateRow, DATA_SOURCE_KIND)
+            change: DataSourceChange | None = None
+            if state is None:
+                state = RuntimeStateRow(name=DATA_SOURCE_KIND, value="ok", since=at, counter=0)
+                s.add(state)
+            if ok:
+                state.counter = 0
+                if state.value == "degraded":
+                    state.value, state.since, change = "ok", at, "recovered"
+            else:
+                state.counter += 1
+                if state.value != "degraded" and state.counter >= self.degrade_after:
+                    state.value, state.since, change = "degraded", at, "degraded"
+            s.flush()
+            if change is not None and notify:
+                enqueue_row(
+                    s,
+                    at=at,
+                    kind=DATA_SOURCE_KIND,
+                    incident_id=None,
+                    idempotency_key=f"{DATA_SOURCE_KIND}:{change}:{scan.id}",
+                    payload={
+                        "state": state.value,
+                        "change": change,
+                        "since": format_time(at),
+                        "error": error,
+                        "consecutive_failures": state.counter,
+                    },
+                )
+            return change
+
+    def scans(self, limit: int = 20) -> list[ScanRun]:
+        """Return the most recent scans, newest first."""
+        with self._readers() as s:
+            q = select(ScanRunRow).order_by(ScanRunRow.at.desc(), ScanRunRow.id.desc())
+            return [scan_run(r) for r in s.scalars(q.limit(limit))]
+
+    def status(self) -> StoreStatus:
+        """Return last scan, last good scan, data source state, newest model, open counts."""
+        with self._readers() as s:
+            newest = select(ScanRunRow).order_by(ScanRunRow.at.desc(), ScanRunRow.id.desc())
+            last = s.scalar(newest.limit(1))
+            last_ok = s.scalar(newest.where(ScanRunRow.ok.is_(True)).limit(1))
+            state = s.get(RuntimeStateRow, DATA_SOURCE_KIND)
+            model = s.scalar(
+                select(ModelVersionRow)
+                .order_by(ModelVersionRow.fitted_at.desc(), ModelVersionRow.id.desc())
+                .limit(1)
+            )
+            counts = dict(
+                s.execute(
+                    select(IncidentRow.status, func.count())
+                    .where(IncidentRow.open_key.is_not(None))
+                    .group_by(IncidentRow.status)
+                ).all()
+            )
+            pending = s.scalar(
+                select(func.count()).select_from(OutboxRow).where(OutboxRow.status == "pending")
+            )
+            source: DataSourceState = "unknown"
+            if state is not None:
+                source = "degraded" if state.value == "degraded" else "ok"
+            return StoreStatus(
+                last_scan=scan_run(last) if last else None,
+                last_ok_scan=scan_run(last_ok) if last_ok else None,
+                data_source=source,
+                data_source_since=state.since if state else None,
+                consecutive_failures=state.counter if state else 0,
+                model=model_version(model) if model else None,
+                open_incidents=int(counts.get("open", 0)) + int(counts.get("acknowledged", 0)),
+                acknowledged_incidents=int(counts.get("acknowledged", 0)),
+                pending_notifications=int(pending or 0),
+            )
+
+    # ------------------------------------------------------------------ scores
+
+    def record_scores(self, at: datetime, scores: Iterable[GpuScore]) -> int:
+        """Append one cycle's GPU scores to the history; return how many rows were written."""
+        require_aware(at, "at")
+        with self._sessions.begin() as s:
+            return insert_scores(s, at, scores)
+
+    def prune_scores(self, older_than: datetime) -> int:
+        """Delete score history before ``older_than`` (the retention cut); return rows deleted."""
+        require_aware(older_than, "older_than")
+        with self._sessions.begin() as s:
+            result = s.execute(delete(ScoreRow).where(ScoreRow.at < older_than))
+            return int(result.rowcount)  # type: ignore[attr-defined]
+
+    def top_gpus(self, limit: int = 10) -> list[GpuScore]:
+        """Return the riskiest GPUs of the most recent scored cycle, riskiest first."""
+        with self._readers() as s:
+            latest = s.scalar(select(func.max(ScoreRow.at)))
+            if latest is None:
+                return []
+            rows = s.execute(
+                select(ScoreRow.gpu_key, ScoreRow.score)
+                .where(ScoreRow.at == latest)
+                .order_by(ScoreRow.score.desc(), ScoreRow.gpu_key)
+                .limit(limit)
+            ).all()
+        out = []
+        for key, score in rows:
+            node, _, gpu = str(key).rpartition("/")
+            out.append(GpuScore(node=node, gpu=gpu, score=float(score)))
+        return out
+
+    def score_history(
+        self, gpu_key: str, *, since: datetime | None = None
+    ) -> list[tuple[datetime, float]]:
+        """Return (at, score) of one GPU, oldest first."""
+        with self._readers() as s:
+            q = select(ScoreRow.at, ScoreRow.score).where(ScoreRow.gpu_key == gpu_key)
+            if since is not None:
+                q = q.where(ScoreRow.at >= since)
+            return [(a, float(v)) for a, v in s.execute(q.order_by(ScoreRow.at)).all()]
+
+    # ------------------------------------------------------------------ models
+
+    def record_model(
+        self,
+        *,
+        name: str,
+        fleet_fingerprint: str,
+        features: Sequence[str],
+        version: str,
+        path: str,
+        fitted_at: datetime,
+        metrics: dict[str, Any] | None = None,
+    ) -> ModelVersion:
+        """Record a fitted model (its file lives at ``path``; this is the index of them)."""
+        require_aware(fitted_at, "fitted_at")
+        with self._sessions.begin() as s:
+            row = ModelVersionRow(
+                name=name,
+                fleet_fingerprint=fleet_fingerprint,
+                features=list(features),
+                version=version,
+                path=path,
+                fitted_at=fitted_at,
+                metrics=dict(metrics or {}),
+            )
+            s.add(row)
+            s.flush()
+            return model_version(row)
+
+    def latest_model(
+        self, *, name: str | None = None, fleet_fingerprint: str | None = None
+    ) -> ModelVersion | None:
+        """Return the newest model (optionally of a name and for a fleet), or None."""
+        with self._readers() as s:
+            q = select(ModelVersionRow)
+            if name is not None:
+                q = q.where(ModelVersionRow.name == name)
+            if fleet_fingerprint is not None:
+                q = q.where(ModelVersionRow.fleet_fingerprint == fleet_fingerprint)
+            row = s.scalar(
+                q.order_by(ModelVersionRow.fitted_at.desc(), ModelVersionRow.id.desc()).limit(1)
+            )
+            return model_version(row) if row else None
+
+
+# ---------------------------------------------------------------------- in an open transaction
+
+
+def insert_scores(s: Session, at: datetime, scores: Iterable[GpuScore]) -> int:
+    """Bulk-insert one cycle's scores."""
+    rows = [{"at": at, "gpu_key": g.key, "score": float(g.score)} for g in scores]
+    if rows:
+        s.execute(insert(ScoreRow), rows)
+    return len(rows)
