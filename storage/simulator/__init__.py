@@ -13,7 +13,8 @@ from storage.simulator.faults import (
     affected_of,
     make_fault,
 )
-from storage.simulator.fleet import GPU_METRICS, NODE_SERIES, FleetSimulator
+from storage.simulator.fleet import FleetSimulator
+from storage.simulator.layout import GPU_METRICS, NODE_SERIES
 from storage.simulator.spec import FleetSpec
 
 __all__ = [

@@ -20,8 +20,9 @@ from prometheus_client import CollectorRegistry, start_http_server
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
+from storage.simulator.exposition import Family
 from storage.simulator.faults import DEFAULT_FAULT_RATE
-from storage.simulator.fleet import Family, FleetSimulator
+from storage.simulator.fleet import FleetSimulator
 from storage.simulator.spec import FleetSpec
 
 logger = logging.getLogger(__name__)

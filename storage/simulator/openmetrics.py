@@ -9,12 +9,12 @@ are typed ``gauge`` (as dcgm-exporter types them).
 from __future__ import annotations
 
 from pathlib import Path
-from typing import IO, TYPE_CHECKING
+from typing import IO
 
 import numpy as np
 
-if TYPE_CHECKING:
-    from storage.simulator.fleet import Family, FleetSimulator
+from storage.simulator.exposition import Family, fleet_families
+from storage.simulator.history import FleetHistory
 
 
 def _escape(value: str) -> str:
@@ -55,11 +55,11 @@ def write_family(fh: IO[str], family: Family, ts_text: list[str]) -> None:
         )
 
 
-def write_openmetrics(sim: FleetSimulator, path: Path) -> None:
+def write_openmetrics(sim: FleetHistory, path: Path) -> None:
     """Write every family of ``sim`` to ``path`` as OpenMetrics text ending in ``# EOF``."""
     seconds = sim.times.asi8 // 1_000_000_000
     ts_text = [str(int(s)) for s in seconds]
     with Path(path).open("w", encoding="utf-8", newline="\n") as fh:
-        for family in sim.families():
+        for family in fleet_families(sim):
             write_family(fh, family, ts_text)
         fh.write("# EOF\n")
