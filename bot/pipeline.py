@@ -1,6 +1,8 @@
 """The alert flow: fetch -> graph -> scores -> incidents -> explanations -> store -> (outbox) notify.
 
-``Pipeline.run_cycle`` is the whole flow, one step per line. Everything it needs comes in
+``Pipeline.run_cycle`` is the whole flow, one step per line, and the only cycle engine: the
+running bot (``run``), a one-shot ``scan``, the ``backtest`` replay and the ``demo`` all drive it,
+differing only in the source, the clock, the store and the sinks. Everything it needs comes in
 through the constructor (the composition root in ``bot/wiring.py`` builds it from Settings).
 """
 
@@ -19,8 +21,9 @@ from analysis.graph import build_graph
 from analysis.lifecycle import Decision
 from analysis.plots import render_incident_graph, render_incident_metrics
 from analysis.scorer import Scorer
-from analysis.scoring import Hysteresis, fleet_fingerprint
-from analysis.types import Assessment, FleetFrames, GpuRef, Incident, Topology
+from analysis.scoring import Exclusion, fleet_fingerprint
+from analysis.tracker import IncidentTracker
+from analysis.types import Assessment, FleetFrames, GpuRef, Incident, Severity, Topology
 from bot.telemetry import BotMetrics
 from storage.repository import IncidentRecord, Repository
 from storage.source import MetricsSource, MetricsSourceError
@@ -66,7 +69,11 @@ class Pipeline:
     metrics: BotMetrics | None = None
     load_model: Callable[[nx.DiGraph], Scorer | None] | None = None
     save_model: Callable[[Scorer, datetime], None] | None = None
-    hysteresis: Hysteresis = field(init=False)
+    render: bool = True
+    record_scores: bool = True
+    tracker: IncidentTracker = field(init=False)
+    needs_history: bool = field(default=True, init=False)
+    self_gating: bool = field(default=False, init=False)
     scorer: Scorer | None = field(default=None, init=False)
     explainer: Explainer | None = field(default=None, init=False)
     fingerprint: str | None = field(default=None, init=False)
@@ -74,9 +81,15 @@ class Pipeline:
     last_frames: FleetFrames | None = field(default=None, init=False)
     last_graph: nx.DiGraph | None = field(default=None, init=False)
     last_seen: dict[GpuRef, datetime] = field(default_factory=dict, init=False)
+    _explained: dict[tuple[str, Severity, frozenset[str]], Incident] = field(
+        default_factory=dict, init=False
+    )
 
     def __post_init__(self) -> None:
-        """Start with no open incidents in memory (the store remembers what was notified)."""
+        """Read the scorer's contract; start with no streaks in memory (the store has the rest)."""
+        probe = self.make_scorer()
+        self.needs_history, self.self_gating = probe.needs_history, probe.self_gating
+        self.window = max(self.window, probe.min_window)
         self.resume()
 
     def resume(self) -> None:
@@ -84,19 +97,21 @@ class Pipeline:
 
         Call it when this replica (re)gains the leadership: another leader may have changed them.
         """
-        self.hysteresis = Hysteresis(open_after=self.open_after, close_after=self.close_after)
+        # A scorer that already requires persistence (Prometheus ``for:``) opens at first sight.
+        open_after = 1 if self.self_gating else self.open_after
+        self.tracker = IncidentTracker(open_after=open_after, close_after=self.close_after)
         self.restored = False
 
     def run_cycle(self, at: datetime) -> CycleOutcome:
         """Run the alert flow once for the window ending at ``at``."""
         started = time.perf_counter()
         try:
-            frames = self.source.fetch(at - self.window, at, self.step)
+            frames = self._window(at)
         except MetricsSourceError as exc:
             return self._source_failed(at, str(exc), started)
         graph = self.graph_of(frames)
         self.last_frames, self.last_graph = frames, graph  # what this cycle saw (for comparisons)
-        assessment = self.model(graph, at).assess(frames, graph, at)
+        assessment = self.model(graph, at, frames).assess(frames, graph, at)
         incidents = self.track(assessment)
         explained = self.explain(incidents, frames, graph, at)
         stored = self.repository.open_incidents()  # as before this cycle's decisions
@@ -105,7 +120,7 @@ class Pipeline:
             at,
             explained,
             True,
-            scores=assessment.scores,
+            scores=assessment.scores if self.record_scores else None,
             unobserved=self.unobserved(frames, stored),
             images=images,
         )
@@ -127,38 +142,51 @@ class Pipeline:
         return build_graph(self.topology, sorted(self.last_seen))
 
     def track(self, assessment: Assessment) -> list[Incident]:
-        """Hysteresis over cycles; after a restart it starts from the store's open incidents."""
+        """Streaks over cycles; after a restart it starts from the store's open incidents."""
         if not self.restored:
-            self.hysteresis.restore(r.incident for r in self.repository.open_incidents())
+            self.tracker.restore(r.incident for r in self.repository.open_incidents())
             self.restored = True
-        return self.hysteresis.update(assessment)
+        return self.tracker.update(assessment)
 
     def unobserved(self, frames: FleetFrames, stored: Sequence[IncidentRecord]) -> set[str]:
         """GPUs of open incidents with no data this cycle: their incidents must not resolve."""
         seen = {g.key for g in frames.gpus}
         return {g.key for rec in stored for g in rec.incident.gpus if g.key not in seen}
 
-    def model(self, graph: nx.DiGraph, at: datetime) -> Scorer:
+    def model(self, graph: nx.DiGraph, at: datetime, frames: FleetFrames | None = None) -> Scorer:
         """Return the fitted scorer for this fleet: in memory, stored, or fitted on the past."""
         fingerprint = fleet_fingerprint(graph)
         if self.scorer is not None and fingerprint == self.fingerprint:
             return self.scorer
         stored = self.load_model(graph) if self.load_model else None
-        self.scorer = stored if stored is not None else self.refit(at, graph)
+        self.scorer = stored if stored is not None else self.refit(at, graph, frames)
         self.fingerprint = fingerprint
         return self.scorer
 
-    def refit(self, at: datetime, graph: nx.DiGraph | None = None) -> Scorer:
-        """Fit a fresh scorer (and explainer) on the history before ``at``, excluding open incidents."""
-        history = self.source.fetch(at - self.fit_window, at, self.step)
-        graph = graph if graph is not None else self.graph_of(history)
+    def refit(
+        self, at: datetime, graph: nx.DiGraph | None = None, frames: FleetFrames | None = None
+    ) -> Scorer:
+        """Fit a fresh scorer (and explainer) on the history before ``at``'s window, excluding open
+        incidents.
+
+        A scorer without ``needs_history`` (fixed rules) is "fitted" on the cycle's own frames
+        (``frames``, or the window ending at ``at``): no history is fetched for it.
+        """
         scorer = self.make_scorer()
-        if hasattr(scorer, "exclude"):
-            scorer.exclude = tuple(scorer.exclude) + self._known_incidents()
+        if not scorer.needs_history:
+            window = frames if frames is not None else self._window(at)
+            graph = graph if graph is not None else self.graph_of(window)
+            self.scorer = scorer.fit(window, graph)
+            self.fingerprint = fleet_fingerprint(graph)
+            return self.scorer
+        history = self._history(at)
+        graph = graph if graph is not None else self.graph_of(history)
+        scorer.exclude = (*scorer.exclude, *self._known_incidents())
         scorer.fit(history, graph)
         self.fingerprint = fleet_fingerprint(graph)
         if self.make_explainer is not None:
             self.explainer = self.make_explainer().fit(history, graph)
+            self._explained.clear()
         if self.save_model is not None:
             self.save_model(scorer, at)
         self.scorer = scorer
@@ -167,14 +195,29 @@ class Pipeline:
     def explain(
         self, incidents: Sequence[Incident], frames: FleetFrames, graph: nx.DiGraph, at: datetime
     ) -> list[Incident]:
-        """Attach an explanation to every incident that has none (one DoWhy call each)."""
+        """Attach an explanation to every incident (one DoWhy call when it opens or changes).
+
+        An incident is explained again only when its severity or its GPUs change (which is when
+        an update is posted); otherwise its explanation is kept from the earlier cycle.
+        """
         if self.make_explainer is None or not incidents:
             return list(incidents)
         explainer = self.explainer
         if explainer is None:  # a model loaded from disk comes without one: fit it on the past
-            history = self.source.fetch(at - self.fit_window, at, self.step)
+            history = self._history(at)
             explainer = self.explainer = self.make_explainer().fit(history, graph)
-        return [replace(i, explanation=explainer.explain(i, frames, graph)) for i in incidents]
+        out, seen = [], set()
+        for inc in incidents:
+            key = (inc.dedup_key, inc.severity, frozenset(g.key for g in inc.gpus))
+            seen.add(key)
+            done = self._explained.get(key)
+            if done is None:
+                done = replace(inc, explanation=explainer.explain(inc, frames, graph))
+                self._explained[key] = done
+            out.append(replace(inc, explanation=done.explanation))
+        for key in [k for k in self._explained if k not in seen]:
+            del self._explained[key]
+        return out
 
     def render_images(
         self,
@@ -188,6 +231,8 @@ class Pipeline:
 
         They are committed with the post (``apply_cycle(images=)``), so they survive restarts.
         """
+        if not self.render:
+            return {}
         known = {r.dedup_key for r in stored}
         scores = {s.key: s.score for s in assessment.scores}
         out: dict[str, Images] = {}
@@ -209,10 +254,20 @@ class Pipeline:
 
     # ------------------------------------------------------------------ bookkeeping
 
-    def _known_incidents(self) -> tuple[object, ...]:
-        """Open incidents become training exclusions so a fault is not learnt as normal."""
-        from analysis.scoring import Exclusion
+    def _history(self, at: datetime) -> FleetFrames:
+        """Fetch what a fit at ``at`` learns from: ``fit_window`` ending one window before ``at``.
 
+        The window about to be scored is never part of the fit: a fault already under way in it
+        would otherwise be learnt as normal one cycle before it is judged.
+        """
+        return self.source.fetch(at - self.fit_window, at - self.window, self.step)
+
+    def _window(self, at: datetime) -> FleetFrames:
+        """Fetch the cycle window ending at ``at``."""
+        return self.source.fetch(at - self.window, at, self.step)
+
+    def _known_incidents(self) -> tuple[Exclusion, ...]:
+        """Open incidents become training exclusions so a fault is not learnt as normal."""
         return tuple(
             Exclusion(entity=rec.incident.root_cause.id, start=rec.first_seen)
             for rec in self.repository.open_incidents()

@@ -1,347 +1,181 @@
-"""The composition root: Settings in, a running bot out (store, leader lock, pipeline, notifier,
-scheduler, one HTTP server, Slack Socket Mode). Nothing else builds these objects.
+"""The composition root: every object the bot runs on is built here from Settings, nowhere else.
 
-Jobs (``bot/scheduler.py`` runs them):
-- scan: if this replica leads, one pipeline cycle at the bot's clock, then deliver the outbox;
-- dispatch: deliver the outbox (every replica; claims keep two from sending one row);
-- refit: the leader refits the model on the history before now (daily);
-- digest: the leader posts the daily summary and prunes score history past its retention.
+CLI commands ask this module for what they need (a source, a pipeline, a store, the Slack side, a
+whole runtime); they never construct those objects themselves.
 
-One delivery loop (``bot/delivery.deliver``) serves both notifiers: Slack (``bot/slack/outbox``
-``send_item``) when ``SLACK_BOT_TOKEN`` is set, else ``bot/console.ConsoleNotifier``.
+- :func:`build_source`: the Prometheus reader (URL, auth, TLS, timeouts, label map);
+- :func:`build_pipeline`: the one alert loop (``bot/pipeline.Pipeline``) with the configured
+  scorer, explainer and model store; ``run``, ``scan``, ``backtest`` and ``demo`` all use it;
+- :func:`build_slack`: client, notifier, service and Bolt app;
+- :func:`build_runtime`: store, leader lock, pipeline, sinks and scheduler of ``gpu-risk run``.
 """
 
 from __future__ import annotations
 
-import logging
 import os
 import socket
-import time
-from collections.abc import Callable
-from dataclasses import dataclass, field
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING
 
 import networkx as nx
-from apscheduler.schedulers.background import BackgroundScheduler
 
-from analysis.scorer import Scorer
-from analysis.types import Topology, format_time
-from bot.config import Settings
-from bot.console import ConsoleNotifier
-from bot.delivery import Send, deliver
-from bot.pipeline import CycleOutcome, Pipeline
-from bot.scheduler import Jobs, build_scheduler
+from analysis.scorer import Scorer, ScorerParams, UnknownScorerError, make_scorer
+from analysis.types import Topology
+from bot.config import ConfigError, Settings
+from bot.pipeline import Pipeline
+from bot.runtime import Clock, Runtime, make_clock
+from bot.sinks.console import ConsoleSink
 from bot.telemetry import BotMetrics
-from storage.leader import AdvisoryLock, LeaseLock, make_leader_lock
-from storage.repository import OutboxItem, Repository
+from storage.leader import make_leader_lock
+from storage.repository import Repository
 from storage.source import MetricsSource
 
-logger = logging.getLogger(__name__)
+if TYPE_CHECKING:
+    from slack_sdk import WebClient
 
-Clock = Callable[[], datetime]
+    from analysis.explain import Explainer
+    from bot.blocks.common import BlockOptions
+    from bot.slack.app import SlackBot
+    from bot.slack.service import GraphImage
 
-
-def real_clock() -> datetime:
-    """Return the wall-clock time, aware UTC."""
-    return datetime.now(UTC)
-
-
-def make_clock(settings: Settings, real: Clock = real_clock) -> Clock:
-    """Return the bot's clock: real time, or (testing/demo aid) ``clock_start`` at
-    ``clock_origin`` running ``clock_speed`` times faster than real time.
-
-    The origin is a fixed real instant (default: now), so a restarted process carries on where
-    the clock is, not where it started.
-    """
-    if settings.clock_start is None:
-        return real
-    start, speed = settings.clock_start.astimezone(UTC), settings.clock_speed
-    origin = (settings.clock_origin or real()).astimezone(UTC)
-
-    def clock() -> datetime:
-        """Return the accelerated time."""
-        return start + (real() - origin) * speed
-
-    return clock
+#: An in-memory store: a one-shot scan or a replay keeps its state apart from the bot's.
+MEMORY_DB = "sqlite://"
 
 
-@dataclass
-class Runtime:
-    """A composed bot: call ``start()`` to serve and schedule, ``stop()`` to shut down."""
-
-    settings: Settings
-    repository: Repository
-    lock: AdvisoryLock | LeaseLock
-    pipeline: Pipeline
-    metrics: BotMetrics
-    send: Send
-    post_text: Callable[[str], Any]
-    clock: Clock
-    worker_id: str
-    slack: Any = None  # bot.slack.app.SlackBot when Slack is configured
-    scheduler: BackgroundScheduler | None = None
-    server: Any = None  # bot.slack.server.HttpServer once started
-    socket_handler: Any = None
-    leading: bool = False
-    started: float = field(default_factory=time.monotonic)
-
-    # ------------------------------------------------------------------ jobs
-
-    def is_leader(self) -> bool:
-        """Take or keep the leadership (real time: leases are about liveness)."""
-        try:
-            got = self.lock.try_acquire(real_clock())
-        except Exception:
-            logger.exception("leader lock check failed: not leading this cycle")
-            got = False
-        if got and not self.leading:
-            logger.info("%s leads: scans run here", self.worker_id)
-            self.pipeline.resume()  # another leader may have changed the open incidents
-        elif self.leading and not got:
-            logger.warning("%s lost the leadership", self.worker_id)
-        self.leading = got
-        return got
-
-    def scan(self) -> bool:
-        """Leader: run one cycle and deliver what it queued. Return False when the source failed."""
-        if not self.is_leader():
-            return True
-        outcome = self.run_cycle()
-        self.dispatch()
-        return outcome.ok
-
-    def run_cycle(self) -> CycleOutcome:
-        """Run one pipeline cycle at the bot's clock and log a one-line summary."""
-        outcome = self.pipeline.run_cycle(self.clock())
-        logger.info(
-            "scan at %s: %s, %d GPUs, %d incidents, %d notifications queued (%.2f s)",
-            format_time(outcome.at),
-            "ok" if outcome.ok else f"FAILED ({outcome.error})",
-            outcome.gpus_scored,
-            len(outcome.incidents),
-            outcome.notifications,
-            outcome.duration_s,
-        )
-        return outcome
-
-    def dispatch(self) -> int:
-        """Deliver every due outbox row once; return how many were sent."""
-        speed = self.settings.clock_speed if self.settings.clock_start else 1.0
-        return deliver(
-            self.repository,
-            self.send,
-            at=self.clock(),
-            worker_id=self.worker_id,
-            lease=timedelta(seconds=self.settings.outbox_lease_seconds) * speed,
-            retry_in=timedelta(seconds=30) * speed,
-            on_sent=self._sent,
-            on_failed=lambda _item: self.metrics.notifications_failed.inc(),
-        )
-
-    def _sent(self, item: OutboxItem) -> None:
-        """Count a delivered notification."""
-        self.metrics.notifications_sent.labels(item.kind).inc()
-
-    def refit(self) -> None:
-        """Leader: refit the model on the history before now."""
-        if self.is_leader():
-            self.pipeline.refit(self.clock())
-
-    def digest(self) -> None:
-        """Leader: post the daily digest and prune score history past its retention."""
-        if not self.is_leader():
-            return
-        from bot.digest import digest_text
-
-        at = self.clock()
-        self.post_text(digest_text(self.repository, at))
-        cut = at - timedelta(days=self.settings.score_retention_days)
-        pruned = self.repository.prune_scores(cut)
-        logger.info("digest posted; %d score rows older than %s pruned", pruned, format_time(cut))
-
-    def jobs(self) -> Jobs:
-        """The scheduler's jobs."""
-
-        def dispatch() -> None:
-            """Deliver the outbox (the count is only for callers that want it)."""
-            self.dispatch()
-
-        return Jobs(scan=self.scan, dispatch=dispatch, refit=self.refit, digest=self.digest)
-
-    # ------------------------------------------------------------------ health
-
-    def stale_after(self) -> timedelta:
-        """How old the last good scan may be (bot-clock time) before /healthz says 503."""
-        speed = self.settings.clock_speed if self.settings.clock_start else 1.0
-        return timedelta(seconds=max(5 * self.settings.scan_interval, 120) * speed)
-
-    def health(self) -> tuple[bool, dict[str, Any]]:
-        """Return (healthy, detail): last scan, last good scan, leadership, data source."""
-        st = self.repository.status()
-        now = self.clock()
-        last_ok = st.last_ok_scan.at if st.last_ok_scan else None
-        age = (now - last_ok).total_seconds() if last_ok else None
-        limit = self.stale_after().total_seconds()
-        if age is None:  # nothing scanned yet: healthy while starting up
-            speed = self.settings.clock_speed if self.settings.clock_start else 1.0
-            ok = (time.monotonic() - self.started) * speed <= limit
-        else:
-            ok = age <= limit
-        return ok, {
-            "now": format_time(now),
-            "last_scan": format_time(st.last_scan.at) if st.last_scan else None,
-            "last_scan_ok": st.last_scan.ok if st.last_scan else None,
-            "last_successful_scan": format_time(last_ok) if last_ok else None,
-            "last_successful_scan_age_seconds": age,
-            "stale_after_seconds": limit,
-            "leader": self.leading,
-            "worker": self.worker_id,
-            "data_source": st.data_source,
-            "open_incidents": st.open_incidents,
-            "pending_notifications": st.pending_notifications,
-        }
-
-    # ------------------------------------------------------------------ life
-
-    def start(self) -> Runtime:
-        """Serve HTTP (/healthz, /metrics, /slack/events in HTTP mode), Socket Mode, scheduler."""
-        from bot.slack.server import make_wsgi_app, serve
-
-        s = self.settings
-        http_mode = self.slack is not None and s.slack_app_token is None
-        app = make_wsgi_app(
-            self.metrics.registry,
-            bolt_app=self.slack.app if http_mode else None,
-            health=self.health,
-        )
-        self.server = serve(app, s.http_host, s.http_port)
-        logger.info("HTTP on %s:%d (/healthz, /metrics%s)", s.http_host, self.server.port,
-                    ", /slack/events" if http_mode else "")  # fmt: skip
-        if self.slack is not None and s.slack_app_token is not None:
-            from bot.slack.socket import start_socket_mode
-
-            self.socket_handler = start_socket_mode(
-                self.slack.app, s.slack_app_token.get_secret_value()
-            )
-            logger.info("Slack Socket Mode connected")
-        self.scheduler = build_scheduler(
-            self.jobs(),
-            scan_interval=s.scan_interval,
-            refit_hour_utc=s.refit_hour_utc,
-            digest_hour_utc=s.digest_hour_utc,
-            dispatch_interval=max(1.0, min(2.0, s.scan_interval / 2)),
-        )
-        self.scheduler.start()
-        # First scan right away rather than one interval after start-up.
-        self.scheduler.modify_job("scan", next_run_time=datetime.now(UTC))
-        return self
-
-    def stop(self) -> None:
-        """Graceful shutdown: scheduler (waits for a running job), leadership, Slack, HTTP, DB."""
-        if self.scheduler is not None and self.scheduler.running:
-            self.scheduler.shutdown(wait=True)
-        try:
-            self.lock.release(real_clock())
-        except Exception:
-            logger.exception("releasing the leader lock failed (it expires on its own)")
-        if self.socket_handler is not None:
-            try:
-                self.socket_handler.close()
-            except Exception:
-                logger.exception("closing Socket Mode failed")
-        if self.server is not None:
-            self.server.stop()
-        close = getattr(self.lock, "close", None)
-        if close is not None:
-            close()
-        self.repository.close()
-        logger.info("%s stopped", self.worker_id)
-
-
-def build_runtime(
-    settings: Settings,
-    *,
-    source: MetricsSource | None = None,
-    clock: Clock | None = None,
-    metrics: BotMetrics | None = None,
-) -> Runtime:
-    """Compose the bot from ``settings`` (``source`` replaces Prometheus, e.g. the simulator)."""
-    from bot.commands.scan import source_from_settings
+def load_topology_of(settings: Settings) -> Topology:
+    """The configured topology (``GPU_RISK_TOPOLOGY``), or an empty one (GPUs and nodes only)."""
     from storage.topology import load_topology
 
-    clock = clock if clock is not None else make_clock(settings)
-    metrics = metrics if metrics is not None else BotMetrics.create()
-    worker_id = f"{socket.gethostname()}-{os.getpid()}"
-    topology = load_topology(settings.topology) if settings.topology else Topology(racks=())
-    src = source if source is not None else source_from_settings(settings, topology)
-    repository = Repository.from_url(settings.database_url)
-    lock = make_leader_lock(
-        repository.engine, worker_id, ttl=timedelta(seconds=max(3 * settings.scan_interval, 30))
-    )
-    pipeline = _pipeline(settings, src, topology, repository, metrics)
-    runtime = Runtime(
-        settings=settings,
-        repository=repository,
-        lock=lock,
-        pipeline=pipeline,
-        metrics=metrics,
-        send=lambda item: None,
-        post_text=lambda text: None,
-        clock=clock,
-        worker_id=worker_id,
-    )
-    if settings.slack_bot_token is not None:
-        _wire_slack(runtime, topology)
-    else:
-        console = ConsoleNotifier(images=repository.images, log_path=settings.console_log)
-        runtime.send, runtime.post_text = console.send, console.post_text
-    return runtime
+    return load_topology(settings.topology) if settings.topology else Topology(racks=())
 
 
-def _pipeline(
+def build_source(settings: Settings, topology: Topology | None) -> MetricsSource:
+    """Build the Prometheus reader from the settings (URL, auth, TLS, timeouts, label map)."""
+    from storage.metrics import PrometheusSource
+
+    if not settings.prometheus_url:
+        raise ConfigError("no Prometheus URL: pass --prometheus-url or set GPU_RISK_PROMETHEUS_URL")
+    basic = None
+    if settings.prometheus_username:
+        if settings.prometheus_password is None:
+            raise ConfigError(
+                "GPU_RISK_PROMETHEUS_USERNAME is set but GPU_RISK_PROMETHEUS_PASSWORD is not"
+            )
+        basic = (settings.prometheus_username, settings.prometheus_password.get_secret_value())
+    token = settings.prometheus_bearer_token
+    return PrometheusSource(
+        settings.prometheus_url,
+        topology=topology,
+        bearer_token=token.get_secret_value() if token else None,
+        basic_auth=basic,
+        ca_file=str(settings.prometheus_ca_file) if settings.prometheus_ca_file else None,
+        verify_tls=settings.prometheus_verify_tls,
+        timeout=settings.prometheus_timeout,
+        retries=settings.prometheus_retries,
+        label_map=settings.label_map or None,
+    )
+
+
+def memory_repository() -> Repository:
+    """A fresh in-memory store (for a one-shot scan or one detector of a replay)."""
+    return Repository.from_url(MEMORY_DB)
+
+
+def scorer_params(settings: Settings, fit_window: timedelta | None = None) -> ScorerParams:
+    """The scorer parameters of the settings (``fit_window`` overrides the configured one)."""
+    return ScorerParams(
+        window=timedelta(minutes=settings.window_minutes),
+        fit_window=fit_window or timedelta(hours=settings.fit_window_hours),
+        threshold=settings.threshold,
+        random_state=settings.random_state,
+    )
+
+
+def scorer_factory(
+    settings: Settings, detector: str | None = None, fit_window: timedelta | None = None
+) -> Callable[[], Scorer]:
+    """A factory of fresh scorers of ``detector`` (default: ``GPU_RISK_DETECTOR``)."""
+    name = detector or settings.detector
+    params = scorer_params(settings, fit_window)
+    try:
+        make_scorer(name, params)
+    except UnknownScorerError as exc:
+        raise ConfigError(f"{exc} (--detector or GPU_RISK_DETECTOR)") from None
+    return lambda: make_scorer(name, params)
+
+
+@dataclass(frozen=True)
+class PipelineOptions:
+    """How a pipeline differs between the running bot, a scan, a replay and the demo.
+
+    ``detector``: scorer name (default: the setting); ``explain``: DoWhy explanations;
+    ``load_models``/``save_models``: the model store of ``GPU_RISK_MODEL_DIR``; ``render``: PNGs
+    with each new incident; ``record_scores``: score history; ``fit_window``: overrides the
+    setting (the demo's ``--fit-hours``).
+    """
+
+    detector: str | None = None
+    explain: bool = True
+    load_models: bool = True
+    save_models: bool = True
+    render: bool = True
+    record_scores: bool = True
+    fit_window: timedelta | None = None
+
+
+#: A one-shot scan: the running bot's stored model if any, nothing written, no pictures.
+SCAN = PipelineOptions(save_models=False, render=False, record_scores=False)
+#: One detector of a replay: fitted only on the replay's past, never a stored model.
+REPLAY = PipelineOptions(load_models=False, save_models=False, render=False, record_scores=False)
+
+
+def build_pipeline(
     settings: Settings,
+    *,
     source: MetricsSource,
     topology: Topology,
     repository: Repository,
-    metrics: BotMetrics,
+    options: PipelineOptions = PipelineOptions(),
+    metrics: BotMetrics | None = None,
 ) -> Pipeline:
-    """The alert flow with the configured scorer, explainer and model store."""
-    from bot.scorers import make_scorer, resolve_detector
-
-    name = resolve_detector(None, settings)
-
-    def new_scorer() -> Scorer:
-        """A fresh, unfitted scorer of the configured kind."""
-        return make_scorer(name, settings)
-
-    load_model, save_model, make_explainer = None, None, None
-    if name != "static":
-        from analysis.explain import Explainer
-
-        def make_explainer() -> Explainer:
-            """A fresh explainer (fitted with the scorer)."""
-            return Explainer(random_state=settings.random_state)
-
-        load_model, save_model = _model_io(settings, repository, new_scorer)
-    window = timedelta(minutes=settings.window_minutes)
-    probe = new_scorer()
-    window = max(window, getattr(probe, "min_window", timedelta(0)))
+    """The alert loop with the configured scorer, explainer and model store."""
+    fit_window = options.fit_window or timedelta(hours=settings.fit_window_hours)
+    new_scorer = scorer_factory(settings, options.detector, fit_window)
+    learning = new_scorer().needs_history
+    load_model, save_model = (
+        _model_io(settings, repository, new_scorer) if learning else (None, None)
+    )
     return Pipeline(
         source=source,
         topology=topology,
         repository=repository,
         make_scorer=new_scorer,
-        make_explainer=make_explainer,
-        window=window,
+        make_explainer=_explainer(settings) if options.explain and learning else None,
+        window=timedelta(minutes=settings.window_minutes),
         step=timedelta(seconds=settings.step_seconds),
-        fit_window=timedelta(hours=settings.fit_window_hours),
+        fit_window=fit_window,
         open_after=settings.open_after,
         close_after=settings.close_after,
         metrics=metrics,
-        load_model=load_model,
-        save_model=save_model,
+        load_model=load_model if options.load_models else None,
+        save_model=save_model if options.save_models else None,
+        render=options.render,
+        record_scores=options.record_scores,
     )
+
+
+def _explainer(settings: Settings) -> Callable[[], Explainer]:
+    """A factory of the product's explainer (DoWhy imported only when it is called)."""
+
+    def make() -> Explainer:
+        """A fresh explainer (fitted with the scorer)."""
+        from analysis.explain import Explainer
+
+        return Explainer(random_state=settings.random_state)
+
+    return make
 
 
 def _model_io(
@@ -368,20 +202,128 @@ def _model_io(
         repository.record_model(
             name=scorer.name,
             fleet_fingerprint=scorer.fingerprint_,
-            features=list(getattr(scorer, "columns_", ())),
+            features=list(scorer.columns_),
             version=str(MODEL_VERSION),
             path=str(path),
             fitted_at=at,
-            metrics={"train_rows": int(getattr(scorer, "n_train_rows_", 0))},
+            metrics={"train_rows": int(scorer.n_train_rows_)},
         )
 
     return load, save
 
 
+# ---------------------------------------------------------------------------------- Slack
+
+
+def block_options(settings: Settings) -> BlockOptions:
+    """Builders' options from Settings: links and the label allowlist."""
+    from bot.blocks.common import BlockOptions
+
+    return BlockOptions(
+        grafana_url=settings.grafana_url,
+        prometheus_ui_url=settings.prometheus_ui_url,
+        label_allowlist=frozenset(settings.slack_label_allowlist),
+    )
+
+
+def build_slack(
+    settings: Settings,
+    repository: Repository,
+    *,
+    topology: Topology | None = None,
+    images: Callable[[int], Mapping[str, bytes]] | None = None,
+    graph: Callable[[], nx.DiGraph] | None = None,
+    graph_image: GraphImage | None = None,
+    client: WebClient | None = None,
+    now: Callable[[], datetime] = lambda: datetime.now(UTC),
+    min_interval: float = 1.0,
+    token_verification: bool = True,
+) -> SlackBot:
+    """Compose the Slack side from Settings: client, notifier, service, Bolt app."""
+    from bot.slack.app import SlackBot, build_app
+    from bot.slack.client import make_client
+    from bot.slack.notifier import SlackNotifier
+    from bot.slack.service import SlackService, render_dependency_picture
+
+    if client is None:
+        if settings.slack_bot_token is None:
+            raise ConfigError("SLACK_BOT_TOKEN is not set: the bot token (xoxb-...) of your app")
+        client = make_client(settings.slack_bot_token.get_secret_value(), settings.slack_api_url)
+    notifier = SlackNotifier(
+        client,
+        settings.slack_routes,
+        settings.slack_channel,
+        options=block_options(settings),
+        topology=topology,
+        min_interval=min_interval,
+    )
+    service = SlackService(
+        repository,
+        notifier,
+        topology=topology,
+        admins=settings.slack_admins,
+        threshold=settings.threshold,
+        data_source=settings.prometheus_url or "metrics source",
+        # default: the PNGs the pipeline stored with the incident (Repository.images)
+        images=images if images is not None else repository.images,
+        graph=graph,
+        graph_image=graph_image if graph_image is not None else render_dependency_picture,
+        now=now,
+    )
+    secret = (
+        settings.slack_signing_secret.get_secret_value() if settings.slack_signing_secret else None
+    )
+    app = build_app(
+        service,
+        client=client,
+        signing_secret=secret,
+        socket_mode=settings.slack_app_token is not None,
+        token_verification=token_verification,
+    )
+    return SlackBot(app=app, service=service, notifier=notifier, client=client)
+
+
+# ---------------------------------------------------------------------------------- runtime
+
+
+def build_runtime(
+    settings: Settings,
+    *,
+    source: MetricsSource | None = None,
+    clock: Clock | None = None,
+    metrics: BotMetrics | None = None,
+) -> Runtime:
+    """Compose the bot from ``settings`` (``source`` replaces Prometheus, e.g. the simulator)."""
+    clock = clock if clock is not None else make_clock(settings)
+    metrics = metrics if metrics is not None else BotMetrics.create()
+    worker_id = f"{socket.gethostname()}-{os.getpid()}"
+    topology = load_topology_of(settings)
+    src = source if source is not None else build_source(settings, topology)
+    repository = Repository.from_url(settings.database_url)
+    lock = make_leader_lock(
+        repository.engine, worker_id, ttl=timedelta(seconds=max(3 * settings.scan_interval, 30))
+    )
+    pipeline = build_pipeline(
+        settings, source=src, topology=topology, repository=repository, metrics=metrics
+    )
+    runtime = Runtime(
+        settings=settings,
+        repository=repository,
+        lock=lock,
+        pipeline=pipeline,
+        metrics=metrics,
+        sink=ConsoleSink(images=repository.images, log_path=settings.console_log),
+        clock=clock,
+        worker_id=worker_id,
+    )
+    if settings.slack_bot_token is not None:
+        _wire_slack(runtime, topology)
+    return runtime
+
+
 def _wire_slack(runtime: Runtime, topology: Topology) -> None:
-    """Slack notifier, service and Bolt app; outbox rows go out through ``send_item``."""
-    from bot.slack.app import build_slack
-    from bot.slack.outbox import send_item
+    """Slack notifier, service and Bolt app; outbox rows go out through the Slack sink."""
+    from bot.sinks.slack import SlackSink
 
     bot = build_slack(
         runtime.settings,
@@ -391,5 +333,35 @@ def _wire_slack(runtime: Runtime, topology: Topology) -> None:
         now=runtime.clock,
     )
     runtime.slack = bot
-    runtime.send = lambda item: send_item(bot.service, item)
-    runtime.post_text = bot.notifier.post_text
+    runtime.sink = SlackSink(bot.service)
+
+
+def backtest_pipelines(
+    settings: Settings,
+    source: MetricsSource,
+    topology: Topology,
+    *,
+    detectors: Sequence[str],
+    explain: bool = True,
+    horizon: datetime | None = None,
+) -> dict[str, Pipeline]:
+    """One replay pipeline per detector, side by side on one cached source (one chunked fetch).
+
+    Each has its own in-memory store and tracker and never reads a stored model (no model from
+    the future); ``horizon`` (the last cycle) bounds what the cache fetches.
+    """
+    from storage.replay import CachedSource
+
+    shared = CachedSource(source, horizon=horizon)
+    pipelines = {
+        name: build_pipeline(
+            settings,
+            source=shared,
+            topology=topology,
+            repository=memory_repository(),
+            options=replace(REPLAY, detector=name, explain=explain),
+        )
+        for name in detectors
+    }
+    shared.lookback = max(p.window for p in pipelines.values())
+    return pipelines

@@ -12,21 +12,20 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from analysis.calibration import TailCalibrator
 from analysis.features import RAW_LEVEL_COLUMNS, slice_frames
 from analysis.scorer import Scorer
 from analysis.scoring import (
     Exclusion,
     FleetMismatchError,
     GraphRiskModel,
-    Hysteresis,
     IForestBaseline,
     ModelFormatError,
     NotFittedError,
-    TailCalibrator,
     fit_times,
     fleet_fingerprint,
-    scan_with_hysteresis,
 )
+from analysis.tracker import IncidentTracker
 from analysis.types import Assessment, Fault, GpuScore, Incident, RootCause
 from storage.model_store import ModelStore
 from tests.fixtures.scoring_scenarios import (
@@ -194,8 +193,8 @@ def _assessment(at: datetime, keys: list[str], kind: str = "gpu", rc: str = "") 
     return Assessment(at=at, scores=gpus, incidents=(inc,))
 
 
-def test_hysteresis_opens_after_n_closes_after_m_and_keeps_the_id() -> None:
-    h = Hysteresis(open_after=2, close_after=3)
+def test_tracker_opens_after_n_closes_after_m_and_keeps_the_id() -> None:
+    h = IncidentTracker(open_after=2, close_after=3)
     t = [datetime(2026, 11, 22, 10, i, tzinfo=UTC) for i in range(12)]
     assert h.update(_assessment(t[0], ["n1/0"])) == []
     opened = h.update(_assessment(t[1], ["n1/0"]))
@@ -212,8 +211,8 @@ def test_hysteresis_opens_after_n_closes_after_m_and_keeps_the_id() -> None:
     assert h.update(_assessment(t[8], [])) == []
 
 
-def test_hysteresis_lets_a_broader_incident_supersede_narrower_ones() -> None:
-    h = Hysteresis(open_after=1, close_after=5)
+def test_tracker_lets_a_broader_incident_supersede_narrower_ones() -> None:
+    h = IncidentTracker(open_after=1, close_after=5)
     t = [datetime(2026, 11, 22, 10, i, tzinfo=UTC) for i in range(3)]
     assert len(h.update(_assessment(t[0], ["n1/0"]))) == 1
     both = h.update(_assessment(t[1], ["n1/0", "n1/1", "n2/0"], kind="pdu", rc="pdu-a1"))
@@ -234,18 +233,6 @@ def test_every_fault_kind_warned_before_failure_and_before_static_rules() -> Non
 
 
 @pytest.mark.slow
-def test_one_shot_scan_with_hysteresis_sees_the_open_incidents() -> None:
-    run = fault_run()
-    pdu = next(f for f in run.faults if f.kind == "pdu")
-    assert pdu.failure is not None
-    at = pdu.failure - timedelta(minutes=30)
-    frames = slice_frames(run.frames, at - timedelta(hours=1), at)
-    last, open_now = scan_with_hysteresis(run.model, frames, run.graph, at, open_after=2)
-    assert last.at == at
-    assert "pdu:pdu-a1" in {i.dedup_key for i in open_now}
-
-
-@pytest.mark.slow
 def test_healthy_fleet_stays_quiet() -> None:
     run = healthy_run()
     per_1k = len(run.opened) / run.gpu_days * 1000
@@ -255,10 +242,16 @@ def test_healthy_fleet_stays_quiet() -> None:
 
 
 def test_make_scorer_wires_the_models() -> None:
+    from analysis.scorer import SCORERS
     from bot.config import Settings
-    from bot.scorers import available_detectors, make_scorer
+    from bot.wiring import scorer_factory
 
     settings = Settings(threshold=0.8, window_minutes=20, fit_window_hours=12)
+
+    def make_scorer(name: str, settings: Settings) -> object:
+        """Build one scorer the way the composition root does."""
+        return scorer_factory(settings, name)()
+
     graph_model = make_scorer("graph", settings)
     assert isinstance(graph_model, GraphRiskModel) and graph_model.detector == "iforest"
     assert graph_model.threshold == 0.8 and graph_model.window == timedelta(minutes=20)
@@ -266,7 +259,7 @@ def test_make_scorer_wires_the_models() -> None:
     ecod = make_scorer("ecod", settings)
     assert isinstance(ecod, GraphRiskModel) and ecod.detector == "ecod"
     assert isinstance(make_scorer("iforest", settings), IForestBaseline)
-    assert {"graph", "iforest", "ecod", "copod", "hbos", "static"} <= set(available_detectors())
+    assert {"graph", "iforest", "ecod", "copod", "hbos", "static"} == set(SCORERS)
 
 
 def test_fit_needs_enough_history() -> None:
@@ -277,7 +270,7 @@ def test_fit_needs_enough_history() -> None:
 
 
 def test_guard_is_bonferroni_adjusted_and_a_counter_wiggle_is_not_a_page() -> None:
-    from analysis.scoring import FeatureTails
+    from analysis.calibration import FeatureTails
 
     rng = np.random.default_rng(1)
     healthy = rng.normal(0.0, 1.0, (2000, 40))

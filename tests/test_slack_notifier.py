@@ -226,7 +226,7 @@ def test_images_stored_with_the_incident_are_uploaded_by_default(
     fake_slack: FakeSlack, repo: Repository
 ) -> None:
 
-    from bot.slack.app import build_slack
+    from bot.wiring import build_slack
     from tests.fixtures.slack import make_settings
 
     bot = build_slack(make_settings(fake_slack), repo, topology=topology(), min_interval=0.0)

@@ -1,8 +1,10 @@
-"""``gpu-risk backtest``: replay history cycle by cycle and compare detectors against faults.
+"""``gpu-risk backtest``: replay history through the bot's own loop and compare detectors.
 
-Each cycle at time ``t`` sees only data in ``[t - window, t]``; models that learn are fitted on
-``[t - fit_window, t - window]`` at the first cycle and again every ``--refit-every`` (never on
-data after the cycle). The detectors' per-cycle assessments become incident logs
+Each detector is a :class:`~bot.pipeline.Pipeline` built by the composition root exactly as
+``gpu-risk run`` builds it (scorer, incident tracker, explainer, lifecycle decisions), on its own
+in-memory store. Each cycle at time ``t`` sees only data in ``[t - window, t]``; models that learn
+are refitted on ``[t - fit_window, t]`` at the first cycle and every ``--refit-every`` (never on
+data after the cycle). What is open after each cycle becomes an incident log
 (:mod:`analysis.backtest`) scored against the faults file (:mod:`analysis.evaluation`).
 """
 
@@ -10,10 +12,8 @@ from __future__ import annotations
 
 import json
 import logging
-import math
 import re
-from collections.abc import Callable, Sequence
-from dataclasses import replace
+from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime, timedelta
 from enum import StrEnum
 from pathlib import Path
@@ -23,9 +23,8 @@ import typer
 from rich.console import Console
 from rich.markdown import Markdown
 
-from analysis.evaluation import BacktestReport
-from analysis.scorer import Scorer
-from analysis.types import Assessment, Fault, GpuRef, Incident, Topology
+from analysis.scorer import COMPARED_SCORERS
+from analysis.types import Fault
 from bot.commands.common import (
     ConfigOption,
     UserError,
@@ -34,19 +33,12 @@ from bot.commands.common import (
     progress_bar,
     settings_from,
 )
-from storage.source import MetricsSource
 
 if TYPE_CHECKING:
-    import networkx as nx
-
-    from analysis.explain import Explainer
+    from analysis.evaluation import BacktestReport
+    from bot.pipeline import Pipeline
 
 logger = logging.getLogger(__name__)
-
-#: The detectors a backtest compares by default, when this version can build them.
-DEFAULT_DETECTORS: tuple[str, ...] = ("graph", "iforest", "static")
-#: Cycles fetched from the metrics source in one range query per metric.
-CHUNK = timedelta(hours=6)
 
 _DURATION = re.compile(r"^\s*(\d+)\s*([smhd])\s*$")
 _UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days"}
@@ -96,9 +88,7 @@ def backtest(
     ] = None,
     detectors: Annotated[
         str | None,
-        typer.Option(
-            "--detectors", help="Comma-separated scorers (default: graph,iforest,static if built)"
-        ),
+        typer.Option("--detectors", help="Comma-separated scorers (default: graph,iforest,static)"),
     ] = None,
     refit_every: Annotated[
         str, typer.Option("--refit-every", help="Refit learning models this often")
@@ -114,10 +104,8 @@ def backtest(
 ) -> None:
     """Replay history cycle by cycle and compare detectors: recall, lead time, false pages."""
     from analysis.backtest import figure_png, lead_time_figure, summary_markdown
-    from bot.commands.scan import source_from_settings
-    from bot.scorers import available_detectors, make_scorer
+    from bot.wiring import backtest_pipelines, build_source, load_topology_of
     from storage.datasets import DatasetError, load_faults
-    from storage.topology import load_topology
 
     settings = settings_from(config, prometheus_url=prometheus_url, topology=topology)
     t0, t1 = parse_at(start), parse_at(end)
@@ -129,14 +117,16 @@ def backtest(
         truth = load_faults(faults)
     except DatasetError as exc:
         raise UserError(str(exc)) from None
-    if detectors:
-        names = [n.strip() for n in detectors.split(",") if n.strip()]
-    else:
-        built = available_detectors()
-        names = [n for n in DEFAULT_DETECTORS if n in built] or list(built)
-    scorers = {name: make_scorer(name, settings) for name in names}
-    topo = load_topology(settings.topology) if settings.topology is not None else None
-    source = source_from_settings(settings, topo)
+    names = [n.strip() for n in detectors.split(",") if n.strip()] if detectors else None
+    topo = load_topology_of(settings)
+    pipelines = backtest_pipelines(
+        settings,
+        build_source(settings, topo),
+        topo,
+        detectors=names or list(COMPARED_SCORERS),
+        explain=explain,
+        horizon=t1,
+    )
     err = Console(stderr=True)
     with progress_bar(err) as progress:
         task = progress.add_task("replaying cycles", total=None)
@@ -146,21 +136,7 @@ def backtest(
             progress.update(task, completed=done, total=total)
 
         result = run_backtest(
-            source,
-            scorers,
-            truth,
-            topology=topo,
-            start=t0,
-            end=t1,
-            step=cycle_step,
-            data_step=timedelta(seconds=settings.step_seconds),
-            window=timedelta(minutes=settings.window_minutes),
-            fit_window=timedelta(hours=settings.fit_window_hours),
-            refit_every=refit,
-            open_after=settings.open_after,
-            close_after=settings.close_after,
-            make_explainer=_explainer_factory(settings.random_state) if explain else None,
-            on_cycle=tick,
+            pipelines, truth, start=t0, end=t1, step=cycle_step, refit_every=refit, on_cycle=tick
         )
     data = result.as_dict()
     summary = summary_markdown(result)
@@ -177,60 +153,13 @@ def backtest(
         Console().print(f"report written to {report}/", highlight=False)
 
 
-def _explainer_factory(random_state: int) -> Callable[[], Explainer]:
-    """Return a factory of the product's explainer (DoWhy imported only when it is called)."""
-
-    def make() -> Explainer:
-        """Build a fresh explainer."""
-        from analysis.explain import Explainer
-
-        return Explainer(random_state=random_state)
-
-    return make
-
-
-def cycle_times(start: datetime, end: datetime, step: timedelta) -> list[datetime]:
-    """Return ``start, start + step, ... <= end``."""
-    n = int((end - start) / step)
-    return [start + i * step for i in range(n + 1)]
-
-
 def relevant_faults(faults: Sequence[Fault], start: datetime, end: datetime) -> tuple[Fault, ...]:
     """Keep the faults a replay of ``[start, end]`` can judge (onset <= end, failure after start)."""
     return tuple(f for f in faults if f.onset <= end and (f.failure is None or f.failure > start))
 
 
-def run_backtest(
-    source: MetricsSource,
-    scorers: dict[str, Scorer],
-    faults: Sequence[Fault],
-    *,
-    topology: Topology | None,
-    start: datetime,
-    end: datetime,
-    step: timedelta,
-    data_step: timedelta,
-    window: timedelta,
-    fit_window: timedelta,
-    refit_every: timedelta = timedelta(hours=24),
-    open_after: int = 1,
-    close_after: int = 1,
-    make_explainer: Callable[[], Explainer] | None = None,
-    on_cycle: Callable[[int, int], None] | None = None,
-) -> BacktestReport:
-    """Replay ``[start, end]`` every ``step`` with each scorer and score it against ``faults``.
-
-    Data comes in chunks of :data:`CHUNK` (one range query per metric per chunk) and each cycle
-    is cut to ``[t - window, t]`` (or the scorer's longer ``min_window``). Learning scorers
-    (``needs_history``) and the explainer are fitted on ``[t - fit_window, t - window]`` at the
-    first cycle and every ``refit_every``; their assessments pass through the product's
-    :class:`~analysis.scoring.Hysteresis` (``open_after`` / ``close_after`` cycles) and each
-    newly opened incident is explained once. The static rules page as they fire.
-    """
-    from analysis.backtest import FrameSlicer, replay
-    from analysis.graph import build_graph
-    from analysis.scoring import Hysteresis
-
+def check_grid(step: timedelta, window: timedelta, data_step: timedelta) -> None:
+    """Cycles and windows must sit on the data step grid (a cut of a chunk = a direct query)."""
     if step.total_seconds() % data_step.total_seconds() or (
         window.total_seconds() % data_step.total_seconds()
     ):
@@ -238,59 +167,35 @@ def run_backtest(
             f"--step ({step}) and the window ({window}) must be whole multiples of the data "
             f"step ({data_step}, GPU_RISK_STEP_SECONDS)"
         )
-    topo = topology or Topology(racks=())
-    longest = max([window, *(getattr(s, "min_window", timedelta(0)) for s in scorers.values())])
-    longest = data_step * math.ceil(longest / data_step)  # stay on the data step grid
-    learning = {n for n, s in scorers.items() if getattr(s, "needs_history", True)}
-    gates = {n: Hysteresis(open_after=open_after, close_after=close_after) for n in learning}
-    explained: dict[str, dict[str, Incident]] = {n: {} for n in learning}
-    explainer: Explainer | None = None
-    times = cycle_times(start, end, step)
-    runs: dict[str, list[Assessment]] = {name: [] for name in scorers}
-    last_fit: datetime | None = None
-    graphs: dict[tuple[GpuRef, ...], nx.DiGraph] = {}
-    seen: set[GpuRef] = set()
-    done = 0
-    i = 0
-    while i < len(times):
-        chunk = [t for t in times[i:] if t < times[i] + CHUNK]
-        slicer = FrameSlicer(source.fetch(chunk[0] - longest, chunk[-1], data_step))
-        for at in chunk:
-            frames = slicer.window(at - longest, at)
-            gpus = frames.gpus
-            seen.update(gpus)
-            graph = graphs.get(gpus)
-            if graph is None:
-                graph = graphs.setdefault(gpus, build_graph(topo, gpus))
-            if learning and (last_fit is None or at - last_fit >= refit_every):
-                history = source.fetch(at - fit_window, at - window, data_step)
-                for name in learning:
-                    scorers[name].fit(history, graph)
-                if make_explainer is not None:
-                    explainer = make_explainer().fit(history, graph)
-                last_fit = at
-            for name, scorer in scorers.items():
-                assessment = scorer.assess(frames, graph, at)
-                if name in learning:
-                    opened = gates[name].update(assessment)
-                    cache = explained[name]
-                    for key in [k for k in cache if k not in {o.dedup_key for o in opened}]:
-                        del cache[key]
-                    incidents = []
-                    for inc in opened:
-                        if inc.dedup_key not in cache:
-                            exp = (
-                                explainer.explain(inc, frames, graph)
-                                if explainer is not None
-                                else inc.explanation
-                            )
-                            cache[inc.dedup_key] = replace(inc, explanation=exp)
-                        incidents.append(cache[inc.dedup_key])
-                    assessment = replace(assessment, incidents=tuple(incidents))
-                runs[name].append(assessment)
-            done += 1
-            if on_cycle is not None:
-                on_cycle(done, len(times))
-        i += len(chunk)
+
+
+def run_backtest(
+    pipelines: Mapping[str, Pipeline],
+    faults: Sequence[Fault],
+    *,
+    start: datetime,
+    end: datetime,
+    step: timedelta,
+    refit_every: timedelta = timedelta(hours=24),
+    on_cycle: Callable[[int, int], None] | None = None,
+) -> BacktestReport:
+    """Replay ``[start, end]`` every ``step`` with each pipeline and score it against ``faults``.
+
+    Each pipeline is the running bot's loop (``bot/pipeline.Pipeline``: scorer, incident tracker,
+    explainer, lifecycle decisions) on its own in-memory store; learning ones are refitted on the
+    history before the cycle at the first cycle and every ``refit_every``. Per cycle the incidents
+    open after it are recorded; :func:`analysis.backtest.replay` scores those logs.
+    """
+    from analysis.backtest import replay
+    from bot.replay import Replay, ReplayError, cycle_times
+
+    for pipeline in pipelines.values():
+        check_grid(step, pipeline.window, pipeline.step)
+    driver = Replay(pipelines, refit_every=refit_every, on_cycle=on_cycle)
+    try:
+        runs = driver.run(cycle_times(start, end, step))
+    except ReplayError as exc:
+        raise UserError(f"the replay stopped: {exc}") from None
+    seen = set().union(*(p.last_seen for p in pipelines.values()))
     judged = relevant_faults(faults, start, end)
     return replay(runs, judged, n_gpus=len(seen), start=start, end=end + step)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import shutil
 import time
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
@@ -20,15 +21,13 @@ from rich.table import Table
 
 from analysis.types import Assessment, Fault, Topology
 from bot.commands.common import UserError, guarded, settings_from
+from bot.config import Settings
 from storage.simulator.spec import FleetSpec
 
 if TYPE_CHECKING:
-    from analysis.static_rules import StaticRules
-    from bot.console import ConsoleNotifier
-    from bot.delivery import Send
-    from bot.pipeline import Pipeline
-    from storage.repository import MessageRef, OutboxItem, Repository
-    from storage.simulator import FleetSimulator
+    from bot.sinks import Sink
+    from bot.sinks.console import ConsoleSink
+    from storage.repository import Repository
 
 DEMO_START = datetime(2026, 11, 20, tzinfo=UTC)
 
@@ -109,12 +108,15 @@ def demo(  # noqa: PLR0917 (typer passes options by keyword; the order is the he
     gpus: Annotated[int, typer.Option("--gpus", min=2, max=16, help="GPUs per node")] = 8,
 ) -> None:
     """Run the alert flow on a simulated fleet with injected faults and show every alert."""
-    from analysis.explain import Explainer
-    from analysis.scoring import GraphRiskModel
-    from analysis.static_rules import StaticRules
-    from bot.console import ConsoleNotifier
     from bot.delivery import deliver
-    from bot.pipeline import Pipeline
+    from bot.replay import Replay, cycle_times
+    from bot.sinks.console import ConsoleSink
+    from bot.wiring import (
+        REPLAY,
+        PipelineOptions,
+        build_pipeline,
+        memory_repository,
+    )
     from storage.repository import Repository
     from storage.simulator import FleetSimulator
 
@@ -132,45 +134,61 @@ def demo(  # noqa: PLR0917 (typer passes options by keyword; the order is the he
         faults=faults,
     )
     _reset(out)
+    settings = demo_settings()
     repo = Repository.from_url(f"sqlite:///{(out / 'gpu-risk-demo.db').resolve()}")
-    pipeline = Pipeline(
-        source=sim,
-        topology=sim.topology,
-        repository=repo,
-        make_scorer=lambda: GraphRiskModel(random_state=0),
-        make_explainer=lambda: Explainer(random_state=0),
-        fit_window=timedelta(hours=fit_hours),
+    fit = timedelta(hours=fit_hours)
+    pipelines = {
+        # the bot's own loop on the demo's store: every alert is committed and delivered
+        "graph": build_pipeline(
+            settings,
+            source=sim,
+            topology=sim.topology,
+            repository=repo,
+            options=PipelineOptions(
+                detector="graph", load_models=False, save_models=False, fit_window=fit
+            ),
+        ),
+        # the static rules users run today, side by side on the same data (not delivered)
+        "static": build_pipeline(
+            settings,
+            source=sim,
+            topology=sim.topology,
+            repository=memory_repository(),
+            options=replace(REPLAY, detector="static", fit_window=fit),
+        ),
+    }
+    sink = _sink(
+        ConsoleSink(images=repo.images, out_dir=out / "slack"), repo, sim.topology, settings
     )
-    send = _sender(ConsoleNotifier(images=repo.images, out_dir=out / "slack"), repo, sim.topology)
     console.rule("[bold]gpu-risk demo")
     console.print(
         f"Simulated fleet: {spec.racks} racks x {spec.nodes_per_rack} nodes x "
         f"{spec.gpus_per_node} GPUs = {spec.n_gpus} GPUs, each rack behind its own PDU, "
         f"cooling unit and leaf switch. Fitting the model on {fit_hours:.0f} h of history..."
     )
-    pipeline.refit(replay_start)
+    pipelines["graph"].refit(replay_start)
     console.print(
         f"Replaying {hours:.0f} h in {cycle_minutes}-minute scans; faults are injected "
         "along the way (shown dimmed: the bot does not see them).\n"
     )
-    static = StaticRules()
-    graph_cycles: list[Assessment] = []
-    static_cycles: list[Assessment] = []
     announced: set[tuple[str, str]] = set()
-    at = replay_start
-    while at <= end:
+
+    def narrate_and_deliver(at: datetime, _outcomes: object) -> None:
+        """Tell what was injected by now, then deliver what the cycle queued."""
+        deliver(repo, sink, at=at, worker_id="demo")
+
+    def before(at: datetime) -> None:
+        """Narrate ground truth as it happens (the bot never sees this)."""
         _announce(console, faults, at, announced)
-        outcome = pipeline.run_cycle(at)
-        if not outcome.ok or outcome.assessment is None:
-            raise UserError(f"demo scan at {at:%H:%M} failed: {outcome.error}")
-        graph_cycles.append(Assessment(at, outcome.assessment.scores, outcome.incidents))
-        static_cycles.append(_static(static, sim, pipeline, at))
-        deliver(repo, send, at=at, worker_id="demo")
-        at += timedelta(minutes=cycle_minutes)
+
+    driver = Replay(pipelines, refit_every=None, after_cycle=narrate_and_deliver)
+    for at in cycle_times(replay_start, end, timedelta(minutes=cycle_minutes)):
+        before(at)
+        driver.step(at)
     _summary(
         console,
-        graph_cycles=graph_cycles,
-        static_cycles=static_cycles,
+        graph_cycles=driver.cycles["graph"],
+        static_cycles=driver.cycles["static"],
         faults=faults,
         n_gpus=spec.n_gpus,
         start=replay_start,
@@ -184,23 +202,22 @@ def demo(  # noqa: PLR0917 (typer passes options by keyword; the order is the he
     repo.close()
 
 
-def _sender(console: ConsoleNotifier, repo: Repository, topology: Topology) -> Send:
+def demo_settings() -> Settings:
+    """The demo's settings: defaults (and Slack, when a token and channel are set)."""
+    return settings_from(None)
+
+
+def _sink(console: ConsoleSink, repo: Repository, topology: Topology, settings: Settings) -> Sink:
     """Show alerts in the terminal; also post them to Slack when a bot token and channel are set."""
-    settings = settings_from(None)
     if settings.slack_bot_token is None or not settings.slack_channel:
-        return console.send
-    from bot.slack.app import build_slack
-    from bot.slack.outbox import send_item
+        return console
+    from bot.sinks import FanOut
+    from bot.sinks.slack import SlackSink
+    from bot.wiring import build_slack
 
     service = build_slack(settings, repo, topology=topology).service
     Console().print(f"Also posting to Slack channel {settings.slack_channel}.")
-
-    def both(item: OutboxItem) -> MessageRef | None:
-        """The Slack message is the one later updates edit."""
-        console.send(item)
-        return send_item(service, item)
-
-    return both
+    return FanOut(SlackSink(service), console)  # Slack first: its message is the one updates edit
 
 
 def _reset(out: Path) -> None:
@@ -226,22 +243,6 @@ def _announce(
         if f.failure is not None and f.failure <= at and (f.id, "failure") not in seen:
             seen.add((f.id, "failure"))
             console.print(f"[dim]{at:%H:%M}  💥 {f.kind} fault on {f.target} has failed now[/]")
-
-
-def _static(
-    static: StaticRules, sim: FleetSimulator, pipeline: Pipeline, at: datetime
-) -> Assessment:
-    """What the static threshold rules would have raised at ``at`` (for the comparison).
-
-    They judge the same frames and graph the pipeline's cycle just used (no second fetch).
-    """
-    from analysis.graph import build_graph
-
-    frames, graph = pipeline.last_frames, pipeline.last_graph
-    if frames is None or graph is None or frames.end != at:
-        frames = sim.fetch(at - pipeline.window, at, pipeline.step)
-        graph = build_graph(pipeline.topology, frames.gpus)
-    return static.assess(frames, graph, at)
 
 
 def _summary(

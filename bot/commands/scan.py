@@ -8,7 +8,6 @@ half-empty, or when the configuration is wrong.
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
@@ -19,15 +18,13 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from analysis.types import FleetFrames, Incident, ScanResult, Topology, format_time
+from analysis.types import Incident, ScanResult, format_time
 from bot.commands.common import ConfigOption, UserError, guarded, parse_at, settings_from
 from bot.config import Settings
 from storage.source import MetricsSource
 
 if TYPE_CHECKING:
-    import networkx as nx
-
-    from analysis.scorer import Scorer
+    pass
 
 
 class FormatChoice(StrEnum):
@@ -81,33 +78,6 @@ def scan(
         print_result(result, Console())
 
 
-def source_from_settings(settings: Settings, topology: Topology | None) -> MetricsSource:
-    """Build the Prometheus reader from the settings (URL, auth, TLS, timeouts, label map)."""
-    from storage.metrics import PrometheusSource
-
-    if not settings.prometheus_url:
-        raise UserError("no Prometheus URL: pass --prometheus-url or set GPU_RISK_PROMETHEUS_URL")
-    basic = None
-    if settings.prometheus_username:
-        if settings.prometheus_password is None:
-            raise UserError(
-                "GPU_RISK_PROMETHEUS_USERNAME is set but GPU_RISK_PROMETHEUS_PASSWORD is not"
-            )
-        basic = (settings.prometheus_username, settings.prometheus_password.get_secret_value())
-    token = settings.prometheus_bearer_token
-    return PrometheusSource(
-        settings.prometheus_url,
-        topology=topology,
-        bearer_token=token.get_secret_value() if token else None,
-        basic_auth=basic,
-        ca_file=str(settings.prometheus_ca_file) if settings.prometheus_ca_file else None,
-        verify_tls=settings.prometheus_verify_tls,
-        timeout=settings.prometheus_timeout,
-        retries=settings.prometheus_retries,
-        label_map=settings.label_map or None,
-    )
-
-
 def run_scan(
     settings: Settings,
     *,
@@ -116,92 +86,48 @@ def run_scan(
     source: MetricsSource | None = None,
     explain: bool = True,
 ) -> ScanResult:
-    """One cycle as the running bot would see it at ``at``: fetch, score, group, explain.
+    """One cycle of the running bot's loop at ``at``, on an in-memory store: nothing is written.
 
-    A learning detector uses the model stored for this fleet (``GPU_RISK_MODEL_DIR``) when there
-    is one, else fits on the history before the window. Incidents pass the product's hysteresis
-    (the previous ``GPU_RISK_OPEN_AFTER`` cycles are assessed too) and are explained.
+    The pipeline is the one ``gpu-risk run`` uses (``bot/wiring.build_pipeline``). A learning
+    detector uses the model stored for this fleet (``GPU_RISK_MODEL_DIR``) when there is one,
+    else fits on the history before the first cycle. So that the incident tracker opens what the
+    running bot would have open, the ``GPU_RISK_OPEN_AFTER - 1`` cycles before ``at`` (one
+    ``GPU_RISK_SCAN_INTERVAL`` apart) are run first. History and windows come from one fetch.
     """
-    from analysis.features import slice_frames
-    from analysis.graph import build_graph
-    from analysis.scoring import scan_with_hysteresis
-    from bot.scorers import make_scorer, resolve_detector
-    from storage.topology import load_topology
+    from bot.replay import Replay, ReplayError
+    from bot.wiring import SCAN, build_pipeline, build_source, load_topology_of, memory_repository
+    from storage.replay import CachedSource
 
-    topo = load_topology(settings.topology) if settings.topology is not None else None
-    src = source if source is not None else source_from_settings(settings, topo)
-    name = resolve_detector(detector, settings)
-    scorer = make_scorer(name, settings)
-    step = timedelta(seconds=settings.step_seconds)
+    topo = load_topology_of(settings)
+    cached = CachedSource(source if source is not None else build_source(settings, topo))
+    pipeline = build_pipeline(
+        settings,
+        source=cached,
+        topology=topo,
+        repository=memory_repository(),
+        options=replace(SCAN, detector=detector, explain=explain),
+    )
     cycle = timedelta(seconds=settings.scan_interval)
-    learning = getattr(scorer, "needs_history", True)
-    window = max(
-        timedelta(minutes=settings.window_minutes), getattr(scorer, "min_window", timedelta(0))
-    )
-    # The scan window plus the earlier cycles the hysteresis looks at.
-    span = window + cycle * (settings.open_after - 1 if learning else 0)
-    history_start = at - (timedelta(hours=settings.fit_window_hours) if learning else span)
-    history = src.fetch(history_start, at, step)  # one query per metric for everything
-    frames = slice_frames(history, at - span, at)
-    graph = build_graph(topo or Topology(racks=()), frames.gpus)
-    if learning:
-        scorer = _stored(settings, scorer, graph) or scorer.fit(
-            slice_frames(history, history_start, at - window), graph
-        )
-    assessment, incidents = scan_with_hysteresis(
-        scorer,
-        frames,
-        graph,
-        at,
-        cycle=cycle,
-        open_after=settings.open_after if learning else 1,
-        close_after=settings.close_after,
-    )
-    if explain and incidents and learning:
-        incidents = _explained(
-            incidents,
-            history=history,
-            frames=frames,
-            graph=graph,
-            healthy_until=at - window,
-            settings=settings,
-        )
+    warm_up = 0 if pipeline.self_gating else settings.open_after - 1
+    times = [at - i * cycle for i in range(warm_up, -1, -1)]
+    history = pipeline.fit_window if pipeline.needs_history else timedelta(0)
+    cached.prime(times[0] - max(history, pipeline.window), at, pipeline.step)
+    driver = Replay({"scan": pipeline}, refit_every=None)
+    try:
+        outcomes = [driver.step(t)["scan"] for t in times]
+    except ReplayError as exc:
+        raise UserError(f"scan failed: {exc}") from None
+    finally:
+        pipeline.repository.close()
+    last = outcomes[-1]
+    assert last.assessment is not None
     return ScanResult(
         at=at,
-        gpus_scored=len(assessment.scores) or len(frames.gpus),
-        incidents=tuple(incidents),
-        scores=assessment.scores,
-        detector=name,
+        gpus_scored=last.gpus_scored,
+        incidents=last.incidents,
+        scores=last.assessment.scores,
+        detector=pipeline.make_scorer().name,
     )
-
-
-def _stored(settings: Settings, scorer: Scorer, graph: nx.DiGraph) -> Scorer | None:
-    """The model the running bot stored for this very fleet, if any (never another fleet's)."""
-    from analysis.scoring import FeatureScorer, fleet_fingerprint
-    from storage.model_store import ModelStore
-
-    if not isinstance(scorer, FeatureScorer):
-        return None
-    return ModelStore(settings.model_dir).load(type(scorer), fleet_fingerprint(graph))
-
-
-def _explained(
-    incidents: Sequence[Incident],
-    *,
-    history: FleetFrames,
-    frames: FleetFrames,
-    graph: nx.DiGraph,
-    healthy_until: datetime,
-    settings: Settings,
-) -> list[Incident]:
-    """Attach the causal explanation to each incident (fitted on the history before the window)."""
-    from analysis.explain import Explainer
-    from analysis.features import slice_frames
-
-    explainer = Explainer(random_state=settings.random_state).fit(
-        slice_frames(history, history.start, healthy_until), graph
-    )
-    return [replace(i, explanation=explainer.explain(i, frames, graph)) for i in incidents]
 
 
 def _gpu_list(inc: Incident, limit: int = 8) -> str:

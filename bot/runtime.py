@@ -1,0 +1,251 @@
+"""A composed bot: the scheduler's jobs (scan, deliver, refit, digest), health, start and stop.
+
+``bot/wiring.build_runtime`` composes it from Settings; nothing here builds its dependencies.
+
+Jobs (``bot/scheduler.py`` runs them):
+- scan: if this replica leads, one pipeline cycle at the bot's clock, then deliver the outbox;
+- dispatch: deliver the outbox (every replica; claims keep two from sending one row);
+- refit: the leader refits the model on the history before now (daily);
+- digest: the leader posts the daily summary and prunes score history past its retention.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from apscheduler.schedulers.background import BackgroundScheduler
+
+from analysis.types import format_time
+from bot.config import Settings
+from bot.delivery import deliver
+from bot.pipeline import CycleOutcome, Pipeline
+from bot.scheduler import Jobs, build_scheduler
+from bot.sinks import Sink
+from bot.telemetry import BotMetrics
+from storage.leader import AdvisoryLock, LeaseLock
+from storage.repository import OutboxItem, Repository
+
+logger = logging.getLogger(__name__)
+
+Clock = Callable[[], datetime]
+
+
+def real_clock() -> datetime:
+    """Return the wall-clock time, aware UTC."""
+    return datetime.now(UTC)
+
+
+def make_clock(settings: Settings, real: Clock = real_clock) -> Clock:
+    """Return the bot's clock: real time, or (testing/demo aid) ``clock_start`` at
+    ``clock_origin`` running ``clock_speed`` times faster than real time.
+
+    The origin is a fixed real instant (default: now), so a restarted process carries on where
+    the clock is, not where it started.
+    """
+    if settings.clock_start is None:
+        return real
+    start, speed = settings.clock_start.astimezone(UTC), settings.clock_speed
+    origin = (settings.clock_origin or real()).astimezone(UTC)
+
+    def clock() -> datetime:
+        """Return the accelerated time."""
+        return start + (real() - origin) * speed
+
+    return clock
+
+
+@dataclass
+class Runtime:
+    """A composed bot: call ``start()`` to serve and schedule, ``stop()`` to shut down."""
+
+    settings: Settings
+    repository: Repository
+    lock: AdvisoryLock | LeaseLock
+    pipeline: Pipeline
+    metrics: BotMetrics
+    sink: Sink
+    clock: Clock
+    worker_id: str
+    slack: Any = None  # bot.slack.app.SlackBot when Slack is configured
+    scheduler: BackgroundScheduler | None = None
+    server: Any = None  # bot.slack.server.HttpServer once started
+    socket_handler: Any = None
+    leading: bool = False
+    started: float = field(default_factory=time.monotonic)
+
+    # ------------------------------------------------------------------ jobs
+
+    def is_leader(self) -> bool:
+        """Take or keep the leadership (real time: leases are about liveness)."""
+        try:
+            got = self.lock.try_acquire(real_clock())
+        except Exception:
+            logger.exception("leader lock check failed: not leading this cycle")
+            got = False
+        if got and not self.leading:
+            logger.info("%s leads: scans run here", self.worker_id)
+            self.pipeline.resume()  # another leader may have changed the open incidents
+        elif self.leading and not got:
+            logger.warning("%s lost the leadership", self.worker_id)
+        self.leading = got
+        return got
+
+    def scan(self) -> bool:
+        """Leader: run one cycle and deliver what it queued. Return False when the source failed."""
+        if not self.is_leader():
+            return True
+        outcome = self.run_cycle()
+        self.dispatch()
+        return outcome.ok
+
+    def run_cycle(self) -> CycleOutcome:
+        """Run one pipeline cycle at the bot's clock and log a one-line summary."""
+        outcome = self.pipeline.run_cycle(self.clock())
+        logger.info(
+            "scan at %s: %s, %d GPUs, %d incidents, %d notifications queued (%.2f s)",
+            format_time(outcome.at),
+            "ok" if outcome.ok else f"FAILED ({outcome.error})",
+            outcome.gpus_scored,
+            len(outcome.incidents),
+            outcome.notifications,
+            outcome.duration_s,
+        )
+        return outcome
+
+    def dispatch(self) -> int:
+        """Deliver every due outbox row once; return how many were sent."""
+        speed = self.settings.clock_speed if self.settings.clock_start else 1.0
+        return deliver(
+            self.repository,
+            self.sink,
+            at=self.clock(),
+            worker_id=self.worker_id,
+            lease=timedelta(seconds=self.settings.outbox_lease_seconds) * speed,
+            retry_in=timedelta(seconds=30) * speed,
+            on_sent=self._sent,
+            on_failed=lambda _item: self.metrics.notifications_failed.inc(),
+        )
+
+    def _sent(self, item: OutboxItem) -> None:
+        """Count a delivered notification."""
+        self.metrics.notifications_sent.labels(item.kind).inc()
+
+    def refit(self) -> None:
+        """Leader: refit the model on the history before now."""
+        if self.is_leader():
+            self.pipeline.refit(self.clock())
+
+    def digest(self) -> None:
+        """Leader: post the daily digest and prune score history past its retention."""
+        if not self.is_leader():
+            return
+        from bot.digest import digest_text
+
+        at = self.clock()
+        self.sink.post_text(digest_text(self.repository, at))
+        cut = at - timedelta(days=self.settings.score_retention_days)
+        pruned = self.repository.prune_scores(cut)
+        logger.info("digest posted; %d score rows older than %s pruned", pruned, format_time(cut))
+
+    def jobs(self) -> Jobs:
+        """The scheduler's jobs."""
+
+        def dispatch() -> None:
+            """Deliver the outbox (the count is only for callers that want it)."""
+            self.dispatch()
+
+        return Jobs(scan=self.scan, dispatch=dispatch, refit=self.refit, digest=self.digest)
+
+    # ------------------------------------------------------------------ health
+
+    def stale_after(self) -> timedelta:
+        """How old the last good scan may be (bot-clock time) before /healthz says 503."""
+        speed = self.settings.clock_speed if self.settings.clock_start else 1.0
+        return timedelta(seconds=max(5 * self.settings.scan_interval, 120) * speed)
+
+    def health(self) -> tuple[bool, dict[str, Any]]:
+        """Return (healthy, detail): last scan, last good scan, leadership, data source."""
+        st = self.repository.status()
+        now = self.clock()
+        last_ok = st.last_ok_scan.at if st.last_ok_scan else None
+        age = (now - last_ok).total_seconds() if last_ok else None
+        limit = self.stale_after().total_seconds()
+        if age is None:  # nothing scanned yet: healthy while starting up
+            speed = self.settings.clock_speed if self.settings.clock_start else 1.0
+            ok = (time.monotonic() - self.started) * speed <= limit
+        else:
+            ok = age <= limit
+        return ok, {
+            "now": format_time(now),
+            "last_scan": format_time(st.last_scan.at) if st.last_scan else None,
+            "last_scan_ok": st.last_scan.ok if st.last_scan else None,
+            "last_successful_scan": format_time(last_ok) if last_ok else None,
+            "last_successful_scan_age_seconds": age,
+            "stale_after_seconds": limit,
+            "leader": self.leading,
+            "worker": self.worker_id,
+            "data_source": st.data_source,
+            "open_incidents": st.open_incidents,
+            "pending_notifications": st.pending_notifications,
+        }
+
+    # ------------------------------------------------------------------ life
+
+    def start(self) -> Runtime:
+        """Serve HTTP (/healthz, /metrics, /slack/events in HTTP mode), Socket Mode, scheduler."""
+        from bot.slack.server import make_wsgi_app, serve
+
+        s = self.settings
+        http_mode = self.slack is not None and s.slack_app_token is None
+        app = make_wsgi_app(
+            self.metrics.registry,
+            bolt_app=self.slack.app if http_mode else None,
+            health=self.health,
+        )
+        self.server = serve(app, s.http_host, s.http_port)
+        logger.info("HTTP on %s:%d (/healthz, /metrics%s)", s.http_host, self.server.port,
+                    ", /slack/events" if http_mode else "")  # fmt: skip
+        if self.slack is not None and s.slack_app_token is not None:
+            from bot.slack.socket import start_socket_mode
+
+            self.socket_handler = start_socket_mode(
+                self.slack.app, s.slack_app_token.get_secret_value()
+            )
+            logger.info("Slack Socket Mode connected")
+        self.scheduler = build_scheduler(
+            self.jobs(),
+            scan_interval=s.scan_interval,
+            refit_hour_utc=s.refit_hour_utc,
+            digest_hour_utc=s.digest_hour_utc,
+            dispatch_interval=max(1.0, min(2.0, s.scan_interval / 2)),
+        )
+        self.scheduler.start()
+        # First scan right away rather than one interval after start-up.
+        self.scheduler.modify_job("scan", next_run_time=datetime.now(UTC))
+        return self
+
+    def stop(self) -> None:
+        """Graceful shutdown: scheduler (waits for a running job), leadership, Slack, HTTP, DB."""
+        if self.scheduler is not None and self.scheduler.running:
+            self.scheduler.shutdown(wait=True)
+        try:
+            self.lock.release(real_clock())
+        except Exception:
+            logger.exception("releasing the leader lock failed (it expires on its own)")
+        if self.socket_handler is not None:
+            try:
+                self.socket_handler.close()
+            except Exception:
+                logger.exception("closing Socket Mode failed")
+        if self.server is not None:
+            self.server.stop()
+        close = getattr(self.lock, "close", None)
+        if close is not None:
+            close()
+        self.repository.close()
+        logger.info("%s stopped", self.worker_id)
