@@ -11,12 +11,15 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Protocol, Self, runtime_checkable
+from typing import TYPE_CHECKING, Protocol, Self, runtime_checkable
 
 import networkx as nx
 
 from analysis.detectors import DETECTORS
 from analysis.types import Assessment, FleetFrames
+
+if TYPE_CHECKING:
+    from analysis.scoring import Exclusion
 
 
 @runtime_checkable
@@ -40,10 +43,22 @@ class Scorer(Protocol):
     """
 
     name: str
-    needs_history: bool
-    min_window: timedelta
-    self_gating: bool
-    exclude: tuple[object, ...]
+    exclude: tuple[Exclusion, ...]
+
+    @property
+    def needs_history(self) -> bool:
+        """Whether ``fit`` learns from history."""
+        ...
+
+    @property
+    def min_window(self) -> timedelta:
+        """The least data before ``at`` one assessment needs."""
+        ...
+
+    @property
+    def self_gating(self) -> bool:
+        """Whether the scorer requires persistence itself (the tracker then opens at once)."""
+        ...
 
     def fit(self, history: FleetFrames, graph: nx.DiGraph) -> Self:
         """Learn what normal looks like from history (frames strictly before the cycle)."""

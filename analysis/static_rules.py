@@ -17,7 +17,7 @@ import math
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Self
+from typing import TYPE_CHECKING, Self
 
 import networkx as nx
 import numpy as np
@@ -36,6 +36,9 @@ from analysis.types import (
     Severity,
     format_time,
 )
+
+if TYPE_CHECKING:
+    from analysis.scoring import Exclusion
 
 
 @dataclass(frozen=True)
@@ -136,7 +139,7 @@ class StaticRules:
     needs_history: bool = field(default=False, init=False)
     # Each rule carries its Prometheus ``for:``: a firing has already persisted.
     self_gating: bool = field(default=True, init=False)
-    exclude: tuple[object, ...] = field(default=(), init=False)
+    exclude: tuple[Exclusion, ...] = field(default=(), init=False)
 
     @property
     def min_window(self) -> timedelta:
