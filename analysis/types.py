@@ -18,8 +18,6 @@ EntityKind = Literal["gpu", "node", "rack", "pdu", "cooling", "switch"]
 ComponentKind = Literal["pdu", "cooling", "switch"]
 Severity = Literal["info", "warning", "critical"]
 
-ENTITY_KINDS: tuple[str, ...] = ("gpu", "node", "rack", "pdu", "cooling", "switch")
-COMPONENT_KINDS: tuple[str, ...] = ("pdu", "cooling", "switch")
 SEVERITIES: tuple[str, ...] = ("info", "warning", "critical")
 
 # Tidy frame columns (long format, one row per sample).

@@ -14,8 +14,12 @@ from typer.testing import CliRunner
 
 from analysis.types import Assessment, FleetFrames, format_time
 from bot.cli import build_app
-from bot.commands.backtest import cycle_times, parse_duration, relevant_faults, run_backtest
+from bot.commands.backtest import parse_duration, relevant_faults, run_backtest
 from bot.commands.common import UserError
+from bot.pipeline import Pipeline
+from bot.replay import cycle_times
+from bot.wiring import memory_repository
+from storage.replay import CachedSource
 from tests.fixtures import fleetdata as fd
 from tests.fixtures.prometheus import PromqlBackend, free_port
 
@@ -33,7 +37,9 @@ class PastOnlyProbe:
 
     name = "probe"
     needs_history = True
+    self_gating = False
     min_window = timedelta(minutes=45)
+    exclude = ()
 
     def __init__(self) -> None:
         """Start with empty records."""
@@ -60,29 +66,32 @@ def test_each_cycle_sees_only_its_past_and_models_refit_on_the_past() -> None:
     )
     probe = PastOnlyProbe()
     first, last = start + timedelta(hours=8), start + timedelta(hours=19)
-    report = run_backtest(
-        sim,
-        {"probe": probe},
-        [],
+    pipeline = Pipeline(
+        source=CachedSource(sim, horizon=last),
         topology=sim.topology,
+        repository=memory_repository(),
+        make_scorer=lambda: probe,
+        fit_window=timedelta(hours=6),
+        render=False,
+    )
+    report = run_backtest(
+        {"probe": pipeline},
+        [],
         start=first,
         end=last,
         step=timedelta(minutes=30),
-        data_step=timedelta(minutes=1),
-        window=timedelta(minutes=30),
-        fit_window=timedelta(hours=6),
         refit_every=timedelta(hours=4),
     )
     assert [c[0] for c in probe.cycles] == cycle_times(first, last, timedelta(minutes=30))
     for at, lo, hi in probe.cycles:
         # the scorer's own min_window (45 min) is longer than the window: it gets 45 min
         assert hi == pd.Timestamp(at) and lo == pd.Timestamp(at - timedelta(minutes=45))
-    # fitted at 8:00, 12:00, 16:00 on [t - 6 h, t - 30 min]: never on the cycle's data or later
+    # fitted at 8:00, 12:00, 16:00 on [t - 6 h, t - window]: never on the cycle's data or later
     assert len(probe.fits) == 3
     for (lo, hi), at in zip(probe.fits, (8, 12, 16), strict=True):
         t = start + timedelta(hours=at)
         assert lo == pd.Timestamp(t - timedelta(hours=6))
-        assert hi == pd.Timestamp(t - timedelta(minutes=30))
+        assert hi == pd.Timestamp(t - timedelta(minutes=45))
     # healthy fleet, no incident: 4 GPUs over 11.5 h
     score = report.detectors["probe"]
     assert score.n_incidents == 0 and score.recall is None
@@ -231,9 +240,8 @@ def test_load_faults_round_trip_and_errors(tmp_path: Path) -> None:
 @pytest.mark.slow
 def test_graph_model_with_hysteresis_and_explanations_on_the_simulator() -> None:
     """The product's scorer + hysteresis + explainer through the replay: warned early, explained."""
-    from bot.commands.backtest import _explainer_factory
     from bot.config import Settings
-    from bot.scorers import make_scorer
+    from bot.wiring import backtest_pipelines
     from storage.simulator import FleetSimulator, FleetSpec, make_fault
 
     start = datetime(2026, 10, 1, tzinfo=UTC)
@@ -241,22 +249,16 @@ def test_graph_model_with_hysteresis_and_explanations_on_the_simulator() -> None
     fault = make_fault("hbm", "gpu-node-003/1", start + timedelta(hours=27), spec=spec)
     assert fault.failure is not None
     sim = FleetSimulator(spec, start=start, duration=timedelta(hours=40), seed=21, faults=[fault])
-    settings = Settings()
-    scorers = {"graph": make_scorer("graph", settings), "static": make_scorer("static", settings)}
+    end = fault.failure + timedelta(minutes=40)
+    pipelines = backtest_pipelines(
+        Settings(), sim, sim.topology, detectors=["graph", "static"], explain=True, horizon=end
+    )
     report = run_backtest(
-        sim,
-        scorers,
+        pipelines,
         sim.faults,
-        topology=sim.topology,
         start=fault.onset - timedelta(hours=1),
-        end=fault.failure + timedelta(minutes=40),
+        end=end,
         step=timedelta(minutes=20),
-        data_step=timedelta(minutes=1),
-        window=timedelta(minutes=30),
-        fit_window=timedelta(hours=24),
-        open_after=2,
-        close_after=5,
-        make_explainer=_explainer_factory(0),
     )
     graph = report.detectors["graph"].outcomes[0]
     static = report.detectors["static"].outcomes[0]

@@ -81,3 +81,14 @@ def test_bad_files_name_the_place(tmp_path: Path, text: str, needle: str) -> Non
         load_topology(path)
     assert needle in str(err.value)
     assert str(path) in str(err.value)
+
+
+def test_kind_literals_match_the_catalogue() -> None:
+    """The typed kinds of analysis.types are the catalogue's lists, in the same order."""
+    from typing import get_args
+
+    from analysis.catalog import COMPONENT_KINDS, ENTITY_KINDS
+    from analysis.types import ComponentKind, EntityKind
+
+    assert get_args(EntityKind) == ENTITY_KINDS
+    assert get_args(ComponentKind) == COMPONENT_KINDS
