@@ -418,7 +418,7 @@ def test_graph_model_is_fitted_once_recorded_and_reloaded_after_a_restart(
     clock = Clock(fd.SIM_START + timedelta(hours=2, minutes=10))
     graph: dict[str, Any] = {
         "detector": "graph",
-        "fit_window_hours": 1,
+        "fit_window_hours": 2,  # the fit ends one window (30 min) before the scan
         "model_dir": tmp_path / "models",
     }
     first = _runtime(tmp_path, simulator, clock, **graph)
