@@ -106,6 +106,7 @@ class FleetHistory:
             steps=self.steps,
             step=step,
         )
+        self.component_ids: list[list[str]] = component_ids(self.spec)
         self._index_labels()
 
     # ------------------------------------------------------------------ public API
@@ -273,7 +274,6 @@ class FleetHistory:
         self._node_name_arr = nodes
         self._node_metric_arr = np.array([s[0] for s in NODE_SERIES], dtype=object)
         self._node_sensor_arr = np.array([s[1] for s in NODE_SERIES], dtype=object)
-        self.component_ids = component_ids(spec)
         self._comp_id_arr = np.array(self.component_ids, dtype=object)
         self._comp_key_arr = np.array([c[0] for c in COMPONENT_SERIES], dtype=object)
         self._job_arr = np.array(UP_JOBS, dtype=object)

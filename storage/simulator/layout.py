@@ -1,10 +1,15 @@
-"""The simulator's series tables: which series exist, in the order of the history's array axes.
+"""The simulator's axes: the time grid, and which series exist in the order of the array axes.
 
 The physics fills arrays along these axes, ``fetch`` turns them into tidy frames and the
 exposition gives them exporter labels, so all three read the same tables from here.
 """
 
 from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import timedelta
+
+import numpy as np
 
 from analysis.catalog import DCGM_METRICS
 from storage.simulator.spec import FANS_PER_NODE, PSUS, FleetSpec
@@ -55,3 +60,51 @@ def component_ids(spec: FleetSpec) -> list[list[str]]:
         "switch": [spec.leaf_id(r) for r in range(spec.racks)],
     }
     return [ids_by_kind[c[3]] for c in COMPONENT_SERIES]
+
+
+@dataclass(frozen=True)
+class Grid:
+    """The history's time grid and the fleet's axes: sizes, step lengths and index maps."""
+
+    t_n: int  # time steps
+    g_n: int  # GPUs
+    n_n: int  # nodes
+    r_n: int  # racks
+    gpn: int  # GPUs per node
+    nodes_per_rack: int
+    step_s: float  # step in seconds
+    diurnal: np.ndarray  # [time] the day's load shape, 1 at 15:00 UTC
+    node_of_gpu: np.ndarray  # [GPU] node index
+    rack_of_node: np.ndarray  # [node] rack index
+    node_pos: np.ndarray  # [node] height in the rack, 0 (bottom) .. 1 (top)
+
+    @property
+    def step_min(self) -> float:
+        """Return the step in minutes."""
+        return self.step_s / 60.0
+
+    @property
+    def step_us(self) -> float:
+        """Return the step in microseconds (the unit of DCGM's violation counters)."""
+        return self.step_s * 1e6
+
+
+def make_grid(spec: FleetSpec, *, t0_ns: int, steps: int, step: timedelta) -> Grid:
+    """Return the grid of ``steps`` samples ``step`` apart from ``t0_ns`` over ``spec``'s fleet."""
+    n_n, gpn = spec.n_nodes, spec.gpus_per_node
+    step_s = step.total_seconds()
+    epoch = t0_ns / 1e9 + np.arange(steps) * step_s
+    hour = (epoch % 86400.0) / 3600.0
+    return Grid(
+        t_n=steps,
+        g_n=spec.n_gpus,
+        n_n=n_n,
+        r_n=spec.racks,
+        gpn=gpn,
+        nodes_per_rack=spec.nodes_per_rack,
+        step_s=step_s,
+        diurnal=0.5 * (1.0 + np.cos(2 * np.pi * (hour - 15.0) / 24.0)),
+        node_of_gpu=np.repeat(np.arange(n_n), gpn),
+        rack_of_node=np.arange(n_n) // spec.nodes_per_rack,
+        node_pos=(np.arange(n_n) % spec.nodes_per_rack) / max(1, spec.nodes_per_rack - 1),
+    )

@@ -15,16 +15,18 @@ from datetime import timedelta
 
 import numpy as np
 
-from storage.simulator.faults import Effects, FaultWindow, apply_fault
-from storage.simulator.layout import COMPONENT_SERIES, GPU_METRICS, NODE_SERIES
-from storage.simulator.signals import ar1, fan_weights, poisson_like, thermal_lag
-from storage.simulator.spec import FANS_PER_NODE, PSUS, UP_JOBS, FleetSpec
-from storage.simulator.workload import (
-    leaky_counters,
-    port_errors_base,
-    schedule_jobs,
-    scrape_gaps,
+from storage.simulator.baseline import (
+    AirTraits,
+    Background,
+    Baseline,
+    GpuTraits,
+    draw_baseline,
 )
+from storage.simulator.faults import Effects, FaultWindow, apply_fault
+from storage.simulator.layout import COMPONENT_SERIES, GPU_METRICS, NODE_SERIES, Grid, make_grid
+from storage.simulator.signals import fan_weights, poisson_like, thermal_lag
+from storage.simulator.spec import FANS_PER_NODE, UP_JOBS, FleetSpec
+from storage.simulator.workload import Workload
 
 TDP_WATTS = 700.0
 SLOWDOWN_C = 86.0
@@ -55,70 +57,84 @@ def generate_readings(
     steps: int,
     step: timedelta,
 ) -> Readings:
-    """Build the whole history: normal behaviour, then the faults' effects on it."""
-    t_n = steps
-    g_n, n_n, r_n, gpn = spec.n_gpus, spec.n_nodes, spec.racks, spec.gpus_per_node
-    step_s = step.total_seconds()
-    step_min = step_s / 60.0
-    step_us = step_s * 1e6
+    """Build the whole history: normal behaviour, then the faults' effects on it.
+
+    Jobs set utilisation; utilisation sets power; power and the CRAC set the air and the GPUs'
+    temperatures; heat throttles clocks and power; the counters integrate; nodes and racks sum
+    their GPUs; finally down nodes, scrape gaps and lost GPUs blank their samples.
+    """
+    grid = make_grid(spec, t0_ns=t0_ns, steps=steps, step=step)
     rng = np.random.default_rng([seed & 0xFFFFFFFF, 0xF1EE7])
-    epoch = t0_ns / 1e9 + np.arange(t_n) * step_s
-    hour = (epoch % 86400.0) / 3600.0
-    diurnal = 0.5 * (1.0 + np.cos(2 * np.pi * (hour - 15.0) / 24.0))  # 1 at 15:00 UTC
-    node_of_gpu = np.repeat(np.arange(n_n), gpn)
-    rack_of_node = np.arange(n_n) // spec.nodes_per_rack
-
-    # --- normal behaviour: everything below draws from rng in a fixed order
-    util, fb, job, job_end, app_xids = schedule_jobs(rng, spec, t_n, step_min, diurnal)
-    idle_w = rng.uniform(62.0, 80.0, g_n)
-    eff = rng.normal(1.0, 0.035, g_n)
-    power_noise = rng.normal(0.0, 5.0, (t_n, g_n))
-    r0 = 0.062 * rng.normal(1.0, 0.05, g_n)
-    slot = np.arange(g_n) % gpn
-    temp_off = np.where(slot >= gpn / 2, 2.0, 0.0) + rng.normal(0.0, 1.2, g_n)
-    # a few healthy GPUs run steadily hotter (paste, airflow) without ever failing
-    temp_off += np.where(rng.random(g_n) < 0.03, rng.uniform(4.0, 7.0, g_n), 0.0)
-    mem_off = rng.normal(0.0, 1.5, g_n)
-    temp_noise = rng.normal(0.0, 0.4, (t_n, g_n))
-    mem_noise = rng.normal(0.0, 0.4, (t_n, g_n))
-    clock_noise = rng.normal(0.0, 8.0, (t_n, g_n))
-    crac_off = rng.normal(0.0, 0.5, r_n)
-    crac_ar = ar1(rng.normal(0.0, 0.05, (t_n, r_n)), 0.98)
-    crac_noise = rng.normal(0.0, 0.08, (t_n, r_n))
-    node_pos = (np.arange(n_n) % spec.nodes_per_rack) / max(1, spec.nodes_per_rack - 1)
-    inlet_off = 2.5 * node_pos + rng.normal(0.0, 0.4, n_n)
-    inlet_ar = ar1(rng.normal(0.0, 0.08, (t_n, n_n)), 0.95)
-    inlet_noise = rng.normal(0.0, 0.3, (t_n, n_n))
-    fan_off = rng.normal(1.0, 0.03, (n_n, FANS_PER_NODE))
-    # a few healthy nodes have one fan that steadily runs slow (a tolerance, not a fault)
-    weak = rng.random(n_n) < 0.06
-    fan_off[np.arange(n_n), rng.integers(0, FANS_PER_NODE, n_n)] *= np.where(
-        weak, rng.uniform(0.75, 0.85, n_n), 1.0
+    base = draw_baseline(rng, spec, grid)
+    fx = _fault_effects(windows, grid)
+    util, fb = _faulted_workload(base.workload, fx)
+    power = _power(util, base.gpu, fx)
+    air = _air(grid, power.draw, base.air, fx)
+    heat = _gpu_thermals(grid, base.gpu, fx, util=util, pw=power, air=air)
+    gpu = _gpu_metrics(grid, base, fx, util=util, fb=fb, heat=heat)
+    nodes, node_power = _node_metrics(grid, base, fx, heat=heat, air=air)
+    comp = _facility_metrics(grid, base, fx, node_power=node_power, crac=air.crac)
+    up = _presence(grid, base.background.gaps, fx, gpu, nodes)
+    return Readings(
+        gpu=gpu,
+        node=nodes,
+        component=comp,
+        up=up,
+        xid_events=_xid_events(grid, base.workload.app_xids, fx),
     )
-    fan_noise = rng.normal(0.0, 60.0, (t_n, n_n, FANS_PER_NODE))
-    exhaust_noise = rng.normal(0.0, 0.4, (t_n, n_n))
-    node_pw_noise = rng.normal(0.0, 15.0, (t_n, n_n))
-    psu_off = rng.normal(0.0, 0.03, (n_n, len(PSUS)))
-    psu_noise = rng.normal(0.0, 0.008, (t_n, n_n, len(PSUS)))
-    cpu_noise = rng.normal(0.0, 0.8, (t_n, n_n))
-    pdu_off_v = rng.normal(0.0, 0.8, r_n)
-    pdu_ar = ar1(rng.normal(0.0, 0.1, (t_n, r_n)), 0.97)
-    pdu_noise = rng.normal(0.0, 0.25, (t_n, r_n))
-    pdu_w_noise = rng.normal(0.0, 40.0, (t_n, r_n))
-    leaky = leaky_counters(rng, t_n, g_n, step_min)
-    port_base = port_errors_base(rng, t_n, r_n, step_min)
-    gaps = scrape_gaps(rng, t_n, n_n, step_min)
-    fault_noise = rng.random((t_n, g_n))  # shared randomness for fault counters
 
-    # --- faults
-    fx = Effects(t_n, g_n, n_n, r_n)
+
+@dataclass(frozen=True)
+class Power:
+    """GPU power before thermal throttling, and where the power cap limits it."""
+
+    demand: np.ndarray  # [time, GPU] what the work asks for (W)
+    cap: np.ndarray  # [time, GPU] the power cap (faults lower it)
+    limited: np.ndarray  # [time, GPU] demand above the cap
+    draw: np.ndarray  # [time, GPU] what the GPU draws (W)
+    frac: np.ndarray  # [time, GPU] share of the step spent power-throttled
+
+
+@dataclass(frozen=True)
+class Air:
+    """Supply air, inlet temperatures, fan speeds and the airflow each GPU gets."""
+
+    crac: np.ndarray  # [time, rack] true CRAC supply air (°C)
+    inlet: np.ndarray  # [time, node] (°C)
+    fans: np.ndarray  # [time, node, fan] reported speed (rpm)
+    fan_ratio: np.ndarray  # [time, node, fan] fan speed relative to healthy
+    airflow: np.ndarray  # [time, GPU] relative airflow over each GPU
+
+
+@dataclass(frozen=True)
+class Thermals:
+    """GPU and memory temperatures after throttling, clocks and throttle time."""
+
+    temp: np.ndarray  # [time, GPU] (°C)
+    mem_temp: np.ndarray  # [time, GPU] (°C)
+    power: np.ndarray  # [time, GPU] power after thermal throttling (W)
+    busy: np.ndarray  # [time, GPU] a job is running
+    sm: np.ndarray  # [time, GPU] SM clock (MHz)
+    thermal_incr: np.ndarray  # [time, GPU] thermal-violation time added per step (us)
+    power_incr: np.ndarray  # [time, GPU] power-violation time added per step (us)
+
+
+def _fault_effects(windows: Sequence[FaultWindow], grid: Grid) -> Effects:
+    """Write every fault's precursor, failure and repair into one set of effect arrays."""
+    fx = Effects(grid.t_n, grid.g_n, grid.n_n, grid.r_n)
     for window in windows:
-        apply_fault(window, fx, step_min)
+        apply_fault(window, fx, grid.step_min)
+    return fx
+
+
+def _faulted_workload(work: Workload, fx: Effects) -> tuple[np.ndarray, np.ndarray]:
+    """Return utilisation and memory after crashes (the job ends), slowdowns and drains."""
+    util, fb, job = work.util, work.fb, work.job
     for t, g in sorted(fx.crashes):
         j = int(job[t, g])
         if j < 0:
             continue
-        end = int(job_end[j])
+        end = int(work.job_end[j])
         blk = job[t:end] == j
         util[t:end][blk] = 0.0
         fb[t:end][blk] = 0.0
@@ -126,86 +142,138 @@ def generate_readings(
     util = np.clip(util * fx.util_mult, 0.0, 1.0)
     util[fx.drain] = 0.0
     fb[fx.drain] = 0.0
+    return util, fb
 
-    # --- power
-    demand = idle_w + (715.0 - idle_w) * util**0.9 * eff + power_noise
+
+def _power(util: np.ndarray, gt: GpuTraits, fx: Effects) -> Power:
+    """GPU power from utilisation, held under the power cap."""
+    demand = gt.idle_w + (715.0 - gt.idle_w) * util**0.9 * gt.eff + gt.power_noise
     demand = np.maximum(demand, 40.0)
     cap = fx.power_cap
     limited = demand > cap
-    power = np.where(limited, cap - np.abs(power_noise) * 0.5, demand)
-    power_frac = np.where(limited, np.clip(0.3 + (demand - cap) / 100.0, 0.0, 1.0), 0.0)
+    draw = np.where(limited, cap - np.abs(gt.power_noise) * 0.5, demand)
+    frac = np.where(limited, np.clip(0.3 + (demand - cap) / 100.0, 0.0, 1.0), 0.0)
+    return Power(demand=demand, cap=cap, limited=limited, draw=draw, frac=frac)
 
-    # --- air: CRAC supply -> rack inlet -> fans -> per-GPU airflow
+
+def _air(grid: Grid, power: np.ndarray, at: AirTraits, fx: Effects) -> Air:
+    """CRAC supply -> rack inlet -> fans -> per-GPU airflow."""
+    t_n, r_n, n_n, g_n, gpn = grid.t_n, grid.r_n, grid.n_n, grid.g_n, grid.gpn
+    rack_of_node = grid.rack_of_node
     rack_power = power.reshape(t_n, r_n, -1).sum(axis=2)
-    rack_load = rack_power / (TDP_WATTS * spec.nodes_per_rack * gpn)
-    crac = 18.0 + crac_off + 0.6 * diurnal[:, None] + crac_ar + fx.crac_add  # true supply air
+    rack_load = rack_power / (TDP_WATTS * grid.nodes_per_rack * gpn)
+    crac = 18.0 + at.crac_off + 0.6 * grid.diurnal[:, None] + at.crac_ar + fx.crac_add
     inlet = (
         crac[:, rack_of_node]
-        + inlet_off
+        + at.inlet_off
         + 1.5 * rack_load[:, rack_of_node]
-        + inlet_ar
-        + 0.5 * np.maximum(fx.crac_add[:, rack_of_node], 0.0) * node_pos
+        + at.inlet_ar
+        + 0.5 * np.maximum(fx.crac_add[:, rack_of_node], 0.0) * grid.node_pos
     )
     node_gpu_power = power.reshape(t_n, n_n, gpn).mean(axis=2)
     fan_base = 5200.0 + 7000.0 * node_gpu_power / TDP_WATTS + 250.0 * (inlet - 22.0)
-    fan_base = np.clip(thermal_lag(fan_base, step_s, 180.0), 3500.0, 16000.0)
+    fan_base = np.clip(thermal_lag(fan_base, grid.step_s, 180.0), 3500.0, 16000.0)
     fan_ratio = fx.fan_mult * fx.fan_boost[:, :, None]
-    fans = fan_base[:, :, None] * fan_off[None] * fan_ratio + fan_noise
+    fans = fan_base[:, :, None] * at.fan_off[None] * fan_ratio + at.fan_noise
     fans = np.round(np.clip(fans, 0.0, None) / 60.0) * 60.0
     weights = fan_weights(gpn)
     airflow = np.einsum("tnf,gf->tng", fan_ratio, weights).reshape(t_n, g_n)
+    return Air(crac=crac, inlet=inlet, fans=fans, fan_ratio=fan_ratio, airflow=airflow)
 
-    # --- GPU temperatures, throttling, clocks
-    inlet_g = inlet[:, node_of_gpu]
-    r_eff = r0 * fx.r_mult * airflow**-0.9
-    target = inlet_g + 8.0 + r_eff * power + temp_off
+
+def _gpu_thermals(
+    grid: Grid, gt: GpuTraits, fx: Effects, *, util: np.ndarray, pw: Power, air: Air
+) -> Thermals:
+    """GPU temperatures, thermal throttling (of clocks and power) and clocks."""
+    step_s = grid.step_s
+    inlet_g = air.inlet[:, grid.node_of_gpu]
+    r_eff = gt.r0 * fx.r_mult * air.airflow**-0.9
+    target = inlet_g + 8.0 + r_eff * pw.draw + gt.temp_off
     temp = thermal_lag(target, step_s, 120.0)
     # Above the slowdown temperature the GPU throttles: clocks and power fall until the
     # temperature holds a few degrees above it (never past ~92 °C, the shutdown point).
     excess = np.maximum(temp - SLOWDOWN_C, 0.0)
     thr = np.clip(excess / 6.0, 0.0, 1.0)
     depth = 1.0 - np.exp(-excess / 15.0)
-    power = power * (1.0 - 0.5 * depth)
+    power = pw.draw * (1.0 - 0.5 * depth)
     temp = np.where(excess > 0, SLOWDOWN_C + 6.0 * np.tanh(excess / 6.0), temp)
-    r_mem = 0.052 * (1.0 + 0.3 * (fx.r_mult - 1.0)) * airflow**-0.6
-    mem_temp = thermal_lag(inlet_g + 10.0 + r_mem * power + mem_off, step_s, 150.0)
+    r_mem = 0.052 * (1.0 + 0.3 * (fx.r_mult - 1.0)) * air.airflow**-0.6
+    mem_temp = thermal_lag(inlet_g + 10.0 + r_mem * power + gt.mem_off, step_s, 150.0)
     busy = util > 0.02
-    sm = np.where(busy, 1980.0 - 140.0 * util**2 + clock_noise, 345.0)
-    sm = sm * np.where(limited, np.clip(cap / demand, 0.0, 1.0) ** 0.5, 1.0)
+    sm = np.where(busy, 1980.0 - 140.0 * util**2 + gt.clock_noise, 345.0)
+    sm = sm * np.where(pw.limited, np.clip(pw.cap / pw.demand, 0.0, 1.0) ** 0.5, 1.0)
     sm = sm * (1.0 - 0.25 * thr - 0.4 * depth)
     sm = np.round(sm / 15.0) * 15.0
-    thermal_incr = np.where(thr > 0, np.clip(thr * 1.6, 0.05, 1.0), 0.0) * step_us
-    power_incr = power_frac * step_us
+    return Thermals(
+        temp=temp,
+        mem_temp=mem_temp,
+        power=power,
+        busy=busy,
+        sm=sm,
+        thermal_incr=np.where(thr > 0, np.clip(thr * 1.6, 0.05, 1.0), 0.0) * grid.step_us,
+        power_incr=pw.frac * grid.step_us,
+    )
 
-    # --- counters
+
+def _counters(
+    grid: Grid, heat: Thermals, bg: Background, fx: Effects
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Cumulative SBE, NVLink CRC, PCIe replay, thermal- and power-violation counters."""
+    step_min, fault_noise, leaky = grid.step_min, bg.fault_noise, bg.leaky
     sbe = np.cumsum(leaky["sbe"] + poisson_like(fx.sbe_rate * step_min, fault_noise), axis=0)
     crc = np.cumsum(leaky["crc"] + poisson_like(fx.crc_rate * step_min, fault_noise), axis=0)
     replay = np.cumsum(
         leaky["replay"] + poisson_like(fx.replay_rate * step_min, fault_noise), axis=0
     )
-    thermal_v = np.cumsum(thermal_incr, axis=0)
-    power_v = np.cumsum(power_incr, axis=0)
+    thermal_v = np.cumsum(heat.thermal_incr, axis=0)
+    power_v = np.cumsum(heat.power_incr, axis=0)
     for counter in (sbe, crc, replay, thermal_v, power_v):
         for t, g in fx.counter_resets:
-            if 0 < t < t_n:
+            if 0 < t < grid.t_n:
                 counter[t:, g] -= counter[t - 1, g]
-    xid = np.zeros((t_n, g_n))
-    events = sorted(app_xids + fx.xids)
-    for t, g, code, hold in events:
-        if 0 <= t < t_n:
-            xid[t : t + hold, g] = code
-    xid_events = tuple((t, g, code) for t, g, code, _hold in events if 0 <= t < t_n)
+    return sbe, crc, replay, thermal_v, power_v
 
-    # --- assemble GPU metrics [metric, time, gpu]
-    gpu = np.empty((len(GPU_METRICS), t_n, g_n))
-    gpu[0] = np.round(temp + temp_noise)
-    gpu[1] = np.round(mem_temp + mem_noise)
-    gpu[2] = np.round(power, 3)
-    gpu[3] = sm
+
+def _xids_in_order(
+    app_xids: list[tuple[int, int, int, int]], fx: Effects
+) -> list[tuple[int, int, int, int]]:
+    """Return the jobs' and the faults' XIDs as (step, GPU, code, steps held), in time order."""
+    return sorted(app_xids + fx.xids)
+
+
+def _last_xid(grid: Grid, app_xids: list[tuple[int, int, int, int]], fx: Effects) -> np.ndarray:
+    """DCGM_FI_DEV_XID_ERRORS: the last XID's code, held for a while after it is raised."""
+    xid = np.zeros((grid.t_n, grid.g_n))
+    for t, g, code, hold in _xids_in_order(app_xids, fx):
+        if 0 <= t < grid.t_n:
+            xid[t : t + hold, g] = code
+    return xid
+
+
+def _xid_events(
+    grid: Grid, app_xids: list[tuple[int, int, int, int]], fx: Effects
+) -> tuple[tuple[int, int, int], ...]:
+    """Every XID raised on the grid as (step, GPU, code), in time order."""
+    return tuple(
+        (t, g, code) for t, g, code, _hold in _xids_in_order(app_xids, fx) if 0 <= t < grid.t_n
+    )
+
+
+def _gpu_metrics(
+    grid: Grid, base: Baseline, fx: Effects, *, util: np.ndarray, fb: np.ndarray, heat: Thermals
+) -> np.ndarray:
+    """Assemble the dcgm-exporter fields, [GPU_METRICS, time, GPU]."""
+    gt, leaky = base.gpu, base.background.leaky
+    sbe, crc, replay, thermal_v, power_v = _counters(grid, heat, base.background, fx)
+    gpu = np.empty((len(GPU_METRICS), grid.t_n, grid.g_n))
+    gpu[0] = np.round(heat.temp + gt.temp_noise)
+    gpu[1] = np.round(heat.mem_temp + gt.mem_noise)
+    gpu[2] = np.round(heat.power, 3)
+    gpu[3] = heat.sm
     gpu[4] = 2619.0
     gpu[5] = np.round(util * 100.0)
     gpu[6] = np.round(fb)
-    gpu[7] = xid
+    gpu[7] = _last_xid(grid, base.workload.app_xids, fx)
     gpu[8] = replay
     gpu[9] = leaky["rows"][None, :] + fx.corr_rows
     gpu[10] = fx.uncorr_rows
@@ -215,44 +283,64 @@ def generate_readings(
     gpu[14] = crc
     gpu[15] = np.round(thermal_v)
     gpu[16] = np.round(power_v)
+    return gpu
 
-    # --- node metrics [series, time, node]
-    node_power = power.reshape(t_n, n_n, gpn).sum(axis=2)
-    node_busy = busy.reshape(t_n, n_n, gpn).mean(axis=2)
-    node_power = np.round(node_power + 900.0 + 300.0 * node_busy + node_pw_noise)
-    node_air = fan_ratio.mean(axis=2)
+
+def _node_metrics(
+    grid: Grid, base: Baseline, fx: Effects, *, heat: Thermals, air: Air
+) -> tuple[np.ndarray, np.ndarray]:
+    """Assemble the IPMI and node exporter series, [NODE_SERIES, time, node], and node power."""
+    t_n, n_n, gpn = grid.t_n, grid.n_n, grid.gpn
+    at, pt = base.air, base.power
+    inlet = air.inlet
+    node_power = heat.power.reshape(t_n, n_n, gpn).sum(axis=2)
+    node_busy = heat.busy.reshape(t_n, n_n, gpn).mean(axis=2)
+    node_power = np.round(node_power + 900.0 + 300.0 * node_busy + pt.node_pw_noise)
+    node_air = air.fan_ratio.mean(axis=2)
     nodes = np.empty((len(NODE_SERIES), t_n, n_n))
-    nodes[0:FANS_PER_NODE] = np.moveaxis(fans, 2, 0)
+    nodes[0:FANS_PER_NODE] = np.moveaxis(air.fans, 2, 0)
     k = FANS_PER_NODE
-    nodes[k] = np.round(inlet + inlet_noise)
-    nodes[k + 1] = np.round(inlet + 11.0 * (node_power / 7000.0) / node_air + exhaust_noise)
+    nodes[k] = np.round(inlet + at.inlet_noise)
+    nodes[k + 1] = np.round(inlet + 11.0 * (node_power / 7000.0) / node_air + at.exhaust_noise)
     nodes[k + 2] = node_power
-    psu = 12.10 + psu_off[None] - 0.012 * (node_power / 7000.0)[:, :, None]
-    psu = psu + fx.psu_volt_add[:, :, None] + psu_noise
+    psu = 12.10 + pt.psu_off[None] - 0.012 * (node_power / 7000.0)[:, :, None]
+    psu = psu + fx.psu_volt_add[:, :, None] + pt.psu_noise
     nodes[k + 3] = np.round(psu[:, :, 0], 3)
     nodes[k + 4] = np.round(psu[:, :, 1], 3)
-    nodes[k + 5] = np.round(inlet + 22.0 + 14.0 * node_busy / np.sqrt(node_air) + cpu_noise, 1)
+    nodes[k + 5] = np.round(inlet + 22.0 + 14.0 * node_busy / np.sqrt(node_air) + pt.cpu_noise, 1)
+    return nodes, node_power
 
-    # --- component metrics [series, time, rack]
+
+def _facility_metrics(
+    grid: Grid, base: Baseline, fx: Effects, *, node_power: np.ndarray, crac: np.ndarray
+) -> np.ndarray:
+    """Assemble the PDU, CRAC and switch series, [COMPONENT_SERIES, time, rack]."""
+    t_n, r_n = grid.t_n, grid.r_n
+    at, pt, bg = base.air, base.power, base.background
     live_nodes = ~fx.node_down
     rack_watts = (node_power * live_nodes).reshape(t_n, r_n, -1).sum(axis=2)
     comp = np.empty((len(COMPONENT_SERIES), t_n, r_n))
-    comp[0] = np.where(fx.pdu_off, 0.0, np.round(1.04 * rack_watts + 350.0 + pdu_w_noise))
-    volts = 230.5 + pdu_off_v + pdu_ar - 3.0 * rack_watts / 70000.0 + fx.pdu_volt_add
-    comp[1] = np.where(fx.pdu_off, 0.0, np.round(volts + pdu_noise, 1))
-    comp[2] = np.round(crac + crac_noise, 1)
-    comp[3] = np.cumsum(
-        port_base + poisson_like(fx.port_err_rate * step_min, fault_noise[:, :r_n]), axis=0
-    )
+    comp[0] = np.where(fx.pdu_off, 0.0, np.round(1.04 * rack_watts + 350.0 + pt.pdu_w_noise))
+    volts = 230.5 + pt.pdu_off_v + pt.pdu_ar - 3.0 * rack_watts / 70000.0 + fx.pdu_volt_add
+    comp[1] = np.where(fx.pdu_off, 0.0, np.round(volts + pt.pdu_noise, 1))
+    comp[2] = np.round(crac + at.crac_noise, 1)
+    port_faults = poisson_like(fx.port_err_rate * grid.step_min, bg.fault_noise[:, :r_n])
+    comp[3] = np.cumsum(bg.port_base + port_faults, axis=0)
+    return comp
 
-    # --- presence: node down, scrape gaps, GPUs fallen off the bus
-    down = fx.node_down
-    up = np.empty((len(UP_JOBS), t_n, n_n))
+
+def _presence(
+    grid: Grid, gaps: dict[str, np.ndarray], fx: Effects, gpu: np.ndarray, nodes: np.ndarray
+) -> np.ndarray:
+    """Return ``up`` per exporter job; set what goes unreported to NaN in ``gpu`` and ``nodes``.
+
+    Unreported: everything of a down node, a failed scrape's series, a GPU fallen off the bus.
+    """
+    up = np.empty((len(UP_JOBS), grid.t_n, grid.n_n))
     for j, job_name in enumerate(UP_JOBS):
-        up[j] = np.where(down | gaps[job_name], 0.0, 1.0)
-    gpu_absent = (up[0] == 0.0)[:, node_of_gpu] | fx.gpu_absent
+        up[j] = np.where(fx.node_down | gaps[job_name], 0.0, 1.0)
+    gpu_absent = (up[0] == 0.0)[:, grid.node_of_gpu] | fx.gpu_absent
     gpu[:, gpu_absent] = np.nan
     for s, (_m, _sensor, job_name, _extra) in enumerate(NODE_SERIES):
         nodes[s][up[UP_JOBS.index(job_name)] == 0.0] = np.nan
-
-    return Readings(gpu=gpu, node=nodes, component=comp, up=up, xid_events=xid_events)
+    return up
