@@ -31,10 +31,14 @@ def _fleet() -> FleetSimulator:
     return FleetSimulator(SPEC, start=START, duration=timedelta(hours=13), seed=6101, faults=faults)
 
 
-def _settings(tmp_path: Path, **extra: object) -> Settings:
-    """Short fits so the test stays quick; everything else as shipped."""
+def _settings(tmp_path: Path, sim: FleetSimulator, **extra: object) -> Settings:
+    """The fleet's topology file, short fits so the test stays quick; everything else as shipped."""
+    from storage.topology import dump_topology
+
+    dump_topology(sim.topology, tmp_path / "topology.yaml")
     return load_settings(
         None,
+        topology=tmp_path / "topology.yaml",
         fit_window_hours=6,
         scan_interval=int(CYCLE.total_seconds()),
         model_dir=tmp_path / "models",
@@ -59,15 +63,16 @@ def _view(incidents: tuple[Incident, ...] | list[Incident]) -> set[tuple[object,
 @pytest.mark.slow
 def test_scan_at_t_equals_the_backtest_cycle_at_t(tmp_path: Path) -> None:
     from bot.commands.scan import run_scan
-    from bot.wiring import backtest_pipelines
+    from bot.wiring import backtest_pipelines, load_topology_of
 
     sim = _fleet()
-    settings = _settings(tmp_path)
+    settings = _settings(tmp_path, sim)
     at = ONSET + timedelta(hours=2, minutes=15)
     scan = run_scan(settings, at=at, detector="graph", source=sim, explain=False)
     # the backtest starts where the scan's warm-up starts: same fit, same streaks
     first = at - (settings.open_after - 1) * CYCLE
-    pipelines = backtest_pipelines(settings, sim, sim.topology, detectors=["graph"], explain=False)
+    topology = load_topology_of(settings)
+    pipelines = backtest_pipelines(settings, sim, topology, detectors=["graph"], explain=False)
     cycles = Replay(pipelines).run(cycle_times(first, at, CYCLE))["graph"]
     assert cycles[-1].at == at
     assert scan.incidents, "the faults should be warned by now"
@@ -77,10 +82,16 @@ def test_scan_at_t_equals_the_backtest_cycle_at_t(tmp_path: Path) -> None:
 
 @pytest.mark.slow
 def test_the_running_bot_and_the_replay_open_the_same_incidents(tmp_path: Path) -> None:
-    from bot.wiring import REPLAY, build_pipeline, build_runtime, memory_repository
+    from bot.wiring import (
+        REPLAY,
+        build_pipeline,
+        build_runtime,
+        load_topology_of,
+        memory_repository,
+    )
 
     sim = _fleet()
-    settings = _settings(tmp_path, database_url=f"sqlite:///{tmp_path / 'state.db'}")
+    settings = _settings(tmp_path, sim, database_url=f"sqlite:///{tmp_path / 'state.db'}")
     times = cycle_times(
         ONSET + timedelta(minutes=30), ONSET + timedelta(hours=2, minutes=30), CYCLE
     )
@@ -95,7 +106,7 @@ def test_the_running_bot_and_the_replay_open_the_same_incidents(tmp_path: Path) 
     replayed = build_pipeline(
         settings,
         source=sim,
-        topology=sim.topology,
+        topology=load_topology_of(settings),
         repository=memory_repository(),
         options=REPLAY,
     )
