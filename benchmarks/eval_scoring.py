@@ -3,7 +3,7 @@
 Run: ``.venv/bin/python -m benchmarks.eval_scoring [--seeds 7 11 13] [--healthy-seeds 8 9]``.
 Per fault kind: lead time (minutes before the failure) of the graph model and of the static
 rules, and whether the first incident named the injected root cause; on healthy fleets: false
-incidents per 1,000 GPU-days (graph model, Hysteresis open_after=2 / close_after=5).
+incidents per 1,000 GPU-days (graph model, IncidentTracker open_after=2 / close_after=5).
 The scenarios are the ones the tests use (tests/fixtures/scoring_scenarios.py).
 """
 
