@@ -21,26 +21,74 @@ One row per GPU (index: ``<node>/<gpu>``), built with vectorised pandas from the
   rates of the PDU, cooling unit and switch the GPU depends on;
 - ``fail_*`` flags, the failure-grade signals (DBE increase, row-remap failure, hardware XID,
   vanished series) that scoring turns into a risk floor.
+
+The peer, node and component context builders live in :mod:`analysis.context`, the window
+utilities in :mod:`analysis.frames`; the names this module always exported are re-exported here.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from datetime import datetime, timedelta
 
 import networkx as nx
 import numpy as np
-import numpy.typing as npt
 import pandas as pd
 
-from analysis.catalog import COMPONENT_KINDS, HARDWARE_XIDS
+from analysis.catalog import HARDWARE_XIDS
+from analysis.context import (
+    COMPARABLE_WATTS,
+    FAN,
+    HWMON,
+    INLET,
+    INLET_SENSOR,
+    NODE_POWER,
+    VOLTS,
+    component_context,
+    component_stats,
+    node_context,
+    peer_context,
+)
+from analysis.frames import slice_frame, slice_frames, sort_frames, to_utc
+from analysis.stats import anscombe, group_slope
 from analysis.types import FleetFrames
+
+__all__ = [
+    "COMPARABLE_WATTS",
+    "COUNTERS",
+    "DEFAULT_RECENT",
+    "DEFAULT_VANISH_AFTER",
+    "DEFAULT_WINDOW",
+    "FAN",
+    "FLAG_COLUMNS",
+    "FLAG_SIGNALS",
+    "GAUGES",
+    "GPU_FEATURE_METRICS",
+    "HWMON",
+    "INFO_COLUMNS",
+    "INLET",
+    "INLET_SENSOR",
+    "NODE_POWER",
+    "RAW_LEVEL_COLUMNS",
+    "REMAP_FAILURE",
+    "SUSTAINED",
+    "VOLTS",
+    "WORKLOAD_COLUMNS",
+    "XID",
+    "anscombe",
+    "build_features",
+    "feature_columns",
+    "feature_history",
+    "flags_of",
+    "gpu_keys_of",
+    "slice_frame",
+    "slice_frames",
+    "sort_frames",
+]
 
 DEFAULT_WINDOW = timedelta(minutes=30)
 DEFAULT_RECENT = timedelta(minutes=10)
 DEFAULT_VANISH_AFTER = timedelta(minutes=5)
-# Peers within this many watts of a GPU count as "at the same load" for temperature comparisons.
-COMPARABLE_WATTS = 150.0
 
 GAUGES: dict[str, str] = {
     "DCGM_FI_DEV_GPU_TEMP": "temp",
@@ -66,13 +114,6 @@ REMAP_FAILURE = "DCGM_FI_DEV_ROW_REMAP_FAILURE"
 XID = "DCGM_FI_DEV_XID_ERRORS"
 # The GPU metrics the features read: the columns of ``FleetFrames.gpu_wide``, in this order.
 GPU_FEATURE_METRICS: tuple[str, ...] = (*GAUGES, *COUNTERS, REMAP_FAILURE, XID)
-
-FAN = "ipmi_fan_speed_rpm"
-INLET = "ipmi_temperature_celsius"
-INLET_SENSOR = "Inlet Temp"
-VOLTS = "ipmi_voltage_volts"
-NODE_POWER = "ipmi_dcmi_power_consumption_current_watts"
-HWMON = "node_hwmon_temp_celsius"
 
 FLAG_COLUMNS: tuple[str, ...] = ("fail_dbe", "fail_remap", "fail_xid_hw", "fail_vanished")
 FLAG_SIGNALS: dict[str, str] = {
@@ -118,87 +159,9 @@ RAW_LEVEL_COLUMNS: tuple[str, ...] = (
 )
 
 
-def _utc(ts: datetime | pd.Timestamp) -> pd.Timestamp:
-    """Return an aware UTC pandas timestamp."""
-    t = pd.Timestamp(ts)
-    return t.tz_localize("UTC") if t.tzinfo is None else t.tz_convert("UTC")
-
-
-def slice_frame(frame: pd.DataFrame, start: pd.Timestamp, end: pd.Timestamp) -> pd.DataFrame:
-    """Return the rows with ``start < ts <= end`` (works on any tidy frame with a ts column)."""
-    if frame.empty:
-        return frame
-    ts = frame["ts"]
-    if ts.is_monotonic_increasing:
-        lo = int(ts.searchsorted(start, side="right"))
-        hi = int(ts.searchsorted(end, side="right"))
-        return frame.iloc[lo:hi]
-    return frame[(ts > start) & (ts <= end)]
-
-
-def sort_frames(frames: FleetFrames) -> FleetFrames:
-    """Return frames whose tidy tables are sorted by time, so windows slice by binary search."""
-
-    def _sorted(df: pd.DataFrame) -> pd.DataFrame:
-        """Sort one frame by ts (stable), unless it already is."""
-        if df.empty or df["ts"].is_monotonic_increasing:
-            return df
-        return df.sort_values("ts", kind="stable").reset_index(drop=True)
-
-    return FleetFrames(
-        gpu=_sorted(frames.gpu),
-        node=_sorted(frames.node),
-        component=_sorted(frames.component),
-        up=_sorted(frames.up),
-        start=frames.start,
-        end=frames.end,
-        step=frames.step,
-    )
-
-
-def slice_frames(frames: FleetFrames, start: datetime, end: datetime) -> FleetFrames:
-    """Return the frames restricted to ``start < ts <= end`` (start and end set to match)."""
-    lo, hi = _utc(start), _utc(end)
-    return FleetFrames(
-        gpu=slice_frame(frames.gpu, lo, hi),
-        node=slice_frame(frames.node, lo, hi),
-        component=slice_frame(frames.component, lo, hi),
-        up=slice_frame(frames.up, lo, hi),
-        start=lo.to_pydatetime(),
-        end=hi.to_pydatetime(),
-        step=frames.step,
-    )
-
-
 def gpu_keys_of(graph: nx.DiGraph) -> list[str]:
     """Return the GPU keys of the graph, sorted."""
     return sorted(n for n, d in graph.nodes(data=True) if d.get("kind") == "gpu")
-
-
-def _slope(values: pd.DataFrame, t: np.ndarray, keys: pd.Index, index: pd.Index) -> pd.DataFrame:
-    """Least-squares slope (per minute) of every column against ``t``, per GPU, NaN-aware."""
-    valid = values.notna()
-    tt = pd.DataFrame(
-        np.where(valid, t[:, None], np.nan), index=values.index, columns=values.columns
-    )
-    grp_t = tt.groupby(keys, sort=False)
-    mean_t = grp_t.mean()
-    mean_v = values.groupby(keys, sort=False).mean()
-    mean_tv = (tt * values).groupby(keys, sort=False).mean()
-    mean_tt = (tt * tt).groupby(keys, sort=False).mean()
-    var_t = mean_tt - mean_t * mean_t
-    slope = (mean_tv - mean_t * mean_v) / var_t.where(var_t > 1e-9)
-    return slope.reindex(index)
-
-
-def anscombe(counts: pd.Series | npt.NDArray[np.float64] | float) -> pd.Series:
-    """Return ``2 sqrt(count + 3/8)``: Poisson counts on a scale where their spread is about 1.
-
-    A counter's log rate squeezes a climb from a few events to thousands into a few units, so a
-    healthy wiggle of two or three events looks as big as a failing link; on this scale a healthy
-    Poisson counter moves by about one unit whatever its usual rate, and a climb stands out.
-    """
-    return pd.Series(2.0 * np.sqrt(np.clip(counts, 0.0, None) + 0.375))
 
 
 def _gpu_own(
@@ -225,7 +188,7 @@ def _gpu_own(
     out["temp_std"] = std["temp"]
     out["power_std"] = std["power"]
     out["util_std"] = std["util"]
-    slope = _slope(gauges[["temp", "mem_temp"]], t, keys, index)
+    slope = group_slope(gauges[["temp", "mem_temp"]], t, keys, index)
     out["temp_slope"] = slope["temp"]
     out["mem_temp_slope"] = slope["mem_temp"]
 
@@ -269,217 +232,6 @@ def _gpu_own(
     return out
 
 
-def _peer_context(
-    wide: pd.DataFrame, index: pd.Index, node_of: pd.Series, rack_of: pd.Series, recent: float
-) -> pd.DataFrame:
-    """Each GPU against its node's, rack's and fleet's GPUs at the same timestamps and power."""
-    keys = wide.index.get_level_values("key")
-    ts = wide.index.get_level_values("ts")
-    frame = pd.DataFrame(
-        {
-            "key": keys,
-            "ts": ts,
-            "node": node_of.reindex(keys).to_numpy(),
-            "rack": rack_of.reindex(keys).to_numpy(),
-            "temp": wide["DCGM_FI_DEV_GPU_TEMP"].to_numpy(),
-            "mem_temp": wide["DCGM_FI_DEV_MEMORY_TEMP"].to_numpy(),
-            "power": wide["DCGM_FI_DEV_POWER_USAGE"].to_numpy(),
-        }
-    )
-    # Fleet-wide temperature-per-watt, so "hotter" means hotter at the same power.
-    ok = frame["temp"].notna() & frame["power"].notna()
-    k = 0.0
-    if ok.sum() > 3:
-        p = frame.loc[ok, "power"].to_numpy()
-        tv = frame.loc[ok, "temp"].to_numpy()
-        var_p = float(np.var(p))
-        if var_p > 1e-9:
-            k = float(np.clip(np.cov(p, tv, bias=True)[0, 1] / var_p, 0.0, 1.0))
-    frame["temp_adj"] = frame["temp"] - k * frame["power"]
-    frame["mem_adj"] = frame["mem_temp"] - k * frame["power"]
-    frame["rack"] = frame["rack"].fillna(frame["node"])
-    by_node = frame.groupby(["ts", "node"], sort=False)
-    by_rack = frame.groupby(["ts", "rack"], sort=False)
-    by_ts = frame.groupby("ts", sort=False)
-    med_node = by_node[["temp_adj", "mem_adj", "power"]].transform("median")
-    med_rack = by_rack[["temp_adj", "power"]].transform("median")
-    med_fleet = by_ts[["temp_adj", "power"]].transform("median")
-    power = frame["power"]
-
-    def _comparable(med_power: pd.Series) -> pd.Series:
-        """Peers are only comparable at similar power (a busy GPU among idle ones is not)."""
-        return (power - med_power).abs() <= COMPARABLE_WATTS
-
-    near_node = _comparable(med_node["power"])
-    dev = pd.DataFrame(
-        {
-            "temp_at_power": frame["temp_adj"],
-            "mem_temp_at_power": frame["mem_adj"],
-            "temp_vs_node": (frame["temp_adj"] - med_node["temp_adj"]).where(near_node),
-            "mem_temp_vs_node": (frame["mem_adj"] - med_node["mem_adj"]).where(near_node),
-            "power_vs_node": power - med_node["power"],
-            "temp_vs_rack": (frame["temp_adj"] - med_rack["temp_adj"]).where(
-                _comparable(med_rack["power"])
-            ),
-            "temp_vs_fleet": (frame["temp_adj"] - med_fleet["temp_adj"]).where(
-                _comparable(med_fleet["power"])
-            ),
-        }
-    )
-    dev.index = wide.index
-    t = np.asarray((ts - ts.max()) / pd.Timedelta(minutes=1), dtype=np.float64)
-    is_recent = t > -recent
-    recent_dev = dev[is_recent].groupby(keys[is_recent], sort=False)
-    # Mostly incomparable (a job starting or stopping): say nothing rather than something odd.
-    enough = recent_dev.count() >= recent_dev.size().to_numpy()[:, None] * 0.5
-    out = recent_dev.mean().where(enough).reindex(index)
-    slope = _slope(dev[["temp_vs_node", "temp_at_power"]], t, keys, index)
-    valid = dev["temp_vs_node"].notna().groupby(keys, sort=False).mean().reindex(index)
-    out["temp_vs_node_slope"] = slope["temp_vs_node"].where(valid >= 0.8)
-    out["temp_at_power_slope"] = slope["temp_at_power"]
-    return out
-
-
-def _node_context(
-    node: pd.DataFrame,
-    up: pd.DataFrame,
-    *,
-    nodes: pd.Index,
-    at: pd.Timestamp,
-    recent: timedelta,
-) -> pd.DataFrame:
-    """Per-node fans, inlet air, PSU voltage, node power and scrape health, against the rack."""
-    out = pd.DataFrame(index=nodes)
-    cut = at - pd.Timedelta(recent)
-    if not node.empty:
-        fans = node[node["metric"] == FAN]
-        rec = fans[fans["ts"] > cut]
-        per_fan = rec.groupby(["node", "sensor"], sort=False)["value"].mean()
-        fan_min = per_fan.groupby(level="node").min()
-        fan_mean = per_fan.groupby(level="node").mean()
-        out["fan_min"] = fan_min.reindex(nodes)
-        out["fan_mean"] = fan_mean.reindex(nodes)
-        out["fan_spread"] = out["fan_min"] / out["fan_mean"].where(out["fan_mean"] > 0) - 1
-        fleet_fan = out["fan_min"].median()
-        out["fan_min_vs_fleet"] = out["fan_min"] / fleet_fan - 1 if fleet_fan > 0 else np.nan
-
-        inlet = node[(node["metric"] == INLET) & (node["sensor"] == INLET_SENSOR)]
-        inlet_rec = inlet[inlet["ts"] > cut].groupby("node", sort=False)["value"].mean()
-        out["inlet"] = inlet_rec.reindex(nodes)
-        out["inlet_vs_fleet"] = out["inlet"] - out["inlet"].median()
-
-        volts = node[node["metric"] == VOLTS]
-        if not volts.empty:
-            nominal = volts.groupby("sensor", sort=False)["value"].median()
-            rel = volts["value"] / volts["sensor"].map(nominal).replace(0, np.nan) - 1
-            v = pd.DataFrame({"node": volts["node"], "ts": volts["ts"], "rel": rel})
-            recent_rel = v[v["ts"] > cut].groupby("node", sort=False)["rel"].mean()
-            out["volts_dev"] = recent_rel.reindex(nodes)
-            out["volts_dip"] = v.groupby("node", sort=False)["rel"].min().reindex(nodes)
-        else:
-            out["volts_dev"] = np.nan
-            out["volts_dip"] = np.nan
-        power = node[(node["metric"] == NODE_POWER) & (node["ts"] > cut)]
-        out["node_power"] = power.groupby("node", sort=False)["value"].mean().reindex(nodes)
-        hw = node[(node["metric"] == HWMON) & (node["ts"] > cut)]
-        out["hwmon_temp"] = hw.groupby("node", sort=False)["value"].max().reindex(nodes)
-    else:
-        for col in (
-            "fan_min",
-            "fan_mean",
-            "fan_spread",
-            "fan_min_vs_fleet",
-            "inlet",
-            "inlet_vs_fleet",
-            "volts_dev",
-            "volts_dip",
-            "node_power",
-            "hwmon_temp",
-        ):
-            out[col] = np.nan
-    if not up.empty:
-        down = (up["value"] < 0.5).groupby(up["node"], sort=False).mean()
-        out["up_down_frac"] = down.reindex(nodes).fillna(0.0)
-    else:
-        out["up_down_frac"] = 0.0
-    return out
-
-
-def _is_counter(metric: str) -> bool:
-    """Guess whether a component metric is a cumulative counter from its name."""
-    m = metric.lower()
-    return m.endswith(("_total", "_count")) or "error" in m or "drop" in m
-
-
-def _component_stats(
-    component: pd.DataFrame, at: pd.Timestamp, window: timedelta, recent: timedelta
-) -> pd.DataFrame:
-    """Per component and metric: recent level, window minimum and maximum, counter rate."""
-    if component.empty:
-        return pd.DataFrame(
-            columns=["level", "min", "max", "rate", "sustained", "excess", "counter"]
-        )
-    cut = at - pd.Timedelta(recent)
-    c = component.sort_values(["component", "metric", "ts"], kind="stable")
-    grp = c.groupby(["component", "metric"], sort=False)["value"]
-    stats = pd.DataFrame(
-        {
-            "min": grp.min(),
-            "max": grp.max(),
-            "level": c[c["ts"] > cut].groupby(["component", "metric"], sort=False)["value"].mean(),
-        }
-    )
-    inc = grp.diff().clip(lower=0).groupby([c["component"], c["metric"]], sort=False).sum()
-    stats["rate"] = np.log1p(inc.reindex(stats.index).fillna(0.0) / (window / timedelta(hours=1)))
-    top = grp.diff().clip(lower=0).groupby([c["component"], c["metric"]], sort=False).max()
-    trimmed = (inc - top.reindex(inc.index).fillna(0.0)).clip(lower=0.0)
-    stats["sustained"] = np.log1p(
-        trimmed.reindex(stats.index).fillna(0.0) / (window / timedelta(hours=1))
-    )
-    stats["excess"] = anscombe(trimmed.reindex(stats.index).fillna(0.0)).to_numpy()
-    stats["counter"] = [_is_counter(str(m)) for m in stats.index.get_level_values("metric")]
-    return stats
-
-
-def _component_context(
-    stats: pd.DataFrame, graph: nx.DiGraph, nodes: Sequence[str]
-) -> pd.DataFrame:
-    """Join each node's upstream components' metrics as ``<kind>.<metric>`` columns."""
-    rows: dict[str, dict[str, float]] = {}
-    # Columns come from every component of the kind, so all nodes share one column set.
-    columns: set[str] = set()
-    per_comp: dict[str, dict[str, float]] = {}
-    for (cid, metric), rec in stats.iterrows():
-        if cid not in graph:
-            continue
-        kind = str(graph.nodes[cid].get("kind"))
-        if kind not in COMPONENT_KINDS:
-            continue
-        vals = per_comp.setdefault(str(cid), {})
-        base = f"{kind}.{metric}"
-        if bool(rec["counter"]):
-            vals[f"{base}.rate"] = float(rec["rate"])
-            vals[f"{base}.sustained"] = float(rec["sustained"])
-            vals[f"{base}.excess"] = float(rec["excess"])
-        else:
-            vals[base] = float(rec["level"])
-            vals[f"{base}.min"] = float(rec["min"])
-            vals[f"{base}.max"] = float(rec["max"])
-    for vals in per_comp.values():
-        columns.update(vals)
-    for node in nodes:
-        acc: dict[str, list[float]] = {}
-        if node in graph:
-            for pred in graph.predecessors(node):
-                for col, value in per_comp.get(str(pred), {}).items():
-                    acc.setdefault(col, []).append(value)
-        rows[node] = {col: float(np.nanmean(v)) for col, v in acc.items()}
-    frame = pd.DataFrame.from_dict(rows, orient="index").reindex(
-        index=list(nodes), columns=sorted(columns)
-    )
-    return frame.astype(float)
-
-
 def build_features(
     frames: FleetFrames,
     graph: nx.DiGraph,
@@ -513,7 +265,7 @@ def build_features(
         Index ``<node>/<gpu>`` (sorted), numeric feature columns, ``node`` and ``rack``, and the
         boolean ``fail_*`` flags.
     """
-    at_ts = _utc(at)
+    at_ts = to_utc(at)
     start = at_ts - pd.Timedelta(window)
     step = frames.step if frames.step > timedelta(0) else timedelta(minutes=1)
     win = slice_frames(frames, start, at_ts)
@@ -529,17 +281,17 @@ def build_features(
     rack_of = node_of.map(lambda n: rack_of_node.get(n, n))
 
     own = _gpu_own(wide, index, at=at_ts, window=window, recent=recent, step=step)
-    peers = _peer_context(wide, index, node_of, rack_of, recent / timedelta(minutes=1))
+    peers = peer_context(wide, index, node_of, rack_of, recent / timedelta(minutes=1))
     nodes = pd.Index(sorted(set(node_of)))
-    node_ctx = _node_context(
+    node_ctx = node_context(
         win.node,
         win.up,
         nodes=nodes,
         at=at_ts,
         recent=recent,
     )
-    comp_stats = _component_stats(win.component, at_ts, window, recent)
-    comp_ctx = _component_context(comp_stats, graph, list(nodes))
+    comp_stats = component_stats(win.component, at_ts, window, recent)
+    comp_ctx = component_context(comp_stats, graph, list(nodes))
     node_part = node_ctx.join(comp_ctx).reindex(node_of.to_numpy())
     node_part.index = index
 
@@ -594,7 +346,9 @@ def feature_history(
     parts = []
     for at in times:
         feats = build_features(ordered, graph, at, window)
-        feats.index = pd.MultiIndex.from_product([[_utc(at)], feats.index], names=["at", "gpu_key"])
+        feats.index = pd.MultiIndex.from_product(
+            [[to_utc(at)], feats.index], names=["at", "gpu_key"]
+        )
         parts.append(feats)
     if not parts:
         return pd.DataFrame()

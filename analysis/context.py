@@ -1,0 +1,240 @@
+"""Graph context of each GPU: its peers, its node, and the upstream components it depends on. Pure.
+
+- peer context: temperature at equal power against the node's, rack's and fleet's GPUs at the same
+  timestamps, memory temperature and power against the node's GPUs (only peers within
+  ``COMPARABLE_WATTS`` count as being at the same load), temperature at power over time;
+- node context: fans, inlet air, PSU voltage sag and dips, node power, scrape targets down;
+- component context: ``<kind>.<metric>`` levels, minima, maxima and counter rates of the PDU,
+  cooling unit and switch a node depends on.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import timedelta
+
+import networkx as nx
+import numpy as np
+import pandas as pd
+
+from analysis.catalog import COMPONENT_KINDS
+from analysis.stats import anscombe, group_slope
+
+# Peers within this many watts of a GPU count as "at the same load" for temperature comparisons.
+COMPARABLE_WATTS = 150.0
+
+FAN = "ipmi_fan_speed_rpm"
+INLET = "ipmi_temperature_celsius"
+INLET_SENSOR = "Inlet Temp"
+VOLTS = "ipmi_voltage_volts"
+NODE_POWER = "ipmi_dcmi_power_consumption_current_watts"
+HWMON = "node_hwmon_temp_celsius"
+
+
+def peer_context(
+    wide: pd.DataFrame, index: pd.Index, node_of: pd.Series, rack_of: pd.Series, recent: float
+) -> pd.DataFrame:
+    """Each GPU against its node's, rack's and fleet's GPUs at the same timestamps and power."""
+    keys = wide.index.get_level_values("key")
+    ts = wide.index.get_level_values("ts")
+    frame = pd.DataFrame(
+        {
+            "key": keys,
+            "ts": ts,
+            "node": node_of.reindex(keys).to_numpy(),
+            "rack": rack_of.reindex(keys).to_numpy(),
+            "temp": wide["DCGM_FI_DEV_GPU_TEMP"].to_numpy(),
+            "mem_temp": wide["DCGM_FI_DEV_MEMORY_TEMP"].to_numpy(),
+            "power": wide["DCGM_FI_DEV_POWER_USAGE"].to_numpy(),
+        }
+    )
+    # Fleet-wide temperature-per-watt, so "hotter" means hotter at the same power.
+    ok = frame["temp"].notna() & frame["power"].notna()
+    k = 0.0
+    if ok.sum() > 3:
+        p = frame.loc[ok, "power"].to_numpy()
+        tv = frame.loc[ok, "temp"].to_numpy()
+        var_p = float(np.var(p))
+        if var_p > 1e-9:
+            k = float(np.clip(np.cov(p, tv, bias=True)[0, 1] / var_p, 0.0, 1.0))
+    frame["temp_adj"] = frame["temp"] - k * frame["power"]
+    frame["mem_adj"] = frame["mem_temp"] - k * frame["power"]
+    frame["rack"] = frame["rack"].fillna(frame["node"])
+    by_node = frame.groupby(["ts", "node"], sort=False)
+    by_rack = frame.groupby(["ts", "rack"], sort=False)
+    by_ts = frame.groupby("ts", sort=False)
+    med_node = by_node[["temp_adj", "mem_adj", "power"]].transform("median")
+    med_rack = by_rack[["temp_adj", "power"]].transform("median")
+    med_fleet = by_ts[["temp_adj", "power"]].transform("median")
+    power = frame["power"]
+
+    def _comparable(med_power: pd.Series) -> pd.Series:
+        """Peers are only comparable at similar power (a busy GPU among idle ones is not)."""
+        return (power - med_power).abs() <= COMPARABLE_WATTS
+
+    near_node = _comparable(med_node["power"])
+    dev = pd.DataFrame(
+        {
+            "temp_at_power": frame["temp_adj"],
+            "mem_temp_at_power": frame["mem_adj"],
+            "temp_vs_node": (frame["temp_adj"] - med_node["temp_adj"]).where(near_node),
+            "mem_temp_vs_node": (frame["mem_adj"] - med_node["mem_adj"]).where(near_node),
+            "power_vs_node": power - med_node["power"],
+            "temp_vs_rack": (frame["temp_adj"] - med_rack["temp_adj"]).where(
+                _comparable(med_rack["power"])
+            ),
+            "temp_vs_fleet": (frame["temp_adj"] - med_fleet["temp_adj"]).where(
+                _comparable(med_fleet["power"])
+            ),
+        }
+    )
+    dev.index = wide.index
+    t = np.asarray((ts - ts.max()) / pd.Timedelta(minutes=1), dtype=np.float64)
+    is_recent = t > -recent
+    recent_dev = dev[is_recent].groupby(keys[is_recent], sort=False)
+    # Mostly incomparable (a job starting or stopping): say nothing rather than something odd.
+    enough = recent_dev.count() >= recent_dev.size().to_numpy()[:, None] * 0.5
+    out = recent_dev.mean().where(enough).reindex(index)
+    slope = group_slope(dev[["temp_vs_node", "temp_at_power"]], t, keys, index)
+    valid = dev["temp_vs_node"].notna().groupby(keys, sort=False).mean().reindex(index)
+    out["temp_vs_node_slope"] = slope["temp_vs_node"].where(valid >= 0.8)
+    out["temp_at_power_slope"] = slope["temp_at_power"]
+    return out
+
+
+def node_context(
+    node: pd.DataFrame,
+    up: pd.DataFrame,
+    *,
+    nodes: pd.Index,
+    at: pd.Timestamp,
+    recent: timedelta,
+) -> pd.DataFrame:
+    """Per-node fans, inlet air, PSU voltage, node power and scrape health, against the rack."""
+    out = pd.DataFrame(index=nodes)
+    cut = at - pd.Timedelta(recent)
+    if not node.empty:
+        fans = node[node["metric"] == FAN]
+        rec = fans[fans["ts"] > cut]
+        per_fan = rec.groupby(["node", "sensor"], sort=False)["value"].mean()
+        fan_min = per_fan.groupby(level="node").min()
+        fan_mean = per_fan.groupby(level="node").mean()
+        out["fan_min"] = fan_min.reindex(nodes)
+        out["fan_mean"] = fan_mean.reindex(nodes)
+        out["fan_spread"] = out["fan_min"] / out["fan_mean"].where(out["fan_mean"] > 0) - 1
+        fleet_fan = out["fan_min"].median()
+        out["fan_min_vs_fleet"] = out["fan_min"] / fleet_fan - 1 if fleet_fan > 0 else np.nan
+
+        inlet = node[(node["metric"] == INLET) & (node["sensor"] == INLET_SENSOR)]
+        inlet_rec = inlet[inlet["ts"] > cut].groupby("node", sort=False)["value"].mean()
+        out["inlet"] = inlet_rec.reindex(nodes)
+        out["inlet_vs_fleet"] = out["inlet"] - out["inlet"].median()
+
+        volts = node[node["metric"] == VOLTS]
+        if not volts.empty:
+            nominal = volts.groupby("sensor", sort=False)["value"].median()
+            rel = volts["value"] / volts["sensor"].map(nominal).replace(0, np.nan) - 1
+            v = pd.DataFrame({"node": volts["node"], "ts": volts["ts"], "rel": rel})
+            recent_rel = v[v["ts"] > cut].groupby("node", sort=False)["rel"].mean()
+            out["volts_dev"] = recent_rel.reindex(nodes)
+            out["volts_dip"] = v.groupby("node", sort=False)["rel"].min().reindex(nodes)
+        else:
+            out["volts_dev"] = np.nan
+            out["volts_dip"] = np.nan
+        power = node[(node["metric"] == NODE_POWER) & (node["ts"] > cut)]
+        out["node_power"] = power.groupby("node", sort=False)["value"].mean().reindex(nodes)
+        hw = node[(node["metric"] == HWMON) & (node["ts"] > cut)]
+        out["hwmon_temp"] = hw.groupby("node", sort=False)["value"].max().reindex(nodes)
+    else:
+        for col in (
+            "fan_min",
+            "fan_mean",
+            "fan_spread",
+            "fan_min_vs_fleet",
+            "inlet",
+            "inlet_vs_fleet",
+            "volts_dev",
+            "volts_dip",
+            "node_power",
+            "hwmon_temp",
+        ):
+            out[col] = np.nan
+    if not up.empty:
+        down = (up["value"] < 0.5).groupby(up["node"], sort=False).mean()
+        out["up_down_frac"] = down.reindex(nodes).fillna(0.0)
+    else:
+        out["up_down_frac"] = 0.0
+    return out
+
+
+def _is_counter(metric: str) -> bool:
+    """Guess whether a component metric is a cumulative counter from its name."""
+    m = metric.lower()
+    return m.endswith(("_total", "_count")) or "error" in m or "drop" in m
+
+
+def component_stats(
+    component: pd.DataFrame, at: pd.Timestamp, window: timedelta, recent: timedelta
+) -> pd.DataFrame:
+    """Per component and metric: recent level, window minimum and maximum, counter rate."""
+    if component.empty:
+        return pd.DataFrame(
+            columns=["level", "min", "max", "rate", "sustained", "excess", "counter"]
+        )
+    cut = at - pd.Timedelta(recent)
+    c = component.sort_values(["component", "metric", "ts"], kind="stable")
+    grp = c.groupby(["component", "metric"], sort=False)["value"]
+    stats = pd.DataFrame(
+        {
+            "min": grp.min(),
+            "max": grp.max(),
+            "level": c[c["ts"] > cut].groupby(["component", "metric"], sort=False)["value"].mean(),
+        }
+    )
+    inc = grp.diff().clip(lower=0).groupby([c["component"], c["metric"]], sort=False).sum()
+    stats["rate"] = np.log1p(inc.reindex(stats.index).fillna(0.0) / (window / timedelta(hours=1)))
+    top = grp.diff().clip(lower=0).groupby([c["component"], c["metric"]], sort=False).max()
+    trimmed = (inc - top.reindex(inc.index).fillna(0.0)).clip(lower=0.0)
+    stats["sustained"] = np.log1p(
+        trimmed.reindex(stats.index).fillna(0.0) / (window / timedelta(hours=1))
+    )
+    stats["excess"] = anscombe(trimmed.reindex(stats.index).fillna(0.0)).to_numpy()
+    stats["counter"] = [_is_counter(str(m)) for m in stats.index.get_level_values("metric")]
+    return stats
+
+
+def component_context(stats: pd.DataFrame, graph: nx.DiGraph, nodes: Sequence[str]) -> pd.DataFrame:
+    """Join each node's upstream components' metrics as ``<kind>.<metric>`` columns."""
+    rows: dict[str, dict[str, float]] = {}
+    # Columns come from every component of the kind, so all nodes share one column set.
+    columns: set[str] = set()
+    per_comp: dict[str, dict[str, float]] = {}
+    for (cid, metric), rec in stats.iterrows():
+        if cid not in graph:
+            continue
+        kind = str(graph.nodes[cid].get("kind"))
+        if kind not in COMPONENT_KINDS:
+            continue
+        vals = per_comp.setdefault(str(cid), {})
+        base = f"{kind}.{metric}"
+        if bool(rec["counter"]):
+            vals[f"{base}.rate"] = float(rec["rate"])
+            vals[f"{base}.sustained"] = float(rec["sustained"])
+            vals[f"{base}.excess"] = float(rec["excess"])
+        else:
+            vals[base] = float(rec["level"])
+            vals[f"{base}.min"] = float(rec["min"])
+            vals[f"{base}.max"] = float(rec["max"])
+    for vals in per_comp.values():
+        columns.update(vals)
+    for node in nodes:
+        acc: dict[str, list[float]] = {}
+        if node in graph:
+            for pred in graph.predecessors(node):
+                for col, value in per_comp.get(str(pred), {}).items():
+                    acc.setdefault(col, []).append(value)
+        rows[node] = {col: float(np.nanmean(v)) for col, v in acc.items()}
+    frame = pd.DataFrame.from_dict(rows, orient="index").reindex(
+        index=list(nodes), columns=sorted(columns)
+    )
+    return frame.astype(float)

@@ -1,0 +1,61 @@
+"""Window utilities on the tidy fleet frames: UTC timestamps, sorting and slicing by time. Pure."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+import pandas as pd
+
+from analysis.types import FleetFrames
+
+
+def to_utc(ts: datetime | pd.Timestamp) -> pd.Timestamp:
+    """Return an aware UTC pandas timestamp."""
+    t = pd.Timestamp(ts)
+    return t.tz_localize("UTC") if t.tzinfo is None else t.tz_convert("UTC")
+
+
+def slice_frame(frame: pd.DataFrame, start: pd.Timestamp, end: pd.Timestamp) -> pd.DataFrame:
+    """Return the rows with ``start < ts <= end`` (works on any tidy frame with a ts column)."""
+    if frame.empty:
+        return frame
+    ts = frame["ts"]
+    if ts.is_monotonic_increasing:
+        lo = int(ts.searchsorted(start, side="right"))
+        hi = int(ts.searchsorted(end, side="right"))
+        return frame.iloc[lo:hi]
+    return frame[(ts > start) & (ts <= end)]
+
+
+def sort_frames(frames: FleetFrames) -> FleetFrames:
+    """Return frames whose tidy tables are sorted by time, so windows slice by binary search."""
+
+    def _sorted(df: pd.DataFrame) -> pd.DataFrame:
+        """Sort one frame by ts (stable), unless it already is."""
+        if df.empty or df["ts"].is_monotonic_increasing:
+            return df
+        return df.sort_values("ts", kind="stable").reset_index(drop=True)
+
+    return FleetFrames(
+        gpu=_sorted(frames.gpu),
+        node=_sorted(frames.node),
+        component=_sorted(frames.component),
+        up=_sorted(frames.up),
+        start=frames.start,
+        end=frames.end,
+        step=frames.step,
+    )
+
+
+def slice_frames(frames: FleetFrames, start: datetime, end: datetime) -> FleetFrames:
+    """Return the frames restricted to ``start < ts <= end`` (start and end set to match)."""
+    lo, hi = to_utc(start), to_utc(end)
+    return FleetFrames(
+        gpu=slice_frame(frames.gpu, lo, hi),
+        node=slice_frame(frames.node, lo, hi),
+        component=slice_frame(frames.component, lo, hi),
+        up=slice_frame(frames.up, lo, hi),
+        start=lo.to_pydatetime(),
+        end=hi.to_pydatetime(),
+        step=frames.step,
+    )
