@@ -5,6 +5,9 @@ requests of a fetch does not depend on the fleet's size. Results become the tidy
 ``analysis.types.FleetFrames``. Every failure (unreachable, slow, HTTP or PromQL error, empty or
 malformed answer) is raised as one ``MetricsSourceError`` line saying what failed, where, and
 what to check.
+
+This module is the HTTP/query layer (client, retries, errors, the queries a fetch sends); turning
+the answers into frames is :mod:`storage.promql_frames`.
 """
 
 from __future__ import annotations
@@ -18,7 +21,6 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-import numpy as np
 import pandas as pd
 import requests
 from prometheus_api_client import PrometheusApiClientException, PrometheusConnect
@@ -30,11 +32,30 @@ from analysis.types import (
     COMPONENT_COLUMNS,
     GPU_COLUMNS,
     NODE_COLUMNS,
-    UP_COLUMNS,
     FleetFrames,
     Topology,
 )
+from storage.promql_frames import (
+    COMPONENT_LABEL,
+    component_frame,
+    concat_frames,
+    gpu_frame,
+    node_frame,
+    strip_port,
+    up_frame,
+)
 from storage.source import MetricsSourceError
+
+__all__ = [
+    "DCGM_METRICS",
+    "DEFAULT_LABEL_MAP",
+    "NODE_METRICS",
+    "REQUIRED_DCGM_METRICS",
+    "MetricsSourceError",
+    "PrometheusSource",
+    "QueryStats",
+    "strip_port",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -49,7 +70,6 @@ DEFAULT_LABEL_MAP: Mapping[str, str] = {
     "instance": "instance",
     "sensor": "name",
 }
-_COMPONENT_LABEL = "gpu_risk_component"
 _MAX_QUERY_CHARS = 6000
 
 
@@ -61,17 +81,6 @@ class QueryStats:
     series: int
     samples: int
     seconds: float
-
-
-def strip_port(instance: str) -> str:
-    """Return ``host`` from ``host:port`` (IPv6 ``[::1]:9100`` too); leave other values alone."""
-    if instance.startswith("["):
-        host, _, rest = instance[1:].partition("]")
-        return host if rest.startswith(":") or not rest else instance
-    host, sep, port = instance.rpartition(":")
-    if sep and port.isdigit() and host:
-        return host
-    return instance
 
 
 def _duration(step: timedelta) -> str:
@@ -292,7 +301,7 @@ class PrometheusSource:
             if not matrix:
                 empty.append(metric)
                 continue
-            part, bad = self._gpu_frame(metric, matrix)
+            part, bad = gpu_frame(metric, matrix, self.labels)
             unlabeled += bad
             if part is not None:
                 gpu_parts.append(part)
@@ -303,20 +312,20 @@ class PrometheusSource:
             matrix = self._matrix(metric, start, end, step, metric)
             n_series += len(matrix)
             if matrix:
-                node_parts.append(self._node_frame(metric, matrix))
+                node_parts.append(node_frame(metric, matrix, self.labels))
 
         comp_parts = self._components(start, end, step)
         n_series += sum(p["component"].nunique() for p in comp_parts)
 
         up_matrix = self._matrix("up", start, end, step, "up")
         n_series += len(up_matrix)
-        up = self._up_frame(up_matrix)
+        up = up_frame(up_matrix, self.labels)
 
-        gpu = _concat(gpu_parts, GPU_COLUMNS)
+        gpu = concat_frames(gpu_parts, GPU_COLUMNS)
         frames = FleetFrames(
             gpu=gpu,
-            node=_concat(node_parts, NODE_COLUMNS),
-            component=_concat(comp_parts, COMPONENT_COLUMNS),
+            node=concat_frames(node_parts, NODE_COLUMNS),
+            component=concat_frames(comp_parts, COMPONENT_COLUMNS),
             up=up,
             start=start,
             end=end,
@@ -358,81 +367,6 @@ class PrometheusSource:
                 self.url,
             )
 
-    def _gpu_frame(
-        self, metric: str, matrix: list[dict[str, Any]]
-    ) -> tuple[pd.DataFrame | None, int]:
-        """Tidy one DCGM metric's matrix; return it and how many series lacked node/GPU labels."""
-        node_l, gpu_l, inst_l = self.labels["node"], self.labels["gpu"], self.labels["instance"]
-        ts: list[Any] = []
-        nodes: list[str] = []
-        gpus: list[str] = []
-        vals: list[Any] = []
-        bad = 0
-        keys: set[tuple[str, str]] = set()
-        duplicated = False
-        for series in matrix:
-            labels = series["metric"]
-            node = labels.get(node_l) or (
-                strip_port(labels[inst_l]) if labels.get(inst_l) else None
-            )
-            gpu = labels.get(gpu_l)
-            if not node or gpu is None:
-                bad += 1
-                continue
-            duplicated = duplicated or (node, str(gpu)) in keys
-            keys.add((node, str(gpu)))
-            values = series["values"]
-            n = len(values)
-            ts.extend(v[0] for v in values)
-            vals.extend(v[1] for v in values)
-            nodes.extend([node] * n)
-            gpus.extend([str(gpu)] * n)
-        if not ts:
-            return None, bad
-        df = pd.DataFrame(
-            {
-                "ts": _to_ts(ts),
-                "node": nodes,
-                "gpu": gpus,
-                "metric": metric,
-                "value": _floats(vals),
-            }
-        )
-        if duplicated:  # two series for one (node, gpu), e.g. two exporters: one value per step
-            df = df.drop_duplicates(subset=["ts", "node", "gpu"], keep="last")
-        return df, bad
-
-    def _node_frame(self, metric: str, matrix: list[dict[str, Any]]) -> pd.DataFrame:
-        """Tidy one node metric's matrix (node from ``instance`` without its port)."""
-        inst_l, sensor_l = self.labels["instance"], self.labels["sensor"]
-        ts: list[Any] = []
-        nodes: list[str] = []
-        sensors: list[str] = []
-        vals: list[Any] = []
-        for series in matrix:
-            labels = series["metric"]
-            node = strip_port(labels.get(inst_l, "") or labels.get("Hostname", ""))
-            if not node:
-                continue
-            sensor = labels.get(sensor_l) or labels.get("sensor") or ""
-            if sensor_l != "sensor" and labels.get("chip") and labels.get("sensor"):
-                sensor = f"{labels['chip']}/{labels['sensor']}"
-            values = series["values"]
-            n = len(values)
-            ts.extend(v[0] for v in values)
-            vals.extend(v[1] for v in values)
-            nodes.extend([node] * n)
-            sensors.extend([sensor] * n)
-        return pd.DataFrame(
-            {
-                "ts": _to_ts(ts),
-                "node": pd.Series(nodes, dtype="object"),
-                "metric": metric,
-                "sensor": pd.Series(sensors, dtype="object"),
-                "value": _floats(vals),
-            }
-        )
-
     def _components(self, start: datetime, end: datetime, step: timedelta) -> list[pd.DataFrame]:
         """One query per component metric name: every component's PromQL joined with ``or``."""
         if self.topology is None or not self.topology.components:
@@ -445,98 +379,12 @@ class PrometheusSource:
         for name, members in sorted(by_metric.items()):
             for chunk in _chunks(members, _MAX_QUERY_CHARS):
                 query = " or ".join(
-                    f'label_replace(({q}), "{_COMPONENT_LABEL}", "{_escape(cid)}", "", "")'
+                    f'label_replace(({q}), "{COMPONENT_LABEL}", "{_escape(cid)}", "", "")'
                     for cid, q in chunk
                 )
                 matrix = self.query_range(query, start, end, step, what=f"components' {name}")
-                parts.append(self._component_frame(name, matrix))
+                parts.append(component_frame(name, matrix))
         return parts
-
-    def _component_frame(self, name: str, matrix: list[dict[str, Any]]) -> pd.DataFrame:
-        """Tidy one component metric; several series of one component are averaged."""
-        ts: list[Any] = []
-        comps: list[str] = []
-        vals: list[Any] = []
-        for series in matrix:
-            cid = series["metric"].get(_COMPONENT_LABEL)
-            if not cid:
-                continue
-            values = series["values"]
-            ts.extend(v[0] for v in values)
-            vals.extend(v[1] for v in values)
-            comps.extend([cid] * len(values))
-        df = pd.DataFrame(
-            {
-                "ts": _to_ts(ts),
-                "component": pd.Series(comps, dtype="object"),
-                "metric": name,
-                "value": _floats(vals),
-            }
-        )
-        if df.duplicated(subset=["ts", "component"]).any():
-            logger.warning(
-                "component metric %s returns several series per component: averaged", name
-            )
-            df = df.groupby(["ts", "component", "metric"], as_index=False)["value"].mean()
-        return df
-
-    def _up_frame(self, matrix: list[dict[str, Any]]) -> pd.DataFrame:
-        """Tidy ``up``: one row per target and step, node from ``instance`` without its port."""
-        inst_l = self.labels["instance"]
-        ts: list[Any] = []
-        nodes: list[str] = []
-        jobs: list[str] = []
-        vals: list[Any] = []
-        for series in matrix:
-            labels = series["metric"]
-            node = strip_port(labels.get(inst_l, ""))
-            values = series["values"]
-            ts.extend(v[0] for v in values)
-            vals.extend(v[1] for v in values)
-            nodes.extend([node] * len(values))
-            jobs.extend([labels.get("job", "")] * len(values))
-        if not ts:
-            return FleetFrames.empty_frame(UP_COLUMNS)
-        return _concat(
-            [
-                pd.DataFrame(
-                    {
-                        "ts": _to_ts(ts),
-                        "node": pd.Series(nodes, dtype="object"),
-                        "job": pd.Series(jobs, dtype="object"),
-                        "value": _floats(vals),
-                    }
-                )
-            ],
-            UP_COLUMNS,
-        )
-
-
-def _floats(values: list[Any]) -> np.ndarray:
-    """Prometheus sample values (strings such as "41", "NaN", "+Inf") as float64."""
-    try:
-        return np.asarray(values, dtype="float64")
-    except ValueError:  # something unparsable: coerce it to NaN rather than fail the fetch
-        return pd.to_numeric(pd.Series(values, dtype="object"), errors="coerce").to_numpy(
-            dtype="float64"
-        )
-
-
-def _to_ts(seconds: Iterable[Any]) -> pd.Series:
-    """Unix seconds (floats) -> UTC timestamps."""
-    return pd.to_datetime(pd.Series(list(seconds), dtype="float64"), unit="s", utc=True)
-
-
-def _concat(parts: list[pd.DataFrame], columns: tuple[str, ...]) -> pd.DataFrame:
-    """Concatenate tidy parts in column order, sorted; an empty typed frame if none."""
-    parts = [p for p in parts if not p.empty]
-    if not parts:
-        return FleetFrames.empty_frame(columns)
-    df = pd.concat(parts, ignore_index=True)[list(columns)]
-    df["value"] = df["value"].astype("float64")
-    keys = [c for c in columns if c not in ("value", "ts")] + ["ts"]
-    df = df.dropna(subset=["value"]).sort_values(keys, kind="stable").reset_index(drop=True)
-    return df
 
 
 def _chunks(members: list[tuple[str, str]], limit: int) -> Iterable[list[tuple[str, str]]]:
