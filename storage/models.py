@@ -228,7 +228,8 @@ class LeaseRow(Base):
 class OutboxRow(Base):
     """A notification committed with the change that caused it, sent later by the notifier.
 
-    ``status``: pending (to send, possibly claimed), sent, or dead (gave up).
+    ``status``: pending (to send, possibly claimed), sent, or dead (gave up after its last
+    allowed attempt, at ``dead_at``; an admin may send it back to pending).
     A pending row is claimable when ``claim_expires_at`` is NULL or past and ``retry_at`` is
     NULL or past, and no earlier pending row of the same incident exists (order per incident).
     """
@@ -252,6 +253,7 @@ class OutboxRow(Base):
     last_error: Mapped[str | None] = mapped_column(Text)
     sent_at: Mapped[datetime | None]
     message_ref: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    dead_at: Mapped[datetime | None]
 
 
 class ScoreRow(Base):
@@ -293,3 +295,32 @@ class IncidentImageRow(Base):
     name: Mapped[str] = mapped_column(String(64), primary_key=True)
     png: Mapped[bytes] = mapped_column(LargeBinary)
     created_at: Mapped[datetime]
+
+
+class TrackerStateRow(Base):
+    """One pipeline's incident tracker streaks (JSON), written with the cycle that produced them."""
+
+    __tablename__ = "tracker_state"
+
+    pipeline: Mapped[str] = mapped_column(String(64), primary_key=True)
+    state: Mapped[dict[str, Any]]
+    at: Mapped[datetime]
+
+
+class SeenRequestRow(Base):
+    """A request signature already handled (replay guard), pruned after its time to live."""
+
+    __tablename__ = "seen_requests"
+
+    signature: Mapped[str] = mapped_column(String(255), primary_key=True)
+    seen_at: Mapped[datetime] = mapped_column(index=True)
+
+
+class ModelBlobRow(Base):
+    """A fitted model's bytes kept in the database (PostgreSQL deployments: shared by replicas)."""
+
+    __tablename__ = "model_blobs"
+
+    name: Mapped[str] = mapped_column(String(255), primary_key=True)
+    data: Mapped[bytes] = mapped_column(LargeBinary)
+    saved_at: Mapped[datetime]

@@ -212,7 +212,7 @@ def enqueue_row(
 ) -> int | None:
     """Insert an outbox row unless its idempotency key exists; return its id or None."""
     stmt = (
-        _insert(s)(OutboxRow)
+        dialect_insert(s)(OutboxRow)
         .values(
             kind=kind,
             incident_id=incident_id,
@@ -261,6 +261,6 @@ def has_message_ref(s: Session, incident_id: int, channel: str) -> bool:
     return s.scalar(q.limit(1)) is not None
 
 
-def _insert(s: Session) -> Any:
+def dialect_insert(s: Session) -> Any:
     """Return the dialect's INSERT (for ON CONFLICT DO NOTHING)."""
     return postgresql.insert if s.get_bind().dialect.name == "postgresql" else sqlite.insert

@@ -18,15 +18,18 @@ The records and vocabularies are re-exported here, so callers import everything 
 
 from __future__ import annotations
 
+import hashlib
+from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Engine
+from sqlalchemy import Engine, delete
 
 from analysis.lifecycle import DEFAULT_SCORE_EPSILON
 from storage.db import make_engine, session_factory
 from storage.db import upgrade as migrate
 from storage.incidents import IncidentStore
-from storage.outbox import OutboxStore
+from storage.models import SeenRequestRow
+from storage.outbox import OutboxStore, dialect_insert
 from storage.records import (
     DATA_SOURCE_KIND,
     VERDICTS,
@@ -43,6 +46,7 @@ from storage.records import (
     SilenceRecord,
     StoreStatus,
     Verdict,
+    require_aware,
 )
 from storage.scans import ScanStore
 
@@ -109,3 +113,29 @@ class Repository(IncidentStore, OutboxStore, ScanStore):
     def dialect(self) -> str:
         """Return ``sqlite`` or ``postgresql``."""
         return self.engine.dialect.name
+
+    def remember_request(self, signature: str, at: datetime, ttl: timedelta) -> bool:
+        """Record a request signature; True when it is new (not seen within ``ttl`` before ``at``).
+
+        Rows older than ``ttl`` are pruned in the same transaction, so a signature seen longer ago
+        counts as new again. Safe between replicas: INSERT ... ON CONFLICT DO NOTHING decides.
+        """
+        require_aware(at, "at")
+        if not signature:
+            raise ValueError("signature must not be empty")
+        with self._sessions.begin() as s:
+            s.execute(delete(SeenRequestRow).where(SeenRequestRow.seen_at < at - ttl))
+            stmt = (
+                dialect_insert(s)(SeenRequestRow)
+                .values(signature=_bounded(signature), seen_at=at)
+                .on_conflict_do_nothing(index_elements=["signature"])
+                .returning(SeenRequestRow.signature)
+            )
+            return s.execute(stmt).scalar() is not None
+
+
+def _bounded(signature: str) -> str:
+    """Return the signature, or its SHA-256 when it is longer than the column."""
+    if len(signature) <= 255:
+        return signature
+    return "sha256:" + hashlib.sha256(signature.encode()).hexdigest()

@@ -4,7 +4,7 @@ head -> previous -> base, and the models equal the migrations (autogenerate find
 from __future__ import annotations
 
 import threading
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from alembic.autogenerate import compare_metadata
@@ -31,7 +31,7 @@ from tests.fixtures.postgres import (  # noqa: F401 - pytest fixtures
 )
 
 T0 = datetime(2026, 11, 22, 10, 0, tzinfo=UTC)
-PREVIOUS = "0002"
+PREVIOUS = "0003"
 TABLES_0001 = {
     "incidents",
     "incident_gpus",
@@ -46,6 +46,7 @@ TABLES_0001 = {
 }
 TABLES_0002 = {"scores", "model_versions"}
 TABLES_0003 = {"incident_images"}
+TABLES_0004 = {"tracker_state", "seen_requests", "model_blobs"}
 
 
 def tables(url: str) -> set[str]:
@@ -57,15 +58,15 @@ def tables(url: str) -> set[str]:
         engine.dispose()
 
 
-def test_head_is_0003_and_previous_exists() -> None:
-    assert head_revision() == "0003"
+def test_head_is_0004_and_previous_exists() -> None:
+    assert head_revision() == "0004"
 
 
 def test_upgrade_empty_database_to_head_matches_models(db_url: str) -> None:  # noqa: F811
     assert current_revision(db_url) is None
     upgrade(db_url)
     assert current_revision(db_url) == head_revision()
-    assert tables(db_url) == TABLES_0001 | TABLES_0002 | TABLES_0003
+    assert tables(db_url) == TABLES_0001 | TABLES_0002 | TABLES_0003 | TABLES_0004
     engine = make_engine(db_url)
     try:
         with engine.connect() as conn:
@@ -81,7 +82,7 @@ def test_upgrade_empty_database_to_head_matches_models(db_url: str) -> None:  # 
 def test_upgrade_previous_revision_with_data_keeps_it(db_url: str) -> None:  # noqa: F811
     upgrade(db_url, PREVIOUS)
     assert current_revision(db_url) == PREVIOUS
-    assert tables(db_url) == TABLES_0001 | TABLES_0002
+    assert tables(db_url) == TABLES_0001 | TABLES_0002 | TABLES_0003
     # a previous-revision deployment with an open, posted incident and a pending notification
     repo = Repository.from_url(db_url, migrate_schema=False)
     inc = Incident(
@@ -107,6 +108,8 @@ def test_upgrade_previous_revision_with_data_keeps_it(db_url: str) -> None:  # n
         assert repo.top_gpus(1) == [GpuScore("gpu-node-001", "0", 0.8)]
         repo.save_images(iid, {"graph": b"\x89PNG-g"}, at=T0)  # type: ignore[arg-type]
         assert repo.images(iid) == {"graph": b"\x89PNG-g"}  # type: ignore[arg-type]
+        assert repo.remember_request("sig", T0, timedelta(minutes=5))
+        assert not repo.remember_request("sig", T0, timedelta(minutes=5))
     finally:
         repo.close()
 
@@ -122,6 +125,8 @@ def test_downgrade_head_to_previous_to_base(db_url: str) -> None:  # noqa: F811
     repo.close()
     downgrade(db_url, PREVIOUS)
     assert current_revision(db_url) == PREVIOUS
+    assert tables(db_url) == TABLES_0001 | TABLES_0002 | TABLES_0003
+    downgrade(db_url, "0002")
     assert tables(db_url) == TABLES_0001 | TABLES_0002
     downgrade(db_url, "0001")
     assert tables(db_url) == TABLES_0001

@@ -594,3 +594,39 @@ def test_sqlite_readers_do_not_wait_for_a_writer(tmp_path: Path) -> None:
             repo.record_scan(T0, True, 1.0, 1)
     assert [r.score for r in repo.open_incidents()] == [0.5]
     engine.dispose()
+
+
+def test_remember_request_is_true_once_within_ttl_then_prunes(repo: Repository) -> None:
+    ttl = timedelta(minutes=5)
+    assert repo.remember_request("v0=abc", T0, ttl) is True
+    assert repo.remember_request("v0=abc", T0 + MIN, ttl) is False
+    assert repo.remember_request("v0=other", T0 + MIN, ttl) is True
+    # once older than ttl the row is pruned and the signature counts as new again
+    assert repo.remember_request("v0=abc", T0 + ttl + MIN, ttl) is True
+    long = "x" * 400
+    assert repo.remember_request(long, T0, ttl) is True
+    assert repo.remember_request(long, T0, ttl) is False
+
+
+def test_remember_request_between_replicas_has_one_winner(db_url: str) -> None:  # noqa: F811
+    repos = [Repository.from_url(db_url, migrate_schema=not i) for i in range(4)]
+    barrier = threading.Barrier(4)
+    results: list[bool] = []
+    errors: list[BaseException] = []
+
+    def run(r: Repository) -> None:
+        try:
+            barrier.wait()
+            results.append(r.remember_request("sig", T0, timedelta(minutes=5)))
+        except BaseException as exc:  # surfaced below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=run, args=(r,)) for r in repos]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=60)
+    assert not errors, errors
+    assert sorted(results) == [False, False, False, True]
+    for r in repos:
+        r.close()
