@@ -275,6 +275,34 @@ class Fault:
 
 
 @dataclass(frozen=True)
+class BenignEvent:
+    """Something that moves the metrics but is no fault and must not page (ground truth).
+
+    ``kind`` names it (``job_churn``, ``drain_reboot``, ``driver_update``, ``fan_profile``,
+    ``ecc_burst``, ``ambient_change``, ``power_cap`` ...); ``target`` is the GPU key, node,
+    component or ``fleet``; ``affected`` the GPU keys whose metrics it moves in ``[start, end]``.
+    """
+
+    id: str
+    kind: str
+    target: str
+    affected: tuple[str, ...]
+    start: datetime
+    end: datetime
+
+    def as_dict(self) -> dict[str, Any]:
+        """Return the JSON form (``benign.json`` beside ``faults.json``)."""
+        return {
+            "id": self.id,
+            "kind": self.kind,
+            "target": self.target,
+            "affected": list(self.affected),
+            "start": _rfc3339(self.start),
+            "end": _rfc3339(self.end),
+        }
+
+
+@dataclass(frozen=True)
 class GpuScore:
     """One GPU's calibrated risk in [0, 1] (higher = riskier)."""
 
