@@ -7,8 +7,9 @@ update, resolve) is :mod:`analysis.lifecycle`'s decision.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from datetime import datetime
+from typing import Any
 
 from analysis.incidents import incident_id
 from analysis.types import Assessment, Incident
@@ -48,6 +49,41 @@ class IncidentTracker:
                 self._quiet[key] = 0
                 self._streak[key] = self.open_after
                 self._first.setdefault(key, inc.at)
+
+    def state(self) -> dict[str, Any]:
+        """Return the streaks as JSON-ready data (what ``load_state`` takes back).
+
+        The open incidents themselves are not part of it: the store holds them (``restore``).
+        """
+        return {
+            "streak": dict(sorted(self._streak.items())),
+            "first": {k: v.isoformat() for k, v in sorted(self._first.items())},
+            "quiet": dict(sorted(self._quiet.items())),
+        }
+
+    def load_state(self, state: Mapping[str, Any]) -> None:
+        """Take back the streaks of ``state()`` (e.g. the last leader's), over what is here.
+
+        Call it after ``restore``: quiet counts are kept only for incidents open here, and an
+        open incident's streak never drops below ``open_after``.
+        """
+        streak = {str(k): int(v) for k, v in (state.get("streak") or {}).items()}
+        first = {
+            str(k): datetime.fromisoformat(str(v)) for k, v in (state.get("first") or {}).items()
+        }
+        quiet = {str(k): int(v) for k, v in (state.get("quiet") or {}).items()}
+        for key, n in streak.items():
+            if n < 1:
+                continue
+            self._streak[key] = max(n, self.open_after) if key in self._open else n
+            if key in first:
+                self._first[key] = first[key]
+        for key, t in first.items():
+            if key in self._streak and key not in self._first:
+                self._first[key] = t
+        for key in self._open:
+            if key in quiet:
+                self._quiet[key] = max(0, quiet[key])
 
     def update(self, assessment: Assessment) -> list[Incident]:
         """Take one cycle's assessment; return the incidents open after it."""

@@ -71,6 +71,7 @@ class Pipeline:
     save_model: Callable[[Scorer, datetime], None] | None = None
     render: bool = True
     record_scores: bool = True
+    name: str = "alerts"
     tracker: IncidentTracker = field(init=False)
     needs_history: bool = field(default=True, init=False)
     self_gating: bool = field(default=False, init=False)
@@ -93,9 +94,10 @@ class Pipeline:
         self.resume()
 
     def resume(self) -> None:
-        """Forget in-memory streaks; the next cycle restores the open incidents from the store.
+        """Drop in-memory streaks; the next cycle restores open incidents and streaks from the store.
 
-        Call it when this replica (re)gains the leadership: another leader may have changed them.
+        Call it when this replica (re)gains the leadership: another leader may have changed them
+        (its streaks toward opening are stored with each cycle, ``Repository.tracker_state``).
         """
         # A scorer that already requires persistence (Prometheus ``for:``) opens at first sight.
         open_after = 1 if self.self_gating else self.open_after
@@ -112,18 +114,23 @@ class Pipeline:
         graph = self.graph_of(frames)
         self.last_frames, self.last_graph = frames, graph  # what this cycle saw (for comparisons)
         assessment = self.model(graph, at, frames).assess(frames, graph, at)
-        incidents = self.track(assessment)
-        explained = self.explain(incidents, frames, graph, at)
-        stored = self.repository.open_incidents()  # as before this cycle's decisions
-        images = self.render_images(explained, stored, frames, graph, assessment)
-        decisions = self.repository.apply_cycle(
-            at,
-            explained,
-            True,
-            scores=assessment.scores if self.record_scores else None,
-            unobserved=self.unobserved(frames, stored),
-            images=images,
-        )
+        try:
+            incidents = self.track(assessment)
+            explained = self.explain(incidents, frames, graph, at)
+            stored = self.repository.open_incidents()  # as before this cycle's decisions
+            images = self.render_images(explained, stored, frames, graph, assessment)
+            decisions = self.repository.apply_cycle(
+                at,
+                explained,
+                True,
+                scores=assessment.scores if self.record_scores else None,
+                unobserved=self.unobserved(frames, stored),
+                images=images,
+                tracker=(self.name, self.tracker.state()),
+            )
+        except BaseException:
+            self.resume()  # the streaks in memory ran ahead of the store: take the store's again
+            raise
         return self._succeeded(at, assessment, explained, decisions, started)
 
     # ------------------------------------------------------------------ steps
@@ -142,9 +149,12 @@ class Pipeline:
         return build_graph(self.topology, sorted(self.last_seen))
 
     def track(self, assessment: Assessment) -> list[Incident]:
-        """Streaks over cycles; after a restart it starts from the store's open incidents."""
+        """Streaks over cycles; after a restart it starts from the store's incidents and streaks."""
         if not self.restored:
             self.tracker.restore(r.incident for r in self.repository.open_incidents())
+            state = self.repository.tracker_state(self.name)
+            if state is not None:
+                self.tracker.load_state(state)
             self.restored = True
         return self.tracker.update(assessment)
 

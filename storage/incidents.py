@@ -33,6 +33,7 @@ from storage.models import (
     IncidentRow,
     MessageRefRow,
     SilenceRow,
+    TrackerStateRow,
 )
 from storage.outbox import enqueue_row, upsert_message_ref
 from storage.records import (
@@ -72,6 +73,7 @@ class IncidentStore:
         scores: Sequence[GpuScore] | None = None,
         unobserved: Collection[str] = (),
         images: Mapping[str, Mapping[str, bytes]] | None = None,
+        tracker: tuple[str, Mapping[str, Any]] | None = None,
     ) -> list[Decision]:
         """Decide and persist one cycle in ONE transaction; return a decision per dedup key.
 
@@ -83,7 +85,9 @@ class IncidentStore:
         open incidents involving them are not resolved either. ``scores``, when given, go to
         the score history in the same transaction. ``images`` (dedup key -> name -> PNG) are
         stored with a ``post`` decision in the same transaction, so an alert and its pictures
-        are committed together. Duplicate dedup keys keep the worst.
+        are committed together. ``tracker`` (pipeline name, ``IncidentTracker.state()``) is the
+        streak state after this cycle, stored in the same transaction so that a new leader
+        resumes from it (``tracker_state``). Duplicate dedup keys keep the worst.
         """
         require_aware(at, "at")
         reported = {inc.dedup_key for inc in incidents}
@@ -114,7 +118,15 @@ class IncidentStore:
                     _put_images(s, done.incident_id, pictures, at)
             if scores:
                 insert_scores(s, at, scores)
+            if tracker is not None:
+                _put_tracker_state(s, tracker[0], tracker[1], at)
         return decisions
+
+    def tracker_state(self, pipeline: str) -> dict[str, Any] | None:
+        """Return the streak state the last cycle of ``pipeline`` stored, or None."""
+        with self._readers() as s:
+            row = s.get(TrackerStateRow, pipeline)
+            return dict(row.state) if row is not None else None
 
     # ------------------------------------------------------------------ incidents (reads)
 
@@ -448,3 +460,12 @@ def _put_images(s: Session, incident_id: int, images: Mapping[str, bytes], at: d
         for name, png in images.items()
     )
     s.flush()
+
+
+def _put_tracker_state(s: Session, pipeline: str, state: Mapping[str, Any], at: datetime) -> None:
+    """Insert or replace a pipeline's tracker state in the open transaction."""
+    row = s.get(TrackerStateRow, pipeline)
+    if row is None:
+        s.add(TrackerStateRow(pipeline=pipeline, state=dict(state), at=at))
+    else:
+        row.state, row.at = dict(state), at

@@ -630,3 +630,26 @@ def test_remember_request_between_replicas_has_one_winner(db_url: str) -> None: 
     assert sorted(results) == [False, False, False, True]
     for r in repos:
         r.close()
+
+
+def test_tracker_state_is_stored_with_the_cycle_and_round_trips(repo: Repository) -> None:
+    from analysis.tracker import IncidentTracker
+    from analysis.types import Assessment
+
+    assert repo.tracker_state("alerts") is None
+    tracker = IncidentTracker(open_after=3)
+    inc = gpu_incident()
+    tracker.update(Assessment(T0, (), (inc,)))
+    tracker.update(Assessment(T0 + MIN, (), (inc,)))
+    repo.apply_cycle(T0 + MIN, [], True, tracker=("alerts", tracker.state()))
+    stored = repo.tracker_state("alerts")
+    assert stored == {"streak": {inc.dedup_key: 2}, "first": {inc.dedup_key: T0.isoformat()},
+                      "quiet": {}}  # fmt: skip
+    resumed = IncidentTracker(open_after=3)
+    resumed.load_state(stored)
+    (opened,) = resumed.update(Assessment(T0 + 2 * MIN, (), (inc,)))
+    fresh = IncidentTracker(open_after=3)
+    fresh.update(Assessment(T0, (), (inc,)))
+    fresh.update(Assessment(T0 + MIN, (), (inc,)))
+    (same,) = fresh.update(Assessment(T0 + 2 * MIN, (), (inc,)))
+    assert opened.id == same.id  # one process or two: the same incident id

@@ -16,6 +16,7 @@ from urllib.parse import urlparse
 import pytest
 import requests
 
+from analysis.incidents import incident_id
 from analysis.types import GpuScore, Incident, RootCause
 from bot.config import ConfigError, load_settings
 from bot.console import ConsoleNotifier, read_log
@@ -124,6 +125,38 @@ def test_restart_keeps_open_incidents_open_and_does_not_repost(
     assert [(i.dedup_key, i.status) for i in incidents] == [("gpu:gpu-node-001/1", "open")]
     kinds = [e["kind"] for e in read_log(tmp_path / "console.jsonl")]
     assert kinds == ["post"]
+
+
+def test_new_leader_continues_the_last_leaders_streaks(tmp_path: Path, simulator: Any) -> None:
+    """Streaks toward opening are stored with each cycle: a fault seen once by a leader that
+    dies opens on the new leader's first cycle (open_after=2), with the first leader's id."""
+    clock = Clock(fd.SIM_START + timedelta(hours=2, minutes=10))
+
+    def counting_streaks(runtime: Runtime) -> Runtime:
+        """The static rules gate themselves (open at first sight): make them count streaks."""
+        runtime.pipeline.self_gating = False
+        runtime.pipeline.resume()
+        return runtime
+
+    first = counting_streaks(_runtime(tmp_path, simulator, clock, open_after=2))
+    try:
+        assert first.scan() is True
+        assert first.repository.incidents() == []  # one sighting: not open yet
+        state = first.repository.tracker_state("alerts")
+        assert state is not None and state["streak"] == {"gpu:gpu-node-001/1": 1}
+    finally:
+        first.stop()
+    second = counting_streaks(_runtime(tmp_path, simulator, clock, open_after=2))
+    try:
+        clock.at += timedelta(minutes=1)
+        assert second.scan() is True
+        incidents = second.repository.incidents()
+    finally:
+        second.stop()
+    assert [(i.dedup_key, i.status) for i in incidents] == [("gpu:gpu-node-001/1", "open")]
+    # the id counts from the first leader's sighting, as if one process had seen both cycles
+    start = fd.SIM_START + timedelta(hours=2, minutes=10)
+    assert incidents[0].incident.id == incident_id("gpu:gpu-node-001/1", start)
 
 
 def test_healthz_and_metrics_over_http(tmp_path: Path, simulator: Any) -> None:
