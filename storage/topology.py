@@ -1,7 +1,14 @@
-"""Read, validate and write ``topology.yaml``: racks, their nodes and upstream components."""
+"""Read, validate and write ``topology.yaml``: racks, their nodes and upstream components.
+
+The file is hostile until proven otherwise: at most ``MAX_TOPOLOGY_BYTES`` (checked before it is
+read), UTF-8, no YAML aliases (no billion laughs), nested at most ``MAX_TOPOLOGY_DEPTH`` levels.
+Every problem is one ``TopologyError`` line; values echoed in it are cut to ~80 characters.
+"""
 
 from __future__ import annotations
 
+import os
+import reprlib
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -19,22 +26,136 @@ class TopologyError(ValueError):
     """A topology file is malformed; the message names the place and the problem."""
 
 
+# Limits of what load_topology reads: a real fleet's file is a few hundred kB at most.
+MAX_TOPOLOGY_BYTES = 5 * 1024 * 1024
+MAX_TOPOLOGY_DEPTH = 32
+_ECHO_CHARS = 80
+
+
+def _short(value: Any) -> str:
+    """A bounded repr of a user value for an error message (never expands big or nested data)."""
+    short = reprlib.Repr()
+    short.maxlevel, short.maxstring, short.maxother = 2, 60, 60
+    short.maxdict = short.maxlist = short.maxtuple = short.maxset = 4
+    text = short.repr(value)
+    text = " ".join(text.split())
+    return text if len(text) <= _ECHO_CHARS else text[: _ECHO_CHARS - 3] + "..."
+
+
+def _label(value: Any) -> str:
+    """A user-given name for an error message: one line, at most ~80 characters, no quotes."""
+    return _one_line(str(value), _ECHO_CHARS)
+
+
+def _keys(keys: Any) -> str:
+    """Unknown mapping keys for an error message (any YAML type, bounded)."""
+    shown = sorted(_short(k) for k in keys)
+    more = f" (+{len(shown) - 5} more)" if len(shown) > 5 else ""
+    return "[" + ", ".join(shown[:5]) + "]" + more
+
+
+def _one_line(text: str, limit: int = 200) -> str:
+    """Collapse whitespace to one line and cut it to ``limit`` characters."""
+    text = " ".join(str(text).split())
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+class _LimitedLoader(yaml.SafeLoader):
+    """PyYAML's SafeLoader refusing aliases (no billion laughs) and nesting deeper than a limit."""
+
+    def __init__(self, stream: str) -> None:
+        """Read ``stream``; depth starts at zero."""
+        super().__init__(stream)
+        self._depth = 0
+
+    def compose_node(self, parent: Any, index: Any) -> Any:
+        """Compose one node, refusing aliases and counting how deep the document nests."""
+        if self.check_event(yaml.AliasEvent):
+            mark = self.peek_event().start_mark
+            raise _RefusedError(
+                f"line {mark.line + 1}, column {mark.column + 1}: YAML aliases (*name) are not "
+                "supported: write the values out in full"
+            )
+        self._depth += 1
+        try:
+            if self._depth > MAX_TOPOLOGY_DEPTH:
+                mark = self.peek_event().start_mark
+                raise _RefusedError(
+                    f"line {mark.line + 1}, column {mark.column + 1}: nested more than "
+                    f"{MAX_TOPOLOGY_DEPTH} levels deep: a topology is racks -> nodes -> roles"
+                )
+            return super().compose_node(parent, index)
+        finally:
+            self._depth -= 1
+
+
+class _RefusedError(Exception):
+    """Raised inside the loader; turned into a TopologyError naming the file."""
+
+
+def _read_text(p: Path) -> str:
+    """Read a topology file as UTF-8, refusing oversized files before reading them."""
+    try:
+        with p.open("rb") as fh:
+            size = os.fstat(fh.fileno()).st_size
+            if size > MAX_TOPOLOGY_BYTES:
+                raise TopologyError(_too_big(p, size))
+            raw = fh.read(MAX_TOPOLOGY_BYTES + 1)  # a pipe or growing file has no honest size
+    except FileNotFoundError:
+        raise TopologyError(f"{p}: file not found (give the path of your topology.yaml)") from None
+    except IsADirectoryError:
+        raise TopologyError(f"{p}: is a directory (give the path of your topology.yaml)") from None
+    except OSError as exc:
+        raise TopologyError(f"{p}: cannot read: {exc.strerror or type(exc).__name__}") from None
+    if len(raw) > MAX_TOPOLOGY_BYTES:
+        raise TopologyError(_too_big(p, len(raw)))
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise TopologyError(
+            f"{p}: not UTF-8 text at byte {exc.start}: save the topology as UTF-8 YAML"
+        ) from None
+
+
+def _too_big(p: Path, size: int) -> str:
+    """The message for a file over MAX_TOPOLOGY_BYTES."""
+    return (
+        f"{p}: {size:,} bytes, over the {MAX_TOPOLOGY_BYTES // (1024 * 1024)} MB limit of a "
+        "topology file: check the path points at your topology.yaml"
+    )
+
+
+def _code_point(character: Any) -> int:
+    """The code point of the character PyYAML's reader refused (it gives an int or a str)."""
+    if isinstance(character, int):
+        return character
+    return ord(str(character)[:1] or "\0")
+
+
 def load_topology(path: str | Path) -> Topology:
     """Read and validate a topology file; raise TopologyError naming the place on any problem."""
     p = Path(path)
+    text = _read_text(p)
     try:
-        text = p.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise TopologyError(f"{p}: file not found (give the path of your topology.yaml)") from None
-    except OSError as exc:
-        raise TopologyError(f"{p}: cannot read: {exc.strerror}") from None
-    try:
-        data = yaml.safe_load(text)
+        data = yaml.load(text, Loader=_LimitedLoader)  # a SafeLoader subclass: safe
+    except _RefusedError as exc:
+        raise TopologyError(f"{p}: {exc}") from None
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark
+        where = f" line {mark.line + 1}, column {mark.column + 1}:" if mark else ""
+        problem = _one_line(exc.problem or exc.context or type(exc).__name__)
+        raise TopologyError(f"{p}:{where} not valid YAML: {problem}") from None
+    except yaml.reader.ReaderError as exc:
+        raise TopologyError(
+            f"{p}: not valid YAML: character #x{_code_point(exc.character):04x} at position "
+            f"{exc.position} is not allowed in YAML: remove it"
+        ) from None
     except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f" line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-        problem = getattr(exc, "problem", None) or str(exc)
-        raise TopologyError(f"{p}:{where}: not valid YAML: {problem}") from None
+        raise TopologyError(f"{p}: not valid YAML: {_one_line(str(exc))}") from None
+    except (ValueError, OverflowError) as exc:  # e.g. 2026-13-45 read as a (bad) timestamp
+        raise TopologyError(
+            f"{p}: not valid YAML: a value cannot be read ({_one_line(str(exc), 80)}): quote it"
+        ) from None
     return parse_topology(data, source=str(p))
 
 
@@ -46,7 +167,7 @@ def _str_list(value: Any, where: str) -> tuple[str, ...]:
         return (value,)
     if isinstance(value, list) and all(isinstance(v, str | int) for v in value):
         return tuple(str(v) for v in value)
-    raise TopologyError(f"{where}: expected a list of names, got {value!r}")
+    raise TopologyError(f"{where}: expected a list of names, got {_short(value)}")
 
 
 def parse_topology(data: Any, source: str = "topology") -> Topology:
@@ -56,7 +177,7 @@ def parse_topology(data: Any, source: str = "topology") -> Topology:
     unknown = set(data) - {"racks", "components", "nodes"}
     if unknown:
         raise TopologyError(
-            f"{source}: unknown top-level key(s) {sorted(unknown)}; allowed: racks, components, nodes"
+            f"{source}: unknown top-level key(s) {_keys(unknown)}; allowed: racks, components, nodes"
         )
     racks_raw = data.get("racks")
     if not isinstance(racks_raw, list) or not racks_raw:
@@ -72,11 +193,11 @@ def parse_topology(data: Any, source: str = "topology") -> Topology:
         rid = raw.get("id")
         if not isinstance(rid, str) or not rid:
             raise TopologyError(f"{where}: missing 'id' (a rack name such as rack-a1)")
-        where = f"{source}: racks[{i}] ({rid})"
+        where = f"{source}: racks[{i}] ({_label(rid)})"
         extra = set(raw) - {"id", "nodes", *_ROLES}
         if extra:
             raise TopologyError(
-                f"{where}: unknown key(s) {sorted(extra)}; allowed: id, nodes, power, cooling, network"
+                f"{where}: unknown key(s) {_keys(extra)}; allowed: id, nodes, power, cooling, network"
             )
         nodes_raw = raw.get("nodes")
         if not isinstance(nodes_raw, list) or not nodes_raw:
@@ -86,7 +207,7 @@ def parse_topology(data: Any, source: str = "topology") -> Topology:
             name, override = _parse_node_entry(entry, f"{where}.nodes[{j}]")
             if name in seen_nodes:
                 raise TopologyError(
-                    f"{where}.nodes[{j}]: node {name!r} is already in rack {seen_nodes[name]}"
+                    f"{where}.nodes[{j}]: node {_short(name)} is already in rack {_label(seen_nodes[name])}"
                 )
             seen_nodes[name] = rid
             nodes.append(name)
@@ -111,14 +232,16 @@ def _parse_node_entry(entry: Any, where: str) -> tuple[str, NodeOverride | None]
         extra = set(entry) - {"name", *_ROLES}
         if extra:
             raise TopologyError(
-                f"{where} ({name}): unknown key(s) {sorted(extra)}; allowed: name, power, cooling, network"
+                f"{where} ({_label(name)}): unknown key(s) {_keys(extra)}; allowed: name, power, cooling, network"
             )
         kw = {
             role: _str_list(entry[role], f"{where}.{role}") if role in entry else None
             for role in _ROLES
         }
         return name, NodeOverride(**kw)
-    raise TopologyError(f"{where}: expected a node name or a mapping with 'name', got {entry!r}")
+    raise TopologyError(
+        f"{where}: expected a node name or a mapping with 'name', got {_short(entry)}"
+    )
 
 
 def _parse_components(raw: Any, source: str) -> dict[str, Component]:
@@ -127,13 +250,13 @@ def _parse_components(raw: Any, source: str) -> dict[str, Component]:
         raise TopologyError(f"{source}: 'components' must be a mapping of id -> {{kind, metrics}}")
     out: dict[str, Component] = {}
     for cid, spec in raw.items():
-        where = f"{source}: components.{cid}"
+        where = f"{source}: components.{_label(cid)}"
         if not isinstance(spec, Mapping):
             raise TopologyError(f"{where}: expected a mapping with 'kind' and 'metrics'")
         kind = spec.get("kind")
         if kind not in COMPONENT_KINDS:
             raise TopologyError(
-                f"{where}: kind must be one of {', '.join(COMPONENT_KINDS)}, got {kind!r}"
+                f"{where}: kind must be one of {', '.join(COMPONENT_KINDS)}, got {_short(kind)}"
             )
         metrics = spec.get("metrics") or {}
         if not isinstance(metrics, Mapping) or not all(
@@ -157,8 +280,8 @@ def _check_roles(
                 comp = components.get(cid)
                 if comp is not None and comp.kind != _ROLE_KIND[role]:
                     raise TopologyError(
-                        f"{source}: rack {rack.id} lists {cid!r} under {role}, but components.{cid} "
-                        f"is kind {comp.kind!r} (expected {_ROLE_KIND[role]!r})"
+                        f"{source}: rack {_label(rack.id)} lists {_short(cid)} under {role}, but "
+                        f"that component is kind {comp.kind!r} (expected {_ROLE_KIND[role]!r})"
                     )
     for node, ov in overrides.items():
         for role in _ROLES:
@@ -166,8 +289,8 @@ def _check_roles(
                 comp = components.get(cid)
                 if comp is not None and comp.kind != _ROLE_KIND[role]:
                     raise TopologyError(
-                        f"{source}: node {node} lists {cid!r} under {role}, but components.{cid} "
-                        f"is kind {comp.kind!r} (expected {_ROLE_KIND[role]!r})"
+                        f"{source}: node {_label(node)} lists {_short(cid)} under {role}, but that "
+                        f"component is kind {comp.kind!r} (expected {_ROLE_KIND[role]!r})"
                     )
 
 
