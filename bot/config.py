@@ -56,7 +56,11 @@ class Settings(BaseSettings):
     open_after: int = Field(2, ge=1, le=60, description="Cycles above threshold to open")
     close_after: int = Field(5, ge=1, le=240, description="Cycles below threshold to close")
     random_state: int = Field(0, description="Seed of every estimator")
-    model_dir: Path = Field(Path("models"), description="Where fitted models are stored (joblib)")
+    model_dir: Path | None = Field(
+        None,
+        description="Where fitted models are stored (default: with the state: next to the "
+        "SQLite file, or in the PostgreSQL database)",
+    )
 
     # State and runtime
     database_url: str = Field(
@@ -73,6 +77,12 @@ class Settings(BaseSettings):
         ge=1,
         le=3600,
         description="A claimed notification is re-sent after this if unconfirmed",
+    )
+    outbox_max_attempts: int = Field(
+        8,
+        ge=1,
+        le=100,
+        description="Attempts per notification (backoff doubling from 30 s) before it is dead",
     )
     console_log: Path | None = Field(
         None, description="Without Slack: also append each notification as a JSON line here"

@@ -2,9 +2,12 @@
 
 ``bot/wiring.build_runtime`` composes it from Settings; nothing here builds its dependencies.
 
-Jobs (``bot/scheduler.py`` runs them):
-- scan: if this replica leads, one pipeline cycle at the bot's clock, then deliver the outbox;
-- dispatch: deliver the outbox (every replica; claims keep two from sending one row);
+Jobs (``bot/scheduler.py`` runs them, each in its own thread):
+- scan: if this replica leads, one pipeline cycle at the bot's clock; it only commits (incidents
+  and their outbox rows), it never talks to Slack, so a Slack outage never slows a scan;
+- probe: while scans back off after source failures, a cheap query each interval;
+- dispatch: deliver the outbox (every replica; claims keep two from sending one row), with
+  bounded attempts and backoff (``bot.delivery.Retry``), then dead letters;
 - refit: the leader refits the model on the history before now (daily);
 - digest: the leader posts the daily summary and prunes score history past its retention.
 """
@@ -22,7 +25,7 @@ from apscheduler.schedulers.background import BackgroundScheduler
 
 from analysis.types import format_time
 from bot.config import Settings
-from bot.delivery import deliver
+from bot.delivery import Retry, deliver
 from bot.pipeline import CycleOutcome, Pipeline
 from bot.scheduler import Jobs, build_scheduler
 from bot.sinks import Sink
@@ -96,12 +99,30 @@ class Runtime:
         return got
 
     def scan(self) -> bool:
-        """Leader: run one cycle and deliver what it queued. Return False when the source failed."""
+        """Leader: run one cycle and commit what it decided (the dispatch job sends it).
+
+        Return False when the source failed.
+        """
         if not self.is_leader():
             return True
-        outcome = self.run_cycle()
-        self.dispatch()
-        return outcome.ok
+        return self.run_cycle().ok
+
+    def probe(self) -> bool:
+        """Return True when the data source answers a tiny query (or cannot be probed).
+
+        Runs every scan interval while full scans back off, so recovery shows within one
+        interval. A source without ``query_range`` (the simulator) counts as answering.
+        """
+        query = getattr(self.pipeline.source, "query_range", None)
+        if query is None:
+            return True
+        at, step = self.clock(), self.pipeline.step
+        try:
+            query("vector(1)", at - step, at, step, what="probe")
+        except Exception as exc:
+            logger.info("data source still down: %s", exc)
+            return False
+        return True
 
     def run_cycle(self) -> CycleOutcome:
         """Run one pipeline cycle at the bot's clock and log a one-line summary."""
@@ -119,17 +140,30 @@ class Runtime:
 
     def dispatch(self) -> int:
         """Deliver every due outbox row once; return how many were sent."""
-        speed = self.settings.clock_speed if self.settings.clock_start else 1.0
-        return deliver(
+        speed = self.speed()
+        sent = deliver(
             self.repository,
             self.sink,
             at=self.clock(),
             worker_id=self.worker_id,
             lease=timedelta(seconds=self.settings.outbox_lease_seconds) * speed,
-            retry_in=timedelta(seconds=30) * speed,
+            retry=Retry(
+                first=timedelta(seconds=30) * speed,
+                cap=timedelta(minutes=15) * speed,
+                max_attempts=self.settings.outbox_max_attempts,
+            ),
             on_sent=self._sent,
             on_failed=lambda _item: self.metrics.notifications_failed.inc(),
+            on_dead=lambda _item: self.metrics.notifications_dead.inc(),
+            speed=speed,
         )
+        for status, n in self.repository.outbox_counts().items():
+            self.metrics.outbox_rows.labels(status).set(n)
+        return sent
+
+    def speed(self) -> float:
+        """Bot-clock seconds per real second (1 unless the testing clock runs faster)."""
+        return self.settings.clock_speed if self.settings.clock_start else 1.0
 
     def _sent(self, item: OutboxItem) -> None:
         """Count a delivered notification."""
@@ -159,25 +193,41 @@ class Runtime:
             """Deliver the outbox (the count is only for callers that want it)."""
             self.dispatch()
 
-        return Jobs(scan=self.scan, dispatch=dispatch, refit=self.refit, digest=self.digest)
+        return Jobs(
+            scan=self.scan,
+            dispatch=dispatch,
+            refit=self.refit,
+            digest=self.digest,
+            probe=self.probe,
+        )
 
     # ------------------------------------------------------------------ health
 
     def stale_after(self) -> timedelta:
-        """How old the last good scan may be (bot-clock time) before /healthz says 503."""
-        speed = self.settings.clock_speed if self.settings.clock_start else 1.0
-        return timedelta(seconds=max(5 * self.settings.scan_interval, 120) * speed)
+        """How old the last good scan may be (bot-clock time) before /readyz says 503."""
+        return timedelta(seconds=max(5 * self.settings.scan_interval, 120) * self.speed())
+
+    def liveness(self) -> tuple[bool, dict[str, Any]]:
+        """Return (alive, detail) for /livez: the process serves (no store, no Slack asked)."""
+        return True, {
+            "worker": self.worker_id,
+            "leader": self.leading,
+            "uptime_seconds": round(time.monotonic() - self.started, 1),
+            "scheduler": bool(self.scheduler is not None and self.scheduler.running),
+        }
 
     def health(self) -> tuple[bool, dict[str, Any]]:
-        """Return (healthy, detail): last scan, last good scan, leadership, data source."""
+        """Return (ready, detail) for /readyz and /healthz: the data is fresh (whoever leads).
+
+        Slack plays no part: a Slack outage shows as queued notifications, not as unready.
+        """
         st = self.repository.status()
         now = self.clock()
         last_ok = st.last_ok_scan.at if st.last_ok_scan else None
         age = (now - last_ok).total_seconds() if last_ok else None
         limit = self.stale_after().total_seconds()
         if age is None:  # nothing scanned yet: healthy while starting up
-            speed = self.settings.clock_speed if self.settings.clock_start else 1.0
-            ok = (time.monotonic() - self.started) * speed <= limit
+            ok = (time.monotonic() - self.started) * self.speed() <= limit
         else:
             ok = age <= limit
         return ok, {
@@ -192,12 +242,14 @@ class Runtime:
             "data_source": st.data_source,
             "open_incidents": st.open_incidents,
             "pending_notifications": st.pending_notifications,
+            "dead_notifications": st.dead_notifications,
         }
 
     # ------------------------------------------------------------------ life
 
     def start(self) -> Runtime:
-        """Serve HTTP (/healthz, /metrics, /slack/events in HTTP mode), Socket Mode, scheduler."""
+        """Serve HTTP (/livez, /readyz, /healthz, /metrics, /slack/events in HTTP mode), Socket
+        Mode, and the scheduler."""
         from bot.slack.server import make_wsgi_app, serve
 
         s = self.settings
@@ -206,9 +258,10 @@ class Runtime:
             self.metrics.registry,
             bolt_app=self.slack.app if http_mode else None,
             health=self.health,
+            liveness=self.liveness,
         )
         self.server = serve(app, s.http_host, s.http_port)
-        logger.info("HTTP on %s:%d (/healthz, /metrics%s)", s.http_host, self.server.port,
+        logger.info("HTTP on %s:%d (/livez, /readyz, /metrics%s)", s.http_host, self.server.port,
                     ", /slack/events" if http_mode else "")  # fmt: skip
         if self.slack is not None and s.slack_app_token is not None:
             from bot.slack.socket import start_socket_mode

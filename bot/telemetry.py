@@ -9,7 +9,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 @dataclass(frozen=True)
 class BotMetrics:
-    """Scan duration, GPUs scored, open incidents, notifications, last successful scan."""
+    """Scan duration, GPUs scored, open incidents, notifications, dead letters, last good scan."""
 
     registry: CollectorRegistry
     scan_duration: Histogram
@@ -20,6 +20,8 @@ class BotMetrics:
     notifications_failed: Counter
     last_success: Gauge
     data_source_up: Gauge
+    notifications_dead: Counter
+    outbox_rows: Gauge
 
     @classmethod
     def create(cls, registry: CollectorRegistry | None = None) -> BotMetrics:
@@ -49,5 +51,16 @@ class BotMetrics:
             ),
             data_source_up=Gauge(
                 "gpu_risk_data_source_up", "1 when the last fetch succeeded", registry=reg
+            ),
+            notifications_dead=Counter(
+                "gpu_risk_notifications_dead",
+                "Notifications given up after their last attempt (dead letters)",
+                registry=reg,
+            ),
+            outbox_rows=Gauge(
+                "gpu_risk_outbox_rows",
+                "Outbox rows by status (pending: to send; dead: gave up, see retry-dead)",
+                ["status"],
+                registry=reg,
             ),
         )

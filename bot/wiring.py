@@ -183,9 +183,10 @@ def _model_io(
 ) -> tuple[Callable[[nx.DiGraph], Scorer | None], Callable[[Scorer, datetime], None]]:
     """Load a stored model for this fleet; save (and index in the store) each refit."""
     from analysis.scoring import MODEL_VERSION, FeatureScorer, fleet_fingerprint
-    from storage.model_store import ModelStore
+    from storage.model_store import model_store_for
 
-    store = ModelStore(settings.model_dir)
+    # With the state: next to the SQLite file, or in the database (PostgreSQL, in memory).
+    store = model_store_for(settings.model_dir, settings.database_url, repository)
 
     def load(graph: nx.DiGraph) -> Scorer | None:
         """The stored model of this kind for this fleet, or None."""
@@ -318,6 +319,21 @@ def build_runtime(
     )
     if settings.slack_bot_token is not None:
         _wire_slack(runtime, topology)
+        from slack_sdk.errors import SlackApiError
+
+        from bot.slack.notifier import ChannelError
+
+        try:  # channel names become ids at start-up; a clear error if one is unusable
+            runtime.slack.notifier.resolve_channels()
+        except (ChannelError, SlackApiError) as exc:
+            runtime.stop()
+            if isinstance(exc, ChannelError):
+                raise ConfigError(str(exc)) from None
+            raise ConfigError(
+                f"cannot list Slack channels to resolve a channel name "
+                f"({exc.response.get('error')}): grant the bot channels:read and groups:read, "
+                "or configure channel ids (C...) instead of names"
+            ) from None
     return runtime
 
 

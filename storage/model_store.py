@@ -1,16 +1,29 @@
-"""Fitted models on disk: one joblib file per scorer and fleet fingerprint, written atomically."""
+"""Fitted models with the state: one joblib blob per scorer and fleet fingerprint.
+
+``ModelStore`` writes files atomically into a directory; ``DatabaseModelStore`` keeps the bytes in
+the state database (``model_blobs``), so every PostgreSQL replica reads the model the leader
+fitted and a new leader does not refit. ``model_store_for`` picks the default: next to a SQLite
+file (``sqlite:///path/x.db`` -> ``path/models/``), in the database otherwise; never the working
+directory.
+"""
 
 from __future__ import annotations
 
 import logging
 import os
 import tempfile
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import TypeVar
+from typing import TYPE_CHECKING, TypeVar
+
+from sqlalchemy.engine import make_url
 
 from analysis.scoring import FeatureScorer, FleetMismatchError, ModelFormatError
 
 logger = logging.getLogger(__name__)
+
+if TYPE_CHECKING:
+    from storage.repository import Repository
 
 M = TypeVar("M", bound=FeatureScorer)
 
@@ -62,3 +75,54 @@ class ModelStore:
         if not p.is_file():
             raise FileNotFoundError(f"model file {p} not found")
         return cls.from_bytes(p.read_bytes(), fingerprint=fingerprint)
+
+
+class DatabaseModelStore:
+    """Save and load fitted scorers as blobs in the state database (``model_blobs``)."""
+
+    def __init__(self, repository: Repository) -> None:
+        """Keep the repository the blobs live in."""
+        self.repository = repository
+
+    def path_for(self, name: str, fingerprint: str) -> str:
+        """Return the blob name (and pseudo path) of a scorer of ``name`` fitted on ``fingerprint``."""
+        return f"db:model_blobs/{name}-{fingerprint}.joblib"
+
+    def save(self, model: FeatureScorer) -> str:
+        """Store a fitted model (replacing an older one of the same name) and return its path."""
+        path = self.path_for(model.name, model.fingerprint_)
+        self.repository.save_model_blob(path, model.to_bytes(), at=datetime.now(UTC))
+        return path
+
+    def load(self, cls: type[M], fingerprint: str) -> M | None:
+        """Return the stored model of ``cls`` for this fleet, or None (unusable blobs: None)."""
+        path = self.path_for(cls.name, fingerprint)
+        data = self.repository.model_blob(path)
+        if data is None:
+            return None
+        try:
+            return cls.from_bytes(data, fingerprint=fingerprint)
+        except (ModelFormatError, FleetMismatchError):
+            logger.exception("ignoring unusable stored model %s; it will be refitted", path)
+            return None
+
+
+def default_model_dir(database_url: str) -> Path | None:
+    """Return ``<dir of the SQLite file>/models`` for a SQLite file URL, else None."""
+    url = make_url(database_url)
+    if url.get_backend_name() != "sqlite":
+        return None
+    db = url.database
+    if not db or db == ":memory:" or db.startswith("file:"):
+        return None
+    return Path(db).expanduser().resolve().parent / "models"
+
+
+def model_store_for(
+    model_dir: Path | None, database_url: str, repository: Repository
+) -> ModelStore | DatabaseModelStore:
+    """The model store of the settings: ``model_dir`` if set, else with the state."""
+    if model_dir is not None:
+        return ModelStore(model_dir)
+    directory = default_model_dir(database_url)
+    return ModelStore(directory) if directory is not None else DatabaseModelStore(repository)

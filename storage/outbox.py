@@ -8,6 +8,10 @@ A crash before that commit loses both, and the next cycle decides again (same de
 idempotency key); a crash after it leaves a pending row that a notifier sends after restart. So
 nothing is lost.
 
+Dead letters: the delivery loop gives a row a bounded number of attempts (with exponential
+backoff); after the last one ``mark_failed(retry_at=None)`` makes it ``dead`` (``dead_at``). A dead
+row is never claimed again until an admin calls ``retry_dead``; ``StoreStatus`` counts them.
+
 Sending: a notifier calls ``claim_pending`` (which leases rows to one worker: ``FOR UPDATE SKIP
 LOCKED`` on PostgreSQL, a conditional UPDATE on SQLite), sends each row, then ``mark_sent`` with
 the Slack message reference (stored in ``message_refs`` for posts in the same transaction) or
@@ -32,10 +36,11 @@ Where a sent message landed (``message_refs``) is written here too, by ``upsert_
 from __future__ import annotations
 
 import logging
+from collections.abc import Collection
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Engine, and_, exists, or_, select, update
+from sqlalchemy import Engine, and_, exists, func, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session, aliased, sessionmaker
 
@@ -166,8 +171,11 @@ class OutboxStore:
 
     def mark_failed(
         self, outbox_id: int, error: str, retry_at: datetime | None, *, at: datetime
-    ) -> None:
-        """Record a failed send: retry at ``retry_at``, or give up (status dead) when None."""
+    ) -> bool:
+        """Record a failed send: retry at ``retry_at``, or give up (status dead) when None.
+
+        Return True when the row is now dead (a dead letter: ``retry_dead`` sends it back).
+        """
         require_aware(at, "at")
         if retry_at is not None:
             require_aware(retry_at, "retry_at")
@@ -177,13 +185,52 @@ class OutboxStore:
                 raise LookupError(f"no outbox row with id {outbox_id}")
             if row.status == "sent":
                 logger.warning("outbox row %s failed after it was marked sent", outbox_id)
-                return
+                return False
             row.last_error = error[:4000]
             row.claim_expires_at = None
             row.claimed_by = None
             row.retry_at = retry_at
             if retry_at is None:
                 row.status = "dead"
+                row.dead_at = at
+            return retry_at is None
+
+    def retry_dead(self, *, at: datetime, ids: Collection[int] | None = None) -> int:
+        """Send dead letters (all, or those in ``ids``) back to pending with fresh attempts.
+
+        Return how many rows were revived; they are claimable at once (``retry_at`` = ``at``).
+        """
+        require_aware(at, "at")
+        q = update(OutboxRow).where(OutboxRow.status == "dead")
+        if ids is not None:
+            q = q.where(OutboxRow.id.in_(list(ids)))
+        with self._sessions.begin() as s:
+            result = s.execute(
+                q.values(
+                    status="pending",
+                    attempts=0,
+                    retry_at=at,
+                    dead_at=None,
+                    claimed_by=None,
+                    claim_expires_at=None,
+                ).execution_options(synchronize_session=False)
+            )
+            revived = int(result.rowcount or 0)  # type: ignore[attr-defined]
+        if revived:
+            logger.info("%d dead notification(s) sent back to the outbox", revived)
+        return revived
+
+    def outbox_counts(self) -> dict[str, int]:
+        """Return how many outbox rows are pending and dead (zeros included)."""
+        with self._readers() as s:
+            counts = dict(
+                s.execute(
+                    select(OutboxRow.status, func.count())
+                    .where(OutboxRow.status.in_(("pending", "dead")))
+                    .group_by(OutboxRow.status)
+                ).all()
+            )
+        return {"pending": int(counts.get("pending", 0)), "dead": int(counts.get("dead", 0))}
 
     def outbox(
         self, *, status: str | None = None, incident_id: int | None = None

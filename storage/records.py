@@ -122,6 +122,7 @@ class OutboxItem:
     last_error: str | None
     sent_at: datetime | None
     message_ref: MessageRef | None
+    dead_at: datetime | None = None
 
     @property
     def is_retry(self) -> bool:
@@ -168,6 +169,7 @@ class StoreStatus:
     open_incidents: int
     acknowledged_incidents: int
     pending_notifications: int
+    dead_notifications: int = 0
 
     def model_age(self, at: datetime) -> timedelta | None:
         """Return how old the newest model is at ``at`` (None when no model was recorded)."""
@@ -245,6 +247,7 @@ def outbox_item(row: OutboxRow) -> OutboxItem:
         last_error=row.last_error,
         sent_at=row.sent_at,
         message_ref=MessageRef(ref["channel"], ref["ts"], ref.get("thread_ts")) if ref else None,
+        dead_at=row.dead_at,
     )
 
 

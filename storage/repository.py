@@ -48,7 +48,7 @@ from storage.records import (
     Verdict,
     require_aware,
 )
-from storage.scans import ScanStore
+from storage.scans import ModelBlobStore, ScanStore
 
 __all__ = [
     "DATA_SOURCE_KIND",
@@ -70,7 +70,7 @@ __all__ = [
 ]
 
 
-class Repository(IncidentStore, OutboxStore, ScanStore):
+class Repository(IncidentStore, OutboxStore, ScanStore, ModelBlobStore):
     """All reads and writes of the state store; one short transaction per call.
 
     Build with ``Repository(engine)`` (caller owns the engine) or ``Repository.from_url(url)``

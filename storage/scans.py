@@ -12,6 +12,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from analysis.types import GpuScore, format_time
 from storage.models import (
     IncidentRow,
+    ModelBlobRow,
     ModelVersionRow,
     OutboxRow,
     RuntimeStateRow,
@@ -122,8 +123,12 @@ class ScanStore:
                     .group_by(IncidentRow.status)
                 ).all()
             )
-            pending = s.scalar(
-                select(func.count()).select_from(OutboxRow).where(OutboxRow.status == "pending")
+            outbox = dict(
+                s.execute(
+                    select(OutboxRow.status, func.count())
+                    .where(OutboxRow.status.in_(("pending", "dead")))
+                    .group_by(OutboxRow.status)
+                ).all()
             )
             source: DataSourceState = "unknown"
             if state is not None:
@@ -137,7 +142,8 @@ class ScanStore:
                 model=model_version(model) if model else None,
                 open_incidents=int(counts.get("open", 0)) + int(counts.get("acknowledged", 0)),
                 acknowledged_incidents=int(counts.get("acknowledged", 0)),
-                pending_notifications=int(pending or 0),
+                pending_notifications=int(outbox.get("pending", 0)),
+                dead_notifications=int(outbox.get("dead", 0)),
             )
 
     # ------------------------------------------------------------------ scores
@@ -237,3 +243,26 @@ def insert_scores(s: Session, at: datetime, scores: Iterable[GpuScore]) -> int:
     if rows:
         s.execute(insert(ScoreRow), rows)
     return len(rows)
+
+
+class ModelBlobStore:
+    """Fitted models' bytes in the database (a mixin of ``Repository``, like ``ScanStore``)."""
+
+    _sessions: sessionmaker[Session]
+    _readers: sessionmaker[Session]
+
+    def save_model_blob(self, name: str, data: bytes, *, at: datetime) -> None:
+        """Insert or replace the model bytes stored as ``name``."""
+        require_aware(at, "at")
+        with self._sessions.begin() as s:
+            row = s.get(ModelBlobRow, name)
+            if row is None:
+                s.add(ModelBlobRow(name=name, data=data, saved_at=at))
+            else:
+                row.data, row.saved_at = data, at
+
+    def model_blob(self, name: str) -> bytes | None:
+        """Return the model bytes stored as ``name``, or None."""
+        with self._readers() as s:
+            row = s.get(ModelBlobRow, name)
+            return bytes(row.data) if row is not None else None

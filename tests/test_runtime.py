@@ -80,6 +80,8 @@ def test_cycle_posts_once_with_images_that_survive_a_restart(
     try:
         assert runtime.scan() is True
         assert runtime.leading
+        assert not (tmp_path / "console.jsonl").exists()  # the scan only commits
+        assert runtime.dispatch() == 1  # the delivery job sends
         log = read_log(tmp_path / "console.jsonl")
         posts = [e for e in log if e["kind"] == "post"]
         assert [p["dedup_key"] for p in posts] == ["gpu:gpu-node-001/1"]  # the HBM fault
@@ -87,6 +89,7 @@ def test_cycle_posts_once_with_images_that_survive_a_restart(
         iid = posts[0]["incident_id"]
         clock.at += timedelta(minutes=1)
         runtime.scan()  # same incident again: nothing new to say
+        runtime.dispatch()
         assert [e["kind"] for e in read_log(tmp_path / "console.jsonl")] == ["post"]
     finally:
         runtime.stop()
@@ -111,6 +114,7 @@ def test_restart_keeps_open_incidents_open_and_does_not_repost(
     try:
         for _ in range(3):
             first.scan()
+            first.dispatch()
             clock.at += timedelta(minutes=1)
     finally:
         first.stop()
@@ -118,6 +122,7 @@ def test_restart_keeps_open_incidents_open_and_does_not_repost(
     try:
         for _ in range(3):
             second.scan()
+            second.dispatch()
             clock.at += timedelta(minutes=1)
         incidents = second.repository.incidents()
     finally:
@@ -452,14 +457,14 @@ def test_graph_model_is_fitted_once_recorded_and_reloaded_after_a_restart(
     graph: dict[str, Any] = {
         "detector": "graph",
         "fit_window_hours": 2,  # the fit ends one window (30 min) before the scan
-        "model_dir": tmp_path / "models",
-    }
+    }  # no model_dir: the models live with the state, next to the SQLite file
     first = _runtime(tmp_path, simulator, clock, **graph)
     try:
         assert first.scan() is True
         model = first.repository.latest_model()
         assert model is not None and model.fitted_at == clock.at
         assert Path(model.path).is_file() and model.features
+        assert Path(model.path).parent == tmp_path / "models"  # next to state.db
     finally:
         first.stop()
     clock.at += timedelta(minutes=1)

@@ -10,6 +10,7 @@ client's retry handlers (``bot.slack.client.make_client``). A send that still fa
 from __future__ import annotations
 
 import logging
+import re
 import threading
 import time
 from collections.abc import Callable, Mapping
@@ -36,6 +37,11 @@ logger = logging.getLogger(__name__)
 
 Blocks = list[dict[str, Any]]
 METADATA_EVENT = "gpu_risk_alert"
+CHANNEL_ID = re.compile(r"^[CGD][A-Z0-9]{6,}$")
+
+
+class ChannelError(ValueError):
+    """A configured channel cannot be used; the message says which and what to do."""
 
 
 class SlackNotifier:
@@ -66,6 +72,60 @@ class SlackNotifier:
         self._lock = threading.Lock()
 
     # ------------------------------------------------------------------ routing and pacing
+    def resolve_channels(self) -> dict[str, str]:
+        """Replace channel names (``#gpu-alerts`` or ``gpu-alerts``) in the default channel and
+        the routes by their ids; return name -> id. Ids are kept as they are.
+
+        Slack's APIs that read a channel (``conversations.history`` after a crash) need its id.
+        Raise ``ChannelError`` when a name is unknown to the bot or the bot is not a member.
+        """
+        wanted = {
+            c.lstrip("#")
+            for c in (self.default_channel, *self.routes.values())
+            if c and not CHANNEL_ID.match(c)
+        }
+        if not wanted:
+            return {}
+        found: dict[str, tuple[str, bool]] = {}
+        cursor: str | None = None
+        while True:
+            resp = self.client.conversations_list(
+                types="public_channel,private_channel",
+                exclude_archived=True,
+                limit=1000,
+                cursor=cursor,
+            )
+            for ch in resp.get("channels") or []:
+                found[str(ch["name"])] = (str(ch["id"]), bool(ch.get("is_member")))
+            cursor = (resp.get("response_metadata") or {}).get("next_cursor") or None
+            if cursor is None or wanted <= set(found):
+                break
+        missing = sorted(wanted - set(found))
+        if missing:
+            raise ChannelError(
+                f"Slack channel(s) {', '.join('#' + m for m in missing)} not found: check "
+                "GPU_RISK_SLACK_CHANNEL / GPU_RISK_SLACK_ROUTES (a private channel is visible "
+                "only once the bot is invited: /invite @gpu-risk)"
+            )
+        outside = sorted(n for n in wanted if not found[n][1])
+        if outside:
+            raise ChannelError(
+                f"the bot is not a member of {', '.join('#' + n for n in outside)}: invite it "
+                "there (/invite @gpu-risk) or change GPU_RISK_SLACK_CHANNEL / GPU_RISK_SLACK_ROUTES"
+            )
+        ids = {n: found[n][0] for n in sorted(wanted)}
+
+        def as_id(channel: str) -> str:
+            """The id of a configured channel."""
+            return ids.get(channel.lstrip("#"), channel)
+
+        if self.default_channel:
+            self.default_channel = as_id(self.default_channel)
+        self.routes = {k: as_id(v) for k, v in self.routes.items()}
+        logger.info("Slack channels resolved: %s",
+                    ", ".join(f"#{n}={i}" for n, i in ids.items()))  # fmt: skip
+        return ids
+
     def rack_of(self, incident: Incident) -> str | None:
         """The rack an incident belongs to (its root cause, or its GPUs' rack), if known."""
         if incident.root_cause.kind == "rack":

@@ -1,4 +1,5 @@
-"""One WSGI app on one port: /slack/events (Bolt, signature verified), /healthz, /metrics.
+"""One WSGI app on one port: /slack/events (Bolt, signature verified), /livez, /readyz
+(/healthz), /metrics.
 
 Served by waitress (a production WSGI server), never Bolt's development server.
 """
@@ -28,8 +29,10 @@ def make_wsgi_app(
     *,
     bolt_app: App | None = None,
     health: HealthCheck | None = None,
+    liveness: HealthCheck | None = None,
 ) -> WSGIApp:
-    """Route /slack/events to Bolt (when given), /healthz to ``health``, /metrics to ``registry``."""
+    """Route /slack/events to Bolt (when given), /readyz and /healthz (its old name) to
+    ``health``, /livez to ``liveness`` (200 while serving), /metrics to ``registry``."""
     metrics = metrics_wsgi_app(registry)
     slack = SlackRequestHandler(bolt_app) if bolt_app is not None else None
 
@@ -38,20 +41,40 @@ def make_wsgi_app(
         path = environ.get("PATH_INFO", "")
         if path == "/slack/events" and slack is not None:
             return slack(environ, start_response)
-        if path == "/healthz":
-            ok, detail = health() if health is not None else (True, {})
-            body = json.dumps({"ok": ok, **detail}, default=str).encode()
-            status = "200 OK" if ok else "503 Service Unavailable"
-            start_response(
-                status, [("Content-Type", "application/json"), ("Content-Length", str(len(body)))]
-            )
-            return [body]
+        if path in ("/readyz", "/healthz"):  # /healthz: the old name, kept for compatibility
+            return _health_answer(health, start_response)
+        if path == "/livez":
+            return _health_answer(liveness, start_response, always_ok=True)
         if path == "/metrics":
             return metrics(environ, start_response)  # type: ignore[no-any-return]
         start_response("404 Not Found", [("Content-Type", "text/plain")])
         return [b"not found\n"]
 
     return app
+
+
+def _health_answer(
+    check: HealthCheck | None, start_response: Callable[..., Any], *, always_ok: bool = False
+) -> Iterable[bytes]:
+    """Answer a health route as JSON: 200 when ``check`` says ok, else 503.
+
+    ``always_ok`` (liveness): 200 whenever the process answers at all, even if the detail
+    cannot be gathered (the failure is logged and shown in the body).
+    """
+    try:
+        ok, detail = check() if check is not None else (True, {})
+    except Exception as exc:
+        if not always_ok:
+            raise
+        logger.exception("liveness detail failed")
+        ok, detail = True, {"detail_error": f"{type(exc).__name__}: {exc}"}
+    ok = ok or always_ok
+    body = json.dumps({"ok": ok, **detail}, default=str).encode()
+    status = "200 OK" if ok else "503 Service Unavailable"
+    start_response(
+        status, [("Content-Type", "application/json"), ("Content-Length", str(len(body)))]
+    )
+    return [body]
 
 
 class HttpServer:

@@ -169,6 +169,8 @@ class SlackService:
             detail += (
                 "; " if detail else ""
             ) + f"{st.pending_notifications} notification(s) queued"
+        if st.dead_notifications:  # dead letters: gave up after their last attempt
+            detail += ("; " if detail else "") + f"{st.dead_notifications} notification(s) dead"
         return StatusView(
             last_scan_at=last.at if last else None,
             last_scan_ok=last.ok if last else None,
