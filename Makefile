@@ -40,3 +40,10 @@ clean:
 SEED ?= 20261122
 backtest: $(STAMP)
 	PATH="$(CURDIR)/$(BIN):$$PATH" deploy/backtest-simulated.sh $(SEED)
+
+# Scale benchmark against a throw-away VictoriaMetrics: make bench-scale N=1000,10000 [FIT_HOURS=2]
+.PHONY: bench-scale
+N ?= 1000
+FIT_HOURS ?= 2
+bench-scale: $(STAMP)
+	$(BIN)/python -m benchmarks.scale --gpus $(N) --fit-hours $(FIT_HOURS) --out benchmarks/results/scale-$$(date -u +%F).json

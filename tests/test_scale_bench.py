@@ -1,0 +1,46 @@
+"""The scale benchmark's loader round-trips through a real VictoriaMetrics (small N, fast)."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+
+from benchmarks import scale_vm
+from benchmarks.scale import AT, slope
+from benchmarks.scale_data import FleetShape, load_fleet, write_topology
+from storage.metrics import PrometheusSource
+from storage.topology import load_topology
+from tests.fixtures.prometheus import require_binary
+
+
+def test_shape_rounds_to_whole_nodes_and_racks() -> None:
+    """1000 GPUs are 125 nodes in 4 racks of at most 32 nodes, one PDU/CRAC/leaf each."""
+    shape = FleetShape(1000)
+    assert (shape.nodes, shape.racks, shape.n_gpus) == (125, 4, 1000)
+    topo = shape.topology()
+    assert [len(r.nodes) for r in topo.racks] == [32, 32, 32, 29]
+    assert len(topo.components) == 12
+
+
+def test_slope_is_one_for_linear_time() -> None:
+    """Time proportional to N has a log-log slope of 1."""
+    assert slope([1000, 10000, 100000], [1.0, 10.0, 100.0]) == pytest.approx(1.0)
+
+
+@pytest.mark.victoriametrics
+def test_loader_and_one_fetch_round_trip(tmp_path: Path) -> None:
+    """64 GPUs streamed in come back from the product's fetch: every GPU, node and component."""
+    require_binary("/usr/bin/victoria-metrics")
+    shape = FleetShape(64)
+    topo = load_topology(write_topology(shape, tmp_path / "topology.yaml"))
+    step = timedelta(seconds=60)
+    with scale_vm.serve(tmp_path) as vm:
+        stats = load_fleet(vm.url, shape, AT - timedelta(hours=1), AT, step, racks_per_post=1)
+        frames = PrometheusSource(vm.url, topology=topo).fetch(AT - timedelta(minutes=30), AT, step)
+    assert stats.samples == stats.series * 61
+    assert len(frames.gpus) == 64
+    assert frames.node["node"].nunique() == 8
+    assert set(frames.component["component"]) == {"pdu-a1", "crac-a1", "leaf-a1"}
+    assert frames.gpu["ts"].nunique() == 31
