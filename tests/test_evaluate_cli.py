@@ -184,10 +184,84 @@ def test_one_real_smd_machine(tmp_path: Path) -> None:
     assert code == 0, out
     row = json.loads(out)["machines"]["machine-1-2"]
     assert row["test_rows"] == 23694 and row["segments"] == 10
-    assert row["train_rows_used"] == 20_000
+    assert row["train_rows_used"] == 23694  # the tail detector uses every training row
     # Better than chance, and point-adjust inflates as it does in the literature.
     assert row["roc_auc"] > 0.7
     assert row["f1_point_adjusted"] > row["f1_point"] + 0.2
     # Flag rate near the 1 % the training quantile implies (no peeking at test labels).
     assert 0.002 < row["flagged_rate"] < 0.05
     assert 0.0 < row["hit_at_100"] <= row["hit_at_150"] <= 1.0
+    base = json.loads(out)["sets"]["dev"]["baseline"]["machines"]["machine-1-2"]
+    assert base["train_rows_used"] == 20_000
+
+
+def test_sets_split_dev_and_report_with_baseline_and_intervals(tmp_path: Path) -> None:
+    names = ("machine-1-1", "machine-1-2", "machine-2-1", "other-a")
+    root = write_smd(tmp_path / "smd", names)
+    code, out, _ = run("evaluate", "--path", str(root), "--format", "json")
+    assert code == 0, out
+    data = json.loads(out)
+    assert list(data["sets"]) == ["report", "dev", "other"]
+    assert set(data["sets"]["dev"]["machines"]) == {"machine-1-1", "machine-1-2"}
+    assert set(data["sets"]["report"]["machines"]) == {"machine-2-1"}
+    dev = data["sets"]["dev"]
+    assert set(dev["baseline"]["machines"]) == set(dev["machines"])
+    assert data["settings"]["detector"] == "tail"
+    assert data["baseline_settings"]["detector"] == "iforest"
+    # both use the same threshold rule
+    assert data["settings"]["threshold"] == data["baseline_settings"]["threshold"]
+    for key in KEYS:
+        lo, hi = dev["interval_95"][key]
+        assert lo <= dev["mean"][key] <= hi
+    code, out, _ = run("evaluate", "--path", str(root), "--format", "json", "--set", "report")
+    assert code == 0 and list(json.loads(out)["sets"]) == ["report"]
+    code, out, _ = run("evaluate", "--path", str(root), "--set", "dev", "--no-baseline")
+    assert code == 0, out
+    assert "development set" in out and "report set" not in out and "baseline" not in out
+    code, out, _ = run("evaluate", "--path", str(root))
+    assert out.index("report set") < out.index("development set") and "baseline" in out
+
+
+def test_set_without_machines_is_exit_2(tmp_path: Path) -> None:
+    root = write_smd(tmp_path / "smd", ("machine-1-1",))
+    code, _, err = run("evaluate", "--path", str(root), "--set", "report")
+    assert code == 2 and "no machine of the report set" in err
+
+
+def test_tail_detector_scores_and_ranks_a_multi_dim_shift() -> None:
+    from analysis.evaluation.smd_detector import TailSurpriseDetector, trailing_mean
+
+    rng = np.random.default_rng(3)
+    train = rng.normal(size=(2000, 6))
+    train[:, 5] = 0.0  # constant in training: floored scale, finite surprise
+    test = rng.normal(size=(300, 6))
+    test[:, 5] = 0.0
+    test[100:120, 1] += 6.0
+    test[100:120, 3] -= 6.0
+    test[100:120, 4] += 4.0
+    det = TailSurpriseDetector(top_k=3, window=5).fit(train)
+    scores = det.decision_function(test)
+    assert scores.shape == (300,) and np.isfinite(scores).all()
+    assert scores[104:120].min() > np.quantile(det.decision_function(train), 0.995)
+    assert det.rank(test[100:120])[:3] in {(2, 4, 5), (4, 2, 5)}
+    # trailing: a score never looks ahead
+    assert scores[99] == pytest.approx(det.decision_function(test[:100])[99])
+    assert trailing_mean([1.0, 2.0, 3.0, 4.0], 2).tolist() == [1.0, 1.5, 2.5, 3.5]
+    with pytest.raises(ValueError, match="window"):
+        TailSurpriseDetector(window=0)
+    with pytest.raises(ValueError, match="expected"):
+        det.rank(np.zeros((2, 3)))
+
+
+def test_bootstrap_interval_and_machine_sets() -> None:
+    from analysis.evaluation.smd import bootstrap_mean_ci, machine_set
+
+    assert bootstrap_mean_ci([0.5, 0.5, None]) == (0.5, 0.5)
+    lo, hi = bootstrap_mean_ci([0.0, 1.0, 0.2, 0.8])
+    assert lo is not None and hi is not None and 0.0 <= lo < 0.5 < hi <= 1.0
+    assert bootstrap_mean_ci([]) == (None, None)
+    assert [machine_set(n) for n in ("machine-1-3", "machine-2-8", "x")] == [
+        "dev",
+        "report",
+        "other",
+    ]

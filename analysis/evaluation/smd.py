@@ -95,13 +95,84 @@ MEAN_KEYS: tuple[str, ...] = (
 
 @dataclass(frozen=True)
 class EvaluationSettings:
-    """The one setting used for every machine (chosen a priori, never per machine)."""
+    """The one setting used for every machine (chosen a priori, never per machine).
+
+    ``detector`` is ``tail`` (:class:`analysis.evaluation.smd_detector.TailSurpriseDetector`, which
+    uses ``top_k`` and ``window`` and is fitted on every training row, in time order) or a name
+    of :func:`analysis.detectors.make_detector` (fitted on a seeded ``max_train_rows``
+    subsample). ``ranking`` is ``robust_z`` (mean ``|z|`` over the segment) or ``tail`` (each
+    dimension's largest ``-log10 p`` over the segment).
+    """
 
     detector: str = "iforest"
     quantile: float = 0.99
     max_train_rows: int = 20_000
     random_state: int = 0
     attribution_floor: float = 0.01
+    window: int = 1
+    top_k: int = 3
+    ranking: str = "robust_z"
+
+
+#: The setting ``gpu-risk evaluate`` reports, fixed on SMD group 1 before group 2 was run
+#: (issue 11 part 9; figures that led to it in ``docs/evaluation-smd.md``): the tail guard's
+#: top-3 per-feature surprise over a 5-minute trailing window, flagged above the 0.995 quantile
+#: of the training rows' scores; causes ranked by per-dimension peak surprise.
+FIXED_SETTING = EvaluationSettings(
+    detector="tail", quantile=0.995, window=5, top_k=3, ranking="tail"
+)
+#: The plain Isolation Forest it is compared with: raw metrics, the same threshold rule (0.995
+#: quantile of training scores), no window, the previous robust-z ranking.
+BASELINE_SETTING = EvaluationSettings(detector="iforest", quantile=0.995)
+
+#: SMD machine groups: develop and tune on group 1, report group 2 (fixed before any experiment).
+DEV_PREFIX = "machine-1-"
+REPORT_PREFIX = "machine-2-"
+
+
+def machine_set(name: str) -> str:
+    """Return ``dev`` (SMD group 1), ``report`` (group 2) or ``other`` for a machine name."""
+    if name.startswith(DEV_PREFIX):
+        return "dev"
+    if name.startswith(REPORT_PREFIX):
+        return "report"
+    return "other"
+
+
+def bootstrap_mean_ci(
+    values: Sequence[float | None],
+    resamples: int = 2_000,
+    confidence: float = 0.95,
+    seed: int = 0,
+) -> tuple[float | None, float | None]:
+    """Return the percentile bootstrap interval of the mean over machines (None when undefined).
+
+    Parameters
+    ----------
+    values : Sequence[float | None]
+        One value per machine; None/NaN are left out.
+    resamples : int
+        Bootstrap resamples (machines drawn with replacement).
+    confidence : float
+        Coverage of the interval.
+    seed : int
+        Seed of the resampling.
+
+    Returns
+    -------
+    tuple
+        (low, high), rounded for JSON; (None, None) with no finite value.
+    """
+    arr = np.asarray([v for v in values if v is not None], dtype=float)
+    arr = arr[np.isfinite(arr)]
+    if arr.size == 0:
+        return None, None
+    rng = np.random.default_rng(seed)
+    means = arr[rng.integers(0, arr.size, size=(resamples, arr.size))].mean(axis=1)
+    tail = (1.0 - confidence) / 2.0
+    return json_round(float(np.quantile(means, tail))), json_round(
+        float(np.quantile(means, 1.0 - tail))
+    )
 
 
 def subsample_rows(n_rows: int, max_rows: int, random_state: int = 0) -> npt.NDArray[np.intp]:
@@ -161,16 +232,25 @@ def evaluate_series(
     """
     from analysis.attribution import RobustZAttributor
     from analysis.detectors import make_detector
+    from analysis.evaluation.smd_detector import TailSurpriseDetector
 
     cfg = settings or EvaluationSettings()
     x_train = np.asarray(train, dtype=np.float64)
     x_test = np.asarray(test, dtype=np.float64)
     y = np.asarray(labels).astype(int)
-    rows = subsample_rows(x_train.shape[0], cfg.max_train_rows, cfg.random_state)
-    fit_rows = x_train[rows]
-    det = make_detector(cfg.detector, random_state=cfg.random_state).fit(fit_rows)
-    train_scores = det.decision_function(fit_rows)
-    test_scores = det.decision_function(x_test)
+    tail: TailSurpriseDetector | None = None
+    if cfg.detector == "tail":
+        # Every training row, in time order: the trailing window needs the sequence.
+        rows = np.arange(x_train.shape[0])
+        tail = TailSurpriseDetector(cfg.top_k, cfg.window, cfg.attribution_floor).fit(x_train)
+        train_scores = tail.decision_function(x_train)
+        test_scores = tail.decision_function(x_test)
+    else:
+        rows = subsample_rows(x_train.shape[0], cfg.max_train_rows, cfg.random_state)
+        fit_rows = x_train[rows]
+        det = make_detector(cfg.detector, random_state=cfg.random_state).fit(fit_rows)
+        train_scores = det.decision_function(fit_rows)
+        test_scores = det.decision_function(x_test)
     threshold = quantile_threshold(train_scores, cfg.quantile)
     pred = (test_scores > threshold).astype(int)
     pw = point_metrics(y, pred)
@@ -178,8 +258,14 @@ def evaluate_series(
     pa = point_adjusted_metrics(y, pred)
     hit100 = hit150 = math.nan
     if interpretation:
-        attributor = RobustZAttributor(floor=cfg.attribution_floor).fit(x_train)
-        ranks = [attributor.rank(x_test[s.start : s.end]) for s in interpretation]
+        ranker: RobustZAttributor | TailSurpriseDetector
+        if cfg.ranking == "tail":
+            ranker = tail or TailSurpriseDetector(floor=cfg.attribution_floor).fit(x_train)
+        elif cfg.ranking == "robust_z":
+            ranker = RobustZAttributor(floor=cfg.attribution_floor).fit(x_train)
+        else:
+            raise ValueError(f"unknown ranking {cfg.ranking!r}: choose robust_z or tail")
+        ranks = [ranker.rank(x_test[s.start : s.end]) for s in interpretation]
         truths = [s.dims for s in interpretation]
         hit100 = hit_at_p(ranks, truths, 100)
         hit150 = hit_at_p(ranks, truths, 150)
@@ -208,3 +294,10 @@ def evaluate_series(
 def mean_table(machines: Mapping[str, Mapping[str, Any]]) -> dict[str, float | None]:
     """Return the per-key mean over machines of :data:`MEAN_KEYS` (undefined values skipped)."""
     return {key: json_round(nanmean(m.get(key) for m in machines.values())) for key in MEAN_KEYS}
+
+
+def interval_table(machines: Mapping[str, Mapping[str, Any]]) -> dict[str, list[float | None]]:
+    """Return a bootstrap 95 % interval over machines of the mean of each :data:`MEAN_KEYS`."""
+    return {
+        key: list(bootstrap_mean_ci([m.get(key) for m in machines.values()])) for key in MEAN_KEYS
+    }
