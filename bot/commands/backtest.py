@@ -53,10 +53,13 @@ class FormatChoice(StrEnum):
 
 def parse_duration(text: str, option: str) -> timedelta:
     """Parse ``30s``, ``5m``, ``2h`` or ``1d``; UserError naming the option otherwise."""
-    m = _DURATION.match(text)
-    if m is None or int(m.group(1)) == 0:
-        raise UserError(f"{option} {text!r} is not a positive duration like 30s, 5m, 2h or 1d")
-    return timedelta(**{_UNITS[m.group(2)]: int(m.group(1))})
+    from bot.durations import DurationError
+    from bot.durations import parse_duration as parse
+
+    try:
+        return parse(text, what="the value")
+    except DurationError as err:
+        raise UserError(f"{option}: {err}") from None
 
 
 def register(app: typer.Typer) -> None:

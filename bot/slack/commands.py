@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import difflib
-import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import timedelta
+from typing import Any
+
+from bot.durations import DurationError
+from bot.durations import parse_duration as parse_any_duration
 
 COMMAND = "/gpu-risk"
 SUBCOMMANDS: tuple[str, ...] = (
@@ -20,8 +23,7 @@ SUBCOMMANDS: tuple[str, ...] = (
     "help",
 )
 MAX_SILENCE = timedelta(days=30)
-_DURATION = re.compile(r"^(\d+)\s*(m|min|h|d|w)$", re.IGNORECASE)
-_UNITS = {"m": 60, "min": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
+MAX_INCIDENT_ID = 2**63 - 1  # the store's BIGINT
 
 
 class UsageError(ValueError):
@@ -45,16 +47,24 @@ class ParsedCommand:
 
 
 def parse_duration(text: str) -> timedelta:
-    """Parse ``30m``, ``4h``, ``2d``, ``1w`` (at most 30 days)."""
-    m = _DURATION.match(text.strip())
-    if not m:
-        raise UsageError(f"{text!r} is not a duration: use e.g. 30m, 4h, 2d or 1w")
-    value = timedelta(seconds=int(m.group(1)) * _UNITS[m.group(2).lower()])
-    if value <= timedelta(0):
-        raise UsageError("a silence must last longer than 0")
-    if value > MAX_SILENCE:
-        raise UsageError("a silence can last at most 30 days (30d)")
-    return value
+    """Parse a silence's length: ``90s``, ``30m``, ``4h``, ``2d``, ``1w`` (at most 30 days)."""
+    try:
+        return parse_any_duration(text, maximum=MAX_SILENCE, what="a silence")
+    except DurationError as err:
+        raise UsageError(str(err)) from None
+
+
+def parse_incident_id(value: Any) -> int:
+    """An incident id from a button or modal: a positive integer below 2**63, else UsageError."""
+    text = str(value) if isinstance(value, str | int) and not isinstance(value, bool) else ""
+    if not text:
+        raise UsageError("no incident id given; use the buttons of a gpu-risk alert")
+    if not (text.isascii() and text.isdigit() and len(text) <= 19) or not (
+        0 < int(text) <= MAX_INCIDENT_ID
+    ):
+        shown = repr(text) if len(text) <= 30 else repr(text[:30])[:-1] + "…'"
+        raise UsageError(f"{shown} is not an incident id; use the buttons of a gpu-risk alert")
+    return int(text)
 
 
 def parse(text: str) -> ParsedCommand:
