@@ -3,16 +3,35 @@
 Pure. The pipeline feeds each cycle's :class:`~analysis.types.Assessment` to
 :meth:`IncidentTracker.update` and gets the incidents open after it; what it does with them (post,
 update, resolve) is :mod:`analysis.lifecycle`'s decision.
+
+Failed stays failed: once an incident carries a failure-grade signal (DBE, row-remap failure,
+hardware XID, a vanished GPU) its hardware has failed. A failed GPU is usually drained: its error
+counters stop moving and the model reads it as healthy, so quiet cycles are no evidence of repair.
+A failed incident therefore stays open until its GPUs are back in service (reporting, running work
+at ``REPAIR_UTIL`` % or more, no failure-grade signal, not at risk) for ``repair_after``, or until
+an operator resolves it.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
+import pandas as pd
+
+from analysis.features import FLAG_SIGNALS
 from analysis.incidents import incident_id
 from analysis.types import Assessment, Incident
+
+#: Signals that mean the hardware has failed (not merely at risk).
+FAILURE_SIGNALS: frozenset[str] = frozenset(FLAG_SIGNALS.values())
+#: GPU utilisation (%) that counts as back in service after a failure.
+REPAIR_UTIL = 20.0
+#: How long a failed incident's GPUs must be back in service and healthy before it closes.
+DEFAULT_REPAIR_AFTER = timedelta(hours=1)
+#: A GPU whose last sample is older than this (minutes) is not reporting.
+REPORTING_MINUTES = 5.0
 
 
 class IncidentTracker:
@@ -24,16 +43,34 @@ class IncidentTracker:
     closed at once (superseded), so one fault never pages twice.
     """
 
-    def __init__(self, open_after: int = 2, close_after: int = 5) -> None:
+    def __init__(
+        self,
+        open_after: int = 2,
+        close_after: int = 5,
+        repair_after: timedelta = DEFAULT_REPAIR_AFTER,
+    ) -> None:
         """Keep the cycle counts; nothing is open yet."""
         if open_after < 1 or close_after < 1:
             raise ValueError("open_after and close_after must be at least 1 cycle")
         self.open_after = open_after
         self.close_after = close_after
+        self.repair_after = repair_after
         self._streak: dict[str, int] = {}
         self._first: dict[str, datetime] = {}
         self._quiet: dict[str, int] = {}
         self._open: dict[str, Incident] = {}
+        self._failed: dict[str, datetime] = {}  # key -> when its hardware failed
+        self._in_service: dict[str, datetime] = {}  # failed key -> back in service since
+
+    @property
+    def failed(self) -> dict[str, datetime]:
+        """Return the open incidents whose hardware has failed, with the time it did."""
+        return dict(self._failed)
+
+    def resolve(self, key: str) -> None:
+        """Forget an incident an operator resolved (a failed one included)."""
+        for table in (self._open, self._quiet, self._failed, self._in_service):
+            table.pop(key, None)
 
     @property
     def open_incidents(self) -> list[Incident]:
@@ -59,6 +96,8 @@ class IncidentTracker:
             "streak": dict(sorted(self._streak.items())),
             "first": {k: v.isoformat() for k, v in sorted(self._first.items())},
             "quiet": dict(sorted(self._quiet.items())),
+            "failed": {k: v.isoformat() for k, v in sorted(self._failed.items())},
+            "in_service": {k: v.isoformat() for k, v in sorted(self._in_service.items())},
         }
 
     def load_state(self, state: Mapping[str, Any]) -> None:
@@ -84,6 +123,10 @@ class IncidentTracker:
         for key in self._open:
             if key in quiet:
                 self._quiet[key] = max(0, quiet[key])
+        for name, table in (("failed", self._failed), ("in_service", self._in_service)):
+            for key, when in (state.get(name) or {}).items():
+                if str(key) in self._open:
+                    table[str(key)] = datetime.fromisoformat(str(when))
 
     def update(self, assessment: Assessment) -> list[Incident]:
         """Take one cycle's assessment; return the incidents open after it."""
@@ -118,8 +161,16 @@ class IncidentTracker:
             elif self._streak[key] >= self.open_after:
                 self._open[key] = _with_id(inc, incident_id(key, self._first[key]))
                 self._quiet[key] = 0
+        for key, inc in present.items():
+            if key in self._open and FAILURE_SIGNALS.intersection(inc.signals):
+                self._failed.setdefault(key, assessment.at)
+                self._in_service.pop(key, None)
         for key in list(self._open):
             if key in present:
+                continue
+            if key in self._failed:
+                if self._repaired(key, assessment):
+                    self.resolve(key)
                 continue
             self._quiet[key] = self._quiet.get(key, 0) + 1
             if self._quiet[key] >= self.close_after:
@@ -136,9 +187,36 @@ class IncidentTracker:
                 continue
             gpus = {g.key for g in inc.gpus}
             if any(gpus <= cover for cover in broader):
-                del self._open[key]
-                self._quiet.pop(key, None)
+                self.resolve(key)
         return self.open_incidents
+
+    def _repaired(self, key: str, assessment: Assessment) -> bool:
+        """Whether a failed incident's GPUs have been back in service long enough to close it.
+
+        Without a feature table (a scorer that keeps none) there is no sign of service, so only
+        ``repair_after`` of quiet cycles since the failure closes it.
+        """
+        gpus = [g.key for g in self._open[key].gpus]
+        table = assessment.features
+        if table is None or table.empty:
+            return assessment.at - self._failed[key] >= self.repair_after
+        if _in_service(table, gpus):
+            since = self._in_service.setdefault(key, assessment.at)
+            return assessment.at - since >= self.repair_after
+        self._in_service.pop(key, None)
+        return False
+
+
+def _in_service(table: pd.DataFrame, gpus: list[str]) -> bool:
+    """Whether every GPU reports, runs work and shows no failure-grade signal in this cycle."""
+    rows = table.reindex(gpus)
+    if rows.empty or rows.index.isna().any():
+        return False
+    reporting = rows.get("last_seen_min", pd.Series(0.0, index=rows.index)) < REPORTING_MINUTES
+    busy = rows.get("util", pd.Series(float("nan"), index=rows.index)) >= REPAIR_UTIL
+    flags = [c for c in rows.columns if str(c).startswith("fail_")]
+    clean = ~rows[flags].fillna(False).astype(bool).any(axis=1) if flags else True
+    return bool((reporting & busy & clean).all())
 
 
 def _with_id(incident: Incident, new_id: str) -> Incident:

@@ -120,3 +120,18 @@ def test_the_running_bot_and_the_replay_open_the_same_incidents(tmp_path: Path) 
     stored = {r.incident.dedup_key for r in runtime.repository.open_incidents()}
     assert stored == {i.dedup_key for i in bot_cycles[-1]}
     runtime.repository.close()
+
+
+@pytest.mark.slow
+def test_scan_reports_a_gpu_that_fell_off_the_bus_within_the_fit_window(tmp_path: Path) -> None:
+    """Like the running bot, a one-shot scan remembers GPUs seen in the fit window."""
+    from bot.commands.scan import run_scan
+
+    fault = make_fault("pcie", "gpu-node-002/1", ONSET, spec=SPEC, precursor=timedelta(hours=1))
+    sim = FleetSimulator(SPEC, start=START, duration=timedelta(hours=13), seed=6102, faults=[fault])
+    assert fault.failure is not None
+    at = fault.failure + timedelta(hours=2)  # gone for 2 h: not in the 30-min scan window
+    result = run_scan(_settings(tmp_path, sim), at=at, detector="graph", source=sim, explain=False)
+    mine = [i for i in result.incidents if "gpu-node-002/1" in {g.key for g in i.gpus}]
+    assert mine and "series_vanished" in mine[0].signals
+    assert result.gpus_scored == SPEC.n_gpus

@@ -112,6 +112,10 @@ def run_scan(
     times = [at - i * cycle for i in range(warm_up, -1, -1)]
     history = pipeline.fit_window if pipeline.needs_history else timedelta(0)
     cached.prime(times[0] - max(history, pipeline.window), at, pipeline.step)
+    if pipeline.needs_history:
+        # Like the running bot, remember every GPU seen within the fit window: one that fell off
+        # the bus before the scan window is still scored (as vanished), not silently dropped.
+        pipeline.graph_of(cached.fetch(times[0] - history, times[0], pipeline.step))
     driver = Replay({"scan": pipeline}, refit_every=None)
     try:
         outcomes = [driver.step(t)["scan"] for t in times]

@@ -1,0 +1,71 @@
+"""Incident tracker: failed stays failed until the hardware is back in service, healthy."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import pandas as pd
+
+from analysis.tracker import IncidentTracker
+from analysis.types import Assessment, GpuScore, Incident, RootCause
+
+T0 = datetime(2026, 11, 22, 10, tzinfo=UTC)
+KEY = "n1/0"
+
+
+def _features(util: float, *, seen: float = 1.0, vanished: bool = False) -> pd.DataFrame:
+    """One GPU's feature row: utilisation, minutes since its last sample, a failure flag."""
+    return pd.DataFrame(
+        {"util": [util], "last_seen_min": [seen], "fail_vanished": [vanished], "fail_dbe": [False]},
+        index=pd.Index([KEY], name="gpu_key"),
+    )
+
+
+def _cycle(
+    minute: int, *, at_risk: bool, signals: tuple[str, ...] = (), **feats: float
+) -> Assessment:
+    """One cycle: the GPU at risk (with these signals) or quiet, with its feature row."""
+    at = T0 + timedelta(minutes=minute)
+    gpus = (GpuScore("n1", "0", 0.99 if at_risk else 0.1),)
+    incidents = ()
+    if at_risk:
+        incidents = (
+            Incident("x", at, "critical", 0.99, RootCause(KEY, "gpu"), gpus, signals=signals),
+        )
+    return Assessment(at=at, scores=gpus, incidents=incidents, features=_features(**feats))
+
+
+def test_a_failed_gpu_that_is_drained_stays_open_until_back_in_service() -> None:
+    t = IncidentTracker(open_after=1, close_after=2, repair_after=timedelta(minutes=30))
+    assert t.update(_cycle(0, at_risk=True, util=90.0))
+    assert t.update(_cycle(5, at_risk=True, signals=("hardware_xid",), util=90.0))
+    assert set(t.failed) == {f"gpu:{KEY}"}
+    # drained: reporting, idle, counters flat -> the model reads it as healthy; still failed
+    for minute in range(10, 240, 5):
+        assert t.update(_cycle(minute, at_risk=False, util=0.0)), minute
+    # gone from the bus for a while: still failed
+    assert t.update(_cycle(240, at_risk=False, util=0.0, seen=60.0, vanished=True))
+    # repaired and back in service: closes after repair_after of healthy service, not before
+    assert t.update(_cycle(245, at_risk=False, util=80.0))
+    assert t.update(_cycle(270, at_risk=False, util=80.0))
+    assert t.update(_cycle(275, at_risk=False, util=80.0)) == []
+    assert t.failed == {}
+
+
+def test_an_incident_without_failure_closes_after_quiet_cycles() -> None:
+    t = IncidentTracker(open_after=1, close_after=2)
+    assert t.update(_cycle(0, at_risk=True, util=90.0))
+    assert t.update(_cycle(5, at_risk=False, util=0.0))
+    assert t.update(_cycle(10, at_risk=False, util=0.0)) == []
+
+
+def test_failed_state_survives_a_failover() -> None:
+    first = IncidentTracker(open_after=1, close_after=2, repair_after=timedelta(minutes=30))
+    first.update(_cycle(0, at_risk=True, signals=("ecc_dbe_increase",), util=90.0))
+    state, opened = first.state(), first.open_incidents
+    second = IncidentTracker(open_after=1, close_after=2, repair_after=timedelta(minutes=30))
+    second.restore(opened)
+    second.load_state(state)
+    for minute in range(5, 120, 5):
+        assert second.update(_cycle(minute, at_risk=False, util=0.0)), minute
+    assert second.failed
