@@ -6,14 +6,16 @@ requests of a fetch does not depend on the fleet's size. Results become the tidy
 malformed answer) is raised as one ``MetricsSourceError`` line saying what failed, where, and
 what to check.
 
-This module is the HTTP/query layer (client, retries, errors, the queries a fetch sends); turning
-the answers into frames is :mod:`storage.promql_frames`.
+This module is the HTTP/query layer (client, retries, errors, the queries a fetch sends); checking
+the answers sample by sample and turning them into frames is :mod:`storage.promql_frames`.
+Credentials never leave it: ``PrometheusSource.url`` and every message show the URL through
+``storage.redact.redact_url`` (``http://***@host``).
 """
 
 from __future__ import annotations
 
+import json
 import logging
-import re
 import time
 import warnings
 from collections.abc import Iterable, Mapping, Sequence
@@ -23,7 +25,7 @@ from typing import Any
 
 import pandas as pd
 import requests
-from prometheus_api_client import PrometheusApiClientException, PrometheusConnect
+from requests.adapters import HTTPAdapter
 from urllib3.exceptions import InsecureRequestWarning
 from urllib3.util.retry import Retry
 
@@ -41,9 +43,11 @@ from storage.promql_frames import (
     concat_frames,
     gpu_frame,
     node_frame,
+    parse_matrix,
     strip_port,
     up_frame,
 )
+from storage.redact import redact_text, redact_url
 from storage.source import MetricsSourceError
 
 __all__ = [
@@ -95,7 +99,8 @@ class PrometheusSource:
     ----------
     url:
         Base URL of Prometheus (or VictoriaMetrics, Thanos, Mimir: anything with
-        ``/api/v1/query_range``).
+        ``/api/v1/query_range``). Userinfo in it (``http://user:pass@host``) is sent as basic
+        auth; ``self.url`` keeps only the redacted form for messages.
     topology:
         Where component PromQL comes from (None: no component frames).
     bearer_token, basic_auth:
@@ -149,7 +154,8 @@ class PrometheusSource:
                 f"label map has unknown key(s) {sorted(unknown)}; allowed: "
                 f"{', '.join(DEFAULT_LABEL_MAP)} (check GPU_RISK_LABEL_MAP)"
             )
-        self.url = url.rstrip("/")
+        self._url = url.rstrip("/")
+        self.url = redact_url(self._url)
         self.topology = topology
         self.timeout = float(timeout)
         self.labels = {**DEFAULT_LABEL_MAP, **(label_map or {})}
@@ -174,48 +180,48 @@ class PrometheusSource:
             allowed_methods=frozenset({"GET", "POST"}),
             raise_on_status=False,
         )
-        headers = {"Authorization": f"Bearer {bearer_token}"} if bearer_token else None
-        self._client = PrometheusConnect(
-            url=self.url,
-            headers=headers,
-            retry=retry,
-            auth=basic_auth,
-            session=sess,
-            timeout=self.timeout,  # type: ignore[arg-type]
-        )
+        sess.mount(f"{self._url}/", HTTPAdapter(max_retries=retry))
+        self._session = sess
+        self._headers = {"Authorization": f"Bearer {bearer_token}"} if bearer_token else {}
+        self._auth = basic_auth
 
     # ------------------------------------------------------------------ queries
 
     def query_range(
         self, query: str, start: datetime, end: datetime, step: timedelta, *, what: str = ""
     ) -> list[dict[str, Any]]:
-        """Run one PromQL range query; return its matrix or raise MetricsSourceError."""
+        """Run one PromQL range query; return its checked matrix or raise MetricsSourceError."""
         label = what or query
         self._requests += 1
+        params: dict[str, str | int] = {
+            "query": query,
+            "start": round(start.timestamp()),
+            "end": round(end.timestamp()),
+            "step": _duration(step),
+        }
         try:
             with warnings.catch_warnings():
                 if not self._verify:  # the user chose no verification: say it once, not per query
                     warnings.simplefilter("ignore", InsecureRequestWarning)
-                result = self._client.custom_query_range(
-                    query=query, start_time=start, end_time=end, step=_duration(step)
+                response = self._session.get(
+                    f"{self._url}/api/v1/query_range",
+                    params=params,
+                    headers=self._headers,
+                    auth=self._auth,
+                    timeout=self.timeout,
+                    verify=self._session.verify,  # explicit, or REQUESTS_CA_BUNDLE would win
                 )
-        except PrometheusApiClientException as exc:
-            raise MetricsSourceError(self._http_error(str(exc), label)) from None
-        except requests.exceptions.JSONDecodeError:
-            raise MetricsSourceError(
-                f"Prometheus at {self.url} answered {label!r} with something that is not a "
-                f"Prometheus API response (invalid JSON): check the URL points at the "
-                "PromQL API (not Grafana or a proxy login page)"
-            ) from None
+                body = response.content  # read inside: a body cut short is a request failure
         except requests.exceptions.SSLError as exc:
-            logger.debug("TLS failure", exc_info=exc)
+            logger.debug("TLS failure: %s", redact_text(repr(exc)))
             raise MetricsSourceError(
                 f"TLS handshake with Prometheus at {self.url} failed ({_reason(exc)}): set "
                 "GPU_RISK_PROMETHEUS_CA_FILE to the server's CA, or GPU_RISK_PROMETHEUS_VERIFY_TLS"
                 "=false on a trusted network"
             ) from None
-        except requests.exceptions.RequestException as exc:
-            logger.debug("request failure", exc_info=exc)
+        except (requests.exceptions.RequestException, ValueError) as exc:
+            # ValueError: urllib3 refuses some URLs (a bad port, control characters) this way
+            logger.debug("request failure: %s", redact_text(repr(exc)))
             if _timed_out(exc):
                 raise MetricsSourceError(
                     f"Prometheus at {self.url} did not answer {label!r} within {self.timeout:g}s: "
@@ -226,32 +232,34 @@ class PrometheusSource:
                 f"cannot reach Prometheus at {self.url} ({_reason(exc)}): check "
                 "GPU_RISK_PROMETHEUS_URL / --prometheus-url and that the server is running"
             ) from None
-        except (ValueError, KeyError, TypeError) as exc:
+        if response.status_code != 200:
+            raise MetricsSourceError(self._http_error(response.status_code, body, label))
+        try:
+            answer = json.loads(body)
+        except (ValueError, RecursionError):  # not JSON (UnicodeDecodeError too), or absurdly deep
             raise MetricsSourceError(
                 f"Prometheus at {self.url} answered {label!r} with something that is not a "
-                f"Prometheus API response ({type(exc).__name__}): check the URL points at the "
+                f"Prometheus API response (invalid JSON): check the URL points at the "
                 "PromQL API (not Grafana or a proxy login page)"
             ) from None
-        if not isinstance(result, list) or not all(
-            isinstance(r, dict)
-            and isinstance(r.get("metric"), dict)
-            and isinstance(r.get("values"), list)
-            for r in result
-        ):
+        if not isinstance(answer, dict) or ("data" not in answer and "status" not in answer):
             raise MetricsSourceError(
-                f"Prometheus at {self.url} answered {label!r} with a malformed or truncated result "
-                "(expected a matrix of series with values): check the server or proxy in between"
+                f"Prometheus at {self.url} answered {label!r} with something that is not a "
+                f"Prometheus API response (JSON without status and data): check the URL points "
+                "at the PromQL API (not Grafana or a proxy login page)"
             )
-        return result
+        return parse_matrix(answer, f"Prometheus at {self.url} answered {label!r}")
 
-    def _http_error(self, text: str, what: str) -> str:
-        """Turn prometheus-api-client's 'HTTP Status Code N (body)' into one readable line."""
-        m = re.search(r"HTTP Status Code (\d+)", text)
-        code = int(m.group(1)) if m else 0
+    def _http_error(self, code: int, body: bytes, what: str) -> str:
+        """Turn an HTTP error answer into one readable line (with Prometheus' error, if any)."""
         detail = ""
-        em = re.search(r'"error"\s*:\s*"((?:[^"\\]|\\.)*)"', text)
-        if em:
-            detail = em.group(1).replace('\\"', '"')
+        try:
+            error = json.loads(body).get("error")
+        except (ValueError, RecursionError, AttributeError):
+            error = None
+        if isinstance(error, str):
+            detail = " ".join(redact_text(error).split())
+            detail = detail if len(detail) <= 200 else detail[:197] + "..."
         if code in (401, 403):
             return (
                 f"Prometheus at {self.url} refused the request (HTTP {code}): check "

@@ -1,7 +1,13 @@
 """PromQL answers into tidy frames: range-query matrices become the frames of ``FleetFrames``.
 
+``parse_matrix`` checks a decoded ``/api/v1/query_range`` answer sample by sample (status,
+``resultType`` matrix, each series' ``metric`` labels and ``values`` pairs of a numeric timestamp
+and a value string) and raises one ``MetricsSourceError`` line naming the first bad place; the
+frame builders below only ever see answers it accepted. Values follow Prometheus: "NaN", "+Inf"
+and "-Inf" are valid samples.
+
 Which label names what comes from a label map (keys node, gpu, instance, sensor); a node named by
-``instance`` loses its port. Sample values are parsed as float64 (unparsable ones become NaN).
+``instance`` loses its port.
 """
 
 from __future__ import annotations
@@ -14,11 +20,123 @@ import numpy as np
 import pandas as pd
 
 from analysis.types import UP_COLUMNS, FleetFrames
+from storage.source import MetricsSourceError
 
 logger = logging.getLogger(__name__)
 
 # The label component queries are tagged with, so each series says which component it belongs to.
 COMPONENT_LABEL = "gpu_risk_component"
+
+# Sample timestamps must fall in [1970, 2200): the frames are pandas nanosecond timestamps.
+MAX_TIMESTAMP = 7_258_118_400.0
+_ECHO_CHARS = 60
+
+
+def _echo(value: Any) -> str:
+    """A bounded, one-line repr of a value from the answer, for an error message."""
+    try:
+        text = repr(value)[: _ECHO_CHARS * 4]
+    except ValueError:  # an integer past Python's 4300-digit str limit
+        text = f"<a {type(value).__name__}>"
+    text = " ".join(text.split())
+    return text if len(text) <= _ECHO_CHARS else text[: _ECHO_CHARS - 3] + "..."
+
+
+def _malformed(where: str, problem: str) -> MetricsSourceError:
+    """The one-line error for an answer that is not a well-formed range-query matrix."""
+    return MetricsSourceError(
+        f"{where} with a malformed answer ({problem}): check that the URL is a Prometheus-"
+        "compatible API and that no proxy in between rewrites or truncates answers"
+    )
+
+
+def parse_matrix(answer: Any, where: str = "Prometheus answered") -> list[dict[str, Any]]:
+    """Validate a decoded query_range answer; return its series or raise MetricsSourceError.
+
+    Each returned series is ``{"metric": {label: value}, "values": [[ts, "value"], ...]}`` with
+    string labels, timestamps finite numbers in range and values parseable as float64.
+    """
+    if not isinstance(answer, dict):
+        raise _malformed(where, f"a JSON {type(answer).__name__}, not an object")
+    status = answer.get("status")
+    if status != "success":
+        error = answer.get("error")
+        detail = f": {_echo(error)}" if isinstance(error, str) else ""
+        raise _malformed(where, f"status {_echo(status)}{detail}")
+    data = answer.get("data")
+    if not isinstance(data, dict):
+        raise _malformed(where, "no 'data' object")
+    kind = data.get("resultType", "matrix")
+    if kind != "matrix":
+        raise _malformed(where, f"resultType {_echo(kind)} instead of 'matrix'")
+    result = data.get("result")
+    if not isinstance(result, list):
+        raise _malformed(where, "'data.result' is not a list of series")
+    for i, series in enumerate(result):
+        _check_series(series, f"series {i}", where)
+    return result
+
+
+_NUMBER = (int, float)
+
+
+def _in_range(values: list[Any]) -> bool:
+    """True when every (numeric) timestamp is in [0, MAX_TIMESTAMP) (NaN is not)."""
+    if not values:
+        return True
+    try:
+        ts = np.asarray([v[0] for v in values], dtype="float64")
+    except OverflowError:  # an integer beyond float64
+        return False
+    return bool(((ts >= 0) & (ts < MAX_TIMESTAMP)).all())
+
+
+def _find_bad_sample(values: list[Any], at: str, where: str) -> None:
+    """Raise MetricsSourceError naming the first sample that is not [timestamp, "value"]."""
+    for j, sample in enumerate(values):
+        if not (isinstance(sample, list) and len(sample) == 2):
+            raise _malformed(where, f"{at} sample {j} is {_echo(sample)}, not [time, value]")
+        ts, value = sample
+        if isinstance(ts, bool) or not isinstance(ts, int | float):
+            raise _malformed(where, f"{at} sample {j} has the non-numeric timestamp {_echo(ts)}")
+        if not 0 <= ts < MAX_TIMESTAMP:  # also refuses NaN
+            raise _malformed(where, f"{at} sample {j} has the timestamp {_echo(ts)} out of range")
+        if not isinstance(value, str):
+            raise _malformed(where, f"{at} sample {j} has the value {_echo(value)}, not a string")
+    raise _malformed(where, f"{at} has a sample that is not [time, value]")
+
+
+def _check_series(series: Any, at: str, where: str) -> None:
+    """Raise MetricsSourceError unless ``series`` has string labels and valid samples."""
+    if not isinstance(series, dict):
+        raise _malformed(where, f"{at} is a {type(series).__name__}, not an object")
+    labels = series.get("metric")
+    if not isinstance(labels, dict):
+        raise _malformed(where, f"{at} has no 'metric' labels object")
+    for name, value in labels.items():
+        if not isinstance(value, str):
+            raise _malformed(where, f"{at} label {_echo(name)} is {_echo(value)}, not a string")
+    values = series.get("values")
+    if not isinstance(values, list):
+        what = "one 'value' (an instant vector)" if "value" in series else "no 'values' list"
+        raise _malformed(where, f"{at} has {what}")
+    well_typed = all(
+        type(v) is list and len(v) == 2 and type(v[0]) in _NUMBER and type(v[1]) is str
+        for v in values
+    )
+    if not well_typed or not _in_range(values):
+        _find_bad_sample(values, at, where)
+    try:
+        np.asarray([v[1] for v in values], dtype="float64")
+    except ValueError:
+        for j, (_, value) in enumerate(values):
+            try:
+                float(value)
+            except ValueError:
+                raise _malformed(
+                    where, f"{at} sample {j} has the value {_echo(value)}, not a number"
+                ) from None
+        raise _malformed(where, f"{at} has a value that is not a number") from None
 
 
 def strip_port(instance: str) -> str:
@@ -172,7 +290,7 @@ def to_floats(values: list[Any]) -> np.ndarray:
     """Prometheus sample values (strings such as "41", "NaN", "+Inf") as float64."""
     try:
         return np.asarray(values, dtype="float64")
-    except ValueError:  # something unparsable: coerce it to NaN rather than fail the fetch
+    except (ValueError, TypeError):  # not from parse_matrix: coerce rather than fail the fetch
         return pd.to_numeric(pd.Series(values, dtype="object"), errors="coerce").to_numpy(
             dtype="float64"
         )

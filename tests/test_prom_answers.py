@@ -1,0 +1,262 @@
+"""Prometheus answers checked sample by sample: frames, or one MetricsSourceError line, nothing else."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import math
+import threading
+from collections.abc import Iterator
+from datetime import timedelta
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from storage.metrics import DEFAULT_LABEL_MAP, PrometheusSource
+from storage.promql_frames import (
+    COMPONENT_LABEL,
+    component_frame,
+    gpu_frame,
+    node_frame,
+    parse_matrix,
+    up_frame,
+)
+from storage.source import MetricsSourceError
+from tests.fixtures import fleetdata as fd
+
+FUZZ = settings(
+    deadline=None,
+    derandomize=True,
+    max_examples=300,
+    suppress_health_check=[HealthCheck.too_slow],
+)
+NOW = 1_795_140_000
+WINDOW = (fd.SCAN_AT - timedelta(minutes=10), fd.SCAN_AT)
+STEP = timedelta(minutes=1)
+
+
+def _answer(result: Any, result_type: Any = "matrix") -> dict[str, Any]:
+    """A query_range answer around ``result``."""
+    return {"status": "success", "data": {"resultType": result_type, "result": result}}
+
+
+def _series(values: Any, **labels: Any) -> dict[str, Any]:
+    """One series of a GPU (Hostname n1, gpu 0 unless given)."""
+    return {
+        "metric": {"Hostname": "n1", "gpu": "0", "instance": "n1:9400", **labels},
+        "values": values,
+    }
+
+
+def _frames_of(matrix: list[dict[str, Any]]) -> None:
+    """Every frame builder accepts what parse_matrix accepted."""
+    gpu_frame("DCGM_FI_DEV_GPU_TEMP", matrix, DEFAULT_LABEL_MAP)
+    node_frame("node_hwmon_temp_celsius", matrix, DEFAULT_LABEL_MAP)
+    component_frame("output_watts", matrix)
+    up_frame(matrix, DEFAULT_LABEL_MAP)
+
+
+def _error_line(answer: Any) -> str:
+    """parse_matrix's error for ``answer``, asserted one short line."""
+    with pytest.raises(MetricsSourceError) as err:
+        parse_matrix(answer, "Prometheus at http://p answered 'up'")
+    msg = str(err.value)
+    assert "\n" not in msg and len(msg) < 500, msg
+    return msg
+
+
+@pytest.mark.parametrize(
+    ("answer", "expected"),
+    [
+        (_answer([_series([["1795140000", "1"]])]), "non-numeric timestamp '1795140000'"),
+        (_answer([_series([[None, "1"]])]), "non-numeric timestamp None"),
+        (_answer([_series([[True, "1"]])]), "non-numeric timestamp True"),
+        (_answer([_series([[1e300, "1"]])]), "out of range"),
+        (_answer([_series([[-5, "1"]])]), "out of range"),
+        (_answer([_series([[NOW, None]])]), "value None, not a string"),
+        (_answer([_series([[NOW, 41.5]])]), "value 41.5, not a string"),
+        (_answer([_series([[NOW, "41"], [NOW + 60, "hot"]])]), "sample 1 has the value 'hot'"),
+        (_answer([_series([[NOW]])]), "not [time, value]"),
+        (_answer([_series([NOW, "1"])]), "not [time, value]"),
+        (_answer([_series(None)]), "no 'values' list"),
+        (_answer([{"metric": {}, "value": [NOW, "1"]}]), "instant vector"),
+        (_answer([{"values": []}]), "no 'metric' labels"),
+        (_answer([_series([], gpu=0)]), "label 'gpu' is 0, not a string"),
+        (_answer(["x"]), "series 0 is a str"),
+        (_answer({"a": 1}), "not a list of series"),
+        (_answer([], "vector"), "resultType 'vector' instead of 'matrix'"),
+        (_answer([NOW, "1"], "scalar"), "resultType 'scalar'"),
+        ({"status": "error", "error": "x" * 5000}, "status 'error': 'xxx"),
+        ({"status": "success"}, "no 'data' object"),
+        ([1, 2], "a JSON list"),
+        (None, "a JSON NoneType"),
+    ],
+)
+def test_bad_answers_are_one_line_naming_the_place(answer: Any, expected: str) -> None:
+    """Non-numeric timestamps, null values, missing labels/values, wrong resultType: one line."""
+    msg = _error_line(answer)
+    assert expected in msg and "Prometheus at http://p answered 'up'" in msg
+
+
+def test_nan_and_inf_are_prometheus_values() -> None:
+    """ "NaN", "+Inf", "-Inf" and exponents are valid samples (NaN rows are dropped later)."""
+    matrix = parse_matrix(
+        _answer(
+            [_series([[NOW, "NaN"], [NOW + 60, "+Inf"], [NOW + 120, "-Inf"], [NOW + 180.5, "1e3"]])]
+        )
+    )
+    df, bad = gpu_frame("DCGM_FI_DEV_GPU_TEMP", matrix, DEFAULT_LABEL_MAP)
+    assert bad == 0 and df is not None
+    values = df["value"].tolist()
+    assert math.isnan(values[0]) and values[1:] == [math.inf, -math.inf, 1000.0]
+
+
+def test_missing_result_type_is_read_as_a_matrix() -> None:
+    """Some PromQL proxies leave resultType out: a list of series is still read."""
+    answer = {"status": "success", "data": {"result": [_series([[NOW, "1"]])]}}
+    assert parse_matrix(answer)[0]["values"] == [[NOW, "1"]]
+
+
+# ------------------------------------------------------------------ generated answers
+
+JSON = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=12),
+    lambda inner: (
+        st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner, max_size=4)
+    ),
+    max_leaves=20,
+)
+TIMESTAMP = (
+    st.integers(NOW - 10**6, NOW + 10**6)
+    | st.floats(allow_nan=True, allow_infinity=True)
+    | st.integers()
+    | st.text(max_size=12)
+    | st.none()
+    | st.booleans()
+)
+VALUE = (
+    st.sampled_from(["NaN", "+Inf", "-Inf", "0", "41.5", "1e3", "-0", " 7 ", "1_0", "0x1", ""])
+    | st.from_regex(r"\A-?[0-9]{1,6}(\.[0-9]{1,3})?\Z")
+    | st.text(max_size=8)
+    | st.floats()
+    | st.integers()
+    | st.none()
+)
+SAMPLE = st.tuples(TIMESTAMP, VALUE).map(list) | JSON
+LABELS = st.dictionaries(
+    st.sampled_from(
+        ["Hostname", "gpu", "instance", "name", "chip", "sensor", "job", COMPONENT_LABEL]
+    )
+    | st.text(max_size=6),
+    st.text(max_size=12) | JSON,
+    max_size=5,
+)
+SERIES = st.fixed_dictionaries(
+    {},
+    optional={
+        "metric": LABELS | JSON,
+        "values": st.lists(SAMPLE, max_size=6) | JSON,
+        "value": JSON,
+    },
+)
+ANSWER = st.fixed_dictionaries(
+    {},
+    optional={
+        "status": st.sampled_from(["success", "error"]) | JSON,
+        "error": JSON,
+        "data": st.fixed_dictionaries(
+            {},
+            optional={
+                "resultType": st.sampled_from(["matrix", "vector", "scalar", "string"]) | JSON,
+                "result": st.lists(SERIES, max_size=4) | JSON,
+            },
+        )
+        | JSON,
+    },
+)
+WELL_FORMED = st.builds(
+    _answer,
+    st.lists(
+        st.builds(
+            _series,
+            st.lists(
+                st.tuples(st.integers(0, 7_000_000_000) | st.floats(0, 7e9), VALUE).map(list),
+                max_size=8,
+            ),
+        ),
+        max_size=4,
+    ),
+)
+
+
+@FUZZ
+@given(answer=ANSWER | JSON | WELL_FORMED)
+def test_random_answers_parse_or_fail_in_one_line(answer: Any) -> None:
+    """Any JSON shape: a matrix every frame builder accepts, or one MetricsSourceError line."""
+    try:
+        matrix = parse_matrix(answer, "Prometheus at http://p answered 'up'")
+    except MetricsSourceError as exc:
+        assert "\n" not in str(exc) and len(str(exc)) < 500
+        return
+    _frames_of(matrix)
+
+
+# ------------------------------------------------------------------ through HTTP
+
+
+@contextlib.contextmanager
+def serve(body: bytes, status: int = 200) -> Iterator[str]:
+    """Answer every request with ``body``; yield the base URL."""
+
+    class Handler(BaseHTTPRequestHandler):
+        def log_message(self, format: str, *args: Any) -> None:
+            """Stay quiet."""
+
+        def do_GET(self) -> None:
+            """Send the canned answer."""
+            with contextlib.suppress(BrokenPipeError, ConnectionResetError):
+                self.send_response(status)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    server.daemon_threads = True
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+@pytest.mark.parametrize(
+    ("body", "expected"),
+    [
+        (json.dumps(_answer([_series([["now", "1"]])])).encode(), "non-numeric timestamp 'now'"),
+        (json.dumps(_answer([_series([[NOW, None]])])).encode(), "value None, not a string"),
+        (json.dumps(_answer([], "vector")).encode(), "resultType 'vector'"),
+        (b"[" * 100_000 + b"]" * 100_000, "invalid JSON"),
+        (b"\xff\xfe\x00garbage", "invalid JSON"),
+        (b'{"hello": "world"}', "JSON without status and data"),
+    ],
+    ids=["string-time", "null-value", "vector", "deep-json", "binary", "other-json"],
+)
+def test_fetch_turns_bad_answers_into_one_line(body: bytes, expected: str) -> None:
+    """The same answers from a real HTTP server: fetch raises one line naming the server."""
+    with serve(body) as url, pytest.raises(MetricsSourceError) as err:
+        PrometheusSource(url, retries=0, timeout=5).fetch(*WINDOW, STEP)
+    msg = str(err.value)
+    assert "\n" not in msg and expected in msg and url in msg, msg
+
+
+def test_fetch_reads_nan_strings() -> None:
+    """A well-formed answer with "NaN" samples is read (the NaN rows are left out)."""
+    body = json.dumps(_answer([_series([[NOW, "NaN"], [NOW + 60, "50"]])])).encode()
+    with serve(body) as url:
+        frames = PrometheusSource(url, retries=0, timeout=5).fetch(*WINDOW, STEP)
+    assert frames.gpu["value"].tolist() and set(frames.gpu["value"]) == {50.0}
