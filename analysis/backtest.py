@@ -197,8 +197,13 @@ def _cell(value: float | None, fmt: str = "{:.2f}") -> str:
     return "–" if value is None else fmt.format(value)
 
 
+def _count(num: int, den: int) -> str:
+    """Format ``num/den`` ('–' when there is nothing to count)."""
+    return f"{num}/{den}" if den else "–"
+
+
 def summary_markdown(report: BacktestReport) -> str:
-    """Return a short Markdown summary: one row per detector, then recall by fault kind.
+    """Return a short Markdown summary: warnings and pages per detector, recall by fault kind.
 
     Parameters
     ----------
@@ -208,29 +213,45 @@ def summary_markdown(report: BacktestReport) -> str:
     Returns
     -------
     str
-        Markdown text (two tables and a one-line legend).
+        Markdown text: warnings (loose and strict side by side) and false pages, pages per
+        fault, recall by fault kind (strict / loose), pages during benign events when there
+        were any, and a legend.
     """
     lines = [
         f"Backtest over {report.gpu_days:.1f} GPU-days, {len(report.faults)} faults.",
         "",
-        "| detector | recall | precision | median lead (min) | false / 1k GPU-days "
-        "| root cause | top-1 | top-3 |",
-        "|---|---|---|---|---|---|---|---|",
+        "| detector | recall loose | precision | recall strict | median lead strict (min) "
+        "| median lead loose (min) | false / 1k GPU-days | root cause | top-1 | top-3 |",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for name, s in report.detectors.items():
         lines.append(
             f"| {name} | {_cell(s.recall)} ({s.n_warned}/{s.n_faults}) | {_cell(s.precision)} "
+            f"| {_cell(s.recall_strict)} ({s.n_warned_strict}/{s.n_faults}) "
+            f"| {_cell(s.median_lead_minutes_strict, '{:.0f}')} "
             f"| {_cell(s.median_lead_minutes, '{:.0f}')} "
             f"| {_cell(s.false_incidents_per_1k_gpu_days, '{:.1f}')} "
             f"| {_cell(s.root_cause_accuracy)} | {_cell(s.explanation_top1)} "
             f"| {_cell(s.explanation_top3)} |"
         )
+    lines += [
+        "",
+        "| detector | one incident per shared fault | GPUs paged / affected "
+        "| node faults escalated | false all-clear |",
+        "|---|---|---|---|---|",
+    ]
+    for name, s in report.detectors.items():
+        lines.append(
+            f"| {name} | {_count(s.n_one_incident, s.n_component_faults)} "
+            f"| {s.gpus_paged}/{s.gpus_affected} "
+            f"| {_count(s.n_escalated, s.n_node_faults)} | {s.n_false_all_clear} |"
+        )
+    names = list(report.detectors)
     kinds = sorted({f.kind for f in report.faults})
-    if kinds and report.detectors:
-        names = list(report.detectors)
+    if kinds and names:
         lines += [
             "",
-            "Faults warned before failure, by kind:",
+            "Faults warned before failure, by kind (strict / loose):",
             "",
             "| kind | " + " | ".join(names) + " |",
             "|---|" + "---|" * len(names),
@@ -239,13 +260,33 @@ def summary_markdown(report: BacktestReport) -> str:
             cells = []
             for name in names:
                 outs = [o for o in report.detectors[name].outcomes if o.kind == kind]
-                cells.append(f"{sum(o.warned for o in outs)}/{len(outs)}")
+                strict = sum(o.warned_strict for o in outs)
+                cells.append(f"{strict} / {sum(o.warned for o in outs)} of {len(outs)}")
+            lines.append(f"| {kind} | " + " | ".join(cells) + " |")
+    benign = sorted({k for s in report.detectors.values() for k in s.benign})
+    if benign and names:
+        lines += [
+            "",
+            "Pages during benign events (pages, events paged / events):",
+            "",
+            "| benign kind | " + " | ".join(names) + " |",
+            "|---|" + "---|" * len(names),
+        ]
+        for kind in benign:
+            cells = []
+            for name in names:
+                b = report.detectors[name].benign.get(kind)
+                cells.append(f"{b.pages} ({b.events_paged}/{b.events})" if b else "–")
             lines.append(f"| {kind} | " + " | ".join(cells) + " |")
     lines += [
         "",
-        "recall = faults warned before their failure; lead = failure - first warning; "
-        "root cause = shared-component faults whose warning named the component; "
-        "top-1/top-3 = expected cause among the first 1/3 explanation factors.",
+        "strict = the warning's root cause names the fault's target (component; node or its "
+        "GPU; the GPU); loose = any incident sharing a GPU with the fault; lead = failure - "
+        "first warning; root cause = shared-component faults whose first warning named the "
+        "component; one incident = exactly one incident for a shared-component fault, naming "
+        "it; escalated = node faults warned through a rack/component incident; false all-clear "
+        "= a warning resolved before the repair; top-1/top-3 = expected cause among the first "
+        "1/3 explanation factors.",
     ]
     return "\n".join(lines) + "\n"
 

@@ -154,9 +154,12 @@ def test_replay_table_by_hand() -> None:
 def test_summary_and_figure() -> None:
     report = replay(make_runs(), [FAN, PDU])
     md = summary_markdown(report)
-    assert "| graph | 1.00 (2/2) | 1.00 | 240 | 0.0 | 1.00 | 0.50 | 1.00 |" in md
-    assert "| static | 0.50 (1/2) | 0.50 | 30 | 125.0 | – | – | – |" in md
-    assert "| pdu | 1/1 | 0/1 |" in md
+    assert "| graph | 1.00 (2/2) | 1.00 | 1.00 (2/2) | 240 | 240 | 0.0 | 1.00 | 0.50 | 1.00 |" in md
+    assert "| static | 0.50 (1/2) | 0.50 | 0.50 (1/2) | 30 | 30 | 125.0 | – | – | – |" in md
+    # the graph's PDU warning closed at 16:00, before the 20:00 failure: a false all-clear
+    assert "| graph | 1/1 | 3/3 | – | 1 |" in md
+    assert "| static | 0/1 | 1/3 | – | 0 |" in md
+    assert "| pdu | 1 / 1 of 1 | 0 / 0 of 1 |" in md
     fig = lead_time_figure(report)
     ax = fig.axes[0]
     labels = [t.get_text().split("\n") for t in ax.get_xticklabels()]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
 import numpy as np
@@ -12,13 +13,17 @@ from analysis.attribution import RobustZAttributor
 from analysis.detectors import DETECTORS, make_detector
 from analysis.evaluation import (
     EXPECTED_FACTORS,
+    BenignKindScore,
     EvaluationSettings,
     IncidentRecord,
     InterpretationSegment,
+    bootstrap_ratio,
     compare_detectors,
+    component_ids,
     evaluate_series,
     event_metrics,
     factor_matches,
+    fault_level,
     gpu_days_of,
     hit_at_p,
     mean_table,
@@ -32,7 +37,8 @@ from analysis.evaluation import (
     segments,
     subsample_rows,
 )
-from analysis.types import Fault
+from analysis.evaluation.bootstrap import bootstrap_median
+from analysis.types import BenignEvent, Component, Fault, Rack, Topology
 
 T0 = datetime(2026, 11, 1, tzinfo=UTC)
 
@@ -61,6 +67,16 @@ def inc(
         factors=factors,
     )
 
+
+ISSUE7_CELL = (
+    "warned",
+    "warned_at",
+    "lead_minutes",
+    "incident",
+    "root_cause_correct",
+    "top1",
+    "top3",
+)
 
 FAN = Fault("f-fan", "fan", "n1/0", ("n1/0",), onset=at(10), failure=at(14))
 LATE = Fault("f-late", "hbm", "n1/1", ("n1/1",), onset=at(10), failure=at(14))
@@ -187,7 +203,8 @@ def test_compare_detectors_json_shape() -> None:
     rows = {r["id"]: r for r in data["faults"]}
     assert rows["f-fan"]["graph"]["lead_minutes"] == 120.0
     assert rows["f-fan"]["graph"]["warned_at"] == "2026-11-01T12:00:00Z"
-    assert rows["f-pdu"]["static"] == {
+    issue7 = {k: rows["f-pdu"]["static"][k] for k in ISSUE7_CELL}
+    assert issue7 == {
         "warned": False,
         "warned_at": None,
         "lead_minutes": None,
@@ -369,3 +386,130 @@ def test_evaluate_series_on_an_injected_segment() -> None:
     assert out["hit_at_100"] == 1.0 and out["hit_at_150"] == 1.0
     assert out["train_rows_used"] == 1000 and out["segments"] == 1
     assert out == evaluate_series(train, test, labels, interp, settings)  # deterministic
+
+
+# ---------------------------------------------------------------- strict matching (issue 11)
+
+NODE_FAULT = Fault(
+    "f-node", "fan", "n1", tuple(f"n1/{g}" for g in range(4)), onset=at(10), failure=at(14)
+)
+GPU_FAULT = Fault("f-gpu", "hbm", "n1/2", ("n1/2",), onset=at(10), failure=at(14))
+TOPOLOGY = Topology(
+    racks=(Rack("rack-a1", ("n1", "n2"), power=("pdu-a1",), cooling=("crac-a1",)),),
+    components={"pdu-a1": Component("pdu-a1", "pdu")},
+)
+
+
+def test_component_ids_and_fault_levels() -> None:
+    ids = component_ids(TOPOLOGY)
+    assert ids == {"rack-a1", "pdu-a1", "crac-a1"}
+    assert fault_level(NODE_FAULT, ids) == "node"
+    assert fault_level(GPU_FAULT, ids) == "gpu"
+    assert fault_level(PDU, ids) == "component"
+    assert fault_level(Fault("x", "odd", "fleet", (), onset=at(1)), ids) == "other"
+
+
+def test_rack_incident_over_a_node_fault_counts_loosely_not_strictly() -> None:
+    rack = inc("r", 12, ("n1/0", "n1/1", "n2/0"), root="rack-a1", kind="rack")
+    score = score_detector([NODE_FAULT], [rack], 1, shared_targets=component_ids(TOPOLOGY))
+    (o,) = score.outcomes
+    assert o.warned and not o.warned_strict and o.lead_minutes_strict is None
+    assert score.recall == 1.0 and score.recall_strict == 0.0
+    assert o.escalated and score.n_escalated == 1 and score.n_node_faults == 1
+    # a component incident too; the node itself or one of its GPUs names the target
+    pdu = inc("p", 12, ("n1/0",), root="pdu-a1", kind="pdu")
+    assert not score_detector([NODE_FAULT], [pdu], 1).outcomes[0].warned_strict
+    for root, kind in (("n1", "node"), ("n1/3", "gpu")):
+        named = score_detector([NODE_FAULT], [inc("n", 12, ("n1/3",), root=root, kind=kind)], 1)
+        assert named.outcomes[0].warned_strict and named.outcomes[0].escalated is False
+        assert named.outcomes[0].lead_minutes_strict == pytest.approx(120.0)
+
+
+def test_gpu_incident_on_the_fault_gpu_counts_strictly() -> None:
+    right = score_detector([GPU_FAULT], [inc("g", 11, ("n1/2",))], 1)
+    assert right.outcomes[0].warned_strict and right.median_lead_minutes_strict == 180.0
+    # a neighbour GPU blamed: not the target
+    other = inc("o", 11, ("n1/2",), root="n1/1")
+    assert not score_detector([GPU_FAULT], [other], 1).outcomes[0].warned_strict
+    # decision: a node incident on the GPU's node counts when it lists the GPU
+    node = inc("n", 11, ("n1/1", "n1/2"), root="n1", kind="node")
+    assert score_detector([GPU_FAULT], [node], 1).outcomes[0].warned_strict
+    node_without = inc("m", 11, ("n1/1",), root="n1", kind="node")
+    assert not score_detector([GPU_FAULT], [node_without], 1).outcomes[0].warned_strict
+
+
+def test_unknown_kind_targeting_a_topology_component_is_a_shared_fault() -> None:
+    ticket = Fault("t-1", "PSU brownout (ticket 4411)", "pdu-a1", ("n2/0", "n2/1"), at(20), at(26))
+    right = inc("r", 22, ("n2/0", "n2/1"), root="pdu-a1", kind="pdu")
+    score = score_detector([ticket], [right], 1, shared_targets=component_ids(TOPOLOGY))
+    (o,) = score.outcomes
+    assert o.level == "component" and o.root_cause_correct and o.one_incident
+    assert score.root_cause_accuracy == 1.0 and score.one_incident_rate == 1.0
+    assert o.warned_strict and o.gpus_paged == 2 and o.gpus_affected == 2
+
+
+def test_exactly_one_incident_naming_the_component() -> None:
+    comp = component_ids(TOPOLOGY)
+    one = [inc("c", 22, ("n2/0", "n2/1"), root="pdu-a1", kind="pdu")]
+    many = [*one, inc("g", 23, ("n2/1",))]
+    gpu_only = [inc("g", 22, ("n2/0",)), inc("h", 22, ("n2/1",))]
+    assert score_detector([PDU], one, 1, shared_targets=comp).n_one_incident == 1
+    extra = score_detector([PDU], many, 1, shared_targets=comp)
+    assert extra.n_one_incident == 0 and extra.one_incident_rate == 0.0
+    assert extra.outcomes[0].warned_strict  # named, but not in one page
+    split = score_detector([PDU], gpu_only, 1, shared_targets=comp)
+    assert split.one_incident_rate == 0.0 and not split.outcomes[0].warned_strict
+    assert split.outcomes[0].warned and split.outcomes[0].gpus_paged == 2
+    # an incident after failure + grace is not this fault's page
+    late = [*one, inc("z", 28, ("n2/1",))]
+    assert score_detector([PDU], late, 1, shared_targets=comp).n_one_incident == 1
+    # GPU faults have no one-incident rate
+    assert score_detector([GPU_FAULT], [inc("g", 11, ("n1/2",))], 1).one_incident_rate is None
+
+
+def test_false_all_clear_is_a_warning_resolved_before_the_repair() -> None:
+    def closed(hours: float | None) -> IncidentRecord:
+        """A warning at 11 h that closed at ``hours``."""
+        return replace(inc("w", 11, ("n1/2",)), closed_at=at(hours) if hours else None)
+
+    assert score_detector([GPU_FAULT], [closed(12)], 1).n_false_all_clear == 1
+    assert score_detector([GPU_FAULT], [closed(None)], 1).n_false_all_clear == 0
+    # closed after the failure: only an all-clear when the repair is known to be later
+    assert score_detector([GPU_FAULT], [closed(15)], 1).n_false_all_clear == 0
+    later = score_detector([GPU_FAULT], [closed(15)], 1, repair_after=timedelta(hours=3))
+    assert later.n_false_all_clear == 1 and later.outcomes[0].false_all_clear
+    fixed = score_detector([GPU_FAULT], [closed(15)], 1, repairs={"f-gpu": at(14.5)})
+    assert fixed.n_false_all_clear == 0
+
+
+def test_pages_during_benign_events_per_kind() -> None:
+    churn = BenignEvent("b1", "job_churn", "n5", ("n5/0", "n5/1"), at(1), at(2))
+    reboot = BenignEvent("b2", "drain_reboot", "n6", ("n6/0",), at(3), at(4))
+    churn2 = BenignEvent("b3", "job_churn", "n7", ("n7/0",), at(5), at(6))
+    log = [
+        inc("p1", 1.5, ("n5/0",)),
+        inc("p2", 2.5, ("n5/1",)),  # within the hour of grace after the event
+        inc("p3", 9, ("n6/0",)),  # long after the reboot: false, but not the reboot's
+        inc("t", 12, ("n1/2",)),  # the real fault's warning
+    ]
+    score = score_detector([GPU_FAULT], log, 1, benign=[churn, reboot, churn2])
+    assert score.benign["job_churn"] == BenignKindScore("job_churn", 2, 1, 2)
+    assert score.benign["drain_reboot"] == BenignKindScore("drain_reboot", 1, 0, 0)
+    assert score.n_false_incidents == 3
+    assert score.as_dict()["benign"]["job_churn"] == {"events": 2, "events_paged": 1, "pages": 2}
+
+
+def test_bootstrap_ratio_is_seeded_and_brackets_the_pooled_value() -> None:
+    warned, faults = [3, 4, 0, 5, 2], [4, 5, 1, 5, 4]
+    a = bootstrap_ratio(warned, faults, resamples=500, seed=1)
+    b = bootstrap_ratio(warned, faults, resamples=500, seed=1)
+    assert a == b and a.value == pytest.approx(14 / 19)
+    assert a.low is not None and a.high is not None and a.low <= a.value <= a.high
+    assert a.low >= 0.0 and a.high <= 1.0
+    assert bootstrap_ratio([0], [0]).value is None
+    rate = bootstrap_ratio([1, 0], [500.0, 500.0], scale=1000.0, resamples=200)
+    assert rate.value == pytest.approx(1.0) and rate.text("{:.1f}").startswith("1.0 [")
+    med = bootstrap_median([[60.0, 120.0], [], [30.0]], resamples=200)
+    assert med.value == pytest.approx(60.0) and med.den == 3
+    with pytest.raises(ValueError, match="numerators"):
+        bootstrap_ratio([1], [1, 2])

@@ -3,9 +3,10 @@
 Pure functions over arrays, dataclasses and datetimes; no clock, no I/O. Two families:
 
 * **Backtest arithmetic** (:mod:`analysis.evaluation.backtest`): given ground-truth faults and
-  a detector's incident log, compute recall, precision, lead time, false incidents per 1,000
-  GPU-days, root-cause accuracy and explanation top-1/top-3 accuracy (the matching rules are in
-  that module's docstring).
+  a detector's incident log, compute strict and loose recall, precision, lead time, false
+  incidents per 1,000 GPU-days, root-cause accuracy and explanation top-1/top-3 accuracy (the
+  matching rules are in :mod:`analysis.evaluation.matching`); :mod:`analysis.evaluation.matrix`
+  aggregates many scenarios with bootstrap intervals (:mod:`analysis.evaluation.bootstrap`).
 * **Labelled-series arithmetic** (:mod:`analysis.evaluation.series`): point-wise, event-level and
   point-adjusted F1, ROC-AUC, thresholds and Hit@P% on SMD-style data; run end to end on one
   labelled machine by :mod:`analysis.evaluation.smd` (what ``gpu-risk evaluate`` reports).
@@ -17,6 +18,7 @@ from analysis.evaluation.backtest import (
     EXPECTED_FACTORS,
     SHARED_FAULT_KINDS,
     BacktestReport,
+    BenignKindScore,
     DetectorScore,
     FaultOutcome,
     IncidentRecord,
@@ -25,6 +27,12 @@ from analysis.evaluation.backtest import (
     gpu_days_of,
     score_detector,
     touches,
+)
+from analysis.evaluation.bootstrap import Interval, bootstrap_ratio
+from analysis.evaluation.matching import (
+    component_ids,
+    fault_level,
+    names_target,
 )
 from analysis.evaluation.numeric import nanmean
 from analysis.evaluation.series import (
@@ -55,19 +63,25 @@ __all__ = [
     "PRF",
     "SHARED_FAULT_KINDS",
     "BacktestReport",
+    "BenignKindScore",
     "DetectorScore",
     "EvaluationSettings",
     "FaultOutcome",
     "IncidentRecord",
     "IntArray",
     "InterpretationSegment",
+    "Interval",
+    "bootstrap_ratio",
     "compare_detectors",
+    "component_ids",
     "evaluate_series",
     "event_metrics",
     "factor_matches",
+    "fault_level",
     "gpu_days_of",
     "hit_at_p",
     "mean_table",
+    "names_target",
     "nanmean",
     "parse_interpretation",
     "point_adjust",

@@ -5,38 +5,80 @@ precision, lead time, false incidents per 1,000 GPU-days, root-cause accuracy an
 top-1/top-3 accuracy; :func:`compare_detectors` does it for several detectors at once. Pure
 functions over dataclasses and datetimes; no clock, no I/O.
 
-Matching rules (also in the README and ``docs/evaluation-smd.md``):
+Matching rules (also in ``docs/evaluation.md``; the strict/loose rules themselves are in
+:mod:`analysis.evaluation.matching`):
 
-* An incident *touches* a fault when it shares a GPU with ``fault.affected``, or its root cause is
-  the fault's ``target`` or one of its affected GPUs.
-* A fault is *warned* by the first touching incident opened in ``[onset - slack, failure)``; its
+* **Loose** (today's overlap rule): an incident *touches* a fault when it shares a GPU with
+  ``fault.affected``, or its root cause is the fault's ``target`` or one of its affected GPUs.
+  A fault is *warned* by the first touching incident opened in ``[onset - slack, failure)``; its
   lead time is ``failure - opened_at`` in minutes. An incident opened at or after the failure is
   no warning (the fault is *missed*). A fault with ``failure=None`` is warned by any touching
   incident opened at or after ``onset - slack``; its lead time is undefined (``None``).
+* **Strict**: the same window, but only incidents whose root cause *names the target* count
+  (:func:`analysis.evaluation.matching.names_target`): a rack or component incident over a
+  node's fault is a loose warning, not a strict one.
 * An incident is *true* when it touches some fault and opened in
   ``[onset - slack, failure + grace)`` of that fault (grace: a page right after the failure is
   late but not false); every other incident is *false* (e.g. an incident on a healthy GPU).
-* Root-cause accuracy is measured on *shared-component* faults (kind pdu/cooling/switch/rack, or
-  target in ``shared_targets``) that were warned: the warning incident's root cause id must equal
-  the fault's target.
+* *Shared-component* faults are those whose target is a component of the topology
+  (``shared_targets``), whatever their kind; without a topology, the kinds of
+  :data:`SHARED_FAULT_KINDS`. Root-cause accuracy: the (loose) warning incident's root cause id
+  equals the target. *One incident*: exactly one incident touches the fault in
+  ``[onset - slack, failure + grace)`` and it names the component.
+* *GPUs paged*: distinct GPUs of the incidents touching the fault in that window, against the
+  fault's affected GPUs. *Escalated*: a node fault warned through a rack or component incident.
+* *False all-clear*: a warning incident closed before the fault's repair (``repairs``, or
+  ``failure + repair_after``): the bot said "resolved" about hardware that was still failing.
 * Explanation top-1/top-3: the warning incident's first / first three factor names must contain
   (case-insensitive substring) one of the tokens :data:`EXPECTED_FACTORS` lists for the fault's
-  kind. Faults whose kind has no entry are left out of that denominator. A warning without factors
-  counts as wrong, but a detector none of whose incidents carries factors (e.g. static rules)
-  gets ``None`` (undefined), not 0.
+  kind (``top1_strict``: of the strict warning). Faults whose kind has no entry are left out of
+  that denominator. A warning without factors counts as wrong, but a detector none of whose
+  incidents carries factors (e.g. static rules) gets ``None`` (undefined), not 0.
+* Benign events: incidents that answer no fault but touch a benign event in
+  ``[start, end + grace)`` are pages during it, counted per event kind.
 """
 
 from __future__ import annotations
 
 from collections.abc import Collection, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
 import numpy as np
 
-from analysis.evaluation.numeric import json_round, ratio
-from analysis.types import Fault, format_time
+from analysis.evaluation.matching import (
+    UPSTREAM_KINDS,
+    benign_pages,
+    false_all_clear,
+    fault_level,
+    names_target,
+    opened_in,
+    touches,
+)
+from analysis.evaluation.numeric import ratio
+from analysis.evaluation.records import (
+    BacktestReport,
+    BenignKindScore,
+    DetectorScore,
+    FaultOutcome,
+    IncidentRecord,
+)
+from analysis.types import BenignEvent, Fault
+
+__all__ = [
+    "EXPECTED_FACTORS",
+    "SHARED_FAULT_KINDS",
+    "BacktestReport",
+    "BenignKindScore",
+    "DetectorScore",
+    "FaultOutcome",
+    "IncidentRecord",
+    "compare_detectors",
+    "factor_matches",
+    "gpu_days_of",
+    "score_detector",
+    "touches",
+]
 
 #: Fault kind -> tokens of the factor names that count as the right explanation. A factor name
 #: matches when it contains one of the tokens (case-insensitive). DCGM / ipmi / component metric
@@ -67,153 +109,6 @@ EXPECTED_FACTORS: Mapping[str, tuple[str, ...]] = {
 SHARED_FAULT_KINDS: frozenset[str] = frozenset({"pdu", "psu", "cooling", "switch", "rack"})
 
 
-@dataclass(frozen=True)
-class IncidentRecord:
-    """One incident in a detector's log: when it opened, what it blamed, which GPUs, top factors.
-
-    ``gpus`` are ``<node>/<gpu>`` keys; ``factors`` are factor names in explanation order.
-    """
-
-    id: str
-    opened_at: datetime
-    root_cause_id: str
-    root_cause_kind: str
-    gpus: tuple[str, ...] = ()
-    factors: tuple[str, ...] = ()
-    closed_at: datetime | None = None
-
-
-@dataclass(frozen=True)
-class FaultOutcome:
-    """How one detector did on one fault."""
-
-    fault_id: str
-    kind: str
-    warned: bool
-    warned_at: datetime | None = None
-    lead_minutes: float | None = None
-    incident_id: str | None = None
-    root_cause_correct: bool | None = None
-    top1: bool | None = None
-    top3: bool | None = None
-
-    def as_dict(self) -> dict[str, Any]:
-        """Return the per-fault JSON cell of the backtest table."""
-        return {
-            "warned": self.warned,
-            "warned_at": format_time(self.warned_at) if self.warned_at else None,
-            "lead_minutes": json_round(self.lead_minutes),
-            "incident": self.incident_id,
-            "root_cause_correct": self.root_cause_correct,
-            "top1": self.top1,
-            "top3": self.top3,
-        }
-
-
-@dataclass(frozen=True)
-class DetectorScore:
-    """One detector's row of the backtest table (``None`` = undefined, e.g. nothing to measure)."""
-
-    detector: str
-    n_faults: int
-    n_warned: int
-    recall: float | None
-    n_incidents: int
-    n_true_incidents: int
-    precision: float | None
-    lead_minutes: tuple[float, ...]
-    median_lead_minutes: float | None
-    n_false_incidents: int
-    false_incidents_per_1k_gpu_days: float | None
-    n_shared_faults: int
-    root_cause_accuracy: float | None
-    n_explained_faults: int
-    explanation_top1: float | None
-    explanation_top3: float | None
-    outcomes: tuple[FaultOutcome, ...] = field(default=(), repr=False)
-
-    def as_dict(self) -> dict[str, Any]:
-        """Return the detector's JSON object in issue 7's ``detectors`` shape."""
-        leads = np.asarray(self.lead_minutes, dtype=float)
-        dist = (
-            {f"p{q}": json_round(float(np.percentile(leads, q))) for q in (10, 25, 50, 75, 90)}
-            if leads.size
-            else {}
-        )
-        return {
-            "recall": json_round(self.recall),
-            "precision": json_round(self.precision),
-            "median_lead_minutes": json_round(self.median_lead_minutes),
-            "lead_minutes": [json_round(v) for v in self.lead_minutes],
-            "lead_minutes_distribution": dist,
-            "false_incidents_per_1k_gpu_days": json_round(self.false_incidents_per_1k_gpu_days),
-            "root_cause_accuracy": json_round(self.root_cause_accuracy),
-            "explanation_top1": json_round(self.explanation_top1),
-            "explanation_top3": json_round(self.explanation_top3),
-            "faults": self.n_faults,
-            "warned": self.n_warned,
-            "incidents": self.n_incidents,
-            "true_incidents": self.n_true_incidents,
-            "false_incidents": self.n_false_incidents,
-            "shared_faults_warned": self.n_shared_faults,
-            "explained_faults": self.n_explained_faults,
-        }
-
-
-@dataclass(frozen=True)
-class BacktestReport:
-    """Every detector's score and the per-fault table, in one object."""
-
-    detectors: Mapping[str, DetectorScore]
-    faults: tuple[Fault, ...]
-    gpu_days: float
-
-    def as_dict(self) -> dict[str, Any]:
-        """Return issue 7's JSON: ``{"detectors": {...}, "faults": [{"id", "<detector>": ...}]}``."""
-        rows: list[dict[str, Any]] = []
-        by_detector = {
-            name: {o.fault_id: o for o in score.outcomes} for name, score in self.detectors.items()
-        }
-        for fault in self.faults:
-            row: dict[str, Any] = {
-                "id": fault.id,
-                "kind": fault.kind,
-                "target": fault.target,
-                "onset": format_time(fault.onset),
-                "failure": format_time(fault.failure) if fault.failure else None,
-            }
-            for name, outcomes in by_detector.items():
-                row[name] = outcomes[fault.id].as_dict()
-            rows.append(row)
-        return {
-            "gpu_days": json_round(self.gpu_days),
-            "detectors": {name: s.as_dict() for name, s in self.detectors.items()},
-            "faults": rows,
-        }
-
-
-def touches(incident: IncidentRecord, fault: Fault) -> bool:
-    """Return whether an incident concerns a fault's GPUs or its target.
-
-    Parameters
-    ----------
-    incident : IncidentRecord
-        The incident.
-    fault : Fault
-        The ground-truth fault.
-
-    Returns
-    -------
-    bool
-        True when the incident shares a GPU with ``fault.affected``, or its root cause id is the
-        fault's target or one of its affected GPUs.
-    """
-    affected = set(fault.affected)
-    if affected.intersection(incident.gpus):
-        return True
-    return incident.root_cause_id == fault.target or incident.root_cause_id in affected
-
-
 def factor_matches(kind: str, name: str, expected: Mapping[str, Sequence[str]]) -> bool:
     """Return whether factor ``name`` is an expected cause of a fault of ``kind``.
 
@@ -235,14 +130,21 @@ def factor_matches(kind: str, name: str, expected: Mapping[str, Sequence[str]]) 
     return any(token.lower() in low for token in expected.get(kind, ()))
 
 
-def _opened_in(incident: IncidentRecord, lo: datetime, hi: datetime | None) -> bool:
-    """Return whether the incident opened in ``[lo, hi)`` (``hi=None``: no upper bound)."""
-    return incident.opened_at >= lo and (hi is None or incident.opened_at < hi)
-
-
 def _explained(kind: str, factors: Sequence[str], expected: Mapping[str, Sequence[str]]) -> bool:
     """Return whether one of ``factors`` is an expected cause of a fault of ``kind``."""
     return any(factor_matches(kind, name, expected) for name in factors)
+
+
+def _first(records: Sequence[IncidentRecord]) -> IncidentRecord | None:
+    """Return the first record, None when there is none."""
+    return records[0] if records else None
+
+
+def _lead(fault: Fault, incident: IncidentRecord | None) -> float | None:
+    """Return ``failure - opened_at`` in minutes (None without failure or incident)."""
+    if fault.failure is None or incident is None:
+        return None
+    return (fault.failure - incident.opened_at).total_seconds() / 60.0
 
 
 def score_detector(
@@ -256,6 +158,9 @@ def score_detector(
     expected_factors: Mapping[str, Sequence[str]] = EXPECTED_FACTORS,
     shared_kinds: Collection[str] = SHARED_FAULT_KINDS,
     shared_targets: Collection[str] = (),
+    benign: Sequence[BenignEvent] = (),
+    repairs: Mapping[str, datetime] | None = None,
+    repair_after: timedelta = timedelta(0),
 ) -> DetectorScore:
     """Score one detector's incident log against ground-truth faults.
 
@@ -276,15 +181,26 @@ def score_detector(
     expected_factors : Mapping[str, Sequence[str]]
         Fault kind -> factor-name tokens for explanation accuracy.
     shared_kinds : Collection[str]
-        Fault kinds whose target is a shared component.
+        Fault kinds whose target is a shared component (a fallback for callers without a
+        topology; a target in ``shared_targets`` is shared whatever its kind).
     shared_targets : Collection[str]
-        Extra targets to treat as shared components (e.g. the topology's component ids).
+        The topology's component ids (:func:`analysis.evaluation.matching.component_ids`):
+        decides shared-component faults and the strict rule's component level.
+    benign : Sequence[BenignEvent]
+        Ground-truth benign events: pages during them are counted per kind.
+    repairs : Mapping[str, datetime], optional
+        Fault id -> when the hardware was healthy again (for false all-clears).
+    repair_after : timedelta
+        Without a ``repairs`` entry, the repair is taken as ``failure + repair_after`` (a lower
+        bound; the default 0 only catches incidents resolved before the failure).
 
     Returns
     -------
     DetectorScore
-        Recall, precision, lead times, false incidents per 1,000 GPU-days, root-cause and
-        explanation accuracies, and one :class:`FaultOutcome` per fault.
+        Loose and strict recall and lead times, precision, false incidents per 1,000 GPU-days,
+        root-cause and explanation accuracies, one-incident rate of shared-component faults,
+        escalated node faults, false all-clears, benign pages, one :class:`FaultOutcome` per
+        fault.
 
     Raises
     ------
@@ -297,47 +213,96 @@ def score_detector(
     explains = any(r.factors for r in log)  # a detector that never explains: accuracy undefined
     outcomes: list[FaultOutcome] = []
     true_ids: set[str] = set()
-    shared = set(shared_targets)
+    shared = frozenset(shared_targets)
+    fixed = repairs or {}
     for fault in faults:
+        level = fault_level(fault, shared)
         lo = fault.onset - slack
-        hits = [r for r in log if touches(r, fault)]
         late = fault.failure + grace if fault.failure is not None else None
-        true_ids.update(r.id for r in hits if _opened_in(r, lo, late))
-        warnings = [r for r in hits if _opened_in(r, lo, fault.failure)]
-        if not warnings:
-            outcomes.append(FaultOutcome(fault.id, fault.kind, warned=False))
-            continue
-        first = warnings[0]
-        lead = (
-            (fault.failure - first.opened_at).total_seconds() / 60.0
-            if fault.failure is not None
-            else None
+        hits = [r for r in log if touches(r, fault)]
+        in_window = [r for r in hits if opened_in(r, lo, late)]
+        true_ids.update(r.id for r in in_window)
+        warnings = [r for r in hits if opened_in(r, lo, fault.failure)]
+        strict = [r for r in warnings if names_target(r, fault, level)]
+        first, first_strict = _first(warnings), _first(strict)
+        is_shared = level == "component" or fault.kind in shared_kinds
+        explained = explains and fault.kind in expected_factors
+        repair = fixed.get(fault.id) or (
+            fault.failure + repair_after if fault.failure is not None else None
         )
-        is_shared = fault.kind in shared_kinds or fault.target in shared
-        rc = first.root_cause_id == fault.target if is_shared else None
-        top1: bool | None = None
-        top3: bool | None = None
-        if explains and fault.kind in expected_factors:
-            top1 = _explained(fault.kind, first.factors[:1], expected_factors)
-            top3 = _explained(fault.kind, first.factors[:3], expected_factors)
         outcomes.append(
             FaultOutcome(
                 fault.id,
                 fault.kind,
-                warned=True,
-                warned_at=first.opened_at,
-                lead_minutes=lead,
-                incident_id=first.id,
-                root_cause_correct=rc,
-                top1=top1,
-                top3=top3,
+                warned=first is not None,
+                warned_at=first.opened_at if first else None,
+                lead_minutes=_lead(fault, first),
+                incident_id=first.id if first else None,
+                root_cause_correct=(first.root_cause_id == fault.target)
+                if first and is_shared
+                else None,
+                top1=_explained(fault.kind, first.factors[:1], expected_factors)
+                if first and explained
+                else None,
+                top3=_explained(fault.kind, first.factors[:3], expected_factors)
+                if first and explained
+                else None,
+                level=level,
+                precursor_minutes=(fault.failure - fault.onset).total_seconds() / 60.0
+                if fault.failure is not None
+                else None,
+                warned_strict=first_strict is not None,
+                lead_minutes_strict=_lead(fault, first_strict),
+                incident_strict=first_strict.id if first_strict else None,
+                top1_strict=_explained(fault.kind, first_strict.factors[:1], expected_factors)
+                if first_strict and explained
+                else None,
+                gpus_affected=len(set(fault.affected)),
+                gpus_paged=len({g for r in in_window for g in r.gpus}),
+                one_incident=(len(in_window) == 1 and names_target(in_window[0], fault, level))
+                if is_shared
+                else None,
+                escalated=any(
+                    r.root_cause_kind in UPSTREAM_KINDS or r.root_cause_id in shared
+                    for r in warnings
+                )
+                if level == "node"
+                else None,
+                false_all_clear=false_all_clear(warnings, fault, repair),
             )
         )
+    return _summarise(
+        detector,
+        outcomes,
+        log=log,
+        true_ids=true_ids,
+        gpu_days=gpu_days,
+        benign=benign,
+        grace=grace,
+    )
+
+
+def _summarise(
+    detector: str,
+    outcomes: Sequence[FaultOutcome],
+    *,
+    log: Sequence[IncidentRecord],
+    true_ids: set[str],
+    gpu_days: float,
+    benign: Sequence[BenignEvent],
+    grace: timedelta,
+) -> DetectorScore:
+    """Fold per-fault outcomes and the log into one detector's row."""
     warned = [o for o in outcomes if o.warned]
+    strict = [o for o in outcomes if o.warned_strict]
     leads = tuple(o.lead_minutes for o in warned if o.lead_minutes is not None)
+    leads_strict = tuple(o.lead_minutes_strict for o in strict if o.lead_minutes_strict is not None)
     rc_cases = [o.root_cause_correct for o in warned if o.root_cause_correct is not None]
     t1 = [o.top1 for o in warned if o.top1 is not None]
     t3 = [o.top3 for o in warned if o.top3 is not None]
+    t1s = [o.top1_strict for o in strict if o.top1_strict is not None]
+    ones = [o.one_incident for o in outcomes if o.one_incident is not None]
+    nodes = [o for o in outcomes if o.level == "node"]
     n_false = len(log) - len(true_ids)
     return DetectorScore(
         detector=detector,
@@ -357,6 +322,21 @@ def score_detector(
         explanation_top1=ratio(sum(t1), len(t1)),
         explanation_top3=ratio(sum(t3), len(t3)),
         outcomes=tuple(outcomes),
+        n_warned_strict=len(strict),
+        recall_strict=ratio(len(strict), len(outcomes)),
+        lead_minutes_strict=leads_strict,
+        median_lead_minutes_strict=float(np.median(leads_strict)) if leads_strict else None,
+        n_component_faults=len(ones),
+        n_one_incident=sum(ones),
+        one_incident_rate=ratio(sum(ones), len(ones)),
+        n_node_faults=len(nodes),
+        n_escalated=sum(bool(o.escalated) for o in nodes),
+        n_false_all_clear=sum(o.false_all_clear for o in outcomes),
+        gpus_affected=sum(o.gpus_affected for o in outcomes),
+        gpus_paged=sum(o.gpus_paged for o in outcomes),
+        n_explained_strict=len(t1s),
+        explanation_top1_strict=ratio(sum(t1s), len(t1s)),
+        benign=benign_pages(benign, log, true_ids, grace=grace),
     )
 
 

@@ -1,0 +1,219 @@
+"""The backtest's data objects: an incident log entry, one fault's outcome, a detector's row.
+
+Frozen dataclasses with their JSON forms; the arithmetic that fills them lives in
+:mod:`analysis.evaluation.backtest` and :mod:`analysis.evaluation.matching`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+import numpy as np
+
+from analysis.evaluation.numeric import json_round
+from analysis.types import Fault, format_time
+
+
+@dataclass(frozen=True)
+class IncidentRecord:
+    """One incident in a detector's log: when it opened, what it blamed, which GPUs, top factors.
+
+    ``gpus`` are ``<node>/<gpu>`` keys; ``factors`` are factor names in explanation order.
+    """
+
+    id: str
+    opened_at: datetime
+    root_cause_id: str
+    root_cause_kind: str
+    gpus: tuple[str, ...] = ()
+    factors: tuple[str, ...] = ()
+    closed_at: datetime | None = None
+
+
+@dataclass(frozen=True)
+class BenignKindScore:
+    """Pages during benign events of one kind: events, events with a page, pages."""
+
+    kind: str
+    events: int
+    events_paged: int
+    pages: int
+
+    def as_dict(self) -> dict[str, int]:
+        """Return the JSON cell."""
+        return {"events": self.events, "events_paged": self.events_paged, "pages": self.pages}
+
+
+@dataclass(frozen=True)
+class FaultOutcome:
+    """How one detector did on one fault, by the loose rule (``warned``...) and the strict one.
+
+    ``one_incident`` is defined for shared-component faults only, ``escalated`` (warned through
+    a rack or component incident) for node faults only; ``None`` elsewhere.
+    """
+
+    fault_id: str
+    kind: str
+    warned: bool
+    warned_at: datetime | None = None
+    lead_minutes: float | None = None
+    incident_id: str | None = None
+    root_cause_correct: bool | None = None
+    top1: bool | None = None
+    top3: bool | None = None
+    level: str = "other"
+    precursor_minutes: float | None = None
+    warned_strict: bool = False
+    lead_minutes_strict: float | None = None
+    incident_strict: str | None = None
+    top1_strict: bool | None = None
+    gpus_affected: int = 0
+    gpus_paged: int = 0
+    one_incident: bool | None = None
+    escalated: bool | None = None
+    false_all_clear: bool = False
+
+    def as_dict(self) -> dict[str, Any]:
+        """Return the per-fault JSON cell of the backtest table."""
+        return {
+            "warned": self.warned,
+            "warned_at": format_time(self.warned_at) if self.warned_at else None,
+            "lead_minutes": json_round(self.lead_minutes),
+            "incident": self.incident_id,
+            "root_cause_correct": self.root_cause_correct,
+            "top1": self.top1,
+            "top3": self.top3,
+            "level": self.level,
+            "warned_strict": self.warned_strict,
+            "lead_minutes_strict": json_round(self.lead_minutes_strict),
+            "incident_strict": self.incident_strict,
+            "top1_strict": self.top1_strict,
+            "gpus_affected": self.gpus_affected,
+            "gpus_paged": self.gpus_paged,
+            "one_incident": self.one_incident,
+            "escalated": self.escalated,
+            "false_all_clear": self.false_all_clear,
+        }
+
+
+def _distribution(values: tuple[float, ...]) -> dict[str, float | None]:
+    """Return p10/p25/p50/p75/p90 of ``values`` (empty dict without values)."""
+    arr = np.asarray(values, dtype=float)
+    if not arr.size:
+        return {}
+    return {f"p{q}": json_round(float(np.percentile(arr, q))) for q in (10, 25, 50, 75, 90)}
+
+
+@dataclass(frozen=True)
+class DetectorScore:
+    """One detector's row of the backtest table (``None`` = undefined, e.g. nothing to measure).
+
+    The unsuffixed recall/lead fields use the loose rule; ``*_strict`` the strict one.
+    """
+
+    detector: str
+    n_faults: int
+    n_warned: int
+    recall: float | None
+    n_incidents: int
+    n_true_incidents: int
+    precision: float | None
+    lead_minutes: tuple[float, ...]
+    median_lead_minutes: float | None
+    n_false_incidents: int
+    false_incidents_per_1k_gpu_days: float | None
+    n_shared_faults: int
+    root_cause_accuracy: float | None
+    n_explained_faults: int
+    explanation_top1: float | None
+    explanation_top3: float | None
+    outcomes: tuple[FaultOutcome, ...] = field(default=(), repr=False)
+    n_warned_strict: int = 0
+    recall_strict: float | None = None
+    lead_minutes_strict: tuple[float, ...] = ()
+    median_lead_minutes_strict: float | None = None
+    n_component_faults: int = 0
+    n_one_incident: int = 0
+    one_incident_rate: float | None = None
+    n_node_faults: int = 0
+    n_escalated: int = 0
+    n_false_all_clear: int = 0
+    gpus_affected: int = 0
+    gpus_paged: int = 0
+    n_explained_strict: int = 0
+    explanation_top1_strict: float | None = None
+    benign: Mapping[str, BenignKindScore] = field(default_factory=dict)
+
+    def as_dict(self) -> dict[str, Any]:
+        """Return the detector's JSON object in issue 7's ``detectors`` shape, plus issue 11's."""
+        return {
+            "recall": json_round(self.recall),
+            "precision": json_round(self.precision),
+            "median_lead_minutes": json_round(self.median_lead_minutes),
+            "lead_minutes": [json_round(v) for v in self.lead_minutes],
+            "lead_minutes_distribution": _distribution(self.lead_minutes),
+            "false_incidents_per_1k_gpu_days": json_round(self.false_incidents_per_1k_gpu_days),
+            "root_cause_accuracy": json_round(self.root_cause_accuracy),
+            "explanation_top1": json_round(self.explanation_top1),
+            "explanation_top3": json_round(self.explanation_top3),
+            "faults": self.n_faults,
+            "warned": self.n_warned,
+            "incidents": self.n_incidents,
+            "true_incidents": self.n_true_incidents,
+            "false_incidents": self.n_false_incidents,
+            "shared_faults_warned": self.n_shared_faults,
+            "explained_faults": self.n_explained_faults,
+            "strict": {
+                "recall": json_round(self.recall_strict),
+                "warned": self.n_warned_strict,
+                "median_lead_minutes": json_round(self.median_lead_minutes_strict),
+                "lead_minutes": [json_round(v) for v in self.lead_minutes_strict],
+                "lead_minutes_distribution": _distribution(self.lead_minutes_strict),
+                "explanation_top1": json_round(self.explanation_top1_strict),
+                "explained_faults": self.n_explained_strict,
+            },
+            "component_faults": self.n_component_faults,
+            "one_incident_naming_component": self.n_one_incident,
+            "one_incident_rate": json_round(self.one_incident_rate),
+            "node_faults": self.n_node_faults,
+            "node_faults_escalated": self.n_escalated,
+            "false_all_clear": self.n_false_all_clear,
+            "gpus_affected": self.gpus_affected,
+            "gpus_paged": self.gpus_paged,
+            "benign": {kind: b.as_dict() for kind, b in self.benign.items()},
+        }
+
+
+@dataclass(frozen=True)
+class BacktestReport:
+    """Every detector's score and the per-fault table, in one object."""
+
+    detectors: Mapping[str, DetectorScore]
+    faults: tuple[Fault, ...]
+    gpu_days: float
+
+    def as_dict(self) -> dict[str, Any]:
+        """Return issue 7's JSON: ``{"detectors": {...}, "faults": [{"id", "<detector>": ...}]}``."""
+        rows: list[dict[str, Any]] = []
+        by_detector = {
+            name: {o.fault_id: o for o in score.outcomes} for name, score in self.detectors.items()
+        }
+        for fault in self.faults:
+            row: dict[str, Any] = {
+                "id": fault.id,
+                "kind": fault.kind,
+                "target": fault.target,
+                "onset": format_time(fault.onset),
+                "failure": format_time(fault.failure) if fault.failure else None,
+            }
+            for name, outcomes in by_detector.items():
+                row[name] = outcomes[fault.id].as_dict()
+            rows.append(row)
+        return {
+            "gpu_days": json_round(self.gpu_days),
+            "detectors": {name: s.as_dict() for name, s in self.detectors.items()},
+            "faults": rows,
+        }
