@@ -64,9 +64,10 @@ def run_child(
 ) -> dict[str, Any]:
     """Run one phase process: wall time, peak RSS (wait4), and kill it over budget or memory."""
     t0 = time.perf_counter()
+    cwd = env.get("PYTHONPATH") or ROOT
     with log.open("wb") as out:
         proc = subprocess.Popen(
-            args, env=env, cwd=ROOT, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
+            args, env=env, cwd=cwd, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
         )
     killed = None
     while True:
@@ -111,13 +112,13 @@ def _phase(
 
 def _scan(work: Path, env: dict[str, str], opts: argparse.Namespace) -> dict[str, Any]:
     """``gpu-risk scan --at T --format json`` with an empty model dir, ``--repeat`` times."""
-    exe = str(Path(sys.executable).parent / "gpu-risk")
+    cli = "import sys; from bot.cli import main; sys.argv[0] = 'gpu-risk'; sys.exit(main())"
     runs = []
     for i in range(opts.scan_repeat):
         senv = env | {"GPU_RISK_MODEL_DIR": str(work / f"scan-models-{i}")}
         log = work / f"scan-{i}.log"
         run = run_child(
-            [exe, "scan", "--at", AT.isoformat(), "--format", "json"],
+            [sys.executable, "-c", cli, "scan", "--at", AT.isoformat(), "--format", "json"],
             senv,
             log,
             opts.budget_seconds,
@@ -177,6 +178,8 @@ def bench_one(n: int, opts: argparse.Namespace, root: Path) -> dict[str, Any]:
             "MPLBACKEND": "Agg",
         }
         env = {k: v for k, v in env.items() if not k.startswith("SLACK_")}
+        if opts.code:  # measure another checkout (e.g. `git archive HEAD | tar -x -C DIR`)
+            env["PYTHONPATH"] = str(Path(opts.code).resolve())
         queries = work / "queries.json"
         for name in opts.phases:
             if name == "scan":
@@ -285,6 +288,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--profile-out", help="where the .prof goes (with one N)")
     ap.add_argument("--profile-top", type=int, default=15)
     ap.add_argument("--out", type=Path, help="write the results as JSON")
+    ap.add_argument("--code", help="run the phases on the checkout in this dir (PYTHONPATH)")
     ap.add_argument("--workdir", type=Path, help="keep data and logs here (default: temp)")
     opts = ap.parse_args(argv)
     opts.phases = [p for p in opts.phases.split(",") if p]
@@ -319,6 +323,7 @@ def _write(opts: argparse.Namespace, results: list[dict[str, Any]]) -> None:
         "cpus": os.cpu_count(),
         "python": platform.python_version(),
         "load_average": os.getloadavg(),
+        "code": opts.code or str(ROOT),
     }
     opts.out.write_text(json.dumps({"meta": meta, "results": results}, indent=1, default=str))
 
