@@ -175,22 +175,31 @@ def test_healthz_and_metrics_over_http(tmp_path: Path, simulator: Any) -> None:
         while runtime.repository.status().last_ok_scan is None:
             assert time.monotonic() < deadline, "no scan within 30 s"
             time.sleep(0.1)
+        live = requests.get(base + "/livez", timeout=5)
+        assert live.status_code == 200 and live.json()["ok"] is True
+        assert requests.get(base + "/readyz", timeout=5).json()["ok"] is True
         r = requests.get(base + "/healthz", timeout=5)
         assert r.status_code == 200, r.text
         body = r.json()
         assert body["ok"] is True and body["leader"] is True
         assert body["data_source"] == "ok"
         assert body["last_successful_scan"] == "2026-11-18T02:10:00Z"
-        text = requests.get(base + "/metrics", timeout=5).text
+        sent = 'gpu_risk_notifications_sent_total{kind="post"} 1.0'
+        deadline = time.monotonic() + 30  # the delivery job sends it, a moment after the scan
+        while sent not in (text := requests.get(base + "/metrics", timeout=5).text):
+            assert time.monotonic() < deadline, text
+            time.sleep(0.1)
         for name in METRIC_NAMES:
             assert name in text, name
         assert "gpu_risk_gpus_scored 16.0" in text
-        assert 'gpu_risk_notifications_sent_total{kind="post"} 1.0' in text
+        assert 'gpu_risk_outbox_rows{status="dead"} 0.0' in text
         assert "gpu_risk_incidents_open 1.0" in text
         # The last good scan grows old (the clock moves, Prometheus keeps failing): 503.
         clock.at += runtime.stale_after() + timedelta(minutes=1)
         r = requests.get(base + "/healthz", timeout=5)
         assert r.status_code == 503 and r.json()["ok"] is False
+        assert requests.get(base + "/readyz", timeout=5).status_code == 503
+        assert requests.get(base + "/livez", timeout=5).status_code == 200  # alive all the same
         assert requests.get(base + "/nope", timeout=5).status_code == 404
     finally:
         runtime.stop()
@@ -319,6 +328,75 @@ def test_failing_scans_back_off_then_recover() -> None:
     assert json.dumps(gaps)  # keep the figures printable on failure
 
 
+def test_a_slow_delivery_job_never_delays_scans() -> None:
+    """Delivery runs in its own job and thread: a sink stuck for seconds leaves scans on time."""
+    starts: list[float] = []
+    delivering = threading.Event()
+
+    def scan() -> bool:
+        starts.append(time.monotonic())
+        return True
+
+    def dispatch() -> None:
+        delivering.set()
+        time.sleep(3)  # Slack answering 429s and timeouts
+
+    noop = lambda: None  # noqa: E731
+    scheduler = build_scheduler(
+        Jobs(scan=scan, dispatch=dispatch, refit=noop, digest=noop),
+        scan_interval=0.3,
+        refit_hour_utc=3,
+        digest_hour_utc=9,
+        dispatch_interval=0.3,
+    )
+    scheduler.start()
+    try:
+        assert delivering.wait(5)
+        time.sleep(3)
+    finally:
+        scheduler.shutdown(wait=True)
+    gaps = [b - a for a, b in itertools.pairwise(starts)]
+    assert len(starts) >= 8, gaps
+    assert max(gaps) < 0.6, gaps
+
+
+def test_a_probe_ends_the_backoff_within_one_interval() -> None:
+    """While full scans back off (0.4 s doubling), a probe runs each interval: once the source
+    is back the next scan follows within one interval, not at the end of the backoff."""
+    starts: list[float] = []
+    back = [0.0]
+    outcomes = iter([False] * 5)
+
+    def scan() -> bool:
+        starts.append(time.monotonic())
+        return next(outcomes, True)
+
+    def probe() -> bool:
+        return bool(back[0])
+
+    noop = lambda: None  # noqa: E731
+    scheduler = build_scheduler(
+        Jobs(scan=scan, dispatch=noop, refit=noop, digest=noop, probe=probe),
+        scan_interval=0.4,
+        refit_hour_utc=3,
+        digest_hour_utc=9,
+    )
+    scheduler.start()
+    try:
+        deadline = time.monotonic() + 20
+        while len(starts) < 5 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert len(starts) == 5  # five failures: the next full scan is 12.8 s away
+        time.sleep(0.5)
+        back[0] = time.monotonic()  # the source answers again
+        while len(starts) < 6 and time.monotonic() < deadline:
+            time.sleep(0.02)
+    finally:
+        scheduler.shutdown(wait=True)
+    assert len(starts) >= 6
+    assert starts[5] - back[0] <= 0.4 + 0.25, starts[5] - back[0]
+
+
 # ------------------------------------------------------------------ Slack modes (fake Slack)
 
 
@@ -385,6 +463,52 @@ def test_slack_mode_posts_with_images_and_serves_commands(
         )
     finally:
         runtime.stop()
+
+
+def test_slack_storm_keeps_scans_on_time_and_ready_then_delivers(
+    tmp_path: Path,
+    simulator: Any,
+    fake_slack: FakeSlack,  # noqa: F811
+) -> None:
+    """Slack answers every post with 429 Retry-After 30: scans keep their 1 s interval (the
+    client never sleeps 30 s), /readyz stays 200, the alert waits in the outbox with a retry
+    time, and goes out once Slack is back."""
+    clock = Clock(fd.SIM_START + timedelta(hours=2, minutes=10))
+    slack: dict[str, Any] = {
+        "slack_bot_token": fake_slack.bot_token,
+        "slack_api_url": fake_slack.api_url,
+        "slack_channel": "C0ALERTS",
+        "slack_signing_secret": SECRET,
+    }
+    runtime = _runtime(tmp_path, simulator, clock, **slack)
+    fake_slack.fail("chat.postMessage", status=429, times=10_000, retry_after=30)
+    try:
+        started = time.monotonic()
+        runtime.start()
+        base = f"http://127.0.0.1:{runtime.server.port}"
+        deadline = time.monotonic() + 30
+        while not fake_slack.calls_to("chat.postMessage", ok=False):
+            assert time.monotonic() < deadline, "no delivery attempt"
+            time.sleep(0.1)
+        time.sleep(6)
+        elapsed = time.monotonic() - started
+        scans = runtime.repository.scans(limit=500)
+        assert len(scans) >= elapsed - 3, (len(scans), elapsed)  # about one per second
+        assert requests.get(base + "/readyz", timeout=5).status_code == 200
+        (row,) = runtime.repository.outbox(status="pending")
+        assert "ratelimited" in (row.last_error or "") and row.retry_at is not None
+        assert row.retry_at >= clock.at + timedelta(seconds=30)  # Slack's Retry-After, honoured
+        with fake_slack.lock:
+            fake_slack.failures.clear()  # Slack is back
+        clock.at += timedelta(minutes=1)
+        fake_slack.wait_for(lambda: fake_slack.channel_messages("C0ALERTS"), timeout=30)
+        deadline = time.monotonic() + 30
+        while runtime.repository.outbox(status="pending"):
+            assert time.monotonic() < deadline, "the alert was never confirmed"
+            time.sleep(0.1)
+    finally:
+        runtime.stop()
+    assert len(fake_slack.channel_messages("C0ALERTS")) == 1
 
 
 # ------------------------------------------------------------------ the command line

@@ -15,7 +15,7 @@ import pytest
 
 from analysis.types import GpuScore, Incident, RootCause
 from bot.console import ConsoleNotifier, read_log
-from bot.delivery import as_send, deliver
+from bot.delivery import Retry, as_send, deliver, retry_after
 from bot.sinks import (
     KINDS,
     DataSourceNote,
@@ -336,3 +336,94 @@ def test_send_item_still_sends_one_row(env: Env) -> None:
     (row,) = env.repo.claim_pending(10, "w", timedelta(minutes=1), at=now)
     assert send_item(env.bot.service, row) is None
     assert any("degraded" in m.get("text", "") for m in env.fake.channel_messages(ALERTS))
+
+
+# ---------------------------------------------------------------------- bounded attempts
+
+
+def test_failed_rows_back_off_exponentially_then_die_once_and_can_be_revived(
+    store: Repository, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Attempts double the wait (30 s, 60 s, ...); after max_attempts the row is a dead letter:
+    one error line, counted, shown in the status, never claimed again until retry_dead."""
+    sink = RecordingSink(fail=True)
+    policy = Retry(first=timedelta(seconds=30), max_attempts=3)
+    dead: list[int] = []
+    at, waits = AT, []
+    with caplog.at_level(logging.WARNING, logger="bot.delivery"):
+        for _ in range(3):
+            assert (
+                deliver(store, sink, at=at, retry=policy, on_dead=lambda i: dead.append(i.id)) == 0
+            )
+            (row,) = store.outbox()
+            if row.status == "pending":
+                assert row.retry_at is not None
+                waits.append((row.retry_at - at).total_seconds())
+                at = row.retry_at
+    assert waits == [30.0, 60.0]
+    (row,) = store.outbox()
+    assert row.status == "dead" and row.dead_at == at and dead == [row.id]
+    errors = [r for r in caplog.records if r.levelno == logging.ERROR]
+    assert len(errors) == 1 and "dead after 3 attempts" in errors[0].getMessage()
+    assert not any(r.exc_info for r in caplog.records)  # an outage answer: no traceback
+    assert store.status().dead_notifications == 1 and store.status().pending_notifications == 0
+    assert store.outbox_counts() == {"pending": 0, "dead": 1}
+    assert deliver(store, sink, at=at + timedelta(days=1), retry=policy) == 0  # never claimed
+    assert store.retry_dead(at=at + timedelta(days=1)) == 1
+    sink.fail = False
+    assert deliver(store, sink, at=at + timedelta(days=1), retry=policy) == 1
+    assert [r.status for r in store.outbox()] == ["sent"]
+
+
+def test_a_long_retry_after_is_honoured_by_rescheduling_not_sleeping(store: Repository) -> None:
+    class RateLimitedError(Exception):
+        """What slack_sdk raises on a 429 it did not wait out."""
+
+        response = type("R", (), {"status_code": 429, "headers": {"Retry-After": ["120"]}})()
+
+    def send(_item: OutboxItem) -> MessageRef | None:
+        raise RateLimitedError("ratelimited")
+
+    assert retry_after(RateLimitedError()) == timedelta(seconds=120)
+    deliver(store, send, at=AT, retry=Retry(first=timedelta(seconds=30)))
+    (row,) = store.outbox()
+    assert row.retry_at == AT + timedelta(seconds=120)  # not 30 s: Slack asked for 120
+    assert Retry().delay(20) == timedelta(minutes=15)  # capped
+
+
+class _Conversations:
+    """A WebClient stand-in answering conversations.list in two pages."""
+
+    def __init__(self) -> None:
+        self.pages = [
+            {"channels": [{"id": "C0NOTHERE", "name": "random", "is_member": False}],
+             "response_metadata": {"next_cursor": "p2"}},
+            {"channels": [{"id": "C0ALERTS1", "name": "gpu-alerts", "is_member": True},
+                          {"id": "G0PRIVATE", "name": "gpu-crit", "is_member": True}],
+             "response_metadata": {"next_cursor": ""}},
+        ]  # fmt: skip
+        self.calls = 0
+
+    def conversations_list(self, **_kw: Any) -> dict[str, Any]:
+        """One page per call."""
+        self.calls += 1
+        return self.pages[self.calls - 1]
+
+
+def test_channel_names_are_resolved_to_ids_and_unusable_ones_are_clear_errors() -> None:
+    from bot.slack.notifier import ChannelError, SlackNotifier
+
+    client = _Conversations()
+    notifier = SlackNotifier(client, {"critical": "#gpu-crit", "rack-a1": "C0RACKA1"},  # type: ignore[arg-type]
+                             "gpu-alerts")  # fmt: skip
+    assert notifier.resolve_channels() == {"gpu-alerts": "C0ALERTS1", "gpu-crit": "G0PRIVATE"}
+    assert notifier.default_channel == "C0ALERTS1"
+    assert notifier.routes == {"critical": "G0PRIVATE", "rack-a1": "C0RACKA1"}
+    only_ids = SlackNotifier(_Conversations(), {}, "C0ALERTS1")  # type: ignore[arg-type]
+    assert only_ids.resolve_channels() == {}  # ids: no call at all
+    outside = SlackNotifier(_Conversations(), {}, "#random")  # type: ignore[arg-type]
+    with pytest.raises(ChannelError, match=r"not a member of #random.*/invite"):
+        outside.resolve_channels()
+    missing = SlackNotifier(_Conversations(), {}, "nope")  # type: ignore[arg-type]
+    with pytest.raises(ChannelError, match="#nope not found"):
+        missing.resolve_channels()
