@@ -27,6 +27,15 @@ DCGM_METRICS: tuple[str, ...] = (
     "DCGM_FI_DEV_POWER_VIOLATION",
 )
 
+#: dcgm-exporter's opt-in XID counter (deploy/dcgm-exporter/counters.csv): XIDs of each code
+#: (label ``xid``) within its window (``--xid-count-window-size``, default 5 min). Unlike the
+#: default ``DCGM_FI_DEV_XID_ERRORS`` gauge, which holds only the LAST code, it loses none.
+XID_COUNT = "DCGM_EXP_XID_ERRORS_COUNT"
+#: The per-class sums of :data:`XID_COUNT` per GPU the reader derives (PromQL ``sum by`` over
+#: the ``xid`` label, codes from :data:`HARDWARE_XIDS`), as two GPU series.
+XID_HARDWARE_COUNT = "gpu_risk:xid_hardware_count"
+XID_OTHER_COUNT = "gpu_risk:xid_other_count"
+
 # ipmi_exporter / node_exporter series, label ``instance="<node>:<port>"``.
 NODE_METRICS: tuple[str, ...] = (
     "ipmi_fan_speed_rpm",
@@ -90,3 +99,8 @@ def xid_class(code: int) -> str:
         if code in codes:
             return name
     return "unknown"
+
+
+def xid_regex(codes: frozenset[int]) -> str:
+    """Return a PromQL label regex matching exactly these XID codes (``48|61|...``)."""
+    return "|".join(str(c) for c in sorted(codes))

@@ -35,7 +35,7 @@ import networkx as nx
 import numpy as np
 import pandas as pd
 
-from analysis.catalog import HARDWARE_XIDS
+from analysis.catalog import HARDWARE_XIDS, XID_HARDWARE_COUNT, XID_OTHER_COUNT
 from analysis.context import (
     COMPARABLE_WATTS,
     FAN,
@@ -113,7 +113,14 @@ SUSTAINED: tuple[str, ...] = ("ecc_sbe", "pcie_replay", "nvlink_crc")
 REMAP_FAILURE = "DCGM_FI_DEV_ROW_REMAP_FAILURE"
 XID = "DCGM_FI_DEV_XID_ERRORS"
 # The GPU metrics the features read: the columns of ``FleetFrames.gpu_wide``, in this order.
-GPU_FEATURE_METRICS: tuple[str, ...] = (*GAUGES, *COUNTERS, REMAP_FAILURE, XID)
+GPU_FEATURE_METRICS: tuple[str, ...] = (
+    *GAUGES,
+    *COUNTERS,
+    REMAP_FAILURE,
+    XID,
+    XID_HARDWARE_COUNT,
+    XID_OTHER_COUNT,
+)
 
 FLAG_COLUMNS: tuple[str, ...] = ("fail_dbe", "fail_remap", "fail_xid_hw", "fail_vanished")
 FLAG_SIGNALS: dict[str, str] = {
@@ -218,6 +225,14 @@ def _gpu_own(
     out["xid_hw_events"] = hw.groupby(keys, sort=False).sum().reindex(index).fillna(0.0)
     out["xid_app_events"] = app.groupby(keys, sort=False).sum().reindex(index).fillna(0.0)
     out["xid_last"] = xid.groupby(keys, sort=False).last().reindex(index)
+    # Where the XID counter is exported, it counts every code (the gauge keeps only the last
+    # one, so a hardware XID followed by an application XID is lost): it takes precedence.
+    counted = wide[[XID_HARDWARE_COUNT, XID_OTHER_COUNT]]
+    has = counted[XID_HARDWARE_COUNT].notna().groupby(keys, sort=False).any().reindex(index)
+    peak = counted.groupby(keys, sort=False).max().reindex(index).fillna(0.0)
+    has = has.fillna(False).astype(bool)
+    out.loc[has, "xid_hw_events"] = peak.loc[has, XID_HARDWARE_COUNT]
+    out.loc[has, "xid_app_events"] = peak.loc[has, XID_OTHER_COUNT]
 
     expected = max(window / step, 1.0)
     count = wide["DCGM_FI_DEV_GPU_TEMP"].notna().groupby(keys, sort=False).sum().reindex(index)

@@ -160,6 +160,39 @@ def test_features_read_only_catalogue_metrics() -> None:
     from analysis import catalog
     from analysis import features as ft
 
-    assert {*ft.GAUGES, *ft.COUNTERS, ft.REMAP_FAILURE, ft.XID} == set(ft.GPU_FEATURE_METRICS)
-    assert set(ft.GPU_FEATURE_METRICS) <= set(catalog.DCGM_METRICS)
+    derived = {catalog.XID_HARDWARE_COUNT, catalog.XID_OTHER_COUNT}
+    assert {*ft.GAUGES, *ft.COUNTERS, ft.REMAP_FAILURE, ft.XID} | derived == set(
+        ft.GPU_FEATURE_METRICS
+    )
+    assert set(ft.GPU_FEATURE_METRICS) - derived <= set(catalog.DCGM_METRICS)
     assert {ft.FAN, ft.INLET, ft.VOLTS, ft.NODE_POWER, ft.HWMON} <= set(catalog.NODE_METRICS)
+
+
+def test_the_xid_counter_takes_precedence_over_the_last_xid_gauge() -> None:
+    """XID 79 then XID 13 within a minute: the gauge keeps only 13, the counter keeps both."""
+    from dataclasses import replace
+
+    from analysis.catalog import XID_HARDWARE_COUNT, XID_OTHER_COUNT
+
+    def override(node: str, gpu: str, metric: str, t: np.ndarray) -> np.ndarray | None:
+        if (node, gpu) == ("gpu-node-001", "2") and metric == "DCGM_FI_DEV_XID_ERRORS":
+            return np.where(t >= 50, 13.0, 0.0)  # the 79 before it was overwritten
+        return None
+
+    frames, graph = fleet(override)
+    ts = sorted(frames.gpu["ts"].unique())
+    rows = []
+    for i, at in enumerate(ts):
+        for key, hw, other in (("gpu-node-001/2", 1.0, 1.0), ("gpu-node-002/1", 0.0, 0.0)):
+            node, gpu = key.split("/")
+            late = i >= 50
+            rows.append((at, node, gpu, XID_HARDWARE_COUNT, hw if late else 0.0))
+            rows.append((at, node, gpu, XID_OTHER_COUNT, other if late else 0.0))
+    extra = pd.DataFrame(rows, columns=["ts", "node", "gpu", "metric", "value"])
+    gauge_only = build_features(frames, graph, END)
+    assert gauge_only.loc["gpu-node-001/2", "xid_hw_events"] == 0  # the gauge lost it
+    with_counter = replace(frames, gpu=pd.concat([frames.gpu, extra], ignore_index=True))
+    f = build_features(with_counter, graph, END)
+    assert f.loc["gpu-node-001/2", ["xid_hw_events", "xid_app_events"]].tolist() == [1, 1]
+    assert flags_of(f)["gpu-node-001/2"] == ("hardware_xid",)
+    assert f.loc["gpu-node-002/1", "xid_hw_events"] == 0
