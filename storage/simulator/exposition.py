@@ -16,7 +16,8 @@ import numpy as np
 
 from storage.simulator.history import FleetHistory
 from storage.simulator.layout import COMPONENT_SERIES, GPU_METRICS, NODE_SERIES
-from storage.simulator.spec import JOB_PORTS, MODEL_NAME, UP_JOBS, FleetSpec
+from storage.simulator.shape import ScenarioSpec
+from storage.simulator.spec import JOB_PORTS, UP_JOBS, FleetSpec
 
 GPU_HELP: dict[str, str] = {
     "DCGM_FI_DEV_GPU_TEMP": "GPU temperature (in C).",
@@ -85,18 +86,19 @@ def fleet_families(history: FleetHistory) -> tuple[Family, ...]:
 
 def _gpu_labels(spec: FleetSpec) -> list[Labels]:
     """Return dcgm-exporter's labels of every GPU, in the order of the GPU axis."""
+    models = [spec.model_name(n) for n in range(spec.n_nodes)]
     return [
         (
             ("gpu", str(g)),
             ("UUID", spec.gpu_uuid(node, g)),
             ("device", f"nvidia{g}"),
-            ("modelName", MODEL_NAME),
+            ("modelName", models[n]),
             ("Hostname", node),
             ("pci_bus_id", spec.pci_bus_id(g)),
             ("instance", f"{node}:{JOB_PORTS['dcgm']}"),
             ("job", "dcgm"),
         )
-        for node in spec.node_names
+        for n, node in enumerate(spec.node_names)
         for g in range(spec.gpus_per_node)
     ]
 
@@ -152,19 +154,28 @@ def _node_families(history: FleetHistory) -> list[Family]:
 
 
 def _component_families(history: FleetHistory) -> list[Family]:
-    """Return the facility exporter's PDU, CRAC and switch families."""
-    out = []
-    for c, (_key, prom, label, _kind, helptext) in enumerate(COMPONENT_SERIES):
-        series = tuple(
-            Series(
-                ((label, cid), ("instance", "facility-exporter:9116"), ("job", "facility")),
+    """Return the facility exporter's PDU, CRAC and switch families.
+
+    A drawn scenario's units name their metrics and unit label in their vendor's vocabulary
+    (one family per distinct Prometheus name); the plain fleet uses :data:`COMPONENT_SERIES`.
+    """
+    spec = history.spec
+    by_name: dict[str, tuple[str, str, list[Series]]] = {}
+    for c, (key, prom, label, _kind, helptext) in enumerate(COMPONENT_SERIES):
+        for r, cid in enumerate(history.component_ids[c]):
+            if not cid:
+                continue
+            name, unit_label = prom, label
+            if isinstance(spec, ScenarioSpec):
+                unit = spec.unit(cid)
+                name, unit_label = dict(unit.names)[key], unit.label
+            kind = "counter" if name in COUNTER_METRICS or key == "port_errors_total" else "gauge"
+            series = Series(
+                ((unit_label, cid), ("instance", "facility-exporter:9116"), ("job", "facility")),
                 history.readings.component[c, :, r],
             )
-            for r, cid in enumerate(history.component_ids[c])
-        )
-        kind = "counter" if prom in COUNTER_METRICS else "gauge"
-        out.append(Family(prom, kind, helptext, series))
-    return out
+            by_name.setdefault(name, (kind, helptext, []))[2].append(series)
+    return [Family(name, kind, text, tuple(ss)) for name, (kind, text, ss) in by_name.items()]
 
 
 def _up_family(history: FleetHistory) -> Family:

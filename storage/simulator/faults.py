@@ -194,17 +194,18 @@ def affected_of(kind: str, target: str, spec: FleetSpec) -> tuple[str, ...]:
                 f"a {kind} fault targets a node of this fleet (e.g. '{nodes[0]}'), got {target!r}"
             )
         return tuple(f"{target}/{g}" for g in range(spec.gpus_per_node))
-    rack = spec.component_rack(target)
-    ids = {"pdu": spec.pdu_id, "cooling": spec.crac_id, "switch": spec.leaf_id}[level]
-    if rack is None or ids(rack) != target:
+    served = dict(spec.components_of_kind(level))
+    if target not in served:
+        example = next(iter(served))
         raise ValueError(
-            f"a {kind} fault targets a {level} component of this fleet (e.g. '{ids(0)}'), "
+            f"a {kind} fault targets a {level} component of this fleet (e.g. '{example}'), "
             f"got {target!r}"
         )
-    first = rack * spec.nodes_per_rack
+    npr = spec.nodes_per_rack
     return tuple(
         f"{spec.node_name(n)}/{g}"
-        for n in range(first, first + spec.nodes_per_rack)
+        for rack in served[target]
+        for n in range(rack * npr, (rack + 1) * npr)
         for g in range(spec.gpus_per_node)
     )
 
@@ -330,6 +331,7 @@ class Effects:
     n_gpus: int
     n_nodes: int
     n_racks: int
+    tdp: np.ndarray | None = None  # [GPU] board power; None = every GPU 700 W (the default fleet)
     util_mult: np.ndarray = field(init=False)
     drain: np.ndarray = field(init=False)
     power_cap: np.ndarray = field(init=False)
@@ -359,7 +361,9 @@ class Effects:
         t, g, n, r = self.steps, self.n_gpus, self.n_nodes, self.n_racks
         self.util_mult = np.ones((t, g))
         self.drain = np.zeros((t, g), dtype=bool)
-        self.power_cap = np.full((t, g), 700.0)
+        self.power_cap = (
+            np.full((t, g), 700.0) if self.tdp is None else np.tile(self.tdp, (t, 1)).astype(float)
+        )
         self.r_mult = np.ones((t, g))
         self.fan_mult = np.ones((t, n, FANS_PER_NODE))
         self.fan_boost = np.ones((t, n))
@@ -392,6 +396,7 @@ class FaultWindow:
     nodes: np.ndarray  # node indices behind the target
     rack: int  # rack index of the target
     rng: np.random.Generator
+    racks: tuple[int, ...] = ()  # every rack a shared component serves (empty: just ``rack``)
 
 
 def apply_fault(w: FaultWindow, fx: Effects, step_min: float) -> None:
@@ -447,25 +452,27 @@ def apply_fault(w: FaultWindow, fx: Effects, step_min: float) -> None:
             fx.gpu_absent[w.fail + 1 : w.repair, g] = True
         fx.counter_resets.append((w.repair, g))
     elif kind == "pdu":
-        r = w.rack
+        r = list(w.racks or (w.rack,))
         dips = (rng.random(steps) < 0.02 + 0.25 * p) * rng.uniform(5, 25, steps) * p
         sag = -6.0 * p - dips
-        fx.pdu_volt_add[sl, r] += sag
+        fx.pdu_volt_add[sl, r] += sag[:, None]
         fx.psu_volt_add[sl][:, w.nodes] += (sag * (12.0 / 230.0) * 1.6)[:, None]
         cap = 700.0 - np.floor(6.0 * p**1.2) * 50.0
-        fx.power_cap[sl][:, w.gpus] = np.minimum(fx.power_cap[sl][:, w.gpus], cap[:, None])
+        # with per-GPU board power (a scenario's mixed models) the same steps as a share of it
+        capped = cap[:, None] if fx.tdp is None else cap[:, None] / 700.0 * fx.tdp[w.gpus][None, :]
+        fx.power_cap[sl][:, w.gpus] = np.minimum(fx.power_cap[sl][:, w.gpus], capped)
         fx.pdu_off[failed, r] = True
         fx.node_down[failed, w.nodes[0] : w.nodes[-1] + 1] = True
     elif kind == "cooling":
-        r = w.rack
+        r = list(w.racks or (w.rack,))
         wob = 0.4 * np.sin(np.arange(steps) * step_min / 7.0) * p
-        fx.crac_add[sl, r] += 14.0 * p**1.4 + wob
+        fx.crac_add[sl, r] += (14.0 * p**1.4 + wob)[:, None]
         fx.crac_add[failed, r] += 22.0
         fx.node_down[failed, w.nodes[0] : w.nodes[-1] + 1] = True
     elif kind == "switch":
-        r = w.rack
+        r = list(w.racks or (w.rack,))
         burst = rng.random(steps) < 0.05 + 0.4 * p
-        fx.port_err_rate[sl, r] += 0.3 + rng.uniform(150, 400) * p**3 * (0.3 + burst)
+        fx.port_err_rate[sl, r] += (0.3 + rng.uniform(150, 400) * p**3 * (0.3 + burst))[:, None]
         stall = rng.random(steps) < 0.08 + 0.4 * p
         dip = 1.0 - stall * rng.uniform(0.1, 0.45, steps) * p
         lo, hi = int(w.gpus[0]), int(w.gpus[-1]) + 1

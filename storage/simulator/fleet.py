@@ -57,7 +57,7 @@ class FleetSimulator(FleetHistory):
         return fleet_families(self)
 
     def write_history(self, out_dir: Path) -> None:
-        """Write ``metrics.om`` (OpenMetrics), ``topology.yaml`` and ``faults.json`` to out_dir."""
+        """Write ``metrics.om``, ``topology.yaml``, ``faults.json`` (and a scenario's ``benign.json``)."""
         out = Path(out_dir)
         out.mkdir(parents=True, exist_ok=True)
         write_openmetrics(self, out / "metrics.om")
@@ -65,6 +65,10 @@ class FleetSimulator(FleetHistory):
         (out / "faults.json").write_text(
             json.dumps([f.as_dict() for f in self.faults], indent=2) + "\n", encoding="utf-8"
         )
+        if self.variation is not None:  # a drawn scenario: its benign events too
+            (out / "benign.json").write_text(
+                json.dumps([e.as_dict() for e in self.benign], indent=2) + "\n", encoding="utf-8"
+            )
 
 
 def default_start(days: float, now: datetime | None = None) -> datetime:

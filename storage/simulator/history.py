@@ -19,6 +19,7 @@ from analysis.types import (
     GPU_COLUMNS,
     NODE_COLUMNS,
     UP_COLUMNS,
+    BenignEvent,
     Fault,
     FleetFrames,
     Topology,
@@ -34,6 +35,7 @@ from storage.simulator.faults import (
 from storage.simulator.layout import COMPONENT_SERIES, GPU_METRICS, NODE_SERIES, component_ids
 from storage.simulator.physics import Readings, generate_readings
 from storage.simulator.spec import UP_JOBS, FleetSpec
+from storage.simulator.variation import Variation
 from storage.source import MetricsSourceError
 
 
@@ -59,13 +61,18 @@ class FleetHistory:
         fault_rate: float = DEFAULT_FAULT_RATE,
         healthy: bool = False,
         warmup: timedelta | None = None,
+        variation: Variation | None = None,
     ) -> None:
         """Generate the history of ``spec`` over [start, start + duration) at ``step``.
 
         ``faults=None`` draws a random schedule (``fault_rate`` faults per 100 GPU-days, none
         in the first ``warmup``, default min(24 h, duration / 3)); ``healthy=True`` means no
-        faults at all; an explicit list injects exactly those faults.
+        faults at all; an explicit list injects exactly those faults. ``variation`` (a drawn scenario's
+        workload, GPU models, fault shapes, benign events and sampling trouble) is None for the
+        plain fleet.
         """
+        self.variation = variation
+        self.benign: tuple[BenignEvent, ...] = variation.benign if variation is not None else ()
         self.spec = spec or FleetSpec()
         if start.tzinfo is None:
             raise ValueError("start must be timezone-aware (UTC)")
@@ -105,6 +112,7 @@ class FleetHistory:
             t0_ns=self._t0_ns,
             steps=self.steps,
             step=step,
+            variation=variation,
         )
         self.component_ids: list[list[str]] = component_ids(self.spec)
         self._index_labels()
@@ -243,20 +251,23 @@ class FleetHistory:
             progress = (np.arange(on_i, ramp_end) - lo) / span
             gpus = np.array([index[k] for k in f.affected if k in index], dtype=int)
             node_ids = sorted({node_index[k.rpartition("/")[0]] for k in f.affected})
-            rack = spec.component_rack(f.target)
-            if rack is None:
-                rack = spec.rack_of_node(node_ids[0])
+            racks = spec.component_racks(f.target)
+            rack = racks[0] if racks else spec.rack_of_node(node_ids[0])
+            progress = np.clip(progress, 0.0, 0.999)
+            if self.variation is not None:
+                progress = self.variation.shape_progress(f.id, progress)
             out.append(
                 FaultWindow(
                     fault=f,
                     on=on_i,
                     fail=fail_i if (f.failure is not None and fail_i < self.steps) else None,
                     repair=min(max(repair_i, fail_i + 1), self.steps),
-                    progress=np.clip(progress, 0.0, 0.999),
+                    progress=progress,
                     gpus=gpus,
                     nodes=np.array(node_ids, dtype=int),
                     rack=rack,
                     rng=frng,
+                    racks=racks if len(racks) > 1 else (),
                 )
             )
         return out

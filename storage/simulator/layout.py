@@ -53,13 +53,18 @@ COMPONENT_SERIES: tuple[tuple[str, str, str, str, str], ...] = (
 
 
 def component_ids(spec: FleetSpec) -> list[list[str]]:
-    """Return, per row of :data:`COMPONENT_SERIES`, the component id of each rack."""
+    """Return, per row of :data:`COMPONENT_SERIES`, the id of each component column.
+
+    A fleet with a PDU, CRAC and leaf per rack has one column per rack; a fleet whose components
+    serve several racks has one column per distinct component, padded with "" to the widest kind
+    (the readings hold NaN there).
+    """
     ids_by_kind = {
-        "pdu": [spec.pdu_id(r) for r in range(spec.racks)],
-        "cooling": [spec.crac_id(r) for r in range(spec.racks)],
-        "switch": [spec.leaf_id(r) for r in range(spec.racks)],
+        kind: [cid for cid, _racks in spec.components_of_kind(kind)]
+        for kind in ("pdu", "cooling", "switch")
     }
-    return [ids_by_kind[c[3]] for c in COMPONENT_SERIES]
+    width = max(len(v) for v in ids_by_kind.values())
+    return [ids_by_kind[c[3]] + [""] * (width - len(ids_by_kind[c[3]])) for c in COMPONENT_SERIES]
 
 
 @dataclass(frozen=True)

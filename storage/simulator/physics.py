@@ -24,8 +24,10 @@ from storage.simulator.baseline import (
 )
 from storage.simulator.faults import Effects, FaultWindow, apply_fault
 from storage.simulator.layout import COMPONENT_SERIES, GPU_METRICS, NODE_SERIES, Grid, make_grid
+from storage.simulator.shape import ScenarioSpec
 from storage.simulator.signals import fan_weights, poisson_like, thermal_lag
 from storage.simulator.spec import FANS_PER_NODE, UP_JOBS, FleetSpec
+from storage.simulator.variation import Extra, Variation, unit_metrics
 from storage.simulator.workload import Workload
 
 TDP_WATTS = 700.0
@@ -56,24 +58,36 @@ def generate_readings(
     t0_ns: int,
     steps: int,
     step: timedelta,
+    variation: Variation | None = None,
 ) -> Readings:
     """Build the whole history: normal behaviour, then the faults' effects on it.
 
     Jobs set utilisation; utilisation sets power; power and the CRAC set the air and the GPUs'
     temperatures; heat throttles clocks and power; the counters integrate; nodes and racks sum
-    their GPUs; finally down nodes, scrape gaps and lost GPUs blank their samples.
+    their GPUs; finally down nodes, scrape gaps and lost GPUs blank their samples. A scenario's
+    ``variation`` (needs a ScenarioSpec) changes the workload, GPU models, shared facility
+    units, benign events and sampling; without it nothing below differs from the plain fleet.
     """
     grid = make_grid(spec, t0_ns=t0_ns, steps=steps, step=step)
     rng = np.random.default_rng([seed & 0xFFFFFFFF, 0xF1EE7])
     base = draw_baseline(rng, spec, grid)
-    fx = _fault_effects(windows, grid)
+    ex: Extra | None = None
+    if variation is not None:
+        if not isinstance(spec, ScenarioSpec):
+            raise TypeError("a variation needs the ScenarioSpec it was drawn with")
+        base, ex = variation.vary_baseline(spec, grid, base)
+    fx = _fault_effects(windows, grid, None if ex is None else ex.tdp)
+    if variation is not None and ex is not None and isinstance(spec, ScenarioSpec):
+        variation.apply_events(spec, grid, fx, ex, t0_ns=t0_ns)
     util, fb = _faulted_workload(base.workload, fx)
-    power = _power(util, base.gpu, fx)
-    air = _air(grid, power.draw, base.air, fx)
-    heat = _gpu_thermals(grid, base.gpu, fx, util=util, pw=power, air=air)
-    gpu = _gpu_metrics(grid, base, fx, util=util, fb=fb, heat=heat)
+    power = _power(util, base.gpu, fx, ex)
+    air = _air(grid, power.draw, base.air, fx, ex)
+    heat = _gpu_thermals(grid, base.gpu, fx, util=util, pw=power, air=air, ex=ex)
+    gpu = _gpu_metrics(grid, base, fx, util=util, fb=fb, heat=heat, ex=ex)
     nodes, node_power = _node_metrics(grid, base, fx, heat=heat, air=air)
     comp = _facility_metrics(grid, base, fx, node_power=node_power, crac=air.crac)
+    if ex is not None and isinstance(spec, ScenarioSpec):
+        comp = unit_metrics(spec, comp)
     up = _presence(grid, base.background.gaps, fx, gpu, nodes)
     return Readings(
         gpu=gpu,
@@ -119,9 +133,11 @@ class Thermals:
     power_incr: np.ndarray  # [time, GPU] power-violation time added per step (us)
 
 
-def _fault_effects(windows: Sequence[FaultWindow], grid: Grid) -> Effects:
+def _fault_effects(
+    windows: Sequence[FaultWindow], grid: Grid, tdp: np.ndarray | None = None
+) -> Effects:
     """Write every fault's precursor, failure and repair into one set of effect arrays."""
-    fx = Effects(grid.t_n, grid.g_n, grid.n_n, grid.r_n)
+    fx = Effects(grid.t_n, grid.g_n, grid.n_n, grid.r_n, tdp=tdp)
     for window in windows:
         apply_fault(window, fx, grid.step_min)
     return fx
@@ -145,9 +161,12 @@ def _faulted_workload(work: Workload, fx: Effects) -> tuple[np.ndarray, np.ndarr
     return util, fb
 
 
-def _power(util: np.ndarray, gt: GpuTraits, fx: Effects) -> Power:
+def _power(util: np.ndarray, gt: GpuTraits, fx: Effects, ex: Extra | None = None) -> Power:
     """GPU power from utilisation, held under the power cap."""
-    demand = gt.idle_w + (715.0 - gt.idle_w) * util**0.9 * gt.eff + gt.power_noise
+    full = 715.0 if ex is None else ex.tdp + 15.0
+    demand = gt.idle_w + (full - gt.idle_w) * util**0.9 * gt.eff + gt.power_noise
+    if ex is not None:
+        demand = demand + ex.power_add
     demand = np.maximum(demand, 40.0)
     cap = fx.power_cap
     limited = demand > cap
@@ -156,12 +175,15 @@ def _power(util: np.ndarray, gt: GpuTraits, fx: Effects) -> Power:
     return Power(demand=demand, cap=cap, limited=limited, draw=draw, frac=frac)
 
 
-def _air(grid: Grid, power: np.ndarray, at: AirTraits, fx: Effects) -> Air:
+def _air(grid: Grid, power: np.ndarray, at: AirTraits, fx: Effects, ex: Extra | None = None) -> Air:
     """CRAC supply -> rack inlet -> fans -> per-GPU airflow."""
     t_n, r_n, n_n, g_n, gpn = grid.t_n, grid.r_n, grid.n_n, grid.g_n, grid.gpn
     rack_of_node = grid.rack_of_node
     rack_power = power.reshape(t_n, r_n, -1).sum(axis=2)
-    rack_load = rack_power / (TDP_WATTS * grid.nodes_per_rack * gpn)
+    if ex is None:
+        rack_load = rack_power / (TDP_WATTS * grid.nodes_per_rack * gpn)
+    else:
+        rack_load = rack_power / ex.rack_tdp
     crac = 18.0 + at.crac_off + 0.6 * grid.diurnal[:, None] + at.crac_ar + fx.crac_add
     inlet = (
         crac[:, rack_of_node]
@@ -170,8 +192,11 @@ def _air(grid: Grid, power: np.ndarray, at: AirTraits, fx: Effects) -> Air:
         + at.inlet_ar
         + 0.5 * np.maximum(fx.crac_add[:, rack_of_node], 0.0) * grid.node_pos
     )
+    if ex is not None:
+        inlet = inlet + ex.inlet_add
     node_gpu_power = power.reshape(t_n, n_n, gpn).mean(axis=2)
-    fan_base = 5200.0 + 7000.0 * node_gpu_power / TDP_WATTS + 250.0 * (inlet - 22.0)
+    node_tdp = TDP_WATTS if ex is None else ex.node_tdp
+    fan_base = 5200.0 + 7000.0 * node_gpu_power / node_tdp + 250.0 * (inlet - 22.0)
     fan_base = np.clip(thermal_lag(fan_base, grid.step_s, 180.0), 3500.0, 16000.0)
     fan_ratio = fx.fan_mult * fx.fan_boost[:, :, None]
     fans = fan_base[:, :, None] * at.fan_off[None] * fan_ratio + at.fan_noise
@@ -182,7 +207,14 @@ def _air(grid: Grid, power: np.ndarray, at: AirTraits, fx: Effects) -> Air:
 
 
 def _gpu_thermals(
-    grid: Grid, gt: GpuTraits, fx: Effects, *, util: np.ndarray, pw: Power, air: Air
+    grid: Grid,
+    gt: GpuTraits,
+    fx: Effects,
+    *,
+    util: np.ndarray,
+    pw: Power,
+    air: Air,
+    ex: Extra | None = None,
 ) -> Thermals:
     """GPU temperatures, thermal throttling (of clocks and power) and clocks."""
     step_s = grid.step_s
@@ -198,9 +230,12 @@ def _gpu_thermals(
     power = pw.draw * (1.0 - 0.5 * depth)
     temp = np.where(excess > 0, SLOWDOWN_C + 6.0 * np.tanh(excess / 6.0), temp)
     r_mem = 0.052 * (1.0 + 0.3 * (fx.r_mult - 1.0)) * air.airflow**-0.6
+    if ex is not None:  # memory heat scales with the board, not the watts
+        r_mem = r_mem * (TDP_WATTS / ex.tdp)
     mem_temp = thermal_lag(inlet_g + 10.0 + r_mem * power + gt.mem_off, step_s, 150.0)
     busy = util > 0.02
-    sm = np.where(busy, 1980.0 - 140.0 * util**2 + gt.clock_noise, 345.0)
+    sm_max = 1980.0 if ex is None else ex.sm_max + ex.clock_add
+    sm = np.where(busy, sm_max - 140.0 * util**2 + gt.clock_noise, 345.0)
     sm = sm * np.where(pw.limited, np.clip(pw.cap / pw.demand, 0.0, 1.0) ** 0.5, 1.0)
     sm = sm * (1.0 - 0.25 * thr - 0.4 * depth)
     sm = np.round(sm / 15.0) * 15.0
@@ -260,7 +295,14 @@ def _xid_events(
 
 
 def _gpu_metrics(
-    grid: Grid, base: Baseline, fx: Effects, *, util: np.ndarray, fb: np.ndarray, heat: Thermals
+    grid: Grid,
+    base: Baseline,
+    fx: Effects,
+    *,
+    util: np.ndarray,
+    fb: np.ndarray,
+    heat: Thermals,
+    ex: Extra | None = None,
 ) -> np.ndarray:
     """Assemble the dcgm-exporter fields, [GPU_METRICS, time, GPU]."""
     gt, leaky = base.gpu, base.background.leaky
@@ -270,7 +312,7 @@ def _gpu_metrics(
     gpu[1] = np.round(heat.mem_temp + gt.mem_noise)
     gpu[2] = np.round(heat.power, 3)
     gpu[3] = heat.sm
-    gpu[4] = 2619.0
+    gpu[4] = 2619.0 if ex is None else ex.mem_clock[None, :]
     gpu[5] = np.round(util * 100.0)
     gpu[6] = np.round(fb)
     gpu[7] = _last_xid(grid, base.workload.app_xids, fx)

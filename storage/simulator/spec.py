@@ -91,6 +91,20 @@ class FleetSpec:
                 return r
         return None
 
+    def component_racks(self, component_id: str) -> tuple[int, ...]:
+        """Return the indices of every rack a component serves (empty if it is not one of ours)."""
+        rack = self.component_rack(component_id)
+        return () if rack is None else (rack,)
+
+    def components_of_kind(self, kind: str) -> tuple[tuple[str, tuple[int, ...]], ...]:
+        """Return the distinct components of ``kind`` (pdu, cooling, switch) and their racks."""
+        ids = {"pdu": self.pdu_id, "cooling": self.crac_id, "switch": self.leaf_id}[kind]
+        return tuple((ids(r), (r,)) for r in range(self.racks))
+
+    def model_name(self, n: int) -> str:
+        """Return the GPU model name (DCGM's ``modelName``) of node index ``n``."""
+        return MODEL_NAME
+
     def gpu_uuid(self, node: str, gpu: int) -> str:
         """Return a stable, UUID-shaped id for a GPU (DCGM's ``UUID`` label)."""
         return "GPU-" + str(uuid.uuid5(uuid.NAMESPACE_DNS, f"{node}/{gpu}.gpu-risk.sim"))
