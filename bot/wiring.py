@@ -245,6 +245,7 @@ def build_slack(
     from bot.slack.client import make_client
     from bot.slack.notifier import SlackNotifier
     from bot.slack.service import SlackService, render_dependency_picture
+    from storage.redact import redact_url
 
     if client is None:
         if settings.slack_bot_token is None:
@@ -264,7 +265,7 @@ def build_slack(
         topology=topology,
         admins=settings.slack_admins,
         threshold=settings.threshold,
-        data_source=settings.prometheus_url or "metrics source",
+        data_source=redact_url(settings.prometheus_url or "metrics source"),
         # default: the PNGs the pipeline stored with the incident (Repository.images)
         images=images if images is not None else repository.images,
         graph=graph,

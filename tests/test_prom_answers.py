@@ -260,3 +260,54 @@ def test_fetch_reads_nan_strings() -> None:
     with serve(body) as url:
         frames = PrometheusSource(url, retries=0, timeout=5).fetch(*WINDOW, STEP)
     assert frames.gpu["value"].tolist() and set(frames.gpu["value"]) == {50.0}
+
+
+# ------------------------------------------------------------------ through the CLI
+
+
+@pytest.mark.parametrize(
+    ("at", "expected"),
+    [
+        ("0001-01-01T00:00:00Z", "outside the years 2000-2200"),
+        ("9999-12-31T23:59:59Z", "outside the years 2000-2200"),
+        ("99999-01-01T00:00:00Z", "is not an RFC 3339 time"),
+        ("x" * 500, "is not an RFC 3339 time"),
+    ],
+)
+def test_scan_at_out_of_range_is_one_line(at: str, expected: str) -> None:
+    """--at far outside any metrics: exit 2 with one line, before any query is sent."""
+    from typer.testing import CliRunner
+
+    from bot.cli import build_app
+
+    env = {"GPU_RISK_PROMETHEUS_URL": "http://127.0.0.1:9"}
+    result = CliRunner().invoke(build_app(), ["scan", "--at", at], env=env)
+    assert result.exit_code == 2, result.output
+    assert result.exception is None or isinstance(result.exception, SystemExit)
+    assert expected in result.stderr and "Traceback" not in result.stderr + result.stdout
+    assert len(result.stderr.strip().splitlines()) == 1
+
+
+@pytest.mark.parametrize(
+    "answer",
+    [
+        _answer([_series([["1795140000", "1"]])]),
+        _answer([_series([[NOW, None]])]),
+        _answer([{"metric": {"Hostname": "n1"}}]),
+        _answer([], "vector"),
+    ],
+    ids=["string-time", "null-value", "no-values", "vector"],
+)
+def test_scan_on_bad_answers_is_one_line(answer: dict[str, Any]) -> None:
+    """gpu-risk scan against a server giving such answers: exit 2, one line, no traceback."""
+    from typer.testing import CliRunner
+
+    from bot.cli import build_app
+
+    with serve(json.dumps(answer).encode()) as url:
+        env = {"GPU_RISK_PROMETHEUS_URL": url, "GPU_RISK_PROMETHEUS_RETRIES": "0"}
+        result = CliRunner().invoke(
+            build_app(), ["scan", "--no-explain", "--at", "2026-11-22T10:00:00Z"], env=env
+        )
+    assert result.exit_code == 2, result.output
+    assert "malformed answer" in result.stderr and "Traceback" not in result.output

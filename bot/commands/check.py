@@ -6,10 +6,12 @@ from pathlib import Path
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from bot.commands.common import ConfigOption, guarded, settings_from
 from bot.config import Settings, problems
+from storage.redact import redact_text, redact_url
 from storage.topology import load_topology
 
 
@@ -42,19 +44,25 @@ def check(
     _print_summary(settings)
     if found:
         for line in found:
-            Console(stderr=True).print(f"[red]✗[/] {line}", highlight=False)
+            Console(stderr=True).print(f"[red]✗[/] {escape(redact_text(line))}", highlight=False)
         raise typer.Exit(code=2)
     Console().print("[green]✓ configuration is valid[/]")
 
 
 def _print_summary(settings: Settings) -> None:
-    """Show the effective settings, secrets masked."""
+    """Show the effective settings, secrets masked (credentials in URLs too)."""
     table = Table("setting", "value", title="effective configuration")
     for name, value in settings.model_dump().items():
-        shown = (
-            "***"
-            if (value is not None and "token" in name) or "secret" in name or "password" in name
-            else value
-        )
-        table.add_row(name, str(shown if value is not None else "-"))
+        table.add_row(name, escape(_shown(name, value)))
     Console().print(table)
+
+
+def _shown(name: str, value: object) -> str:
+    """How one setting is shown: ``-`` when unset, ``***`` for secrets, URLs redacted."""
+    if value is None:
+        return "-"
+    if any(word in name for word in ("token", "secret", "password")):
+        return "***"
+    if isinstance(value, str) and "://" in value:
+        return redact_url(value)
+    return redact_text(str(value))

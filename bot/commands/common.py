@@ -10,10 +10,12 @@ from typing import Any, ParamSpec, TypeVar
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from analysis.types import parse_time
 from bot.config import ConfigError, Settings, load_settings
+from storage.redact import install_redacting_filter, redact_text
 from storage.source import MetricsSourceError
 from storage.topology import TopologyError
 
@@ -39,8 +41,10 @@ USER_ERRORS: tuple[type[Exception], ...] = (
 
 
 def fail(message: str) -> typer.Exit:
-    """Print a one-line error to stderr and return the Exit(2) to raise."""
-    Console(stderr=True).print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
+    """Print a one-line error to stderr (credentials in URLs masked); return the Exit(2) to raise."""
+    Console(stderr=True).print(
+        f"[bold red]error:[/] {escape(redact_text(message))}", highlight=False, soft_wrap=True
+    )
     return typer.Exit(code=2)
 
 
@@ -64,22 +68,34 @@ def settings_from(config: Path | None, **overrides: Any) -> Settings:
     return load_settings(config, **overrides)
 
 
+# Times the CLI accepts (--at, --start, --end): frames are nanosecond timestamps (1677-2262).
+MIN_YEAR, MAX_YEAR = 2000, 2200
+
+
 def parse_at(value: str | None) -> Any:
     """Parse an ``--at`` style RFC 3339 option, or raise UserError saying the expected form."""
     if value is None:
         return None
+    shown = value if len(value) <= 40 else value[:37] + "..."
     try:
-        return parse_time(value)
-    except ValueError as exc:
-        raise UserError(str(exc)) from None
+        when = parse_time(value)
+    except (ValueError, OverflowError):
+        raise UserError(f"{shown!r} is not an RFC 3339 time, e.g. 2026-11-22T10:00:00Z") from None
+    if not MIN_YEAR <= when.year <= MAX_YEAR:
+        raise UserError(
+            f"{shown!r} is outside the years {MIN_YEAR}-{MAX_YEAR}: give a time your metrics "
+            "cover, e.g. 2026-11-22T10:00:00Z"
+        )
+    return when
 
 
 def setup_logging(verbose: bool = False) -> None:
-    """Configure plain logging for the process (called once per command)."""
+    """Configure plain logging for the process (called once per command), credentials masked."""
     logging.basicConfig(
         level=logging.DEBUG if verbose else logging.INFO,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
+    install_redacting_filter()
 
 
 def progress_bar(console: Console) -> Progress:
