@@ -29,7 +29,7 @@ import numpy.typing as npt
 import pandas as pd
 
 from analysis.evaluation import InterpretationSegment, parse_interpretation
-from analysis.types import Fault, GpuRef, parse_time
+from analysis.types import BenignEvent, Fault, GpuRef, parse_time
 
 Layout = Literal["smd", "csv"]
 LAYOUTS: tuple[str, ...] = ("smd", "csv")
@@ -284,3 +284,54 @@ def load_faults(path: Path) -> tuple[Fault, ...]:
             )
         )
     return tuple(faults)
+
+
+def load_benign(path: Path) -> tuple[BenignEvent, ...]:
+    """Read a ``benign.json`` (events that must not page); DatasetError naming file and entry.
+
+    The file is a JSON list of ``{"id", "kind", "target", "affected": ["<node>/<gpu>", ...],
+    "start": RFC 3339, "end": RFC 3339}`` as the scenario simulator writes it.
+    """
+    if not path.is_file():
+        raise DatasetError(f"{path}: no such benign-events file")
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise DatasetError(f"{path}: not valid JSON ({exc})") from None
+    if not isinstance(data, list):
+        raise DatasetError(f"{path}: expected a JSON list of events, got {type(data).__name__}")
+    events: list[BenignEvent] = []
+    seen: set[str] = set()
+    for i, entry in enumerate(data):
+        where = f"{path}: event #{i + 1}"
+        if not isinstance(entry, dict):
+            raise DatasetError(f"{where}: expected an object, got {type(entry).__name__}")
+        missing = [k for k in ("id", "kind", "target", "start", "end") if not entry.get(k)]
+        if missing:
+            raise DatasetError(f"{where}: missing {', '.join(missing)}")
+        eid = str(entry["id"])
+        if eid in seen:
+            raise DatasetError(f"{where}: duplicate id {eid!r}")
+        seen.add(eid)
+        affected = entry.get("affected") or []
+        if not isinstance(affected, list) or not all(isinstance(a, str) for a in affected):
+            raise DatasetError(f"{where} ({eid}): 'affected' must be a list of '<node>/<gpu>'")
+        try:
+            for key in affected:
+                GpuRef.parse(key)
+            start, end = parse_time(str(entry["start"])), parse_time(str(entry["end"]))
+        except ValueError as exc:
+            raise DatasetError(f"{where} ({eid}): {exc}") from None
+        if end < start:
+            raise DatasetError(f"{where} ({eid}): end is before start")
+        events.append(
+            BenignEvent(
+                id=eid,
+                kind=str(entry["kind"]),
+                target=str(entry["target"]),
+                affected=tuple(affected),
+                start=start,
+                end=end,
+            )
+        )
+    return tuple(events)

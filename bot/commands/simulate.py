@@ -65,8 +65,28 @@ def history(
         Path | None,
         typer.Option("--faults", help="Inject exactly the faults of this faults.json"),
     ] = None,
+    scenario: Annotated[
+        str | None,
+        typer.Option(
+            "--scenario",
+            help="'random': draw the whole scenario from --seed (shape, names, PromQL, step, "
+            "workload, faults, benign events); --days/--step/--racks/... are then ignored",
+        ),
+    ] = None,
+    max_gpus: Annotated[
+        int, typer.Option("--max-gpus", help="With --scenario random: at most this many GPUs")
+    ] = 512,
 ) -> None:
-    """Write DIR/metrics.om (OpenMetrics for promtool), DIR/topology.yaml and DIR/faults.json."""
+    """Write DIR/metrics.om (OpenMetrics for promtool), DIR/topology.yaml and DIR/faults.json.
+
+    With --scenario random --seed S the fleet, its topology (vendor metric names reached only
+    through the topology's PromQL), scrape step, workload, faults and benign events are all
+    drawn from S (storage.simulator.scenario.draw_scenario), and DIR/benign.json lists the
+    events that must not page; with --healthy the scenario has no faults.
+    """
+    if scenario is not None:
+        _scenario_history(scenario, out=out, seed=seed, healthy=healthy, max_gpus=max_gpus)
+        return
     from storage.simulator import FleetSimulator
     from storage.simulator.fleet import default_start
 
@@ -120,6 +140,45 @@ def history(
     console.print(
         "load into Prometheus: promtool tsdb create-blocks-from openmetrics "
         f"--max-block-duration=24h {out / 'metrics.om'} <prometheus-data-dir>",
+        highlight=False,
+    )
+
+
+def _scenario_history(name: str, *, out: Path, seed: int, healthy: bool, max_gpus: int) -> None:
+    """Draw scenario ``seed`` and write its files (``simulate history --scenario random``)."""
+    from analysis.evaluation.protocol import is_report_seed
+    from storage.simulator.scenario import draw_scenario
+
+    if name != "random":
+        raise UserError(f"--scenario {name!r} is not known: the only one is 'random'")
+    if max_gpus < 8:
+        raise UserError(f"--max-gpus must be at least 8, got {max_gpus}")
+    if is_report_seed(seed):
+        Console(stderr=True).print(
+            f"note: seed {seed} is a report seed (analysis/evaluation/protocol.py): "
+            "use it only to report, never to develop on"
+        )
+    drawn = draw_scenario(seed, healthy=healthy, max_gpus=max_gpus)
+    shape = drawn.spec
+    Console(stderr=True).print(
+        f"scenario {seed}: {shape.racks} racks x {shape.nodes_per_rack} nodes x "
+        f"{shape.gpus_per_node} GPUs, step {int(drawn.step.total_seconds())}s, "
+        f"{drawn.history + drawn.replay} ..."
+    )
+    sim = drawn.simulator()
+    try:
+        sim.write_history(out)
+    except OSError as exc:
+        raise UserError(f"cannot write to {out}: {exc.strerror or exc}") from None
+    console = Console()
+    console.print(
+        f"wrote {out / 'metrics.om'}, {out / 'topology.yaml'}, {out / 'faults.json'}, "
+        f"{out / 'benign.json'}"
+    )
+    console.print(
+        f"{sim.start:%Y-%m-%dT%H:%M:%SZ} .. {sim.end:%Y-%m-%dT%H:%M:%SZ} (replay from "
+        f"{drawn.replay_start:%Y-%m-%dT%H:%M:%SZ}), {shape.n_gpus} GPUs, "
+        f"{len(drawn.faults)} faults, {len(drawn.benign)} benign events",
         highlight=False,
     )
 

@@ -2,6 +2,8 @@
 
 ``FleetSimulator`` implements ``storage.source.MetricsSource``; ``write_history`` writes
 OpenMetrics + topology.yaml + faults.json; ``storage.simulator.exporter`` serves live /metrics.
+``draw_scenario(seed)`` draws a whole randomized scenario (shape, names, PromQL, sampling,
+workload, faults, benign events): :mod:`storage.simulator.scenario`.
 """
 
 from storage.simulator.faults import (
@@ -15,9 +17,11 @@ from storage.simulator.faults import (
 )
 from storage.simulator.fleet import FleetSimulator
 from storage.simulator.layout import GPU_METRICS, NODE_SERIES
+from storage.simulator.scenario import BENIGN_KINDS, Scenario, draw_scenario
 from storage.simulator.spec import FleetSpec
 
 __all__ = [
+    "BENIGN_KINDS",
     "DEFAULT_FAULT_RATE",
     "FAULT_KINDS",
     "FAULT_MIX",
@@ -27,6 +31,8 @@ __all__ = [
     "PRECURSOR_HOURS",
     "FleetSimulator",
     "FleetSpec",
+    "Scenario",
     "affected_of",
+    "draw_scenario",
     "make_fault",
 ]

@@ -456,12 +456,16 @@ def _benign_params(
     if kind == "ecc_burst":
         return _target(rng, spec, "gpu"), float(rng.integers(2, 13)), step
     if kind == "ambient_change":
-        return "fleet", float(rng.uniform(2.0, 4.0)), timedelta(hours=float(rng.uniform(3, 12)))
+        return (
+            "fleet",
+            float(rng.uniform(2.0, 4.0)),
+            timedelta(minutes=int(rng.uniform(3, 12) * 60)),
+        )
     if kind == "power_cap":
         return (
             _target(rng, spec, "rack"),
             float(rng.uniform(0.55, 0.85)),
-            timedelta(hours=float(rng.uniform(1, 8))),
+            timedelta(minutes=int(rng.uniform(1, 8) * 60)),
         )
     if kind == "exporter_restart":
         return _target(rng, spec, "node"), 0.0, step * int(rng.integers(1, 6))
