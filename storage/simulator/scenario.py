@@ -41,6 +41,13 @@ import numpy as np
 from analysis.types import BenignEvent, Fault, Topology
 from storage.simulator.faults import FAULT_KINDS, FAULT_MIX, REPAIR_HOURS, TARGET_LEVEL, affected_of
 from storage.simulator.fleet import FleetSimulator
+from storage.simulator.scenario_benign import (
+    BENIGN_KINDS,
+    Busy,
+    draw_benign,
+    free,
+    pick_target,
+)
 from storage.simulator.scenario_workload import WORKLOAD_STYLES
 from storage.simulator.shape import (
     COMPONENT_PATTERNS,
@@ -53,17 +60,8 @@ from storage.simulator.shape import (
 )
 from storage.simulator.variation import PRECURSOR_SHAPES, Variation
 
-BENIGN_KINDS: tuple[str, ...] = (
-    "job_churn",
-    "drain_reboot",
-    "driver_update",
-    "fan_profile",
-    "ecc_burst",
-    "ambient_change",
-    "power_cap",
-    "exporter_restart",
-    "counter_reset",
-)
+__all__ = ["BENIGN_KINDS", "CELL_BUDGET", "Scenario", "draw_scenario"]
+
 STEPS_S: tuple[int, ...] = (15, 30, 60, 120, 300)
 SHARING: tuple[str, ...] = ("per_rack", "grouped", "pair", "single")
 # Precursor hours per kind in a scenario: (min, max), drawn log-uniform.
@@ -168,7 +166,7 @@ def draw_scenario(seed: int, *, healthy: bool = False, max_gpus: int = 512) -> S
     )
     end = start + history + replay
     faults, shapes = _draw_faults(rng, spec, start + history, end, n_faults, slow)
-    benign, sizes = _draw_benign(rng, spec, start, history, end, step, faults)
+    benign, sizes = draw_benign(rng, spec, start, history, end, step, faults)
     variation = Variation(
         seed=seed,
         workload=style,
@@ -313,28 +311,6 @@ def _groups(rng: np.random.Generator, racks: int, mode: str) -> list[tuple[int, 
     return out
 
 
-def _target(rng: np.random.Generator, spec: ScenarioSpec, level: str) -> str:
-    """Pick a random target of ``level`` (gpu, node, pdu, cooling, switch, rack, fleet)."""
-    if level == "gpu":
-        return (
-            f"{spec.nodes[int(rng.integers(spec.n_nodes))]}/{int(rng.integers(spec.gpus_per_node))}"
-        )
-    if level == "node":
-        return spec.nodes[int(rng.integers(spec.n_nodes))]
-    if level == "rack":
-        return spec.rack_ids[int(rng.integers(spec.racks))]
-    units = spec.components_of_kind(level)
-    return units[int(rng.integers(len(units)))][0]
-
-
-Busy = dict[str, list[tuple[datetime, datetime]]]
-
-
-def _free(busy: Busy, keys: tuple[str, ...], lo: datetime, hi: datetime) -> bool:
-    """Whether none of ``keys`` is busy in [lo, hi)."""
-    return not any(a < hi and lo < b for k in keys for a, b in busy.get(k, ()))
-
-
 def _draw_faults(  # noqa: PLR0917 - one private step of draw_scenario
     rng: np.random.Generator,
     spec: ScenarioSpec,
@@ -372,10 +348,10 @@ def _draw_faults(  # noqa: PLR0917 - one private step of draw_scenario
             onset = first + timedelta(
                 minutes=int(rng.uniform(0, (latest - first).total_seconds() / 60))
             )
-            target = _target(rng, spec, TARGET_LEVEL[kind])
+            target = pick_target(rng, spec, TARGET_LEVEL[kind])
             keys = affected_of(kind, target, spec)
             window_end = onset + length + timedelta(hours=REPAIR_HOURS[1]) + margin
-            if not _free(busy, keys, onset - margin, window_end):
+            if not free(busy, keys, onset - margin, window_end):
                 continue
             if any(abs((onset - o).total_seconds()) < 3600 for o, *_ in placed):
                 continue
@@ -390,96 +366,3 @@ def _draw_faults(  # noqa: PLR0917 - one private step of draw_scenario
         faults.append(Fault(fid, kind, target, affected_of(kind, target, spec), onset, failure))
         shapes.append((fid, kind, shape))
     return tuple(faults), tuple(shapes)
-
-
-def _draw_benign(  # noqa: PLR0917 - one private step of draw_scenario
-    rng: np.random.Generator,
-    spec: ScenarioSpec,
-    start: datetime,
-    history: timedelta,
-    end: datetime,
-    step: timedelta,
-    faults: tuple[Fault, ...],
-) -> tuple[tuple[BenignEvent, ...], tuple[float, ...]]:
-    """Draw 2-6 benign events away from the faults' GPUs (a hall-wide one may overlap)."""
-    busy: Busy = {}
-    for f in faults:
-        hi = (f.failure or end) + timedelta(hours=REPAIR_HOURS[1] + 1)
-        for k in f.affected:
-            busy.setdefault(k, []).append((f.onset - timedelta(hours=1), hi))
-    drawn: list[tuple[datetime, str, str, tuple[str, ...], datetime, float]] = []
-    for _ in range(int(rng.integers(2, 7))):
-        kind = str(rng.choice(BENIGN_KINDS))
-        for _attempt in range(30):
-            in_replay = rng.random() < 0.7
-            lo = start + history if in_replay else start + timedelta(hours=2)
-            hi = end - timedelta(hours=1) if in_replay else start + history - timedelta(hours=1)
-            t0 = lo + timedelta(
-                minutes=int(rng.uniform(0, max(1.0, (hi - lo).total_seconds() / 60)))
-            )
-            target, size, length = _benign_params(rng, spec, kind, step)
-            t1 = min(end, t0 + length) if length is not None else end
-            keys = _benign_affected(spec, target)
-            if kind != "ambient_change" and not _free(busy, keys, t0, t1 + timedelta(hours=1)):
-                continue
-            if kind != "ambient_change":
-                for k in keys:
-                    busy.setdefault(k, []).append((t0, t1 + timedelta(hours=1)))
-            drawn.append((t0, kind, target, keys, t1, size))
-            break
-    drawn.sort(key=lambda d: (d[0], d[1], d[2]))
-    events = tuple(
-        BenignEvent(f"benign-{i + 1:02d}-{kind}", kind, target, keys, t0, t1)
-        for i, (t0, kind, target, keys, t1, _s) in enumerate(drawn)
-    )
-    return events, tuple(d[5] for d in drawn)
-
-
-def _benign_params(
-    rng: np.random.Generator, spec: ScenarioSpec, kind: str, step: timedelta
-) -> tuple[str, float, timedelta | None]:
-    """Return (target, size, length or None = to the end) of one benign event of ``kind``."""
-    minutes = timedelta(minutes=1)
-    if kind == "job_churn":
-        target = "fleet" if rng.random() < 0.3 else _target(rng, spec, "rack")
-        return target, 0.0, max(step, minutes * int(rng.integers(2, 11)))
-    if kind == "drain_reboot":
-        return (
-            _target(rng, spec, "node"),
-            float(rng.uniform(0.6, 0.85)),
-            minutes * int(rng.integers(30, 181)),
-        )
-    if kind == "driver_update":
-        return _target(rng, spec, "node"), float(rng.choice([-1, 1]) * rng.uniform(30, 90)), None
-    if kind == "fan_profile":
-        return _target(rng, spec, "node"), float(rng.choice([0.85, 0.92, 1.1, 1.2])), None
-    if kind == "ecc_burst":
-        return _target(rng, spec, "gpu"), float(rng.integers(2, 13)), step
-    if kind == "ambient_change":
-        return (
-            "fleet",
-            float(rng.uniform(2.0, 4.0)),
-            timedelta(minutes=int(rng.uniform(3, 12) * 60)),
-        )
-    if kind == "power_cap":
-        return (
-            _target(rng, spec, "rack"),
-            float(rng.uniform(0.55, 0.85)),
-            timedelta(minutes=int(rng.uniform(1, 8) * 60)),
-        )
-    if kind == "exporter_restart":
-        return _target(rng, spec, "node"), 0.0, step * int(rng.integers(1, 6))
-    return _target(rng, spec, "gpu"), 0.0, step  # counter_reset
-
-
-def _benign_affected(spec: ScenarioSpec, target: str) -> tuple[str, ...]:
-    """Return the GPU keys behind a benign target (fleet, rack, node or GPU key)."""
-    if target == "fleet":
-        return spec.gpu_keys
-    if target in spec.rack_ids:
-        r = spec.rack_ids.index(target)
-        nodes = spec.nodes[r * spec.nodes_per_rack : (r + 1) * spec.nodes_per_rack]
-        return tuple(f"{n}/{g}" for n in nodes for g in range(spec.gpus_per_node))
-    if target in spec.nodes:
-        return tuple(f"{target}/{g}" for g in range(spec.gpus_per_node))
-    return (target,)
