@@ -85,6 +85,13 @@ def test_healthy_scenario_has_benign_events_and_no_faults() -> None:
     """healthy=True: workload and benign events only."""
     drawn = draw_scenario(SMALL, healthy=True, max_gpus=32)
     assert drawn.faults == () and drawn.benign
+    faulty = draw_scenario(SMALL, max_gpus=32)
+    assert (drawn.spec, drawn.start, drawn.step, drawn.benign) == (
+        faulty.spec,
+        faulty.start,
+        faulty.step,
+        faulty.benign,
+    )
 
 
 def test_topology_promql_names_the_facility_series(small: Scenario, tmp_path: Path) -> None:

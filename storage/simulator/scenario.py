@@ -132,7 +132,8 @@ def draw_scenario(seed: int, *, healthy: bool = False, max_gpus: int = 512) -> S
     seed : int
         The scenario's seed: same seed, same scenario and same frames.
     healthy : bool
-        No faults, only the workload and benign events.
+        No faults, only the workload and benign events: the scenario of the same seed with its
+        faults taken out (same fleet, periods, workload and benign events).
     max_gpus : int
         Upper bound of the fleet's GPUs (the shape is redrawn or shrunk to fit).
 
@@ -146,9 +147,9 @@ def draw_scenario(seed: int, *, healthy: bool = False, max_gpus: int = 512) -> S
     step_s = int(rng.choice(STEPS_S, p=[0.15, 0.2, 0.35, 0.15, 0.15]))
     history_h = int(rng.integers(24, 49))
     replay_h = int(rng.integers(24, 97))
-    n_faults = 0 if healthy else int(rng.integers(1, 7))
+    n_faults = int(rng.integers(1, 7))
     slow = None
-    if not healthy and rng.random() < 0.35:
+    if rng.random() < 0.35:
         hours = 72.0 if rng.random() < 0.4 else float(rng.uniform(*SLOW_BURN_HOURS))
         slow = (str(rng.choice(["hbm", "fan"])), hours)
         replay_h = min(96, max(replay_h, math.ceil(hours) + int(rng.integers(3, 13))))
@@ -167,6 +168,8 @@ def draw_scenario(seed: int, *, healthy: bool = False, max_gpus: int = 512) -> S
     end = start + history + replay
     faults, shapes = _draw_faults(rng, spec, start + history, end, n_faults, slow)
     benign, sizes = draw_benign(rng, spec, start, history, end, step, faults)
+    if healthy:  # the same scenario (same stream, shape and benign events) without its faults
+        faults, shapes = (), ()
     variation = Variation(
         seed=seed,
         workload=style,
