@@ -14,8 +14,10 @@ Credentials never leave it: ``PrometheusSource.url`` and every message show the 
 
 from __future__ import annotations
 
+import ast
 import json
 import logging
+import re
 import time
 import warnings
 from collections.abc import Iterable, Mapping, Sequence
@@ -25,7 +27,7 @@ from typing import Any
 
 import pandas as pd
 import requests
-from requests.adapters import HTTPAdapter
+from prometheus_api_client import PrometheusApiClientException, PrometheusConnect
 from urllib3.exceptions import InsecureRequestWarning
 from urllib3.util.retry import Retry
 
@@ -180,10 +182,15 @@ class PrometheusSource:
             allowed_methods=frozenset({"GET", "POST"}),
             raise_on_status=False,
         )
-        sess.mount(f"{self._url}/", HTTPAdapter(max_retries=retry))
-        self._session = sess
-        self._headers = {"Authorization": f"Bearer {bearer_token}"} if bearer_token else {}
-        self._auth = basic_auth
+        headers = {"Authorization": f"Bearer {bearer_token}"} if bearer_token else None
+        self._client = PrometheusConnect(
+            url=self._url,
+            headers=headers,
+            retry=retry,
+            auth=basic_auth,
+            session=sess,
+            timeout=self.timeout,  # type: ignore[arg-type]
+        )
 
     # ------------------------------------------------------------------ queries
 
@@ -193,25 +200,16 @@ class PrometheusSource:
         """Run one PromQL range query; return its checked matrix or raise MetricsSourceError."""
         label = what or query
         self._requests += 1
-        params: dict[str, str | int] = {
-            "query": query,
-            "start": round(start.timestamp()),
-            "end": round(end.timestamp()),
-            "step": _duration(step),
-        }
         try:
             with warnings.catch_warnings():
                 if not self._verify:  # the user chose no verification: say it once, not per query
                     warnings.simplefilter("ignore", InsecureRequestWarning)
-                response = self._session.get(
-                    f"{self._url}/api/v1/query_range",
-                    params=params,
-                    headers=self._headers,
-                    auth=self._auth,
-                    timeout=self.timeout,
-                    verify=self._session.verify,  # explicit, or REQUESTS_CA_BUNDLE would win
+                result = self._client.custom_query_range(
+                    query=query, start_time=start, end_time=end, step=_duration(step)
                 )
-                body = response.content  # read inside: a body cut short is a request failure
+        except PrometheusApiClientException as exc:
+            code, body = _client_error(str(exc))
+            raise MetricsSourceError(self._http_error(code, body, label)) from None
         except requests.exceptions.SSLError as exc:
             logger.debug("TLS failure: %s", redact_text(repr(exc)))
             raise MetricsSourceError(
@@ -219,8 +217,13 @@ class PrometheusSource:
                 "GPU_RISK_PROMETHEUS_CA_FILE to the server's CA, or GPU_RISK_PROMETHEUS_VERIFY_TLS"
                 "=false on a trusted network"
             ) from None
-        except (requests.exceptions.RequestException, ValueError) as exc:
-            # ValueError: urllib3 refuses some URLs (a bad port, control characters) this way
+        except (requests.exceptions.JSONDecodeError, RecursionError):  # not JSON, or absurdly deep
+            raise MetricsSourceError(
+                f"Prometheus at {self.url} answered {label!r} with something that is not a "
+                f"Prometheus API response (invalid JSON): check the URL points at the "
+                "PromQL API (not Grafana or a proxy login page)"
+            ) from None
+        except requests.exceptions.RequestException as exc:
             logger.debug("request failure: %s", redact_text(repr(exc)))
             if _timed_out(exc):
                 raise MetricsSourceError(
@@ -232,22 +235,15 @@ class PrometheusSource:
                 f"cannot reach Prometheus at {self.url} ({_reason(exc)}): check "
                 "GPU_RISK_PROMETHEUS_URL / --prometheus-url and that the server is running"
             ) from None
-        if response.status_code != 200:
-            raise MetricsSourceError(self._http_error(response.status_code, body, label))
-        try:
-            answer = json.loads(body)
-        except (ValueError, RecursionError):  # not JSON (UnicodeDecodeError too), or absurdly deep
+        except (ValueError, KeyError, TypeError) as exc:
+            # urllib3 refuses some URLs with ValueError; JSON without data/result
+            logger.debug("unexpected answer: %s", redact_text(repr(exc)))
             raise MetricsSourceError(
                 f"Prometheus at {self.url} answered {label!r} with something that is not a "
-                f"Prometheus API response (invalid JSON): check the URL points at the "
+                f"Prometheus API response ({type(exc).__name__}): check the URL points at the "
                 "PromQL API (not Grafana or a proxy login page)"
             ) from None
-        if not isinstance(answer, dict) or ("data" not in answer and "status" not in answer):
-            raise MetricsSourceError(
-                f"Prometheus at {self.url} answered {label!r} with something that is not a "
-                f"Prometheus API response (JSON without status and data): check the URL points "
-                "at the PromQL API (not Grafana or a proxy login page)"
-            )
+        answer = {"status": "success", "data": {"resultType": "matrix", "result": result}}
         return parse_matrix(answer, f"Prometheus at {self.url} answered {label!r}")
 
     def _http_error(self, code: int, body: bytes, what: str) -> str:
@@ -413,6 +409,19 @@ def _chunks(members: list[tuple[str, str]], limit: int) -> Iterable[list[tuple[s
 def _escape(value: str) -> str:
     """Escape a value for a PromQL double-quoted string."""
     return value.replace("\\", "\\\\").replace('"', '\\"')
+
+
+def _client_error(text: str) -> tuple[int, bytes]:
+    """Split prometheus-api-client's ``HTTP Status Code N (b'body')`` into code and body."""
+    m = re.match(r"HTTP Status Code (\d+) \((b(['\"]).*\3)\)\s*$", text, re.DOTALL)
+    if m is None:
+        found = re.search(r"HTTP Status Code (\d+)", text)
+        return (int(found.group(1)) if found else 0), b""
+    try:
+        body = ast.literal_eval(m.group(2))
+    except (ValueError, SyntaxError):
+        body = b""
+    return int(m.group(1)), body if isinstance(body, bytes) else b""
 
 
 def _timed_out(exc: BaseException) -> bool:

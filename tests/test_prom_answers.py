@@ -239,10 +239,13 @@ def serve(body: bytes, status: int = 200) -> Iterator[str]:
     [
         (json.dumps(_answer([_series([["now", "1"]])])).encode(), "non-numeric timestamp 'now'"),
         (json.dumps(_answer([_series([[NOW, None]])])).encode(), "value None, not a string"),
-        (json.dumps(_answer([], "vector")).encode(), "resultType 'vector'"),
+        (
+            json.dumps(_answer([{"metric": {"gpu": "0"}, "value": [NOW, "1"]}], "vector")).encode(),
+            "instant vector",
+        ),
         (b"[" * 100_000 + b"]" * 100_000, "invalid JSON"),
         (b"\xff\xfe\x00garbage", "invalid JSON"),
-        (b'{"hello": "world"}', "JSON without status and data"),
+        (b'{"hello": "world"}', "not a Prometheus API response"),
     ],
     ids=["string-time", "null-value", "vector", "deep-json", "binary", "other-json"],
 )
@@ -294,7 +297,7 @@ def test_scan_at_out_of_range_is_one_line(at: str, expected: str) -> None:
         _answer([_series([["1795140000", "1"]])]),
         _answer([_series([[NOW, None]])]),
         _answer([{"metric": {"Hostname": "n1"}}]),
-        _answer([], "vector"),
+        _answer([{"metric": {"Hostname": "n1"}, "value": [NOW, "1"]}], "vector"),
     ],
     ids=["string-time", "null-value", "no-values", "vector"],
 )
