@@ -1,4 +1,5 @@
-# gpu-risk: slim Python 3.11, non-root, `gpu-risk run`, health-checked on /healthz.
+# gpu-risk: slim Python 3.11, non-root, `gpu-risk run`, health-checked on /livez (process alive;
+# /readyz, also served as /healthz, says whether the data is fresh: for readiness probes).
 FROM python:3.11-slim AS build
 ENV PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1
 WORKDIR /src
@@ -24,6 +25,6 @@ WORKDIR /data
 VOLUME ["/data"]
 EXPOSE 3000
 HEALTHCHECK --interval=30s --timeout=5s --start-period=60s --retries=3 \
-    CMD ["python", "-c", "import os, urllib.request; urllib.request.urlopen('http://127.0.0.1:%s/healthz' % os.environ.get('GPU_RISK_HTTP_PORT', '3000'), timeout=4)"]
+    CMD ["python", "-c", "import os, urllib.request; urllib.request.urlopen('http://127.0.0.1:%s/livez' % os.environ.get('GPU_RISK_HTTP_PORT', '3000'), timeout=4)"]
 ENTRYPOINT ["gpu-risk"]
 CMD ["run"]

@@ -47,3 +47,11 @@ N ?= 1000
 FIT_HOURS ?= 2
 bench-scale: $(STAMP)
 	$(BIN)/python -m benchmarks.scale --gpus $(N) --fit-hours $(FIT_HOURS) --out benchmarks/results/scale-$$(date -u +%F).json
+
+# Soak (not part of `make test`): `gpu-risk run` against Prometheus and the fake Slack with
+# Slack 429/5xx storms and Prometheus restarts; reports lost/duplicated/tracebacks/RSS.
+.PHONY: soak
+MINUTES ?= 10
+INTERVAL ?= 5
+soak: $(STAMP)
+	MPLBACKEND=Agg $(BIN)/python -m benchmarks.soak --minutes $(MINUTES) --interval $(INTERVAL) --out benchmarks/results/soak-$$(date -u +%F).json

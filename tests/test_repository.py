@@ -643,8 +643,10 @@ def test_tracker_state_is_stored_with_the_cycle_and_round_trips(repo: Repository
     tracker.update(Assessment(T0 + MIN, (), (inc,)))
     repo.apply_cycle(T0 + MIN, [], True, tracker=("alerts", tracker.state()))
     stored = repo.tracker_state("alerts")
-    assert stored == {"streak": {inc.dedup_key: 2}, "first": {inc.dedup_key: T0.isoformat()},
-                      "quiet": {}}  # fmt: skip
+    assert stored is not None
+    assert (stored["streak"], stored["first"], stored["quiet"]) == (
+        {inc.dedup_key: 2}, {inc.dedup_key: T0.isoformat()}, {}
+    )  # fmt: skip
     resumed = IncidentTracker(open_after=3)
     resumed.load_state(stored)
     (opened,) = resumed.update(Assessment(T0 + 2 * MIN, (), (inc,)))
@@ -653,3 +655,28 @@ def test_tracker_state_is_stored_with_the_cycle_and_round_trips(repo: Repository
     fresh.update(Assessment(T0 + MIN, (), (inc,)))
     (same,) = fresh.update(Assessment(T0 + 2 * MIN, (), (inc,)))
     assert opened.id == same.id  # one process or two: the same incident id
+
+
+def test_models_live_with_the_state_never_in_the_working_directory(
+    repo: Repository, tmp_path: Path
+) -> None:
+    from storage.model_store import (
+        DatabaseModelStore,
+        ModelStore,
+        default_model_dir,
+        model_store_for,
+    )
+
+    assert default_model_dir(f"sqlite:///{tmp_path}/x.db") == tmp_path / "models"
+    assert default_model_dir("sqlite:///state.db") == Path.cwd() / "models"  # relative URL
+    assert default_model_dir("sqlite://") is None  # in memory: in the database
+    assert default_model_dir("postgresql+psycopg://u@h/db") is None
+    explicit = model_store_for(tmp_path / "m", "postgresql://u@h/db", repo)
+    assert isinstance(explicit, ModelStore) and explicit.directory == tmp_path / "m"
+    store = model_store_for(None, "postgresql://u@h/db", repo)
+    assert isinstance(store, DatabaseModelStore)
+    # the blobs round-trip through the state database (what a new leader reads)
+    assert repo.model_blob("db:model_blobs/x") is None
+    repo.save_model_blob("db:model_blobs/x", b"one", at=T0)
+    repo.save_model_blob("db:model_blobs/x", b"two", at=T0 + MIN)
+    assert repo.model_blob("db:model_blobs/x") == b"two"
