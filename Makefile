@@ -55,3 +55,12 @@ MINUTES ?= 10
 INTERVAL ?= 5
 soak: $(STAMP)
 	MPLBACKEND=Agg $(BIN)/python -m benchmarks.soak --minutes $(MINUTES) --interval $(INTERVAL) --out benchmarks/results/soak-$$(date -u +%F).json
+
+# The report protocol (docs/evaluation.md): the randomized scenario matrix on the REPORT seeds,
+# strict matching, 95 % bootstrap intervals; faulty fleets at 5-min scans, healthy fleets at 1 and
+# 5 min. Only the lead runs this, for the README's figures; develop with --seeds dev.
+.PHONY: eval
+eval: $(STAMP)
+	MPLBACKEND=Agg $(BIN)/gpu-risk eval --seeds report --jobs 2 --out eval-out/faults
+	MPLBACKEND=Agg $(BIN)/gpu-risk eval --seeds report --healthy --cycle 1m,5m --jobs 2 \
+		--out eval-out/healthy

@@ -1,0 +1,285 @@
+"""``gpu-risk eval``: the report protocol, the randomized scenario matrix replayed in memory.
+
+For each seed a scenario is drawn (``storage.simulator.scenario.draw_scenario``: fleet shape,
+naming, sampling, workload, faults, benign events), its whole history is simulated in memory (no
+Prometheus), one replay pipeline per detector is built by the composition root exactly as
+``gpu-risk backtest`` builds them (``bot.wiring.backtest_pipelines``), the replay period
+``[start + history, start + history + replay]`` is replayed every ``--cycle``, and each
+detector's incident log is scored with the strict rules (:mod:`analysis.evaluation`). The
+scenarios are pooled with 95 % bootstrap intervals (scenarios resampled) and set against the
+README's targets. Seeds: ``dev`` (free to look at) or ``report`` (only to produce the README's
+figures; ``analysis/evaluation/protocol.py``). See docs/evaluation.md.
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+import logging
+import time
+import warnings
+from collections.abc import Callable, Sequence
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from dataclasses import dataclass
+from datetime import timedelta
+from multiprocessing import get_context
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.markdown import Markdown
+
+from bot.commands.common import UserError, guarded, progress_bar
+
+if TYPE_CHECKING:
+    from analysis.evaluation.matrix import ScenarioResult
+
+#: Where scenarios come from: ``module:function(seed, *, healthy, max_gpus) -> Scenario``.
+DEFAULT_FACTORY = "storage.simulator.scenario:draw_scenario"
+#: How often learning detectors are refitted during a replay (the bot's daily refit).
+REFIT_EVERY = timedelta(hours=24)
+
+
+def register(app: typer.Typer) -> None:
+    """Add the ``eval`` command."""
+    app.command("eval")(guarded(eval_command))
+
+
+def parse_seeds(text: str) -> tuple[str, tuple[int, ...]]:
+    """Parse ``dev``, ``report`` or a list like ``100,101,105-107``; return (label, seeds)."""
+    from analysis.evaluation.protocol import DEV_SEEDS, REPORT_SEEDS, is_report_seed
+
+    word = text.strip().lower()
+    if word == "dev":
+        return "dev", DEV_SEEDS
+    if word == "report":
+        return "report", REPORT_SEEDS
+    seeds: list[int] = []
+    try:
+        for part in (p.strip() for p in word.split(",") if p.strip()):
+            lo, sep, hi = part.partition("-")
+            seeds.extend(range(int(lo), int(hi) + 1) if sep else [int(lo)])
+    except ValueError:
+        raise UserError(
+            f"--seeds {text!r}: use dev, report, or seeds like 100,101,105-107"
+        ) from None
+    if not seeds:
+        raise UserError("--seeds: no seed given")
+    reserved = [s for s in seeds if is_report_seed(s)]
+    if reserved:
+        raise UserError(
+            f"--seeds: {reserved[0]} is a report seed; report seeds run only as --seeds report "
+            "(analysis/evaluation/protocol.py); develop on --seeds dev"
+        )
+    return ",".join(str(s) for s in seeds), tuple(dict.fromkeys(seeds))
+
+
+@dataclass(frozen=True)
+class EvalJob:
+    """One replay of the matrix: a seed, healthy or not, the cadence and the detectors."""
+
+    seed: int
+    healthy: bool
+    cycle: timedelta
+    detectors: tuple[str, ...]
+    explain: bool
+    max_gpus: int
+    factory: str = DEFAULT_FACTORY
+
+
+def _factory(path: str) -> Callable[..., Any]:
+    """Import ``module:function``."""
+    module, _, name = path.partition(":")
+    try:
+        fn = getattr(importlib.import_module(module), name)
+    except (ImportError, AttributeError) as exc:
+        raise UserError(f"scenario factory {path!r} cannot be imported: {exc}") from None
+    return fn  # type: ignore[no-any-return]
+
+
+def _on_grid(cycle: timedelta, step: timedelta) -> timedelta:
+    """Return the cycle rounded up to a whole number of data steps (a 1-min cycle on 2-min data: 2)."""
+    n = max(1, -(-int(cycle.total_seconds()) // int(step.total_seconds())))
+    return n * step
+
+
+def run_job(job: EvalJob) -> ScenarioResult:
+    """Draw one scenario, replay it with every detector and score it strictly (a worker's job)."""
+    from analysis.backtest import replay
+    from analysis.evaluation.matching import component_ids
+    from analysis.evaluation.matrix import ScenarioResult
+    from bot.commands.backtest import check_grid, relevant_faults
+    from bot.config import load_settings
+    from bot.replay import Replay, cycle_times
+    from bot.wiring import backtest_pipelines
+    from storage.simulator.faults import REPAIR_HOURS
+
+    for category in (RuntimeWarning, FutureWarning):  # numpy/pandas chatter, not findings
+        warnings.simplefilter("ignore", category)
+    logging.getLogger().setLevel(logging.WARNING)
+    started = time.perf_counter()
+    scenario = _factory(job.factory)(job.seed, healthy=job.healthy, max_gpus=job.max_gpus)
+    settings = load_settings(None, step_seconds=int(scenario.step.total_seconds()))
+    t0 = scenario.start + scenario.history
+    t1 = t0 + scenario.replay
+    cycle = _on_grid(job.cycle, scenario.step)
+    topology = scenario.topology
+    pipelines = backtest_pipelines(
+        settings,
+        scenario.simulator(),
+        topology,
+        detectors=list(job.detectors),
+        explain=job.explain,
+        horizon=t1,
+    )
+    for pipeline in pipelines.values():
+        check_grid(cycle, pipeline.window, pipeline.step)
+    runs = Replay(pipelines, refit_every=REFIT_EVERY).run(cycle_times(t0, t1, cycle))
+    seen = set().union(*(p.last_seen for p in pipelines.values()))
+    report = replay(
+        runs,
+        relevant_faults(scenario.faults, t0, t1),
+        n_gpus=len(seen),
+        start=t0,
+        end=t1 + cycle,
+        shared_targets=component_ids(topology),
+        benign=tuple(e for e in scenario.benign if e.end >= t0 and e.start <= t1),
+        # the simulator repairs no sooner than this after a failure: closing earlier is a
+        # false all-clear for sure
+        repair_after=timedelta(hours=REPAIR_HOURS[0]),
+    )
+    return ScenarioResult(
+        seed=job.seed,
+        healthy=job.healthy,
+        cycle=cycle,
+        n_gpus=len(seen),
+        seconds=time.perf_counter() - started,
+        report=report,
+        description=dict(scenario.description),
+    )
+
+
+def run_matrix(
+    jobs: Sequence[EvalJob], workers: int, on_done: Callable[[ScenarioResult], None] | None = None
+) -> list[ScenarioResult]:
+    """Run every job (in ``workers`` processes when more than one); results in job order."""
+    results: dict[int, ScenarioResult] = {}
+    if workers <= 1:
+        for i, job in enumerate(jobs):
+            results[i] = run_job(job)
+            if on_done is not None:
+                on_done(results[i])
+    else:
+        with ProcessPoolExecutor(max_workers=workers, mp_context=get_context("spawn")) as pool:
+            futures = {pool.submit(run_job, job): i for i, job in enumerate(jobs)}
+            for fut in as_completed(futures):
+                results[futures[fut]] = fut.result()
+                if on_done is not None:
+                    on_done(results[futures[fut]])
+    return [results[i] for i in range(len(jobs))]
+
+
+def eval_command(
+    *,
+    seeds: Annotated[
+        str, typer.Option("--seeds", help="dev, report (README figures only) or e.g. 100,101")
+    ] = "dev",
+    limit: Annotated[
+        int | None, typer.Option("--limit", help="Only the first N seeds (quick dev runs)")
+    ] = None,
+    healthy: Annotated[
+        bool, typer.Option("--healthy", help="Healthy scenarios (no faults): the false-page rate")
+    ] = False,
+    cycle: Annotated[
+        str, typer.Option("--cycle", help="Replay cadence(s), comma-separated, e.g. 5m or 1m,5m")
+    ] = "5m",
+    ablation: Annotated[
+        bool,
+        typer.Option("--ablation", help="graph, graph-noctx, guard, iforest, static side by side"),
+    ] = False,
+    detectors: Annotated[
+        str | None, typer.Option("--detectors", help="Comma-separated scorers (overrides)")
+    ] = None,
+    explain: Annotated[
+        bool, typer.Option("--explain/--no-explain", help="DoWhy explanations (top-factor target)")
+    ] = True,
+    max_gpus: Annotated[int, typer.Option("--max-gpus", help="Largest fleet drawn")] = 512,
+    jobs: Annotated[int, typer.Option("--jobs", help="Worker processes", min=1)] = 2,
+    out: Annotated[
+        Path | None, typer.Option("--out", help="Directory for eval.json and eval.md")
+    ] = None,
+    factory: Annotated[str, typer.Option("--scenario-factory", hidden=True)] = DEFAULT_FACTORY,
+) -> None:
+    """Replay the randomized scenario matrix in memory; strict scores with 95 % intervals."""
+    from analysis.ablation import ABLATION_SCORERS
+    from analysis.evaluation.matrix import aggregate, pooled_json, target_checks
+    from analysis.evaluation.matrix_report import matrix_markdown
+    from analysis.scorer import COMPARED_SCORERS
+    from bot.commands.backtest import parse_duration
+
+    label, chosen = parse_seeds(seeds)
+    if limit is not None:
+        chosen = chosen[: max(limit, 0)]
+    cycles = [parse_duration(c.strip(), "--cycle") for c in cycle.split(",") if c.strip()]
+    names = (
+        tuple(n.strip() for n in detectors.split(",") if n.strip())
+        if detectors
+        else ABLATION_SCORERS
+        if ablation
+        else COMPARED_SCORERS
+    )
+    err = Console(stderr=True)
+    if label == "report":
+        err.print(
+            "[bold yellow]REPORT SEEDS[/]: these scenarios are reserved for the README's figures "
+            "(analysis/evaluation/protocol.py). Do not tune, debug or plot on them.",
+            highlight=False,
+        )
+    todo = [
+        EvalJob(s, healthy, c, names, explain, max_gpus, factory) for c in cycles for s in chosen
+    ]
+    started = time.perf_counter()
+    with progress_bar(err) as progress:
+        task = progress.add_task(f"replaying {len(todo)} scenario(s)", total=len(todo))
+
+        def done(result: ScenarioResult) -> None:
+            """Advance the bar and say which scenario finished."""
+            progress.update(
+                task,
+                advance=1,
+                description=f"seed {result.seed}: {result.n_gpus} GPUs in {result.seconds:.0f} s",
+            )
+
+        results = run_matrix(todo, jobs, done)
+    wall = time.perf_counter() - started
+    pooled = aggregate(results)
+    summary = matrix_markdown(pooled, results, seeds_label=label, wall_seconds=wall, jobs=jobs)
+    data = {
+        "seeds": label,
+        "healthy": healthy,
+        "detectors": list(names),
+        "wall_seconds": round(wall, 1),
+        "jobs": jobs,
+        "pooled": pooled_json(pooled),
+        "targets": [
+            {
+                "target": c["target"].key,
+                "text": c["target"].text,
+                "group": c["group"],
+                "bound": c["target"].bound,
+                "measured": c["measured"].as_dict(),
+                "met": c["met"],
+                "met_with_interval": c["met_with_interval"],
+            }
+            for c in target_checks(pooled)
+        ],
+        "scenarios": [r.as_dict() for r in results],
+    }
+    if out is not None:
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "eval.json").write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
+        (out / "eval.md").write_text(summary, encoding="utf-8")
+    Console().print(Markdown(summary))
+    if out is not None:
+        Console().print(f"report written to {out}/", highlight=False)
