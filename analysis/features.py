@@ -228,9 +228,9 @@ def _gpu_own(
     # Where the XID counter is exported, it counts every code (the gauge keeps only the last
     # one, so a hardware XID followed by an application XID is lost): it takes precedence.
     counted = wide[[XID_HARDWARE_COUNT, XID_OTHER_COUNT]]
-    has = counted[XID_HARDWARE_COUNT].notna().groupby(keys, sort=False).any().reindex(index)
+    reported = counted.notna().any(axis=1)
+    has = reported.groupby(keys, sort=False).any().reindex(index, fill_value=False).astype(bool)
     peak = counted.groupby(keys, sort=False).max().reindex(index).fillna(0.0)
-    has = has.fillna(False).astype(bool)
     out.loc[has, "xid_hw_events"] = peak.loc[has, XID_HARDWARE_COUNT]
     out.loc[has, "xid_app_events"] = peak.loc[has, XID_OTHER_COUNT]
 

@@ -31,7 +31,15 @@ from prometheus_api_client import PrometheusApiClientException, PrometheusConnec
 from urllib3.exceptions import InsecureRequestWarning
 from urllib3.util.retry import Retry
 
-from analysis.catalog import DCGM_METRICS, NODE_METRICS
+from analysis.catalog import (
+    DCGM_METRICS,
+    HARDWARE_XIDS,
+    NODE_METRICS,
+    XID_COUNT,
+    XID_HARDWARE_COUNT,
+    XID_OTHER_COUNT,
+    xid_regex,
+)
 from analysis.types import (
     COMPONENT_COLUMNS,
     GPU_COLUMNS,
@@ -283,9 +291,13 @@ class PrometheusSource:
         """Query the last sample per step of a metric selector (no lookback padding over gaps)."""
         # (t - window, t]: Prometheus 2.x range windows are closed on the left, so shave 1 ms
         # off, or a one-step gap would be papered over by the sample one step earlier.
-        ms = max(1, round((self.sample_window or step).total_seconds() * 1000) - 1)
-        window = f"{ms}ms"
+        window = self._window(step)
         return self.query_range(f"last_over_time({query}[{window}])", start, end, step, what=what)
+
+    def _window(self, step: timedelta) -> str:
+        """The lookback of one step's last sample, ``(t - window, t]`` (1 ms shaved, see above)."""
+        ms = max(1, round((self.sample_window or step).total_seconds() * 1000) - 1)
+        return f"{ms}ms"
 
     # ------------------------------------------------------------------ fetch
 
@@ -310,6 +322,12 @@ class PrometheusSource:
             if part is not None:
                 gpu_parts.append(part)
         self._check_gpu_answer(empty, unlabeled, start, end)
+        for name, query in self._xid_class_queries(step):
+            matrix = self.query_range(query, start, end, step, what=name)
+            n_series += len(matrix)
+            part, _ = gpu_frame(name, matrix, self.labels) if matrix else (None, 0)
+            if part is not None:
+                gpu_parts.append(part)
 
         node_parts: list[pd.DataFrame] = []
         for metric in self.node_metrics:
@@ -339,6 +357,26 @@ class PrometheusSource:
         self.last_stats = QueryStats(self._requests, n_series, samples, time.perf_counter() - t0)
         logger.debug("fetched %s", self.last_stats)
         return frames
+
+    def _xid_class_queries(self, step: timedelta) -> list[tuple[str, str]]:
+        """The opt-in XID counter summed per GPU and class (hardware codes vs the rest).
+
+        dcgm-exporter's ``DCGM_EXP_XID_ERRORS_COUNT`` has one series per GPU and XID code; summing
+        over the ``xid`` label by class keeps one number per GPU. Absent counter: empty answers,
+        and the features fall back to the last-XID gauge.
+        """
+        window = self._window(step)
+        hardware = xid_regex(HARDWARE_XIDS)
+        return [
+            (
+                XID_HARDWARE_COUNT,
+                f'sum without (xid) (last_over_time({XID_COUNT}{{xid=~"{hardware}"}}[{window}]))',
+            ),
+            (
+                XID_OTHER_COUNT,
+                f'sum without (xid) (last_over_time({XID_COUNT}{{xid!~"{hardware}"}}[{window}]))',
+            ),
+        ]
 
     def _check_gpu_answer(
         self, empty: list[str], unlabeled: int, start: datetime, end: datetime

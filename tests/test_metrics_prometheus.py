@@ -151,8 +151,9 @@ def test_one_query_per_metric_whatever_the_fleet_size(tmp_path: Path) -> None:
     finally:
         server.stop()
     # output_watts, output_volts, supply_temp_celsius, port_errors_total: one query each for
-    # every PDU/CRAC/switch of the fleet (3 components of a rack, 1 or 2 racks).
-    expected = len(DCGM_METRICS) + len(NODE_METRICS) + 4 + 1  # + up
+    # every PDU/CRAC/switch of the fleet (3 components of a rack, 1 or 2 racks); the XID counter
+    # summed per class (hardware, other): two more.
+    expected = len(DCGM_METRICS) + len(NODE_METRICS) + 4 + 1 + 2  # + up
     assert counts == {2: (expected, 2, 3), 128: (expected, 128, 6)}
 
 

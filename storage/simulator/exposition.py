@@ -10,12 +10,11 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import timedelta
 
 import numpy as np
 
 from storage.simulator.history import FleetHistory
-from storage.simulator.layout import COMPONENT_SERIES, GPU_METRICS, NODE_SERIES
+from storage.simulator.layout import COMPONENT_SERIES, GPU_METRICS, NODE_SERIES, XID_COUNT_WINDOW
 from storage.simulator.shape import ScenarioSpec
 from storage.simulator.spec import JOB_PORTS, UP_JOBS, FleetSpec
 
@@ -49,7 +48,6 @@ NODE_HELP: dict[str, str] = {
 
 COUNTER_METRICS = frozenset({"switch_port_errors_total"})
 
-XID_COUNT_WINDOW = timedelta(minutes=5)  # dcgm-exporter's --xid-count-window-size default
 
 Labels = tuple[tuple[str, str], ...]
 
@@ -116,16 +114,20 @@ def _gpu_families(history: FleetHistory, gpu_labels: Sequence[Labels]) -> list[F
 def _xid_count_family(history: FleetHistory, gpu_labels: Sequence[Labels]) -> Family:
     """dcgm-exporter's opt-in DCGM_EXP_XID_ERRORS_COUNT{xid}: XIDs in the last 5 minutes.
 
-    One series per GPU and XID code that GPU ever shows in the run; absent with the GPU.
+    One series per GPU and XID code, from that code's first XID on (the exporter cannot know
+    a code before it happens); absent with the GPU.
     """
     window = max(1, int(XID_COUNT_WINDOW / history.step))
     counts: dict[tuple[int, int], np.ndarray] = {}
+    first: dict[tuple[int, int], int] = {}
     for t, g, code in history.readings.xid_events:
         arr = counts.setdefault((g, code), np.zeros(history.steps))
         arr[t : t + window] += 1.0
+        first[(g, code)] = min(first.get((g, code), t), t)
     absent = np.isnan(history.readings.gpu[0])
     series = []
     for (g, code), arr in sorted(counts.items()):
+        arr[: first[(g, code)]] = np.nan  # the exporter shows a code from its first XID on
         arr[absent[:, g]] = np.nan
         series.append(Series((*gpu_labels[g][:6], ("xid", str(code)), *gpu_labels[g][6:]), arr))
     return Family(

@@ -14,6 +14,7 @@ from datetime import datetime, timedelta
 import numpy as np
 import pandas as pd
 
+from analysis.catalog import HARDWARE_XIDS, XID_HARDWARE_COUNT, XID_OTHER_COUNT
 from analysis.types import (
     COMPONENT_COLUMNS,
     GPU_COLUMNS,
@@ -32,7 +33,13 @@ from storage.simulator.faults import (
     draw_schedule,
     fault_rng,
 )
-from storage.simulator.layout import COMPONENT_SERIES, GPU_METRICS, NODE_SERIES, component_ids
+from storage.simulator.layout import (
+    COMPONENT_SERIES,
+    GPU_METRICS,
+    NODE_SERIES,
+    XID_COUNT_WINDOW,
+    component_ids,
+)
 from storage.simulator.physics import Readings, generate_readings
 from storage.simulator.spec import UP_JOBS, FleetSpec
 from storage.simulator.variation import Variation
@@ -165,7 +172,7 @@ class FleetHistory:
         sub = self.readings.gpu[:, idx, :]
         mask = ~np.isnan(sub)
         mi, ki, gi = np.nonzero(mask)
-        return pd.DataFrame(
+        frame = pd.DataFrame(
             {
                 "ts": pd.to_datetime(q[ki], utc=True),
                 "node": self._gpu_node_arr[gi],
@@ -174,6 +181,44 @@ class FleetHistory:
                 "value": sub[mask],
             }
         )
+        counts = self._xid_class_frame(q, idx)
+        return frame if counts is None else pd.concat([frame, counts], ignore_index=True)
+
+    def _xid_class_frame(self, q: np.ndarray, idx: np.ndarray) -> pd.DataFrame | None:
+        """The reader's per-class sums of DCGM_EXP_XID_ERRORS_COUNT (XIDs in its 5-min window).
+
+        What ``sum without (xid) (DCGM_EXP_XID_ERRORS_COUNT{xid=~<class>})`` returns from the
+        exposition (``exposition._xid_count_family``): one series per GPU and class, from the
+        first XID of that class on.
+        """
+        if not self.readings.xid_events:
+            return None
+        window = max(1, int(XID_COUNT_WINDOW / self.step))
+        sums: dict[tuple[str, int], np.ndarray] = {}
+        first: dict[tuple[str, int], int] = {}
+        for t, g, code in self.readings.xid_events:
+            name = XID_HARDWARE_COUNT if code in HARDWARE_XIDS else XID_OTHER_COUNT
+            arr = sums.setdefault((name, g), np.zeros(self.steps))
+            arr[t : t + window] += 1.0
+            first[(name, g)] = min(first.get((name, g), t), t)
+        absent = np.isnan(self.readings.gpu[0])
+        parts = []
+        for (name, g), arr in sorted(sums.items()):
+            arr[: first[(name, g)]] = np.nan  # the exporter shows a code from its first XID on
+            values = np.where(absent[:, g], np.nan, arr)[idx]
+            keep = ~np.isnan(values)
+            parts.append(
+                pd.DataFrame(
+                    {
+                        "ts": pd.to_datetime(q[keep], utc=True),
+                        "node": self._gpu_node_arr[g],
+                        "gpu": self._gpu_idx_arr[g],
+                        "metric": name,
+                        "value": values[keep],
+                    }
+                )
+            )
+        return pd.concat(parts, ignore_index=True)
 
     def _node_frame(self, q: np.ndarray, idx: np.ndarray) -> pd.DataFrame:
         """Tidy node frame (metric = Prometheus name, sensor = its ``name`` label)."""

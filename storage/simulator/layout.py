@@ -51,6 +51,10 @@ COMPONENT_SERIES: tuple[tuple[str, str, str, str, str], ...] = (
     ),
 )
 
+#: dcgm-exporter's --xid-count-window-size default: DCGM_EXP_XID_ERRORS_COUNT counts XIDs
+#: of the last 5 minutes.
+XID_COUNT_WINDOW = timedelta(minutes=5)
+
 
 def component_ids(spec: FleetSpec) -> list[list[str]]:
     """Return, per row of :data:`COMPONENT_SERIES`, the id of each component column.
