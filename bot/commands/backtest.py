@@ -187,9 +187,11 @@ def run_backtest(
     Each pipeline is the running bot's loop (``bot/pipeline.Pipeline``: scorer, incident tracker,
     explainer, lifecycle decisions) on its own in-memory store; learning ones are refitted on the
     history before the cycle at the first cycle and every ``refit_every``. Per cycle the incidents
-    open after it are recorded; :func:`analysis.backtest.replay` scores those logs.
+    open after it are recorded; :func:`analysis.backtest.replay` scores those logs (strict and
+    loose, with the topology's component ids deciding shared-component faults).
     """
     from analysis.backtest import replay
+    from analysis.evaluation.matching import component_ids
     from bot.replay import Replay, ReplayError, cycle_times
 
     for pipeline in pipelines.values():
@@ -201,4 +203,8 @@ def run_backtest(
         raise UserError(f"the replay stopped: {exc}") from None
     seen = set().union(*(p.last_seen for p in pipelines.values()))
     judged = relevant_faults(faults, start, end)
-    return replay(runs, judged, n_gpus=len(seen), start=start, end=end + step)
+    # shared-component faults are those whose target is a component of the topology (any kind)
+    shared = frozenset().union(*(component_ids(p.topology) for p in pipelines.values()))
+    return replay(
+        runs, judged, n_gpus=len(seen), start=start, end=end + step, shared_targets=shared
+    )
