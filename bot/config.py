@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 from datetime import datetime
 from pathlib import Path
-from typing import Any, get_args
+from typing import TYPE_CHECKING, Any, get_args
 
 from pydantic import AliasChoices, Field, SecretStr, ValidationError, field_validator
 from pydantic.fields import FieldInfo
@@ -19,6 +19,9 @@ from pydantic_settings import (
     SettingsConfigDict,
     YamlConfigSettingsSource,
 )
+
+if TYPE_CHECKING:
+    from analysis.maintenance import MaintenanceWindow
 
 DEFAULT_DATABASE_URL = "sqlite:///gpu-risk.db"
 
@@ -48,6 +51,22 @@ class Settings(BaseSettings):
         default_factory=dict,
         description="Relabel map, e.g. {node: Hostname, gpu: gpu, instance: instance}",
     )
+    series_selector: str | None = Field(
+        None,
+        description='Label matchers added to every query, e.g. {cluster="a"} (one cluster or tenant)',
+    )
+    prometheus_headers: dict[str, str] = Field(
+        default_factory=dict,
+        description="Extra HTTP headers to Prometheus, e.g. {X-Scope-OrgID: tenant-a} (Mimir, Cortex)",
+    )
+    topology_labels: dict[str, str] = Field(
+        default_factory=dict,
+        description="Topology from labels: role -> metric:label, e.g. "
+        "{rack: kube_node_labels:label_topology_kubernetes_io_zone}; roles rack, switch, pdu, cooling",
+    )
+    topology_node_label: str = Field(
+        "node", description="Label naming the node in the topology_labels metrics"
+    )
 
     # Analysis
     detector: str = Field("graph", description="graph, iforest, ecod, copod, hbos or static")
@@ -58,6 +77,13 @@ class Settings(BaseSettings):
     open_after: int = Field(2, ge=1, le=60, description="Cycles above threshold to open")
     close_after: int = Field(5, ge=1, le=240, description="Cycles below threshold to close")
     random_state: int = Field(0, description="Seed of every estimator")
+    maintenance: list[dict[str, Any]] = Field(
+        default_factory=list,
+        description=(
+            "Maintenance windows (incidents recorded, not paged), e.g. [{target: rack-a1, "
+            "days: [sun], at: '02:00', duration: 4h}]"
+        ),
+    )
     model_dir: Path | None = Field(
         None,
         description="Where fitted models are stored (default: with the state: next to the "
@@ -131,6 +157,39 @@ class Settings(BaseSettings):
     grafana_url: str | None = Field(None, description="Grafana base URL for links in alerts")
     prometheus_ui_url: str | None = Field(None, description="Prometheus UI URL for links")
 
+    # Alertmanager: a destination beside Slack (a mirror) or instead of it
+    alertmanager_url: str | None = Field(
+        None, description="Alertmanager base URL: incidents are pushed to its /api/v2/alerts"
+    )
+    alertmanager_username: str | None = Field(None, description="Basic-auth user for Alertmanager")
+    alertmanager_password: SecretStr | None = Field(
+        None, description="Basic-auth password for Alertmanager"
+    )
+    alertmanager_bearer_token: SecretStr | None = Field(
+        None, description="Bearer token for Alertmanager"
+    )
+    alertmanager_timeout: float = Field(
+        10.0, gt=0, le=300, description="Seconds per Alertmanager request"
+    )
+    alertmanager_resend_seconds: int = Field(
+        60,
+        ge=5,
+        le=3600,
+        description="Open incidents are re-sent to Alertmanager this often (a push lasts 4 of these)",
+    )
+    cluster: str = Field("", description="cluster label of Alertmanager alerts (empty: none)")
+    runbook_url: str | None = Field(
+        None, description="runbook_url annotation of Alertmanager alerts"
+    )
+
+    @field_validator("alertmanager_url", "runbook_url")
+    @classmethod
+    def _alertmanager_http_url(cls, value: str | None) -> str | None:
+        """Alertmanager and runbook URLs must start with http:// or https://."""
+        if value is not None and not value.startswith(("http://", "https://")):
+            raise ValueError(f"must start with http:// or https:// (got {value!r})")
+        return value
+
     @field_validator("prometheus_url", "slack_api_url", "grafana_url", "prometheus_ui_url")
     @classmethod
     def _http_url(cls, value: str | None) -> str | None:
@@ -151,6 +210,31 @@ class Settings(BaseSettings):
         """Clock instants need a time zone (e.g. 2026-11-18T02:00:00Z)."""
         if value is not None and value.utcoffset() is None:
             raise ValueError("give a time zone, e.g. 2026-11-18T02:00:00Z")
+        return value
+
+    @field_validator("maintenance")
+    @classmethod
+    def _maintenance(cls, value: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """Every window must be usable: the message names the window and the field."""
+        maintenance_windows(value)
+        return value
+
+    @field_validator("series_selector")
+    @classmethod
+    def _series_selector(cls, value: str | None) -> str | None:
+        """The selector must be PromQL label matchers."""
+        from storage.metrics import parse_selector
+
+        parse_selector(value)
+        return value
+
+    @field_validator("topology_labels")
+    @classmethod
+    def _topology_labels(cls, value: dict[str, str]) -> dict[str, str]:
+        """Every role must be known and every source ``metric:label``."""
+        from storage.discovery import parse_label_sources
+
+        parse_label_sources(value)
         return value
 
     @field_validator("detector")
@@ -359,3 +443,12 @@ class SecretFilesSource(PydanticBaseSettingsSource):
     def __call__(self) -> dict[str, Any]:
         """Return field -> value for every secret given as a file."""
         return read_secret_files()
+
+
+def maintenance_windows(raw: list[dict[str, Any]]) -> list[MaintenanceWindow]:
+    """Build the configured maintenance windows (``ValueError`` naming the bad field)."""
+    from analysis.maintenance import window_from_mapping
+    from analysis.types import parse_time
+    from bot.durations import parse_duration
+
+    return [window_from_mapping(item, parse_duration, parse_time) for item in raw]

@@ -23,7 +23,7 @@ import networkx as nx
 
 from analysis.scorer import Scorer, ScorerParams, UnknownScorerError, make_scorer
 from analysis.types import Topology
-from bot.config import ConfigError, Settings
+from bot.config import ConfigError, Settings, maintenance_windows
 from bot.pipeline import Pipeline
 from bot.runtime import Clock, Runtime, make_clock
 from bot.sinks.console import ConsoleSink
@@ -163,6 +163,7 @@ def build_pipeline(
         save_model=save_model if options.save_models else None,
         render=options.render,
         record_scores=options.record_scores,
+        maintenance=maintenance_windows(settings.maintenance),
     )
 
 

@@ -74,6 +74,7 @@ class IncidentStore:
         unobserved: Collection[str] = (),
         images: Mapping[str, Mapping[str, bytes]] | None = None,
         tracker: tuple[str, Mapping[str, Any]] | None = None,
+        maintenance: Sequence[str] = (),
     ) -> list[Decision]:
         """Decide and persist one cycle in ONE transaction; return a decision per dedup key.
 
@@ -87,14 +88,16 @@ class IncidentStore:
         stored with a ``post`` decision in the same transaction, so an alert and its pictures
         are committed together. ``tracker`` (pipeline name, ``IncidentTracker.state()``) is the
         streak state after this cycle, stored in the same transaction so that a new leader
-        resumes from it (``tracker_state``). Duplicate dedup keys keep the worst.
+        resumes from it (``tracker_state``). ``maintenance`` names targets under planned
+        maintenance now: they act as silences (recorded, not posted). Duplicate dedup keys keep
+        the worst.
         """
         require_aware(at, "at")
         reported = {inc.dedup_key for inc in incidents}
         pictures_by_key = images or {}
         decisions: list[Decision] = []
         with self._sessions.begin() as s:
-            silences = [r.target for r in s.scalars(_active_silences_query(at))]
+            silences = [r.target for r in s.scalars(_active_silences_query(at))] + list(maintenance)
             open_rows = {
                 row.dedup_key: row
                 for row in s.scalars(select(IncidentRow).where(IncidentRow.open_key.is_not(None)))
