@@ -51,22 +51,6 @@ class Settings(BaseSettings):
         default_factory=dict,
         description="Relabel map, e.g. {node: Hostname, gpu: gpu, instance: instance}",
     )
-    series_selector: str | None = Field(
-        None,
-        description='Label matchers added to every query, e.g. {cluster="a"} (one cluster or tenant)',
-    )
-    prometheus_headers: dict[str, str] = Field(
-        default_factory=dict,
-        description="Extra HTTP headers to Prometheus, e.g. {X-Scope-OrgID: tenant-a} (Mimir, Cortex)",
-    )
-    topology_labels: dict[str, str] = Field(
-        default_factory=dict,
-        description="Topology from labels: role -> metric:label, e.g. "
-        "{rack: kube_node_labels:label_topology_kubernetes_io_zone}; roles rack, switch, pdu, cooling",
-    )
-    topology_node_label: str = Field(
-        "node", description="Label naming the node in the topology_labels metrics"
-    )
 
     # Analysis
     detector: str = Field("graph", description="graph, iforest, ecod, copod, hbos or static")
@@ -157,39 +141,6 @@ class Settings(BaseSettings):
     grafana_url: str | None = Field(None, description="Grafana base URL for links in alerts")
     prometheus_ui_url: str | None = Field(None, description="Prometheus UI URL for links")
 
-    # Alertmanager: a destination beside Slack (a mirror) or instead of it
-    alertmanager_url: str | None = Field(
-        None, description="Alertmanager base URL: incidents are pushed to its /api/v2/alerts"
-    )
-    alertmanager_username: str | None = Field(None, description="Basic-auth user for Alertmanager")
-    alertmanager_password: SecretStr | None = Field(
-        None, description="Basic-auth password for Alertmanager"
-    )
-    alertmanager_bearer_token: SecretStr | None = Field(
-        None, description="Bearer token for Alertmanager"
-    )
-    alertmanager_timeout: float = Field(
-        10.0, gt=0, le=300, description="Seconds per Alertmanager request"
-    )
-    alertmanager_resend_seconds: int = Field(
-        60,
-        ge=5,
-        le=3600,
-        description="Open incidents are re-sent to Alertmanager this often (a push lasts 4 of these)",
-    )
-    cluster: str = Field("", description="cluster label of Alertmanager alerts (empty: none)")
-    runbook_url: str | None = Field(
-        None, description="runbook_url annotation of Alertmanager alerts"
-    )
-
-    @field_validator("alertmanager_url", "runbook_url")
-    @classmethod
-    def _alertmanager_http_url(cls, value: str | None) -> str | None:
-        """Alertmanager and runbook URLs must start with http:// or https://."""
-        if value is not None and not value.startswith(("http://", "https://")):
-            raise ValueError(f"must start with http:// or https:// (got {value!r})")
-        return value
-
     @field_validator("prometheus_url", "slack_api_url", "grafana_url", "prometheus_ui_url")
     @classmethod
     def _http_url(cls, value: str | None) -> str | None:
@@ -217,24 +168,6 @@ class Settings(BaseSettings):
     def _maintenance(cls, value: list[dict[str, Any]]) -> list[dict[str, Any]]:
         """Every window must be usable: the message names the window and the field."""
         maintenance_windows(value)
-        return value
-
-    @field_validator("series_selector")
-    @classmethod
-    def _series_selector(cls, value: str | None) -> str | None:
-        """The selector must be PromQL label matchers."""
-        from storage.metrics import parse_selector
-
-        parse_selector(value)
-        return value
-
-    @field_validator("topology_labels")
-    @classmethod
-    def _topology_labels(cls, value: dict[str, str]) -> dict[str, str]:
-        """Every role must be known and every source ``metric:label``."""
-        from storage.discovery import parse_label_sources
-
-        parse_label_sources(value)
         return value
 
     @field_validator("detector")
