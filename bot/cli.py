@@ -20,6 +20,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "bot.commands.run",
     "bot.commands.scan",
     "bot.commands.simulate",
+    "bot.commands.topology",
 )
 
 #: What `gpu-risk --help` lists without importing the command modules: per module, each command

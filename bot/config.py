@@ -51,6 +51,22 @@ class Settings(BaseSettings):
         default_factory=dict,
         description="Relabel map, e.g. {node: Hostname, gpu: gpu, instance: instance}",
     )
+    series_selector: str | None = Field(
+        None,
+        description='Label matchers added to every query, e.g. {cluster="a"} (one cluster or tenant)',
+    )
+    prometheus_headers: dict[str, str] = Field(
+        default_factory=dict,
+        description="Extra HTTP headers to Prometheus, e.g. {X-Scope-OrgID: tenant-a} (Mimir, Cortex)",
+    )
+    topology_labels: dict[str, str] = Field(
+        default_factory=dict,
+        description="Topology from labels: role -> metric:label, e.g. "
+        "{rack: kube_node_labels:label_topology_kubernetes_io_zone}; roles rack, switch, pdu, cooling",
+    )
+    topology_node_label: str = Field(
+        "node", description="Label naming the node in the topology_labels metrics"
+    )
 
     # Analysis
     detector: str = Field("graph", description="graph, iforest, ecod, copod, hbos or static")
@@ -168,6 +184,24 @@ class Settings(BaseSettings):
     def _maintenance(cls, value: list[dict[str, Any]]) -> list[dict[str, Any]]:
         """Every window must be usable: the message names the window and the field."""
         maintenance_windows(value)
+        return value
+
+    @field_validator("series_selector")
+    @classmethod
+    def _series_selector(cls, value: str | None) -> str | None:
+        """The selector must be PromQL label matchers."""
+        from storage.metrics import parse_selector
+
+        parse_selector(value)
+        return value
+
+    @field_validator("topology_labels")
+    @classmethod
+    def _topology_labels(cls, value: dict[str, str]) -> dict[str, str]:
+        """Every role must be known and every source ``metric:label``."""
+        from storage.discovery import parse_label_sources
+
+        parse_label_sources(value)
         return value
 
     @field_validator("detector")

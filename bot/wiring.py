@@ -39,16 +39,52 @@ if TYPE_CHECKING:
     from bot.blocks.common import BlockOptions
     from bot.slack.app import SlackBot
     from bot.slack.service import GraphImage
+    from storage.discovery import Discovered
 
 #: An in-memory store: a one-shot scan or a replay keeps its state apart from the bot's.
 MEMORY_DB = "sqlite://"
 
 
-def load_topology_of(settings: Settings) -> Topology:
-    """The configured topology (``GPU_RISK_TOPOLOGY``), or an empty one (GPUs and nodes only)."""
+def load_topology_of(settings: Settings, at: datetime | None = None) -> Topology:
+    """The configured topology (``GPU_RISK_TOPOLOGY``), or an empty one (GPUs and nodes only).
+
+    With ``GPU_RISK_TOPOLOGY_LABELS`` set: the topology discovered from metric labels at ``at``
+    (default now), completed by the file (see :func:`discover_topology_of`).
+    """
     from storage.topology import load_topology
 
+    if settings.topology_labels:
+        return discover_topology_of(settings, at=at).topology
     return load_topology(settings.topology) if settings.topology else Topology(racks=())
+
+
+def discover_topology_of(
+    settings: Settings, source: MetricsSource | None = None, at: datetime | None = None
+) -> Discovered:
+    """The topology and where each fact came from: labels (``GPU_RISK_TOPOLOGY_LABELS``, one
+    instant query per metric through ``source`` or a reader of the settings) merged with the
+    file, the file winning; without label discovery, the file alone."""
+    from storage.discovery import discover_topology, file_only, parse_label_sources
+    from storage.metrics import PrometheusSource
+    from storage.source import MetricsSourceError
+    from storage.topology import load_topology
+
+    if not settings.topology_labels:
+        return file_only(load_topology_of(settings))
+    try:
+        sources = parse_label_sources(settings.topology_labels)
+    except ValueError as exc:
+        raise ConfigError(f"GPU_RISK_TOPOLOGY_LABELS: {exc}") from None
+    file = load_topology(settings.topology, partial=True) if settings.topology else None
+    reader = source if isinstance(source, PrometheusSource) else build_source(settings, None)
+    if not isinstance(reader, PrometheusSource):  # pragma: no cover - build_source's type
+        raise ConfigError("topology from labels needs a Prometheus URL (GPU_RISK_PROMETHEUS_URL)")
+    try:
+        return discover_topology(
+            reader, sources, file, node_label=settings.topology_node_label, at=at
+        )
+    except MetricsSourceError as exc:
+        raise ConfigError(f"cannot read the topology from labels: {exc}") from None
 
 
 def build_source(settings: Settings, topology: Topology | None) -> MetricsSource:
@@ -75,6 +111,8 @@ def build_source(settings: Settings, topology: Topology | None) -> MetricsSource
         timeout=settings.prometheus_timeout,
         retries=settings.prometheus_retries,
         label_map=settings.label_map or None,
+        series_selector=settings.series_selector,
+        headers=settings.prometheus_headers or None,
     )
 
 

@@ -68,7 +68,10 @@ __all__ = [
     "MetricsSourceError",
     "PrometheusSource",
     "QueryStats",
+    "SelectorError",
+    "parse_selector",
     "strip_port",
+    "with_matchers",
 ]
 
 logger = logging.getLogger(__name__)
@@ -95,6 +98,90 @@ class QueryStats:
     series: int
     samples: int
     seconds: float
+
+
+# --------------------------------------------------------------------------- series selector
+# GPU_RISK_SERIES_SELECTOR ('{cluster="a"}') is a list of label matchers added to every metric
+# selector the reader sends (DCGM, node, up, the XID counter, label discovery), and to a
+# topology component's PromQL when that PromQL is a plain selector (``name`` or ``name{...}``);
+# any other PromQL (functions, operators) is sent as written: put the matchers in it yourself.
+# A matcher on a label the selector already constrains is not added (the written one wins).
+
+_MATCHER = re.compile(
+    r"""\s*([a-zA-Z_][a-zA-Z0-9_]*)\s*(=~|!~|!=|=)\s*("(?:[^"\\]|\\.)*"|'(?:[^'\\]|\\.)*')\s*"""
+)
+_PLAIN = re.compile(r"^\s*([a-zA-Z_:][a-zA-Z0-9_:]*)?\s*(?:\{(.*)\})?\s*$", re.DOTALL)
+
+Matcher = tuple[str, str, str]
+#: One series of an instant vector: its labels and its value.
+Sample = tuple[dict[str, str], float]
+
+
+class SelectorError(ValueError):
+    """A series selector is not a list of PromQL label matchers."""
+
+
+def _matchers(inner: str) -> list[Matcher]:
+    """Parse ``a="x", b=~"y"`` (no braces) into (label, op, double-quoted value); raise ValueError."""
+    out: list[Matcher] = []
+    pos, text = 0, inner.strip().rstrip(",")
+    while pos < len(text):
+        m = _MATCHER.match(text, pos)
+        if m is None:
+            raise SelectorError(f"cannot read a label matcher at {text[pos : pos + 40]!r}")
+        value = m.group(3)
+        if value.startswith("'"):
+            value = '"' + value[1:-1].replace("\\'", "'").replace('"', '\\"') + '"'
+        out.append((m.group(1), m.group(2), value))
+        pos = m.end()
+        if pos < len(text):
+            if text[pos] != ",":
+                raise SelectorError(f"expected ',' between matchers at {text[pos : pos + 40]!r}")
+            pos += 1
+    return out
+
+
+def parse_selector(text: str | None) -> tuple[Matcher, ...]:
+    """Parse a series selector such as ``{cluster="a", env=~"prod|stage"}`` (braces optional).
+
+    Returns the matchers as (label, operator, double-quoted value); empty for None or ``{}``.
+    Raises SelectorError (a ValueError) with what is wrong.
+    """
+    if text is None or not text.strip():
+        return ()
+    body = text.strip()
+    if body.startswith("{"):
+        if not body.endswith("}"):
+            raise SelectorError(f"{text!r}: a selector in braces must end with '}}'")
+        body = body[1:-1]
+    try:
+        return tuple(_matchers(body))
+    except SelectorError as exc:
+        raise SelectorError(
+            f'{text!r} is not a list of label matchers ({exc}): write e.g. {{cluster="a"}}'
+        ) from None
+
+
+def with_matchers(promql: str, matchers: Sequence[Matcher]) -> tuple[str, bool]:
+    """Add ``matchers`` to ``promql`` when it is a plain selector; return (query, applied).
+
+    ``metric`` becomes ``metric{m}``, ``metric{a="x"}`` becomes ``metric{a="x",m}``; a matcher
+    on a label the selector already names is left out. Anything else is returned unchanged with
+    ``applied`` False (and True when there is nothing to add).
+    """
+    if not matchers:
+        return promql, True
+    m = _PLAIN.match(promql)
+    if m is None or (m.group(1) is None and m.group(2) is None):
+        return promql, False
+    try:
+        own = _matchers(m.group(2) or "")
+    except SelectorError:
+        return promql, False
+    named = {label for label, _, _ in own}
+    added = [f"{label}{op}{value}" for label, op, value in matchers if label not in named]
+    parts = [f"{label}{op}{value}" for label, op, value in own] + added
+    return f"{m.group(1) or ''}{{{', '.join(parts)}}}", True
 
 
 def _duration(step: timedelta) -> str:
@@ -130,6 +217,12 @@ class PrometheusSource:
     sample_window:
         Each step's value is the last sample in (t - sample_window, t]; missing scrapes show as
         missing rows instead of being papered over by the 5 min lookback. Default: the step.
+    series_selector:
+        Label matchers added to every query (``{cluster="a"}``; see :func:`with_matchers` for
+        the topology's PromQL): one cluster or tenant of a shared Prometheus, Thanos or Mimir.
+    headers:
+        Extra HTTP headers on every request (``X-Scope-OrgID`` of a Mimir/Cortex/Thanos
+        tenant); an ``Authorization`` header here and a bearer token together are refused.
     """
 
     def __init__(
@@ -149,6 +242,8 @@ class PrometheusSource:
         node_metrics: Sequence[str] = NODE_METRICS,
         required_metrics: Sequence[str] = REQUIRED_DCGM_METRICS,
         sample_window: timedelta | None = None,
+        series_selector: str | None = None,
+        headers: Mapping[str, str] | None = None,
     ) -> None:
         """Build the client; nothing is sent until ``fetch``."""
         if not url.startswith(("http://", "https://")):
@@ -163,6 +258,16 @@ class PrometheusSource:
             raise MetricsSourceError(
                 f"label map has unknown key(s) {sorted(unknown)}; allowed: "
                 f"{', '.join(DEFAULT_LABEL_MAP)} (check GPU_RISK_LABEL_MAP)"
+            )
+        try:
+            self.matchers = parse_selector(series_selector)
+        except SelectorError as exc:
+            raise MetricsSourceError(f"{exc} (check GPU_RISK_SERIES_SELECTOR)") from None
+        extra = {str(k): str(v) for k, v in (headers or {}).items()}
+        if bearer_token and any(k.lower() == "authorization" for k in extra):
+            raise MetricsSourceError(
+                "an Authorization header and a bearer token are both set for Prometheus: keep "
+                "one (GPU_RISK_PROMETHEUS_HEADERS or GPU_RISK_PROMETHEUS_BEARER_TOKEN)"
             )
         self._url = url.rstrip("/")
         self.url = redact_url(self._url)
@@ -190,10 +295,11 @@ class PrometheusSource:
             allowed_methods=frozenset({"GET", "POST"}),
             raise_on_status=False,
         )
-        headers = {"Authorization": f"Bearer {bearer_token}"} if bearer_token else None
+        if bearer_token:
+            extra["Authorization"] = f"Bearer {bearer_token}"
         self._client = PrometheusConnect(
             url=self._url,
-            headers=headers,
+            headers=extra or None,
             retry=retry,
             auth=basic_auth,
             session=sess,
@@ -207,14 +313,55 @@ class PrometheusSource:
     ) -> list[dict[str, Any]]:
         """Run one PromQL range query; return its checked matrix or raise MetricsSourceError."""
         label = what or query
+        result = self._send(
+            label,
+            lambda: self._client.custom_query_range(
+                query=query, start_time=start, end_time=end, step=_duration(step)
+            ),
+        )
+        answer = {"status": "success", "data": {"resultType": "matrix", "result": result}}
+        return parse_matrix(answer, f"Prometheus at {self.url} answered {label!r}")
+
+    def query(self, query: str, at: datetime | None = None, *, what: str = "") -> list[Sample]:
+        """Run one PromQL instant query (at ``at``, default now); return (labels, value) pairs.
+
+        The query is sent as written (apply :meth:`select` to a metric name first). Errors are
+        the same one-line MetricsSourceError as :meth:`query_range`.
+        """
+        label = what or query
+        params = {"time": f"{at.timestamp():.3f}"} if at is not None else None
+        result = self._send(label, lambda: self._client.custom_query(query=query, params=params))
+        where = f"Prometheus at {self.url} answered {label!r}"
+        if not isinstance(result, list):
+            raise MetricsSourceError(f"{where} with {type(result).__name__}, not a vector")
+        out: list[Sample] = []
+        for item in result:
+            metric = item.get("metric") if isinstance(item, dict) else None
+            value = item.get("value") if isinstance(item, dict) else None
+            if not isinstance(metric, dict) or not isinstance(value, list) or len(value) != 2:
+                raise MetricsSourceError(
+                    f"{where} with a series that is not an instant sample: check that the query "
+                    "returns an instant vector"
+                )
+            try:
+                number = float(value[1])
+            except (TypeError, ValueError):
+                raise MetricsSourceError(f"{where} with a non-numeric sample") from None
+            out.append(({str(k): str(v) for k, v in metric.items()}, number))
+        return out
+
+    def select(self, promql: str) -> str:
+        """``promql`` with the series selector's matchers when it is a plain selector."""
+        return with_matchers(promql, self.matchers)[0]
+
+    def _send(self, label: str, call: Any) -> Any:
+        """Send one request through the client; every failure becomes one MetricsSourceError."""
         self._requests += 1
         try:
             with warnings.catch_warnings():
                 if not self._verify:  # the user chose no verification: say it once, not per query
                     warnings.simplefilter("ignore", InsecureRequestWarning)
-                result = self._client.custom_query_range(
-                    query=query, start_time=start, end_time=end, step=_duration(step)
-                )
+                return call()
         except PrometheusApiClientException as exc:
             code, body = _client_error(str(exc))
             raise MetricsSourceError(self._http_error(code, body, label)) from None
@@ -251,8 +398,6 @@ class PrometheusSource:
                 f"Prometheus API response ({type(exc).__name__}): check the URL points at the "
                 "PromQL API (not Grafana or a proxy login page)"
             ) from None
-        answer = {"status": "success", "data": {"resultType": "matrix", "result": result}}
-        return parse_matrix(answer, f"Prometheus at {self.url} answered {label!r}")
 
     def _http_error(self, code: int, body: bytes, what: str) -> str:
         """Turn an HTTP error answer into one readable line (with Prometheus' error, if any)."""
@@ -292,6 +437,7 @@ class PrometheusSource:
         # (t - window, t]: Prometheus 2.x range windows are closed on the left, so shave 1 ms
         # off, or a one-step gap would be papered over by the sample one step earlier.
         window = self._window(step)
+        query = self.select(query)
         return self.query_range(f"last_over_time({query}[{window}])", start, end, step, what=what)
 
     def _window(self, step: timedelta) -> str:
@@ -367,15 +513,11 @@ class PrometheusSource:
         """
         window = self._window(step)
         hardware = xid_regex(HARDWARE_XIDS)
+        hw = self.select(f'{XID_COUNT}{{xid=~"{hardware}"}}')
+        other = self.select(f'{XID_COUNT}{{xid!~"{hardware}"}}')
         return [
-            (
-                XID_HARDWARE_COUNT,
-                f'sum without (xid) (last_over_time({XID_COUNT}{{xid=~"{hardware}"}}[{window}]))',
-            ),
-            (
-                XID_OTHER_COUNT,
-                f'sum without (xid) (last_over_time({XID_COUNT}{{xid!~"{hardware}"}}[{window}]))',
-            ),
+            (XID_HARDWARE_COUNT, f"sum without (xid) (last_over_time({hw}[{window}]))"),
+            (XID_OTHER_COUNT, f"sum without (xid) (last_over_time({other}[{window}]))"),
         ]
 
     def _check_gpu_answer(
@@ -416,7 +558,7 @@ class PrometheusSource:
         by_metric: dict[str, list[tuple[str, str]]] = {}
         for comp in self.topology.components.values():
             for name, promql in comp.metrics.items():
-                by_metric.setdefault(name, []).append((comp.id, promql))
+                by_metric.setdefault(name, []).append((comp.id, self.select(promql)))
         parts: list[pd.DataFrame] = []
         for name, members in sorted(by_metric.items()):
             for chunk in _chunks(members, _MAX_QUERY_CHARS):

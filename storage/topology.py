@@ -132,8 +132,12 @@ def _code_point(character: Any) -> int:
     return ord(str(character)[:1] or "\0")
 
 
-def load_topology(path: str | Path) -> Topology:
-    """Read and validate a topology file; raise TopologyError naming the place on any problem."""
+def load_topology(path: str | Path, *, partial: bool = False) -> Topology:
+    """Read and validate a topology file; raise TopologyError naming the place on any problem.
+
+    ``partial``: the file completes a topology discovered from labels (``storage.discovery``):
+    ``racks`` may be absent and a rack may have no ``nodes`` (the labels place them).
+    """
     p = Path(path)
     text = _read_text(p)
     try:
@@ -156,7 +160,7 @@ def load_topology(path: str | Path) -> Topology:
         raise TopologyError(
             f"{p}: not valid YAML: a value cannot be read ({_one_line(str(exc), 80)}): quote it"
         ) from None
-    return parse_topology(data, source=str(p))
+    return parse_topology(data, source=str(p), partial=partial)
 
 
 def _str_list(value: Any, where: str) -> tuple[str, ...]:
@@ -170,8 +174,9 @@ def _str_list(value: Any, where: str) -> tuple[str, ...]:
     raise TopologyError(f"{where}: expected a list of names, got {_short(value)}")
 
 
-def parse_topology(data: Any, source: str = "topology") -> Topology:
-    """Validate the parsed YAML of a topology file and build a Topology."""
+def parse_topology(data: Any, source: str = "topology", *, partial: bool = False) -> Topology:
+    """Validate the parsed YAML of a topology file and build a Topology (``partial``: see
+    :func:`load_topology`)."""
     if not isinstance(data, Mapping):
         raise TopologyError(f"{source}: expected a mapping with 'racks:' at the top level")
     unknown = set(data) - {"racks", "components", "nodes"}
@@ -180,7 +185,9 @@ def parse_topology(data: Any, source: str = "topology") -> Topology:
             f"{source}: unknown top-level key(s) {_keys(unknown)}; allowed: racks, components, nodes"
         )
     racks_raw = data.get("racks")
-    if not isinstance(racks_raw, list) or not racks_raw:
+    if partial and racks_raw is None:
+        racks_raw = []
+    if not isinstance(racks_raw, list) or (not racks_raw and not partial):
         raise TopologyError(f"{source}: 'racks' must be a non-empty list of racks")
     components = _parse_components(data.get("components") or {}, source)
     racks: list[Rack] = []
@@ -200,7 +207,9 @@ def parse_topology(data: Any, source: str = "topology") -> Topology:
                 f"{where}: unknown key(s) {_keys(extra)}; allowed: id, nodes, power, cooling, network"
             )
         nodes_raw = raw.get("nodes")
-        if not isinstance(nodes_raw, list) or not nodes_raw:
+        if partial and nodes_raw is None:
+            nodes_raw = []
+        if not isinstance(nodes_raw, list) or (not nodes_raw and not partial):
             raise TopologyError(f"{where}: 'nodes' must be a non-empty list")
         nodes: list[str] = []
         for j, entry in enumerate(nodes_raw):
