@@ -203,7 +203,7 @@ def bench_one(n: int, opts: argparse.Namespace, root: Path) -> dict[str, Any]:
 
 def _cell(r: dict[str, Any] | None, key: str = "median") -> str:
     """A time cell: the median, or "> budget" / "> mem" / "failed"."""
-    if r is None:
+    if not r:
         return "-"
     if r.get("killed") == "budget":
         return "> budget"
