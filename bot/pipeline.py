@@ -312,9 +312,11 @@ class Pipeline:
             self.metrics.scans.labels("ok").inc()
             self.metrics.scan_duration.observe(duration)
             self.metrics.gpus_scored.set(n)
-            self.metrics.incidents_open.set(len(self.repository.open_incidents()))
+            open_now = [r.incident for r in self.repository.open_incidents()]
+            self.metrics.incidents_open.set(len(open_now))
             self.metrics.last_success.set(at.timestamp())
             self.metrics.data_source_up.set(1)
+            self.metrics.record_risk(assessment.scores, open_now, self.topology)
         return CycleOutcome(
             at=at,
             ok=True,

@@ -5,8 +5,9 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
+from datetime import datetime, timedelta
 from typing import Any
-from urllib.parse import quote
+from urllib.parse import quote, urlencode
 
 from slack_sdk.models.blocks import (
     ActionsBlock,
@@ -135,16 +136,65 @@ def promql_for(incident: Incident) -> str:
     return f'DCGM_FI_DEV_GPU_TEMP{{Hostname=~"{"|".join(nodes)}"}}'
 
 
+#: The shipped Grafana dashboard (``deploy/grafana/gpu-risk-dashboard.json``): uid and URL slug.
+DASHBOARD_UID = "gpu-risk-fleet"
+DASHBOARD_SLUG = "gpu-risk"
+#: A dashboard link shows this long before the incident's time and this long after it.
+DASHBOARD_BEFORE = timedelta(hours=6)
+DASHBOARD_AFTER = timedelta(hours=1)
+#: More affected nodes than this and the link selects every node (the URL stays short).
+MAX_LINKED_NODES = 10
+ALL = "$__all"  # Grafana's URL value of a variable's "All" option
+
+
+def incident_node(incident: Incident) -> str | None:
+    """The node an incident is about: its root cause's node, or None (a rack or component)."""
+    if incident.root_cause.kind == "gpu":
+        return GpuRef.parse(incident.root_cause.id).node
+    if incident.root_cause.kind == "node":
+        return incident.root_cause.id
+    return None
+
+
+def dashboard_url(
+    grafana_url: str, incident: Incident, *, rack: str | None = None, end: datetime | None = None
+) -> str:
+    """The shipped dashboard at the incident's time range, its node(s) and rack selected.
+
+    ``{grafana}/d/{uid}/gpu-risk?orgId=1&from={ms}&to={ms}&var-Hostname={node}&var-rack={rack}``:
+    from ``DASHBOARD_BEFORE`` before ``incident.at`` to ``DASHBOARD_AFTER`` after ``end``
+    (default ``incident.at``); an unknown rack or too many nodes select "All".
+    """
+    node = incident_node(incident)
+    nodes = [node] if node else sorted({g.node for g in incident.gpus})
+    if not nodes or len(nodes) > MAX_LINKED_NODES:
+        nodes = [ALL]
+    if rack is None and incident.root_cause.kind == "rack":
+        rack = incident.root_cause.id
+    start = incident.at - DASHBOARD_BEFORE
+    stop = (end if end is not None else incident.at) + DASHBOARD_AFTER
+    query = [
+        ("orgId", "1"),
+        ("from", str(int(start.timestamp() * 1000))),
+        ("to", str(int(stop.timestamp() * 1000))),
+        *(("var-Hostname", n) for n in nodes),
+        ("var-rack", rack or ALL),
+    ]
+    base = grafana_url.rstrip("/")
+    return f"{base}/d/{DASHBOARD_UID}/{DASHBOARD_SLUG}?{urlencode(query, safe='$')}"
+
+
 def link_text(incident: Incident, opts: BlockOptions) -> str:
-    """Links to Grafana Explore and the Prometheus UI when their URLs are configured."""
+    """Links to the Grafana dashboard, Grafana Explore and the Prometheus UI when configured."""
     expr = promql_for(incident)
     links = []
     if opts.grafana_url:
+        links.append(f"<{dashboard_url(opts.grafana_url, incident)}|Grafana>")
         left = json.dumps(
             {"queries": [{"refId": "A", "expr": expr}], "range": {"from": "now-6h", "to": "now"}},
             separators=(",", ":"),
         )
-        links.append(f"<{opts.grafana_url.rstrip('/')}/explore?left={quote(left)}|Grafana>")
+        links.append(f"<{opts.grafana_url.rstrip('/')}/explore?left={quote(left)}|Explore>")
     if opts.prometheus_ui_url:
         url = f"{opts.prometheus_ui_url.rstrip('/')}/graph?g0.expr={quote(expr)}&g0.range_input=6h"
         links.append(f"<{url}|Prometheus>")
