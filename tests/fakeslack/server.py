@@ -79,6 +79,12 @@ class FakeSlack:
         self.envelopes: dict[str, dict[str, Any]] = {}
         self.acks: dict[str, dict[str, Any]] = {}
         self.usergroups: dict[str, list[str]] = {}
+        #: Channels conversations.info knows: id -> {name, is_member, is_private, is_archived}.
+        #: A channel listed here with is_member False refuses conversations.history
+        #: (not_in_channel), as Slack does; channels not listed behave as before.
+        self.channels: dict[str, dict[str, Any]] = {}
+        #: The scopes Slack reports in every answer's x-oauth-scopes header (None: no header).
+        self.scopes: list[str] | None = None
         self._last_ts = 0.0
         self._http: ThreadingHTTPServer | None = None
         self._ws: Server | None = None
@@ -314,7 +320,8 @@ class FakeSlack:
             if err.detail:
                 body["response_metadata"] = {"messages": [err.detail]}
         self._record(method, args, token, 200, body)
-        self._send(req, 200, body)
+        scopes = {"x-oauth-scopes": ",".join(self.scopes)} if self.scopes is not None else None
+        self._send(req, 200, body, scopes)
 
     def _take_failure(self, method: str) -> _Failure | None:
         with self.lock:
@@ -444,10 +451,24 @@ class FakeSlack:
             "is_enterprise_install": False,
         }
 
+    def _m_conversations_info(self, args: dict[str, Any]) -> dict[str, Any]:
+        channel = str(args.get("channel") or "")
+        if channel not in self.channels:
+            raise SlackError("channel_not_found")
+        return {"channel": {"id": channel, **self.channels[channel]}}
+
+    def _m_conversations_list(self, args: dict[str, Any]) -> dict[str, Any]:
+        return {
+            "channels": [{"id": cid, **info} for cid, info in self.channels.items()],
+            "response_metadata": {"next_cursor": ""},
+        }
+
     def _m_conversations_history(self, args: dict[str, Any]) -> dict[str, Any]:
         channel = args.get("channel")
         if not channel:
             raise SlackError("channel_not_found")
+        if str(channel) in self.channels and not self.channels[str(channel)].get("is_member"):
+            raise SlackError("not_in_channel")
         oldest = float(args.get("oldest") or 0)
         with_meta = str(args.get("include_all_metadata", "")).lower() in ("1", "true")
         with self.lock:
