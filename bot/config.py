@@ -157,6 +157,39 @@ class Settings(BaseSettings):
     grafana_url: str | None = Field(None, description="Grafana base URL for links in alerts")
     prometheus_ui_url: str | None = Field(None, description="Prometheus UI URL for links")
 
+    # Alertmanager: a destination beside Slack (a mirror) or instead of it
+    alertmanager_url: str | None = Field(
+        None, description="Alertmanager base URL: incidents are pushed to its /api/v2/alerts"
+    )
+    alertmanager_username: str | None = Field(None, description="Basic-auth user for Alertmanager")
+    alertmanager_password: SecretStr | None = Field(
+        None, description="Basic-auth password for Alertmanager"
+    )
+    alertmanager_bearer_token: SecretStr | None = Field(
+        None, description="Bearer token for Alertmanager"
+    )
+    alertmanager_timeout: float = Field(
+        10.0, gt=0, le=300, description="Seconds per Alertmanager request"
+    )
+    alertmanager_resend_seconds: int = Field(
+        60,
+        ge=5,
+        le=3600,
+        description="Open incidents are re-sent to Alertmanager this often (a push lasts 4 of these)",
+    )
+    cluster: str = Field("", description="cluster label of Alertmanager alerts (empty: none)")
+    runbook_url: str | None = Field(
+        None, description="runbook_url annotation of Alertmanager alerts"
+    )
+
+    @field_validator("alertmanager_url", "runbook_url")
+    @classmethod
+    def _alertmanager_http_url(cls, value: str | None) -> str | None:
+        """Alertmanager and runbook URLs must start with http:// or https://."""
+        if value is not None and not value.startswith(("http://", "https://")):
+            raise ValueError(f"must start with http:// or https:// (got {value!r})")
+        return value
+
     @field_validator("prometheus_url", "slack_api_url", "grafana_url", "prometheus_ui_url")
     @classmethod
     def _http_url(cls, value: str | None) -> str | None:

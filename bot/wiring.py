@@ -37,6 +37,7 @@ if TYPE_CHECKING:
 
     from analysis.explain import Explainer
     from bot.blocks.common import BlockOptions
+    from bot.sinks.alertmanager import AlertmanagerSink
     from bot.slack.app import SlackBot
     from bot.slack.service import GraphImage
     from storage.discovery import Discovered
@@ -374,7 +375,50 @@ def build_runtime(
                 f"({exc.response.get('error')}): grant the bot channels:read and groups:read, "
                 "or configure channel ids (C...) instead of names"
             ) from None
+    if settings.alertmanager_url:
+        _wire_alertmanager(runtime, topology)
     return runtime
+
+
+def build_alertmanager(
+    settings: Settings, repository: Repository | None, topology: Topology | None
+) -> AlertmanagerSink:
+    """The Alertmanager sink of ``GPU_RISK_ALERTMANAGER_URL`` (auth, timeout, labels, links)."""
+    from bot.sinks.alertmanager import AlertmanagerSink
+
+    if not settings.alertmanager_url:
+        raise ConfigError("GPU_RISK_ALERTMANAGER_URL is not set")
+    basic = None
+    if settings.alertmanager_username:
+        if settings.alertmanager_password is None:
+            raise ConfigError(
+                "GPU_RISK_ALERTMANAGER_USERNAME is set but GPU_RISK_ALERTMANAGER_PASSWORD is not"
+            )
+        basic = (settings.alertmanager_username, settings.alertmanager_password.get_secret_value())
+    token = settings.alertmanager_bearer_token
+    return AlertmanagerSink(
+        settings.alertmanager_url,
+        cluster=settings.cluster,
+        runbook_url=settings.runbook_url,
+        grafana_url=settings.grafana_url,
+        topology=topology,
+        repository=repository,
+        basic_auth=basic,
+        bearer_token=token.get_secret_value() if token else None,
+        timeout=settings.alertmanager_timeout,
+        resend_interval=timedelta(seconds=settings.alertmanager_resend_seconds),
+    )
+
+
+def _wire_alertmanager(runtime: Runtime, topology: Topology) -> None:
+    """Alertmanager mirrors Slack; without Slack it is the primary and the terminal mirrors it."""
+    from bot.sinks.fanout import FanOut
+
+    alertmanager = build_alertmanager(runtime.settings, runtime.repository, topology)
+    if runtime.slack is not None:
+        runtime.sink = FanOut(runtime.sink, alertmanager)
+    else:
+        runtime.sink = FanOut(alertmanager, runtime.sink)
 
 
 def _wire_slack(runtime: Runtime, topology: Topology) -> None:

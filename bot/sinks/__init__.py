@@ -1,11 +1,13 @@
 """Notification sinks: the ``Sink`` interface (``base``), ``dispatch``, and ``FanOut``.
 
 Concrete sinks live in submodules: ``bot.sinks.console`` (the terminal, with an optional JSON-lines
-log) and ``bot.sinks.slack`` (Slack, through ``bot.slack``). Read ``Sink``'s docstring to add one.
+log), ``bot.sinks.slack`` (Slack, through ``bot.slack``) and ``bot.sinks.alertmanager``
+(Alertmanager's v2 API, exported here). Read ``Sink``'s docstring to add one.
 """
 
 from __future__ import annotations
 
+from bot.sinks.alertmanager import AlertmanagerSink, resend_open_alerts
 from bot.sinks.base import (
     INCIDENT_KINDS,
     KINDS,
@@ -22,6 +24,7 @@ from bot.sinks.fanout import FanOut
 __all__ = [
     "INCIDENT_KINDS",
     "KINDS",
+    "AlertmanagerSink",
     "DataSourceNote",
     "Envelope",
     "FanOut",
@@ -30,4 +33,5 @@ __all__ = [
     "UnknownKindError",
     "decode",
     "dispatch",
+    "resend_open_alerts",
 ]
