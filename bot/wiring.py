@@ -285,6 +285,7 @@ def build_slack(
     from bot.slack.client import make_client
     from bot.slack.notifier import SlackNotifier
     from bot.slack.service import SlackService, render_dependency_picture
+    from bot.slack.verify import RepositoryReplayGuard
     from storage.redact import redact_url
 
     if client is None:
@@ -321,6 +322,8 @@ def build_slack(
         signing_secret=secret,
         socket_mode=settings.slack_app_token is not None,
         token_verification=token_verification,
+        # replays refused across replicas: the state store remembers signatures
+        replay_guard=RepositoryReplayGuard(repository),
     )
     return SlackBot(app=app, service=service, notifier=notifier, client=client)
 

@@ -14,7 +14,7 @@ from bot.durations import MAX_DURATION, DurationError, describe, parse_duration
 from bot.slack.commands import UsageError
 from bot.slack.commands import parse_duration as silence_duration
 
-FUZZ = settings(deadline=None, derandomize=True, max_examples=1000)
+FUZZ = settings(deadline=None, derandomize=True, database=None, max_examples=600)
 
 
 @pytest.mark.parametrize(

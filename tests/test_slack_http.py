@@ -334,14 +334,30 @@ def test_false_alarm_button(live: tuple[Env, Served]) -> None:
     assert "Marked a false alarm by @U0OUTSIDER" in text
 
 
-def test_a_failing_listener_tells_the_user_politely(live: tuple[Env, Served]) -> None:
+def test_an_unknown_incident_gets_a_clear_answer(live: tuple[Env, Served]) -> None:
     env, served = live
     rec = gpu_record(env)
     ghost = IncidentRecord(**{**rec.__dict__, "id": 9999})
     path, _ = click(env, served, ACTION_ACK, ghost)
     answer = response_at(env, path)
+    assert "incident 9999 is not known here" in answer["text"]
+    assert answer["response_type"] == "ephemeral"
+
+
+def test_a_failing_listener_tells_the_user_politely(
+    live: tuple[Env, Served], monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    env, served = live
+
+    def broken(*args: Any, **kwargs: Any) -> None:
+        raise RuntimeError("the store is on fire")
+
+    monkeypatch.setattr(env.bot.service, "acknowledge", broken)
+    path, _ = click(env, served, ACTION_ACK, gpu_record(env))
+    answer = response_at(env, path)
     assert "Something went wrong on gpu-risk's side" in answer["text"]
     assert answer["response_type"] == "ephemeral"
+    assert "the store is on fire" in caplog.text  # logged with its traceback
 
 
 # ---------------------------------------------------------------- App Home

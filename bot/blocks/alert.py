@@ -34,6 +34,7 @@ from bot.blocks.common import (
     fit,
     fmt_time,
     header,
+    mention,
     plain_text,
     redact_labels,
     section,
@@ -205,14 +206,16 @@ def state_blocks(state: AlertState) -> list[Block]:
     """One context line per thing people did to the alert."""
     lines = []
     if state.acked_by:
-        lines.append(f":eyes: Acknowledged by <@{state.acked_by}> at {fmt_time(state.acked_at)}")
+        lines.append(
+            f":eyes: Acknowledged by {mention(state.acked_by)} at {fmt_time(state.acked_at)}"
+        )
     if state.silenced_until:
-        who = f" by <@{state.silenced_by}>" if state.silenced_by else ""
+        who = f" by {mention(state.silenced_by)}" if state.silenced_by else ""
         why = f": {escape(state.silence_reason)}" if state.silence_reason else ""
         lines.append(f":zzz: Silenced until {fmt_time(state.silenced_until)}{who}{why}")
     if state.false_alarm_by:
         lines.append(
-            f":no_entry_sign: Marked a false alarm by <@{state.false_alarm_by}> at "
+            f":no_entry_sign: Marked a false alarm by {mention(state.false_alarm_by)} at "
             f"{fmt_time(state.false_alarm_at)}"
         )
     if state.status == "resolved":

@@ -20,6 +20,7 @@ from bot.blocks.common import (
     fmt_age,
     fmt_time,
     header,
+    mention,
     section,
 )
 from bot.blocks.models import IncidentView, StatusView
@@ -209,7 +210,11 @@ def silenced_blocks(target: str, until: datetime, reason: str, user: str) -> Blo
     """Confirmation of a silence."""
     why = f" Reason: {escape(reason)}." if reason else ""
     return fit(
-        [section(f":zzz: <@{user}> silenced `{escape(target)}` until {fmt_time(until)}.{why}")]
+        [
+            section(
+                f":zzz: {mention(user)} silenced `{escape(target)}` until {fmt_time(until)}.{why}"
+            )
+        ]
     )
 
 

@@ -164,7 +164,18 @@ def fmt_age(seconds: float | None) -> str:
 
 
 def plain_text(text: str) -> str:
-    """Strip mrkdwn link and mention syntax for the notification fallback ``text``."""
+    """The notification fallback ``text``: links and mentions as words, the rest escaped.
+
+    ``<url|label>`` becomes ``label`` and ``<@U1>`` ``@U1``; every other ``&``, ``<`` and ``>`` is
+    escaped, so ``<!channel>``, ``<!here>`` or a user's ``<@U…>`` in a name never pings anyone.
+    """
     text = re.sub(r"<([^|>]+)\|([^>]+)>", r"\2", text)
     text = re.sub(r"<@([A-Z0-9]+)>", r"@\1", text)
-    return clip(text, MAX_MESSAGE_TEXT)
+    return clip(escape(text), MAX_MESSAGE_TEXT)
+
+
+def mention(user: str) -> str:
+    """``<@user>`` for a Slack user id; anything else is shown escaped and pings nobody."""
+    if re.fullmatch(r"[UW][A-Z0-9]{1,20}", user):
+        return f"<@{user}>"
+    return escape(user)

@@ -21,10 +21,18 @@ from analysis.graph import blast_radius, build_graph, depends_on, gpus_behind, k
 from analysis.lifecycle import silence_matches
 from analysis.types import GpuRef, GpuScore, Incident, RootCause, Topology
 from bot.blocks import answers
+from bot.blocks.common import escape, fit, plain_text, section
 from bot.blocks.home import home_view
 from bot.blocks.modal import silence_modal
 from bot.blocks.models import AlertState, IncidentView, StatusView
-from bot.slack.commands import ParsedCommand, UsageError, closest, parse, parse_duration
+from bot.slack.commands import (
+    ParsedCommand,
+    UsageError,
+    closest,
+    parse,
+    parse_duration,
+    parse_incident_id,
+)
 from bot.slack.notifier import SlackNotifier
 from storage.repository import IncidentRecord, MessageRef, Repository
 
@@ -46,8 +54,13 @@ class Reply:
 
 
 def _reply(blocks: Blocks, text: str, public: bool = False, **kw: Any) -> Reply:
-    """Shorthand for a Reply."""
-    return Reply(blocks=blocks, text=text, public=public, **kw)
+    """Shorthand for a Reply; the fallback ``text`` is escaped like the blocks are."""
+    return Reply(blocks=blocks, text=plain_text(text), public=public, **kw)
+
+
+def problem_reply(problem: str) -> Reply:
+    """What was wrong with a click or a submission, for the user who made it."""
+    return _reply(fit([section(f":warning: {escape(problem)}")]), problem)
 
 
 class SlackService:
@@ -312,18 +325,20 @@ class SlackService:
         self.notifier.edit(target, rec.incident, self.state_of(rec), record_id=rec.id)
 
     def _record(self, incident_id: str) -> IncidentRecord:
-        """The stored incident a button refers to."""
-        rec = self.repo.incident(int(incident_id))
+        """The stored incident a button refers to; UsageError when the id is bad or unknown."""
+        number = parse_incident_id(incident_id)
+        rec = self.repo.incident(number)
         if rec is None:
-            raise LookupError(f"no incident {incident_id}")
+            raise UsageError(f"incident {number} is not known here (any more)")
         return rec
 
     def acknowledge(self, incident_id: str, user: str, channel: str, ts: str) -> Reply | None:
         """Acknowledge button: store it and show who acknowledged when; refusal if not allowed."""
         if not self.is_admin(user):
             return _reply(answers.refusal_blocks("acknowledge alerts"), "not allowed")
-        self.repo.acknowledge(self._record(incident_id).id, user, self.now())
-        self.redraw(int(incident_id), MessageRef(channel, ts))
+        rec = self._record(incident_id)
+        self.repo.acknowledge(rec.id, user, self.now())
+        self.redraw(rec.id, _message_of(rec, channel, ts))
         return None
 
     def silence_incident(
@@ -340,11 +355,21 @@ class SlackService:
         if not self.is_admin(user):
             return _reply(answers.refusal_blocks("silence alerts"), "not allowed")
         rec = self._record(incident_id)
+        length = parse_duration(duration)
         at = self.now()
-        self.repo.silence(
-            rec.incident.root_cause.id, at + parse_duration(duration), user, reason, at
-        )
-        self.redraw(rec.id, MessageRef(channel, ts) if channel and ts else None)
+        self.repo.silence(rec.incident.root_cause.id, at + length, user, reason, at)
+        self.redraw(rec.id, _message_of(rec, channel, ts))
+        return None
+
+    def silence_problem(self, incident_id: str, user: str, duration: str) -> str | None:
+        """Why a silence from the modal cannot be applied (who, which incident, how long), or None."""
+        if not self.is_admin(user):
+            return "Only gpu-risk admins may silence alerts."
+        try:
+            self._record(incident_id)
+            parse_duration(duration)
+        except UsageError as err:
+            return str(err)
         return None
 
     def silence_modal_view(
@@ -360,7 +385,7 @@ class SlackService:
         """False alarm button: stored as feedback (the evaluation uses it), alert redrawn."""
         rec = self._record(incident_id)
         self.repo.record_feedback(rec.id, "false_alarm", user, self.now())
-        self.redraw(rec.id, MessageRef(channel, ts))
+        self.redraw(rec.id, _message_of(rec, channel, ts))
 
     def share_images(self, channel: str, reply: Reply) -> None:
         """Upload a public answer's images into the channel it was asked in."""
@@ -377,6 +402,13 @@ class SlackService:
             by_rack.setdefault(rack.id if rack else "unracked", []).append(g)
         views = [self.view_of(r) for r in self.repo.open_incidents()]
         return home_view(by_rack, views, self.status_view())
+
+
+def _message_of(rec: IncidentRecord, channel: str, ts: str) -> MessageRef | None:
+    """The alert message to redraw: the stored one, else the one clicked (if both are given)."""
+    if rec.message_ref is not None:
+        return rec.message_ref
+    return MessageRef(channel, ts) if channel and ts else None
 
 
 def share_images_via(client: Any, channel: str, reply: Reply) -> None:
