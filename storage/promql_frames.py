@@ -1,6 +1,6 @@
 """PromQL answers into tidy frames: range-query matrices become the frames of ``FleetFrames``.
 
-``parse_matrix`` checks a decoded ``/api/v1/query_range`` answer sample by sample (status,
+``parse_matrix`` checks a decoded ``/api/v1/query_range`` answer, every sample (status,
 ``resultType`` matrix, each series' ``metric`` labels and ``values`` pairs of a numeric timestamp
 and a value string) and raises one ``MetricsSourceError`` line naming the first bad place; the
 frame builders below only ever see answers it accepted. Values follow Prometheus: "NaN", "+Inf"
@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterable, Mapping
+from itertools import chain
+from operator import itemgetter
 from typing import Any
 
 import numpy as np
@@ -72,9 +74,53 @@ def parse_matrix(answer: Any, where: str = "Prometheus answered") -> list[dict[s
     result = data.get("result")
     if not isinstance(result, list):
         raise _malformed(where, "'data.result' is not a list of series")
-    for i, series in enumerate(result):
-        _check_series(series, f"series {i}", where)
+    if not _well_formed(result):  # the slow walk only to name the first bad place
+        for i, series in enumerate(result):
+            _check_series(series, f"series {i}", where)
     return result
+
+
+def _well_formed(result: list[Any]) -> bool:
+    """Check every series and sample at once (type sets and numpy, no per-sample Python frames).
+
+    True when the whole matrix is well formed; False when anything is off, so that the caller
+    walks it series by series to say where.
+    """
+    try:
+        if any(type(series) is not dict for series in result):
+            return False
+        labels = [series.get("metric") for series in result]
+        values = [series.get("values") for series in result]
+        if any(type(m) is not dict for m in labels) or any(type(v) is not list for v in values):
+            return False
+        if any(type(x) is not str for m in labels for x in m.values()):
+            return False
+        pairs = list(chain.from_iterable(values))
+        if not pairs:
+            return True
+        if set(map(type, pairs)) != {list} or set(map(len, pairs)) != {2}:
+            return False
+        stamps, texts = list(map(itemgetter(0), pairs)), list(map(itemgetter(1), pairs))
+        if not set(map(type, stamps)) <= {int, float} or set(map(type, texts)) != {str}:
+            return False
+        ts = np.asarray(stamps, dtype="float64")
+        np.asarray(texts, dtype="float64")
+    except (ValueError, TypeError, OverflowError):
+        return False
+    return bool(((ts >= 0) & (ts < MAX_TIMESTAMP)).all())
+
+
+def _flat(matrix: list[dict[str, Any]]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """All samples of a checked matrix: (timestamps, values, samples per series), vectorised."""
+    lengths = np.fromiter((len(s["values"]) for s in matrix), dtype=np.int64, count=len(matrix))
+    pairs = list(chain.from_iterable(s["values"] for s in matrix))
+    ts = np.fromiter(map(itemgetter(0), pairs), dtype="float64", count=len(pairs))
+    return ts, to_floats(list(map(itemgetter(1), pairs))), lengths
+
+
+def _repeat(per_series: list[str], lengths: np.ndarray) -> np.ndarray:
+    """One label value per series, repeated for each of its samples (object array)."""
+    return np.repeat(np.asarray(per_series, dtype=object), lengths)
 
 
 _NUMBER = (int, float)
@@ -155,13 +201,10 @@ def gpu_frame(
 ) -> tuple[pd.DataFrame | None, int]:
     """Tidy one DCGM metric's matrix; return it and how many series lacked node/GPU labels."""
     node_l, gpu_l, inst_l = label_map["node"], label_map["gpu"], label_map["instance"]
-    ts: list[Any] = []
+    kept: list[dict[str, Any]] = []
     nodes: list[str] = []
     gpus: list[str] = []
-    vals: list[Any] = []
     bad = 0
-    keys: set[tuple[str, str]] = set()
-    duplicated = False
     for series in matrix:
         labels = series["metric"]
         node = labels.get(node_l) or (strip_port(labels[inst_l]) if labels.get(inst_l) else None)
@@ -169,26 +212,23 @@ def gpu_frame(
         if not node or gpu is None:
             bad += 1
             continue
-        duplicated = duplicated or (node, str(gpu)) in keys
-        keys.add((node, str(gpu)))
-        values = series["values"]
-        n = len(values)
-        ts.extend(v[0] for v in values)
-        vals.extend(v[1] for v in values)
-        nodes.extend([node] * n)
-        gpus.extend([str(gpu)] * n)
-    if not ts:
+        kept.append(series)
+        nodes.append(node)
+        gpus.append(str(gpu))
+    ts, vals, lengths = _flat(kept)
+    if not len(ts):
         return None, bad
     df = pd.DataFrame(
         {
             "ts": to_timestamps(ts),
-            "node": nodes,
-            "gpu": gpus,
+            "node": _repeat(nodes, lengths),
+            "gpu": _repeat(gpus, lengths),
             "metric": metric,
-            "value": to_floats(vals),
+            "value": vals,
         }
     )
-    if duplicated:  # two series for one (node, gpu), e.g. two exporters: one value per step
+    if len(set(zip(nodes, gpus, strict=True))) < len(nodes):
+        # two series for one (node, gpu), e.g. two exporters: one value per step
         df = df.drop_duplicates(subset=["ts", "node", "gpu"], keep="last")
     return df, bad
 
@@ -198,10 +238,9 @@ def node_frame(
 ) -> pd.DataFrame:
     """Tidy one node metric's matrix (node from ``instance`` without its port)."""
     inst_l, sensor_l = label_map["instance"], label_map["sensor"]
-    ts: list[Any] = []
+    kept: list[dict[str, Any]] = []
     nodes: list[str] = []
     sensors: list[str] = []
-    vals: list[Any] = []
     for series in matrix:
         labels = series["metric"]
         node = strip_port(labels.get(inst_l, "") or labels.get("Hostname", ""))
@@ -210,19 +249,17 @@ def node_frame(
         sensor = labels.get(sensor_l) or labels.get("sensor") or ""
         if sensor_l != "sensor" and labels.get("chip") and labels.get("sensor"):
             sensor = f"{labels['chip']}/{labels['sensor']}"
-        values = series["values"]
-        n = len(values)
-        ts.extend(v[0] for v in values)
-        vals.extend(v[1] for v in values)
-        nodes.extend([node] * n)
-        sensors.extend([sensor] * n)
+        kept.append(series)
+        nodes.append(node)
+        sensors.append(sensor)
+    ts, vals, lengths = _flat(kept)
     return pd.DataFrame(
         {
             "ts": to_timestamps(ts),
-            "node": pd.Series(nodes, dtype="object"),
+            "node": pd.Series(_repeat(nodes, lengths), dtype="object"),
             "metric": metric,
-            "sensor": pd.Series(sensors, dtype="object"),
-            "value": to_floats(vals),
+            "sensor": pd.Series(_repeat(sensors, lengths), dtype="object"),
+            "value": vals,
         }
     )
 
@@ -296,9 +333,10 @@ def to_floats(values: list[Any]) -> np.ndarray:
         )
 
 
-def to_timestamps(seconds: Iterable[Any]) -> pd.Series:
+def to_timestamps(seconds: Iterable[Any] | np.ndarray) -> pd.Series:
     """Unix seconds (floats) -> UTC timestamps."""
-    return pd.to_datetime(pd.Series(list(seconds), dtype="float64"), unit="s", utc=True)
+    values = seconds if isinstance(seconds, np.ndarray) else list(seconds)
+    return pd.to_datetime(pd.Series(values, dtype="float64"), unit="s", utc=True)
 
 
 def concat_frames(parts: list[pd.DataFrame], columns: tuple[str, ...]) -> pd.DataFrame:
