@@ -127,7 +127,7 @@ class Pipeline:
                 True,
                 scores=assessment.scores if self.record_scores else None,
                 unobserved=self.unobserved(frames, stored),
-            maintenance=active_targets(self.maintenance, at),
+                maintenance=active_targets(self.maintenance, at),
                 images=images,
                 tracker=(self.name, self.tracker.state()),
             )
