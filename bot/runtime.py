@@ -28,7 +28,7 @@ from bot.config import Settings
 from bot.delivery import Retry, deliver
 from bot.pipeline import CycleOutcome, Pipeline
 from bot.scheduler import Jobs, build_scheduler
-from bot.sinks import Sink
+from bot.sinks import Sink, resend_open_alerts
 from bot.telemetry import BotMetrics
 from storage.leader import AdvisoryLock, LeaseLock
 from storage.repository import OutboxItem, Repository
@@ -139,8 +139,13 @@ class Runtime:
         return outcome
 
     def dispatch(self) -> int:
-        """Deliver every due outbox row once; return how many were sent."""
+        """Deliver every due outbox row once; return how many were sent.
+
+        Alertmanager sinks re-send the open incidents first (at most once per their interval), so
+        an alert never expires while the bot runs.
+        """
         speed = self.speed()
+        resend_open_alerts(self.sink, self.clock())
         sent = deliver(
             self.repository,
             self.sink,

@@ -201,7 +201,8 @@ def test_render_text_reads_like_slack() -> None:
     assert "| Grafana" in text and "https://g.example" not in text
     assert "Severity: (!) warning" in text
     md = render_text(blocks, markup=True)
-    assert "*FAN2 speed*" in md and "Grafana (https://g.example/explore" in md
+    assert "*FAN2 speed*" in md and "Explore (https://g.example/explore" in md
+    assert "Grafana (https://g.example/d/gpu-risk-fleet/gpu-risk?" in md
     bold = render_text(blocks, color=True)
     assert "\033[1mCheck GPU 3 on gpu-node-001\033[0m" in bold
     assert "\033[1mFAN2 speed\033[0m" in bold
