@@ -26,7 +26,15 @@ import pandas as pd
 
 from analysis.features import flags_of
 from analysis.graph import gpus_behind
-from analysis.types import GpuRef, GpuScore, Incident, RootCause, Severity, format_time
+from analysis.types import (
+    Evidence,
+    GpuRef,
+    GpuScore,
+    Incident,
+    RootCause,
+    Severity,
+    format_time,
+)
 
 # Characteristic evidence of each upstream kind: feature columns (prefix match) whose deviation
 # (``z.<column>`` written by the scorer, in robust standard deviations) points at that kind.
@@ -65,6 +73,13 @@ FACILITY_ORDER: dict[str, int] = {"pdu": 0, "cooling": 0, "switch": 0, "rack": 1
 DEFAULT_MIN_FRACTION = 0.5
 DEFAULT_EVIDENCE_Z = 4.0
 DEFAULT_CRITICAL = 0.99
+#: An incident's evidence (what a false-alarm verdict teaches, :mod:`analysis.feedback`): every
+#: deviation of at least ``EVIDENCE_MIN_Z`` (below it a feature is within healthy noise), at most
+#: ``EVIDENCE_PER_GPU`` per GPU and ``EVIDENCE_MAX`` per incident, largest first. A verdict must see
+#: the whole pattern: an allowance that misses one deviating feature leaves the pattern paging.
+EVIDENCE_MIN_Z = 2.0
+EVIDENCE_PER_GPU = 12
+EVIDENCE_MAX = 512
 
 
 def incident_id(dedup_key: str, first_at: datetime) -> str:
@@ -149,6 +164,47 @@ def _top_signals(features: pd.DataFrame | None, gpus: list[str], n: int = 3) -> 
     med = features.loc[rows, zcols].astype(float).median(axis=0)
     top = med.abs().sort_values(ascending=False).head(n)
     return [f"{c[2:]}={med[c]:+.1f}sd" for c in top.index if abs(med[c]) >= 3.0]
+
+
+def gpu_evidence(
+    features: pd.DataFrame | None,
+    gpus: Iterable[str],
+    per_gpu: int = EVIDENCE_PER_GPU,
+    min_z: float = EVIDENCE_MIN_Z,
+    limit: int = EVIDENCE_MAX,
+) -> tuple[Evidence, ...]:
+    """Return each GPU's ``per_gpu`` largest deviations with ``|z| >= min_z`` (``z.`` columns).
+
+    Parameters
+    ----------
+    features : pd.DataFrame or None
+        The scorer's feature table (index: GPU key) with ``z.<column>`` deviations.
+    gpus : iterable of str
+        The GPU keys whose evidence is wanted, in the order given.
+    per_gpu, min_z, limit
+        How many deviations per GPU at most, the smallest ``|z|`` that counts, and how many in
+        all (the largest ``|z|`` are kept).
+
+    Returns
+    -------
+    tuple of Evidence
+        Per GPU in the order given, largest ``|z|`` first; ``z`` rounded to 3 decimals (as stored).
+    """
+    if features is None or features.empty or per_gpu < 1:
+        return ()
+    zcols = [c for c in features.columns if isinstance(c, str) and c.startswith("z.")]
+    rows = [g for g in gpus if g in features.index]
+    if not zcols or not rows:
+        return ()
+    block = features.loc[rows, zcols].to_numpy(dtype=np.float64)
+    mag = np.nan_to_num(np.abs(block), nan=0.0)
+    order = np.argsort(-mag, axis=1, kind="stable")[:, :per_gpu]
+    kept = [(i, int(j)) for i in range(len(rows)) for j in order[i] if mag[i, j] >= min_z]
+    if len(kept) > limit:  # the largest overall, still grouped by GPU
+        kept = sorted(sorted(kept, key=lambda ij: -mag[ij])[:limit], key=lambda ij: ij[0])
+    return tuple(
+        Evidence(str(rows[i]), zcols[j][2:], round(float(block[i, j]), 3)) for i, j in kept
+    )
 
 
 def _node_shares(graph: nx.DiGraph, at_risk: list[str]) -> dict[str, float]:
@@ -286,6 +342,7 @@ def find_incidents(
                 gpus=gpus,
                 explanation=None,
                 signals=tuple(fl + _top_signals(features, list(members))),
+                evidence=gpu_evidence(features, [g.key for g in gpus]),
             )
         )
     incidents.sort(key=lambda i: (-i.score, i.root_cause.id))
@@ -316,6 +373,7 @@ def per_gpu_incidents(
                 root_cause=RootCause(id=key, kind="gpu"),
                 gpus=(GpuScore(ref.node, ref.gpu, risk[key]),),
                 signals=tuple(fl),
+                evidence=gpu_evidence(features, [key]),
             )
         )
     out.sort(key=lambda i: (-i.score, i.root_cause.id))

@@ -344,8 +344,24 @@ class Explanation:
 
 
 @dataclass(frozen=True)
+class Evidence:
+    """One standardised deviation that put a GPU at risk: ``z`` robust sd of ``feature`` on ``gpu``.
+
+    What a human judges when marking an incident a false alarm (:mod:`analysis.feedback`).
+    """
+
+    gpu: str
+    feature: str
+    z: float
+
+
+@dataclass(frozen=True)
 class Incident:
-    """A neutral finding: at-risk GPUs grouped under the root cause that explains them."""
+    """A neutral finding: at-risk GPUs grouped under the root cause that explains them.
+
+    ``evidence`` holds the largest feature deviations of each affected GPU in the cycle it was
+    last seen; old snapshots without it load with none.
+    """
 
     id: str
     at: datetime
@@ -355,6 +371,7 @@ class Incident:
     gpus: tuple[GpuScore, ...]
     explanation: Explanation | None = None
     signals: tuple[str, ...] = ()
+    evidence: tuple[Evidence, ...] = ()
 
     @property
     def dedup_key(self) -> str:
@@ -393,6 +410,10 @@ class Incident:
                 "hints": list(exp.hints) if exp else [],
             },
             "signals": list(self.signals),
+            "evidence": [
+                {"gpu": e.gpu, "feature": e.feature, "z": round(float(e.z), 3)}
+                for e in self.evidence
+            ],
         }
 
     @classmethod
@@ -419,6 +440,10 @@ class Incident:
             if exp
             else None,
             signals=tuple(data.get("signals", [])),
+            evidence=tuple(
+                Evidence(str(e["gpu"]), str(e["feature"]), float(e["z"]))
+                for e in data.get("evidence") or ()
+            ),
         )
 
 
