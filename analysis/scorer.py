@@ -19,6 +19,7 @@ from analysis.detectors import DETECTORS
 from analysis.types import Assessment, FleetFrames
 
 if TYPE_CHECKING:
+    from analysis.feedback import Allowances
     from analysis.scoring import Exclusion
 
 
@@ -40,10 +41,16 @@ class Scorer(Protocol):
         static rules' Prometheus ``for:``): the incident tracker then opens at first sight.
     exclude : tuple
         Known incidents (:class:`analysis.scoring.Exclusion`) left out of the next ``fit``.
+    allowances : Mapping[tuple[str, str], tuple[float, float]]
+        What false-alarm verdicts taught (:mod:`analysis.feedback`): (GPU key, feature) -> range of
+        standardised deviation scored as normal on that GPU. The pipeline sets it before each
+        ``assess``; failure-grade signals are never affected. Empty by default; a scorer without
+        standardised features (the static rules) ignores it.
     """
 
     name: str
     exclude: tuple[Exclusion, ...]
+    allowances: Allowances
 
     @property
     def needs_history(self) -> bool:

@@ -23,6 +23,11 @@ How a GPU's risk is made (:class:`GraphRiskModel`):
    fleet: at one-minute cycles a 256-GPU fleet has 368,640 GPU-cycles a day.
 5. Failure-grade signals (DBE increase, row-remap failure, hardware XID, vanished series) put a
    floor under the risk: ``risk = max(calibrated, floor)``, so the forest can never dilute them.
+
+What humans taught (:mod:`analysis.feedback`): ``allowances`` maps (GPU key, feature) to a range of
+``z`` a false-alarm verdict showed to be normal on that GPU; such a deviation is scored as ``z = 0``
+by the forest and the guard (step 3). The feature table keeps the real ``z`` and the floors (step 5)
+never look at ``z``, so what was taught cannot hide a failure.
 """
 
 from __future__ import annotations
@@ -33,6 +38,7 @@ import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from types import MappingProxyType
 from typing import Any, ClassVar, Self
 
 import joblib
@@ -60,6 +66,7 @@ from analysis.features import (
     gpu_keys_of,
     sort_frames,
 )
+from analysis.feedback import Allowances
 from analysis.graph import gpus_behind
 from analysis.incidents import (
     DEFAULT_CRITICAL,
@@ -159,6 +166,9 @@ class FeatureScorer:
     tail_guard: ClassVar[bool] = True
     rule_floor: ClassVar[bool] = True
     grouped: ClassVar[bool] = True
+    #: (GPU key, feature) -> range of ``z`` scored as normal (set before each ``assess``; a class
+    #: default so models pickled before it existed still load).
+    allowances: Allowances = MappingProxyType({})
 
     def __init__(
         self,
@@ -310,10 +320,37 @@ class FeatureScorer:
             x = x.fillna(self.fill_)
         return (x - self.center_) / self._scale_for(x.index)
 
+    def allowed(self, z: pd.DataFrame) -> pd.DataFrame:
+        """Return ``z`` with the deviations within :attr:`allowances` set to 0 (scored as normal).
+
+        Parameters
+        ----------
+        z : pd.DataFrame
+            :meth:`standardise` output (index: GPU key, columns: features).
+
+        Returns
+        -------
+        pd.DataFrame
+            A copy when anything is allowed, else ``z`` itself.
+        """
+        if not self.allowances or z.empty:
+            return z
+        rows = {str(k): i for i, k in enumerate(z.index)}
+        cols = {str(c): j for j, c in enumerate(z.columns)}
+        arr = z.to_numpy(dtype=np.float64, copy=True)
+        for (gpu, feature), (low, high) in self.allowances.items():
+            i, j = rows.get(gpu), cols.get(feature)
+            if i is not None and j is not None and low <= arr[i, j] <= high:
+                arr[i, j] = 0.0
+        return pd.DataFrame(arr, index=z.index, columns=z.columns)
+
     def score_features(self, features: pd.DataFrame) -> pd.Series:
         """Return calibrated risk in [0, 1] per GPU (index of ``features``)."""
-        z = self.standardise(features)
-        arr = z.to_numpy(dtype=np.float64)
+        return self._risk(features, self.standardise(features))
+
+    def _risk(self, features: pd.DataFrame, z: pd.DataFrame) -> pd.Series:
+        """Return calibrated risk per GPU from its ``z`` (allowances applied) and failure flags."""
+        arr = self.allowed(z).to_numpy(dtype=np.float64)
         risk = self.calibrator_.transform(self.detector_.decision_function(arr))
         if self.tail_guard:
             # The guard's score is already a (Bonferroni-adjusted) -log10 p per GPU-cycle, so it
@@ -332,9 +369,11 @@ class FeatureScorer:
         """Score every GPU over the window ending at ``at`` and group at-risk GPUs."""
         self._check_fitted()
         feats = build_features(frames, graph, at, self.window)
-        risk = self.score_features(feats)
-        z = self.standardise(feats).add_prefix("z.")
-        table = pd.concat([feats, z], axis=1)
+        z = self.standardise(feats)
+        risk = self._risk(feats, z)
+        # The table keeps the real deviations: explanations and an incident's evidence show what
+        # the GPU did, also where an allowance scored it as normal.
+        table = pd.concat([feats, z.add_prefix("z.")], axis=1)
         table["risk"] = risk
         scores = tuple(
             GpuScore(GpuRef.parse(k).node, GpuRef.parse(k).gpu, float(v)) for k, v in risk.items()

@@ -39,6 +39,7 @@ from analysis.types import (
 )
 
 if TYPE_CHECKING:
+    from analysis.feedback import Allowances
     from analysis.scoring import Exclusion
 
 
@@ -141,6 +142,8 @@ class StaticRules:
     # Each rule carries its Prometheus ``for:``: a firing has already persisted.
     self_gating: bool = field(default=True, init=False)
     exclude: tuple[Exclusion, ...] = field(default=(), init=False)
+    # Fixed thresholds learn nothing from false alarms: the pipeline may set these, they are unused.
+    allowances: Allowances = field(default_factory=dict, init=False)
 
     @property
     def min_window(self) -> timedelta:
