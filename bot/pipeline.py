@@ -17,6 +17,7 @@ from datetime import datetime, timedelta
 import networkx as nx
 
 from analysis.explain import Explainer
+from analysis.feedback import ALLOWANCE_TTL, bounds, learn_allowances, stored_verdicts
 from analysis.graph import build_graph
 from analysis.lifecycle import Decision
 from analysis.maintenance import MaintenanceWindow, active_targets
@@ -87,6 +88,7 @@ class Pipeline:
     _explained: dict[tuple[str, Severity, frozenset[str]], Incident] = field(
         default_factory=dict, init=False
     )
+    _judged: dict[int, Incident] = field(default_factory=dict, init=False)
 
     def __post_init__(self) -> None:
         """Read the scorer's contract; start with no streaks in memory (the store has the rest)."""
@@ -115,7 +117,9 @@ class Pipeline:
             return self._source_failed(at, str(exc), started)
         graph = self.graph_of(frames)
         self.last_frames, self.last_graph = frames, graph  # what this cycle saw (for comparisons)
-        assessment = self.model(graph, at, frames).assess(frames, graph, at)
+        scorer = self.model(graph, at, frames)
+        scorer.allowances = self.allowances(at)  # what false-alarm verdicts taught, from the store
+        assessment = scorer.assess(frames, graph, at)
         try:
             incidents = self.track(assessment)
             explained = self.explain(incidents, frames, graph, at)
@@ -160,6 +164,31 @@ class Pipeline:
                 self.tracker.load_state(state)
             self.restored = True
         return self.tracker.update(assessment)
+
+    def allowances(self, at: datetime) -> dict[tuple[str, str], tuple[float, float]]:
+        """What the false-alarm verdicts standing at ``at`` teach (``analysis.feedback``).
+
+        Derived from the stored verdicts and incident snapshots each cycle, so a restart or a new
+        leader has them: one read of the feedback, and a read of each judged incident until it is
+        resolved (a resolved incident's snapshot no longer changes, so it is kept in memory).
+        """
+        records = self.repository.feedback()
+        if not records:
+            return {}
+        verdicts = stored_verdicts(records, self._judged_incident, since=at - ALLOWANCE_TTL)
+        return bounds(learn_allowances(verdicts, at))
+
+    def _judged_incident(self, incident_id: int) -> Incident | None:
+        """The stored incident a verdict is about (kept in memory once it is resolved)."""
+        done = self._judged.get(incident_id)
+        if done is not None:
+            return done
+        rec = self.repository.incident(incident_id)
+        if rec is None:
+            return None
+        if not rec.is_open:
+            self._judged[incident_id] = rec.incident
+        return rec.incident
 
     def unobserved(self, frames: FleetFrames, stored: Sequence[IncidentRecord]) -> set[str]:
         """GPUs of open incidents with no data this cycle: their incidents must not resolve."""

@@ -8,6 +8,7 @@ from typing import Any
 
 from slack_sdk.models.blocks import Block
 
+from analysis.feedback import Allowance, Verdict
 from analysis.types import GpuScore
 from bot.blocks.alert import explanation_blocks, gpu_list, link_text, state_blocks
 from bot.blocks.common import (
@@ -151,8 +152,14 @@ def whatif_blocks(
     return fit(blocks)
 
 
-def status_blocks(status: StatusView) -> Blocks:
-    """Last scan, data source health, model age and open incidents."""
+def status_blocks(
+    status: StatusView,
+    allowances: Sequence[Allowance] = (),
+    unlearnt: Sequence[Verdict] = (),
+    *,
+    shown: int = 10,
+) -> Blocks:
+    """Last scan, data source health, model age, open incidents and what false alarms taught."""
     ok = {True: ":large_green_circle: ok", False: ":red_circle: failing", None: "unknown"}
     health = {True: ":large_green_circle: healthy", False: ":red_circle: degraded", None: "unknown"}
     age = (
@@ -169,7 +176,34 @@ def status_blocks(status: StatusView) -> Blocks:
     blocks: list[Block] = [header("gpu-risk status"), section(" ", fields=fields)]
     if status.data_detail:
         blocks.append(context(escape(status.data_detail)))
+    if allowances or unlearnt:
+        blocks.extend(_allowance_blocks(allowances, unlearnt, shown))
     return fit(blocks)
+
+
+def _allowance_blocks(
+    allowances: Sequence[Allowance], unlearnt: Sequence[Verdict], shown: int
+) -> list[Block]:
+    """The allowances false-alarm verdicts taught: where, how far, from which incident, whom, until."""
+    lines = [
+        f"`{escape(a.gpu)}` {escape(a.feature)} up to {a.bound:+.1f} sd (judged {a.judged_z:+.1f}"
+        + (", capped" if a.capped else "")
+        + f") · incident {a.incident_id} by <@{escape(a.who)}> · expires {fmt_time(a.expires)}"
+        for a in allowances
+    ]
+    if len(lines) > shown:
+        lines = [*lines[:shown], f"_… and {len(lines) - shown} more_"]
+    text = "\n".join(lines) or "_nothing: the verdicts below teach nothing yet_"
+    out: list[Block] = [section(f"*Learnt from false alarms* ({len(allowances)})\n{text}")]
+    if unlearnt:
+        ids = ", ".join(str(v.incident_id) for v in unlearnt)
+        out.append(
+            context(
+                f"Marked false alarm but seen again since, so they teach nothing: incident {ids}. "
+                "Mark them again if they still are false alarms."
+            )
+        )
+    return out
 
 
 def help_blocks() -> Blocks:

@@ -17,6 +17,7 @@ from typing import Any
 
 import networkx as nx
 
+from analysis.feedback import ALLOWANCE_TTL, learn_allowances, stored_verdicts, unlearnt
 from analysis.graph import blast_radius, build_graph, depends_on, gpus_behind, kind_of
 from analysis.lifecycle import silence_matches
 from analysis.types import GpuRef, GpuScore, Incident, RootCause, Topology
@@ -217,7 +218,16 @@ class SlackService:
         return _reply(answers.help_blocks(), "gpu-risk help", cmd.public)
 
     def _cmd_status(self, cmd: ParsedCommand, user: str) -> Reply:
-        return _reply(answers.status_blocks(self.status_view()), "gpu-risk status", cmd.public)
+        at = self.now()  # and what false-alarm verdicts taught, derived as the pipeline does
+        verdicts = stored_verdicts(
+            self.repo.feedback(),
+            lambda i: rec.incident if (rec := self.repo.incident(i)) else None,
+            since=at - ALLOWANCE_TTL,
+        )
+        blocks = answers.status_blocks(
+            self.status_view(), learn_allowances(verdicts, at), unlearnt(verdicts, at)
+        )
+        return _reply(blocks, "gpu-risk status", cmd.public)
 
     def _unknown(self, name: str, graph: nx.DiGraph) -> Reply | None:
         """A reply naming the closest known names when ``name`` is unknown, else None."""
