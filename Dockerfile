@@ -14,9 +14,9 @@ ENV PATH=/opt/gpu-risk/bin:$PATH \
     PYTHONUNBUFFERED=1 \
     GPU_RISK_HTTP_HOST=0.0.0.0 \
     GPU_RISK_HTTP_PORT=3000 \
-    GPU_RISK_DATABASE_URL=sqlite:////data/gpu-risk.db \
-    GPU_RISK_MODEL_DIR=/data/models \
     MPLCONFIGDIR=/tmp/matplotlib
+# The state defaults to sqlite:///gpu-risk.db in the working directory (/data, the volume) and the
+# models live with it; set GPU_RISK_DATABASE_URL (or its _FILE / secrets-dir file) for PostgreSQL.
 RUN groupadd --system --gid 10001 gpurisk \
     && useradd --system --uid 10001 --gid gpurisk --home-dir /data --create-home gpurisk
 COPY --from=build /opt/gpu-risk /opt/gpu-risk

@@ -73,5 +73,5 @@ def test_dockerfile_is_slim_non_root_and_health_checked() -> None:
     assert froms and all(f.startswith("python:3.11-slim") for f in froms)
     user = next(line.split()[1] for line in text.splitlines() if line.startswith("USER "))
     assert user.split(":")[0] not in ("root", "0")
-    assert "HEALTHCHECK" in text and "/healthz" in text
+    assert "HEALTHCHECK" in text and "/livez" in text  # liveness, not data freshness
     assert 'ENTRYPOINT ["gpu-risk"]' in text and 'CMD ["run"]' in text
