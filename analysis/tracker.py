@@ -15,6 +15,7 @@ an operator resolves it.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
+from dataclasses import replace
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -220,14 +221,5 @@ def _in_service(table: pd.DataFrame, gpus: list[str]) -> bool:
 
 
 def _with_id(incident: Incident, new_id: str) -> Incident:
-    """Return the incident with another id."""
-    return Incident(
-        id=new_id,
-        at=incident.at,
-        severity=incident.severity,
-        score=incident.score,
-        root_cause=incident.root_cause,
-        gpus=incident.gpus,
-        explanation=incident.explanation,
-        signals=incident.signals,
-    )
+    """Return the incident with another id (every other field kept, evidence included)."""
+    return replace(incident, id=new_id)
