@@ -76,6 +76,12 @@ COMMAND_INDEX: dict[str, tuple[tuple[str, str], ...]] = {
             "Simulate a GPU fleet with injected faults (history files or a live exporter).",
         ),
     ),
+    "bot.commands.topology": (
+        (
+            "topology",
+            "Show the hardware topology the bot would use (from labels and/or topology.yaml).",
+        ),
+    ),
 }
 
 #: click's UsageError, wherever this typer version keeps click (vendored or not).
