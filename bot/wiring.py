@@ -312,6 +312,7 @@ def build_slack(
         graph=graph,
         graph_image=graph_image if graph_image is not None else render_dependency_picture,
         now=now,
+        maintenance=maintenance_windows(settings.maintenance),
     )
     secret = (
         settings.slack_signing_secret.get_secret_value() if settings.slack_signing_secret else None

@@ -324,3 +324,25 @@ class ModelBlobRow(Base):
     name: Mapped[str] = mapped_column(String(255), primary_key=True)
     data: Mapped[bytes] = mapped_column(LargeBinary)
     saved_at: Mapped[datetime]
+
+
+class MaintenanceWindowRow(Base):
+    """A maintenance window added in Slack: one-off (``start``) or recurring (``at`` + ``days``).
+
+    ``at`` is the UTC time of day as ``HH:MM``, ``days`` comma-separated weekday names (empty =
+    every day). Removed windows keep their row (``removed_at``/``removed_by``) as a record.
+    """
+
+    __tablename__ = "maintenance_windows"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    target: Mapped[str] = mapped_column(String(255), index=True)
+    start: Mapped[datetime | None]
+    at: Mapped[str | None] = mapped_column(String(5))
+    days: Mapped[str] = mapped_column(String(64), default="")
+    duration_s: Mapped[int] = mapped_column(Integer)
+    reason: Mapped[str] = mapped_column(Text, default="")
+    who: Mapped[str] = mapped_column(String(255))
+    created_at: Mapped[datetime]
+    removed_at: Mapped[datetime | None] = mapped_column(index=True)
+    removed_by: Mapped[str | None] = mapped_column(String(255))

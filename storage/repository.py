@@ -4,6 +4,7 @@
   feedback, silences, Slack message references, images.
 - ``storage.outbox.OutboxStore``: enqueue, claim, confirm and list notifications (the delivery
   guarantee is described there).
+- ``storage.maintenance.MaintenanceStore``: maintenance windows added in Slack.
 - ``storage.scans.ScanStore``: scan runs and data source state, status, score history, models.
 - ``storage.records``: the frozen records they return.
 
@@ -28,6 +29,7 @@ from analysis.lifecycle import DEFAULT_SCORE_EPSILON
 from storage.db import make_engine, session_factory
 from storage.db import upgrade as migrate
 from storage.incidents import IncidentStore
+from storage.maintenance import MaintenanceStore
 from storage.models import SeenRequestRow
 from storage.outbox import OutboxStore, dialect_insert
 from storage.records import (
@@ -70,7 +72,7 @@ __all__ = [
 ]
 
 
-class Repository(IncidentStore, OutboxStore, ScanStore, ModelBlobStore):
+class Repository(IncidentStore, MaintenanceStore, OutboxStore, ScanStore, ModelBlobStore):
     """All reads and writes of the state store; one short transaction per call.
 
     Build with ``Repository(engine)`` (caller owns the engine) or ``Repository.from_url(url)``

@@ -4,13 +4,14 @@ head -> previous -> base, and the models equal the migrations (autogenerate find
 from __future__ import annotations
 
 import threading
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, time, timedelta
 
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from sqlalchemy import inspect, text
 
+from analysis.maintenance import MaintenanceWindow
 from analysis.types import GpuScore, Incident, RootCause
 from storage.db import (
     DatabaseURLError,
@@ -31,7 +32,7 @@ from tests.fixtures.postgres import (  # noqa: F401 - pytest fixtures
 )
 
 T0 = datetime(2026, 11, 22, 10, 0, tzinfo=UTC)
-PREVIOUS = "0003"
+PREVIOUS = "0004"
 TABLES_0001 = {
     "incidents",
     "incident_gpus",
@@ -47,6 +48,7 @@ TABLES_0001 = {
 TABLES_0002 = {"scores", "model_versions"}
 TABLES_0003 = {"incident_images"}
 TABLES_0004 = {"tracker_state", "seen_requests", "model_blobs"}
+TABLES_0005 = {"maintenance_windows"}
 
 
 def tables(url: str) -> set[str]:
@@ -58,15 +60,15 @@ def tables(url: str) -> set[str]:
         engine.dispose()
 
 
-def test_head_is_0004_and_previous_exists() -> None:
-    assert head_revision() == "0004"
+def test_head_is_0005_and_previous_exists() -> None:
+    assert head_revision() == "0005"
 
 
 def test_upgrade_empty_database_to_head_matches_models(db_url: str) -> None:  # noqa: F811
     assert current_revision(db_url) is None
     upgrade(db_url)
     assert current_revision(db_url) == head_revision()
-    assert tables(db_url) == TABLES_0001 | TABLES_0002 | TABLES_0003 | TABLES_0004
+    assert tables(db_url) == TABLES_0001 | TABLES_0002 | TABLES_0003 | TABLES_0004 | TABLES_0005
     engine = make_engine(db_url)
     try:
         with engine.connect() as conn:
@@ -82,7 +84,7 @@ def test_upgrade_empty_database_to_head_matches_models(db_url: str) -> None:  # 
 def test_upgrade_previous_revision_with_data_keeps_it(db_url: str) -> None:  # noqa: F811
     upgrade(db_url, PREVIOUS)
     assert current_revision(db_url) == PREVIOUS
-    assert tables(db_url) == TABLES_0001 | TABLES_0002 | TABLES_0003
+    assert tables(db_url) == TABLES_0001 | TABLES_0002 | TABLES_0003 | TABLES_0004
     # a previous-revision deployment with an open, posted incident and a pending notification
     repo = Repository.from_url(db_url, migrate_schema=False)
     inc = Incident(
@@ -110,6 +112,11 @@ def test_upgrade_previous_revision_with_data_keeps_it(db_url: str) -> None:  # n
         assert repo.images(iid) == {"graph": b"\x89PNG-g"}  # type: ignore[arg-type]
         assert repo.remember_request("sig", T0, timedelta(minutes=5))
         assert not repo.remember_request("sig", T0, timedelta(minutes=5))
+        window = MaintenanceWindow("rack-a1", timedelta(hours=4), at=time(2, 0), days=("sun",))
+        added = repo.add_maintenance(window, "U1", T0)
+        assert [r.window for r in repo.maintenance_windows(T0)] == [window]
+        assert repo.remove_maintenance(added.id, T0, "U1") is not None
+        assert repo.maintenance_windows(T0) == []
     finally:
         repo.close()
 
@@ -122,9 +129,12 @@ def test_downgrade_head_to_previous_to_base(db_url: str) -> None:  # noqa: F811
     inc = Incident("i", T0, "warning", 0.8, RootCause("n/0", "gpu"), (GpuScore("n", "0", 0.8),))
     iid = repo.apply_cycle(T0, [inc], True)[0].incident_id
     repo.save_images(iid, {"graph": b"png"}, at=T0)  # type: ignore[arg-type]
+    repo.add_maintenance(MaintenanceWindow("n", timedelta(hours=1), start=T0), "U1", T0)
     repo.close()
     downgrade(db_url, PREVIOUS)
     assert current_revision(db_url) == PREVIOUS
+    assert tables(db_url) == TABLES_0001 | TABLES_0002 | TABLES_0003 | TABLES_0004
+    downgrade(db_url, "0003")
     assert tables(db_url) == TABLES_0001 | TABLES_0002 | TABLES_0003
     downgrade(db_url, "0002")
     assert tables(db_url) == TABLES_0001 | TABLES_0002

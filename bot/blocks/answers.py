@@ -24,14 +24,14 @@ from bot.blocks.common import (
     mention,
     section,
 )
-from bot.blocks.models import IncidentView, StatusView
+from bot.blocks.models import IncidentView, MaintenanceView, StatusView
 
 Blocks = list[dict[str, Any]]
 
 USAGE = (
     "Usage: `/gpu-risk [top | why <node|node/gpu|component> | graph <node|component> | "
     "whatif <component|node> | silence <target> <duration> [reason] | unsilence <target> | "
-    "status | help] [public]`"
+    "maintenance add|list|remove ... | status | help] [public]`"
 )
 
 HELP_LINES = (
@@ -41,6 +41,12 @@ HELP_LINES = (
     ("`/gpu-risk whatif <component | node>`", "blast radius: what goes down with it"),
     ("`/gpu-risk silence <target> <duration> [reason]`", "e.g. `silence pdu-a1 4h maintenance`"),
     ("`/gpu-risk unsilence <target>`", "lift a silence"),
+    (
+        "`/gpu-risk maintenance add <target> <duration> [at HH:MM] [on mon,tue,...] [reason]`",
+        "planned work: alerts inside are recorded, not posted; one-off from now, or every day "
+        "(or the given weekdays) from `at` UTC, e.g. `maintenance add rack-a1 4h at 02:00 on sun`",
+    ),
+    ("`/gpu-risk maintenance list` / `remove <id>`", "the windows and their ids; remove one"),
     ("`/gpu-risk status`", "last scan, data source health, model age, open incidents"),
     ("`/gpu-risk help`", "this help"),
 )
@@ -174,6 +180,8 @@ def status_blocks(
         f"*Open incidents*\n{status.open_incidents}",
     ]
     blocks: list[Block] = [header("gpu-risk status"), section(" ", fields=fields)]
+    if status.maintenance:
+        blocks.append(section(_maintenance_text("*Maintenance*", status.maintenance, shown=5)))
     if status.data_detail:
         blocks.append(context(escape(status.data_detail)))
     if allowances or unlearnt:
@@ -268,4 +276,79 @@ def error_blocks() -> Blocks:
                 "Try again in a minute, or check `/gpu-risk status`."
             )
         ]
+    )
+
+
+def _when(view: MaintenanceView) -> str:
+    """``now, until …`` for an active window, else ``next … – …``."""
+    if view.active:
+        return f":construction: *now*, until {fmt_time(view.end)}"
+    return f"next {fmt_time(view.start)} – {fmt_time(view.end)}"
+
+
+def maintenance_line(view: MaintenanceView) -> str:
+    """One window: target, when (now until / next from-to), schedule, id, who, reason."""
+    ident = f"#{view.id}" if view.id is not None else "settings"
+    who = f" by {mention(view.who)}" if view.who else ""
+    why = f" — {escape(view.reason)}" if view.reason else ""
+    return f"`{escape(view.target)}` {_when(view)} · {escape(view.schedule)} · {ident}{who}{why}"
+
+
+def _maintenance_text(title: str, views: Sequence[MaintenanceView], shown: int) -> str:
+    """A titled list of windows, active ones first, then by next start."""
+    ordered = sorted(views, key=lambda v: (not v.active, v.start, v.target))
+    lines = [maintenance_line(v) for v in ordered[:shown]]
+    if len(ordered) > shown:
+        lines.append(f"_… and {len(ordered) - shown} more: `/gpu-risk maintenance list`_")
+    return f"{title} ({len(views)})\n" + "\n".join(lines)
+
+
+def maintenance_list_blocks(views: Sequence[MaintenanceView]) -> Blocks:
+    """Every maintenance window that is active or still to come."""
+    if not views:
+        return fit(
+            [
+                section(
+                    "No maintenance windows. Add one with `/gpu-risk maintenance add <target> "
+                    "<duration> [at HH:MM] [on mon,tue,...] [reason]`."
+                )
+            ]
+        )
+    text = _maintenance_text("*Maintenance windows*", views, shown=40)
+    note = (
+        "Remove one with `/gpu-risk maintenance remove <id>`; `settings` ones live in the config."
+    )
+    return fit([section(text), context(note)])
+
+
+def maintenance_added_blocks(view: MaintenanceView, user: str) -> Blocks:
+    """Confirmation of a new window."""
+    return fit(
+        [
+            section(
+                f"{mention(user)} added maintenance window #{view.id} on "
+                f"`{escape(view.target)}` ({escape(view.schedule)}): {_when(view)}"
+                + (f". Reason: {escape(view.reason)}" if view.reason else "")
+            ),
+            context(
+                "Incidents under it are recorded, not posted; still there when it ends, they "
+                f"are posted then. Remove it with `/gpu-risk maintenance remove {view.id}`."
+            ),
+        ]
+    )
+
+
+def maintenance_removed_blocks(window_id: int, view: MaintenanceView | None) -> Blocks:
+    """Confirmation of a removal, or that there was no such window."""
+    if view is None:
+        return fit(
+            [
+                section(
+                    f":mag: There is no maintenance window #{window_id} (any more); see "
+                    "`/gpu-risk maintenance list`."
+                )
+            ]
+        )
+    return fit(
+        [section(f":bell: Removed maintenance window #{window_id} on `{escape(view.target)}`.")]
     )

@@ -37,6 +37,24 @@ class IncidentView:
 
 
 @dataclass(frozen=True)
+class MaintenanceView:
+    """A maintenance window as people see it: its current or next occurrence and its schedule.
+
+    ``id`` is the stored window's (for ``maintenance remove``); None for one from the settings.
+    ``schedule`` reads ``one-off``, ``daily at 02:00 UTC`` or ``sun at 02:00 UTC``.
+    """
+
+    target: str
+    start: datetime
+    end: datetime
+    active: bool
+    schedule: str
+    reason: str = ""
+    id: int | None = None
+    who: str | None = None
+
+
+@dataclass(frozen=True)
 class StatusView:
     """The bot's own health: last scan, data source, model age, open incidents."""
 
@@ -50,3 +68,4 @@ class StatusView:
     model_age_seconds: float | None
     open_incidents: int
     now: datetime
+    maintenance: tuple[MaintenanceView, ...] = ()

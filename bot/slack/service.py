@@ -20,12 +20,13 @@ import networkx as nx
 from analysis.feedback import ALLOWANCE_TTL, learn_allowances, stored_verdicts, unlearnt
 from analysis.graph import blast_radius, build_graph, depends_on, gpus_behind, kind_of
 from analysis.lifecycle import silence_matches
+from analysis.maintenance import MaintenanceError, MaintenanceWindow
 from analysis.types import GpuRef, GpuScore, Incident, RootCause, Topology
 from bot.blocks import answers
 from bot.blocks.common import escape, fit, plain_text, section
 from bot.blocks.home import home_view
 from bot.blocks.modal import silence_modal
-from bot.blocks.models import AlertState, IncidentView, StatusView
+from bot.blocks.models import AlertState, IncidentView, MaintenanceView, StatusView
 from bot.slack.commands import (
     ParsedCommand,
     UsageError,
@@ -34,6 +35,7 @@ from bot.slack.commands import (
     parse_duration,
     parse_incident_id,
 )
+from bot.slack.maintenance import maintenance_view
 from bot.slack.notifier import SlackNotifier
 from storage.repository import IncidentRecord, MessageRef, Repository
 
@@ -81,12 +83,14 @@ class SlackService:
         graph_image: GraphImage | None = None,
         now: Callable[[], datetime] = lambda: datetime.now(UTC),
         group_cache_seconds: float = 300.0,
+        maintenance: Sequence[MaintenanceWindow] = (),
     ) -> None:
         """``admins``: user (U…/W…) or user group (S…) ids; empty = everyone may act.
 
         ``images`` maps a stored incident id to its PNGs (name -> bytes), e.g. the pipeline's
         ``images_for``; ``graph`` returns the current dependency graph (default: topology plus
-        every GPU in the latest scores).
+        every GPU in the latest scores). ``maintenance``: the windows from the settings (those
+        added with ``/gpu-risk maintenance add`` are in the Repository).
         """
         self.repo = repository
         self.notifier = notifier
@@ -101,6 +105,7 @@ class SlackService:
         self._groups: dict[str, tuple[float, frozenset[str]]] = {}
         self._group_ttl = group_cache_seconds
         self._lock = threading.Lock()
+        self.maintenance = tuple(maintenance)
 
     # ------------------------------------------------------------------ shared helpers
     def graph(self) -> nx.DiGraph:
@@ -196,7 +201,17 @@ class SlackService:
             model_age_seconds=age.total_seconds() if age is not None else None,
             open_incidents=st.open_incidents,
             now=at,
+            maintenance=tuple(self.maintenance_views(at)),
         )
+
+    def maintenance_views(self, at: datetime) -> list[MaintenanceView]:
+        """Every window active at ``at`` or still to come: the settings' and the stored ones."""
+        views = [maintenance_view(w, at) for w in self.maintenance]
+        views += [
+            maintenance_view(r.window, at, id=r.id, who=r.who)
+            for r in self.repo.maintenance_windows(at)
+        ]
+        return [v for v in views if v is not None]
 
     # ------------------------------------------------------------------ /gpu-risk
     def command(self, text: str, user: str) -> Reply:
@@ -316,6 +331,45 @@ class SlackService:
         lifted = self.repo.unsilence(cmd.target, self.now(), user)
         self._redraw_matching(cmd.target)
         return _reply(answers.unsilenced_blocks(cmd.target, lifted), "unsilenced", cmd.public)
+
+    def _cmd_maintenance(self, cmd: ParsedCommand, user: str) -> Reply:
+        action = cmd.args[0]
+        at = self.now()
+        if action == "list":
+            views = self.maintenance_views(at)
+            blocks = answers.maintenance_list_blocks(views)
+            return _reply(blocks, f"{len(views)} maintenance window(s)", cmd.public)
+        if not self.is_admin(user):
+            return _reply(answers.refusal_blocks("plan maintenance windows"), "not allowed")
+        if action == "remove":
+            window_id = int(cmd.args[1])
+            removed = self.repo.remove_maintenance(window_id, at, user)
+            view = maintenance_view(removed.window, at, id=removed.id) if removed else None
+            if removed is not None and view is None:  # over already: still say what it was
+                view = MaintenanceView(removed.window.target, at, at, False, "", id=removed.id)
+            blocks = answers.maintenance_removed_blocks(window_id, view)
+            return _reply(blocks, f"maintenance window {window_id}", cmd.public)
+        target = cmd.args[1]
+        unknown = self._unknown(target, self.graph())
+        if unknown is not None:
+            return unknown
+        assert cmd.duration is not None
+        try:
+            window = MaintenanceWindow(
+                target=target,
+                duration=cmd.duration,
+                start=at if cmd.at is None else None,
+                at=cmd.at,
+                days=cmd.days,
+                reason=cmd.reason,
+            )
+        except MaintenanceError as err:
+            return _reply(answers.usage_blocks(str(err)), str(err))
+        rec = self.repo.add_maintenance(window, user, at)
+        added = maintenance_view(rec.window, at, id=rec.id, who=user)
+        assert added is not None  # a new window is running or still to come
+        blocks = answers.maintenance_added_blocks(added, user)
+        return _reply(blocks, f"maintenance of {target}", cmd.public)
 
     def _redraw_matching(self, target: str) -> None:
         """Redraw the alerts of open incidents a silence target covers."""
