@@ -131,7 +131,7 @@ class Pipeline:
                 True,
                 scores=assessment.scores if self.record_scores else None,
                 unobserved=self.unobserved(frames, stored),
-                maintenance=active_targets(self.maintenance, at),
+                maintenance=self.maintenance_targets(at),
                 images=images,
                 tracker=(self.name, self.tracker.state()),
             )
@@ -189,6 +189,20 @@ class Pipeline:
         if not rec.is_open:
             self._judged[incident_id] = rec.incident
         return rec.incident
+
+    def maintenance_targets(self, at: datetime) -> list[str]:
+        """What is under maintenance at ``at``: the settings' windows, those added in Slack (one
+        read of the store) and the nodes Kubernetes has cordoned (``MetricsSource.cordoned``).
+
+        A failed cordon read is logged and counts as none cordoned: it never fails the cycle.
+        """
+        windows = [*self.maintenance, *(r.window for r in self.repository.maintenance_windows(at))]
+        try:
+            cordoned = self.source.cordoned(at)
+        except MetricsSourceError as exc:
+            logger.warning("cordoned nodes at %s unknown: %s", at.isoformat(), exc)
+            cordoned = frozenset()
+        return sorted(set(active_targets(windows, at)) | cordoned)
 
     def unobserved(self, frames: FleetFrames, stored: Sequence[IncidentRecord]) -> set[str]:
         """GPUs of open incidents with no data this cycle: their incidents must not resolve."""

@@ -115,6 +115,8 @@ _PLAIN = re.compile(r"^\s*([a-zA-Z_:][a-zA-Z0-9_:]*)?\s*(?:\{(.*)\})?\s*$", re.D
 Matcher = tuple[str, str, str]
 #: One series of an instant vector: its labels and its value.
 Sample = tuple[dict[str, str], float]
+#: kube-state-metrics: 1 while a node is cordoned (``kubectl cordon``/``drain``), else 0.
+CORDON_METRIC = "kube_node_spec_unschedulable"
 
 
 class SelectorError(ValueError):
@@ -353,6 +355,17 @@ class PrometheusSource:
     def select(self, promql: str) -> str:
         """``promql`` with the series selector's matchers when it is a plain selector."""
         return with_matchers(promql, self.matchers)[0]
+
+    def cordoned(self, at: datetime) -> frozenset[str]:
+        """Nodes cordoned at ``at``: kube-state-metrics' ``kube_node_spec_unschedulable == 1``.
+
+        Its ``node`` label is the Kubernetes node name, which is the DCGM ``Hostname`` the GPU
+        frames use. No such series (no kube-state-metrics, nothing cordoned) = none cordoned.
+        One instant query, with the series selector's matchers.
+        """
+        query = f"{self.select(CORDON_METRIC)} == 1"
+        samples = self.query(query, at, what=CORDON_METRIC)
+        return frozenset(labels["node"] for labels, _ in samples if labels.get("node"))
 
     def _send(self, label: str, call: Any) -> Any:
         """Send one request through the client; every failure becomes one MetricsSourceError."""

@@ -72,6 +72,10 @@ class CachedSource:
         assert self._cached is not None
         return self._cached[3].window(start, end)
 
+    def cordoned(self, at: datetime) -> frozenset[str]:
+        """The wrapped source's cordoned nodes at ``at`` (not cached: one instant read)."""
+        return self.source.cordoned(at)
+
     def _covers(self, start: datetime, end: datetime, step: timedelta) -> bool:
         """Whether the cached span holds ``[start, end]`` on the same step grid."""
         if self._cached is None:

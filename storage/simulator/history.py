@@ -163,6 +163,12 @@ class FleetHistory:
             step=step,
         )
 
+    def cordoned(self, at: datetime) -> frozenset[str]:
+        """Nodes under a benign ``drain_reboot`` at ``at`` (cordoned from its start to its end)."""
+        return frozenset(
+            ev.target for ev in self.benign if ev.kind == "drain_reboot" and ev.start <= at < ev.end
+        )
+
     # ------------------------------------------------------------------ frames
 
     def _gpu_frame(self, q: np.ndarray, idx: np.ndarray) -> pd.DataFrame:
