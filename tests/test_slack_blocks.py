@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 from functools import partial
+from pathlib import Path
 
 import pytest
 from slack_sdk.models.blocks import Block
@@ -206,3 +207,91 @@ def test_render_text_reads_like_slack() -> None:
     bold = render_text(blocks, color=True)
     assert "\033[1mCheck GPU 3 on gpu-node-001\033[0m" in bold
     assert "\033[1mFAN2 speed\033[0m" in bold
+
+
+# ---------------------------------------------------------------- dates and mentions
+
+DATE_TOKEN = "<!date^1795341600^{date_short_pretty} {time}|2026-11-22 10:00 UTC>"
+
+
+def _raw(blocks: list[dict]) -> str:
+    """Every mrkdwn text of the blocks as sent to Slack."""
+    import json
+
+    return json.dumps(blocks, ensure_ascii=False).replace('\\"', '"')
+
+
+def test_times_go_to_slack_as_date_tokens_with_a_utc_fallback() -> None:
+    from bot.blocks.alert import resolved_reply_blocks
+    from bot.blocks.common import fmt_time, plain_text, utc_text
+
+    assert fmt_time(AT) == DATE_TOKEN and AT.timestamp() == 1795341600
+    assert utc_text(AT) == "2026-11-22 10:00 UTC" and fmt_time(None) == "never"
+    state = AlertState(
+        status="acknowledged",
+        acked_by="U0ADMIN",
+        acked_at=AT,
+        silenced_until=AT + timedelta(hours=4),
+        silenced_by="U0ADMIN",
+    )
+    alert = alert_blocks(gpu_incident(AT), state)
+    raw = _raw(alert)
+    assert "detected " + DATE_TOKEN in raw  # the alert's detection time
+    assert "Acknowledged by <@U0ADMIN> at " + DATE_TOKEN in raw
+    resolved = AlertState(status="resolved", resolved_at=AT)
+    assert "Resolved at " + DATE_TOKEN in _raw(alert_blocks(gpu_incident(AT), resolved))
+    assert "Resolved* at " + DATE_TOKEN in _raw(resolved_reply_blocks(gpu_incident(AT)))
+    status = StatusView(
+        last_scan_at=AT,
+        last_scan_ok=True,
+        gpus_scored=16,
+        data_source="Prometheus",
+        data_healthy=True,
+        data_detail="",
+        model_version="v1",
+        model_age_seconds=60.0,
+        open_incidents=0,
+        now=AT,
+    )
+    assert DATE_TOKEN in _raw(answers.status_blocks(status))
+    # the terminal and the notification fallback show the UTC text, never the token
+    for text in (render_text(alert), render_text(alert, markup=True)):
+        assert "<!date" not in text and "detected 2026-11-22 10:00 UTC" in text
+    assert plain_text(f"detected {DATE_TOKEN}") == "detected 2026-11-22 10:00 UTC"
+
+
+def test_the_digest_mentions_people_and_dates_its_lines(tmp_path: Path) -> None:
+    from bot.digest import digest_text
+    from storage.repository import Repository
+
+    repo = Repository.from_url(f"sqlite:///{tmp_path / 'state.db'}")
+    try:
+        inc = gpu_incident(AT)
+        (d,) = repo.apply_cycle(AT, [inc], True)
+        assert d.incident_id is not None
+        repo.acknowledge(d.incident_id, "U0ADMIN", AT)
+        repo.record_feedback(d.incident_id, "false_alarm", "U0ONCALL", AT)
+        text = digest_text(repo, AT + timedelta(hours=1))
+    finally:
+        repo.close()
+    assert "acknowledged by <@U0ADMIN>" in text
+    assert "(marked by <@U0ONCALL>)" in text
+    assert "since " + DATE_TOKEN in text
+    assert "<!date^1795345200^" in text.splitlines()[0]  # the digest's own time
+
+
+def test_mentions_are_validated_everywhere() -> None:
+    from bot.blocks.common import mention
+
+    assert mention("U0ADMIN") == "<@U0ADMIN>" and mention("W123") == "<@W123>"
+    assert mention("<!channel>") == "&lt;!channel&gt;" and mention("bob") == "bob"
+    from analysis.feedback import Allowance
+
+    status = StatusView(None, None, None, "Prometheus", None, "", None, None, 0, AT)
+    taught = [
+        Allowance("gpu-node-001/3", "temp", 0.0, 2.0, 1.5, 7, who, AT, AT + timedelta(days=7))
+        for who in ("U0ADMIN", "<!here>")
+    ]
+    raw = _raw(answers.status_blocks(status, taught))
+    assert "incident 7 by <@U0ADMIN>" in raw  # a false-alarm verdict's author, mentioned
+    assert "<!here>" not in raw and "by &lt;!here&gt;" in raw

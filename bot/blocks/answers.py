@@ -196,7 +196,7 @@ def _allowance_blocks(
     lines = [
         f"`{escape(a.gpu)}` {escape(a.feature)} up to {a.bound:+.1f} sd (judged {a.judged_z:+.1f}"
         + (", capped" if a.capped else "")
-        + f") · incident {a.incident_id} by <@{escape(a.who)}> · expires {fmt_time(a.expires)}"
+        + f") · incident {a.incident_id} by {mention(a.who)} · expires {fmt_time(a.expires)}"
         for a in allowances
     ]
     if len(lines) > shown:

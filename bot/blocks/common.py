@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from slack_sdk.models.blocks import (
@@ -139,15 +139,26 @@ def fit(blocks: Sequence[Block | dict[str, Any]], limit: int = MAX_BLOCKS) -> li
     return [*head, note, *tail]
 
 
-def fmt_time(ts: datetime | None) -> str:
-    """Format a time for people: ``2026-11-22 10:00 UTC``."""
+def utc_text(ts: datetime | None) -> str:
+    """A time as UTC text: ``2026-11-22 10:00 UTC`` (``never`` for None)."""
     if ts is None:
         return "never"
     if ts.tzinfo is not None:
-        from datetime import UTC
-
         ts = ts.astimezone(UTC)
     return ts.strftime("%Y-%m-%d %H:%M UTC")
+
+
+def fmt_time(ts: datetime | None) -> str:
+    """A time for a Slack message: a date token each reader sees in their own time zone.
+
+    ``<!date^1795341600^{date_short_pretty} {time}|2026-11-22 10:00 UTC>``; the UTC text after
+    ``|`` is what notifications, old clients and the terminal rendering show. A naive time is
+    taken as UTC. ``never`` for None.
+    """
+    if ts is None:
+        return "never"
+    aware = ts if ts.tzinfo is not None else ts.replace(tzinfo=UTC)
+    return f"<!date^{int(aware.timestamp())}^{{date_short_pretty}} {{time}}|{utc_text(ts)}>"
 
 
 def fmt_age(seconds: float | None) -> str:

@@ -6,6 +6,7 @@ import re
 from collections.abc import Sequence
 from typing import Any
 
+_DATE_TOKEN = re.compile(r"<!date\^[0-9]+\^[^|>]*\|([^>]*)>")
 _BOLD = "\033[1m"
 _RESET = "\033[0m"
 
@@ -17,6 +18,7 @@ def mrkdwn_to_text(text: str, *, markup: bool = True, color: bool = False) -> st
     does when it displays them (bold becomes ANSI bold with ``color``), and shows only a link's
     text.
     """
+    text = _DATE_TOKEN.sub(r"\1", text)  # a Slack date token: its UTC fallback text
     if not markup:
         text = re.sub(r"<(https?://[^|>]+)\|([^>]+)>", r"\2", text)
         bold = (_BOLD, _RESET) if color else ("", "")

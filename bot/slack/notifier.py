@@ -29,7 +29,7 @@ from bot.blocks.alert import (
     worse_reply_blocks,
     worse_reply_text,
 )
-from bot.blocks.common import BlockOptions, plain_text
+from bot.blocks.common import BlockOptions, fit, plain_text, section
 from bot.blocks.models import AlertState
 from storage.repository import MessageRef
 
@@ -311,12 +311,18 @@ class SlackNotifier:
         return str(resp["ts"])
 
     def post_text(self, text: str, *, channel: str | None = None) -> str:
-        """Post a plain message (data source degraded/recovered, digests); return its ts."""
+        """Post a message (data source degraded/recovered, digests); return its ts.
+
+        ``text`` is mrkdwn built by gpu-risk (names from the metrics escaped by its builder).
+        """
         target = channel or self.default_channel or next(iter(self.routes.values()), None)
         if not target:
             raise ValueError("no Slack channel configured: set GPU_RISK_SLACK_CHANNEL")
         self._pace(target)
-        resp = self.client.chat_postMessage(channel=target, text=plain_text(text))
+        # as a section, so the digest's mentions and date tokens work; the fallback is plain
+        resp = self.client.chat_postMessage(
+            channel=target, text=plain_text(text), blocks=fit([section(text)])
+        )
         return str(resp["ts"])
 
 
