@@ -60,12 +60,3 @@ def silence_modal(
         ],
     )
     return view.to_dict()
-
-
-def read_silence_submission(view: dict[str, Any]) -> tuple[dict[str, Any], str, str]:
-    """Return (metadata, duration, reason) from a submitted silence modal."""
-    values = view.get("state", {}).get("values", {})
-    sel = values.get(DURATION_BLOCK, {}).get(DURATION_ACTION, {}).get("selected_option") or {}
-    reason = values.get(REASON_BLOCK, {}).get(REASON_ACTION, {}).get("value") or ""
-    meta = json.loads(view.get("private_metadata") or "{}")
-    return meta, str(sel.get("value", "4h")), str(reason)

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import json
 import logging
-import re
 from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime, timedelta
 from enum import StrEnum
@@ -39,9 +38,6 @@ if TYPE_CHECKING:
     from bot.pipeline import Pipeline
 
 logger = logging.getLogger(__name__)
-
-_DURATION = re.compile(r"^\s*(\d+)\s*([smhd])\s*$")
-_UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days"}
 
 
 class FormatChoice(StrEnum):

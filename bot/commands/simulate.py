@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 from datetime import timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
@@ -11,21 +10,19 @@ import typer
 from rich.console import Console
 
 from bot.commands.common import UserError, guarded, parse_at
+from bot.durations import DurationError, parse_duration
 
 if TYPE_CHECKING:
     from analysis.types import Fault
     from storage.simulator.spec import FleetSpec
 
-_DURATION = re.compile(r"^(\d+)(s|m|h|d)$")
-_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
-
 
 def parse_step(text: str) -> timedelta:
-    """Parse a Prometheus-style duration such as ``30s``, ``1m`` or ``5m``."""
-    match = _DURATION.match(text.strip())
-    if not match or int(match.group(1)) == 0:
-        raise UserError(f"--step {text!r} is not a duration: use e.g. 30s, 1m, 5m, 1h")
-    return timedelta(seconds=int(match.group(1)) * _UNITS[match.group(2)])
+    """Parse a duration such as ``30s``, ``1m`` or ``5m`` (``bot.durations``); errors name --step."""
+    try:
+        return parse_duration(text, what="the step")
+    except DurationError as err:
+        raise UserError(f"--step: {err}") from None
 
 
 def register(app: typer.Typer) -> None:
