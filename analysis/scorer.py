@@ -113,6 +113,24 @@ def _iforest(p: ScorerParams) -> Scorer:
     )
 
 
+def _graph_noctx(p: ScorerParams) -> Scorer:
+    """Ablation: the product without graph and peer context (the GPU's own features only)."""
+    from analysis.ablation import NoContextModel
+
+    return NoContextModel(
+        window=p.window, fit_window=p.fit_window, threshold=p.threshold, random_state=p.random_state
+    )
+
+
+def _guard(p: ScorerParams) -> Scorer:
+    """Ablation: the product without the Isolation Forest (the per-feature tail guard alone)."""
+    from analysis.ablation import GuardOnlyModel
+
+    return GuardOnlyModel(
+        window=p.window, fit_window=p.fit_window, threshold=p.threshold, random_state=p.random_state
+    )
+
+
 def _static(_: ScorerParams) -> Scorer:
     """The static threshold rules users run today (deploy/prometheus/static-rules.yml)."""
     from analysis.static_rules import StaticRules
@@ -122,12 +140,16 @@ def _static(_: ScorerParams) -> Scorer:
 
 #: Every scorer by name. ``graph`` is the product (graph model over Isolation Forest); the other
 #: tabular detectors of :data:`analysis.detectors.DETECTORS` swap its outlier detector; ``iforest``
-#: and ``static`` are the baselines it is compared with.
+#: and ``static`` are the baselines it is compared with; ``graph-noctx`` (no peer, node, rack or
+#: component features) and ``guard`` (no forest, the tail guard alone) are the ablations of
+#: ``gpu-risk eval --ablation`` (:mod:`analysis.ablation`).
 SCORERS: dict[str, Callable[[ScorerParams], Scorer]] = {
     "graph": _graph("iforest"),
     "iforest": _iforest,
     **{name: _graph(name) for name in DETECTORS if name != "iforest"},
     "static": _static,
+    "graph-noctx": _graph_noctx,
+    "guard": _guard,
 }
 #: The scorer the bot runs unless told otherwise.
 DEFAULT_SCORER = "graph"
