@@ -21,3 +21,19 @@ CONFIDENCE = 0.95
 def is_report_seed(seed: int) -> bool:
     """Whether ``seed`` is reserved for reporting (never for development)."""
     return seed in REPORT_SEEDS
+
+
+#: The report run of 2026-12-01, fixed before it was started (and before any report scenario was
+#: drawn): one scenario takes 5-30 min on 2 cores, so the 20-seed matrix does not fit a session.
+#: This run is the FIRST 8 report seeds (no choice among them), faulty fleets replayed at 5-min
+#: cycles with the product (graph) and the static rules, no explanations (the top-factor target is
+#: therefore not measured), fleets capped at 128 GPUs; then the same 8 seeds healthy at 5 min.
+#: Command: ``gpu-risk eval --seeds report --limit 8 --cycle 5m --detectors graph,static
+#: --no-explain --max-gpus 128 [--healthy]``.
+REPORT_RUN_2026_12_01: dict[str, object] = {
+    "seeds": REPORT_SEEDS[:8],
+    "cycle": "5m",
+    "detectors": ("graph", "static"),
+    "explain": False,
+    "max_gpus": 128,
+}
