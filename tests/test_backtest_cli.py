@@ -159,7 +159,7 @@ def test_backtest_on_a_real_prometheus(prometheus_server: PromqlBackend, tmp_pat
 @pytest.mark.parametrize(
     ("extra", "message"),
     [
-        (["--step", "5x"], "--step '5x' is not a positive duration"),
+        (["--step", "5x"], "--step: '5x' is not a duration"),
         (["--end", "2026-11-01T00:00:00Z"], "must be after --start"),
         (["--start", "yesterday"], "is not an RFC 3339 time"),
         (["--faults", "MISSING"], "no such faults file"),

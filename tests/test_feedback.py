@@ -280,6 +280,10 @@ class HotJob:
             g.loc[mine & (g["ts"] >= run) & (g["ts"] < run + JOB_LENGTH), "value"] += HOTTER
         return replace(frames, gpu=g)
 
+    def cordoned(self, at: datetime) -> frozenset[str]:
+        """The simulator's cordoned nodes (none: no drain in this fleet)."""
+        return self.sim.cordoned(at)
+
 
 class Redraws:
     """The notifier's one method the false-alarm button uses: redraw the alert (recorded)."""

@@ -31,7 +31,7 @@ from bot.blocks.alert import (
     worse_reply_blocks,
 )
 from bot.blocks.common import BlockOptions
-from bot.blocks.render import render_text
+from bot.blocks.render import mrkdwn_to_text, render_text
 from bot.sinks.base import DataSourceNote, Envelope, Notification, dispatch
 from storage.repository import DATA_SOURCE_KIND, MessageRef, OutboxItem
 
@@ -113,8 +113,8 @@ class ConsoleSink:
         )
 
     def post_text(self, text: str) -> None:
-        """Show a free-standing message (the daily digest)."""
-        self._print("[message]", text, [])
+        """Show a free-standing message (the daily digest) as plain text (dates in UTC)."""
+        self._print("[message]", mrkdwn_to_text(text), [])
         self._log({"key": None, "kind": "text", "text": text, "pid": os.getpid()})
 
     # ------------------------------------------------------------------ helpers
