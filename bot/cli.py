@@ -17,6 +17,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "bot.commands.demo",
     "bot.commands.eval",
     "bot.commands.evaluate",
+    "bot.commands.outbox",
     "bot.commands.run",
     "bot.commands.scan",
     "bot.commands.simulate",
@@ -68,6 +69,12 @@ COMMAND_INDEX: dict[str, tuple[tuple[str, str], ...]] = {
         (
             "scan",
             "Run one scan cycle against Prometheus and print the incidents (no Slack).",
+        ),
+    ),
+    "bot.commands.outbox": (
+        (
+            "outbox",
+            "Notifications that could not be delivered: list them, send them again.",
         ),
     ),
     "bot.commands.simulate": (

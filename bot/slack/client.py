@@ -31,11 +31,13 @@ SCOPES_BY_METHOD: dict[str, str] = {
     "views.open": "",
     "conversations.history": "channels:history",  # finding a post after a crash (+groups:)
     "usergroups.users.list": "usergroups:read",  # only when admins include user groups (S...)
+    "conversations.list": "channels:read",  # a channel name -> its id at start-up (+groups:read)
+    "conversations.info": "channels:read",  # gpu-risk check: is the bot in the channel
 }
 REQUIRED_BOT_SCOPES: frozenset[str] = frozenset(
-    # commands: the /gpu-risk slash command; groups:history: conversations.history in
-    # private alert channels
-    {"chat:write", "files:write", "commands", "groups:history"}
+    # commands: the /gpu-risk slash command; groups:history / groups:read: conversations.history
+    # and conversations.list in private alert channels
+    {"chat:write", "files:write", "commands", "groups:history", "groups:read"}
 )
 
 

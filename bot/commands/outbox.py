@@ -1,0 +1,84 @@
+"""``gpu-risk outbox``: see the notifications that could not be delivered, and send them again.
+
+A notification that failed ``GPU_RISK_OUTBOX_MAX_ATTEMPTS`` times is dead: it is kept, counted in
+``/metrics`` and ``/gpu-risk status``, and never sent again on its own. After fixing the cause (a
+revoked token, the bot removed from the channel) an admin lists and revives them here.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from bot.commands.common import ConfigOption, UserError, guarded, settings_from
+
+
+def register(app: typer.Typer) -> None:
+    """Add the ``outbox`` command group (dead, retry)."""
+    group = typer.Typer(
+        name="outbox",
+        help="Notifications that could not be delivered: list them, send them again.",
+        no_args_is_help=True,
+    )
+    group.command("dead")(guarded(dead))
+    group.command("retry")(guarded(retry))
+    app.add_typer(group, name="outbox")
+
+
+def dead(config: Path | None = ConfigOption) -> None:
+    """List the dead notifications (id, kind, incident, attempts, last error)."""
+    from storage.repository import Repository
+
+    repo = Repository.from_url(settings_from(config).database_url)
+    try:
+        rows = repo.outbox(status="dead")
+    finally:
+        repo.close()
+    console = Console()
+    if not rows:
+        console.print("[green]no dead notifications[/]")
+        return
+    table = Table("id", "kind", "incident", "attempts", "dead since", "last error")
+    for item in rows:
+        since = item.dead_at.strftime("%Y-%m-%d %H:%M UTC") if item.dead_at else "-"
+        table.add_row(
+            str(item.id),
+            item.kind,
+            str(item.incident_id or "-"),
+            str(item.attempts),
+            since,
+            (item.last_error or "")[:80],
+        )
+    console.print(table)
+
+
+def retry(
+    ids: Annotated[
+        list[int] | None, typer.Option("--id", help="Only this row (repeatable); default: all")
+    ] = None,
+    config: Path | None = ConfigOption,
+) -> None:
+    """Send dead notifications back to the outbox; the running bot delivers them next round."""
+    from storage.repository import Repository
+
+    if ids is not None and any(i <= 0 for i in ids):
+        raise UserError("--id takes the positive ids that `gpu-risk outbox dead` lists")
+    repo = Repository.from_url(settings_from(config).database_url)
+    try:
+        wanted = set(ids) if ids else None
+        known = {item.id for item in repo.outbox(status="dead")}
+        missing = sorted(wanted - known) if wanted else []
+        if missing:
+            raise UserError(
+                f"no dead notification with id {', '.join(map(str, missing))}: "
+                "`gpu-risk outbox dead` lists them"
+            )
+        revived = repo.retry_dead(at=datetime.now(UTC), ids=wanted)
+    finally:
+        repo.close()
+    Console().print(f"{revived} notification(s) sent back to the outbox", highlight=False)
