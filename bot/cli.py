@@ -59,6 +59,12 @@ COMMAND_INDEX: dict[str, tuple[tuple[str, str], ...]] = {
             "tables.",
         ),
     ),
+    "bot.commands.outbox": (
+        (
+            "outbox",
+            "Notifications that could not be delivered: list them, send them again.",
+        ),
+    ),
     "bot.commands.run": (
         (
             "run",
@@ -69,12 +75,6 @@ COMMAND_INDEX: dict[str, tuple[tuple[str, str], ...]] = {
         (
             "scan",
             "Run one scan cycle against Prometheus and print the incidents (no Slack).",
-        ),
-    ),
-    "bot.commands.outbox": (
-        (
-            "outbox",
-            "Notifications that could not be delivered: list them, send them again.",
         ),
     ),
     "bot.commands.simulate": (

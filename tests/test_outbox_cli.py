@@ -31,18 +31,18 @@ def test_dead_notifications_are_listed_and_revived(tmp_path: Path) -> None:
     first, second = _dead_rows(url, 2)
     env = {"GPU_RISK_DATABASE_URL": url}
     runner = CliRunner()
-    listed = runner.invoke(build_app(), ["outbox", "dead"], env=env)
+    listed = runner.invoke(build_app(), ["outbox"], env=env)
     assert listed.exit_code == 0, listed.output
     assert "not_in_channel" in listed.stdout and str(first) in listed.stdout
-    bad = runner.invoke(build_app(), ["outbox", "retry", "--id", "999"], env=env)
+    bad = runner.invoke(build_app(), ["outbox", "--retry", "--id", "999"], env=env)
     assert bad.exit_code == 2 and "no dead notification with id 999" in bad.stderr
-    one = runner.invoke(build_app(), ["outbox", "retry", "--id", str(first)], env=env)
+    one = runner.invoke(build_app(), ["outbox", "--retry", "--id", str(first)], env=env)
     assert one.exit_code == 0 and "1 notification(s)" in one.stdout
     repo = Repository.from_url(url)
     assert [i.id for i in repo.outbox(status="dead")] == [second]
     assert [i.id for i in repo.outbox(status="pending")] == [first]
     repo.close()
-    rest = runner.invoke(build_app(), ["outbox", "retry"], env=env)
+    rest = runner.invoke(build_app(), ["outbox", "--retry"], env=env)
     assert rest.exit_code == 0 and "1 notification(s)" in rest.stdout
-    empty = runner.invoke(build_app(), ["outbox", "dead"], env=env)
+    empty = runner.invoke(build_app(), ["outbox"], env=env)
     assert "no dead notifications" in empty.stdout

@@ -19,18 +19,30 @@ from bot.commands.common import ConfigOption, UserError, guarded, settings_from
 
 
 def register(app: typer.Typer) -> None:
-    """Add the ``outbox`` command group (dead, retry)."""
-    group = typer.Typer(
-        name="outbox",
-        help="Notifications that could not be delivered: list them, send them again.",
-        no_args_is_help=True,
-    )
-    group.command("dead")(guarded(dead))
-    group.command("retry")(guarded(retry))
-    app.add_typer(group, name="outbox")
+    """Add the ``outbox`` command."""
+    app.command("outbox")(guarded(outbox))
 
 
-def dead(config: Path | None = ConfigOption) -> None:
+def outbox(
+    retry: Annotated[
+        bool, typer.Option("--retry", help="Send the dead notifications back to the outbox")
+    ] = False,
+    ids: Annotated[
+        list[int] | None,
+        typer.Option("--id", help="With --retry: only this row (repeatable); default: all"),
+    ] = None,
+    config: Path | None = ConfigOption,
+) -> None:
+    """Notifications that could not be delivered: list them, send them again."""
+    if retry:
+        revive(ids, config)
+    elif ids:
+        raise UserError("--id goes with --retry: gpu-risk outbox --retry --id N")
+    else:
+        dead(config)
+
+
+def dead(config: Path | None) -> None:
     """List the dead notifications (id, kind, incident, attempts, last error)."""
     from storage.repository import Repository
 
@@ -57,17 +69,12 @@ def dead(config: Path | None = ConfigOption) -> None:
     console.print(table)
 
 
-def retry(
-    ids: Annotated[
-        list[int] | None, typer.Option("--id", help="Only this row (repeatable); default: all")
-    ] = None,
-    config: Path | None = ConfigOption,
-) -> None:
+def revive(ids: list[int] | None, config: Path | None) -> None:
     """Send dead notifications back to the outbox; the running bot delivers them next round."""
     from storage.repository import Repository
 
     if ids is not None and any(i <= 0 for i in ids):
-        raise UserError("--id takes the positive ids that `gpu-risk outbox dead` lists")
+        raise UserError("--id takes the positive ids that `gpu-risk outbox` lists")
     repo = Repository.from_url(settings_from(config).database_url)
     try:
         wanted = set(ids) if ids else None
@@ -76,7 +83,7 @@ def retry(
         if missing:
             raise UserError(
                 f"no dead notification with id {', '.join(map(str, missing))}: "
-                "`gpu-risk outbox dead` lists them"
+                "`gpu-risk outbox` lists them"
             )
         revived = repo.retry_dead(at=datetime.now(UTC), ids=wanted)
     finally:
