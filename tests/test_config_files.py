@@ -24,6 +24,8 @@ SECRET_ENV = (
     "SLACK_APP_TOKEN",
     "GPU_RISK_PROMETHEUS_PASSWORD",
     "GPU_RISK_PROMETHEUS_BEARER_TOKEN",
+    "GPU_RISK_ALERTMANAGER_PASSWORD",
+    "GPU_RISK_ALERTMANAGER_BEARER_TOKEN",
     "GPU_RISK_DATABASE_URL",
 )
 
@@ -51,6 +53,8 @@ def test_every_secret_setting_has_a_file_variable() -> None:
     assert set(secret_fields()) == {
         "prometheus_bearer_token",
         "prometheus_password",
+        "alertmanager_bearer_token",
+        "alertmanager_password",
         "slack_bot_token",
         "slack_signing_secret",
         "slack_app_token",
