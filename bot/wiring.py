@@ -20,6 +20,7 @@ from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING
 
 import networkx as nx
+from pydantic import SecretStr
 
 from analysis.scorer import Scorer, ScorerParams, UnknownScorerError, make_scorer
 from analysis.types import Topology
@@ -94,13 +95,7 @@ def build_source(settings: Settings, topology: Topology | None) -> MetricsSource
 
     if not settings.prometheus_url:
         raise ConfigError("no Prometheus URL: pass --prometheus-url or set GPU_RISK_PROMETHEUS_URL")
-    basic = None
-    if settings.prometheus_username:
-        if settings.prometheus_password is None:
-            raise ConfigError(
-                "GPU_RISK_PROMETHEUS_USERNAME is set but GPU_RISK_PROMETHEUS_PASSWORD is not"
-            )
-        basic = (settings.prometheus_username, settings.prometheus_password.get_secret_value())
+    basic = _basic_auth("PROMETHEUS", settings.prometheus_username, settings.prometheus_password)
     token = settings.prometheus_bearer_token
     return PrometheusSource(
         settings.prometheus_url,
@@ -115,6 +110,19 @@ def build_source(settings: Settings, topology: Topology | None) -> MetricsSource
         series_selector=settings.series_selector,
         headers=settings.prometheus_headers or None,
     )
+
+
+def _basic_auth(
+    service: str, username: str | None, password: SecretStr | None
+) -> tuple[str, str] | None:
+    """``(user, password)`` for basic auth, None without a user; a user without password is an error."""
+    if not username:
+        return None
+    if password is None:
+        raise ConfigError(
+            f"GPU_RISK_{service}_USERNAME is set but GPU_RISK_{service}_PASSWORD is not"
+        )
+    return username, password.get_secret_value()
 
 
 def memory_repository() -> Repository:
@@ -392,13 +400,9 @@ def build_alertmanager(
 
     if not settings.alertmanager_url:
         raise ConfigError("GPU_RISK_ALERTMANAGER_URL is not set")
-    basic = None
-    if settings.alertmanager_username:
-        if settings.alertmanager_password is None:
-            raise ConfigError(
-                "GPU_RISK_ALERTMANAGER_USERNAME is set but GPU_RISK_ALERTMANAGER_PASSWORD is not"
-            )
-        basic = (settings.alertmanager_username, settings.alertmanager_password.get_secret_value())
+    basic = _basic_auth(
+        "ALERTMANAGER", settings.alertmanager_username, settings.alertmanager_password
+    )
     token = settings.alertmanager_bearer_token
     return AlertmanagerSink(
         settings.alertmanager_url,

@@ -26,6 +26,8 @@ from analysis.scorer import COMPARED_SCORERS
 from analysis.types import Fault
 from bot.commands.common import (
     ConfigOption,
+    PrometheusUrlOption,
+    TopologyOption,
     UserError,
     guarded,
     parse_at,
@@ -65,13 +67,8 @@ def register(app: typer.Typer) -> None:
 
 def backtest(
     *,
-    prometheus_url: Annotated[
-        str | None,
-        typer.Option("--prometheus-url", help="PromQL base URL [GPU_RISK_PROMETHEUS_URL]"),
-    ] = None,
-    topology: Annotated[
-        Path | None, typer.Option("--topology", help="topology.yaml [GPU_RISK_TOPOLOGY]")
-    ] = None,
+    prometheus_url: PrometheusUrlOption = None,
+    topology: TopologyOption = None,
     faults: Annotated[
         Path, typer.Option("--faults", help="faults.json: the incident history to score against")
     ],

@@ -6,7 +6,7 @@ import functools
 import logging
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, ParamSpec, TypeVar
+from typing import Annotated, Any, ParamSpec, TypeVar
 
 import typer
 from rich.console import Console
@@ -110,6 +110,18 @@ def progress_bar(console: Console) -> Progress:
         disable=not console.is_terminal,
     )
 
+
+#: ``--prometheus-url`` as every command that reads Prometheus spells it.
+PrometheusUrlOption = Annotated[
+    str | None,
+    typer.Option(
+        "--prometheus-url", help="Prometheus (or PromQL API) base URL [GPU_RISK_PROMETHEUS_URL]"
+    ),
+]
+#: ``--topology`` as every command that builds the dependency graph spells it.
+TopologyOption = Annotated[
+    Path | None, typer.Option("--topology", help="topology.yaml [GPU_RISK_TOPOLOGY]")
+]
 
 ConfigOption = typer.Option(
     None, "--config", "-c", help="YAML settings file", exists=False, dir_okay=False

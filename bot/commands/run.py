@@ -16,7 +16,15 @@ from typing import Annotated
 
 import typer
 
-from bot.commands.common import ConfigOption, UserError, guarded, settings_from, setup_logging
+from bot.commands.common import (
+    ConfigOption,
+    PrometheusUrlOption,
+    TopologyOption,
+    UserError,
+    guarded,
+    settings_from,
+    setup_logging,
+)
 from bot.config import problems
 
 logger = logging.getLogger(__name__)
@@ -29,13 +37,8 @@ def register(app: typer.Typer) -> None:
 
 def run(
     *,
-    prometheus_url: Annotated[
-        str | None,
-        typer.Option("--prometheus-url", help="Prometheus base URL [GPU_RISK_PROMETHEUS_URL]"),
-    ] = None,
-    topology: Annotated[
-        Path | None, typer.Option("--topology", help="topology.yaml [GPU_RISK_TOPOLOGY]")
-    ] = None,
+    prometheus_url: PrometheusUrlOption = None,
+    topology: TopologyOption = None,
     database_url: Annotated[
         str | None,
         typer.Option("--database-url", help="SQLite or PostgreSQL URL [GPU_RISK_DATABASE_URL]"),

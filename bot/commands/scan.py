@@ -19,7 +19,15 @@ from rich.console import Console
 from rich.table import Table
 
 from analysis.types import Incident, ScanResult, format_time
-from bot.commands.common import ConfigOption, UserError, guarded, parse_at, settings_from
+from bot.commands.common import (
+    ConfigOption,
+    PrometheusUrlOption,
+    TopologyOption,
+    UserError,
+    guarded,
+    parse_at,
+    settings_from,
+)
 from bot.config import Settings
 from storage.source import MetricsSource
 
@@ -41,15 +49,8 @@ def register(app: typer.Typer) -> None:
 
 def scan(
     *,
-    prometheus_url: Annotated[
-        str | None,
-        typer.Option(
-            "--prometheus-url", help="Prometheus (or PromQL API) base URL [GPU_RISK_PROMETHEUS_URL]"
-        ),
-    ] = None,
-    topology: Annotated[
-        Path | None, typer.Option("--topology", help="topology.yaml [GPU_RISK_TOPOLOGY]")
-    ] = None,
+    prometheus_url: PrometheusUrlOption = None,
+    topology: TopologyOption = None,
     at: Annotated[
         str | None, typer.Option("--at", help="Scan as of this RFC 3339 time (default: now)")
     ] = None,

@@ -15,7 +15,15 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 
-from bot.commands.common import ConfigOption, UserError, guarded, parse_at, settings_from
+from bot.commands.common import (
+    ConfigOption,
+    PrometheusUrlOption,
+    TopologyOption,
+    UserError,
+    guarded,
+    parse_at,
+    settings_from,
+)
 
 
 def register(app: typer.Typer) -> None:
@@ -31,15 +39,8 @@ def register(app: typer.Typer) -> None:
 
 def show(
     config: Path | None = ConfigOption,
-    prometheus_url: Annotated[
-        str | None,
-        typer.Option(
-            "--prometheus-url", help="Prometheus (or PromQL API) base URL [GPU_RISK_PROMETHEUS_URL]"
-        ),
-    ] = None,
-    topology: Annotated[
-        Path | None, typer.Option("--topology", help="topology.yaml [GPU_RISK_TOPOLOGY]")
-    ] = None,
+    prometheus_url: PrometheusUrlOption = None,
+    topology: TopologyOption = None,
     at: Annotated[
         str | None, typer.Option("--at", help="Read the labels at this time (RFC 3339; now)")
     ] = None,
