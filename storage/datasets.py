@@ -22,7 +22,7 @@ import json
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 import numpy.typing as npt
@@ -231,54 +231,70 @@ def _validated(
     )
 
 
+def _entries(
+    path: Path, what: str, noun: str, required: tuple[str, ...]
+) -> list[tuple[str, str, dict[str, Any], tuple[str, ...]]]:
+    """Read a JSON list of ground-truth entries: (where, id, entry, affected GPU keys) each.
+
+    Checks what ``faults.json`` and ``benign.json`` share (a readable JSON list of objects with
+    the ``required`` fields, unique ids, ``affected`` GPU keys); DatasetError naming file and entry.
+    """
+    if not path.is_file():
+        raise DatasetError(f"{path}: no such {what} file")
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise DatasetError(f"{path}: not valid JSON ({exc})") from None
+    if not isinstance(data, list):
+        raise DatasetError(f"{path}: expected a JSON list of {noun}s, got {type(data).__name__}")
+    out = []
+    seen: set[str] = set()
+    for i, entry in enumerate(data):
+        where = f"{path}: {noun} #{i + 1}"
+        if not isinstance(entry, dict):
+            raise DatasetError(f"{where}: expected an object, got {type(entry).__name__}")
+        missing = [k for k in required if not entry.get(k)]
+        if missing:
+            raise DatasetError(f"{where}: missing {', '.join(missing)}")
+        eid = str(entry["id"])
+        if eid in seen:
+            raise DatasetError(f"{where}: duplicate id {eid!r}")
+        seen.add(eid)
+        affected = entry.get("affected") or []
+        if not isinstance(affected, list) or not all(isinstance(a, str) for a in affected):
+            raise DatasetError(f"{where} ({eid}): 'affected' must be a list of '<node>/<gpu>'")
+        for key in affected:
+            try:
+                GpuRef.parse(key)
+            except ValueError as exc:
+                raise DatasetError(f"{where} ({eid}): {exc}") from None
+        out.append((f"{where} ({eid})", eid, entry, tuple(affected)))
+    return out
+
+
 def load_faults(path: Path) -> tuple[Fault, ...]:
     """Read a ``faults.json`` incident history; DatasetError naming the file and entry on problems.
 
     The file is a JSON list of ``{"id", "kind", "target", "affected": ["<node>/<gpu>", ...],
     "onset": RFC 3339, "failure": RFC 3339 or null}`` (the simulator writes the same format).
     """
-    if not path.is_file():
-        raise DatasetError(f"{path}: no such faults file")
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise DatasetError(f"{path}: not valid JSON ({exc})") from None
-    if not isinstance(data, list):
-        raise DatasetError(f"{path}: expected a JSON list of faults, got {type(data).__name__}")
     faults: list[Fault] = []
-    seen: set[str] = set()
-    for i, entry in enumerate(data):
-        where = f"{path}: fault #{i + 1}"
-        if not isinstance(entry, dict):
-            raise DatasetError(f"{where}: expected an object, got {type(entry).__name__}")
-        missing = [k for k in ("id", "kind", "target", "onset") if not entry.get(k)]
-        if missing:
-            raise DatasetError(f"{where}: missing {', '.join(missing)}")
-        fid = str(entry["id"])
-        if fid in seen:
-            raise DatasetError(f"{where}: duplicate id {fid!r}")
-        seen.add(fid)
-        affected = entry.get("affected") or []
-        if not isinstance(affected, list) or not all(isinstance(a, str) for a in affected):
-            raise DatasetError(f"{where} ({fid}): 'affected' must be a list of '<node>/<gpu>'")
-        for key in affected:
-            try:
-                GpuRef.parse(key)
-            except ValueError as exc:
-                raise DatasetError(f"{where} ({fid}): {exc}") from None
+    for where, fid, entry, affected in _entries(
+        path, "faults", "fault", ("id", "kind", "target", "onset")
+    ):
         try:
             onset = parse_time(str(entry["onset"]))
             failure = parse_time(str(entry["failure"])) if entry.get("failure") else None
         except ValueError as exc:
-            raise DatasetError(f"{where} ({fid}): {exc}") from None
+            raise DatasetError(f"{where}: {exc}") from None
         if failure is not None and failure < onset:
-            raise DatasetError(f"{where} ({fid}): failure is before onset")
+            raise DatasetError(f"{where}: failure is before onset")
         faults.append(
             Fault(
                 id=fid,
                 kind=str(entry["kind"]),
                 target=str(entry["target"]),
-                affected=tuple(affected),
+                affected=affected,
                 onset=onset,
                 failure=failure,
             )
@@ -292,44 +308,22 @@ def load_benign(path: Path) -> tuple[BenignEvent, ...]:
     The file is a JSON list of ``{"id", "kind", "target", "affected": ["<node>/<gpu>", ...],
     "start": RFC 3339, "end": RFC 3339}`` as the scenario simulator writes it.
     """
-    if not path.is_file():
-        raise DatasetError(f"{path}: no such benign-events file")
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise DatasetError(f"{path}: not valid JSON ({exc})") from None
-    if not isinstance(data, list):
-        raise DatasetError(f"{path}: expected a JSON list of events, got {type(data).__name__}")
     events: list[BenignEvent] = []
-    seen: set[str] = set()
-    for i, entry in enumerate(data):
-        where = f"{path}: event #{i + 1}"
-        if not isinstance(entry, dict):
-            raise DatasetError(f"{where}: expected an object, got {type(entry).__name__}")
-        missing = [k for k in ("id", "kind", "target", "start", "end") if not entry.get(k)]
-        if missing:
-            raise DatasetError(f"{where}: missing {', '.join(missing)}")
-        eid = str(entry["id"])
-        if eid in seen:
-            raise DatasetError(f"{where}: duplicate id {eid!r}")
-        seen.add(eid)
-        affected = entry.get("affected") or []
-        if not isinstance(affected, list) or not all(isinstance(a, str) for a in affected):
-            raise DatasetError(f"{where} ({eid}): 'affected' must be a list of '<node>/<gpu>'")
+    for where, eid, entry, affected in _entries(
+        path, "benign-events", "event", ("id", "kind", "target", "start", "end")
+    ):
         try:
-            for key in affected:
-                GpuRef.parse(key)
             start, end = parse_time(str(entry["start"])), parse_time(str(entry["end"]))
         except ValueError as exc:
-            raise DatasetError(f"{where} ({eid}): {exc}") from None
+            raise DatasetError(f"{where}: {exc}") from None
         if end < start:
-            raise DatasetError(f"{where} ({eid}): end is before start")
+            raise DatasetError(f"{where}: end is before start")
         events.append(
             BenignEvent(
                 id=eid,
                 kind=str(entry["kind"]),
                 target=str(entry["target"]),
-                affected=tuple(affected),
+                affected=affected,
                 start=start,
                 end=end,
             )
