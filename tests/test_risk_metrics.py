@@ -338,3 +338,80 @@ scrape_configs:
         assert query('up{job="gpu-risk"}') == {"": 1.0}
     finally:
         server.stop()
+
+
+@pytest.mark.slow
+def test_the_shipped_alert_fires_on_a_simulated_fault(tmp_path: Path) -> None:
+    """A fault injected in the simulator, the bot's loop, /metrics scraped: the alert fires."""
+    from datetime import UTC, datetime, timedelta
+
+    from bot.config import load_settings
+    from bot.replay import Replay, cycle_times
+    from bot.wiring import REPLAY, build_pipeline, memory_repository
+    from storage.simulator import FleetSimulator, FleetSpec, make_fault
+
+    binary = require_binary(PROMETHEUS)
+    spec = FleetSpec(racks=2, nodes_per_rack=2, gpus_per_node=4)
+    start = datetime(2026, 11, 5, tzinfo=UTC)
+    onset = start + timedelta(hours=9)
+    fault = make_fault("hbm", "gpu-node-003/2", onset, spec=spec, precursor=timedelta(hours=3))
+    sim = FleetSimulator(spec, start=start, duration=timedelta(hours=13), seed=6101, faults=[fault])
+    metrics = BotMetrics.create()
+    settings = load_settings(None, fit_window_hours=6, model_dir=tmp_path / "models")
+    pipeline = build_pipeline(
+        settings,
+        source=sim,
+        topology=sim.topology,
+        repository=memory_repository(),
+        options=REPLAY,
+        metrics=metrics,
+    )
+    at = onset + timedelta(hours=2)
+    Replay({"graph": pipeline}, refit_every=None).run(
+        cycle_times(at - timedelta(minutes=20), at, timedelta(minutes=5))
+    )
+    bot = serve(make_wsgi_app(metrics.registry), "127.0.0.1", 0)
+    port = free_port()
+    config = tmp_path / "prometheus.yml"
+    config.write_text(
+        f"""global:
+  scrape_interval: 1s
+  evaluation_interval: 1s
+rule_files: [{RULES}]
+scrape_configs:
+  - job_name: gpu-risk
+    static_configs:
+      - targets: ["127.0.0.1:{bot.port}"]
+""",
+        encoding="utf-8",
+    )
+    data, log = tmp_path / "data", tmp_path / "prometheus.log"
+    with log.open("wb") as out:
+        proc = subprocess.Popen(
+            [
+                binary,
+                f"--config.file={config}",
+                f"--storage.tsdb.path={data}",
+                f"--web.listen-address=127.0.0.1:{port}",
+            ],
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
+    server = Server("prometheus", f"http://127.0.0.1:{port}", proc, data, log)
+    try:
+        wait_prometheus(server)
+        deadline = time.monotonic() + 30
+        firing: list[dict[str, Any]] = []
+        while time.monotonic() < deadline and not firing:
+            alerts = requests.get(f"{server.url}/api/v1/alerts", timeout=5).json()["data"]
+            firing = [
+                a
+                for a in alerts["alerts"]
+                if a["labels"]["alertname"] == "GpuRiskCriticalIncident" and a["state"] == "firing"
+            ]
+            time.sleep(0.2)
+        assert firing, log.read_text(errors="replace")[-2000:]
+        assert {a["labels"]["root_cause"] for a in firing} == {"gpu-node-003/2"}
+    finally:
+        server.stop()
+        bot.stop()
