@@ -13,6 +13,7 @@ import logging
 import threading
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -218,3 +219,39 @@ def test_logging_filter_masks_urls_in_messages_and_tracebacks() -> None:
     text = logging.Formatter().format(record)
     assert "http://***@h/" in text
     _assert_clean(text, redact_text("see http://a:CANARYPASS@h/ and sqlite:///x"))
+
+
+def test_the_state_store_holds_no_secret(tmp_path: Path) -> None:
+    """A bot run with canary credentials everywhere writes none of them to its database."""
+    from datetime import timedelta
+
+    from bot.config import load_settings
+    from bot.wiring import build_runtime
+    from storage.simulator import FleetSimulator, FleetSpec
+    from tests.fixtures import fleetdata as fd
+
+    sim = fd.simulate(FleetSimulator, FleetSpec)  # HBM fails at 2:00, PCIe at 2:30
+    db = tmp_path / "state.db"
+    settings = load_settings(
+        None,
+        database_url=f"sqlite:///{db}",
+        detector="static",
+        open_after=1,
+        prometheus_url=_url(9),
+        prometheus_bearer_token=None,
+        prometheus_username=None,
+        console_log=tmp_path / "console.jsonl",
+        http_host="127.0.0.1",
+    )
+    at = {"t": fd.SIM_START + timedelta(hours=2, minutes=10)}
+    runtime = build_runtime(settings, source=sim, clock=lambda: at["t"])
+    try:
+        for minutes in range(0, 40, 5):
+            at["t"] = fd.SIM_START + timedelta(hours=2, minutes=10 + minutes)
+            assert runtime.scan() is True
+            runtime.dispatch()
+        assert runtime.repository.open_incidents(), "the fault should be in the store"
+    finally:
+        runtime.repository.close()
+    raw = b"".join(p.read_bytes() for p in tmp_path.glob("state.db*"))
+    _assert_clean(raw.decode("latin-1"), "the SQLite state store")
