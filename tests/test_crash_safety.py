@@ -25,7 +25,7 @@ import pytest
 import requests
 
 from analysis.types import format_time, parse_time
-from bot.console import read_log
+from bot.sinks.console import read_log
 from storage.repository import Repository
 from tests.fixtures import fleetdata as fd
 from tests.fixtures.postgres import (  # noqa: F401 - pytest fixtures

@@ -19,8 +19,9 @@ import requests
 from analysis.incidents import incident_id
 from analysis.types import GpuScore, Incident, RootCause
 from bot.config import ConfigError, load_settings
-from bot.console import ConsoleNotifier, read_log
 from bot.scheduler import Jobs, build_scheduler
+from bot.sinks.console import ConsoleSink as ConsoleNotifier
+from bot.sinks.console import read_log
 from bot.wiring import Runtime, build_runtime, make_clock
 from storage.repository import Repository
 from tests.fakeslack import FakeSlack, post_signed, slash_command

@@ -14,7 +14,6 @@ from typing import Any
 import pytest
 
 from analysis.types import GpuScore, Incident, RootCause
-from bot.console import ConsoleNotifier, read_log
 from bot.delivery import Retry, as_send, deliver, retry_after
 from bot.sinks import (
     KINDS,
@@ -26,9 +25,9 @@ from bot.sinks import (
     decode,
     dispatch,
 )
-from bot.sinks.console import ConsoleSink
+from bot.sinks.console import ConsoleSink, read_log
+from bot.sinks.console import ConsoleSink as ConsoleNotifier
 from bot.sinks.slack import SlackSink
-from bot.slack.outbox import send_item
 from storage.repository import MessageRef, OutboxItem, Repository
 from tests.fixtures import slack as fx
 from tests.fixtures.slack import ALERTS, Env, gpu_incident
@@ -328,17 +327,6 @@ def test_slack_improve_edits_the_alert_and_replies(env: Env) -> None:
     (reply,) = env.fake.thread(ALERTS, alert["ts"])
     assert "Better" in reply["text"]
     assert isinstance(SlackSink(env.bot.service), Sink)
-
-
-def test_send_item_still_sends_one_row(env: Env) -> None:
-    now = datetime.now(UTC)
-    env.repo.record_scan(now, False, 0.1, 0, "ConnectionError: refused")
-    (row,) = env.repo.claim_pending(10, "w", timedelta(minutes=1), at=now)
-    assert send_item(env.bot.service, row) is None
-    assert any("degraded" in m.get("text", "") for m in env.fake.channel_messages(ALERTS))
-
-
-# ---------------------------------------------------------------------- bounded attempts
 
 
 def test_failed_rows_back_off_exponentially_then_die_once_and_can_be_revived(

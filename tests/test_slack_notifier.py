@@ -11,7 +11,6 @@ from analysis.types import GpuScore, Incident, RootCause
 from bot.blocks.render import render_text
 from bot.slack.client import make_client
 from bot.slack.notifier import SlackNotifier
-from bot.slack.outbox import deliver_pending
 from storage.repository import Repository
 from tests.fakeslack import FakeSlack
 from tests.fixtures import slack as fx
@@ -21,6 +20,7 @@ from tests.fixtures.slack import (
     PNG,
     RACK_B,
     Env,
+    deliver_pending,
     gpu_incident,
     make_env,
     pdu_incident,
@@ -227,7 +227,7 @@ def test_images_stored_with_the_incident_are_uploaded_by_default(
 ) -> None:
 
     from bot.wiring import build_slack
-    from tests.fixtures.slack import make_settings
+    from tests.fixtures.slack import deliver_pending, make_settings
 
     bot = build_slack(make_settings(fake_slack), repo, topology=topology(), min_interval=0.0)
     now = datetime.now(UTC)
