@@ -6,20 +6,18 @@ requests of a fetch does not depend on the fleet's size. Results become the tidy
 malformed answer) is raised as one ``MetricsSourceError`` line saying what failed, where, and
 what to check.
 
-This module is the HTTP/query layer (client, retries, errors, the queries a fetch sends); checking
-the answers sample by sample and turning them into frames is :mod:`storage.promql_frames`.
-Credentials never leave it: ``PrometheusSource.url`` and every message show the URL through
-``storage.redact.redact_url`` (``http://***@host``).
+This module is what a fetch asks for (the GPU, node, XID-class, component and ``up`` queries,
+cordoned nodes) and the refusal of empty or half-empty answers. Sending queries, retries and the
+one-line errors are :mod:`storage.promql_client`; the series selector is
+:mod:`storage.promql_selector`; checking the answers sample by sample and turning them into frames
+is :mod:`storage.promql_frames`. Credentials never leave it: ``PrometheusSource.url`` and every
+message show the URL through ``storage.redact.redact_url`` (``http://***@host``).
 """
 
 from __future__ import annotations
 
-import ast
-import json
 import logging
-import re
 import time
-import warnings
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -27,9 +25,6 @@ from typing import Any
 
 import pandas as pd
 import requests
-from prometheus_api_client import PrometheusApiClientException, PrometheusConnect
-from urllib3.exceptions import InsecureRequestWarning
-from urllib3.util.retry import Retry
 
 from analysis.catalog import (
     DCGM_METRICS,
@@ -47,17 +42,19 @@ from analysis.types import (
     FleetFrames,
     Topology,
 )
+from storage.promql_client import PromQLClient, check_target
+from storage.promql_client import Sample as Sample  # noqa: PLC0414 - re-exported
 from storage.promql_frames import (
     COMPONENT_LABEL,
     component_frame,
     concat_frames,
     gpu_frame,
     node_frame,
-    parse_matrix,
     strip_port,
     up_frame,
 )
-from storage.redact import redact_text, redact_url
+from storage.promql_selector import Matcher as Matcher  # noqa: PLC0414 - re-exported
+from storage.promql_selector import SelectorError, parse_selector, with_matchers
 from storage.source import MetricsSourceError
 
 __all__ = [
@@ -100,98 +97,11 @@ class QueryStats:
     seconds: float
 
 
-# --------------------------------------------------------------------------- series selector
-# GPU_RISK_SERIES_SELECTOR ('{cluster="a"}') is a list of label matchers added to every metric
-# selector the reader sends (DCGM, node, up, the XID counter, label discovery), and to a
-# topology component's PromQL when that PromQL is a plain selector (``name`` or ``name{...}``);
-# any other PromQL (functions, operators) is sent as written: put the matchers in it yourself.
-# A matcher on a label the selector already constrains is not added (the written one wins).
-
-_MATCHER = re.compile(
-    r"""\s*([a-zA-Z_][a-zA-Z0-9_]*)\s*(=~|!~|!=|=)\s*("(?:[^"\\]|\\.)*"|'(?:[^'\\]|\\.)*')\s*"""
-)
-_PLAIN = re.compile(r"^\s*([a-zA-Z_:][a-zA-Z0-9_:]*)?\s*(?:\{(.*)\})?\s*$", re.DOTALL)
-
-Matcher = tuple[str, str, str]
-#: One series of an instant vector: its labels and its value.
-Sample = tuple[dict[str, str], float]
 #: kube-state-metrics: 1 while a node is cordoned (``kubectl cordon``/``drain``), else 0.
 CORDON_METRIC = "kube_node_spec_unschedulable"
 
 
-class SelectorError(ValueError):
-    """A series selector is not a list of PromQL label matchers."""
-
-
-def _matchers(inner: str) -> list[Matcher]:
-    """Parse ``a="x", b=~"y"`` (no braces) into (label, op, double-quoted value); raise ValueError."""
-    out: list[Matcher] = []
-    pos, text = 0, inner.strip().rstrip(",")
-    while pos < len(text):
-        m = _MATCHER.match(text, pos)
-        if m is None:
-            raise SelectorError(f"cannot read a label matcher at {text[pos : pos + 40]!r}")
-        value = m.group(3)
-        if value.startswith("'"):
-            value = '"' + value[1:-1].replace("\\'", "'").replace('"', '\\"') + '"'
-        out.append((m.group(1), m.group(2), value))
-        pos = m.end()
-        if pos < len(text):
-            if text[pos] != ",":
-                raise SelectorError(f"expected ',' between matchers at {text[pos : pos + 40]!r}")
-            pos += 1
-    return out
-
-
-def parse_selector(text: str | None) -> tuple[Matcher, ...]:
-    """Parse a series selector such as ``{cluster="a", env=~"prod|stage"}`` (braces optional).
-
-    Returns the matchers as (label, operator, double-quoted value); empty for None or ``{}``.
-    Raises SelectorError (a ValueError) with what is wrong.
-    """
-    if text is None or not text.strip():
-        return ()
-    body = text.strip()
-    if body.startswith("{"):
-        if not body.endswith("}"):
-            raise SelectorError(f"{text!r}: a selector in braces must end with '}}'")
-        body = body[1:-1]
-    try:
-        return tuple(_matchers(body))
-    except SelectorError as exc:
-        raise SelectorError(
-            f'{text!r} is not a list of label matchers ({exc}): write e.g. {{cluster="a"}}'
-        ) from None
-
-
-def with_matchers(promql: str, matchers: Sequence[Matcher]) -> tuple[str, bool]:
-    """Add ``matchers`` to ``promql`` when it is a plain selector; return (query, applied).
-
-    ``metric`` becomes ``metric{m}``, ``metric{a="x"}`` becomes ``metric{a="x",m}``; a matcher
-    on a label the selector already names is left out. Anything else is returned unchanged with
-    ``applied`` False (and True when there is nothing to add).
-    """
-    if not matchers:
-        return promql, True
-    m = _PLAIN.match(promql)
-    if m is None or (m.group(1) is None and m.group(2) is None):
-        return promql, False
-    try:
-        own = _matchers(m.group(2) or "")
-    except SelectorError:
-        return promql, False
-    named = {label for label, _, _ in own}
-    added = [f"{label}{op}{value}" for label, op, value in matchers if label not in named]
-    parts = [f"{label}{op}{value}" for label, op, value in own] + added
-    return f"{m.group(1) or ''}{{{', '.join(parts)}}}", True
-
-
-def _duration(step: timedelta) -> str:
-    """Render a timedelta as a PromQL duration (whole seconds, at least 1s)."""
-    return f"{max(1, round(step.total_seconds()))}s"
-
-
-class PrometheusSource:
+class PrometheusSource(PromQLClient):
     """A ``MetricsSource`` over a PromQL HTTP API, built on prometheus-api-client.
 
     Parameters
@@ -248,113 +158,32 @@ class PrometheusSource:
         headers: Mapping[str, str] | None = None,
     ) -> None:
         """Build the client; nothing is sent until ``fetch``."""
-        if not url.startswith(("http://", "https://")):
-            raise MetricsSourceError(
-                f"Prometheus URL {url!r} must start with http:// or https:// "
-                "(check GPU_RISK_PROMETHEUS_URL or --prometheus-url)"
-            )
-        if bearer_token and basic_auth:
-            raise MetricsSourceError("set either a bearer token or basic auth for Prometheus")
+        check_target(url, bearer_token, basic_auth)  # before the label map, as always
         unknown = set(label_map or {}) - set(DEFAULT_LABEL_MAP)
         if unknown:
             raise MetricsSourceError(
                 f"label map has unknown key(s) {sorted(unknown)}; allowed: "
                 f"{', '.join(DEFAULT_LABEL_MAP)} (check GPU_RISK_LABEL_MAP)"
             )
-        try:
-            self.matchers = parse_selector(series_selector)
-        except SelectorError as exc:
-            raise MetricsSourceError(f"{exc} (check GPU_RISK_SERIES_SELECTOR)") from None
-        extra = {str(k): str(v) for k, v in (headers or {}).items()}
-        if bearer_token and any(k.lower() == "authorization" for k in extra):
-            raise MetricsSourceError(
-                "an Authorization header and a bearer token are both set for Prometheus: keep "
-                "one (GPU_RISK_PROMETHEUS_HEADERS or GPU_RISK_PROMETHEUS_BEARER_TOKEN)"
-            )
-        self._url = url.rstrip("/")
-        self.url = redact_url(self._url)
+        super().__init__(
+            url,
+            bearer_token=bearer_token,
+            basic_auth=basic_auth,
+            ca_file=ca_file,
+            verify_tls=verify_tls,
+            timeout=timeout,
+            retries=retries,
+            session=session,
+            series_selector=series_selector,
+            headers=headers,
+        )
         self.topology = topology
-        self.timeout = float(timeout)
         self.labels = {**DEFAULT_LABEL_MAP, **(label_map or {})}
         self.gpu_metrics = tuple(gpu_metrics)
         self.node_metrics = tuple(node_metrics)
         self.required_metrics = tuple(required_metrics)
         self.sample_window = sample_window
         self.last_stats: QueryStats | None = None
-        self._requests = 0
-        sess = session if session is not None else requests.Session()
-        sess.verify = ca_file if ca_file else verify_tls
-        self._verify = bool(ca_file) or verify_tls
-        if not self._verify:
-            logger.warning("TLS verification of %s is off (verify_tls=False)", self.url)
-        retry = Retry(
-            total=retries,
-            connect=retries,
-            read=retries,
-            status=retries,
-            backoff_factor=0.5,
-            status_forcelist=(502, 503, 504),
-            allowed_methods=frozenset({"GET", "POST"}),
-            raise_on_status=False,
-        )
-        if bearer_token:
-            extra["Authorization"] = f"Bearer {bearer_token}"
-        self._client = PrometheusConnect(
-            url=self._url,
-            headers=extra or None,
-            retry=retry,
-            auth=basic_auth,
-            session=sess,
-            timeout=self.timeout,  # type: ignore[arg-type]
-        )
-
-    # ------------------------------------------------------------------ queries
-
-    def query_range(
-        self, query: str, start: datetime, end: datetime, step: timedelta, *, what: str = ""
-    ) -> list[dict[str, Any]]:
-        """Run one PromQL range query; return its checked matrix or raise MetricsSourceError."""
-        label = what or query
-        result = self._send(
-            label,
-            lambda: self._client.custom_query_range(
-                query=query, start_time=start, end_time=end, step=_duration(step)
-            ),
-        )
-        answer = {"status": "success", "data": {"resultType": "matrix", "result": result}}
-        return parse_matrix(answer, f"Prometheus at {self.url} answered {label!r}")
-
-    def query(self, query: str, at: datetime | None = None, *, what: str = "") -> list[Sample]:
-        """Run one PromQL instant query (at ``at``, default now); return (labels, value) pairs.
-
-        The query is sent as written (apply :meth:`select` to a metric name first). Errors are
-        the same one-line MetricsSourceError as :meth:`query_range`.
-        """
-        label = what or query
-        params = {"time": f"{at.timestamp():.3f}"} if at is not None else None
-        result = self._send(label, lambda: self._client.custom_query(query=query, params=params))
-        where = f"Prometheus at {self.url} answered {label!r}"
-        if not isinstance(result, list):
-            raise MetricsSourceError(f"{where} with {type(result).__name__}, not a vector")
-        out: list[Sample] = []
-        for item in result:
-            metric = item.get("metric") if isinstance(item, dict) else None
-            value = item.get("value") if isinstance(item, dict) else None
-            if not isinstance(metric, dict) or not isinstance(value, list) or len(value) != 2:
-                raise MetricsSourceError(
-                    f"{where} with a series that is not an instant sample: check that the query "
-                    "returns an instant vector"
-                )
-            try:
-                number = float(value[1])
-            except (TypeError, ValueError):
-                raise MetricsSourceError(f"{where} with a non-numeric sample") from None
-            out.append(({str(k): str(v) for k, v in metric.items()}, number))
-        return out
-
-    def select(self, promql: str) -> str:
-        """``promql`` with the series selector's matchers when it is a plain selector."""
-        return with_matchers(promql, self.matchers)[0]
 
     def cordoned(self, at: datetime) -> frozenset[str]:
         """Nodes cordoned at ``at``: kube-state-metrics' ``kube_node_spec_unschedulable == 1``.
@@ -366,82 +195,6 @@ class PrometheusSource:
         query = f"{self.select(CORDON_METRIC)} == 1"
         samples = self.query(query, at, what=CORDON_METRIC)
         return frozenset(labels["node"] for labels, _ in samples if labels.get("node"))
-
-    def _send(self, label: str, call: Any) -> Any:
-        """Send one request through the client; every failure becomes one MetricsSourceError."""
-        self._requests += 1
-        try:
-            with warnings.catch_warnings():
-                if not self._verify:  # the user chose no verification: say it once, not per query
-                    warnings.simplefilter("ignore", InsecureRequestWarning)
-                return call()
-        except PrometheusApiClientException as exc:
-            code, body = _client_error(str(exc))
-            raise MetricsSourceError(self._http_error(code, body, label)) from None
-        except requests.exceptions.SSLError as exc:
-            logger.debug("TLS failure: %s", redact_text(repr(exc)))
-            raise MetricsSourceError(
-                f"TLS handshake with Prometheus at {self.url} failed ({_reason(exc)}): set "
-                "GPU_RISK_PROMETHEUS_CA_FILE to the server's CA, or GPU_RISK_PROMETHEUS_VERIFY_TLS"
-                "=false on a trusted network"
-            ) from None
-        except (requests.exceptions.JSONDecodeError, RecursionError):  # not JSON, or absurdly deep
-            raise MetricsSourceError(
-                f"Prometheus at {self.url} answered {label!r} with something that is not a "
-                f"Prometheus API response (invalid JSON): check the URL points at the "
-                "PromQL API (not Grafana or a proxy login page)"
-            ) from None
-        except requests.exceptions.RequestException as exc:
-            logger.debug("request failure: %s", redact_text(repr(exc)))
-            if _timed_out(exc):
-                raise MetricsSourceError(
-                    f"Prometheus at {self.url} did not answer {label!r} within {self.timeout:g}s: "
-                    "it is overloaded or the window is too large; raise GPU_RISK_PROMETHEUS_TIMEOUT "
-                    "or check the server"
-                ) from None
-            raise MetricsSourceError(
-                f"cannot reach Prometheus at {self.url} ({_reason(exc)}): check "
-                "GPU_RISK_PROMETHEUS_URL / --prometheus-url and that the server is running"
-            ) from None
-        except (ValueError, KeyError, TypeError) as exc:
-            # urllib3 refuses some URLs with ValueError; JSON without data/result
-            logger.debug("unexpected answer: %s", redact_text(repr(exc)))
-            raise MetricsSourceError(
-                f"Prometheus at {self.url} answered {label!r} with something that is not a "
-                f"Prometheus API response ({type(exc).__name__}): check the URL points at the "
-                "PromQL API (not Grafana or a proxy login page)"
-            ) from None
-
-    def _http_error(self, code: int, body: bytes, what: str) -> str:
-        """Turn an HTTP error answer into one readable line (with Prometheus' error, if any)."""
-        detail = ""
-        try:
-            error = json.loads(body).get("error")
-        except (ValueError, RecursionError, AttributeError):
-            error = None
-        if isinstance(error, str):
-            detail = " ".join(redact_text(error).split())
-            detail = detail if len(detail) <= 200 else detail[:197] + "..."
-        if code in (401, 403):
-            return (
-                f"Prometheus at {self.url} refused the request (HTTP {code}): check "
-                "GPU_RISK_PROMETHEUS_BEARER_TOKEN or GPU_RISK_PROMETHEUS_USERNAME/PASSWORD"
-            )
-        if code in (400, 422):
-            return (
-                f"Prometheus at {self.url} rejected the query {what!r} (HTTP {code}"
-                f"{': ' + detail if detail else ''}): check the PromQL (topology components, "
-                "label map)"
-            )
-        if code == 404:
-            return (
-                f"Prometheus at {self.url} has no /api/v1/query_range (HTTP 404): check the URL "
-                "(it should be the server's base URL, with any path prefix it is served under)"
-            )
-        return (
-            f"Prometheus at {self.url} failed on {what!r} (HTTP {code or '?'}"
-            f"{': ' + detail if detail else ''}): check the server's health and logs"
-        )
 
     def _matrix(
         self, query: str, start: datetime, end: datetime, step: timedelta, what: str
@@ -602,52 +355,3 @@ def _chunks(members: list[tuple[str, str]], limit: int) -> Iterable[list[tuple[s
 def _escape(value: str) -> str:
     """Escape a value for a PromQL double-quoted string."""
     return value.replace("\\", "\\\\").replace('"', '\\"')
-
-
-def _client_error(text: str) -> tuple[int, bytes]:
-    """Split prometheus-api-client's ``HTTP Status Code N (b'body')`` into code and body."""
-    m = re.match(r"HTTP Status Code (\d+) \((b(['\"]).*\3)\)\s*$", text, re.DOTALL)
-    if m is None:
-        found = re.search(r"HTTP Status Code (\d+)", text)
-        return (int(found.group(1)) if found else 0), b""
-    try:
-        body = ast.literal_eval(m.group(2))
-    except (ValueError, SyntaxError):
-        body = b""
-    return int(m.group(1)), body if isinstance(body, bytes) else b""
-
-
-def _timed_out(exc: BaseException) -> bool:
-    """True when a requests/urllib3 failure is a timeout (also when wrapped by retries)."""
-    seen: set[int] = set()
-    stack: list[Any] = [exc]
-    while stack:
-        e = stack.pop()
-        if e is None or id(e) in seen:
-            continue
-        seen.add(id(e))
-        if isinstance(e, requests.exceptions.Timeout | TimeoutError):
-            return True
-        name = type(e).__name__
-        if "Timeout" in name:
-            return True
-        if isinstance(e, BaseException):
-            stack.extend([e.__cause__, e.__context__, getattr(e, "reason", None), *e.args])
-    return False
-
-
-def _reason(exc: BaseException) -> str:
-    """A short human reason for a connection failure (refused, DNS, reset...)."""
-    text = str(exc)
-    for needle, say in (
-        ("Connection refused", "connection refused"),
-        ("Name or service not known", "host name not found"),
-        ("nodename nor servname", "host name not found"),
-        ("Temporary failure in name resolution", "host name not found"),
-        ("CERTIFICATE_VERIFY_FAILED", "certificate verify failed"),
-        ("Connection reset", "connection reset"),
-        ("RemoteDisconnected", "server closed the connection"),
-    ):
-        if needle in text:
-            return say
-    return type(exc).__name__
