@@ -91,6 +91,10 @@ class ModelFormatError(ValueError):
     """Bytes that are not a gpu-risk model, or one written by an incompatible version."""
 
 
+class NotEnoughHistoryError(ValueError):
+    """The history cannot train a model (too short, empty, or without healthy rows)."""
+
+
 class NotFittedError(RuntimeError):
     """A scorer was asked to assess before ``fit``."""
 
@@ -146,7 +150,7 @@ def fit_times(start: datetime, end: datetime, window: timedelta, cycles: int) ->
     first = _utc(start) + pd.Timedelta(window)
     last = _utc(end)
     if last < first:
-        raise ValueError(
+        raise NotEnoughHistoryError(
             f"history too short: it spans {(last - _utc(start))} but one window needs {window}; "
             "fetch a longer history (GPU_RISK_FIT_WINDOW_HOURS) or shorten the window"
         )
@@ -237,13 +241,13 @@ class FeatureScorer:
         times = fit_times(start.to_pydatetime(), history.end, self.window, self.fit_cycles)
         rows = feature_history(sort_frames(history), graph, times, self.window)
         if rows.empty:
-            raise ValueError("no GPU rows in the history: is the metrics source empty?")
+            raise NotEnoughHistoryError("no GPU rows in the history: is the metrics source empty?")
         keep = ~self._excluded(rows, graph)
         flagged = rows[list(FLAG_COLUMNS)].any(axis=1).to_numpy()
         keep &= ~flagged
         rows = rows[keep]
         if len(rows) < 20:
-            raise ValueError(
+            raise NotEnoughHistoryError(
                 f"only {len(rows)} healthy feature rows to fit on: give a longer history "
                 "or fewer exclusions"
             )

@@ -23,7 +23,7 @@ from analysis.lifecycle import Decision
 from analysis.maintenance import MaintenanceWindow, active_targets
 from analysis.plots import render_incident_graph, render_incident_metrics
 from analysis.scorer import Scorer
-from analysis.scoring import Exclusion, fleet_fingerprint
+from analysis.scoring import Exclusion, NotEnoughHistoryError, fleet_fingerprint
 from analysis.tracker import IncidentTracker
 from analysis.types import Assessment, FleetFrames, GpuRef, Incident, Severity, Topology
 from bot.telemetry import BotMetrics
@@ -117,7 +117,12 @@ class Pipeline:
             return self._source_failed(at, str(exc), started)
         graph = self.graph_of(frames)
         self.last_frames, self.last_graph = frames, graph  # what this cycle saw (for comparisons)
-        scorer = self.model(graph, at, frames)
+        try:
+            scorer = self.model(graph, at, frames)
+        except MetricsSourceError as exc:  # the history a (re)fit needs could not be read
+            return self._source_failed(at, str(exc), started)
+        except NotEnoughHistoryError as exc:
+            return self._model_failed(at, str(exc), started)
         scorer.allowances = self.allowances(at)  # what false-alarm verdicts taught, from the store
         assessment = scorer.assess(frames, graph, at)
         try:
@@ -338,6 +343,20 @@ class Pipeline:
             self.metrics.scans.labels("source_error").inc()
             self.metrics.data_source_up.set(0)
         return CycleOutcome(at=at, ok=False, error=error, duration_s=duration)
+
+    def _model_failed(self, at: datetime, error: str, started: float) -> CycleOutcome:
+        """Record a cycle that could not score: no model can be fitted on the history yet.
+
+        Open incidents stay open (nothing is decided); the next cycle tries again, and the
+        failed scan shows in ``/gpu-risk status``, ``/readyz`` and the scan metrics.
+        """
+        duration = time.perf_counter() - started
+        reason = f"no model: {error}"
+        logger.warning("scan at %s: %s", at.isoformat(), reason)
+        self.repository.record_scan(at, False, duration, 0, error=reason)
+        if self.metrics is not None:
+            self.metrics.scans.labels("model_error").inc()
+        return CycleOutcome(at=at, ok=False, error=reason, duration_s=duration)
 
     def _succeeded(
         self,

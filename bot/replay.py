@@ -12,8 +12,10 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
+from analysis.scoring import NotEnoughHistoryError
 from analysis.types import Assessment
 from bot.pipeline import CycleOutcome, Pipeline
+from storage.source import MetricsSourceError
 
 
 class ReplayError(RuntimeError):
@@ -59,7 +61,12 @@ class Replay:
         outcomes = {}
         for name, pipeline in self.pipelines.items():
             if due and pipeline.needs_history:
-                pipeline.refit(at)
+                try:
+                    pipeline.refit(at)
+                except (NotEnoughHistoryError, MetricsSourceError) as exc:
+                    raise ReplayError(
+                        f"{name} refit at {at.isoformat()}: no model: {exc}"
+                    ) from None
             outcome = pipeline.run_cycle(at)
             if not outcome.ok or outcome.assessment is None:
                 raise ReplayError(f"{name} cycle at {at.isoformat()}: {outcome.error}")

@@ -23,6 +23,7 @@ from typing import Any
 
 from apscheduler.schedulers.background import BackgroundScheduler
 
+from analysis.scoring import NotEnoughHistoryError
 from analysis.types import format_time
 from bot.config import Settings
 from bot.delivery import Retry, deliver
@@ -32,6 +33,7 @@ from bot.sinks import Sink, resend_open_alerts
 from bot.telemetry import BotMetrics
 from storage.leader import AdvisoryLock, LeaseLock
 from storage.repository import OutboxItem, Repository
+from storage.source import MetricsSourceError
 
 logger = logging.getLogger(__name__)
 
@@ -175,9 +177,13 @@ class Runtime:
         self.metrics.notifications_sent.labels(item.kind).inc()
 
     def refit(self) -> None:
-        """Leader: refit the model on the history before now."""
-        if self.is_leader():
+        """Leader: refit the model on the history before now; on failure the current one stays."""
+        if not self.is_leader():
+            return
+        try:
             self.pipeline.refit(self.clock())
+        except (NotEnoughHistoryError, MetricsSourceError) as exc:
+            logger.warning("daily refit failed, the current model keeps scanning: %s", exc)
 
     def digest(self) -> None:
         """Leader: post the daily digest and prune score history past its retention."""

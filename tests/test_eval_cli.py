@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -145,6 +145,29 @@ def test_tiny_dev_matrix_end_to_end(tmp_path: Path) -> None:
     for scenario in data["scenarios"]:
         cells = scenario["backtest"]["faults"]
         assert {c["graph"]["level"] for c in cells} == {"gpu", "component"}
+
+
+def history_too_short(seed: int, *, healthy: bool = False, max_gpus: int = 512) -> TinyScenario:
+    """Seed 102 has 20 minutes of history: no model can be fitted on it."""
+    scenario = tiny_scenario(seed, healthy=healthy, max_gpus=max_gpus)
+    if seed == 102:
+        return replace(scenario, history=timedelta(minutes=20))
+    return scenario
+
+
+def test_a_scenario_that_cannot_be_scored_is_reported_not_fatal(tmp_path: Path) -> None:
+    out = tmp_path / "eval"
+    args = ["eval", "--seeds", "101,102", "--jobs", "1", "--no-explain", "--out", str(out)]
+    factory = "tests.test_eval_cli:history_too_short"
+    more = ["--detectors", "graph", "--scenario-factory", factory]
+    result = CliRunner().invoke(build_app(), [*args, *more])
+    assert result.exit_code == 0, result.stderr + result.stdout
+    data = json.loads((out / "eval.json").read_text())
+    assert [s["seed"] for s in data["scenarios"]] == [101]
+    assert [f["seed"] for f in data["failed"]] == [102]
+    assert "no model" in data["failed"][0]["reason"]
+    assert "seed 102:" in (out / "eval.md").read_text()
+    assert "Traceback" not in result.stdout + result.stderr
 
 
 def test_healthy_one_minute_variant(tmp_path: Path) -> None:

@@ -47,3 +47,26 @@ def test_a_vanished_gpu_stays_in_the_fleet_without_a_refit(tmp_path: Path) -> No
     mine = [i for i in open_now if "gpu-node-002/1" in {g.key for g in i.gpus}]
     assert mine and mine[0].severity == "critical"
     repo.close()
+
+
+def test_a_cycle_without_enough_history_fails_cleanly_and_the_next_one_retries(
+    tmp_path: Path,
+) -> None:
+    """No model can be fitted yet: the cycle says why instead of raising, nothing is decided."""
+    spec = FleetSpec(racks=1, nodes_per_rack=1, gpus_per_node=2)
+    start = datetime(2026, 11, 3, tzinfo=UTC)
+    sim = FleetSimulator(spec, start=start, duration=timedelta(hours=6), seed=5108)
+    repo = Repository.from_url(f"sqlite:///{tmp_path / 'state.db'}")
+    pipeline = Pipeline(
+        source=sim,
+        topology=sim.topology,
+        repository=repo,
+        make_scorer=lambda: GraphRiskModel(random_state=0),
+        fit_window=timedelta(hours=4),
+    )
+    early = pipeline.run_cycle(start + timedelta(minutes=40))  # 10 minutes of history
+    assert not early.ok and early.error is not None and early.error.startswith("no model:")
+    assert repo.status().last_scan is not None and not repo.status().last_scan.ok
+    later = pipeline.run_cycle(start + timedelta(hours=5))
+    assert later.ok and later.gpus_scored == spec.n_gpus
+    repo.close()

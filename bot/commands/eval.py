@@ -22,6 +22,7 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass
 from datetime import timedelta
+from functools import partial
 from multiprocessing import get_context
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
@@ -34,6 +35,8 @@ from bot.commands.common import UserError, guarded, progress_bar
 
 if TYPE_CHECKING:
     from analysis.evaluation.matrix import ScenarioResult
+
+logger = logging.getLogger(__name__)
 
 #: Where scenarios come from: ``module:function(seed, *, healthy, max_gpus) -> Scenario``.
 DEFAULT_FACTORY = "storage.simulator.scenario:draw_scenario"
@@ -162,22 +165,35 @@ def run_job(job: EvalJob) -> ScenarioResult:
 
 def run_matrix(
     jobs: Sequence[EvalJob], workers: int, on_done: Callable[[ScenarioResult], None] | None = None
-) -> list[ScenarioResult]:
-    """Run every job (in ``workers`` processes when more than one); results in job order."""
+) -> tuple[list[ScenarioResult], list[tuple[int, str]]]:
+    """Run every job (in ``workers`` processes when more than one).
+
+    Returns the scored scenarios in job order, and (seed, reason) for each scenario that could
+    not be scored: one scenario's failure is reported, never the end of the whole run.
+    """
     results: dict[int, ScenarioResult] = {}
+    failed: list[tuple[int, str]] = []
+
+    def keep(i: int, get: Callable[[], ScenarioResult]) -> None:
+        """Store one job's result, or its failure in one line."""
+        try:
+            results[i] = get()
+        except Exception as exc:
+            logger.warning("seed %s could not be scored: %s", jobs[i].seed, exc)
+            failed.append((jobs[i].seed, f"{type(exc).__name__}: {exc}"))
+            return
+        if on_done is not None:
+            on_done(results[i])
+
     if workers <= 1:
         for i, job in enumerate(jobs):
-            results[i] = run_job(job)
-            if on_done is not None:
-                on_done(results[i])
+            keep(i, partial(run_job, job))
     else:
         with ProcessPoolExecutor(max_workers=workers, mp_context=get_context("spawn")) as pool:
             futures = {pool.submit(run_job, job): i for i, job in enumerate(jobs)}
             for fut in as_completed(futures):
-                results[futures[fut]] = fut.result()
-                if on_done is not None:
-                    on_done(results[futures[fut]])
-    return [results[i] for i in range(len(jobs))]
+                keep(futures[fut], fut.result)
+    return [results[i] for i in sorted(results)], sorted(failed)
 
 
 def eval_command(
@@ -251,10 +267,13 @@ def eval_command(
                 description=f"seed {result.seed}: {result.n_gpus} GPUs in {result.seconds:.0f} s",
             )
 
-        results = run_matrix(todo, jobs, done)
+        results, failed = run_matrix(todo, jobs, done)
     wall = time.perf_counter() - started
     pooled = aggregate(results)
     summary = matrix_markdown(pooled, results, seeds_label=label, wall_seconds=wall, jobs=jobs)
+    if failed:
+        summary += "\nScenarios that could not be scored (left out of every figure above):\n\n"
+        summary += "".join(f"- seed {seed}: {reason}\n" for seed, reason in failed)
     data = {
         "seeds": label,
         "healthy": healthy,
@@ -275,6 +294,7 @@ def eval_command(
             for c in target_checks(pooled)
         ],
         "scenarios": [r.as_dict() for r in results],
+        "failed": [{"seed": seed, "reason": reason} for seed, reason in failed],
     }
     if out is not None:
         out.mkdir(parents=True, exist_ok=True)
