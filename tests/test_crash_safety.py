@@ -282,6 +282,13 @@ def test_replicas_killed_at_random_points_notify_every_incident_exactly_once(
         for bot in survivors:
             bot.wait_for("HTTP on", timeout=180)
         ready = max(sim_now(fleet), fd.SIM_START + timedelta(hours=2, minutes=50))
+        # However fast the kills went, the bots' clock still has to reach ``ready``: wait that
+        # long in real time, plus room for a slow, loaded machine.
+        to_go = (
+            (ready - sim_now(fleet))
+            / timedelta(seconds=1)
+            / float(fleet.env["GPU_RISK_CLOCK_SPEED"])
+        )
         repo = Repository.from_url(url, migrate_schema=False)
         try:
             wait_until(
@@ -290,7 +297,7 @@ def test_replicas_killed_at_random_points_notify_every_incident_exactly_once(
                     and st.last_ok_scan.at >= ready
                     and st.pending_notifications == 0
                 ),
-                180,
+                max(to_go, 0.0) + 180,
                 "a good scan by the survivors and an empty outbox",
             )
             health = [
