@@ -37,3 +37,17 @@ REPORT_RUN_2026_12_01: dict[str, object] = {
     "explain": False,
     "max_gpus": 128,
 }
+
+#: Added on 2026-12-01 after the faulty run above finished (it took 11 min, not hours) and before
+#: either of these was started: the healthy run of the same 8 seeds at 5-min cycles as declared,
+#: then the ablation on the same 8 faulty scenarios at 5-min cycles (graph, graph-noctx, guard,
+#: iforest, static; no explanations; 128 GPUs at most). Commands: ``gpu-risk eval --seeds report
+#: --limit 8 --cycle 5m --detectors graph,static --no-explain --max-gpus 128 --healthy`` and
+#: ``gpu-risk eval --seeds report --limit 8 --cycle 5m --ablation --no-explain --max-gpus 128``.
+REPORT_ABLATION_2026_12_01: dict[str, object] = {
+    "seeds": REPORT_SEEDS[:8],
+    "cycle": "5m",
+    "detectors": ("graph", "graph-noctx", "guard", "iforest", "static"),
+    "explain": False,
+    "max_gpus": 128,
+}
