@@ -5,7 +5,8 @@ Pure. The pipeline feeds each cycle's :class:`~analysis.types.Assessment` to
 update, resolve) is :mod:`analysis.lifecycle`'s decision.
 
 Failed stays failed: once an incident carries a failure-grade signal (DBE, row-remap failure,
-hardware XID, a vanished GPU) its hardware has failed. A failed GPU is usually drained: its error
+hardware XID, a vanished GPU), or all the GPUs of an open node, rack or component incident are
+drained at once, its hardware has failed. A failed GPU is usually drained: its error
 counters stop moving and the model reads it as healthy, so quiet cycles are no evidence of repair.
 A failed incident therefore stays open until its GPUs are back in service (reporting, running work
 at ``REPAIR_UTIL`` % or more, no failure-grade signal, not at risk) for ``repair_after``, or until
@@ -29,6 +30,8 @@ from analysis.types import Assessment, Incident
 FAILURE_SIGNALS: frozenset[str] = frozenset(FLAG_SIGNALS.values())
 #: GPU utilisation (%) that counts as back in service after a failure.
 REPAIR_UTIL = 20.0
+#: Below this utilisation (%) on every GPU of an open incident at once, they were drained.
+DRAINED_UTIL = 2.0
 #: How long a failed incident's GPUs must be back in service and healthy before it closes.
 DEFAULT_REPAIR_AFTER = timedelta(hours=1)
 #: A GPU whose last sample is older than this (minutes) is not reporting.
@@ -166,6 +169,12 @@ class IncidentTracker:
             if key in self._open and FAILURE_SIGNALS.intersection(inc.signals):
                 self._failed.setdefault(key, assessment.at)
                 self._in_service.pop(key, None)
+        for key, inc in self._open.items():
+            # Every GPU of an open several-GPU incident drained at once: the hardware was taken
+            # out of service (or its jobs died with it); its counters stop and it reads healthy.
+            if key not in self._failed and _drained(assessment.features, inc):
+                self._failed[key] = assessment.at
+                self._in_service.pop(key, None)
         for key in list(self._open):
             if key in present:
                 continue
@@ -206,6 +215,20 @@ class IncidentTracker:
             return assessment.at - since >= self.repair_after
         self._in_service.pop(key, None)
         return False
+
+
+def _drained(table: pd.DataFrame | None, incident: Incident) -> bool:
+    """Whether every GPU of a several-GPU incident reports and runs (almost) nothing at once.
+
+    One GPU going idle is usually its job ending; a node's, rack's or component's GPUs all idle
+    at once is an outage or a drain.
+    """
+    if len(incident.gpus) < 2 or table is None or table.empty or "util" not in table.columns:
+        return False
+    rows = table.reindex([g.key for g in incident.gpus])
+    reporting = rows.get("last_seen_min", pd.Series(0.0, index=rows.index)) < REPORTING_MINUTES
+    idle = rows["util"] < DRAINED_UTIL
+    return bool(len(rows) and (reporting & idle).all())
 
 
 def _in_service(table: pd.DataFrame, gpus: list[str]) -> bool:

@@ -69,3 +69,31 @@ def test_failed_state_survives_a_failover() -> None:
     for minute in range(5, 120, 5):
         assert second.update(_cycle(minute, at_risk=False, util=0.0)), minute
     assert second.failed
+
+
+def test_a_component_whose_gpus_are_all_drained_stays_open_until_back_in_service() -> None:
+    """A switch fails: its jobs die, the GPUs idle, its counters stop; no all-clear for that."""
+    keys = ("n1/0", "n1/1")
+
+    def cycle(minute: int, *, at_risk: bool, util: float) -> Assessment:
+        """Both GPUs behind leaf-a1, at risk or quiet, at this utilisation."""
+        at = T0 + timedelta(minutes=minute)
+        gpus = tuple(GpuScore("n1", k[-1], 0.99 if at_risk else 0.1) for k in keys)
+        rows = pd.DataFrame(
+            {"util": [util] * 2, "last_seen_min": [1.0] * 2, "fail_vanished": [False] * 2},
+            index=pd.Index(keys, name="gpu_key"),
+        )
+        incidents = ()
+        if at_risk:
+            root = RootCause("leaf-a1", "switch")
+            incidents = (Incident("x", at, "critical", 0.99, root, gpus),)
+        return Assessment(at=at, scores=gpus, incidents=incidents, features=rows)
+
+    t = IncidentTracker(open_after=1, close_after=2, repair_after=timedelta(minutes=30))
+    assert t.update(cycle(0, at_risk=True, util=90.0))
+    for minute in range(5, 120, 5):  # drained: reporting, idle, nothing at risk any more
+        assert t.update(cycle(minute, at_risk=False, util=0.0)), minute
+    assert set(t.failed) == {"switch:leaf-a1"}
+    for minute in range(120, 150, 5):  # back in service, healthy
+        assert t.update(cycle(minute, at_risk=False, util=80.0)), minute
+    assert t.update(cycle(150, at_risk=False, util=80.0)) == []
