@@ -5,10 +5,8 @@ from __future__ import annotations
 import contextlib
 import json
 import math
-import threading
 from collections.abc import Iterator
 from datetime import timedelta
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import pytest
@@ -26,6 +24,7 @@ from storage.promql_frames import (
 )
 from storage.source import MetricsSourceError
 from tests.fixtures import fleetdata as fd
+from tests.fixtures.canned_http import canned_server
 
 FUZZ = settings(
     deadline=None,
@@ -210,28 +209,8 @@ def test_random_answers_parse_or_fail_in_one_line(answer: Any) -> None:
 @contextlib.contextmanager
 def serve(body: bytes, status: int = 200) -> Iterator[str]:
     """Answer every request with ``body``; yield the base URL."""
-
-    class Handler(BaseHTTPRequestHandler):
-        def log_message(self, format: str, *args: Any) -> None:
-            """Stay quiet."""
-
-        def do_GET(self) -> None:
-            """Send the canned answer."""
-            with contextlib.suppress(BrokenPipeError, ConnectionResetError):
-                self.send_response(status)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    server.daemon_threads = True
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}"
-    finally:
-        server.shutdown()
-        server.server_close()
+    with canned_server(body, status) as port:
+        yield f"http://127.0.0.1:{port}"
 
 
 @pytest.mark.parametrize(

@@ -274,17 +274,9 @@ def bot_metrics_server() -> Iterator[tuple[BotMetrics, int]]:
         server.stop()
 
 
-def test_prometheus_scrapes_the_bot_and_the_recording_rules_evaluate(
-    bot_metrics_server: tuple[BotMetrics, int], tmp_path: Path
-) -> None:
+def _prometheus_with_rules(tmp_path: Path, bot_port: int) -> Server:
+    """A real Prometheus scraping the bot every second with the shipped rules loaded."""
     binary = require_binary(PROMETHEUS)
-    metrics, bot_port = bot_metrics_server
-    scores = [
-        GpuScore("gpu-node-001", "0", 0.2),
-        GpuScore("gpu-node-002", "5", 0.95),
-        GpuScore("gpu-node-003", "1", 0.6),
-    ]
-    metrics.record_risk(scores, [incident("abc", "gpu-node-002/5", "gpu", "critical")], TOPOLOGY)
     port = free_port()
     config = tmp_path / "prometheus.yml"
     config.write_text(
@@ -311,7 +303,20 @@ scrape_configs:
             stdout=out,
             stderr=subprocess.STDOUT,
         )
-    server = Server("prometheus", f"http://127.0.0.1:{port}", proc, data, log)
+    return Server("prometheus", f"http://127.0.0.1:{port}", proc, data, log)
+
+
+def test_prometheus_scrapes_the_bot_and_the_recording_rules_evaluate(
+    bot_metrics_server: tuple[BotMetrics, int], tmp_path: Path
+) -> None:
+    metrics, bot_port = bot_metrics_server
+    scores = [
+        GpuScore("gpu-node-001", "0", 0.2),
+        GpuScore("gpu-node-002", "5", 0.95),
+        GpuScore("gpu-node-003", "1", 0.6),
+    ]
+    metrics.record_risk(scores, [incident("abc", "gpu-node-002/5", "gpu", "critical")], TOPOLOGY)
+    server = _prometheus_with_rules(tmp_path, bot_port)
     try:
         wait_prometheus(server)
 
@@ -329,7 +334,7 @@ scrape_configs:
             if len(got) == 2:
                 break
             time.sleep(0.2)
-        assert got == {"rack-a1": 0.95, "rack-a2": 0.6}, log.read_text(errors="replace")[-2000:]
+        assert got == {"rack-a1": 0.95, "rack-a2": 0.6}, server.log.read_text(errors="replace")[-2000:]
         assert query("rack:gpu_risk_gpus_at_risk:count") == {"rack-a1": 1}
         scraped = requests.get(
             f"{server.url}/api/v1/query", params={"query": "gpu_risk_score"}, timeout=5
@@ -350,7 +355,6 @@ def test_the_shipped_alert_fires_on_a_simulated_fault(tmp_path: Path) -> None:
     from bot.wiring import REPLAY, build_pipeline, memory_repository
     from storage.simulator import FleetSimulator, FleetSpec, make_fault
 
-    binary = require_binary(PROMETHEUS)
     spec = FleetSpec(racks=2, nodes_per_rack=2, gpus_per_node=4)
     start = datetime(2026, 11, 5, tzinfo=UTC)
     onset = start + timedelta(hours=9)
@@ -371,33 +375,7 @@ def test_the_shipped_alert_fires_on_a_simulated_fault(tmp_path: Path) -> None:
         cycle_times(at - timedelta(minutes=20), at, timedelta(minutes=5))
     )
     bot = serve(make_wsgi_app(metrics.registry), "127.0.0.1", 0)
-    port = free_port()
-    config = tmp_path / "prometheus.yml"
-    config.write_text(
-        f"""global:
-  scrape_interval: 1s
-  evaluation_interval: 1s
-rule_files: [{RULES}]
-scrape_configs:
-  - job_name: gpu-risk
-    static_configs:
-      - targets: ["127.0.0.1:{bot.port}"]
-""",
-        encoding="utf-8",
-    )
-    data, log = tmp_path / "data", tmp_path / "prometheus.log"
-    with log.open("wb") as out:
-        proc = subprocess.Popen(
-            [
-                binary,
-                f"--config.file={config}",
-                f"--storage.tsdb.path={data}",
-                f"--web.listen-address=127.0.0.1:{port}",
-            ],
-            stdout=out,
-            stderr=subprocess.STDOUT,
-        )
-    server = Server("prometheus", f"http://127.0.0.1:{port}", proc, data, log)
+    server = _prometheus_with_rules(tmp_path, bot.port)
     try:
         wait_prometheus(server)
         deadline = time.monotonic() + 30
@@ -410,7 +388,7 @@ scrape_configs:
                 if a["labels"]["alertname"] == "GpuRiskCriticalIncident" and a["state"] == "firing"
             ]
             time.sleep(0.2)
-        assert firing, log.read_text(errors="replace")[-2000:]
+        assert firing, server.log.read_text(errors="replace")[-2000:]
         assert {a["labels"]["root_cause"] for a in firing} == {"gpu-node-003/2"}
     finally:
         server.stop()

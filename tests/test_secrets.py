@@ -10,9 +10,6 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import threading
-from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +23,7 @@ from storage.redact import RedactingFilter, redact_text, redact_url
 from storage.repository import Repository
 from storage.source import MetricsSourceError
 from tests.fixtures import slack as fx
+from tests.fixtures.canned_http import canned_server
 from tests.fixtures.prometheus import free_port
 from tests.fixtures.slack import FakeSlack, make_env
 
@@ -65,31 +63,9 @@ def _url(port: int) -> str:
     return f"http://sre:CANARYPASS@127.0.0.1:{port}"
 
 
-@contextlib.contextmanager
-def _server(status: int, body: bytes) -> Iterator[int]:
+def _server(status: int, body: bytes) -> contextlib.AbstractContextManager[int]:
     """A local server answering every request with ``status`` and ``body``; yield its port."""
-
-    class Handler(BaseHTTPRequestHandler):
-        def log_message(self, format: str, *args: Any) -> None:
-            """Stay quiet."""
-
-        def do_GET(self) -> None:
-            """Send the canned answer."""
-            with contextlib.suppress(BrokenPipeError, ConnectionResetError):
-                self.send_response(status)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    server.daemon_threads = True
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    try:
-        yield server.server_address[1]
-    finally:
-        server.shutdown()
-        server.server_close()
+    return canned_server(body, status)
 
 
 def _everything_logged(caplog: pytest.LogCaptureFixture) -> str:
