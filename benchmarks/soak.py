@@ -69,6 +69,15 @@ def schedule(total: float) -> list[Fault]:
     ]
 
 
+def storm_schedule(minutes: float) -> list[Fault]:
+    """One continuous Slack storm of ``minutes``: 429 and 5xx minutes in turn, from 30 s in."""
+    n = max(1, round(minutes))
+    return [
+        Fault(30.0 + 60.0 * i, 60.0, "slack429-long" if i % 2 == 0 else "slack5xx")
+        for i in range(n)
+    ]
+
+
 def start_prometheus(data: Path, port: int) -> Server:
     """Start Prometheus over ``data`` on ``port`` and wait until it is ready."""
     binary = require_binary(PROMETHEUS)
@@ -207,7 +216,15 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--minutes", type=float, default=10.0)
     ap.add_argument("--interval", type=int, default=5)
     ap.add_argument("--out", type=Path, default=None, help="write the report as JSON here")
+    ap.add_argument(
+        "--storm-minutes",
+        type=float,
+        default=0.0,
+        help="instead of the mixed plan: one continuous Slack 429/5xx storm this long",
+    )
     args = ap.parse_args(argv)
+    if args.storm_minutes and args.storm_minutes * 60 + 90 > args.minutes * 60:
+        ap.error("--minutes must leave at least a minute and a half after the storm to drain")
     total = args.minutes * 60
     for var in ("HTTP_PROXY", "HTTPS_PROXY", "http_proxy", "https_proxy", "ALL_PROXY", "all_proxy"):
         os.environ.pop(var, None)
@@ -250,7 +267,8 @@ def main(argv: list[str] | None = None) -> int:
     t0 = time.monotonic()
     base = f"http://127.0.0.1:{http_port}"
     rss_start, readyz_down, livez_down = 0, 0, 0
-    runner = FaultRunner(schedule(total), slack, prom, data=data, port=port, t0=t0)
+    plan = storm_schedule(args.storm_minutes) if args.storm_minutes else schedule(total)
+    runner = FaultRunner(plan, slack, prom, data=data, port=port, t0=t0)
     runner.start()
     try:
         while time.monotonic() - t0 < total:
