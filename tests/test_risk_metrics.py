@@ -334,7 +334,9 @@ def test_prometheus_scrapes_the_bot_and_the_recording_rules_evaluate(
             if len(got) == 2:
                 break
             time.sleep(0.2)
-        assert got == {"rack-a1": 0.95, "rack-a2": 0.6}, server.log.read_text(errors="replace")[-2000:]
+        assert got == {"rack-a1": 0.95, "rack-a2": 0.6}, server.log.read_text(errors="replace")[
+            -2000:
+        ]
         assert query("rack:gpu_risk_gpus_at_risk:count") == {"rack-a1": 1}
         scraped = requests.get(
             f"{server.url}/api/v1/query", params={"query": "gpu_risk_score"}, timeout=5
