@@ -17,6 +17,7 @@ import socket
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import networkx as nx
@@ -27,6 +28,7 @@ from analysis.types import Topology
 from bot.config import ConfigError, Settings, maintenance_windows
 from bot.pipeline import Pipeline
 from bot.runtime import Clock, Runtime, make_clock
+from bot.sinks import Sink
 from bot.sinks.console import ConsoleSink
 from bot.telemetry import BotMetrics
 from storage.leader import make_leader_lock
@@ -123,6 +125,29 @@ def _basic_auth(
             f"GPU_RISK_{service}_USERNAME is set but GPU_RISK_{service}_PASSWORD is not"
         )
     return username, password.get_secret_value()
+
+
+def open_repository(url: str) -> Repository:
+    """The state store at ``url`` (migrated to head)."""
+    return Repository.from_url(url)
+
+
+def demo_sink(
+    settings: Settings, repository: Repository, topology: Topology, out_dir: Path
+) -> tuple[Sink, bool]:
+    """The demo's destination: the terminal (Block Kit JSON and PNGs kept in ``out_dir``), and
+    Slack first when a bot token and channel are set (its message is the one updates edit).
+
+    Returns the sink and whether it also posts to Slack.
+    """
+    from bot.sinks import FanOut
+    from bot.sinks.slack import SlackSink
+
+    console = ConsoleSink(images=repository.images, out_dir=out_dir)
+    if settings.slack_bot_token is None or not settings.slack_channel:
+        return console, False
+    service = build_slack(settings, repository, topology=topology).service
+    return FanOut(SlackSink(service), console), True
 
 
 def memory_repository() -> Repository:

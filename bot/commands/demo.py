@@ -13,21 +13,16 @@ import time
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import Annotated
 
 import typer
 from rich.console import Console
 from rich.table import Table
 
-from analysis.types import Assessment, Fault, Topology
+from analysis.types import Assessment, Fault
 from bot.commands.common import UserError, guarded, settings_from
 from bot.config import Settings
 from storage.simulator.spec import FleetSpec
-
-if TYPE_CHECKING:
-    from bot.sinks import Sink
-    from bot.sinks.console import ConsoleSink
-    from storage.repository import Repository
 
 DEMO_START = datetime(2026, 11, 20, tzinfo=UTC)
 
@@ -110,14 +105,14 @@ def demo(  # noqa: PLR0917 (typer passes options by keyword; the order is the he
     """Run the alert flow on a simulated fleet with injected faults and show every alert."""
     from bot.delivery import deliver
     from bot.replay import Replay, cycle_times
-    from bot.sinks.console import ConsoleSink
     from bot.wiring import (
         REPLAY,
         PipelineOptions,
         build_pipeline,
+        demo_sink,
         memory_repository,
+        open_repository,
     )
-    from storage.repository import Repository
     from storage.simulator import FleetSimulator
 
     console = Console()
@@ -135,7 +130,7 @@ def demo(  # noqa: PLR0917 (typer passes options by keyword; the order is the he
     )
     _reset(out)
     settings = demo_settings()
-    repo = Repository.from_url(f"sqlite:///{(out / 'gpu-risk-demo.db').resolve()}")
+    repo = open_repository(f"sqlite:///{(out / 'gpu-risk-demo.db').resolve()}")
     fit = timedelta(hours=fit_hours)
     pipelines = {
         # the bot's own loop on the demo's store: every alert is committed and delivered
@@ -157,9 +152,9 @@ def demo(  # noqa: PLR0917 (typer passes options by keyword; the order is the he
             options=replace(REPLAY, detector="static", fit_window=fit),
         ),
     }
-    sink = _sink(
-        ConsoleSink(images=repo.images, out_dir=out / "slack"), repo, sim.topology, settings
-    )
+    sink, to_slack = demo_sink(settings, repo, sim.topology, out / "slack")
+    if to_slack:
+        console.print(f"Also posting to Slack channel {settings.slack_channel}.")
     console.rule("[bold]gpu-risk demo")
     console.print(
         f"Simulated fleet: {spec.racks} racks x {spec.nodes_per_rack} nodes x "
@@ -205,19 +200,6 @@ def demo(  # noqa: PLR0917 (typer passes options by keyword; the order is the he
 def demo_settings() -> Settings:
     """The demo's settings: defaults (and Slack, when a token and channel are set)."""
     return settings_from(None)
-
-
-def _sink(console: ConsoleSink, repo: Repository, topology: Topology, settings: Settings) -> Sink:
-    """Show alerts in the terminal; also post them to Slack when a bot token and channel are set."""
-    if settings.slack_bot_token is None or not settings.slack_channel:
-        return console
-    from bot.sinks import FanOut
-    from bot.sinks.slack import SlackSink
-    from bot.wiring import build_slack
-
-    service = build_slack(settings, repo, topology=topology).service
-    Console().print(f"Also posting to Slack channel {settings.slack_channel}.")
-    return FanOut(SlackSink(service), console)  # Slack first: its message is the one updates edit
 
 
 def _reset(out: Path) -> None:

@@ -44,9 +44,9 @@ def outbox(
 
 def dead(config: Path | None) -> None:
     """List the dead notifications (id, kind, incident, attempts, last error)."""
-    from storage.repository import Repository
+    from bot.wiring import open_repository
 
-    repo = Repository.from_url(settings_from(config).database_url)
+    repo = open_repository(settings_from(config).database_url)
     try:
         rows = repo.outbox(status="dead")
     finally:
