@@ -43,6 +43,7 @@ import requests
 from analysis.types import GpuRef, Incident, Topology
 from bot.blocks.alert import dashboard_url, incident_node
 from bot.sinks.base import DataSourceNote, Notification, Sink, dispatch
+from bot.sinks.fanout import FanOut
 from storage.repository import MessageRef, OutboxItem, Repository
 
 logger = logging.getLogger(__name__)
@@ -282,7 +283,7 @@ def resend_open_alerts(sink: Sink, now: datetime) -> int:
     Call it from the dispatch job (each sink re-sends at most once per its interval); a failure
     is logged, never raised: the next turn tries again. Return how many alerts were pushed.
     """
-    sinks = getattr(sink, "sinks", (sink,))
+    sinks = sink.sinks if isinstance(sink, FanOut) else (sink,)
     pushed = 0
     for each in sinks:
         if isinstance(each, AlertmanagerSink):
