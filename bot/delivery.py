@@ -22,12 +22,9 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from bot.sinks.base import Sink, dispatch
-from storage.repository import MessageRef, OutboxItem, Repository
+from storage.repository import OutboxItem, Repository
 
 logger = logging.getLogger(__name__)
-
-Send = Callable[[OutboxItem], MessageRef | None]
-"""The older form of a sender: one outbox row in, its message out (``as_send`` makes one)."""
 
 
 @dataclass(frozen=True)
@@ -49,16 +46,6 @@ class Retry:
         return self.max_attempts is not None and attempts >= self.max_attempts
 
 
-def as_send(sink: Sink) -> Send:
-    """Return a ``Send`` callable that dispatches each outbox row to ``sink``."""
-
-    def send(item: OutboxItem) -> MessageRef | None:
-        """Dispatch one row to the sink's method of its kind."""
-        return dispatch(sink, item)
-
-    return send
-
-
 def retry_after(exc: BaseException) -> timedelta | None:
     """Return the Retry-After an HTTP error carries (a Slack 429), or None."""
     response: Any = getattr(exc, "response", None)
@@ -77,7 +64,7 @@ def retry_after(exc: BaseException) -> timedelta | None:
 
 def deliver(
     repo: Repository,
-    sink: Sink | Send,
+    sink: Sink,
     *,
     at: datetime,
     worker_id: str = "notifier",
@@ -93,15 +80,13 @@ def deliver(
     """Send every row that is due once to ``sink``; return how many were sent.
 
     ``retry`` (default: ``Retry(first=retry_in)``) decides the backoff and when a row dies;
-    ``speed`` scales a Retry-After (real seconds) into the caller's clock. ``sink`` is a
-    ``Sink``; a ``Send`` callable is still accepted until every caller passes a sink.
+    ``speed`` scales a Retry-After (real seconds) into the caller's clock.
     """
     policy = retry if retry is not None else Retry(first=retry_in)
-    send = as_send(sink) if isinstance(sink, Sink) else sink
     sent = 0
     for item in repo.claim_pending(limit, worker_id, lease, at=at):
         try:
-            ref = send(item)
+            ref = dispatch(sink, item)
         except Exception as exc:  # the sink is down or refused: keep the row for a later round
             error = f"{type(exc).__name__}: {exc}"
             asked = retry_after(exc)

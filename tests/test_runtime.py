@@ -20,6 +20,7 @@ from analysis.incidents import incident_id
 from analysis.types import GpuScore, Incident, RootCause
 from bot.config import ConfigError, load_settings
 from bot.scheduler import Jobs, build_scheduler
+from bot.sinks import dispatch
 from bot.sinks.console import ConsoleSink as ConsoleNotifier
 from bot.sinks.console import read_log
 from bot.wiring import Runtime, build_runtime, make_clock
@@ -221,12 +222,12 @@ def test_console_notifier_reconciles_a_retried_row_from_its_log(tmp_path: Path) 
         )  # fmt: skip
         repo.apply_cycle(at, [inc], True)
         (item,) = repo.claim_pending(10, "w1", timedelta(seconds=30), at=at)
-        ref = console.send(item)  # shown ... and the process "dies" before mark_sent
+        ref = dispatch(console, item)  # shown ... and the process "dies" before mark_sent
         assert ref is not None and "Check GPU 0 on gpu-node-001" in out.getvalue()
         later = at + timedelta(minutes=1)
         (again,) = repo.claim_pending(10, "w2", timedelta(seconds=30), at=later)
         assert again.is_retry
-        assert console.send(again) == ref  # found in the log: not shown again
+        assert dispatch(console, again) == ref  # found in the log: not shown again
         repo.mark_sent(again.id, at=later, message_ref=ref)
         assert [e["key"] for e in read_log(tmp_path / "log.jsonl")] == [item.idempotency_key]
         assert out.getvalue().count("Check GPU 0 on gpu-node-001") == 1

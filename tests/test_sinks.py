@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 
 from analysis.types import GpuScore, Incident, RootCause
-from bot.delivery import Retry, as_send, deliver, retry_after
+from bot.delivery import Retry, deliver, retry_after
 from bot.sinks import (
     KINDS,
     DataSourceNote,
@@ -231,12 +231,6 @@ def test_deliver_retries_an_unknown_kind_and_sends_the_rest(store: Repository) -
     assert left.kind == "digest" and "UnknownKindError" in (left.last_error or "")
 
 
-def test_deliver_still_takes_a_send_callable(store: Repository) -> None:
-    sink = RecordingSink()
-    assert deliver(store, as_send(sink), at=AT) == 1
-    assert [m for m, _ in sink.calls] == ["post"]
-
-
 # ---------------------------------------------------------------------- FanOut
 
 
@@ -297,7 +291,7 @@ def test_console_sink_prints_keeps_and_logs_each_kind(tmp_path: Path) -> None:
     assert log[0]["dedup_key"] == "gpu:gpu-node-001/0"
     # a retried post found in the log is not shown again
     retry = outbox_item("post", incident_payload(incident()), attempts=2)
-    assert console.send(retry) == ref and out.getvalue() == text
+    assert dispatch(console, retry) == ref and out.getvalue() == text
 
 
 # ---------------------------------------------------------------------- Slack
@@ -369,11 +363,14 @@ def test_a_long_retry_after_is_honoured_by_rescheduling_not_sleeping(store: Repo
 
         response = type("R", (), {"status_code": 429, "headers": {"Retry-After": ["120"]}})()
 
-    def send(_item: OutboxItem) -> MessageRef | None:
-        raise RateLimitedError("ratelimited")
+    class RateLimitedSink(RecordingSink):
+        """A sink whose every post meets a 429 with Retry-After: 120."""
+
+        def post(self, note: Notification) -> MessageRef | None:
+            raise RateLimitedError("ratelimited")
 
     assert retry_after(RateLimitedError()) == timedelta(seconds=120)
-    deliver(store, send, at=AT, retry=Retry(first=timedelta(seconds=30)))
+    deliver(store, RateLimitedSink(), at=AT, retry=Retry(first=timedelta(seconds=30)))
     (row,) = store.outbox()
     assert row.retry_at == AT + timedelta(seconds=120)  # not 30 s: Slack asked for 120
     assert Retry().delay(20) == timedelta(minutes=15)  # capped

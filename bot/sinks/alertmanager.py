@@ -42,9 +42,9 @@ import requests
 
 from analysis.types import GpuRef, Incident, Topology
 from bot.blocks.alert import dashboard_url, incident_node
-from bot.sinks.base import DataSourceNote, Notification, Sink, dispatch
+from bot.sinks.base import DataSourceNote, Notification, Sink
 from bot.sinks.fanout import FanOut
-from storage.repository import MessageRef, OutboxItem, Repository
+from storage.repository import MessageRef, Repository
 
 logger = logging.getLogger(__name__)
 
@@ -253,10 +253,6 @@ class AlertmanagerSink:
             )
 
     # ------------------------------------------------------------------ helpers
-
-    def send(self, item: OutboxItem) -> MessageRef | None:
-        """Send one outbox row (``dispatch`` to the method of its kind): a ``Send`` callable."""
-        return dispatch(self, item)
 
     def _changed(self, note: Notification) -> None:
         """Push the incident as it is now; end the previous severity's alert if it differs."""

@@ -32,8 +32,8 @@ from bot.blocks.alert import (
 )
 from bot.blocks.common import BlockOptions
 from bot.blocks.render import mrkdwn_to_text, render_text
-from bot.sinks.base import DataSourceNote, Envelope, Notification, dispatch
-from storage.repository import DATA_SOURCE_KIND, MessageRef, OutboxItem
+from bot.sinks.base import DataSourceNote, Envelope, Notification
+from storage.repository import DATA_SOURCE_KIND, MessageRef
 
 logger = logging.getLogger(__name__)
 
@@ -118,10 +118,6 @@ class ConsoleSink:
         self._log({"key": None, "kind": "text", "text": text, "pid": os.getpid()})
 
     # ------------------------------------------------------------------ helpers
-
-    def send(self, item: OutboxItem) -> MessageRef | None:
-        """Show one outbox row (``dispatch`` to the method of its kind): a ``Send`` callable."""
-        return dispatch(self, item)
 
     def logged(self, key: str) -> dict[str, Any] | None:
         """Return the log entry of an idempotency key, or None (no log, or not there)."""

@@ -13,9 +13,9 @@ from dataclasses import dataclass
 
 from bot.blocks.alert import data_source_text
 from bot.blocks.models import AlertState
-from bot.sinks.base import DataSourceNote, Notification, dispatch
+from bot.sinks.base import DataSourceNote, Notification
 from bot.slack.service import SlackService
-from storage.repository import MessageRef, OutboxItem
+from storage.repository import MessageRef
 
 logger = logging.getLogger(__name__)
 
@@ -72,10 +72,6 @@ class SlackSink:
         self.service.notifier.post_text(text)
 
     # ------------------------------------------------------------------ helpers
-
-    def send(self, item: OutboxItem) -> MessageRef | None:
-        """Send one outbox row (``dispatch`` to the method of its kind): a ``Send`` callable."""
-        return dispatch(self, item)
 
     def _message(self, note: Notification) -> MessageRef | None:
         """The incident's Slack message, or None (no stored incident, or never posted)."""
