@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import io
 import itertools
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -202,6 +202,28 @@ def _count(num: int, den: int) -> str:
     return f"{num}/{den}" if den else "–"
 
 
+def _kind_table(
+    title: str,
+    head: str,
+    kinds: Sequence[str],
+    names: Sequence[str],
+    cell: Callable[[str, str], str],
+) -> list[str]:
+    """A Markdown table: one row per kind, one column per detector (none without both)."""
+    if not kinds or not names:
+        return []
+    lines = [
+        "",
+        title,
+        "",
+        f"| {head} | " + " | ".join(names) + " |",
+        "|---|" + "---|" * len(names),
+    ]
+    for kind in kinds:
+        lines.append(f"| {kind} | " + " | ".join(cell(name, kind) for name in names) + " |")
+    return lines
+
+
 def summary_markdown(report: BacktestReport) -> str:
     """Return a short Markdown summary: warnings and pages per detector, recall by fault kind.
 
@@ -247,37 +269,34 @@ def summary_markdown(report: BacktestReport) -> str:
             f"| {_count(s.n_escalated, s.n_node_faults)} | {s.n_false_all_clear} |"
         )
     names = list(report.detectors)
+
+    def outcome_cell(name: str, kind: str) -> str:
+        """``strict / loose of all`` faults of ``kind`` warned by ``name``."""
+        outs = [o for o in report.detectors[name].outcomes if o.kind == kind]
+        strict = sum(o.warned_strict for o in outs)
+        return f"{strict} / {sum(o.warned for o in outs)} of {len(outs)}"
+
+    def benign_cell(name: str, kind: str) -> str:
+        """``pages (events paged / events)`` of benign ``kind`` for ``name``."""
+        b = report.detectors[name].benign.get(kind)
+        return f"{b.pages} ({b.events_paged}/{b.events})" if b else "–"
+
     kinds = sorted({f.kind for f in report.faults})
-    if kinds and names:
-        lines += [
-            "",
-            "Faults warned before failure, by kind (strict / loose):",
-            "",
-            "| kind | " + " | ".join(names) + " |",
-            "|---|" + "---|" * len(names),
-        ]
-        for kind in kinds:
-            cells = []
-            for name in names:
-                outs = [o for o in report.detectors[name].outcomes if o.kind == kind]
-                strict = sum(o.warned_strict for o in outs)
-                cells.append(f"{strict} / {sum(o.warned for o in outs)} of {len(outs)}")
-            lines.append(f"| {kind} | " + " | ".join(cells) + " |")
+    lines += _kind_table(
+        "Faults warned before failure, by kind (strict / loose):",
+        "kind",
+        kinds,
+        names,
+        outcome_cell,
+    )
     benign = sorted({k for s in report.detectors.values() for k in s.benign})
-    if benign and names:
-        lines += [
-            "",
-            "Pages during benign events (pages, events paged / events):",
-            "",
-            "| benign kind | " + " | ".join(names) + " |",
-            "|---|" + "---|" * len(names),
-        ]
-        for kind in benign:
-            cells = []
-            for name in names:
-                b = report.detectors[name].benign.get(kind)
-                cells.append(f"{b.pages} ({b.events_paged}/{b.events})" if b else "–")
-            lines.append(f"| {kind} | " + " | ".join(cells) + " |")
+    lines += _kind_table(
+        "Pages during benign events (pages, events paged / events):",
+        "benign kind",
+        benign,
+        names,
+        benign_cell,
+    )
     lines += [
         "",
         "strict = the warning's root cause names the fault's target (component; node or its "
