@@ -104,6 +104,33 @@ def test_a_command_imports_only_its_own_module(tmp_path: Path) -> None:
     assert not others, f"`gpu-risk check --help` also imported {others}"
 
 
+#: What a command's own --help may import beyond --help's: typer builds a command's options
+#: with pydantic, and every command module shares ``bot.commands.common`` (credential masking).
+COMMAND_HELP_ALLOWED = {"pydantic", "storage", "storage.redact", "bot.commands"}
+
+
+def _command_helps() -> list[list[str]]:
+    out = [[name, "--help"] for module in COMMAND_MODULES for name, _ in COMMAND_INDEX[module]]
+    return [*out, ["simulate", "history", "--help"], ["simulate", "serve", "--help"]]
+
+
+@pytest.mark.parametrize("args", _command_helps(), ids=" ".join)
+def test_a_commands_help_imports_no_heavy_library(tmp_path: Path, args: list[str]) -> None:
+    """``gpu-risk <command> --help`` loads the command's module and nothing heavy: no pandas,
+    numpy, scikit-learn, DoWhy, matplotlib, SQLAlchemy, Slack, settings or analysis code."""
+    result, modules = _imported(tmp_path, *args)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "Usage:" in result.stdout
+    own = f"bot.commands.{args[0]}"
+    assert own in modules
+    offenders = [
+        m
+        for m in _offenders(modules - {own, "bot.commands.common"})
+        if m not in COMMAND_HELP_ALLOWED and not m.startswith(f"{own}_")
+    ]
+    assert not offenders, f"`gpu-risk {' '.join(args)}` imported {offenders}"
+
+
 def _first_paragraph(text: str | None) -> str:
     return " ".join(inspect.cleandoc(text or "").split("\n\n")[0].split())
 

@@ -22,8 +22,6 @@ import typer
 from rich.console import Console
 from rich.markdown import Markdown
 
-from analysis.scorer import COMPARED_SCORERS
-from analysis.types import Fault
 from bot.commands.common import (
     ConfigOption,
     PrometheusUrlOption,
@@ -37,6 +35,7 @@ from bot.commands.common import (
 
 if TYPE_CHECKING:
     from analysis.evaluation import BacktestReport
+    from analysis.types import Fault
     from bot.pipeline import Pipeline
 
 logger = logging.getLogger(__name__)
@@ -100,6 +99,7 @@ def backtest(
 ) -> None:
     """Replay history cycle by cycle and compare detectors: recall, lead time, false pages."""
     from analysis.backtest import figure_png, lead_time_figure, summary_markdown
+    from analysis.scorer import COMPARED_SCORERS
     from bot.wiring import backtest_pipelines, build_source, load_topology_of
     from storage.datasets import DatasetError, load_faults
 

@@ -11,7 +11,7 @@ node names matching DCGM's ``Hostname``; Slack's token, scopes and channels; Ale
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Console
@@ -28,9 +28,10 @@ from bot.commands.check_prometheus import (
 )
 from bot.commands.check_slack import MANIFEST, manifest_scopes, slack_findings
 from bot.commands.common import ConfigOption, guarded, parse_at, settings_from
-from bot.config import Settings, problems
 from storage.redact import redact_text, redact_url
-from storage.topology import load_topology
+
+if TYPE_CHECKING:
+    from bot.config import Settings
 
 # The live checks live by target (check_prometheus, check_slack, check_alertmanager); their
 # public names stay importable from here.
@@ -70,6 +71,9 @@ def check(
     ] = False,
 ) -> None:
     """Validate the configuration (environment, --config file, topology) and list problems."""
+    from bot.config import problems
+    from storage.topology import load_topology
+
     settings = settings_from(config)
     when = parse_at(at)
     needs = tuple(n for n, on in (("prometheus", prometheus), ("slack", slack)) if on)

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from bot.commands.check_findings import Finding
-from bot.config import Settings
 from storage.redact import redact_url
+
+if TYPE_CHECKING:
+    from bot.config import Settings
 
 
 def alertmanager_findings(settings: Settings) -> list[Finding]:

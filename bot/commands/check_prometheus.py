@@ -11,10 +11,10 @@ from datetime import datetime
 from typing import TYPE_CHECKING
 
 from bot.commands.check_findings import Finding
-from bot.config import ConfigError, Settings
 
 if TYPE_CHECKING:
     from analysis.types import Topology
+    from bot.config import Settings
     from storage.metrics import PrometheusSource
 
 #: dcgm-exporter fields off by default: deploy/dcgm-exporter/counters.csv turns them on.
@@ -32,6 +32,7 @@ MAX_COMPONENT_QUERIES = 200
 
 def prometheus_findings(settings: Settings, at: datetime | None) -> list[Finding]:
     """Reachability, series, topology PromQL and node names, one finding each."""
+    from bot.config import ConfigError
     from bot.wiring import build_source
     from storage.metrics import PrometheusSource
     from storage.source import MetricsSourceError
@@ -128,6 +129,7 @@ def _topology(
     settings: Settings, source: PrometheusSource, at: datetime | None
 ) -> tuple[Topology | None, list[Finding]]:
     """The topology the bot would use, with its label/file disagreements."""
+    from bot.config import ConfigError
     from bot.wiring import discover_topology_of
 
     if not settings.topology_labels and settings.topology is None:

@@ -7,11 +7,13 @@ bot's membership.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from bot.commands.check_findings import Finding
-from bot.config import Settings
 from storage.redact import redact_url
+
+if TYPE_CHECKING:
+    from bot.config import Settings
 
 #: The Slack app's manifest: the bot scopes the token should have.
 MANIFEST = Path(__file__).resolve().parents[2] / "manifest.yml"

@@ -1,4 +1,9 @@
-"""What every CLI command shares: reading settings, and turning user mistakes into one line."""
+"""What every CLI command shares: reading settings, and turning user mistakes into one line.
+
+Imported by every command module when its command runs *or shows its help*, so it imports no
+heavy library at module level (pandas, pydantic, SQLAlchemy, ...): ``gpu-risk <command> --help``
+stays fast. What a command needs is imported inside the functions that run it.
+"""
 
 from __future__ import annotations
 
@@ -6,18 +11,18 @@ import functools
 import logging
 from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated, Any, ParamSpec, TypeVar
+from typing import TYPE_CHECKING, Annotated, Any, ParamSpec, TypeVar
 
 import typer
 from rich.console import Console
 from rich.markup import escape
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from analysis.types import parse_time
-from bot.config import ConfigError, Settings, load_settings
 from storage.redact import install_redacting_filter, redact_text
-from storage.source import MetricsSourceError
-from storage.topology import TopologyError
+
+if TYPE_CHECKING:
+    from rich.progress import Progress
+
+    from bot.config import Settings
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -29,15 +34,23 @@ class UserError(Exception):
     """A mistake the user can fix; the message says what was wrong and what to do."""
 
 
-# Errors that are the user's to fix: a one-line message on stderr and exit code 2.
-USER_ERRORS: tuple[type[Exception], ...] = (
-    UserError,
-    ConfigError,
-    TopologyError,
-    MetricsSourceError,
-    FileNotFoundError,
-    PermissionError,
-)
+def user_errors() -> tuple[type[Exception], ...]:
+    """Errors that are the user's to fix: a one-line message on stderr and exit code 2.
+
+    Imported when a command runs (not when the CLI only shows help).
+    """
+    from bot.config import ConfigError
+    from storage.source import MetricsSourceError
+    from storage.topology import TopologyError
+
+    return (
+        UserError,
+        ConfigError,
+        TopologyError,
+        MetricsSourceError,
+        FileNotFoundError,
+        PermissionError,
+    )
 
 
 def fail(message: str) -> typer.Exit:
@@ -55,16 +68,20 @@ def guarded(fn: Callable[P, R]) -> Callable[P, R]:
     def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
         try:
             return fn(*args, **kwargs)
-        except USER_ERRORS as exc:
-            raise fail(str(exc)) from None
         except KeyboardInterrupt:
             raise typer.Exit(code=130) from None
+        except Exception as exc:
+            if isinstance(exc, user_errors()):
+                raise fail(str(exc)) from None
+            raise
 
     return wrapper
 
 
 def settings_from(config: Path | None, **overrides: Any) -> Settings:
     """Read settings once for a command (flags override environment and file)."""
+    from bot.config import load_settings
+
     return load_settings(config, **overrides)
 
 
@@ -76,6 +93,8 @@ def parse_at(value: str | None) -> Any:
     """Parse an ``--at`` style RFC 3339 option, or raise UserError saying the expected form."""
     if value is None:
         return None
+    from analysis.types import parse_time
+
     shown = value if len(value) <= 40 else value[:37] + "..."
     try:
         when = parse_time(value)
@@ -100,6 +119,14 @@ def setup_logging(verbose: bool = False) -> None:
 
 def progress_bar(console: Console) -> Progress:
     """A transient progress bar on stderr, shown only on a terminal (never in pipes or logs)."""
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+    )
+
     return Progress(
         TextColumn("[progress.description]{task.description}"),
         BarColumn(),

@@ -13,16 +13,18 @@ import time
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Console
 from rich.table import Table
 
-from analysis.types import Assessment, Fault
 from bot.commands.common import UserError, guarded, settings_from
-from bot.config import Settings
-from storage.simulator.spec import FleetSpec
+
+if TYPE_CHECKING:
+    from analysis.types import Assessment, Fault
+    from bot.config import Settings
+    from storage.simulator.spec import FleetSpec
 
 DEMO_START = datetime(2026, 11, 20, tzinfo=UTC)
 
@@ -114,6 +116,7 @@ def demo(  # noqa: PLR0917 (typer passes options by keyword; the order is the he
         open_repository,
     )
     from storage.simulator import FleetSimulator
+    from storage.simulator.spec import FleetSpec
 
     console = Console()
     started = time.perf_counter()

@@ -25,7 +25,6 @@ from bot.commands.common import (
     settings_from,
     setup_logging,
 )
-from bot.config import problems
 
 logger = logging.getLogger(__name__)
 
@@ -60,6 +59,8 @@ def run(
         database_url=database_url,
         http_port=http_port,
     )
+    from bot.config import problems
+
     needs = ("prometheus", "slack") if settings.slack_bot_token else ("prometheus",)
     found = problems(settings, needs=needs)
     if found:

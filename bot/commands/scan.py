@@ -18,7 +18,6 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from analysis.types import Incident, ScanResult, format_time
 from bot.commands.common import (
     ConfigOption,
     PrometheusUrlOption,
@@ -28,11 +27,11 @@ from bot.commands.common import (
     parse_at,
     settings_from,
 )
-from bot.config import Settings
-from storage.source import MetricsSource
 
 if TYPE_CHECKING:
-    pass
+    from analysis.types import Incident, ScanResult
+    from bot.config import Settings
+    from storage.source import MetricsSource
 
 
 class FormatChoice(StrEnum):
@@ -95,6 +94,7 @@ def run_scan(
     running bot would have open, the ``GPU_RISK_OPEN_AFTER - 1`` cycles before ``at`` (one
     ``GPU_RISK_SCAN_INTERVAL`` apart) are run first. History and windows come from one fetch.
     """
+    from analysis.types import ScanResult
     from bot.replay import Replay, ReplayError
     from bot.wiring import SCAN, build_pipeline, build_source, load_topology_of, memory_repository
     from storage.replay import CachedSource
@@ -149,6 +149,8 @@ def _gpu_list(inc: Incident, limit: int = 8) -> str:
 
 def print_result(result: ScanResult, console: Console) -> None:
     """Print a scan result as a readable table."""
+    from analysis.types import format_time
+
     n = len(result.incidents)
     console.print(
         f"[bold]scan at {format_time(result.at)}[/]: {result.gpus_scored} GPUs scored, "
