@@ -59,8 +59,13 @@ class IncidentStore:
     """
 
     score_epsilon: float
+    cluster: str | None
     _sessions: sessionmaker[Session]
     _readers: sessionmaker[Session]
+
+    def _mine(self) -> list[Any]:
+        """WHERE clauses keeping this store's cluster's incidents (none when unscoped)."""
+        return [] if self.cluster is None else [IncidentRow.cluster == self.cluster]
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -90,7 +95,7 @@ class IncidentStore:
         streak state after this cycle, stored in the same transaction so that a new leader
         resumes from it (``tracker_state``). ``maintenance`` names targets under planned
         maintenance now: they act as silences (recorded, not posted). Duplicate dedup keys keep
-        the worst.
+        the worst. A scoped store (``Repository.scoped``) decides its cluster's incidents only.
         """
         require_aware(at, "at")
         reported = {inc.dedup_key for inc in incidents}
@@ -100,7 +105,9 @@ class IncidentStore:
             silences = [r.target for r in s.scalars(_active_silences_query(at))] + list(maintenance)
             open_rows = {
                 row.dedup_key: row
-                for row in s.scalars(select(IncidentRow).where(IncidentRow.open_key.is_not(None)))
+                for row in s.scalars(
+                    select(IncidentRow).where(IncidentRow.open_key.is_not(None), *self._mine())
+                )
             }
             planned = decide_cycle(
                 incidents,
@@ -114,13 +121,15 @@ class IncidentStore:
                 # A reported key's decision carries this cycle's incident; a stored one the
                 # cycle no longer reports carries only the stored snapshot.
                 current = d.incident if d.dedup_key in reported else None
-                done = _persist(s, at, d, open_rows.get(d.dedup_key), current)
+                done = _persist(
+                    s, at, d, open_rows.get(d.dedup_key), current, cluster=self.cluster or ""
+                )
                 decisions.append(done)
                 pictures = pictures_by_key.get(d.dedup_key)
                 if pictures and done.action is Action.POST and done.incident_id is not None:
                     _put_images(s, done.incident_id, pictures, at)
             if scores:
-                insert_scores(s, at, scores)
+                insert_scores(s, at, scores, self.cluster or "")
             if tracker is not None:
                 _put_tracker_state(s, tracker[0], tracker[1], at)
         return decisions
@@ -140,22 +149,30 @@ class IncidentStore:
             return incident_record(row) if row else None
 
     def open_by_key(self, dedup_key: str) -> IncidentRecord | None:
-        """Return the open (or acknowledged) incident with this dedup key, or None."""
+        """Return the open (or acknowledged) incident with this dedup key (in this store's
+        cluster; unscoped: the cluster ``""``), or None."""
         with self._readers() as s:
-            row = s.scalar(select(IncidentRow).where(IncidentRow.open_key == dedup_key))
+            key = open_key(self.cluster or "", dedup_key)
+            row = s.scalar(select(IncidentRow).where(IncidentRow.open_key == key))
             return incident_record(row) if row else None
 
     def open_incidents(self) -> list[IncidentRecord]:
         """Return open and acknowledged incidents, most severe and riskiest first."""
         with self._readers() as s:
-            rows = s.scalars(select(IncidentRow).where(IncidentRow.open_key.is_not(None))).all()
+            rows = s.scalars(
+                select(IncidentRow).where(IncidentRow.open_key.is_not(None), *self._mine())
+            ).all()
             records = [incident_record(r) for r in rows]
         return sorted(records, key=lambda r: (-severity_rank(r.severity), -r.score, r.id))
 
     def incidents(self, *, since: datetime | None = None, limit: int = 100) -> list[IncidentRecord]:
         """Return incidents (any status) last seen at or after ``since``, newest first."""
         with self._readers() as s:
-            q = select(IncidentRow).order_by(IncidentRow.last_seen.desc(), IncidentRow.id.desc())
+            q = (
+                select(IncidentRow)
+                .where(*self._mine())
+                .order_by(IncidentRow.last_seen.desc(), IncidentRow.id.desc())
+            )
             if since is not None:
                 q = q.where(IncidentRow.last_seen >= since)
             return [incident_record(r) for r in s.scalars(q.limit(limit))]
@@ -179,7 +196,8 @@ class IncidentStore:
                         IncidentRow.root_cause_id == entity,
                         IncidentRow.dedup_key == entity,
                         gpu_match,
-                    )
+                    ),
+                    *self._mine(),
                 )
                 .order_by(
                     IncidentRow.open_key.is_(None),  # open first (False < True)
@@ -235,9 +253,13 @@ class IncidentStore:
             return feedback_record(row)
 
     def feedback(self, incident_id: int | None = None) -> list[FeedbackRecord]:
-        """Return feedback, for one incident or all, oldest first."""
+        """Return feedback, for one incident or all (of this store's cluster), oldest first."""
         with self._readers() as s:
             q = select(FeedbackRow).order_by(FeedbackRow.id)
+            if self.cluster is not None:
+                q = q.join(IncidentRow, IncidentRow.id == FeedbackRow.incident_id).where(
+                    *self._mine()
+                )
             if incident_id is not None:
                 q = q.where(FeedbackRow.incident_id == incident_id)
             return [feedback_record(r) for r in s.scalars(q)]
@@ -337,6 +359,15 @@ class IncidentStore:
             return {str(name): bytes(png) for name, png in rows}
 
 
+def open_key(cluster: str, dedup_key: str) -> str:
+    """The unique key of an open incident: its dedup key, prefixed by its cluster when named.
+
+    A dedup key starts with its root cause's kind (``gpu:``, ``rack:``), which has no ``/``, so a
+    named cluster's key (``a/gpu:node-1/0``) never equals a key of the cluster ``""``.
+    """
+    return f"{cluster}/{dedup_key}" if cluster else dedup_key
+
+
 # ---------------------------------------------------------------------- in an open transaction
 
 
@@ -346,13 +377,16 @@ def _persist(
     d: Decision,
     row: IncidentRow | None,
     inc: Incident | None,
+    *,
+    cluster: str = "",
 ) -> Decision:
     """Write one decision (incident row + outbox row) into the open transaction."""
     if inc is not None:
         if row is None:
             row = IncidentRow(
+                cluster=cluster,
                 dedup_key=inc.dedup_key,
-                open_key=inc.dedup_key,
+                open_key=open_key(cluster, inc.dedup_key),
                 kind=inc.root_cause.kind,
                 root_cause_id=inc.root_cause.id,
                 status="open",
@@ -397,6 +431,7 @@ def _persist(
             idempotency_key=f"incident:{row.id}:{row.notify_seq}:{d.action.value}",
             payload={
                 "action": d.action.value,
+                "cluster": row.cluster,
                 "incident_id": row.id,
                 "dedup_key": row.dedup_key,
                 "status": row.status,

@@ -4,7 +4,8 @@
 the state database (``model_blobs``), so every PostgreSQL replica reads the model the leader
 fitted and a new leader does not refit. ``model_store_for`` picks the default: next to a SQLite
 file (``sqlite:///path/x.db`` -> ``path/models/``), in the database otherwise; never the working
-directory.
+directory. A bot watching several clusters keeps each cluster's models apart: in a subdirectory
+named after the cluster (``models/<cluster>/``), or under a ``<cluster>/`` prefix in the database.
 """
 
 from __future__ import annotations
@@ -80,13 +81,15 @@ class ModelStore:
 class DatabaseModelStore:
     """Save and load fitted scorers as blobs in the state database (``model_blobs``)."""
 
-    def __init__(self, repository: Repository) -> None:
-        """Keep the repository the blobs live in."""
+    def __init__(self, repository: Repository, cluster: str = "") -> None:
+        """Keep the repository the blobs live in (and the cluster they are of)."""
         self.repository = repository
+        self.cluster = cluster
 
     def path_for(self, name: str, fingerprint: str) -> str:
         """Return the blob name (and pseudo path) of a scorer of ``name`` fitted on ``fingerprint``."""
-        return f"db:model_blobs/{name}-{fingerprint}.joblib"
+        prefix = f"{self.cluster}/" if self.cluster else ""
+        return f"db:model_blobs/{prefix}{name}-{fingerprint}.joblib"
 
     def save(self, model: FeatureScorer) -> str:
         """Store a fitted model (replacing an older one of the same name) and return its path."""
@@ -119,10 +122,11 @@ def default_model_dir(database_url: str) -> Path | None:
 
 
 def model_store_for(
-    model_dir: Path | None, database_url: str, repository: Repository
+    model_dir: Path | None, database_url: str, repository: Repository, cluster: str = ""
 ) -> ModelStore | DatabaseModelStore:
-    """The model store of the settings: ``model_dir`` if set, else with the state."""
-    if model_dir is not None:
-        return ModelStore(model_dir)
-    directory = default_model_dir(database_url)
-    return ModelStore(directory) if directory is not None else DatabaseModelStore(repository)
+    """The model store of the settings: ``model_dir`` if set, else with the state; a named
+    ``cluster``'s in its own subdirectory (or blob prefix)."""
+    directory = model_dir if model_dir is not None else default_model_dir(database_url)
+    if directory is None:
+        return DatabaseModelStore(repository, cluster)
+    return ModelStore(Path(directory) / cluster if cluster else directory)

@@ -80,14 +80,18 @@ class Base(DeclarativeBase):
 class IncidentRow(Base):
     """One incident's life from first sighting to resolution.
 
-    ``open_key`` equals ``dedup_key`` while the incident is open or acknowledged and is NULL once
-    resolved; its unique constraint enforces one open incident per dedup key on every backend.
-    ``notified_*`` hold what the last committed notification said (None = never posted).
+    ``cluster`` names the cluster a bot watching several found it in (``""``: the one cluster
+    of a bot without a clusters file). ``open_key`` is ``dedup_key`` (``cluster/dedup_key`` in a
+    named cluster, see ``storage.incidents.open_key``) while the incident is open or acknowledged
+    and NULL once resolved; its unique constraint enforces one open incident per dedup key and
+    cluster on every backend. ``notified_*`` hold what the last committed notification said
+    (None = never posted).
     """
 
     __tablename__ = "incidents"
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    cluster: Mapped[str] = mapped_column(String(64), default="", server_default="")
     dedup_key: Mapped[str] = mapped_column(String(255), index=True)
     open_key: Mapped[str | None] = mapped_column(String(255), unique=True)
     kind: Mapped[str] = mapped_column(String(32))
@@ -192,11 +196,13 @@ class FeedbackRow(Base):
 
 
 class ScanRunRow(Base):
-    """One scan cycle: when, whether the data source answered, how long, how many GPUs."""
+    """One scan cycle of one cluster: when, whether its data source answered, how long, how many
+    GPUs."""
 
     __tablename__ = "scan_runs"
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    cluster: Mapped[str] = mapped_column(String(64), default="", server_default="")
     at: Mapped[datetime] = mapped_column(index=True)
     ok: Mapped[bool] = mapped_column(Boolean)
     error: Mapped[str | None] = mapped_column(Text)
@@ -257,24 +263,31 @@ class OutboxRow(Base):
 
 
 class ScoreRow(Base):
-    """Compact score history: one GPU's calibrated risk at one cycle (pruned by retention)."""
+    """Compact score history: one GPU's calibrated risk at one cycle of its cluster (pruned by
+    retention)."""
 
     __tablename__ = "scores"
-    __table_args__ = (Index("ix_scores_gpu_key_at", "gpu_key", "at"),)
+    __table_args__ = (
+        Index("ix_scores_gpu_key_at", "gpu_key", "at"),
+        Index("ix_scores_cluster_at", "cluster", "at"),
+    )
 
     id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
+    cluster: Mapped[str] = mapped_column(String(64), default="", server_default="")
     at: Mapped[datetime] = mapped_column(index=True)
     gpu_key: Mapped[str] = mapped_column(String(255))
     score: Mapped[float] = mapped_column(Float)
 
 
 class ModelVersionRow(Base):
-    """A fitted model: name, the fleet it was fitted on, its features, version, file, metrics."""
+    """A fitted model: cluster, name, the fleet it was fitted on, its features, version, file,
+    metrics."""
 
     __tablename__ = "model_versions"
     __table_args__ = (Index("ix_model_versions_name_fitted_at", "name", "fitted_at"),)
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    cluster: Mapped[str] = mapped_column(String(64), default="", server_default="")
     name: Mapped[str] = mapped_column(String(64))
     fleet_fingerprint: Mapped[str] = mapped_column(String(128), index=True)
     features: Mapped[list[str]]

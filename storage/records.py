@@ -66,6 +66,8 @@ class IncidentRecord:
     incident: Incident
     message_refs: tuple[MessageRef, ...] = ()
     last_action: str = ""
+    cluster: str = ""
+    """The cluster it was found in (``""``: the one cluster of a bot without a clusters file)."""
 
     @property
     def message_ref(self) -> MessageRef | None:
@@ -140,6 +142,7 @@ class ScanRun:
     error: str | None
     duration_s: float
     gpus_scored: int
+    cluster: str = ""
 
 
 @dataclass(frozen=True)
@@ -154,6 +157,7 @@ class ModelVersion:
     path: str
     fitted_at: datetime
     metrics: dict[str, Any]
+    cluster: str = ""
 
 
 @dataclass(frozen=True)
@@ -207,6 +211,7 @@ def incident_record(row: IncidentRow) -> IncidentRecord:
         incident=Incident.from_dict(row.snapshot),
         message_refs=tuple(message_ref_of(m) for m in sorted(row.message_refs, key=lambda m: m.id)),
         last_action=row.last_action,
+        cluster=row.cluster or "",
     )
 
 
@@ -253,7 +258,9 @@ def outbox_item(row: OutboxRow) -> OutboxItem:
 
 def scan_run(row: ScanRunRow) -> ScanRun:
     """Return the public record of a scan row."""
-    return ScanRun(row.id, row.at, row.ok, row.error, row.duration_s, row.gpus_scored)
+    return ScanRun(
+        row.id, row.at, row.ok, row.error, row.duration_s, row.gpus_scored, row.cluster or ""
+    )
 
 
 def model_version(row: ModelVersionRow) -> ModelVersion:
@@ -267,4 +274,5 @@ def model_version(row: ModelVersionRow) -> ModelVersion:
         path=row.path,
         fitted_at=row.fitted_at,
         metrics=dict(row.metrics),
+        cluster=row.cluster or "",
     )

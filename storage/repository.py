@@ -19,6 +19,7 @@ The records and vocabularies are re-exported here, so callers import everything 
 
 from __future__ import annotations
 
+import copy
 import hashlib
 from datetime import datetime, timedelta
 from typing import Any
@@ -87,10 +88,15 @@ class Repository(IncidentStore, MaintenanceStore, OutboxStore, ScanStore, ModelB
         score_epsilon: float = DEFAULT_SCORE_EPSILON,
         degrade_after: int = 1,
         owns_engine: bool = False,
+        cluster: str | None = None,
     ) -> None:
-        """Use ``engine``; ``degrade_after`` failed scans in a row mark the source degraded."""
+        """Use ``engine``; ``degrade_after`` failed scans in a row mark the source degraded.
+
+        ``cluster``: see :meth:`scoped` (None: the whole store).
+        """
         if degrade_after < 1:
             raise ValueError(f"degrade_after must be >= 1 (got {degrade_after})")
+        self.cluster = cluster
         self.engine = engine
         self.score_epsilon = score_epsilon
         self.degrade_after = degrade_after
@@ -105,6 +111,21 @@ class Repository(IncidentStore, MaintenanceStore, OutboxStore, ScanStore, ModelB
         if migrate_schema:
             migrate(engine)
         return cls(engine, owns_engine=True, **kwargs)
+
+    def scoped(self, cluster: str) -> Repository:
+        """This store as one cluster's pipeline sees it (same engine, nothing to close).
+
+        Its incidents, scans, data source state, scores and models are that cluster's: reads see
+        only them, writes are stamped with it, and an incident's open key is unique within the
+        cluster, so the same node name in two clusters never merges into one incident. Silences,
+        maintenance windows and the outbox stay shared; feedback is read for the cluster's
+        incidents. An unscoped repository (``cluster=None``) reads every cluster and writes the
+        cluster ``""`` (a bot without a clusters file).
+        """
+        view = copy.copy(self)
+        view.cluster = cluster
+        view._owns_engine = False
+        return view
 
     def close(self) -> None:
         """Dispose of the engine when this repository created it."""

@@ -40,8 +40,13 @@ class ScanStore:
     """
 
     degrade_after: int
+    cluster: str | None
     _sessions: sessionmaker[Session]
     _readers: sessionmaker[Session]
+
+    def _where(self, column: Any) -> list[Any]:
+        """WHERE clauses keeping this store's cluster's rows (none when unscoped)."""
+        return [] if self.cluster is None else [column == self.cluster]
 
     # ------------------------------------------------------------------ scans and data source
 
@@ -59,18 +64,26 @@ class ScanStore:
 
         The source turns degraded after ``degrade_after`` failed scans in a row and recovers on
         the first good one. On a change, and when ``notify``, ONE outbox row of kind
-        ``data_source`` (payload ``state``, ``since``, ``error``) is committed with the scan.
+        ``data_source`` (payload ``state``, ``since``, ``error``, ``cluster``) is committed with
+        the scan. A scoped store records its cluster's scan and its cluster's source state.
         """
         require_aware(at, "at")
+        cluster = self.cluster or ""
         with self._sessions.begin() as s:
             scan = ScanRunRow(
-                at=at, ok=ok, error=error, duration_s=float(duration_s), gpus_scored=gpus_scored
+                at=at,
+                ok=ok,
+                error=error,
+                duration_s=float(duration_s),
+                gpus_scored=gpus_scored,
+                cluster=cluster,
             )
             s.add(scan)
-            state = s.get(RuntimeStateRow, DATA_SOURCE_KIND)
+            name = source_state_name(cluster)
+            state = s.get(RuntimeStateRow, name)
             change: DataSourceChange | None = None
             if state is None:
-                state = RuntimeStateRow(name=DATA_SOURCE_KIND, value="ok", since=at, counter=0)
+                state = RuntimeStateRow(name=name, value="ok", since=at, counter=0)
                 s.add(state)
             if ok:
                 state.counter = 0
@@ -89,6 +102,7 @@ class ScanStore:
                     incident_id=None,
                     idempotency_key=f"{DATA_SOURCE_KIND}:{change}:{scan.id}",
                     payload={
+                        "cluster": cluster,
                         "state": state.value,
                         "change": change,
                         "since": format_time(at),
@@ -101,25 +115,38 @@ class ScanStore:
     def scans(self, limit: int = 20) -> list[ScanRun]:
         """Return the most recent scans, newest first."""
         with self._readers() as s:
-            q = select(ScanRunRow).order_by(ScanRunRow.at.desc(), ScanRunRow.id.desc())
+            q = (
+                select(ScanRunRow)
+                .where(*self._where(ScanRunRow.cluster))
+                .order_by(ScanRunRow.at.desc(), ScanRunRow.id.desc())
+            )
             return [scan_run(r) for r in s.scalars(q.limit(limit))]
 
     def status(self) -> StoreStatus:
-        """Return last scan, last good scan, data source state, newest model, open counts."""
+        """Return last scan, last good scan, data source state, newest model, open counts.
+
+        Scoped: those of its cluster (the notification counts are the whole outbox's).
+        Unscoped: the newest of any cluster, and the data source state of the cluster ``""``.
+        """
         with self._readers() as s:
-            newest = select(ScanRunRow).order_by(ScanRunRow.at.desc(), ScanRunRow.id.desc())
+            newest = (
+                select(ScanRunRow)
+                .where(*self._where(ScanRunRow.cluster))
+                .order_by(ScanRunRow.at.desc(), ScanRunRow.id.desc())
+            )
             last = s.scalar(newest.limit(1))
             last_ok = s.scalar(newest.where(ScanRunRow.ok.is_(True)).limit(1))
-            state = s.get(RuntimeStateRow, DATA_SOURCE_KIND)
+            state = s.get(RuntimeStateRow, source_state_name(self.cluster or ""))
             model = s.scalar(
                 select(ModelVersionRow)
+                .where(*self._where(ModelVersionRow.cluster))
                 .order_by(ModelVersionRow.fitted_at.desc(), ModelVersionRow.id.desc())
                 .limit(1)
             )
             counts = dict(
                 s.execute(
                     select(IncidentRow.status, func.count())
-                    .where(IncidentRow.open_key.is_not(None))
+                    .where(IncidentRow.open_key.is_not(None), *self._where(IncidentRow.cluster))
                     .group_by(IncidentRow.status)
                 ).all()
             )
@@ -152,7 +179,7 @@ class ScanStore:
         """Append one cycle's GPU scores to the history; return how many rows were written."""
         require_aware(at, "at")
         with self._sessions.begin() as s:
-            return insert_scores(s, at, scores)
+            return insert_scores(s, at, scores, self.cluster or "")
 
     def prune_scores(self, older_than: datetime) -> int:
         """Delete score history before ``older_than`` (the retention cut); return rows deleted."""
@@ -162,14 +189,20 @@ class ScanStore:
             return int(result.rowcount)  # type: ignore[attr-defined]
 
     def top_gpus(self, limit: int = 10) -> list[GpuScore]:
-        """Return the riskiest GPUs of the most recent scored cycle, riskiest first."""
+        """Return the riskiest GPUs of the most recent scored cycle, riskiest first.
+
+        Scoped: its cluster's latest cycle; unscoped: each cluster's latest cycle.
+        """
         with self._readers() as s:
-            latest = s.scalar(select(func.max(ScoreRow.at)))
-            if latest is None:
-                return []
+            latest = (
+                select(ScoreRow.cluster, func.max(ScoreRow.at).label("at"))
+                .where(*self._where(ScoreRow.cluster))
+                .group_by(ScoreRow.cluster)
+                .subquery()
+            )
             rows = s.execute(
                 select(ScoreRow.gpu_key, ScoreRow.score)
-                .where(ScoreRow.at == latest)
+                .join(latest, (ScoreRow.cluster == latest.c.cluster) & (ScoreRow.at == latest.c.at))
                 .order_by(ScoreRow.score.desc(), ScoreRow.gpu_key)
                 .limit(limit)
             ).all()
@@ -184,7 +217,9 @@ class ScanStore:
     ) -> list[tuple[datetime, float]]:
         """Return (at, score) of one GPU, oldest first."""
         with self._readers() as s:
-            q = select(ScoreRow.at, ScoreRow.score).where(ScoreRow.gpu_key == gpu_key)
+            q = select(ScoreRow.at, ScoreRow.score).where(
+                ScoreRow.gpu_key == gpu_key, *self._where(ScoreRow.cluster)
+            )
             if since is not None:
                 q = q.where(ScoreRow.at >= since)
             return [(a, float(v)) for a, v in s.execute(q.order_by(ScoreRow.at)).all()]
@@ -206,6 +241,7 @@ class ScanStore:
         require_aware(fitted_at, "fitted_at")
         with self._sessions.begin() as s:
             row = ModelVersionRow(
+                cluster=self.cluster or "",
                 name=name,
                 fleet_fingerprint=fleet_fingerprint,
                 features=list(features),
@@ -223,7 +259,7 @@ class ScanStore:
     ) -> ModelVersion | None:
         """Return the newest model (optionally of a name and for a fleet), or None."""
         with self._readers() as s:
-            q = select(ModelVersionRow)
+            q = select(ModelVersionRow).where(*self._where(ModelVersionRow.cluster))
             if name is not None:
                 q = q.where(ModelVersionRow.name == name)
             if fleet_fingerprint is not None:
@@ -237,9 +273,16 @@ class ScanStore:
 # ---------------------------------------------------------------------- in an open transaction
 
 
-def insert_scores(s: Session, at: datetime, scores: Iterable[GpuScore]) -> int:
-    """Bulk-insert one cycle's scores."""
-    rows = [{"at": at, "gpu_key": g.key, "score": float(g.score)} for g in scores]
+def source_state_name(cluster: str) -> str:
+    """The runtime state row of a cluster's data source (``data_source`` for the cluster ``""``)."""
+    return f"{DATA_SOURCE_KIND}:{cluster}" if cluster else DATA_SOURCE_KIND
+
+
+def insert_scores(s: Session, at: datetime, scores: Iterable[GpuScore], cluster: str = "") -> int:
+    """Bulk-insert one cycle's scores (of ``cluster``)."""
+    rows = [
+        {"at": at, "gpu_key": g.key, "score": float(g.score), "cluster": cluster} for g in scores
+    ]
     if rows:
         s.execute(insert(ScoreRow), rows)
     return len(rows)

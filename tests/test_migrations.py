@@ -9,7 +9,7 @@ from datetime import UTC, datetime, time, timedelta
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
-from sqlalchemy import inspect, text
+from sqlalchemy import MetaData, inspect, text
 
 from analysis.maintenance import MaintenanceWindow
 from analysis.types import GpuScore, Incident, RootCause
@@ -32,7 +32,7 @@ from tests.fixtures.postgres import (  # noqa: F401 - pytest fixtures
 )
 
 T0 = datetime(2026, 11, 22, 10, 0, tzinfo=UTC)
-PREVIOUS = "0004"
+PREVIOUS = "0005"
 TABLES_0001 = {
     "incidents",
     "incident_gpus",
@@ -49,6 +49,7 @@ TABLES_0002 = {"scores", "model_versions"}
 TABLES_0003 = {"incident_images"}
 TABLES_0004 = {"tracker_state", "seen_requests", "model_blobs"}
 TABLES_0005 = {"maintenance_windows"}
+ALL_TABLES = TABLES_0001 | TABLES_0002 | TABLES_0003 | TABLES_0004 | TABLES_0005
 
 
 def tables(url: str) -> set[str]:
@@ -60,15 +61,15 @@ def tables(url: str) -> set[str]:
         engine.dispose()
 
 
-def test_head_is_0005_and_previous_exists() -> None:
-    assert head_revision() == "0005"
+def test_head_is_0006_and_previous_exists() -> None:
+    assert head_revision() == "0006"
 
 
 def test_upgrade_empty_database_to_head_matches_models(db_url: str) -> None:  # noqa: F811
     assert current_revision(db_url) is None
     upgrade(db_url)
     assert current_revision(db_url) == head_revision()
-    assert tables(db_url) == TABLES_0001 | TABLES_0002 | TABLES_0003 | TABLES_0004 | TABLES_0005
+    assert tables(db_url) == ALL_TABLES
     engine = make_engine(db_url)
     try:
         with engine.connect() as conn:
@@ -84,16 +85,12 @@ def test_upgrade_empty_database_to_head_matches_models(db_url: str) -> None:  # 
 def test_upgrade_previous_revision_with_data_keeps_it(db_url: str) -> None:  # noqa: F811
     upgrade(db_url, PREVIOUS)
     assert current_revision(db_url) == PREVIOUS
-    assert tables(db_url) == TABLES_0001 | TABLES_0002 | TABLES_0003 | TABLES_0004
+    assert tables(db_url) == ALL_TABLES
     # a previous-revision deployment with an open, posted incident and a pending notification
-    repo = Repository.from_url(db_url, migrate_schema=False)
     inc = Incident(
         "i", T0, "warning", 0.8, RootCause("pdu-a1", "pdu"), (GpuScore("gpu-node-001", "0", 0.8),)
     )
-    iid = repo.apply_cycle(T0, [inc], True)[0].incident_id
-    repo.silence("gpu-node-009", datetime(2026, 11, 23, tzinfo=UTC), "U1", "rma", at=T0)
-    repo.record_scan(T0, False, 0.2, 0, "down")
-    repo.close()
+    iid = _previous_deployment(db_url, inc)
 
     upgrade(db_url)
     assert current_revision(db_url) == head_revision()
@@ -101,8 +98,16 @@ def test_upgrade_previous_revision_with_data_keeps_it(db_url: str) -> None:  # n
     try:
         rec = repo.incident(iid)  # type: ignore[arg-type]
         assert rec is not None and rec.status == "open" and rec.first_seen == T0
+        assert rec.cluster == ""  # rows from before 0006 belong to the one cluster
+        assert repo.open_by_key(inc.dedup_key) == rec
+        assert repo.scoped("").open_incidents() == [rec]
+        assert repo.scoped("b").open_incidents() == []
         assert (rec.incident.dedup_key, rec.incident.gpus) == (inc.dedup_key, inc.gpus)
         assert [o.kind for o in repo.outbox(status="pending")] == ["post", "data_source"]
+        # the same root cause in a named cluster is another incident
+        (other,) = repo.scoped("b").apply_cycle(T0, [inc], True)
+        assert other.incident_id != iid
+        assert repo.scoped("b").open_by_key(inc.dedup_key).cluster == "b"  # type: ignore[union-attr]
         assert [s.target for s in repo.active_silences(T0)] == ["gpu-node-009"]
         assert repo.status().data_source == "degraded"
         # the new revision's features work on the upgraded database
@@ -121,6 +126,41 @@ def test_upgrade_previous_revision_with_data_keeps_it(db_url: str) -> None:  # n
         repo.close()
 
 
+def _previous_deployment(url: str, inc: Incident) -> int:
+    """Rows as the previous revision's code wrote them (its tables, reflected): an open posted
+    incident with a pending post, a silence, a failed scan that degraded the source."""
+    engine = make_engine(url)
+    meta = MetaData()
+    meta.reflect(engine)
+    t = meta.tables
+    at = T0 if engine.dialect.name == "postgresql" else T0.replace(tzinfo=None)
+    try:
+        with engine.begin() as conn:
+            iid = conn.execute(
+                t["incidents"].insert().values(dedup_key=inc.dedup_key, open_key=inc.dedup_key,
+                    kind="pdu", root_cause_id="pdu-a1", status="open", severity="warning",
+                    peak_severity="warning", score=0.8, notify_seq=1, last_action="post",
+                    first_seen=at, last_seen=at, snapshot=inc.as_dict())
+            ).inserted_primary_key[0]  # fmt: skip
+            conn.execute(t["incident_gpus"].insert().values(
+                incident_id=iid, gpu_key="gpu-node-001/0", node="gpu-node-001", score=0.8))  # fmt: skip
+            conn.execute(t["outbox"].insert().values(kind="post", incident_id=iid,
+                payload={"incident": inc.as_dict()}, idempotency_key=f"incident:{iid}:1:post",
+                status="pending", created_at=at, attempts=0))  # fmt: skip
+            conn.execute(t["silences"].insert().values(target="gpu-node-009", who="U1",
+                until=at + timedelta(hours=14), reason="rma", created_at=at))  # fmt: skip
+            conn.execute(t["scan_runs"].insert().values(
+                at=at, ok=False, error="down", duration_s=0.2, gpus_scored=0))  # fmt: skip
+            conn.execute(t["runtime_state"].insert().values(
+                name="data_source", value="degraded", since=at, counter=1))  # fmt: skip
+            conn.execute(t["outbox"].insert().values(kind="data_source", incident_id=None,
+                payload={"state": "degraded"}, idempotency_key="data_source:degraded:1",
+                status="pending", created_at=at, attempts=0))  # fmt: skip
+    finally:
+        engine.dispose()
+    return int(iid)
+
+
 def test_downgrade_head_to_previous_to_base(db_url: str) -> None:  # noqa: F811
     upgrade(db_url)
     repo = Repository.from_url(db_url, migrate_schema=False)
@@ -130,9 +170,20 @@ def test_downgrade_head_to_previous_to_base(db_url: str) -> None:  # noqa: F811
     iid = repo.apply_cycle(T0, [inc], True)[0].incident_id
     repo.save_images(iid, {"graph": b"png"}, at=T0)  # type: ignore[arg-type]
     repo.add_maintenance(MaintenanceWindow("n", timedelta(hours=1), start=T0), "U1", T0)
+    repo.scoped("b").apply_cycle(T0, [inc], True)
     repo.close()
     downgrade(db_url, PREVIOUS)
     assert current_revision(db_url) == PREVIOUS
+    assert tables(db_url) == ALL_TABLES
+    engine = make_engine(db_url)
+    try:
+        with engine.connect() as conn:  # the incidents and their GPUs are still there
+            assert conn.execute(text("SELECT count(*) FROM incidents")).scalar() == 2
+            assert conn.execute(text("SELECT count(*) FROM incident_gpus")).scalar() == 2
+            assert conn.execute(text("SELECT count(*) FROM incident_images")).scalar() == 1
+    finally:
+        engine.dispose()
+    downgrade(db_url, "0004")
     assert tables(db_url) == TABLES_0001 | TABLES_0002 | TABLES_0003 | TABLES_0004
     downgrade(db_url, "0003")
     assert tables(db_url) == TABLES_0001 | TABLES_0002 | TABLES_0003
