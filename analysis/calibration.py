@@ -216,8 +216,8 @@ def scale_floor(column: str, median: float) -> float:
         return 0.003
     if "temp" in column or column.startswith("inlet") or column.endswith("_slope"):
         return 0.3 if not column.endswith("_slope") else 0.02
-    if column in {"gap_frac", "up_down_frac"}:
+    if column in {"gap_frac", "gap_frac_vs_node", "up_down_frac"}:
         return 0.05
-    if column == "last_seen_min":
+    if column in {"last_seen_min", "last_seen_vs_node"}:
         return 1.0
     return max(1e-3, 0.01 * abs(median))

@@ -49,6 +49,7 @@ from analysis.context import (
     node_context,
     peer_context,
 )
+from analysis.data_health import HEALTH_COLUMNS, data_health
 from analysis.frames import slice_frame, slice_frames, sort_frames, to_utc
 from analysis.stats import anscombe, group_slope
 from analysis.types import FleetFrames
@@ -130,7 +131,18 @@ FLAG_SIGNALS: dict[str, str] = {
     "fail_vanished": "series_vanished",
 }
 # Informational columns that are kept for explanations but not fed to the detectors.
-INFO_COLUMNS: tuple[str, ...] = ("xid_app_events", "xid_last", "node", "rack")
+# Data health is scored against the node (``gap_frac_vs_node``, ``last_seen_vs_node``): a whole
+# node's scrape gap is not a GPU's problem (:mod:`analysis.data_health`); the raw values stay.
+INFO_COLUMNS: tuple[str, ...] = (
+    "xid_app_events",
+    "xid_last",
+    "node",
+    "rack",
+    "gap_frac",
+    "last_seen_min",
+    "up_down_frac",
+    "node_silent",
+)
 
 # Workload descriptors: what the jobs are doing, not how healthy the hardware is. A job starting or
 # ending moves all of them on every GPU it spans (power to idle, clocks down, temperature
@@ -315,8 +327,9 @@ def build_features(
     # only when most of them are comparable: two hot GPUs among 64 idle ones are not a hot rack.
     out["rack_temp_vs_fleet"] = _group_median(out["temp_vs_fleet"], rack_of)
     out["node_temp_vs_fleet"] = _group_median(out["temp_vs_fleet"], node_of)
-    vanished = out["last_seen_min"] >= vanish_after / timedelta(minutes=1)
-    out["fail_vanished"] = vanished.to_numpy()
+    health = data_health(out, node_of, win.up, vanish_after=vanish_after)
+    for col in HEALTH_COLUMNS:
+        out[col] = health[col]
     for col in FLAG_COLUMNS:
         out[col] = out[col].fillna(False).astype(bool)
     out["node"] = node_of

@@ -49,7 +49,6 @@ SIGNATURES: dict[str, tuple[str, ...]] = {
         "fan_spread",
         "fan_min_vs_fleet",
         "node_temp_vs_fleet",
-        "up_down_frac",
     ),
 }
 OWN_PREFIX: dict[str, str] = {"pdu": "pdu.", "cooling": "cooling.", "switch": "switch."}
@@ -64,10 +63,11 @@ OWN_DIRECTION: dict[str, int] = {
 }
 OWN_IGNORED: tuple[str, ...] = ("pdu.output_watts",)
 # Node evidence that can name a node for a single at-risk GPU: the node's own hardware, in the
-# harmful direction: one fan slower than the node's others, scrape targets down. Fans that all
-# slow down together follow the load (a job ended, a GPU was drained): that is not a fan fault.
-# A node's GPUs running warm as a group needs at least two GPUs at risk.
-NODE_HARDWARE: dict[str, int] = {"fan_spread": -1, "up_down_frac": 1}
+# harmful direction: one fan slower than the node's others. Fans that all slow down together
+# follow the load (a job ended, a GPU was drained): that is not a fan fault. Scrape targets down
+# are not hardware evidence (:mod:`analysis.data_health`). A node's GPUs running warm as a group
+# needs at least two GPUs at risk.
+NODE_HARDWARE: dict[str, int] = {"fan_spread": -1}
 FACILITY_ORDER: dict[str, int] = {"pdu": 0, "cooling": 0, "switch": 0, "rack": 1}
 
 DEFAULT_MIN_FRACTION = 0.5

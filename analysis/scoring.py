@@ -76,7 +76,7 @@ from analysis.incidents import (
 from analysis.types import Assessment, Fault, FleetFrames, GpuRef, GpuScore
 
 MODEL_FORMAT = "gpu-risk-model"
-MODEL_VERSION = 2
+MODEL_VERSION = 3
 DEFAULT_THRESHOLD = 0.9
 DEFAULT_FIT_WINDOW = timedelta(hours=24)
 DEFAULT_FIT_CYCLES = 48
@@ -209,6 +209,11 @@ class FeatureScorer:
     @property
     def min_window(self) -> timedelta:
         """Return the feature window: one assessment needs that much data before ``at``."""
+        return self.window
+
+    @property
+    def feature_window(self) -> timedelta:
+        """Return the window of the own-series reductions ``assess`` reads (the feature window)."""
         return self.window
 
     # ----------------------------------------------------------------- fitting

@@ -6,7 +6,7 @@ update, resolve) is :mod:`analysis.lifecycle`'s decision.
 
 Failed stays failed: once an incident carries a failure-grade signal (DBE, row-remap failure,
 hardware XID, a vanished GPU), or all the GPUs of an open node, rack or component incident are
-drained at once, its hardware has failed. A failed GPU is usually drained: its error
+drained at once, or none of its GPUs reports any more (a node shut down), its hardware has failed. A failed GPU is usually drained: its error
 counters stop moving and the model reads it as healthy, so quiet cycles are no evidence of repair.
 A failed incident therefore stays open until its GPUs are back in service (reporting, running work
 at ``REPAIR_UTIL`` % or more, no failure-grade signal, not at risk) for ``repair_after``, or until
@@ -172,7 +172,11 @@ class IncidentTracker:
         for key, inc in self._open.items():
             # Every GPU of an open several-GPU incident drained at once: the hardware was taken
             # out of service (or its jobs died with it); its counters stop and it reads healthy.
-            if key not in self._failed and _drained(assessment.features, inc):
+            # Every GPU of an open incident silent (its node shut down, or stopped answering
+            # scrapes): quiet cycles without data are no evidence of repair either.
+            if key not in self._failed and (
+                _drained(assessment.features, inc) or _silent(assessment.features, inc)
+            ):
                 self._failed[key] = assessment.at
                 self._in_service.pop(key, None)
         for key in list(self._open):
@@ -229,6 +233,14 @@ def _drained(table: pd.DataFrame | None, incident: Incident) -> bool:
     reporting = rows.get("last_seen_min", pd.Series(0.0, index=rows.index)) < REPORTING_MINUTES
     idle = rows["util"] < DRAINED_UTIL
     return bool(len(rows) and (reporting & idle).all())
+
+
+def _silent(table: pd.DataFrame | None, incident: Incident) -> bool:
+    """Whether no GPU of the incident has reported for ``REPORTING_MINUTES`` (gone, not healed)."""
+    if table is None or table.empty or "last_seen_min" not in table.columns:
+        return False
+    seen = table["last_seen_min"].reindex([g.key for g in incident.gpus])
+    return bool(len(seen) and (seen.fillna(float("inf")) >= REPORTING_MINUTES).all())
 
 
 def _in_service(table: pd.DataFrame, gpus: list[str]) -> bool:

@@ -97,3 +97,17 @@ def test_a_component_whose_gpus_are_all_drained_stays_open_until_back_in_service
     for minute in range(120, 150, 5):  # back in service, healthy
         assert t.update(cycle(minute, at_risk=False, util=80.0)), minute
     assert t.update(cycle(150, at_risk=False, util=80.0)) == []
+
+
+def test_an_incident_whose_gpus_all_go_silent_stays_open_as_failed() -> None:
+    """A node under a fan warning shuts down: no data is no evidence of repair."""
+    t = IncidentTracker(open_after=1, close_after=2, repair_after=timedelta(minutes=30))
+    assert t.update(_cycle(0, at_risk=True, util=90.0))
+    assert t.failed == {}
+    for minute in range(5, 120, 5):
+        assert t.update(_cycle(minute, at_risk=False, util=0.0, seen=minute + 0.0)), minute
+    assert set(t.failed) == {f"gpu:{KEY}"}
+    # back and busy for repair_after: closed
+    for minute in range(120, 150, 5):
+        assert t.update(_cycle(minute, at_risk=False, util=80.0)), minute
+    assert t.update(_cycle(150, at_risk=False, util=80.0)) == []
