@@ -9,6 +9,15 @@ too: a newer replica may send it). After ``Retry.max_attempts`` the row becomes 
 logged once as an error, counted by ``on_dead``, never claimed again until an admin revives it
 (``Repository.retry_dead``).
 
+Outages: after a pass that failed and delivered nothing, and until the next delivery, the
+destination counts as down. While it is and no row is due, one waiting row is tried ahead of
+time every ``Retry.probe`` (or later, if the destination asked so with Retry-After); a probe
+that meets the outage again (429, 5xx, no connection) is not counted. The first delivery after
+an outage, by a probe or any row, makes every row that waited through it due at once
+(``Repository.rearm_failed``), so the end of an outage shows within about one probe interval,
+not one backoff, and the attempts of rows created during the outage are forgiven. A row that
+fails while the destination delivers others keeps counting and dies.
+
 The loop runs in its own scheduler job, never in the scan's: a slow or failing sink delays only
 notifications, never a scan.
 """
@@ -30,11 +39,13 @@ logger = logging.getLogger(__name__)
 @dataclass(frozen=True)
 class Retry:
     """How failed sends are retried: ``first`` after the first failure, doubling up to ``cap``;
-    a row dies after ``max_attempts`` attempts (None: never)."""
+    a row dies after ``max_attempts`` attempts (None: never). While the destination is down and
+    no row is due, one is tried ahead of time (not counted) every ``probe`` (None: never)."""
 
     first: timedelta = timedelta(seconds=30)
     cap: timedelta = timedelta(minutes=15)
     max_attempts: int | None = 8
+    probe: timedelta | None = timedelta(seconds=10)
 
     def delay(self, attempts: int, asked: timedelta | None = None) -> timedelta:
         """Return the wait before the next attempt after ``attempts`` tries (>= ``asked``)."""
@@ -83,38 +94,24 @@ def deliver(
     ``speed`` scales a Retry-After (real seconds) into the caller's clock.
     """
     policy = retry if retry is not None else Retry(first=retry_in)
-    sent = 0
-    for item in repo.claim_pending(limit, worker_id, lease, at=at):
+    items = repo.claim_pending(limit, worker_id, lease, at=at)
+    probing = False
+    if not items and policy.probe is not None:
+        probe = repo.claim_probe(worker_id, lease, at=at, every=policy.probe)
+        items, probing = ([probe], True) if probe is not None else ([], False)
+    sent, failed, hold = 0, [], policy.probe or timedelta(0)
+    for item in items:
         try:
             ref = dispatch(sink, item)
         except Exception as exc:  # the sink is down or refused: keep the row for a later round
-            error = f"{type(exc).__name__}: {exc}"
+            failed.append(item.id)
             asked = retry_after(exc)
-            if policy.gives_up(item.attempts):
-                repo.mark_failed(item.id, error, None, at=at)
-                logger.error(
-                    "outbox row %s (%s, incident %s) is dead after %d attempts: %s "
-                    "(an admin can send it again: Repository.retry_dead)",
-                    item.id,
-                    item.kind,
-                    item.incident_id,
-                    item.attempts,
-                    error,
-                )
-                if on_dead is not None:
-                    on_dead(item)
+            asked = asked * speed if asked is not None else None
+            hold = max(hold, asked or hold)
+            if probing and _expected(exc):
+                _probe_failed(repo, item, exc, asked, at=at)
             else:
-                wait = policy.delay(item.attempts, asked * speed if asked is not None else None)
-                logger.warning(
-                    "sending outbox row %s (%s) failed (attempt %d): %s; retrying in %.0f s",
-                    item.id,
-                    item.kind,
-                    item.attempts,
-                    error,
-                    wait.total_seconds(),
-                    exc_info=not _expected(exc),
-                )
-                repo.mark_failed(item.id, error, at + wait, at=at)
+                _failed(repo, item, exc, asked, policy, at=at, on_dead=on_dead)
             if on_failed is not None:
                 on_failed(item)
             continue
@@ -122,12 +119,77 @@ def deliver(
         sent += 1
         if on_sent is not None:
             on_sent(item)
+    if sent:
+        rearmed = repo.rearm_failed(at=at, keep=failed)
+        if rearmed:
+            logger.info(
+                "the destination delivers again: %d waiting notification(s) are due now", rearmed
+            )
+    elif failed and policy.probe is not None:
+        repo.defer_probes(at + hold)  # down (or asked to wait): the next probe after ``hold``
     return sent
 
 
+def _failed(
+    repo: Repository,
+    item: OutboxItem,
+    exc: Exception,
+    asked: timedelta | None,
+    policy: Retry,
+    *,
+    at: datetime,
+    on_dead: Callable[[OutboxItem], None] | None,
+) -> None:
+    """Schedule a failed row's retry, or make it a dead letter after its last attempt."""
+    error = f"{type(exc).__name__}: {exc}"
+    if policy.gives_up(item.attempts):
+        repo.mark_failed(item.id, error, None, at=at)
+        logger.error(
+            "outbox row %s (%s, incident %s) is dead after %d attempts: %s "
+            "(an admin can send it again: Repository.retry_dead)",
+            item.id,
+            item.kind,
+            item.incident_id,
+            item.attempts,
+            error,
+        )
+        if on_dead is not None:
+            on_dead(item)
+        return
+    wait = policy.delay(item.attempts, asked)
+    logger.warning(
+        "sending outbox row %s (%s) failed (attempt %d): %s; retrying in %.0f s",
+        item.id,
+        item.kind,
+        item.attempts,
+        error,
+        wait.total_seconds(),
+        exc_info=not _expected(exc),
+    )
+    repo.mark_failed(item.id, error, at + wait, at=at)
+
+
+def _probe_failed(
+    repo: Repository, item: OutboxItem, exc: Exception, asked: timedelta | None, *, at: datetime
+) -> None:
+    """A probe met an outage answer: the row keeps its own schedule (or later, if the destination
+    asked) and its attempts. (A probe the destination refused for the row's own reason counts
+    as an attempt like any other: ``_failed``.)"""
+    error = f"{type(exc).__name__}: {exc}"
+    retry_at = item.retry_at if item.retry_at is not None and item.retry_at > at else at
+    if asked is not None:
+        retry_at = max(retry_at, at + asked)
+    logger.info("probe with outbox row %s (%s): still failing: %s", item.id, item.kind, error)
+    repo.mark_failed(item.id, error, retry_at, at=at, refund=True)
+
+
 def _expected(exc: BaseException) -> bool:
-    """Return True for an outage answer (429, 5xx, connection): no traceback in the log."""
+    """Return True for an outage answer (429, 5xx, no connection): no traceback in the log.
+
+    An HTTP answer counts by its status; without one, any OSError (refused, reset, timed out,
+    unresolvable: ``urllib``'s URLError and ``requests``' ConnectionError are OSErrors too).
+    """
     status = getattr(getattr(exc, "response", None), "status_code", None)
-    if isinstance(status, int) and (status == 429 or status >= 500):
-        return True
-    return isinstance(exc, ConnectionError | TimeoutError)
+    if isinstance(status, int):
+        return status == 429 or status >= 500
+    return isinstance(exc, OSError)

@@ -158,6 +158,7 @@ class Runtime:
                 first=timedelta(seconds=30) * speed,
                 cap=timedelta(minutes=15) * speed,
                 max_attempts=self.settings.outbox_max_attempts,
+                probe=timedelta(seconds=10) * speed,
             ),
             on_sent=self._sent,
             on_failed=lambda _item: self.metrics.notifications_failed.inc(),

@@ -12,6 +12,16 @@ Dead letters: the delivery loop gives a row a bounded number of attempts (with e
 backoff); after the last one ``mark_failed(retry_at=None)`` makes it ``dead`` (``dead_at``). A dead
 row is never claimed again until an admin calls ``retry_dead``; ``StoreStatus`` counts them.
 
+Outages: a delivery pass that failed and delivered nothing calls ``defer_probes``, which marks
+the destination as failing (a ``runtime_state`` row shared by replicas). While it is marked, rows
+wait on their backoff and ``claim_probe`` hands one of them out ahead of time, at most once per
+probe interval; a probe that meets the outage again is given back with
+``mark_failed(refund=True)``, so probing never brings a row nearer to dead. The next delivery
+calls ``rearm_failed``: the mark goes, the rows that waited through the outage are due at once,
+and the attempts of those created after the destination's previous delivery are forgiven (they
+never had a working destination). A row that kept failing while deliveries went through keeps
+its count, so it still ends dead.
+
 Sending: a notifier calls ``claim_pending`` (which leases rows to one worker: ``FOR UPDATE SKIP
 LOCKED`` on PostgreSQL, a conditional UPDATE on SQLite), sends each row, then ``mark_sent`` with
 the Slack message reference (stored in ``message_refs`` for posts in the same transaction) or
@@ -40,15 +50,18 @@ from collections.abc import Collection
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Engine, and_, exists, func, or_, select, update
+from sqlalchemy import Engine, and_, case, delete, exists, func, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session, aliased, sessionmaker
 
 from analysis.lifecycle import Action
-from storage.models import MessageRefRow, OutboxRow
+from storage.models import MessageRefRow, OutboxRow, RuntimeStateRow
 from storage.records import MessageRef, OutboxItem, outbox_item, require_aware
 
 logger = logging.getLogger(__name__)
+
+PROBE_STATE = "outbox_probe"
+"""``runtime_state`` row present while the destination fails; ``since``: the next probe's time."""
 
 
 class OutboxStore:
@@ -94,12 +107,7 @@ class OutboxStore:
         require_aware(at, "at")
         if limit < 1:
             return []
-        earlier = aliased(OutboxRow)
-        blocked = exists().where(
-            earlier.incident_id == OutboxRow.incident_id,
-            earlier.id < OutboxRow.id,
-            earlier.status == "pending",
-        )
+        blocked = _blocked()
         claimable = and_(
             OutboxRow.status == "pending",
             or_(OutboxRow.claim_expires_at.is_(None), OutboxRow.claim_expires_at <= at),
@@ -126,6 +134,100 @@ class OutboxStore:
             rows = s.scalars(select(OutboxRow).where(OutboxRow.id.in_(claimed))).all()
             by_id = {r.id: outbox_item(r) for r in rows}
         return [by_id[i] for i in claimed]
+
+    def claim_probe(
+        self, worker_id: str, lease: timedelta, *, at: datetime, every: timedelta
+    ) -> OutboxItem | None:
+        """Lease one row that waits on its failure backoff ahead of time, to probe the destination.
+
+        Only while the destination is marked failing (``defer_probes``, until ``rearm_failed``),
+        not before the time set there, and then at most once per ``every``: the waiting row whose
+        retry is nearest, unless an earlier row of its incident is pending. The claim counts an
+        attempt as usual; the caller gives it back if the probe meets the outage again
+        (``mark_failed(..., refund=True)``). None when no probe is due.
+        """
+        require_aware(at, "at")
+        waiting = and_(
+            OutboxRow.status == "pending",
+            OutboxRow.last_error.is_not(None),
+            OutboxRow.retry_at > at,
+            or_(OutboxRow.claim_expires_at.is_(None), OutboxRow.claim_expires_at <= at),
+        )
+        q = (
+            select(OutboxRow.id)
+            .where(waiting, ~_blocked())
+            .order_by(OutboxRow.retry_at, OutboxRow.id)
+            .limit(1)
+        )
+        if self.engine.dialect.name == "postgresql":
+            q = q.with_for_update(skip_locked=True, of=OutboxRow)
+        with self._sessions.begin() as s:
+            state = s.get(RuntimeStateRow, PROBE_STATE, with_for_update=True)
+            if state is None or state.since > at:
+                return None  # the destination is not known to fail, or was probed just now
+            oid = s.scalar(q)
+            if oid is None:
+                return None
+            result = s.execute(
+                update(OutboxRow)
+                .where(OutboxRow.id == oid, waiting)
+                .values(
+                    claimed_by=worker_id,
+                    claim_expires_at=at + lease,
+                    attempts=OutboxRow.attempts + 1,
+                )
+                .execution_options(synchronize_session=False)
+            )
+            if result.rowcount != 1:  # type: ignore[attr-defined]
+                return None  # another replica took it a moment ago
+            _hold_probes(s, at + every)
+            return outbox_item(s.scalars(select(OutboxRow).where(OutboxRow.id == oid)).one())
+
+    def defer_probes(self, until: datetime) -> None:
+        """Mark the destination failing: probe it from ``until`` on (not earlier than set before).
+
+        The mark stays until the next delivery (``rearm_failed``).
+        """
+        require_aware(until, "until")
+        with self._sessions.begin() as s:
+            _hold_probes(s, until)
+
+    def rearm_failed(self, *, at: datetime, keep: Collection[int] = ()) -> int:
+        """The destination delivered at ``at``: it is no longer marked failing, and rows waiting
+        on a failure become due now.
+
+        Rows created after the destination's previous delivery (before ``at``) never saw it
+        working: their attempts are forgiven (set back to 1: still a retry, so the sink
+        reconciles with an earlier attempt). Rows that waited while deliveries went through
+        failed on their own and are left alone, as are those in ``keep`` (they failed in the
+        pass that delivered) and those under a running lease. Return how many rows were re-armed.
+        """
+        require_aware(at, "at")
+        with self._sessions.begin() as s:
+            s.execute(delete(RuntimeStateRow).where(RuntimeStateRow.name == PROBE_STATE))
+            failing = (OutboxRow.status == "pending", OutboxRow.last_error.is_not(None))
+            if s.scalar(select(OutboxRow.id).where(*failing).limit(1)) is None:
+                return 0  # nothing waits on a failure (the usual case)
+            previous = s.scalar(
+                select(func.max(OutboxRow.sent_at)).where(
+                    OutboxRow.status == "sent", OutboxRow.sent_at < at
+                )
+            )
+            where = [
+                *failing,
+                or_(OutboxRow.claim_expires_at.is_(None), OutboxRow.claim_expires_at <= at),
+            ]
+            if previous is not None:
+                where.append(OutboxRow.created_at > previous)
+            if keep:
+                where.append(OutboxRow.id.not_in(list(keep)))
+            result = s.execute(
+                update(OutboxRow)
+                .where(*where)
+                .values(retry_at=at, attempts=_at_most_one_attempt())
+                .execution_options(synchronize_session=False)
+            )
+            return int(result.rowcount or 0)  # type: ignore[attr-defined]
 
     def mark_sent(
         self,
@@ -170,11 +272,19 @@ class OutboxStore:
             return True
 
     def mark_failed(
-        self, outbox_id: int, error: str, retry_at: datetime | None, *, at: datetime
+        self,
+        outbox_id: int,
+        error: str,
+        retry_at: datetime | None,
+        *,
+        at: datetime,
+        refund: bool = False,
     ) -> bool:
         """Record a failed send: retry at ``retry_at``, or give up (status dead) when None.
 
-        Return True when the row is now dead (a dead letter: ``retry_dead`` sends it back).
+        ``refund``: the attempt does not count (a failed probe); the row keeps at least one
+        attempt, so its next send still reconciles. Return True when the row is now dead (a
+        dead letter: ``retry_dead`` sends it back).
         """
         require_aware(at, "at")
         if retry_at is not None:
@@ -190,6 +300,8 @@ class OutboxStore:
             row.claim_expires_at = None
             row.claimed_by = None
             row.retry_at = retry_at
+            if refund:
+                row.attempts = max(1, row.attempts - 1)
             if retry_at is None:
                 row.status = "dead"
                 row.dead_at = at
@@ -199,6 +311,8 @@ class OutboxStore:
         """Send dead letters (all, or those in ``ids``) back to pending with fresh attempts.
 
         Return how many rows were revived; they are claimable at once (``retry_at`` = ``at``).
+        A revived row that was tried keeps one attempt, so its next send still reconciles with
+        an earlier one that may have got through (a post looks for it before posting again).
         """
         require_aware(at, "at")
         q = update(OutboxRow).where(OutboxRow.status == "dead")
@@ -208,7 +322,7 @@ class OutboxStore:
             result = s.execute(
                 q.values(
                     status="pending",
-                    attempts=0,
+                    attempts=_at_most_one_attempt(),
                     retry_at=at,
                     dead_at=None,
                     claimed_by=None,
@@ -246,6 +360,34 @@ class OutboxStore:
 
 
 # ---------------------------------------------------------------------- in an open transaction
+
+
+def _blocked() -> Any:
+    """SQL: an earlier row of the same incident is still pending (rows go out in order)."""
+    earlier = aliased(OutboxRow)
+    return exists().where(
+        earlier.incident_id == OutboxRow.incident_id,
+        earlier.id < OutboxRow.id,
+        earlier.status == "pending",
+    )
+
+
+def _at_most_one_attempt() -> Any:
+    """SQL: the row's attempts, at most 1 (forgiven, yet still known to have been tried)."""
+    return case((OutboxRow.attempts > 1, 1), else_=OutboxRow.attempts)
+
+
+def _hold_probes(s: Session, until: datetime) -> None:
+    """Move the earliest next probe to ``until`` (never earlier than already set)."""
+    state = s.get(RuntimeStateRow, PROBE_STATE, with_for_update=True)
+    if state is None:
+        s.execute(
+            dialect_insert(s)(RuntimeStateRow)
+            .values(name=PROBE_STATE, value="next probe", since=until, counter=0)
+            .on_conflict_do_nothing(index_elements=["name"])
+        )
+    elif state.since < until:
+        state.since = until
 
 
 def enqueue_row(
