@@ -30,6 +30,14 @@ VOLTS = "ipmi_voltage_volts"
 NODE_POWER = "ipmi_dcmi_power_consumption_current_watts"
 HWMON = "node_hwmon_temp_celsius"
 
+#: The GPU metrics the peer context compares at equal timestamps: the raw series a cycle still
+#: needs when the TSDB computes the GPUs' own reductions (``analysis.feature_plan``).
+PEER_METRICS: tuple[str, ...] = (
+    "DCGM_FI_DEV_GPU_TEMP",
+    "DCGM_FI_DEV_MEMORY_TEMP",
+    "DCGM_FI_DEV_POWER_USAGE",
+)
+
 
 def peer_context(
     wide: pd.DataFrame, index: pd.Index, node_of: pd.Series, rack_of: pd.Series, recent: float

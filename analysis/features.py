@@ -22,8 +22,12 @@ One row per GPU (index: ``<node>/<gpu>``), built with vectorised pandas from the
 - ``fail_*`` flags, the failure-grade signals (DBE increase, row-remap failure, hardware XID,
   vanished series) that scoring turns into a risk floor.
 
-The peer, node and component context builders live in :mod:`analysis.context`, the window
-utilities in :mod:`analysis.frames`; the names this module always exported are re-exported here.
+The GPU's own columns (levels to data health, and the flags) are the feature plan's
+(:mod:`analysis.feature_plan`): reductions of one metric each, evaluated in memory over the frames
+(:mod:`analysis.reduce_frames`) or taken from the source when it computed them in the TSDB
+(``FleetFrames.reduced``). The peer, node and component context builders live in
+:mod:`analysis.context`, the window utilities in :mod:`analysis.frames`; the names this module
+always exported (``GAUGES``, ``COUNTERS`` ... now declared by the plan) are re-exported here.
 """
 
 from __future__ import annotations
@@ -32,10 +36,9 @@ from collections.abc import Iterable
 from datetime import datetime, timedelta
 
 import networkx as nx
-import numpy as np
 import pandas as pd
 
-from analysis.catalog import HARDWARE_XIDS, XID_HARDWARE_COUNT, XID_OTHER_COUNT
+from analysis.catalog import XID_HARDWARE_COUNT, XID_OTHER_COUNT
 from analysis.context import (
     COMPARABLE_WATTS,
     FAN,
@@ -43,6 +46,7 @@ from analysis.context import (
     INLET,
     INLET_SENSOR,
     NODE_POWER,
+    PEER_METRICS,
     VOLTS,
     component_context,
     component_stats,
@@ -50,9 +54,20 @@ from analysis.context import (
     peer_context,
 )
 from analysis.data_health import HEALTH_COLUMNS, data_health
+from analysis.feature_plan import (
+    COUNTERS,
+    GAUGES,
+    REMAP_FAILURE,
+    SUSTAINED,
+    XID,
+    FeaturePlan,
+    derive,
+    grid_time,
+)
 from analysis.frames import slice_frame, slice_frames, sort_frames, to_utc
-from analysis.stats import anscombe, group_slope
-from analysis.types import FleetFrames
+from analysis.reduce_frames import reduce_frames
+from analysis.stats import anscombe
+from analysis.types import FleetFrames, Reductions
 
 __all__ = [
     "COMPARABLE_WATTS",
@@ -91,29 +106,8 @@ DEFAULT_WINDOW = timedelta(minutes=30)
 DEFAULT_RECENT = timedelta(minutes=10)
 DEFAULT_VANISH_AFTER = timedelta(minutes=5)
 
-GAUGES: dict[str, str] = {
-    "DCGM_FI_DEV_GPU_TEMP": "temp",
-    "DCGM_FI_DEV_MEMORY_TEMP": "mem_temp",
-    "DCGM_FI_DEV_POWER_USAGE": "power",
-    "DCGM_FI_DEV_SM_CLOCK": "sm_clock",
-    "DCGM_FI_DEV_MEM_CLOCK": "mem_clock",
-    "DCGM_FI_DEV_GPU_UTIL": "util",
-    "DCGM_FI_DEV_FB_USED": "fb_used",
-}
-COUNTERS: dict[str, str] = {
-    "DCGM_FI_DEV_ECC_SBE_VOL_TOTAL": "ecc_sbe",
-    "DCGM_FI_DEV_ECC_DBE_VOL_TOTAL": "ecc_dbe",
-    "DCGM_FI_DEV_CORRECTABLE_REMAPPED_ROWS": "remap_corr",
-    "DCGM_FI_DEV_UNCORRECTABLE_REMAPPED_ROWS": "remap_uncorr",
-    "DCGM_FI_DEV_PCIE_REPLAY_COUNTER": "pcie_replay",
-    "DCGM_FI_DEV_NVLINK_CRC_FLIT_ERROR_COUNT_TOTAL": "nvlink_crc",
-    "DCGM_FI_DEV_THERMAL_VIOLATION": "thermal_viol",
-    "DCGM_FI_DEV_POWER_VIOLATION": "power_viol",
-}
-SUSTAINED: tuple[str, ...] = ("ecc_sbe", "pcie_replay", "nvlink_crc")
-REMAP_FAILURE = "DCGM_FI_DEV_ROW_REMAP_FAILURE"
-XID = "DCGM_FI_DEV_XID_ERRORS"
-# The GPU metrics the features read: the columns of ``FleetFrames.gpu_wide``, in this order.
+# The GPU metrics the features read (the plan's own-series metrics; the peer context reads the
+# first three of them raw).
 GPU_FEATURE_METRICS: tuple[str, ...] = (
     *GAUGES,
     *COUNTERS,
@@ -183,82 +177,6 @@ def gpu_keys_of(graph: nx.DiGraph) -> list[str]:
     return sorted(n for n, d in graph.nodes(data=True) if d.get("kind") == "gpu")
 
 
-def _gpu_own(
-    wide: pd.DataFrame,
-    index: pd.Index,
-    *,
-    at: pd.Timestamp,
-    window: timedelta,
-    recent: timedelta,
-    step: timedelta,
-) -> pd.DataFrame:
-    """Levels, variability, trends, counter rates, XIDs and data health of each GPU."""
-    keys = wide.index.get_level_values("key")
-    ts = wide.index.get_level_values("ts")
-    t = np.asarray((ts - at) / pd.Timedelta(minutes=1), dtype=np.float64)
-    out = pd.DataFrame(index=index)
-
-    gauges = wide[list(GAUGES)].rename(columns=GAUGES)
-    is_recent = t > -recent / timedelta(minutes=1)
-    level = gauges[is_recent].groupby(keys[is_recent], sort=False).mean().reindex(index)
-    for name in GAUGES.values():
-        out[name] = level[name]
-    std = gauges[["temp", "power", "util"]].groupby(keys, sort=False).std().reindex(index)
-    out["temp_std"] = std["temp"]
-    out["power_std"] = std["power"]
-    out["util_std"] = std["util"]
-    slope = group_slope(gauges[["temp", "mem_temp"]], t, keys, index)
-    out["temp_slope"] = slope["temp"]
-    out["mem_temp_slope"] = slope["mem_temp"]
-
-    counters = wide[list(COUNTERS)].rename(columns=COUNTERS)
-    diffs = counters.groupby(keys, sort=False).diff().clip(lower=0)
-    hours = window / timedelta(hours=1)
-    inc = diffs.groupby(keys, sort=False).sum().reindex(index).fillna(0.0)
-    for name in COUNTERS.values():
-        out[f"{name}_rate"] = np.log1p(inc[name] / hours)
-    # Sustained rate: the increase without its largest single step, so a one-off burst (a
-    # retrained link) does not count but a steady climb does.
-    top = diffs[list(SUSTAINED)].groupby(keys, sort=False).max().reindex(index).fillna(0.0)
-    for name in SUSTAINED:
-        trimmed = (inc[name] - top[name]).clip(lower=0.0)
-        out[f"{name}_sustained"] = np.log1p(trimmed / hours)
-        out[f"{name}_excess"] = anscombe(trimmed)
-    last_counts = counters.groupby(keys, sort=False).last().reindex(index)
-    out["remap_corr_level"] = np.log1p(last_counts["remap_corr"].clip(lower=0))
-    out["remap_uncorr_level"] = np.log1p(last_counts["remap_uncorr"].clip(lower=0))
-
-    remap_fail = wide[REMAP_FAILURE].groupby(keys, sort=False).max().reindex(index)
-    xid = wide[XID]
-    prev = xid.groupby(keys, sort=False).shift(1)
-    new = xid.notna() & prev.notna() & (xid != prev) & (xid > 0)
-    hw = new & xid.isin(list(HARDWARE_XIDS))
-    app = new & ~xid.isin(list(HARDWARE_XIDS))
-    out["xid_hw_events"] = hw.groupby(keys, sort=False).sum().reindex(index).fillna(0.0)
-    out["xid_app_events"] = app.groupby(keys, sort=False).sum().reindex(index).fillna(0.0)
-    out["xid_last"] = xid.groupby(keys, sort=False).last().reindex(index)
-    # Where the XID counter is exported, it counts every code (the gauge keeps only the last
-    # one, so a hardware XID followed by an application XID is lost): it takes precedence.
-    counted = wide[[XID_HARDWARE_COUNT, XID_OTHER_COUNT]]
-    reported = counted.notna().any(axis=1)
-    has = reported.groupby(keys, sort=False).any().reindex(index, fill_value=False).astype(bool)
-    peak = counted.groupby(keys, sort=False).max().reindex(index).fillna(0.0)
-    out.loc[has, "xid_hw_events"] = peak.loc[has, XID_HARDWARE_COUNT]
-    out.loc[has, "xid_app_events"] = peak.loc[has, XID_OTHER_COUNT]
-
-    expected = max(window / step, 1.0)
-    count = wide["DCGM_FI_DEV_GPU_TEMP"].notna().groupby(keys, sort=False).sum().reindex(index)
-    out["gap_frac"] = (1.0 - count.fillna(0.0) / expected).clip(0.0, 1.0)
-    last_ts = pd.Series(ts, index=wide.index).groupby(keys, sort=False).max().reindex(index)
-    minutes_since = (at - last_ts) / pd.Timedelta(minutes=1)
-    out["last_seen_min"] = minutes_since.astype(float).fillna(window / timedelta(minutes=1))
-
-    out["fail_dbe"] = (inc["ecc_dbe"] > 0) | (inc["remap_uncorr"] > 0)
-    out["fail_remap"] = remap_fail.fillna(0.0) > 0
-    out["fail_xid_hw"] = out["xid_hw_events"] > 0
-    return out
-
-
 def build_features(
     frames: FleetFrames,
     graph: nx.DiGraph,
@@ -295,10 +213,12 @@ def build_features(
     at_ts = to_utc(at)
     start = at_ts - pd.Timedelta(window)
     step = frames.step if frames.step > timedelta(0) else timedelta(minutes=1)
+    plan = FeaturePlan(window, recent, step)
     win = slice_frames(frames, start, at_ts)
-    wide = win.gpu_wide(GPU_FEATURE_METRICS)
-    seen = wide.index.get_level_values("key").unique()
-    index = pd.Index(sorted(set(seen) | set(gpu_keys_of(graph))), name="gpu_key")
+    reduced, reduced_at = _own_reductions(frames.reduced, win, plan, at_ts)
+    wide = win.gpu_wide(PEER_METRICS)
+    seen = set(wide.index.get_level_values("key").unique()) | set(reduced.index)
+    index = pd.Index(sorted(seen | set(gpu_keys_of(graph))), name="gpu_key")
     node_of = pd.Series([k.rpartition("/")[0] for k in index], index=index)
     rack_of_node = {
         n: str(d.get("rack") or n)
@@ -307,7 +227,7 @@ def build_features(
     }
     rack_of = node_of.map(lambda n: rack_of_node.get(n, n))
 
-    own = _gpu_own(wide, index, at=at_ts, window=window, recent=recent, step=step)
+    own = derive(reduced, plan, reduced_at, index)
     peers = peer_context(wide, index, node_of, rack_of, recent / timedelta(minutes=1))
     nodes = pd.Index(sorted(set(node_of)))
     node_ctx = node_context(
@@ -335,6 +255,29 @@ def build_features(
     out["node"] = node_of
     out["rack"] = rack_of
     return out
+
+
+def _own_reductions(
+    given: Reductions | None, win: FleetFrames, plan: FeaturePlan, at: pd.Timestamp
+) -> tuple[pd.DataFrame, datetime]:
+    """The plan's reductions at ``at``: the source's when it computed them, else the frames'.
+
+    A source's reductions are on its grid, the step multiple at or before ``at``
+    (:func:`analysis.feature_plan.grid_time`); other lengths than the plan's are refused, since
+    the frames then lack the metrics to reduce them here.
+    """
+    if given is None:
+        return reduce_frames(win.gpu, plan, at), at.to_pydatetime()
+    lengths = (given.window, given.recent, given.step)
+    if lengths != (plan.window, plan.recent, plan.step) or to_utc(given.at) != to_utc(
+        grid_time(at, plan.step)
+    ):
+        raise ValueError(
+            f"the source reduced at {given.at} over {given.window} (recent {given.recent}, step "
+            f"{given.step}), not at {at} over {plan.window} (recent {plan.recent}, step "
+            f"{plan.step}): ask it for the cycle's own plan"
+        )
+    return given.table, given.at
 
 
 def _group_median(values: pd.Series, groups: pd.Series, min_share: float = 0.5) -> pd.Series:

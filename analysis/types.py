@@ -137,6 +137,21 @@ class Topology:
 
 
 @dataclass(frozen=True)
+class Reductions:
+    """The feature plan's per-GPU reductions, computed where the data lives (the TSDB).
+
+    ``table``: index GPU key, one float column per reduction (``analysis.feature_plan``), NaN
+    where a GPU had no value; reduced at ``at`` with the plan's ``window``, ``recent`` and ``step``.
+    """
+
+    at: datetime
+    window: timedelta
+    recent: timedelta
+    step: timedelta
+    table: pd.DataFrame
+
+
+@dataclass(frozen=True)
 class FleetFrames:
     """Everything one fetch returns, as tidy long frames (UTC timestamps, float values).
 
@@ -145,6 +160,9 @@ class FleetFrames:
     ``name`` label such as ``FAN2`` or ``Inlet Temp``, empty when the metric has none).
     ``component``: ts, component, metric, value (``metric`` is the key in the topology file).
     ``up``: ts, node, job, value (Prometheus ``up`` of each scrape target, 1 or 0).
+    ``reduced``: the GPUs' own-series reductions at ``end`` when the source computed them (the
+    ``gpu`` frame then holds only the metrics the peer context compares raw); None when the
+    features reduce the ``gpu`` frame themselves.
     """
 
     gpu: pd.DataFrame
@@ -154,6 +172,7 @@ class FleetFrames:
     start: datetime
     end: datetime
     step: timedelta
+    reduced: Reductions | None = None
 
     @staticmethod
     def empty_frame(columns: tuple[str, ...]) -> pd.DataFrame:

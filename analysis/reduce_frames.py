@@ -1,0 +1,224 @@
+"""The in-memory evaluator of the feature plan: reductions over the tidy GPU frame. Pure.
+
+The same definitions as the PromQL evaluator (``storage/promql_reduce.py``), on the same grid
+(:mod:`analysis.feature_plan`): the frame's samples are placed on the step grid ending at ``at``
+(the last sample in ``(t - step, t]`` at each ``t = at - j*step``), one dense ``GPU x point x
+metric`` array, and each reduction is a NaN-aware numpy expression along the points. The
+arithmetic follows Prometheus' where it matters (population spread, ``deriv``'s least squares with
+a constant series' slope exactly 0), so both evaluators give the same numbers on the same data.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import datetime
+
+import numpy as np
+import numpy.typing as npt
+import pandas as pd
+
+from analysis.feature_plan import FeaturePlan, Reduction
+
+__all__ = ["reduce_frames"]
+
+Array = npt.NDArray[np.float64]
+
+
+def _grid(
+    gpu: pd.DataFrame, plan: FeaturePlan, at: pd.Timestamp
+) -> tuple[pd.Index, Array, dict[str, int]]:
+    """Place the samples on the grid: (GPU keys, values[key, j, metric], metric -> column).
+
+    ``j`` counts steps back from ``at`` (``j = 0`` is ``at``); where several samples fall in one
+    step the latest wins (``last_over_time``).
+    """
+    metrics = {m: i for i, m in enumerate(plan.metrics)}
+    n = plan.points("window")
+    step_ns = round(plan.step.total_seconds() * 1e9)
+    g = gpu[gpu["metric"].isin(list(metrics))]
+    age = (at.value - g["ts"].to_numpy(dtype="datetime64[ns]").astype(np.int64)) if len(g) else None
+    if age is None or not len(g):
+        return pd.Index([], dtype=object), np.full((0, n, len(metrics)), np.nan), metrics
+    j = age // step_ns
+    ok = (age >= 0) & (j < n)
+    g, j, age = g[ok], j[ok], age[ok]
+    keys = (
+        g["node"].astype(str).to_numpy(dtype=object)
+        + "/"
+        + g["gpu"].astype(str).to_numpy(dtype=object)
+    )
+    codes, uniques = pd.factorize(keys, sort=True)
+    col = g["metric"].map(metrics).to_numpy(dtype=np.int64)
+    # the latest sample of each (key, step, metric) cell: order by age descending, last wins
+    order = np.argsort(-age, kind="stable")
+    cells = np.full((len(uniques), n, len(metrics)), np.nan)
+    cells[codes[order], j[order], col[order]] = g["value"].to_numpy(dtype=np.float64)[order]
+    return pd.Index(uniques, dtype=object), cells, metrics
+
+
+def _sum_count(x: Array) -> tuple[Array, Array]:
+    """NaN-aware sum and count along the points."""
+    present = ~np.isnan(x)
+    return np.where(present, x, 0.0).sum(axis=1), present.sum(axis=1).astype(np.float64)
+
+
+def _mean(x: Array) -> Array:
+    """avg_over_time."""
+    total, count = _sum_count(x)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(count > 0, total / np.maximum(count, 1), np.nan)
+
+
+def _std(x: Array) -> Array:
+    """stddev_over_time: the population standard deviation."""
+    mean = _mean(x)
+    dev = x - mean[:, None]
+    total, count = _sum_count(dev * dev)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(count > 0, np.sqrt(total / np.maximum(count, 1)), np.nan)
+
+
+def _slope(x: Array, seconds: Array) -> Array:
+    """deriv x 60: least-squares slope per minute, at least two points, constant series 0."""
+    present = ~np.isnan(x)
+    # seconds after the span's first point, as Prometheus' linearRegression takes them
+    t = np.where(present, seconds[None, :] - seconds[-1], 0.0)
+    y = np.where(present, x, 0.0)
+    n = present.sum(axis=1).astype(np.float64)
+    sum_x, sum_y = t.sum(axis=1), y.sum(axis=1)
+    sum_xy, sum_x2 = (t * y).sum(axis=1), (t * t).sum(axis=1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        cov = sum_xy - sum_x * sum_y / n
+        var = sum_x2 - sum_x * sum_x / n
+        slope = cov / var * 60.0
+    slope = np.where(_max(x) == _min(x), 0.0, slope)
+    return np.where(n >= 2, slope, np.nan)
+
+
+def _last_index(x: Array) -> npt.NDArray[np.int64]:
+    """Index of the latest present point (smallest ``j``); -1 when none."""
+    present = ~np.isnan(x)
+    first = np.argmax(present, axis=1)
+    return np.where(present.any(axis=1), first, -1)
+
+
+def _last(x: Array) -> Array:
+    """last_over_time."""
+    idx = _last_index(x)
+    vals = x[np.arange(len(x)), np.maximum(idx, 0)] if len(x) else np.empty(0)
+    return np.where(idx >= 0, vals, np.nan)
+
+
+def _max(x: Array) -> Array:
+    """max_over_time."""
+    present = (~np.isnan(x)).any(axis=1)
+    return np.where(present, np.where(np.isnan(x), -np.inf, x).max(axis=1, initial=-np.inf), np.nan)
+
+
+def _min(x: Array) -> Array:
+    """min_over_time."""
+    present = (~np.isnan(x)).any(axis=1)
+    return np.where(present, np.where(np.isnan(x), np.inf, x).min(axis=1, initial=np.inf), np.nan)
+
+
+def _steps(x: Array) -> Array:
+    """The step into each point from the point one step earlier, NaN unless both are present.
+
+    Column ``j`` is ``x[j] - x[j + 1]`` (``j`` counts back from ``at``): PromQL's
+    ``x - x offset step`` on the grid.
+    """
+    return x[:, :-1] - x[:, 1:]
+
+
+def _increase(x: Array) -> Array:
+    """A counter's increase: max - min without a reset, else the sum of its positive steps."""
+    last, top, bottom = _last(x), _max(x), _min(x)
+    steps = _steps(x)
+    positive, pairs = _sum_count(np.clip(steps, 0.0, None))
+    summed = np.where(pairs > 0, positive, np.nan)
+    return np.where(last >= top, top - bottom, summed)
+
+
+def _top_step(x: Array) -> Array:
+    """The largest positive step between consecutive points (0 when none rose)."""
+    return _max(np.clip(_steps(x), 0.0, None))
+
+
+def _new_codes(x: Array, codes: frozenset[int] | None) -> Array:
+    """Steps to a new non-zero code (of ``codes``, or any): changes between consecutive points."""
+    now, before = x[:, :-1], x[:, 1:]
+    with np.errstate(invalid="ignore"):
+        new = (now != before) & ~np.isnan(now) & ~np.isnan(before) & (now > 0)
+    if codes is not None:
+        new &= np.isin(now, np.fromiter(codes, dtype=np.float64))
+    count = new.sum(axis=1).astype(np.float64)
+    return np.where(count > 0, count, np.nan)
+
+
+def _last_time(x: Array, stamps: Array) -> Array:
+    """Unix seconds of the latest present point."""
+    idx = _last_index(x)
+    return np.where(idx >= 0, stamps[np.maximum(idx, 0)], np.nan)
+
+
+def _count(x: Array) -> Array:
+    """count_over_time (NaN, not 0, without a sample: PromQL returns no series)."""
+    count = (~np.isnan(x)).sum(axis=1).astype(np.float64)
+    return np.where(count > 0, count, np.nan)
+
+
+_SIMPLE: dict[str, Callable[[Array], Array]] = {
+    "mean": _mean,
+    "std": _std,
+    "last": _last,
+    "max": _max,
+    "count": _count,
+    "increase": _increase,
+    "top_step": _top_step,
+}
+
+
+def _reduce(red: Reduction, x: Array, seconds: Array, stamps: Array) -> Array:
+    """Evaluate one reduction on its span's points ``x[key, j]``."""
+    fn = _SIMPLE.get(red.kind)
+    if fn is not None:
+        return fn(x)
+    if red.kind == "slope":
+        return _slope(x, seconds)
+    if red.kind == "last_time":
+        return _last_time(x, stamps)
+    return _new_codes(x, red.codes)
+
+
+def reduce_frames(gpu: pd.DataFrame, plan: FeaturePlan, at: datetime) -> pd.DataFrame:
+    """Evaluate every reduction of ``plan`` at ``at`` over a tidy GPU frame.
+
+    Parameters
+    ----------
+    gpu : pd.DataFrame
+        ``FleetFrames.gpu`` (ts, node, gpu, metric, value); samples outside the window are
+        ignored.
+    plan : FeaturePlan
+        The reductions and their lengths.
+    at : datetime
+        The end of the window (aware UTC).
+
+    Returns
+    -------
+    pd.DataFrame
+        Index GPU key (``<node>/<gpu>``, sorted, the GPUs with a sample of a planned metric in
+        the window), one float column per reduction (:attr:`Reduction.name`), NaN where a GPU
+        has no value (as a PromQL query returns no series for it).
+    """
+    stamp = pd.Timestamp(at)
+    stamp = stamp.tz_localize("UTC") if stamp.tzinfo is None else stamp.tz_convert("UTC")
+    keys, cells, column = _grid(gpu, plan, stamp)
+    step_s = plan.step.total_seconds()
+    out: dict[str, Array] = {}
+    for red in plan.reductions:
+        points = plan.points(red.span)
+        x = cells[:, :points, column[red.metric]]
+        seconds = -np.arange(points, dtype=np.float64) * step_s
+        stamps = stamp.timestamp() + seconds
+        out[red.name] = _reduce(red, x, seconds, stamps)
+    return pd.DataFrame(out, index=pd.Index(keys, name="gpu_key"), dtype=np.float64)
