@@ -45,7 +45,6 @@ share are its temperature series' (they were any GPU metric's row).
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Literal
@@ -321,8 +320,3 @@ def derive(table: pd.DataFrame, plan: FeaturePlan, at: datetime, index: pd.Index
     out["fail_xid_hw"] = out["xid_hw_events"] > 0
     frame = pd.DataFrame(out, index=index)
     return frame[list(OWN_COLUMNS)]
-
-
-def reduction_names(plan: FeaturePlan) -> Mapping[str, Reduction]:
-    """Every reduction of the plan by its column name."""
-    return {r.name: r for r in plan.reductions}

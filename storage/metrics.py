@@ -7,7 +7,10 @@ malformed answer) is raised as one ``MetricsSourceError`` line saying what faile
 what to check.
 
 This module is what a fetch asks for (the GPU, node, XID-class, component and ``up`` queries,
-cordoned nodes) and the refusal of empty or half-empty answers. Sending queries, retries and the
+cordoned nodes) and the refusal of empty or half-empty answers; ``reduce`` has the server compute
+the feature plan's per-GPU reductions (:mod:`storage.promql_reduce`: one instant query each), so
+a cycle fetches raw only the metrics the peer context compares. A query the server refuses as too
+large is asked by parts of the fleet (``storage.promql_reduce.by_parts``). Sending queries, retries and the
 one-line errors are :mod:`storage.promql_client`; the series selector is
 :mod:`storage.promql_selector`; checking the answers sample by sample and turning them into frames
 is :mod:`storage.promql_frames`. Credentials never leave it: ``PrometheusSource.url`` and every
@@ -17,8 +20,9 @@ message show the URL through ``storage.redact.redact_url`` (``http://***@host``)
 from __future__ import annotations
 
 import logging
+import re
 import time
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -28,18 +32,18 @@ import requests
 
 from analysis.catalog import (
     DCGM_METRICS,
-    HARDWARE_XIDS,
     NODE_METRICS,
-    XID_COUNT,
     XID_HARDWARE_COUNT,
     XID_OTHER_COUNT,
-    xid_regex,
 )
+from analysis.feature_plan import FeaturePlan
 from analysis.types import (
     COMPONENT_COLUMNS,
     GPU_COLUMNS,
     NODE_COLUMNS,
+    UP_COLUMNS,
     FleetFrames,
+    Reductions,
     Topology,
 )
 from storage.promql_client import PromQLClient, check_target
@@ -53,6 +57,7 @@ from storage.promql_frames import (
     strip_port,
     up_frame,
 )
+from storage.promql_reduce import by_parts, grid_series, reduce_promql
 from storage.promql_selector import Matcher as Matcher  # noqa: PLC0414 - re-exported
 from storage.promql_selector import SelectorError, parse_selector, with_matchers
 from storage.source import MetricsSourceError
@@ -197,14 +202,37 @@ class PrometheusSource(PromQLClient):
         return frozenset(labels["node"] for labels, _ in samples if labels.get("node"))
 
     def _matrix(
-        self, query: str, start: datetime, end: datetime, step: timedelta, what: str
+        self,
+        query: str,
+        start: datetime,
+        end: datetime,
+        step: timedelta,
+        what: str,
+        *,
+        extra: Sequence[Matcher] = (),
     ) -> list[dict[str, Any]]:
-        """Query the last sample per step of a metric selector (no lookback padding over gaps)."""
+        """Query the last sample per step of a metric selector (no lookback padding over gaps).
+
+        ``extra``: matchers added to the series selector's (one fetch's node restriction).
+        """
         # (t - window, t]: Prometheus 2.x range windows are closed on the left, so shave 1 ms
         # off, or a one-step gap would be papered over by the sample one step earlier.
         window = self._window(step)
-        query = self.select(query)
-        return self.query_range(f"last_over_time({query}[{window}])", start, end, step, what=what)
+
+        def build(select: Callable[[str], str]) -> str:
+            return f"last_over_time({select(query)}[{window}])"
+
+        def send(promql: str) -> list[dict[str, Any]]:
+            return self.query_range(promql, start, end, step, what=what)
+
+        # a query the server finds too large is asked by parts of the fleet: GPU series by the
+        # node label, node exporters and ``up`` by the node in their instance label
+        if query in self.gpu_metrics:
+            label, tail = self.labels["node"], ""
+        else:
+            label, tail = self.labels["instance"], "(:[0-9]+)?"
+        matchers = (*self.matchers, *extra)
+        return by_parts(matchers, build, send, what=what, label=label, tail=tail)
 
     def _window(self, step: timedelta) -> str:
         """The lookback of one step's last sample, ``(t - window, t]`` (1 ms shaved, see above)."""
@@ -213,18 +241,33 @@ class PrometheusSource(PromQLClient):
 
     # ------------------------------------------------------------------ fetch
 
-    def fetch(self, start: datetime, end: datetime, step: timedelta) -> FleetFrames:
-        """Return the fleet's GPU, node, component and ``up`` frames for [start, end] at ``step``."""
+    def fetch(
+        self,
+        start: datetime,
+        end: datetime,
+        step: timedelta,
+        *,
+        gpu_metrics: Sequence[str] | None = None,
+        nodes: Collection[str] | None = None,
+    ) -> FleetFrames:
+        """Return the fleet's GPU, node, component and ``up`` frames for [start, end] at ``step``.
+
+        ``gpu_metrics``: only these of the GPU metrics (and XID class sums) the source reads.
+        ``nodes``: only the GPU series of these nodes (matched on the node label), nothing else.
+        """
         if end <= start:
             raise MetricsSourceError(f"empty time window: start {start} is not before end {end}")
         t0 = time.perf_counter()
         self._requests = 0
         n_series = 0
+        wanted = None if gpu_metrics is None else set(gpu_metrics)
+        metrics = tuple(m for m in self.gpu_metrics if wanted is None or m in wanted)
+        extra = () if nodes is None else (self._node_matcher(nodes),)
         gpu_parts: list[pd.DataFrame] = []
         empty: list[str] = []
         unlabeled = 0
-        for metric in self.gpu_metrics:
-            matrix = self._matrix(metric, start, end, step, metric)
+        for metric in metrics:
+            matrix = self._matrix(metric, start, end, step, metric, extra=extra)
             n_series += len(matrix)
             if not matrix:
                 empty.append(metric)
@@ -233,8 +276,11 @@ class PrometheusSource(PromQLClient):
             unlabeled += bad
             if part is not None:
                 gpu_parts.append(part)
-        self._check_gpu_answer(empty, unlabeled, start, end)
-        for name, query in self._xid_class_queries(step):
+        if nodes is None:
+            self._check_gpu_answer(metrics, empty, unlabeled, start, end)
+        for name, query in self._xid_class_queries(step, extra):
+            if wanted is not None and name not in wanted:
+                continue
             matrix = self.query_range(query, start, end, step, what=name)
             n_series += len(matrix)
             part, _ = gpu_frame(name, matrix, self.labels) if matrix else (None, 0)
@@ -242,18 +288,19 @@ class PrometheusSource(PromQLClient):
                 gpu_parts.append(part)
 
         node_parts: list[pd.DataFrame] = []
-        for metric in self.node_metrics:
-            matrix = self._matrix(metric, start, end, step, metric)
-            n_series += len(matrix)
-            if matrix:
-                node_parts.append(node_frame(metric, matrix, self.labels))
-
-        comp_parts = self._components(start, end, step)
-        n_series += sum(p["component"].nunique() for p in comp_parts)
-
-        up_matrix = self._matrix("up", start, end, step, "up")
-        n_series += len(up_matrix)
-        up = up_frame(up_matrix, self.labels)
+        comp_parts: list[pd.DataFrame] = []
+        up = FleetFrames.empty_frame(UP_COLUMNS)
+        if nodes is None:
+            for metric in self.node_metrics:
+                matrix = self._matrix(metric, start, end, step, metric)
+                n_series += len(matrix)
+                if matrix:
+                    node_parts.append(node_frame(metric, matrix, self.labels))
+            comp_parts = self._components(start, end, step)
+            n_series += sum(p["component"].nunique() for p in comp_parts)
+            up_matrix = self._matrix("up", start, end, step, "up")
+            n_series += len(up_matrix)
+            up = up_frame(up_matrix, self.labels)
 
         gpu = concat_frames(gpu_parts, GPU_COLUMNS)
         frames = FleetFrames(
@@ -270,37 +317,64 @@ class PrometheusSource(PromQLClient):
         logger.debug("fetched %s", self.last_stats)
         return frames
 
-    def _xid_class_queries(self, step: timedelta) -> list[tuple[str, str]]:
+    def reduce(self, plan: FeaturePlan, at: datetime) -> Reductions:
+        """The plan's per-GPU reductions computed by the server: one instant query each.
+
+        At the grid time at or before ``at`` (``storage.promql_reduce``); ``last_stats`` counts
+        the requests and the series (one number each) that came back.
+        """
+        t0 = time.perf_counter()
+        self._requests = 0
+        lookback = self.sample_window or plan.step
+        reduced = reduce_promql(self, plan, at, self.labels, lookback=lookback)
+        n = int(reduced.table.notna().to_numpy().sum())
+        self.last_stats = QueryStats(self._requests, n, n, time.perf_counter() - t0)
+        return reduced
+
+    def _node_matcher(self, nodes: Collection[str]) -> Matcher:
+        """A matcher of the node label to exactly these nodes."""
+        alternatives = "|".join(re.escape(n) for n in sorted(nodes)) or "$^"
+        return (self.labels["node"], "=~", f'"{_escape(alternatives)}"')
+
+    def _xid_class_queries(
+        self, step: timedelta, extra: Sequence[Matcher] = ()
+    ) -> list[tuple[str, str]]:
         """The opt-in XID counter summed per GPU and class (hardware codes vs the rest).
 
         dcgm-exporter's ``DCGM_EXP_XID_ERRORS_COUNT`` has one series per GPU and XID code; summing
         over the ``xid`` label by class keeps one number per GPU. Absent counter: empty answers,
         and the features fall back to the last-XID gauge.
         """
-        window = self._window(step)
-        hardware = xid_regex(HARDWARE_XIDS)
-        hw = self.select(f'{XID_COUNT}{{xid=~"{hardware}"}}')
-        other = self.select(f'{XID_COUNT}{{xid!~"{hardware}"}}')
+        lookback = self.sample_window or step
+
+        def select(promql: str) -> str:
+            return with_matchers(promql, (*self.matchers, *extra))[0]
+
         return [
-            (XID_HARDWARE_COUNT, f"sum without (xid) (last_over_time({hw}[{window}]))"),
-            (XID_OTHER_COUNT, f"sum without (xid) (last_over_time({other}[{window}]))"),
+            (name, grid_series(name, lookback, select))
+            for name in (XID_HARDWARE_COUNT, XID_OTHER_COUNT)
         ]
 
     def _check_gpu_answer(
-        self, empty: list[str], unlabeled: int, start: datetime, end: datetime
+        self,
+        metrics: Sequence[str],
+        empty: list[str],
+        unlabeled: int,
+        start: datetime,
+        end: datetime,
     ) -> None:
         """Refuse empty or half-empty GPU answers with a line saying what to check."""
         window = f"[{start.isoformat()}, {end.isoformat()}]"
-        if len(empty) == len(self.gpu_metrics):
+        if len(empty) == len(metrics):
             raise MetricsSourceError(
-                f"Prometheus at {self.url} has no DCGM series ({', '.join(self.gpu_metrics[:2])}, "
+                f"Prometheus at {self.url} has no DCGM series ({', '.join(metrics[:2])}, "
                 f"...) in {window}: check that dcgm-exporter is scraped and the time (--at)"
             )
         missing = [m for m in self.required_metrics if m in empty]
         if missing:
             raise MetricsSourceError(
                 f"Prometheus at {self.url} answered half-empty: no {', '.join(missing)} in {window} "
-                f"although {len(self.gpu_metrics) - len(empty)} other DCGM metrics have data: "
+                f"although {len(metrics) - len(empty)} other DCGM metrics have data: "
                 "check dcgm-exporter's counters (deploy/dcgm-exporter/counters.csv)"
             )
         if unlabeled:

@@ -30,13 +30,23 @@ from storage.promql_selector import SelectorError, parse_selector, with_matchers
 from storage.redact import redact_text, redact_url
 from storage.source import MetricsSourceError
 
-__all__ = ["PromQLClient", "Sample", "check_target"]
+__all__ = ["PromQLClient", "QueryTooLargeError", "Sample", "check_target"]
 
 # The records keep the logger name they had before the split (storage.metrics).
 logger = logging.getLogger("storage.metrics")
 
 #: One series of an instant vector: its labels and its value.
 Sample = tuple[dict[str, str], float]
+
+# How servers say a query reads more than they allow (Prometheus --query.max-samples,
+# VictoriaMetrics -search.maxSamplesPerQuery / -search.maxUniqueTimeseries).
+_TOO_LARGE = re.compile(
+    r"too many samples|maxSamplesPerQuery|maxUniqueTimeseries|maxSeriesPerQuery", re.IGNORECASE
+)
+
+
+class QueryTooLargeError(MetricsSourceError):
+    """The server refused a query for reading more samples or series than it allows."""
 
 
 def _duration(step: timedelta) -> str:
@@ -193,7 +203,10 @@ class PromQLClient:
                 return call()
         except PrometheusApiClientException as exc:
             code, body = _client_error(str(exc))
-            raise MetricsSourceError(self._http_error(code, body, label)) from None
+            message = self._http_error(code, body, label)
+            if code == 422 and _TOO_LARGE.search(body.decode("utf-8", "replace")):
+                raise QueryTooLargeError(message) from None
+            raise MetricsSourceError(message) from None
         except requests.exceptions.SSLError as exc:
             logger.debug("TLS failure: %s", redact_text(repr(exc)))
             raise MetricsSourceError(

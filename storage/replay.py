@@ -10,11 +10,13 @@ only its own past.
 
 from __future__ import annotations
 
+from collections.abc import Collection, Sequence
 from datetime import datetime, timedelta
 
 from analysis.backtest import FrameSlicer
-from analysis.types import FleetFrames
-from storage.source import MetricsSource
+from analysis.feature_plan import FeaturePlan
+from analysis.types import FleetFrames, Reductions
+from storage.source import MetricsSource, reduce_fetched, restrict
 
 #: Span fetched at once when a request is not covered by what is cached.
 DEFAULT_CHUNK = timedelta(hours=6)
@@ -59,18 +61,34 @@ class CachedSource:
         self.fetches += 1
         self._cached = (start, end, step, FrameSlicer(self.source.fetch(start, end, step)))
 
-    def fetch(self, start: datetime, end: datetime, step: timedelta) -> FleetFrames:
-        """Return ``[start, end]`` at ``step``: cut from the cache, or fetched with a chunk ahead."""
+    def fetch(
+        self,
+        start: datetime,
+        end: datetime,
+        step: timedelta,
+        *,
+        gpu_metrics: Sequence[str] | None = None,
+        nodes: Collection[str] | None = None,
+    ) -> FleetFrames:
+        """Return ``[start, end]`` at ``step``: cut from the cache, or fetched with a chunk ahead.
+
+        ``gpu_metrics`` and ``nodes`` restrict it as ``MetricsSource.fetch`` says (the cache holds
+        everything).
+        """
         if not self._covers(start, end, step):
             if end - start > self.chunk:  # a long one-off (a model fit): straight through
                 self.fetches += 1
-                return self.source.fetch(start, end, step)
+                return self.source.fetch(start, end, step, gpu_metrics=gpu_metrics, nodes=nodes)
             ahead = end + self.chunk
             if self.horizon is not None:
                 ahead = min(ahead, max(self.horizon, end))
             self.prime(min(start, end - self.lookback), ahead, step)
         assert self._cached is not None
-        return self._cached[3].window(start, end)
+        return restrict(self._cached[3].window(start, end), gpu_metrics=gpu_metrics, nodes=nodes)
+
+    def reduce(self, plan: FeaturePlan, at: datetime) -> Reductions:
+        """The plan's reductions at ``at``, evaluated in memory over the cached window."""
+        return reduce_fetched(self, plan, at)
 
     def cordoned(self, at: datetime) -> frozenset[str]:
         """The wrapped source's cordoned nodes at ``at`` (not cached: one instant read)."""

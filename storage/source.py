@@ -1,11 +1,20 @@
-"""The metrics-source interface the pipeline reads through (Prometheus or the simulator)."""
+"""The metrics-source interface the pipeline reads through (Prometheus or the simulator).
+
+A source returns raw frames (``fetch``) and the feature plan's per-GPU reductions (``reduce``):
+Prometheus computes them in PromQL (``storage.promql_reduce``), an in-memory source over its own
+frames with the same definitions (:func:`reduce_fetched`, ``analysis.reduce_frames``).
+"""
 
 from __future__ import annotations
 
+from collections.abc import Collection, Sequence
+from dataclasses import replace
 from datetime import datetime, timedelta
 from typing import Protocol, runtime_checkable
 
-from analysis.types import FleetFrames
+from analysis.feature_plan import FeaturePlan, grid_time
+from analysis.reduce_frames import reduce_frames
+from analysis.types import FleetFrames, Reductions
 
 
 class MetricsSourceError(RuntimeError):
@@ -14,10 +23,30 @@ class MetricsSourceError(RuntimeError):
 
 @runtime_checkable
 class MetricsSource(Protocol):
-    """Anything that returns the fleet's frames for a time window, and the cordoned nodes."""
+    """Anything that returns the fleet's frames and reductions, and the cordoned nodes."""
 
-    def fetch(self, start: datetime, end: datetime, step: timedelta) -> FleetFrames:
-        """Return every GPU, node, component and ``up`` series in [start, end] at ``step``."""
+    def fetch(
+        self,
+        start: datetime,
+        end: datetime,
+        step: timedelta,
+        *,
+        gpu_metrics: Sequence[str] | None = None,
+        nodes: Collection[str] | None = None,
+    ) -> FleetFrames:
+        """Return every GPU, node, component and ``up`` series in [start, end] at ``step``.
+
+        ``gpu_metrics``: read only these GPU metrics (None: all). ``nodes``: read only the GPU
+        series of these nodes (the raw series of an incident), the other frames empty.
+        """
+        ...
+
+    def reduce(self, plan: FeaturePlan, at: datetime) -> Reductions:
+        """Return the plan's per-GPU reductions at the grid time at or before ``at``.
+
+        ``analysis.feature_plan.grid_time(at, plan.step)``: the window ``(t - plan.window, t]``
+        on the grid of multiples of ``plan.step``. MetricsSourceError when it cannot answer.
+        """
         ...
 
     def cordoned(self, at: datetime) -> frozenset[str]:
@@ -27,3 +56,33 @@ class MetricsSource(Protocol):
         cordoned or the source does not know. MetricsSourceError when the source cannot answer.
         """
         ...
+
+
+def restrict(
+    frames: FleetFrames,
+    *,
+    gpu_metrics: Sequence[str] | None = None,
+    nodes: Collection[str] | None = None,
+) -> FleetFrames:
+    """What ``fetch`` returns for ``gpu_metrics`` and ``nodes``, cut from complete frames."""
+    gpu = frames.gpu
+    if gpu_metrics is not None:
+        gpu = gpu[gpu["metric"].isin(list(gpu_metrics))]
+    if nodes is None:
+        return frames if gpu is frames.gpu else replace(frames, gpu=gpu.reset_index(drop=True))
+    gpu = gpu[gpu["node"].isin(list(nodes))].reset_index(drop=True)
+    return replace(
+        frames,
+        gpu=gpu,
+        node=frames.node.iloc[0:0],
+        component=frames.component.iloc[0:0],
+        up=frames.up.iloc[0:0],
+    )
+
+
+def reduce_fetched(source: MetricsSource, plan: FeaturePlan, at: datetime) -> Reductions:
+    """``reduce`` for a source whose frames are in memory: fetch the window, reduce it here."""
+    when = grid_time(at, plan.step)
+    frames = source.fetch(when - plan.window, when, plan.step, gpu_metrics=plan.metrics)
+    table = reduce_frames(frames.gpu, plan, when)
+    return Reductions(at=when, window=plan.window, recent=plan.recent, step=plan.step, table=table)

@@ -11,6 +11,7 @@ have without the verdict.
 from __future__ import annotations
 
 import json
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from itertools import pairwise
@@ -19,6 +20,7 @@ from typing import cast
 import pandas as pd
 import pytest
 
+from analysis.feature_plan import FeaturePlan
 from analysis.feedback import (
     ALLOWANCE_CAP,
     ALLOWANCE_MARGIN,
@@ -34,7 +36,15 @@ from analysis.incidents import gpu_evidence
 from analysis.scoring import GraphRiskModel
 from analysis.static_rules import StaticRules
 from analysis.tracker import IncidentTracker
-from analysis.types import Assessment, Evidence, FleetFrames, GpuScore, Incident, RootCause
+from analysis.types import (
+    Assessment,
+    Evidence,
+    FleetFrames,
+    GpuScore,
+    Incident,
+    Reductions,
+    RootCause,
+)
 from bot.blocks.answers import status_blocks
 from bot.blocks.models import StatusView
 from bot.pipeline import CycleOutcome, Pipeline
@@ -42,6 +52,7 @@ from bot.slack.notifier import SlackNotifier
 from bot.slack.service import SlackService
 from storage.repository import Repository
 from storage.simulator import FleetSimulator, FleetSpec, make_fault
+from storage.source import reduce_fetched
 
 T0 = datetime(2026, 11, 3, tzinfo=UTC)
 GPU = "gpu-node-002/1"
@@ -269,9 +280,17 @@ class HotJob:
         """Wrap the simulator."""
         self.sim = sim
 
-    def fetch(self, start: datetime, end: datetime, step: timedelta) -> FleetFrames:
+    def fetch(
+        self,
+        start: datetime,
+        end: datetime,
+        step: timedelta,
+        *,
+        gpu_metrics: Sequence[str] | None = None,
+        nodes: Collection[str] | None = None,
+    ) -> FleetFrames:
         """The simulator's frames; GPU and memory temperature of ``GPU`` raised while the job runs."""
-        frames = self.sim.fetch(start, end, step)
+        frames = self.sim.fetch(start, end, step, gpu_metrics=gpu_metrics, nodes=nodes)
         g = frames.gpu.copy()
         node, gpu = GPU.split("/")
         temps = ("DCGM_FI_DEV_GPU_TEMP", "DCGM_FI_DEV_MEMORY_TEMP")
@@ -279,6 +298,10 @@ class HotJob:
         for run in JOB_RUNS:
             g.loc[mine & (g["ts"] >= run) & (g["ts"] < run + JOB_LENGTH), "value"] += HOTTER
         return replace(frames, gpu=g)
+
+    def reduce(self, plan: FeaturePlan, at: datetime) -> Reductions:
+        """The feature plan's reductions of these frames, in memory."""
+        return reduce_fetched(self, plan, at)
 
     def cordoned(self, at: datetime) -> frozenset[str]:
         """The simulator's cordoned nodes (none: no drain in this fleet)."""

@@ -8,13 +8,14 @@ is exposed to scrapers and promtool lives elsewhere (:mod:`storage.simulator.exp
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from datetime import datetime, timedelta
 
 import numpy as np
 import pandas as pd
 
 from analysis.catalog import HARDWARE_XIDS, XID_HARDWARE_COUNT, XID_OTHER_COUNT
+from analysis.feature_plan import FeaturePlan
 from analysis.types import (
     COMPONENT_COLUMNS,
     GPU_COLUMNS,
@@ -23,6 +24,7 @@ from analysis.types import (
     BenignEvent,
     Fault,
     FleetFrames,
+    Reductions,
     Topology,
 )
 from storage.simulator.faults import (
@@ -43,7 +45,7 @@ from storage.simulator.layout import (
 from storage.simulator.physics import Readings, generate_readings
 from storage.simulator.spec import UP_JOBS, FleetSpec
 from storage.simulator.variation import Variation
-from storage.source import MetricsSourceError
+from storage.source import MetricsSourceError, reduce_fetched, restrict
 
 
 def _ns(ts: datetime) -> int:
@@ -135,11 +137,20 @@ class FleetHistory:
         """Return the grid index of the latest sample at or before ``ts`` (may be out of range)."""
         return (_ns(ts) - self._t0_ns) // self._step_ns
 
-    def fetch(self, start: datetime, end: datetime, step: timedelta) -> FleetFrames:
+    def fetch(
+        self,
+        start: datetime,
+        end: datetime,
+        step: timedelta,
+        *,
+        gpu_metrics: Sequence[str] | None = None,
+        nodes: Collection[str] | None = None,
+    ) -> FleetFrames:
         """Return the fleet's frames at start, start+step, ... <= end, like a range query.
 
         Each query time takes the latest simulated sample at or before it. Absent samples
         (scrape gaps, a node that is down, a GPU that fell off the bus) are absent rows.
+        ``gpu_metrics`` and ``nodes`` restrict it as ``MetricsSource.fetch`` says.
         """
         s_ns, e_ns = _ns(start), _ns(end)
         step_ns = int(step.total_seconds() * 1e9)
@@ -153,7 +164,7 @@ class FleetHistory:
         idx = (q - self._t0_ns) // self._step_ns
         ok = (q >= self._t0_ns) & (idx < self.steps)
         q, idx = q[ok], idx[ok]
-        return FleetFrames(
+        frames = FleetFrames(
             gpu=self._gpu_frame(q, idx),
             node=self._node_frame(q, idx),
             component=self._component_frame(q, idx),
@@ -162,6 +173,11 @@ class FleetHistory:
             end=end,
             step=step,
         )
+        return restrict(frames, gpu_metrics=gpu_metrics, nodes=nodes)
+
+    def reduce(self, plan: FeaturePlan, at: datetime) -> Reductions:
+        """The plan's reductions at the grid time at or before ``at``, evaluated in memory."""
+        return reduce_fetched(self, plan, at)
 
     def cordoned(self, at: datetime) -> frozenset[str]:
         """Nodes under a benign ``drain_reboot`` at ``at`` (cordoned from its start to its end)."""

@@ -1,0 +1,224 @@
+"""The PromQL evaluator of the feature plan: the TSDB reduces, one instant query per reduction.
+
+Each reduction of :class:`analysis.feature_plan.FeaturePlan` becomes one PromQL instant query at
+the grid time at or before ``at`` (:func:`analysis.feature_plan.grid_time`) for the whole fleet,
+and each answer becomes one float per GPU key. So a cycle moves one number per GPU and reduction
+instead of the raw window. The definitions are the plan's (its module docstring): every reduction
+reads the metric on the step grid, ``last_over_time(m[step - 1ms])`` evaluated in a subquery
+``[span - 1ms:step]`` (the 1 ms keeps Prometheus 2.x's closed left edge out, so both Prometheus
+and VictoriaMetrics see ``(at - span, at]``), and only the functions both engines compute alike
+on such a grid: ``avg/max/min/sum/count/last/stddev_over_time``, ``deriv`` (guarded to two points:
+VictoriaMetrics extrapolates one), ``timestamp`` and ``offset`` for the step between consecutive
+points. ``increase``, ``rate``, ``resets`` and ``changes`` are not used: VictoriaMetrics counts the
+sample before the window, Prometheus extrapolates, and neither matches the other.
+
+The series selector and the headers of the client apply as to every query. When the server
+refuses a query as too large (Prometheus ``--query.max-samples``, VictoriaMetrics
+``-search.maxSamplesPerQuery``), the fleet is split by the last characters of the node label
+and each part asked on its own (:func:`node_parts`), at most :data:`MAX_SPLIT_DEPTH` levels deep.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Mapping, Sequence
+from datetime import datetime, timedelta
+from typing import TypeVar
+
+import numpy as np
+import pandas as pd
+
+from analysis.catalog import (
+    HARDWARE_XIDS,
+    XID_COUNT,
+    XID_HARDWARE_COUNT,
+    XID_OTHER_COUNT,
+    xid_regex,
+)
+from analysis.feature_plan import FeaturePlan, Reduction, grid_time
+from analysis.types import Reductions
+from storage.promql_client import PromQLClient, QueryTooLargeError, Sample
+from storage.promql_frames import strip_port
+from storage.promql_selector import Matcher, with_matchers
+
+__all__ = ["MAX_SPLIT_DEPTH", "by_parts", "grid_series", "node_parts", "reduce_promql", "render"]
+
+logger = logging.getLogger(__name__)
+
+#: How many times a refused query is split by the node label's trailing characters (11 parts
+#: each: the ten digits and the rest), before the refusal is reported.
+MAX_SPLIT_DEPTH = 3
+_CLASSES: tuple[str, ...] = (*"0123456789", "[^0-9]")
+
+Select = Callable[[str], str]
+T = TypeVar("T")
+
+
+def _ms(length: timedelta) -> int:
+    """A duration in whole milliseconds."""
+    return round(length.total_seconds() * 1000)
+
+
+def grid_series(
+    metric: str, lookback: timedelta, select: Select, *, offset: timedelta | None = None
+) -> str:
+    """PromQL for a metric's last sample in ``(t - lookback, t]`` (optionally ``offset`` back).
+
+    ``lookback`` is the grid step (or the source's sample window): the value a range query of a
+    fetch returns at ``t``.
+    The two XID class series (``analysis.catalog.XID_HARDWARE_COUNT``/``XID_OTHER_COUNT``) are the
+    opt-in XID counter summed per GPU over the codes of the class.
+    """
+    shift = f" offset {_ms(offset)}ms" if offset else ""
+    # (t - lookback, t]: Prometheus 2.x range windows are closed on the left, so 1 ms off
+    rng = f"[{max(1, _ms(lookback) - 1)}ms]{shift}"
+    if metric in (XID_HARDWARE_COUNT, XID_OTHER_COUNT):
+        op = "=~" if metric == XID_HARDWARE_COUNT else "!~"
+        series = select(f'{XID_COUNT}{{xid{op}"{xid_regex(HARDWARE_XIDS)}"}}')
+        return f"sum without (xid) (last_over_time({series}{rng}))"
+    return f"last_over_time({select(metric)}{rng})"
+
+
+def render(
+    red: Reduction, plan: FeaturePlan, select: Select, lookback: timedelta | None = None
+) -> str:
+    """The PromQL instant query of one reduction (evaluated at a grid time).
+
+    ``lookback``: how far back a grid point takes its sample (default: the step).
+    """
+    back = lookback or plan.step
+    g = grid_series(red.metric, back, select)
+    prev = grid_series(red.metric, back, select, offset=plan.step)
+    step = f"{_ms(plan.step)}ms"
+    span = f"[{max(1, _ms(plan.length(red.span)) - 1)}ms:{step}]"
+    # the steps between consecutive points: each at its later point, both inside the window
+    pairs = f"[{max(1, _ms(plan.window - plan.step) - 1)}ms:{step}]"
+    kind = red.kind
+    if kind in ("mean", "std", "last", "max", "count"):
+        fn = {"mean": "avg", "std": "stddev"}.get(kind, kind)
+        return f"{fn}_over_time(({g}){span})"
+    if kind == "slope":
+        return f"(deriv(({g}){span}) * 60) and (count_over_time(({g}){span}) > 1)"
+    if kind == "last_time":
+        return f"max_over_time(timestamp({g}){span})"
+    if kind == "increase":
+        top, bottom = f"max_over_time(({g}){span})", f"min_over_time(({g}){span})"
+        return (
+            f"(({top} - {bottom}) and (last_over_time(({g}){span}) >= {top}))"
+            f" or sum_over_time(clamp_min({g} - {prev}, 0){pairs})"
+        )
+    if kind == "top_step":
+        return f"max_over_time(clamp_min({g} - {prev}, 0){pairs})"
+    new = f"(({g} != {prev}) > 0)"
+    if red.codes is not None:
+        new = "(" + " or ".join(f"{new} == {c}" for c in sorted(red.codes)) + ")"
+    return f"count_over_time({new}{pairs})"
+
+
+def node_parts(label: str, suffix: str = "", tail: str = "") -> list[Matcher]:
+    """Split the series whose ``label`` ends in ``suffix`` by one more character before it.
+
+    Eleven parts (each digit, anything else) plus the values that are exactly ``suffix`` long, so
+    every series is in exactly one part. ``tail``: a regex after the node name in the label's
+    values (``(:[0-9]+)?`` for an ``instance`` with a port).
+    """
+    head = "[^:]*" if tail else ".*"  # with a port after it, the name cannot run into it
+    parts = [(label, "=~", f'"{head}{c}{suffix}{tail}"') for c in _CLASSES]
+    if suffix:
+        parts.append((label, "=~", f'"{suffix}{tail}"'))
+    return parts
+
+
+def _key(labels: Mapping[str, str], label_map: Mapping[str, str]) -> str | None:
+    """The GPU key of an answer's labels (node label, else instance without its port)."""
+    node = labels.get(label_map["node"])
+    if not node and labels.get(label_map["instance"]):
+        node = strip_port(labels[label_map["instance"]])
+    gpu = labels.get(label_map["gpu"])
+    return f"{node}/{gpu}" if node and gpu is not None else None
+
+
+def by_parts(
+    matchers: Sequence[Matcher],
+    build: Callable[[Select], str],
+    send: Callable[[str], list[T]],
+    *,
+    what: str,
+    label: str,
+    tail: str = "",
+    extra: Sequence[Matcher] = (),
+    suffix: str = "",
+    depth: int = 0,
+) -> list[T]:
+    """Send ``build(select)``; when the server finds it too large, send each node part on its own.
+
+    ``select`` adds ``matchers`` (the series selector's) and the part's matcher of ``label`` to
+    a plain selector; the parts' answers are concatenated (:func:`node_parts`, with ``tail``).
+    """
+
+    def select(promql: str) -> str:
+        return with_matchers(promql, (*matchers, *extra))[0]
+
+    try:
+        return send(build(select))
+    except QueryTooLargeError:
+        if depth >= MAX_SPLIT_DEPTH:
+            raise
+        logger.info("%s too large for the server: asking it by parts of %s", what, label)
+    out: list[T] = []
+    for matcher in node_parts(label, suffix, tail):
+        deeper = matcher[2].strip('"').removeprefix("[^:]*" if tail else ".*").removesuffix(tail)
+        out += by_parts(
+            matchers,
+            build,
+            send,
+            what=what,
+            label=label,
+            tail=tail,
+            extra=(*extra, matcher),
+            suffix=deeper,
+            depth=depth + 1,
+        )
+    return out
+
+
+def reduce_promql(
+    client: PromQLClient,
+    plan: FeaturePlan,
+    at: datetime,
+    label_map: Mapping[str, str],
+    *,
+    lookback: timedelta | None = None,
+) -> Reductions:
+    """Evaluate every reduction of ``plan`` in the TSDB at the grid time at or before ``at``.
+
+    ``lookback``: how far back a grid point takes its sample (default: the step), as the
+    source's fetch does.
+
+    Returns the :class:`analysis.types.Reductions` (index GPU key, one column per reduction);
+    raises ``MetricsSourceError`` (one line) when the server cannot answer.
+    """
+    when = grid_time(at, plan.step)
+    columns: dict[str, pd.Series] = {}
+    for red in plan.reductions:
+
+        def build(select: Select, red: Reduction = red) -> str:
+            return render(red, plan, select, lookback)
+
+        def send(query: str, what: str = red.name) -> list[Sample]:
+            return client.query(query, when, what=what)
+
+        samples = by_parts(client.matchers, build, send, what=red.name, label=label_map["node"])
+        keys: list[str] = []
+        values: list[float] = []
+        for labels, value in samples:
+            key = _key(labels, label_map)
+            if key is not None:
+                keys.append(key)
+                values.append(value)
+        series = pd.Series(np.asarray(values, dtype=np.float64), index=pd.Index(keys, dtype=object))
+        columns[red.name] = series[~series.index.duplicated(keep="last")]
+    table = pd.DataFrame(columns, dtype=np.float64)
+    table = table.reindex(columns=[r.name for r in plan.reductions]).sort_index()
+    table.index.name = "gpu_key"
+    return Reductions(at=when, window=plan.window, recent=plan.recent, step=plan.step, table=table)

@@ -1,0 +1,204 @@
+"""The feature plan's two evaluators agree: PromQL in a real TSDB and pandas in memory.
+
+One simulated fleet (faults, a counter reset, scrape gaps, a GPU that vanishes, XIDs) is written
+once and loaded into a real Prometheus (promtool backfill), a real VictoriaMetrics, and a
+VictoriaMetrics that refuses queries reading more than 2,000 samples (``-search.maxSamplesPerQuery``:
+every whole-fleet reduction and raw GPU or node query is refused, so each is asked by parts of the
+fleet). At several times the reductions the server computes (``PrometheusSource.reduce``) equal
+the simulator's in-memory ones (``reduce_fetched``), and the features built from the server's
+reductions plus the three peer metrics raw equal those built in memory from every raw series.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from analysis.feature_plan import FeaturePlan
+from analysis.features import DEFAULT_RECENT, DEFAULT_WINDOW, build_features
+from analysis.graph import build_graph
+from storage.metrics import PrometheusSource
+from storage.simulator import FleetSimulator, FleetSpec, make_fault
+from storage.simulator.layout import GPU_METRICS
+from tests.fixtures.prometheus import (
+    backfill,
+    import_into_victoria,
+    start_prometheus,
+    start_victoria,
+    wait_prometheus,
+)
+
+pytestmark = [pytest.mark.prometheus, pytest.mark.victoriametrics]
+
+START = datetime(2026, 11, 18, tzinfo=UTC)
+STEP = timedelta(minutes=1)
+DURATION = timedelta(hours=3)
+SCAN = START + timedelta(hours=2, minutes=50)
+TIMES = (
+    SCAN - timedelta(minutes=20),
+    SCAN - timedelta(minutes=7),
+    SCAN,
+    SCAN + timedelta(minutes=4),
+)
+# Float tolerance: both sides sum the same float64 values, in another order (Prometheus uses
+# Kahan sums for averages and deviations, linear regression relative to the first sample).
+RTOL, ATOL = 1e-9, 1e-9
+RESET_GPU = "gpu-node-001/0"  # ECC SBE counter climbs, resets to 0 inside the window
+GAP_GPU = "gpu-node-002/1"  # three missing scrapes in the window
+GONE_GPU = "gpu-node-003/3"  # every series stops 6 minutes before SCAN
+BURST_GPU = "gpu-node-004/2"  # PCIe replays: a burst then a steady climb, XIDs 13 then 79
+SBE = "DCGM_FI_DEV_ECC_SBE_VOL_TOTAL"
+PCIE = "DCGM_FI_DEV_PCIE_REPLAY_COUNTER"
+XID = "DCGM_FI_DEV_XID_ERRORS"
+
+
+@dataclass
+class Fleet:
+    """The simulated fleet (in memory) and where its history is written."""
+
+    sim: FleetSimulator
+    dir: Path
+
+
+def _minute(at: datetime) -> int:
+    """Grid index of a time."""
+    return int((at - START) / STEP)
+
+
+def _edit(sim: FleetSimulator) -> None:
+    """Write a counter reset, scrape gaps, a vanishing GPU and XIDs into the readings."""
+    readings = sim.readings
+    spec = sim.spec
+    col = {
+        f"{n}/{g}": i * spec.gpus_per_node + g
+        for i, n in enumerate(spec.node_names)
+        for g in range(spec.gpus_per_node)
+    }
+    m = {name: i for i, name in enumerate(GPU_METRICS)}
+    steps = readings.gpu.shape[1]
+    rng = np.random.default_rng(7)
+    reset = _minute(SCAN - timedelta(minutes=12))
+    sbe = np.cumsum(rng.integers(0, 4, steps)).astype(float) + 500.0
+    sbe[reset:] = np.cumsum(rng.integers(0, 3, steps - reset)).astype(float)
+    readings.gpu[m[SBE], :, col[RESET_GPU]] = sbe
+    for k in (9, 8, 3):
+        readings.gpu[:, _minute(SCAN - timedelta(minutes=k)), col[GAP_GPU]] = np.nan
+    readings.gpu[:, _minute(SCAN - timedelta(minutes=5)) :, col[GONE_GPU]] = np.nan
+    pcie = np.cumsum(rng.integers(0, 2, steps)).astype(float)
+    pcie[_minute(SCAN - timedelta(minutes=15)) :] += 400.0
+    readings.gpu[m[PCIE], :, col[BURST_GPU]] = pcie
+    xid = np.zeros(steps)
+    xid[_minute(SCAN - timedelta(minutes=18)) :] = 13.0
+    xid[_minute(SCAN - timedelta(minutes=4)) :] = 79.0
+    readings.gpu[m[XID], :, col[BURST_GPU]] = xid
+
+
+@pytest.fixture(scope="module")
+def fleet(tmp_path_factory: pytest.TempPathFactory) -> Fleet:
+    """A 16-GPU simulated fleet with an HBM and a PCIe fault, edited, written to disk once."""
+    spec = FleetSpec(racks=2, nodes_per_rack=2, gpus_per_node=4)
+    onset = START + timedelta(minutes=30)
+    faults = [
+        make_fault("hbm", "gpu-node-002/2", onset, spec=spec, precursor=timedelta(hours=2)),
+        make_fault("pcie", "gpu-node-004/1", onset, spec=spec, precursor=timedelta(hours=2.2)),
+    ]
+    sim = FleetSimulator(spec, start=START, duration=DURATION, step=STEP, seed=21, faults=faults)
+    _edit(sim)
+    out = tmp_path_factory.mktemp("reductions")
+    sim.write_history(out)
+    return Fleet(sim, out)
+
+
+@pytest.fixture(scope="module", params=["prometheus", "victoriametrics", "victoriametrics-small"])
+def server(
+    request: pytest.FixtureRequest, fleet: Fleet, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[tuple[str, str]]:
+    """The fleet in Prometheus, VictoriaMetrics, and a VictoriaMetrics with a tiny sample limit."""
+    work = tmp_path_factory.mktemp(request.param)
+    if request.param == "prometheus":
+        backfill(fleet.dir / "metrics.om", work / "tsdb")
+        srv = wait_prometheus(start_prometheus(work / "tsdb"))
+    else:
+        flags = ("-search.maxSamplesPerQuery=2000",) if request.param.endswith("small") else ()
+        srv = start_victoria(work / "vmdata", flags)
+        import_into_victoria(srv, fleet.dir / "metrics.om")
+    try:
+        yield request.param, srv.url
+    finally:
+        srv.stop()
+
+
+PLAN = FeaturePlan(DEFAULT_WINDOW, DEFAULT_RECENT, STEP)
+
+
+def test_server_reductions_equal_the_in_memory_ones(fleet: Fleet, server: tuple[str, str]) -> None:
+    """Every reduction, every GPU, several times: the same numbers within float tolerance."""
+    kind, url = server
+    source = PrometheusSource(url, retries=0)
+    for at in TIMES:
+        got = source.reduce(PLAN, at)
+        want = fleet.sim.reduce(PLAN, at)
+        assert got.at == want.at == at
+        assert list(got.table.columns) == list(want.table.columns)
+        assert set(got.table.index) == set(want.table.index), at
+        pd.testing.assert_frame_equal(
+            got.table.sort_index(),
+            want.table.sort_index(),
+            rtol=RTOL,
+            atol=ATOL,
+            obj=f"{kind} at {at}",
+        )
+        stats = source.last_stats
+        assert stats is not None
+        if kind.endswith("small"):  # refused whole, asked by parts of the fleet
+            assert stats.requests > len(PLAN.reductions)
+        else:
+            assert stats.requests == len(PLAN.reductions)
+
+
+def test_the_edits_are_in_the_reductions(fleet: Fleet) -> None:
+    """The test data has what it claims: a reset, gaps, a vanished GPU, a burst, XIDs."""
+    t = fleet.sim.reduce(PLAN, SCAN).table
+    g = fleet.sim.fetch(SCAN - DEFAULT_WINDOW + STEP, SCAN, STEP).gpu
+    sbe = g[(g["node"] + "/" + g["gpu"] == RESET_GPU) & (g["metric"] == SBE)]["value"].to_numpy()
+    steps = np.diff(sbe)
+    assert len(sbe) == 30 and (steps < 0).sum() == 1  # one reset inside the window
+    # after a reset: the sum of the positive steps (not max - min across the reset)
+    assert t.loc[RESET_GPU, f"{SBE}:increase:window"] == steps.clip(min=0).sum()
+    assert t.loc[GAP_GPU, "DCGM_FI_DEV_GPU_TEMP:count:window"] <= 27
+    last = t.loc[GONE_GPU, "DCGM_FI_DEV_GPU_TEMP:last_time:window"]
+    assert last <= (SCAN - timedelta(minutes=6)).timestamp()
+    assert t.loc[BURST_GPU, f"{PCIE}:top_step:window"] >= 400
+    assert t.loc[BURST_GPU, f"{XID}:new_codes:window:hardware"] == 1
+    assert t.loc[BURST_GPU, f"{XID}:new_codes:window:any"] == 2
+
+
+def test_features_from_either_evaluator_are_the_same(fleet: Fleet, server: tuple[str, str]) -> None:
+    """build_features with the server's reductions and only the peer metrics raw = in memory."""
+    from analysis.context import PEER_METRICS
+    from storage.topology import load_topology
+
+    kind, url = server
+
+    source = PrometheusSource(url, topology=load_topology(fleet.dir / "topology.yaml"), retries=0)
+    for at in TIMES:
+        full = fleet.sim.fetch(at - DEFAULT_WINDOW, at, STEP)
+        graph = build_graph(fleet.sim.topology, full.gpus)
+        want = build_features(full, graph, at)
+        raw = source.fetch(at - DEFAULT_WINDOW, at, STEP, gpu_metrics=PEER_METRICS)
+        assert set(raw.gpu["metric"]) == set(PEER_METRICS)
+        got = build_features(replace(raw, reduced=source.reduce(PLAN, at)), graph, at)
+        pd.testing.assert_frame_equal(
+            got[want.columns],
+            want,
+            rtol=1e-6,
+            atol=1e-6,
+            check_dtype=False,
+            obj=f"{kind} features at {at}",
+        )
