@@ -182,6 +182,12 @@ _GUARD_SKIP = (
     # it together with the GPU temperature instead.
     "mem_temp_vs_node",
     "mem_temp_at_power",
+    # Time spent at the thermal slowdown or at the power limit: threshold counters that sit at 0
+    # until something pushes a GPU over a fixed line, a hot-running GPU on a warm afternoon or a
+    # planned power cap as much as a fault. They are consequences: the forest weighs them with
+    # the temperatures at power, the inlet air and the PSU/PDU voltages that say why.
+    "thermal_viol_rate",
+    "power_viol_rate",
 )
 
 

@@ -68,32 +68,25 @@ def peer_context(
     frame["temp_adj"] = frame["temp"] - k * frame["power"]
     frame["mem_adj"] = frame["mem_temp"] - k * frame["power"]
     frame["rack"] = frame["rack"].fillna(frame["node"])
-    by_node = frame.groupby(["ts", "node"], sort=False)
-    by_rack = frame.groupby(["ts", "rack"], sort=False)
-    by_ts = frame.groupby("ts", sort=False)
-    med_node = by_node[["temp_adj", "mem_adj", "power"]].transform("median")
-    med_rack = by_rack[["temp_adj", "power"]].transform("median")
-    med_fleet = by_ts[["temp_adj", "power"]].transform("median")
-    power = frame["power"]
+    # Peers are the other GPUs of the group drawing power within COMPARABLE_WATTS of this GPU's
+    # at the same timestamp: the median of a half-busy node is neither a busy nor an idle GPU,
+    # so a GPU is compared with the mean of its comparable peers only (none: no comparison).
+    cols = ["temp_adj", "mem_adj"]
 
-    def _comparable(med_power: pd.Series) -> pd.Series:
-        """Peers are only comparable at similar power (a busy GPU among idle ones is not)."""
-        return (power - med_power).abs() <= COMPARABLE_WATTS
+    def _vs_peers(*group: str) -> pd.DataFrame:
+        return _peer_deviation(frame, ["ts", *group], cols, COMPARABLE_WATTS)
 
-    near_node = _comparable(med_node["power"])
+    node_dev = _vs_peers("node")
+    med_node_power = frame.groupby(["ts", "node"], sort=False)["power"].transform("median")
     dev = pd.DataFrame(
         {
             "temp_at_power": frame["temp_adj"],
             "mem_temp_at_power": frame["mem_adj"],
-            "temp_vs_node": (frame["temp_adj"] - med_node["temp_adj"]).where(near_node),
-            "mem_temp_vs_node": (frame["mem_adj"] - med_node["mem_adj"]).where(near_node),
-            "power_vs_node": power - med_node["power"],
-            "temp_vs_rack": (frame["temp_adj"] - med_rack["temp_adj"]).where(
-                _comparable(med_rack["power"])
-            ),
-            "temp_vs_fleet": (frame["temp_adj"] - med_fleet["temp_adj"]).where(
-                _comparable(med_fleet["power"])
-            ),
+            "temp_vs_node": node_dev["temp_adj"],
+            "mem_temp_vs_node": node_dev["mem_adj"],
+            "power_vs_node": frame["power"] - med_node_power,
+            "temp_vs_rack": _vs_peers("rack")["temp_adj"],
+            "temp_vs_fleet": _vs_peers()["temp_adj"],
         }
     )
     dev.index = wide.index
@@ -107,6 +100,42 @@ def peer_context(
     valid = dev["temp_vs_node"].notna().groupby(keys, sort=False).mean().reindex(index)
     out["temp_vs_node_slope"] = slope["temp_vs_node"].where(valid >= 0.8)
     out["temp_at_power_slope"] = slope["temp_at_power"]
+    return out
+
+
+def _peer_deviation(
+    frame: pd.DataFrame, group: list[str], cols: list[str], watts: float
+) -> pd.DataFrame:
+    """Each row's ``cols`` minus the mean of the other rows of its group within ``watts`` of its power.
+
+    Sorted prefix sums: O(n log n) for any group size (a fleet at one timestamp is a group).
+    Rows without power or without a comparable peer get NaN.
+    """
+    out = pd.DataFrame(np.nan, index=frame.index, columns=cols)
+    ok = frame["power"].notna().to_numpy()
+    if ok.sum() < 2:
+        return out
+    sub = frame.loc[ok, [*group, "power", *cols]]
+    gid = sub.groupby(group, sort=False).ngroup().to_numpy(dtype=np.float64)
+    power = sub["power"].to_numpy(dtype=np.float64)
+    # One sort key: group id, then power (the offset keeps groups apart whatever the watts).
+    span = float(np.nanmax(np.abs(power))) * 2 + watts * 4 + 1.0
+    key = gid * span + power
+    order = np.argsort(key, kind="stable")
+    key = key[order]
+    lo = np.searchsorted(key, key - watts, side="left")
+    hi = np.searchsorted(key, key + watts, side="right")
+    rows = sub.index.to_numpy()[order]
+    for col in cols:
+        v = sub[col].to_numpy(dtype=np.float64)[order]
+        valid = np.isfinite(v)
+        csum = np.concatenate([[0.0], np.cumsum(np.where(valid, v, 0.0))])
+        ccount = np.concatenate([[0], np.cumsum(valid)])
+        total = csum[hi] - csum[lo] - np.where(valid, v, 0.0)
+        peers = ccount[hi] - ccount[lo] - valid
+        with np.errstate(invalid="ignore", divide="ignore"):
+            dev = np.where(valid & (peers > 0), v - total / peers, np.nan)
+        out.loc[rows, col] = dev
     return out
 
 

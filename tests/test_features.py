@@ -196,3 +196,26 @@ def test_the_xid_counter_takes_precedence_over_the_last_xid_gauge() -> None:
     assert f.loc["gpu-node-001/2", ["xid_hw_events", "xid_app_events"]].tolist() == [1, 1]
     assert flags_of(f)["gpu-node-001/2"] == ("hardware_xid",)
     assert f.loc["gpu-node-002/1", "xid_hw_events"] == 0
+
+
+def test_a_half_busy_node_compares_busy_gpus_with_busy_ones_only() -> None:
+    """Four GPUs run a job at 350 W, four idle at 60 W: nobody is compared with the node median."""
+
+    def override(node: str, gpu: str, metric: str, t: np.ndarray) -> np.ndarray | None:
+        if node != "gpu-node-001":
+            return None
+        busy = int(gpu) < 2
+        watts = 350.0 if busy else 60.0
+        if metric == "DCGM_FI_DEV_POWER_USAGE":
+            return np.full(t.size, watts)
+        if metric == "DCGM_FI_DEV_GPU_TEMP":
+            # each GPU a little warmer than the last, as healthy GPUs are
+            return np.full(t.size, 30.0 + 0.1 * watts + 0.5 * int(gpu))
+        return None
+
+    frames, graph = fleet(override)
+    f = build_features(frames, graph, END)
+    node = f[f["node"] == "gpu-node-001"]["temp_vs_node"]
+    # each GPU against its one comparable sibling: half a degree apart, never 29 degrees
+    assert node.abs().max() <= 0.5 + 1e-6
+    assert node.notna().all()
