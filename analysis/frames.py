@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Collection
+from dataclasses import replace
 from datetime import datetime
 
 import pandas as pd
@@ -59,3 +61,11 @@ def slice_frames(frames: FleetFrames, start: datetime, end: datetime) -> FleetFr
         end=hi.to_pydatetime(),
         step=frames.step,
     )
+
+
+def with_gpu_of(frames: FleetFrames, gpu: pd.DataFrame, nodes: Collection[str]) -> FleetFrames:
+    """Return ``frames`` whose GPU rows of ``nodes`` are replaced by ``gpu`` (those nodes' rows)."""
+    keep = frames.gpu[~frames.gpu["node"].isin(list(nodes))]
+    parts = [p for p in (keep, gpu) if not p.empty]
+    merged = pd.concat(parts, ignore_index=True) if len(parts) > 1 else (parts or [keep])[0]
+    return replace(frames, gpu=merged)

@@ -67,6 +67,16 @@ class Scorer(Protocol):
         """Whether the scorer requires persistence itself (the tracker then opens at once)."""
         ...
 
+    @property
+    def feature_window(self) -> timedelta | None:
+        """The window of the GPUs' own-series reductions ``assess`` reads, or None.
+
+        Set when ``assess`` builds :func:`analysis.features.build_features` over that window:
+        the cycle may then have the source compute the reductions (``FleetFrames.reduced``) and
+        fetch raw only the metrics the peer context compares. None when it reads raw frames.
+        """
+        ...
+
     def fit(self, history: FleetFrames, graph: nx.DiGraph) -> Self:
         """Learn what normal looks like from history (frames strictly before the cycle)."""
         ...

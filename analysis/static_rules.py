@@ -141,6 +141,8 @@ class StaticRules:
     needs_history: bool = field(default=False, init=False)
     # Each rule carries its Prometheus ``for:``: a firing has already persisted.
     self_gating: bool = field(default=True, init=False)
+    # The rules read raw series, no feature reductions.
+    feature_window: timedelta | None = field(default=None, init=False)
     exclude: tuple[Exclusion, ...] = field(default=(), init=False)
     # Fixed thresholds learn nothing from false alarms: the pipeline may set these, they are unused.
     allowances: Allowances = field(default_factory=dict, init=False)

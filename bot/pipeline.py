@@ -16,8 +16,12 @@ from datetime import datetime, timedelta
 
 import networkx as nx
 
+from analysis.context import PEER_METRICS
 from analysis.explain import Explainer
+from analysis.feature_plan import FeaturePlan
+from analysis.features import DEFAULT_RECENT
 from analysis.feedback import ALLOWANCE_TTL, bounds, learn_allowances, stored_verdicts
+from analysis.frames import with_gpu_of
 from analysis.graph import build_graph
 from analysis.lifecycle import Decision
 from analysis.maintenance import MaintenanceWindow, active_targets
@@ -78,6 +82,7 @@ class Pipeline:
     tracker: IncidentTracker = field(init=False)
     needs_history: bool = field(default=True, init=False)
     self_gating: bool = field(default=False, init=False)
+    feature_window: timedelta | None = field(default=None, init=False)
     scorer: Scorer | None = field(default=None, init=False)
     explainer: Explainer | None = field(default=None, init=False)
     fingerprint: str | None = field(default=None, init=False)
@@ -94,6 +99,7 @@ class Pipeline:
         """Read the scorer's contract; start with no streaks in memory (the store has the rest)."""
         probe = self.make_scorer()
         self.needs_history, self.self_gating = probe.needs_history, probe.self_gating
+        self.feature_window = probe.feature_window
         self.window = max(self.window, probe.min_window)
         self.resume()
 
@@ -127,9 +133,10 @@ class Pipeline:
         assessment = scorer.assess(frames, graph, at)
         try:
             incidents = self.track(assessment)
-            explained = self.explain(incidents, frames, graph, at)
+            raw = self.incident_frames(frames, incidents, at)
+            explained = self.explain(incidents, raw, graph, at)
             stored = self.repository.open_incidents()  # as before this cycle's decisions
-            images = self.render_images(explained, stored, frames, graph, assessment)
+            images = self.render_images(explained, stored, raw, graph, assessment)
             decisions = self.repository.apply_cycle(
                 at,
                 explained,
@@ -324,8 +331,38 @@ class Pipeline:
         return self.source.fetch(at - self.fit_window, at - self.window, self.step)
 
     def _window(self, at: datetime) -> FleetFrames:
-        """Fetch the cycle window ending at ``at``."""
-        return self.source.fetch(at - self.window, at, self.step)
+        """Fetch the cycle window ending at ``at``.
+
+        For a scorer that reads feature reductions (``Scorer.feature_window``) the source computes
+        the GPUs' own-series reductions (``MetricsSource.reduce``: PromQL in the TSDB) and only
+        the metrics the peer context compares come raw.
+        """
+        if self.feature_window is None:
+            return self.source.fetch(at - self.window, at, self.step)
+        frames = self.source.fetch(at - self.window, at, self.step, gpu_metrics=PEER_METRICS)
+        plan = FeaturePlan(self.feature_window, DEFAULT_RECENT, self.step)
+        return replace(frames, reduced=self.source.reduce(plan, at))
+
+    def incident_frames(
+        self, frames: FleetFrames, incidents: Sequence[Incident], at: datetime
+    ) -> FleetFrames:
+        """The cycle's frames with every GPU series of the incidents' nodes, raw.
+
+        A reduced cycle read only the peer metrics raw; explanations and images need all of an
+        incident's series: one fetch restricted to its nodes. If it fails, they make do with
+        what the cycle read (logged).
+        """
+        if frames.reduced is None or not incidents:
+            return frames
+        if self.make_explainer is None and not self.render:
+            return frames
+        nodes = sorted({g.node for inc in incidents for g in inc.gpus})
+        try:
+            extra = self.source.fetch(at - self.window, at, self.step, nodes=nodes)
+        except MetricsSourceError as exc:
+            logger.warning("raw series of %s unavailable for explanations: %s", nodes, exc)
+            return frames
+        return with_gpu_of(frames, extra.gpu, nodes)
 
     def _known_incidents(self) -> tuple[Exclusion, ...]:
         """Open incidents become training exclusions so a fault is not learnt as normal."""

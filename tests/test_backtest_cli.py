@@ -39,6 +39,7 @@ class PastOnlyProbe:
     needs_history = True
     self_gating = False
     min_window = timedelta(minutes=45)
+    feature_window = None
     exclude = ()
 
     def __init__(self) -> None:
