@@ -9,16 +9,19 @@ from __future__ import annotations
 import os
 from datetime import datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, get_args
+from typing import TYPE_CHECKING, Annotated, Any, get_args
 
 from pydantic import AliasChoices, Field, SecretStr, ValidationError, field_validator
 from pydantic.fields import FieldInfo
 from pydantic_settings import (
     BaseSettings,
+    NoDecode,
     PydanticBaseSettingsSource,
     SettingsConfigDict,
     YamlConfigSettingsSource,
 )
+
+from bot.clusters import ClusterSpec, read_clusters
 
 if TYPE_CHECKING:
     from analysis.maintenance import MaintenanceWindow
@@ -177,7 +180,16 @@ class Settings(BaseSettings):
         le=3600,
         description="Open incidents are re-sent to Alertmanager this often (a push lasts 4 of these)",
     )
-    cluster: str = Field("", description="cluster label of Alertmanager alerts (empty: none)")
+    cluster: str = Field(
+        "",
+        description="Name of the one cluster watched (no clusters file): named in messages, "
+        "the cluster label of alerts and metrics (empty: none)",
+    )
+    clusters: Annotated[tuple[ClusterSpec, ...], NoDecode] = Field(
+        (),
+        description="Clusters file (YAML): one bot watches several clusters, each with its own "
+        "Prometheus, selector, headers, topology, channel and alert labels (see Several clusters)",
+    )
     runbook_url: str | None = Field(
         None, description="runbook_url annotation of Alertmanager alerts"
     )
@@ -218,6 +230,12 @@ class Settings(BaseSettings):
         """Every window must be usable: the message names the window and the field."""
         maintenance_windows(value)
         return value
+
+    @field_validator("clusters", mode="before")
+    @classmethod
+    def _clusters(cls, value: Any) -> tuple[ClusterSpec, ...]:
+        """Read and check the clusters file (or an inline list): one line per problem."""
+        return read_clusters(value)
 
     @field_validator("series_selector")
     @classmethod
@@ -290,7 +308,9 @@ def describe_validation_error(exc: ValidationError) -> str:
     for err in exc.errors():
         field = ".".join(str(p) for p in err["loc"]) or "config"
         env = _env_name(field.split(".")[0])
-        lines.append(f"{field} ({env}): {err['msg']}")
+        # a validator may report several problems, one per line (the clusters file)
+        for part in str(err["msg"]).removeprefix("Value error, ").splitlines():
+            lines.append(f"{field} ({env}): {part}")
     return "invalid configuration:\n  " + "\n  ".join(lines)
 
 
@@ -309,6 +329,8 @@ def _env_name(field: str) -> str:
 def problems(settings: Settings, *, needs: tuple[str, ...] = ()) -> list[str]:
     """Return what is missing or inconsistent for the given needs (prometheus, slack, ...)."""
     out: list[str] = []
+    if settings.clusters:
+        return out + _cluster_problems(settings, needs)
     if "prometheus" in needs and not settings.prometheus_url:
         out.append("GPU_RISK_PROMETHEUS_URL is not set: give the base URL of your Prometheus")
     if settings.prometheus_username and not settings.prometheus_password:
@@ -336,6 +358,21 @@ def problems(settings: Settings, *, needs: tuple[str, ...] = ()) -> list[str]:
             out.append("SLACK_APP_TOKEN should start with xapp- (an app-level token)")
         if not settings.slack_channel and not settings.slack_routes:
             out.append("GPU_RISK_SLACK_CHANNEL is not set: the channel alerts go to")
+    return out
+
+
+def _cluster_problems(settings: Settings, needs: tuple[str, ...]) -> list[str]:
+    """``problems`` of each cluster of the clusters file: a problem every cluster has is said
+    once, one of some clusters only names them (``cluster b: ...``)."""
+    from bot.clusters import clusters_of
+
+    out = []
+    if settings.cluster:
+        out.append("set GPU_RISK_CLUSTER (one cluster) or GPU_RISK_CLUSTERS (a file), not both")
+    found = {c.name: problems(c.settings, needs=needs) for c in clusters_of(settings)}
+    common = [p for p in next(iter(found.values())) if all(p in f for f in found.values())]
+    out += common
+    out += [f"cluster {name}: {p}" for name, f in found.items() for p in f if p not in common]
     return out
 
 
