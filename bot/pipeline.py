@@ -79,6 +79,9 @@ class Pipeline:
     maintenance: Sequence[MaintenanceWindow] = ()
     record_scores: bool = True
     name: str = "alerts"
+    cluster: str = ""
+    """The cluster it watches, as named in metrics and logs (its store is ``repository``, scoped
+    to the cluster by the composition root when the bot watches several)."""
     tracker: IncidentTracker = field(init=False)
     needs_history: bool = field(default=True, init=False)
     self_gating: bool = field(default=False, init=False)
@@ -378,7 +381,7 @@ class Pipeline:
         self.repository.record_scan(at, False, duration, 0, error=error)
         if self.metrics is not None:
             self.metrics.scans.labels("source_error").inc()
-            self.metrics.data_source_up.set(0)
+            self.metrics.cluster_scanned(self.cluster, ok=False)
         return CycleOutcome(at=at, ok=False, error=error, duration_s=duration)
 
     def _model_failed(self, at: datetime, error: str, started: float) -> CycleOutcome:
@@ -410,12 +413,13 @@ class Pipeline:
         if self.metrics is not None:
             self.metrics.scans.labels("ok").inc()
             self.metrics.scan_duration.observe(duration)
-            self.metrics.gpus_scored.set(n)
             open_now = [r.incident for r in self.repository.open_incidents()]
-            self.metrics.incidents_open.set(len(open_now))
-            self.metrics.last_success.set(at.timestamp())
-            self.metrics.data_source_up.set(1)
-            self.metrics.record_risk(assessment.scores, open_now, self.topology)
+            self.metrics.cluster_scanned(
+                self.cluster, ok=True, gpus=n, open_incidents=len(open_now), at=at
+            )
+            self.metrics.record_risk(
+                assessment.scores, open_now, self.topology, cluster=self.cluster
+            )
         return CycleOutcome(
             at=at,
             ok=True,

@@ -44,10 +44,14 @@ from bot.blocks.models import AlertState
 Blocks = list[dict[str, Any]]
 
 
-def alert_text(incident: Incident, state: AlertState | None = None) -> str:
-    """The notification fallback ``text`` (what push notifications and screen readers show)."""
+def alert_text(incident: Incident, state: AlertState | None = None, *, cluster: str = "") -> str:
+    """The notification fallback ``text`` (what push notifications and screen readers show);
+    ``cluster`` (when the bot names one) leads it."""
     prefix = "Resolved: " if state is not None and state.status == "resolved" else ""
-    return plain_text(f"{prefix}[{incident.severity}] {incident.title} (risk {incident.score:.2f})")
+    where = f"{cluster}: " if cluster else ""
+    return plain_text(
+        f"{prefix}{where}[{incident.severity}] {incident.title} (risk {incident.score:.2f})"
+    )
 
 
 def alert_blocks(
@@ -56,28 +60,28 @@ def alert_blocks(
     options: BlockOptions | None = None,
     *,
     record_id: str | int | None = None,
+    cluster: str = "",
 ) -> Blocks:
     """The alert: header, severity and risk, explanation, top factors, GPUs, links, buttons.
 
     ``record_id`` (the state store's incident id) is what the buttons carry; default
-    ``incident.id``.
+    ``incident.id``. ``cluster`` (a bot watching several, or one named by GPU_RISK_CLUSTER)
+    leads the header and has its own field.
     """
     opts = options or BlockOptions()
     st = state or AlertState()
     resolved = st.status == "resolved"
-    title = f"Resolved: {incident.title}" if resolved else incident.title
-    blocks: list[Block] = [header(title)]
-    blocks.append(
-        section(
-            "",
-            fields=[
-                f"*Severity*\n{SEVERITY_EMOJI.get(incident.severity, '')} {incident.severity}",
-                f"*Risk*\n{incident.score:.2f}",
-                f"*Root cause*\n{incident.root_cause.kind} `{escape(incident.root_cause.id)}`",
-                f"*GPUs at risk*\n{len(incident.gpus)}",
-            ],
-        )
-    )
+    title = f"{cluster}: {incident.title}" if cluster else incident.title
+    blocks: list[Block] = [header(f"Resolved: {title}" if resolved else title)]
+    fields = [
+        f"*Severity*\n{SEVERITY_EMOJI.get(incident.severity, '')} {incident.severity}",
+        f"*Risk*\n{incident.score:.2f}",
+        f"*Root cause*\n{incident.root_cause.kind} `{escape(incident.root_cause.id)}`",
+        f"*GPUs at risk*\n{len(incident.gpus)}",
+    ]
+    if cluster:
+        fields.append(f"*Cluster*\n`{escape(cluster)}`")
+    blocks.append(section("", fields=fields))
     blocks.extend(explanation_blocks(incident, opts))
     blocks.append(section(f"*Affected GPUs*\n{gpu_list(incident, opts.max_gpus_shown)}"))
     links = link_text(incident, opts)
@@ -304,11 +308,13 @@ def resolved_reply_blocks(incident: Incident, reason: str = "") -> Blocks:
     )
 
 
-def data_source_text(state: str) -> str:
-    """The one message posted when the metrics source degrades (``state``) or recovers."""
+def data_source_text(state: str, cluster: str = "") -> str:
+    """The one message posted when the metrics source (of ``cluster``) degrades (``state``) or
+    recovers."""
+    source = f"Metrics source of cluster `{escape(cluster)}`" if cluster else "Metrics source"
     if state == "degraded":
-        return ":warning: Metrics source degraded: scans are failing; open incidents stay open."
-    return ":white_check_mark: Metrics source recovered: scans are running again."
+        return f":warning: {source} degraded: scans are failing; open incidents stay open."
+    return f":white_check_mark: {source} recovered: scans are running again."
 
 
 def note_blocks(text: str) -> Blocks:

@@ -165,21 +165,16 @@ def status_blocks(
     *,
     shown: int = 10,
 ) -> Blocks:
-    """Last scan, data source health, model age, open incidents and what false alarms taught."""
-    ok = {True: ":large_green_circle: ok", False: ":red_circle: failing", None: "unknown"}
-    health = {True: ":large_green_circle: healthy", False: ":red_circle: degraded", None: "unknown"}
-    age = (
-        fmt_age((status.now - status.last_scan_at).total_seconds()) if status.last_scan_at else None
-    )
-    fields = [
-        f"*Last scan*\n{fmt_time(status.last_scan_at)}" + (f" ({age} ago)" if age else ""),
-        f"*Scan result*\n{ok[status.last_scan_ok]}"
-        + (f", {status.gpus_scored} GPUs scored" if status.gpus_scored is not None else ""),
-        f"*Data source*\n{escape(status.data_source)}: {health[status.data_healthy]}",
-        f"*Model*\n{escape(status.model_version or 'none yet')}, age {fmt_age(status.model_age_seconds)}",
-        f"*Open incidents*\n{status.open_incidents}",
-    ]
-    blocks: list[Block] = [header("gpu-risk status"), section(" ", fields=fields)]
+    """Last scan, data source health, model age, open incidents and what false alarms taught;
+    with several clusters, those of each cluster."""
+    if status.clusters:
+        blocks: list[Block] = [header("gpu-risk status")]
+        for name, each in status.clusters:
+            blocks.append(section(f"*Cluster `{escape(name)}`*", fields=_status_fields(each)))
+            if each.data_detail:
+                blocks.append(context(escape(each.data_detail)))
+    else:
+        blocks = [header("gpu-risk status"), section(" ", fields=_status_fields(status))]
     if status.maintenance:
         blocks.append(section(_maintenance_text("*Maintenance*", status.maintenance, shown=5)))
     if status.data_detail:
@@ -187,6 +182,23 @@ def status_blocks(
     if allowances or unlearnt:
         blocks.extend(_allowance_blocks(allowances, unlearnt, shown))
     return fit(blocks)
+
+
+def _status_fields(status: StatusView) -> list[str]:
+    """Last scan, scan result, data source, model and open incidents as section fields."""
+    ok = {True: ":large_green_circle: ok", False: ":red_circle: failing", None: "unknown"}
+    health = {True: ":large_green_circle: healthy", False: ":red_circle: degraded", None: "unknown"}
+    age = (
+        fmt_age((status.now - status.last_scan_at).total_seconds()) if status.last_scan_at else None
+    )
+    return [
+        f"*Last scan*\n{fmt_time(status.last_scan_at)}" + (f" ({age} ago)" if age else ""),
+        f"*Scan result*\n{ok[status.last_scan_ok]}"
+        + (f", {status.gpus_scored} GPUs scored" if status.gpus_scored is not None else ""),
+        f"*Data source*\n{escape(status.data_source)}: {health[status.data_healthy]}",
+        f"*Model*\n{escape(status.model_version or 'none yet')}, age {fmt_age(status.model_age_seconds)}",
+        f"*Open incidents*\n{status.open_incidents}",
+    ]
 
 
 def _allowance_blocks(

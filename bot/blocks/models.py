@@ -69,3 +69,5 @@ class StatusView:
     open_incidents: int
     now: datetime
     maintenance: tuple[MaintenanceView, ...] = ()
+    clusters: tuple[tuple[str, StatusView], ...] = ()
+    """A bot watching several clusters: each cluster's own status, by name."""

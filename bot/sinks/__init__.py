@@ -2,7 +2,8 @@
 
 Concrete sinks live in submodules: ``bot.sinks.console`` (the terminal, with an optional JSON-lines
 log), ``bot.sinks.slack`` (Slack, through ``bot.slack``) and ``bot.sinks.alertmanager``
-(Alertmanager's v2 API, exported here). Read ``Sink``'s docstring to add one.
+(Alertmanager's v2 API, exported here); ``ByCluster`` routes each row to its cluster's sink.
+Read ``Sink``'s docstring to add one.
 """
 
 from __future__ import annotations
@@ -19,12 +20,14 @@ from bot.sinks.base import (
     decode,
     dispatch,
 )
+from bot.sinks.bycluster import ByCluster
 from bot.sinks.fanout import FanOut
 
 __all__ = [
     "INCIDENT_KINDS",
     "KINDS",
     "AlertmanagerSink",
+    "ByCluster",
     "DataSourceNote",
     "Envelope",
     "FanOut",

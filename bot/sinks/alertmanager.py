@@ -8,7 +8,8 @@ An alert is identified by its labels, so they are bounded and stable over an inc
   the root cause's node, omitted when the root cause is a rack or a facility component;
 - ``gpu``: the GPU index, only when the root cause is one GPU;
 - ``rack``: the root cause's rack (a component's when all its GPUs are in one rack), else none;
-- ``cluster``: ``GPU_RISK_CLUSTER``, omitted when empty.
+- ``cluster``: the cluster's name (``GPU_RISK_CLUSTER``, or the clusters file's), omitted when
+  empty; a cluster of the clusters file may add labels of its own (``alertmanager_labels``).
 
 A multi-GPU incident is therefore one alert, never one per GPU. The annotations carry what may
 change while it is open: ``summary`` (the title), ``description`` (the explanation sentence),
@@ -33,7 +34,7 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -43,7 +44,6 @@ import requests
 from analysis.types import GpuRef, Incident, Topology
 from bot.blocks.alert import dashboard_url, incident_node
 from bot.sinks.base import DataSourceNote, Notification, Sink
-from bot.sinks.fanout import FanOut
 from storage.repository import MessageRef, Repository
 
 logger = logging.getLogger(__name__)
@@ -77,6 +77,8 @@ class AlertmanagerSink:
 
     url: str
     cluster: str = ""
+    extra_labels: Mapping[str, str] = field(default_factory=dict)
+    """Labels of the cluster (``alertmanager_labels`` in the clusters file), e.g. a team."""
     runbook_url: str | None = None
     grafana_url: str | None = None
     topology: Topology | None = None
@@ -181,7 +183,7 @@ class AlertmanagerSink:
             out["rack"] = rack
         if self.cluster:
             out["cluster"] = self.cluster
-        return out
+        return {**self.extra_labels, **out}
 
     def rack_of(self, incident: Incident) -> str | None:
         """The incident's rack: its root cause's, or the one rack all its GPUs are in, or None."""
@@ -274,14 +276,16 @@ class AlertmanagerSink:
 
 
 def resend_open_alerts(sink: Sink, now: datetime) -> int:
-    """Re-send open incidents through every Alertmanager sink in ``sink`` (a ``FanOut`` too).
+    """Re-send open incidents through every Alertmanager sink in ``sink`` (inside a ``FanOut`` or
+    a ``ByCluster`` too).
 
     Call it from the dispatch job (each sink re-sends at most once per its interval); a failure
     is logged, never raised: the next turn tries again. Return how many alerts were pushed.
     """
-    sinks = sink.sinks if isinstance(sink, FanOut) else (sink,)
+    from bot.sinks.bycluster import leaves
+
     pushed = 0
-    for each in sinks:
+    for each in leaves(sink):
         if isinstance(each, AlertmanagerSink):
             try:
                 pushed += each.resend_open(now)

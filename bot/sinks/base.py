@@ -46,6 +46,8 @@ class Envelope:
     """When the row was enqueued (aware UTC): search for an earlier attempt from here."""
     message_ref: MessageRef | None = None
     """The message recorded on the row itself (set once it was sent; usually None)."""
+    cluster: str = ""
+    """The cluster it is about (``""``: the one cluster of a bot without a clusters file)."""
 
     @property
     def is_retry(self) -> bool:
@@ -151,6 +153,7 @@ def decode(item: OutboxItem) -> Notification | DataSourceNote:
             attempts=item.attempts,
             created_at=item.created_at,
             message_ref=item.message_ref,
+            cluster=str(payload.get("cluster") or ""),
             state=str(payload.get("state") or "degraded"),
             change=_text(payload.get("change")),
             since=_time(payload.get("since")),
@@ -168,6 +171,7 @@ def decode(item: OutboxItem) -> Notification | DataSourceNote:
         attempts=item.attempts,
         created_at=item.created_at,
         message_ref=item.message_ref,
+        cluster=str(payload.get("cluster") or ""),
         record_id=item.incident_id,
         incident=incident,
         previous=previous,

@@ -53,6 +53,7 @@ class ConsoleSink:
     stream: TextIO = field(default_factory=lambda: sys.stdout)
     options: BlockOptions = field(default_factory=BlockOptions)
     out_dir: Path | None = None  # keep each message's Block Kit JSON and the PNGs here (demo)
+    cluster: str = ""  # named in messages whose row names no cluster (GPU_RISK_CLUSTER)
 
     # ------------------------------------------------------------------ Sink
 
@@ -66,7 +67,13 @@ class ConsoleSink:
                 if self.images is not None and note.record_id is not None
                 else {}
             )
-            blocks = alert_blocks(note.incident, None, self.options, record_id=note.record_id)
+            blocks = alert_blocks(
+                note.incident,
+                None,
+                self.options,
+                record_id=note.record_id,
+                cluster=note.cluster or self.cluster,
+            )
             return blocks, pictures
 
         return self._show(
@@ -108,7 +115,7 @@ class ConsoleSink:
         return self._show(
             DATA_SOURCE_KIND,
             note,
-            lambda: (note_blocks(data_source_text(note.state)), {}),
+            lambda: (note_blocks(data_source_text(note.state, note.cluster or self.cluster)), {}),
             state=note.state,
         )
 
@@ -170,6 +177,7 @@ class ConsoleSink:
                 "images": names,
                 "ts": ref.ts if ref else None,
                 "pid": os.getpid(),
+                **({"cluster": note.cluster} if note.cluster else {}),
             }
         )
         return ref if ref is not None else note.message_ref

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from bot.blocks.alert import data_source_text
 from bot.blocks.models import AlertState
 from bot.sinks.base import DataSourceNote, Notification
+from bot.slack.notifier import SlackNotifier
 from bot.slack.service import SlackService
 from storage.repository import MessageRef
 
@@ -22,9 +23,19 @@ logger = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class SlackSink:
-    """Send notifications to Slack through the service's notifier, repository and images."""
+    """Send notifications to Slack through the service's notifier, repository and images.
+
+    ``notifier`` replaces the service's for one cluster of a bot watching several (its channels
+    and its name in the messages; ``SlackNotifier.for_cluster``).
+    """
 
     service: SlackService
+    notifier: SlackNotifier | None = None
+
+    @property
+    def _notifier(self) -> SlackNotifier:
+        """The notifier this sink sends through."""
+        return self.notifier if self.notifier is not None else self.service.notifier
 
     # ------------------------------------------------------------------ Sink
 
@@ -37,7 +48,7 @@ class SlackSink:
         ref = self._message(note)
         if ref is None:
             return self._post(note, anew=True)
-        self.service.notifier.update(
+        self._notifier.update(
             ref, note.incident, note.previous, state=self._state(note), record_id=note.record_id
         )
         return ref
@@ -47,7 +58,7 @@ class SlackSink:
         ref = self._message(note)
         if ref is None:
             return self._post(note, anew=True)
-        self.service.notifier.improve(
+        self._notifier.improve(
             ref, note.incident, note.previous, state=self._state(note), record_id=note.record_id
         )
         return ref
@@ -57,19 +68,20 @@ class SlackSink:
         ref = self._message(note)
         if ref is None:
             return self._post(note, anew=True)
-        self.service.notifier.resolve(
+        self._notifier.resolve(
             ref, note.incident, at=note.at, state=self._state(note), reason=note.reason
         )
         return ref
 
     def data_source(self, note: DataSourceNote) -> MessageRef | None:
         """Say in the default channel that the metrics source degraded or recovered."""
-        self.service.notifier.post_text(data_source_text(note.state))
+        notifier = self._notifier
+        notifier.post_text(data_source_text(note.state, note.cluster or notifier.cluster))
         return None
 
     def post_text(self, text: str) -> None:
         """Post a plain message in the default channel (the daily digest)."""
-        self.service.notifier.post_text(text)
+        self._notifier.post_text(text)
 
     # ------------------------------------------------------------------ helpers
 
@@ -84,7 +96,7 @@ class SlackSink:
 
     def _post(self, note: Notification, *, anew: bool = False) -> MessageRef:
         """Post the alert with its images; a retry adopts an earlier attempt found in Slack."""
-        notifier, record_id = self.service.notifier, note.record_id
+        notifier, record_id = self._notifier, note.record_id
         if note.is_retry:  # a previous attempt may have reached Slack before a crash
             found = notifier.find_posted(
                 notifier.channel_for(note.incident), note.idempotency_key, note.created_at

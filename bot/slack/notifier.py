@@ -1,7 +1,9 @@
 """SlackNotifier: posts alerts, uploads their images into the thread, edits and replies.
 
 Routing: ``routes`` maps a rack id or a severity to a channel (rack first: the team that owns
-the rack; then severity), else ``default_channel``. Sends are paced per channel (Slack allows
+the rack; then severity), else ``default_channel``. A bot watching several clusters has one
+notifier per cluster (:meth:`SlackNotifier.for_cluster`: its channels, its topology, its name in
+every message), sharing the client and the per-channel pacing. Sends are paced per channel (Slack allows
 about one message per second per channel); 429s, 5xx and connection errors are retried by the
 client's retry handlers (``bot.slack.client.make_client``). A send that still fails raises
 ``SlackApiError``; the outbox keeps the notification and retries later.
@@ -58,8 +60,10 @@ class SlackNotifier:
         min_interval: float = 1.0,
         clock: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], None] = time.sleep,
+        cluster: str = "",
     ) -> None:
-        """``client`` from ``make_client``; ``min_interval`` seconds between sends per channel."""
+        """``client`` from ``make_client``; ``min_interval`` seconds between sends per channel;
+        ``cluster``: the cluster named in its messages (empty: none)."""
         self.client = client
         self.routes = dict(routes)
         self.default_channel = default_channel
@@ -70,6 +74,30 @@ class SlackNotifier:
         self._sleep = sleep
         self._last: dict[str, float] = {}
         self._lock = threading.Lock()
+        self.cluster = cluster
+
+    def for_cluster(
+        self,
+        cluster: str,
+        routes: Mapping[str, str],
+        default_channel: str | None,
+        topology: Topology | None,
+    ) -> SlackNotifier:
+        """A notifier for one cluster: its channels and topology, its name in every message;
+        the same client, options and per-channel pacing as this one."""
+        other = SlackNotifier(
+            self.client,
+            routes,
+            default_channel,
+            options=self.options,
+            topology=topology,
+            min_interval=self.min_interval,
+            clock=self._clock,
+            sleep=self._sleep,
+            cluster=cluster,
+        )
+        other._last, other._lock = self._last, self._lock  # one pace per channel, shared
+        return other
 
     # ------------------------------------------------------------------ routing and pacing
     def resolve_channels(self) -> dict[str, str]:
@@ -187,8 +215,10 @@ class SlackNotifier:
         )
         resp = self.client.chat_postMessage(
             channel=target,
-            text=alert_text(incident),
-            blocks=alert_blocks(incident, None, self.options, record_id=record_id),
+            text=alert_text(incident, cluster=self.cluster),
+            blocks=alert_blocks(
+                incident, None, self.options, record_id=record_id, cluster=self.cluster
+            ),
             unfurl_links=False,
             metadata=metadata,
         )
@@ -238,14 +268,17 @@ class SlackNotifier:
         state: AlertState | None = None,
         *,
         record_id: int | str | None = None,
+        cluster: str = "",
     ) -> None:
-        """Redraw the original alert with the incident's current data and people's actions."""
+        """Redraw the original alert with the incident's current data and people's actions
+        (``cluster``: the incident's, else this notifier's)."""
+        shown = cluster or self.cluster
         self._pace(ref.channel)
         self.client.chat_update(
             channel=ref.channel,
             ts=ref.ts,
-            text=alert_text(incident, state),
-            blocks=alert_blocks(incident, state, self.options, record_id=record_id),
+            text=alert_text(incident, state, cluster=shown),
+            blocks=alert_blocks(incident, state, self.options, record_id=record_id, cluster=shown),
         )
 
     def update(

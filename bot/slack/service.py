@@ -37,6 +37,7 @@ from bot.slack.commands import (
 )
 from bot.slack.maintenance import maintenance_view
 from bot.slack.notifier import SlackNotifier
+from bot.slack.status import status_view_of
 from storage.repository import IncidentRecord, MessageRef, Repository
 
 logger = logging.getLogger(__name__)
@@ -84,13 +85,15 @@ class SlackService:
         now: Callable[[], datetime] = lambda: datetime.now(UTC),
         group_cache_seconds: float = 300.0,
         maintenance: Sequence[MaintenanceWindow] = (),
+        clusters: Sequence[str] = (),
     ) -> None:
         """``admins``: user (U…/W…) or user group (S…) ids; empty = everyone may act.
 
         ``images`` maps a stored incident id to its PNGs (name -> bytes), e.g. the pipeline's
         ``images_for``; ``graph`` returns the current dependency graph (default: topology plus
         every GPU in the latest scores). ``maintenance``: the windows from the settings (those
-        added with ``/gpu-risk maintenance add`` are in the Repository).
+        added with ``/gpu-risk maintenance add`` are in the Repository). ``clusters``: the
+        clusters of a bot watching several (``/gpu-risk status`` lists each).
         """
         self.repo = repository
         self.notifier = notifier
@@ -106,6 +109,7 @@ class SlackService:
         self._group_ttl = group_cache_seconds
         self._lock = threading.Lock()
         self.maintenance = tuple(maintenance)
+        self.clusters = tuple(clusters)
 
     # ------------------------------------------------------------------ shared helpers
     def graph(self) -> nx.DiGraph:
@@ -173,35 +177,14 @@ class SlackService:
         return names
 
     def status_view(self) -> StatusView:
-        """The store's status as the builders want it."""
-        st = self.repo.status()
+        """The store's status as the builders want it (each cluster's, when several)."""
         at = self.now()
-        age = st.model_age(at)
-        last = st.last_scan
-        health = {"ok": True, "degraded": False}.get(st.data_source)
-        detail = ""
-        if st.data_source == "degraded":
-            detail = f"{st.consecutive_failures} failed scan(s) in a row"
-            if last and last.error:
-                detail += f"; last error: {last.error}"
-        if st.pending_notifications:
-            detail += (
-                "; " if detail else ""
-            ) + f"{st.pending_notifications} notification(s) queued"
-        if st.dead_notifications:  # dead letters: gave up after their last attempt
-            detail += ("; " if detail else "") + f"{st.dead_notifications} notification(s) dead"
-        return StatusView(
-            last_scan_at=last.at if last else None,
-            last_scan_ok=last.ok if last else None,
-            gpus_scored=last.gpus_scored if last else None,
+        return status_view_of(
+            self.repo,
             data_source=self.data_source,
-            data_healthy=health,
-            data_detail=detail,
-            model_version=st.model.version if st.model else None,
-            model_age_seconds=age.total_seconds() if age is not None else None,
-            open_incidents=st.open_incidents,
             now=at,
-            maintenance=tuple(self.maintenance_views(at)),
+            maintenance=self.maintenance_views(at),
+            clusters=self.clusters,
         )
 
     def maintenance_views(self, at: datetime) -> list[MaintenanceView]:
@@ -386,7 +369,9 @@ class SlackService:
         target = ref or rec.message_ref
         if target is None:
             return
-        self.notifier.edit(target, rec.incident, self.state_of(rec), record_id=rec.id)
+        self.notifier.edit(
+            target, rec.incident, self.state_of(rec), record_id=rec.id, cluster=rec.cluster
+        )
 
     def _record(self, incident_id: str) -> IncidentRecord:
         """The stored incident a button refers to; UsageError when the id is bad or unknown."""
