@@ -4,7 +4,9 @@
 
 Jobs (``bot/scheduler.py`` runs them, each in its own thread):
 - scan: if this replica leads, one pipeline cycle at the bot's clock; it only commits (incidents
-  and their outbox rows), it never talks to Slack, so a Slack outage never slows a scan;
+  and their outbox rows), it never talks to Slack, so a Slack outage never slows a scan. A bot
+  watching several clusters has one pipeline and one scan job per cluster (``pipelines``), each
+  with its own backoff and probe: one cluster's failing source never holds up another's scans;
 - probe: while scans back off after source failures, a cheap query each interval;
 - dispatch: deliver the outbox (every replica; claims keep two from sending one row), with
   bounded attempts and backoff (``bot.delivery.Retry``), then dead letters;
@@ -72,6 +74,7 @@ class Runtime:
     repository: Repository
     lock: AdvisoryLock | LeaseLock
     pipeline: Pipeline
+    """The first (or only) cluster's pipeline."""
     metrics: BotMetrics
     sink: Sink
     clock: Clock
@@ -82,6 +85,12 @@ class Runtime:
     socket_handler: Any = None
     leading: bool = False
     started: float = field(default_factory=time.monotonic)
+    pipelines: dict[str, Pipeline] = field(default_factory=dict)
+    """Each cluster's pipeline by name, when the bot watches several (a clusters file)."""
+
+    def each(self) -> dict[str, Pipeline]:
+        """Every cluster's pipeline by name (the one ``pipeline`` without a clusters file)."""
+        return self.pipelines or {self.pipeline.cluster: self.pipeline}
 
     # ------------------------------------------------------------------ jobs
 
@@ -94,31 +103,46 @@ class Runtime:
             got = False
         if got and not self.leading:
             logger.info("%s leads: scans run here", self.worker_id)
-            self.pipeline.resume()  # another leader may have changed the open incidents
+            for pipeline in self.each().values():  # another leader may have changed them
+                pipeline.resume()
         elif self.leading and not got:
             logger.warning("%s lost the leadership", self.worker_id)
         self.leading = got
         return got
 
-    def scan(self) -> bool:
-        """Leader: run one cycle and commit what it decided (the dispatch job sends it).
+    def scan(self, cluster: str | None = None) -> bool:
+        """Leader: run one cycle of ``cluster`` (default: of each, one after the other) and
+        commit what it decided (the dispatch job sends it).
 
-        Return False when the source failed.
+        Return False when a source failed. One cluster's failing cycle (even an exception) is
+        that cluster's: the others still scan.
         """
         if not self.is_leader():
             return True
-        return self.run_cycle().ok
+        if cluster is not None:
+            return self.run_cycle(self.each()[cluster]).ok
+        if not self.pipelines:
+            return self.run_cycle().ok
+        ok = True
+        for name, pipeline in self.pipelines.items():
+            try:
+                ok = self.run_cycle(pipeline).ok and ok
+            except Exception:
+                logger.exception("scan cycle of cluster %s failed", name)
+                ok = False
+        return ok
 
-    def probe(self) -> bool:
+    def probe(self, cluster: str | None = None) -> bool:
         """Return True when the data source answers a tiny query (or cannot be probed).
 
         Runs every scan interval while full scans back off, so recovery shows within one
         interval. A source without ``query_range`` (the simulator) counts as answering.
         """
-        query = getattr(self.pipeline.source, "query_range", None)
+        pipeline = self.pipeline if cluster is None else self.each()[cluster]
+        query = getattr(pipeline.source, "query_range", None)
         if query is None:
             return True
-        at, step = self.clock(), self.pipeline.step
+        at, step = self.clock(), pipeline.step
         try:
             query("vector(1)", at - step, at, step, what="probe")
         except Exception as exc:
@@ -126,11 +150,14 @@ class Runtime:
             return False
         return True
 
-    def run_cycle(self) -> CycleOutcome:
-        """Run one pipeline cycle at the bot's clock and log a one-line summary."""
-        outcome = self.pipeline.run_cycle(self.clock())
+    def run_cycle(self, pipeline: Pipeline | None = None) -> CycleOutcome:
+        """Run one cycle (of ``pipeline``, default the first) at the bot's clock and log a
+        one-line summary."""
+        pipeline = pipeline if pipeline is not None else self.pipeline
+        outcome = pipeline.run_cycle(self.clock())
         logger.info(
-            "scan at %s: %s, %d GPUs, %d incidents, %d notifications queued (%.2f s)",
+            "scan%s at %s: %s, %d GPUs, %d incidents, %d notifications queued (%.2f s)",
+            f" of cluster {pipeline.cluster}" if self.pipelines else "",
             format_time(outcome.at),
             "ok" if outcome.ok else f"FAILED ({outcome.error})",
             outcome.gpus_scored,
@@ -178,13 +205,20 @@ class Runtime:
         self.metrics.notifications_sent.labels(item.kind).inc()
 
     def refit(self) -> None:
-        """Leader: refit the model on the history before now; on failure the current one stays."""
+        """Leader: refit each cluster's model on the history before now; on failure the current
+        one stays (and the other clusters still refit)."""
         if not self.is_leader():
             return
-        try:
-            self.pipeline.refit(self.clock())
-        except (NotEnoughHistoryError, MetricsSourceError) as exc:
-            logger.warning("daily refit failed, the current model keeps scanning: %s", exc)
+        for name, pipeline in self.each().items():
+            try:
+                pipeline.refit(self.clock())
+            except (NotEnoughHistoryError, MetricsSourceError) as exc:
+                logger.warning("daily refit%s failed, the current model keeps scanning: %s",
+                               f" of cluster {name}" if self.pipelines else "", exc)  # fmt: skip
+            except Exception:
+                if not self.pipelines:
+                    raise
+                logger.exception("daily refit of cluster %s failed", name)
 
     def digest(self) -> None:
         """Leader: post the daily digest and prune score history past its retention."""
@@ -211,6 +245,7 @@ class Runtime:
             refit=self.refit,
             digest=self.digest,
             probe=self.probe,
+            clusters=tuple(self.pipelines),
         )
 
     # ------------------------------------------------------------------ health
@@ -255,7 +290,21 @@ class Runtime:
             "open_incidents": st.open_incidents,
             "pending_notifications": st.pending_notifications,
             "dead_notifications": st.dead_notifications,
+            **({"clusters": self._cluster_health()} if self.pipelines else {}),
         }
+
+    def _cluster_health(self) -> dict[str, dict[str, Any]]:
+        """Each cluster's data source state and last successful scan (several clusters)."""
+        out = {}
+        for name in self.pipelines:
+            st = self.repository.scoped(name).status()
+            last = st.last_ok_scan.at if st.last_ok_scan else None
+            out[name] = {
+                "data_source": st.data_source,
+                "last_successful_scan": format_time(last) if last else None,
+                "open_incidents": st.open_incidents,
+            }
+        return out
 
     # ------------------------------------------------------------------ life
 
@@ -290,8 +339,10 @@ class Runtime:
             dispatch_interval=max(1.0, min(2.0, s.scan_interval / 2)),
         )
         self.scheduler.start()
-        # First scan right away rather than one interval after start-up.
-        self.scheduler.modify_job("scan", next_run_time=datetime.now(UTC))
+        # First scans right away rather than one interval after start-up.
+        for job in self.scheduler.get_jobs():
+            if job.id == "scan" or job.id.startswith("scan:"):
+                job.modify(next_run_time=datetime.now(UTC))
         return self
 
     def stop(self) -> None:

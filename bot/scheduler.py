@@ -4,10 +4,13 @@ Each job runs in its own pool thread with ``max_instances=1``: the delivery job 
 wait on a slow Slack without delaying a scan, and neither ever overlaps itself. While the source
 is down full scans back off (doubling up to ``backoff_cap``), but a cheap probe runs every scan
 interval: the first scan after the source is back comes within one interval, not one backoff.
+A bot watching several clusters has one scan job per cluster (``scan:<name>``), each with its own
+backoff and probe, so one cluster's failing source slows only that cluster's scans.
 """
 
 from __future__ import annotations
 
+import functools
 import logging
 import time
 from collections.abc import Callable
@@ -44,12 +47,14 @@ class Backoff:
 class Jobs:
     """What the scheduler runs; each returns normally or raises (the scan returns success)."""
 
-    scan: Callable[[], bool]
+    scan: Callable[..., bool]
     dispatch: Callable[[], None]
     refit: Callable[[], None]
     digest: Callable[[], None]
-    probe: Callable[[], bool] | None = None
+    probe: Callable[..., bool] | None = None
     """Cheap "is the source back?" check, run each interval while full scans back off."""
+    clusters: tuple[str, ...] = ()
+    """Several clusters: one scan job each, calling ``scan(name)`` and ``probe(name)``."""
 
 
 def build_scheduler(
@@ -63,46 +68,10 @@ def build_scheduler(
 ) -> BackgroundScheduler:
     """Return a configured (not started) scheduler running the bot's jobs in UTC."""
     scheduler = BackgroundScheduler(
-        executors={"default": ThreadPoolExecutor(4)},
+        executors={"default": ThreadPoolExecutor(3 + max(1, len(jobs.clusters)))},
         job_defaults={"coalesce": True, "max_instances": 1, "misfire_grace_time": 30},
         timezone="UTC",
     )
-    backoff = Backoff(base=scan_interval, cap=backoff_cap)
-    # While backing off, the scan job still ticks every interval; a tick before ``due`` only
-    # probes the source. A small slack keeps ticks on the interval grid from just missing.
-    due = [0.0]
-    slack = min(0.25 * scan_interval, 1.0)
-
-    def source_back() -> bool:
-        """Probe the source (no probe: wait for the backoff)."""
-        if jobs.probe is None:
-            return False
-        try:
-            return jobs.probe()
-        except Exception:
-            logger.exception("probing the data source failed")
-            return False
-
-    def scan_job() -> None:
-        """Run one scan (or, while backing off, a probe); stretch or restore the backoff."""
-        if backoff.failures and time.monotonic() < due[0]:
-            if not source_back():
-                return
-            logger.info("the data source answers again: scanning now instead of in %.0f s",
-                        due[0] - time.monotonic())  # fmt: skip
-        try:
-            ok = jobs.scan()
-        except Exception:
-            logger.exception("scan cycle failed")
-            ok = False
-        if backoff.record(ok):
-            logger.warning(
-                "full scans every %.0f s now (%d failures in a row; probing every %.0f s)",
-                backoff.interval(),
-                backoff.failures,
-                scan_interval,
-            )
-        due[0] = time.monotonic() + backoff.interval() - slack
 
     def guarded(name: str, fn: Callable[[], None]) -> Callable[[], None]:
         """Log a failing job with its traceback; the scheduler keeps running."""
@@ -115,14 +84,27 @@ def build_scheduler(
 
         return run
 
-    scheduler.add_job(
-        scan_job,
-        IntervalTrigger(seconds=scan_interval),
-        id="scan",
-        replace_existing=True,
-        max_instances=1,
-        coalesce=True,
-    )
+    scans: dict[str, tuple[Callable[[], bool], Callable[[], bool] | None, str]] = {
+        "scan": (jobs.scan, jobs.probe, "")
+    }
+    if jobs.clusters:
+        scans = {
+            f"scan:{name}": (
+                functools.partial(jobs.scan, name),
+                functools.partial(jobs.probe, name) if jobs.probe is not None else None,
+                f" of cluster {name}",
+            )
+            for name in jobs.clusters
+        }
+    for job_id, (scan, probe, what) in scans.items():
+        scheduler.add_job(
+            scan_job(scan, probe, what, scan_interval, backoff_cap),
+            IntervalTrigger(seconds=scan_interval),
+            id=job_id,
+            replace_existing=True,
+            max_instances=1,
+            coalesce=True,
+        )
     scheduler.add_job(  # its own thread: a slow sink never holds up the scan job
         guarded("dispatch", jobs.dispatch),
         IntervalTrigger(seconds=dispatch_interval),
@@ -144,3 +126,52 @@ def build_scheduler(
         replace_existing=True,
     )
     return scheduler
+
+
+def scan_job(
+    scan: Callable[[], bool],
+    probe: Callable[[], bool] | None,
+    what: str,
+    scan_interval: float,
+    backoff_cap: float,
+) -> Callable[[], None]:
+    """One scan job (of one cluster, ``what`` names it in logs) with its own backoff."""
+    backoff = Backoff(base=scan_interval, cap=backoff_cap)
+    # While backing off, the scan job still ticks every interval; a tick before ``due`` only
+    # probes the source. A small slack keeps ticks on the interval grid from just missing.
+    due = [0.0]
+    slack = min(0.25 * scan_interval, 1.0)
+
+    def source_back() -> bool:
+        """Probe the source (no probe: wait for the backoff)."""
+        if probe is None:
+            return False
+        try:
+            return probe()
+        except Exception:
+            logger.exception("probing the data source%s failed", what)
+            return False
+
+    def run() -> None:
+        """Run one scan (or, while backing off, a probe); stretch or restore the backoff."""
+        if backoff.failures and time.monotonic() < due[0]:
+            if not source_back():
+                return
+            logger.info("the data source%s answers again: scanning now instead of in %.0f s",
+                        what, due[0] - time.monotonic())  # fmt: skip
+        try:
+            ok = scan()
+        except Exception:
+            logger.exception("scan cycle%s failed", what)
+            ok = False
+        if backoff.record(ok):
+            logger.warning(
+                "full scans%s every %.0f s now (%d failures in a row; probing every %.0f s)",
+                what,
+                backoff.interval(),
+                backoff.failures,
+                scan_interval,
+            )
+        due[0] = time.monotonic() + backoff.interval() - slack
+
+    return run

@@ -6,8 +6,10 @@ whole runtime); they never construct those objects themselves.
 - :func:`build_source`: the Prometheus reader (URL, auth, TLS, timeouts, label map);
 - :func:`build_pipeline`: the one alert loop (``bot/pipeline.Pipeline``) with the configured
   scorer, explainer and model store; ``run``, ``scan``, ``backtest`` and ``demo`` all use it;
-- :func:`build_slack`: client, notifier, service and Bolt app;
-- :func:`build_runtime`: store, leader lock, pipeline, sinks and scheduler of ``gpu-risk run``.
+- :func:`build_slack`: client, notifier, service and Bolt app (``bot/wiring_sinks.py``, the
+  notification side of this root, with the Alertmanager sink and each cluster's sinks);
+- :func:`build_runtime`: store, leader lock, a pipeline per cluster, sinks and scheduler of
+  ``gpu-risk run``.
 """
 
 from __future__ import annotations
@@ -16,34 +18,63 @@ import os
 import socket
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import networkx as nx
-from pydantic import SecretStr
 
 from analysis.scorer import Scorer, ScorerParams, UnknownScorerError, make_scorer
 from analysis.types import Topology
+from bot.clusters import clusters_of
 from bot.config import ConfigError, Settings, maintenance_windows
 from bot.pipeline import Pipeline
 from bot.runtime import Clock, Runtime, make_clock
 from bot.sinks import Sink
 from bot.sinks.console import ConsoleSink
 from bot.telemetry import BotMetrics
+from bot.wiring_sinks import (
+    _basic_auth,
+    _wire_alertmanager,
+    _wire_slack,
+    block_options,
+    build_alertmanager,
+    build_slack,
+    wire_clusters,
+    wire_sinks,
+)
 from storage.leader import make_leader_lock
 from storage.repository import Repository
 from storage.source import MetricsSource
 
 if TYPE_CHECKING:
-    from slack_sdk import WebClient
-
     from analysis.explain import Explainer
-    from bot.blocks.common import BlockOptions
-    from bot.sinks.alertmanager import AlertmanagerSink
-    from bot.slack.app import SlackBot
-    from bot.slack.service import GraphImage
     from storage.discovery import Discovered
+
+__all__ = [
+    "MEMORY_DB",
+    "REPLAY",
+    "SCAN",
+    "PipelineOptions",
+    "Runtime",
+    "_wire_alertmanager",
+    "_wire_slack",
+    "backtest_pipelines",
+    "block_options",
+    "build_alertmanager",
+    "build_pipeline",
+    "build_runtime",
+    "build_slack",
+    "build_source",
+    "demo_sink",
+    "discover_topology_of",
+    "load_topology_of",
+    "make_clock",
+    "memory_repository",
+    "open_repository",
+    "scorer_factory",
+    "scorer_params",
+]
 
 #: An in-memory store: a one-shot scan or a replay keeps its state apart from the bot's.
 MEMORY_DB = "sqlite://"
@@ -112,19 +143,6 @@ def build_source(settings: Settings, topology: Topology | None) -> MetricsSource
         series_selector=settings.series_selector,
         headers=settings.prometheus_headers or None,
     )
-
-
-def _basic_auth(
-    service: str, username: str | None, password: SecretStr | None
-) -> tuple[str, str] | None:
-    """``(user, password)`` for basic auth, None without a user; a user without password is an error."""
-    if not username:
-        return None
-    if password is None:
-        raise ConfigError(
-            f"GPU_RISK_{service}_USERNAME is set but GPU_RISK_{service}_PASSWORD is not"
-        )
-    return username, password.get_secret_value()
 
 
 def open_repository(url: str) -> Repository:
@@ -219,7 +237,10 @@ def build_pipeline(
     load_model, save_model = (
         _model_io(settings, repository, new_scorer) if learning else (None, None)
     )
+    key = repository.cluster or ""  # the store's cluster: its tracker state and model files
     return Pipeline(
+        name=f"alerts/{key}" if key else "alerts",
+        cluster=settings.cluster,
         source=source,
         topology=topology,
         repository=repository,
@@ -259,7 +280,9 @@ def _model_io(
     from storage.model_store import model_store_for
 
     # With the state: next to the SQLite file, or in the database (PostgreSQL, in memory).
-    store = model_store_for(settings.model_dir, settings.database_url, repository)
+    store = model_store_for(
+        settings.model_dir, settings.database_url, repository, repository.cluster or ""
+    )
 
     def load(graph: nx.DiGraph) -> Scorer | None:
         """The stored model of this kind for this fleet, or None."""
@@ -286,82 +309,6 @@ def _model_io(
     return load, save
 
 
-# ---------------------------------------------------------------------------------- Slack
-
-
-def block_options(settings: Settings) -> BlockOptions:
-    """Builders' options from Settings: links and the label allowlist."""
-    from bot.blocks.common import BlockOptions
-
-    return BlockOptions(
-        grafana_url=settings.grafana_url,
-        prometheus_ui_url=settings.prometheus_ui_url,
-        label_allowlist=frozenset(settings.slack_label_allowlist),
-    )
-
-
-def build_slack(
-    settings: Settings,
-    repository: Repository,
-    *,
-    topology: Topology | None = None,
-    images: Callable[[int], Mapping[str, bytes]] | None = None,
-    graph: Callable[[], nx.DiGraph] | None = None,
-    graph_image: GraphImage | None = None,
-    client: WebClient | None = None,
-    now: Callable[[], datetime] = lambda: datetime.now(UTC),
-    min_interval: float = 1.0,
-    token_verification: bool = True,
-) -> SlackBot:
-    """Compose the Slack side from Settings: client, notifier, service, Bolt app."""
-    from bot.slack.app import SlackBot, build_app
-    from bot.slack.client import make_client
-    from bot.slack.notifier import SlackNotifier
-    from bot.slack.service import SlackService, render_dependency_picture
-    from bot.slack.verify import RepositoryReplayGuard
-    from storage.redact import redact_url
-
-    if client is None:
-        if settings.slack_bot_token is None:
-            raise ConfigError("SLACK_BOT_TOKEN is not set: the bot token (xoxb-...) of your app")
-        client = make_client(settings.slack_bot_token.get_secret_value(), settings.slack_api_url)
-    notifier = SlackNotifier(
-        client,
-        settings.slack_routes,
-        settings.slack_channel,
-        options=block_options(settings),
-        topology=topology,
-        min_interval=min_interval,
-    )
-    service = SlackService(
-        repository,
-        notifier,
-        topology=topology,
-        admins=settings.slack_admins,
-        threshold=settings.threshold,
-        data_source=redact_url(settings.prometheus_url or "metrics source"),
-        # default: the PNGs the pipeline stored with the incident (Repository.images)
-        images=images if images is not None else repository.images,
-        graph=graph,
-        graph_image=graph_image if graph_image is not None else render_dependency_picture,
-        now=now,
-        maintenance=maintenance_windows(settings.maintenance),
-    )
-    secret = (
-        settings.slack_signing_secret.get_secret_value() if settings.slack_signing_secret else None
-    )
-    app = build_app(
-        service,
-        client=client,
-        signing_secret=secret,
-        socket_mode=settings.slack_app_token is not None,
-        token_verification=token_verification,
-        # replays refused across replicas: the state store remembers signatures
-        replay_guard=RepositoryReplayGuard(repository),
-    )
-    return SlackBot(app=app, service=service, notifier=notifier, client=client)
-
-
 # ---------------------------------------------------------------------------------- runtime
 
 
@@ -369,104 +316,56 @@ def build_runtime(
     settings: Settings,
     *,
     source: MetricsSource | None = None,
+    sources: Mapping[str, MetricsSource] | None = None,
     clock: Clock | None = None,
     metrics: BotMetrics | None = None,
 ) -> Runtime:
-    """Compose the bot from ``settings`` (``source`` replaces Prometheus, e.g. the simulator)."""
+    """Compose the bot from ``settings``: one pipeline per cluster (``bot.clusters``), the
+    sinks, the leader lock and the store. ``source`` replaces Prometheus (e.g. the simulator);
+    ``sources`` does so per cluster name (a bot watching several)."""
     clock = clock if clock is not None else make_clock(settings)
     metrics = metrics if metrics is not None else BotMetrics.create()
     worker_id = f"{socket.gethostname()}-{os.getpid()}"
-    topology = load_topology_of(settings)
-    src = source if source is not None else build_source(settings, topology)
+    clusters = clusters_of(settings)
+    topologies = {c.name: load_topology_of(c.settings) for c in clusters}
+    given = dict(sources or {})
+    srcs = {
+        c.name: given.get(c.name) or source or build_source(c.settings, topologies[c.name])
+        for c in clusters
+    }
     repository = Repository.from_url(settings.database_url)
     lock = make_leader_lock(
         repository.engine, worker_id, ttl=timedelta(seconds=max(3 * settings.scan_interval, 30))
     )
-    pipeline = build_pipeline(
-        settings, source=src, topology=topology, repository=repository, metrics=metrics
-    )
+    pipelines = {
+        c.name: build_pipeline(
+            c.settings,
+            source=srcs[c.name],
+            topology=topologies[c.name],
+            repository=repository.scoped(c.key) if c.key else repository,
+            metrics=metrics,
+        )
+        for c in clusters
+    }
+    first = clusters[0].name
     runtime = Runtime(
         settings=settings,
         repository=repository,
         lock=lock,
-        pipeline=pipeline,
+        pipeline=pipelines[first],
+        pipelines=pipelines if settings.clusters else {},
         metrics=metrics,
-        sink=ConsoleSink(images=repository.images, log_path=settings.console_log),
+        sink=ConsoleSink(
+            images=repository.images, log_path=settings.console_log, cluster=settings.cluster
+        ),
         clock=clock,
         worker_id=worker_id,
     )
-    if settings.slack_bot_token is not None:
-        _wire_slack(runtime, topology)
-        from slack_sdk.errors import SlackApiError
-
-        from bot.slack.notifier import ChannelError
-
-        try:  # channel names become ids at start-up; a clear error if one is unusable
-            runtime.slack.notifier.resolve_channels()
-        except (ChannelError, SlackApiError) as exc:
-            runtime.stop()
-            if isinstance(exc, ChannelError):
-                raise ConfigError(str(exc)) from None
-            raise ConfigError(
-                f"cannot list Slack channels to resolve a channel name "
-                f"({exc.response.get('error')}): grant the bot channels:read and groups:read, "
-                "or configure channel ids (C...) instead of names"
-            ) from None
-    if settings.alertmanager_url:
-        _wire_alertmanager(runtime, topology)
-    return runtime
-
-
-def build_alertmanager(
-    settings: Settings, repository: Repository | None, topology: Topology | None
-) -> AlertmanagerSink:
-    """The Alertmanager sink of ``GPU_RISK_ALERTMANAGER_URL`` (auth, timeout, labels, links)."""
-    from bot.sinks.alertmanager import AlertmanagerSink
-
-    if not settings.alertmanager_url:
-        raise ConfigError("GPU_RISK_ALERTMANAGER_URL is not set")
-    basic = _basic_auth(
-        "ALERTMANAGER", settings.alertmanager_username, settings.alertmanager_password
-    )
-    token = settings.alertmanager_bearer_token
-    return AlertmanagerSink(
-        settings.alertmanager_url,
-        cluster=settings.cluster,
-        runbook_url=settings.runbook_url,
-        grafana_url=settings.grafana_url,
-        topology=topology,
-        repository=repository,
-        basic_auth=basic,
-        bearer_token=token.get_secret_value() if token else None,
-        timeout=settings.alertmanager_timeout,
-        resend_interval=timedelta(seconds=settings.alertmanager_resend_seconds),
-    )
-
-
-def _wire_alertmanager(runtime: Runtime, topology: Topology) -> None:
-    """Alertmanager mirrors Slack; without Slack it is the primary and the terminal mirrors it."""
-    from bot.sinks.fanout import FanOut
-
-    alertmanager = build_alertmanager(runtime.settings, runtime.repository, topology)
-    if runtime.slack is not None:
-        runtime.sink = FanOut(runtime.sink, alertmanager)
+    if settings.clusters:
+        wire_clusters(runtime, clusters, topologies)
     else:
-        runtime.sink = FanOut(alertmanager, runtime.sink)
-
-
-def _wire_slack(runtime: Runtime, topology: Topology) -> None:
-    """Slack notifier, service and Bolt app; outbox rows go out through the Slack sink."""
-    from bot.sinks.slack import SlackSink
-
-    bot = build_slack(
-        runtime.settings,
-        runtime.repository,
-        topology=topology,
-        images=runtime.repository.images,
-        now=runtime.clock,
-    )
-    runtime.slack = bot
-    runtime.sink = SlackSink(bot.service)
+        wire_sinks(runtime, topologies[first])
+    return runtime
 
 
 def backtest_pipelines(

@@ -5,7 +5,9 @@ wiring itself, one line per finding (``✓`` works, ``✗`` broken with what to 
 knowing but not blocking): Prometheus reachable and authorized; the expected series present;
 the topology (labels and file) readable, its components' PromQL valid and returning data, its
 node names matching DCGM's ``Hostname``; Slack's token, scopes and channels; Alertmanager. Exit
-0 only when nothing is ``✗`` (1 otherwise). Credentials are masked everywhere.
+0 only when nothing is ``✗`` (1 otherwise). Credentials are masked everywhere. With a clusters
+file (``GPU_RISK_CLUSTERS``) every cluster is checked: a finding of one cluster only is prefixed
+``cluster <name>:``, one every cluster shares (the Slack token) is said once.
 """
 
 from __future__ import annotations
@@ -71,6 +73,7 @@ def check(
     ] = False,
 ) -> None:
     """Validate the configuration (environment, --config file, topology) and list problems."""
+    from bot.clusters import clusters_of
     from bot.config import problems
     from storage.topology import load_topology
 
@@ -78,14 +81,18 @@ def check(
     when = parse_at(at)
     needs = tuple(n for n, on in (("prometheus", prometheus), ("slack", slack)) if on)
     found = problems(settings, needs=needs)
-    if settings.topology is not None and settings.topology.is_file():
+    clusters = clusters_of(settings)
+    for c in clusters:
+        topology_file, named = c.settings.topology, f"cluster {c.name}: " if c.key else ""
+        if topology_file is None or not topology_file.is_file():
+            continue
         try:
-            topo = load_topology(settings.topology, partial=bool(settings.topology_labels))
+            topo = load_topology(topology_file, partial=bool(c.settings.topology_labels))
         except ValueError as exc:
-            found.append(str(exc))
+            found.append(named + str(exc))
         else:
             Console().print(
-                f"topology: {len(topo.racks)} racks, {len(topo.nodes)} nodes, "
+                f"{named}topology: {len(topo.racks)} racks, {len(topo.nodes)} nodes, "
                 f"{len(topo.components)} components with metrics"
             )
     _print_summary(settings)
@@ -96,11 +103,14 @@ def check(
     Console().print("[green]✓ configuration is valid[/]")
     if offline:
         return
-    findings: list[Finding] = []
-    if prometheus and settings.prometheus_url:
-        findings += prometheus_findings(settings, when)
-    if slack or settings.slack_bot_token is not None:
-        findings += slack_findings(settings)
+    per_cluster: dict[str, list[Finding]] = {}
+    for c in clusters:
+        mine = per_cluster.setdefault(c.name, [])
+        if prometheus and c.settings.prometheus_url:
+            mine += prometheus_findings(c.settings, when)
+        if slack or settings.slack_bot_token is not None:
+            mine += slack_findings(c.settings)
+    findings = _by_cluster(per_cluster) if settings.clusters else per_cluster[clusters[0].name]
     if getattr(settings, "alertmanager_url", None):
         findings += alertmanager_findings(settings)
     console = Console(highlight=False, soft_wrap=True)
@@ -108,6 +118,17 @@ def check(
         console.print(escape(f.line()))
     if any(f.ok is False for f in findings):
         raise typer.Exit(code=1)
+
+
+def _by_cluster(per_cluster: dict[str, list[Finding]]) -> list[Finding]:
+    """Findings of several clusters: those every cluster has once, the others naming theirs."""
+    every = [
+        f for f in next(iter(per_cluster.values())) if all(f in v for v in per_cluster.values())
+    ]
+    out = list(dict.fromkeys(every))
+    for name, found in per_cluster.items():
+        out += [Finding(f.ok, f"cluster {name}: {f.text}") for f in found if f not in every]
+    return out
 
 
 # ---------------------------------------------------------------------------------- summary
@@ -129,6 +150,8 @@ def _shown(name: str, value: object) -> str:
         return "***"
     if name == "prometheus_headers" and isinstance(value, dict):
         return ", ".join(f"{k}: ***" for k in value) or "{}"
+    if name == "clusters" and isinstance(value, list | tuple):  # each listed below, masked
+        return ", ".join(str(c.get("name")) for c in value if isinstance(c, dict)) or "-"
     if isinstance(value, str) and "://" in value:
         return redact_url(value)
     return redact_text(str(value))

@@ -66,16 +66,34 @@ def scan(
     explain: Annotated[
         bool, typer.Option("--explain/--no-explain", help="Explain each incident (DoWhy)")
     ] = True,
+    cluster: Annotated[
+        str | None,
+        typer.Option("--cluster", help="With a clusters file: scan this cluster (default: each)"),
+    ] = None,
     config: Path | None = ConfigOption,
 ) -> None:
     """Run one scan cycle against Prometheus and print the incidents (no Slack)."""
+    from bot.clusters import clusters_of
+
     settings = settings_from(config, prometheus_url=prometheus_url, topology=topology)
     when = parse_at(at) or datetime.now(UTC).replace(microsecond=0)
-    result = run_scan(settings, at=when, detector=detector, explain=explain)
-    if output is FormatChoice.json:
-        typer.echo(json.dumps(result.as_dict(), indent=2, ensure_ascii=False))
-    else:
-        print_result(result, Console())
+    clusters = clusters_of(settings)
+    if cluster is not None:
+        clusters = tuple(c for c in clusters if c.name == cluster)
+        if not clusters or not settings.clusters:
+            known = ", ".join(c.name for c in clusters_of(settings) if c.key) or "none"
+            raise UserError(f"--cluster {cluster}: no such cluster in GPU_RISK_CLUSTERS ({known})")
+    if output is FormatChoice.json and len(clusters) > 1:
+        names = ", ".join(c.name for c in clusters)
+        raise UserError(f"--format json scans one cluster: add --cluster (one of {names})")
+    for c in clusters:
+        result = run_scan(c.settings, at=when, detector=detector, explain=explain)
+        if output is FormatChoice.json:
+            typer.echo(json.dumps(result.as_dict(), indent=2, ensure_ascii=False))
+        else:
+            if c.key:
+                Console().rule(f"cluster {c.name}")
+            print_result(result, Console())
 
 
 def run_scan(
