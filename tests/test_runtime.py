@@ -187,8 +187,12 @@ def test_healthz_and_metrics_over_http(tmp_path: Path, simulator: Any) -> None:
         assert body["data_source"] == "ok"
         assert body["last_successful_scan"] == "2026-11-18T02:10:00Z"
         sent = 'gpu_risk_notifications_sent_total{kind="post"} 1.0'
+        dead = 'gpu_risk_outbox_rows{status="dead"} 0.0'  # set once the delivery pass ends
         deadline = time.monotonic() + 30  # the delivery job sends it, a moment after the scan
-        while sent not in (text := requests.get(base + "/metrics", timeout=5).text):
+        while not all(
+            line in (text := requests.get(base + "/metrics", timeout=5).text)
+            for line in (sent, dead)
+        ):
             assert time.monotonic() < deadline, text
             time.sleep(0.1)
         for name in METRIC_NAMES:
