@@ -16,7 +16,9 @@ cluster)::
         slack_channel: C0ALERTSB
 
 Keys: ``prometheus_url``, ``series_selector``, ``prometheus_headers``, ``topology``,
-``topology_labels``, ``slack_channel``, ``slack_routes``, ``alertmanager_labels``. The file is read
+``topology_labels``, ``slack_channel``, ``slack_routes``, ``alertmanager_labels``. A cluster with
+its own ``slack_channel`` and no ``slack_routes`` sends every alert to that channel (the global
+routes are not its). The file is read
 with the other settings (once, at start-up) and every problem is one line naming the file, the
 cluster and the key. Without it the bot watches one cluster exactly as before
 (:func:`clusters_of` returns that one).
@@ -193,6 +195,8 @@ def clusters_of(settings: Settings) -> tuple[Cluster, ...]:
     out = []
     for spec in settings.clusters:
         given = spec.model_dump(exclude={"name", "alertmanager_labels"}, exclude_none=True)
+        if spec.slack_channel is not None and spec.slack_routes is None:
+            given["slack_routes"] = {}  # its own channel: the global routes are other clusters'
         own = settings.model_copy(update={**given, "cluster": spec.name, "clusters": ()})
         out.append(Cluster(spec.name, spec.name, own, dict(spec.alertmanager_labels)))
     return tuple(out)

@@ -335,7 +335,9 @@ def test_each_cluster_inherits_the_global_settings_it_does_not_set(
     assert b.settings.prometheus_url == "http://b:1"
     assert a.settings.prometheus_headers == {"X-Scope-OrgID": "tenant-a"}
     assert b.settings.topology == tmp_path / "topology-b.yaml"  # relative to the file
-    assert a.settings.topology is None and a.settings.slack_routes == {"critical": "C9"}
+    assert a.settings.topology is None
+    # a cluster with its own channel gets every alert there (not the global critical route)
+    assert a.settings.slack_routes == {} and a.settings.slack_channel == CHANNEL["a"]
     assert dict(a.labels) == {"team": "ml-a"} and dict(b.labels) == {}
     # without a clusters file: one cluster, exactly the settings as they are
     monkeypatch.delenv("GPU_RISK_CLUSTERS")
@@ -407,3 +409,12 @@ def test_the_shipped_example_clusters_file_is_valid(tmp_path: Path) -> None:
     example = Path(__file__).resolve().parents[1] / "deploy" / "clusters.example.yaml"
     settings = load_settings(clusters=example, prometheus_url="http://prometheus:9090")
     assert [c.name for c in clusters_of(settings)] == ["train-a", "infer-b", "lab"]
+
+
+def test_a_cluster_without_channels_uses_the_global_routes(tmp_path: Path) -> None:
+    path = tmp_path / "c.yaml"
+    path.write_text("clusters: [{name: a}, {name: b, slack_routes: {critical: C0B}}]\n")
+    settings = load_settings(clusters=path, slack_channel="C0ALL", slack_routes={"rack-1": "C0R"})
+    a, b = clusters_of(settings)
+    assert (a.settings.slack_channel, a.settings.slack_routes) == ("C0ALL", {"rack-1": "C0R"})
+    assert (b.settings.slack_channel, b.settings.slack_routes) == ("C0ALL", {"critical": "C0B"})
