@@ -418,3 +418,35 @@ def test_a_cluster_without_channels_uses_the_global_routes(tmp_path: Path) -> No
     a, b = clusters_of(settings)
     assert (a.settings.slack_channel, a.settings.slack_routes) == ("C0ALL", {"rack-1": "C0R"})
     assert (b.settings.slack_channel, b.settings.slack_routes) == ("C0ALL", {"critical": "C0B"})
+
+
+def test_each_clusters_model_is_fitted_and_kept_apart(tmp_path: Path) -> None:
+    """A learning detector: each cluster's pipeline fits its own model, written under its own
+    subdirectory of the model dir and indexed with its cluster."""
+    from storage.simulator import FleetSimulator, FleetSpec
+
+    spec = FleetSpec(racks=1, nodes_per_rack=2, gpus_per_node=2)
+    sims = {
+        name: FleetSimulator(spec, start=fd.SIM_START, duration=timedelta(hours=3), seed=seed)
+        for name, seed in (("a", 3), ("b", 4))
+    }
+    settings = load_settings(
+        clusters=clusters_file(tmp_path),
+        detector="iforest",
+        fit_window_hours=2,
+        database_url=f"sqlite:///{tmp_path / 'state.db'}",
+        model_dir=tmp_path / "models",
+        http_port=free_port(),
+    )
+    runtime = build_runtime(settings, sources=sims, clock=Clock())
+    try:
+        at = fd.SIM_START + timedelta(hours=2, minutes=30)
+        for pipeline in runtime.each().values():
+            pipeline.refit(at)
+        for name in "ab":
+            (path,) = (tmp_path / "models" / name).glob("*.joblib")
+            model = runtime.repository.scoped(name).latest_model()
+            assert model is not None and model.cluster == name and model.path == str(path)
+        assert not list((tmp_path / "models").glob("*.joblib"))  # none shared at the top
+    finally:
+        runtime.stop()
