@@ -15,15 +15,20 @@ from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
 import pytest
+import requests
 
 from analysis.feature_plan import FeaturePlan
 from analysis.features import DEFAULT_RECENT, DEFAULT_WINDOW, build_features
 from analysis.graph import build_graph
+from analysis.scoring import GraphRiskModel
+from bot.pipeline import Pipeline
 from storage.metrics import PrometheusSource
+from storage.repository import Repository
 from storage.simulator import FleetSimulator, FleetSpec, make_fault
 from storage.simulator.layout import GPU_METRICS
 from tests.fixtures.prometheus import (
@@ -202,3 +207,71 @@ def test_features_from_either_evaluator_are_the_same(fleet: Fleet, server: tuple
             check_dtype=False,
             obj=f"{kind} features at {at}",
         )
+
+
+class Recording(requests.Session):
+    """A session that remembers each request's API path and PromQL."""
+
+    def __init__(self) -> None:
+        """Nothing recorded yet."""
+        super().__init__()
+        self.sent: list[tuple[str, str]] = []
+
+    def request(self, method: str, url: str, *args: Any, **kwargs: Any) -> requests.Response:  # type: ignore[override]
+        """Record, then send."""
+        params = kwargs.get("params") or {}
+        self.sent.append((url.rsplit("/api/v1/", 1)[-1], str(params.get("query", ""))))
+        return super().request(method, url, *args, **kwargs)
+
+
+def _pipeline(source: Any, fleet: Fleet) -> Pipeline:
+    """The product's cycle over ``source`` (images, no explainer, in-memory store)."""
+    return Pipeline(
+        source=source,
+        topology=fleet.sim.topology,
+        repository=Repository.from_url("sqlite://"),
+        make_scorer=lambda: GraphRiskModel(
+            random_state=0, fit_window=timedelta(hours=2), fit_cycles=12
+        ),
+        fit_window=timedelta(hours=2),
+    )
+
+
+def test_a_cycle_on_the_server_scores_as_the_simulator_does(
+    fleet: Fleet, server: tuple[str, str]
+) -> None:
+    """The bot's cycle: reductions from the server, the peer metrics raw, the same risk."""
+    from analysis.context import PEER_METRICS
+    from storage.topology import load_topology
+
+    kind, url = server
+    session = Recording()
+    topo = load_topology(fleet.dir / "topology.yaml")
+    remote = _pipeline(PrometheusSource(url, topology=topo, retries=0, session=session), fleet)
+    local = _pipeline(fleet.sim, fleet)
+    remote.refit(SCAN)
+    local.refit(SCAN)
+    for pipeline in (remote, local):  # an incident opens at its second cycle
+        assert pipeline.run_cycle(SCAN - STEP).ok
+    session.sent.clear()
+    got, want = remote.run_cycle(SCAN), local.run_cycle(SCAN)
+    assert got.ok and want.ok and got.assessment and want.assessment
+    instant = [q for path, q in session.sent if path == "query"]
+    ranged = [q for path, q in session.sent if path == "query_range"]
+    reductions = len(PLAN.reductions) + 1  # and the cordon read
+    assert len(instant) == reductions or (kind.endswith("small") and len(instant) > reductions)
+    raw_gpu = [q for q in ranged if "DCGM_" in q]
+    incident_nodes = [q for q in raw_gpu if not any(m in q for m in PEER_METRICS)]
+    assert {m for m in PEER_METRICS if any(m in q for q in raw_gpu)} == set(PEER_METRICS)
+    # the incidents' nodes get every GPU metric raw (for their images), and only they do
+    assert got.incidents and incident_nodes
+    assert all("Hostname=~" in q for q in incident_nodes)
+    a, b = got.assessment.features, want.assessment.features
+    assert a is not None and b is not None
+    pd.testing.assert_frame_equal(
+        a[b.columns], b, rtol=1e-6, atol=1e-6, check_dtype=False, obj=f"{kind} cycle features"
+    )
+    assert [(s.key, round(s.score, 9)) for s in got.assessment.scores] == [
+        (s.key, round(s.score, 9)) for s in want.assessment.scores
+    ]
+    assert [i.dedup_key for i in got.incidents] == [i.dedup_key for i in want.incidents]
