@@ -20,7 +20,6 @@ message show the URL through ``storage.redact.redact_url`` (``http://***@host``)
 from __future__ import annotations
 
 import logging
-import re
 import time
 from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -57,7 +56,7 @@ from storage.promql_frames import (
     strip_port,
     up_frame,
 )
-from storage.promql_reduce import by_parts, grid_series, reduce_promql
+from storage.promql_reduce import by_parts, grid_series, node_matcher, reduce_promql
 from storage.promql_selector import Matcher as Matcher  # noqa: PLC0414 - re-exported
 from storage.promql_selector import SelectorError, parse_selector, with_matchers
 from storage.source import MetricsSourceError
@@ -262,7 +261,7 @@ class PrometheusSource(PromQLClient):
         n_series = 0
         wanted = None if gpu_metrics is None else set(gpu_metrics)
         metrics = tuple(m for m in self.gpu_metrics if wanted is None or m in wanted)
-        extra = () if nodes is None else (self._node_matcher(nodes),)
+        extra = () if nodes is None else (node_matcher(self.labels["node"], nodes),)
         gpu_parts: list[pd.DataFrame] = []
         empty: list[str] = []
         unlabeled = 0
@@ -330,11 +329,6 @@ class PrometheusSource(PromQLClient):
         n = int(reduced.table.notna().to_numpy().sum())
         self.last_stats = QueryStats(self._requests, n, n, time.perf_counter() - t0)
         return reduced
-
-    def _node_matcher(self, nodes: Collection[str]) -> Matcher:
-        """A matcher of the node label to exactly these nodes."""
-        alternatives = "|".join(re.escape(n) for n in sorted(nodes)) or "$^"
-        return (self.labels["node"], "=~", f'"{_escape(alternatives)}"')
 
     def _xid_class_queries(
         self, step: timedelta, extra: Sequence[Matcher] = ()

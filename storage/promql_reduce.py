@@ -21,7 +21,8 @@ and each part asked on its own (:func:`node_parts`), at most :data:`MAX_SPLIT_DE
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Mapping, Sequence
+import re
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import TypeVar
 
@@ -41,7 +42,15 @@ from storage.promql_client import PromQLClient, QueryTooLargeError, Sample
 from storage.promql_frames import strip_port
 from storage.promql_selector import Matcher, with_matchers
 
-__all__ = ["MAX_SPLIT_DEPTH", "by_parts", "grid_series", "node_parts", "reduce_promql", "render"]
+__all__ = [
+    "MAX_SPLIT_DEPTH",
+    "by_parts",
+    "grid_series",
+    "node_matcher",
+    "node_parts",
+    "reduce_promql",
+    "render",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -182,6 +191,26 @@ def by_parts(
     return out
 
 
+def node_matcher(label: str, nodes: Iterable[str]) -> Matcher:
+    """A matcher of ``label`` to exactly these node names."""
+    alternatives = "|".join(re.escape(n) for n in sorted(nodes)) or "$^"
+    escaped = alternatives.replace("\\", "\\\\").replace('"', '\\"')
+    return (label, "=~", f'"{escaped}"')
+
+
+def _answer(samples: list[Sample], label_map: Mapping[str, str]) -> pd.Series:
+    """One float per GPU key (the last of two series of one GPU wins)."""
+    keys: list[str] = []
+    values: list[float] = []
+    for labels, value in samples:
+        key = _key(labels, label_map)
+        if key is not None:
+            keys.append(key)
+            values.append(value)
+    series = pd.Series(np.asarray(values, dtype=np.float64), index=pd.Index(keys, dtype=object))
+    return series[~series.index.duplicated(keep="last")]
+
+
 def reduce_promql(
     client: PromQLClient,
     plan: FeaturePlan,
@@ -193,31 +222,44 @@ def reduce_promql(
     """Evaluate every reduction of ``plan`` in the TSDB at the grid time at or before ``at``.
 
     ``lookback``: how far back a grid point takes its sample (default: the step), as the
-    source's fetch does.
+    source's fetch does. Each answer keeps only the labels that name a GPU (``max by`` the label
+    map's node, GPU and instance labels), so it moves one short line per GPU. A reduction of a
+    code set (hardware XIDs) is asked only for the nodes where the same metric changed to any
+    new code in the window (usually none: no query at all): its PromQL tests each code, and
+    costs the server as much as twenty reductions.
 
     Returns the :class:`analysis.types.Reductions` (index GPU key, one column per reduction);
     raises ``MetricsSourceError`` (one line) when the server cannot answer.
     """
     when = grid_time(at, plan.step)
+    keep = ", ".join(dict.fromkeys(label_map[k] for k in ("node", "gpu", "instance")))
     columns: dict[str, pd.Series] = {}
+
+    def ask(red: Reduction, extra: tuple[Matcher, ...] = ()) -> pd.Series:
+        def build(select: Select) -> str:
+            return f"max by ({keep}) ({render(red, plan, select, lookback)})"
+
+        def send(query: str) -> list[Sample]:
+            return client.query(query, when, what=red.name)
+
+        matchers = (*client.matchers, *extra)
+        samples = by_parts(matchers, build, send, what=red.name, label=label_map["node"])
+        return _answer(samples, label_map)
+
     for red in plan.reductions:
-
-        def build(select: Select, red: Reduction = red) -> str:
-            return render(red, plan, select, lookback)
-
-        def send(query: str, what: str = red.name) -> list[Sample]:
-            return client.query(query, when, what=what)
-
-        samples = by_parts(client.matchers, build, send, what=red.name, label=label_map["node"])
-        keys: list[str] = []
-        values: list[float] = []
-        for labels, value in samples:
-            key = _key(labels, label_map)
-            if key is not None:
-                keys.append(key)
-                values.append(value)
-        series = pd.Series(np.asarray(values, dtype=np.float64), index=pd.Index(keys, dtype=object))
-        columns[red.name] = series[~series.index.duplicated(keep="last")]
+        if red.codes is None:
+            columns[red.name] = ask(red)
+    for red in plan.reductions:
+        if red.codes is None:
+            continue
+        anyone = Reduction(red.metric, red.kind, red.span, None, "any")
+        changed = columns.get(anyone.name)
+        if changed is None:  # no count of any code to narrow it down: the whole fleet
+            columns[red.name] = ask(red)
+            continue
+        nodes = {k.rpartition("/")[0] for k in changed[changed > 0].index}
+        empty = pd.Series([], dtype=np.float64, index=pd.Index([], dtype=object))
+        columns[red.name] = ask(red, (node_matcher(label_map["node"], nodes),)) if nodes else empty
     table = pd.DataFrame(columns, dtype=np.float64)
     table = table.reindex(columns=[r.name for r in plan.reductions]).sort_index()
     table.index.name = "gpu_key"
