@@ -238,6 +238,7 @@ def report(results: list[dict[str, Any]]) -> str:
         f"{'st/fetch':>8} {'st/bare':>8} {'st RSS':>7} {'cold s':>8} {'cold RSS':>8} "
         f"{'scan s':>8} {'scan RSS':>8} {'ready s':>7}"
     )
+    moved = "what one steady cycle moves (decoded JSON) vs the raw fetch of the cycle window:"
     lines = [head, "-" * len(head)]
     for r in results:
         g = r.get
@@ -255,6 +256,22 @@ def report(results: list[dict[str, Any]]) -> str:
             f"{ratio(st, fe):>8} {ratio(st, ba):>8} {rss(g('steady')):>7} "
             f"{_cell(g('cold')):>8} {rss(g('cold')):>8} {_cell(g('scan')):>8} {rss(g('scan')):>8} "
             f"{_cell(st, 'ready_s'):>7}"
+        )
+    lines.append("")
+    lines.append(moved)
+    for r in results:
+        st, fe, ba = r.get("steady") or {}, r.get("fetch") or {}, r.get("bare") or {}
+        if "io_bytes" not in st:
+            continue
+        raw = (
+            f"raw fetch {ba['bytes'] / 1e6:.1f} MB, {fe.get('series', 0):,} series, "
+            f"{fe.get('rows', 0):,} samples"
+            if "bytes" in ba
+            else "raw fetch -"
+        )
+        lines.append(
+            f"  N={r['gpus']}: cycle {st['io_requests']} requests, {st['io_bytes'] / 1e6:.1f} MB, "
+            f"{st['io_series']:,} series, {st['io_samples']:,} samples; {raw}"
         )
     lines.append("")
     lines.append("min/median/max per phase (s):")

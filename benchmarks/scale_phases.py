@@ -170,6 +170,7 @@ def phase_steady(at: datetime, repeat: int, profile: Path | None) -> dict[str, A
         times.append(time.perf_counter() - c0)
         assert out.ok, out.error
         gpus, incidents = out.gpus_scored, len(out.incidents)
+    io = _cycle_io(pipeline, at)  # one more cycle, not timed: what it moves over HTTP
     if profile is not None:  # one more cycle under cProfile, not counted in the times
         import cProfile
 
@@ -187,6 +188,40 @@ def phase_steady(at: datetime, repeat: int, profile: Path | None) -> dict[str, A
         "median": statistics.median(times),
         "gpus": gpus,
         "incidents": incidents,
+        **io,
+    }
+
+
+def _cycle_io(pipeline: Any, at: datetime) -> dict[str, Any]:
+    """Run a cycle counting the answers it receives: requests, decoded bytes, series, samples.
+
+    ``requests.Session.request`` is wrapped for the cycle, so any checkout's source is counted
+    alike (the raw fetch, the reductions, the incident nodes' raw series).
+    """
+    original = requests.Session.request
+    bodies: list[bytes] = []
+
+    def counting(self: requests.Session, method: str, url: str, *a: Any, **kw: Any) -> Any:
+        response = original(self, method, url, *a, **kw)
+        bodies.append(response.content)
+        return response
+
+    requests.Session.request = counting  # type: ignore[method-assign]
+    try:
+        out = pipeline.run_cycle(at)
+    finally:
+        requests.Session.request = original  # type: ignore[method-assign]
+    assert out.ok, out.error
+    series = samples = 0
+    for body in bodies:
+        for item in json.loads(body).get("data", {}).get("result", []):
+            series += 1
+            samples += len(item["values"]) if "values" in item else 1
+    return {
+        "io_requests": len(bodies),
+        "io_bytes": sum(len(b) for b in bodies),
+        "io_series": series,
+        "io_samples": samples,
     }
 
 
