@@ -283,3 +283,23 @@ def test_a_cycle_on_the_server_scores_as_the_simulator_does(
         (s.key, round(s.score, 9)) for s in want.assessment.scores
     ]
     assert [i.dedup_key for i in got.incidents] == [i.dedup_key for i in want.incidents]
+
+
+def test_node_parts_put_every_node_in_exactly_one_part() -> None:
+    """The split of a refused query loses and repeats no series, at every level."""
+    import re
+
+    from storage.promql_reduce import node_parts
+
+    names = ["gpu-node-001", "gpu-node-010", "a", "7", "", "n-x", "host.example:9100", "b1:9400"]
+    for tail in ("", "(:[0-9]+)?"):
+        for name in names:
+            if tail == "" and ":" in name:
+                continue
+            level1 = [m for m in node_parts("Hostname", "", tail) if re.fullmatch(m[2][1:-1], name)]
+            assert len(level1) == 1, (name, tail, level1)
+            suffix = level1[0][2][1:-1].removeprefix("[^:]*" if tail else ".*").removesuffix(tail)
+            level2 = [
+                m for m in node_parts("Hostname", suffix, tail) if re.fullmatch(m[2][1:-1], name)
+            ]
+            assert len(level2) == 1, (name, tail, level2)
