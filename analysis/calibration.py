@@ -182,11 +182,10 @@ _GUARD_SKIP = (
     # it together with the GPU temperature instead.
     "mem_temp_vs_node",
     "mem_temp_at_power",
-    # Time spent at the thermal slowdown or at the power limit: threshold counters that sit at 0
-    # until something pushes a GPU over a fixed line, a hot-running GPU on a warm afternoon or a
-    # planned power cap as much as a fault. They are consequences: the forest weighs them with
-    # the temperatures at power, the inlet air and the PSU/PDU voltages that say why.
-    "thermal_viol_rate",
+    # Time spent at the power limit: a threshold counter that sits at 0 until a job or a planned
+    # power cap pushes a GPU against its limit. A consequence: the forest weighs it with the
+    # PSU/PDU voltages that say why. (Time at the thermal slowdown stays with the guard: when a
+    # fault's precursor is inside the fitted history, throttling can be its first sign.)
     "power_viol_rate",
 )
 

@@ -163,6 +163,14 @@ WORKLOAD_COLUMNS: tuple[str, ...] = (
     "pdu.output_watts",
     "pdu.output_watts.max",
     "pdu.output_watts.min",
+    # Levels that move with the hall and the load, not with one machine's health: fans speed up
+    # and slow down together with the work (and with a fan-profile change), inlet air with the
+    # hall's ambient. What is scored instead: one fan against the node's others (``fan_spread``),
+    # inlet air against the fleet (``inlet_vs_fleet``) and the cooling unit's own readings.
+    "fan_min",
+    "fan_mean",
+    "fan_min_vs_fleet",
+    "inlet",
 )
 
 # The per-GPU raw metric levels the plain baseline (no graph) uses.
