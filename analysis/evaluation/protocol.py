@@ -51,3 +51,19 @@ REPORT_ABLATION_2026_12_01: dict[str, object] = {
     "explain": False,
     "max_gpus": 128,
 }
+
+#: The second session's report run (2026-12-01, afternoon), fixed before it was started: the
+#: model changed (data health against the node, peers at comparable power, context levels,
+#: GPU_RISK_OPEN_FOR), so the figures above are re-measured at the final commit, in this order,
+#: each reported as it finishes: (1) the same first 8 report seeds, faulty, 5-min cycles, graph and
+#: static, no explanations, 128 GPUs at most; (2) the same 8 seeds healthy at 5-min cycles; (3) the
+#: first 3 report seeds healthy at 1-min cycles (graph only: a 1-min replay costs five 5-min
+#: ones); (4) the ablation of REPORT_ABLATION_2026_12_01. Whatever does not finish is said so.
+REPORT_RUN_2026_12_01_B: dict[str, object] = {
+    "seeds": REPORT_SEEDS[:8],
+    "cycle": "5m",
+    "detectors": ("graph", "static"),
+    "explain": False,
+    "max_gpus": 128,
+    "healthy_1m_seeds": REPORT_SEEDS[:3],
+}
