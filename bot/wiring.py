@@ -329,10 +329,12 @@ def build_runtime(
     clusters = clusters_of(settings)
     topologies = {c.name: load_topology_of(c.settings) for c in clusters}
     given = dict(sources or {})
-    srcs = {
-        c.name: given.get(c.name) or source or build_source(c.settings, topologies[c.name])
-        for c in clusters
-    }
+    srcs: dict[str, MetricsSource] = {}
+    for c in clusters:
+        stand_in = given.get(c.name, source)
+        srcs[c.name] = (
+            stand_in if stand_in is not None else build_source(c.settings, topologies[c.name])
+        )
     repository = Repository.from_url(settings.database_url)
     lock = make_leader_lock(
         repository.engine, worker_id, ttl=timedelta(seconds=max(3 * settings.scan_interval, 30))
