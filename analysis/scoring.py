@@ -250,6 +250,9 @@ class FeatureScorer:
         keep = ~self._excluded(rows, graph)
         flagged = rows[list(FLAG_COLUMNS)].any(axis=1).to_numpy()
         keep &= ~flagged
+        if "node_silent" in rows.columns:
+            # A node that did not report (a scrape gap, a reboot) says nothing about health.
+            keep &= ~rows["node_silent"].fillna(False).astype(bool).to_numpy()
         rows = rows[keep]
         if len(rows) < 20:
             raise NotEnoughHistoryError(

@@ -41,6 +41,10 @@ REPORTING_MINUTES = 5.0
 class IncidentTracker:
     """Open an incident after ``open_after`` consecutive cycles, close it after ``close_after`` quiet ones.
 
+    ``open_for`` also asks the streak to span that long (first to latest cycle), so a one-minute
+    scan interval does not open on two minutes of evidence where a five-minute one needs two
+    cycles: the same page rate per GPU-day whatever the interval (Prometheus' ``for:``).
+
     Feed each cycle's :class:`Assessment` to :meth:`update`; it returns the incidents open now.
     An incident keeps the id of the first cycle of the streak that opened it. When a broader
     incident (rack, component, node) covers the GPUs of an open narrower one, the narrower one is
@@ -52,11 +56,15 @@ class IncidentTracker:
         open_after: int = 2,
         close_after: int = 5,
         repair_after: timedelta = DEFAULT_REPAIR_AFTER,
+        open_for: timedelta = timedelta(0),
     ) -> None:
         """Keep the cycle counts; nothing is open yet."""
         if open_after < 1 or close_after < 1:
             raise ValueError("open_after and close_after must be at least 1 cycle")
+        if open_for < timedelta(0):
+            raise ValueError("open_for must not be negative")
         self.open_after = open_after
+        self.open_for = open_for
         self.close_after = close_after
         self.repair_after = repair_after
         self._streak: dict[str, int] = {}
@@ -162,7 +170,10 @@ class IncidentTracker:
             if key in self._open:
                 self._quiet[key] = 0
                 self._open[key] = _with_id(inc, self._open[key].id)
-            elif self._streak[key] >= self.open_after:
+            elif (
+                self._streak[key] >= self.open_after
+                and assessment.at - self._first[key] >= self.open_for
+            ):
                 self._open[key] = _with_id(inc, incident_id(key, self._first[key]))
                 self._quiet[key] = 0
         for key, inc in present.items():

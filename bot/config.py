@@ -33,6 +33,18 @@ class ConfigError(ValueError):
     """The configuration is invalid; the message lists every problem and how to fix it."""
 
 
+#: Settings counted in seconds: each also takes a duration with a unit (``5m``).
+_SECONDS_FIELDS: tuple[str, ...] = (
+    "prometheus_timeout",
+    "step_seconds",
+    "open_for",
+    "scan_interval",
+    "outbox_lease_seconds",
+    "alertmanager_timeout",
+    "alertmanager_resend_seconds",
+)
+
+
 class Settings(BaseSettings):
     """Every setting of gpu-risk. Environment names are ``GPU_RISK_<FIELD>`` unless noted."""
 
@@ -79,6 +91,12 @@ class Settings(BaseSettings):
     threshold: float = Field(0.9, gt=0, lt=1, description="Calibrated risk that counts as at-risk")
     open_after: int = Field(2, ge=1, le=60, description="Cycles above threshold to open")
     close_after: int = Field(5, ge=1, le=240, description="Cycles below threshold to close")
+    open_for: int = Field(
+        300,
+        ge=0,
+        le=24 * 3600,
+        description="Seconds (or 5m) an at-risk streak must last to open, whatever the interval",
+    )
     random_state: int = Field(0, description="Seed of every estimator")
     maintenance: list[dict[str, Any]] = Field(
         default_factory=list,
@@ -254,6 +272,16 @@ class Settings(BaseSettings):
 
         parse_label_sources(value)
         return value
+
+    @field_validator(*_SECONDS_FIELDS, mode="before")
+    @classmethod
+    def _seconds(cls, value: Any) -> Any:
+        """A seconds setting also takes a duration with its unit: ``90s``, ``5m``, ``4h``."""
+        if not isinstance(value, str) or not value.strip() or value.strip()[-1].isdigit():
+            return value  # a number: pydantic checks it
+        from bot.durations import parse_duration
+
+        return parse_duration(value, bare_seconds=True, what="this setting").total_seconds()
 
     @field_validator("detector")
     @classmethod

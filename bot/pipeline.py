@@ -72,6 +72,7 @@ class Pipeline:
     fit_window: timedelta = timedelta(hours=24)
     open_after: int = 2
     close_after: int = 5
+    open_for: timedelta = timedelta(minutes=5)
     metrics: BotMetrics | None = None
     load_model: Callable[[nx.DiGraph], Scorer | None] | None = None
     save_model: Callable[[Scorer, datetime], None] | None = None
@@ -113,8 +114,12 @@ class Pipeline:
         (its streaks toward opening are stored with each cycle, ``Repository.tracker_state``).
         """
         # A scorer that already requires persistence (Prometheus ``for:``) opens at first sight.
-        open_after = 1 if self.self_gating else self.open_after
-        self.tracker = IncidentTracker(open_after=open_after, close_after=self.close_after)
+        gated = self.self_gating
+        self.tracker = IncidentTracker(
+            open_after=1 if gated else self.open_after,
+            close_after=self.close_after,
+            open_for=timedelta(0) if gated else self.open_for,
+        )
         self.restored = False
 
     def run_cycle(self, at: datetime) -> CycleOutcome:

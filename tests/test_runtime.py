@@ -64,6 +64,7 @@ def _runtime(tmp_path: Path, simulator: Any, clock: Clock, **extra: Any) -> Runt
         "database_url": f"sqlite:///{tmp_path / 'state.db'}",
         "detector": "static",
         "open_after": 1,
+        "open_for": 0,  # these tests count cycles one second apart
         "console_log": tmp_path / "console.jsonl",
         "http_host": "127.0.0.1",
         "http_port": free_port(),

@@ -111,3 +111,24 @@ def test_an_incident_whose_gpus_all_go_silent_stays_open_as_failed() -> None:
     for minute in range(120, 150, 5):
         assert t.update(_cycle(minute, at_risk=False, util=80.0)), minute
     assert t.update(_cycle(150, at_risk=False, util=80.0)) == []
+
+
+def test_open_for_asks_the_streak_to_last_whatever_the_interval() -> None:
+    """One-minute cycles need five minutes of streak, like two five-minute cycles."""
+    fast = IncidentTracker(open_after=2, close_after=2, open_for=timedelta(minutes=5))
+    for minute in range(5):
+        assert fast.update(_cycle(minute, at_risk=True, util=90.0)) == [], minute
+    opened = fast.update(_cycle(5, at_risk=True, util=90.0))
+    assert len(opened) == 1
+    assert opened[0].id == fast.open_incidents[0].id
+    slow = IncidentTracker(open_after=2, close_after=2, open_for=timedelta(minutes=5))
+    assert slow.update(_cycle(0, at_risk=True, util=90.0)) == []
+    assert len(slow.update(_cycle(5, at_risk=True, util=90.0))) == 1
+    # a break in the streak starts the clock again
+    broken = IncidentTracker(open_after=2, close_after=2, open_for=timedelta(minutes=5))
+    for minute in (0, 1, 2, 3):
+        broken.update(_cycle(minute, at_risk=True, util=90.0))
+    broken.update(_cycle(4, at_risk=False, util=90.0))
+    for minute in (5, 6, 7, 8, 9):
+        assert broken.update(_cycle(minute, at_risk=True, util=90.0)) == [], minute
+    assert len(broken.update(_cycle(10, at_risk=True, util=90.0))) == 1

@@ -109,8 +109,8 @@ def run_scan(
     The pipeline is the one ``gpu-risk run`` uses (``bot/wiring.build_pipeline``). A learning
     detector uses the model stored for this fleet (``GPU_RISK_MODEL_DIR``) when there is one,
     else fits on the history before the first cycle. So that the incident tracker opens what the
-    running bot would have open, the ``GPU_RISK_OPEN_AFTER - 1`` cycles before ``at`` (one
-    ``GPU_RISK_SCAN_INTERVAL`` apart) are run first. History and windows come from one fetch.
+    running bot would have open, the cycles before ``at`` (one ``GPU_RISK_SCAN_INTERVAL`` apart)
+    that a streak needs (``GPU_RISK_OPEN_AFTER``, ``GPU_RISK_OPEN_FOR``) are run first. History and windows come from one fetch.
     """
     from analysis.types import ScanResult
     from bot.replay import Replay, ReplayError
@@ -127,7 +127,9 @@ def run_scan(
         options=replace(SCAN, detector=detector, explain=explain),
     )
     cycle = timedelta(seconds=settings.scan_interval)
-    warm_up = 0 if pipeline.self_gating else settings.open_after - 1
+    # enough cycles before ``at`` for a streak to reach GPU_RISK_OPEN_AFTER and GPU_RISK_OPEN_FOR
+    spans = -(-settings.open_for // settings.scan_interval)  # ceil
+    warm_up = 0 if pipeline.self_gating else max(settings.open_after - 1, spans)
     times = [at - i * cycle for i in range(warm_up, -1, -1)]
     history = pipeline.fit_window if pipeline.needs_history else timedelta(0)
     cached.prime(times[0] - max(history, pipeline.window), at, pipeline.step)
