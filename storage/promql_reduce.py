@@ -7,10 +7,11 @@ instead of the raw window. The definitions are the plan's (its module docstring)
 reads the metric on the step grid, ``last_over_time(m[step - 1ms])`` evaluated in a subquery
 ``[span - 1ms:step]`` (the 1 ms keeps Prometheus 2.x's closed left edge out, so both Prometheus
 and VictoriaMetrics see ``(at - span, at]``), and only the functions both engines compute alike
-on such a grid: ``avg/max/min/sum/count/last/stddev_over_time``, ``deriv`` (guarded to two points:
-VictoriaMetrics extrapolates one), ``timestamp`` and ``offset`` for the step between consecutive
-points. ``increase``, ``rate``, ``resets`` and ``changes`` are not used: VictoriaMetrics counts the
-sample before the window, Prometheus extrapolates, and neither matches the other.
+on such a grid: ``avg/max/min/sum/count/last/stddev_over_time``, ``deriv`` (guarded to two
+points: on one, VictoriaMetrics takes the sample before the window), ``timestamp`` and
+``offset`` for the step between consecutive points. ``increase``, ``rate``, ``resets`` and
+``changes`` are not used: VictoriaMetrics counts the sample before the window, Prometheus
+extrapolates, and neither matches the other.
 
 The series selector and the headers of the client apply as to every query. When the server
 refuses a query as too large (Prometheus ``--query.max-samples``, VictoriaMetrics
@@ -54,8 +55,9 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
-#: How many times a refused query is split by the node label's trailing characters (11 parts
-#: each: the ten digits and the rest), before the refusal is reported.
+#: How many times a refused query is split by the node label's trailing characters (12 parts
+#: each: the ten digits, anything else, and the names that end there), before the refusal is
+#: reported.
 MAX_SPLIT_DEPTH = 3
 _CLASSES: tuple[str, ...] = (*"0123456789", "[^0-9]")
 
