@@ -8,8 +8,8 @@ reads the metric on the step grid, ``last_over_time(m[step - 1ms])`` evaluated i
 ``[span - 1ms:step]`` (the 1 ms keeps Prometheus 2.x's closed left edge out, so both Prometheus
 and VictoriaMetrics see ``(at - span, at]``), and only the functions both engines compute alike
 on such a grid: ``avg/max/min/sum/count/last/stddev_over_time``, ``deriv`` (guarded to two
-points: on one, VictoriaMetrics takes the sample before the window), ``timestamp`` and
-``offset`` for the step between consecutive points. ``increase``, ``rate``, ``resets`` and
+points: on one, VictoriaMetrics takes the sample before the window), ``time()`` and ``offset``
+for the step between consecutive points. ``increase``, ``rate``, ``resets`` and
 ``changes`` are not used: VictoriaMetrics counts the sample before the window, Prometheus
 extrapolates, and neither matches the other.
 
@@ -111,7 +111,9 @@ def render(
     if kind == "slope":
         return f"(deriv(({g}){span}) * 60) and (count_over_time(({g}){span}) > 1)"
     if kind == "last_time":
-        return f"max_over_time(timestamp({g}){span})"
+        # the grid point's time where the metric has a sample (not ``timestamp()``: on a
+        # rollup VictoriaMetrics answers the raw sample's time, also one step after it)
+        return f"max_over_time((time() + 0 * {g}){span})"
     if kind == "increase":
         top, bottom = f"max_over_time(({g}){span})", f"min_over_time(({g}){span})"
         return (

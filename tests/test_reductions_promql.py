@@ -25,6 +25,7 @@ import requests
 from analysis.feature_plan import FeaturePlan
 from analysis.features import DEFAULT_RECENT, DEFAULT_WINDOW, build_features
 from analysis.graph import build_graph
+from analysis.reduce_frames import reduce_frames
 from analysis.scoring import GraphRiskModel
 from bot.pipeline import Pipeline
 from storage.metrics import PrometheusSource
@@ -32,6 +33,7 @@ from storage.repository import Repository
 from storage.simulator import FleetSimulator, FleetSpec, make_fault
 from storage.simulator.layout import GPU_METRICS
 from tests.fixtures.prometheus import (
+    PromqlBackend,
     backfill,
     import_into_victoria,
     start_prometheus,
@@ -40,6 +42,7 @@ from tests.fixtures.prometheus import (
 )
 
 pytestmark = [pytest.mark.prometheus, pytest.mark.victoriametrics]
+pytest_plugins = ("tests.fixtures.prometheus",)
 
 START = datetime(2026, 11, 18, tzinfo=UTC)
 STEP = timedelta(minutes=1)
@@ -303,3 +306,19 @@ def test_node_parts_put_every_node_in_exactly_one_part() -> None:
                 m for m in node_parts("Hostname", suffix, tail) if re.fullmatch(m[2][1:-1], name)
             ]
             assert len(level2) == 1, (name, tail, level2)
+
+
+def test_reductions_on_the_hand_written_fleet(promql_backend: PromqlBackend) -> None:
+    """The session's hand-written fleet (a GPU gone exactly at a window's edge, XIDs, a DBE):
+    the server's reductions equal the in-memory ones of its own raw window, at several times."""
+    from tests.fixtures import fleetdata as fd
+
+    src = PrometheusSource(promql_backend.url, retries=0)
+    plan = FeaturePlan(DEFAULT_WINDOW, DEFAULT_RECENT, fd.STEP)
+    for at in (fd.SCAN_AT - timedelta(minutes=31), fd.SCAN_AT - timedelta(minutes=10), fd.SCAN_AT):
+        got = src.reduce(plan, at).table
+        frames = src.fetch(at - DEFAULT_WINDOW, at, fd.STEP)
+        want = reduce_frames(frames.gpu, plan, at)
+        pd.testing.assert_frame_equal(
+            got, want, rtol=RTOL, atol=ATOL, obj=f"{promql_backend.kind} at {at}"
+        )

@@ -154,3 +154,31 @@ def test_bad_selector_and_header_conflicts_are_one_line() -> None:
         PrometheusSource(
             "http://127.0.0.1:9", headers={"authorization": "Basic x"}, bearer_token="t"
         )
+
+
+@pytest.mark.victoriametrics
+def test_reductions_keep_one_cluster_and_send_the_headers(two_clusters: Server) -> None:
+    """The feature plan's reductions read cluster a only, with the tenant headers on each query."""
+    import pandas as pd
+
+    from analysis.feature_plan import FeaturePlan
+    from analysis.features import DEFAULT_RECENT, DEFAULT_WINDOW
+    from analysis.reduce_frames import reduce_frames
+
+    session = HeaderSession()
+    src = PrometheusSource(
+        two_clusters.url, retries=0, session=session, series_selector=SELECTOR, headers=HEADERS
+    )
+    plan = FeaturePlan(DEFAULT_WINDOW, DEFAULT_RECENT, fd.STEP)
+    reduced = src.reduce(plan, fd.SCAN_AT)
+    nodes = {k.rpartition("/")[0] for k in reduced.table.index}
+    assert nodes == {n for ns in fd.RACKS.values() for n in ns}  # no b-node-
+    # the same numbers as reducing cluster a's raw window in memory
+    frames = src.fetch(fd.SCAN_AT - DEFAULT_WINDOW, fd.SCAN_AT, fd.STEP)
+    pd.testing.assert_frame_equal(
+        reduced.table, reduce_frames(frames.gpu, plan, fd.SCAN_AT), rtol=1e-9, atol=1e-9
+    )
+    assert session.sent
+    for query, headers in session.sent:
+        assert 'cluster="a"' in query, query
+        assert headers["X-Scope-OrgID"] == "tenant-a"
