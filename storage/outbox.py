@@ -114,26 +114,20 @@ class OutboxStore:
             or_(OutboxRow.retry_at.is_(None), OutboxRow.retry_at <= at),
         )
         q = select(OutboxRow.id).where(claimable, ~blocked).order_by(OutboxRow.id).limit(limit)
-        if self.engine.dialect.name == "postgresql":
-            q = q.with_for_update(skip_locked=True, of=OutboxRow)
         claimed: list[int] = []
         with self._sessions.begin() as s:
-            for oid in s.scalars(q).all():
-                result = s.execute(
-                    update(OutboxRow)
-                    .where(OutboxRow.id == oid, claimable)
-                    .values(
-                        claimed_by=worker_id,
-                        claim_expires_at=at + lease,
-                        attempts=OutboxRow.attempts + 1,
-                    )
-                    .execution_options(synchronize_session=False)
-                )
-                if result.rowcount == 1:  # type: ignore[attr-defined]
+            for oid in s.scalars(self._skip_locked(q)).all():
+                if _lease(s, oid, claimable, worker_id, at + lease):
                     claimed.append(oid)
             rows = s.scalars(select(OutboxRow).where(OutboxRow.id.in_(claimed))).all()
             by_id = {r.id: outbox_item(r) for r in rows}
         return [by_id[i] for i in claimed]
+
+    def _skip_locked(self, q: Any) -> Any:
+        """``q`` locking the rows it selects, skipping locked ones (PostgreSQL; SQLite has none)."""
+        if self.engine.dialect.name == "postgresql":
+            return q.with_for_update(skip_locked=True, of=OutboxRow)
+        return q
 
     def claim_probe(
         self, worker_id: str, lease: timedelta, *, at: datetime, every: timedelta
@@ -159,26 +153,14 @@ class OutboxStore:
             .order_by(OutboxRow.retry_at, OutboxRow.id)
             .limit(1)
         )
-        if self.engine.dialect.name == "postgresql":
-            q = q.with_for_update(skip_locked=True, of=OutboxRow)
         with self._sessions.begin() as s:
             state = s.get(RuntimeStateRow, PROBE_STATE, with_for_update=True)
             if state is None or state.since > at:
                 return None  # the destination is not known to fail, or was probed just now
-            oid = s.scalar(q)
+            oid = s.scalar(self._skip_locked(q))
             if oid is None:
                 return None
-            result = s.execute(
-                update(OutboxRow)
-                .where(OutboxRow.id == oid, waiting)
-                .values(
-                    claimed_by=worker_id,
-                    claim_expires_at=at + lease,
-                    attempts=OutboxRow.attempts + 1,
-                )
-                .execution_options(synchronize_session=False)
-            )
-            if result.rowcount != 1:  # type: ignore[attr-defined]
+            if not _lease(s, oid, waiting, worker_id, at + lease):
                 return None  # another replica took it a moment ago
             _hold_probes(s, at + every)
             return outbox_item(s.scalars(select(OutboxRow).where(OutboxRow.id == oid)).one())
@@ -388,6 +370,18 @@ def _hold_probes(s: Session, until: datetime) -> None:
         )
     elif state.since < until:
         state.since = until
+
+
+def _lease(s: Session, oid: int, condition: Any, worker_id: str, until: datetime) -> bool:
+    """Lease row ``oid`` to ``worker_id`` until ``until`` if it still meets ``condition``; count
+    the attempt. False when another worker took it first (the conditional UPDATE matched none)."""
+    result = s.execute(
+        update(OutboxRow)
+        .where(OutboxRow.id == oid, condition)
+        .values(claimed_by=worker_id, claim_expires_at=until, attempts=OutboxRow.attempts + 1)
+        .execution_options(synchronize_session=False)
+    )
+    return bool(result.rowcount == 1)  # type: ignore[attr-defined]
 
 
 def enqueue_row(
