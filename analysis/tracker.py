@@ -241,17 +241,22 @@ def _drained(table: pd.DataFrame | None, incident: Incident) -> bool:
     if len(incident.gpus) < 2 or table is None or table.empty or "util" not in table.columns:
         return False
     rows = table.reindex([g.key for g in incident.gpus])
-    reporting = rows.get("last_seen_min", pd.Series(0.0, index=rows.index)) < REPORTING_MINUTES
     idle = rows["util"] < DRAINED_UTIL
-    return bool(len(rows) and (reporting & idle).all())
+    return bool(len(rows) and (_reporting(rows) & idle).all())
 
 
 def _silent(table: pd.DataFrame | None, incident: Incident) -> bool:
     """Whether no GPU of the incident has reported for ``REPORTING_MINUTES`` (gone, not healed)."""
     if table is None or table.empty or "last_seen_min" not in table.columns:
         return False
-    seen = table["last_seen_min"].reindex([g.key for g in incident.gpus])
-    return bool(len(seen) and (seen.fillna(float("inf")) >= REPORTING_MINUTES).all())
+    rows = table.reindex([g.key for g in incident.gpus])
+    return bool(len(rows) and not _reporting(rows).any())
+
+
+def _reporting(rows: pd.DataFrame) -> pd.Series:
+    """Per row: a sample within ``REPORTING_MINUTES`` (no ``last_seen_min`` column: assumed so)."""
+    seen = rows.get("last_seen_min", pd.Series(0.0, index=rows.index))
+    return seen < REPORTING_MINUTES
 
 
 def _in_service(table: pd.DataFrame, gpus: list[str]) -> bool:
@@ -259,7 +264,7 @@ def _in_service(table: pd.DataFrame, gpus: list[str]) -> bool:
     rows = table.reindex(gpus)
     if rows.empty or rows.index.isna().any():
         return False
-    reporting = rows.get("last_seen_min", pd.Series(0.0, index=rows.index)) < REPORTING_MINUTES
+    reporting = _reporting(rows)
     busy = rows.get("util", pd.Series(float("nan"), index=rows.index)) >= REPAIR_UTIL
     flags = [c for c in rows.columns if str(c).startswith("fail_")]
     clean = ~rows[flags].fillna(False).astype(bool).any(axis=1) if flags else True
