@@ -10,8 +10,11 @@ This module is what a fetch asks for (the GPU, node, XID-class, component and ``
 cordoned nodes) and the refusal of empty or half-empty answers; ``reduce`` has the server compute
 the feature plan's per-GPU reductions (:mod:`storage.promql_reduce`: one instant query each), so
 a cycle fetches raw only the metrics the peer context compares. A query the server refuses as too
-large is asked by parts of the fleet (``storage.promql_reduce.by_parts``). Sending queries, retries and the
-one-line errors are :mod:`storage.promql_client`; the series selector is
+large is asked by halves of its time range and by parts of the fleet (:mod:`storage.promql_split`),
+so a long history (a model fit) never asks for more than the server's limits in one query. A
+fit's sample of nodes (``storage.source.NodeSample``) reads their GPU, node and ``up`` series
+and every component's. Sending queries, retries and the one-line errors are
+:mod:`storage.promql_client`; the series selector is
 :mod:`storage.promql_selector`; checking the answers sample by sample and turning them into frames
 is :mod:`storage.promql_frames`. Credentials never leave it: ``PrometheusSource.url`` and every
 message show the URL through ``storage.redact.redact_url`` (``http://***@host``).
@@ -56,10 +59,11 @@ from storage.promql_frames import (
     strip_port,
     up_frame,
 )
-from storage.promql_reduce import by_parts, grid_series, node_matcher, reduce_promql
+from storage.promql_reduce import grid_series, reduce_promql
 from storage.promql_selector import Matcher as Matcher  # noqa: PLC0414 - re-exported
 from storage.promql_selector import SelectorError, parse_selector, with_matchers
-from storage.source import MetricsSourceError
+from storage.promql_split import by_parts, by_spans, node_matcher
+from storage.source import MetricsSourceError, NodeSample
 
 __all__ = [
     "DCGM_METRICS",
@@ -89,6 +93,7 @@ DEFAULT_LABEL_MAP: Mapping[str, str] = {
     "sensor": "name",
 }
 _MAX_QUERY_CHARS = 6000
+_PORT = "(:[0-9]+)?"  # after the node name in an ``instance`` label
 
 
 @dataclass(frozen=True)
@@ -200,6 +205,23 @@ class PrometheusSource(PromQLClient):
         samples = self.query(query, at, what=CORDON_METRIC)
         return frozenset(labels["node"] for labels, _ in samples if labels.get("node"))
 
+    def gpu_models(self, at: datetime, window: timedelta) -> dict[str, str]:
+        """Each node's GPU model: dcgm-exporter's ``modelName`` label in ``window`` before ``at``.
+
+        One instant query for the whole fleet, one short line per node and model (a model fit
+        stratifies its sample of nodes by it); nodes without the label are left out.
+        """
+        node = self.labels["node"]
+        metric = self.required_metrics[0] if self.required_metrics else self.gpu_metrics[0]
+        ms = max(1, round(window.total_seconds() * 1000))
+        query = f"count by ({node}, modelName) (last_over_time({self.select(metric)}[{ms}ms]))"
+        samples = self.query(query, at, what="GPU models")
+        return {
+            labels[node]: labels["modelName"]
+            for labels, _ in samples
+            if labels.get(node) and labels.get("modelName")
+        }
+
     def _matrix(
         self,
         query: str,
@@ -224,14 +246,38 @@ class PrometheusSource(PromQLClient):
         def send(promql: str) -> list[dict[str, Any]]:
             return self.query_range(promql, start, end, step, what=what)
 
+        def by_halves(promql: str) -> list[dict[str, Any]]:
+            return self._range(promql, start, end, step, what, refused=True)
+
         # a query the server finds too large is asked by parts of the fleet: GPU series by the
-        # node label, node exporters and ``up`` by the node in their instance label
+        # node label, node exporters and ``up`` by the node in their instance label (and a part
+        # still too large at the deepest level by halves of the time range)
         if query in self.gpu_metrics:
             label, tail = self.labels["node"], ""
         else:
-            label, tail = self.labels["instance"], "(:[0-9]+)?"
+            label, tail = self.labels["instance"], _PORT
         matchers = (*self.matchers, *extra)
-        return by_parts(matchers, build, send, what=what, label=label, tail=tail)
+        return by_parts(matchers, build, send, what=what, label=label, tail=tail, then=by_halves)
+
+    def _range(
+        self,
+        promql: str,
+        start: datetime,
+        end: datetime,
+        step: timedelta,
+        what: str,
+        *,
+        refused: bool = False,
+    ) -> list[dict[str, Any]]:
+        """One range query, asked by halves of its time range while the server finds it too large.
+
+        ``refused``: the whole range was refused already (start with its halves).
+        """
+
+        def ask(lo: datetime, hi: datetime) -> list[dict[str, Any]]:
+            return self.query_range(promql, lo, hi, step, what=what)
+
+        return by_spans(ask, start, end, step, what=what, refused=refused)
 
     def _window(self, step: timedelta) -> str:
         """The lookback of one step's last sample, ``(t - window, t]`` (1 ms shaved, see above)."""
@@ -252,7 +298,9 @@ class PrometheusSource(PromQLClient):
         """Return the fleet's GPU, node, component and ``up`` frames for [start, end] at ``step``.
 
         ``gpu_metrics``: only these of the GPU metrics (and XID class sums) the source reads.
-        ``nodes``: only the GPU series of these nodes (matched on the node label), nothing else.
+        ``nodes``: only the GPU series of these nodes (matched on the node label), nothing else;
+        a ``NodeSample``: their GPU series, their node-exporter and ``up`` series (matched on the
+        instance label) and every component series.
         """
         if end <= start:
             raise MetricsSourceError(f"empty time window: start {start} is not before end {end}")
@@ -262,6 +310,10 @@ class PrometheusSource(PromQLClient):
         wanted = None if gpu_metrics is None else set(gpu_metrics)
         metrics = tuple(m for m in self.gpu_metrics if wanted is None or m in wanted)
         extra = () if nodes is None else (node_matcher(self.labels["node"], nodes),)
+        sample = isinstance(nodes, NodeSample)
+        at_nodes: tuple[Matcher, ...] = ()
+        if isinstance(nodes, NodeSample):  # their node-exporter and ``up`` series too
+            at_nodes = (node_matcher(self.labels["instance"], nodes, _PORT),)
         gpu_parts: list[pd.DataFrame] = []
         empty: list[str] = []
         unlabeled = 0
@@ -275,12 +327,12 @@ class PrometheusSource(PromQLClient):
             unlabeled += bad
             if part is not None:
                 gpu_parts.append(part)
-        if nodes is None:
+        if nodes is None or sample:
             self._check_gpu_answer(metrics, empty, unlabeled, start, end)
-        for name, query in self._xid_class_queries(step, extra):
+        for name in (XID_HARDWARE_COUNT, XID_OTHER_COUNT):
             if wanted is not None and name not in wanted:
                 continue
-            matrix = self.query_range(query, start, end, step, what=name)
+            matrix = self._xid_class(name, start, end, step, extra)
             n_series += len(matrix)
             part, _ = gpu_frame(name, matrix, self.labels) if matrix else (None, 0)
             if part is not None:
@@ -289,15 +341,15 @@ class PrometheusSource(PromQLClient):
         node_parts: list[pd.DataFrame] = []
         comp_parts: list[pd.DataFrame] = []
         up = FleetFrames.empty_frame(UP_COLUMNS)
-        if nodes is None:
+        if nodes is None or sample:
             for metric in self.node_metrics:
-                matrix = self._matrix(metric, start, end, step, metric)
+                matrix = self._matrix(metric, start, end, step, metric, extra=at_nodes)
                 n_series += len(matrix)
                 if matrix:
                     node_parts.append(node_frame(metric, matrix, self.labels))
             comp_parts = self._components(start, end, step)
             n_series += sum(p["component"].nunique() for p in comp_parts)
-            up_matrix = self._matrix("up", start, end, step, "up")
+            up_matrix = self._matrix("up", start, end, step, "up", extra=at_nodes)
             n_series += len(up_matrix)
             up = up_frame(up_matrix, self.labels)
 
@@ -330,24 +382,34 @@ class PrometheusSource(PromQLClient):
         self.last_stats = QueryStats(self._requests, n, n, time.perf_counter() - t0)
         return reduced
 
-    def _xid_class_queries(
-        self, step: timedelta, extra: Sequence[Matcher] = ()
-    ) -> list[tuple[str, str]]:
+    def _xid_class(
+        self,
+        name: str,
+        start: datetime,
+        end: datetime,
+        step: timedelta,
+        extra: Sequence[Matcher] = (),
+    ) -> list[dict[str, Any]]:
         """The opt-in XID counter summed per GPU and class (hardware codes vs the rest).
 
         dcgm-exporter's ``DCGM_EXP_XID_ERRORS_COUNT`` has one series per GPU and XID code; summing
         over the ``xid`` label by class keeps one number per GPU. Absent counter: empty answers,
-        and the features fall back to the last-XID gauge.
+        and the features fall back to the last-XID gauge. Too large: by parts, as a GPU metric.
         """
         lookback = self.sample_window or step
 
-        def select(promql: str) -> str:
-            return with_matchers(promql, (*self.matchers, *extra))[0]
+        def build(select: Callable[[str], str]) -> str:
+            return grid_series(name, lookback, select)
 
-        return [
-            (name, grid_series(name, lookback, select))
-            for name in (XID_HARDWARE_COUNT, XID_OTHER_COUNT)
-        ]
+        def send(promql: str) -> list[dict[str, Any]]:
+            return self.query_range(promql, start, end, step, what=name)
+
+        def by_halves(promql: str) -> list[dict[str, Any]]:
+            return self._range(promql, start, end, step, name, refused=True)
+
+        matchers = (*self.matchers, *extra)
+        label = self.labels["node"]
+        return by_parts(matchers, build, send, what=name, label=label, then=by_halves)
 
     def _check_gpu_answer(
         self,
@@ -400,7 +462,7 @@ class PrometheusSource(PromQLClient):
                     f'label_replace(({q}), "{COMPONENT_LABEL}", "{_escape(cid)}", "", "")'
                     for cid, q in chunk
                 )
-                matrix = self.query_range(query, start, end, step, what=f"components' {name}")
+                matrix = self._range(query, start, end, step, f"components' {name}")
                 parts.append(component_frame(name, matrix))
         return parts
 

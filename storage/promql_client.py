@@ -45,8 +45,19 @@ _TOO_LARGE = re.compile(
 )
 
 
+_SERIES_LIMIT = re.compile(r"maxUniqueTimeseries|maxSeriesPerQuery", re.IGNORECASE)
+
+
 class QueryTooLargeError(MetricsSourceError):
-    """The server refused a query for reading more samples or series than it allows."""
+    """The server refused a query for reading more samples or series than it allows.
+
+    ``series_limit``: the limit is on series (a shorter time range would not help).
+    """
+
+    def __init__(self, message: str, *, series_limit: bool = False) -> None:
+        """Keep the one-line message and which kind of limit was hit."""
+        super().__init__(message)
+        self.series_limit = series_limit
 
 
 def _duration(step: timedelta) -> str:
@@ -204,8 +215,10 @@ class PromQLClient:
         except PrometheusApiClientException as exc:
             code, body = _client_error(str(exc))
             message = self._http_error(code, body, label)
-            if code == 422 and _TOO_LARGE.search(body.decode("utf-8", "replace")):
-                raise QueryTooLargeError(message) from None
+            text = body.decode("utf-8", "replace")
+            if code == 422 and _TOO_LARGE.search(text):
+                series = bool(_SERIES_LIMIT.search(text))
+                raise QueryTooLargeError(message, series_limit=series) from None
             raise MetricsSourceError(message) from None
         except requests.exceptions.SSLError as exc:
             logger.debug("TLS failure: %s", redact_text(repr(exc)))

@@ -16,16 +16,14 @@ extrapolates, and neither matches the other.
 The series selector and the headers of the client apply as to every query. When the server
 refuses a query as too large (Prometheus ``--query.max-samples``, VictoriaMetrics
 ``-search.maxSamplesPerQuery``), the fleet is split by the last characters of the node label
-and each part asked on its own (:func:`node_parts`), at most :data:`MAX_SPLIT_DEPTH` levels deep.
+and each part asked on its own (:func:`storage.promql_split.by_parts`), at most
+:data:`~storage.promql_split.MAX_SPLIT_DEPTH` levels deep.
 """
 
 from __future__ import annotations
 
-import logging
-import re
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Mapping
 from datetime import datetime, timedelta
-from typing import TypeVar
 
 import numpy as np
 import pandas as pd
@@ -39,9 +37,10 @@ from analysis.catalog import (
 )
 from analysis.feature_plan import FeaturePlan, Reduction, grid_time
 from analysis.types import Reductions
-from storage.promql_client import PromQLClient, QueryTooLargeError, Sample
+from storage.promql_client import PromQLClient, Sample
 from storage.promql_frames import strip_port
-from storage.promql_selector import Matcher, with_matchers
+from storage.promql_selector import Matcher
+from storage.promql_split import MAX_SPLIT_DEPTH, Select, by_parts, node_matcher, node_parts
 
 __all__ = [
     "MAX_SPLIT_DEPTH",
@@ -52,17 +51,6 @@ __all__ = [
     "reduce_promql",
     "render",
 ]
-
-logger = logging.getLogger(__name__)
-
-#: How many times a refused query is split by the node label's trailing characters (12 parts
-#: each: the ten digits, anything else, and the names that end there), before the refusal is
-#: reported.
-MAX_SPLIT_DEPTH = 3
-_CLASSES: tuple[str, ...] = (*"0123456789", "[^0-9]")
-
-Select = Callable[[str], str]
-T = TypeVar("T")
 
 
 def _ms(length: timedelta) -> int:
@@ -128,19 +116,6 @@ def render(
     return f"count_over_time({new}{pairs})"
 
 
-def node_parts(label: str, suffix: str = "", tail: str = "") -> list[Matcher]:
-    """Split the series whose ``label`` ends in ``suffix`` by one more character before it.
-
-    Eleven parts (each digit, anything else) plus the values that are exactly ``suffix`` (at the
-    first level: series without the label), so every series is in exactly one part. ``tail``: a regex after the node name in the label's
-    values (``(:[0-9]+)?`` for an ``instance`` with a port).
-    """
-    head = "[^:]*" if tail else ".*"  # with a port after it, the name cannot run into it
-    parts = [(label, "=~", f'"{head}{c}{suffix}{tail}"') for c in _CLASSES]
-    parts.append((label, "=~", f'"{suffix}{tail}"'))  # exactly the suffix (or no such label)
-    return parts
-
-
 def _key(labels: Mapping[str, str], label_map: Mapping[str, str]) -> str | None:
     """The GPU key of an answer's labels (node label, else instance without its port)."""
     node = labels.get(label_map["node"])
@@ -148,57 +123,6 @@ def _key(labels: Mapping[str, str], label_map: Mapping[str, str]) -> str | None:
         node = strip_port(labels[label_map["instance"]])
     gpu = labels.get(label_map["gpu"])
     return f"{node}/{gpu}" if node and gpu is not None else None
-
-
-def by_parts(
-    matchers: Sequence[Matcher],
-    build: Callable[[Select], str],
-    send: Callable[[str], list[T]],
-    *,
-    what: str,
-    label: str,
-    tail: str = "",
-    extra: Sequence[Matcher] = (),
-    suffix: str = "",
-    depth: int = 0,
-) -> list[T]:
-    """Send ``build(select)``; when the server finds it too large, send each node part on its own.
-
-    ``select`` adds ``matchers`` (the series selector's) and the part's matcher of ``label`` to
-    a plain selector; the parts' answers are concatenated (:func:`node_parts`, with ``tail``).
-    """
-
-    def select(promql: str) -> str:
-        return with_matchers(promql, (*matchers, *extra))[0]
-
-    try:
-        return send(build(select))
-    except QueryTooLargeError:
-        if depth >= MAX_SPLIT_DEPTH:
-            raise
-        logger.info("%s too large for the server: asking it by parts of %s", what, label)
-    out: list[T] = []
-    for matcher in node_parts(label, suffix, tail):
-        deeper = matcher[2].strip('"').removeprefix("[^:]*" if tail else ".*").removesuffix(tail)
-        out += by_parts(
-            matchers,
-            build,
-            send,
-            what=what,
-            label=label,
-            tail=tail,
-            extra=(*extra, matcher),
-            suffix=deeper,
-            depth=depth + 1,
-        )
-    return out
-
-
-def node_matcher(label: str, nodes: Iterable[str]) -> Matcher:
-    """A matcher of ``label`` to exactly these node names."""
-    alternatives = "|".join(re.escape(n) for n in sorted(nodes)) or "$^"
-    escaped = alternatives.replace("\\", "\\\\").replace('"', '\\"')
-    return (label, "=~", f'"{escaped}"')
 
 
 def _answer(samples: list[Sample], label_map: Mapping[str, str]) -> pd.Series:

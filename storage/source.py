@@ -21,6 +21,17 @@ class MetricsSourceError(RuntimeError):
     """The metrics source could not answer; the message says what failed and what to check."""
 
 
+class NodeSample(frozenset[str]):
+    """Nodes whose whole context a fetch reads: the history of a sampled model fit.
+
+    ``fetch(..., nodes=NodeSample(names))`` returns these nodes' GPU series, their node-exporter
+    series and ``up``, and every component series (PDU, cooling, switch: shared by the whole
+    fleet, so never cut). A plain collection of names reads only the nodes' GPU series (the raw
+    series of an incident). A frozenset, so every source that only filters by membership
+    honours it through :func:`restrict`.
+    """
+
+
 @runtime_checkable
 class MetricsSource(Protocol):
     """Anything that returns the fleet's frames and reductions, and the cordoned nodes."""
@@ -37,7 +48,8 @@ class MetricsSource(Protocol):
         """Return every GPU, node, component and ``up`` series in [start, end] at ``step``.
 
         ``gpu_metrics``: read only these GPU metrics (None: all). ``nodes``: read only the GPU
-        series of these nodes (the raw series of an incident), the other frames empty.
+        series of these nodes (the raw series of an incident), the other frames empty; a
+        :class:`NodeSample`: these nodes' GPU, node and ``up`` series and every component's.
         """
         ...
 
@@ -70,7 +82,16 @@ def restrict(
         gpu = gpu[gpu["metric"].isin(list(gpu_metrics))]
     if nodes is None:
         return frames if gpu is frames.gpu else replace(frames, gpu=gpu.reset_index(drop=True))
-    gpu = gpu[gpu["node"].isin(list(nodes))].reset_index(drop=True)
+    names = list(nodes)
+    gpu = gpu[gpu["node"].isin(names)].reset_index(drop=True)
+    if isinstance(nodes, NodeSample):
+        node, up = frames.node, frames.up
+        return replace(
+            frames,
+            gpu=gpu,
+            node=node[node["node"].isin(names)].reset_index(drop=True),
+            up=up[up["node"].isin(names)].reset_index(drop=True),
+        )
     return replace(
         frames,
         gpu=gpu,
