@@ -9,6 +9,7 @@ through the constructor (the composition root in ``bot/wiring.py`` builds it fro
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
@@ -21,6 +22,7 @@ from analysis.explain import Explainer
 from analysis.feature_plan import FeaturePlan
 from analysis.features import DEFAULT_RECENT
 from analysis.feedback import ALLOWANCE_TTL, bounds, learn_allowances, stored_verdicts
+from analysis.fit_sample import fit_graph
 from analysis.frames import with_gpu_of
 from analysis.graph import build_graph
 from analysis.lifecycle import Decision
@@ -30,9 +32,10 @@ from analysis.scorer import Scorer
 from analysis.scoring import Exclusion, NotEnoughHistoryError, fleet_fingerprint
 from analysis.tracker import IncidentTracker
 from analysis.types import Assessment, FleetFrames, GpuRef, Incident, Severity, Topology
+from bot.fit import Model, fit_sample
 from bot.telemetry import BotMetrics
 from storage.repository import IncidentRecord, Repository
-from storage.source import MetricsSource, MetricsSourceError
+from storage.source import MetricsSource, MetricsSourceError, NodeSample
 
 logger = logging.getLogger(__name__)
 
@@ -80,6 +83,11 @@ class Pipeline:
     maintenance: Sequence[MaintenanceWindow] = ()
     record_scores: bool = True
     name: str = "alerts"
+    fit_max_gpus: int | None = None
+    """A fleet with more GPUs is fitted on a sample of whole nodes holding about this many
+    (``analysis.fit_sample``, stratified by rack and GPU model); None or 0: the whole fleet."""
+    random_state: int = 0
+    """Seed of the fit's sample of nodes."""
     cluster: str = ""
     """The cluster it watches, as named in metrics and logs (its store is ``repository``, scoped
     to the cluster by the composition root when the bot watches several)."""
@@ -87,9 +95,8 @@ class Pipeline:
     needs_history: bool = field(default=True, init=False)
     self_gating: bool = field(default=False, init=False)
     feature_window: timedelta | None = field(default=None, init=False)
-    scorer: Scorer | None = field(default=None, init=False)
-    explainer: Explainer | None = field(default=None, init=False)
-    fingerprint: str | None = field(default=None, init=False)
+    current: Model | None = field(default=None, init=False)
+    """The model cycles score with: replaced whole by a refit (``install``), never edited."""
     restored: bool = field(default=False, init=False)
     last_frames: FleetFrames | None = field(default=None, init=False)
     last_graph: nx.DiGraph | None = field(default=None, init=False)
@@ -97,7 +104,9 @@ class Pipeline:
     _explained: dict[tuple[str, Severity, frozenset[str]], Incident] = field(
         default_factory=dict, init=False
     )
+    _explained_with: Explainer | None = field(default=None, init=False)
     _judged: dict[int, Incident] = field(default_factory=dict, init=False)
+    _swap: threading.Lock = field(default_factory=threading.Lock, init=False, repr=False)
 
     def __post_init__(self) -> None:
         """Read the scorer's contract; start with no streaks in memory (the store has the rest)."""
@@ -106,6 +115,24 @@ class Pipeline:
         self.feature_window = probe.feature_window
         self.window = max(self.window, probe.min_window)
         self.resume()
+
+    @property
+    def scorer(self) -> Scorer | None:
+        """The current model's scorer (None before the first fit or load)."""
+        model = self.current
+        return model.scorer if model is not None else None
+
+    @property
+    def explainer(self) -> Explainer | None:
+        """The current model's explainer (None until fitted: a loaded model fits it lazily)."""
+        model = self.current
+        return model.explainer if model is not None else None
+
+    @property
+    def fingerprint(self) -> str | None:
+        """The fleet fingerprint the current model serves."""
+        model = self.current
+        return model.fingerprint if model is not None else None
 
     def resume(self) -> None:
         """Drop in-memory streaks; the next cycle restores open incidents and streaks from the store.
@@ -132,17 +159,18 @@ class Pipeline:
         graph = self.graph_of(frames)
         self.last_frames, self.last_graph = frames, graph  # what this cycle saw (for comparisons)
         try:
-            scorer = self.model(graph, at, frames)
+            model = self.model_for(graph, at, frames)  # this cycle's model, whatever a refit does
         except MetricsSourceError as exc:  # the history a (re)fit needs could not be read
             return self._source_failed(at, str(exc), started)
         except NotEnoughHistoryError as exc:
             return self._model_failed(at, str(exc), started)
+        scorer = model.scorer
         scorer.allowances = self.allowances(at)  # what false-alarm verdicts taught, from the store
         assessment = scorer.assess(frames, graph, at)
         try:
             incidents = self.track(assessment)
             raw = self.incident_frames(frames, incidents, at)
-            explained = self.explain(incidents, raw, graph, at)
+            explained = self.explain(incidents, raw, graph, at, model)
             stored = self.repository.open_incidents()  # as before this cycle's decisions
             images = self.render_images(explained, stored, raw, graph, assessment)
             decisions = self.repository.apply_cycle(
@@ -231,20 +259,50 @@ class Pipeline:
 
     def model(self, graph: nx.DiGraph, at: datetime, frames: FleetFrames | None = None) -> Scorer:
         """Return the fitted scorer for this fleet: in memory, stored, or fitted on the past."""
+        return self.model_for(graph, at, frames).scorer
+
+    def model_for(
+        self, graph: nx.DiGraph, at: datetime, frames: FleetFrames | None = None
+    ) -> Model:
+        """Return the model for this fleet: the current one, the stored one, or one fitted now.
+
+        Fitting here (no model yet, or the fleet changed) is the cold start: inline, in the
+        cycle. The daily refit runs beside the cycles (``refit``) and swaps its model in whole.
+        """
         fingerprint = fleet_fingerprint(graph)
-        if self.scorer is not None and fingerprint == self.fingerprint:
-            return self.scorer
+        model = self.current
+        if model is not None and model.fingerprint == fingerprint:
+            return model
         stored = self.load_model(graph) if self.load_model else None
-        self.scorer = stored if stored is not None else self.refit(at, graph, frames)
-        self.fingerprint = fingerprint
-        return self.scorer
+        if stored is None:
+            return self.install(self.fit_model(at, graph, frames))
+        return self.install(Model(stored, fingerprint))
 
     def refit(
         self, at: datetime, graph: nx.DiGraph | None = None, frames: FleetFrames | None = None
     ) -> Scorer:
-        """Fit a fresh scorer (and explainer) on the history before ``at``'s window, excluding open
-        incidents.
+        """Fit a fresh model on the history before ``at``'s window and swap it in whole.
 
+        Cycles running meanwhile keep scoring with the current model (``fit_model`` touches no
+        state a cycle reads); the new one is saved, then installed with one assignment.
+        """
+        return self.install(self.fit_model(at, graph, frames)).scorer
+
+    def install(self, model: Model) -> Model:
+        """Make ``model`` the one cycles score with (one reference assignment)."""
+        with self._swap:
+            self.current = model
+        return model
+
+    def fit_model(
+        self, at: datetime, graph: nx.DiGraph | None = None, frames: FleetFrames | None = None
+    ) -> Model:
+        """Fit a scorer (and explainer) on the history before ``at``'s window, excluding open
+        incidents; save it; return it without installing it.
+
+        ``graph``: the fleet (default: the last cycle's, else the GPUs of the history). A fleet
+        of more than ``fit_max_gpus`` GPUs is fitted on a sample of whole nodes
+        (:meth:`fit_sample`): only their history is read; the model still scores every GPU.
         A scorer without ``needs_history`` (fixed rules) is "fitted" on the cycle's own frames
         (``frames``, or the window ending at ``at``): no history is fetched for it.
         """
@@ -252,36 +310,82 @@ class Pipeline:
         if not scorer.needs_history:
             window = frames if frames is not None else self._window(at)
             graph = graph if graph is not None else self.graph_of(window)
-            self.scorer = scorer.fit(window, graph)
-            self.fingerprint = fleet_fingerprint(graph)
-            return self.scorer
-        history = self._history(at)
+            return Model(scorer.fit(window, graph), fleet_fingerprint(graph))
+        sampled = self.fit_sample(at, graph)
+        sample = sampled[1] if sampled is not None else None
+        history = self._history(at, sample)
+        if sampled is not None:
+            graph = sampled[0]
         graph = graph if graph is not None else self.graph_of(history)
         scorer.exclude = (*scorer.exclude, *self._known_incidents())
-        scorer.fit(history, graph)
-        self.fingerprint = fleet_fingerprint(graph)
+        scorer.fit(history, graph if sample is None else fit_graph(graph, sample))
+        fingerprint = fleet_fingerprint(graph)
+        if sample is not None and hasattr(scorer, "fingerprint_"):
+            # fitted on a sample, it serves (and is stored for) the whole fleet
+            scorer.fingerprint_ = fingerprint
+        explainer = None
         if self.make_explainer is not None:
-            self.explainer = self.make_explainer().fit(history, graph)
-            self._explained.clear()
+            explainer = self.make_explainer().fit(history, graph)
         if self.save_model is not None:
             self.save_model(scorer, at)
-        self.scorer = scorer
-        return scorer
+        return Model(scorer, fingerprint, explainer)
+
+    def fit_sample(
+        self, at: datetime, graph: nx.DiGraph | None = None
+    ) -> tuple[nx.DiGraph, NodeSample] | None:
+        """The fleet and the nodes a fit at ``at`` reads history for; None: the whole fleet.
+
+        ``graph``: the fleet (default: the last cycle's; without one, the window ending at
+        ``at`` is read to learn it). None while the fleet has at most ``fit_max_gpus`` GPUs.
+        The sample is stratified by rack and by GPU model where the source knows the models.
+        """
+        if not self.fit_max_gpus:
+            return None
+        if graph is None:
+            graph = self.last_graph
+        if graph is None:
+            window = self._window(at)
+            graph = build_graph(self.topology, sorted(set(self.last_seen) | set(window.gpus)))
+        sample = fit_sample(
+            graph,
+            self.fit_max_gpus,
+            source=self.source,
+            at=at,
+            window=self.window,
+            random_state=self.random_state,
+            name=self.name,
+        )
+        return (graph, sample) if sample is not None else None
 
     def explain(
-        self, incidents: Sequence[Incident], frames: FleetFrames, graph: nx.DiGraph, at: datetime
+        self,
+        incidents: Sequence[Incident],
+        frames: FleetFrames,
+        graph: nx.DiGraph,
+        at: datetime,
+        model: Model | None = None,
     ) -> list[Incident]:
         """Attach an explanation to every incident (one DoWhy call when it opens or changes).
 
         An incident is explained again only when its severity or its GPUs change (which is when
-        an update is posted); otherwise its explanation is kept from the earlier cycle.
+        an update is posted) or the model changed; otherwise its explanation is kept from the
+        earlier cycle. ``model``: the cycle's (default: the current one).
         """
         if self.make_explainer is None or not incidents:
             return list(incidents)
-        explainer = self.explainer
+        model = model if model is not None else self.current
+        explainer = model.explainer if model is not None else None
         if explainer is None:  # a model loaded from disk comes without one: fit it on the past
-            history = self._history(at)
-            explainer = self.explainer = self.make_explainer().fit(history, graph)
+            sampled = self.fit_sample(at, graph)
+            history = self._history(at, sampled[1] if sampled is not None else None)
+            explainer = self.make_explainer().fit(history, graph)
+            if model is not None:
+                with self._swap:  # unless a refit installed a newer model meanwhile
+                    if self.current is model:
+                        self.current = replace(model, explainer=explainer)
+        if explainer is not self._explained_with:  # a new model: explain everything afresh
+            self._explained.clear()
+            self._explained_with = explainer
         out, seen = [], set()
         for inc in incidents:
             key = (inc.dedup_key, inc.severity, frozenset(g.key for g in inc.gpus))
@@ -330,13 +434,17 @@ class Pipeline:
 
     # ------------------------------------------------------------------ bookkeeping
 
-    def _history(self, at: datetime) -> FleetFrames:
+    def _history(self, at: datetime, sample: NodeSample | None = None) -> FleetFrames:
         """Fetch what a fit at ``at`` learns from: ``fit_window`` ending one window before ``at``.
 
         The window about to be scored is never part of the fit: a fault already under way in it
-        would otherwise be learnt as normal one cycle before it is judged.
+        would otherwise be learnt as normal one cycle before it is judged. ``sample``: only
+        these nodes' series (and every component's).
         """
-        return self.source.fetch(at - self.fit_window, at - self.window, self.step)
+        start, end = at - self.fit_window, at - self.window
+        if sample is None:
+            return self.source.fetch(start, end, self.step)
+        return self.source.fetch(start, end, self.step, nodes=sample)
 
     def _window(self, at: datetime) -> FleetFrames:
         """Fetch the cycle window ending at ``at``.

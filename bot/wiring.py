@@ -249,6 +249,8 @@ def build_pipeline(
         window=timedelta(minutes=settings.window_minutes),
         step=timedelta(seconds=settings.step_seconds),
         fit_window=fit_window,
+        fit_max_gpus=settings.fit_max_gpus,
+        random_state=settings.random_state,
         open_after=settings.open_after,
         close_after=settings.close_after,
         open_for=timedelta(seconds=settings.open_for),

@@ -1,0 +1,81 @@
+"""What a model fit is made of in the running bot: the model cycles read, and the fit's sample.
+
+:class:`Model` is what a cycle scores and explains with, swapped in whole by a refit
+(``bot.pipeline.Pipeline.install``). :func:`fit_sample` is which nodes a fit reads history for
+when the fleet is larger than ``GPU_RISK_FIT_MAX_GPUS`` (the draw itself is pure:
+``analysis.fit_sample``); the GPU models it is stratified by come from the source when it knows
+them (Prometheus: dcgm-exporter's ``modelName``).
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+import networkx as nx
+
+from analysis.explain import Explainer
+from analysis.fit_sample import gpus_per_node, sample_nodes
+from analysis.scorer import Scorer
+from storage.source import MetricsSource, MetricsSourceError, NodeSample
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Model:
+    """A fitted model as a cycle reads it: the scorer, the fleet it serves and its explainer.
+
+    Swapped in whole (one reference, ``Pipeline.current``), so a cycle running while a refit
+    finishes reads either the old model or the new one, never half of each.
+    """
+
+    scorer: Scorer
+    fingerprint: str
+    explainer: Explainer | None = None
+
+
+def fit_sample(
+    graph: nx.DiGraph,
+    max_gpus: int,
+    *,
+    source: MetricsSource,
+    at: datetime,
+    window: timedelta,
+    random_state: int,
+    name: str,
+) -> NodeSample | None:
+    """The whole nodes a fit of ``graph``'s fleet reads history for; None: every node.
+
+    None while the fleet has at most ``max_gpus`` GPUs. The sample is stratified by rack and,
+    where ``source`` can say (a ``gpu_models(at, window)`` method), by GPU model.
+    """
+    sizes = gpus_per_node(graph)
+    total = sum(sizes.values())
+    if total <= max_gpus:
+        return None
+    models = _gpu_models(source, at, window)
+    nodes = sample_nodes(graph, max_gpus, models=models, random_state=random_state)
+    logger.info(
+        "fitting %s on %d of %d nodes (%d of %d GPUs), stratified by rack%s",
+        name,
+        len(nodes),
+        len(sizes),
+        sum(sizes[n] for n in nodes),
+        total,
+        " and GPU model" if models else "",
+    )
+    return NodeSample(nodes)
+
+
+def _gpu_models(source: MetricsSource, at: datetime, window: timedelta) -> dict[str, str]:
+    """Each node's GPU model where the source can say (Prometheus: ``modelName``), else {}."""
+    ask = getattr(source, "gpu_models", None)
+    if ask is None:
+        return {}
+    try:
+        return dict(ask(at, window))
+    except MetricsSourceError as exc:
+        logger.warning("GPU models unknown, the fit's sample is stratified by rack: %s", exc)
+        return {}
