@@ -335,17 +335,17 @@ class Pipeline:
     ) -> tuple[nx.DiGraph, NodeSample] | None:
         """The fleet and the nodes a fit at ``at`` reads history for; None: the whole fleet.
 
-        ``graph``: the fleet (default: the last cycle's; without one, the window ending at
-        ``at`` is read to learn it). None while the fleet has at most ``fit_max_gpus`` GPUs.
+        ``graph``: the fleet (default: the last cycle's; without one, the GPUs reporting in the
+        window ending at ``at``, read at one point per window: a few cheap queries). None while the fleet has at most ``fit_max_gpus`` GPUs.
         The sample is stratified by rack and by GPU model where the source knows the models.
         """
         if not self.fit_max_gpus:
             return None
         if graph is None:
             graph = self.last_graph
-        if graph is None:
-            window = self._window(at)
-            graph = build_graph(self.topology, sorted(set(self.last_seen) | set(window.gpus)))
+        if graph is None:  # which GPUs report: the peer metrics' last sample in the window
+            seen = self.source.fetch(at - self.window, at, self.window, gpu_metrics=PEER_METRICS)
+            graph = build_graph(self.topology, sorted(set(self.last_seen) | set(seen.gpus)))
         sample = fit_sample(
             graph,
             self.fit_max_gpus,

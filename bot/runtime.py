@@ -10,7 +10,8 @@ Jobs (``bot/scheduler.py`` runs them, each in its own thread):
 - probe: while scans back off after source failures, a cheap query each interval;
 - dispatch: deliver the outbox (every replica; claims keep two from sending one row), with
   bounded attempts and backoff (``bot.delivery.Retry``), then dead letters;
-- refit: the leader refits the model on the history before now (daily);
+- refit: the leader refits the model on the history before now (daily), in its own thread: the
+  scans keep scoring with the current model until the new one is swapped in whole;
 - digest: the leader posts the daily summary and prunes score history past its retention.
 """
 
@@ -206,12 +207,22 @@ class Runtime:
 
     def refit(self) -> None:
         """Leader: refit each cluster's model on the history before now; on failure the current
-        one stays (and the other clusters still refit)."""
+        one stays (and the other clusters still refit).
+
+        Runs in its own job thread beside the scans: each cluster's current model keeps
+        scanning until the new one is fitted and saved, then it is swapped in whole
+        (``Pipeline.refit``). It is fitted for the fleet the last scan saw, so the next scan
+        takes it as is. A cluster without a model yet is left to its first scan (cold start).
+        """
         if not self.is_leader():
             return
         for name, pipeline in self.each().items():
+            if pipeline.current is None:
+                logger.info("daily refit%s skipped: no model yet, the next scan fits one",
+                            f" of cluster {name}" if self.pipelines else "")  # fmt: skip
+                continue
             try:
-                pipeline.refit(self.clock())
+                pipeline.refit(self.clock(), pipeline.last_graph)
             except (NotEnoughHistoryError, MetricsSourceError) as exc:
                 logger.warning("daily refit%s failed, the current model keeps scanning: %s",
                                f" of cluster {name}" if self.pipelines else "", exc)  # fmt: skip

@@ -189,3 +189,28 @@ def test_a_fleet_over_the_cap_is_fitted_on_whole_nodes_and_scored_whole(fleet: F
     assert sum(hasattr(m, "detector_") for m in fits) == 1
     assert scorer.fingerprint_ == pipeline.fingerprint
     repo.close()
+
+
+def test_a_refit_before_any_cycle_learns_the_fleet_then_samples_it(fleet: Fleet) -> None:
+    """The replay's first refit (no cycle yet): the fleet is read from the window, then sampled."""
+    fits: list[GraphRiskModel] = []
+
+    def make_scorer() -> GraphRiskModel:
+        fits.append(GraphRiskModel(random_state=0, fit_window=timedelta(hours=3), fit_cycles=12))
+        return fits[-1]
+
+    repo = Repository.from_url("sqlite://")
+    pipeline = Pipeline(
+        source=fleet.sim,
+        topology=fleet.sim.topology,
+        repository=repo,
+        make_scorer=make_scorer,
+        fit_window=timedelta(hours=3),
+        fit_max_gpus=8,
+    )
+    scorer = pipeline.refit(SCAN)
+    assert isinstance(scorer, GraphRiskModel) and len(scorer.baseline_) == 8
+    outcome = pipeline.run_cycle(SCAN)
+    assert outcome.ok and outcome.gpus_scored == 16
+    assert sum(hasattr(m, "detector_") for m in fits) == 1  # the model serves the whole fleet
+    repo.close()
