@@ -182,11 +182,14 @@ _GUARD_SKIP = (
     # it together with the GPU temperature instead.
     "mem_temp_vs_node",
     "mem_temp_at_power",
-    # Time spent at the power limit: a threshold counter that sits at 0 until a job or a planned
-    # power cap pushes a GPU against its limit. A consequence: the forest weighs it with the
-    # PSU/PDU voltages that say why. (Time at the thermal slowdown stays with the guard: when a
-    # fault's precursor is inside the fitted history, throttling can be its first sign.)
+    # Time spent at the power limit or the thermal slowdown: threshold counters that sit at 0
+    # until a job, a planned power cap or a hot hall pushes a GPU against the limit, and then
+    # jump by tens of spreads (log1p of microseconds per hour). They are consequences: the forest
+    # weighs them with what says why (PSU/PDU voltages; temperature at power against the GPU's
+    # peers and its own history, which carry a failing fan or thermal interface). Left to the
+    # guard, a healthy GPU at a hot spot throttling under a heavy job paged on its own.
     "power_viol_rate",
+    "thermal_viol_rate",
 )
 
 

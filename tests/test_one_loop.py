@@ -67,7 +67,8 @@ def test_scan_at_t_equals_the_backtest_cycle_at_t(tmp_path: Path) -> None:
 
     sim = _fleet()
     settings = _settings(tmp_path, sim)
-    at = ONSET + timedelta(hours=2, minutes=15)
+    # after the HBM failure: a cold fit this deep in a precursor absorbs it (README, Known limits)
+    at = ONSET + timedelta(hours=3, minutes=15)
     scan = run_scan(settings, at=at, detector="graph", source=sim, explain=False)
     # the backtest starts where the scan's warm-up starts: same fit, same streaks
     first = at - (settings.open_after - 1) * CYCLE
