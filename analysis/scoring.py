@@ -55,6 +55,7 @@ from analysis.calibration import (
     scale_floor,
 )
 from analysis.detectors import DETECTORS, Detector, make_detector
+from analysis.feature_memo import FeatureMemo
 from analysis.features import (
     DEFAULT_WINDOW,
     FLAG_COLUMNS,
@@ -173,6 +174,8 @@ class FeatureScorer:
     #: (GPU key, feature) -> range of ``z`` scored as normal (set before each ``assess``; a class
     #: default so models pickled before it existed still load).
     allowances: Allowances = MappingProxyType({})
+    #: Features shared with other scorers replaying the same data (an ablation); never stored.
+    memo: FeatureMemo | None = None
 
     def __init__(
         self,
@@ -216,6 +219,12 @@ class FeatureScorer:
         """Return the window of the own-series reductions ``assess`` reads (the feature window)."""
         return self.window
 
+    def __getstate__(self) -> dict[str, Any]:
+        """Pickle the model without a shared feature memo (a replay's, not the model's)."""
+        state = self.__dict__.copy()
+        state.pop("memo", None)
+        return state
+
     # ----------------------------------------------------------------- fitting
     def _select(self, features: pd.DataFrame) -> list[str]:
         """Return the columns this scorer feeds its detector."""
@@ -244,7 +253,10 @@ class FeatureScorer:
         """Fit on feature rows sampled at ``fit_cycles`` cycles over the last ``fit_window``."""
         start = max(_utc(history.start), _utc(history.end) - pd.Timedelta(self.fit_window))
         times = fit_times(start.to_pydatetime(), history.end, self.window, self.fit_cycles)
-        rows = feature_history(sort_frames(history), graph, times, self.window)
+        if self.memo is not None:
+            rows = self.memo.history(history, graph, times, self.window)
+        else:
+            rows = feature_history(sort_frames(history), graph, times, self.window)
         if rows.empty:
             raise NotEnoughHistoryError("no GPU rows in the history: is the metrics source empty?")
         keep = ~self._excluded(rows, graph)
@@ -380,7 +392,10 @@ class FeatureScorer:
     def assess(self, frames: FleetFrames, graph: nx.DiGraph, at: datetime) -> Assessment:
         """Score every GPU over the window ending at ``at`` and group at-risk GPUs."""
         self._check_fitted()
-        feats = build_features(frames, graph, at, self.window)
+        if self.memo is not None:
+            feats = self.memo.build(frames, graph, at, self.window)
+        else:
+            feats = build_features(frames, graph, at, self.window)
         z = self.standardise(feats)
         risk = self._risk(feats, z)
         # The table keeps the real deviations: explanations and an incident's evidence show what

@@ -49,6 +49,7 @@ from storage.source import MetricsSource
 
 if TYPE_CHECKING:
     from analysis.explain import Explainer
+    from analysis.feature_memo import FeatureMemo
     from storage.discovery import Discovered
 
 __all__ = [
@@ -401,4 +402,24 @@ def backtest_pipelines(
         for name in detectors
     }
     shared.lookback = max(p.window for p in pipelines.values())
+    if len(pipelines) > 1:  # featurise each cycle once for all of them (an ablation's time)
+        from analysis.feature_memo import FeatureMemo
+
+        memo = FeatureMemo()
+        for pipeline in pipelines.values():
+            pipeline.make_scorer = _sharing(pipeline.make_scorer, memo)
     return pipelines
+
+
+def _sharing(make: Callable[[], Scorer], memo: FeatureMemo) -> Callable[[], Scorer]:
+    """A scorer factory whose feature-based scorers read features through ``memo``."""
+
+    from analysis.scoring import FeatureScorer
+
+    def make_shared() -> Scorer:
+        scorer = make()
+        if isinstance(scorer, FeatureScorer):
+            scorer.memo = memo
+        return scorer
+
+    return make_shared

@@ -10,7 +10,7 @@ only its own past.
 
 from __future__ import annotations
 
-from collections.abc import Collection, Sequence
+from collections.abc import Collection, Hashable, Sequence
 from datetime import datetime, timedelta
 
 from analysis.backtest import FrameSlicer
@@ -55,6 +55,7 @@ class CachedSource:
         self.lookback = lookback
         self._cached: tuple[datetime, datetime, timedelta, FrameSlicer] | None = None
         self.fetches = 0
+        self._last_one_off: tuple[Hashable, FleetFrames] | None = None
 
     def prime(self, start: datetime, end: datetime, step: timedelta) -> None:
         """Fetch ``[start, end]`` now; later requests inside it are served from memory."""
@@ -77,14 +78,37 @@ class CachedSource:
         """
         if not self._covers(start, end, step):
             if end - start > self.chunk:  # a long one-off (a model fit): straight through
-                self.fetches += 1
-                return self.source.fetch(start, end, step, gpu_metrics=gpu_metrics, nodes=nodes)
+                return self._one_off(start, end, step, gpu_metrics, nodes)
             ahead = end + self.chunk
             if self.horizon is not None:
                 ahead = min(ahead, max(self.horizon, end))
             self.prime(min(start, end - self.lookback), ahead, step)
         assert self._cached is not None
         return restrict(self._cached[3].window(start, end), gpu_metrics=gpu_metrics, nodes=nodes)
+
+    def _one_off(
+        self,
+        start: datetime,
+        end: datetime,
+        step: timedelta,
+        gpu_metrics: Sequence[str] | None,
+        nodes: Collection[str] | None,
+    ) -> FleetFrames:
+        """Fetch a long span straight through; the same request again (the next detector's fit
+        at the same cycle) gets the same answer without a second fetch."""
+        key = (
+            start,
+            end,
+            step,
+            None if gpu_metrics is None else tuple(gpu_metrics),
+            None if nodes is None else (type(nodes), frozenset(nodes)),  # a NodeSample reads more
+        )
+        if self._last_one_off is not None and self._last_one_off[0] == key:
+            return self._last_one_off[1]
+        self.fetches += 1
+        frames = self.source.fetch(start, end, step, gpu_metrics=gpu_metrics, nodes=nodes)
+        self._last_one_off = (key, frames)
+        return frames
 
     def reduce(self, plan: FeaturePlan, at: datetime) -> Reductions:
         """The plan's reductions at ``at``, evaluated in memory over the cached window."""
