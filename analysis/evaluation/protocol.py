@@ -67,3 +67,24 @@ REPORT_RUN_2026_12_01_B: dict[str, object] = {
     "max_gpus": 128,
     "healthy_1m_seeds": REPORT_SEEDS[:3],
 }
+
+#: The third session's report run (2026-12-01, evening), fixed before it was started: the model
+#: changed again (thermal throttle time left to the forest), and the ablation now shares each
+#: cycle's features among its scorers, so it fits a session. In this order, each reported as it
+#: finishes: (1) the first 8 report seeds, faulty, 5-min cycles, with the ablation's five scorers
+#: side by side (graph, graph-noctx, guard, iforest, static: the main table's graph and static
+#: columns come from this same run), no explanations, 128 GPUs at most; (2) the same 8 seeds
+#: healthy at 5-min cycles, graph and static; (3) the first 3 report seeds healthy at 1-min
+#: cycles, graph only. Whatever does not finish is said so. Commands: ``gpu-risk eval --seeds
+#: report --limit 8 --cycle 5m --ablation --no-explain --max-gpus 128``, then ``... --detectors
+#: graph,static --healthy``, then ``gpu-risk eval --seeds report --limit 3 --cycle 1m --detectors
+#: graph --no-explain --max-gpus 128 --healthy``.
+REPORT_RUN_2026_12_01_C: dict[str, object] = {
+    "seeds": REPORT_SEEDS[:8],
+    "cycle": "5m",
+    "detectors": ("graph", "graph-noctx", "guard", "iforest", "static"),
+    "healthy_detectors": ("graph", "static"),
+    "explain": False,
+    "max_gpus": 128,
+    "healthy_1m_seeds": REPORT_SEEDS[:3],
+}
