@@ -77,8 +77,14 @@ class Scorer(Protocol):
         """
         ...
 
-    def fit(self, history: FleetFrames, graph: nx.DiGraph) -> Self:
-        """Learn what normal looks like from history (frames strictly before the cycle)."""
+    def fit(
+        self, history: FleetFrames, graph: nx.DiGraph, *, fleet: nx.DiGraph | None = None
+    ) -> Self:
+        """Learn what normal looks like from history (frames strictly before the cycle).
+
+        ``graph`` is what the history covers; ``fleet`` the whole fleet the model will score
+        when that is more (a fit on a sample of nodes), default ``graph``.
+        """
         ...
 
     def assess(self, frames: FleetFrames, graph: nx.DiGraph, at: datetime) -> Assessment:

@@ -249,8 +249,14 @@ class FeatureScorer:
             mask |= np.asarray(in_time & key.isin(list(gpus)), dtype=bool)
         return mask
 
-    def fit(self, history: FleetFrames, graph: nx.DiGraph) -> Self:
-        """Fit on feature rows sampled at ``fit_cycles`` cycles over the last ``fit_window``."""
+    def fit(
+        self, history: FleetFrames, graph: nx.DiGraph, *, fleet: nx.DiGraph | None = None
+    ) -> Self:
+        """Fit on feature rows sampled at ``fit_cycles`` cycles over the last ``fit_window``.
+
+        ``fleet``: the whole fleet the model serves when ``graph`` is a sample of its nodes
+        (its fingerprint is the model's; GPUs outside the sample get the fleet's baseline).
+        """
         start = max(_utc(history.start), _utc(history.end) - pd.Timedelta(self.fit_window))
         times = fit_times(start.to_pydatetime(), history.end, self.window, self.fit_cycles)
         if self.memo is not None:
@@ -311,7 +317,7 @@ class FeatureScorer:
         self.calibrator_ = TailCalibrator(self.decades).fit(self.detector_.decision_function(z))
         if self.tail_guard:
             self.tails_ = FeatureTails([risk_direction(c) for c in self.columns_]).fit(z)
-        self.fingerprint_ = fleet_fingerprint(graph)
+        self.fingerprint_ = fleet_fingerprint(fleet if fleet is not None else graph)
         self.n_train_rows_ = len(rows)
         self.fitted_at_ = _utc(history.end).to_pydatetime()
         return self

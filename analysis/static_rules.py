@@ -152,7 +152,9 @@ class StaticRules:
         """Return how much history before ``at`` the rules look at (the longest range)."""
         return max(self.vanish_lookback, self.dbe_window, timedelta(minutes=5) + self.lookback)
 
-    def fit(self, history: FleetFrames, graph: nx.DiGraph) -> Self:
+    def fit(
+        self, history: FleetFrames, graph: nx.DiGraph, *, fleet: nx.DiGraph | None = None
+    ) -> Self:
         """Nothing to learn: static thresholds. Returns self."""
         return self
 

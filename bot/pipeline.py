@@ -318,11 +318,11 @@ class Pipeline:
             graph = sampled[0]
         graph = graph if graph is not None else self.graph_of(history)
         scorer.exclude = (*scorer.exclude, *self._known_incidents())
-        scorer.fit(history, graph if sample is None else fit_graph(graph, sample))
+        if sample is None:
+            scorer.fit(history, graph)
+        else:  # fitted on a sample, it serves (and is stored for) the whole fleet
+            scorer.fit(history, fit_graph(graph, sample), fleet=graph)
         fingerprint = fleet_fingerprint(graph)
-        if sample is not None and hasattr(scorer, "fingerprint_"):
-            # fitted on a sample, it serves (and is stored for) the whole fleet
-            scorer.fingerprint_ = fingerprint
         explainer = None
         if self.make_explainer is not None:
             explainer = self.make_explainer().fit(history, graph)
