@@ -38,14 +38,21 @@ logger = logging.getLogger("storage.metrics")
 #: One series of an instant vector: its labels and its value.
 Sample = tuple[dict[str, str], float]
 
-# How servers say a query reads more than they allow (Prometheus --query.max-samples,
-# VictoriaMetrics -search.maxSamplesPerQuery / -search.maxUniqueTimeseries).
+# How servers say a query reads more than they allow (Prometheus and Thanos --query.max-samples,
+# VictoriaMetrics -search.maxSamplesPerQuery / -search.maxUniqueTimeseries, Grafana Mimir's
+# per-query limits by their error ids, Cortex's "maximum number of ..." wording).
 _TOO_LARGE = re.compile(
-    r"too many samples|maxSamplesPerQuery|maxUniqueTimeseries|maxSeriesPerQuery", re.IGNORECASE
+    r"too many samples|maxSamplesPerQuery|maxUniqueTimeseries|maxSeriesPerQuery"
+    r"|err-mimir-max-[a-z-]+-per-query|maximum number of (?:chunks|series)",
+    re.IGNORECASE,
 )
 
 
-_SERIES_LIMIT = re.compile(r"maxUniqueTimeseries|maxSeriesPerQuery", re.IGNORECASE)
+_SERIES_LIMIT = re.compile(
+    r"maxUniqueTimeseries|maxSeriesPerQuery|err-mimir-max-series-per-query"
+    r"|maximum number of series",
+    re.IGNORECASE,
+)
 
 
 class QueryTooLargeError(MetricsSourceError):

@@ -293,3 +293,57 @@ def test_scan_on_bad_answers_is_one_line(answer: dict[str, Any]) -> None:
         )
     assert result.exit_code == 2, result.output
     assert "malformed answer" in result.stderr and "Traceback" not in result.output
+
+
+# What engines answer when a query reads more than their per-query limits allow (the messages
+# as Mimir, Cortex, Prometheus/Thanos and VictoriaMetrics word them); True: a limit on series.
+_REFUSALS = {
+    "mimir-chunks": (
+        "the query exceeded the maximum number of chunks (limit: 2 chunks) "
+        "(err-mimir-max-chunks-per-query). Consider reducing the time range and/or number of "
+        "series selected by the query.",
+        False,
+    ),
+    "mimir-series": (
+        "the query exceeded the maximum number of series (limit: 1 series) "
+        "(err-mimir-max-series-per-query)",
+        True,
+    ),
+    "mimir-memory": (
+        "the query exceeded the maximum allowed estimated amount of memory consumed by a single "
+        "query (limit: 1000 bytes) (err-mimir-max-estimated-memory-consumption-per-query)",
+        False,
+    ),
+    "prometheus": (
+        "query processing would load too many samples into memory in query execution",
+        False,
+    ),
+    "victoriametrics-series": (
+        "cannot fetch query results: the number of matching timeseries exceeds 1000; "
+        "either narrow down the search or increase -search.maxUniqueTimeseries",
+        True,
+    ),
+}
+
+
+@pytest.mark.parametrize("engine", sorted(_REFUSALS))
+def test_a_refusal_for_size_is_told_apart_so_the_query_is_split(engine: str) -> None:
+    from storage.promql_client import PromQLClient, QueryTooLargeError
+
+    message, series = _REFUSALS[engine]
+    body = json.dumps({"status": "error", "errorType": "execution", "error": message}).encode()
+    with serve(body, 422) as url:
+        client = PromQLClient(url, retries=0, timeout=5)
+        with pytest.raises(QueryTooLargeError) as err:
+            client.query_range("DCGM_FI_DEV_GPU_TEMP", *WINDOW, STEP)
+    assert err.value.series_limit is series
+    assert "\n" not in str(err.value)
+
+
+def test_other_422_answers_are_not_taken_for_size() -> None:
+    from storage.promql_client import PromQLClient, QueryTooLargeError
+
+    body = json.dumps({"status": "error", "error": "bad_data: parse error at char 3"}).encode()
+    with serve(body, 422) as url, pytest.raises(MetricsSourceError) as err:
+        PromQLClient(url, retries=0, timeout=5).query_range("x{", *WINDOW, STEP)
+    assert not isinstance(err.value, QueryTooLargeError)
