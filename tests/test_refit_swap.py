@@ -23,6 +23,7 @@ from bot.config import load_settings
 from bot.wiring import Runtime, build_runtime
 from storage.source import MetricsSource, MetricsSourceError
 from tests.fixtures import fleetdata as fd
+from tests.fixtures.clock import Clock
 from tests.fixtures.prometheus import free_port
 
 HISTORY = timedelta(hours=1)  # a fetch longer than this is a fit's history
@@ -64,18 +65,6 @@ class HeldHistory:
     def cordoned(self, at: datetime) -> frozenset[str]:
         """The wrapped source's cordoned nodes."""
         return self.source.cordoned(at)
-
-
-class Clock:
-    """A settable clock for the in-process runtime."""
-
-    def __init__(self, at: datetime) -> None:
-        """Start at ``at``."""
-        self.at = at
-
-    def __call__(self) -> datetime:
-        """The time now."""
-        return self.at
 
 
 @pytest.fixture(scope="module")

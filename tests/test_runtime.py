@@ -28,6 +28,7 @@ from storage.repository import Repository
 from tests.fakeslack import FakeSlack, post_signed, slash_command
 from tests.fakeslack.payloads import form_body
 from tests.fixtures import fleetdata as fd
+from tests.fixtures.clock import Clock
 from tests.fixtures.prometheus import free_port
 from tests.fixtures.slack import SECRET, fake_slack  # noqa: F401 - pytest fixture
 
@@ -38,16 +39,6 @@ METRIC_NAMES = (
     "gpu_risk_notifications_sent_total",
     "gpu_risk_last_successful_scan_timestamp_seconds",
 )
-
-
-class Clock:
-    """A settable clock for the in-process runtime."""
-
-    def __init__(self, at: datetime) -> None:
-        self.at = at
-
-    def __call__(self) -> datetime:
-        return self.at
 
 
 @pytest.fixture(scope="module")
