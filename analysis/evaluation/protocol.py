@@ -88,3 +88,16 @@ REPORT_RUN_2026_12_01_C: dict[str, object] = {
     "max_gpus": 128,
     "healthy_1m_seeds": REPORT_SEEDS[:3],
 }
+
+#: Added to the evening run before it was started (while (1) above was running, on the same code,
+#: commit e9c4508): (4) the same first 8 report seeds, faulty, 5-min cycles, the product only,
+#: WITH the DoWhy explanations, so the top-factor target is measured for the first time.
+#: Command: ``gpu-risk eval --seeds report --limit 8 --cycle 5m --detectors graph --explain
+#: --max-gpus 128``.
+REPORT_RUN_2026_12_01_C_EXPLAIN: dict[str, object] = {
+    "seeds": REPORT_SEEDS[:8],
+    "cycle": "5m",
+    "detectors": ("graph",),
+    "explain": True,
+    "max_gpus": 128,
+}
