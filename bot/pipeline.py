@@ -336,8 +336,9 @@ class Pipeline:
         """The fleet and the nodes a fit at ``at`` reads history for; None: the whole fleet.
 
         ``graph``: the fleet (default: the last cycle's; without one, the GPUs reporting in the
-        window ending at ``at``, read at one point per window: a few cheap queries). None while the fleet has at most ``fit_max_gpus`` GPUs.
-        The sample is stratified by rack and by GPU model where the source knows the models.
+        window ending at ``at``, read at one point per window: a few cheap queries). None while
+        the fleet has at most ``fit_max_gpus`` GPUs. The sample is stratified by rack and by GPU
+        model where the source knows the models.
         """
         if not self.fit_max_gpus:
             return None

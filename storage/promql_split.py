@@ -58,8 +58,9 @@ def node_parts(label: str, suffix: str = "", tail: str = "") -> list[Matcher]:
     """Split the series whose ``label`` ends in ``suffix`` by one more character before it.
 
     Eleven parts (each digit, anything else) plus the values that are exactly ``suffix`` (at the
-    first level: series without the label), so every series is in exactly one part. ``tail``: a regex after the node name in the label's
-    values (``(:[0-9]+)?`` for an ``instance`` with a port).
+    first level: series without the label), so every series is in exactly one part. ``tail``: a
+    regex after the node name in the label's values (``(:[0-9]+)?`` for an ``instance`` with a
+    port).
     """
     head = "[^:]*" if tail else ".*"  # with a port after it, the name cannot run into it
     parts = [(label, "=~", f'"{head}{c}{suffix}{tail}"') for c in _CLASSES]
