@@ -160,6 +160,9 @@ def test_explanation_top1_and_top3() -> None:
     factors = ("DCGM_FI_DEV_GPU_TEMP", "ipmi_fan_speed_rpm", "DCGM_FI_DEV_POWER_USAGE")
     score = score_detector([FAN], [inc("i", 12, ("n1/0",), factors=factors)], gpu_days=1)
     assert score.explanation_top1 == 0.0 and score.explanation_top3 == 1.0
+    # what the warning blamed is kept, right or wrong, for whoever reads why it missed
+    (outcome,) = score.outcomes
+    assert outcome.as_dict()["factors_strict"] == list(factors)
     first = score_detector([FAN], [inc("i", 12, ("n1/0",), factors=factors[1:])], gpu_days=1)
     assert first.explanation_top1 == 1.0
     # a warning without factors is wrong when the detector explains other incidents ...

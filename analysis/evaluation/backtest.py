@@ -257,6 +257,7 @@ def score_detector(
                 top1_strict=_explained(fault.kind, first_strict.factors[:1], expected_factors)
                 if first_strict and explained
                 else None,
+                factors_strict=first_strict.factors[:3] if first_strict else (),
                 gpus_affected=len(set(fault.affected)),
                 gpus_paged=len({g for r in in_window for g in r.gpus}),
                 one_incident=(len(in_window) == 1 and names_target(in_window[0], fault, level))

@@ -70,6 +70,8 @@ class FaultOutcome:
     lead_minutes_strict: float | None = None
     incident_strict: str | None = None
     top1_strict: bool | None = None
+    #: The strict warning's first explanation factors (what it blamed, whether right or wrong).
+    factors_strict: tuple[str, ...] = ()
     gpus_affected: int = 0
     gpus_paged: int = 0
     one_incident: bool | None = None
@@ -91,6 +93,7 @@ class FaultOutcome:
             "lead_minutes_strict": json_round(self.lead_minutes_strict),
             "incident_strict": self.incident_strict,
             "top1_strict": self.top1_strict,
+            "factors_strict": list(self.factors_strict),
             "gpus_affected": self.gpus_affected,
             "gpus_paged": self.gpus_paged,
             "one_incident": self.one_incident,
