@@ -44,6 +44,9 @@ class IncidentTracker:
     ``open_for`` also asks the streak to span that long (first to latest cycle), so a one-minute
     scan interval does not open on two minutes of evidence where a five-minute one needs two
     cycles: the same page rate per GPU-day whatever the interval (Prometheus' ``for:``).
+    ``close_for`` does the same for closing: the incident must also have been absent that long
+    (since the last cycle it was present), so at one-minute cycles a GPU whose risk flickers is
+    not closed after five quiet minutes and paged again (Alertmanager's ``resolve_timeout``).
 
     Feed each cycle's :class:`Assessment` to :meth:`update`; it returns the incidents open now.
     An incident keeps the id of the first cycle of the streak that opened it. When a broader
@@ -57,19 +60,22 @@ class IncidentTracker:
         close_after: int = 5,
         repair_after: timedelta = DEFAULT_REPAIR_AFTER,
         open_for: timedelta = timedelta(0),
+        close_for: timedelta = timedelta(0),
     ) -> None:
         """Keep the cycle counts; nothing is open yet."""
         if open_after < 1 or close_after < 1:
             raise ValueError("open_after and close_after must be at least 1 cycle")
-        if open_for < timedelta(0):
-            raise ValueError("open_for must not be negative")
+        if open_for < timedelta(0) or close_for < timedelta(0):
+            raise ValueError("open_for and close_for must not be negative")
         self.open_after = open_after
         self.open_for = open_for
         self.close_after = close_after
+        self.close_for = close_for
         self.repair_after = repair_after
         self._streak: dict[str, int] = {}
         self._first: dict[str, datetime] = {}
         self._quiet: dict[str, int] = {}
+        self._last: dict[str, datetime] = {}  # open key -> last cycle it was present
         self._open: dict[str, Incident] = {}
         self._failed: dict[str, datetime] = {}  # key -> when its hardware failed
         self._in_service: dict[str, datetime] = {}  # failed key -> back in service since
@@ -81,7 +87,7 @@ class IncidentTracker:
 
     def resolve(self, key: str) -> None:
         """Forget an incident an operator resolved (a failed one included)."""
-        for table in (self._open, self._quiet, self._failed, self._in_service):
+        for table in (self._open, self._quiet, self._last, self._failed, self._in_service):
             table.pop(key, None)
 
     @property
@@ -108,6 +114,7 @@ class IncidentTracker:
             "streak": dict(sorted(self._streak.items())),
             "first": {k: v.isoformat() for k, v in sorted(self._first.items())},
             "quiet": dict(sorted(self._quiet.items())),
+            "last": {k: v.isoformat() for k, v in sorted(self._last.items())},
             "failed": {k: v.isoformat() for k, v in sorted(self._failed.items())},
             "in_service": {k: v.isoformat() for k, v in sorted(self._in_service.items())},
         }
@@ -135,10 +142,17 @@ class IncidentTracker:
         for key in self._open:
             if key in quiet:
                 self._quiet[key] = max(0, quiet[key])
-        for name, table in (("failed", self._failed), ("in_service", self._in_service)):
+        tables = (("failed", self._failed), ("in_service", self._in_service), ("last", self._last))
+        for name, table in tables:
             for key, when in (state.get(name) or {}).items():
                 if str(key) in self._open:
                     table[str(key)] = datetime.fromisoformat(str(when))
+
+    def _quiet_for(self, key: str, at: datetime) -> bool:
+        """Whether the open incident ``key`` has been absent ``close_for`` by ``at`` (an incident
+        restored without its last sighting counts quiet cycles only)."""
+        last = self._last.get(key)
+        return last is None or at - last >= self.close_for
 
     def update(self, assessment: Assessment) -> list[Incident]:
         """Take one cycle's assessment; return the incidents open after it."""
@@ -169,6 +183,7 @@ class IncidentTracker:
             self._first.setdefault(key, assessment.at)
             if key in self._open:
                 self._quiet[key] = 0
+                self._last[key] = assessment.at
                 self._open[key] = _with_id(inc, self._open[key].id)
             elif (
                 self._streak[key] >= self.open_after
@@ -176,6 +191,7 @@ class IncidentTracker:
             ):
                 self._open[key] = _with_id(inc, incident_id(key, self._first[key]))
                 self._quiet[key] = 0
+                self._last[key] = assessment.at
         for key, inc in present.items():
             if key in self._open and FAILURE_SIGNALS.intersection(inc.signals):
                 self._failed.setdefault(key, assessment.at)
@@ -198,9 +214,10 @@ class IncidentTracker:
                     self.resolve(key)
                 continue
             self._quiet[key] = self._quiet.get(key, 0) + 1
-            if self._quiet[key] >= self.close_after:
+            if self._quiet[key] >= self.close_after and self._quiet_for(key, assessment.at):
                 del self._open[key]
                 self._quiet.pop(key, None)
+                self._last.pop(key, None)
         # A broader open incident supersedes narrower ones whose GPUs it covers.
         broader = [
             {g.key for g in inc.gpus}

@@ -38,6 +38,7 @@ _SECONDS_FIELDS: tuple[str, ...] = (
     "prometheus_timeout",
     "step_seconds",
     "open_for",
+    "close_for",
     "scan_interval",
     "outbox_lease_seconds",
     "alertmanager_timeout",
@@ -103,6 +104,12 @@ class Settings(BaseSettings):
         ge=0,
         le=24 * 3600,
         description="Seconds (or 5m) an at-risk streak must last to open, whatever the interval",
+    )
+    close_for: int = Field(
+        1500,
+        ge=0,
+        le=7 * 24 * 3600,
+        description="Seconds (or 25m) an incident must stay quiet to close, whatever the interval",
     )
     random_state: int = Field(0, description="Seed of every estimator")
     maintenance: list[dict[str, Any]] = Field(

@@ -76,6 +76,9 @@ class Pipeline:
     open_after: int = 2
     close_after: int = 5
     open_for: timedelta = timedelta(minutes=5)
+    close_for: timedelta = timedelta(0)
+    """How long an incident stays quiet before it closes, besides ``close_after`` cycles (the
+    composition root passes ``GPU_RISK_CLOSE_FOR``; 0: cycles only)."""
     metrics: BotMetrics | None = None
     load_model: Callable[[nx.DiGraph], Scorer | None] | None = None
     save_model: Callable[[Scorer, datetime], None] | None = None
@@ -146,6 +149,7 @@ class Pipeline:
             open_after=1 if gated else self.open_after,
             close_after=self.close_after,
             open_for=timedelta(0) if gated else self.open_for,
+            close_for=self.close_for,
         )
         self.restored = False
 

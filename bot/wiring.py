@@ -255,6 +255,7 @@ def build_pipeline(
         open_after=settings.open_after,
         close_after=settings.close_after,
         open_for=timedelta(seconds=settings.open_for),
+        close_for=timedelta(seconds=settings.close_for),
         metrics=metrics,
         load_model=load_model if options.load_models else None,
         save_model=save_model if options.save_models else None,

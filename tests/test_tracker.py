@@ -132,3 +132,46 @@ def test_open_for_asks_the_streak_to_last_whatever_the_interval() -> None:
     for minute in (5, 6, 7, 8, 9):
         assert broken.update(_cycle(minute, at_risk=True, util=90.0)) == [], minute
     assert len(broken.update(_cycle(10, at_risk=True, util=90.0))) == 1
+
+
+def test_close_for_asks_the_quiet_to_last_whatever_the_interval() -> None:
+    """One-minute cycles close after 25 quiet minutes, like five five-minute cycles."""
+    fast = IncidentTracker(open_after=1, close_after=5, close_for=timedelta(minutes=25))
+    assert fast.update(_cycle(0, at_risk=True, util=90.0))
+    for minute in range(1, 25):
+        assert fast.update(_cycle(minute, at_risk=False, util=90.0)), minute
+    assert fast.update(_cycle(25, at_risk=False, util=90.0)) == []
+    # a flicker back into risk restarts the quiet clock: the same incident, no second page
+    flicker = IncidentTracker(open_after=1, close_after=5, close_for=timedelta(minutes=25))
+    first = flicker.update(_cycle(0, at_risk=True, util=90.0))[0].id
+    for minute in range(1, 10):
+        flicker.update(_cycle(minute, at_risk=False, util=90.0))
+    assert flicker.update(_cycle(10, at_risk=True, util=90.0))[0].id == first
+    for minute in range(11, 35):
+        assert flicker.update(_cycle(minute, at_risk=False, util=90.0)), minute
+    assert flicker.update(_cycle(35, at_risk=False, util=90.0)) == []
+    # the quiet clock survives a failover
+    moved = IncidentTracker(open_after=1, close_after=5, close_for=timedelta(minutes=25))
+    moved.update(_cycle(0, at_risk=True, util=90.0))
+    moved.update(_cycle(1, at_risk=False, util=90.0))
+    again = IncidentTracker(open_after=1, close_after=5, close_for=timedelta(minutes=25))
+    again.restore(moved.open_incidents)
+    again.load_state(moved.state())
+    for minute in range(2, 25):
+        assert again.update(_cycle(minute, at_risk=False, util=90.0)), minute
+    assert again.update(_cycle(25, at_risk=False, util=90.0)) == []
+
+
+def test_close_for_changes_nothing_at_five_minute_cycles() -> None:
+    """At five-minute cycles five quiet cycles already span 25 minutes: the same decisions."""
+    import random
+
+    rng = random.Random(11)
+    pattern = [rng.random() < 0.3 for _ in range(600)]
+    plain = IncidentTracker(open_after=2, close_after=5)
+    timed = IncidentTracker(
+        open_after=2, close_after=5, open_for=timedelta(0), close_for=timedelta(minutes=25)
+    )
+    for i, at_risk in enumerate(pattern):
+        cycle = _cycle(5 * i, at_risk=at_risk, util=90.0)
+        assert [x.id for x in plain.update(cycle)] == [x.id for x in timed.update(cycle)], i
