@@ -110,18 +110,21 @@ def run_scan(
     detector uses the model stored for this fleet (``GPU_RISK_MODEL_DIR``) when there is one,
     else fits on the history before the first cycle. So that the incident tracker opens what the
     running bot would have open, the cycles before ``at`` (one ``GPU_RISK_SCAN_INTERVAL`` apart)
-    that a streak needs (``GPU_RISK_OPEN_AFTER``, ``GPU_RISK_OPEN_FOR``) are run first. History and windows come from one fetch.
+    that a streak needs (``GPU_RISK_OPEN_AFTER``, ``GPU_RISK_OPEN_FOR``) are run first, each a
+    cycle of the running bot: its reductions from the TSDB, its fit on a sample of nodes past
+    ``GPU_RISK_FIT_MAX_GPUS`` (no raw history of the whole fleet is read at once).
     """
+    from analysis.context import PEER_METRICS
     from analysis.types import ScanResult
     from bot.replay import Replay, ReplayError
     from bot.wiring import SCAN, build_pipeline, build_source, load_topology_of, memory_repository
-    from storage.replay import CachedSource
+    from storage.source import MetricsSourceError
 
     topo = load_topology_of(settings)
-    cached = CachedSource(source if source is not None else build_source(settings, topo))
+    src = source if source is not None else build_source(settings, topo)
     pipeline = build_pipeline(
         settings,
-        source=cached,
+        source=src,
         topology=topo,
         repository=memory_repository(),
         options=replace(SCAN, detector=detector, explain=explain),
@@ -131,12 +134,16 @@ def run_scan(
     spans = -(-settings.open_for // settings.scan_interval)  # ceil
     warm_up = 0 if pipeline.self_gating else max(settings.open_after - 1, spans)
     times = [at - i * cycle for i in range(warm_up, -1, -1)]
-    history = pipeline.fit_window if pipeline.needs_history else timedelta(0)
-    cached.prime(times[0] - max(history, pipeline.window), at, pipeline.step)
     if pipeline.needs_history:
         # Like the running bot, remember every GPU seen within the fit window: one that fell off
         # the bus before the scan window is still scored (as vanished), not silently dropped.
-        pipeline.graph_of(cached.fetch(times[0] - history, times[0], pipeline.step))
+        # The peer metrics at one point per window say which GPUs reported (a cheap query).
+        start = times[0] - pipeline.fit_window
+        try:
+            seen = src.fetch(start, times[0], pipeline.window, gpu_metrics=PEER_METRICS)
+        except MetricsSourceError as exc:
+            raise UserError(f"scan failed: {exc}") from None
+        pipeline.graph_of(seen)
     driver = Replay({"scan": pipeline}, refit_every=None)
     try:
         outcomes = [driver.step(t)["scan"] for t in times]
