@@ -90,11 +90,12 @@ class Settings(BaseSettings):
     step_seconds: int = Field(60, ge=1, le=3600, description="Query resolution")
     fit_window_hours: int = Field(24, ge=1, le=24 * 30, description="History a model is fitted on")
     fit_max_gpus: int = Field(
-        4096,
+        0,
         ge=0,
         le=10_000_000,
-        description="A larger fleet is fitted on a sample of whole nodes with about this many "
-        "GPUs, stratified by rack and GPU model (every GPU is still scored); 0: the whole fleet",
+        description="Experimental: a larger fleet is fitted on a sample of whole nodes with about "
+        "this many GPUs, stratified by rack and GPU model (every GPU is still scored, GPUs outside "
+        "the sample against the fleet's levels: many false pages); 0: the whole fleet",
     )
     threshold: float = Field(0.9, gt=0, lt=1, description="Calibrated risk that counts as at-risk")
     open_after: int = Field(2, ge=1, le=60, description="Cycles above threshold to open")
