@@ -243,19 +243,34 @@ class PrometheusSource(PromQLClient):
         def build(select: Callable[[str], str]) -> str:
             return f"last_over_time({select(query)}[{window}])"
 
+        # GPU series are split by the node label, node exporters and ``up`` by the node in their
+        # instance label
+        gpu = query in self.gpu_metrics
+        label, tail = (self.labels["node"], "") if gpu else (self.labels["instance"], _PORT)
+        return self._split(build, start, end, step, what, label=label, tail=tail, extra=extra)
+
+    def _split(
+        self,
+        build: Callable[[Callable[[str], str]], str],
+        start: datetime,
+        end: datetime,
+        step: timedelta,
+        what: str,
+        *,
+        label: str,
+        tail: str = "",
+        extra: Sequence[Matcher] = (),
+    ) -> list[dict[str, Any]]:
+        """One range query ``build(select)``; the server finds it too large: asked by parts of
+        the fleet (``label``, then ``tail``), and a part still too large at the deepest level by
+        halves of the time range."""
+
         def send(promql: str) -> list[dict[str, Any]]:
             return self.query_range(promql, start, end, step, what=what)
 
         def by_halves(promql: str) -> list[dict[str, Any]]:
             return self._range(promql, start, end, step, what, refused=True)
 
-        # a query the server finds too large is asked by parts of the fleet: GPU series by the
-        # node label, node exporters and ``up`` by the node in their instance label (and a part
-        # still too large at the deepest level by halves of the time range)
-        if query in self.gpu_metrics:
-            label, tail = self.labels["node"], ""
-        else:
-            label, tail = self.labels["instance"], _PORT
         matchers = (*self.matchers, *extra)
         return by_parts(matchers, build, send, what=what, label=label, tail=tail, then=by_halves)
 
@@ -310,10 +325,10 @@ class PrometheusSource(PromQLClient):
         wanted = None if gpu_metrics is None else set(gpu_metrics)
         metrics = tuple(m for m in self.gpu_metrics if wanted is None or m in wanted)
         extra = () if nodes is None else (node_matcher(self.labels["node"], nodes),)
-        sample = isinstance(nodes, NodeSample)
         at_nodes: tuple[Matcher, ...] = ()
         if isinstance(nodes, NodeSample):  # their node-exporter and ``up`` series too
             at_nodes = (node_matcher(self.labels["instance"], nodes, _PORT),)
+        sample = bool(at_nodes)
         gpu_parts: list[pd.DataFrame] = []
         empty: list[str] = []
         unlabeled = 0
@@ -401,15 +416,7 @@ class PrometheusSource(PromQLClient):
         def build(select: Callable[[str], str]) -> str:
             return grid_series(name, lookback, select)
 
-        def send(promql: str) -> list[dict[str, Any]]:
-            return self.query_range(promql, start, end, step, what=name)
-
-        def by_halves(promql: str) -> list[dict[str, Any]]:
-            return self._range(promql, start, end, step, name, refused=True)
-
-        matchers = (*self.matchers, *extra)
-        label = self.labels["node"]
-        return by_parts(matchers, build, send, what=name, label=label, then=by_halves)
+        return self._split(build, start, end, step, name, label=self.labels["node"], extra=extra)
 
     def _check_gpu_answer(
         self,
