@@ -348,8 +348,8 @@ class Pipeline:
             return None
         if graph is None:
             graph = self.last_graph
-        if graph is None:  # which GPUs report: the peer metrics' last sample in the window
-            seen = self.source.fetch(at - self.window, at, self.window, gpu_metrics=PEER_METRICS)
+        if graph is None:  # which GPUs report in the window ending at ``at``
+            seen = self.reporting(at - self.window, at)
             graph = build_graph(self.topology, sorted(set(self.last_seen) | set(seen.gpus)))
         sample = fit_sample(
             graph,
@@ -361,6 +361,11 @@ class Pipeline:
             name=self.name,
         )
         return (graph, sample) if sample is not None else None
+
+    def reporting(self, start: datetime, end: datetime) -> FleetFrames:
+        """Which GPUs reported in ``[start, end]``: the peer metrics at one point per window (a
+        cheap query, even over a whole fit window)."""
+        return self.source.fetch(start, end, self.window, gpu_metrics=PEER_METRICS)
 
     def explain(
         self,
@@ -446,10 +451,7 @@ class Pipeline:
         would otherwise be learnt as normal one cycle before it is judged. ``sample``: only
         these nodes' series (and every component's).
         """
-        start, end = at - self.fit_window, at - self.window
-        if sample is None:
-            return self.source.fetch(start, end, self.step)
-        return self.source.fetch(start, end, self.step, nodes=sample)
+        return self.source.fetch(at - self.fit_window, at - self.window, self.step, nodes=sample)
 
     def _window(self, at: datetime) -> FleetFrames:
         """Fetch the cycle window ending at ``at``.

@@ -114,7 +114,6 @@ def run_scan(
     cycle of the running bot: its reductions from the TSDB, its fit on a sample of nodes past
     ``GPU_RISK_FIT_MAX_GPUS`` (no raw history of the whole fleet is read at once).
     """
-    from analysis.context import PEER_METRICS
     from analysis.types import ScanResult
     from bot.replay import Replay, ReplayError
     from bot.wiring import SCAN, build_pipeline, build_source, load_topology_of, memory_repository
@@ -137,10 +136,8 @@ def run_scan(
     if pipeline.needs_history:
         # Like the running bot, remember every GPU seen within the fit window: one that fell off
         # the bus before the scan window is still scored (as vanished), not silently dropped.
-        # The peer metrics at one point per window say which GPUs reported (a cheap query).
-        start = times[0] - pipeline.fit_window
         try:
-            seen = src.fetch(start, times[0], pipeline.window, gpu_metrics=PEER_METRICS)
+            seen = pipeline.reporting(times[0] - pipeline.fit_window, times[0])
         except MetricsSourceError as exc:
             raise UserError(f"scan failed: {exc}") from None
         pipeline.graph_of(seen)
