@@ -115,3 +115,14 @@ REPORT_RUN_2026_12_01_C_1M_CLOSE_FOR: dict[str, object] = {
     "max_gpus": 128,
     "healthy": True,
 }
+
+#: Added before it started: (2) again at the final commit of the session (after behaviour-
+#: preserving refactors and GPU_RISK_CLOSE_FOR), to check the healthy figure stands. Command as (2).
+REPORT_RUN_2026_12_01_C_RECHECK: dict[str, object] = {
+    "seeds": REPORT_SEEDS[:8],
+    "cycle": "5m",
+    "detectors": ("graph", "static"),
+    "explain": False,
+    "max_gpus": 128,
+    "healthy": True,
+}
