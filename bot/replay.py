@@ -8,6 +8,7 @@ measures is therefore what ``gpu-risk run`` does.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -16,6 +17,8 @@ from analysis.scoring import NotEnoughHistoryError
 from analysis.types import Assessment
 from bot.pipeline import CycleOutcome, Pipeline
 from storage.source import MetricsSourceError
+
+logger = logging.getLogger(__name__)
 
 
 class ReplayError(RuntimeError):
@@ -33,8 +36,11 @@ class Replay:
     """Run ``pipelines`` side by side at ``times``; keep each detector's cycle record.
 
     ``refit_every`` refits learning pipelines at the first cycle and then that often (None: fit
-    only when a pipeline first needs a model). ``after_cycle(at, outcomes)`` runs after every
-    cycle (the demo delivers its outbox there); ``on_cycle(done, total)`` reports progress.
+    only when a pipeline first needs a model). A refit that fails (too few healthy rows: a
+    fault behind which the whole fleet sits, say) leaves the current model scanning, as the
+    running bot's daily refit does, and is kept in ``failed_refits``; without a model yet it
+    ends the replay. ``after_cycle(at, outcomes)`` runs after every cycle (the demo delivers its
+    outbox there); ``on_cycle(done, total)`` reports progress.
     """
 
     pipelines: Mapping[str, Pipeline]
@@ -42,6 +48,7 @@ class Replay:
     after_cycle: Callable[[datetime, Mapping[str, CycleOutcome]], None] | None = None
     on_cycle: Callable[[int, int], None] | None = None
     cycles: dict[str, list[Assessment]] = field(default_factory=dict, init=False)
+    failed_refits: list[tuple[str, datetime, str]] = field(default_factory=list, init=False)
     _last_fit: datetime | None = field(default=None, init=False)
 
     def run(self, times: Sequence[datetime]) -> dict[str, list[Assessment]]:
@@ -64,9 +71,13 @@ class Replay:
                 try:
                     pipeline.refit(at)
                 except (NotEnoughHistoryError, MetricsSourceError) as exc:
-                    raise ReplayError(
-                        f"{name} refit at {at.isoformat()}: no model: {exc}"
-                    ) from None
+                    if pipeline.current is None:
+                        raise ReplayError(
+                            f"{name} refit at {at.isoformat()}: no model: {exc}"
+                        ) from None
+                    logger.warning("%s refit at %s failed, the current model keeps scanning: %s",
+                                   name, at.isoformat(), exc)  # fmt: skip
+                    self.failed_refits.append((name, at, str(exc)))
             outcome = pipeline.run_cycle(at)
             if not outcome.ok or outcome.assessment is None:
                 raise ReplayError(f"{name} cycle at {at.isoformat()}: {outcome.error}")

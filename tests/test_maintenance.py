@@ -91,3 +91,44 @@ def test_an_incident_inside_a_window_is_recorded_not_paged_then_pages_after(
     posts = [o for o in repo.outbox() if o.kind == "post"]
     assert posts and posts[0].payload["incident"]["root_cause"]["id"].startswith("gpu-node-003")
     repo.close()
+
+
+@pytest.mark.slow
+def test_a_replay_whose_refit_finds_no_healthy_rows_keeps_the_current_model(
+    tmp_path: Path,
+) -> None:
+    """As the running bot's daily refit: an open incident over the whole fleet excludes every
+    GPU from the next fit; the replay goes on with the model it has instead of stopping."""
+    from analysis.types import GpuScore, Incident, RootCause
+    from bot.replay import Replay, cycle_times
+    from bot.wiring import REPLAY, build_pipeline, memory_repository
+    from storage.simulator import FleetSimulator, FleetSpec
+
+    spec = FleetSpec(racks=1, nodes_per_rack=2, gpus_per_node=4)
+    start = datetime(2026, 11, 5, tzinfo=UTC)
+    sim = FleetSimulator(spec, start=start, duration=timedelta(hours=10), seed=6102)
+    settings = load_settings(None, fit_window_hours=4, model_dir=tmp_path / "models")
+    repo = memory_repository()
+    pipeline = build_pipeline(
+        settings, source=sim, topology=sim.topology, repository=repo, options=REPLAY
+    )
+    driver = Replay({"graph": pipeline}, refit_every=timedelta(hours=1))
+    first = start + timedelta(hours=5)
+    driver.run([first])
+    model = pipeline.current
+    assert model is not None and not driver.failed_refits
+    rack = sim.topology.racks[0].id
+    whole = Incident(
+        id="rack-incident", at=first, severity="warning", score=0.9,  # type: ignore[arg-type]
+        root_cause=RootCause(rack, "rack"),
+        gpus=tuple(GpuScore(n, str(g), 0.9) for n in sim.topology.racks[0].nodes for g in range(4)),
+    )  # fmt: skip
+    repo.apply_cycle(first - timedelta(hours=5), [whole], True)
+    later = cycle_times(first + timedelta(hours=1), first + timedelta(hours=1, minutes=20),
+                        timedelta(minutes=5))  # fmt: skip
+    cycles = driver.run(later)["graph"]
+    assert len(cycles) == len(later)
+    assert [(name, at) for name, at, _ in driver.failed_refits] == [("graph", later[0])]
+    assert "healthy feature rows" in driver.failed_refits[0][2]
+    assert pipeline.current is model
+    repo.close()
