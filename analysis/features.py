@@ -33,6 +33,7 @@ always exported (``GAUGES``, ``COUNTERS`` ... now declared by the plan) are re-e
 from __future__ import annotations
 
 from collections.abc import Iterable
+from dataclasses import replace
 from datetime import datetime, timedelta
 
 import networkx as nx
@@ -65,7 +66,7 @@ from analysis.feature_plan import (
     grid_time,
 )
 from analysis.frames import slice_frame, slice_frames, sort_frames, to_utc
-from analysis.reduce_frames import reduce_frames
+from analysis.reduce_frames import reduce_frames, reduce_frames_at
 from analysis.stats import anscombe
 from analysis.types import FleetFrames, Reductions
 
@@ -218,13 +219,27 @@ def build_features(
         Index ``<node>/<gpu>`` (sorted), numeric feature columns, ``node`` and ``rack``, and the
         boolean ``fail_*`` flags.
     """
+    return _features(frames, graph, at, window, recent=recent, vanish_after=vanish_after)
+
+
+def _features(
+    frames: FleetFrames,
+    graph: nx.DiGraph,
+    at: datetime,
+    window: timedelta,
+    *,
+    recent: timedelta = DEFAULT_RECENT,
+    vanish_after: timedelta = DEFAULT_VANISH_AFTER,
+    peers: pd.DataFrame | None = None,
+) -> pd.DataFrame:
+    """:func:`build_features`; ``peers``: the window's ``gpu_wide(PEER_METRICS)`` if known."""
     at_ts = to_utc(at)
     start = at_ts - pd.Timedelta(window)
     step = frames.step if frames.step > timedelta(0) else timedelta(minutes=1)
     plan = FeaturePlan(window, recent, step)
     win = slice_frames(frames, start, at_ts)
     reduced, reduced_at = _own_reductions(frames.reduced, win, plan, at_ts)
-    wide = win.gpu_wide(PEER_METRICS)
+    wide = win.gpu_wide(PEER_METRICS) if peers is None else peers
     seen = set(wide.index.get_level_values("key").unique()) | set(reduced.index)
     index = pd.Index(sorted(seen | set(gpu_keys_of(graph))), name="gpu_key")
     node_of = pd.Series([k.rpartition("/")[0] for k in index], index=index)
@@ -320,11 +335,27 @@ def feature_history(
     times: Iterable[datetime],
     window: timedelta = DEFAULT_WINDOW,
 ) -> pd.DataFrame:
-    """Featurise many cycles; return rows indexed by (``at``, ``gpu_key``)."""
+    """Featurise many cycles; return rows indexed by (``at``, ``gpu_key``).
+
+    Without the source's reductions the GPUs' own reductions of every cycle are evaluated in one
+    pass over the frames (:func:`analysis.reduce_frames.reduce_frames_at`, the same tables as
+    each cycle's own): the cycles' windows overlap, and placing the samples is most of the work.
+    Each cycle then reads only the peer metrics raw, as a cycle given the source's reductions,
+    cut from one pivot of the whole history (:func:`_rows_of`: the rows of the cycle's own).
+    """
     ordered = sort_frames(frames)
+    times = list(times)
+    reduced = _reductions_at(ordered, times, window)
+    # with its reductions given, a cycle reads only the peer metrics raw (as a reduced cycle),
+    # pivoted once for all the cycles
+    wide = ordered.gpu_wide(PEER_METRICS) if any(reduced) else None
     parts = []
-    for at in times:
-        feats = build_features(ordered, graph, at, window)
+    for at, own in zip(times, reduced, strict=True):
+        if own is None or wide is None:
+            feats = build_features(ordered, graph, at, window)
+        else:
+            cycle = replace(ordered, reduced=own)
+            feats = _features(cycle, graph, at, window, peers=_rows_of(wide, at, window))
         feats.index = pd.MultiIndex.from_product(
             [[to_utc(at)], feats.index], names=["at", "gpu_key"]
         )
@@ -332,3 +363,33 @@ def feature_history(
     if not parts:
         return pd.DataFrame()
     return pd.concat(parts)
+
+
+def _reductions_at(
+    frames: FleetFrames, times: list[datetime], window: timedelta
+) -> list[Reductions | None]:
+    """Each cycle's own reductions, the tables :func:`build_features` would evaluate itself;
+    None where it evaluates them (the source's given, a time off the step grid, a window that
+    is not whole steps)."""
+    step = frames.step if frames.step > timedelta(0) else timedelta(minutes=1)
+    if frames.reduced is not None or window % step:
+        return [None] * len(times)
+    plan = FeaturePlan(window, DEFAULT_RECENT, step)
+    stamps = [to_utc(at) for at in times]
+    mine = [i for i, t in enumerate(stamps) if to_utc(grid_time(t, step)) == t]
+    tables = reduce_frames_at(frames.gpu, plan, [stamps[i].to_pydatetime() for i in mine])
+    out: list[Reductions | None] = [None] * len(times)
+    for i, table in zip(mine, tables, strict=True):
+        at = stamps[i].to_pydatetime()
+        out[i] = Reductions(at=at, window=window, recent=DEFAULT_RECENT, step=step, table=table)
+    return out
+
+
+def _rows_of(wide: pd.DataFrame, at: datetime, window: timedelta) -> pd.DataFrame:
+    """The rows of ``gpu_wide`` in the window ``(at - window, at]``: the window's own pivot (the
+    same rows in the same order, the unused index levels dropped as it has none)."""
+    end = to_utc(at)
+    ts = wide.index.get_level_values("ts")
+    rows = wide[(ts > end - pd.Timedelta(window)) & (ts <= end)]
+    rows.index = rows.index.remove_unused_levels()
+    return rows

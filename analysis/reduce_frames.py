@@ -10,7 +10,7 @@ a constant series' slope exactly 0), so both evaluators give the same numbers on
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import datetime
 
 import numpy as np
@@ -19,26 +19,28 @@ import pandas as pd
 
 from analysis.feature_plan import FeaturePlan, Reduction
 
-__all__ = ["reduce_frames"]
+__all__ = ["reduce_frames", "reduce_frames_at"]
 
 Array = npt.NDArray[np.float64]
 
 
 def _grid(
-    gpu: pd.DataFrame, plan: FeaturePlan, at: pd.Timestamp
-) -> tuple[pd.Index, Array, dict[str, int]]:
-    """Place the samples on the grid: (GPU keys, values[key, j, metric], metric -> column).
+    gpu: pd.DataFrame, plan: FeaturePlan, at: pd.Timestamp, n: int | None = None
+) -> tuple[pd.Index, Array, dict[str, int], npt.NDArray[np.bool_]]:
+    """Place the samples on the grid: (GPU keys, values[key, j, metric], metric -> column, seen).
 
     ``j`` counts steps back from ``at`` (``j = 0`` is ``at``); where several samples fall in one
-    step the latest wins (``last_over_time``).
+    step the latest wins (``last_over_time``). ``n``: how many points (default: the window's);
+    ``seen[key, j]``: the key has a sample of a planned metric at point ``j`` (NaN or not).
     """
     metrics = {m: i for i, m in enumerate(plan.metrics)}
-    n = plan.points("window")
+    n = plan.points("window") if n is None else n
     step_ns = round(plan.step.total_seconds() * 1e9)
     g = gpu[gpu["metric"].isin(list(metrics))]
     age = (at.value - g["ts"].to_numpy(dtype="datetime64[ns]").astype(np.int64)) if len(g) else None
     if age is None or not len(g):
-        return pd.Index([], dtype=object), np.full((0, n, len(metrics)), np.nan), metrics
+        empty = np.zeros((0, n), dtype=bool)
+        return pd.Index([], dtype=object), np.full((0, n, len(metrics)), np.nan), metrics, empty
     j = age // step_ns
     ok = (age >= 0) & (j < n)
     g, j, age = g[ok], j[ok], age[ok]
@@ -53,7 +55,9 @@ def _grid(
     order = np.argsort(-age, kind="stable")
     cells = np.full((len(uniques), n, len(metrics)), np.nan)
     cells[codes[order], j[order], col[order]] = g["value"].to_numpy(dtype=np.float64)[order]
-    return pd.Index(uniques, dtype=object), cells, metrics
+    seen = np.zeros((len(uniques), n), dtype=bool)
+    seen[codes, j] = True
+    return pd.Index(uniques, dtype=object), cells, metrics, seen
 
 
 def _sum_count(x: Array) -> tuple[Array, Array]:
@@ -210,9 +214,54 @@ def reduce_frames(gpu: pd.DataFrame, plan: FeaturePlan, at: datetime) -> pd.Data
         the window), one float column per reduction (:attr:`Reduction.name`), NaN where a GPU
         has no value (as a PromQL query returns no series for it).
     """
+    stamp = _utc(at)
+    keys, cells, column, _ = _grid(gpu, plan, stamp)
+    return _evaluate(keys, cells, column, plan, stamp)
+
+
+def reduce_frames_at(
+    gpu: pd.DataFrame, plan: FeaturePlan, times: Sequence[datetime]
+) -> list[pd.DataFrame]:
+    """:func:`reduce_frames` at each of ``times`` (a fit's cycles over one history), the same tables.
+
+    The samples are placed once on a grid ending at the latest time, and each window is cut out
+    of it: a window's cells are the same samples as its own grid's (the same ``(t - step, t]``
+    buckets, the latest sample winning), and its GPUs those with a sample in it. A time off that
+    grid (not a whole number of steps before the latest) gets its own :func:`reduce_frames`.
+    """
+    if not times:
+        return []
+    stamps = [_utc(t) for t in times]
+    last = max(stamps)
+    step_ns = round(plan.step.total_seconds() * 1e9)
+    n = plan.points("window")
+    back = {s: (last.value - s.value) // step_ns for s in stamps}
+    on_grid = [s for s in stamps if (last.value - s.value) % step_ns == 0]
+    depth = max((back[s] for s in on_grid), default=0) + n
+    keys, cells, column, seen = _grid(gpu, plan, last, depth)
+    out = []
+    for stamp in stamps:
+        if (last.value - stamp.value) % step_ns:
+            out.append(_evaluate(*_grid(gpu, plan, stamp)[:3], plan, stamp))
+            continue
+        k = back[stamp]
+        rows = np.flatnonzero(seen[:, k : k + n].any(axis=1))
+        # a C-ordered copy, as _grid's own array: numpy sums the points in the same order
+        window = np.ascontiguousarray(cells[rows, k : k + n, :])
+        out.append(_evaluate(pd.Index(keys[rows], dtype=object), window, column, plan, stamp))
+    return out
+
+
+def _utc(at: datetime) -> pd.Timestamp:
+    """``at`` as an aware UTC timestamp."""
     stamp = pd.Timestamp(at)
-    stamp = stamp.tz_localize("UTC") if stamp.tzinfo is None else stamp.tz_convert("UTC")
-    keys, cells, column = _grid(gpu, plan, stamp)
+    return stamp.tz_localize("UTC") if stamp.tzinfo is None else stamp.tz_convert("UTC")
+
+
+def _evaluate(
+    keys: pd.Index, cells: Array, column: dict[str, int], plan: FeaturePlan, stamp: pd.Timestamp
+) -> pd.DataFrame:
+    """Every reduction of ``plan`` over the grid ``cells[key, j, metric]`` ending at ``stamp``."""
     step_s = plan.step.total_seconds()
     out: dict[str, Array] = {}
     for red in plan.reductions:
