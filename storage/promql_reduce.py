@@ -22,8 +22,9 @@ and each part asked on its own (:func:`storage.promql_split.by_parts`), at most
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime, timedelta
+from itertools import pairwise
 
 import numpy as np
 import pandas as pd
@@ -49,6 +50,7 @@ __all__ = [
     "node_matcher",
     "node_parts",
     "reduce_promql",
+    "reduce_promql_at",
     "render",
 ]
 
@@ -159,35 +161,113 @@ def reduce_promql(
     raises ``MetricsSourceError`` (one line) when the server cannot answer.
     """
     when = grid_time(at, plan.step)
-    keep = ", ".join(dict.fromkeys(label_map[k] for k in ("node", "gpu", "instance")))
-    columns: dict[str, pd.Series] = {}
 
-    def ask(red: Reduction, extra: tuple[Matcher, ...] = ()) -> pd.Series:
+    def send(query: str, what: str) -> list[list[Sample]]:
+        return [client.query(query, when, what=what)]
+
+    return _reduce(client, plan, [when], label_map, lookback=lookback, send=send)[0]
+
+
+def reduce_promql_at(
+    client: PromQLClient,
+    plan: FeaturePlan,
+    times: Sequence[datetime],
+    label_map: Mapping[str, str],
+    *,
+    lookback: timedelta | None = None,
+) -> list[Reductions]:
+    """:func:`reduce_promql` at each of ``times``: one range query per reduction for them all.
+
+    ``times`` must fall on evenly spaced grid times (a run of cycles, e.g. a one-shot scan's
+    warm-up); a range query's point at ``t`` is the instant query at ``t``, so each table is the
+    one :func:`reduce_promql` returns at its time, with one request per reduction instead of one
+    per reduction and time. A code set's reduction is asked for the nodes where any new code
+    appeared at some time, and kept at each time for that time's nodes, as at one time alone.
+    """
+    whens = [grid_time(t, plan.step) for t in times]
+    if len(whens) < 2:
+        return [reduce_promql(client, plan, t, label_map, lookback=lookback) for t in times]
+    every = whens[1] - whens[0]
+    if every <= timedelta(0) or any(b - a != every for a, b in pairwise(whens)):
+        raise ValueError(f"times {times} are not evenly spaced grid times")
+    first = whens[0].timestamp()
+
+    def send(query: str, what: str) -> list[list[Sample]]:
+        out: list[list[Sample]] = [[] for _ in whens]
+        for series in client.query_range(query, whens[0], whens[-1], every, what=what):
+            labels = {str(k): str(v) for k, v in series["metric"].items()}
+            for ts, value in series["values"]:
+                j = round((float(ts) - first) / every.total_seconds())
+                if 0 <= j < len(out):
+                    out[j].append((labels, float(value)))
+        return out
+
+    return _reduce(client, plan, whens, label_map, lookback=lookback, send=send)
+
+
+def _reduce(
+    client: PromQLClient,
+    plan: FeaturePlan,
+    whens: list[datetime],
+    label_map: Mapping[str, str],
+    *,
+    lookback: timedelta | None,
+    send: Callable[[str, str], list[list[Sample]]],
+) -> list[Reductions]:
+    """The plan's tables at ``whens``; ``send(query, what)`` answers its samples at each."""
+    keep = ", ".join(dict.fromkeys(label_map[k] for k in ("node", "gpu", "instance")))
+    columns: list[dict[str, pd.Series]] = [{} for _ in whens]
+    empty = pd.Series([], dtype=np.float64, index=pd.Index([], dtype=object))
+
+    def ask(red: Reduction, extra: tuple[Matcher, ...] = ()) -> list[pd.Series]:
         def build(select: Select) -> str:
             return f"max by ({keep}) ({render(red, plan, select, lookback)})"
 
-        def send(query: str) -> list[Sample]:
-            return client.query(query, when, what=red.name)
+        def one(query: str) -> list[list[list[Sample]]]:
+            return [send(query, red.name)]
 
         matchers = (*client.matchers, *extra)
-        samples = by_parts(matchers, build, send, what=red.name, label=label_map["node"])
-        return _answer(samples, label_map)
+        answers = by_parts(matchers, build, one, what=red.name, label=label_map["node"])
+        # by_parts concatenates the parts' answers: each part's is one list per time
+        per_time: list[list[Sample]] = [[] for _ in whens]
+        for answer in answers:
+            for j, samples in enumerate(answer):
+                per_time[j].extend(samples)
+        return [_answer(samples, label_map) for samples in per_time]
 
     for red in plan.reductions:
         if red.codes is None:
-            columns[red.name] = ask(red)
+            for cols, answer in zip(columns, ask(red), strict=True):
+                cols[red.name] = answer
     for red in plan.reductions:
         if red.codes is None:
             continue
         anyone = Reduction(red.metric, red.kind, red.span, None, "any")
-        changed = columns.get(anyone.name)
-        if changed is None:  # no count of any code to narrow it down: the whole fleet
-            columns[red.name] = ask(red)
+        if any(anyone.name not in cols for cols in columns):
+            # no count of any code to narrow it down: the whole fleet
+            for cols, answer in zip(columns, ask(red), strict=True):
+                cols[red.name] = answer
             continue
-        nodes = {k.rpartition("/")[0] for k in changed[changed > 0].index}
-        empty = pd.Series([], dtype=np.float64, index=pd.Index([], dtype=object))
-        columns[red.name] = ask(red, (node_matcher(label_map["node"], nodes),)) if nodes else empty
-    table = pd.DataFrame(columns, dtype=np.float64)
-    table = table.reindex(columns=[r.name for r in plan.reductions]).sort_index()
-    table.index.name = "gpu_key"
-    return Reductions(at=when, window=plan.window, recent=plan.recent, step=plan.step, table=table)
+        nodes = [
+            {k.rpartition("/")[0] for k in cols[anyone.name][cols[anyone.name] > 0].index}
+            for cols in columns
+        ]
+        union = set().union(*nodes)
+        answers = ask(red, (node_matcher(label_map["node"], union),)) if union else []
+        for j, cols in enumerate(columns):
+            if not nodes[j]:
+                cols[red.name] = empty
+            elif nodes[j] == union:
+                cols[red.name] = answers[j]
+            else:  # another time's nodes too: keep this time's, as asked at this time alone
+                mine = [k.rpartition("/")[0] in nodes[j] for k in answers[j].index]
+                cols[red.name] = answers[j][mine]
+    out = []
+    for when, cols in zip(whens, columns, strict=True):
+        table = pd.DataFrame(cols, dtype=np.float64)
+        table = table.reindex(columns=[r.name for r in plan.reductions]).sort_index()
+        table.index.name = "gpu_key"
+        out.append(
+            Reductions(at=when, window=plan.window, recent=plan.recent, step=plan.step, table=table)
+        )
+    return out

@@ -322,3 +322,77 @@ def test_reductions_on_the_hand_written_fleet(promql_backend: PromqlBackend) -> 
         pd.testing.assert_frame_equal(
             got, want, rtol=RTOL, atol=ATOL, obj=f"{promql_backend.kind} at {at}"
         )
+
+
+# A run of cycles (a one-shot scan's warm-up): new XID codes on gpu-node-002 from the first,
+# on gpu-node-004 from the second (13, then 79), so the hardware-code count is asked for
+# different nodes at different times.
+RUN = tuple(SCAN - timedelta(minutes=m) for m in (20, 15, 10, 5, 0))
+# A run whose span (16 + 30 minutes: 47 points) is read at once.
+SPAN_RUN = tuple(SCAN - timedelta(minutes=m) for m in (16, 12, 8, 4, 0))
+
+
+def test_reductions_of_a_run_of_cycles_are_each_cycles_own(
+    fleet: Fleet, server: tuple[str, str]
+) -> None:
+    """``reduce_at``: one range query per reduction, the very tables of one ``reduce`` per time."""
+    kind, url = server
+    session = Recording()
+    source = PrometheusSource(url, retries=0, session=session)
+    got = source.reduce_at(PLAN, RUN)
+    ranged = [q for path, q in session.sent if path == "query_range"]
+    assert not [q for path, q in session.sent if path == "query"]
+    if not kind.endswith("small"):
+        assert len(ranged) == len(PLAN.reductions)
+    for at, mine in zip(RUN, got, strict=True):
+        alone = source.reduce(PLAN, at)
+        assert mine.at == alone.at == at
+        pd.testing.assert_frame_equal(mine.table, alone.table, check_exact=True, obj=f"{kind} {at}")
+    hw = f"{XID}:new_codes:window:hardware"
+    # gpu-node-004 is asked for the later times' new codes, not reported at the first
+    assert set(got[0].table[hw].dropna().index) == {"gpu-node-002/2"}
+    assert got[-1].table.loc[BURST_GPU, hw] == 1
+
+
+def test_a_span_source_reads_a_run_of_cycles_at_once(fleet: Fleet, server: tuple[str, str]) -> None:
+    """``SpanSource``: each cycle's window and reductions as the source's own reads give them,
+    from one fetch of the span and one range query per reduction."""
+    from analysis.context import PEER_METRICS
+    from storage.span_source import SpanSource
+    from storage.topology import load_topology
+
+    kind, url = server
+    topo = load_topology(fleet.dir / "topology.yaml")
+    session = Recording()
+    source = PrometheusSource(url, topology=topo, retries=0)
+    remote = PrometheusSource(url, topology=topo, retries=0, session=session)
+    span = SpanSource(remote, SPAN_RUN, DEFAULT_WINDOW)
+    for at in SPAN_RUN:
+        for metrics in (PEER_METRICS, None):
+            got = span.fetch(at - DEFAULT_WINDOW, at, STEP, gpu_metrics=metrics)
+            want = source.fetch(at - DEFAULT_WINDOW, at, STEP, gpu_metrics=metrics)
+            for name in ("gpu", "node", "component", "up"):
+                pd.testing.assert_frame_equal(
+                    getattr(got, name), getattr(want, name), check_exact=True, obj=f"{kind} {name}"
+                )
+            assert (got.start, got.end, got.step) == (want.start, want.end, want.step)
+        pd.testing.assert_frame_equal(
+            span.reduce(PLAN, at).table, source.reduce(PLAN, at).table, check_exact=True
+        )
+    if kind.endswith("small"):
+        return
+    ranged = [q for path, q in session.sent if path == "query_range"]
+    raw = [q for q in ranged if not q.startswith("max by")]
+    # the span read once per set of GPU metrics (the peers', all), not once per cycle
+    assert len([q for q in raw if "DCGM_FI_DEV_GPU_TEMP" in q]) == 2
+    # the reductions: one range query each for the cycles before the last, the last's alone
+    n = len(PLAN.reductions)
+    assert len(ranged) - len(raw) == n
+    assert len([path for path, _ in session.sent if path == "query"]) == n
+    # an incident's nodes and a window off the span go to the source
+    session.sent.clear()
+    span.fetch(SCAN - DEFAULT_WINDOW, SCAN, STEP, nodes=["gpu-node-001"])
+    assert session.sent
+    session.sent.clear()
+    span.fetch(SCAN - timedelta(hours=1), SCAN - DEFAULT_WINDOW, STEP, gpu_metrics=PEER_METRICS)
+    assert session.sent

@@ -112,12 +112,15 @@ def run_scan(
     running bot would have open, the cycles before ``at`` (one ``GPU_RISK_SCAN_INTERVAL`` apart)
     that a streak needs (``GPU_RISK_OPEN_AFTER``, ``GPU_RISK_OPEN_FOR``) are run first, each a
     cycle of the running bot: its reductions from the TSDB, its fit on a sample of nodes past
-    ``GPU_RISK_FIT_MAX_GPUS`` (no raw history of the whole fleet is read at once).
+    ``GPU_RISK_FIT_MAX_GPUS`` (no raw history of the whole fleet is read at once). Their
+    overlapping windows are read at once (``storage.span_source.SpanSource``: the same frames and
+    reductions as each cycle's own reads).
     """
     from analysis.types import ScanResult
     from bot.replay import Replay, ReplayError
     from bot.wiring import SCAN, build_pipeline, build_source, load_topology_of, memory_repository
     from storage.source import MetricsSourceError
+    from storage.span_source import SpanSource
 
     topo = load_topology_of(settings)
     src = source if source is not None else build_source(settings, topo)
@@ -133,6 +136,8 @@ def run_scan(
     spans = -(-settings.open_for // settings.scan_interval)  # ceil
     warm_up = 0 if pipeline.self_gating else max(settings.open_after - 1, spans)
     times = [at - i * cycle for i in range(warm_up, -1, -1)]
+    if len(times) > 1:  # the cycles' overlapping windows read at once (the same frames)
+        pipeline.source = SpanSource(src, times, pipeline.window)
     if pipeline.needs_history:
         # Like the running bot, remember every GPU seen within the fit window: one that fell off
         # the bus before the scan window is still scored (as vanished), not silently dropped.

@@ -1,0 +1,173 @@
+"""A run of cycles at known times read at once: a one-shot scan's warm-up cycles.
+
+``gpu-risk scan --at T`` runs the cycles before ``T`` that a streak needs (one scan interval
+apart), each reading its own window: six overlapping 30-minute windows and six sets of
+reductions for what one 35-minute read holds. :class:`SpanSource` wraps the scan's source and
+answers those reads from one fetch of the whole span and one range query per reduction for all
+the cycles' times (``reduce_at``, where the source has it: ``PrometheusSource``):
+
+- a window of the span (same step, same GPU metrics, the whole fleet, on the span's step grid)
+  is cut out of the span's frames: the same rows, as a range query's point at ``t`` does not
+  depend on the query's other points, and the source's frames are sorted by their labels and
+  time (``storage.promql_frames.concat_frames``). A window lacking a GPU metric the span has is
+  fetched on its own, so the source's own checks (a half-empty answer) apply to it as before;
+- the reductions at the cycles' times before the last come from the source's ``reduce_at``: the
+  same tables as ``reduce`` at each time; the last cycle's (the one reported) are asked alone.
+
+Anything else (the fit's history, an incident's nodes, a time outside the run, a span the source
+failed to read) goes to the wrapped source, unchanged.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Collection, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from itertools import pairwise
+from typing import Any
+
+import pandas as pd
+
+from analysis.feature_plan import FeaturePlan, grid_time
+from analysis.types import FleetFrames, Reductions
+from storage.source import MetricsSource, MetricsSourceError
+
+__all__ = ["SpanSource"]
+
+logger = logging.getLogger(__name__)
+
+#: VictoriaMetrics aligns a range query of this many points or more to its cache (its
+#: ``nocache`` documentation): a span that long is not read at once.
+MAX_POINTS = 50
+#: Cycles closer together are read one by one: VictoriaMetrics holds back the points within its
+#: ``-search.latencyOffset`` (30 s by default) of now, so a point of a range query ending later
+#: need not be the point of a query ending at it.
+MIN_INTERVAL = timedelta(minutes=1)
+
+
+@dataclass
+class SpanSource:
+    """A ``MetricsSource`` over ``source`` that reads the cycles at ``times`` all at once.
+
+    ``times``: the cycles' ends, evenly spaced, oldest first; ``window``: the cycle window. The
+    span is read at the first window fetch that falls in it (its step and GPU metrics are that
+    fetch's), the reductions at the first ``reduce`` at one of ``times``.
+    """
+
+    source: MetricsSource
+    times: Sequence[datetime]
+    window: timedelta
+    _span: dict[tuple[timedelta, tuple[str, ...] | None], FleetFrames | None] = field(
+        default_factory=dict, init=False, repr=False
+    )
+    _reduced: dict[FeaturePlan, dict[datetime, Reductions]] = field(
+        default_factory=dict, init=False, repr=False
+    )
+
+    def __getattr__(self, name: str) -> Any:
+        """The wrapped source's other methods (``gpu_models``, ``query_range`` ...)."""
+        if name.startswith("_") or name in ("source", "times", "window"):
+            raise AttributeError(name)
+        return getattr(self.source, name)
+
+    @property
+    def start(self) -> datetime:
+        """The span's start: the first cycle's window start."""
+        return self.times[0] - self.window
+
+    def fetch(
+        self,
+        start: datetime,
+        end: datetime,
+        step: timedelta,
+        *,
+        gpu_metrics: Sequence[str] | None = None,
+        nodes: Collection[str] | None = None,
+    ) -> FleetFrames:
+        """A window of the span cut from one fetch of it; anything else from the source."""
+        if nodes is None and self._inside(start, end, step):
+            key = (step, None if gpu_metrics is None else tuple(gpu_metrics))
+            if key not in self._span:
+                self._span[key] = self._read(step, gpu_metrics)
+            span = self._span[key]
+            if span is not None:
+                cut = _cut(span, start, end, step)
+                if cut is not None:
+                    return cut
+        return self.source.fetch(start, end, step, gpu_metrics=gpu_metrics, nodes=nodes)
+
+    def reduce(self, plan: FeaturePlan, at: datetime) -> Reductions:
+        """The reductions at one of the cycles' times before the last from one ``reduce_at``
+        for them all; the last (the reported cycle) and any other time from ``reduce``.
+
+        The last is asked alone as before: VictoriaMetrics moves an instant query within its
+        ``-search.latencyOffset`` of now, which a range query's last point need not match.
+        """
+        when = grid_time(at, plan.step)
+        whens = [grid_time(t, plan.step) for t in self.times[:-1]]
+        reduce_at = getattr(self.source, "reduce_at", None)
+        if when not in whens or reduce_at is None or not _evenly_spaced(whens):
+            return self.source.reduce(plan, at)
+        if plan not in self._reduced:
+            tables = reduce_at(plan, whens)
+            self._reduced[plan] = dict(zip(whens, tables, strict=True))
+        return self._reduced[plan][when]
+
+    def cordoned(self, at: datetime) -> frozenset[str]:
+        """The source's cordoned nodes (one cheap query per cycle)."""
+        return self.source.cordoned(at)
+
+    def _inside(self, start: datetime, end: datetime, step: timedelta) -> bool:
+        """``[start, end]`` lies in the span, on its step grid, and the span is short enough.
+
+        VictoriaMetrics may move a range query of :data:`MAX_POINTS` points or more onto its
+        cache's grid: a longer span is not read at once.
+        """
+        if step <= timedelta(0) or not _evenly_spaced(self.times):
+            return False
+        lo, hi = self.start, self.times[-1]
+        if (hi - lo) // step + 1 >= MAX_POINTS:
+            return False
+        return lo <= start < end <= hi and (start - lo) % step == timedelta(0)
+
+    def _read(self, step: timedelta, gpu_metrics: Sequence[str] | None) -> FleetFrames | None:
+        """One fetch of the whole span; None when the source cannot (each window then asks)."""
+        try:
+            return self.source.fetch(self.start, self.times[-1], step, gpu_metrics=gpu_metrics)
+        except MetricsSourceError as exc:
+            logger.warning("reading the scan's cycles at once failed, one at a time: %s", exc)
+            return None
+
+
+def _evenly_spaced(times: Sequence[datetime]) -> bool:
+    """At least two times, one constant interval of :data:`MIN_INTERVAL` or more apart."""
+    if len(times) < 2:
+        return False
+    every = times[1] - times[0]
+    return every >= MIN_INTERVAL and all(b - a == every for a, b in pairwise(times))
+
+
+def _cut(span: FleetFrames, start: datetime, end: datetime, step: timedelta) -> FleetFrames | None:
+    """The rows of ``[start, end]`` (a range query's points: both ends included) of each frame;
+    None when the window lacks a GPU metric the span has (let the source answer, and check)."""
+    lo, hi = pd.Timestamp(start), pd.Timestamp(end)
+
+    def rows(df: pd.DataFrame) -> pd.DataFrame:
+        if df.empty:
+            return df
+        ts = df["ts"]
+        return df[(ts >= lo) & (ts <= hi)].reset_index(drop=True)
+
+    gpu = rows(span.gpu)
+    if set(gpu["metric"].unique()) != set(span.gpu["metric"].unique()):
+        return None
+    return FleetFrames(
+        gpu=gpu,
+        node=rows(span.node),
+        component=rows(span.component),
+        up=rows(span.up),
+        start=start,
+        end=end,
+        step=step,
+    )
