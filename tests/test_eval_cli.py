@@ -142,7 +142,9 @@ def test_tiny_dev_matrix_end_to_end(tmp_path: Path) -> None:
     md = (out / "eval.md").read_text()
     assert "faults warned >= 1 h before failure" in md and "### faults @ 5 min" in md
     assert "| seed | cycle | GPUs |" in md
+    assert "Refits that failed" not in md
     for scenario in data["scenarios"]:
+        assert scenario["description"]["failed_refits"] == []  # each refit found a model
         cells = scenario["backtest"]["faults"]
         assert {c["graph"]["level"] for c in cells} == {"gpu", "component"}
 

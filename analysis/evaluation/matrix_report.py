@@ -103,6 +103,14 @@ def matrix_markdown(
         "",
         *_targets(pooled),
     ]
+    refits = [
+        f"seed {r.seed} @ {r.cycle.total_seconds() / 60:g} min: {why}"
+        for r in results
+        for why in r.description.get("failed_refits", ()) or ()  # type: ignore[attr-defined]
+    ]
+    if refits:
+        lines += ["", "Refits that failed (the model before each kept scanning, as in the bot):"]
+        lines += ["", *(f"- {line}" for line in refits)]
     for group, detectors in pooled.items():
         names = list(detectors)
         lines += ["", f"### {group}", ""]

@@ -138,7 +138,8 @@ def run_job(job: EvalJob) -> ScenarioResult:
     )
     for pipeline in pipelines.values():
         check_grid(cycle, pipeline.window, pipeline.step)
-    runs = Replay(pipelines, refit_every=REFIT_EVERY).run(cycle_times(t0, t1, cycle))
+    driver = Replay(pipelines, refit_every=REFIT_EVERY)
+    runs = driver.run(cycle_times(t0, t1, cycle))
     seen = set().union(*(p.last_seen for p in pipelines.values()))
     report = replay(
         runs,
@@ -159,7 +160,13 @@ def run_job(job: EvalJob) -> ScenarioResult:
         n_gpus=len(seen),
         seconds=time.perf_counter() - started,
         report=report,
-        description=dict(scenario.description),
+        # a refit that failed left the model before it scanning: said, not hidden
+        description=dict(scenario.description)
+        | {
+            "failed_refits": [
+                f"{n} at {at.isoformat()}: {why}" for n, at, why in driver.failed_refits
+            ]
+        },
     )
 
 
