@@ -22,6 +22,8 @@ from analysis.feature_plan import FeaturePlan, Reduction
 __all__ = ["reduce_frames", "reduce_frames_at"]
 
 Array = npt.NDArray[np.float64]
+Codes = npt.NDArray[np.intp]
+Keys = npt.NDArray[np.object_]
 
 
 def _grid(
@@ -36,28 +38,41 @@ def _grid(
     metrics = {m: i for i, m in enumerate(plan.metrics)}
     n = plan.points("window") if n is None else n
     step_ns = round(plan.step.total_seconds() * 1e9)
-    g = gpu[gpu["metric"].isin(list(metrics))]
-    age = (at.value - g["ts"].to_numpy(dtype="datetime64[ns]").astype(np.int64)) if len(g) else None
-    if age is None or not len(g):
+    # masks and codes on the columns, one copy of the rows kept and no text per row: a fit's
+    # whole history is placed at once
+    rows = np.empty(0, dtype=np.int64)
+    if len(gpu):
+        metric, names = pd.factorize(gpu["metric"], use_na_sentinel=False)
+        col = np.array([metrics.get(m, -1) for m in names], dtype=np.int64)[metric]
+        age = at.value - gpu["ts"].to_numpy(dtype="datetime64[ns]").astype(np.int64)
+        rows = np.flatnonzero((col >= 0) & (age >= 0) & (age // step_ns < n))
+    if not len(rows):
         empty = np.zeros((0, n), dtype=bool)
         return pd.Index([], dtype=object), np.full((0, n, len(metrics)), np.nan), metrics, empty
+    col, age = col[rows], age[rows]
     j = age // step_ns
-    ok = (age >= 0) & (j < n)
-    g, j, age = g[ok], j[ok], age[ok]
-    keys = (
-        g["node"].astype(str).to_numpy(dtype=object)
-        + "/"
-        + g["gpu"].astype(str).to_numpy(dtype=object)
-    )
-    codes, uniques = pd.factorize(keys, sort=True)
-    col = g["metric"].map(metrics).to_numpy(dtype=np.int64)
+    codes, uniques = _keys(gpu["node"].to_numpy()[rows], gpu["gpu"].to_numpy()[rows])
     # the latest sample of each (key, step, metric) cell: order by age descending, last wins
     order = np.argsort(-age, kind="stable")
     cells = np.full((len(uniques), n, len(metrics)), np.nan)
-    cells[codes[order], j[order], col[order]] = g["value"].to_numpy(dtype=np.float64)[order]
+    value = gpu["value"].to_numpy(dtype=np.float64)[rows]
+    cells[codes[order], j[order], col[order]] = value[order]
     seen = np.zeros((len(uniques), n), dtype=bool)
     seen[codes, j] = True
     return pd.Index(uniques, dtype=object), cells, metrics, seen
+
+
+def _keys(node: npt.NDArray[np.object_], gpu: npt.NDArray[np.object_]) -> tuple[Codes, Keys]:
+    """Each row's code among the sorted ``<node>/<gpu>`` keys, and the keys (text made once per
+    key: labels that only differ in type, ``1`` and ``"1"``, are one key, as in text)."""
+    n_code, n_uniq = pd.factorize(node, use_na_sentinel=False)
+    g_code, g_uniq = pd.factorize(gpu, use_na_sentinel=False)
+    pair, pairs = pd.factorize(n_code.astype(np.int64) * len(g_uniq) + g_code)
+    text = np.array(
+        [f"{n_uniq[p // len(g_uniq)]}/{g_uniq[p % len(g_uniq)]}" for p in pairs], dtype=object
+    )
+    keys, rank = np.unique(text, return_inverse=True)
+    return rank.reshape(-1)[pair], keys
 
 
 def _sum_count(x: Array) -> tuple[Array, Array]:
