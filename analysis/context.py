@@ -15,13 +15,22 @@ from datetime import timedelta
 
 import networkx as nx
 import numpy as np
+import numpy.typing as npt
 import pandas as pd
 
 from analysis.catalog import COMPONENT_KINDS
 from analysis.stats import anscombe, group_slope
 
-# Peers within this many watts of a GPU count as "at the same load" for temperature comparisons.
+# Peers within this many watts of a GPU, and within this factor of its power, count as "at the
+# same load" for temperature comparisons (a GPU dipping to 170 W between a job's steps is still
+# hot from 340 W: it is not at the load of idle peers at 50 W).
 COMPARABLE_WATTS = 150.0
+COMPARABLE_RATIO = 2.0
+# Temperature follows power with a lag of a minute or two (die and heat sink): a sample within
+# SETTLE_MINUTES of a power change of more than STEADY_WATTS is not compared at all (a GPU just
+# off a job step is still hot for the power it now draws; one just on it not yet warm).
+SETTLE_MINUTES = 5.0
+STEADY_WATTS = 50.0
 
 FAN = "ipmi_fan_speed_rpm"
 INLET = "ipmi_temperature_celsius"
@@ -56,6 +65,8 @@ def peer_context(
             "power": wide["DCGM_FI_DEV_POWER_USAGE"].to_numpy(),
         }
     )
+    unsettled = ~_settled(frame["key"], ts, frame["power"])
+    frame.loc[unsettled, ["temp", "mem_temp"]] = np.nan
     # Fleet-wide temperature-per-watt, so "hotter" means hotter at the same power.
     ok = frame["temp"].notna() & frame["power"].notna()
     k = 0.0
@@ -96,17 +107,45 @@ def peer_context(
     # Mostly incomparable (a job starting or stopping): say nothing rather than something odd.
     enough = recent_dev.count() >= recent_dev.size().to_numpy()[:, None] * 0.5
     out = recent_dev.mean().where(enough).reindex(index)
-    slope = group_slope(dev[["temp_vs_node", "temp_at_power"]], t, keys, index)
+    # A job starting or ending inside the window moves a GPU's offset from its peers (each GPU
+    # idles and runs at its own temperature): slopes are taken within the busy and the idle
+    # samples of a GPU whose power swung by more than COMPARABLE_WATTS, not across the step.
+    power = frame["power"]
+    by_key = power.groupby(frame["key"], sort=False)
+    low, high = by_key.transform("min"), by_key.transform("max")
+    busy = (high - low > COMPARABLE_WATTS) & (power >= (low + high) / 2)
+    slope = group_slope(
+        dev[["temp_vs_node", "temp_at_power"]], t, keys, index, regime=busy.to_numpy()
+    )
     valid = dev["temp_vs_node"].notna().groupby(keys, sort=False).mean().reindex(index)
     out["temp_vs_node_slope"] = slope["temp_vs_node"].where(valid >= 0.8)
     out["temp_at_power_slope"] = slope["temp_at_power"]
     return out
 
 
+def _settled(keys: pd.Series, ts: pd.Index, power: pd.Series) -> npt.NDArray[np.bool_]:
+    """True where a GPU's power stayed within ``STEADY_WATTS`` of its value now over the last
+    ``SETTLE_MINUTES`` (rows sorted by key, then time; the first rows of a window count as settled)."""
+    code = pd.factorize(keys)[0]
+    minutes = np.asarray((ts - ts.min()) / pd.Timedelta(minutes=1), dtype=np.float64)
+    watts = power.to_numpy(dtype=np.float64)
+    ok = np.ones(len(watts), dtype=bool)
+    for lag in range(1, len(watts)):
+        near = (code[lag:] == code[:-lag]) & (minutes[lag:] - minutes[:-lag] <= SETTLE_MINUTES)
+        if not near.any():
+            break
+        with np.errstate(invalid="ignore"):
+            jump = np.abs(watts[lag:] - watts[:-lag]) > STEADY_WATTS
+        ok[lag:] &= ~(near & jump)
+    return ok
+
+
 def _peer_deviation(
     frame: pd.DataFrame, group: list[str], cols: list[str], watts: float
 ) -> pd.DataFrame:
-    """Each row's ``cols`` minus the mean of the other rows of its group within ``watts`` of its power.
+    """Each row's ``cols`` minus the mean of the other rows of its group at comparable power.
+
+    Comparable: within ``watts`` and within a factor ``COMPARABLE_RATIO`` of the row's power.
 
     Sorted prefix sums: O(n log n) for any group size (a fleet at one timestamp is a group).
     Rows without power or without a comparable peer get NaN.
@@ -123,8 +162,9 @@ def _peer_deviation(
     key = gid * span + power
     order = np.argsort(key, kind="stable")
     key = key[order]
-    lo = np.searchsorted(key, key - watts, side="left")
-    hi = np.searchsorted(key, key + watts, side="right")
+    base, p = (gid * span)[order], power[order]
+    lo = np.searchsorted(key, base + np.maximum(p - watts, p / COMPARABLE_RATIO), side="left")
+    hi = np.searchsorted(key, base + np.minimum(p + watts, p * COMPARABLE_RATIO), side="right")
     rows = sub.index.to_numpy()[order]
     for col in cols:
         v = sub[col].to_numpy(dtype=np.float64)[order]

@@ -8,20 +8,29 @@ import pandas as pd
 
 
 def group_slope(
-    values: pd.DataFrame, t: np.ndarray, keys: pd.Index, index: pd.Index
+    values: pd.DataFrame,
+    t: np.ndarray,
+    keys: pd.Index,
+    index: pd.Index,
+    regime: npt.ArrayLike | None = None,
 ) -> pd.DataFrame:
-    """Least-squares slope (per minute) of every column against ``t``, per GPU, NaN-aware."""
+    """Least-squares slope (per minute) of every column against ``t``, per GPU, NaN-aware.
+
+    ``regime``: an optional label per row (busy or idle, say). The slope is then pooled within
+    each GPU's regimes (regime fixed effects), so a level that differs between a GPU's busy and
+    idle samples is not read as a trend when a job starts or ends inside the window; a trend
+    within the regimes still is.
+    """
     valid = values.notna()
     tt = pd.DataFrame(
         np.where(valid, t[:, None], np.nan), index=values.index, columns=values.columns
     )
-    grp_t = tt.groupby(keys, sort=False)
-    mean_t = grp_t.mean()
-    mean_v = values.groupby(keys, sort=False).mean()
-    mean_tv = (tt * values).groupby(keys, sort=False).mean()
-    mean_tt = (tt * tt).groupby(keys, sort=False).mean()
-    var_t = mean_tt - mean_t * mean_t
-    slope = (mean_tv - mean_t * mean_v) / var_t.where(var_t > 1e-9)
+    groups = keys if regime is None else [keys, np.asarray(regime)]
+    dt = tt - tt.groupby(groups, sort=False).transform("mean")
+    dv = values - values.groupby(groups, sort=False).transform("mean")
+    cov = (dt * dv).groupby(keys, sort=False).mean()
+    var_t = (dt * dt).groupby(keys, sort=False).mean()
+    slope = cov / var_t.where(var_t > 1e-9)
     return slope.reindex(index)
 
 

@@ -219,3 +219,79 @@ def test_a_half_busy_node_compares_busy_gpus_with_busy_ones_only() -> None:
     # each GPU against its one comparable sibling: half a degree apart, never 29 degrees
     assert node.abs().max() <= 0.5 + 1e-6
     assert node.notna().all()
+
+
+def test_a_gpu_between_job_steps_is_not_compared_with_idle_peers() -> None:
+    """A lone job dips to 170 W: within 150 W of siblings idling at 50 W, but not at their load."""
+
+    def override(node: str, gpu: str, metric: str, t: np.ndarray) -> np.ndarray | None:
+        if node != "gpu-node-001":
+            return None
+        watts = 170.0 if gpu == "0" else 50.0
+        if metric == "DCGM_FI_DEV_POWER_USAGE":
+            return np.full(t.size, watts)
+        if metric == "DCGM_FI_DEV_GPU_TEMP":
+            # still hot from the job's 340 W steps: 25 degrees over what 170 W predicts
+            return np.full(t.size, 30.0 + 0.1 * watts + (25.0 if gpu == "0" else 0.0))
+        return None
+
+    frames, graph = fleet(override)
+    f = build_features(frames, graph, END)
+    assert np.isnan(f.loc["gpu-node-001/0", "temp_vs_node"])
+    assert abs(f.loc["gpu-node-001/1", "temp_vs_node"]) < 1e-9
+
+
+def test_a_job_ending_in_the_window_is_not_a_temperature_trend() -> None:
+    """GPU 0 runs 3 degrees cooler than its siblings busy, 2 warmer idle: a step, not a slope.
+
+    On the next node GPU 1 warms away from its siblings by 0.1 degree a minute across the same
+    job end: a trend.
+    """
+
+    def override(node: str, gpu: str, metric: str, t: np.ndarray) -> np.ndarray | None:
+        if node not in {"gpu-node-001", "gpu-node-002"}:
+            return None
+        busy = t < 40
+        watts = np.where(busy, 600.0, 60.0)
+        if metric == "DCGM_FI_DEV_POWER_USAGE":
+            return watts
+        if metric == "DCGM_FI_DEV_GPU_TEMP":
+            step = np.where(busy, -3.0, 2.0) if node == "gpu-node-001" else 0.1 * t
+            return 30.0 + 0.1 * watts + (step if gpu == str(int(node[-1]) - 1) else 0.0)
+        return None
+
+    frames, graph = fleet(override)
+    f = build_features(frames, graph, END)
+    assert abs(f.loc["gpu-node-001/0", "temp_vs_node_slope"]) < 1e-9
+    assert abs(f.loc["gpu-node-002/1", "temp_vs_node_slope"] - 0.1) < 1e-9
+
+
+def test_temperature_right_after_a_power_step_is_not_compared() -> None:
+    """A GPU's job dips from 340 to 170 W for its last 10 minutes; its temperature follows with a
+    two-minute lag. Just after the step it is hot for 170 W: those minutes are left out, so it
+    reads as warm at its power as the GPU whose job never dipped."""
+
+    def lagged(watts: np.ndarray, tau: float = 2.0) -> np.ndarray:
+        out = np.empty_like(watts)
+        out[0] = watts[0]
+        for i in range(1, watts.size):
+            out[i] = out[i - 1] + (watts[i] - out[i - 1]) * (1 - np.exp(-1 / tau))
+        return out
+
+    def override(node: str, gpu: str, metric: str, t: np.ndarray) -> np.ndarray | None:
+        if node != "gpu-node-001":
+            return None
+        watts = np.where((gpu == "0") & (t >= 50), 170.0, 340.0)
+        if metric == "DCGM_FI_DEV_POWER_USAGE":
+            return watts
+        if metric == "DCGM_FI_DEV_GPU_TEMP":
+            return 30.0 + 0.1 * lagged(watts)
+        return None
+
+    frames, graph = fleet(override)
+    f = build_features(frames, graph, END)
+    dipped, steady = (
+        f.loc["gpu-node-001/0", "temp_at_power"],
+        f.loc["gpu-node-001/1", "temp_at_power"],
+    )
+    assert abs(dipped - steady) < 0.5, (dipped, steady)
