@@ -5,13 +5,15 @@ dependents deviate jointly (at least ``min_fraction`` of the nodes behind it, an
 at least ``min_fraction`` of their GPUs at risk), or when its own signals are anomalous and at
 least two GPUs behind it (on two or more nodes) are at risk. When several entities cover the same
 GPUs (one rack, one PDU, one CRAC and one leaf switch per rack), the one whose own and
-characteristic signals deviate most is named; with no such evidence the rack is. A node becomes the
-root cause when at least three and ``min_fraction`` of its GPUs are at risk, when its own signals
-(fans, node temperature, scrape targets) explain two or more at-risk GPUs, or when its own
-hardware (one fan slower than the others, scrape targets down) explains a single one. A component's own evidence counts only in
-the harmful direction (a PDU voltage sag, a warmer supply air, switch errors) and never from
-output power (which falls whenever the GPUs behind it fail or go idle). Everything else stays one
-GPU's incident.
+characteristic signals deviate most is named; with no such evidence the rack is. An entity with
+evidence is preferred to a larger one without (a cooling unit that covers two failing switches'
+racks does not explain them). A node becomes the root cause when at least three and
+``min_fraction`` of its GPUs are at risk, when its own signals (fans, node temperature, scrape
+targets) explain two or more at-risk GPUs, or when its own hardware (one fan slower than the
+others, scrape targets down) explains a single one. A component's own and characteristic
+evidence counts only in the harmful direction (a PDU voltage sag, warmer supply air or GPUs,
+switch errors) and never from output power (which falls whenever the GPUs behind it fail or go
+idle). Everything else stays one GPU's incident.
 """
 
 from __future__ import annotations
@@ -62,6 +64,17 @@ OWN_DIRECTION: dict[str, int] = {
     "switch.": 1,
 }
 OWN_IGNORED: tuple[str, ...] = ("pdu.output_watts",)
+# The harmful direction of the characteristic evidence of a facility kind: GPUs behind a PDU
+# whose voltage sags and whose power capping fires, warmer air and GPUs behind a cooling unit.
+# The other way round is a consequence: a rack whose GPUs throttle or drain behind a sagging
+# PDU runs cooler than the fleet, which is no evidence against its cooling unit.
+SIGNATURE_DIRECTION: dict[str, int] = {
+    **OWN_DIRECTION,
+    "volts_": -1,
+    "power_viol_rate": 1,
+    "inlet": 1,
+    "rack_temp_vs_fleet": 1,
+}
 # Node evidence that can name a node for a single at-risk GPU: the node's own hardware, in the
 # harmful direction: one fan slower than the node's others. Fans that all slow down together
 # follow the load (a job ended, a GPU was drained): that is not a fan fault. Scrape targets down
@@ -97,8 +110,16 @@ def _as_scores(scores: Mapping[str, float] | pd.Series | Iterable[GpuScore]) -> 
     return {s.key: float(s.score) for s in scores}
 
 
-def evidence(features: pd.DataFrame | None, gpus: Iterable[str], columns: Iterable[str]) -> float:
-    """Median over ``gpus`` of the largest ``|z|`` among the matching feature columns (0 if none)."""
+def evidence(
+    features: pd.DataFrame | None,
+    gpus: Iterable[str],
+    columns: Iterable[str],
+    directions: Mapping[str, int] | None = None,
+) -> float:
+    """Median over ``gpus`` of the largest ``|z|`` among the matching feature columns (0 if none).
+
+    ``directions`` (column prefix -> +1 high, -1 low): those columns count only that way.
+    """
     if features is None or features.empty:
         return 0.0
     prefixes = tuple(columns)
@@ -112,8 +133,11 @@ def evidence(features: pd.DataFrame | None, gpus: Iterable[str], columns: Iterab
     rows = [g for g in gpus if g in features.index]
     if not zcols or not rows:
         return 0.0
-    block = features.loc[rows, zcols].astype(float).abs().max(axis=1)
-    value = float(block.median())
+    block = features.loc[rows, zcols].astype(float)
+    for col in zcols:
+        sign = next((d for p, d in (directions or {}).items() if col[2:].startswith(p)), 0)
+        block[col] = (block[col] * sign).clip(lower=0.0) if sign else block[col].abs()
+    value = float(block.max(axis=1).median())
     return 0.0 if np.isnan(value) else value
 
 
@@ -279,14 +303,16 @@ def find_incidents(
         hit = [n for n in nodes_behind if risky_share.get(n, 0.0) >= min_fraction]
         joint = len(hit) >= 2 and len(hit) / max(len(nodes_behind), 1) >= min_fraction
         own = own_evidence(features, members, OWN_PREFIX[kind]) if kind in OWN_PREFIX else 0.0
-        ev = max(own, evidence(features, members, SIGNATURES[kind]))
+        ev = max(own, evidence(features, members, SIGNATURES[kind], SIGNATURE_DIRECTION))
         if joint or own >= evidence_z:
             strength = ev if ev >= evidence_z else 0.0
             # With evidence a component beats the rack; without any, the rack is named.
             pref = FACILITY_ORDER[kind] if strength > 0 else 1 - FACILITY_ORDER[kind]
             candidates.append((len(members), strength, pref, ent, members))
-    # Largest coverage first; among equal coverage the strongest evidence.
-    candidates.sort(key=lambda c: (-c[0], -c[1], c[2], c[3]))
+    # Entities with evidence of their own first (a switch whose ports err explains its GPUs
+    # better than a cooling unit that merely covers them and another switch's), then the
+    # largest coverage; among equal coverage the strongest evidence.
+    candidates.sort(key=lambda c: (c[1] <= 0, -c[0], -c[1], c[2], c[3]))
     assigned: set[str] = set()
     groups: list[tuple[str, str, list[str]]] = []
     for _, _, _, ent, members in candidates:

@@ -10,7 +10,7 @@ import pytest
 
 from analysis.graph import build_graph
 from analysis.incidents import find_incidents, incident_id, per_gpu_incidents
-from analysis.types import GpuRef
+from analysis.types import GpuRef, Rack, Topology
 from tests.fixtures.handmade_fleet import topology
 
 AT = datetime(2026, 11, 22, 12, 0, tzinfo=UTC)
@@ -57,7 +57,8 @@ def test_rack_wide_risk_becomes_one_incident_naming_the_component_with_evidence(
 ) -> None:
     g = _graph()
     rack = _rack1(g)
-    feats = _features(g, {k: {column: -12.0} for k in rack})
+    # harmful direction: a PDU voltage dips, the air gets warmer
+    feats = _features(g, {k: {column: 12.0 if "inlet" in column else -12.0} for k in rack})
     incidents = find_incidents(_scores(g, rack), feats, g, AT, THRESHOLD)
     assert len(incidents) == 1
     inc = incidents[0]
@@ -182,3 +183,43 @@ def test_consequences_and_load_are_not_component_or_node_evidence() -> None:
     feats = _features(g, {f"gpu-node-004/{i}": {"z.node_temp_vs_fleet": 12.0} for i in range(4)})
     two = find_incidents(_scores(g, ["gpu-node-004/1", "gpu-node-004/2"]), feats, g, AT, 0.9)
     assert [(i.root_cause.kind, i.root_cause.id) for i in two] == [("node", "gpu-node-004")]
+
+
+def _hall() -> nx.DiGraph:
+    """2 racks x 2 nodes x 4 GPUs, each with its own PDU and leaf switch, one cooling unit for both."""
+    racks = tuple(
+        Rack(id=r.id, nodes=r.nodes, power=r.power, cooling=("crah-hall",), network=r.network)
+        for r in topology(2, 2).racks
+    )
+    gpus = [GpuRef(f"gpu-node-00{n}", str(g)) for n in range(1, 5) for g in range(4)]
+    return build_graph(Topology(racks=racks, components=topology(2, 2).components), gpus)
+
+
+def test_two_failing_switches_are_not_the_cooling_unit_that_covers_both() -> None:
+    g = _hall()
+    assert g.nodes["crah-hall"]["kind"] == "cooling"
+    everything = _keys(g)
+    feats = _features(g, {k: {"z.switch.port_errors": 15.0} for k in everything})
+    incidents = find_incidents(_scores(g, everything), feats, g, AT, THRESHOLD)
+    assert sorted((i.root_cause.id, len(i.gpus)) for i in incidents) == [
+        ("leaf-a1", 8),
+        ("leaf-a2", 8),
+    ]
+
+
+def test_gpus_running_cooler_behind_a_sagging_pdu_are_no_evidence_against_cooling() -> None:
+    """Rack 1 sags and throttles (cooler than the fleet) and one GPU of rack 2 is at risk: the
+    cooling unit covering all nine is not named for GPUs that run cooler."""
+    g = _hall()
+    rack = _rack1(g)
+    risky = [*rack, "gpu-node-003/1"]
+    z = {k: {"z.volts_dip": -12.0, "z.rack_temp_vs_fleet": -12.0} for k in rack}
+    incidents = find_incidents(_scores(g, risky), _features(g, z), g, AT, THRESHOLD)
+    assert sorted((i.root_cause.id, len(i.gpus)) for i in incidents) == [
+        ("gpu-node-003/1", 1),
+        ("pdu-a1", 8),
+    ]
+    # warmer GPUs behind the cooling unit are its evidence
+    z = {k: {"z.rack_temp_vs_fleet": 12.0} for k in risky}
+    hot = find_incidents(_scores(g, risky), _features(g, z), g, AT, THRESHOLD)
+    assert [(i.root_cause.id, len(i.gpus)) for i in hot] == [("crah-hall", 9)]
