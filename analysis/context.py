@@ -281,37 +281,105 @@ def component_stats(
 
 
 def component_context(stats: pd.DataFrame, graph: nx.DiGraph, nodes: Sequence[str]) -> pd.DataFrame:
-    """Join each node's upstream components' metrics as ``<kind>.<metric>`` columns."""
-    rows: dict[str, dict[str, float]] = {}
-    # Columns come from every component of the kind, so all nodes share one column set.
-    columns: set[str] = set()
-    per_comp: dict[str, dict[str, float]] = {}
-    for (cid, metric), rec in stats.iterrows():
-        if cid not in graph:
-            continue
-        kind = str(graph.nodes[cid].get("kind"))
-        if kind not in COMPONENT_KINDS:
-            continue
-        vals = per_comp.setdefault(str(cid), {})
-        base = f"{kind}.{metric}"
-        if bool(rec["counter"]):
-            vals[f"{base}.rate"] = float(rec["rate"])
-            vals[f"{base}.sustained"] = float(rec["sustained"])
-            vals[f"{base}.excess"] = float(rec["excess"])
-        else:
-            vals[base] = float(rec["level"])
-            vals[f"{base}.min"] = float(rec["min"])
-            vals[f"{base}.max"] = float(rec["max"])
-    for vals in per_comp.values():
-        columns.update(vals)
+    """Join each node's upstream components' metrics as ``<kind>.<metric>`` columns.
+
+    A component of a kind in ``COMPONENT_KINDS`` gives a counter metric's ``.rate``,
+    ``.sustained`` and ``.excess`` columns, a gauge's level, ``.min`` and ``.max``; a node gets
+    the NaN-ignoring mean of its predecessors' values of each column (``np.nanmean`` of them in
+    predecessor order: summed one by one, then divided by their count). Columns come from every
+    component of the kinds, so all nodes share one (sorted) column set.
+    """
+    names, comp_of, values = _component_columns(stats, graph)
+    columns = sorted(set(names))
+    comps = list(dict.fromkeys(comp_of))
+    row_of = {cid: i for i, cid in enumerate(comps)}
+    col_of = {col: j for j, col in enumerate(columns)}
+    cells = ([row_of[c] for c in comp_of], [col_of[c] for c in names])
+    table = np.full((len(comps), len(columns)), np.nan)
+    table[cells] = values
+    has = np.zeros(table.shape, dtype=bool)
+    has[cells] = True
+    # Each node's component predecessors in the graph's order, one layer per rank.
+    preds: list[list[int]] = []
     for node in nodes:
+        ranks = graph.predecessors(node) if node in graph else ()
+        preds.append([row_of[str(p)] for p in ranks if str(p) in row_of])
+    depth = max((len(p) for p in preds), default=0)
+    if depth >= _PAIRWISE_FROM:
+        # np.nanmean sums 8 values or more pairwise: not the running sum below
+        return _component_context_loop(table, has, columns, preds, nodes)
+    total = np.zeros((len(preds), len(columns)))
+    count = np.zeros((len(preds), len(columns)), dtype=np.int64)
+    for rank in range(depth):
+        which = np.array([p[rank] if rank < len(p) else -1 for p in preds], dtype=np.int64)
+        vals = np.where((which >= 0)[:, None], table[np.maximum(which, 0)], np.nan)
+        valid = ~np.isnan(vals)
+        total += np.where(valid, vals, 0.0)
+        count += valid
+    with np.errstate(invalid="ignore", divide="ignore"):
+        mean = np.where(count > 0, total / count, np.nan)
+    return pd.DataFrame(mean, index=list(nodes), columns=columns, dtype=float)
+
+
+# np.nanmean's sum is a running sum for fewer values than this, pairwise from it on.
+_PAIRWISE_FROM = 8
+
+
+def _component_columns(
+    stats: pd.DataFrame, graph: nx.DiGraph
+) -> tuple[list[str], list[str], npt.NDArray[np.float64]]:
+    """The ``<kind>.<metric>`` cells of the components of ``COMPONENT_KINDS``: column names,
+    component ids and values, one entry per cell."""
+    if stats.empty:
+        return [], [], np.empty(0)
+    cids = stats.index.get_level_values(0)
+    kinds = {cid: str(graph.nodes[cid].get("kind")) for cid in cids.unique() if cid in graph}
+    keep = np.array([kinds.get(cid) in COMPONENT_KINDS for cid in cids], dtype=bool)
+    sub = stats[keep]
+    counter = sub["counter"].to_numpy(dtype=bool)
+    base = [
+        f"{kinds[cid]}.{metric}"
+        for cid, metric in zip(
+            sub.index.get_level_values(0), sub.index.get_level_values(1), strict=True
+        )
+    ]
+    names: list[str] = []
+    comp_of: list[str] = []
+    parts = []
+    for counter_col, gauge_col, counter_suffix, gauge_suffix in (
+        ("rate", "level", ".rate", ""),
+        ("sustained", "min", ".sustained", ".min"),
+        ("excess", "max", ".excess", ".max"),
+    ):
+        names += [
+            b + (counter_suffix if c else gauge_suffix) for b, c in zip(base, counter, strict=True)
+        ]
+        comp_of += [str(c) for c in sub.index.get_level_values(0)]
+        parts.append(
+            np.where(
+                counter,
+                sub[counter_col].to_numpy(dtype=np.float64),
+                sub[gauge_col].to_numpy(dtype=np.float64),
+            )
+        )
+    return names, comp_of, np.concatenate(parts) if parts else np.empty(0)
+
+
+def _component_context_loop(
+    table: npt.NDArray[np.float64],
+    has: npt.NDArray[np.bool_],
+    columns: list[str],
+    preds: list[list[int]],
+    nodes: Sequence[str],
+) -> pd.DataFrame:
+    """:func:`component_context` one node at a time: ``np.nanmean`` of the values (NaN too) of
+    each column its predecessors have (``has``)."""
+    rows: dict[str, dict[str, float]] = {}
+    for node, mine in zip(nodes, preds, strict=True):
         acc: dict[str, list[float]] = {}
-        if node in graph:
-            for pred in graph.predecessors(node):
-                for col, value in per_comp.get(str(pred), {}).items():
-                    acc.setdefault(col, []).append(value)
+        for i in mine:
+            for j in np.flatnonzero(has[i]):
+                acc.setdefault(columns[j], []).append(float(table[i, j]))
         rows[node] = {col: float(np.nanmean(v)) for col, v in acc.items()}
-    frame = pd.DataFrame.from_dict(rows, orient="index").reindex(
-        index=list(nodes), columns=sorted(columns)
-    )
+    frame = pd.DataFrame.from_dict(rows, orient="index").reindex(index=list(nodes), columns=columns)
     return frame.astype(float)
