@@ -119,6 +119,17 @@ def test_report_seeds_need_the_report_word_on_the_command_line() -> None:
     assert result.exit_code == 2 and "report seed" in result.stderr
 
 
+def test_skip_leaves_out_the_first_seeds(tmp_path: Path) -> None:
+    out = tmp_path / "eval"
+    args = ["eval", "--seeds", "101,102,103", "--skip", "1", "--limit", "1", "--jobs", "1"]
+    more = ["--no-explain", "--detectors", "static", "--scenario-factory", FACTORY]
+    result = CliRunner().invoke(build_app(), [*args, *more, "--out", str(out)])
+    assert result.exit_code == 0, result.stderr + result.stdout
+    assert [s["seed"] for s in json.loads((out / "eval.json").read_text())["scenarios"]] == [102]
+    result = CliRunner().invoke(build_app(), ["eval", "--seeds", "101", "--skip", "1"])
+    assert result.exit_code == 2 and "leaves no seed" in result.stderr
+
+
 def test_tiny_dev_matrix_end_to_end(tmp_path: Path) -> None:
     out = tmp_path / "eval"
     args = ["eval", "--seeds", "101,102", "--jobs", "2", "--no-explain", "--out", str(out)]

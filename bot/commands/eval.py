@@ -211,6 +211,12 @@ def eval_command(
     limit: Annotated[
         int | None, typer.Option("--limit", help="Only the first N seeds (quick dev runs)")
     ] = None,
+    skip: Annotated[
+        int,
+        typer.Option(
+            "--skip", help="Leave out the first N seeds (a run on seeds not used yet)", min=0
+        ),
+    ] = 0,
     healthy: Annotated[
         bool, typer.Option("--healthy", help="Healthy scenarios (no faults): the false-page rate")
     ] = False,
@@ -242,6 +248,9 @@ def eval_command(
     from bot.commands.backtest import parse_duration
 
     label, chosen = parse_seeds(seeds)
+    chosen = chosen[skip:]
+    if not chosen:
+        raise UserError(f"--skip {skip} leaves no seed of --seeds {seeds}")
     if limit is not None:
         chosen = chosen[: max(limit, 0)]
     cycles = [parse_duration(c.strip(), "--cycle") for c in cycle.split(",") if c.strip()]
@@ -277,6 +286,8 @@ def eval_command(
         results, failed = run_matrix(todo, jobs, done)
     wall = time.perf_counter() - started
     pooled = aggregate(results)
+    if skip or limit is not None:  # say which of them: "report 10008-10015"
+        label = f"{label} {chosen[0]}-{chosen[-1]}" if label in {"dev", "report"} else label
     summary = matrix_markdown(pooled, results, seeds_label=label, wall_seconds=wall, jobs=jobs)
     if failed:
         summary += "\nScenarios that could not be scored (left out of every figure above):\n\n"
