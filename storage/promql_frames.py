@@ -19,6 +19,7 @@ from operator import itemgetter
 from typing import Any
 
 import numpy as np
+import numpy.typing as npt
 import pandas as pd
 
 from analysis.types import UP_COLUMNS, FleetFrames
@@ -347,5 +348,58 @@ def concat_frames(parts: list[pd.DataFrame], columns: tuple[str, ...]) -> pd.Dat
     df = pd.concat(parts, ignore_index=True)[list(columns)]
     df["value"] = df["value"].astype("float64")
     keys = [c for c in columns if c not in ("value", "ts")] + ["ts"]
-    df = df.dropna(subset=["value"]).sort_values(keys, kind="stable").reset_index(drop=True)
-    return df
+    df = df.dropna(subset=["value"])
+    order = sorted_order(df, keys)
+    if order is None:
+        return df.sort_values(keys, kind="stable").reset_index(drop=True)
+    return df.take(order).reset_index(drop=True)
+
+
+def sorted_order(df: pd.DataFrame, keys: list[str]) -> npt.NDArray[np.intp] | None:
+    """The positions of ``df.sort_values(keys, kind="stable")`` (text keys, then a timestamp),
+    found by sorting the runs of rows that share their text keys; None where that does not give
+    that order (a key that is not text, a NaT, a run whose times go back, runs of one series
+    that overlap in time).
+
+    A tidy frame's samples come in runs of one series (one label set, times ascending): only
+    each run's first labels are factorised (sorted, as pandas orders text) and the runs sorted
+    stably by them. Ties of every key keep the rows' order, as in a stable sort.
+    """
+    *text, time_key = keys
+    n = len(df)
+    ts = df[time_key]
+    if n == 0 or not isinstance(ts.dtype, pd.DatetimeTZDtype | np.dtype) or ts.dtype.kind != "M":
+        return None
+    ints = np.asarray(ts.array.asi8, dtype=np.int64)
+    if (ints == np.iinfo(np.int64).min).any():  # NaT
+        return None
+    cols = [df[k].to_numpy() for k in text]
+    if any(c.dtype != object for c in cols):
+        return None
+    change = np.zeros(n, dtype=bool)
+    change[0] = True
+    for col in cols:
+        change[1:] |= col[1:] != col[:-1]
+    starts = np.flatnonzero(change)
+    if (np.diff(ints)[~change[1:]] < 0).any():  # a run's times go back
+        return None
+    run_key = np.zeros(len(starts), dtype=np.int64)
+    size = 1
+    for col in cols:
+        heads = col[starts]
+        if not all(isinstance(v, str) for v in heads):
+            return None
+        codes, uniques = pd.factorize(heads, sort=True)
+        size *= max(len(uniques), 1)
+        if size >= 2**62:
+            return None
+        run_key = run_key * max(len(uniques), 1) + codes
+    ends = np.append(starts[1:], n)
+    runs = np.argsort(run_key, kind="stable")
+    key_s, start_s, end_s = run_key[runs], starts[runs], ends[runs]
+    same = key_s[1:] == key_s[:-1]
+    if (ints[end_s[:-1] - 1][same] > ints[start_s[1:]][same]).any():  # one series' runs overlap
+        return None
+    lengths = end_s - start_s
+    offsets = np.cumsum(lengths) - lengths
+    return np.repeat(start_s - offsets, lengths) + np.arange(n)
