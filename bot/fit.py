@@ -10,6 +10,7 @@ them (Prometheus: dcgm-exporter's ``modelName``).
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -18,6 +19,7 @@ import networkx as nx
 from analysis.explain import Explainer
 from analysis.fit_sample import gpus_per_node, sample_nodes
 from analysis.scorer import Scorer
+from analysis.types import Explanation, FleetFrames, Incident
 from storage.source import MetricsSource, MetricsSourceError, NodeSample
 
 logger = logging.getLogger(__name__)
@@ -33,7 +35,37 @@ class Model:
 
     scorer: Scorer
     fingerprint: str
-    explainer: Explainer | None = None
+    explainer: Explainer | DeferredExplainer | None = None
+
+
+class DeferredExplainer:
+    """An explainer fitted on the fit's history when it first explains, not with the scorer.
+
+    For a process that may never explain (the one-shot scan of a healthy fleet): the same
+    ``make().fit(history, graph)`` as at fit time, on the same frames and graph (held until
+    then, then dropped), so the same explanations; nothing is fitted without an incident.
+    """
+
+    def __init__(
+        self, make: Callable[[], Explainer], history: FleetFrames, graph: nx.DiGraph
+    ) -> None:
+        """Hold what the fit would have fitted on."""
+        self._make = make
+        self._pending: tuple[FleetFrames, nx.DiGraph] | None = (history, graph)
+        self._fitted: Explainer | None = None
+
+    def fitted(self) -> Explainer:
+        """The explainer, fitted now if it was not yet."""
+        if self._fitted is None:
+            assert self._pending is not None
+            history, graph = self._pending
+            self._fitted = self._make().fit(history, graph)
+            self._pending = None
+        return self._fitted
+
+    def explain(self, incident: Incident, frames: FleetFrames, graph: nx.DiGraph) -> Explanation:
+        """:meth:`Explainer.explain` of the fitted explainer."""
+        return self.fitted().explain(incident, frames, graph)
 
 
 def fit_sample(

@@ -32,7 +32,7 @@ from analysis.scorer import Scorer
 from analysis.scoring import Exclusion, NotEnoughHistoryError, fleet_fingerprint
 from analysis.tracker import IncidentTracker
 from analysis.types import Assessment, FleetFrames, GpuRef, Incident, Severity, Topology
-from bot.fit import Model, fit_sample
+from bot.fit import DeferredExplainer, Model, fit_sample
 from bot.telemetry import BotMetrics
 from storage.repository import IncidentRecord, Repository
 from storage.source import MetricsSource, MetricsSourceError, NodeSample
@@ -91,6 +91,10 @@ class Pipeline:
     (``analysis.fit_sample``, stratified by rack and GPU model); None or 0: the whole fleet."""
     random_state: int = 0
     """Seed of the fit's sample of nodes."""
+    defer_explainer: bool = False
+    """Fit the explainer when it first explains rather than with the scorer (``DeferredExplainer``:
+    the same explanations; the fit's history is held until then). For one-shot runs that may
+    never explain (``gpu-risk scan``); the running bot fits it with the scorer."""
     cluster: str = ""
     """The cluster it watches, as named in metrics and logs (its store is ``repository``, scoped
     to the cluster by the composition root when the bot watches several)."""
@@ -107,7 +111,7 @@ class Pipeline:
     _explained: dict[tuple[str, Severity, frozenset[str]], Incident] = field(
         default_factory=dict, init=False
     )
-    _explained_with: Explainer | None = field(default=None, init=False)
+    _explained_with: Explainer | DeferredExplainer | None = field(default=None, init=False)
     _judged: dict[int, Incident] = field(default_factory=dict, init=False)
     _swap: threading.Lock = field(default_factory=threading.Lock, init=False, repr=False)
 
@@ -126,7 +130,7 @@ class Pipeline:
         return model.scorer if model is not None else None
 
     @property
-    def explainer(self) -> Explainer | None:
+    def explainer(self) -> Explainer | DeferredExplainer | None:
         """The current model's explainer (None until fitted: a loaded model fits it lazily)."""
         model = self.current
         return model.explainer if model is not None else None
@@ -327,8 +331,10 @@ class Pipeline:
         else:  # fitted on a sample, it serves (and is stored for) the whole fleet
             scorer.fit(history, fit_graph(graph, sample), fleet=graph)
         fingerprint = fleet_fingerprint(graph)
-        explainer = None
-        if self.make_explainer is not None:
+        explainer: Explainer | DeferredExplainer | None = None
+        if self.make_explainer is not None and self.defer_explainer:
+            explainer = DeferredExplainer(self.make_explainer, history, graph)
+        elif self.make_explainer is not None:
             explainer = self.make_explainer().fit(history, graph)
         if self.save_model is not None:
             self.save_model(scorer, at)

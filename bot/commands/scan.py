@@ -131,6 +131,7 @@ def run_scan(
         repository=memory_repository(),
         options=replace(SCAN, detector=detector, explain=explain),
     )
+    pipeline.defer_explainer = True  # a scan of a healthy fleet explains nothing: no fit for it
     cycle = timedelta(seconds=settings.scan_interval)
     # enough cycles before ``at`` for a streak to reach GPU_RISK_OPEN_AFTER and GPU_RISK_OPEN_FOR
     spans = -(-settings.open_for // settings.scan_interval)  # ceil
