@@ -348,7 +348,9 @@ def concat_frames(parts: list[pd.DataFrame], columns: tuple[str, ...]) -> pd.Dat
     df = pd.concat(parts, ignore_index=True)[list(columns)]
     df["value"] = df["value"].astype("float64")
     keys = [c for c in columns if c not in ("value", "ts")] + ["ts"]
-    df = df.dropna(subset=["value"])
+    kept = df["value"].notna().to_numpy()
+    if not kept.all():
+        df = df[kept]
     order = sorted_order(df, keys)
     if order is None:
         return df.sort_values(keys, kind="stable").reset_index(drop=True)
