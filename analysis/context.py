@@ -10,7 +10,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import timedelta
 
 import networkx as nx
@@ -148,35 +148,44 @@ def _peer_deviation(
     Comparable: within ``watts`` and within a factor ``COMPARABLE_RATIO`` of the row's power.
 
     Sorted prefix sums: O(n log n) for any group size (a fleet at one timestamp is a group).
-    Rows without power or without a comparable peer get NaN.
+    Rows without power or without a comparable peer get NaN. Rows are placed by position (the
+    frame's index labels them, one each).
     """
-    out = pd.DataFrame(np.nan, index=frame.index, columns=cols)
+    out = np.full((len(frame), len(cols)), np.nan)
     ok = frame["power"].notna().to_numpy()
-    if ok.sum() < 2:
-        return out
-    sub = frame.loc[ok, [*group, "power", *cols]]
-    gid = sub.groupby(group, sort=False).ngroup().to_numpy(dtype=np.float64)
-    power = sub["power"].to_numpy(dtype=np.float64)
-    # One sort key: group id, then power (the offset keeps groups apart whatever the watts).
-    span = float(np.nanmax(np.abs(power))) * 2 + watts * 4 + 1.0
-    key = gid * span + power
-    order = np.argsort(key, kind="stable")
-    key = key[order]
-    base, p = (gid * span)[order], power[order]
-    lo = np.searchsorted(key, base + np.maximum(p - watts, p / COMPARABLE_RATIO), side="left")
-    hi = np.searchsorted(key, base + np.minimum(p + watts, p * COMPARABLE_RATIO), side="right")
-    rows = sub.index.to_numpy()[order]
-    for col in cols:
-        v = sub[col].to_numpy(dtype=np.float64)[order]
-        valid = np.isfinite(v)
-        csum = np.concatenate([[0.0], np.cumsum(np.where(valid, v, 0.0))])
-        ccount = np.concatenate([[0], np.cumsum(valid)])
-        total = csum[hi] - csum[lo] - np.where(valid, v, 0.0)
-        peers = ccount[hi] - ccount[lo] - valid
-        with np.errstate(invalid="ignore", divide="ignore"):
-            dev = np.where(valid & (peers > 0), v - total / peers, np.nan)
-        out.loc[rows, col] = dev
-    return out
+    if ok.sum() >= 2:
+        gid = frame.loc[ok, group].groupby(group, sort=False).ngroup().to_numpy(dtype=np.float64)
+        power = frame["power"].to_numpy(dtype=np.float64)[ok]
+        # One sort key: group id, then power (the offset keeps groups apart whatever the watts).
+        span = float(np.nanmax(np.abs(power))) * 2 + watts * 4 + 1.0
+        key = gid * span + power
+        order = np.argsort(key, kind="stable")
+        key = key[order]
+        base, p = (gid * span)[order], power[order]
+        lo = np.searchsorted(key, base + np.maximum(p - watts, p / COMPARABLE_RATIO), side="left")
+        hi = np.searchsorted(key, base + np.minimum(p + watts, p * COMPARABLE_RATIO), side="right")
+        rows = np.flatnonzero(ok)[order]
+        for j, col in enumerate(cols):
+            v = frame[col].to_numpy(dtype=np.float64)[ok][order]
+            valid = np.isfinite(v)
+            csum = np.concatenate([[0.0], np.cumsum(np.where(valid, v, 0.0))])
+            ccount = np.concatenate([[0], np.cumsum(valid)])
+            total = csum[hi] - csum[lo] - np.where(valid, v, 0.0)
+            peers = ccount[hi] - ccount[lo] - valid
+            with np.errstate(invalid="ignore", divide="ignore"):
+                out[rows, j] = np.where(valid & (peers > 0), v - total / peers, np.nan)
+    return pd.DataFrame(out, index=frame.index, columns=cols)
+
+
+#: The node metrics :func:`node_context` reads.
+NODE_CONTEXT_METRICS: tuple[str, ...] = (FAN, INLET, VOLTS, NODE_POWER, HWMON)
+
+
+def metric_rows(node: pd.DataFrame) -> dict[str, pd.DataFrame]:
+    """The rows of each of ``NODE_CONTEXT_METRICS`` in a node frame, in the frame's order (a
+    window of a history's split is the split of the history's window: ``slice_frame``)."""
+    metric = node["metric"].to_numpy()
+    return {m: node[metric == m] for m in NODE_CONTEXT_METRICS}
 
 
 def node_context(
@@ -186,12 +195,18 @@ def node_context(
     nodes: pd.Index,
     at: pd.Timestamp,
     recent: timedelta,
+    by_metric: Mapping[str, pd.DataFrame] | None = None,
 ) -> pd.DataFrame:
-    """Per-node fans, inlet air, PSU voltage, node power and scrape health, against the rack."""
+    """Per-node fans, inlet air, PSU voltage, node power and scrape health, against the rack.
+
+    ``by_metric``: :func:`metric_rows` of ``node`` when known (a fit's cycles cut it from one
+    split of the history instead of comparing every row's metric name in each window).
+    """
     out = pd.DataFrame(index=nodes)
     cut = at - pd.Timedelta(recent)
     if not node.empty:
-        fans = node[node["metric"] == FAN]
+        rows = metric_rows(node) if by_metric is None else by_metric
+        fans = rows[FAN]
         rec = fans[fans["ts"] > cut]
         per_fan = rec.groupby(["node", "sensor"], sort=False)["value"].mean()
         fan_min = per_fan.groupby(level="node").min()
@@ -202,12 +217,12 @@ def node_context(
         fleet_fan = out["fan_min"].median()
         out["fan_min_vs_fleet"] = out["fan_min"] / fleet_fan - 1 if fleet_fan > 0 else np.nan
 
-        inlet = node[(node["metric"] == INLET) & (node["sensor"] == INLET_SENSOR)]
+        inlet = rows[INLET][rows[INLET]["sensor"] == INLET_SENSOR]
         inlet_rec = inlet[inlet["ts"] > cut].groupby("node", sort=False)["value"].mean()
         out["inlet"] = inlet_rec.reindex(nodes)
         out["inlet_vs_fleet"] = out["inlet"] - out["inlet"].median()
 
-        volts = node[node["metric"] == VOLTS]
+        volts = rows[VOLTS]
         if not volts.empty:
             nominal = volts.groupby("sensor", sort=False)["value"].median()
             rel = volts["value"] / volts["sensor"].map(nominal).replace(0, np.nan) - 1
@@ -218,9 +233,9 @@ def node_context(
         else:
             out["volts_dev"] = np.nan
             out["volts_dip"] = np.nan
-        power = node[(node["metric"] == NODE_POWER) & (node["ts"] > cut)]
+        power = rows[NODE_POWER][rows[NODE_POWER]["ts"] > cut]
         out["node_power"] = power.groupby("node", sort=False)["value"].mean().reindex(nodes)
-        hw = node[(node["metric"] == HWMON) & (node["ts"] > cut)]
+        hw = rows[HWMON][rows[HWMON]["ts"] > cut]
         out["hwmon_temp"] = hw.groupby("node", sort=False)["value"].max().reindex(nodes)
     else:
         for col in (

@@ -32,7 +32,7 @@ always exported (``GAUGES``, ``COUNTERS`` ... now declared by the plan) are re-e
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import replace
 from datetime import datetime, timedelta
 
@@ -51,6 +51,7 @@ from analysis.context import (
     VOLTS,
     component_context,
     component_stats,
+    metric_rows,
     node_context,
     peer_context,
 )
@@ -231,8 +232,11 @@ def _features(
     recent: timedelta = DEFAULT_RECENT,
     vanish_after: timedelta = DEFAULT_VANISH_AFTER,
     peers: pd.DataFrame | None = None,
+    node_rows: Mapping[str, pd.DataFrame] | None = None,
 ) -> pd.DataFrame:
-    """:func:`build_features`; ``peers``: the window's ``gpu_wide(PEER_METRICS)`` if known."""
+    """:func:`build_features`; ``peers``: the window's ``gpu_wide(PEER_METRICS)`` if known;
+    ``node_rows``: :func:`analysis.context.metric_rows` of ``frames.node`` (sorted by time), cut
+    to the window here."""
     at_ts = to_utc(at)
     start = at_ts - pd.Timedelta(window)
     step = frames.step if frames.step > timedelta(0) else timedelta(minutes=1)
@@ -259,6 +263,9 @@ def _features(
         nodes=nodes,
         at=at_ts,
         recent=recent,
+        by_metric=None
+        if node_rows is None
+        else {m: slice_frame(rows, start, at_ts) for m, rows in node_rows.items()},
     )
     comp_stats = component_stats(win.component, at_ts, window, recent)
     comp_ctx = component_context(comp_stats, graph, list(nodes))
@@ -341,7 +348,8 @@ def feature_history(
     pass over the frames (:func:`analysis.reduce_frames.reduce_frames_at`, the same tables as
     each cycle's own): the cycles' windows overlap, and placing the samples is most of the work.
     Each cycle then reads only the peer metrics raw, as a cycle given the source's reductions,
-    cut from one pivot of the whole history (:func:`_rows_of`: the rows of the cycle's own).
+    cut from one pivot of the whole history (:func:`_rows_of`: the rows of the cycle's own), and
+    its node context's metrics from one split of the node frame (:func:`metric_rows`).
     """
     ordered = sort_frames(frames)
     times = list(times)
@@ -349,13 +357,16 @@ def feature_history(
     # with its reductions given, a cycle reads only the peer metrics raw (as a reduced cycle),
     # pivoted once for all the cycles
     wide = ordered.gpu_wide(PEER_METRICS) if any(reduced) else None
+    # the node context's metrics split once, each cycle's window cut from them
+    node_rows = metric_rows(ordered.node)
     parts = []
     for at, own in zip(times, reduced, strict=True):
         if own is None or wide is None:
-            feats = build_features(ordered, graph, at, window)
+            feats = _features(ordered, graph, at, window, node_rows=node_rows)
         else:
             cycle = replace(ordered, reduced=own)
-            feats = _features(cycle, graph, at, window, peers=_rows_of(wide, at, window))
+            peers = _rows_of(wide, at, window)
+            feats = _features(cycle, graph, at, window, peers=peers, node_rows=node_rows)
         feats.index = pd.MultiIndex.from_product(
             [[to_utc(at)], feats.index], names=["at", "gpu_key"]
         )

@@ -9,6 +9,7 @@ that vanishes, XIDs, a repeated sample and a NaN sample.
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
 import numpy as np
@@ -117,3 +118,32 @@ def test_a_cycle_cut_from_the_history_pivot_is_its_own_pivot(
         pd.testing.assert_frame_equal(got, want, check_exact=True, obj=str(at))
         for mine, theirs in zip(got.index.levels, want.index.levels, strict=True):
             pd.testing.assert_index_equal(mine, theirs, exact=True)
+
+
+def test_node_context_cut_from_the_history_split_is_the_windows_own(
+    history: tuple[FleetFrames, object],
+) -> None:
+    """A window of the history's per-metric split gives the node context of the window's own
+    node frame, with a fan's gap, a node without node power and no hwmon metric at all."""
+    from analysis.context import FAN, HWMON, NODE_POWER, metric_rows, node_context
+    from analysis.frames import slice_frame, to_utc
+
+    frames, _ = history
+    node = frames.node
+    gap = (node["metric"] == FAN) & (node["sensor"] == node["sensor"].iloc[0])
+    gap &= node["ts"].between(to_utc(START + timedelta(minutes=50)), to_utc(START + DURATION))
+    drop = gap | (node["metric"] == HWMON)
+    drop |= (node["metric"] == NODE_POWER) & (node["node"] == "gpu-node-002")
+    ordered = sort_frames(replace(frames, node=node[~drop].reset_index(drop=True))).node
+    split = metric_rows(ordered)
+    nodes = pd.Index(sorted(ordered["node"].unique()))
+    for at in fit_times(START, frames.end, DEFAULT_WINDOW, 48)[::7]:
+        end = to_utc(at)
+        start = end - pd.Timedelta(DEFAULT_WINDOW)
+        win = slice_frame(ordered, start, end)
+        kw = {"nodes": nodes, "at": end, "recent": DEFAULT_RECENT}
+        want = node_context(win, frames.up, **kw)
+        cut = {m: slice_frame(rows, start, end) for m, rows in split.items()}
+        got = node_context(win, frames.up, by_metric=cut, **kw)
+        pd.testing.assert_frame_equal(got, want, check_exact=True, obj=str(at))
+    assert want["hwmon_temp"].isna().all() and want["node_power"].isna().sum() == 1
