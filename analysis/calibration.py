@@ -160,6 +160,9 @@ IGNORE = 2
 _HIGH_IS_RISK = (
     "temp",
     "mem_temp",
+    # a node or rack whose GPUs run cooler than the fleet's is idle or drained, not at risk
+    "node_temp",
+    "rack_temp",
     "inlet",
     "hwmon",
     "cooling.",

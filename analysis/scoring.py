@@ -77,11 +77,15 @@ from analysis.incidents import (
 from analysis.types import Assessment, Fault, FleetFrames, GpuRef, GpuScore
 
 MODEL_FORMAT = "gpu-risk-model"
-MODEL_VERSION = 4
+MODEL_VERSION = 5
 DEFAULT_THRESHOLD = 0.9
 DEFAULT_FIT_WINDOW = timedelta(hours=24)
 DEFAULT_FIT_CYCLES = 48
 DEFAULT_FLOOR = 1.0
+#: A GPU's own baseline of a feature needs at least this many of its fit rows, and this share of
+#: them, to hold a value; with fewer the fleet's baseline is used.
+MIN_OWN_ROWS = 6
+OWN_SHARE = 0.25
 
 
 class FleetMismatchError(ValueError):
@@ -283,8 +287,14 @@ class FeatureScorer:
         self.fill_ = fill.fillna(0.0)
         keys = rows.index.get_level_values("gpu_key")
         if self.own_baseline:
-            # Missing values (no comparable peers, no sample) count as the GPU's usual self.
-            self.baseline_ = x.groupby(keys).median().fillna(self.fill_)
+            # Missing values (no comparable peers, no sample) count as the GPU's usual self. A
+            # feature the GPU showed in too few of its rows (a GPU always busy alone has peers to
+            # compare with only when it idles) is no usual self: the fleet's baseline stands in.
+            seen = x.notna().groupby(keys).sum()
+            rows_of = x.groupby(keys).size().to_numpy()[:, None]
+            enough = seen >= np.maximum(MIN_OWN_ROWS, OWN_SHARE * rows_of)
+            own = x.groupby(keys).median().where(enough)
+            self.baseline_ = own.fillna(own.median()).fillna(self.fill_)
             base = self.baseline_.reindex(keys).to_numpy()
             x = x.fillna(pd.DataFrame(base, index=x.index, columns=x.columns))
             dev = x - base

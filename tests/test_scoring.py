@@ -292,3 +292,27 @@ def test_guard_is_bonferroni_adjusted_and_a_counter_wiggle_is_not_a_page() -> No
     narrow = np.zeros((1, 40))
     narrow[0, 7] = 8.0
     assert more.score(wide)[0] < tails.score(narrow)[0]
+
+
+def test_the_guard_reads_each_feature_in_its_harmful_direction() -> None:
+    from analysis.calibration import IGNORE, FeatureTails, risk_direction
+
+    expected = {
+        "temp_vs_node": 1,
+        "node_temp_vs_fleet": 1,  # a node running cold is idle or drained
+        "rack_temp_vs_fleet": 1,
+        "fan_spread": -1,
+        "volts_dip": -1,
+        "ecc_sbe_sustained": 1,
+        "temp_vs_node_slope": 1,
+        "power_vs_node": 0,
+        "thermal_viol_rate": IGNORE,
+    }
+    assert {c: risk_direction(c) for c in expected} == expected
+    rng = np.random.default_rng(2)
+    tails = FeatureTails([risk_direction(c) for c in expected]).fit(
+        rng.normal(0.0, 1.0, (2000, len(expected)))
+    )
+    cold, hot = np.zeros((2, len(expected)))
+    cold[1], hot[1] = -30.0, 30.0
+    assert tails.score(cold[None])[0] == 0.0 and tails.score(hot[None])[0] > 7.0
