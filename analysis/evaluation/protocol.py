@@ -126,3 +126,26 @@ REPORT_RUN_2026_12_01_C_RECHECK: dict[str, object] = {
     "max_gpus": 128,
     "healthy": True,
 }
+
+#: The fourth session's report run (2026-12-01, night), fixed before it was started, at the
+#: commit that adds this declaration (model 5: temperature compared at settled, comparable load;
+#: slopes within a GPU's busy and idle samples; a GPU's own baseline only from enough of its
+#: rows; facility evidence in the harmful direction, an entity with evidence named before a larger
+#: one without; node and rack temperature read high-only by the guard). The first 8 report seeds
+#: have been reported four times and their per-fault results read; this run uses the NEXT 8
+#: (10008-10015), which no run, plot or debug session has seen: (1) faulty, 5-min cycles, the
+#: ablation's five scorers (the main table's graph and static columns come from this run), no
+#: explanations, 128 GPUs at most; (2) the same 8 healthy at 5-min cycles, graph and static. Both
+#: are reported as they finish, whatever they show; what does not finish is said so. Figures of
+#: earlier runs (other seeds, older models) are not comparable fault by fault. Commands:
+#: ``gpu-risk eval --seeds report --skip 8 --limit 8 --cycle 5m --ablation --no-explain
+#: --max-gpus 128`` and ``gpu-risk eval --seeds report --skip 8 --limit 8 --cycle 5m --detectors
+#: graph,static --no-explain --max-gpus 128 --healthy``.
+REPORT_RUN_2026_12_01_D: dict[str, object] = {
+    "seeds": REPORT_SEEDS[8:16],
+    "cycle": "5m",
+    "detectors": ("graph", "graph-noctx", "guard", "iforest", "static"),
+    "healthy_detectors": ("graph", "static"),
+    "explain": False,
+    "max_gpus": 128,
+}
