@@ -105,7 +105,10 @@ def peer_context(
     is_recent = t > -recent
     recent_dev = dev[is_recent].groupby(keys[is_recent], sort=False)
     # Mostly incomparable (a job starting or stopping): say nothing rather than something odd.
-    enough = recent_dev.count() >= recent_dev.size().to_numpy()[:, None] * 0.5
+    # Samples left out as unsettled do not count against it: a job's short break leaves the
+    # settled samples around it to speak (none settled: nothing).
+    settled = pd.Series(~unsettled[is_recent]).groupby(keys[is_recent], sort=False).sum()
+    enough = recent_dev.count().ge(settled.to_numpy()[:, None] * 0.5) & (recent_dev.count() > 0)
     out = recent_dev.mean().where(enough).reindex(index)
     # A job starting or ending inside the window moves a GPU's offset from its peers (each GPU
     # idles and runs at its own temperature): slopes are taken within the busy and the idle
