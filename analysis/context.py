@@ -26,11 +26,6 @@ from analysis.stats import anscombe, group_slope
 # hot from 340 W: it is not at the load of idle peers at 50 W).
 COMPARABLE_WATTS = 150.0
 COMPARABLE_RATIO = 2.0
-# Temperature follows power with a lag of a minute or two (die and heat sink): a sample within
-# SETTLE_MINUTES of a power change of more than STEADY_WATTS is not compared at all (a GPU just
-# off a job step is still hot for the power it now draws; one just on it not yet warm).
-SETTLE_MINUTES = 5.0
-STEADY_WATTS = 50.0
 
 FAN = "ipmi_fan_speed_rpm"
 INLET = "ipmi_temperature_celsius"
@@ -65,8 +60,6 @@ def peer_context(
             "power": wide["DCGM_FI_DEV_POWER_USAGE"].to_numpy(),
         }
     )
-    unsettled = ~_settled(frame["key"], ts, frame["power"])
-    frame.loc[unsettled, ["temp", "mem_temp"]] = np.nan
     # Fleet-wide temperature-per-watt, so "hotter" means hotter at the same power.
     ok = frame["temp"].notna() & frame["power"].notna()
     k = 0.0
@@ -105,10 +98,7 @@ def peer_context(
     is_recent = t > -recent
     recent_dev = dev[is_recent].groupby(keys[is_recent], sort=False)
     # Mostly incomparable (a job starting or stopping): say nothing rather than something odd.
-    # Samples left out as unsettled do not count against it: a job's short break leaves the
-    # settled samples around it to speak (none settled: nothing).
-    settled = pd.Series(~unsettled[is_recent]).groupby(keys[is_recent], sort=False).sum()
-    enough = recent_dev.count().ge(settled.to_numpy()[:, None] * 0.5) & (recent_dev.count() > 0)
+    enough = recent_dev.count() >= recent_dev.size().to_numpy()[:, None] * 0.5
     out = recent_dev.mean().where(enough).reindex(index)
     # A job starting or ending inside the window moves a GPU's offset from its peers (each GPU
     # idles and runs at its own temperature): slopes are taken within the busy and the idle
@@ -124,23 +114,6 @@ def peer_context(
     out["temp_vs_node_slope"] = slope["temp_vs_node"].where(valid >= 0.8)
     out["temp_at_power_slope"] = slope["temp_at_power"]
     return out
-
-
-def _settled(keys: pd.Series, ts: pd.Index, power: pd.Series) -> npt.NDArray[np.bool_]:
-    """True where a GPU's power stayed within ``STEADY_WATTS`` of its value now over the last
-    ``SETTLE_MINUTES`` (rows sorted by key, then time; the first rows of a window count as settled)."""
-    code = pd.factorize(keys)[0]
-    minutes = np.asarray((ts - ts.min()) / pd.Timedelta(minutes=1), dtype=np.float64)
-    watts = power.to_numpy(dtype=np.float64)
-    ok = np.ones(len(watts), dtype=bool)
-    for lag in range(1, len(watts)):
-        near = (code[lag:] == code[:-lag]) & (minutes[lag:] - minutes[:-lag] <= SETTLE_MINUTES)
-        if not near.any():
-            break
-        with np.errstate(invalid="ignore"):
-            jump = np.abs(watts[lag:] - watts[:-lag]) > STEADY_WATTS
-        ok[lag:] &= ~(near & jump)
-    return ok
 
 
 def _peer_deviation(

@@ -264,34 +264,3 @@ def test_a_job_ending_in_the_window_is_not_a_temperature_trend() -> None:
     f = build_features(frames, graph, END)
     assert abs(f.loc["gpu-node-001/0", "temp_vs_node_slope"]) < 1e-9
     assert abs(f.loc["gpu-node-002/1", "temp_vs_node_slope"] - 0.1) < 1e-9
-
-
-def test_temperature_right_after_a_power_step_is_not_compared() -> None:
-    """A GPU's job dips from 340 to 170 W for its last 10 minutes; its temperature follows with a
-    two-minute lag. Just after the step it is hot for 170 W: those minutes are left out, so it
-    reads as warm at its power as the GPU whose job never dipped."""
-
-    def lagged(watts: np.ndarray, tau: float = 2.0) -> np.ndarray:
-        out = np.empty_like(watts)
-        out[0] = watts[0]
-        for i in range(1, watts.size):
-            out[i] = out[i - 1] + (watts[i] - out[i - 1]) * (1 - np.exp(-1 / tau))
-        return out
-
-    def override(node: str, gpu: str, metric: str, t: np.ndarray) -> np.ndarray | None:
-        if node != "gpu-node-001":
-            return None
-        watts = np.where((gpu == "0") & (t >= 50), 170.0, 340.0)
-        if metric == "DCGM_FI_DEV_POWER_USAGE":
-            return watts
-        if metric == "DCGM_FI_DEV_GPU_TEMP":
-            return 30.0 + 0.1 * lagged(watts)
-        return None
-
-    frames, graph = fleet(override)
-    f = build_features(frames, graph, END)
-    dipped, steady = (
-        f.loc["gpu-node-001/0", "temp_at_power"],
-        f.loc["gpu-node-001/1", "temp_at_power"],
-    )
-    assert abs(dipped - steady) < 0.5, (dipped, steady)
