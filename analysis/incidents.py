@@ -120,25 +120,15 @@ def evidence(
 
     ``directions`` (column prefix -> +1 high, -1 low): those columns count only that way.
     """
-    if features is None or features.empty:
-        return 0.0
     prefixes = tuple(columns)
-    if not prefixes:
+    if features is None or features.empty or not prefixes:
         return 0.0
     zcols = [
         c
         for c in features.columns
         if isinstance(c, str) and c.startswith("z.") and c[2:].startswith(prefixes)
     ]
-    rows = [g for g in gpus if g in features.index]
-    if not zcols or not rows:
-        return 0.0
-    block = features.loc[rows, zcols].astype(float)
-    for col in zcols:
-        sign = next((d for p, d in (directions or {}).items() if col[2:].startswith(p)), 0)
-        block[col] = (block[col] * sign).clip(lower=0.0) if sign else block[col].abs()
-    value = float(block.max(axis=1).median())
-    return 0.0 if np.isnan(value) else value
+    return _median_of_largest(features, gpus, zcols, directions or {})
 
 
 def own_evidence(
@@ -156,16 +146,21 @@ def own_evidence(
         for c in features.columns
         if isinstance(c, str) and c.startswith(prefixes) and not c[2:].startswith(OWN_IGNORED)
     ]
+    return _median_of_largest(features, gpus, zcols, directions)
+
+
+def _median_of_largest(
+    features: pd.DataFrame, gpus: Iterable[str], zcols: list[str], directions: Mapping[str, int]
+) -> float:
+    """Median over ``gpus`` of the largest of ``zcols``: ``|z|``, or ``z`` in the direction
+    ``directions`` gives the column (by prefix, without ``z.``) and 0 the other way."""
     rows = [g for g in gpus if g in features.index]
     if not zcols or not rows:
         return 0.0
     block = features.loc[rows, zcols].astype(float)
     for col in zcols:
         sign = next((d for p, d in directions.items() if col[2:].startswith(p)), 0)
-        if sign:
-            block[col] = (block[col] * sign).clip(lower=0.0)
-        else:
-            block[col] = block[col].abs()
+        block[col] = (block[col] * sign).clip(lower=0.0) if sign else block[col].abs()
     value = float(block.max(axis=1).median())
     return 0.0 if np.isnan(value) else value
 

@@ -290,10 +290,10 @@ class FeatureScorer:
             # Missing values (no comparable peers, no sample) count as the GPU's usual self. A
             # feature the GPU showed in too few of its rows (a GPU always busy alone has peers to
             # compare with only when it idles) is no usual self: the fleet's baseline stands in.
-            seen = x.notna().groupby(keys).sum()
-            rows_of = x.groupby(keys).size().to_numpy()[:, None]
-            enough = seen >= np.maximum(MIN_OWN_ROWS, OWN_SHARE * rows_of)
-            own = x.groupby(keys).median().where(enough)
+            by_gpu = x.groupby(keys)
+            rows_of = by_gpu.size().to_numpy()[:, None]
+            enough = by_gpu.count() >= np.maximum(MIN_OWN_ROWS, OWN_SHARE * rows_of)
+            own = by_gpu.median().where(enough)
             self.baseline_ = own.fillna(own.median()).fillna(self.fill_)
             base = self.baseline_.reindex(keys).to_numpy()
             x = x.fillna(pd.DataFrame(base, index=x.index, columns=x.columns))
