@@ -26,6 +26,8 @@ from analysis.stats import anscombe, group_slope
 # hot from 340 W: it is not at the load of idle peers at 50 W).
 COMPARABLE_WATTS = 150.0
 COMPARABLE_RATIO = 2.0
+#: A slope is taken only from a GPU with samples at this share of the window's timestamps.
+MIN_COVER = 0.8
 
 FAN = "ipmi_fan_speed_rpm"
 INLET = "ipmi_temperature_celsius"
@@ -110,9 +112,15 @@ def peer_context(
     slope = group_slope(
         dev[["temp_vs_node", "temp_at_power"]], t, keys, index, regime=busy.to_numpy()
     )
-    valid = dev["temp_vs_node"].notna().groupby(keys, sort=False).mean().reindex(index)
-    out["temp_vs_node_slope"] = slope["temp_vs_node"].where(valid >= 0.8)
-    out["temp_at_power_slope"] = slope["temp_at_power"]
+    # A slope needs most of the window: a node back from a scrape gap or a reboot has a few
+    # samples left, a few minutes apart, whose slope is several times noisier than a whole
+    # window's (and than the healthy spread it is judged by). Coverage counts the window's
+    # timestamps (the best-covered GPU's rows), not only the rows this GPU still has.
+    full = max(1, int(keys.value_counts().max())) if len(keys) else 1
+    cover = dev[["temp_vs_node", "temp_at_power"]].notna().groupby(keys, sort=False).sum() / full
+    cover = cover.reindex(index)
+    out["temp_vs_node_slope"] = slope["temp_vs_node"].where(cover["temp_vs_node"] >= MIN_COVER)
+    out["temp_at_power_slope"] = slope["temp_at_power"].where(cover["temp_at_power"] >= MIN_COVER)
     return out
 
 

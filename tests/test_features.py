@@ -264,3 +264,28 @@ def test_a_job_ending_in_the_window_is_not_a_temperature_trend() -> None:
     f = build_features(frames, graph, END)
     assert abs(f.loc["gpu-node-001/0", "temp_vs_node_slope"]) < 1e-9
     assert abs(f.loc["gpu-node-002/1", "temp_vs_node_slope"] - 0.1) < 1e-9
+
+
+def test_a_temperature_slope_needs_most_of_the_window() -> None:
+    """GPU 1 of two nodes warms 0.1 degree a minute away from its siblings; gpu-node-002 stopped
+    reporting for 21 of the window's 30 minutes (a reboot, a scrape gap). The few samples it has
+    left still line up, but a slope over them is several times noisier than over a whole window:
+    no slope is taken there, rather than a wild one (dev seed 101 paged twice on exactly this).
+    """
+
+    def override(node: str, gpu: str, metric: str, t: np.ndarray) -> np.ndarray | None:
+        if gpu == "1" and metric == "DCGM_FI_DEV_GPU_TEMP":
+            return 30.0 + 0.1 * (400.0 + 10.0) + 0.1 * t
+        return None
+
+    def drop(gpu: pd.DataFrame) -> pd.DataFrame:
+        minute = (gpu["ts"] - gpu["ts"].min()) / pd.Timedelta(minutes=1)
+        gap = (gpu["node"] == "gpu-node-002") & minute.between(35, 55)
+        return gpu[~gap]
+
+    frames, graph = fleet(override, drop=drop)
+    f = build_features(frames, graph, END)
+    assert abs(f.loc["gpu-node-001/1", "temp_vs_node_slope"] - 0.1) < 1e-9
+    assert np.isfinite(f.loc["gpu-node-001/1", "temp_at_power_slope"])
+    assert np.isnan(f.loc["gpu-node-002/1", "temp_vs_node_slope"])
+    assert np.isnan(f.loc["gpu-node-002/1", "temp_at_power_slope"])
