@@ -317,23 +317,7 @@ class FeatureScorer:
         self.fill_ = fill.fillna(0.0)
         keys = rows.index.get_level_values("gpu_key")
         if self.own_baseline:
-            # Missing values (no comparable peers, no sample) count as the GPU's usual self. A
-            # feature the GPU showed in too few of its rows (a GPU always busy alone has peers to
-            # compare with only when it idles) is no usual self: the fleet's baseline stands in.
-            self.baseline_ = _own_medians(x, keys)
-            self.baseline_ = self.baseline_.fillna(self.baseline_.median()).fillna(self.fill_)
-            # A GPU that both runs jobs and idles has a usual self in each: against busy peers
-            # and against idle ones, at its load and at idle (two lone jobs of a rack compared
-            # with each other sit degrees apart; idle, the same GPU matches its rack).
-            self.power_split_ = _power_split(rows, keys)
-            busy = self._busy(rows, keys)
-            regime_cols = [c for c in self.columns_ if _load_dependent(c)]
-            self.regime_baseline_ = _own_medians(x[regime_cols], [keys, busy]).reindex(
-                columns=self.columns_
-            )
-            base = self._baseline_rows(keys, busy)
-            x = x.fillna(pd.DataFrame(base, index=x.index, columns=x.columns))
-            dev = x - base
+            dev = self._fit_baselines(rows, x, keys)
         else:
             x = x.fillna(self.fill_)
             self.baseline_ = pd.DataFrame(columns=self.columns_, dtype=float)
@@ -373,6 +357,29 @@ class FeatureScorer:
         """Raise NotFittedError unless fit has run."""
         if not hasattr(self, "detector_"):
             raise NotFittedError(f"the {self.name} scorer is not fitted: call fit(history, graph)")
+
+    def _fit_baselines(self, rows: pd.DataFrame, x: pd.DataFrame, keys: pd.Index) -> pd.DataFrame:
+        """Learn each GPU's usual self (``baseline_``, per regime ``regime_baseline_``); return
+        the fit rows' deviations from it.
+
+        Missing values (no comparable peers, no sample) count as the GPU's usual self. A feature
+        the GPU showed in too few of its rows (a GPU always busy alone has peers to compare with
+        only when it idles) is no usual self: the fleet's baseline stands in. A GPU that both
+        runs jobs and idles has a usual self in each for its temperature comparisons: against
+        busy peers and against idle ones (two lone jobs of a rack compared with each other sit
+        degrees apart; idle, the same GPU matches its rack).
+        """
+        self.baseline_ = _own_medians(x, keys)
+        self.baseline_ = self.baseline_.fillna(self.baseline_.median()).fillna(self.fill_)
+        self.power_split_ = _power_split(rows, keys)
+        busy = self._busy(rows, keys)
+        regime_cols = [c for c in self.columns_ if _load_dependent(c)]
+        self.regime_baseline_ = _own_medians(x[regime_cols], [keys, busy]).reindex(
+            columns=self.columns_
+        )
+        base = self._baseline_rows(keys, busy)
+        x = x.fillna(pd.DataFrame(base, index=x.index, columns=x.columns))
+        return x - base
 
     def _busy(self, rows: pd.DataFrame, keys: pd.Index) -> npt.NDArray[np.bool_]:
         """Per row: whether its GPU draws at or above its own busy/idle split (False: no split)."""
