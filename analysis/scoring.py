@@ -107,20 +107,15 @@ def _load_dependent(column: str) -> bool:
 _LOAD_DEPENDENT = ("temp_vs_", "mem_temp_vs_", "temp_at_power", "mem_temp_at_power")
 
 
-def _power_of(rows: pd.DataFrame) -> npt.NDArray[np.float64]:
-    """Each row's mean power draw over its window (NaN where unknown)."""
+def _power_split(rows: pd.DataFrame, keys: pd.Index) -> pd.Series:
+    """Per GPU: the power between its idle and its busy draw in the fit rows (the midpoint of its
+    10th and 90th percentile), or NaN when these are within ``COMPARABLE_WATTS`` (one regime)."""
     if "power" not in rows.columns:
-        return np.full(len(rows), np.nan)
-    return np.asarray(rows["power"].to_numpy(dtype=np.float64), dtype=np.float64)
-
-
-def _power_regimes(power: npt.NDArray[np.float64], keys: pd.Index) -> tuple[pd.Series, pd.Series]:
-    """Per GPU: the power between its idle and its busy draw in the fit rows (the midpoint of
-    its 10th and 90th percentile; NaN when these are within ``COMPARABLE_WATTS``: one regime),
-    and its median draw."""
-    by_gpu = pd.Series(power, index=keys).groupby(level=0)
+        return pd.Series(dtype=float)
+    power = pd.Series(rows["power"].to_numpy(dtype=np.float64), index=keys)
+    by_gpu = power.groupby(level=0)
     lo, hi = by_gpu.quantile(0.1), by_gpu.quantile(0.9)
-    return ((lo + hi) / 2).where(hi - lo > COMPARABLE_WATTS), by_gpu.median()
+    return ((lo + hi) / 2).where(hi - lo > COMPARABLE_WATTS)
 
 
 class FleetMismatchError(ValueError):
@@ -376,46 +371,34 @@ class FeatureScorer:
         """
         self.baseline_ = _own_medians(x, keys)
         self.baseline_ = self.baseline_.fillna(self.baseline_.median()).fillna(self.fill_)
-        power = _power_of(rows)
-        self.power_split_, self.power_usual_ = _power_regimes(power, keys)
-        load = [c for c in self.columns_ if _load_dependent(c)]
-        self.regime_baseline_ = _own_medians(x[load], [keys, self._busy(keys, power)]).reindex(
+        self.power_split_ = _power_split(rows, keys)
+        busy = self._busy(rows, keys)
+        regime_cols = [c for c in self.columns_ if _load_dependent(c)]
+        self.regime_baseline_ = _own_medians(x[regime_cols], [keys, busy]).reindex(
             columns=self.columns_
         )
-        base = self._baseline_rows(keys, power)
+        base = self._baseline_rows(keys, busy)
         x = x.fillna(pd.DataFrame(base, index=x.index, columns=x.columns))
         return x - base
 
-    def _busy(self, keys: pd.Index, power: npt.NDArray[np.float64]) -> npt.NDArray[np.bool_]:
+    def _busy(self, rows: pd.DataFrame, keys: pd.Index) -> npt.NDArray[np.bool_]:
         """Per row: whether its GPU draws at or above its own busy/idle split (False: no split)."""
         split = self.power_split_.reindex(keys).to_numpy(dtype=np.float64)
+        if "power" not in rows.columns:
+            return np.zeros(len(keys), dtype=bool)
+        power = rows["power"].to_numpy(dtype=np.float64)
         with np.errstate(invalid="ignore"):
             return np.asarray(power >= split, dtype=bool)
 
-    def _baseline_rows(self, keys: pd.Index, power: npt.NDArray[np.float64]) -> np.ndarray:
-        """Per row: the GPU's usual self, its temperature comparisons in the row's regime.
-
-        A GPU with a busy/idle split takes its regime's baseline (the fleet's where it showed
-        too little of that regime); a GPU with one regime, drawing far from its usual power now
-        (the lone job idling, an idle GPU's first job), has no usual self for its temperature
-        comparisons at that load: the fleet's baseline stands in.
-        """
-        base = self.baseline_.reindex(keys)
-        base = base.fillna(self.baseline_.median()).fillna(self.fill_).to_numpy(dtype=np.float64)
-        load = np.array([_load_dependent(c) for c in self.columns_], dtype=bool)
-        if not load.any():
-            return base
-        fleet = self.baseline_.median().fillna(self.fill_).to_numpy(dtype=np.float64)
+    def _baseline_rows(self, keys: pd.Index, busy: npt.NDArray[np.bool_]) -> np.ndarray:
+        """Per row: the GPU's baseline in the row's regime where it has one, else its own."""
+        base = self.baseline_.reindex(keys).to_numpy(dtype=np.float64)
         split = self.power_split_.reindex(keys).notna().to_numpy()
-        usual = self.power_usual_.reindex(keys).to_numpy(dtype=np.float64)
-        with np.errstate(invalid="ignore"):
-            unseen = ~split & (np.abs(power - usual) > COMPARABLE_WATTS)
-        pairs = pd.MultiIndex.from_arrays([np.asarray(keys), self._busy(keys, power)])
+        if not split.any():
+            return base
+        pairs = pd.MultiIndex.from_arrays([np.asarray(keys), busy])
         regime = self.regime_baseline_.reindex(pairs).to_numpy(dtype=np.float64)
-        own_regime = split[:, None] & load & ~np.isnan(regime)
-        no_self = (split[:, None] & load & np.isnan(regime)) | (unseen[:, None] & load)
-        out = np.where(own_regime, regime, base)
-        return np.asarray(np.where(no_self, fleet, out), dtype=np.float64)
+        return np.where(split[:, None] & ~np.isnan(regime), regime, base)
 
     def _scale_for(self, keys: pd.Index) -> npt.NDArray[np.float64]:
         """Return the spread per row: the fleet's, or the GPU's own when that is wider."""
@@ -432,7 +415,11 @@ class FeatureScorer:
         self._check_fitted()
         x = features.reindex(columns=self.columns_).astype(float)
         if self.own_baseline:
-            base = self._baseline_rows(x.index, _power_of(features))
+            base = self.baseline_.reindex(x.index)
+            base = base.fillna(self.baseline_.median()).fillna(self.fill_).to_numpy()
+            if hasattr(self, "regime_baseline_"):
+                regime = self._baseline_rows(x.index, self._busy(features, x.index))
+                base = np.where(np.isnan(regime), base, regime)
             x = x.fillna(pd.DataFrame(base, index=x.index, columns=x.columns)) - base
         else:
             x = x.fillna(self.fill_)

@@ -322,8 +322,7 @@ def test_a_gpu_that_runs_jobs_and_idles_has_a_usual_self_in_each() -> None:
     """GPU 0 alternates 350 W jobs and 50 W idles: busy it runs 5 degrees under its one busy rack
     peer, idle it sits half a degree over the idle ones. Its idle rows are judged against its idle
     self (0.5), not against a median of both (a +18 sd page once it idled, dev seed 112). GPU 1
-    always runs at 300 W: one regime, so idle it has no usual self at that load and the fleet's
-    baseline stands in. Counters keep one baseline whatever the load."""
+    always runs at 300 W: one regime. Counters keep one baseline whatever the load."""
     at = pd.date_range("2026-11-01", periods=24, freq="30min", tz="UTC")
     busy0 = np.arange(24) % 3 != 0  # 16 busy rows, 8 idle
     index = pd.MultiIndex.from_arrays(
@@ -346,9 +345,7 @@ def test_a_gpu_that_runs_jobs_and_idles_has_a_usual_self_in_each() -> None:
     assert dev["temp_vs_rack"].abs().max() == 0.0  # each row against its own regime
     # (with too few idle rows, MIN_OWN_ROWS, the GPU's one median stands in: no split of noise)
     assert np.isclose(model.power_split_["n/0"], 200.0) and np.isnan(model.power_split_["n/1"])
-    keys_now = pd.Index(["n/0", "n/0", "n/1", "n/1"])
-    base = model._baseline_rows(keys_now, np.array([60.0, 340.0, 290.0, 50.0]))
-    fleet = model.baseline_["temp_vs_rack"].median()
-    # idle, busy, GPU 1 at its usual load, and GPU 1 idle for once: no usual self at that load
-    assert base[:, 0].tolist() == [0.5, -5.0, 0.0, fleet]
-    assert base[:, 1].tolist() == [1.0, 1.0, 0.0, 0.0]  # the ECC rate: one baseline per GPU
+    idle, busy = pd.Index(["n/0", "n/0", "n/1"]), np.array([False, True, True])
+    base = model._baseline_rows(idle, busy)
+    assert base[:, 0].tolist() == [0.5, -5.0, 0.0]
+    assert base[:, 1].tolist() == [1.0, 1.0, 0.0]  # the ECC rate: one baseline (its median)
