@@ -193,6 +193,12 @@ _GUARD_SKIP = (
     # guard, a healthy GPU at a hot spot throttling under a heavy job paged on its own.
     "power_viol_rate",
     "thermal_viol_rate",
+    # A GPU's temperature at power drifting within the window: the whole node drifts with it for
+    # tens of minutes after a job starts or ends (heat sinks and chassis air soak up and give
+    # back heat), and in a mostly idle fleet its healthy spread is so small that every job read
+    # +10 sd on the guard. A GPU warming on its own is temp_vs_node_slope (against its node,
+    # which cancels the soak); the forest weighs this one with the rest.
+    "temp_at_power_slope",
 )
 
 
