@@ -26,9 +26,6 @@ from analysis.stats import anscombe, group_slope
 # hot from 340 W: it is not at the load of idle peers at 50 W).
 COMPARABLE_WATTS = 150.0
 COMPARABLE_RATIO = 2.0
-#: Minutes a GPU's temperature takes to follow a step in its power (first-order time constant:
-#: die and heat sink settle within a few minutes of a job starting or ending).
-LAG_MINUTES = 2.0
 #: A slope is taken only from a GPU with samples at this share of the window's timestamps.
 MIN_COVER = 0.8
 
@@ -65,12 +62,6 @@ def peer_context(
             "power": wide["DCGM_FI_DEV_POWER_USAGE"].to_numpy(),
         }
     )
-    # A GPU's temperature follows its power with a lag: just after a job ends it is still hot
-    # from the job, hotter than idle peers at the same draw. Temperature is therefore compared
-    # at the power it responds to (a first-order response to the draw, LAG_MINUTES), not at the
-    # draw of the moment; power_vs_node and the busy/idle split keep the draw itself.
-    draw = frame["power"].to_numpy(dtype=np.float64)
-    frame["power"] = lagged_power(draw, keys, ts, LAG_MINUTES)
     # Fleet-wide temperature-per-watt, so "hotter" means hotter at the same power.
     ok = frame["temp"].notna() & frame["power"].notna()
     k = 0.0
@@ -92,15 +83,14 @@ def peer_context(
         return _peer_deviation(frame, ["ts", *group], cols, COMPARABLE_WATTS)
 
     node_dev = _vs_peers("node")
-    drawn = pd.Series(draw, index=frame.index)
-    med_node_power = drawn.groupby([frame["ts"], frame["node"]], sort=False).transform("median")
+    med_node_power = frame.groupby(["ts", "node"], sort=False)["power"].transform("median")
     dev = pd.DataFrame(
         {
             "temp_at_power": frame["temp_adj"],
             "mem_temp_at_power": frame["mem_adj"],
             "temp_vs_node": node_dev["temp_adj"],
             "mem_temp_vs_node": node_dev["mem_adj"],
-            "power_vs_node": drawn - med_node_power,
+            "power_vs_node": frame["power"] - med_node_power,
             "temp_vs_rack": _vs_peers("rack")["temp_adj"],
             "temp_vs_fleet": _vs_peers()["temp_adj"],
         }
@@ -115,7 +105,7 @@ def peer_context(
     # A job starting or ending inside the window moves a GPU's offset from its peers (each GPU
     # idles and runs at its own temperature): slopes are taken within the busy and the idle
     # samples of a GPU whose power swung by more than COMPARABLE_WATTS, not across the step.
-    power = drawn
+    power = frame["power"]
     by_key = power.groupby(frame["key"], sort=False)
     low, high = by_key.transform("min"), by_key.transform("max")
     busy = (high - low > COMPARABLE_WATTS) & (power >= (low + high) / 2)
@@ -132,39 +122,6 @@ def peer_context(
     out["temp_vs_node_slope"] = slope["temp_vs_node"].where(cover["temp_vs_node"] >= MIN_COVER)
     out["temp_at_power_slope"] = slope["temp_at_power"].where(cover["temp_at_power"] >= MIN_COVER)
     return out
-
-
-def lagged_power(
-    power: npt.NDArray[np.float64], keys: pd.Index, ts: pd.Index, tau_minutes: float
-) -> npt.NDArray[np.float64]:
-    """Each row's power as the GPU's temperature sees it: a first-order response to the draw.
-
-    ``y_i = y_{i-1} + (1 - exp(-dt / tau)) (x_i - y_{i-1})`` per GPU over its samples in time
-    order, starting at its first sample (a scrape gap holds the last draw). At a five-minute step
-    the response is 92 % of the draw (tau 2 min); at 15 s it is the last minutes' weighted draw.
-    Rows without a draw stay NaN.
-    """
-    out = np.full(len(power), np.nan)
-    if not len(power):
-        return out
-    key_code, _ = pd.factorize(keys)
-    ts_code, stamps = pd.factorize(ts)
-    order = np.argsort(np.asarray(stamps))
-    rank = np.empty_like(order)
-    rank[order] = np.arange(len(order))
-    row = rank[ts_code]
-    grid = np.full((len(order), int(key_code.max()) + 1), np.nan)
-    grid[row, key_code] = power
-    minutes = np.asarray((stamps[order] - stamps[order][0]) / pd.Timedelta(minutes=1), dtype=float)
-    gain = 1.0 - np.exp(-np.diff(minutes) / tau_minutes)
-    state = grid[0].copy()
-    for i in range(1, grid.shape[0]):
-        x = grid[i]
-        step = np.where(np.isnan(x), state, state + gain[i - 1] * (x - state))
-        state = np.where(np.isnan(state), x, step)
-        grid[i] = state
-    out = grid[row, key_code]
-    return np.asarray(np.where(np.isnan(power), np.nan, out), dtype=np.float64)
 
 
 def _peer_deviation(
