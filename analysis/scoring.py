@@ -54,7 +54,6 @@ from analysis.calibration import (
     risk_direction,
     scale_floor,
 )
-from analysis.context import COMPARABLE_WATTS
 from analysis.detectors import DETECTORS, Detector, make_detector
 from analysis.feature_memo import FeatureMemo
 from analysis.features import (
@@ -87,35 +86,6 @@ DEFAULT_FLOOR = 1.0
 #: them, to hold a value; with fewer the fleet's baseline is used.
 MIN_OWN_ROWS = 6
 OWN_SHARE = 0.25
-
-
-def _own_medians(x: pd.DataFrame, by: pd.Index | list[object]) -> pd.DataFrame:
-    """Each group's median of each feature where the group showed it in ``MIN_OWN_ROWS`` and
-    ``OWN_SHARE`` of its rows (NaN otherwise)."""
-    groups = x.groupby(by)
-    rows_of = groups.size().to_numpy()[:, None]
-    enough = groups.count() >= np.maximum(MIN_OWN_ROWS, OWN_SHARE * rows_of)
-    return groups.median().where(enough)
-
-
-def _load_dependent(column: str) -> bool:
-    """Whether a feature compares temperatures with peers or with the power drawn: its usual
-    value differs between a GPU's busy and idle hours (slopes are already taken per regime)."""
-    return column.startswith(_LOAD_DEPENDENT) and not column.endswith("_slope")
-
-
-_LOAD_DEPENDENT = ("temp_vs_", "mem_temp_vs_", "temp_at_power", "mem_temp_at_power")
-
-
-def _power_split(rows: pd.DataFrame, keys: pd.Index) -> pd.Series:
-    """Per GPU: the power between its idle and its busy draw in the fit rows (the midpoint of its
-    10th and 90th percentile), or NaN when these are within ``COMPARABLE_WATTS`` (one regime)."""
-    if "power" not in rows.columns:
-        return pd.Series(dtype=float)
-    power = pd.Series(rows["power"].to_numpy(dtype=np.float64), index=keys)
-    by_gpu = power.groupby(level=0)
-    lo, hi = by_gpu.quantile(0.1), by_gpu.quantile(0.9)
-    return ((lo + hi) / 2).where(hi - lo > COMPARABLE_WATTS)
 
 
 class FleetMismatchError(ValueError):
@@ -317,7 +287,17 @@ class FeatureScorer:
         self.fill_ = fill.fillna(0.0)
         keys = rows.index.get_level_values("gpu_key")
         if self.own_baseline:
-            dev = self._fit_baselines(rows, x, keys)
+            # Missing values (no comparable peers, no sample) count as the GPU's usual self. A
+            # feature the GPU showed in too few of its rows (a GPU always busy alone has peers to
+            # compare with only when it idles) is no usual self: the fleet's baseline stands in.
+            by_gpu = x.groupby(keys)
+            rows_of = by_gpu.size().to_numpy()[:, None]
+            enough = by_gpu.count() >= np.maximum(MIN_OWN_ROWS, OWN_SHARE * rows_of)
+            own = by_gpu.median().where(enough)
+            self.baseline_ = own.fillna(own.median()).fillna(self.fill_)
+            base = self.baseline_.reindex(keys).to_numpy()
+            x = x.fillna(pd.DataFrame(base, index=x.index, columns=x.columns))
+            dev = x - base
         else:
             x = x.fillna(self.fill_)
             self.baseline_ = pd.DataFrame(columns=self.columns_, dtype=float)
@@ -358,48 +338,6 @@ class FeatureScorer:
         if not hasattr(self, "detector_"):
             raise NotFittedError(f"the {self.name} scorer is not fitted: call fit(history, graph)")
 
-    def _fit_baselines(self, rows: pd.DataFrame, x: pd.DataFrame, keys: pd.Index) -> pd.DataFrame:
-        """Learn each GPU's usual self (``baseline_``, per regime ``regime_baseline_``); return
-        the fit rows' deviations from it.
-
-        Missing values (no comparable peers, no sample) count as the GPU's usual self. A feature
-        the GPU showed in too few of its rows (a GPU always busy alone has peers to compare with
-        only when it idles) is no usual self: the fleet's baseline stands in. A GPU that both
-        runs jobs and idles has a usual self in each for its temperature comparisons: against
-        busy peers and against idle ones (two lone jobs of a rack compared with each other sit
-        degrees apart; idle, the same GPU matches its rack).
-        """
-        self.baseline_ = _own_medians(x, keys)
-        self.baseline_ = self.baseline_.fillna(self.baseline_.median()).fillna(self.fill_)
-        self.power_split_ = _power_split(rows, keys)
-        busy = self._busy(rows, keys)
-        regime_cols = [c for c in self.columns_ if _load_dependent(c)]
-        self.regime_baseline_ = _own_medians(x[regime_cols], [keys, busy]).reindex(
-            columns=self.columns_
-        )
-        base = self._baseline_rows(keys, busy)
-        x = x.fillna(pd.DataFrame(base, index=x.index, columns=x.columns))
-        return x - base
-
-    def _busy(self, rows: pd.DataFrame, keys: pd.Index) -> npt.NDArray[np.bool_]:
-        """Per row: whether its GPU draws at or above its own busy/idle split (False: no split)."""
-        split = self.power_split_.reindex(keys).to_numpy(dtype=np.float64)
-        if "power" not in rows.columns:
-            return np.zeros(len(keys), dtype=bool)
-        power = rows["power"].to_numpy(dtype=np.float64)
-        with np.errstate(invalid="ignore"):
-            return np.asarray(power >= split, dtype=bool)
-
-    def _baseline_rows(self, keys: pd.Index, busy: npt.NDArray[np.bool_]) -> np.ndarray:
-        """Per row: the GPU's baseline in the row's regime where it has one, else its own."""
-        base = self.baseline_.reindex(keys).to_numpy(dtype=np.float64)
-        split = self.power_split_.reindex(keys).notna().to_numpy()
-        if not split.any():
-            return base
-        pairs = pd.MultiIndex.from_arrays([np.asarray(keys), busy])
-        regime = self.regime_baseline_.reindex(pairs).to_numpy(dtype=np.float64)
-        return np.where(split[:, None] & ~np.isnan(regime), regime, base)
-
     def _scale_for(self, keys: pd.Index) -> npt.NDArray[np.float64]:
         """Return the spread per row: the fleet's, or the GPU's own when that is wider."""
         fleet = np.broadcast_to(
@@ -416,11 +354,8 @@ class FeatureScorer:
         x = features.reindex(columns=self.columns_).astype(float)
         if self.own_baseline:
             base = self.baseline_.reindex(x.index)
-            base = base.fillna(self.baseline_.median()).fillna(self.fill_).to_numpy()
-            if hasattr(self, "regime_baseline_"):
-                regime = self._baseline_rows(x.index, self._busy(features, x.index))
-                base = np.where(np.isnan(regime), base, regime)
-            x = x.fillna(pd.DataFrame(base, index=x.index, columns=x.columns)) - base
+            base = base.fillna(self.baseline_.median()).fillna(self.fill_)
+            x = x.fillna(base) - base.to_numpy()
         else:
             x = x.fillna(self.fill_)
         return (x - self.center_) / self._scale_for(x.index)
