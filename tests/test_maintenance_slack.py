@@ -67,13 +67,16 @@ def test_add_list_remove_a_one_off_and_a_recurring_window(env: Env, served: Serv
     assert one.window.start is not None and before <= one.window.start <= datetime.now(UTC)
     assert one.window.active(datetime.now(UTC))
 
-    weekly = said(env, served, "maintenance add rack-a1 4h at 02:00 on Sun,wed PDU swap")
-    assert "#2 on `rack-a1` (wed,sun at 02:00 UTC for 4 hours)" in weekly
+    # The recurring windows start half a day from now, so neither is active whatever the hour
+    # the test runs (only the one-off is "now", and listed first).
+    hour = (datetime.now(UTC) + timedelta(hours=12)).hour
+    weekly = said(env, served, f"maintenance add rack-a1 4h at {hour:02d}:00 on Sun,wed PDU swap")
+    assert f"#2 on `rack-a1` (wed,sun at {hour:02d}:00 UTC for 4 hours)" in weekly
     assert "Reason: PDU swap" in weekly
     rec = env.repo.maintenance_windows()[1]
-    assert (rec.window.at, rec.window.days) == (datetime(1, 1, 1, 2).time(), ("wed", "sun"))
-    daily = said(env, served, "maintenance add pdu-b1 30m at 23:45", user=ONCALL_MEMBER)
-    assert "#3 on `pdu-b1` (daily at 23:45 UTC for 30 minutes)" in daily
+    assert (rec.window.at, rec.window.days) == (datetime(1, 1, 1, hour).time(), ("wed", "sun"))
+    daily = said(env, served, f"maintenance add pdu-b1 30m at {hour:02d}:45", user=ONCALL_MEMBER)
+    assert f"#3 on `pdu-b1` (daily at {hour:02d}:45 UTC for 30 minutes)" in daily
 
     listing = said(env, served, "maintenance list")
     assert "Maintenance windows* (3)" in listing
