@@ -163,3 +163,22 @@ REPORT_RUN_2026_12_01_D_RECHECK: dict[str, object] = {
     "max_gpus": 128,
     "healthy": True,
 }
+
+#: The fifth session's report run (2026-12-01, late night), fixed before it was started, at the
+#: commit that adds this declaration (model 6: a temperature slope only from samples at 80 % of the
+#: window's timestamps; the guard leaves the temperature-at-power slope to the forest; everything
+#: else as the final commit of the fourth session, which the healthy half of _D_RECHECK measured).
+#: The same 8 report seeds as REPORT_RUN_2026_12_01_D (10008-10015: reported, never developed on,
+#: their incidents never read), so the figures compare with that run's: (1) healthy, 5-min cycles,
+#: graph and static; (2) faulty, 5-min cycles, graph and static (not the ablation: it does not fit
+#: the session beside the test suite), no explanations, 128 GPUs at most. Each reported as it
+#: finishes, whatever it shows; what does not finish is said so. Commands: ``gpu-risk eval --seeds
+#: report --skip 8 --limit 8 --cycle 5m --detectors graph,static --no-explain --max-gpus 128
+#: --healthy``, then the same without ``--healthy``.
+REPORT_RUN_2026_12_01_E: dict[str, object] = {
+    "seeds": REPORT_SEEDS[8:16],
+    "cycle": "5m",
+    "detectors": ("graph", "static"),
+    "explain": False,
+    "max_gpus": 128,
+}
