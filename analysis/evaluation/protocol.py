@@ -182,3 +182,17 @@ REPORT_RUN_2026_12_01_E: dict[str, object] = {
     "explain": False,
     "max_gpus": 128,
 }
+
+#: Added after REPORT_RUN_2026_12_01_E finished (healthy 4.5, faulty 13/21 warned >= 1 h) and
+#: before this was started, because time was left: (3) the ablation's five scorers on the same 8
+#: faulty scenarios at the same commit's model, 5-min cycles, no explanations, 128 GPUs at most,
+#: so README's ablation is of the final model. Reported whatever it shows; if it does not finish
+#: in the session, said so. Command: ``gpu-risk eval --seeds report --skip 8 --limit 8 --cycle 5m
+#: --ablation --no-explain --max-gpus 128``.
+REPORT_RUN_2026_12_01_E_ABLATION: dict[str, object] = {
+    "seeds": REPORT_SEEDS[8:16],
+    "cycle": "5m",
+    "detectors": ("graph", "graph-noctx", "guard", "iforest", "static"),
+    "explain": False,
+    "max_gpus": 128,
+}
