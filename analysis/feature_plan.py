@@ -31,7 +31,8 @@ The reductions (``kind``), on the present grid points of the span:
     least two points), ``last_time`` (unix seconds of the latest point), ``increase`` (a counter:
     ``max - min`` when the latest value is the maximum, which bridges scrape gaps; after a reset
     the sum of the positive steps between consecutive points), ``top_step`` (the largest positive
-    step between consecutive points), ``new_codes`` (steps to a new non-zero XID code, of a set of
+    step between consecutive points), ``step_sum`` (the sum of the positive steps between
+    consecutive points, whatever the resets), ``new_codes`` (steps to a new non-zero XID code, of a set of
     codes or any).
 
 Definitions that changed when the plan replaced the pandas code (each for the PromQL
@@ -105,6 +106,7 @@ Kind = Literal[
     "last_time",
     "increase",
     "top_step",
+    "step_sum",
     "new_codes",
 ]
 Span = Literal["recent", "window"]
@@ -167,6 +169,7 @@ FEATURES: tuple[Feature, ...] = (
 
 # The reductions :func:`derive` combines into further columns.
 _TOP: dict[str, Reduction] = {name: Reduction(_METRIC_OF[name], "top_step") for name in SUSTAINED}
+_STEPS: dict[str, Reduction] = {name: Reduction(_METRIC_OF[name], "step_sum") for name in SUSTAINED}
 _XID_NEW_HW = Reduction(XID, "new_codes", codes=HARDWARE_XIDS, codes_name="hardware")
 _XID_NEW_ANY = Reduction(XID, "new_codes", codes_name="any")
 _XID_COUNTED_HW = Reduction(XID_HARDWARE_COUNT, "max")
@@ -174,6 +177,7 @@ _XID_COUNTED_OTHER = Reduction(XID_OTHER_COUNT, "max")
 _REMAP_FAIL = Reduction(REMAP_FAILURE, "max")
 _EXTRA: tuple[Reduction, ...] = (
     *_TOP.values(),
+    *_STEPS.values(),
     _XID_NEW_HW,
     _XID_NEW_ANY,
     _XID_COUNTED_HW,
@@ -297,10 +301,12 @@ def derive(table: pd.DataFrame, plan: FeaturePlan, at: datetime, index: pd.Index
         out[f.name] = _transform(values, f.transform, plan, at).set_axis(index)
     hours = plan.window / timedelta(hours=1)
     for name in SUSTAINED:
-        inc = red[Reduction(_METRIC_OF[name], "increase").name].fillna(0.0)
+        inc = red[_STEPS[name].name].fillna(0.0)
         top = red[_TOP[name].name].fillna(0.0)
-        # The increase without its largest single step: a one-off burst (a retrained link)
-        # does not count, a steady climb does.
+        # The increase seen step by step without its largest single step: a one-off burst (a
+        # retrained link) does not count, a steady climb does. A step across a missed scrape is
+        # left out of both: it cannot tell a burst from a climb (one burst next to a scrape gap
+        # read as a sustained PCIe replay rate, +14 sd, on a healthy fleet).
         trimmed = (inc - top).clip(lower=0.0)
         out[f"{name}_sustained"] = pd.Series(np.log1p(trimmed / hours), index=index)
         out[f"{name}_excess"] = anscombe(trimmed).set_axis(index)

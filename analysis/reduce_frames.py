@@ -152,10 +152,13 @@ def _steps(x: Array) -> Array:
 def _increase(x: Array) -> Array:
     """A counter's increase: max - min without a reset, else the sum of its positive steps."""
     last, top, bottom = _last(x), _max(x), _min(x)
-    steps = _steps(x)
-    positive, pairs = _sum_count(np.clip(steps, 0.0, None))
-    summed = np.where(pairs > 0, positive, np.nan)
-    return np.where(last >= top, top - bottom, summed)
+    return np.where(last >= top, top - bottom, _step_sum(x))
+
+
+def _step_sum(x: Array) -> Array:
+    """The sum of the positive steps between consecutive points (NaN without a pair)."""
+    positive, pairs = _sum_count(np.clip(_steps(x), 0.0, None))
+    return np.where(pairs > 0, positive, np.nan)
 
 
 def _top_step(x: Array) -> Array:
@@ -194,6 +197,7 @@ _SIMPLE: dict[str, Callable[[Array], Array]] = {
     "count": _count,
     "increase": _increase,
     "top_step": _top_step,
+    "step_sum": _step_sum,
 }
 
 

@@ -95,6 +95,7 @@ def render(
     # the steps between consecutive points: each at its later point, both inside the window
     pairs = f"[{max(1, _ms(plan.window - plan.step) - 1)}ms:{step}]"
     kind = red.kind
+    summed = f"sum_over_time(clamp_min({g} - {prev}, 0){pairs})"
     if kind in ("mean", "std", "last", "max", "count"):
         fn = {"mean": "avg", "std": "stddev"}.get(kind, kind)
         return f"{fn}_over_time(({g}){span})"
@@ -106,12 +107,11 @@ def render(
         return f"max_over_time((time() + 0 * {g}){span})"
     if kind == "increase":
         top, bottom = f"max_over_time(({g}){span})", f"min_over_time(({g}){span})"
-        return (
-            f"(({top} - {bottom}) and (last_over_time(({g}){span}) >= {top}))"
-            f" or sum_over_time(clamp_min({g} - {prev}, 0){pairs})"
-        )
+        return f"(({top} - {bottom}) and (last_over_time(({g}){span}) >= {top})) or {summed}"
     if kind == "top_step":
         return f"max_over_time(clamp_min({g} - {prev}, 0){pairs})"
+    if kind == "step_sum":
+        return summed
     new = f"(({g} != {prev}) > 0)"
     if red.codes is not None:
         new = "(" + " or ".join(f"{new} == {c}" for c in sorted(red.codes)) + ")"
