@@ -46,9 +46,20 @@ PEER_METRICS: tuple[str, ...] = (
 
 
 def peer_context(
-    wide: pd.DataFrame, index: pd.Index, node_of: pd.Series, rack_of: pd.Series, recent: float
+    wide: pd.DataFrame,
+    index: pd.Index,
+    node_of: pd.Series,
+    rack_of: pd.Series,
+    recent: float,
+    *,
+    model_of: pd.Series | None = None,
 ) -> pd.DataFrame:
-    """Each GPU against its node's, rack's and fleet's GPUs at the same timestamps and power."""
+    """Each GPU against its node's, rack's and fleet's GPUs at the same timestamps and power.
+
+    ``model_of``: each GPU's model where known. A rack's or the fleet's GPUs of another model are
+    no peers: at the same watts an air-cooled 350-W card runs at its limit, 25 °C hotter than a
+    700-W module at half load (GPUs of unknown model are compared with each other).
+    """
     keys = wide.index.get_level_values("key")
     ts = wide.index.get_level_values("ts")
     frame = pd.DataFrame(
@@ -57,6 +68,9 @@ def peer_context(
             "ts": ts,
             "node": node_of.reindex(keys).to_numpy(),
             "rack": rack_of.reindex(keys).to_numpy(),
+            "model": ""
+            if model_of is None
+            else model_of.reindex(keys).fillna("").astype(str).to_numpy(),
             "temp": wide["DCGM_FI_DEV_GPU_TEMP"].to_numpy(),
             "mem_temp": wide["DCGM_FI_DEV_MEMORY_TEMP"].to_numpy(),
             "power": wide["DCGM_FI_DEV_POWER_USAGE"].to_numpy(),
@@ -91,8 +105,8 @@ def peer_context(
             "temp_vs_node": node_dev["temp_adj"],
             "mem_temp_vs_node": node_dev["mem_adj"],
             "power_vs_node": frame["power"] - med_node_power,
-            "temp_vs_rack": _vs_peers("rack")["temp_adj"],
-            "temp_vs_fleet": _vs_peers()["temp_adj"],
+            "temp_vs_rack": _vs_peers("rack", "model")["temp_adj"],
+            "temp_vs_fleet": _vs_peers("model")["temp_adj"],
         }
     )
     dev.index = wide.index

@@ -253,9 +253,17 @@ def _features(
         if d.get("kind") == "node" and d.get("rack")
     }
     rack_of = node_of.map(lambda n: rack_of_node.get(n, n))
+    model_of_node = {
+        n: str(d["model"])
+        for n, d in graph.nodes(data=True)
+        if d.get("kind") == "node" and d.get("model")
+    }
+    model_of = node_of.map(model_of_node)
 
     own = derive(reduced, plan, reduced_at, index)
-    peers = peer_context(wide, index, node_of, rack_of, recent / timedelta(minutes=1))
+    peers = peer_context(
+        wide, index, node_of, rack_of, recent / timedelta(minutes=1), model_of=model_of
+    )
     nodes = pd.Index(sorted(set(node_of)))
     node_ctx = node_context(
         win.node,

@@ -7,25 +7,30 @@ ancestors are what it depends on and its descendants are its blast radius. Pure.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 
 import networkx as nx
 
 from analysis.types import GpuRef, Topology
 
 
-def build_graph(topology: Topology, gpus: Iterable[GpuRef] = ()) -> nx.DiGraph:
+def build_graph(
+    topology: Topology, gpus: Iterable[GpuRef] = (), models: Mapping[str, str] | None = None
+) -> nx.DiGraph:
     """Build the dependency graph from a topology and the GPUs seen in the metrics.
 
     Nodes carry ``kind`` (gpu, node, rack, pdu, cooling, switch); GPU nodes are keyed
     ``<node>/<gpu>``. Nodes seen in metrics but missing from the topology are added with no
-    upstream components, so they are still scored, only without shared context.
+    upstream components, so they are still scored, only without shared context. ``models``:
+    each node's GPU model where known (dcgm-exporter's ``modelName``), kept as the node's
+    ``model`` (GPUs are compared at equal power only with peers of their model).
     """
+    models = models or {}
     g: nx.DiGraph = nx.DiGraph()
     for rack in topology.racks:
         g.add_node(rack.id, kind="rack")
         for node in rack.nodes:
-            g.add_node(node, kind="node", rack=rack.id)
+            g.add_node(node, kind="node", rack=rack.id, model=models.get(node))
             g.add_edge(rack.id, node, role="contains")
             for role, comps in topology.upstream_of(node).items():
                 for cid in comps:
@@ -36,7 +41,7 @@ def build_graph(topology: Topology, gpus: Iterable[GpuRef] = ()) -> nx.DiGraph:
             g.add_node(cid, kind=comp.kind)
     for ref in gpus:
         if ref.node not in g:
-            g.add_node(ref.node, kind="node", rack=None)
+            g.add_node(ref.node, kind="node", rack=None, model=models.get(ref.node))
         g.add_node(ref.key, kind="gpu", node=ref.node, gpu=ref.gpu)
         g.add_edge(ref.node, ref.key, role="hosts")
     return g

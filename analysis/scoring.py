@@ -77,7 +77,7 @@ from analysis.incidents import (
 from analysis.types import Assessment, Fault, FleetFrames, GpuRef, GpuScore
 
 MODEL_FORMAT = "gpu-risk-model"
-MODEL_VERSION = 6
+MODEL_VERSION = 7
 DEFAULT_THRESHOLD = 0.9
 DEFAULT_FIT_WINDOW = timedelta(hours=24)
 DEFAULT_FIT_CYCLES = 48

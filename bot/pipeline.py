@@ -32,7 +32,7 @@ from analysis.scorer import Scorer
 from analysis.scoring import Exclusion, NotEnoughHistoryError, fleet_fingerprint
 from analysis.tracker import IncidentTracker
 from analysis.types import Assessment, FleetFrames, GpuRef, Incident, Severity, Topology
-from bot.fit import DeferredExplainer, Model, fit_sample
+from bot.fit import DeferredExplainer, Model, fit_sample, known_gpu_models
 from bot.telemetry import BotMetrics
 from storage.repository import IncidentRecord, Repository
 from storage.source import MetricsSource, MetricsSourceError, NodeSample
@@ -108,6 +108,9 @@ class Pipeline:
     last_frames: FleetFrames | None = field(default=None, init=False)
     last_graph: nx.DiGraph | None = field(default=None, init=False)
     last_seen: dict[GpuRef, datetime] = field(default_factory=dict, init=False)
+    gpu_models: dict[str, str] = field(default_factory=dict, init=False)
+    """Each node's GPU model, asked of the source once per node seen (``graph_of``)."""
+    _models_asked: set[str] = field(default_factory=set, init=False)
     _explained: dict[tuple[str, Severity, frozenset[str]], Incident] = field(
         default_factory=dict, init=False
     )
@@ -209,7 +212,11 @@ class Pipeline:
             self.last_seen[ref] = frames.end
         horizon = frames.end - self.fit_window
         self.last_seen = {g: t for g, t in self.last_seen.items() if t >= horizon}
-        return build_graph(self.topology, sorted(self.last_seen))
+        nodes = {ref.node for ref in self.last_seen}
+        if not nodes <= self._models_asked:  # a node not asked about yet: one query
+            self.gpu_models.update(known_gpu_models(self.source, frames.end, self.fit_window))
+            self._models_asked |= nodes
+        return build_graph(self.topology, sorted(self.last_seen), self.gpu_models)
 
     def track(self, assessment: Assessment) -> list[Incident]:
         """Streaks over cycles; after a restart it starts from the store's incidents and streaks."""
@@ -356,7 +363,9 @@ class Pipeline:
             graph = self.last_graph
         if graph is None:  # which GPUs report in the window ending at ``at``
             seen = self.reporting(at - self.window, at)
-            graph = build_graph(self.topology, sorted(set(self.last_seen) | set(seen.gpus)))
+            graph = build_graph(
+                self.topology, sorted(set(self.last_seen) | set(seen.gpus)), self.gpu_models
+            )
         sample = fit_sample(
             graph,
             self.fit_max_gpus,

@@ -43,6 +43,30 @@ def test_hotter_than_siblings_at_same_power_beats_absolute_temperature() -> None
     assert np.isfinite(f.loc["gpu-node-003/1", "temp_at_power"])
 
 
+def test_rack_and_fleet_peers_are_gpus_of_the_same_model() -> None:
+    # gpu-node-001 holds air-cooled cards that run 25 °C hotter at the same watts than the
+    # modules of every other node: that is their model, not a fault. Once the graph knows the
+    # models (dcgm-exporter's modelName), they are compared with their own kind only.
+    def override(node: str, gpu: str, metric: str, t: np.ndarray) -> np.ndarray | None:
+        if node == "gpu-node-001" and metric == "DCGM_FI_DEV_GPU_TEMP":
+            return np.full(t.size, 30.0 + 0.1 * (400.0 + 10 * int(gpu)) + 25.0)
+        return None
+
+    frames, graph = fleet(override)
+    mixed = build_features(frames, graph, END)
+    hot = [f"gpu-node-001/{g}" for g in range(4)]
+    assert (mixed.loc[hot, "temp_vs_rack"] > 10).all()
+    assert (mixed.loc[hot, "temp_vs_fleet"] > 10).all()
+    for node, data in graph.nodes(data=True):
+        if data.get("kind") == "node":
+            data["model"] = "NVIDIA L40S" if node == "gpu-node-001" else "NVIDIA H200"
+    by_model = build_features(frames, graph, END)
+    assert (by_model.loc[hot, "temp_vs_rack"].abs() < 1).all()
+    assert (by_model.loc[hot, "temp_vs_fleet"].abs() < 1).all()
+    others = by_model.drop(index=hot)
+    assert (others["temp_vs_fleet"].abs() < 1).all()
+
+
 def test_counter_rates_handle_resets_and_sustained_rates() -> None:
     def override(node: str, gpu: str, metric: str, t: np.ndarray) -> np.ndarray | None:
         if (node, gpu) == ("gpu-node-001", "1") and metric == "DCGM_FI_DEV_ECC_SBE_VOL_TOTAL":
@@ -63,6 +87,32 @@ def test_counter_rates_handle_resets_and_sustained_rates() -> None:
     assert np.isclose(f.loc["gpu-node-002/0", "ecc_sbe_rate"], np.log1p(200.0))
     assert f.loc["gpu-node-002/0", "ecc_sbe_sustained"] == 0.0
     assert f.drop(index=["gpu-node-001/1", "gpu-node-002/0"])["ecc_sbe_rate"].eq(0).all()
+
+
+def test_a_burst_next_to_a_missed_scrape_is_not_a_sustained_rate() -> None:
+    # A retrained link's one-off burst lands in a scrape that was missed: the counter steps by
+    # 100 across the gap. Which minute it came in is unknown, so it is no evidence of a climb;
+    # a steady climb with the same gap still is one.
+    sbe = "DCGM_FI_DEV_ECC_SBE_VOL_TOTAL"
+
+    def override(node: str, gpu: str, metric: str, t: np.ndarray) -> np.ndarray | None:
+        if (node, gpu) == ("gpu-node-002", "0") and metric == sbe:
+            return np.where(t >= 50, 100.0, 0.0)
+        if (node, gpu) == ("gpu-node-001", "1") and metric == sbe:
+            return 2.0 * t
+        return None
+
+    def drop(rows: pd.DataFrame) -> pd.DataFrame:
+        gap = (rows["metric"] == sbe) & (rows["ts"] == END - timedelta(minutes=10))
+        return rows[~gap]
+
+    frames, graph = fleet(override, drop=drop)
+    f = build_features(frames, graph, END, window=timedelta(minutes=30))
+    assert np.isclose(f.loc["gpu-node-002/0", "ecc_sbe_rate"], np.log1p(200.0))
+    assert f.loc["gpu-node-002/0", "ecc_sbe_sustained"] == 0.0
+    assert f.loc["gpu-node-002/0", "ecc_sbe_excess"] == f.loc["gpu-node-003/0", "ecc_sbe_excess"]
+    # 29 grid steps, two of them across the gap: 27 steps of 2, less the largest, per half hour
+    assert np.isclose(f.loc["gpu-node-001/1", "ecc_sbe_sustained"], np.log1p(2 * 26 * 2.0))
 
 
 def test_xids_split_into_hardware_and_application_and_flag_failure_grade() -> None:

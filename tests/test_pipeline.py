@@ -70,3 +70,30 @@ def test_a_cycle_without_enough_history_fails_cleanly_and_the_next_one_retries(
     later = pipeline.run_cycle(start + timedelta(hours=5))
     assert later.ok and later.gpus_scored == spec.n_gpus
     repo.close()
+
+
+def test_the_graph_knows_each_nodes_gpu_model_asking_the_source_once(tmp_path: Path) -> None:
+    """GPUs are compared with peers of their model: the cycle's graph carries dcgm's modelName."""
+    spec = FleetSpec(racks=1, nodes_per_rack=2, gpus_per_node=2)
+    start = datetime(2026, 11, 3, tzinfo=UTC)
+    asked: list[datetime] = []
+
+    class Source(FleetSimulator):
+        def gpu_models(self, at: datetime, window: timedelta) -> dict[str, str]:
+            asked.append(at)
+            return {"gpu-node-001": "NVIDIA L40S"}  # gpu-node-002: unknown to the source
+
+    sim = Source(spec, start=start, duration=timedelta(hours=2), seed=3, healthy=True)
+    repo = Repository.from_url(f"sqlite:///{tmp_path / 'state.db'}")
+    pipeline = Pipeline(
+        source=sim, topology=sim.topology, repository=repo, make_scorer=GraphRiskModel
+    )
+    for minutes in (60, 65, 70):
+        frames = sim.fetch(
+            start + timedelta(minutes=minutes - 30), start + timedelta(minutes=minutes), sim.step
+        )
+        graph = pipeline.graph_of(frames)
+    assert graph.nodes["gpu-node-001"]["model"] == "NVIDIA L40S"
+    assert graph.nodes["gpu-node-002"]["model"] is None
+    assert len(asked) == 1, "the models were asked again with no new node"
+    repo.close()

@@ -179,6 +179,11 @@ class FleetHistory:
         """The plan's reductions at the grid time at or before ``at``, evaluated in memory."""
         return reduce_fetched(self, plan, at)
 
+    def gpu_models(self, at: datetime, window: timedelta) -> dict[str, str]:
+        """Each node's GPU model (dcgm-exporter's ``modelName``, as its exposition labels it)."""
+        del at, window  # a simulated node keeps its model for the whole history
+        return {self.spec.node_name(n): self.spec.model_name(n) for n in range(self.spec.n_nodes)}
+
     def cordoned(self, at: datetime) -> frozenset[str]:
         """Nodes under a benign ``drain_reboot`` at ``at`` (cordoned from its start to its end)."""
         return frozenset(
