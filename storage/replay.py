@@ -118,6 +118,11 @@ class CachedSource:
         """The wrapped source's cordoned nodes at ``at`` (not cached: one instant read)."""
         return self.source.cordoned(at)
 
+    def gpu_models(self, at: datetime, window: timedelta) -> dict[str, str]:
+        """The wrapped source's GPU model per node, where it can say (else none)."""
+        ask = getattr(self.source, "gpu_models", None)
+        return dict(ask(at, window)) if ask is not None else {}
+
     def _covers(self, start: datetime, end: datetime, step: timedelta) -> bool:
         """Whether the cached span holds ``[start, end]`` on the same step grid."""
         if self._cached is None:

@@ -7,6 +7,7 @@ from pathlib import Path
 
 from analysis.scoring import GraphRiskModel
 from bot.pipeline import Pipeline
+from storage.replay import CachedSource
 from storage.repository import Repository
 from storage.simulator import FleetSimulator, FleetSpec, make_fault
 
@@ -85,8 +86,8 @@ def test_the_graph_knows_each_nodes_gpu_model_asking_the_source_once(tmp_path: P
 
     sim = Source(spec, start=start, duration=timedelta(hours=2), seed=3, healthy=True)
     repo = Repository.from_url(f"sqlite:///{tmp_path / 'state.db'}")
-    pipeline = Pipeline(
-        source=sim, topology=sim.topology, repository=repo, make_scorer=GraphRiskModel
+    pipeline = Pipeline(  # through the replay's cache, as backtests and evaluations read
+        source=CachedSource(sim), topology=sim.topology, repository=repo, make_scorer=GraphRiskModel
     )
     for minutes in (60, 65, 70):
         frames = sim.fetch(
