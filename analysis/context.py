@@ -26,8 +26,6 @@ from analysis.stats import anscombe, group_slope
 # hot from 340 W: it is not at the load of idle peers at 50 W).
 COMPARABLE_WATTS = 150.0
 COMPARABLE_RATIO = 2.0
-#: A component counter's sustained rate leaves out this many of its largest steps.
-TRIMMED_STEPS = 2
 #: A slope is taken only from a GPU with samples at this share of the window's timestamps.
 MIN_COVER = 0.8
 
@@ -283,16 +281,9 @@ def component_stats(
             "level": c[c["ts"] > cut].groupby(["component", "metric"], sort=False)["value"].mean(),
         }
     )
-    steps = grp.diff().clip(lower=0)
-    by = [c["component"], c["metric"]]
-    inc = steps.groupby(by, sort=False).sum()
+    inc = grp.diff().clip(lower=0).groupby([c["component"], c["metric"]], sort=False).sum()
     stats["rate"] = np.log1p(inc.reindex(stats.index).fillna(0.0) / (window / timedelta(hours=1)))
-    # Sustained: without the TWO largest steps. A switch or PDU aggregates many ports and
-    # outlets, so two unrelated harmless bursts in one window are not rare (at one burst a day,
-    # about one window in a hundred per unit a day: a dev healthy fleet paged its switch on two
-    # link retrains 23 minutes apart); a climb is many steps and loses little.
-    rank = steps.groupby(by, sort=False).rank(method="first", ascending=False)
-    top = steps.where(rank <= TRIMMED_STEPS, 0.0).groupby(by, sort=False).sum()
+    top = grp.diff().clip(lower=0).groupby([c["component"], c["metric"]], sort=False).max()
     trimmed = (inc - top.reindex(inc.index).fillna(0.0)).clip(lower=0.0)
     stats["sustained"] = np.log1p(
         trimmed.reindex(stats.index).fillna(0.0) / (window / timedelta(hours=1))
