@@ -196,3 +196,29 @@ REPORT_RUN_2026_12_01_E_ABLATION: dict[str, object] = {
     "explain": False,
     "max_gpus": 128,
 }
+
+#: The sixth session's report run (2026-12-02), fixed before it was started, at the commit that
+#: adds this declaration (model 7: a counter's sustained rate only from steps between consecutive
+#: scrapes; rack and fleet peers of the GPU's own model; both found on development seeds 113-124
+#: healthy, then checked on the faulty development seeds 104-109, fault by fault as model 6, and
+#: on the development seeds 125-135 healthy at a commit with one more rule, since withdrawn). Seeds
+#: 10008-10019: the 8 that runs D and E reported (never developed on, their incidents never read),
+#: so the figures compare fault by fault with model 6, and the last 4 report seeds, which no run
+#: has seen. In this order, each reported as it finishes whatever it shows; what does not finish
+#: in the session is said so: (1) healthy, 5-min cycles, graph and static, and (2) faulty, 5-min
+#: cycles, graph and static, no explanations, 128 GPUs at most, the two side by side (one process
+#: each); then (3) the first 3 report seeds healthy at 1-minute cycles, graph only (as
+#: REPORT_RUN_2026_12_01_C_1M_CLOSE_FOR measured them at an older model). The ablation and the
+#: explanations are not re-run at this model (they do not fit the session). Commands:
+#: ``gpu-risk eval --seeds report --skip 8 --limit 12 --cycle 5m --detectors graph,static
+#: --no-explain --max-gpus 128 --healthy --jobs 1``, the same without ``--healthy``, and
+#: ``gpu-risk eval --seeds report --limit 3 --cycle 1m --detectors graph --no-explain --max-gpus
+#: 128 --healthy``.
+REPORT_RUN_2026_12_02_F: dict[str, object] = {
+    "seeds": REPORT_SEEDS[8:20],
+    "cycle": "5m",
+    "detectors": ("graph", "static"),
+    "explain": False,
+    "max_gpus": 128,
+    "healthy_1m_seeds": REPORT_SEEDS[:3],
+}
