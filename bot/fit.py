@@ -87,7 +87,7 @@ def fit_sample(
     total = sum(sizes.values())
     if total <= max_gpus:
         return None
-    models = known_gpu_models(source, at, window)
+    models = _gpu_models(source, at, window)
     nodes = sample_nodes(graph, max_gpus, models=models, random_state=random_state)
     logger.info(
         "fitting %s on %d of %d nodes (%d of %d GPUs), stratified by rack%s",
@@ -101,16 +101,13 @@ def fit_sample(
     return NodeSample(nodes)
 
 
-def known_gpu_models(source: MetricsSource, at: datetime, window: timedelta) -> dict[str, str]:
-    """Each node's GPU model where the source can say (Prometheus: ``modelName``), else {}.
-
-    A source that cannot answer now is logged and read as saying nothing (never a failed cycle).
-    """
+def _gpu_models(source: MetricsSource, at: datetime, window: timedelta) -> dict[str, str]:
+    """Each node's GPU model where the source can say (Prometheus: ``modelName``), else {}."""
     ask = getattr(source, "gpu_models", None)
     if ask is None:
         return {}
     try:
         return dict(ask(at, window))
     except MetricsSourceError as exc:
-        logger.warning("GPU models unknown (GPUs compared across models, samples by rack): %s", exc)
+        logger.warning("GPU models unknown, the fit's sample is stratified by rack: %s", exc)
         return {}

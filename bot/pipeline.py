@@ -32,7 +32,7 @@ from analysis.scorer import Scorer
 from analysis.scoring import Exclusion, NotEnoughHistoryError, fleet_fingerprint
 from analysis.tracker import IncidentTracker
 from analysis.types import Assessment, FleetFrames, GpuRef, Incident, Severity, Topology
-from bot.fit import DeferredExplainer, Model, fit_sample, known_gpu_models
+from bot.fit import DeferredExplainer, Model, fit_sample
 from bot.telemetry import BotMetrics
 from storage.repository import IncidentRecord, Repository
 from storage.source import MetricsSource, MetricsSourceError, NodeSample
@@ -212,11 +212,25 @@ class Pipeline:
             self.last_seen[ref] = frames.end
         horizon = frames.end - self.fit_window
         self.last_seen = {g: t for g, t in self.last_seen.items() if t >= horizon}
-        nodes = {ref.node for ref in self.last_seen}
-        if not nodes <= self._models_asked:  # a node not asked about yet: one query
-            self.gpu_models.update(known_gpu_models(self.source, frames.end, self.fit_window))
-            self._models_asked |= nodes
+        self._learn_models({ref.node for ref in self.last_seen}, frames.end)
         return build_graph(self.topology, sorted(self.last_seen), self.gpu_models)
+
+    def _learn_models(self, nodes: set[str], at: datetime) -> None:
+        """Ask the source for the GPU model of nodes not asked about yet (one instant query).
+
+        A source that cannot say (no ``gpu_models``, no ``modelName`` label) leaves them unknown:
+        GPUs of unknown model are compared with each other. A failed query is asked again next
+        cycle, never a failed cycle.
+        """
+        ask = getattr(self.source, "gpu_models", None)
+        if ask is None or nodes <= self._models_asked:
+            return
+        try:
+            self.gpu_models.update(ask(at, self.window))
+        except MetricsSourceError as exc:
+            logger.warning("GPU models unknown this cycle (compared across models): %s", exc)
+            return
+        self._models_asked |= nodes
 
     def track(self, assessment: Assessment) -> list[Incident]:
         """Streaks over cycles; after a restart it starts from the store's incidents and streaks."""

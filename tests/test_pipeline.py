@@ -10,6 +10,7 @@ from bot.pipeline import Pipeline
 from storage.replay import CachedSource
 from storage.repository import Repository
 from storage.simulator import FleetSimulator, FleetSpec, make_fault
+from storage.source import MetricsSourceError
 
 
 def test_a_vanished_gpu_stays_in_the_fleet_without_a_refit(tmp_path: Path) -> None:
@@ -82,6 +83,8 @@ def test_the_graph_knows_each_nodes_gpu_model_asking_the_source_once(tmp_path: P
     class Source(FleetSimulator):
         def gpu_models(self, at: datetime, window: timedelta) -> dict[str, str]:
             asked.append(at)
+            if len(asked) == 1:  # Prometheus answers the cycle's fetch, then times out
+                raise MetricsSourceError("GPU models: timed out")
             return {"gpu-node-001": "NVIDIA L40S"}  # gpu-node-002: unknown to the source
 
     sim = Source(spec, start=start, duration=timedelta(hours=2), seed=3, healthy=True)
@@ -89,12 +92,14 @@ def test_the_graph_knows_each_nodes_gpu_model_asking_the_source_once(tmp_path: P
     pipeline = Pipeline(  # through the replay's cache, as backtests and evaluations read
         source=CachedSource(sim), topology=sim.topology, repository=repo, make_scorer=GraphRiskModel
     )
+    models = []
     for minutes in (60, 65, 70):
         frames = sim.fetch(
             start + timedelta(minutes=minutes - 30), start + timedelta(minutes=minutes), sim.step
         )
         graph = pipeline.graph_of(frames)
-    assert graph.nodes["gpu-node-001"]["model"] == "NVIDIA L40S"
+        models.append(graph.nodes["gpu-node-001"]["model"])
+    assert models == [None, "NVIDIA L40S", "NVIDIA L40S"]  # a failed ask is asked again
     assert graph.nodes["gpu-node-002"]["model"] is None
-    assert len(asked) == 1, "the models were asked again with no new node"
+    assert len(asked) == 2, "the models were asked again with no new node"
     repo.close()
