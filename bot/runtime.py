@@ -365,10 +365,9 @@ class Runtime:
         except Exception:
             logger.exception("releasing the leader lock failed (it expires on its own)")
         if self.socket_handler is not None:
-            try:
-                self.socket_handler.close()
-            except Exception:
-                logger.exception("closing Socket Mode failed")
+            from bot.slack.socket import close_socket_mode
+
+            close_socket_mode(self.socket_handler)
         if self.server is not None:
             self.server.stop()
         close = getattr(self.lock, "close", None)
