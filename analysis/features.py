@@ -247,17 +247,16 @@ def _features(
     seen = set(wide.index.get_level_values("key").unique()) | set(reduced.index)
     index = pd.Index(sorted(seen | set(gpu_keys_of(graph))), name="gpu_key")
     node_of = pd.Series([k.rpartition("/")[0] for k in index], index=index)
-    rack_of_node = {
-        n: str(d.get("rack") or n)
-        for n, d in graph.nodes(data=True)
-        if d.get("kind") == "node" and d.get("rack")
-    }
+    rack_of_node: dict[str, str] = {}
+    model_of_node: dict[str, str] = {}
+    for n, d in graph.nodes(data=True):  # one pass over the graph (every GPU is a node of it)
+        if d.get("kind") != "node":
+            continue
+        if d.get("rack"):
+            rack_of_node[n] = str(d["rack"])
+        if d.get("model"):
+            model_of_node[n] = str(d["model"])
     rack_of = node_of.map(lambda n: rack_of_node.get(n, n))
-    model_of_node = {
-        n: str(d["model"])
-        for n, d in graph.nodes(data=True)
-        if d.get("kind") == "node" and d.get("model")
-    }
     model_of = node_of.map(model_of_node)
 
     own = derive(reduced, plan, reduced_at, index)
