@@ -222,3 +222,22 @@ REPORT_RUN_2026_12_02_F: dict[str, object] = {
     "max_gpus": 128,
     "healthy_1m_seeds": REPORT_SEEDS[:3],
 }
+
+#: The seventh session's report run (2026-12-02), fixed before it was started, at the commit that
+#: adds this declaration, whose model is run F's (model 7; since 2fbeab3 the scoring core changed
+#: only without changing a value: 50da2e3 reads rack and model in one pass, af7032b asks a failed
+#: GPU-model query again; nothing in it is to change after this run): the two measurements run F left
+#: out, on the same faulty report seeds 10008-10019, so that the README's ablation and top-factor
+#: figures are measured at the final model. (1) the ablation: graph, graph-noctx, guard, iforest
+#: and static side by side, no explanations; (2) the product with the DoWhy explanations (the
+#: top-factor target). One process each, side by side. Reported as they finish, whatever they show.
+#: Commands: ``gpu-risk eval --seeds report --skip 8 --limit 12 --cycle 5m --ablation --no-explain
+#: --max-gpus 128 --jobs 1`` and ``gpu-risk eval --seeds report --skip 8 --limit 12 --cycle 5m
+#: --detectors graph --explain --max-gpus 128 --jobs 1``.
+REPORT_RUN_2026_12_02_G: dict[str, object] = {
+    "seeds": REPORT_SEEDS[8:20],
+    "cycle": "5m",
+    "ablation": ("graph", "graph-noctx", "guard", "iforest", "static"),
+    "explain_detectors": ("graph",),
+    "max_gpus": 128,
+}
