@@ -62,6 +62,12 @@ class Settings(BaseSettings):
     prometheus_verify_tls: bool = Field(True, description="Verify Prometheus' TLS certificate")
     prometheus_timeout: float = Field(30.0, gt=0, description="Seconds per PromQL request")
     prometheus_retries: int = Field(2, ge=0, le=10, description="Retries per request, with backoff")
+    prometheus_concurrency: int = Field(
+        4,
+        ge=1,
+        le=10,  # storage.promql_client.MAX_CONCURRENCY
+        description="PromQL requests in flight at once (a cycle's per-GPU reductions)",
+    )
     topology: Path | None = Field(None, description="Path of topology.yaml")
     label_map: dict[str, str] = Field(
         default_factory=dict,

@@ -143,6 +143,7 @@ def build_source(settings: Settings, topology: Topology | None) -> MetricsSource
         label_map=settings.label_map or None,
         series_selector=settings.series_selector,
         headers=settings.prometheus_headers or None,
+        concurrency=settings.prometheus_concurrency,
     )
 
 

@@ -144,6 +144,8 @@ class PrometheusSource(PromQLClient):
     headers:
         Extra HTTP headers on every request (``X-Scope-OrgID`` of a Mimir/Cortex/Thanos
         tenant); an ``Authorization`` header here and a bearer token together are refused.
+    concurrency:
+        How many of a cycle's reduction queries are in flight at once (``PromQLClient.map``).
     """
 
     def __init__(
@@ -165,6 +167,7 @@ class PrometheusSource(PromQLClient):
         sample_window: timedelta | None = None,
         series_selector: str | None = None,
         headers: Mapping[str, str] | None = None,
+        concurrency: int = 1,
     ) -> None:
         """Build the client; nothing is sent until ``fetch``."""
         check_target(url, bearer_token, basic_auth)  # before the label map, as always
@@ -185,6 +188,7 @@ class PrometheusSource(PromQLClient):
             session=session,
             series_selector=series_selector,
             headers=headers,
+            concurrency=concurrency,
         )
         self.topology = topology
         self.labels = {**DEFAULT_LABEL_MAP, **(label_map or {})}

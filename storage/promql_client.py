@@ -12,13 +12,16 @@ it: ``url`` and every message show the URL through ``storage.redact.redact_url``
 from __future__ import annotations
 
 import ast
+import contextlib
 import json
 import logging
 import re
+import threading
 import warnings
-from collections.abc import Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, TypeVar
 
 import requests
 from prometheus_api_client import PrometheusApiClientException, PrometheusConnect
@@ -30,7 +33,14 @@ from storage.promql_selector import SelectorError, parse_selector, with_matchers
 from storage.redact import redact_text, redact_url
 from storage.source import MetricsSourceError
 
-__all__ = ["PromQLClient", "QueryTooLargeError", "Sample", "check_target"]
+__all__ = ["MAX_CONCURRENCY", "PromQLClient", "QueryTooLargeError", "Sample", "check_target"]
+
+T = TypeVar("T")
+R = TypeVar("R")
+
+#: The most requests one client keeps in flight (``concurrency``): the pool of HTTP connections
+#: requests keeps per host is 10, and a server queues what it cannot run at once.
+MAX_CONCURRENCY = 10
 
 # The records keep the logger name they had before the split (storage.metrics).
 logger = logging.getLogger("storage.metrics")
@@ -105,6 +115,11 @@ class PromQLClient:
     headers:
         Extra HTTP headers on every request; an ``Authorization`` header here and a bearer token
         together are refused.
+    concurrency:
+        How many independent queries :meth:`map` keeps in flight at once (1: one after another).
+        The server evaluates them side by side (Prometheus ``--query.max-concurrency``,
+        VictoriaMetrics ``-search.maxConcurrentRequests``) while this process decodes the
+        answers that came back.
     """
 
     def __init__(
@@ -120,9 +135,18 @@ class PromQLClient:
         session: requests.Session | None = None,
         series_selector: str | None = None,
         headers: Mapping[str, str] | None = None,
+        concurrency: int = 1,
     ) -> None:
         """Build the client; nothing is sent until a query."""
         check_target(url, bearer_token, basic_auth)
+        if not 1 <= concurrency <= MAX_CONCURRENCY:
+            raise MetricsSourceError(
+                f"PromQL concurrency must be between 1 and {MAX_CONCURRENCY}, got {concurrency} "
+                "(check GPU_RISK_PROMETHEUS_CONCURRENCY)"
+            )
+        self.concurrency = concurrency
+        self._count_lock = threading.Lock()
+        self._local = threading.local()
         try:
             self.matchers = parse_selector(series_selector)
         except SelectorError as exc:
@@ -211,13 +235,56 @@ class PromQLClient:
         """``promql`` with the series selector's matchers when it is a plain selector."""
         return with_matchers(promql, self.matchers)[0]
 
+    def map(self, ask: Callable[[T], R], items: Iterable[T]) -> list[R]:
+        """``[ask(item) for item in items]`` with up to ``concurrency`` of them in flight.
+
+        For independent queries (a cycle's reductions): the answers come back in the order of
+        ``items``. The first failure is raised (the queries not started yet are not sent), as
+        one after another would have raised it.
+        """
+        todo = list(items)
+        if self.concurrency == 1 or len(todo) < 2:
+            return [ask(item) for item in todo]
+        with (
+            self._quiet(),
+            ThreadPoolExecutor(
+                min(self.concurrency, len(todo)), thread_name_prefix="promql"
+            ) as pool,
+        ):
+            futures = [pool.submit(self._in_pool, ask, item) for item in todo]
+            try:
+                return [f.result() for f in futures]
+            except BaseException:
+                for f in futures:
+                    f.cancel()
+                raise
+
+    def _in_pool(self, ask: Callable[[T], R], item: T) -> R:
+        """Run ``ask(item)`` on a worker of :meth:`map` (the warning filter is the caller's)."""
+        self._local.pooled = True
+        return ask(item)
+
+    @contextlib.contextmanager
+    def _quiet(self) -> Iterator[None]:
+        """Without TLS verification (the user's choice, logged once), no warning per request.
+
+        ``warnings.catch_warnings`` is process-wide, not thread-safe: :meth:`map` enters it
+        once around its workers, which then do not enter it themselves.
+        """
+        if getattr(self._local, "pooled", False):
+            yield
+            return
+        with warnings.catch_warnings():
+            if not self._verify:
+                warnings.simplefilter("ignore", InsecureRequestWarning)
+            yield
+
     def _send(self, label: str, call: Any) -> Any:
         """Send one request through the client; every failure becomes one MetricsSourceError."""
-        self._requests += 1
+        with self._count_lock:
+            self._requests += 1
         try:
-            with warnings.catch_warnings():
-                if not self._verify:  # the user chose no verification: say it once, not per query
-                    warnings.simplefilter("ignore", InsecureRequestWarning)
+            with self._quiet():
                 return call()
         except PrometheusApiClientException as exc:
             code, body = _client_error(str(exc))

@@ -13,11 +13,14 @@ for the step between consecutive points. ``increase``, ``rate``, ``resets`` and
 ``changes`` are not used: VictoriaMetrics counts the sample before the window, Prometheus
 extrapolates, and neither matches the other.
 
-The series selector and the headers of the client apply as to every query. When the server
-refuses a query as too large (Prometheus ``--query.max-samples``, VictoriaMetrics
-``-search.maxSamplesPerQuery``), the fleet is split by the last characters of the node label
-and each part asked on its own (:func:`storage.promql_split.by_parts`), at most
-:data:`~storage.promql_split.MAX_SPLIT_DEPTH` levels deep.
+The reductions are independent queries: up to the client's ``concurrency`` are in flight at once
+(:meth:`storage.promql_client.PromQLClient.map`), so the server evaluates several while the
+answers that came back are decoded. The series selector and the headers of the client apply as
+to every query. When the server refuses a query as too large (Prometheus
+``--query.max-samples``, VictoriaMetrics ``-search.maxSamplesPerQuery``), the fleet is split by
+the last characters of the node label and each part asked on its own
+(:func:`storage.promql_split.by_parts`), at most :data:`~storage.promql_split.MAX_SPLIT_DEPTH`
+levels deep.
 """
 
 from __future__ import annotations
@@ -235,10 +238,11 @@ def _reduce(
                 per_time[j].extend(samples)
         return [_answer(samples, label_map) for samples in per_time]
 
-    for red in plan.reductions:
-        if red.codes is None:
-            for cols, answer in zip(columns, ask(red), strict=True):
-                cols[red.name] = answer
+    plain = [red for red in plan.reductions if red.codes is None]
+    # independent queries: the server evaluates several while the answers are decoded here
+    for red, answers in zip(plain, client.map(ask, plain), strict=True):
+        for cols, answer in zip(columns, answers, strict=True):
+            cols[red.name] = answer
     for red in plan.reductions:
         if red.codes is None:
             continue
