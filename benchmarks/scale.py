@@ -9,6 +9,8 @@ so its peak RSS is its own:
 - ``bare``: the same HTTP queries with requests + json.loads only (HTTP and parse apart);
 - ``cold``: ``build_pipeline`` + ``refit`` + ``run_cycle`` (history fetch, fit, first cycle);
 - ``steady``: a new process loading the saved model, one warm-up cycle, then --repeat cycles;
+- ``reads``: what a cycle reads (the peer metrics raw, the reductions from the server), --repeat
+  times, no model: a lower bound of the steady cycle at sizes no model can be fitted at yet;
 - ``scan``: ``gpu-risk scan --at T --format json`` with an empty model dir (fits, like a user's
   first one-shot scan).
 
@@ -45,7 +47,7 @@ from benchmarks.scale_data import FleetShape, load_fleet, write_topology
 ROOT = Path(__file__).resolve().parent.parent
 #: The scored instant (samples on the minute grid up to it); fixed so runs are comparable.
 AT = datetime(2026, 11, 20, 12, 0, tzinfo=UTC)
-PHASES = ("fetch", "bare", "cold", "steady", "scan")
+PHASES = ("fetch", "bare", "cold", "steady", "reads", "scan")
 
 
 def _rss_mb(pid: int) -> float:
@@ -184,6 +186,17 @@ def bench_one(n: int, opts: argparse.Namespace, root: Path) -> dict[str, Any]:
         for name in opts.phases:
             if name == "scan":
                 r = _scan(work, env, opts)
+            elif name == "reads" and opts.reads_concurrency:
+                # the same reads at each concurrency, side by side in this run
+                by = {}
+                for c in opts.reads_concurrency:
+                    env_c = env | {"GPU_RISK_PROMETHEUS_CONCURRENCY": str(c)}
+                    extra = ["--timeout", str(opts.budget_seconds)]
+                    by[str(c)] = _phase(name, work, env_c, opts, extra)
+                    print(f"  reads at concurrency {c}: {_cell(by[str(c)])} s, "
+                          f"peak RSS {by[str(c)]['rss_mb']:.0f} MB", flush=True)  # fmt: skip
+                res["reads_by_concurrency"] = by
+                r = by[str(opts.reads_concurrency[-1])]
             else:
                 extra = ["--queries", str(queries), "--timeout", str(opts.budget_seconds)]
                 if name == "steady" and opts.profile:
@@ -273,16 +286,30 @@ def report(results: list[dict[str, Any]]) -> str:
             f"  N={r['gpus']}: cycle {st['io_requests']} requests, {st['io_bytes'] / 1e6:.1f} MB, "
             f"{st['io_series']:,} series, {st['io_samples']:,} samples; {raw}"
         )
+    reads = [r for r in results if "median" in (r.get("reads") or {})]
+    if reads:
+        lines.append("")
+        lines.append("a cycle's reads alone (peer metrics raw + server reductions, no model):")
+    for r in reads:
+        fe = r.get("fetch") or {}
+        for rd in (r.get("reads_by_concurrency") or {"": r["reads"]}).values():
+            if "median" not in rd:
+                continue
+            vs = f" = {rd['median'] / fe['median']:.2f}x the fetch" if "median" in fe else ""
+            lines.append(
+                f"  N={r['gpus']}: {rd['median']:.2f} s{vs}, peak RSS {rd['rss_mb']:.0f} MB "
+                f"(concurrency {rd.get('concurrency', '-')})"
+            )
     lines.append("")
     lines.append("min/median/max per phase (s):")
     for r in results:
-        parts = [f"{p} {_spread(r.get(p))}" for p in ("fetch", "bare", "steady", "scan")]
+        parts = [f"{p} {_spread(r.get(p))}" for p in ("fetch", "bare", "steady", "reads", "scan")]
         lines.append(f"  N={r['gpus']}: " + ", ".join(parts))
     ns = [r["gpus"] for r in results]
     if len(ns) > 1:
         lines.append("")
         lines.append("log-log slope of time vs N (1.0 = linear):")
-        for p in ("fetch", "bare", "steady", "cold", "scan"):
+        for p in ("fetch", "bare", "steady", "reads", "cold", "scan"):
             ts = [(r.get(p) or {}).get("median", math.nan) for r in results]
             s = slope(ns, [t for t in ts])
             lines.append(f"  {p:<6} {s:.2f}" if s is not None else f"  {p:<6} -")
@@ -304,6 +331,12 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--profile", action="store_true", help="cProfile the steady cycles")
     ap.add_argument("--profile-out", help="where the .prof goes (with one N)")
     ap.add_argument("--profile-top", type=int, default=15)
+    ap.add_argument(
+        "--reads-concurrency",
+        type=lambda v: [int(c) for c in v.split(",") if c],
+        default=[],
+        help="run the reads phase at each of these GPU_RISK_PROMETHEUS_CONCURRENCY values, e.g. 1,4",
+    )
     ap.add_argument("--out", type=Path, help="write the results as JSON")
     ap.add_argument("--code", help="run the phases on the checkout in this dir (PYTHONPATH)")
     ap.add_argument("--workdir", type=Path, help="keep data and logs here (default: temp)")

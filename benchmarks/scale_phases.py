@@ -5,7 +5,9 @@
 PHASE is ``fetch`` (the product's ``PrometheusSource.fetch`` of one cycle window; records the
 queries it sent), ``bare`` (the same queries with requests + json.loads only), ``cold``
 (``build_pipeline`` + ``refit`` + ``run_cycle`` on an in-memory store, saving the model) or
-``steady`` (a new pipeline loading that model: one warm-up cycle, then ``--repeat`` cycles). The
+``steady`` (a new pipeline loading that model: one warm-up cycle, then ``--repeat`` cycles) or
+``reads`` (what a cycle reads, ``Pipeline.read_window``: the peer metrics raw and the per-GPU
+reductions computed by the server, ``--repeat`` times; no model needed, so it runs at any N). The
 settings come from the environment (``GPU_RISK_PROMETHEUS_URL``, ``GPU_RISK_TOPOLOGY``,
 ``GPU_RISK_MODEL_DIR``, ``GPU_RISK_FIT_WINDOW_HOURS``, ...), as for ``gpu-risk``. Timings are
 written as JSON to FILE; the parent measures wall time and peak RSS (``os.wait4``).
@@ -192,6 +194,29 @@ def phase_steady(at: datetime, repeat: int, profile: Path | None) -> dict[str, A
     }
 
 
+def phase_reads(at: datetime, repeat: int) -> dict[str, Any]:
+    """A cycle's reads alone (``Pipeline.read_window``), ``repeat`` times at successive cycles."""
+    t0 = time.perf_counter()
+    settings = _settings()
+    pipeline = _pipeline(settings)
+    step = timedelta(seconds=settings.scan_interval)
+    times, gpus = [], 0
+    for i in range(repeat - 1, -1, -1):
+        c0 = time.perf_counter()
+        frames = pipeline.read_window(at - i * step)
+        times.append(time.perf_counter() - c0)
+        assert frames.reduced is not None, "the scorer reads no reductions"
+        gpus = len(frames.reduced.table)
+        del frames
+    return {
+        "ready_s": t0 - T_START,
+        "times": times,
+        "median": statistics.median(times),
+        "gpus": gpus,
+        "concurrency": settings.prometheus_concurrency,
+    }
+
+
 def _cycle_io(pipeline: Any, at: datetime) -> dict[str, Any]:
     """Run a cycle counting the answers it receives: requests, decoded bytes, series, samples.
 
@@ -228,7 +253,7 @@ def _cycle_io(pipeline: Any, at: datetime) -> dict[str, Any]:
 def main() -> None:
     """Run one phase and write its JSON result."""
     ap = argparse.ArgumentParser()
-    ap.add_argument("phase", choices=["fetch", "bare", "cold", "steady"])
+    ap.add_argument("phase", choices=["fetch", "bare", "cold", "steady", "reads"])
     ap.add_argument("--at", required=True)
     ap.add_argument("--result", type=Path, required=True)
     ap.add_argument("--repeat", type=int, default=3)
@@ -243,6 +268,8 @@ def main() -> None:
         res = phase_bare(args.repeat, args.queries, args.timeout)
     elif args.phase == "cold":
         res = phase_cold(at)
+    elif args.phase == "reads":
+        res = phase_reads(at, args.repeat)
     else:
         res = phase_steady(at, args.repeat, args.profile)
     args.result.write_text(json.dumps(res), encoding="utf-8")

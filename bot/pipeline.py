@@ -164,7 +164,7 @@ class Pipeline:
         """Run the alert flow once for the window ending at ``at``."""
         started = time.perf_counter()
         try:
-            frames = self._window(at)
+            frames = self.read_window(at)
         except MetricsSourceError as exc:
             return self._source_failed(at, str(exc), started)
         graph = self.graph_of(frames)
@@ -337,7 +337,7 @@ class Pipeline:
         """
         scorer = self.make_scorer()
         if not scorer.needs_history:
-            window = frames if frames is not None else self._window(at)
+            window = frames if frames is not None else self.read_window(at)
             graph = graph if graph is not None else self.graph_of(window)
             return Model(scorer.fit(window, graph), fleet_fingerprint(graph))
         sampled = self.fit_sample(at, graph)
@@ -482,8 +482,8 @@ class Pipeline:
         """
         return self.source.fetch(at - self.fit_window, at - self.window, self.step, nodes=sample)
 
-    def _window(self, at: datetime) -> FleetFrames:
-        """Fetch the cycle window ending at ``at``.
+    def read_window(self, at: datetime) -> FleetFrames:
+        """Fetch the cycle window ending at ``at`` (what a cycle reads, before any model).
 
         For a scorer that reads feature reductions (``Scorer.feature_window``) the source computes
         the GPUs' own-series reductions (``MetricsSource.reduce``: PromQL in the TSDB) and only
