@@ -3,8 +3,8 @@
 :class:`Model` is what a cycle scores and explains with, swapped in whole by a refit
 (``bot.pipeline.Pipeline.install``). :func:`fit_sample` is which nodes a fit reads history for
 when the fleet is larger than ``GPU_RISK_FIT_MAX_GPUS`` (the draw itself is pure:
-``analysis.fit_sample``); the GPU models it is stratified by come from the source when it knows
-them (Prometheus: dcgm-exporter's ``modelName``).
+``analysis.fit_sample``); the GPU models it is stratified by are the graph's (the pipeline asks
+the source once per node: Prometheus, dcgm-exporter's ``modelName``).
 """
 
 from __future__ import annotations
@@ -12,7 +12,6 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime, timedelta
 
 import networkx as nx
 
@@ -20,7 +19,7 @@ from analysis.explain import Explainer
 from analysis.fit_sample import gpus_per_node, sample_nodes
 from analysis.scorer import Scorer
 from analysis.types import Explanation, FleetFrames, Incident
-from storage.source import MetricsSource, MetricsSourceError, NodeSample
+from storage.source import NodeSample
 
 logger = logging.getLogger(__name__)
 
@@ -69,25 +68,23 @@ class DeferredExplainer:
 
 
 def fit_sample(
-    graph: nx.DiGraph,
-    max_gpus: int,
-    *,
-    source: MetricsSource,
-    at: datetime,
-    window: timedelta,
-    random_state: int,
-    name: str,
+    graph: nx.DiGraph, max_gpus: int, *, random_state: int, name: str
 ) -> NodeSample | None:
     """The whole nodes a fit of ``graph``'s fleet reads history for; None: every node.
 
     None while the fleet has at most ``max_gpus`` GPUs. The sample is stratified by rack and,
-    where ``source`` can say (a ``gpu_models(at, window)`` method), by GPU model.
+    where the graph knows them (each node's ``model``: dcgm-exporter's ``modelName``, asked once
+    per node by the pipeline), by GPU model.
     """
     sizes = gpus_per_node(graph)
     total = sum(sizes.values())
     if total <= max_gpus:
         return None
-    models = _gpu_models(source, at, window)
+    models = {
+        str(n): str(d["model"])
+        for n, d in graph.nodes(data=True)
+        if d.get("kind") == "node" and d.get("model")
+    }
     nodes = sample_nodes(graph, max_gpus, models=models, random_state=random_state)
     logger.info(
         "fitting %s on %d of %d nodes (%d of %d GPUs), stratified by rack%s",
@@ -99,15 +96,3 @@ def fit_sample(
         " and GPU model" if models else "",
     )
     return NodeSample(nodes)
-
-
-def _gpu_models(source: MetricsSource, at: datetime, window: timedelta) -> dict[str, str]:
-    """Each node's GPU model where the source can say (Prometheus: ``modelName``), else {}."""
-    ask = getattr(source, "gpu_models", None)
-    if ask is None:
-        return {}
-    try:
-        return dict(ask(at, window))
-    except MetricsSourceError as exc:
-        logger.warning("GPU models unknown, the fit's sample is stratified by rack: %s", exc)
-        return {}

@@ -376,18 +376,11 @@ class Pipeline:
         if graph is None:
             graph = self.last_graph
         if graph is None:  # which GPUs report in the window ending at ``at``
-            seen = self.reporting(at - self.window, at)
-            graph = build_graph(
-                self.topology, sorted(set(self.last_seen) | set(seen.gpus)), self.gpu_models
-            )
+            seen = sorted(set(self.last_seen) | set(self.reporting(at - self.window, at).gpus))
+            self._learn_models({ref.node for ref in seen}, at)
+            graph = build_graph(self.topology, seen, self.gpu_models)
         sample = fit_sample(
-            graph,
-            self.fit_max_gpus,
-            source=self.source,
-            at=at,
-            window=self.window,
-            random_state=self.random_state,
-            name=self.name,
+            graph, self.fit_max_gpus, random_state=self.random_state, name=self.name
         )
         return (graph, sample) if sample is not None else None
 

@@ -103,3 +103,37 @@ def test_the_graph_knows_each_nodes_gpu_model_asking_the_source_once(tmp_path: P
     assert graph.nodes["gpu-node-002"]["model"] is None
     assert len(asked) == 2, "the models were asked again with no new node"
     repo.close()
+
+
+def test_the_fit_sample_is_stratified_by_the_gpu_models_the_graph_learned(tmp_path: Path) -> None:
+    """A first fit (no cycle yet) learns the nodes' GPU models once and samples each model."""
+    spec = FleetSpec(racks=1, nodes_per_rack=4, gpus_per_node=2)
+    start = datetime(2026, 11, 3, tzinfo=UTC)
+    asked: list[datetime] = []
+
+    class Source(FleetSimulator):
+        def gpu_models(self, at: datetime, window: timedelta) -> dict[str, str]:
+            asked.append(at)
+            return {
+                n: ("NVIDIA H100" if n < "gpu-node-003" else "NVIDIA L40S") for n in spec.node_names
+            }
+
+    sim = Source(spec, start=start, duration=timedelta(hours=2), seed=3, healthy=True)
+    repo = Repository.from_url(f"sqlite:///{tmp_path / 'state.db'}")
+    pipeline = Pipeline(
+        source=sim,
+        topology=sim.topology,
+        repository=repo,
+        make_scorer=GraphRiskModel,
+        fit_max_gpus=4,
+    )
+    at = start + timedelta(hours=1)
+    sampled = pipeline.fit_sample(at)
+    assert sampled is not None
+    graph, sample = sampled
+    drawn = sorted(graph.nodes[n]["model"] for n in sample)
+    assert drawn == ["NVIDIA H100", "NVIDIA L40S"], sample  # one node of each model, of four
+    frames = sim.fetch(at - timedelta(minutes=30), at, sim.step)
+    pipeline.graph_of(frames)
+    assert len(asked) == 1, "the models were asked again for the same nodes"
+    repo.close()
