@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 
@@ -23,23 +23,20 @@ from analysis.feature_plan import FeaturePlan
 from analysis.features import DEFAULT_RECENT
 from analysis.feedback import ALLOWANCE_TTL, bounds, learn_allowances, stored_verdicts
 from analysis.fit_sample import fit_graph
-from analysis.frames import with_gpu_of
 from analysis.graph import build_graph
 from analysis.lifecycle import Decision
 from analysis.maintenance import MaintenanceWindow, active_targets
-from analysis.plots import render_incident_graph, render_incident_metrics
 from analysis.scorer import Scorer
 from analysis.scoring import Exclusion, NotEnoughHistoryError, fleet_fingerprint
 from analysis.tracker import IncidentTracker
-from analysis.types import Assessment, FleetFrames, GpuRef, Incident, Severity, Topology
+from analysis.types import Assessment, FleetFrames, GpuRef, Incident, Topology
+from bot.evidence import Evidence, Images
 from bot.fit import DeferredExplainer, Model, fit_sample
 from bot.telemetry import BotMetrics
 from storage.repository import IncidentRecord, Repository
 from storage.source import MetricsSource, MetricsSourceError, NodeSample
 
 logger = logging.getLogger(__name__)
-
-Images = Mapping[str, bytes]
 
 
 @dataclass(frozen=True)
@@ -111,10 +108,8 @@ class Pipeline:
     gpu_models: dict[str, str] = field(default_factory=dict, init=False)
     """Each node's GPU model, asked of the source once per node seen (``graph_of``)."""
     _models_asked: set[str] = field(default_factory=set, init=False)
-    _explained: dict[tuple[str, Severity, frozenset[str]], Incident] = field(
-        default_factory=dict, init=False
-    )
-    _explained_with: Explainer | DeferredExplainer | None = field(default=None, init=False)
+    evidence: Evidence = field(init=False)
+    """An incident's raw series, explanation memo and images (``bot.evidence``)."""
     _judged: dict[int, Incident] = field(default_factory=dict, init=False)
     _swap: threading.Lock = field(default_factory=threading.Lock, init=False, repr=False)
 
@@ -124,6 +119,8 @@ class Pipeline:
         self.needs_history, self.self_gating = probe.needs_history, probe.self_gating
         self.feature_window = probe.feature_window
         self.window = max(self.window, probe.min_window)
+        explains = self.make_explainer is not None
+        self.evidence = Evidence(self.window, self.step, explains, self.render)
         self.resume()
 
     @property
@@ -180,10 +177,10 @@ class Pipeline:
         assessment = scorer.assess(frames, graph, at)
         try:
             incidents = self.track(assessment)
-            raw = self.incident_frames(frames, incidents, at)
+            raw = self.evidence.frames_for(frames, incidents, at, self.source)
             explained = self.explain(incidents, raw, graph, at, model)
             stored = self.repository.open_incidents()  # as before this cycle's decisions
-            images = self.render_images(explained, stored, raw, graph, assessment)
+            images = self.evidence.images(explained, stored, raw, graph, assessment)
             decisions = self.repository.apply_cycle(
                 at,
                 explained,
@@ -397,11 +394,9 @@ class Pipeline:
         at: datetime,
         model: Model | None = None,
     ) -> list[Incident]:
-        """Attach an explanation to every incident (one DoWhy call when it opens or changes).
-
-        An incident is explained again only when its severity or its GPUs change (which is when
-        an update is posted) or the model changed; otherwise its explanation is kept from the
-        earlier cycle. ``model``: the cycle's (default: the current one).
+        """Attach an explanation to every incident (one DoWhy call when it opens or changes:
+        ``Evidence.explain``), with the cycle's model's explainer (``model``, default the
+        current one); a model loaded from disk gets one fitted on the past first.
         """
         if self.make_explainer is None or not incidents:
             return list(incidents)
@@ -415,50 +410,7 @@ class Pipeline:
                 with self._swap:  # unless a refit installed a newer model meanwhile
                     if self.current is model:
                         self.current = replace(model, explainer=explainer)
-        if explainer is not self._explained_with:  # a new model: explain everything afresh
-            self._explained.clear()
-            self._explained_with = explainer
-        out, seen = [], set()
-        for inc in incidents:
-            key = (inc.dedup_key, inc.severity, frozenset(g.key for g in inc.gpus))
-            seen.add(key)
-            done = self._explained.get(key)
-            if done is None:
-                done = replace(inc, explanation=explainer.explain(inc, frames, graph))
-                self._explained[key] = done
-            out.append(replace(inc, explanation=done.explanation))
-        for key in [k for k in self._explained if k not in seen]:
-            del self._explained[key]
-        return out
-
-    def render_images(
-        self,
-        incidents: Sequence[Incident],
-        stored: Sequence[IncidentRecord],
-        frames: FleetFrames,
-        graph: nx.DiGraph,
-        assessment: Assessment,
-    ) -> dict[str, Images]:
-        """Render the graph and metric PNGs of incidents not yet stored (the ones to be posted).
-
-        They are committed with the post (``apply_cycle(images=)``), so they survive restarts.
-        """
-        if not self.render:
-            return {}
-        known = {r.dedup_key for r in stored}
-        scores = {s.key: s.score for s in assessment.scores}
-        out: dict[str, Images] = {}
-        for inc in incidents:
-            if inc.dedup_key in known:
-                continue
-            try:
-                out[inc.dedup_key] = {
-                    "graph": render_incident_graph(inc, graph, scores),
-                    "metrics": render_incident_metrics(inc, frames),
-                }
-            except Exception:
-                logger.exception("rendering images of incident %s failed", inc.dedup_key)
-        return out
+        return self.evidence.explain(incidents, frames, graph, explainer)
 
     def images_for(self, incident_id: int | None) -> Images:
         """Return the PNGs stored with an incident (empty when none)."""
@@ -487,27 +439,6 @@ class Pipeline:
         frames = self.source.fetch(at - self.window, at, self.step, gpu_metrics=PEER_METRICS)
         plan = FeaturePlan(self.feature_window, DEFAULT_RECENT, self.step)
         return replace(frames, reduced=self.source.reduce(plan, at))
-
-    def incident_frames(
-        self, frames: FleetFrames, incidents: Sequence[Incident], at: datetime
-    ) -> FleetFrames:
-        """The cycle's frames with every GPU series of the incidents' nodes, raw.
-
-        A reduced cycle read only the peer metrics raw; explanations and images need all of an
-        incident's series: one fetch restricted to its nodes. If it fails, they make do with
-        what the cycle read (logged).
-        """
-        if frames.reduced is None or not incidents:
-            return frames
-        if self.make_explainer is None and not self.render:
-            return frames
-        nodes = sorted({g.node for inc in incidents for g in inc.gpus})
-        try:
-            extra = self.source.fetch(at - self.window, at, self.step, nodes=nodes)
-        except MetricsSourceError as exc:
-            logger.warning("raw series of %s unavailable for explanations: %s", nodes, exc)
-            return frames
-        return with_gpu_of(frames, extra.gpu, nodes)
 
     def _known_incidents(self) -> tuple[Exclusion, ...]:
         """Open incidents become training exclusions so a fault is not learnt as normal."""

@@ -274,7 +274,7 @@ def test_a_cycle_on_the_server_scores_as_the_simulator_does(
     assert found
     assert remote.last_frames is not None
     session.sent.clear()
-    raw = remote.incident_frames(remote.last_frames, found, SCAN)
+    raw = remote.evidence.frames_for(remote.last_frames, found, SCAN, remote.source)
     nodes = {g.node for inc in found for g in inc.gpus}
     asked = [q for path, q in session.sent if path == "query_range"]
     assert asked and all("Hostname=~" in q for q in asked)
