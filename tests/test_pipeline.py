@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -74,20 +75,32 @@ def test_a_cycle_without_enough_history_fails_cleanly_and_the_next_one_retries(
     repo.close()
 
 
+class ModelSource(FleetSimulator):
+    """A simulated fleet whose ``gpu_models`` answers ``answer(number of asks)``, remembered."""
+
+    def __init__(self, spec: FleetSpec, answer: Callable[[int], dict[str, str]]) -> None:
+        super().__init__(spec, start=T_MODELS, duration=timedelta(hours=2), seed=3, healthy=True)
+        self.answer = answer
+        self.asked: list[datetime] = []
+
+    def gpu_models(self, at: datetime, window: timedelta) -> dict[str, str]:
+        self.asked.append(at)
+        return self.answer(len(self.asked))
+
+
+T_MODELS = datetime(2026, 11, 3, tzinfo=UTC)
+
+
 def test_the_graph_knows_each_nodes_gpu_model_asking_the_source_once(tmp_path: Path) -> None:
     """GPUs are compared with peers of their model: the cycle's graph carries dcgm's modelName."""
-    spec = FleetSpec(racks=1, nodes_per_rack=2, gpus_per_node=2)
-    start = datetime(2026, 11, 3, tzinfo=UTC)
-    asked: list[datetime] = []
 
-    class Source(FleetSimulator):
-        def gpu_models(self, at: datetime, window: timedelta) -> dict[str, str]:
-            asked.append(at)
-            if len(asked) == 1:  # Prometheus answers the cycle's fetch, then times out
-                raise MetricsSourceError("GPU models: timed out")
-            return {"gpu-node-001": "NVIDIA L40S"}  # gpu-node-002: unknown to the source
+    def answer(n: int) -> dict[str, str]:
+        if n == 1:  # Prometheus answers the cycle's fetch, then times out
+            raise MetricsSourceError("GPU models: timed out")
+        return {"gpu-node-001": "NVIDIA L40S"}  # gpu-node-002: unknown to the source
 
-    sim = Source(spec, start=start, duration=timedelta(hours=2), seed=3, healthy=True)
+    sim = ModelSource(FleetSpec(racks=1, nodes_per_rack=2, gpus_per_node=2), answer)
+    start, asked = T_MODELS, sim.asked
     repo = Repository.from_url(f"sqlite:///{tmp_path / 'state.db'}")
     pipeline = Pipeline(  # through the replay's cache, as backtests and evaluations read
         source=CachedSource(sim), topology=sim.topology, repository=repo, make_scorer=GraphRiskModel
@@ -108,17 +121,9 @@ def test_the_graph_knows_each_nodes_gpu_model_asking_the_source_once(tmp_path: P
 def test_the_fit_sample_is_stratified_by_the_gpu_models_the_graph_learned(tmp_path: Path) -> None:
     """A first fit (no cycle yet) learns the nodes' GPU models once and samples each model."""
     spec = FleetSpec(racks=1, nodes_per_rack=4, gpus_per_node=2)
-    start = datetime(2026, 11, 3, tzinfo=UTC)
-    asked: list[datetime] = []
-
-    class Source(FleetSimulator):
-        def gpu_models(self, at: datetime, window: timedelta) -> dict[str, str]:
-            asked.append(at)
-            return {
-                n: ("NVIDIA H100" if n < "gpu-node-003" else "NVIDIA L40S") for n in spec.node_names
-            }
-
-    sim = Source(spec, start=start, duration=timedelta(hours=2), seed=3, healthy=True)
+    half = {n: ("NVIDIA H100" if n < "gpu-node-003" else "NVIDIA L40S") for n in spec.node_names}
+    sim = ModelSource(spec, lambda _: half)
+    start, asked = T_MODELS, sim.asked
     repo = Repository.from_url(f"sqlite:///{tmp_path / 'state.db'}")
     pipeline = Pipeline(
         source=sim,
