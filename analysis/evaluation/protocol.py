@@ -241,3 +241,18 @@ REPORT_RUN_2026_12_02_G: dict[str, object] = {
     "explain_detectors": ("graph",),
     "max_gpus": 128,
 }
+
+#: Added before it started, after (1) and (2) of run G had finished, at the session's final code
+#: (the scoring core as in runs F and G): (3) run F's faulty command again, with two worker
+#: processes on an otherwise idle machine, to check that its figures reproduce fault by fault
+#: (the replays are seeded) and to time the command ``make eval`` runs on 2 cores. Command:
+#: ``gpu-risk eval --seeds report --skip 8 --limit 12 --cycle 5m --detectors graph,static
+#: --no-explain --max-gpus 128 --jobs 2``.
+REPORT_RUN_2026_12_02_G_REPRO: dict[str, object] = {
+    "seeds": REPORT_SEEDS[8:20],
+    "cycle": "5m",
+    "detectors": ("graph", "static"),
+    "explain": False,
+    "max_gpus": 128,
+    "jobs": 2,
+}
