@@ -256,3 +256,11 @@ REPORT_RUN_2026_12_02_G_REPRO: dict[str, object] = {
     "max_gpus": 128,
     "jobs": 2,
 }
+
+#: Added before it started, after (3) reproduced run F's faulty figures fault by fault in 15.7
+#: min: (4) run F's healthy command the same way (``make eval-healthy``: two workers, the final
+#: code), to check its figures reproduce and to time it on 2 cores.
+REPORT_RUN_2026_12_02_G_REPRO_HEALTHY: dict[str, object] = {
+    **REPORT_RUN_2026_12_02_G_REPRO,
+    "healthy": True,
+}
