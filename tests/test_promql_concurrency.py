@@ -62,21 +62,22 @@ class Handler(BaseHTTPRequestHandler):
                 srv.paired.set()
         try:
             if srv.fail:
-                self._send(422, {"status": "error", "error": "parse error: reduction refused"})
-                return
-            if srv.wait_for_pair and not srv.paired.wait(20):
-                self._send(503, {"status": "error", "error": "never two requests at once"})
-                return
-            sample = {
-                "metric": {"Hostname": "n1", "gpu": "0"},
-                "value": [AT.timestamp(), str(len(query))],
-            }
-            self._send(
-                200, {"status": "success", "data": {"resultType": "vector", "result": [sample]}}
-            )
+                answer = (422, {"status": "error", "error": "parse error: reduction refused"})
+            elif srv.wait_for_pair and not srv.paired.wait(20):
+                answer = (503, {"status": "error", "error": "never two requests at once"})
+            else:
+                sample = {
+                    "metric": {"Hostname": "n1", "gpu": "0"},
+                    "value": [AT.timestamp(), str(len(query))],
+                }
+                result = {"resultType": "vector", "result": [sample]}
+                answer = (200, {"status": "success", "data": result})
         finally:
+            # out of flight before the answer leaves: the client's next request on the same
+            # worker can only come after it, so the count never exceeds the client's
             with srv.lock:
                 srv.in_flight -= 1
+        self._send(*answer)
 
     def _send(self, code: int, body: dict[str, Any]) -> None:
         data = json.dumps(body).encode()
