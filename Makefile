@@ -60,7 +60,7 @@ soak: $(STAMP)
 # strict matching, 95 % bootstrap intervals. `make eval` is the README's headline run (report
 # seeds 10008-10019, faulty fleets of at most 128 GPUs, 5-min scans, the product and the static
 # rules: 15.7 min on 2 idle cores); `make eval-healthy` the same fleets healthy (the false-page
-# rate). Only the lead runs them, for the README's figures; develop with --seeds dev.
+# rate; 18.9 min beside a test run). Only the lead runs them, for the README's figures; develop with --seeds dev.
 EVAL_SEEDS = --seeds report --skip 8 --limit 12 --cycle 5m --detectors graph,static \
 	--no-explain --max-gpus 128 --jobs 2
 .PHONY: eval eval-healthy
