@@ -52,8 +52,9 @@ def sample_nodes(
         How many GPUs the sample may hold, about (whole nodes: the total is the number of
         nodes of the fleet's average size that fit, whatever the sizes drawn).
     models : Mapping[str, str], optional
-        GPU model per node (DCGM ``modelName``); nodes missing from it form their own stratum
-        within their rack.
+        GPU model per node (DCGM ``modelName``); default: each node entity's ``model`` in the
+        graph (``build_graph``'s). Nodes of no known model form their own stratum within their
+        rack.
     random_state : int or None
         Seed of the draw: the same graph, cap and seed always give the same nodes.
 
@@ -73,11 +74,11 @@ def sample_nodes(
     total = sum(sizes.values())
     if total <= max_gpus:
         return tuple(sorted(sizes))
-    models = models or {}
     strata: dict[tuple[str, str], list[str]] = {}
     for node in sorted(sizes):
-        rack = graph.nodes[node].get("rack") if node in graph else None
-        strata.setdefault((str(rack or ""), models.get(node, "")), []).append(node)
+        attrs = graph.nodes[node] if node in graph else {}
+        model = attrs.get("model") if models is None else models.get(node)
+        strata.setdefault((str(attrs.get("rack") or ""), str(model or "")), []).append(node)
     rng = np.random.default_rng(random_state)
     keys = sorted(strata)
     wanted = max(1, int(max_gpus * len(sizes) / total))

@@ -80,12 +80,8 @@ def fit_sample(
     total = sum(sizes.values())
     if total <= max_gpus:
         return None
-    models = {
-        str(n): str(d["model"])
-        for n, d in graph.nodes(data=True)
-        if d.get("kind") == "node" and d.get("model")
-    }
-    nodes = sample_nodes(graph, max_gpus, models=models, random_state=random_state)
+    nodes = sample_nodes(graph, max_gpus, random_state=random_state)  # models: the graph's
+    models = any(graph.nodes[n].get("model") for n in sizes if n in graph)
     logger.info(
         "fitting %s on %d of %d nodes (%d of %d GPUs), stratified by rack%s",
         name,
