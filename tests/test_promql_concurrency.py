@@ -13,6 +13,7 @@ import json
 import threading
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
+from functools import partial
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, urlparse
@@ -22,7 +23,9 @@ import pytest
 from analysis.feature_plan import FeaturePlan
 from analysis.features import DEFAULT_RECENT, DEFAULT_WINDOW
 from storage.metrics import PrometheusSource
-from storage.promql_reduce import render
+from storage.promql_reduce import gated_reductions, render
+from storage.promql_selector import Matcher, with_matchers
+from storage.promql_split import node_matcher
 from storage.source import MetricsSourceError
 
 AT = datetime(2026, 11, 18, 12, 0, tzinfo=UTC)
@@ -100,6 +103,10 @@ def server(request: pytest.FixtureRequest) -> Iterator[Counting]:
         srv.server_close()
 
 
+def _select(promql: str, matchers: tuple[Matcher, ...]) -> str:
+    return with_matchers(promql, matchers)[0]
+
+
 def test_the_reductions_are_in_flight_together_and_come_back_in_order(server: Counting) -> None:
     concurrency = 2 if server.wait_for_pair else 1
     url = f"http://127.0.0.1:{server.server_address[1]}"
@@ -108,11 +115,16 @@ def test_the_reductions_are_in_flight_together_and_come_back_in_order(server: Co
     assert server.peak == concurrency
     assert source.last_stats is not None and source.last_stats.requests == len(server.queries)
     keep = "Hostname, gpu, instance"
+    gated = gated_reductions(PLAN)
+    # every answer is positive: each gate finds its metric changed on n1, the one node there is
+    on_n1 = (node_matcher("Hostname", {"n1"}),)
     for red in PLAN.reductions:
         if red.codes is None:  # each column is its own query's answer, whatever came back first
-            sent = f"max by ({keep}) ({render(red, PLAN, lambda q: q, None)})"
+            select = partial(_select, matchers=on_n1 if red in gated else ())
+            sent = f"max by ({keep}) ({render(red, PLAN, select)})"
             assert sent in server.queries, red.name
             assert table.loc["n1/0", red.name] == len(sent), red.name
+    assert sum("changes(" in q for q in server.queries) == len({r.metric for r in gated})
 
 
 def test_a_failing_reduction_fails_the_cycle_with_its_one_line() -> None:

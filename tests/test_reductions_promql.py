@@ -11,6 +11,7 @@ reductions plus the three peer metrics raw equal those built in memory from ever
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
@@ -29,6 +30,7 @@ from analysis.reduce_frames import reduce_frames
 from analysis.scoring import GraphRiskModel
 from bot.pipeline import Pipeline
 from storage.metrics import PrometheusSource
+from storage.promql_reduce import gated_reductions
 from storage.repository import Repository
 from storage.simulator import FleetSimulator, FleetSpec, make_fault
 from storage.simulator.layout import GPU_METRICS
@@ -63,6 +65,7 @@ GONE_GPU = "gpu-node-003/3"  # every series stops 6 minutes before SCAN
 BURST_GPU = "gpu-node-004/2"  # PCIe replays: a burst then a steady climb, XIDs 13 then 79
 SBE = "DCGM_FI_DEV_ECC_SBE_VOL_TOTAL"
 PCIE = "DCGM_FI_DEV_PCIE_REPLAY_COUNTER"
+THERMAL = "DCGM_FI_DEV_THERMAL_VIOLATION"
 XID = "DCGM_FI_DEV_XID_ERRORS"
 
 
@@ -145,6 +148,15 @@ def server(
 PLAN = FeaturePlan(DEFAULT_WINDOW, DEFAULT_RECENT, STEP)
 
 
+def _requests() -> tuple[int, int]:
+    """The fewest and most requests a table of the plan takes: one per reduction not gated and
+    one gate per gated metric, plus the gated ones where their metric changed and the hardware
+    XID count where an XID did."""
+    gated = gated_reductions(PLAN)
+    least = len(PLAN.reductions) - len(gated) - 1 + len({r.metric for r in gated})
+    return least, least + len(gated) + 1
+
+
 def test_server_reductions_equal_the_in_memory_ones(fleet: Fleet, server: tuple[str, str]) -> None:
     """Every reduction, every GPU, several times: the same numbers within float tolerance.
 
@@ -170,8 +182,48 @@ def test_server_reductions_equal_the_in_memory_ones(fleet: Fleet, server: tuple[
         assert stats is not None
         if kind.endswith("small"):  # refused whole, asked by parts of the fleet
             assert stats.requests > len(PLAN.reductions)
-        else:
-            assert stats.requests == len(PLAN.reductions)
+
+
+def test_a_flat_counter_is_asked_only_whether_it_changed(
+    fleet: Fleet, server: tuple[str, str]
+) -> None:
+    """The gate: a counter flat on every GPU costs one ``changes`` query and reads 0; one that
+    moved on some nodes is asked its increase and steps for those nodes only."""
+    kind, url = server
+    spec = fleet.sim.spec
+    session = Recording()
+    source = PrometheusSource(url, retries=0, concurrency=4, session=session)
+    got = source.reduce(PLAN, SCAN).table
+    sent = [q for path, q in session.sent if path == "query"]
+    raw = fleet.sim.fetch(SCAN - DEFAULT_WINDOW + STEP, SCAN, STEP).gpu
+    moved = raw.groupby(["metric", "node", "gpu"])["value"].nunique() > 1
+    nodes_moved = moved[moved].reset_index().groupby("metric")["node"].agg(set)
+    gated = gated_reductions(PLAN)
+    flat = {r.metric for r in gated} - set(nodes_moved.index)
+    some = {r.metric for r in gated} & set(nodes_moved.index)
+    # what the simulator, the edits and the faults wrote
+    assert THERMAL in flat and PCIE in some and len(nodes_moved[PCIE]) < len(spec.node_names)
+
+    def naming(metric: str) -> list[str]:
+        return [q for q in sent if re.search(rf"\b{metric}\b", q)]
+
+    for metric in flat:
+        ungated = [r for r in PLAN.reductions if r.metric == metric and r not in gated]
+        if not kind.endswith("small"):  # else each asked by parts
+            assert len(naming(metric)) == 1 + len(ungated), naming(metric)
+        assert any("changes(" in q for q in naming(metric))
+        for red in (r for r in gated if r.metric == metric and r.kind != "new_codes"):
+            assert got[red.name].notna().sum() >= 15 and (got[red.name].dropna() == 0).all()
+    if kind.endswith("small"):
+        return
+    for metric in some:
+        exact = [q for q in naming(metric) if "changes(" not in q and "Hostname=~" in q]
+        assert exact, metric
+        for q in exact:
+            match = re.search(r'Hostname=~"([^"]*)"', q)
+            assert match is not None
+            asked = set(match.group(1).replace("\\", "").split("|"))
+            assert asked >= nodes_moved[metric] and len(asked) <= len(nodes_moved[metric]) + 1
 
 
 def test_the_edits_are_in_the_reductions(fleet: Fleet) -> None:
@@ -263,10 +315,14 @@ def test_a_cycle_on_the_server_scores_as_the_simulator_does(
     assert got.ok and want.ok and got.assessment and want.assessment
     instant = [q for path, q in session.sent if path == "query"]
     ranged = [q for path, q in session.sent if path == "query_range"]
-    # one per reduction (the hardware-XID count only where XIDs changed) and the cordon read;
-    # the sample-limited server is asked each by parts
-    n = len(PLAN.reductions)
-    assert len(instant) > n + 1 if kind.endswith("small") else len(instant) in (n, n + 1)
+    # one per reduction not gated, one gate per gated metric, the gated ones where their metric
+    # changed (the hardware-XID count only where XIDs changed) and the cordon read; the
+    # sample-limited server is asked each by parts
+    least, most = _requests()
+    if kind.endswith("small"):
+        assert len(instant) > least + 1
+    else:
+        assert least <= len(instant) <= most + 1
     raw_gpu = [q for q in ranged if "DCGM_" in q]
     assert {m for m in PEER_METRICS if any(m in q for q in raw_gpu)} == set(PEER_METRICS)
     # an incident's nodes get every GPU metric raw (for explanations and images), only they
@@ -347,7 +403,8 @@ def test_reductions_of_a_run_of_cycles_are_each_cycles_own(
     ranged = [q for path, q in session.sent if path == "query_range"]
     assert not [q for path, q in session.sent if path == "query"]
     if not kind.endswith("small"):
-        assert len(ranged) == len(PLAN.reductions)
+        least, most = _requests()
+        assert least <= len(ranged) <= most
     for at, mine in zip(RUN, got, strict=True):
         alone = source.reduce(PLAN, at)
         assert mine.at == alone.at == at
@@ -390,9 +447,9 @@ def test_a_span_source_reads_a_run_of_cycles_at_once(fleet: Fleet, server: tuple
     # the span read once per set of GPU metrics (the peers', all), not once per cycle
     assert len([q for q in raw if "DCGM_FI_DEV_GPU_TEMP" in q]) == 2
     # the reductions: one range query each for the cycles before the last, the last's alone
-    n = len(PLAN.reductions)
-    assert len(ranged) - len(raw) == n
-    assert len([path for path, _ in session.sent if path == "query"]) == n
+    least, most = _requests()
+    assert least <= len(ranged) - len(raw) <= most
+    assert least <= len([path for path, _ in session.sent if path == "query"]) <= most
     # an incident's nodes and a window off the span go to the source
     session.sent.clear()
     span.fetch(SCAN - DEFAULT_WINDOW, SCAN, STEP, nodes=["gpu-node-001"])
