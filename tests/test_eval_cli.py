@@ -11,7 +11,7 @@ import pytest
 from typer.testing import CliRunner
 
 from analysis.ablation import ABLATION_SCORERS, GuardOnlyModel, NoContextModel, is_context_column
-from analysis.evaluation.protocol import DEV_SEEDS, REPORT_SEEDS
+from analysis.evaluation.protocol import DEV_SEEDS, HELD_OUT_SEEDS, REPORT_SEEDS
 from analysis.scorer import SCORERS, make_scorer
 from analysis.types import BenignEvent, Fault, Topology
 from bot.cli import build_app
@@ -107,6 +107,10 @@ def tiny_scenario(seed: int, *, healthy: bool = False, max_gpus: int = 512) -> T
 def test_seed_protocol() -> None:
     assert parse_seeds("dev") == ("dev", DEV_SEEDS)
     assert parse_seeds("report") == ("report", REPORT_SEEDS)
+    assert parse_seeds("held-out") == ("held-out", HELD_OUT_SEEDS)
+    assert not set(HELD_OUT_SEEDS) & (set(REPORT_SEEDS) | set(DEV_SEEDS))
+    with pytest.raises(UserError, match="report seed"):
+        parse_seeds(f"100,{HELD_OUT_SEEDS[0]}")
     assert parse_seeds("100,101,105-107") == ("100,101,105,106,107", (100, 101, 105, 106, 107))
     with pytest.raises(UserError, match="report seed"):
         parse_seeds(f"100,{REPORT_SEEDS[3]}")

@@ -10,6 +10,11 @@ from __future__ import annotations
 
 #: Seeds whose scenarios are only ever used to report (20 scenarios, >= 10,000).
 REPORT_SEEDS: tuple[int, ...] = tuple(range(10_000, 10_020))
+#: A second report range, added on 2026-12-02 (eighth session) before any of its scenarios was
+#: drawn: by then every seed of REPORT_SEEDS had been reported and model decisions had followed
+#: some of those reports, so these fleets check the headline figures on scenarios no decision
+#: has seen. Run only as ``--seeds held-out``; never for development.
+HELD_OUT_SEEDS: tuple[int, ...] = tuple(range(10_020, 10_040))
 #: Seeds free to look at, debug and tune on.
 DEV_SEEDS: tuple[int, ...] = tuple(range(100, 140))
 #: Bootstrap resamples for the 95 % intervals reported with every rate.
@@ -20,7 +25,7 @@ CONFIDENCE = 0.95
 
 def is_report_seed(seed: int) -> bool:
     """Whether ``seed`` is reserved for reporting (never for development)."""
-    return seed in REPORT_SEEDS
+    return seed in REPORT_SEEDS or seed in HELD_OUT_SEEDS
 
 
 #: The report run of 2026-12-01, fixed before it was started (and before any report scenario was
@@ -263,4 +268,22 @@ REPORT_RUN_2026_12_02_G_REPRO: dict[str, object] = {
 REPORT_RUN_2026_12_02_G_REPRO_HEALTHY: dict[str, object] = {
     **REPORT_RUN_2026_12_02_G_REPRO,
     "healthy": True,
+}
+
+
+#: The eighth session's held-out run (2026-12-02), fixed before it was started and before any
+#: held-out scenario was drawn, at the session's code (model 7, the scoring core unchanged since
+#: run F; the PromQL gate of d8ab24b is not on the in-memory path the matrix replays): the first
+#: 12 held-out seeds (10020-10031, no choice among them), run exactly as ``make eval`` runs the
+#: report seeds: (1) faulty fleets, 5-min cycles, graph and static, no explanations, 128 GPUs at
+#: most, two workers; then (2) the same 12 seeds healthy. Each is reported as it finishes, whatever
+#: it shows, beside run F's figures. Commands: ``gpu-risk eval --seeds held-out --limit 12 --cycle
+#: 5m --detectors graph,static --no-explain --max-gpus 128 --jobs 2 [--healthy]``.
+REPORT_RUN_2026_12_02_H: dict[str, object] = {
+    "seeds": HELD_OUT_SEEDS[:12],
+    "cycle": "5m",
+    "detectors": ("graph", "static"),
+    "explain": False,
+    "max_gpus": 128,
+    "jobs": 2,
 }

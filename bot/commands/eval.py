@@ -7,7 +7,7 @@ Prometheus), one replay pipeline per detector is built by the composition root e
 ``[start + history, start + history + replay]`` is replayed every ``--cycle``, and each
 detector's incident log is scored with the strict rules (:mod:`analysis.evaluation`). The
 scenarios are pooled with 95 % bootstrap intervals (scenarios resampled) and set against the
-README's targets. Seeds: ``dev`` (free to look at) or ``report`` (only to produce the README's
+README's targets. Seeds: ``dev`` (free to look at) or ``report`` / ``held-out`` (only to produce the README's
 figures; ``analysis/evaluation/protocol.py``). See docs/evaluation.md.
 """
 
@@ -50,14 +50,22 @@ def register(app: typer.Typer) -> None:
 
 
 def parse_seeds(text: str) -> tuple[str, tuple[int, ...]]:
-    """Parse ``dev``, ``report`` or a list like ``100,101,105-107``; return (label, seeds)."""
-    from analysis.evaluation.protocol import DEV_SEEDS, REPORT_SEEDS, is_report_seed
+    """Parse ``dev``, ``report``, ``held-out`` or a list like ``100,101,105-107``; return
+    (label, seeds)."""
+    from analysis.evaluation.protocol import (
+        DEV_SEEDS,
+        HELD_OUT_SEEDS,
+        REPORT_SEEDS,
+        is_report_seed,
+    )
 
     word = text.strip().lower()
     if word == "dev":
         return "dev", DEV_SEEDS
     if word == "report":
         return "report", REPORT_SEEDS
+    if word == "held-out":
+        return "held-out", HELD_OUT_SEEDS
     seeds: list[int] = []
     try:
         for part in (p.strip() for p in word.split(",") if p.strip()):
@@ -65,7 +73,7 @@ def parse_seeds(text: str) -> tuple[str, tuple[int, ...]]:
             seeds.extend(range(int(lo), int(hi) + 1) if sep else [int(lo)])
     except ValueError:
         raise UserError(
-            f"--seeds {text!r}: use dev, report, or seeds like 100,101,105-107"
+            f"--seeds {text!r}: use dev, report, held-out, or seeds like 100,101,105-107"
         ) from None
     if not seeds:
         raise UserError("--seeds: no seed given")
@@ -73,7 +81,7 @@ def parse_seeds(text: str) -> tuple[str, tuple[int, ...]]:
     if reserved:
         raise UserError(
             f"--seeds: {reserved[0]} is a report seed; report seeds run only as --seeds report "
-            "(analysis/evaluation/protocol.py); develop on --seeds dev"
+            "or --seeds held-out (analysis/evaluation/protocol.py); develop on --seeds dev"
         )
     return ",".join(str(s) for s in seeds), tuple(dict.fromkeys(seeds))
 
@@ -206,7 +214,10 @@ def run_matrix(
 def eval_command(
     *,
     seeds: Annotated[
-        str, typer.Option("--seeds", help="dev, report (README figures only) or e.g. 100,101")
+        str,
+        typer.Option(
+            "--seeds", help="dev, report or held-out (README figures only) or e.g. 100,101"
+        ),
     ] = "dev",
     limit: Annotated[
         int | None, typer.Option("--limit", help="Only the first N seeds (quick dev runs)")
@@ -262,7 +273,7 @@ def eval_command(
         else COMPARED_SCORERS
     )
     err = Console(stderr=True)
-    if label == "report":
+    if label in {"report", "held-out"}:
         err.print(
             "[bold yellow]REPORT SEEDS[/]: these scenarios are reserved for the README's figures "
             "(analysis/evaluation/protocol.py). Do not tune, debug or plot on them.",
@@ -287,7 +298,8 @@ def eval_command(
     wall = time.perf_counter() - started
     pooled = aggregate(results)
     if skip or limit is not None:  # say which of them: "report 10008-10015"
-        label = f"{label} {chosen[0]}-{chosen[-1]}" if label in {"dev", "report"} else label
+        named = {"dev", "report", "held-out"}
+        label = f"{label} {chosen[0]}-{chosen[-1]}" if label in named else label
     summary = matrix_markdown(pooled, results, seeds_label=label, wall_seconds=wall, jobs=jobs)
     if failed:
         summary += "\nScenarios that could not be scored (left out of every figure above):\n\n"
