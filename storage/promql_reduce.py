@@ -10,16 +10,18 @@ and VictoriaMetrics see ``(at - span, at]``), and only the functions both engine
 on such a grid: ``avg/max/min/sum/count/last/stddev_over_time``, ``deriv`` (guarded to two
 points: on one, VictoriaMetrics takes the sample before the window), ``time()`` and ``offset``
 for the step between consecutive points. ``increase``, ``rate``, ``resets`` and
-``changes`` are not used: VictoriaMetrics counts the sample before the window, Prometheus
-extrapolates, and neither matches the other.
+``changes`` compute no reduction: VictoriaMetrics counts the sample before the window, Prometheus
+extrapolates, and neither matches the other (``changes`` only gates, below, where counting one
+sample more only asks about one node more).
 
-Error counters are flat on almost every GPU of a healthy fleet, and a flat series' increase, steps
-are 0 and it shows no new XID code (:data:`FLAT_VALUE`): one ``changes`` query per such metric (the
-*gate*, :func:`gate_query`) finds the nodes where it moved in the window, and only they are asked
-those reductions (all of them when it moved on many nodes). Every TSDB query costs the server
-about the same per series it reads (at 10,000 GPUs VictoriaMetrics spends ~6 us per series on
-the index and as much on the samples), and a counter's ``increase`` reads its series six times:
-without the gate those reductions were 60 % of the series a cycle read.
+Error counters are flat on almost every GPU of a healthy fleet, and a flat series' increase and
+steps are 0 and it shows no new XID code (:data:`FLAT_VALUE`): one ``changes`` query per such
+metric (the *gate*, :func:`gate_query`) finds the nodes where it moved in the window, and only
+they are asked those reductions (the whole fleet when it moved on many nodes). Every TSDB query
+costs the server about the same per series it reads (at 10,000 GPUs VictoriaMetrics spends ~6 us
+per series on the index and as much on the samples), and a counter's ``increase`` reads its
+series six times: without the gate the eight increases took 7.8 of the 13.2 s the server spent
+on a cycle's reductions.
 
 The reductions are independent queries: up to the client's ``concurrency`` are in flight at once
 (:meth:`storage.promql_client.PromQLClient.map`), so the server evaluates several while the
@@ -376,7 +378,7 @@ def _reduce(
     first = client.map(
         _call, [*(partial(ask, red) for red in plain), *(partial(gate, m) for m in metrics)]
     )
-    for red, answers in zip(plain, first, strict=False):
+    for red, answers in zip(plain, first, strict=False):  # the gates' answers follow
         for cols, answer in zip(columns, cast(list[pd.Series], answers), strict=True):
             cols[red.name] = answer
     gates = {m: cast(list[_Gate], g) for m, g in zip(metrics, first[len(plain) :], strict=True)}
