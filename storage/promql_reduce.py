@@ -306,17 +306,24 @@ def _narrow(gates: list[_Gate]) -> set[str] | None:
     return changed
 
 
-def _gated_column(
-    red: Reduction, gate: _Gate, nodes: set[str] | None, exact: pd.Series | None
-) -> pd.Series:
-    """A gated reduction at one time: the exact answer where asked, its flat value elsewhere."""
+def _unasked(gate: _Gate, nodes: set[str] | None) -> pd.Index:
+    """The GPUs a gate saw that are not on ``nodes`` (the nodes asked; None: all were)."""
+    if nodes is None:
+        return pd.Index([], dtype=object)
+    return pd.Index(
+        sorted(k for k in gate.present if k.rpartition("/")[0] not in nodes), dtype=object
+    )
+
+
+def _gated_column(red: Reduction, unasked: pd.Index, exact: pd.Series | None) -> pd.Series:
+    """A gated reduction at one time: the exact answer where asked, its flat value on the GPUs
+    seen but not asked (``unasked``: the same for every reduction of the metric)."""
     if exact is None:
         exact = pd.Series([], dtype=np.float64, index=pd.Index([], dtype=object))
     flat = FLAT_VALUE[red.kind]
-    if nodes is None or flat is None:
+    if flat is None or unasked.empty:
         return exact
-    still = sorted(k for k in gate.present if k.rpartition("/")[0] not in nodes)
-    rest = pd.Series(flat, index=pd.Index(still, dtype=object), dtype=np.float64)
+    rest = pd.Series(flat, index=unasked, dtype=np.float64)
     if exact.empty:
         return rest
     return pd.concat([exact, rest[~rest.index.isin(exact.index)]])
@@ -390,10 +397,12 @@ def _reduce(
             return ask(red)
         return ask(red, (node_matcher(label_map["node"], where),)) if where else None
 
+    # per metric and time, the GPUs not asked: one list for all the metric's reductions
+    unasked = {m: [_unasked(g, nodes[m]) for g in at] for m, at in gates.items()}
     for red, answers in zip(gated, client.map(exact, gated), strict=True):
         for j, cols in enumerate(columns):
             got = answers[j] if answers is not None else None
-            cols[red.name] = _gated_column(red, gates[red.metric][j], nodes[red.metric], got)
+            cols[red.name] = _gated_column(red, unasked[red.metric][j], got)
     for red in plan.reductions:
         if red.codes is None:
             continue
