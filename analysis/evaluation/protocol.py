@@ -17,6 +17,12 @@ REPORT_SEEDS: tuple[int, ...] = tuple(range(10_000, 10_020))
 HELD_OUT_SEEDS: tuple[int, ...] = tuple(range(10_020, 10_040))
 #: Seeds free to look at, debug and tune on.
 DEV_SEEDS: tuple[int, ...] = tuple(range(100, 140))
+#: The seed sets ``gpu-risk eval --seeds`` names; every one but ``dev`` is for reporting only.
+SEED_SETS: dict[str, tuple[int, ...]] = {
+    "dev": DEV_SEEDS,
+    "report": REPORT_SEEDS,
+    "held-out": HELD_OUT_SEEDS,
+}
 #: Bootstrap resamples for the 95 % intervals reported with every rate.
 BOOTSTRAP_RESAMPLES = 2_000
 #: Confidence level of the reported intervals.
@@ -280,10 +286,6 @@ REPORT_RUN_2026_12_02_G_REPRO_HEALTHY: dict[str, object] = {
 #: it shows, beside run F's figures. Commands: ``gpu-risk eval --seeds held-out --limit 12 --cycle
 #: 5m --detectors graph,static --no-explain --max-gpus 128 --jobs 2 [--healthy]``.
 REPORT_RUN_2026_12_02_H: dict[str, object] = {
+    **REPORT_RUN_2026_12_02_G_REPRO,
     "seeds": HELD_OUT_SEEDS[:12],
-    "cycle": "5m",
-    "detectors": ("graph", "static"),
-    "explain": False,
-    "max_gpus": 128,
-    "jobs": 2,
 }

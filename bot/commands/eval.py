@@ -52,20 +52,11 @@ def register(app: typer.Typer) -> None:
 def parse_seeds(text: str) -> tuple[str, tuple[int, ...]]:
     """Parse ``dev``, ``report``, ``held-out`` or a list like ``100,101,105-107``; return
     (label, seeds)."""
-    from analysis.evaluation.protocol import (
-        DEV_SEEDS,
-        HELD_OUT_SEEDS,
-        REPORT_SEEDS,
-        is_report_seed,
-    )
+    from analysis.evaluation.protocol import SEED_SETS, is_report_seed
 
     word = text.strip().lower()
-    if word == "dev":
-        return "dev", DEV_SEEDS
-    if word == "report":
-        return "report", REPORT_SEEDS
-    if word == "held-out":
-        return "held-out", HELD_OUT_SEEDS
+    if word in SEED_SETS:
+        return word, SEED_SETS[word]
     seeds: list[int] = []
     try:
         for part in (p.strip() for p in word.split(",") if p.strip()):
@@ -255,6 +246,7 @@ def eval_command(
     from analysis.ablation import ABLATION_SCORERS
     from analysis.evaluation.matrix import aggregate, pooled_json, target_checks
     from analysis.evaluation.matrix_report import matrix_markdown
+    from analysis.evaluation.protocol import SEED_SETS, is_report_seed
     from analysis.scorer import COMPARED_SCORERS
     from bot.commands.backtest import parse_duration
 
@@ -273,7 +265,7 @@ def eval_command(
         else COMPARED_SCORERS
     )
     err = Console(stderr=True)
-    if label in {"report", "held-out"}:
+    if any(is_report_seed(s) for s in chosen):
         err.print(
             "[bold yellow]REPORT SEEDS[/]: these scenarios are reserved for the README's figures "
             "(analysis/evaluation/protocol.py). Do not tune, debug or plot on them.",
@@ -298,8 +290,7 @@ def eval_command(
     wall = time.perf_counter() - started
     pooled = aggregate(results)
     if skip or limit is not None:  # say which of them: "report 10008-10015"
-        named = {"dev", "report", "held-out"}
-        label = f"{label} {chosen[0]}-{chosen[-1]}" if label in named else label
+        label = f"{label} {chosen[0]}-{chosen[-1]}" if label in SEED_SETS else label
     summary = matrix_markdown(pooled, results, seeds_label=label, wall_seconds=wall, jobs=jobs)
     if failed:
         summary += "\nScenarios that could not be scored (left out of every figure above):\n\n"
