@@ -20,6 +20,7 @@ import pandas as pd
 
 from analysis.catalog import COMPONENT_KINDS
 from analysis.stats import anscombe, group_slope
+from analysis.thermal import temp_per_watt_of
 
 # Peers within this many watts of a GPU, and within this factor of its power, count as "at the
 # same load" for temperature comparisons (a GPU dipping to 170 W between a job's steps is still
@@ -53,12 +54,15 @@ def peer_context(
     recent: float,
     *,
     model_of: pd.Series | None = None,
+    temp_per_watt: Mapping[str, float] | None = None,
 ) -> pd.DataFrame:
     """Each GPU against its node's, rack's and fleet's GPUs at the same timestamps and power.
 
     ``model_of``: each GPU's model where known. A rack's or the fleet's GPUs of another model are
     no peers: at the same watts an air-cooled 350-W card runs at its limit, 25 °C hotter than a
     700-W module at half load (GPUs of unknown model are compared with each other).
+    ``temp_per_watt``: the degrees per watt the fit learnt per model
+    (:func:`analysis.thermal.fit_temp_per_watt`); None or empty: estimated from this window.
     """
     keys = wide.index.get_level_values("key")
     ts = wide.index.get_level_values("ts")
@@ -85,8 +89,12 @@ def peer_context(
         var_p = float(np.var(p))
         if var_p > 1e-9:
             k = float(np.clip(np.cov(p, tv, bias=True)[0, 1] / var_p, 0.0, 1.0))
-    frame["temp_adj"] = frame["temp"] - k * frame["power"]
-    frame["mem_adj"] = frame["mem_temp"] - k * frame["power"]
+    if temp_per_watt:  # learnt by the fit, per GPU model (analysis.thermal); else this window's
+        k_row: float | npt.NDArray[np.float64] = temp_per_watt_of(temp_per_watt, frame["model"], k)
+    else:
+        k_row = k
+    frame["temp_adj"] = frame["temp"] - k_row * frame["power"]
+    frame["mem_adj"] = frame["mem_temp"] - k_row * frame["power"]
     frame["rack"] = frame["rack"].fillna(frame["node"])
     # Peers are the other GPUs of the group drawing power within COMPARABLE_WATTS of this GPU's
     # at the same timestamp: the median of a half-busy node is neither a busy nor an idle GPU,

@@ -12,7 +12,7 @@ shared, so callers must not modify them in place (the scorers don't).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Hashable, Iterable
+from collections.abc import Callable, Hashable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
@@ -32,11 +32,21 @@ class FeatureMemo:
     _latest: dict[str, tuple[Hashable, pd.DataFrame]] = field(default_factory=dict, repr=False)
 
     def build(
-        self, frames: FleetFrames, graph: nx.DiGraph, at: datetime, window: timedelta
+        self,
+        frames: FleetFrames,
+        graph: nx.DiGraph,
+        at: datetime,
+        window: timedelta,
+        *,
+        temp_per_watt: Mapping[str, float] | None = None,
     ) -> pd.DataFrame:
         """Return :func:`analysis.features.build_features` for this cycle, computed once."""
-        key = (frames.start, frames.end, at, window, tuple(gpu_keys_of(graph)))
-        return self._get("cycle", key, lambda: build_features(frames, graph, at, window))
+        key = (frames.start, frames.end, at, window, tuple(gpu_keys_of(graph)), _key(temp_per_watt))
+        return self._get(
+            "cycle",
+            key,
+            lambda: build_features(frames, graph, at, window, temp_per_watt=temp_per_watt),
+        )
 
     def history(
         self,
@@ -44,11 +54,17 @@ class FeatureMemo:
         graph: nx.DiGraph,
         times: Iterable[datetime],
         window: timedelta,
+        *,
+        temp_per_watt: Mapping[str, float] | None = None,
     ) -> pd.DataFrame:
         """Return :func:`analysis.features.feature_history` for this fit, computed once."""
         at = tuple(times)
-        key = (frames.start, frames.end, at, window, tuple(gpu_keys_of(graph)))
-        return self._get("history", key, lambda: feature_history(frames, graph, at, window))
+        key = (frames.start, frames.end, at, window, tuple(gpu_keys_of(graph)), _key(temp_per_watt))
+        return self._get(
+            "history",
+            key,
+            lambda: feature_history(frames, graph, at, window, temp_per_watt=temp_per_watt),
+        )
 
     def _get(self, kind: str, key: Hashable, compute: Callable[[], pd.DataFrame]) -> pd.DataFrame:
         """Return the kept table when its key matches, else compute and keep it (one per kind)."""
@@ -60,3 +76,8 @@ class FeatureMemo:
         table = compute()
         self._latest[kind] = (key, table)
         return table
+
+
+def _key(temp_per_watt: Mapping[str, float] | None) -> Hashable:
+    """The learnt slopes as part of a key (features differ with them)."""
+    return tuple(sorted((temp_per_watt or {}).items()))

@@ -99,6 +99,7 @@ __all__ = [
     "feature_history",
     "flags_of",
     "gpu_keys_of",
+    "gpu_models",
     "slice_frame",
     "slice_frames",
     "sort_frames",
@@ -187,6 +188,15 @@ def gpu_keys_of(graph: nx.DiGraph) -> list[str]:
     return sorted(n for n, d in graph.nodes(data=True) if d.get("kind") == "gpu")
 
 
+def gpu_models(graph: nx.DiGraph) -> dict[str, str]:
+    """Return node -> GPU model for the graph's nodes that name one (dcgm-exporter's)."""
+    return {
+        str(n): str(d["model"])
+        for n, d in graph.nodes(data=True)
+        if d.get("kind") == "node" and d.get("model")
+    }
+
+
 def build_features(
     frames: FleetFrames,
     graph: nx.DiGraph,
@@ -195,6 +205,7 @@ def build_features(
     *,
     recent: timedelta = DEFAULT_RECENT,
     vanish_after: timedelta = DEFAULT_VANISH_AFTER,
+    temp_per_watt: Mapping[str, float] | None = None,
 ) -> pd.DataFrame:
     """Return one feature row per GPU for the window ``(at - window, at]``.
 
@@ -213,6 +224,9 @@ def build_features(
         Sub-window whose mean is a GPU's "level" (the latest state, less noisy than a point).
     vanish_after : timedelta
         A GPU with no sample in this final stretch of the window counts as vanished.
+    temp_per_watt : Mapping[str, float] | None
+        Degrees per watt per GPU model, learnt by the fit (:mod:`analysis.thermal`) for
+        temperature at equal power; None: estimated from the window.
 
     Returns
     -------
@@ -220,7 +234,15 @@ def build_features(
         Index ``<node>/<gpu>`` (sorted), numeric feature columns, ``node`` and ``rack``, and the
         boolean ``fail_*`` flags.
     """
-    return _features(frames, graph, at, window, recent=recent, vanish_after=vanish_after)
+    return _features(
+        frames,
+        graph,
+        at,
+        window,
+        recent=recent,
+        vanish_after=vanish_after,
+        temp_per_watt=temp_per_watt,
+    )
 
 
 def _features(
@@ -233,6 +255,7 @@ def _features(
     vanish_after: timedelta = DEFAULT_VANISH_AFTER,
     peers: pd.DataFrame | None = None,
     node_rows: Mapping[str, pd.DataFrame] | None = None,
+    temp_per_watt: Mapping[str, float] | None = None,
 ) -> pd.DataFrame:
     """:func:`build_features`; ``peers``: the window's ``gpu_wide(PEER_METRICS)`` if known;
     ``node_rows``: :func:`analysis.context.metric_rows` of ``frames.node`` (sorted by time), cut
@@ -261,7 +284,13 @@ def _features(
 
     own = derive(reduced, plan, reduced_at, index)
     peers = peer_context(
-        wide, index, node_of, rack_of, recent / timedelta(minutes=1), model_of=model_of
+        wide,
+        index,
+        node_of,
+        rack_of,
+        recent / timedelta(minutes=1),
+        model_of=model_of,
+        temp_per_watt=temp_per_watt,
     )
     nodes = pd.Index(sorted(set(node_of)))
     node_ctx = node_context(
@@ -348,6 +377,8 @@ def feature_history(
     graph: nx.DiGraph,
     times: Iterable[datetime],
     window: timedelta = DEFAULT_WINDOW,
+    *,
+    temp_per_watt: Mapping[str, float] | None = None,
 ) -> pd.DataFrame:
     """Featurise many cycles; return rows indexed by (``at``, ``gpu_key``).
 
@@ -369,11 +400,21 @@ def feature_history(
     parts = []
     for at, own in zip(times, reduced, strict=True):
         if own is None or wide is None:
-            feats = _features(ordered, graph, at, window, node_rows=node_rows)
+            feats = _features(
+                ordered, graph, at, window, node_rows=node_rows, temp_per_watt=temp_per_watt
+            )
         else:
             cycle = replace(ordered, reduced=own)
             peers = _rows_of(wide, at, window)
-            feats = _features(cycle, graph, at, window, peers=peers, node_rows=node_rows)
+            feats = _features(
+                cycle,
+                graph,
+                at,
+                window,
+                peers=peers,
+                node_rows=node_rows,
+                temp_per_watt=temp_per_watt,
+            )
         feats.index = pd.MultiIndex.from_product(
             [[to_utc(at)], feats.index], names=["at", "gpu_key"]
         )

@@ -65,6 +65,7 @@ from analysis.features import (
     feature_columns,
     feature_history,
     gpu_keys_of,
+    gpu_models,
     sort_frames,
 )
 from analysis.feedback import Allowances
@@ -74,10 +75,11 @@ from analysis.incidents import (
     find_incidents,
     per_gpu_incidents,
 )
+from analysis.thermal import fit_temp_per_watt
 from analysis.types import Assessment, Fault, FleetFrames, GpuRef, GpuScore
 
 MODEL_FORMAT = "gpu-risk-model"
-MODEL_VERSION = 7
+MODEL_VERSION = 8
 DEFAULT_THRESHOLD = 0.9
 DEFAULT_FIT_WINDOW = timedelta(hours=24)
 DEFAULT_FIT_CYCLES = 48
@@ -150,6 +152,36 @@ class Exclusion:
         return set(gpus_behind(graph, self.entity)) if self.entity in graph else {self.entity}
 
 
+#: The fewest healthy feature rows (GPU-cycles) a model is fitted on.
+MIN_FIT_ROWS = 20
+
+
+def _too_few_rows(
+    n: int,
+    keep: npt.NDArray[np.bool_],
+    excluded: npt.NDArray[np.bool_],
+    flagged: npt.NDArray[np.bool_],
+    silent: npt.NDArray[np.bool_],
+) -> str:
+    """Say why a fit has too few healthy rows: which reasons took how many of the ``n``."""
+    reasons = [
+        f"{int(excluded.sum())} under open or known incidents (their GPUs from the incident's "
+        "start on)",
+        f"{int(flagged.sum())} with a failure-grade signal",
+        f"{int(silent.sum())} on nodes that did not report",
+    ]
+    hint = "give a longer history (GPU_RISK_FIT_WINDOW_HOURS)"
+    if excluded.sum() >= n:
+        hint = (
+            "every GPU is behind an open incident for the whole fit window: the current model "
+            "keeps scanning until an incident is resolved or the history holds healthy rows again"
+        )
+    return (
+        f"only {int(keep.sum())} healthy feature rows to fit on out of {n} GPU-cycles "
+        f"({'; '.join(reasons)}): {hint}"
+    )
+
+
 def fit_times(start: datetime, end: datetime, window: timedelta, cycles: int) -> list[datetime]:
     """Return ``cycles`` evenly spaced window ends in ``[start + window, end]``, on whole minutes."""
     first = _utc(start) + pd.Timedelta(window)
@@ -178,6 +210,9 @@ class FeatureScorer:
     #: (GPU key, feature) -> range of ``z`` scored as normal (set before each ``assess``; a class
     #: default so models pickled before it existed still load).
     allowances: Allowances = MappingProxyType({})
+    #: Degrees per watt per GPU model, learnt by ``fit`` (a class default for a scorer that never
+    #: learnt them: temperature at equal power then uses each window's own estimate).
+    temp_per_watt_: Mapping[str, float] = MappingProxyType({})
     #: Features shared with other scorers replaying the same data (an ablation); never stored.
     memo: FeatureMemo | None = None
 
@@ -263,24 +298,29 @@ class FeatureScorer:
         """
         start = max(_utc(history.start), _utc(history.end) - pd.Timedelta(self.fit_window))
         times = fit_times(start.to_pydatetime(), history.end, self.window, self.fit_cycles)
+        # degrees per watt per GPU model, fixed until the next fit (analysis.thermal)
+        self.temp_per_watt_ = fit_temp_per_watt(
+            history, gpu_models(fleet if fleet is not None else graph), since=start
+        )
+        slopes = self.temp_per_watt_
         if self.memo is not None:
-            rows = self.memo.history(history, graph, times, self.window)
+            rows = self.memo.history(history, graph, times, self.window, temp_per_watt=slopes)
         else:
-            rows = feature_history(sort_frames(history), graph, times, self.window)
+            rows = feature_history(
+                sort_frames(history), graph, times, self.window, temp_per_watt=slopes
+            )
         if rows.empty:
             raise NotEnoughHistoryError("no GPU rows in the history: is the metrics source empty?")
-        keep = ~self._excluded(rows, graph)
+        excluded = self._excluded(rows, graph)
         flagged = rows[list(FLAG_COLUMNS)].any(axis=1).to_numpy()
-        keep &= ~flagged
+        silent = np.zeros(len(rows), dtype=bool)
         if "node_silent" in rows.columns:
             # A node that did not report (a scrape gap, a reboot) says nothing about health.
-            keep &= ~rows["node_silent"].fillna(False).astype(bool).to_numpy()
+            silent = rows["node_silent"].fillna(False).astype(bool).to_numpy()
+        keep = ~(excluded | flagged | silent)
+        if int(keep.sum()) < MIN_FIT_ROWS:
+            raise NotEnoughHistoryError(_too_few_rows(len(rows), keep, excluded, flagged, silent))
         rows = rows[keep]
-        if len(rows) < 20:
-            raise NotEnoughHistoryError(
-                f"only {len(rows)} healthy feature rows to fit on: give a longer history "
-                "or fewer exclusions"
-            )
         self.columns_ = self._select(rows)
         x = rows[self.columns_].astype(float)
         fill = x.median()
@@ -408,10 +448,11 @@ class FeatureScorer:
     def assess(self, frames: FleetFrames, graph: nx.DiGraph, at: datetime) -> Assessment:
         """Score every GPU over the window ending at ``at`` and group at-risk GPUs."""
         self._check_fitted()
+        slopes = self.temp_per_watt_
         if self.memo is not None:
-            feats = self.memo.build(frames, graph, at, self.window)
+            feats = self.memo.build(frames, graph, at, self.window, temp_per_watt=slopes)
         else:
-            feats = build_features(frames, graph, at, self.window)
+            feats = build_features(frames, graph, at, self.window, temp_per_watt=slopes)
         z = self.standardise(feats)
         risk = self._risk(feats, z)
         # The table keeps the real deviations: explanations and an incident's evidence show what

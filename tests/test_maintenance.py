@@ -130,5 +130,6 @@ def test_a_replay_whose_refit_finds_no_healthy_rows_keeps_the_current_model(
     assert len(cycles) == len(later)
     assert [(name, at) for name, at, _ in driver.failed_refits] == [("graph", later[0])]
     assert "healthy feature rows" in driver.failed_refits[0][2]
+    assert "every GPU is behind an open incident" in driver.failed_refits[0][2]
     assert pipeline.current is model
     repo.close()

@@ -21,6 +21,7 @@ from analysis.scoring import (
     GraphRiskModel,
     IForestBaseline,
     ModelFormatError,
+    NotEnoughHistoryError,
     NotFittedError,
     fit_times,
     fleet_fingerprint,
@@ -166,6 +167,14 @@ def test_exclusions_leave_known_incidents_out_of_training(small: tuple) -> None:
     after_onset = sum(t >= fault.onset for t in cycles)
     assert 0 < after_onset < 24
     assert full.n_train_rows_ - one.fit(history, graph).n_train_rows_ == after_onset
+    # every GPU behind incidents open since before the history: the refusal says so, with counts
+    racks = [n for n, d in graph.nodes(data=True) if d.get("kind") == "rack"]
+    everything = [Exclusion(r, T0 - timedelta(days=1)) for r in racks]
+    with pytest.raises(NotEnoughHistoryError) as refused:
+        GraphRiskModel(exclude=everything, **kw).fit(history, graph)  # type: ignore[arg-type]
+    assert "0 healthy feature rows to fit on out of 768 GPU-cycles" in str(refused.value)
+    assert "768 under open or known incidents" in str(refused.value)
+    assert "every GPU is behind an open incident" in str(refused.value)
 
 
 @pytest.mark.slow
