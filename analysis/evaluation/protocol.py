@@ -289,3 +289,20 @@ REPORT_RUN_2026_12_02_H: dict[str, object] = {
     **REPORT_RUN_2026_12_02_G_REPRO,
     "seeds": HELD_OUT_SEEDS[:12],
 }
+
+
+#: The ninth session's report run (2026-12-02, afternoon), fixed before it was started, at the
+#: commit that adds this declaration: model 8 (degrees per watt learnt once per fit, per GPU
+#: model, instead of estimated in every window; temperatures compared with peers at the highest
+#: power each GPU drew in its last 10 minutes). Both changes came from development fleets 139
+#: and 135 alone. In this order, each reported as it finishes, whatever it shows; what does not
+#: finish is said so: (1) ``make eval`` (report seeds 10008-10019, faulty, as run F); (2) ``make
+#: eval-healthy``; (3) the held-out seeds of run H healthy (``gpu-risk eval --seeds held-out
+#: --limit 12 --cycle 5m --detectors graph,static --no-explain --max-gpus 128 --jobs 2
+#: --healthy``); (4) the same held-out seeds faulty (the same command without ``--healthy``).
+#: Held-out seeds 10032-10039 stay unseen.
+REPORT_RUN_2026_12_02_I: dict[str, object] = {
+    **REPORT_RUN_2026_12_02_G_REPRO,
+    "held_out_seeds": HELD_OUT_SEEDS[:12],
+    "model_version": 8,
+}
