@@ -301,6 +301,11 @@ REPORT_RUN_2026_12_02_H: dict[str, object] = {
 #: --limit 12 --cycle 5m --detectors graph,static --no-explain --max-gpus 128 --jobs 2
 #: --healthy``); (4) the same held-out seeds faulty (the same command without ``--healthy``).
 #: Held-out seeds 10032-10039 stay unseen.
+#: Correction, written after the run finished: the text above wrongly lists "temperatures compared
+#: with peers at the highest power each GPU drew in its last 10 minutes" as part of model 8. That
+#: rule was tried on development fleets and withdrawn before model 8 was committed (92f91c1; it
+#: paged the benign job-churn replay); the runs are of the committed code (f61d64b), whose only
+#: model change is the learnt degrees per watt, found on development fleet 139 alone.
 REPORT_RUN_2026_12_02_I: dict[str, object] = {
     **REPORT_RUN_2026_12_02_G_REPRO,
     "held_out_seeds": HELD_OUT_SEEDS[:12],
