@@ -94,6 +94,7 @@ SUSTAINED: tuple[str, ...] = ("ecc_sbe", "pcie_replay", "nvlink_crc")
 REMAP_FAILURE = "DCGM_FI_DEV_ROW_REMAP_FAILURE"
 XID = "DCGM_FI_DEV_XID_ERRORS"
 TEMP = "DCGM_FI_DEV_GPU_TEMP"
+POWER = "DCGM_FI_DEV_POWER_USAGE"
 _METRIC_OF = {name: metric for metric, name in COUNTERS.items()}
 
 Kind = Literal[

@@ -157,13 +157,10 @@ MIN_FIT_ROWS = 20
 
 
 def _too_few_rows(
-    n: int,
-    keep: npt.NDArray[np.bool_],
-    excluded: npt.NDArray[np.bool_],
-    flagged: npt.NDArray[np.bool_],
-    silent: npt.NDArray[np.bool_],
+    excluded: npt.NDArray[np.bool_], flagged: npt.NDArray[np.bool_], silent: npt.NDArray[np.bool_]
 ) -> str:
-    """Say why a fit has too few healthy rows: which reasons took how many of the ``n``."""
+    """Say why a fit has too few healthy rows: which reasons took how many of its rows."""
+    n, kept = len(excluded), int((~(excluded | flagged | silent)).sum())
     reasons = [
         f"{int(excluded.sum())} under open or known incidents (their GPUs from the incident's "
         "start on)",
@@ -177,7 +174,7 @@ def _too_few_rows(
             "keeps scanning until an incident is resolved or the history holds healthy rows again"
         )
     return (
-        f"only {int(keep.sum())} healthy feature rows to fit on out of {n} GPU-cycles "
+        f"only {kept} healthy feature rows to fit on out of {n} GPU-cycles "
         f"({'; '.join(reasons)}): {hint}"
     )
 
@@ -319,7 +316,7 @@ class FeatureScorer:
             silent = rows["node_silent"].fillna(False).astype(bool).to_numpy()
         keep = ~(excluded | flagged | silent)
         if int(keep.sum()) < MIN_FIT_ROWS:
-            raise NotEnoughHistoryError(_too_few_rows(len(rows), keep, excluded, flagged, silent))
+            raise NotEnoughHistoryError(_too_few_rows(excluded, flagged, silent))
         rows = rows[keep]
         self.columns_ = self._select(rows)
         x = rows[self.columns_].astype(float)

@@ -23,6 +23,7 @@ from datetime import datetime
 import numpy as np
 import pandas as pd
 
+from analysis.feature_plan import POWER, TEMP
 from analysis.types import FleetFrames
 
 __all__ = ["FLEET", "fit_temp_per_watt", "temp_per_watt_of"]
@@ -33,8 +34,6 @@ FLEET = ""
 #: ``MIN_SWING_WATTS`` in the history (a fleet that never changed load says nothing about it).
 MIN_SWING_GPUS = 2
 MIN_SWING_WATTS = 100.0
-TEMP = "DCGM_FI_DEV_GPU_TEMP"
-POWER = "DCGM_FI_DEV_POWER_USAGE"
 #: Most timestamps a fit reads for the slope (evenly spaced): a slope needs no 24 h at 15 s.
 MAX_TIMESTAMPS = 288
 

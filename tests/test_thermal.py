@@ -2,19 +2,20 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import timedelta
 
 import networkx as nx
 import numpy as np
 import pytest
 
+from analysis.feature_plan import POWER, TEMP
 from analysis.features import build_features, gpu_models
 from analysis.scoring import GraphRiskModel
 from analysis.thermal import FLEET, fit_temp_per_watt
 from analysis.types import FleetFrames
 from tests.fixtures.handmade_fleet import END, START, fleet
 
-TEMP, POWER = "DCGM_FI_DEV_GPU_TEMP", "DCGM_FI_DEV_POWER_USAGE"
 #: gpu-node-001/002 hold model A (0.10 K/W, each GPU its own offset); 003/004 model B, air-cooled:
 #: hot at idle and only 0.02 K/W more per watt.
 MODEL = {"gpu-node-001": "A", "gpu-node-002": "A", "gpu-node-003": "B", "gpu-node-004": "B"}
@@ -62,8 +63,6 @@ def _steady(node: str, gpu: str, metric: str, t: np.ndarray) -> np.ndarray | Non
 
 
 def _no_gpu(frames: FleetFrames) -> FleetFrames:
-    from dataclasses import replace
-
     return replace(frames, gpu=frames.gpu.iloc[:0])
 
 
