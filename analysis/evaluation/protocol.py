@@ -311,3 +311,14 @@ REPORT_RUN_2026_12_02_I: dict[str, object] = {
     "held_out_seeds": HELD_OUT_SEEDS[:12],
     "model_version": 8,
 }
+
+
+#: Added before it started, after the final review's behaviour-preserving commits (35348d1: the
+#: peer context's per-GPU lookups; 3fb5c79: names and a message): ``make eval`` and ``make
+#: eval-healthy`` again at the final commit, run side by side with two workers each (beside the
+#: scale benchmark), to check run I's report-seed figures reproduce record by record.
+REPORT_RUN_2026_12_02_I_REPRO: dict[str, object] = {
+    **REPORT_RUN_2026_12_02_G_REPRO,
+    "model_version": 8,
+    "healthy_too": True,
+}
