@@ -123,10 +123,26 @@ def peer_context(
     dev.index = wide.index
     t = np.asarray((ts - ts.max()) / pd.Timedelta(minutes=1), dtype=np.float64)
     is_recent = t > -recent
-    recent_dev = dev[is_recent].groupby(keys[is_recent], sort=False)
+    # The level is the mean over the recent samples at the GPU's current load (within
+    # COMPARABLE_WATTS of its last power): a job that started or stopped inside the window would
+    # otherwise mix a busy and an idle offset from the peers into a level the GPU never had.
+    power_now = frame["power"].to_numpy(dtype=np.float64)
+    last = pd.Series(power_now[is_recent]).groupby(keys[is_recent], sort=False).last()
+    latest = last.reindex(gpus).to_numpy(dtype=np.float64)[code]
+    with np.errstate(invalid="ignore"):
+        lo = np.maximum(latest - COMPARABLE_WATTS, latest / COMPARABLE_RATIO)
+        hi = np.minimum(latest + COMPARABLE_WATTS, latest * COMPARABLE_RATIO)
+        at_load = ~np.isfinite(latest) | ((power_now >= lo) & (power_now <= hi))
+    size = pd.Series(is_recent).groupby(keys, sort=False).sum().to_numpy()
+    now = is_recent & at_load
+    recent_dev = dev[now].groupby(keys[now], sort=False)
     # Mostly incomparable (a job starting or stopping): say nothing rather than something odd.
-    enough = recent_dev.count() >= recent_dev.size().to_numpy()[:, None] * 0.5
+    recent_size = pd.Series(size, index=pd.unique(keys)).reindex(recent_dev.size().index)
+    enough = recent_dev.count() >= recent_size.to_numpy()[:, None] * 0.5
     out = recent_dev.mean().where(enough).reindex(index)
+    out["power_level"] = (
+        pd.Series(power_now[now]).groupby(keys[now], sort=False).mean().reindex(index)
+    )
     # A job starting or ending inside the window moves a GPU's offset from its peers (each GPU
     # idles and runs at its own temperature): slopes are taken within the busy and the idle
     # samples of a GPU whose power swung by more than COMPARABLE_WATTS, not across the step.

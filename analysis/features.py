@@ -151,6 +151,9 @@ WORKLOAD_COLUMNS: tuple[str, ...] = (
     "temp",
     "mem_temp",
     "power",
+    # the mean power of the recent samples the peer comparisons' levels are taken over (those
+    # at the GPU's current load: analysis.context)
+    "power_level",
     "sm_clock",
     "mem_clock",
     "util",

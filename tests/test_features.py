@@ -6,6 +6,7 @@ from datetime import timedelta
 
 import numpy as np
 import pandas as pd
+import pytest
 
 from analysis.features import (
     FLAG_COLUMNS,
@@ -314,6 +315,30 @@ def test_a_job_ending_in_the_window_is_not_a_temperature_trend() -> None:
     f = build_features(frames, graph, END)
     assert abs(f.loc["gpu-node-001/0", "temp_vs_node_slope"]) < 1e-9
     assert abs(f.loc["gpu-node-002/1", "temp_vs_node_slope"] - 0.1) < 1e-9
+
+
+def test_a_comparison_level_is_taken_at_the_gpus_current_load() -> None:
+    """GPU 0 runs 3 degrees cooler than its siblings busy and 2 warmer idle. On gpu-node-001
+    the job ended 8 minutes before the end of the window: the level is its idle offset (+2), not
+    a busy-idle mix (+1) it never had, taken at idle power. On gpu-node-002 it ended 4 minutes
+    before: too few samples at the current load to say anything."""
+
+    def override(node: str, gpu: str, metric: str, t: np.ndarray) -> np.ndarray | None:
+        if node not in {"gpu-node-001", "gpu-node-002"}:
+            return None
+        busy = t < (52 if node == "gpu-node-001" else 56)
+        watts = np.where(busy, 600.0, 60.0)
+        if metric == "DCGM_FI_DEV_POWER_USAGE":
+            return watts
+        if metric == "DCGM_FI_DEV_GPU_TEMP":
+            return 30.0 + 0.1 * watts + (np.where(busy, -3.0, 2.0) if gpu == "0" else 0.0)
+        return None
+
+    frames, graph = fleet(override)
+    f = build_features(frames, graph, END)
+    assert f.loc["gpu-node-001/0", "temp_vs_node"] == pytest.approx(2.0, abs=1e-9)
+    assert f.loc["gpu-node-001/0", "power_level"] == pytest.approx(60.0)
+    assert np.isnan(f.loc["gpu-node-002/0", "temp_vs_node"])
 
 
 def test_a_temperature_slope_needs_most_of_the_window() -> None:
