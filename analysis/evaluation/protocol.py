@@ -322,3 +322,21 @@ REPORT_RUN_2026_12_02_I_REPRO: dict[str, object] = {
     "model_version": 8,
     "healthy_too": True,
 }
+
+
+#: The tenth session's report run (2026-12-02, evening), fixed before it was started, at the
+#: commit that adds this declaration: model 9 (a peer comparison's level is taken from the recent
+#: samples at the GPU's current load only; found on development fleet 135 alone, checked on
+#: development fleets 107-137). Own baselines per load regime were tried on development fleets
+#: and are not part of it (branch ``wip/regime-baselines``). As run I, each reported as it
+#: finishes, whatever it shows; what does not finish is said so: (1) ``make eval`` and (2) ``make
+#: eval-healthy`` side by side (two workers each); then (3) the held-out seeds of run H healthy
+#: and (4) faulty, side by side (``gpu-risk eval --seeds held-out --limit 12 --cycle 5m
+#: --detectors graph,static --no-explain --max-gpus 128 --jobs 2 [--healthy]``). Held-out seeds
+#: 10032-10039 stay unseen.
+REPORT_RUN_2026_12_02_J: dict[str, object] = {
+    **REPORT_RUN_2026_12_02_G_REPRO,
+    "held_out_seeds": HELD_OUT_SEEDS[:12],
+    "model_version": 9,
+    "healthy_too": True,
+}
