@@ -10,8 +10,8 @@ must open no incident at all (the same replays without the events open none).
 
 A kind the current model pages on goes into :data:`KINDS_THAT_PAGE`: its events are then taken
 out of the shared replay and replayed alone, and its test is a strict xfail that turns red once
-the model stops paging (then move it back out of the list). Today job churn does (models 8 and 9; see
-:data:`WHY_IT_PAGES`); the hall ambient change did until the inlet level became context.
+the model stops paging (then move it back out of the list). Today job churn does (models 8 and
+9; see :data:`WHY_IT_PAGES`); the hall ambient change did until the inlet level became context.
 
 Cheap tests keep the layout honest: every kind placed, each event one ``draw_benign`` could
 draw, and each one really moving its GPUs' metrics (a drain on an idle rack proves nothing).
