@@ -130,19 +130,18 @@ def peer_context(
     last = pd.Series(power_now[is_recent]).groupby(keys[is_recent], sort=False).last()
     latest = last.reindex(gpus).to_numpy(dtype=np.float64)[code]
     with np.errstate(invalid="ignore"):
-        lo = np.maximum(latest - COMPARABLE_WATTS, latest / COMPARABLE_RATIO)
-        hi = np.minimum(latest + COMPARABLE_WATTS, latest * COMPARABLE_RATIO)
+        lo, hi = comparable_band(latest, COMPARABLE_WATTS)
         at_load = ~np.isfinite(latest) | ((power_now >= lo) & (power_now <= hi))
-    size = pd.Series(is_recent).groupby(keys, sort=False).sum().to_numpy()
     now = is_recent & at_load
-    recent_dev = dev[now].groupby(keys[now], sort=False)
+    cols_dev = list(dev.columns)
+    recent_now = dev[now].assign(power_level=power_now[now]).groupby(keys[now], sort=False)
+    means, counts = recent_now.mean(), recent_now.count()
     # Mostly incomparable (a job starting or stopping): say nothing rather than something odd.
-    recent_size = pd.Series(size, index=pd.unique(keys)).reindex(recent_dev.size().index)
-    enough = recent_dev.count() >= recent_size.to_numpy()[:, None] * 0.5
-    out = recent_dev.mean().where(enough).reindex(index)
-    out["power_level"] = (
-        pd.Series(power_now[now]).groupby(keys[now], sort=False).mean().reindex(index)
-    )
+    recent_size = pd.Series(np.bincount(code[is_recent], minlength=len(gpus)), index=gpus)
+    enough = counts[cols_dev] >= recent_size.reindex(counts.index).to_numpy()[:, None] * 0.5
+    out = means[cols_dev].where(enough)
+    out["power_level"] = means["power_level"]
+    out = out.reindex(index)
     # A job starting or ending inside the window moves a GPU's offset from its peers (each GPU
     # idles and runs at its own temperature): slopes are taken within the busy and the idle
     # samples of a GPU whose power swung by more than COMPARABLE_WATTS, not across the step.
@@ -163,6 +162,16 @@ def peer_context(
     out["temp_vs_node_slope"] = slope["temp_vs_node"].where(cover["temp_vs_node"] >= MIN_COVER)
     out["temp_at_power_slope"] = slope["temp_at_power"].where(cover["temp_at_power"] >= MIN_COVER)
     return out
+
+
+def comparable_band(
+    power: npt.NDArray[np.float64], watts: float
+) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.float64]]:
+    """Return the lowest and highest power comparable with each of ``power``: within ``watts``
+    and within a factor ``COMPARABLE_RATIO`` of it."""
+    low = np.maximum(power - watts, power / COMPARABLE_RATIO)
+    high = np.minimum(power + watts, power * COMPARABLE_RATIO)
+    return low, high
 
 
 def _peer_deviation(
@@ -187,8 +196,9 @@ def _peer_deviation(
         order = np.argsort(key, kind="stable")
         key = key[order]
         base, p = (gid * span)[order], power[order]
-        lo = np.searchsorted(key, base + np.maximum(p - watts, p / COMPARABLE_RATIO), side="left")
-        hi = np.searchsorted(key, base + np.minimum(p + watts, p * COMPARABLE_RATIO), side="right")
+        low, high = comparable_band(p, watts)
+        lo = np.searchsorted(key, base + low, side="left")
+        hi = np.searchsorted(key, base + high, side="right")
         rows = np.flatnonzero(ok)[order]
         for j, col in enumerate(cols):
             v = frame[col].to_numpy(dtype=np.float64)[ok][order]
