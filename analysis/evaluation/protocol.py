@@ -340,3 +340,14 @@ REPORT_RUN_2026_12_02_J: dict[str, object] = {
     "model_version": 9,
     "healthy_too": True,
 }
+
+
+#: Added before it started, after the final review's behaviour-preserving commit (d387778: one
+#: band of comparable power, one groupby for the current-load level): ``make eval`` and ``make
+#: eval-healthy`` again at the final commit, side by side with two workers each (beside the scale
+#: benchmark), to check run J's report-seed figures reproduce record by record.
+REPORT_RUN_2026_12_02_J_REPRO: dict[str, object] = {
+    **REPORT_RUN_2026_12_02_G_REPRO,
+    "model_version": 9,
+    "healthy_too": True,
+}
