@@ -11,6 +11,12 @@ counters stop moving and the model reads it as healthy, so quiet cycles are no e
 A failed incident therefore stays open until its GPUs are back in service (reporting, running work
 at ``REPAIR_UTIL`` % or more, no failure-grade signal, not at risk) for ``repair_after``, or until
 an operator resolves it.
+
+Idle is no evidence of health either: a cycle in which every GPU of an open incident runs
+(almost) nothing is not quiet. One GPU going idle is usually its job ending, so it does not make
+the incident failed; but a GPU at risk whose job died (a thermal-interface failure drains it with
+no XID) cools down and reads healthy at idle, and closing on that tells the operator "resolved"
+about a GPU that is out of service. Such an incident closes after quiet cycles with work.
 """
 
 from __future__ import annotations
@@ -47,6 +53,12 @@ class IncidentTracker:
     ``close_for`` does the same for closing: the incident must also have been absent that long
     (since the last cycle it was present), so at one-minute cycles a GPU whose risk flickers is
     not closed after five quiet minutes and paged again (Alertmanager's ``resolve_timeout``).
+    ``hold`` is hysteresis on the risk itself: an open incident whose GPUs still score at least
+    ``hold`` (below the threshold that opened it) is not quiet, so a GPU hovering at the threshold
+    is one incident, not one page per crossing (one GPU for a GPU's incident, two for a broader
+    one: a node's, rack's or component's incident is about a shared cause). With
+    ``idle_is_quiet`` False, a cycle in which every GPU of the incident is idle is not quiet
+    either (idle reads healthy); True is how alerting rules resolve (the static baseline).
 
     Feed each cycle's :class:`Assessment` to :meth:`update`; it returns the incidents open now.
     An incident keeps the id of the first cycle of the streak that opened it. When a broader
@@ -61,12 +73,19 @@ class IncidentTracker:
         repair_after: timedelta = DEFAULT_REPAIR_AFTER,
         open_for: timedelta = timedelta(0),
         close_for: timedelta = timedelta(0),
+        *,
+        hold: float | None = None,
+        idle_is_quiet: bool = False,
     ) -> None:
         """Keep the cycle counts; nothing is open yet."""
         if open_after < 1 or close_after < 1:
             raise ValueError("open_after and close_after must be at least 1 cycle")
         if open_for < timedelta(0) or close_for < timedelta(0):
             raise ValueError("open_for and close_for must not be negative")
+        if hold is not None and not 0.0 < hold <= 1.0:
+            raise ValueError(f"hold must be a risk in (0, 1], got {hold}")
+        self.hold = hold
+        self.idle_is_quiet = idle_is_quiet
         self.open_after = open_after
         self.open_for = open_for
         self.close_after = close_after
@@ -206,8 +225,14 @@ class IncidentTracker:
             ):
                 self._failed[key] = assessment.at
                 self._in_service.pop(key, None)
+        held = self._held(assessment, present)
         for key in list(self._open):
             if key in present:
+                continue
+            idle = not self.idle_is_quiet and _idle(assessment.features, self._open[key])
+            if key in held or idle:
+                self._quiet[key] = 0
+                self._last[key] = assessment.at
                 continue
             if key in self._failed:
                 if self._repaired(key, assessment):
@@ -232,6 +257,23 @@ class IncidentTracker:
                 self.resolve(key)
         return self.open_incidents
 
+    def _held(self, assessment: Assessment, present: Mapping[str, Incident]) -> set[str]:
+        """Return the open incidents absent this cycle whose GPUs still score at least ``hold``.
+
+        A failed incident is left to :meth:`_repaired` (its risk says nothing of repair).
+        """
+        absent = [k for k in self._open if k not in present and k not in self._failed]
+        if self.hold is None or not absent:
+            return set()
+        risk = {s.key: s.score for s in assessment.scores}
+        held: set[str] = set()
+        for key in absent:
+            gpus = self._open[key].gpus
+            need = 1 if self._open[key].root_cause.kind == "gpu" or len(gpus) < 2 else 2
+            if sum(risk.get(g.key, 0.0) >= self.hold for g in gpus) >= need:
+                held.add(key)
+        return held
+
     def _repaired(self, key: str, assessment: Assessment) -> bool:
         """Whether a failed incident's GPUs have been back in service long enough to close it.
 
@@ -255,11 +297,15 @@ def _drained(table: pd.DataFrame | None, incident: Incident) -> bool:
     One GPU going idle is usually its job ending; a node's, rack's or component's GPUs all idle
     at once is an outage or a drain.
     """
-    if len(incident.gpus) < 2 or table is None or table.empty or "util" not in table.columns:
+    return len(incident.gpus) >= 2 and _idle(table, incident)
+
+
+def _idle(table: pd.DataFrame | None, incident: Incident) -> bool:
+    """Whether every GPU of the incident reports and runs (almost) nothing (no evidence of health)."""
+    if table is None or table.empty or "util" not in table.columns:
         return False
     rows = table.reindex([g.key for g in incident.gpus])
-    idle = rows["util"] < DRAINED_UTIL
-    return bool(len(rows) and (_reporting(rows) & idle).all())
+    return bool(len(rows) and (_reporting(rows) & (rows["util"] < DRAINED_UTIL)).all())
 
 
 def _silent(table: pd.DataFrame | None, incident: Incident) -> bool:

@@ -11,7 +11,14 @@ from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, get_args
 
-from pydantic import AliasChoices, Field, SecretStr, ValidationError, field_validator
+from pydantic import (
+    AliasChoices,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 from pydantic.fields import FieldInfo
 from pydantic_settings import (
     BaseSettings,
@@ -104,6 +111,14 @@ class Settings(BaseSettings):
         "the sample against the fleet's levels: many false pages); 0: the whole fleet",
     )
     threshold: float = Field(0.9, gt=0, lt=1, description="Calibrated risk that counts as at-risk")
+    hold_risk: float = Field(
+        0.75,
+        ge=0,
+        lt=1,
+        description="An open incident is not quiet while its GPUs' risk stays at least this "
+        "(hysteresis below threshold: a GPU hovering at it is one incident, not a page per "
+        "crossing); 0: none",
+    )
     open_after: int = Field(2, ge=1, le=60, description="Cycles above threshold to open")
     close_after: int = Field(5, ge=1, le=240, description="Cycles below threshold to close")
     open_for: int = Field(
@@ -232,6 +247,16 @@ class Settings(BaseSettings):
     runbook_url: str | None = Field(
         None, description="runbook_url annotation of Alertmanager alerts"
     )
+
+    @model_validator(mode="after")
+    def _hold_below_threshold(self) -> Settings:
+        """The hold risk keeps incidents open below the opening threshold, never above it."""
+        if self.hold_risk > self.threshold:
+            raise ValueError(
+                f"hold_risk ({self.hold_risk}) must not exceed threshold ({self.threshold}): "
+                "lower GPU_RISK_HOLD_RISK, or set it to 0 for no hysteresis"
+            )
+        return self
 
     @field_validator("alertmanager_url", "runbook_url")
     @classmethod

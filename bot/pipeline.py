@@ -76,6 +76,9 @@ class Pipeline:
     close_for: timedelta = timedelta(0)
     """How long an incident stays quiet before it closes, besides ``close_after`` cycles (the
     composition root passes ``GPU_RISK_CLOSE_FOR``; 0: cycles only)."""
+    hold_risk: float = 0.0
+    """An open incident is not quiet while its GPUs' risk stays at least this (hysteresis below
+    the threshold; ``GPU_RISK_HOLD_RISK``; 0: none). Not for self-gating scorers (rules)."""
     metrics: BotMetrics | None = None
     load_model: Callable[[nx.DiGraph], Scorer | None] | None = None
     save_model: Callable[[Scorer, datetime], None] | None = None
@@ -154,6 +157,8 @@ class Pipeline:
             close_after=self.close_after,
             open_for=timedelta(0) if gated else self.open_for,
             close_for=self.close_for,
+            hold=None if gated or self.hold_risk <= 0 else self.hold_risk,
+            idle_is_quiet=gated,  # alerting rules resolve when the expression stops firing
         )
         self.restored = False
 

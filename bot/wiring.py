@@ -257,6 +257,7 @@ def build_pipeline(
         close_after=settings.close_after,
         open_for=timedelta(seconds=settings.open_for),
         close_for=timedelta(seconds=settings.close_for),
+        hold_risk=settings.hold_risk,
         metrics=metrics,
         load_model=load_model if options.load_models else None,
         save_model=save_model if options.save_models else None,

@@ -136,3 +136,24 @@ def test_scan_reports_a_gpu_that_fell_off_the_bus_within_the_fit_window(tmp_path
     mine = [i for i in result.incidents if "gpu-node-002/1" in {g.key for g in i.gpus}]
     assert mine and "series_vanished" in mine[0].signals
     assert result.gpus_scored == SPEC.n_gpus
+
+
+def test_every_loop_gets_the_configured_hysteresis_and_the_rules_resolve_as_rules(
+    tmp_path: Path,
+) -> None:
+    """GPU_RISK_HOLD_RISK reaches the tracker of the run/scan/backtest loop; the static rules
+    (Prometheus ``for:``) keep resolving when their expression stops firing."""
+    from bot.wiring import backtest_pipelines, load_topology_of
+
+    sim = _fleet()
+    settings = _settings(tmp_path, sim, hold_risk=0.6)
+    topology = load_topology_of(settings)
+    pipes = backtest_pipelines(
+        settings, sim, topology, detectors=["graph", "static"], explain=False
+    )
+    assert (pipes["graph"].tracker.hold, pipes["graph"].tracker.idle_is_quiet) == (0.6, False)
+    assert (pipes["static"].tracker.hold, pipes["static"].tracker.idle_is_quiet) == (None, True)
+    off = backtest_pipelines(
+        _settings(tmp_path, sim, hold_risk=0), sim, topology, detectors=["graph"], explain=False
+    )
+    assert off["graph"].tracker.hold is None

@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 import pandas as pd
+import pytest
 
 from analysis.tracker import IncidentTracker
 from analysis.types import Assessment, GpuScore, Incident, RootCause
@@ -55,8 +56,24 @@ def test_a_failed_gpu_that_is_drained_stays_open_until_back_in_service() -> None
 def test_an_incident_without_failure_closes_after_quiet_cycles() -> None:
     t = IncidentTracker(open_after=1, close_after=2)
     assert t.update(_cycle(0, at_risk=True, util=90.0))
-    assert t.update(_cycle(5, at_risk=False, util=0.0))
-    assert t.update(_cycle(10, at_risk=False, util=0.0)) == []
+    assert t.update(_cycle(5, at_risk=False, util=90.0))
+    assert t.update(_cycle(10, at_risk=False, util=90.0)) == []
+
+
+def test_a_gpu_that_went_idle_is_not_resolved_until_it_runs_work_quietly() -> None:
+    """A thermal-interface failure drains the GPU with no XID: at idle it cools and reads
+    healthy, which is no evidence of repair; only quiet cycles with work close it."""
+    t = IncidentTracker(open_after=1, close_after=2)
+    assert t.update(_cycle(0, at_risk=True, util=90.0))
+    for minute in range(5, 300, 5):
+        assert t.update(_cycle(minute, at_risk=False, util=0.0)), minute
+    assert t.failed == {}  # one GPU idle is not a failure (it may be its job ending)
+    assert t.update(_cycle(300, at_risk=False, util=90.0))
+    assert t.update(_cycle(305, at_risk=False, util=90.0)) == []
+    rules = IncidentTracker(open_after=1, close_after=2, idle_is_quiet=True)
+    assert rules.update(_cycle(0, at_risk=True, util=90.0))
+    assert rules.update(_cycle(5, at_risk=False, util=0.0))
+    assert rules.update(_cycle(10, at_risk=False, util=0.0)) == []
 
 
 def test_failed_state_survives_a_failover() -> None:
@@ -175,3 +192,63 @@ def test_close_for_changes_nothing_at_five_minute_cycles() -> None:
     for i, at_risk in enumerate(pattern):
         cycle = _cycle(5 * i, at_risk=at_risk, util=90.0)
         assert [x.id for x in plain.update(cycle)] == [x.id for x in timed.update(cycle)], i
+
+
+def _risk_cycle(minute: int, risks: dict[str, float], *, component: str = "") -> Assessment:
+    """One cycle at these per-GPU risks: at-risk (>= 0.9) GPUs form one incident, under
+    ``component`` when given and two or more are at risk, else each its own GPU incident."""
+    at = T0 + timedelta(minutes=minute)
+    scores = tuple(GpuScore(*k.split("/"), r) for k, r in risks.items())
+    hot = tuple(s for s in scores if s.score >= 0.9)
+    if component and len(hot) >= 2:
+        cause = RootCause(component, "component")
+        incidents: tuple[Incident, ...] = (Incident("x", at, "warning", 0.95, cause, hot),)
+    else:
+        incidents = tuple(
+            Incident("x", at, "warning", s.score, RootCause(s.key, "gpu"), (s,)) for s in hot
+        )
+    rows = pd.DataFrame({"util": 90.0, "last_seen_min": 1.0}, index=pd.Index(list(risks)))
+    return Assessment(at=at, scores=scores, incidents=incidents, features=rows)
+
+
+def _pages(tracker: IncidentTracker, risks_by_cycle: list[dict[str, float]], **kw: str) -> int:
+    """How many incidents the tracker opened over these cycles (5 minutes apart)."""
+    seen: set[str] = set()
+    for i, risks in enumerate(risks_by_cycle):
+        seen.update(inc.id for inc in tracker.update(_risk_cycle(5 * i, risks, **kw)))
+    return len(seen)
+
+
+def test_a_gpu_hovering_at_the_threshold_is_one_incident_with_hold_and_three_without() -> None:
+    """Risk 0.95 for two cycles, 0.8 for six, three times over: hold 0.75 keeps it one page."""
+    hover = ([{KEY: 0.95}] * 2 + [{KEY: 0.8}] * 6) * 3
+    assert _pages(IncidentTracker(open_after=2, close_after=5), hover) == 3
+    assert _pages(IncidentTracker(open_after=2, close_after=5, hold=0.75), hover) == 1
+
+
+def test_held_incident_closes_once_its_risk_falls_below_the_hold() -> None:
+    t = IncidentTracker(open_after=2, close_after=5, hold=0.75)
+    for i, risk in enumerate([0.95, 0.95] + [0.8] * 10):
+        assert t.update(_risk_cycle(5 * i, {KEY: risk})) or i == 0, i
+    for i in range(12, 16):
+        assert t.update(_risk_cycle(5 * i, {KEY: 0.5})), i
+    assert t.update(_risk_cycle(5 * 16, {KEY: 0.5})) == []
+
+
+def test_a_component_incident_is_held_by_two_of_its_gpus_not_one() -> None:
+    """A shared cause needs the pattern of its dependents; one GPU near the threshold is not it."""
+    keys = ("n1/0", "n2/0", "n3/0")
+    hot = {k: 0.95 for k in keys}
+    one = {keys[0]: 0.8, keys[1]: 0.1, keys[2]: 0.1}
+    two = {keys[0]: 0.8, keys[1]: 0.8, keys[2]: 0.1}
+    held = IncidentTracker(open_after=2, close_after=3, hold=0.75)
+    assert _pages(held, [hot, hot] + [two] * 8, component="pdu-a") == 1
+    assert held.open_incidents and held.open_incidents[0].root_cause.id == "pdu-a"
+    closes = IncidentTracker(open_after=2, close_after=3, hold=0.75)
+    _pages(closes, [hot, hot] + [one] * 3, component="pdu-a")
+    assert closes.open_incidents == []
+
+
+def test_hold_must_be_a_risk() -> None:
+    with pytest.raises(ValueError, match="hold must be a risk"):
+        IncidentTracker(hold=1.5)
