@@ -351,3 +351,23 @@ REPORT_RUN_2026_12_02_J_REPRO: dict[str, object] = {
     "model_version": 9,
     "healthy_too": True,
 }
+
+
+#: The eleventh session's report run (2026-12-02, night), fixed before it was started, at the
+#: commit that adds this declaration: model 9 with the incident tracker of a06eba1 (hysteresis:
+#: an open incident is not quiet while its GPUs score ``GPU_RISK_HOLD_RISK`` = 0.75 or more; nor
+#: while all its GPUs are idle). Found on development fleets 107-124 (false all-clears, re-opened
+#: incidents) and checked on 132-137 healthy; the scoring is unchanged. All four commands at
+#: once, one worker each on the 2 cores, each reported as it finishes, whatever it shows; what
+#: does not finish is said so: (1) the report seeds faulty and (2) healthy (``make eval``'s and
+#: ``make eval-healthy``'s commands with ``--jobs 1``); (3) the held-out seeds of run H faulty and
+#: (4) healthy (``gpu-risk eval --seeds held-out --limit 12 --cycle 5m --detectors graph,static
+#: --no-explain --max-gpus 128 --jobs 1 [--healthy]``). Held-out seeds 10032-10039 stay unseen.
+REPORT_RUN_2026_12_02_K: dict[str, object] = {
+    **REPORT_RUN_2026_12_02_G_REPRO,
+    "jobs": 1,
+    "held_out_seeds": HELD_OUT_SEEDS[:12],
+    "model_version": 9,
+    "hold_risk": 0.75,
+    "healthy_too": True,
+}
