@@ -247,3 +247,14 @@ def test_check_command_reports_a_missing_secret_file(
 def test_env_names_match_settings() -> None:
     for name in SECRET_ENV:
         assert any(_env_name(f) == name for f in Settings.model_fields), name
+
+
+def test_a_hold_above_the_threshold_is_refused_with_what_to_do(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Hysteresis keeps incidents open below the opening threshold; above it would be nonsense."""
+    monkeypatch.setenv("GPU_RISK_HOLD_RISK", "0.95")
+    with pytest.raises(ConfigError, match=r"hold_risk \(0\.95\) must not exceed threshold"):
+        load_settings(None)
+    monkeypatch.setenv("GPU_RISK_HOLD_RISK", "0")
+    assert load_settings(None).hold_risk == 0
