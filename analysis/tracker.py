@@ -229,8 +229,9 @@ class IncidentTracker:
         for key in list(self._open):
             if key in present:
                 continue
+            # a failed incident is left to _repaired: its service must be unbroken to close it
             idle = not self.idle_is_quiet and _idle(assessment.features, self._open[key])
-            if key in held or idle:
+            if key not in self._failed and (key in held or idle):
                 self._quiet[key] = 0
                 self._last[key] = assessment.at
                 continue

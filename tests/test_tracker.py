@@ -252,3 +252,14 @@ def test_a_component_incident_is_held_by_two_of_its_gpus_not_one() -> None:
 def test_hold_must_be_a_risk() -> None:
     with pytest.raises(ValueError, match="hold must be a risk"):
         IncidentTracker(hold=1.5)
+
+
+def test_a_failed_gpus_service_must_be_unbroken_to_close_it() -> None:
+    """Back at work, idle again, back at work: the hour of service counts from the last return."""
+    t = IncidentTracker(open_after=1, close_after=2, repair_after=timedelta(minutes=60))
+    t.update(_cycle(0, at_risk=True, signals=("hardware_xid",), util=90.0))
+    assert t.update(_cycle(5, at_risk=False, util=80.0))  # in service since 5
+    assert t.update(_cycle(30, at_risk=False, util=0.0))  # idle: service broken
+    assert t.update(_cycle(40, at_risk=False, util=80.0))  # in service since 40
+    assert t.update(_cycle(70, at_risk=False, util=80.0)), "65 min after 5, but only 30 since 40"
+    assert t.update(_cycle(100, at_risk=False, util=80.0)) == []
