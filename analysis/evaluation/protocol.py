@@ -371,3 +371,16 @@ REPORT_RUN_2026_12_02_K: dict[str, object] = {
     "hold_risk": 0.75,
     "healthy_too": True,
 }
+
+
+#: Added before it started (2026-12-03, twelfth session), at the commit that adds it: ca18eab
+#: changed the tracker after run K (a failed incident's idle cycles go to the repair check again,
+#: so its hour of service must be unbroken; found re-reading the diff), so run K's report figures
+#: are not of the final commit. (1) ``make eval``'s and (2) ``make eval-healthy``'s commands with
+#: ``--jobs 1``, side by side (beside development replays), reported whatever they show; the
+#: held-out seeds are not re-run this session (said so in README).
+REPORT_RUN_2026_12_03_K_REPRO: dict[str, object] = {
+    **REPORT_RUN_2026_12_02_K,
+    "held_out_seeds": (),
+    "after": "ca18eab",
+}
