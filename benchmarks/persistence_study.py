@@ -56,25 +56,9 @@ class Replayed:
 
 
 def replay(seed: int, healthy: bool, max_gpus: int) -> Replayed:
-    """Replay one scenario as ``gpu-risk eval`` does, keeping per-cycle risk and ``z``."""
-    from analysis.backtest import replay as score_replay
-    from analysis.evaluation.matching import component_ids
-    from bot.commands.backtest import relevant_faults
-    from bot.commands.eval import DEFAULT_FACTORY, REFIT_EVERY, _factory, _on_grid
-    from bot.config import load_settings
-    from bot.replay import Replay, cycle_times
-    from bot.wiring import backtest_pipelines
-    from storage.simulator.faults import REPAIR_HOURS
+    """Replay one scenario with ``gpu-risk eval``'s own job, keeping per-cycle risk and ``z``."""
+    from bot.commands.eval import EvalJob, run_job
 
-    scenario = _factory(DEFAULT_FACTORY)(seed, healthy=healthy, max_gpus=max_gpus)
-    settings = load_settings(None, step_seconds=int(scenario.step.total_seconds()))
-    t0 = scenario.start + scenario.history
-    t1 = t0 + scenario.replay
-    cycle = _on_grid(CYCLE, scenario.step)
-    pipelines = backtest_pipelines(
-        settings, scenario.simulator(), scenario.topology, detectors=["graph"], explain=False,
-        horizon=t1,
-    )  # fmt: skip
     risk: dict[datetime, dict[str, float]] = {}
     temp: dict[str, dict[datetime, pd.Series]] = {c: {} for c in TEMP_Z}
 
@@ -86,20 +70,13 @@ def replay(seed: int, healthy: bool, max_gpus: int) -> Replayed:
             if table is not None and column in table:
                 temp[column][at] = table[column]
 
-    driver = Replay(pipelines, refit_every=REFIT_EVERY, after_cycle=keep)
-    runs = driver.run(cycle_times(t0, t1, cycle))
-    faults = list(relevant_faults(scenario.faults, t0, t1))
-    seen = set().union(*(p.last_seen for p in pipelines.values()))
-    report = score_replay(
-        runs, faults, n_gpus=len(seen), start=t0, end=t1 + cycle,
-        shared_targets=component_ids(scenario.topology),
-        repair_after=timedelta(hours=REPAIR_HOURS[0]),
-    )  # fmt: skip
+    job = EvalJob(seed, healthy, CYCLE, ("graph",), explain=False, max_gpus=max_gpus)
+    report = run_job(job, after_cycle=keep).report
     outcomes = {o.fault_id: o for o in report.detectors["graph"].outcomes}
     return Replayed(
         seed=seed,
-        faults=faults,
-        leads={f.id: outcomes[f.id].lead_minutes_strict for f in faults},
+        faults=list(report.faults),
+        leads={f.id: outcomes[f.id].lead_minutes_strict for f in report.faults},
         gpu_days=report.gpu_days,
         risk=pd.DataFrame.from_dict(risk, orient="index").sort_index(),
         temp={c: pd.DataFrame(v).T.sort_index() for c, v in temp.items()},
@@ -120,9 +97,7 @@ def cached(seed: int, healthy: bool, cache: Path, max_gpus: int) -> Replayed:
 
 
 def _cached(job: tuple[int, bool, Path, int]) -> Replayed:
-    """``cached`` for a worker process (quiet: numpy and pandas chatter is not a finding)."""
-    warnings.simplefilter("ignore")
-    logging.getLogger().setLevel(logging.ERROR)
+    """``cached`` for a worker process."""
     return cached(*job)
 
 
@@ -189,11 +164,16 @@ def judge(
     }
 
 
-def _rolling(frame: pd.DataFrame, window: timedelta, how: str) -> pd.DataFrame:
-    """Rolling mean or 25th percentile over ``window`` (at least 75 % of its cycles present)."""
+def _rolling(
+    frame: pd.DataFrame, window: timedelta, how: str | float, cover: float = 0.75
+) -> pd.DataFrame:
+    """Rolling mean (``"mean"``), 25th percentile (``"q25"``) or quantile ``how`` over ``window``,
+    where at least ``cover`` of its cycles are present."""
     n = max(1, int(window / CYCLE))
-    roll = frame.rolling(n, min_periods=max(1, int(0.75 * n)))
-    return roll.mean() if how == "mean" else roll.quantile(0.25)
+    roll = frame.rolling(n, min_periods=max(1, int(cover * n)))
+    if how == "mean":
+        return roll.mean()
+    return roll.quantile(0.25 if how == "q25" else float(how))
 
 
 def main() -> None:
@@ -227,8 +207,7 @@ def main() -> None:
                 def sustained(
                     run: Replayed, w: timedelta = window, r: float = r, q: float = q
                 ) -> pd.DataFrame:
-                    n = int(w / CYCLE)
-                    return run.risk.rolling(n, min_periods=int(0.9 * n)).quantile(q) >= r
+                    return _rolling(run.risk, w, q, cover=0.9) >= r
 
                 row = judge(faulty, healthy, sustained, None)
                 print(f"W={hours}h r={r} q={q}: {row}")

@@ -18,10 +18,10 @@ import json
 import logging
 import time
 import warnings
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from functools import partial
 from multiprocessing import get_context
 from pathlib import Path
@@ -35,6 +35,7 @@ from bot.commands.common import UserError, guarded, progress_bar
 
 if TYPE_CHECKING:
     from analysis.evaluation.matrix import ScenarioResult
+    from bot.pipeline import CycleOutcome
 
 logger = logging.getLogger(__name__)
 
@@ -106,8 +107,15 @@ def _on_grid(cycle: timedelta, step: timedelta) -> timedelta:
     return n * step
 
 
-def run_job(job: EvalJob) -> ScenarioResult:
-    """Draw one scenario, replay it with every detector and score it strictly (a worker's job)."""
+def run_job(
+    job: EvalJob,
+    after_cycle: Callable[[datetime, Mapping[str, CycleOutcome]], None] | None = None,
+) -> ScenarioResult:
+    """Draw one scenario, replay it with every detector and score it strictly (a worker's job).
+
+    ``after_cycle(at, outcomes)`` sees each cycle's outcomes (an offline study's per-cycle
+    risk and features); the scoring does not depend on it.
+    """
     from analysis.backtest import replay
     from analysis.evaluation.matching import component_ids
     from analysis.evaluation.matrix import ScenarioResult
@@ -137,7 +145,7 @@ def run_job(job: EvalJob) -> ScenarioResult:
     )
     for pipeline in pipelines.values():
         check_grid(cycle, pipeline.window, pipeline.step)
-    driver = Replay(pipelines, refit_every=REFIT_EVERY)
+    driver = Replay(pipelines, refit_every=REFIT_EVERY, after_cycle=after_cycle)
     runs = driver.run(cycle_times(t0, t1, cycle))
     seen = set().union(*(p.last_seen for p in pipelines.values()))
     report = replay(
