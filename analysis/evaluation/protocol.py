@@ -384,3 +384,14 @@ REPORT_RUN_2026_12_03_K_REPRO: dict[str, object] = {
     "held_out_seeds": (),
     "after": "ca18eab",
 }
+
+
+#: Added before it started, after cd16da3 gave ``run_job`` an optional ``after_cycle`` hook (None
+#: by default, as before): ``make eval`` at the final commit, alone on the 2 cores, to check the
+#: report seeds' faulty records still equal run K's. ``make eval-healthy`` does not fit in the
+#: session and is not run (said so in the closing note).
+REPORT_RUN_2026_12_03_K_FINAL: dict[str, object] = {
+    **REPORT_RUN_2026_12_03_K_REPRO,
+    "healthy_too": False,
+    "after": "cd16da3",
+}
