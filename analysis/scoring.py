@@ -79,7 +79,7 @@ from analysis.thermal import fit_temp_per_watt
 from analysis.types import Assessment, Fault, FleetFrames, GpuRef, GpuScore
 
 MODEL_FORMAT = "gpu-risk-model"
-MODEL_VERSION = 9
+MODEL_VERSION = 10
 DEFAULT_THRESHOLD = 0.9
 DEFAULT_FIT_WINDOW = timedelta(hours=24)
 DEFAULT_FIT_CYCLES = 48
@@ -88,6 +88,22 @@ DEFAULT_FLOOR = 1.0
 #: them, to hold a value; with fewer the fleet's baseline is used.
 MIN_OWN_ROWS = 6
 OWN_SHARE = 0.25
+#: Temperature comparisons whose offset from peers depends on the load (each GPU's own thermal
+#: resistance): at a load far from the GPU's usual one, their spread widens (``load_spread_``).
+LOAD_DEPENDENT: tuple[str, ...] = (
+    "temp_vs_node",
+    "temp_vs_rack",
+    "temp_vs_fleet",
+    "temp_at_power",
+    "mem_temp_vs_node",
+    "mem_temp_at_power",
+)
+#: Watts between a GPU's idle and busy fit rows for its offset's slope to be measured.
+LOAD_STEP_WATTS = 100.0
+#: Fewest GPUs with a measured slope for the fleet's spread of slopes; fewer: the default.
+MIN_SLOPE_GPUS = 8
+#: Degrees per watt: the spread of per-GPU offset slopes assumed when the fit cannot measure it.
+DEFAULT_LOAD_SPREAD = 0.01
 
 
 class FleetMismatchError(ValueError):
@@ -194,6 +210,46 @@ def fit_times(start: datetime, end: datetime, window: timedelta, cycles: int) ->
     return [t.to_pydatetime() for t in stamps]
 
 
+def _load_spread(
+    rows: pd.DataFrame, keys: pd.Index, columns: Sequence[str]
+) -> tuple[pd.DataFrame, pd.Series]:
+    """Return each GPU's range of usual power and, per load-dependent feature, the slopes' spread.
+
+    A GPU's slope is the change of its offset between its busy and idle fit rows per watt (it
+    needs rows on both sides of its midpoint, LOAD_STEP_WATTS apart); the spread is a robust
+    standard deviation over the GPUs that have one (MIN_SLOPE_GPUS or more), else
+    DEFAULT_LOAD_SPREAD.
+    """
+    power = rows["power_level"].astype(float)
+    by_gpu = power.groupby(np.asarray(keys))
+    usual = pd.DataFrame({"lo": by_gpu.quantile(0.05), "hi": by_gpu.quantile(0.95)})
+    wanted = [c for c in LOAD_DEPENDENT if c in columns]
+    if not wanted:
+        return usual, pd.Series(dtype=float)
+    frame = rows[wanted].astype(float).assign(_p=power.to_numpy(), _k=np.asarray(keys))
+    by_key = frame.groupby("_k")["_p"]
+    frame["_busy"] = frame["_p"] >= (by_key.transform("min") + by_key.transform("max")) / 2
+    halves = frame.groupby(["_k", "_busy"])
+    counts = halves.size().unstack(fill_value=0).reindex(columns=[False, True], fill_value=0)
+    both = counts.index[(counts >= 3).all(axis=1)]
+    slopes = pd.DataFrame(columns=wanted, dtype=float)
+    if len(both):
+        med = halves.median()
+        busy = med.xs(True, level="_busy").reindex(both)
+        idle = med.xs(False, level="_busy").reindex(both)
+        watts = busy["_p"] - idle["_p"]
+        slopes = (busy[wanted] - idle[wanted]).div(watts, axis=0)[watts >= LOAD_STEP_WATTS]
+    spreads = {}
+    for column in wanted:
+        arr = slopes[column].to_numpy(dtype=np.float64)
+        arr = arr[np.isfinite(arr)]
+        if len(arr) >= MIN_SLOPE_GPUS:
+            spreads[column] = float(1.4826 * np.median(np.abs(arr - np.median(arr))))
+        else:
+            spreads[column] = DEFAULT_LOAD_SPREAD
+    return usual, pd.Series(spreads, dtype=float)
+
+
 class FeatureScorer:
     """Shared machinery: featurise, standardise, detect, calibrate, floor, group."""
 
@@ -210,6 +266,11 @@ class FeatureScorer:
     #: Degrees per watt per GPU model, learnt by ``fit`` (a class default for a scorer that never
     #: learnt them: temperature at equal power then uses each window's own estimate).
     temp_per_watt_: Mapping[str, float] = MappingProxyType({})
+    #: Per feature in LOAD_DEPENDENT: the fleet's spread of per-GPU offset slopes (units per
+    #: watt); each GPU's range of usual power (``lo``, ``hi``: its fit rows' 5th and 95th
+    #: percentiles): learnt by ``fit`` (empty: no widening).
+    load_spread_: pd.Series = pd.Series(dtype=float)
+    power_range_: pd.DataFrame = pd.DataFrame(columns=["lo", "hi"], dtype=float)
     #: Features shared with other scorers replaying the same data (an ablation); never stored.
     memo: FeatureMemo | None = None
 
@@ -349,6 +410,8 @@ class FeatureScorer:
             {c: scale_floor(c, float(fill.get(c, 0.0) or 0.0)) for c in self.columns_}
         )
         self.scale_ = np.maximum(spread.fillna(0.0), floors)
+        if self.own_baseline and "power_level" in rows.columns:
+            self.power_range_, self.load_spread_ = _load_spread(rows, keys, self.columns_)
         if self.own_baseline:
             # A GPU that is steadily noisier than the fleet (a chatty counter, a job that keeps
             # changing) is judged against its own spread, not the fleet's.
@@ -356,7 +419,9 @@ class FeatureScorer:
             self.own_scale_ = resid.groupby(keys).quantile(0.9) / 1.645
         else:
             self.own_scale_ = pd.DataFrame(columns=self.columns_, dtype=float)
-        z = (dev - self.center_) / self._scale_for(dev.index.get_level_values("gpu_key"))
+        z = (dev - self.center_) / self._scale_for(
+            dev.index.get_level_values("gpu_key"), rows.get("power_level")
+        )
         z = z.to_numpy(dtype=np.float64)
         self.detector_: Detector = make_detector(
             self.detector, random_state=self.random_state, **self.detector_params
@@ -375,15 +440,35 @@ class FeatureScorer:
         if not hasattr(self, "detector_"):
             raise NotFittedError(f"the {self.name} scorer is not fitted: call fit(history, graph)")
 
-    def _scale_for(self, keys: pd.Index) -> npt.NDArray[np.float64]:
-        """Return the spread per row: the fleet's, or the GPU's own when that is wider."""
+    def _scale_for(self, keys: pd.Index, power: pd.Series | None = None) -> npt.NDArray[np.float64]:
+        """Return the spread per row: the fleet's, or the GPU's own when that is wider.
+
+        ``power``: each row's ``power_level``; a temperature comparison of a GPU at a load outside
+        the range its fit rows covered has its spread widened by the fleet's spread of per-GPU
+        offset slopes times the distance (its own offset there was never seen: a prediction
+        interval, not a point).
+        """
         fleet = np.broadcast_to(
             self.scale_.to_numpy(dtype=np.float64), (len(keys), len(self.scale_))
         )
-        if self.own_scale_.empty:
-            return np.asarray(fleet, dtype=np.float64)
-        own = self.own_scale_.reindex(keys).to_numpy(dtype=np.float64)
-        return np.asarray(np.fmax(fleet, own), dtype=np.float64)
+        scale = np.asarray(fleet, dtype=np.float64)
+        if not self.own_scale_.empty:
+            own = self.own_scale_.reindex(keys).to_numpy(dtype=np.float64)
+            scale = np.asarray(np.fmax(scale, own), dtype=np.float64)
+        if power is None or self.load_spread_.empty:
+            return scale
+        seen = self.power_range_.reindex(keys)
+        watts = np.asarray(power, dtype=np.float64)
+        with np.errstate(invalid="ignore"):
+            away = np.fmax(watts - seen["hi"].to_numpy(dtype=np.float64), 0.0)
+            away = np.fmax(away, seen["lo"].to_numpy(dtype=np.float64) - watts)
+        away = np.nan_to_num(away, nan=0.0)
+        scale = scale.copy()
+        for j, column in enumerate(self.scale_.index):
+            if column in self.load_spread_.index:
+                extra = float(self.load_spread_[column]) * away
+                scale[:, j] = np.sqrt(scale[:, j] ** 2 + extra**2)
+        return scale
 
     def standardise(self, features: pd.DataFrame) -> pd.DataFrame:
         """Return the ``z`` deviations of each feature (own baseline removed, robustly scaled)."""
@@ -395,7 +480,8 @@ class FeatureScorer:
             x = x.fillna(base) - base.to_numpy()
         else:
             x = x.fillna(self.fill_)
-        return (x - self.center_) / self._scale_for(x.index)
+        power = features["power_level"] if "power_level" in features.columns else None
+        return (x - self.center_) / self._scale_for(x.index, power)
 
     def allowed(self, z: pd.DataFrame) -> pd.DataFrame:
         """Return ``z`` with the deviations within :attr:`allowances` set to 0 (scored as normal).
