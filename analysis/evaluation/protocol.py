@@ -395,3 +395,20 @@ REPORT_RUN_2026_12_03_K_FINAL: dict[str, object] = {
     "healthy_too": False,
     "after": "cd16da3",
 }
+
+
+#: The thirteenth session's report run (2026-12-03), fixed before it was started, at the commit
+#: that adds this declaration: model 10 (0c19fa6: a temperature comparison at a load outside the
+#: GPU's fitted power range is judged with a spread widened by the fleet's spread of per-GPU
+#: offset slopes; found on development fleet 130 alone, checked on development fleets 107-137).
+#: The tracker is run K's. All four commands at once, one worker each on the 2 cores, each
+#: reported as it finishes, whatever it shows; what does not finish is said so: (1) the report
+#: seeds faulty and (2) healthy (``make eval``'s and ``make eval-healthy``'s commands with
+#: ``--jobs 1``); (3) the held-out seeds of run H faulty and (4) healthy (``gpu-risk eval --seeds
+#: held-out --limit 12 --cycle 5m --detectors graph,static --no-explain --max-gpus 128 --jobs 1
+#: [--healthy]``). Held-out seeds 10032-10039 stay unseen.
+REPORT_RUN_2026_12_03_L: dict[str, object] = {
+    **REPORT_RUN_2026_12_02_K,
+    "model_version": 10,
+    "after": "0c19fa6",
+}
