@@ -199,17 +199,22 @@ def bench_one(n: int, opts: argparse.Namespace, root: Path) -> dict[str, Any]:
                 r = by[str(opts.reads_concurrency[-1])]
             else:
                 extra = ["--queries", str(queries), "--timeout", str(opts.budget_seconds)]
-                if name == "steady" and opts.profile:
-                    extra += ["--profile", str(work / "steady.prof")]
+                if name in ("steady", "cold") and opts.profile:
+                    extra += ["--profile", str(work / f"{name}.prof")]
                 r = _phase(name, work, env, opts, extra)
             r["vm_rss_mb_after"] = vm.rss_mb()
             res[name] = r
             print(f"  {name:<6} {_cell(r)} s, peak RSS {r['rss_mb']:.0f} MB, wall {r['wall_s']:.1f} s"
                   + (f"  ERROR: {r['error'][-300:]}" if "error" in r else ""), flush=True)  # fmt: skip
-        if opts.profile and (work / "steady.prof").exists():
-            prof_out = Path(opts.profile_out or (root / f"steady-{n}.prof"))
-            prof_out.write_bytes((work / "steady.prof").read_bytes())
-            res["profile"] = str(prof_out)
+        for name in ("steady", "cold"):
+            if not (opts.profile and (work / f"{name}.prof").exists()):
+                continue
+            prof_out = Path(opts.profile_out or root / f"steady-{n}.prof")
+            if name == "cold":
+                prof_out = prof_out.with_name(f"cold-{prof_out.name.removeprefix('steady-')}")
+            prof_out.write_bytes((work / f"{name}.prof").read_bytes())
+            res["profile" if name == "steady" else "cold_profile"] = str(prof_out)
+            print(f"  {name} profile ({'the refit' if name == 'cold' else 'one cycle'}):")
             pstats.Stats(str(prof_out)).sort_stats("cumulative").print_stats(opts.profile_top)
     return res
 
@@ -328,8 +333,13 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--max-rss-gb", type=float, default=10.0, help="kill a phase above this")
     ap.add_argument("--phases", default=",".join(PHASES))
     ap.add_argument("--dry-run", action="store_true", help="generate the data only (no server)")
-    ap.add_argument("--profile", action="store_true", help="cProfile the steady cycles")
-    ap.add_argument("--profile-out", help="where the .prof goes (with one N)")
+    ap.add_argument(
+        "--profile", action="store_true", help="cProfile one steady cycle and the cold refit"
+    )
+    ap.add_argument(
+        "--profile-out",
+        help="where the steady .prof goes (with one N; the cold one beside it, cold-*)",
+    )
     ap.add_argument("--profile-top", type=int, default=15)
     ap.add_argument(
         "--reads-concurrency",
