@@ -412,3 +412,18 @@ REPORT_RUN_2026_12_03_L: dict[str, object] = {
     "model_version": 10,
     "after": "0c19fa6",
 }
+
+
+#: Added while run L was running (before either of these started, and before any result of run
+#: L was read), at the same model (10): run G's two other commands again at the final model, so
+#: README's ablation and top-factor figures are of the final commit, not model 7's: (1) the
+#: ablation on the report seeds' 12 faulty fleets (``gpu-risk eval --seeds report --skip 8
+#: --limit 12 --cycle 5m --ablation --no-explain --max-gpus 128 --jobs 1``) and (2) the product
+#: with its DoWhy explanations on the same fleets (``gpu-risk eval --seeds report --skip 8 --limit
+#: 12 --cycle 5m --detectors graph --explain --max-gpus 128 --jobs 1``), one worker each beside
+#: run L; each reported as it finishes, whatever it shows; what does not finish is said so.
+REPORT_RUN_2026_12_03_L_G: dict[str, object] = {
+    **REPORT_RUN_2026_12_02_G,
+    "model_version": 10,
+    "after": "0c19fa6",
+}
