@@ -427,3 +427,21 @@ REPORT_RUN_2026_12_03_L_G: dict[str, object] = {
     "model_version": 10,
     "after": "0c19fa6",
 }
+
+
+#: The fourteenth session's runs (2026-12-03), fixed before either started, at commit b37affe
+#: (model 10, nothing under analysis/, bot/ or storage/ changed since run L): (1) run L_G's
+#: explanation command again, which was stopped at ~45 % last session, so the top-factor figure
+#: is measured at the final model (``gpu-risk eval --seeds report --skip 8 --limit 12 --cycle 5m
+#: --detectors graph --explain --max-gpus 128 --jobs 1``); (2) the 1-minute healthy scans of run
+#: C_1M_CLOSE_FOR again at model 10 (``gpu-risk eval --seeds report --limit 3 --cycle 1m
+#: --detectors graph --no-explain --max-gpus 128 --healthy --jobs 1``; last measured at model 7).
+#: One process each, side by side; each reported as it finishes, whatever it shows.
+REPORT_RUN_2026_12_03_M: dict[str, object] = {
+    "explain": {**REPORT_RUN_2026_12_02_G, "model_version": 10, "after": "b37affe"},
+    "one_minute_healthy": {
+        **REPORT_RUN_2026_12_01_C_1M_CLOSE_FOR,
+        "model_version": 10,
+        "after": "b37affe",
+    },
+}
