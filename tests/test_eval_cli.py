@@ -162,6 +162,36 @@ def test_tiny_dev_matrix_end_to_end(tmp_path: Path) -> None:
         assert scenario["description"]["failed_refits"] == []  # each refit found a model
         cells = scenario["backtest"]["faults"]
         assert {c["graph"]["level"] for c in cells} == {"gpu", "component"}
+    # the stored scenarios pool back to the very figures (--pool replays nothing)
+    again = tmp_path / "again"
+    result = CliRunner().invoke(
+        build_app(), ["eval", "--pool", str(out / "eval.json"), "--out", str(again)]
+    )
+    assert result.exit_code == 0, result.stderr + result.stdout
+    pooled = json.loads((again / "eval.json").read_text())
+    assert pooled["scenarios"] == data["scenarios"]
+    for group, detectors in data["pooled"].items():  # GPU-days are stored to 1e-4
+        for name, cells in detectors.items():
+            got = pooled["pooled"][group][name]
+            assert {k: v for k, v in got.items() if k != "false_per_1k"} == {
+                k: v for k, v in cells.items() if k != "false_per_1k"
+            }
+            assert got["false_per_1k"]["value"] == cells["false_per_1k"]["value"]
+            assert got["false_per_1k"]["den"] == pytest.approx(cells["false_per_1k"]["den"], 1e-3)
+    assert "Pooled from stored replays" in (again / "eval.md").read_text()
+    twice = ["eval", "--pool", str(out / "eval.json"), "--pool", str(again / "eval.json")]
+    result = CliRunner().invoke(build_app(), twice)
+    assert result.exit_code == 2 and "pool each scenario once" in result.stderr
+
+
+def test_pool_names_the_file_it_cannot_use(tmp_path: Path) -> None:
+    bad = tmp_path / "eval.json"
+    bad.write_text(json.dumps({"seeds": "dev", "scenarios": [{"seed": 1}]}))
+    for path, words in ((bad, "not an eval.json"), (tmp_path / "none.json", "cannot be read")):
+        result = CliRunner().invoke(build_app(), ["eval", "--pool", str(path)])
+        assert result.exit_code == 2, result.stdout
+        assert str(path) in result.stderr and words in result.stderr
+        assert "Traceback" not in result.stdout + result.stderr
 
 
 def history_too_short(seed: int, *, healthy: bool = False, max_gpus: int = 512) -> TinyScenario:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
@@ -38,6 +39,8 @@ from analysis.evaluation import (
     subsample_rows,
 )
 from analysis.evaluation.bootstrap import bootstrap_median
+from analysis.evaluation.matrix import RATES, ScenarioResult
+from analysis.evaluation.records import BacktestReport
 from analysis.types import BenignEvent, Component, Fault, Rack, Topology
 
 T0 = datetime(2026, 11, 1, tzinfo=UTC)
@@ -516,3 +519,24 @@ def test_bootstrap_ratio_is_seeded_and_brackets_the_pooled_value() -> None:
     assert med.value == pytest.approx(60.0) and med.den == 3
     with pytest.raises(ValueError, match="numerators"):
         bootstrap_ratio([1], [1, 2])
+
+
+def test_an_hour_ahead_counts_apart_the_faults_whose_precursor_is_shorter() -> None:
+    # a 40-minute precursor cannot be warned an hour ahead; the 4-hour one was, 2 h before
+    short = Fault("f-short", "nvlink", "n2/0", ("n2/0",), onset=at(20), failure=at(20 + 2 / 3))
+    logs = {"graph": [inc("g", 12, ("n1/2",)), inc("s", 20.2, ("n2/0",))]}
+    report = compare_detectors([GPU_FAULT, short], logs, 2.0, benign=())
+    (score,) = report.detectors.values()
+    assert RATES["warn_1h"](score) == (1.0, 2.0)
+    assert RATES["warn_1h_reachable"](score) == (1.0, 1.0)
+    # the stored table comes back with every figure the matrix pools (gpu-risk eval --pool)
+    stored = json.loads(json.dumps(report.as_dict()))
+    again = BacktestReport.from_dict(stored)
+    assert again.as_dict() == report.as_dict()
+    (back,) = again.detectors.values()
+    assert [o.precursor_minutes for o in back.outcomes] == [240.0, pytest.approx(40.0)]
+    assert RATES["warn_1h_reachable"](back) == (1.0, 1.0)
+    result = ScenarioResult(7, False, timedelta(minutes=5), 16, 1.5, report, {"seed": 7})
+    assert ScenarioResult.from_dict(json.loads(json.dumps(result.as_dict()))) == replace(
+        result, report=again
+    )

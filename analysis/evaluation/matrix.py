@@ -45,6 +45,19 @@ class ScenarioResult:
             "backtest": self.report.as_dict(),
         }
 
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> ScenarioResult:
+        """The scenario :meth:`as_dict` wrote (one entry of a stored ``eval.json``)."""
+        return cls(
+            seed=int(d["seed"]),
+            healthy=bool(d["healthy"]),
+            cycle=timedelta(minutes=float(d["cycle_minutes"])),
+            n_gpus=int(d["gpus"]),
+            seconds=float(d["seconds"]),
+            report=BacktestReport.from_dict(d["backtest"]),
+            description=dict(d.get("description", {})),
+        )
+
 
 @dataclass(frozen=True)
 class Target:
@@ -111,6 +124,12 @@ def _with_failure(o: FaultOutcome) -> bool:
     return o.precursor_minutes is not None
 
 
+def _reachable(o: FaultOutcome) -> bool:
+    """Return whether the fault's precursor lasts an hour or more: a warning an hour before the
+    failure is possible at all (a 40-minute precursor cannot be warned of 60 minutes ahead)."""
+    return o.precursor_minutes is not None and o.precursor_minutes >= 60.0
+
+
 def _slow(o: FaultOutcome) -> bool:
     """Return whether the fault is slow-burn."""
     return o.precursor_minutes is not None and o.precursor_minutes >= SLOW_BURN.total_seconds() / 60
@@ -119,6 +138,7 @@ def _slow(o: FaultOutcome) -> bool:
 #: Rate metrics: name -> (numerator, denominator) of one scenario's detector score.
 RATES: Mapping[str, _Counter] = {
     "warn_1h": lambda s: _count(s, _with_failure, _lead_at_least(60.0)),
+    "warn_1h_reachable": lambda s: _count(s, _reachable, _lead_at_least(60.0)),
     "recall_strict": lambda s: (float(s.n_warned_strict), float(s.n_faults)),
     "recall_loose": lambda s: (float(s.n_warned), float(s.n_faults)),
     "slow_24h": lambda s: _count(s, _slow, _lead_at_least(SLOW_BURN.total_seconds() / 60)),

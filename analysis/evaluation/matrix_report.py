@@ -14,6 +14,7 @@ from analysis.evaluation.matrix import ScenarioResult, target_checks
 _PCT = "{:.0%}"
 _ROWS: tuple[tuple[str, str, str], ...] = (
     ("warned >= 1 h, strict", "warn_1h", _PCT),
+    ("warned >= 1 h, strict, of precursors >= 1 h", "warn_1h_reachable", _PCT),
     ("recall strict", "recall_strict", _PCT),
     ("recall loose", "recall_loose", _PCT),
     ("median lead strict (min)", "lead_strict", "{:.0f}"),
@@ -94,9 +95,13 @@ def matrix_markdown(
     median = secs[len(secs) // 2] if secs else 0.0
     lines = [
         f"Scenario matrix, seeds {seeds_label}: {len({r.seed for r in results})} scenarios, "
-        f"{len(results)} replays, {gpu_days:,.0f} GPU-days, {faults} faults. Wall time "
-        f"{wall_seconds / 60:.1f} min on {jobs} process(es); per replay median {median:.0f} s, "
-        f"max {secs[-1] if secs else 0.0:.0f} s.",
+        f"{len(results)} replays, {gpu_days:,.0f} GPU-days, {faults} faults. "
+        + (
+            f"Wall time {wall_seconds / 60:.1f} min on {jobs} process(es); "
+            if jobs
+            else "Pooled from stored replays; "
+        )
+        + f"per replay median {median:.0f} s, max {secs[-1] if secs else 0.0:.0f} s.",
         "",
         "Intervals: 95 % bootstrap over scenarios; n = cases pooled. Strict: the warning's "
         "root cause names the fault's target (docs/evaluation.md).",

@@ -6,7 +6,7 @@ Frozen dataclasses with their JSON forms; the arithmetic that fills them lives i
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 
 from analysis.evaluation.numeric import json_round
-from analysis.types import Fault, format_time
+from analysis.types import Fault, format_time, parse_time
 
 
 @dataclass(frozen=True)
@@ -45,6 +45,11 @@ class BenignKindScore:
     def as_dict(self) -> dict[str, int]:
         """Return the JSON cell."""
         return {"events": self.events, "events_paged": self.events_paged, "pages": self.pages}
+
+    @classmethod
+    def from_dict(cls, kind: str, cell: Mapping[str, Any]) -> BenignKindScore:
+        """The score :meth:`as_dict` wrote."""
+        return cls(kind, int(cell["events"]), int(cell["events_paged"]), int(cell["pages"]))
 
 
 @dataclass(frozen=True)
@@ -100,6 +105,41 @@ class FaultOutcome:
             "escalated": self.escalated,
             "false_all_clear": self.false_all_clear,
         }
+
+    @classmethod
+    def from_dict(cls, row: Mapping[str, Any], cell: Mapping[str, Any]) -> FaultOutcome:
+        """The outcome :meth:`as_dict` wrote as ``cell`` in the fault's ``row`` of the backtest
+        table (its id, kind, onset and failure: the precursor is failure minus onset)."""
+        onset, failure = row.get("onset"), row.get("failure")
+        precursor = (
+            (parse_time(failure) - parse_time(onset)).total_seconds() / 60.0
+            if onset and failure
+            else None
+        )
+        warned_at = cell.get("warned_at")
+        return cls(
+            fault_id=str(row["id"]),
+            kind=str(row["kind"]),
+            warned=bool(cell["warned"]),
+            warned_at=parse_time(warned_at) if warned_at else None,
+            lead_minutes=cell.get("lead_minutes"),
+            incident_id=cell.get("incident"),
+            root_cause_correct=cell.get("root_cause_correct"),
+            top1=cell.get("top1"),
+            top3=cell.get("top3"),
+            level=str(cell.get("level", "other")),
+            precursor_minutes=precursor,
+            warned_strict=bool(cell.get("warned_strict", False)),
+            lead_minutes_strict=cell.get("lead_minutes_strict"),
+            incident_strict=cell.get("incident_strict"),
+            top1_strict=cell.get("top1_strict"),
+            factors_strict=tuple(cell.get("factors_strict", ())),
+            gpus_affected=int(cell.get("gpus_affected", 0)),
+            gpus_paged=int(cell.get("gpus_paged", 0)),
+            one_incident=cell.get("one_incident"),
+            escalated=cell.get("escalated"),
+            false_all_clear=bool(cell.get("false_all_clear", False)),
+        )
 
 
 def _distribution(values: tuple[float, ...]) -> dict[str, float | None]:
@@ -189,6 +229,48 @@ class DetectorScore:
             "benign": {kind: b.as_dict() for kind, b in self.benign.items()},
         }
 
+    @classmethod
+    def from_dict(
+        cls, name: str, d: Mapping[str, Any], rows: Sequence[Mapping[str, Any]]
+    ) -> DetectorScore:
+        """The score :meth:`as_dict` wrote as ``d``, its outcomes from the backtest table's
+        ``rows`` (each fault's cell under ``name``)."""
+        strict = d.get("strict", {})
+        return cls(
+            detector=name,
+            n_faults=int(d["faults"]),
+            n_warned=int(d["warned"]),
+            recall=d.get("recall"),
+            n_incidents=int(d["incidents"]),
+            n_true_incidents=int(d["true_incidents"]),
+            precision=d.get("precision"),
+            lead_minutes=tuple(d.get("lead_minutes", ())),
+            median_lead_minutes=d.get("median_lead_minutes"),
+            n_false_incidents=int(d["false_incidents"]),
+            false_incidents_per_1k_gpu_days=d.get("false_incidents_per_1k_gpu_days"),
+            n_shared_faults=int(d.get("shared_faults_warned", 0)),
+            root_cause_accuracy=d.get("root_cause_accuracy"),
+            n_explained_faults=int(d.get("explained_faults", 0)),
+            explanation_top1=d.get("explanation_top1"),
+            explanation_top3=d.get("explanation_top3"),
+            outcomes=tuple(FaultOutcome.from_dict(r, r[name]) for r in rows if name in r),
+            n_warned_strict=int(strict.get("warned", 0)),
+            recall_strict=strict.get("recall"),
+            lead_minutes_strict=tuple(strict.get("lead_minutes", ())),
+            median_lead_minutes_strict=strict.get("median_lead_minutes"),
+            n_component_faults=int(d.get("component_faults", 0)),
+            n_one_incident=int(d.get("one_incident_naming_component", 0)),
+            one_incident_rate=d.get("one_incident_rate"),
+            n_node_faults=int(d.get("node_faults", 0)),
+            n_escalated=int(d.get("node_faults_escalated", 0)),
+            n_false_all_clear=int(d.get("false_all_clear", 0)),
+            gpus_affected=int(d.get("gpus_affected", 0)),
+            gpus_paged=int(d.get("gpus_paged", 0)),
+            n_explained_strict=int(strict.get("explained_faults", 0)),
+            explanation_top1_strict=strict.get("explanation_top1"),
+            benign={k: BenignKindScore.from_dict(k, v) for k, v in d.get("benign", {}).items()},
+        )
+
 
 @dataclass(frozen=True)
 class BacktestReport:
@@ -220,3 +302,28 @@ class BacktestReport:
             "detectors": {name: s.as_dict() for name, s in self.detectors.items()},
             "faults": rows,
         }
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> BacktestReport:
+        """The report :meth:`as_dict` wrote (a stored ``eval.json`` scenario's ``backtest``).
+
+        The faults come back without their affected GPUs (the table does not keep them); every
+        figure the scenario matrix pools is kept. Raises ``KeyError``/``ValueError``/``TypeError``
+        on a table that is not one.
+        """
+        rows = list(d["faults"])
+        faults = tuple(
+            Fault(
+                id=str(r["id"]),
+                kind=str(r["kind"]),
+                target=str(r["target"]),
+                affected=(),
+                onset=parse_time(r["onset"]),
+                failure=parse_time(r["failure"]) if r.get("failure") else None,
+            )
+            for r in rows
+        )
+        detectors = {
+            name: DetectorScore.from_dict(name, cell, rows) for name, cell in d["detectors"].items()
+        }
+        return cls(detectors=detectors, faults=faults, gpu_days=float(d["gpu_days"]))

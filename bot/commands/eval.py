@@ -249,11 +249,19 @@ def eval_command(
         Path | None, typer.Option("--out", help="Directory for eval.json and eval.md")
     ] = None,
     factory: Annotated[str, typer.Option("--scenario-factory", hidden=True)] = DEFAULT_FACTORY,
+    pool: Annotated[
+        list[Path] | None,
+        typer.Option(
+            "--pool",
+            help="Replay nothing: pool the scenarios of these eval.json files again (repeatable)",
+        ),
+    ] = None,
 ) -> None:
     """Replay the randomized scenario matrix in memory; strict scores with 95 % intervals."""
+    if pool:
+        pool_report(pool, out)
+        return
     from analysis.ablation import ABLATION_SCORERS
-    from analysis.evaluation.matrix import aggregate, pooled_json, target_checks
-    from analysis.evaluation.matrix_report import matrix_markdown
     from analysis.evaluation.protocol import SEED_SETS, is_report_seed
     from analysis.scorer import COMPARED_SCORERS
     from bot.commands.backtest import parse_duration
@@ -296,9 +304,29 @@ def eval_command(
 
         results, failed = run_matrix(todo, jobs, done)
     wall = time.perf_counter() - started
-    pooled = aggregate(results)
     if skip or limit is not None:  # say which of them: "report 10008-10015"
         label = f"{label} {chosen[0]}-{chosen[-1]}" if label in SEED_SETS else label
+    write_report(
+        results, failed, label=label, healthy=healthy, names=names, wall=wall, jobs=jobs, out=out
+    )
+
+
+def write_report(
+    results: Sequence[ScenarioResult],
+    failed: Sequence[tuple[int, str]],
+    *,
+    label: str,
+    healthy: bool | None,
+    names: Sequence[str],
+    wall: float,
+    jobs: int,
+    out: Path | None,
+) -> None:
+    """Pool the scenarios, print the Markdown report and write ``eval.json`` and ``eval.md``."""
+    from analysis.evaluation.matrix import aggregate, pooled_json, target_checks
+    from analysis.evaluation.matrix_report import matrix_markdown
+
+    pooled = aggregate(results)
     summary = matrix_markdown(pooled, results, seeds_label=label, wall_seconds=wall, jobs=jobs)
     if failed:
         summary += "\nScenarios that could not be scored (left out of every figure above):\n\n"
@@ -332,3 +360,54 @@ def eval_command(
     Console().print(Markdown(summary))
     if out is not None:
         Console().print(f"report written to {out}/", highlight=False)
+
+
+def pool_report(paths: Sequence[Path], out: Path | None) -> None:
+    """``--pool``: report the scenarios stored in ``paths`` again, pooled by this version."""
+    results, failed, names = load_results(paths)
+    kinds = {r.healthy for r in results}
+    label = "pooled from " + ", ".join(str(p) for p in paths)
+    healthy = kinds.pop() if len(kinds) == 1 else None
+    write_report(
+        results, failed, label=label, healthy=healthy, names=names, wall=0.0, jobs=0, out=out
+    )
+
+
+def load_results(
+    paths: Sequence[Path],
+) -> tuple[list[ScenarioResult], list[tuple[int, str]], list[str]]:
+    """The scenarios, unscored seeds and detectors stored in ``eval.json`` files (``--pool``).
+
+    Raises ``UserError`` naming the file when one cannot be read or is no eval.json, and when a
+    scenario (seed, healthy, cadence) comes twice: pooled twice it would count twice.
+    """
+    from analysis.evaluation.matrix import ScenarioResult
+
+    results: list[ScenarioResult] = []
+    failed: list[tuple[int, str]] = []
+    names: list[str] = []
+    seen: dict[tuple[int, bool, float], Path] = {}
+    for path in paths:
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+            loaded = [ScenarioResult.from_dict(s) for s in data["scenarios"]]
+            failed += [(int(f["seed"]), str(f["reason"])) for f in data.get("failed", ())]
+            names += [str(n) for n in data["detectors"]]
+        except OSError as exc:
+            raise UserError(f"--pool {path}: cannot be read ({exc.strerror or exc})") from None
+        except (ValueError, KeyError, TypeError) as exc:
+            raise UserError(
+                f"--pool {path}: not an eval.json written by gpu-risk eval ({type(exc).__name__}: "
+                f"{exc}); pass the eval.json of an --out directory"
+            ) from None
+        for r in loaded:
+            key = (r.seed, r.healthy, r.cycle.total_seconds())
+            if key in seen:
+                raise UserError(
+                    f"--pool: seed {r.seed} ({'healthy' if r.healthy else 'faulty'}, "
+                    f"{key[2] / 60:g} min) is in both {seen[key]} and {path}; pool each "
+                    "scenario once"
+                )
+            seen[key] = path
+        results += loaded
+    return results, failed, list(dict.fromkeys(names))
