@@ -20,7 +20,7 @@ from typing import Self
 import numpy as np
 import numpy.typing as npt
 
-MAD_TO_SIGMA = 1.4826
+from analysis.stats import MAD_TO_SD
 
 
 class RobustZAttributor:
@@ -41,7 +41,7 @@ class RobustZAttributor:
         mad = np.median(np.abs(x - self.median_), axis=0)
         span = x.max(axis=0) - x.min(axis=0)
         span = np.where(span > 0, span, 1.0)
-        self.scale_ = np.maximum(MAD_TO_SIGMA * mad, self.floor * span)
+        self.scale_ = np.maximum(MAD_TO_SD * mad, self.floor * span)
         return self
 
     def deviation(self, X: npt.ArrayLike) -> npt.NDArray[np.float64]:  # noqa: N803

@@ -75,6 +75,7 @@ from analysis.incidents import (
     find_incidents,
     per_gpu_incidents,
 )
+from analysis.stats import MAD_TO_SD
 from analysis.thermal import fit_temp_per_watt
 from analysis.types import Assessment, Fault, FleetFrames, GpuRef, GpuScore
 
@@ -244,7 +245,7 @@ def _load_spread(
         arr = slopes[column].to_numpy(dtype=np.float64)
         arr = arr[np.isfinite(arr)]
         if len(arr) >= MIN_SLOPE_GPUS:
-            spreads[column] = float(1.4826 * np.median(np.abs(arr - np.median(arr))))
+            spreads[column] = float(MAD_TO_SD * np.median(np.abs(arr - np.median(arr))))
         else:
             spreads[column] = DEFAULT_LOAD_SPREAD
     return usual, pd.Series(spreads, dtype=float)
@@ -401,7 +402,7 @@ class FeatureScorer:
             self.baseline_ = pd.DataFrame(columns=self.columns_, dtype=float)
             dev = x
         self.center_ = dev.median()
-        mad = (dev - self.center_).abs().median() * 1.4826
+        mad = (dev - self.center_).abs().median() * MAD_TO_SD
         # The central 99 % range keeps multi-modal features (jobs start and stop) from
         # looking wild: a feature that is noisy in healthy history counts for less.
         wide = (dev.quantile(0.995) - dev.quantile(0.005)) / 5.15

@@ -1,10 +1,15 @@
-"""Per-GPU statistics over tidy series: NaN-aware least-squares slopes and Anscombe counts. Pure."""
+"""Per-GPU statistics over tidy series: NaN-aware least-squares slopes, Anscombe counts, the MAD's
+normal scale. Pure."""
 
 from __future__ import annotations
 
 import numpy as np
 import numpy.typing as npt
 import pandas as pd
+
+#: Median absolute deviation -> standard deviation of a normal distribution (the MAD's
+#: normal-consistent scale), used wherever a robust spread stands in for one.
+MAD_TO_SD = 1.4826
 
 
 def group_slope(

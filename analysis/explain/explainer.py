@@ -40,12 +40,12 @@ from analysis.explain.wording import (
     _peer_note,
     _summary,
 )
+from analysis.stats import MAD_TO_SD
 from analysis.types import Explanation, Factor, FleetFrames, Incident
 
 logger = logging.getLogger(__name__)
 
 MAX_TRAIN_ENTITIES = 64  # entities of one kind whose history trains its SCM (sampled beyond)
-MAD_TO_SD = 1.4826  # median absolute deviation -> standard deviation of a normal distribution
 
 
 class Explainer:
