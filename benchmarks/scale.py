@@ -12,7 +12,10 @@ so its peak RSS is its own:
 - ``reads``: what a cycle reads (the peer metrics raw, the reductions from the server), --repeat
   times, no model: a lower bound of the steady cycle at sizes no model can be fitted at yet;
 - ``scan``: ``gpu-risk scan --at T --format json`` with an empty model dir (fits, like a user's
-  first one-shot scan).
+  first one-shot scan);
+- ``scan-stored``: the same scan with the model ``cold`` saved in ``GPU_RISK_MODEL_DIR`` (an
+  operator's scan beside the running bot, which keeps its fitted model there; run ``cold``
+  first).
 
 A phase over --budget-seconds or --max-rss-gb is killed and shown as "> budget" / "> mem". Prints
 one table, the ratios and the log-log slope of each phase's time against N; --out writes JSON.
@@ -47,7 +50,7 @@ from benchmarks.scale_data import FleetShape, load_fleet, write_topology
 ROOT = Path(__file__).resolve().parent.parent
 #: The scored instant (samples on the minute grid up to it); fixed so runs are comparable.
 AT = datetime(2026, 11, 20, 12, 0, tzinfo=UTC)
-PHASES = ("fetch", "bare", "cold", "steady", "reads", "scan")
+PHASES = ("fetch", "bare", "cold", "steady", "reads", "scan", "scan-stored")
 
 
 def _rss_mb(pid: int) -> float:
@@ -112,13 +115,19 @@ def _phase(
     return run
 
 
-def _scan(work: Path, env: dict[str, str], opts: argparse.Namespace) -> dict[str, Any]:
-    """``gpu-risk scan --at T --format json`` with an empty model dir, ``--repeat`` times."""
+def _scan(
+    work: Path, env: dict[str, str], opts: argparse.Namespace, *, stored: bool = False
+) -> dict[str, Any]:
+    """``gpu-risk scan --at T --format json``, ``--scan-repeat`` times, with an empty model dir
+    (it fits), or with ``stored`` the model dir the ``cold`` phase saved its model in."""
     cli = "import sys; from bot.cli import main; sys.argv[0] = 'gpu-risk'; sys.exit(main())"
+    if stored and not any((work / "models").glob("*")):
+        return {"error": "scan-stored needs the model the cold phase saves: run cold first"}
     runs = []
     for i in range(opts.scan_repeat):
-        senv = env | {"GPU_RISK_MODEL_DIR": str(work / f"scan-models-{i}")}
-        log = work / f"scan-{i}.log"
+        models = work / "models" if stored else work / f"scan-models-{i}"
+        senv = env | {"GPU_RISK_MODEL_DIR": str(models)}
+        log = work / f"scan{'-stored' if stored else ''}-{i}.log"
         run = run_child(
             [sys.executable, "-c", cli, "scan", "--at", AT.isoformat(), "--format", "json"],
             senv,
@@ -128,7 +137,9 @@ def _scan(work: Path, env: dict[str, str], opts: argparse.Namespace) -> dict[str
         )
         if run["exit"] == 0:
             text = log.read_text(errors="replace")
-            run["gpus"] = json.loads(text[text.index("{") :]).get("gpus_scored")
+            answer = json.loads(text[text.index("{") :])
+            run["gpus"] = answer.get("gpus_scored")
+            run["incidents"] = len(answer.get("incidents", ()))
         else:
             run["error"] = log.read_text(errors="replace")[-1500:]
         runs.append(run)
@@ -184,8 +195,8 @@ def bench_one(n: int, opts: argparse.Namespace, root: Path) -> dict[str, Any]:
             env["PYTHONPATH"] = str(Path(opts.code).resolve())
         queries = work / "queries.json"
         for name in opts.phases:
-            if name == "scan":
-                r = _scan(work, env, opts)
+            if name in ("scan", "scan-stored"):
+                r = _scan(work, env, opts, stored=name == "scan-stored")
             elif name == "reads" and opts.reads_concurrency:
                 # the same reads at each concurrency, side by side in this run
                 by = {}
@@ -204,6 +215,9 @@ def bench_one(n: int, opts: argparse.Namespace, root: Path) -> dict[str, Any]:
                 r = _phase(name, work, env, opts, extra)
             r["vm_rss_mb_after"] = vm.rss_mb()
             res[name] = r
+            if "rss_mb" not in r:  # refused before it ran
+                print(f"  {name:<6} not run: {r.get('error', '')}", flush=True)
+                continue
             print(f"  {name:<6} {_cell(r)} s, peak RSS {r['rss_mb']:.0f} MB, wall {r['wall_s']:.1f} s"
                   + (f"  ERROR: {r['error'][-300:]}" if "error" in r else ""), flush=True)  # fmt: skip
         for name in ("steady", "cold"):
@@ -305,16 +319,27 @@ def report(results: list[dict[str, Any]]) -> str:
                 f"  N={r['gpus']}: {rd['median']:.2f} s{vs}, peak RSS {rd['rss_mb']:.0f} MB "
                 f"(concurrency {rd.get('concurrency', '-')})"
             )
+    stored = [r for r in results if "median" in (r.get("scan-stored") or {})]
+    if stored:
+        lines.append("")
+        lines.append("one-shot scan with the running bot's stored model (no fit):")
+    for r in stored:
+        sc = r["scan-stored"]
+        lines.append(
+            f"  N={r['gpus']}: {sc['median']:.2f} s, peak RSS {sc['rss_mb']:.0f} MB, "
+            f"{sc.get('gpus')} GPUs scored, {sc.get('incidents')} incidents"
+        )
     lines.append("")
     lines.append("min/median/max per phase (s):")
     for r in results:
-        parts = [f"{p} {_spread(r.get(p))}" for p in ("fetch", "bare", "steady", "reads", "scan")]
+        every = ("fetch", "bare", "steady", "reads", "scan", "scan-stored")
+        parts = [f"{p} {_spread(r.get(p))}" for p in every]
         lines.append(f"  N={r['gpus']}: " + ", ".join(parts))
     ns = [r["gpus"] for r in results]
     if len(ns) > 1:
         lines.append("")
         lines.append("log-log slope of time vs N (1.0 = linear):")
-        for p in ("fetch", "bare", "steady", "reads", "cold", "scan"):
+        for p in ("fetch", "bare", "steady", "reads", "cold", "scan", "scan-stored"):
             ts = [(r.get(p) or {}).get("median", math.nan) for r in results]
             s = slope(ns, [t for t in ts])
             lines.append(f"  {p:<6} {s:.2f}" if s is not None else f"  {p:<6} -")
