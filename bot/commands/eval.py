@@ -35,7 +35,9 @@ from bot.commands.common import UserError, guarded, progress_bar
 
 if TYPE_CHECKING:
     from analysis.evaluation.matrix import ScenarioResult
-    from bot.pipeline import CycleOutcome
+    from analysis.types import Assessment
+    from bot.pipeline import CycleOutcome, Pipeline
+    from bot.replay import Replay
 
 logger = logging.getLogger(__name__)
 
@@ -119,10 +121,7 @@ def run_job(
     from analysis.backtest import replay
     from analysis.evaluation.matching import component_ids
     from analysis.evaluation.matrix import ScenarioResult
-    from bot.commands.backtest import check_grid, relevant_faults
-    from bot.config import load_settings
-    from bot.replay import Replay, cycle_times
-    from bot.wiring import backtest_pipelines
+    from bot.commands.backtest import relevant_faults
     from storage.simulator.faults import REPAIR_HOURS
 
     for category in (RuntimeWarning, FutureWarning):  # numpy/pandas chatter, not findings
@@ -130,23 +129,13 @@ def run_job(
     logging.getLogger().setLevel(logging.WARNING)
     started = time.perf_counter()
     scenario = _factory(job.factory)(job.seed, healthy=job.healthy, max_gpus=job.max_gpus)
-    settings = load_settings(None, step_seconds=int(scenario.step.total_seconds()))
     t0 = scenario.start + scenario.history
     t1 = t0 + scenario.replay
     cycle = _on_grid(job.cycle, scenario.step)
     topology = scenario.topology
-    pipelines = backtest_pipelines(
-        settings,
-        scenario.simulator(),
-        topology,
-        detectors=list(job.detectors),
-        explain=job.explain,
-        horizon=t1,
+    driver, pipelines, runs = replay_scenario(
+        scenario, job.detectors, explain=job.explain, cycle=cycle, after_cycle=after_cycle
     )
-    for pipeline in pipelines.values():
-        check_grid(cycle, pipeline.window, pipeline.step)
-    driver = Replay(pipelines, refit_every=REFIT_EVERY, after_cycle=after_cycle)
-    runs = driver.run(cycle_times(t0, t1, cycle))
     seen = set().union(*(p.last_seen for p in pipelines.values()))
     report = replay(
         runs,
@@ -175,6 +164,44 @@ def run_job(
             ]
         },
     )
+
+
+def replay_scenario(
+    scenario: Any,
+    detectors: Sequence[str],
+    *,
+    explain: bool,
+    cycle: timedelta,
+    after_cycle: Callable[[datetime, Mapping[str, CycleOutcome]], None] | None = None,
+) -> tuple[Replay, dict[str, Pipeline], dict[str, list[Assessment]]]:
+    """Replay ``scenario``'s evaluated period every ``cycle`` through the product's own loop.
+
+    One pipeline per detector, built by the composition root as ``gpu-risk backtest`` builds
+    them (``bot.wiring.backtest_pipelines``: own in-memory store, never a stored model), on the
+    scenario's in-memory simulator; learning detectors refit every :data:`REFIT_EVERY`. Returns
+    the driver (its failed refits), the pipelines (the GPUs they saw) and each one's assessments.
+    ``cycle`` must be a whole number of the scenario's steps (``check_grid``).
+    """
+    from bot.commands.backtest import check_grid
+    from bot.config import load_settings
+    from bot.replay import Replay, cycle_times
+    from bot.wiring import backtest_pipelines
+
+    settings = load_settings(None, step_seconds=int(scenario.step.total_seconds()))
+    t0 = scenario.start + scenario.history
+    t1 = t0 + scenario.replay
+    pipelines = backtest_pipelines(
+        settings,
+        scenario.simulator(),
+        scenario.topology,
+        detectors=list(detectors),
+        explain=explain,
+        horizon=t1,
+    )
+    for pipeline in pipelines.values():
+        check_grid(cycle, pipeline.window, pipeline.step)
+    driver = Replay(pipelines, refit_every=REFIT_EVERY, after_cycle=after_cycle)
+    return driver, pipelines, driver.run(cycle_times(t0, t1, cycle))
 
 
 def run_matrix(
