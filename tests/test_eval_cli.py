@@ -187,7 +187,18 @@ def test_tiny_dev_matrix_end_to_end(tmp_path: Path) -> None:
 def test_pool_names_the_file_it_cannot_use(tmp_path: Path) -> None:
     bad = tmp_path / "eval.json"
     bad.write_text(json.dumps({"seeds": "dev", "scenarios": [{"seed": 1}]}))
-    for path, words in ((bad, "not an eval.json"), (tmp_path / "none.json", "cannot be read")):
+    odd = tmp_path / "odd.json"  # the right keys holding the wrong shapes
+    scenario = {"seed": 1, "healthy": True, "cycle_minutes": 5, "gpus": 8, "seconds": 1.0}
+    backtest = {"gpu_days": 1.0, "faults": [], "detectors": {"graph": ["not", "a", "score"]}}
+    odd.write_text(
+        json.dumps({"detectors": ["graph"], "scenarios": [scenario | {"backtest": backtest}]})
+    )
+    cases = (
+        (bad, "not an eval.json"),
+        (odd, "not an eval.json"),
+        (tmp_path / "none.json", "cannot be read"),
+    )
+    for path, words in cases:
         result = CliRunner().invoke(build_app(), ["eval", "--pool", str(path)])
         assert result.exit_code == 2, result.stdout
         assert str(path) in result.stderr and words in result.stderr

@@ -422,7 +422,7 @@ def load_results(
             names += [str(n) for n in data["detectors"]]
         except OSError as exc:
             raise UserError(f"--pool {path}: cannot be read ({exc.strerror or exc})") from None
-        except (ValueError, KeyError, TypeError) as exc:
+        except (ValueError, KeyError, TypeError, AttributeError) as exc:
             raise UserError(
                 f"--pool {path}: not an eval.json written by gpu-risk eval ({type(exc).__name__}: "
                 f"{exc}); pass the eval.json of an --out directory"
