@@ -1,4 +1,8 @@
-"""Dev seed only: print the explainer's choice (target, top z, contributions) for a fault's incident."""
+"""Dev seeds only: the explainer's choice (target subsystem, top z, contributions) for one fault's incident.
+
+Run from the repository: `.venv/bin/python docs/experiments/why-explained.py 120 dgx-01-02/3`
+(development seed, the GPU or component the fault targets); replays the scenario with explanations.
+"""
 import logging, sys, warnings
 from datetime import timedelta
 import analysis.explain.explainer as ex
