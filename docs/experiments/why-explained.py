@@ -8,6 +8,9 @@ from datetime import timedelta
 import analysis.explain.explainer as ex
 from bot.commands.eval import _factory, DEFAULT_FACTORY, replay_scenario, _on_grid
 seed, target = int(sys.argv[1]), sys.argv[2]
+from analysis.evaluation.protocol import is_report_seed
+if is_report_seed(seed):
+    sys.exit(f"{seed} is a report seed (analysis/evaluation/protocol.py): use a development seed")
 warnings.simplefilter("ignore"); logging.getLogger().setLevel(logging.ERROR)
 sc = _factory(DEFAULT_FACTORY)(seed, healthy=False, max_gpus=128)
 orig_choose = ex._choose_target
