@@ -66,8 +66,7 @@ def matrix_markdown(
     results: Sequence[ScenarioResult],
     *,
     seeds_label: str,
-    wall_seconds: float,
-    jobs: int,
+    run: tuple[float, int] | None,
 ) -> str:
     """Return the report: targets, per-group detector tables, per-kind recall, benign, scenarios.
 
@@ -79,10 +78,9 @@ def matrix_markdown(
         The scenarios, for the run's size and the per-scenario runtimes.
     seeds_label : str
         Which seeds ran (``dev``, ``report`` or the list).
-    wall_seconds : float
-        Wall-clock time of the whole run.
-    jobs : int
-        Worker processes used.
+    run : tuple[float, int] | None
+        Wall-clock seconds of the whole run and the worker processes it used; None when the
+        scenarios were pooled from stored replays (``gpu-risk eval --pool``).
 
     Returns
     -------
@@ -97,8 +95,8 @@ def matrix_markdown(
         f"Scenario matrix, seeds {seeds_label}: {len({r.seed for r in results})} scenarios, "
         f"{len(results)} replays, {gpu_days:,.0f} GPU-days, {faults} faults. "
         + (
-            f"Wall time {wall_seconds / 60:.1f} min on {jobs} process(es); "
-            if jobs
+            f"Wall time {run[0] / 60:.1f} min on {run[1]} process(es); "
+            if run is not None
             else "Pooled from stored replays; "
         )
         + f"per replay median {median:.0f} s, max {secs[-1] if secs else 0.0:.0f} s.",

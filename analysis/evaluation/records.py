@@ -107,19 +107,14 @@ class FaultOutcome:
         }
 
     @classmethod
-    def from_dict(cls, row: Mapping[str, Any], cell: Mapping[str, Any]) -> FaultOutcome:
-        """The outcome :meth:`as_dict` wrote as ``cell`` in the fault's ``row`` of the backtest
-        table (its id, kind, onset and failure: the precursor is failure minus onset)."""
-        onset, failure = row.get("onset"), row.get("failure")
-        precursor = (
-            (parse_time(failure) - parse_time(onset)).total_seconds() / 60.0
-            if onset and failure
-            else None
-        )
+    def from_dict(cls, fault: Fault, cell: Mapping[str, Any]) -> FaultOutcome:
+        """The outcome :meth:`as_dict` wrote as ``cell`` for ``fault`` (its precursor is the
+        fault's failure minus its onset, as the backtest sets it)."""
+        precursor = (fault.failure - fault.onset).total_seconds() / 60.0 if fault.failure else None
         warned_at = cell.get("warned_at")
         return cls(
-            fault_id=str(row["id"]),
-            kind=str(row["kind"]),
+            fault_id=fault.id,
+            kind=fault.kind,
             warned=bool(cell["warned"]),
             warned_at=parse_time(warned_at) if warned_at else None,
             lead_minutes=cell.get("lead_minutes"),
@@ -231,10 +226,14 @@ class DetectorScore:
 
     @classmethod
     def from_dict(
-        cls, name: str, d: Mapping[str, Any], rows: Sequence[Mapping[str, Any]]
+        cls,
+        name: str,
+        d: Mapping[str, Any],
+        rows: Sequence[Mapping[str, Any]],
+        faults: Sequence[Fault],
     ) -> DetectorScore:
         """The score :meth:`as_dict` wrote as ``d``, its outcomes from the backtest table's
-        ``rows`` (each fault's cell under ``name``)."""
+        ``rows`` (each fault's cell under ``name``; ``faults``: the rows' faults, in order)."""
         strict = d.get("strict", {})
         return cls(
             detector=name,
@@ -253,7 +252,11 @@ class DetectorScore:
             n_explained_faults=int(d.get("explained_faults", 0)),
             explanation_top1=d.get("explanation_top1"),
             explanation_top3=d.get("explanation_top3"),
-            outcomes=tuple(FaultOutcome.from_dict(r, r[name]) for r in rows if name in r),
+            outcomes=tuple(
+                FaultOutcome.from_dict(f, r[name])
+                for r, f in zip(rows, faults, strict=True)
+                if name in r
+            ),
             n_warned_strict=int(strict.get("warned", 0)),
             recall_strict=strict.get("recall"),
             lead_minutes_strict=tuple(strict.get("lead_minutes", ())),
@@ -324,6 +327,7 @@ class BacktestReport:
             for r in rows
         )
         detectors = {
-            name: DetectorScore.from_dict(name, cell, rows) for name, cell in d["detectors"].items()
+            name: DetectorScore.from_dict(name, cell, rows, faults)
+            for name, cell in d["detectors"].items()
         }
         return cls(detectors=detectors, faults=faults, gpu_days=float(d["gpu_days"]))

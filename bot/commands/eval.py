@@ -334,7 +334,7 @@ def eval_command(
     if skip or limit is not None:  # say which of them: "report 10008-10015"
         label = f"{label} {chosen[0]}-{chosen[-1]}" if label in SEED_SETS else label
     write_report(
-        results, failed, label=label, healthy=healthy, names=names, wall=wall, jobs=jobs, out=out
+        results, failed, label=label, healthy=healthy, names=names, run=(wall, jobs), out=out
     )
 
 
@@ -345,16 +345,18 @@ def write_report(
     label: str,
     healthy: bool | None,
     names: Sequence[str],
-    wall: float,
-    jobs: int,
+    run: tuple[float, int] | None,
     out: Path | None,
 ) -> None:
-    """Pool the scenarios, print the Markdown report and write ``eval.json`` and ``eval.md``."""
+    """Pool the scenarios, print the Markdown report and write ``eval.json`` and ``eval.md``.
+
+    ``run``: the replay's wall seconds and worker processes; None for scenarios pooled from
+    stored replays (``--pool``: no wall time or workers of their own)."""
     from analysis.evaluation.matrix import aggregate, pooled_json, target_checks
     from analysis.evaluation.matrix_report import matrix_markdown
 
     pooled = aggregate(results)
-    summary = matrix_markdown(pooled, results, seeds_label=label, wall_seconds=wall, jobs=jobs)
+    summary = matrix_markdown(pooled, results, seeds_label=label, run=run)
     if failed:
         summary += "\nScenarios that could not be scored (left out of every figure above):\n\n"
         summary += "".join(f"- seed {seed}: {reason}\n" for seed, reason in failed)
@@ -362,8 +364,8 @@ def write_report(
         "seeds": label,
         "healthy": healthy,
         "detectors": list(names),
-        "wall_seconds": round(wall, 1),
-        "jobs": jobs,
+        "wall_seconds": round(run[0], 1) if run is not None else None,
+        "jobs": run[1] if run is not None else None,
         "pooled": pooled_json(pooled),
         "targets": [
             {
@@ -395,9 +397,7 @@ def pool_report(paths: Sequence[Path], out: Path | None) -> None:
     kinds = {r.healthy for r in results}
     label = "pooled from " + ", ".join(str(p) for p in paths)
     healthy = kinds.pop() if len(kinds) == 1 else None
-    write_report(
-        results, failed, label=label, healthy=healthy, names=names, wall=0.0, jobs=0, out=out
-    )
+    write_report(results, failed, label=label, healthy=healthy, names=names, run=None, out=out)
 
 
 def load_results(
