@@ -445,3 +445,16 @@ REPORT_RUN_2026_12_03_M: dict[str, object] = {
         "after": "b37affe",
     },
 }
+
+
+#: The fourteenth session's final check, fixed before it started, at commit 90ef5de (model 10;
+#: the scoring core changed since run L only by naming the constant 1.4826, the same float): the
+#: report seeds' faulty and healthy commands of run L again, one worker each, side by side (``gpu-risk
+#: eval --seeds report --skip 8 --limit 12 --cycle 5m --detectors graph,static --no-explain
+#: --max-gpus 128 --jobs 1 [--healthy]``), to confirm the final commit gives run L's figures.
+#: Reported as they finish, whatever they show.
+REPORT_RUN_2026_12_03_N: dict[str, object] = {
+    **REPORT_RUN_2026_12_02_K,
+    "model_version": 10,
+    "after": "90ef5de",
+}
