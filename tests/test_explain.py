@@ -299,7 +299,8 @@ def test_frames_are_not_modified() -> None:
 
 
 def test_after_an_hbm_failure_the_symptoms_are_shown_and_rma_hinted() -> None:
-    """After the DBE the SBE rate is gone: the XID / remap failure is what is shown, with RMA."""
+    """After the DBE the SBE rate is gone: memory is still what is shown (the remapped rows, the
+    DBEs of the last 30 minutes, or the XID / remap failure), with RMA hinted."""
     target = "gpu-node-002/1"
     fault = make_fault("hbm", target, ONSET, spec=SPEC)
     assert fault.failure is not None
@@ -313,7 +314,12 @@ def test_after_an_hbm_failure_the_symptoms_are_shown_and_rma_hinted() -> None:
     exp = explainer.explain(
         _incident(target, "gpu", (target,), at), sim.fetch(at - timedelta(hours=1), at, STEP), graph
     )
-    assert exp.factors[0].name in {"DCGM_FI_DEV_ROW_REMAP_FAILURE", "DCGM_FI_DEV_XID_ERRORS"}
+    assert exp.factors[0].name in {
+        "DCGM_FI_DEV_CORRECTABLE_REMAPPED_ROWS",
+        "DCGM_FI_DEV_ECC_DBE_VOL_TOTAL",
+        "DCGM_FI_DEV_ROW_REMAP_FAILURE",
+        "DCGM_FI_DEV_XID_ERRORS",
+    }, [(f.name, f.detail) for f in exp.factors]
     assert any("RMA" in h for h in exp.hints), exp.hints
 
 

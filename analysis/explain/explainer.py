@@ -13,7 +13,7 @@ from __future__ import annotations
 import logging
 import math
 from collections.abc import Mapping
-from typing import Self
+from typing import Self, TypeVar
 
 import networkx as nx
 import numpy as np
@@ -45,7 +45,27 @@ from analysis.types import Explanation, Factor, FleetFrames, Incident
 
 logger = logging.getLogger(__name__)
 
+_T = TypeVar("_T", pd.Series, pd.DataFrame)
+
 MAX_TRAIN_ENTITIES = 64  # entities of one kind whose history trains its SCM (sampled beyond)
+OWN_LEVEL_KEYS = tuple(v.key for v in VARS.values() if v.own_level)
+LATEST_KEYS = tuple(v.key for v in VARS.values() if v.own_level or v.counter)
+
+
+def _from_own_level(data: _T, own: pd.Series | None) -> _T:
+    """Return ``data`` with each lifetime level (``Variable.own_level``) less its own normal level.
+
+    ``data`` is one row (a Series) or a table of rows; ``own`` is the entity's own healthy medians
+    (None or NaN: unknown, the level is judged as it is).
+    """
+    out = data.copy()
+    for key in OWN_LEVEL_KEYS:
+        if key not in (out.columns if isinstance(out, pd.DataFrame) else out.index):
+            continue
+        base = float(own.get(key, float("nan"))) if own is not None else float("nan")
+        if not math.isnan(base):
+            out[key] = out[key] - base
+    return out
 
 
 class Explainer:
@@ -57,7 +77,8 @@ class Explainer:
     num_distribution_samples : samples for the anomaly scorer's tail probability.
     num_permutations : permutations of the approximate Shapley values.
     max_train_rows : history rows used to fit one SCM (subsampled beyond).
-    window : latest samples of the incident whose median is attributed.
+    window : latest samples of the incident whose median is attributed (for counters, already
+        counted over ``COUNTER_WINDOW_MINUTES``, and lifetime levels: the latest sample).
     max_factors : factors kept in an explanation.
     min_history : healthy samples (timestamps) needed before DoWhy attribution is tried.
     """
@@ -127,7 +148,7 @@ class Explainer:
             )
             table = _group_table(prepared, group)
             if not table.empty:
-                parts.append(table)
+                parts.append(_from_own_level(table, table.median(numeric_only=True)))
         table = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame()
         if len(table) > self.max_train_rows:
             idx = rng.choice(len(table), size=self.max_train_rows, replace=False)
@@ -204,13 +225,18 @@ class Explainer:
             )
         tail = table.ffill().tail(self.window)
         raw = tail.median(numeric_only=True)
+        # counts over the counter window and lifetime levels already aggregate: their latest value
+        latest = [k for k in LATEST_KEYS if k in tail.columns]
+        raw[latest] = tail[latest].iloc[-1]
         train_kind = kind
         self._training_table(train_kind)
-        sample = _adjust(raw, self.load_[train_kind])
+        ref, own = self._reference(group, baseline, self.raw_medians_[train_kind])
+        sample = _adjust(_from_own_level(raw, own), self.load_[train_kind])
         med, scale = self.stats_[train_kind]
         # z against the fleet's normal for this kind (pooled), not the entity's own history: a
-        # GPU's own median depends on the load regime it happened to run in (idle vs busy)
-        ref, _own = self._reference(group, baseline, self.raw_medians_[train_kind])
+        # GPU's own median depends on the load regime it happened to run in (idle vs busy);
+        # lifetime levels (remapped rows) are the exception, judged by their change from their own
+        # healthy level (``_from_own_level``)
         z = ((sample - med.reindex(sample.index)) / scale.reindex(sample.index)).dropna()
         subsystem, target = _choose_target(z)
         reason = ""

@@ -30,14 +30,15 @@ INLET_RISE_C = 4.0
 SUPPLY_RISE_C = 2.0
 # "Clearly above normal": over this multiple of the normal level (and over normal + a floor).
 ABOVE_NORMAL_FACTOR = 3.0
-# Floors of "clearly above normal", in each variable's units:
+# Floors of "clearly above normal", in each variable's units (counters: events in the counter
+# window, ``COUNTER_WINDOW_MINUTES``):
 THERMAL_THROTTLE_FLOOR = 0.05  # share of the time thermally throttled
 POWER_CAP_FLOOR = 0.1  # share of the time power capped
-SBE_RATE_FLOOR = 2.0  # correctable ECC errors per sample
-REMAP_RATE_FLOOR = 0.5  # remapped rows per sample
-PCIE_REPLAY_FLOOR = 5.0  # PCIe replays per sample
-NVLINK_CRC_FLOOR = 5.0  # NVLink CRC errors per sample
-PORT_ERROR_FLOOR = 1.0  # switch port errors per sample
+SBE_COUNT_FLOOR = 20.0  # correctable ECC errors
+REMAP_ROWS_FLOOR = 0.5  # remapped rows more than the GPU's own normal (one new row is enough)
+PCIE_REPLAY_FLOOR = 20.0  # PCIe replays
+NVLINK_CRC_FLOOR = 20.0  # NVLink CRC errors
+PORT_ERROR_FLOOR = 10.0  # switch port errors
 # A supply voltage (PDU output or PSU rail) below this fraction of normal is a sag (-1.5 %).
 VOLTAGE_SAG_RATIO = 0.985
 
@@ -109,7 +110,7 @@ def _hints(
         )
     elif get("remap_failure", worst) > 0:
         hints.append("Row remap failure: the HBM is out of spare rows: drain and RMA the GPU.")
-    elif above("sbe", SBE_RATE_FLOOR) or above("remap", REMAP_RATE_FLOOR):
+    elif above("sbe", SBE_COUNT_FLOOR) or above("remap", REMAP_ROWS_FLOOR):
         hints.append(
             "Correctable ECC errors and remapped rows are climbing: schedule a GPU reset to "
             "apply pending remaps and watch for DBE."

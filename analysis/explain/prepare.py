@@ -1,6 +1,7 @@
 """Tidy frames turned into per-GPU rows of template variables (counters as rates), and fans.
 
-GPU metrics are pivoted once (``FleetFrames.gpu_wide``); counters become per-sample rates,
+GPU metrics are pivoted once (``FleetFrames.gpu_wide``); counters become events in the trailing
+``COUNTER_WINDOW_MINUTES`` (a reset counts as no increase),
 throttle counters the share of time throttled, XIDs a flag per class. Node variables (inlet air,
 PSU voltage, the slowest fan relative to its siblings) are joined onto each GPU's row; components'
 variables are kept per component and joined per group (``_group_table``).
@@ -13,10 +14,12 @@ from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from analysis.explain.group import Group
 from analysis.explain.template import (
+    COUNTER_WINDOW_MINUTES,
     GPU_SCOPE,
     THROTTLE_KEYS,
     VARIABLES,
@@ -36,6 +39,38 @@ class _Prepared:
     components: pd.DataFrame  # index (ts, component); columns: template keys of components
     component_metrics: dict[tuple[str, str], str]  # (component, key) -> metric name used
     fan_ref: dict[str, pd.Series] | None = None  # node -> each fan's normal share of the median
+
+
+def _window_counts(series: pd.Series, by: str) -> pd.Series:
+    """Return a counter's increase over the trailing counter window at each sample.
+
+    ``series`` is indexed by ``ts`` and the entity level ``by``; a decrease (a reset) counts as
+    no increase, and a sample without a value stays NaN. Near the start of the data the window is
+    what there is (an undercount, never an overcount).
+    """
+    if series.empty:
+        return series.astype(float)
+    ts = series.index.get_level_values("ts").asi8
+    codes = pd.factorize(series.index.get_level_values(by))[0].astype(np.int64)
+    window = COUNTER_WINDOW_MINUTES * 60 * 1_000_000_000
+    # one line of positions: entities laid out one after another, further apart than a window
+    span = int(ts.max() - ts.min()) + window + 1
+    pos = codes * span + (ts - ts.min())
+    order = np.argsort(pos, kind="stable")
+    p, c = pos[order], codes[order]
+    values = series.to_numpy(dtype=float)[order]
+    # across a missing sample, the increase since the last value seen
+    known = pd.Series(values).groupby(c).ffill().to_numpy()
+    step = np.diff(known, prepend=np.nan)
+    step[np.r_[True, c[1:] != c[:-1]]] = np.nan  # an entity's first sample has no increase
+    total = np.cumsum(np.nan_to_num(np.clip(step, 0.0, None), nan=0.0))
+    before = np.searchsorted(p, p - window, side="right") - 1  # last sample at or before t - W
+    inside = (before >= 0) & (c[np.maximum(before, 0)] == c)
+    first = np.searchsorted(p, c * span, side="left")  # each entity's first sample
+    base = np.where(inside, total[np.maximum(before, 0)], total[first])
+    out = np.empty_like(values)
+    out[order] = np.where(np.isnan(values), np.nan, total - base)
+    return pd.Series(out, index=series.index, name=series.name)
 
 
 def _fan_wide(node: pd.DataFrame) -> pd.DataFrame:
@@ -151,7 +186,7 @@ def _prepare(
                     upper=1.0
                 )
             elif v.counter:
-                series = series.groupby(level="key").diff().clip(lower=0.0)
+                series = _window_counts(series, "key")
             cols[v.key] = series
         rows = pd.DataFrame(cols).swaplevel().sort_index()
         rows.index = rows.index.set_names(["ts", "key"])
@@ -190,11 +225,11 @@ def _prepare(
                 continue
             comp_metrics[(str(cid), key)] = str(metric)
             s = part.drop_duplicates("ts", keep="last").set_index("ts")["value"].sort_index()
-            if VARS[key].counter:
-                s = s.diff().clip(lower=0.0)
             s.index = pd.MultiIndex.from_arrays(
                 [s.index, [str(cid)] * len(s)], names=["ts", "component"]
             )
+            if VARS[key].counter:
+                s = _window_counts(s, "component")
             comp_cols.setdefault(key, []).append(s)  # type: ignore[arg-type, union-attr]
     components = (
         pd.DataFrame({k: pd.concat(v) for k, v in comp_cols.items()})  # type: ignore[arg-type]

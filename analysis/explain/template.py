@@ -24,6 +24,15 @@ NODE_SCOPE = "node"
 Z_ANOMALOUS = 3.0
 THROTTLE_KEYS = ("thermal_violation", "power_violation")  # µs counters -> share of time
 LOAD_KEYS = ("util", "sm_clock")  # follow the workload: never a fault by themselves
+# Counters are read as events in this trailing window (an incident's frames span ~30 min): sparse
+# events such as a remapped row stay visible for the whole window, whatever the scrape step.
+COUNTER_WINDOW_MINUTES = 30
+COUNTER_UNIT = f" in {COUNTER_WINDOW_MINUTES} min"
+# The floor of a count's spread: a z-score of 3 takes six events in the window (healthy links and
+# HBM see a few retried CRC errors or corrected bits an hour), and a single new remapped row or
+# uncorrectable error (rare enough in healthy HBM that one matters) on its own.
+EVENT_SCALE = 2.0
+RARE_EVENT_SCALE = 0.3
 
 # The workload is conditioned on, not attributed to: GPU temperature is taken "at the same
 # power" and power "at the same utilisation" (slopes fitted on the healthy history).
@@ -45,6 +54,9 @@ class Variable:
     relative: bool = False  # describe as a percentage change
     bad: int = 1  # the harmful direction: +1 higher is bad, -1 lower is bad, 0 both
     in_scm: bool = True  # False: a symptom (used for target choice and hints only)
+    # A lifetime level (rows remapped so far): judged by its change from the entity's own
+    # healthy level, since a healthy GPU may carry a few old remapped rows for good.
+    own_level: bool = False
 
 
 VARIABLES: tuple[Variable, ...] = (
@@ -122,60 +134,60 @@ VARIABLES: tuple[Variable, ...] = (
         GPU_SCOPE,
         "DCGM_FI_DEV_ECC_SBE_VOL_TOTAL",
         "correctable ECC errors",
-        "/sample",
+        COUNTER_UNIT,
         "memory",
         counter=True,
-        min_scale=0.5,
+        min_scale=EVENT_SCALE,
     ),
     Variable(
         "remap",
         GPU_SCOPE,
         "DCGM_FI_DEV_CORRECTABLE_REMAPPED_ROWS",
         "remapped rows",
-        "/sample",
+        "rows",
         "memory",
-        counter=True,
-        min_scale=0.5,
+        own_level=True,
+        min_scale=RARE_EVENT_SCALE,
     ),
     Variable(
         "dbe",
         GPU_SCOPE,
         "DCGM_FI_DEV_ECC_DBE_VOL_TOTAL",
         "uncorrectable ECC (DBE)",
-        "/sample",
+        COUNTER_UNIT,
         "memory",
         counter=True,
-        min_scale=0.5,
+        min_scale=RARE_EVENT_SCALE,
     ),
     Variable(
         "port_errors",
         "switch",
         "port_errors",
         "switch port errors",
-        "/sample",
+        COUNTER_UNIT,
         "network",
         counter=True,
-        min_scale=0.5,
+        min_scale=EVENT_SCALE,
     ),
     Variable(
         "nvlink",
         GPU_SCOPE,
         "DCGM_FI_DEV_NVLINK_CRC_FLIT_ERROR_COUNT_TOTAL",
         "NVLink CRC errors",
-        "/sample",
+        COUNTER_UNIT,
         "network",
         counter=True,
-        min_scale=0.5,
+        min_scale=EVENT_SCALE,
     ),
     Variable(
         "pcie",
         GPU_SCOPE,
         "DCGM_FI_DEV_PCIE_REPLAY_COUNTER",
         "PCIe replays",
-        "/sample",
+        COUNTER_UNIT,
         "pcie",
         counter=True,
-        min_scale=0.5,
+        min_scale=EVENT_SCALE,
     ),
     # Symptoms: downstream of the causes above, never attributed to.
     Variable(
@@ -213,10 +225,10 @@ VARIABLES: tuple[Variable, ...] = (
         GPU_SCOPE,
         "DCGM_FI_DEV_UNCORRECTABLE_REMAPPED_ROWS",
         "uncorrectable remapped rows",
-        "/sample",
+        "rows",
         "memory",
-        counter=True,
-        min_scale=0.5,
+        own_level=True,
+        min_scale=RARE_EVENT_SCALE,
         in_scm=False,
     ),
     Variable(

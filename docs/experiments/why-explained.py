@@ -19,7 +19,7 @@ state = {}
 orig_adjust = ex._adjust
 def adjust(data, slopes):
     if hasattr(data, "index") and not hasattr(data, "columns"):
-        state["raw_keys"] = [k for k, v in data.items() if v == v]
+        state["raw"] = data
     return orig_adjust(data, slopes)
 ex._adjust = adjust
 def choose(z):
@@ -43,11 +43,12 @@ def explain(self, incident, frames, graph, baseline):
         print("  contrib:", {k: round(v,3) for k,v in (state.get("contrib") or {}).items()})
         print("  factors:", [f.name for f in res.factors][:4])
         print("  evidence:", [(e.feature, round(e.z,1)) for e in incident.evidence][:6])
+        if incident.root_cause.kind not in self.stats_: return res
         med, scale = self.stats_[incident.root_cause.kind]
         tab = self.tables_[incident.root_cause.kind]
         for k in ("sbe", "remap", "temp"):
             print("  ", k, "med", med.get(k), "scale", scale.get(k), "in table", k in tab.columns, "non-null", int(tab[k].notna().sum()) if k in tab.columns else None, "rows", len(tab))
-        print("  raw sample keys:", sorted(state.get("raw_keys", [])))
+        print("  raw:", {k: round(float(v),2) for k,v in state.get("raw", {}).items() if k in ("sbe","remap","dbe","nvlink","pcie","port_errors","temp","fan")})
     return res
 ex.Explainer._explain = explain
 cycle = _on_grid(timedelta(minutes=5), sc.step)

@@ -1,0 +1,98 @@
+"""How the explainer reads counters and lifetime levels.
+
+Counters are counted over a trailing window (sparse events such as a remapped row stay visible for
+the whole window, whatever the scrape step); remapped rows are a lifetime level judged against the
+GPU's own healthy level; and a fault that shows on the last samples only is read on them.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import numpy as np
+import pandas as pd
+
+from analysis.explain import Explainer
+from analysis.explain.prepare import _window_counts
+from analysis.explain.template import COUNTER_WINDOW_MINUTES
+from tests.fixtures.explain_frames import START, make_fleet
+from tests.test_explain import _edit, _hand_incident
+
+MEMORY_METRICS = {
+    "DCGM_FI_DEV_ECC_SBE_VOL_TOTAL",
+    "DCGM_FI_DEV_CORRECTABLE_REMAPPED_ROWS",
+    "DCGM_FI_DEV_ECC_DBE_VOL_TOTAL",
+}
+
+
+def _series(values: dict[str, list[float]], step_min: int = 10) -> pd.Series:
+    """A counter indexed (key, ts): one list of samples per key, ``step_min`` apart."""
+    keys, stamps, out = [], [], []
+    for key, vals in values.items():
+        for i, v in enumerate(vals):
+            keys.append(key)
+            stamps.append(pd.Timestamp(START + timedelta(minutes=i * step_min)))
+            out.append(v)
+    idx = pd.MultiIndex.from_arrays([keys, stamps], names=["key", "ts"])
+    return pd.Series(out, index=idx, dtype=float)
+
+
+def test_window_counts_keep_a_sparse_event_for_the_whole_window() -> None:
+    """One increment is counted at every sample within the window after it, then drops out."""
+    assert COUNTER_WINDOW_MINUTES == 30  # the expectations below are written for 30 minutes
+    counts = _window_counts(
+        _series({"a": [0, 0, 1, 1, 1, 1, 1], "b": [4, 4, 4, 4, 4, 4, 4]}), "key"
+    )
+    assert counts.loc["a"].tolist() == [0, 0, 1, 1, 1, 0, 0]
+    assert counts.loc["b"].tolist() == [0] * 7  # a constant counter, even a non-zero one
+
+
+def test_window_counts_handle_resets_gaps_and_unsorted_input() -> None:
+    """A reset is no increase, a missing sample stays missing, the increase across it counts."""
+    raw = _series({"a": [5, 7, 2, 3, np.nan, 6, 6], "b": [0, 1, 2, 3, 4, 5, 6]})
+    counts = _window_counts(raw, "key")
+    a = counts.loc["a"].tolist()
+    assert a[:4] == [0, 2, 2, 3]  # +2, then a reset (no increase), then +1
+    assert np.isnan(a[4])
+    assert a[5:] == [4, 3]  # +3 across the gap, counted at the next sample
+    assert counts.loc["b"].tolist() == [0, 1, 2, 3, 3, 3, 3]
+    shuffled = raw.sample(frac=1.0, random_state=0)
+    pd.testing.assert_series_equal(
+        _window_counts(shuffled, "key").sort_index(), counts.sort_index()
+    )
+
+
+def test_a_memory_fault_on_the_last_two_samples_is_explained_by_memory() -> None:
+    """Correctable ECC and two remapped rows from the last two minutes on: memory, not noise.
+
+    Read as the median of the last five per-sample increments, both were 0 and the explanation
+    fell to whatever else deviated.
+    """
+    fleet = make_fleet(120, seed=8)
+    explainer = Explainer().fit(fleet.window(0, 59), fleet.graph)
+    frames = fleet.window(60, 119)
+    kw = {"node": "gpu-node-001", "gpu": "2"}
+    frames = _edit(frames, "DCGM_FI_DEV_ECC_SBE_VOL_TOTAL", 80.0, since=118, **kw)
+    frames = _edit(frames, "DCGM_FI_DEV_CORRECTABLE_REMAPPED_ROWS", 2.0, since=118, **kw)
+    exp = explainer.explain(_hand_incident(fleet.graph, "gpu-node-001/2", 120), frames, fleet.graph)
+    assert exp.factors, exp.summary
+    assert exp.factors[0].name in MEMORY_METRICS, [(f.name, f.detail) for f in exp.factors]
+    assert "in 30 min" in exp.factors[0].detail or "rows" in exp.factors[0].detail
+
+
+def test_old_remapped_rows_do_not_take_the_blame_for_a_hot_gpu() -> None:
+    """A GPU that has carried two remapped rows all along runs hot: temperature, not memory."""
+    fleet = make_fleet(120, seed=8)
+    kw = {"node": "gpu-node-001", "gpu": "2"}
+    history = _edit(
+        fleet.window(0, 59), "DCGM_FI_DEV_CORRECTABLE_REMAPPED_ROWS", 2.0, since=0, **kw
+    )
+    explainer = Explainer().fit(history, fleet.graph)
+    frames = _edit(
+        fleet.window(60, 119), "DCGM_FI_DEV_CORRECTABLE_REMAPPED_ROWS", 2.0, since=0, **kw
+    )
+    frames = _edit(frames, "DCGM_FI_DEV_GPU_TEMP", 92.0, since=112, **kw)
+    exp = explainer.explain(_hand_incident(fleet.graph, "gpu-node-001/2", 120), frames, fleet.graph)
+    assert exp.factors, exp.summary
+    assert exp.factors[0].name == "DCGM_FI_DEV_GPU_TEMP", [(f.name, f.detail) for f in exp.factors]
+    assert not any(f.name in MEMORY_METRICS for f in exp.factors[:2])
