@@ -458,3 +458,18 @@ REPORT_RUN_2026_12_03_N: dict[str, object] = {
     "model_version": 10,
     "after": "90ef5de",
 }
+
+
+#: The fifteenth session's run (2026-12-03), fixed before it started, at commit 7374ce0 (the
+#: scoring model is model 10, unchanged; the explainer now counts counters over a trailing
+#: 30-minute window and judges remapped rows against the GPU's own level, developed on development
+#: fleets 107, 111, 113, 119, 120, 124, 101 and 105 only): run M's explanation command on the same
+#: 12 faulty report fleets, two workers (``gpu-risk eval --seeds report --skip 8 --limit 12 --cycle
+#: 5m --detectors graph --explain --max-gpus 128 --jobs 2``). Its warnings must equal run M's fault
+#: by fault (explanations do not change what is paged); the top-factor figure is reported as it
+#: finishes, whatever it shows, beside run M's 25/31.
+REPORT_RUN_2026_12_03_O: dict[str, object] = {
+    **REPORT_RUN_2026_12_03_M["explain"],  # type: ignore[dict-item]
+    "after": "7374ce0",
+    "jobs": 2,
+}
