@@ -16,7 +16,7 @@ from analysis.explain import Explainer
 from analysis.explain.prepare import _window_counts
 from analysis.explain.template import COUNTER_WINDOW_MINUTES
 from tests.fixtures.explain_frames import START, make_fleet
-from tests.test_explain import _edit, _hand_incident
+from tests.test_explain import _edit, _hand_incident, _incident
 
 MEMORY_METRICS = {
     "DCGM_FI_DEV_ECC_SBE_VOL_TOTAL",
@@ -96,3 +96,30 @@ def test_old_remapped_rows_do_not_take_the_blame_for_a_hot_gpu() -> None:
     assert exp.factors, exp.summary
     assert exp.factors[0].name == "DCGM_FI_DEV_GPU_TEMP", [(f.name, f.detail) for f in exp.factors]
     assert not any(f.name in MEMORY_METRICS for f in exp.factors[:2])
+
+
+def test_old_remapped_rows_on_one_gpu_give_a_node_no_ecc_hint() -> None:
+    """A node's incident where one GPU has carried two remapped rows all along: no "climbing" hint.
+
+    The worst GPU's level against the node's average would read as rows climbing on every node
+    with a GPU that carries old rows; new rows do (the test's second half).
+    """
+    fleet = make_fleet(120, seed=8)
+    kw = {"node": "gpu-node-001", "gpu": "2"}
+    history = _edit(
+        fleet.window(0, 59), "DCGM_FI_DEV_CORRECTABLE_REMAPPED_ROWS", 2.0, since=0, **kw
+    )
+    explainer = Explainer().fit(history, fleet.graph)
+    frames = _edit(
+        fleet.window(60, 119), "DCGM_FI_DEV_CORRECTABLE_REMAPPED_ROWS", 2.0, since=0, **kw
+    )
+    frames = _edit(
+        frames, "ipmi_fan_speed_rpm:FAN3", 600.0, node="gpu-node-001", gpu=None, since=100
+    )
+    gpus = tuple(f"gpu-node-001/{g}" for g in range(4))
+    incident = _incident("gpu-node-001", "node", gpus, START + timedelta(minutes=119))
+    exp = explainer.explain(incident, frames, fleet.graph)
+    assert not any("remapped rows are climbing" in h for h in exp.hints), exp.hints
+    frames = _edit(frames, "DCGM_FI_DEV_CORRECTABLE_REMAPPED_ROWS", 6.0, since=110, **kw)
+    exp = explainer.explain(incident, frames, fleet.graph)
+    assert any("remapped rows are climbing" in h for h in exp.hints), exp.hints

@@ -101,6 +101,9 @@ def _hints(
         r = float(ref.get(key, 0.0) or 0.0)
         return not math.isnan(v) and v > max(floor, ABOVE_NORMAL_FACTOR * r, r + floor)
 
+    # remapped rows are a lifetime level: new ones are the group's level over its own normal (the
+    # worst GPU's level against the group's would flag every GPU that carries old rows)
+    new_rows = get("remap", sample) - float(ref.get("remap", 0.0) or 0.0)
     if above("thermal_violation", THERMAL_THROTTLE_FLOOR):
         hints.append("Thermal throttling is active: clocks are reduced and jobs run slower.")
     if get("dbe", worst) > 0 or get("xid_memory", worst) > 0:
@@ -110,7 +113,7 @@ def _hints(
         )
     elif get("remap_failure", worst) > 0:
         hints.append("Row remap failure: the HBM is out of spare rows: drain and RMA the GPU.")
-    elif above("sbe", SBE_COUNT_FLOOR) or above("remap", REMAP_ROWS_FLOOR):
+    elif above("sbe", SBE_COUNT_FLOOR) or new_rows > REMAP_ROWS_FLOOR:
         hints.append(
             "Correctable ECC errors and remapped rows are climbing: schedule a GPU reset to "
             "apply pending remaps and watch for DBE."

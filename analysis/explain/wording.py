@@ -47,7 +47,7 @@ def _fmt(value: float) -> str:
     if a >= 100:
         return f"{value:.0f}"
     if a >= 10:
-        return f"{value:.1f}"
+        return f"{value:.1f}".removesuffix(".0")
     return f"{value:.2f}".rstrip("0").rstrip(".") if a else "0"
 
 
