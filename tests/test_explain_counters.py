@@ -7,6 +7,7 @@ GPU's own healthy level; and a fault that shows on the last samples only is read
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import timedelta
 
 import numpy as np
@@ -123,3 +124,30 @@ def test_old_remapped_rows_on_one_gpu_give_a_node_no_ecc_hint() -> None:
     frames = _edit(frames, "DCGM_FI_DEV_CORRECTABLE_REMAPPED_ROWS", 6.0, since=110, **kw)
     exp = explainer.explain(incident, frames, fleet.graph)
     assert any("remapped rows are climbing" in h for h in exp.hints), exp.hints
+
+
+def test_a_node_gone_silent_is_not_called_xid_79() -> None:
+    """GPUs that stopped reporting with their node's sensors: node down, not fell off the bus."""
+    fleet = make_fleet(120, seed=8)
+    explainer = Explainer().fit(fleet.window(0, 59), fleet.graph)
+    frames = fleet.window(60, 119)
+    cut = START + timedelta(minutes=110)
+    gone = "gpu-node-002"
+    frames = replace(
+        frames,
+        gpu=frames.gpu[~((frames.gpu["node"] == gone) & (frames.gpu["ts"] >= cut))],
+        node=frames.node[~((frames.node["node"] == gone) & (frames.node["ts"] >= cut))],
+    )
+    gpus = tuple(f"{n}/{g}" for n in ("gpu-node-001", gone) for g in range(4))
+    incident = _incident("rack-a1", "rack", gpus, START + timedelta(minutes=119))
+    hints = " ".join(explainer.explain(incident, frames, fleet.graph).hints)
+    assert f"{gone} stopped reporting" in hints, hints
+    assert "fell off the bus" not in hints, hints
+    # one GPU gone from a node that still reports is the XID 79 case
+    frames = replace(
+        fleet.window(60, 119),
+        gpu=fleet.window(60, 119).gpu.query("not (node == @gone and gpu == '1' and ts >= @cut)"),
+    )
+    hints = " ".join(explainer.explain(incident, frames, fleet.graph).hints)
+    assert f"{gone}/1 fell off the bus" in hints, hints
+    assert "stopped reporting" not in hints, hints

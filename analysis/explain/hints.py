@@ -43,6 +43,19 @@ PORT_ERROR_FLOOR = 10.0  # switch port errors
 VOLTAGE_SAG_RATIO = 0.985
 
 
+def _silent_nodes(prepared: _Prepared, nodes: set[str]) -> list[str]:
+    """Return those of ``nodes`` whose node sensors (fans) stopped before the latest sample."""
+    fans = prepared.fans
+    if fans.empty or not nodes:
+        return []
+    stamps = fans.index.to_frame(index=False)
+    last = stamps.groupby("node")["ts"].max()
+    latest = stamps["ts"].max()
+    if not prepared.rows.empty:
+        latest = max(latest, prepared.rows.index.get_level_values("ts").max())
+    return sorted(n for n in nodes if n in last.index and last[n] < latest)
+
+
 def _hints(
     sample: pd.Series, ref: Mapping[str, float], group: Group, prepared: _Prepared
 ) -> list[str]:
@@ -118,6 +131,14 @@ def _hints(
             "Correctable ECC errors and remapped rows are climbing: schedule a GPU reset to "
             "apply pending remaps and watch for DBE."
         )
+    # GPUs gone with their node's own sensors are a node down, drained or unscraped: not XID 79
+    silent_nodes = _silent_nodes(prepared, {k.rpartition("/")[0] for k in vanished})
+    if silent_nodes:
+        hints.append(
+            f"{', '.join(silent_nodes)} stopped reporting (GPUs and node sensors): check whether "
+            "the node is down or drained, or its exporters stopped."
+        )
+    vanished = [k for k in vanished if k.rpartition("/")[0] not in silent_nodes]
     if get("xid_pcie", worst) > 0 or vanished:
         gone = ", ".join(vanished) if vanished else "the GPU"
         hints.append(
