@@ -151,3 +151,19 @@ def test_a_node_gone_silent_is_not_called_xid_79() -> None:
     hints = " ".join(explainer.explain(incident, frames, fleet.graph).hints)
     assert f"{gone}/1 fell off the bus" in hints, hints
     assert "stopped reporting" not in hints, hints
+
+
+def test_a_late_scrape_is_not_a_vanished_gpu() -> None:
+    """GPUs of a node missing only the latest sample (a late scrape) get no vanished hint."""
+    fleet = make_fleet(120, seed=8)
+    explainer = Explainer().fit(fleet.window(0, 59), fleet.graph)
+    frames = fleet.window(60, 119)
+    late = START + timedelta(minutes=119)
+    frames = replace(
+        frames,
+        gpu=frames.gpu[~((frames.gpu["node"] == "gpu-node-002") & (frames.gpu["ts"] >= late))],
+    )
+    gpus = tuple(f"{n}/{g}" for n in ("gpu-node-001", "gpu-node-002") for g in range(4))
+    incident = _incident("rack-a1", "rack", gpus, late)
+    hints = " ".join(explainer.explain(incident, frames, fleet.graph).hints)
+    assert "fell off the bus" not in hints and "stopped reporting" not in hints, hints

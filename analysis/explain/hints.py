@@ -39,8 +39,17 @@ REMAP_ROWS_FLOOR = 0.5  # remapped rows more than the GPU's own normal (one new 
 PCIE_REPLAY_FLOOR = 20.0  # PCIe replays
 NVLINK_CRC_FLOOR = 20.0  # NVLink CRC errors
 PORT_ERROR_FLOOR = 10.0  # switch port errors
+# A GPU silent this long (or two scrape steps, if longer) while its peers report has vanished.
+VANISHED_AFTER = pd.Timedelta(minutes=5)
 # A supply voltage (PDU output or PSU rail) below this fraction of normal is a sag (-1.5 %).
 VOLTAGE_SAG_RATIO = 0.985
+
+
+def _grace(stamps: pd.Index) -> pd.Timedelta:
+    """How long a GPU may miss samples before it counts as gone: a late or missed scrape is not."""
+    step = pd.Series(stamps).diff().median() if len(stamps) > 1 else pd.Timedelta(0)
+    step = step if isinstance(step, pd.Timedelta) and not pd.isna(step) else pd.Timedelta(0)
+    return max(VANISHED_AFTER, 2 * step)
 
 
 def _silent_nodes(prepared: _Prepared, nodes: set[str]) -> list[str]:
@@ -53,7 +62,8 @@ def _silent_nodes(prepared: _Prepared, nodes: set[str]) -> list[str]:
     latest = stamps["ts"].max()
     if not prepared.rows.empty:
         latest = max(latest, prepared.rows.index.get_level_values("ts").max())
-    return sorted(n for n in nodes if n in last.index and last[n] < latest)
+    cut = latest - _grace(pd.Index(stamps["ts"].unique()).sort_values())
+    return sorted(n for n in nodes if n in last.index and last[n] < cut)
 
 
 def _hints(
@@ -74,8 +84,10 @@ def _hints(
         vanished = []
         if not part.empty:
             last_seen = part.index.to_frame(index=False).groupby("key")["ts"].max()
-            latest = rows.index.get_level_values("ts").max()
-            vanished = sorted(str(k) for k, ts in last_seen.items() if ts < latest)
+            stamps = rows.index.get_level_values("ts").unique().sort_values()
+            latest = stamps.max()
+            cut = latest - _grace(stamps)
+            vanished = sorted(str(k) for k, ts in last_seen.items() if ts < cut)
     else:
         worst = pd.Series(dtype=float)
         vanished = []
