@@ -14,6 +14,7 @@ from matplotlib.image import imread
 
 from analysis.graph import build_graph, gpus_behind
 from analysis.plots import _series_for, render_incident_graph, render_incident_metrics
+from analysis.plots.panels import _highlight_order
 from analysis.types import (
     Explanation,
     Factor,
@@ -186,3 +187,15 @@ def test_gpu_panel_series_are_time_by_gpu_and_the_last_sample_wins(
     wide = pd.concat([mine, peers], axis=1)
     assert wide.loc[first["ts"].iloc[0], key] == -1.0
     assert wide.index.is_monotonic_increasing
+
+
+def test_the_worst_lines_are_highlighted_in_the_harmful_direction() -> None:
+    """Hot GPUs first for a temperature, slow fans first for fan speed, either way for power."""
+    stamps = pd.date_range("2026-11-20", periods=12, freq="1min", tz="UTC")
+    peers = pd.DataFrame({"p1": [60.0] * 12, "p2": [62.0] * 12}, index=stamps)
+    mine = pd.DataFrame(
+        {"idle": [31.0] * 12, "hot": [75.0] * 12, "warm": [66.0] * 12}, index=stamps
+    )
+    assert _highlight_order("DCGM_FI_DEV_GPU_TEMP", mine, peers) == ["hot", "warm", "idle"]
+    assert _highlight_order("ipmi_fan_speed_rpm", mine, peers) == ["idle", "warm", "hot"]
+    assert _highlight_order("DCGM_FI_DEV_POWER_USAGE", mine, peers) == ["idle", "hot", "warm"]

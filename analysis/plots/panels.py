@@ -74,6 +74,26 @@ RELATED: Mapping[str, tuple[str, ...]] = {
     "port_errors_total": ("DCGM_FI_DEV_GPU_UTIL",),
 }
 NODE_SENSORS: Mapping[str, str] = {"ipmi_temperature_celsius": "Inlet Temp"}
+# The harmful direction of a metric, for picking the lines to highlight: higher is worse unless
+# listed here (temperatures, errors, throttling).
+LOWER_IS_WORSE = frozenset({"DCGM_FI_DEV_SM_CLOCK", "ipmi_fan_speed_rpm"})
+EITHER_WAY = frozenset(
+    {"DCGM_FI_DEV_POWER_USAGE", "DCGM_FI_DEV_GPU_UTIL", "ipmi_dcmi_power_consumption_current_watts"}
+)
+
+
+def _highlight_order(metric: str, mine: pd.DataFrame, peers: pd.DataFrame) -> list[str]:
+    """Order the affected lines worst first: by their recent offset from the peers' median, in
+    the metric's harmful direction (the hottest GPUs of a cooling incident, not its idle ones)."""
+    offset = mine.iloc[-10:].mean() - (
+        peers.iloc[-10:].median(axis=1).mean() if not peers.empty else 0.0
+    )
+    m = metric.lower()
+    if metric in LOWER_IS_WORSE:
+        offset = -offset
+    elif metric in EITHER_WAY or "volt" in m or "watt" in m:
+        offset = offset.abs()
+    return [str(c) for c in offset.sort_values(ascending=False, kind="stable").index]
 
 
 def _panel_metrics(incident: Incident, frames: FleetFrames, limit: int = 3) -> list[str]:
@@ -229,12 +249,7 @@ def render_incident_metrics(
             )
             ax.plot(q.index, q[0.5], color="#3d5a80", lw=1.2, label="peers median")
         if not mine.empty:
-            # highlight the most deviant lines, the rest thin
-            dev = (
-                mine.iloc[-10:].mean()
-                - (peers.iloc[-10:].median(axis=1).mean() if not peers.empty else 0)
-            ).abs()
-            order = list(dev.sort_values(ascending=False).index)
+            order = _highlight_order(metric, mine, peers)  # the worst lines first, the rest thin
             top = MAX_HIGHLIGHTED if what != "sensor" else 2
             for i, col in enumerate(order[:top]):
                 s = mine[col].dropna()
