@@ -2,7 +2,8 @@
 
 Counters are counted over a trailing window (sparse events such as a remapped row stay visible for
 the whole window, whatever the scrape step); remapped rows are a lifetime level judged against the
-GPU's own healthy level; and a fault that shows on the last samples only is read on them.
+GPU's own healthy level; and a fault that shows on the last samples only is read on them. Also
+the hints these readings feed, and ``Explainer.warm`` (every kind's models fitted with a refit).
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from datetime import timedelta
 
 import numpy as np
 import pandas as pd
+import pytest
 
 from analysis.explain import Explainer
 from analysis.explain.prepare import _window_counts
@@ -167,3 +169,26 @@ def test_a_late_scrape_is_not_a_vanished_gpu() -> None:
     incident = _incident("rack-a1", "rack", gpus, late)
     hints = " ".join(explainer.explain(incident, frames, fleet.graph).hints)
     assert "fell off the bus" not in hints and "stopped reporting" not in hints, hints
+
+
+def test_a_warmed_explainer_fits_nothing_on_the_alert_path_and_explains_alike() -> None:
+    """``warm()`` (a refit's background work) builds the models the first explanation uses."""
+    fleet = make_fleet(240, fault="thermal_interface", target="gpu-node-002/1", onset=150, seed=4)
+    history = fleet.window(0, 140)
+    lazy = Explainer().fit(history, fleet.graph)
+    warmed = Explainer().fit(history, fleet.graph).warm()
+    fitted = dict(warmed.models_)
+    assert {kind for kind, _t, _n in fitted} >= {"gpu", "node", "rack"}, sorted(fitted)
+    incident = _hand_incident(fleet.graph, "gpu-node-002/1", 240)
+    frames = fleet.window(180, 239)
+    assert warmed.explain(incident, frames, fleet.graph) == lazy.explain(
+        incident, frames, fleet.graph
+    )
+    assert warmed.models_.keys() == fitted.keys()  # nothing fitted when explaining
+    assert lazy.models_  # the lazy one fitted on first use
+
+
+def test_warm_before_fit_is_a_clear_error() -> None:
+    """Warming an unfitted explainer says what to do."""
+    with pytest.raises(RuntimeError, match="before fit"):
+        Explainer().warm()

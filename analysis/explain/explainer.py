@@ -32,7 +32,7 @@ from analysis.explain.scm import (
     _jitter,
     _load_slopes,
 )
-from analysis.explain.template import GPU_SCOPE, NODE_SCOPE, VARS, _harm, _template
+from analysis.explain.template import GPU_SCOPE, NODE_SCOPE, TARGETS, VARS, _harm, _template
 from analysis.explain.wording import (
     _describe,
     _entity_of,
@@ -121,6 +121,35 @@ class Explainer:
         self.raw_medians_: dict[str, pd.Series] = {}
         self.references_: dict[tuple[str, tuple[str, ...]], pd.Series | None] = {}
         self.load_: dict[str, dict[str, tuple[str, float]]] = {}
+        return self
+
+    def warm(self) -> Self:
+        """Fit every incident kind's training table and causal models now, not on first use.
+
+        For a refit in the background: an incident's first explanation of its kind then costs
+        what a cached one does (the attribution), not the training table and the SCM fits. Each
+        kind's models are those an incident whose variables all have data would use; the same
+        models lazy fitting builds (the same table, nodes and seed), so explanations are equal.
+        """
+        if not hasattr(self, "history_"):
+            raise RuntimeError("Explainer.warm called before fit(history, graph)")
+        kinds = {GPU_SCOPE} | {
+            str(d["kind"]) for _n, d in self.graph_.nodes(data=True) if d.get("kind")
+        }
+        targets = [t for tiers in TARGETS.values() for tier in tiers for t in tier]
+        for kind in sorted(kinds):
+            table = self._training_table(kind)
+            template = _template(set(table.columns))
+            for target in targets:
+                if target not in template:
+                    continue
+                nodes = tuple(sorted(nx.ancestors(template, target) | {target}))
+                if len(nodes) == 1:
+                    continue
+                try:
+                    self._fitted(kind, target, nodes)
+                except _CannotAttributeError as exc:
+                    logger.debug("no %s model for %s incidents: %s", target, kind, exc)
         return self
 
     def _training_table(self, kind: str) -> pd.DataFrame:
