@@ -18,7 +18,8 @@ import pytest
 from analysis.explain import Explainer
 from analysis.explain.prepare import _window_counts
 from analysis.explain.template import COUNTER_WINDOW_MINUTES
-from tests.fixtures.explain_frames import START, make_fleet
+from analysis.types import FleetFrames
+from tests.fixtures.explain_frames import START, HandFleet, make_fleet
 from tests.test_explain import _edit, _hand_incident, _incident
 
 MEMORY_METRICS = {
@@ -83,17 +84,20 @@ def test_a_memory_fault_on_the_last_two_samples_is_explained_by_memory() -> None
     assert "in 30 min" in exp.factors[0].detail or "rows" in exp.factors[0].detail
 
 
-def test_old_remapped_rows_do_not_take_the_blame_for_a_hot_gpu() -> None:
-    """A GPU that has carried two remapped rows all along runs hot: temperature, not memory."""
+def _carrying_old_rows() -> tuple[HandFleet, Explainer, FleetFrames]:
+    """A fleet whose gpu-node-001/2 has carried two remapped rows all along: the explainer fitted
+    on its first hour, the frames of its second."""
     fleet = make_fleet(120, seed=8)
     kw = {"node": "gpu-node-001", "gpu": "2"}
-    history = _edit(
-        fleet.window(0, 59), "DCGM_FI_DEV_CORRECTABLE_REMAPPED_ROWS", 2.0, since=0, **kw
-    )
-    explainer = Explainer().fit(history, fleet.graph)
-    frames = _edit(
-        fleet.window(60, 119), "DCGM_FI_DEV_CORRECTABLE_REMAPPED_ROWS", 2.0, since=0, **kw
-    )
+    rows = "DCGM_FI_DEV_CORRECTABLE_REMAPPED_ROWS"
+    explainer = Explainer().fit(_edit(fleet.window(0, 59), rows, 2.0, since=0, **kw), fleet.graph)
+    return fleet, explainer, _edit(fleet.window(60, 119), rows, 2.0, since=0, **kw)
+
+
+def test_old_remapped_rows_do_not_take_the_blame_for_a_hot_gpu() -> None:
+    """A GPU that has carried two remapped rows all along runs hot: temperature, not memory."""
+    fleet, explainer, frames = _carrying_old_rows()
+    kw = {"node": "gpu-node-001", "gpu": "2"}
     frames = _edit(frames, "DCGM_FI_DEV_GPU_TEMP", 92.0, since=112, **kw)
     exp = explainer.explain(_hand_incident(fleet.graph, "gpu-node-001/2", 120), frames, fleet.graph)
     assert exp.factors, exp.summary
@@ -107,15 +111,8 @@ def test_old_remapped_rows_on_one_gpu_give_a_node_no_ecc_hint() -> None:
     The worst GPU's level against the node's average would read as rows climbing on every node
     with a GPU that carries old rows; new rows do (the test's second half).
     """
-    fleet = make_fleet(120, seed=8)
+    fleet, explainer, frames = _carrying_old_rows()
     kw = {"node": "gpu-node-001", "gpu": "2"}
-    history = _edit(
-        fleet.window(0, 59), "DCGM_FI_DEV_CORRECTABLE_REMAPPED_ROWS", 2.0, since=0, **kw
-    )
-    explainer = Explainer().fit(history, fleet.graph)
-    frames = _edit(
-        fleet.window(60, 119), "DCGM_FI_DEV_CORRECTABLE_REMAPPED_ROWS", 2.0, since=0, **kw
-    )
     frames = _edit(
         frames, "ipmi_fan_speed_rpm:FAN3", 600.0, node="gpu-node-001", gpu=None, since=100
     )
