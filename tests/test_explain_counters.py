@@ -17,6 +17,7 @@ import pytest
 
 from analysis.explain import Explainer
 from analysis.explain.prepare import _window_counts
+from analysis.explain.scm import _choose_target
 from analysis.explain.template import COUNTER_WINDOW_MINUTES
 from analysis.types import FleetFrames
 from tests.fixtures.explain_frames import START, HandFleet, make_fleet
@@ -189,3 +190,11 @@ def test_warm_before_fit_is_a_clear_error() -> None:
     """Warming an unfitted explainer says what to do."""
     with pytest.raises(RuntimeError, match="before fit"):
         Explainer().warm()
+
+
+def test_a_throttled_gpus_power_drop_is_the_heats_symptom() -> None:
+    """Hot and thermally throttled with its power down: thermal is the target, not power; the
+    same power drop without throttling stays a power question."""
+    z = pd.Series({"power": -8.7, "temp": 3.6, "thermal_violation": 3.3, "util": 0.8})
+    assert _choose_target(z) == ("thermal", "temp")
+    assert _choose_target(z.drop("thermal_violation")) == ("power", "power")

@@ -101,6 +101,10 @@ def _slopes(table: pd.DataFrame, child: str, parents: list[str]) -> tuple[np.nda
 def _choose_target(z: pd.Series) -> tuple[str | None, str | None]:
     """Pick the most anomalous subsystem and, in it, the target nearest to the cause."""
     harm = _harm(z)
+    if harm.get("thermal_violation", 0.0) >= Z_ANOMALOUS and float(z.get("power", 0.0)) < 0:
+        # throttled for heat, a GPU draws less power at the same work: the drop is the heat's
+        # symptom (a thermal-interface fault), not a power cause
+        harm.pop("power", None)
     best: tuple[float, str] | None = None
     for sub in TARGETS:
         # causes, not symptoms: a GPU at its power cap is normal, and a symptom without an
