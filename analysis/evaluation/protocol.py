@@ -473,3 +473,12 @@ REPORT_RUN_2026_12_03_O: dict[str, object] = {
     "after": "7374ce0",
     "jobs": 2,
 }
+
+
+#: Fixed before it started, after run O was read, at commit 2db428a (model 10 unchanged; the explainer
+#: no longer lets a thermally throttled GPU's power drop compete with its temperature for the
+#: attribution target, developed on development fleet 124 alone and checked on the eight
+#: development fleets of run O: 27/30 -> 28/30, none lost): run O's command again (``gpu-risk eval
+#: --seeds report --skip 8 --limit 12 --cycle 5m --detectors graph --explain --max-gpus 128 --jobs
+#: 2``), beside a test run. Its warnings must equal run O's; reported whatever it shows.
+REPORT_RUN_2026_12_03_P: dict[str, object] = {**REPORT_RUN_2026_12_03_O, "after": "2db428a"}
