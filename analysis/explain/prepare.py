@@ -1,4 +1,4 @@
-"""Tidy frames turned into per-GPU rows of template variables (counters as rates), and fans.
+"""Tidy frames turned into per-GPU rows of template variables (counters as windowed counts), and fans.
 
 GPU metrics are pivoted once (``FleetFrames.gpu_wide``); counters become events in the trailing
 ``COUNTER_WINDOW_MINUTES`` (a reset counts as no increase),
