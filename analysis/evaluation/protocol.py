@@ -482,3 +482,20 @@ REPORT_RUN_2026_12_03_O: dict[str, object] = {
 #: --seeds report --skip 8 --limit 12 --cycle 5m --detectors graph --explain --max-gpus 128 --jobs
 #: 2``), beside a test run. Its warnings must equal run O's; reported whatever it shows.
 REPORT_RUN_2026_12_03_P: dict[str, object] = {**REPORT_RUN_2026_12_03_O, "after": "2db428a"}
+
+
+#: Fixed before either started, after run P, at commit 295bf86: the explanations on the 12 faulty
+#: held-out fleets 10020-10031, whose explanations were never measured, at the old explainer
+#: (6645c85's code: counters as per-sample increments) and at the final one, side by side, one
+#: worker each (``gpu-risk eval --seeds held-out --limit 12 --cycle 5m --detectors graph --explain
+#: --max-gpus 128 --jobs 1``): an out-of-sample check of runs O and P's change. Reported as they
+#: finish, whatever they show; what does not finish before the session ends is said so.
+REPORT_RUN_2026_12_03_Q: dict[str, object] = {
+    "seeds": HELD_OUT_SEEDS[:12],
+    "cycle": "5m",
+    "explain_detectors": ("graph",),
+    "max_gpus": 128,
+    "model_version": 10,
+    "after": "295bf86",
+    "old_explainer_at": "6645c85",
+}
