@@ -59,6 +59,13 @@ class _Clock:
         self.cpu = time.process_time() - self.c0
 
 
+def _forget(explainer: Explainer) -> None:
+    """Drop the explainer's cached training tables, causal models and references (not its fit)."""
+    explainer.models_.clear()
+    explainer.tables_.clear()
+    explainer.references_.clear()
+
+
 def main() -> None:
     """Measure and print."""
     parser = argparse.ArgumentParser(description=__doc__)
@@ -138,17 +145,13 @@ def main() -> None:
         explainer = Explainer(random_state=0).fit(history, graph)
         fit_s.append(time.perf_counter() - t0)
         for _ in range(args.repeat):  # without cache: training table and SCM rebuilt each time
-            explainer.models_.clear()
-            explainer.tables_.clear()
-            explainer.references_.clear()
+            _forget(explainer)
             with _Clock() as c:
                 explainer.explain(incident, frames, shown)
             cold.append(c.wall)
             cold_c.append(c.cpu)
         for _ in range(args.repeat):  # warmed by a (background) refit: every kind's models
-            explainer.models_.clear()
-            explainer.tables_.clear()
-            explainer.references_.clear()
+            _forget(explainer)
             with _Clock() as c:
                 explainer.warm()
             warm_fit.append(c.wall)
