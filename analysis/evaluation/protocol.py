@@ -499,3 +499,15 @@ REPORT_RUN_2026_12_03_Q: dict[str, object] = {
     "after": "295bf86",
     "old_explainer_at": "6645c85",
 }
+
+
+#: Fixed before it started, at commit aec1afe (the final code): run N's faulty report command
+#: at the final commit, two workers (``gpu-risk eval --seeds report --skip 8 --limit 12 --cycle 5m
+#: --detectors graph,static --no-explain --max-gpus 128 --jobs 2``), to confirm that nothing on
+#: the paging path moved since run N (its 24 scenario-detector records must equal run N's). The
+#: healthy command is not re-run (no time left in the session; said so in README).
+REPORT_RUN_2026_12_03_R: dict[str, object] = {
+    **REPORT_RUN_2026_12_03_N,
+    "after": "aec1afe",
+    "jobs": 2,
+}
