@@ -32,7 +32,16 @@ from analysis.explain.scm import (
     _jitter,
     _load_slopes,
 )
-from analysis.explain.template import GPU_SCOPE, NODE_SCOPE, TARGETS, VARS, _harm, _template
+from analysis.explain.template import (
+    GPU_SCOPE,
+    NODE_SCOPE,
+    TARGETS,
+    VARS,
+    Z_ANOMALOUS,
+    _harm,
+    _template,
+    evidence_variable,
+)
 from analysis.explain.wording import (
     _describe,
     _entity_of,
@@ -41,7 +50,7 @@ from analysis.explain.wording import (
     _summary,
 )
 from analysis.stats import MAD_TO_SD
-from analysis.types import Explanation, Factor, FleetFrames, Incident
+from analysis.types import Evidence, Explanation, Factor, FleetFrames, Incident
 
 logger = logging.getLogger(__name__)
 
@@ -50,6 +59,27 @@ _T = TypeVar("_T", pd.Series, pd.DataFrame)
 MAX_TRAIN_ENTITIES = 64  # entities of one kind whose history trains its SCM (sampled beyond)
 OWN_LEVEL_KEYS = tuple(v.key for v in VARS.values() if v.own_level)
 LATEST_KEYS = tuple(v.key for v in VARS.values() if v.own_level or v.counter)
+
+
+def _flagged(incident: Incident, group: Group) -> dict[str, Evidence]:
+    """The template variables the incident's evidence names, each with its largest deviation.
+
+    Only the group's GPUs' evidence, anomalous (``Z_ANOMALOUS``) in the variable's harmful
+    direction (a cooler GPU or a faster fan is no cause), for variables of the group's scope.
+    """
+    out: dict[str, Evidence] = {}
+    gpus = set(group.gpus)
+    for ev in incident.evidence:
+        key = evidence_variable(ev.feature)
+        if key is None or ev.gpu not in gpus or not np.isfinite(ev.z):
+            continue
+        var = VARS[key]
+        harm = abs(ev.z) if var.bad == 0 else ev.z * var.bad
+        if var.scope not in (GPU_SCOPE, NODE_SCOPE) and var.scope not in group.components:
+            continue
+        if harm >= Z_ANOMALOUS and (key not in out or abs(ev.z) > abs(out[key].z)):
+            out[key] = ev
+    return out
 
 
 def _from_own_level(data: _T, own: pd.Series | None) -> _T:
@@ -293,6 +323,12 @@ class Explainer:
             # harmful direction only (a cooler GPU is not a cause); symptoms such as an XID count
             # here, since with no cause deviating they are what there is to show
             ranked = {k: max(v, 1e-3) for k, v in _harm(z).items()}
+            # With no deviation of its own (its reading, a median of the latest samples, is
+            # coarser than the detector's windowed features: a fan that stalls for one sample),
+            # what the detector paged on leads, rather than noise below the anomaly threshold.
+            flagged = _flagged(incident, group) if target is None else {}
+            for key, ev in flagged.items():
+                ranked[key] = max(ranked.get(key, 0.0), abs(ev.z))
             keyed = self._factors(
                 ranked,
                 sample=raw,
@@ -300,6 +336,7 @@ class Explainer:
                 group=group,
                 prepared=prepared,
                 fallback_reason=reason or "degenerate",
+                flagged=flagged,
             )
         peer_note = _peer_note(group, prepared, graph) if group_kind == GPU_SCOPE else ""
         top_key = keyed[0][0] if keyed else None
@@ -379,8 +416,11 @@ class Explainer:
         group: Group,
         prepared: _Prepared,
         fallback_reason: str | None,
+        flagged: Mapping[str, Evidence] | None = None,
     ) -> list[tuple[str, Factor]]:
-        """Turn contributions (or z-scores) into ranked factors with normalised shares."""
+        """Turn contributions (or z-scores) into ranked factors with normalised shares.
+
+        ``flagged``: variables the detector's evidence names (:func:`_flagged`), said so."""
         items = [(k, abs(v)) for k, v in weights.items() if k in VARS and np.isfinite(v)]
         total = sum(v for _, v in items)
         if total <= 0:
@@ -393,7 +433,14 @@ class Explainer:
                 break
             var = VARS[key]
             detail = _describe(var, sample.get(key), ref.get(key), group, prepared)
-            if fallback_reason is not None:
+            ev = (flagged or {}).get(key)
+            if ev is not None:
+                detail += (
+                    f" over the latest samples; flagged by the detector: {ev.feature} at "
+                    f"{ev.z:+.1f} robust sd on {ev.gpu} (causal attribution unavailable, "
+                    f"{fallback_reason})"
+                )
+            elif fallback_reason is not None:
                 detail += f" (ranked by robust z-score: causal attribution unavailable, {fallback_reason})"
             factors.append(
                 (

@@ -18,6 +18,7 @@ import networkx as nx
 import pandas as pd
 
 from analysis.catalog import MEMORY_XIDS, NVLINK_XIDS, PCIE_XIDS
+from analysis.feature_plan import COUNTERS, GAUGES
 
 GPU_SCOPE = "gpu"
 NODE_SCOPE = "node"
@@ -329,6 +330,47 @@ def _component_key(metric: str) -> str | None:
         return "supply_temp"
     if "error" in m:
         return "port_errors"
+    return None
+
+
+# The detector's node features (``analysis.context``) by name prefix: the metric each one reads.
+_NODE_FEATURES: tuple[tuple[str, str], ...] = (
+    ("fan_", "ipmi_fan_speed_rpm"),
+    ("inlet", "ipmi_temperature_celsius"),
+    ("volts_", "ipmi_voltage_volts"),
+    ("rack_temp_vs_", "DCGM_FI_DEV_GPU_TEMP"),
+    ("node_temp_vs_", "DCGM_FI_DEV_GPU_TEMP"),
+)
+
+
+def _feature_prefixes() -> tuple[tuple[str, str], ...]:
+    """Each detector feature name prefix with the template variable it reads, longest first."""
+    key_of = {v.metric: v.key for v in VARIABLES if v.scope in (GPU_SCOPE, NODE_SCOPE)}
+    pairs = [(f"{short}_", metric) for metric, short in {**GAUGES, **COUNTERS}.items()]
+    pairs += list(_NODE_FEATURES)
+    out = [(prefix, key_of[metric]) for prefix, metric in pairs if metric in key_of]
+    return tuple(sorted(out, key=lambda pk: -len(pk[0])))
+
+
+_FEATURE_PREFIXES = _feature_prefixes()
+
+
+def evidence_variable(feature: str) -> str | None:
+    """The template variable a detector feature (``Evidence.feature``) reads, or None.
+
+    GPU features are named after the metric they reduce (``temp_vs_node``, ``ecc_sbe_rate``:
+    ``analysis.feature_plan``), node features after the sensor (``fan_spread``), upstream
+    components' as ``<kind>.<metric>``. Workload descriptors (utilisation, clocks) read no
+    variable: they are context, never a cause.
+    """
+    kind, dot, metric = feature.partition(".")
+    if dot:
+        key = _component_key(metric)
+        return key if key is not None and VARS[key].scope == kind else None
+    name = f"{feature}_"
+    for prefix, key in _FEATURE_PREFIXES:
+        if name.startswith(prefix):
+            return None if key in LOAD_KEYS else key
     return None
 
 

@@ -260,6 +260,8 @@ def _summary(
         change = f" ({change})" if change else ""
         if (top_key == target and kind != GPU_SCOPE) or top_key == lead_key:
             change = ""
+        if "flagged by the detector" in top.detail:
+            return f"{lead}; flagged by the detector: {label} (no causal attribution possible)"
         if "robust z-score" not in top.detail:
             if top_key == "temp" and kind == GPU_SCOPE:
                 return (
