@@ -10,11 +10,12 @@ variables are kept per component and joined per group (``_group_table``).
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
-from dataclasses import dataclass, replace
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
+import numpy.typing as npt
 import pandas as pd
 
 from analysis.explain.group import Group
@@ -39,6 +40,25 @@ class _Prepared:
     components: pd.DataFrame  # index (ts, component); columns: template keys of components
     component_metrics: dict[tuple[str, str], str]  # (component, key) -> metric name used
     fan_ref: dict[str, pd.Series] | None = None  # node -> each fan's normal share of the median
+    _positions: dict[str, npt.NDArray[np.intp]] | None = field(default=None, repr=False)
+
+    def rows_of(self, keys: Iterable[str]) -> pd.DataFrame:
+        """The rows of ``keys`` in their order in ``rows`` (a boolean ``isin`` mask's rows).
+
+        The GPUs' row positions are found once: a fit's history is cut for every group of
+        every kind it trains on, and a mask over the whole history per group was most of it.
+        """
+        if self._positions is None:
+            codes, uniques = pd.factorize(self.rows.index.get_level_values("key"))
+            order = np.argsort(codes, kind="stable")
+            bounds = np.searchsorted(codes[order], np.arange(len(uniques) + 1))
+            self._positions = {
+                str(k): order[bounds[i] : bounds[i + 1]] for i, k in enumerate(uniques)
+            }
+        found = [self._positions[k] for k in dict.fromkeys(keys) if k in self._positions]
+        if not found:
+            return self.rows.iloc[:0]
+        return self.rows.iloc[np.sort(np.concatenate(found))]
 
 
 def _window_counts(series: pd.Series, by: str) -> pd.Series:
@@ -244,8 +264,7 @@ def _group_table(prepared: _Prepared, group: Group) -> pd.DataFrame:
     rows = prepared.rows
     if rows.empty or not group.gpus:
         return pd.DataFrame()
-    keys = rows.index.get_level_values("key")
-    part = rows[keys.isin(group.gpus)]
+    part = prepared.rows_of(group.gpus)
     if part.empty:
         return pd.DataFrame()
     table = part.groupby(level="ts").mean()
