@@ -511,3 +511,23 @@ REPORT_RUN_2026_12_03_R: dict[str, object] = {
     "after": "aec1afe",
     "jobs": 2,
 }
+
+
+#: The sixteenth session's runs (2026-12-03), both fixed before either started, at commit 47b6ac9
+#: (model 10 unchanged; the explainer now leads with the detector's evidence when no template
+#: variable deviates on its own, developed on the eight development fleets of run O: 28/30 ->
+#: 30/30, none lost): run P's command on the 12 faulty report fleets (``gpu-risk eval --seeds
+#: report --skip 8 --limit 12 --cycle 5m --detectors graph --explain --max-gpus 128 --jobs 1``)
+#: and run Q's on the 12 faulty held-out fleets (``--seeds held-out --limit 12``, the same
+#: options), one worker each, side by side. Warnings must equal runs P and Q's fault by fault;
+#: the top-factor figures are reported as they finish, whatever they show.
+REPORT_RUN_2026_12_03_S: dict[str, object] = {
+    **REPORT_RUN_2026_12_03_P,
+    "after": "47b6ac9",
+    "jobs": 1,
+}
+REPORT_RUN_2026_12_03_T: dict[str, object] = {
+    **REPORT_RUN_2026_12_03_Q,
+    "after": "47b6ac9",
+    "old_explainer_at": None,
+}
