@@ -46,23 +46,23 @@ PEER_METRICS: tuple[str, ...] = (
 )
 
 
-def peer_context(
+def peer_rows(
     wide: pd.DataFrame,
-    index: pd.Index,
     node_of: pd.Series,
     rack_of: pd.Series,
-    recent: float,
     *,
     model_of: pd.Series | None = None,
     temp_per_watt: Mapping[str, float] | None = None,
 ) -> pd.DataFrame:
-    """Each GPU against its node's, rack's and fleet's GPUs at the same timestamps and power.
+    """Each sample against its node's, rack's and fleet's GPUs at the same timestamp and power.
 
-    ``model_of``: each GPU's model where known. A rack's or the fleet's GPUs of another model are
-    no peers: at the same watts an air-cooled 350-W card runs at its limit, 25 °C hotter than a
-    700-W module at half load (GPUs of unknown model are compared with each other).
-    ``temp_per_watt``: the degrees per watt the fit learnt per model
-    (:func:`analysis.thermal.fit_temp_per_watt`); None or empty: estimated from this window.
+    One row per row of ``wide`` (same index): the GPU's power, its temperatures at equal power
+    (``temp_at_power``, ``mem_temp_at_power``) and their deviations from its comparable peers.
+    Each sample is compared only with the samples of its own timestamp, so with ``temp_per_watt``
+    given the rows do not depend on the window: a fit's cycles compute them once for the whole
+    history and cut each window from them. Without it, the degrees per watt are ``wide``'s own.
+    ``node_of``, ``rack_of``, ``model_of``: per GPU key, for every key of ``wide`` (see
+    :func:`peer_context`).
     """
     keys = wide.index.get_level_values("key")
     ts = wide.index.get_level_values("ts")
@@ -111,6 +111,7 @@ def peer_context(
     med_node_power = frame.groupby(["ts", "node"], sort=False)["power"].transform("median")
     dev = pd.DataFrame(
         {
+            "power": frame["power"],
             "temp_at_power": frame["temp_adj"],
             "mem_temp_at_power": frame["mem_adj"],
             "temp_vs_node": node_dev["temp_adj"],
@@ -121,12 +122,42 @@ def peer_context(
         }
     )
     dev.index = wide.index
+    return dev
+
+
+def peer_context(
+    wide: pd.DataFrame,
+    index: pd.Index,
+    node_of: pd.Series,
+    rack_of: pd.Series,
+    recent: float,
+    *,
+    model_of: pd.Series | None = None,
+    temp_per_watt: Mapping[str, float] | None = None,
+    rows: pd.DataFrame | None = None,
+) -> pd.DataFrame:
+    """Each GPU against its node's, rack's and fleet's GPUs at the same timestamps and power.
+
+    ``model_of``: each GPU's model where known. A rack's or the fleet's GPUs of another model are
+    no peers: at the same watts an air-cooled 350-W card runs at its limit, 25 °C hotter than a
+    700-W module at half load (GPUs of unknown model are compared with each other).
+    ``temp_per_watt``: the degrees per watt the fit learnt per model
+    (:func:`analysis.thermal.fit_temp_per_watt`); None or empty: estimated from this window.
+    ``rows``: :func:`peer_rows` of ``wide`` when known (cut from a longer history's).
+    """
+    if rows is None:
+        rows = peer_rows(wide, node_of, rack_of, model_of=model_of, temp_per_watt=temp_per_watt)
+    keys = wide.index.get_level_values("key")
+    ts = wide.index.get_level_values("ts")
+    level = wide.index.names.index("key")
+    gpus, code = wide.index.levels[level], wide.index.codes[level]
+    dev = rows.drop(columns="power")
     t = np.asarray((ts - ts.max()) / pd.Timedelta(minutes=1), dtype=np.float64)
     is_recent = t > -recent
     # The level is the mean over the recent samples at the GPU's current load (within
     # COMPARABLE_WATTS of its last power): a job that started or stopped inside the window would
     # otherwise mix a busy and an idle offset from the peers into a level the GPU never had.
-    power_now = frame["power"].to_numpy(dtype=np.float64)
+    power_now = rows["power"].to_numpy(dtype=np.float64)
     last = pd.Series(power_now[is_recent]).groupby(keys[is_recent], sort=False).last()
     latest = last.reindex(gpus).to_numpy(dtype=np.float64)[code]
     with np.errstate(invalid="ignore"):
@@ -145,8 +176,8 @@ def peer_context(
     # A job starting or ending inside the window moves a GPU's offset from its peers (each GPU
     # idles and runs at its own temperature): slopes are taken within the busy and the idle
     # samples of a GPU whose power swung by more than COMPARABLE_WATTS, not across the step.
-    power = frame["power"]
-    by_key = power.groupby(frame["key"], sort=False)
+    power = pd.Series(power_now)
+    by_key = power.groupby(keys, sort=False)
     low, high = by_key.transform("min"), by_key.transform("max")
     busy = (high - low > COMPARABLE_WATTS) & (power >= (low + high) / 2)
     slope = group_slope(
@@ -183,32 +214,42 @@ def _peer_deviation(
 
     Sorted prefix sums: O(n log n) for any group size (a fleet at one timestamp is a group).
     Rows without power or without a comparable peer get NaN. Rows are placed by position (the
-    frame's index labels them, one each).
+    frame's index labels them, one each). Exact per group: the bounds are found on integer
+    ranks and the sums restart at each group, so a group's numbers are the same bits whatever
+    other groups the frame holds (a fit's whole history, or one cycle's window of it).
     """
     out = np.full((len(frame), len(cols)), np.nan)
     ok = frame["power"].notna().to_numpy()
     if ok.sum() >= 2:
-        gid = frame.loc[ok, group].groupby(group, sort=False).ngroup().to_numpy(dtype=np.float64)
+        gid = frame.loc[ok, group].groupby(group, sort=False).ngroup().to_numpy(dtype=np.int64)
         power = frame["power"].to_numpy(dtype=np.float64)[ok]
-        # One sort key: group id, then power (the offset keeps groups apart whatever the watts).
-        span = float(np.nanmax(np.abs(power))) * 2 + watts * 4 + 1.0
-        key = gid * span + power
+        levels = np.unique(power)
+        width = np.int64(len(levels) + 1)
+        # one integer sort key: group id, then the power's rank among all the powers
+        key = gid * width + np.searchsorted(levels, power)
         order = np.argsort(key, kind="stable")
-        key = key[order]
-        base, p = (gid * span)[order], power[order]
+        key, g, p = key[order], gid[order], power[order]
         low, high = comparable_band(p, watts)
-        lo = np.searchsorted(key, base + low, side="left")
-        hi = np.searchsorted(key, base + high, side="right")
+        lo = np.searchsorted(key, g * width + np.searchsorted(levels, low, side="left"))
+        hi = np.searchsorted(key, g * width + np.searchsorted(levels, high, side="right"))
+        first = np.searchsorted(key, g * width)  # the group's first row
+        inside = (low <= p) & (p <= high)  # not so for a negative reading: no comparison
+        last = np.maximum(hi - 1, 0)
         rows = np.flatnonzero(ok)[order]
         for j, col in enumerate(cols):
             v = frame[col].to_numpy(dtype=np.float64)[ok][order]
             valid = np.isfinite(v)
-            csum = np.concatenate([[0.0], np.cumsum(np.where(valid, v, 0.0))])
-            ccount = np.concatenate([[0], np.cumsum(valid)])
-            total = csum[hi] - csum[lo] - np.where(valid, v, 0.0)
-            peers = ccount[hi] - ccount[lo] - valid
+            vz = np.where(valid, v, 0.0)
+            # inclusive sums within each group, over the band [lo, hi) around the row
+            csum = pd.Series(vz).groupby(g, sort=False).cumsum().to_numpy()
+            ccount = pd.Series(valid.astype(np.int64)).groupby(g, sort=False).cumsum().to_numpy()
+            before = lo > first
+            prev = np.maximum(lo - 1, 0)
+            total = csum[last] - np.where(before, csum[prev], 0.0) - vz
+            peers = ccount[last] - np.where(before, ccount[prev], 0) - valid
             with np.errstate(invalid="ignore", divide="ignore"):
-                out[rows, j] = np.where(valid & (peers > 0), v - total / peers, np.nan)
+                good = valid & inside & (peers > 0)
+                out[rows, j] = np.where(good, v - total / peers, np.nan)
     return pd.DataFrame(out, index=frame.index, columns=cols)
 
 

@@ -54,6 +54,7 @@ from analysis.context import (
     metric_rows,
     node_context,
     peer_context,
+    peer_rows,
 )
 from analysis.data_health import HEALTH_COLUMNS, data_health
 from analysis.feature_plan import (
@@ -69,6 +70,7 @@ from analysis.feature_plan import (
 from analysis.frames import slice_frame, slice_frames, sort_frames, to_utc
 from analysis.reduce_frames import reduce_frames, reduce_frames_at
 from analysis.stats import anscombe
+from analysis.thermal import FLEET
 from analysis.types import FleetFrames, Reductions
 
 __all__ = [
@@ -257,10 +259,12 @@ def _features(
     recent: timedelta = DEFAULT_RECENT,
     vanish_after: timedelta = DEFAULT_VANISH_AFTER,
     peers: pd.DataFrame | None = None,
+    peer_devs: pd.DataFrame | None = None,
     node_rows: Mapping[str, pd.DataFrame] | None = None,
     temp_per_watt: Mapping[str, float] | None = None,
 ) -> pd.DataFrame:
-    """:func:`build_features`; ``peers``: the window's ``gpu_wide(PEER_METRICS)`` if known;
+    """:func:`build_features`; ``peers``: the window's ``gpu_wide(PEER_METRICS)`` if known, and
+    ``peer_devs`` its :func:`analysis.context.peer_rows` (with ``peers`` only);
     ``node_rows``: :func:`analysis.context.metric_rows` of ``frames.node`` (sorted by time), cut
     to the window here."""
     at_ts = to_utc(at)
@@ -272,18 +276,7 @@ def _features(
     wide = win.gpu_wide(PEER_METRICS) if peers is None else peers
     seen = set(wide.index.get_level_values("key").unique()) | set(reduced.index)
     index = pd.Index(sorted(seen | set(gpu_keys_of(graph))), name="gpu_key")
-    node_of = pd.Series([k.rpartition("/")[0] for k in index], index=index)
-    rack_of_node: dict[str, str] = {}
-    model_of_node: dict[str, str] = {}
-    for n, d in graph.nodes(data=True):  # one pass over the graph (every GPU is a node of it)
-        if d.get("kind") != "node":
-            continue
-        if d.get("rack"):
-            rack_of_node[n] = str(d["rack"])
-        if d.get("model"):
-            model_of_node[n] = str(d["model"])
-    rack_of = node_of.map(lambda n: rack_of_node.get(n, n))
-    model_of = node_of.map(model_of_node)
+    node_of, rack_of, model_of = _placement(index, graph)
 
     own = derive(reduced, plan, reduced_at, index)
     peers = peer_context(
@@ -294,6 +287,7 @@ def _features(
         recent / timedelta(minutes=1),
         model_of=model_of,
         temp_per_watt=temp_per_watt,
+        rows=peer_devs,
     )
     nodes = pd.Index(sorted(set(node_of)))
     node_ctx = node_context(
@@ -324,6 +318,23 @@ def _features(
     out["node"] = node_of
     out["rack"] = rack_of
     return out
+
+
+def _placement(index: pd.Index, graph: nx.DiGraph) -> tuple[pd.Series, pd.Series, pd.Series]:
+    """Each GPU key's node, rack (its node where the graph has none) and model (NaN: unknown)."""
+    node_of = pd.Series([k.rpartition("/")[0] for k in index], index=index)
+    rack_of_node: dict[str, str] = {}
+    model_of_node: dict[str, str] = {}
+    for n, d in graph.nodes(data=True):  # one pass over the graph (every GPU is a node of it)
+        if d.get("kind") != "node":
+            continue
+        if d.get("rack"):
+            rack_of_node[n] = str(d["rack"])
+        if d.get("model"):
+            model_of_node[n] = str(d["model"])
+    rack_of = node_of.map(lambda n: rack_of_node.get(n, n))
+    model_of = node_of.map(model_of_node)
+    return node_of, rack_of, model_of
 
 
 def _own_reductions(
@@ -398,6 +409,14 @@ def feature_history(
     # with its reductions given, a cycle reads only the peer metrics raw (as a reduced cycle),
     # pivoted once for all the cycles
     wide = ordered.gpu_wide(PEER_METRICS) if any(reduced) else None
+    # each sample against its peers at the same timestamp, once for the whole history when the
+    # degrees per watt are the fit's, the fleet's included (else a window's own estimate stands
+    # in: computed per cycle)
+    devs = None
+    if wide is not None and temp_per_watt and FLEET in temp_per_watt:
+        keys = pd.Index(wide.index.get_level_values("key").unique())
+        node_of, rack_of, model_of = _placement(keys, graph)
+        devs = peer_rows(wide, node_of, rack_of, model_of=model_of, temp_per_watt=temp_per_watt)
     # the node context's metrics split once, each cycle's window cut from them
     node_rows = metric_rows(ordered.node)
     parts = []
@@ -415,6 +434,7 @@ def feature_history(
                 at,
                 window,
                 peers=peers,
+                peer_devs=None if devs is None else _rows_of(devs, at, window),
                 node_rows=node_rows,
                 temp_per_watt=temp_per_watt,
             )

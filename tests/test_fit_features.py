@@ -17,11 +17,18 @@ import pandas as pd
 import pytest
 
 from analysis.feature_plan import FeaturePlan
-from analysis.features import DEFAULT_RECENT, DEFAULT_WINDOW, build_features, feature_history
+from analysis.features import (
+    DEFAULT_RECENT,
+    DEFAULT_WINDOW,
+    build_features,
+    feature_history,
+    gpu_models,
+)
 from analysis.frames import sort_frames
 from analysis.graph import build_graph
 from analysis.reduce_frames import reduce_frames, reduce_frames_at
 from analysis.scoring import fit_times
+from analysis.thermal import FLEET, fit_temp_per_watt
 from analysis.types import FleetFrames
 from storage.simulator import FleetSimulator, FleetSpec, make_fault
 from storage.simulator.layout import GPU_METRICS
@@ -89,15 +96,22 @@ def test_one_grid_gives_every_cycle_its_own_reductions(history: tuple[FleetFrame
     assert GONE not in got[len(times) - 3].index
 
 
+@pytest.mark.parametrize("slopes", ["none", "learnt", "no-fleet"])
 def test_feature_history_is_every_cycle_built_on_its_own(
-    history: tuple[FleetFrames, object],
+    history: tuple[FleetFrames, object], slopes: str
 ) -> None:
+    """Also with the fit's degrees per watt, whose peer deviations are computed once for the
+    whole history (``analysis.context.peer_rows``), and without the fleet's slope among them
+    (each window's own estimate then stands in: computed per cycle)."""
     frames, graph = history
+    learnt = fit_temp_per_watt(frames, gpu_models(graph))  # type: ignore[arg-type]
+    assert FLEET in learnt
+    tpw = {"none": None, "learnt": learnt, "no-fleet": {"no-such-model": 0.2}}[slopes]
     times = fit_times(START, frames.end, DEFAULT_WINDOW, 48)
-    rows = feature_history(frames, graph, times)
+    rows = feature_history(frames, graph, times, temp_per_watt=tpw)
     ordered = sort_frames(frames)
     for at in (times[0], times[17], times[-1]):
-        want = build_features(ordered, graph, at, DEFAULT_WINDOW)
+        want = build_features(ordered, graph, at, DEFAULT_WINDOW, temp_per_watt=tpw)
         got = rows.xs(pd.Timestamp(at), level="at")
         pd.testing.assert_frame_equal(got, want, check_exact=True, check_names=False, obj=str(at))
 
