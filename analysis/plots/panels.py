@@ -96,13 +96,22 @@ def _highlight_order(metric: str, mine: pd.DataFrame, peers: pd.DataFrame) -> li
     return [str(c) for c in offset.sort_values(ascending=False, kind="stable").index]
 
 
-def _panel_metrics(incident: Incident, frames: FleetFrames, limit: int = 3) -> list[str]:
-    """Pick the metrics to draw: the explanation's top factors first, then the kind's defaults."""
-    available = (
-        set(frames.gpu["metric"].unique())
-        | set(frames.node["metric"].unique())
-        | set(frames.component["metric"].unique())
+def _metrics_of(frames: FleetFrames) -> tuple[set[str], set[str], set[str]]:
+    """The metric names of the GPU, node and component frames (each scanned once per picture)."""
+    return tuple(  # type: ignore[return-value]
+        {str(m) for m in df["metric"].unique()}
+        for df in (frames.gpu, frames.node, frames.component)
     )
+
+
+def _panel_metrics(
+    incident: Incident, frames: FleetFrames, limit: int = 3, *, available: set[str] | None = None
+) -> list[str]:
+    """Pick the metrics to draw: the explanation's top factors first, then the kind's defaults.
+
+    ``available``: every metric name of ``frames`` when known (:func:`_metrics_of`)."""
+    if available is None:
+        available = set().union(*_metrics_of(frames))
     picked: list[str] = []
     if incident.explanation is not None:
         for i, f in enumerate(incident.explanation.factors):
@@ -160,9 +169,11 @@ def _wide(df: pd.DataFrame, key_cols: Sequence[str]) -> pd.DataFrame:
 
 
 def _series_for(
-    metric: str, incident: Incident, frames: FleetFrames
+    metric: str, incident: Incident, frames: FleetFrames, node_metrics: set[str] | None = None
 ) -> tuple[pd.DataFrame, pd.DataFrame, str]:
-    """Return (affected series, peer series, what the lines are) for one metric."""
+    """Return (affected series, peer series, what the lines are) for one metric.
+
+    ``node_metrics``: the node frame's metric names when known."""
     affected = {g.key for g in incident.gpus}
     nodes = {g.node for g in incident.gpus}
     if incident.root_cause.kind == "node":
@@ -174,7 +185,9 @@ def _series_for(
             wide = (wide.diff().clip(lower=0) / 1e6).div(seconds, axis=0).clip(upper=1) * 100
         mine = [c for c in wide.columns if c in affected]
         return wide[mine], wide.drop(columns=mine), "GPU"
-    if metric in set(frames.node["metric"].unique()):
+    if node_metrics is None:
+        node_metrics = {str(m) for m in frames.node["metric"].unique()}
+    if metric in node_metrics:
         part = frames.node[frames.node["metric"] == metric]
         sensor = NODE_SENSORS.get(metric)
         if sensor is not None and (part["sensor"] == sensor).any():
@@ -199,7 +212,8 @@ def render_incident_metrics(
     incident: Incident, frames: FleetFrames, onset: datetime | None = None
 ) -> bytes:
     """Draw the key metrics of the affected GPUs against their peers' band, as a PNG."""
-    metrics = _panel_metrics(incident, frames)
+    gpu_metrics, node_metrics, comp_metrics = _metrics_of(frames)
+    metrics = _panel_metrics(incident, frames, available=gpu_metrics | node_metrics | comp_metrics)
     n = max(1, len(metrics))
     fig = Figure(figsize=(11.0, 1.0 + 2.2 * n), dpi=90)
     first = min(
@@ -234,7 +248,7 @@ def render_incident_metrics(
     panel_gpu = frames.gpu[frames.gpu["metric"].isin([m for m in metrics if m.startswith("DCGM_")])]
     frames = replace(frames, gpu=panel_gpu)
     for ax, metric in zip(axes, metrics, strict=False):
-        mine, peers, what = _series_for(metric, incident, frames)
+        mine, peers, what = _series_for(metric, incident, frames, node_metrics)
         label, unit = _label(metric)
         if not peers.empty:
             q = peers.quantile([0.1, 0.5, 0.9], axis=1).T
