@@ -531,3 +531,13 @@ REPORT_RUN_2026_12_03_T: dict[str, object] = {
     "after": "47b6ac9",
     "old_explainer_at": None,
 }
+
+
+#: Fixed before it started, at commit d92176e (the final code: the fit computes each sample's
+#: peer deviations once for its whole history, exact per group, dfa9ac7): run N's two report
+#: commands (``gpu-risk eval --seeds report --skip 8 --limit 12 --cycle 5m --detectors
+#: graph,static --no-explain --max-gpus 128 --jobs 1 [--healthy]``), side by side, to confirm
+#: that nothing on the paging path moved (all 48 scenario-detector records must equal run N's;
+#: the development fleets' did, ``eval-2026-12-03-t/dev-explain-after-peer-rows/``). Reported
+#: whatever they show; what does not finish before the session ends is said so.
+REPORT_RUN_2026_12_03_U: dict[str, object] = {**REPORT_RUN_2026_12_03_N, "after": "d92176e"}
