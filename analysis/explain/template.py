@@ -18,7 +18,8 @@ import networkx as nx
 import pandas as pd
 
 from analysis.catalog import MEMORY_XIDS, NVLINK_XIDS, PCIE_XIDS
-from analysis.feature_plan import COUNTERS, GAUGES
+from analysis.context import FAN, INLET, VOLTS
+from analysis.feature_plan import COUNTERS, GAUGES, TEMP
 
 GPU_SCOPE = "gpu"
 NODE_SCOPE = "node"
@@ -335,11 +336,11 @@ def _component_key(metric: str) -> str | None:
 
 # The detector's node features (``analysis.context``) by name prefix: the metric each one reads.
 _NODE_FEATURES: tuple[tuple[str, str], ...] = (
-    ("fan_", "ipmi_fan_speed_rpm"),
-    ("inlet", "ipmi_temperature_celsius"),
-    ("volts_", "ipmi_voltage_volts"),
-    ("rack_temp_vs_", "DCGM_FI_DEV_GPU_TEMP"),
-    ("node_temp_vs_", "DCGM_FI_DEV_GPU_TEMP"),
+    ("fan_", FAN),
+    ("inlet", INLET),
+    ("volts_", VOLTS),
+    ("rack_temp_vs_", TEMP),
+    ("node_temp_vs_", TEMP),
 )
 
 
