@@ -74,12 +74,17 @@ def _flagged(incident: Incident, group: Group) -> dict[str, Evidence]:
         if key is None or ev.gpu not in gpus or not np.isfinite(ev.z):
             continue
         var = VARS[key]
-        harm = abs(ev.z) if var.bad == 0 else ev.z * var.bad
         if var.scope not in (GPU_SCOPE, NODE_SCOPE) and var.scope not in group.components:
             continue
-        if harm >= Z_ANOMALOUS and (key not in out or abs(ev.z) > abs(out[key].z)):
+        if var.harm(ev.z) >= Z_ANOMALOUS and (key not in out or abs(ev.z) > abs(out[key].z)):
             out[key] = ev
     return out
+
+
+def _ancestry(template: nx.DiGraph, target: str) -> tuple[str, ...]:
+    """The variables of ``target``'s causal model: it and its ancestors in the template, sorted
+    (the key its fitted model is cached under)."""
+    return tuple(sorted(nx.ancestors(template, target) | {target}))
 
 
 def _from_own_level(data: _T, own: pd.Series | None) -> _T:
@@ -173,7 +178,7 @@ class Explainer:
             for target in targets:
                 if target not in template:
                     continue
-                nodes = tuple(sorted(nx.ancestors(template, target) | {target}))
+                nodes = _ancestry(template, target)
                 if len(nodes) == 1:
                     continue
                 try:
@@ -392,7 +397,7 @@ class Explainer:
         template = _template(set(self._training_table(kind).columns) & set(sample.dropna().index))
         if target not in template:
             raise _CannotAttributeError(f"{VARS[target].label} has no healthy history")
-        nodes = tuple(sorted(nx.ancestors(template, target) | {target}))
+        nodes = _ancestry(template, target)
         # Keep only ancestors that have data now; an ancestor missing now cannot be attributed.
         nodes = tuple(n for n in nodes if not math.isnan(float(sample.get(n, float("nan")))))
         if len(nodes) == 1:

@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
+from functools import cached_property
 from typing import Any
 
 import numpy as np
@@ -40,7 +41,14 @@ class _Prepared:
     components: pd.DataFrame  # index (ts, component); columns: template keys of components
     component_metrics: dict[tuple[str, str], str]  # (component, key) -> metric name used
     fan_ref: dict[str, pd.Series] | None = None  # node -> each fan's normal share of the median
-    _positions: dict[str, npt.NDArray[np.intp]] | None = field(default=None, repr=False)
+
+    @cached_property
+    def _positions(self) -> dict[str, npt.NDArray[np.intp]]:
+        """Each GPU key's row positions in ``rows`` (found once, on first use)."""
+        codes, uniques = pd.factorize(self.rows.index.get_level_values("key"))
+        order = np.argsort(codes, kind="stable")
+        bounds = np.searchsorted(codes[order], np.arange(len(uniques) + 1))
+        return {str(k): order[bounds[i] : bounds[i + 1]] for i, k in enumerate(uniques)}
 
     def rows_of(self, keys: Iterable[str]) -> pd.DataFrame:
         """The rows of ``keys`` in their order in ``rows`` (a boolean ``isin`` mask's rows).
@@ -48,13 +56,6 @@ class _Prepared:
         The GPUs' row positions are found once: a fit's history is cut for every group of
         every kind it trains on, and a mask over the whole history per group was most of it.
         """
-        if self._positions is None:
-            codes, uniques = pd.factorize(self.rows.index.get_level_values("key"))
-            order = np.argsort(codes, kind="stable")
-            bounds = np.searchsorted(codes[order], np.arange(len(uniques) + 1))
-            self._positions = {
-                str(k): order[bounds[i] : bounds[i + 1]] for i, k in enumerate(uniques)
-            }
         found = [self._positions[k] for k in dict.fromkeys(keys) if k in self._positions]
         if not found:
             return self.rows.iloc[:0]

@@ -60,6 +60,10 @@ class Variable:
     # healthy level, since a healthy GPU may carry a few old remapped rows for good.
     own_level: bool = False
 
+    def harm(self, z: float) -> float:
+        """``z`` in the harmful direction: 0 for a deviation the harmless way (a cooler GPU)."""
+        return abs(z) if self.bad == 0 else max(0.0, z * self.bad)
+
 
 VARIABLES: tuple[Variable, ...] = (
     Variable(
@@ -392,6 +396,5 @@ def _harm(z: pd.Series) -> dict[str, float]:
         var = VARS.get(str(key))
         if var is None or var.key in LOAD_KEYS:
             continue
-        v = float(value)
-        out[var.key] = abs(v) if var.bad == 0 else max(0.0, v * var.bad)
+        out[var.key] = var.harm(float(value))
     return out
