@@ -427,14 +427,14 @@ def feature_history(
             )
         else:
             cycle = replace(ordered, reduced=own)
-            peers = _rows_of(wide, at, window)
+            peers, peer_devs = _rows_of(wide, at, window, also=devs)
             feats = _features(
                 cycle,
                 graph,
                 at,
                 window,
                 peers=peers,
-                peer_devs=None if devs is None else _rows_of(devs, at, window),
+                peer_devs=peer_devs,
                 node_rows=node_rows,
                 temp_per_watt=temp_per_watt,
             )
@@ -467,11 +467,19 @@ def _reductions_at(
     return out
 
 
-def _rows_of(wide: pd.DataFrame, at: datetime, window: timedelta) -> pd.DataFrame:
+def _rows_of(
+    wide: pd.DataFrame, at: datetime, window: timedelta, *, also: pd.DataFrame | None = None
+) -> tuple[pd.DataFrame, pd.DataFrame | None]:
     """The rows of ``gpu_wide`` in the window ``(at - window, at]``: the window's own pivot (the
-    same rows in the same order, the unused index levels dropped as it has none)."""
+    same rows in the same order, the unused index levels dropped as it has none); and the same
+    rows of ``also``, a frame on ``wide``'s index (None: none), cut by the same mask."""
     end = to_utc(at)
     ts = wide.index.get_level_values("ts")
-    rows = wide[(ts > end - pd.Timedelta(window)) & (ts <= end)]
+    inside = (ts > end - pd.Timedelta(window)) & (ts <= end)
+    rows = wide[inside]
     rows.index = rows.index.remove_unused_levels()
-    return rows
+    if also is None:
+        return rows, None
+    cut = also[inside]
+    cut.index = rows.index
+    return rows, cut

@@ -128,7 +128,7 @@ def test_a_cycle_cut_from_the_history_pivot_is_its_own_pivot(
     wide = ordered.gpu_wide(PEER_METRICS)
     for at in fit_times(START, frames.end, DEFAULT_WINDOW, 48)[::7]:
         want = slice_frames(ordered, at - DEFAULT_WINDOW, at).gpu_wide(PEER_METRICS)
-        got = _rows_of(wide, at, DEFAULT_WINDOW)
+        got, _ = _rows_of(wide, at, DEFAULT_WINDOW)
         pd.testing.assert_frame_equal(got, want, check_exact=True, obj=str(at))
         for mine, theirs in zip(got.index.levels, want.index.levels, strict=True):
             pd.testing.assert_index_equal(mine, theirs, exact=True)
