@@ -541,3 +541,13 @@ REPORT_RUN_2026_12_03_T: dict[str, object] = {
 #: the development fleets' did, ``eval-2026-12-03-t/dev-explain-after-peer-rows/``). Reported
 #: whatever they show; what does not finish before the session ends is said so.
 REPORT_RUN_2026_12_03_U: dict[str, object] = {**REPORT_RUN_2026_12_03_N, "after": "d92176e"}
+
+
+#: Fixed before it started, at commit 2e09050 (the final code after the review's refactors: one
+#: harmful-direction rule, one ancestry helper, one mask per fit cycle; no behaviour change
+#: intended): run S's explanation command and run U's healthy command on the report seeds, one
+#: worker each, side by side (``gpu-risk eval --seeds report --skip 8 --limit 12 --cycle 5m
+#: --detectors graph --explain --max-gpus 128 --jobs 1`` and ``... --detectors graph,static
+#: --no-explain ... --healthy``). Must equal runs S and U record by record; reported whatever
+#: they show, and what does not finish before the session ends is said so.
+REPORT_RUN_2026_12_03_V: dict[str, object] = {**REPORT_RUN_2026_12_03_S, "after": "2e09050"}
