@@ -332,7 +332,7 @@ class StaticRules:
         share = 1.0 / len(firings) if firings else 0.0
         for f in firings:
             rule = RULES_BY_NAME[f.rule]
-            factors.append(Factor(name=rule.metric, entity=f.entity, share=share, detail=f.detail))
+            factors.append(Factor(rule.metric, f.entity, share, f.detail, basis="rule"))
         names = ", ".join(RULES_BY_NAME[r].alert for r in rules)
         if kind == "gpu":
             ref = refs[0]

@@ -17,6 +17,9 @@ import pandas as pd
 EntityKind = Literal["gpu", "node", "rack", "pdu", "cooling", "switch"]
 ComponentKind = Literal["pdu", "cooling", "switch"]
 Severity = Literal["info", "warning", "critical"]
+FactorBasis = Literal["attribution", "detector", "deviation", "rule"]
+#: What an explanation factor's share can rest on (:class:`Factor`).
+FACTOR_BASES: tuple[FactorBasis, ...] = ("attribution", "detector", "deviation", "rule")
 
 SEVERITIES: tuple[str, ...] = ("info", "warning", "critical")
 
@@ -345,12 +348,19 @@ class RootCause:
 
 @dataclass(frozen=True)
 class Factor:
-    """One contributing cause in an explanation, with its share of the anomaly."""
+    """One contributing cause in an explanation, with its share of the anomaly.
+
+    ``basis`` says what the share rests on (:data:`FACTOR_BASES`): ``attribution`` a causal
+    attribution (DoWhy), ``detector`` the detector's own evidence where no attribution was
+    possible, ``deviation`` a ranking by robust z-score where no attribution was possible,
+    ``rule`` a static rule that fired.
+    """
 
     name: str
     entity: str
     share: float
     detail: str = ""
+    basis: FactorBasis = "attribution"
 
 
 @dataclass(frozen=True)
@@ -422,7 +432,12 @@ class Incident:
             "explanation": {
                 "summary": exp.summary if exp else "",
                 "factors": [
-                    {"name": f.name, "entity": f.entity, "share": round(float(f.share), 4)}
+                    {
+                        "name": f.name,
+                        "entity": f.entity,
+                        "share": round(float(f.share), 4),
+                        "basis": f.basis,
+                    }
                     | ({"detail": f.detail} if f.detail else {})
                     for f in (exp.factors if exp else ())
                 ],
@@ -451,7 +466,13 @@ class Incident:
             explanation=Explanation(
                 summary=exp.get("summary", ""),
                 factors=tuple(
-                    Factor(f["name"], f["entity"], float(f["share"]), f.get("detail", ""))
+                    Factor(
+                        f["name"],
+                        f["entity"],
+                        float(f["share"]),
+                        f.get("detail", ""),
+                        _basis(f.get("basis"), f.get("detail", "")),
+                    )
                     for f in exp.get("factors", [])
                 ),
                 hints=tuple(exp.get("hints", [])),
@@ -464,6 +485,22 @@ class Incident:
                 for e in data.get("evidence") or ()
             ),
         )
+
+
+def _basis(value: object, detail: str) -> FactorBasis:
+    """Return a stored factor's basis; a snapshot from before the field says it in its detail."""
+    for basis in FACTOR_BASES:
+        if value == basis:
+            return basis
+    if value is not None:
+        raise ValueError(
+            f"unknown factor basis {value!r}: expected one of {', '.join(FACTOR_BASES)}"
+        )
+    if "flagged by the detector" in detail:
+        return "detector"
+    if "causal attribution unavailable" in detail:
+        return "deviation"
+    return "attribution"
 
 
 @dataclass(frozen=True)

@@ -111,6 +111,7 @@ def test_top_factor_is_the_injected_cause(cases: dict[str, Case], kind: str) -> 
     else:
         assert top.entity == target  # component metrics, or node metrics averaged under it
     assert "robust z-score" not in top.detail  # attributed, not the fallback ranking
+    assert top.basis == "attribution"
 
 
 @pytest.mark.parametrize("kind", list(CASES))
@@ -209,6 +210,7 @@ def test_too_little_history_falls_back_to_z_scores() -> None:
     exp = explainer.explain(incident, fleet.window(120, 239), fleet.graph)
     assert exp.factors[0].name == "DCGM_FI_DEV_GPU_TEMP"
     assert "robust z-score" in exp.factors[0].detail
+    assert {f.basis for f in exp.factors} == {"deviation"}
     assert "no causal attribution possible" in exp.summary
 
 

@@ -49,6 +49,8 @@ def test_a_fan_the_detector_paged_on_leads_when_the_explainer_sees_nothing(stall
     exp = _explain(stalled, Evidence(f"{NODE}/0", "fan_spread", -16.1))
     assert exp.factors[0].name == FAN, [(f.name, f.detail) for f in exp.factors]
     assert "flagged by the detector: fan_spread at -16.1" in exp.factors[0].detail
+    assert exp.factors[0].basis == "detector"
+    assert all(f.basis == "deviation" for f in exp.factors[1:])
     assert "flagged by the detector: FAN3 speed" in exp.summary, exp.summary
     assert "attributed" not in exp.summary  # the detector's finding, not a causal attribution
     # the rest is ranked as before, after it
@@ -74,6 +76,7 @@ def test_evidence_that_names_no_cause_of_the_group_changes_nothing(
     exp = _explain(stalled, evidence)
     assert [f.name for f in exp.factors] == [f.name for f in plain.factors]
     assert all("flagged by the detector" not in f.detail for f in exp.factors)
+    assert all(f.basis != "detector" for f in exp.factors)
 
 
 def test_every_feature_the_detector_scores_reads_a_template_variable_or_none() -> None:

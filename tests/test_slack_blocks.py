@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from functools import partial
 from pathlib import Path
@@ -188,6 +189,23 @@ def test_home_and_modal_are_valid_views() -> None:
     modal = silence_modal("7", "pdu-a1", "C1", "1.2")
     assert modal["type"] == "modal" and len(modal["title"]["text"]) <= 24
     assert_slack_valid(modal["blocks"], limit=100)
+
+
+@pytest.mark.parametrize(
+    ("basis", "shown"),
+    [("attribution", "— 71%"), ("detector", "— flagged by the detector"),
+     ("deviation", "— ranked by deviation"), ("rule", "— rule fired")],
+)  # fmt: skip
+def test_a_share_is_shown_only_where_it_is_a_causal_attribution(basis: str, shown: str) -> None:
+    """A z-score ranking's or a rule's share is no share of the anomaly: the line says which."""
+    incident = gpu_incident(AT)
+    exp = incident.explanation
+    assert exp is not None
+    top = replace(exp.factors[0], basis=basis)
+    incident = replace(incident, explanation=replace(exp, factors=(top, *exp.factors[1:])))
+    text = render_text(alert_blocks(incident, None, BlockOptions()))
+    assert f"• FAN2 speed on gpu-node-001 {shown}" in text
+    assert ("71%" in text) == (basis == "attribution")
 
 
 def test_render_text_reads_like_slack() -> None:

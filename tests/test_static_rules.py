@@ -172,7 +172,8 @@ def test_static_scorer_incidents(prometheus_server: PromqlBackend) -> None:
     first = doc["incidents"][0]
     assert set(first) >= {"id", "severity", "score", "root_cause", "gpus", "explanation"}
     assert set(first["explanation"]) >= {"summary", "factors"}
-    assert set(first["explanation"]["factors"][0]) >= {"name", "entity", "share"}
+    assert set(first["explanation"]["factors"][0]) >= {"name", "entity", "share", "basis"}
+    assert {f["basis"] for i in doc["incidents"] for f in i["explanation"]["factors"]} == {"rule"}
     # Before any fault, the same fleet is quiet.
     early = src.fetch(fd.START, fd.START + timedelta(hours=1), STEP)
     quiet = scorer.assess(early, build_graph(topo, early.gpus), fd.START + timedelta(hours=1))

@@ -50,7 +50,7 @@ from analysis.explain.wording import (
     _summary,
 )
 from analysis.stats import MAD_TO_SD
-from analysis.types import Evidence, Explanation, Factor, FleetFrames, Incident
+from analysis.types import Evidence, Explanation, Factor, FactorBasis, FleetFrames, Incident
 
 logger = logging.getLogger(__name__)
 
@@ -439,13 +439,16 @@ class Explainer:
             var = VARS[key]
             detail = _describe(var, sample.get(key), ref.get(key), group, prepared)
             ev = (flagged or {}).get(key)
+            basis: FactorBasis = "attribution"
             if ev is not None:
+                basis = "detector"
                 detail += (
                     f" over the latest samples; flagged by the detector: {ev.feature} at "
                     f"{ev.z:+.1f} robust sd on {ev.gpu} (causal attribution unavailable, "
                     f"{fallback_reason})"
                 )
             elif fallback_reason is not None:
+                basis = "deviation"
                 detail += f" (ranked by robust z-score: causal attribution unavailable, {fallback_reason})"
             factors.append(
                 (
@@ -455,6 +458,7 @@ class Explainer:
                         entity=_entity_of(var, group),
                         share=round(float(share), 4),
                         detail=detail,
+                        basis=basis,
                     ),
                 )
             )

@@ -260,9 +260,9 @@ def _summary(
         change = f" ({change})" if change else ""
         if (top_key == target and kind != GPU_SCOPE) or top_key == lead_key:
             change = ""
-        if "flagged by the detector" in top.detail:
+        if top.basis == "detector":
             return f"{lead}; flagged by the detector: {label} (no causal attribution possible)"
-        if "robust z-score" not in top.detail:
+        if top.basis == "attribution":
             if top_key == "temp" and kind == GPU_SCOPE:
                 return (
                     f"{lead}; {top.share * 100:.0f} % of the anomaly is the GPU's own heat, not its "

@@ -92,6 +92,14 @@ def alert_blocks(
     return fit(blocks)
 
 
+#: What a factor's line says instead of a share when the share is no causal attribution.
+_NOT_ATTRIBUTED: dict[str, str] = {
+    "detector": "flagged by the detector",
+    "deviation": "ranked by deviation",
+    "rule": "rule fired",
+}
+
+
 def explanation_blocks(incident: Incident, opts: BlockOptions) -> list[Block]:
     """The one-line explanation, its top factors and rule hints (labels allowlisted)."""
     exp = incident.explanation
@@ -105,8 +113,9 @@ def explanation_blocks(incident: Incident, opts: BlockOptions) -> list[Block]:
         budget = MAX_SECTION_TEXT - 100
         for f in exp.factors[:3]:
             detail = f" · {redact_labels(f.detail, opts.label_allowlist)}" if f.detail else ""
+            weight = f"{f.share:.0%}" if f.basis == "attribution" else _NOT_ATTRIBUTED[f.basis]
             line = clip(
-                f"• *{escape(f.name)}* on `{escape(f.entity)}` — {f.share:.0%}{escape(detail)}", 900
+                f"• *{escape(f.name)}* on `{escape(f.entity)}` — {weight}{escape(detail)}", 900
             )
             if sum(len(x) + 1 for x in lines) + len(line) > budget:
                 break
