@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from datetime import timedelta
+from types import MappingProxyType
 
 import networkx as nx
 import numpy as np
@@ -255,6 +256,22 @@ def _peer_deviation(
 
 #: The node metrics :func:`node_context` reads.
 NODE_CONTEXT_METRICS: tuple[str, ...] = (FAN, INLET, VOLTS, NODE_POWER, HWMON)
+#: Each column :func:`node_context` writes with the metric it reads (None: scrape health).
+NODE_FEATURES: Mapping[str, str | None] = MappingProxyType(
+    {
+        "fan_min": FAN,
+        "fan_mean": FAN,
+        "fan_spread": FAN,
+        "fan_min_vs_fleet": FAN,
+        "inlet": INLET,
+        "inlet_vs_fleet": INLET,
+        "volts_dev": VOLTS,
+        "volts_dip": VOLTS,
+        "node_power": NODE_POWER,
+        "hwmon_temp": HWMON,
+        "up_down_frac": None,
+    }
+)
 
 
 def metric_rows(node: pd.DataFrame) -> dict[str, pd.DataFrame]:
@@ -314,19 +331,9 @@ def node_context(
         hw = rows[HWMON][rows[HWMON]["ts"] > cut]
         out["hwmon_temp"] = hw.groupby("node", sort=False)["value"].max().reindex(nodes)
     else:
-        for col in (
-            "fan_min",
-            "fan_mean",
-            "fan_spread",
-            "fan_min_vs_fleet",
-            "inlet",
-            "inlet_vs_fleet",
-            "volts_dev",
-            "volts_dip",
-            "node_power",
-            "hwmon_temp",
-        ):
-            out[col] = np.nan
+        for col, metric in NODE_FEATURES.items():
+            if metric is not None:
+                out[col] = np.nan
     if not up.empty:
         down = (up["value"] < 0.5).groupby(up["node"], sort=False).mean()
         out["up_down_frac"] = down.reindex(nodes).fillna(0.0)

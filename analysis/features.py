@@ -89,6 +89,8 @@ __all__ = [
     "INLET",
     "INLET_SENSOR",
     "NODE_POWER",
+    "NODE_TEMP",
+    "RACK_TEMP",
     "RAW_LEVEL_COLUMNS",
     "REMAP_FAILURE",
     "SUSTAINED",
@@ -106,6 +108,10 @@ __all__ = [
     "slice_frames",
     "sort_frames",
 ]
+
+#: The rack's and the node's GPUs against the fleet at equal power (their median temp_vs_fleet).
+RACK_TEMP = "rack_temp_vs_fleet"
+NODE_TEMP = "node_temp_vs_fleet"
 
 DEFAULT_WINDOW = timedelta(minutes=30)
 DEFAULT_RECENT = timedelta(minutes=10)
@@ -308,8 +314,8 @@ def _features(
     out = pd.concat([own, peers, node_part], axis=1)
     # Rack- and node-level temperature: the rack's (node's) GPUs against the fleet at equal power,
     # only when most of them are comparable: two hot GPUs among 64 idle ones are not a hot rack.
-    out["rack_temp_vs_fleet"] = _group_median(out["temp_vs_fleet"], rack_of)
-    out["node_temp_vs_fleet"] = _group_median(out["temp_vs_fleet"], node_of)
+    out[RACK_TEMP] = _group_median(out["temp_vs_fleet"], rack_of)
+    out[NODE_TEMP] = _group_median(out["temp_vs_fleet"], node_of)
     health = data_health(out, node_of, win.up, vanish_after=vanish_after)
     for col in HEALTH_COLUMNS:
         out[col] = health[col]

@@ -185,6 +185,22 @@ def test_node_and_component_context_joined_through_the_graph() -> None:
     assert np.allclose(f.loc[rack1, "switch.port_errors_total.sustained"], np.log1p(168.0))
 
 
+def test_the_node_features_declared_are_the_ones_written() -> None:
+    """``NODE_FEATURES`` (which the explainer maps evidence through) is node_context's columns,
+    with data and without; each names a metric the node exporters publish."""
+    from analysis import catalog
+    from analysis.context import NODE_FEATURES, node_context
+
+    frames, _ = fleet()
+    nodes = pd.Index(sorted(frames.node["node"].unique()))
+    for node in (frames.node, frames.node.iloc[:0]):
+        ctx = node_context(
+            node, frames.up, nodes=nodes, at=pd.Timestamp(END), recent=timedelta(minutes=10)
+        )
+        assert list(ctx.columns) == list(NODE_FEATURES)
+    assert {m for m in NODE_FEATURES.values() if m} <= set(catalog.NODE_METRICS)
+
+
 def test_feature_history_stacks_cycles() -> None:
     frames, graph = fleet()
     times = [END - timedelta(minutes=10), END]

@@ -13,13 +13,15 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
+from types import MappingProxyType
 
 import networkx as nx
 import pandas as pd
 
 from analysis.catalog import MEMORY_XIDS, NVLINK_XIDS, PCIE_XIDS
-from analysis.context import FAN, INLET, VOLTS
+from analysis.context import NODE_FEATURES
 from analysis.feature_plan import COUNTERS, GAUGES, TEMP
+from analysis.features import NODE_TEMP, RACK_TEMP
 
 GPU_SCOPE = "gpu"
 NODE_SCOPE = "node"
@@ -338,26 +340,29 @@ def _component_key(metric: str) -> str | None:
     return None
 
 
-# The detector's node features (``analysis.context``) by name prefix: the metric each one reads.
-_NODE_FEATURES: tuple[tuple[str, str], ...] = (
-    ("fan_", FAN),
-    ("inlet", INLET),
-    ("volts_", VOLTS),
-    ("rack_temp_vs_", TEMP),
-    ("node_temp_vs_", TEMP),
+_KEY_OF_METRIC: Mapping[str, str] = MappingProxyType(
+    {v.metric: v.key for v in VARIABLES if v.scope in (GPU_SCOPE, NODE_SCOPE)}
 )
-
-
-def _feature_prefixes() -> tuple[tuple[str, str], ...]:
-    """Each detector feature name prefix with the template variable it reads, longest first."""
-    key_of = {v.metric: v.key for v in VARIABLES if v.scope in (GPU_SCOPE, NODE_SCOPE)}
-    pairs = [(f"{short}_", metric) for metric, short in {**GAUGES, **COUNTERS}.items()]
-    pairs += list(_NODE_FEATURES)
-    out = [(prefix, key_of[metric]) for prefix, metric in pairs if metric in key_of]
-    return tuple(sorted(out, key=lambda pk: -len(pk[0])))
-
-
-_FEATURE_PREFIXES = _feature_prefixes()
+# The detector's node and rack features by name, with the template variable each one reads
+# (``analysis.context``'s node features, ``analysis.features``' temperature of a node or rack).
+_NODE_FEATURE_KEYS: Mapping[str, str] = MappingProxyType(
+    {
+        feature: _KEY_OF_METRIC[metric]
+        for feature, metric in {**NODE_FEATURES, RACK_TEMP: TEMP, NODE_TEMP: TEMP}.items()
+        if metric is not None and metric in _KEY_OF_METRIC
+    }
+)
+# A GPU feature is named after the metric it reduces: its prefix, longest first.
+_GPU_FEATURE_PREFIXES: tuple[tuple[str, str], ...] = tuple(
+    sorted(
+        (
+            (f"{short}_", _KEY_OF_METRIC[metric])
+            for metric, short in {**GAUGES, **COUNTERS}.items()
+            if metric in _KEY_OF_METRIC
+        ),
+        key=lambda pk: -len(pk[0]),
+    )
+)
 
 
 def evidence_variable(feature: str) -> str | None:
@@ -372,11 +377,11 @@ def evidence_variable(feature: str) -> str | None:
     if dot:
         key = _component_key(metric)
         return key if key is not None and VARS[key].scope == kind else None
-    name = f"{feature}_"
-    for prefix, key in _FEATURE_PREFIXES:
-        if name.startswith(prefix):
-            return None if key in LOAD_KEYS else key
-    return None
+    key = _NODE_FEATURE_KEYS.get(feature)
+    if key is None:
+        name = f"{feature}_"
+        key = next((k for prefix, k in _GPU_FEATURE_PREFIXES if name.startswith(prefix)), None)
+    return None if key is None or key in LOAD_KEYS else key
 
 
 def _template(available: set[str]) -> nx.DiGraph:
