@@ -37,10 +37,15 @@ import numpy as np
 import pandas as pd
 
 from analysis.evaluation.protocol import is_report_seed
+from analysis.feature_plan import SUSTAINED
 
 CYCLE = timedelta(minutes=5)
 TEMP_Z = ("z.temp_at_power", "z.temp_vs_node", "z.temp_vs_rack", "z.temp_vs_fleet")
 THERMAL_KINDS = ("thermal_interface", "fan", "cooling")
+COUNTER_Z = tuple(
+    f"z.{name}_{part}" for name in SUSTAINED for part in ("rate", "sustained", "excess")
+)
+COUNTER_KINDS = ("hbm", "pcie", "nvlink")
 
 
 @dataclass
@@ -52,7 +57,7 @@ class Replayed:
     leads: dict[str, float | None]
     gpu_days: float
     risk: pd.DataFrame  # index: cycle time, columns: GPU key
-    temp: dict[str, pd.DataFrame]  # per TEMP_Z column, the same shape
+    temp: dict[str, pd.DataFrame]  # per TEMP_Z and COUNTER_Z column, the same shape
 
 
 def replay(seed: int, healthy: bool, max_gpus: int) -> Replayed:
@@ -60,13 +65,13 @@ def replay(seed: int, healthy: bool, max_gpus: int) -> Replayed:
     from bot.commands.eval import EvalJob, run_job
 
     risk: dict[datetime, dict[str, float]] = {}
-    temp: dict[str, dict[datetime, pd.Series]] = {c: {} for c in TEMP_Z}
+    temp: dict[str, dict[datetime, pd.Series]] = {c: {} for c in TEMP_Z + COUNTER_Z}
 
     def keep(at: datetime, outcomes: Mapping[str, Any]) -> None:
         assessment = outcomes["graph"].assessment
         risk[at] = {s.key: s.score for s in assessment.scores}
         table = assessment.features
-        for column in TEMP_Z:
+        for column in TEMP_Z + COUNTER_Z:
             if table is not None and column in table:
                 temp[column][at] = table[column]
 
@@ -229,6 +234,24 @@ def main() -> None:
 
                     row = judge(faulty, healthy, long_z, THERMAL_KINDS)
                     print(f"{column} W={hours}h {how} >= {level:.2f}: {row}")
+
+    print("\n3. long-horizon error-counter z (HBM, PCIe, NVLink faults)")
+    for column in COUNTER_Z:
+        for minutes in (30, 60, 120):
+            for how in ("mean", "q25"):
+                window = timedelta(minutes=minutes)
+                values = np.concatenate(
+                    [_rolling(run.temp[column], window, how).to_numpy().ravel() for run in healthy]
+                )
+                values = values[np.isfinite(values)]
+                for level in (float(np.quantile(values, 0.9999)), float(values.max()) + 1e-9):
+
+                    def long_c(run: Replayed, c: str = column, w: timedelta = window,
+                               how: str = how, level: float = level) -> pd.DataFrame:  # fmt: skip
+                        return _rolling(run.temp[c], w, how) >= level
+
+                    row = judge(faulty, healthy, long_c, COUNTER_KINDS)
+                    print(f"{column} W={minutes}min {how} >= {level:.2f}: {row}")
 
 
 if __name__ == "__main__":
