@@ -12,6 +12,12 @@ A failed incident therefore stays open until its GPUs are back in service (repor
 at ``REPAIR_UTIL`` % or more, no failure-grade signal, not at risk) for ``repair_after``, or until
 an operator resolves it.
 
+Critical evidence is not cleared by a short quiet spell: hardware precursors are intermittent (a
+fan bearing, a drying thermal interface, bursts of link errors come and go for hours before the
+failure), so an incident that was critical while open (a risk at the critical level or a
+failure-grade signal) needs ``close_for_critical`` of quiet to close, not ``close_for``. A
+warning-level incident closes as before.
+
 Idle is no evidence of health either: a cycle in which every GPU of an open incident runs
 (almost) nothing is not quiet. One GPU going idle is usually its job ending, so it does not make
 the incident failed; but a GPU at risk whose job died (a thermal-interface failure drains it with
@@ -53,6 +59,8 @@ class IncidentTracker:
     ``close_for`` does the same for closing: the incident must also have been absent that long
     (since the last cycle it was present), so at one-minute cycles a GPU whose risk flickers is
     not closed after five quiet minutes and paged again (Alertmanager's ``resolve_timeout``).
+    ``close_for_critical`` (default ``close_for``) replaces it for an incident that was critical
+    while open: a precursor's quiet spell is no repair (Prometheus' ``keep_firing_for``).
     ``hold`` is hysteresis on the risk itself: an open incident whose GPUs still score at least
     ``hold`` (below the threshold that opened it) is not quiet, so a GPU hovering at the threshold
     is one incident, not one page per crossing (one GPU for a GPU's incident, two for a broader
@@ -74,6 +82,7 @@ class IncidentTracker:
         open_for: timedelta = timedelta(0),
         close_for: timedelta = timedelta(0),
         *,
+        close_for_critical: timedelta | None = None,
         hold: float | None = None,
         idle_is_quiet: bool = False,
     ) -> None:
@@ -82,6 +91,11 @@ class IncidentTracker:
             raise ValueError("open_after and close_after must be at least 1 cycle")
         if open_for < timedelta(0) or close_for < timedelta(0):
             raise ValueError("open_for and close_for must not be negative")
+        if close_for_critical is not None and close_for_critical < close_for:
+            raise ValueError(
+                f"close_for_critical ({close_for_critical}) must be at least close_for "
+                f"({close_for}): critical evidence needs at least as long a quiet spell"
+            )
         if hold is not None and not 0.0 < hold <= 1.0:
             raise ValueError(f"hold must be a risk in (0, 1], got {hold}")
         self.hold = hold
@@ -90,6 +104,7 @@ class IncidentTracker:
         self.open_for = open_for
         self.close_after = close_after
         self.close_for = close_for
+        self.close_for_critical = close_for if close_for_critical is None else close_for_critical
         self.repair_after = repair_after
         self._streak: dict[str, int] = {}
         self._first: dict[str, datetime] = {}
@@ -98,6 +113,7 @@ class IncidentTracker:
         self._open: dict[str, Incident] = {}
         self._failed: dict[str, datetime] = {}  # key -> when its hardware failed
         self._in_service: dict[str, datetime] = {}  # failed key -> back in service since
+        self._critical: set[str] = set()  # open keys that were critical while open
 
     @property
     def failed(self) -> dict[str, datetime]:
@@ -108,6 +124,7 @@ class IncidentTracker:
         """Forget an incident an operator resolved (a failed one included)."""
         for table in (self._open, self._quiet, self._last, self._failed, self._in_service):
             table.pop(key, None)
+        self._critical.discard(key)
 
     @property
     def open_incidents(self) -> list[Incident]:
@@ -123,6 +140,8 @@ class IncidentTracker:
                 self._quiet[key] = 0
                 self._streak[key] = self.open_after
                 self._first.setdefault(key, inc.at)
+                if inc.severity == "critical":
+                    self._critical.add(key)
 
     def state(self) -> dict[str, Any]:
         """Return the streaks as JSON-ready data (what ``load_state`` takes back).
@@ -136,6 +155,7 @@ class IncidentTracker:
             "last": {k: v.isoformat() for k, v in sorted(self._last.items())},
             "failed": {k: v.isoformat() for k, v in sorted(self._failed.items())},
             "in_service": {k: v.isoformat() for k, v in sorted(self._in_service.items())},
+            "critical": sorted(self._critical),
         }
 
     def load_state(self, state: Mapping[str, Any]) -> None:
@@ -166,12 +186,15 @@ class IncidentTracker:
             for key, when in (state.get(name) or {}).items():
                 if str(key) in self._open:
                     table[str(key)] = datetime.fromisoformat(str(when))
+        self._critical |= {str(k) for k in state.get("critical") or () if str(k) in self._open}
 
     def _quiet_for(self, key: str, at: datetime) -> bool:
-        """Whether the open incident ``key`` has been absent ``close_for`` by ``at`` (an incident
-        restored without its last sighting counts quiet cycles only)."""
+        """Whether the open incident ``key`` has been absent ``close_for`` by ``at``
+        (``close_for_critical`` when it was critical; an incident restored without its last
+        sighting counts quiet cycles only)."""
         last = self._last.get(key)
-        return last is None or at - last >= self.close_for
+        need = self.close_for_critical if key in self._critical else self.close_for
+        return last is None or at - last >= need
 
     def update(self, assessment: Assessment) -> list[Incident]:
         """Take one cycle's assessment; return the incidents open after it."""
@@ -212,6 +235,11 @@ class IncidentTracker:
                 self._quiet[key] = 0
                 self._last[key] = assessment.at
         for key, inc in present.items():
+            if key in self._open and inc.severity == "critical":
+                self._critical.add(key)
+            if key in self._failed:
+                # at risk again: whatever service came before, it was no repair
+                self._in_service.pop(key, None)
             if key in self._open and FAILURE_SIGNALS.intersection(inc.signals):
                 self._failed.setdefault(key, assessment.at)
                 self._in_service.pop(key, None)
@@ -244,6 +272,7 @@ class IncidentTracker:
                 del self._open[key]
                 self._quiet.pop(key, None)
                 self._last.pop(key, None)
+                self._critical.discard(key)
         # A broader open incident supersedes narrower ones whose GPUs it covers.
         broader = [
             {g.key for g in inc.gpus}

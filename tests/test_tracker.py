@@ -263,3 +263,83 @@ def test_a_failed_gpus_service_must_be_unbroken_to_close_it() -> None:
     assert t.update(_cycle(40, at_risk=False, util=80.0))  # in service since 40
     assert t.update(_cycle(70, at_risk=False, util=80.0)), "65 min after 5, but only 30 since 40"
     assert t.update(_cycle(100, at_risk=False, util=80.0)) == []
+
+
+def test_a_failed_gpu_at_risk_again_is_no_repair() -> None:
+    """In service, then at risk again for hours: the hour of service before it does not close
+    the incident at the first quiet cycle after (a drained node's fan still failing)."""
+    t = IncidentTracker(open_after=1, close_after=2, repair_after=timedelta(minutes=60))
+    t.update(_cycle(0, at_risk=True, signals=("hardware_xid",), util=90.0))
+    assert t.update(_cycle(5, at_risk=False, util=80.0))  # in service since 5
+    for minute in range(10, 120, 5):  # at risk again: not healthy service
+        assert t.update(_cycle(minute, at_risk=True, util=80.0))
+    assert t.update(_cycle(120, at_risk=False, util=80.0)), "115 min after 5, but at risk since"
+    assert t.update(_cycle(175, at_risk=False, util=80.0)), "55 min of healthy service"
+    assert t.update(_cycle(180, at_risk=False, util=80.0)) == []
+
+
+def _episodes(tracker: IncidentTracker, severity: str, quiet_minutes: int) -> tuple[int, int]:
+    """Three 20-minute at-risk episodes ``quiet_minutes`` apart at five-minute cycles, then a
+    quiet day: (incidents opened, "resolved" before the last episode)."""
+    ids: list[str] = []
+    closed_early = 0
+    minute = 0
+    open_now = False
+    for episode in range(3):
+        for _ in range(4):
+            at = T0 + timedelta(minutes=minute)
+            gpus = (GpuScore("n1", "0", 0.999 if severity == "critical" else 0.95),)
+            inc = Incident("x", at, severity, gpus[0].score, RootCause(KEY, "gpu"), gpus)  # type: ignore[arg-type]
+            out = tracker.update(Assessment(at, gpus, (inc,), _features(util=90.0)))
+            ids += [i.id for i in out if i.id not in ids]
+            open_now = bool(out)
+            minute += 5
+        for _ in range(quiet_minutes // 5 if episode < 2 else 24 * 12):
+            out = tracker.update(_cycle(minute, at_risk=False, util=90.0))
+            if open_now and not out and episode < 2:
+                closed_early += 1
+            open_now = bool(out)
+            minute += 5
+    return len(ids), closed_early
+
+
+def test_a_critical_incident_is_not_resolved_by_an_hour_of_quiet() -> None:
+    """A precursor that comes back after an hour: critical evidence stays one open incident
+    (no "resolved", no second page); a warning closes and pages again, as before."""
+
+    def tracker() -> IncidentTracker:
+        return IncidentTracker(
+            open_after=2,
+            close_after=5,
+            close_for=timedelta(minutes=25),
+            close_for_critical=timedelta(hours=3),
+        )
+
+    assert _episodes(tracker(), "critical", 60) == (1, 0)
+    assert _episodes(tracker(), "warning", 60) == (3, 2)
+    # quiet longer than close_for_critical: resolved, and the next episode is a new incident
+    assert _episodes(tracker(), "critical", 200) == (3, 2)
+    # without the setting, critical incidents close after close_for like any other
+    plain = IncidentTracker(open_after=2, close_after=5, close_for=timedelta(minutes=25))
+    assert _episodes(plain, "critical", 60) == (3, 2)
+
+
+def test_the_critical_hold_survives_a_failover() -> None:
+    """The new leader knows the open incident was critical though it is warning-level now."""
+    kw = {"close_for": timedelta(minutes=25), "close_for_critical": timedelta(hours=3)}
+    t = IncidentTracker(open_after=1, close_after=5, **kw)  # type: ignore[arg-type]
+    t.update(_cycle(0, at_risk=True, util=90.0))  # critical (0.99)
+    gpus = (GpuScore("n1", "0", 0.95),)
+    later = Incident("x", T0, "warning", 0.95, RootCause(KEY, "gpu"), gpus)
+    t.update(Assessment(T0 + timedelta(minutes=5), gpus, (later,), _features(util=90.0)))
+    moved = IncidentTracker(open_after=1, close_after=5, **kw)  # type: ignore[arg-type]
+    moved.restore(t.open_incidents)
+    moved.load_state(t.state())
+    for minute in range(10, 5 + 180, 5):
+        assert moved.update(_cycle(minute, at_risk=False, util=90.0)), minute
+    assert moved.update(_cycle(5 + 180, at_risk=False, util=90.0)) == []
+
+
+def test_close_for_critical_below_close_for_is_refused() -> None:
+    with pytest.raises(ValueError, match=r"close_for_critical .* must be at least close_for"):
+        IncidentTracker(close_for=timedelta(hours=1), close_for_critical=timedelta(minutes=5))
