@@ -46,6 +46,7 @@ _SECONDS_FIELDS: tuple[str, ...] = (
     "step_seconds",
     "open_for",
     "close_for",
+    "close_for_critical",
     "scan_interval",
     "outbox_lease_seconds",
     "alertmanager_timeout",
@@ -132,6 +133,13 @@ class Settings(BaseSettings):
         ge=0,
         le=7 * 24 * 3600,
         description="Seconds (or 25m) an incident must stay quiet to close, whatever the interval",
+    )
+    close_for_critical: int = Field(
+        3 * 3600,
+        ge=0,
+        le=7 * 24 * 3600,
+        description="Seconds (or 3h) an incident that was critical must stay quiet to close "
+        "(hardware precursors come and go; at least close_for)",
     )
     random_state: int = Field(0, description="Seed of every estimator")
     maintenance: list[dict[str, Any]] = Field(
@@ -255,6 +263,17 @@ class Settings(BaseSettings):
             raise ValueError(
                 f"hold_risk ({self.hold_risk}) must not exceed threshold ({self.threshold}): "
                 "lower GPU_RISK_HOLD_RISK, or set it to 0 for no hysteresis"
+            )
+        return self
+
+    @model_validator(mode="after")
+    def _critical_quiet_at_least_quiet(self) -> Settings:
+        """Critical evidence needs at least the quiet spell a warning needs to close."""
+        if self.close_for_critical < self.close_for:
+            raise ValueError(
+                f"close_for_critical ({self.close_for_critical} s) must be at least close_for "
+                f"({self.close_for} s): raise GPU_RISK_CLOSE_FOR_CRITICAL or lower "
+                "GPU_RISK_CLOSE_FOR"
             )
         return self
 

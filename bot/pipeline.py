@@ -76,6 +76,9 @@ class Pipeline:
     close_for: timedelta = timedelta(0)
     """How long an incident stays quiet before it closes, besides ``close_after`` cycles (the
     composition root passes ``GPU_RISK_CLOSE_FOR``; 0: cycles only)."""
+    close_for_critical: timedelta | None = None
+    """The same for an incident that was critical while open (``GPU_RISK_CLOSE_FOR_CRITICAL``;
+    None: ``close_for``). Not for self-gating scorers (rules resolve when they stop firing)."""
     hold_risk: float = 0.0
     """An open incident is not quiet while its GPUs' risk stays at least this (hysteresis below
     the threshold; ``GPU_RISK_HOLD_RISK``; 0: none). Not for self-gating scorers (rules)."""
@@ -157,6 +160,7 @@ class Pipeline:
             close_after=self.close_after,
             open_for=timedelta(0) if gated else self.open_for,
             close_for=self.close_for,
+            close_for_critical=None if gated else self.close_for_critical,
             hold=None if gated or self.hold_risk <= 0 else self.hold_risk,
             idle_is_quiet=gated,  # alerting rules resolve when the expression stops firing
         )

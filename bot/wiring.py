@@ -257,6 +257,7 @@ def build_pipeline(
         close_after=settings.close_after,
         open_for=timedelta(seconds=settings.open_for),
         close_for=timedelta(seconds=settings.close_for),
+        close_for_critical=timedelta(seconds=settings.close_for_critical),
         hold_risk=settings.hold_risk,
         metrics=metrics,
         load_model=load_model if options.load_models else None,

@@ -258,3 +258,14 @@ def test_a_hold_above_the_threshold_is_refused_with_what_to_do(
         load_settings(None)
     monkeypatch.setenv("GPU_RISK_HOLD_RISK", "0")
     assert load_settings(None).hold_risk == 0
+
+
+def test_a_critical_quiet_shorter_than_the_quiet_is_refused_with_what_to_do(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Critical evidence needs at least the quiet a warning needs; durations take units."""
+    monkeypatch.setenv("GPU_RISK_CLOSE_FOR_CRITICAL", "10m")
+    with pytest.raises(ConfigError, match=r"close_for_critical \(600 s\) must be at least"):
+        load_settings(None)
+    monkeypatch.setenv("GPU_RISK_CLOSE_FOR_CRITICAL", "2h")
+    assert load_settings(None).close_for_critical == 7200
