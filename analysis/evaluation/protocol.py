@@ -551,3 +551,18 @@ REPORT_RUN_2026_12_03_U: dict[str, object] = {**REPORT_RUN_2026_12_03_N, "after"
 #: --no-explain ... --healthy``). Must equal runs S and U record by record; reported whatever
 #: they show, and what does not finish before the session ends is said so.
 REPORT_RUN_2026_12_03_V: dict[str, object] = {**REPORT_RUN_2026_12_03_S, "after": "2e09050"}
+
+
+#: The seventeenth session's run (2026-12-03), fixed before it started, at commit 0da5f52 (model
+#: 10 unchanged; the tracker now resets a failed incident's service clock when it is at risk
+#: again, and keeps an incident that was critical open until 3 h of quiet; both developed on
+#: development fleets 107-124, 101, 105 and checked on 132-139 healthy): run U's faulty command
+#: (``gpu-risk eval --seeds report --skip 8 --limit 12 --cycle 5m --detectors graph,static
+#: --no-explain --max-gpus 128 --jobs 1``), one worker, beside the fresh-clone test run. The
+#: healthy command does not fit in the session and is not run (said so). Reported whatever it
+#: shows: warnings, false incidents and false all-clears against run U fault by fault.
+REPORT_RUN_2026_12_03_W: dict[str, object] = {
+    **REPORT_RUN_2026_12_03_U,
+    "after": "0da5f52",
+    "healthy_too": False,
+}
