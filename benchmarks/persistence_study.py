@@ -218,10 +218,24 @@ def main() -> None:
                 print(f"W={hours}h r={r} q={q}: {row}")
 
     print("\n2. long-horizon temperature z (thermal, fan, cooling faults)")
-    for column in TEMP_Z:
-        for hours in (1, 2, 3):
+    _long_z(faulty, healthy, TEMP_Z, (60, 120, 180), THERMAL_KINDS)
+    print("\n3. long-horizon error-counter z (HBM, PCIe, NVLink faults)")
+    _long_z(faulty, healthy, COUNTER_Z, (30, 60, 120), COUNTER_KINDS)
+
+
+def _long_z(
+    faulty: list[Replayed],
+    healthy: list[Replayed],
+    columns: tuple[str, ...],
+    minutes: tuple[int, ...],
+    kinds: tuple[str, ...],
+) -> None:
+    """Print each rolling mean / 25th percentile of a ``z`` column over each window against the
+    healthy fleets' 99.99th percentile and maximum, judged on the faults of ``kinds``."""
+    for column in columns:
+        for length in minutes:
             for how in ("mean", "q25"):
-                window = timedelta(hours=hours)
+                window = timedelta(minutes=length)
                 values = np.concatenate(
                     [_rolling(run.temp[column], window, how).to_numpy().ravel() for run in healthy]
                 )
@@ -232,26 +246,8 @@ def main() -> None:
                                how: str = how, level: float = level) -> pd.DataFrame:  # fmt: skip
                         return _rolling(run.temp[c], w, how) >= level
 
-                    row = judge(faulty, healthy, long_z, THERMAL_KINDS)
-                    print(f"{column} W={hours}h {how} >= {level:.2f}: {row}")
-
-    print("\n3. long-horizon error-counter z (HBM, PCIe, NVLink faults)")
-    for column in COUNTER_Z:
-        for minutes in (30, 60, 120):
-            for how in ("mean", "q25"):
-                window = timedelta(minutes=minutes)
-                values = np.concatenate(
-                    [_rolling(run.temp[column], window, how).to_numpy().ravel() for run in healthy]
-                )
-                values = values[np.isfinite(values)]
-                for level in (float(np.quantile(values, 0.9999)), float(values.max()) + 1e-9):
-
-                    def long_c(run: Replayed, c: str = column, w: timedelta = window,
-                               how: str = how, level: float = level) -> pd.DataFrame:  # fmt: skip
-                        return _rolling(run.temp[c], w, how) >= level
-
-                    row = judge(faulty, healthy, long_c, COUNTER_KINDS)
-                    print(f"{column} W={minutes}min {how} >= {level:.2f}: {row}")
+                    row = judge(faulty, healthy, long_z, kinds)
+                    print(f"{column} W={length}min {how} >= {level:.2f}: {row}")
 
 
 if __name__ == "__main__":
