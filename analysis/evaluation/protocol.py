@@ -566,3 +566,17 @@ REPORT_RUN_2026_12_03_W: dict[str, object] = {
     "after": "0da5f52",
     "healthy_too": False,
 }
+
+
+#: Fixed before it started (2026-12-03, end of the seventeenth session), at the final commit
+#: (the scoring path as run W's, 0da5f52; after it only a benchmark script, README and results
+#: changed): run U's healthy command (``gpu-risk eval --seeds report --skip 8 --limit 12 --cycle
+#: 5m --detectors graph,static --no-explain --max-gpus 128 --jobs 2 --healthy``), two workers,
+#: beside a 1,000-GPU scale run. Reported whatever it shows; if it does not finish before the
+#: session ends, that is said.
+REPORT_RUN_2026_12_03_X: dict[str, object] = {
+    **REPORT_RUN_2026_12_03_W,
+    "after": "f4c4a10",
+    "healthy_too": True,
+    "jobs": 2,
+}
