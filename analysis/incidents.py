@@ -7,10 +7,12 @@ least two GPUs behind it (on two or more nodes) are at risk. When several entiti
 GPUs (one rack, one PDU, one CRAC and one leaf switch per rack), the one whose own and
 characteristic signals deviate most is named; with no such evidence the rack is. An entity with
 evidence is preferred to a larger one without (a cooling unit that covers two failing switches'
-racks does not explain them). A node becomes the root cause when at least three and
-``min_fraction`` of its GPUs are at risk, when its own signals (fans, node temperature, scrape
-targets) explain two or more at-risk GPUs, or when its own hardware (one fan slower than the
-others, scrape targets down) explains a single one. A component's own and characteristic
+racks does not explain them). A rack or component without a signal of its own is never named for
+GPUs whose node's own hardware explains them (one fan slower than the node's others): three
+failing fans in one rack are three node incidents, not the rack. A node becomes the root cause
+when at least three and ``min_fraction`` of its GPUs are at risk, when its own signals (fans, node
+temperature, scrape targets) explain two or more at-risk GPUs, or when its own hardware (one fan
+slower than the others, scrape targets down) explains a single one. A component's own and characteristic
 evidence counts only in the harmful direction (a PDU voltage sag, warmer supply air or GPUs,
 switch errors) and never from output power (which falls whenever the GPUs behind it fail or go
 idle). Everything else stays one GPU's incident.
@@ -237,6 +239,25 @@ def _node_shares(graph: nx.DiGraph, at_risk: list[str]) -> dict[str, float]:
     }
 
 
+def _nodes_on_own_hardware(
+    features: pd.DataFrame | None,
+    at_risk: list[str],
+    node_of: Mapping[str, str],
+    evidence_z: float,
+) -> set[str]:
+    """Return the nodes whose own hardware (:data:`NODE_HARDWARE`) explains their at-risk GPUs."""
+    if features is None or features.empty:
+        return set()
+    by_node: dict[str, list[str]] = {}
+    for key in at_risk:
+        by_node.setdefault(node_of[key], []).append(key)
+    return {
+        node
+        for node, members in by_node.items()
+        if own_evidence(features, members, tuple(NODE_HARDWARE), NODE_HARDWARE) >= evidence_z
+    }
+
+
 def find_incidents(
     scores: Mapping[str, float] | pd.Series | Iterable[GpuScore],
     features: pd.DataFrame | None,
@@ -289,15 +310,27 @@ def find_incidents(
             if graph.nodes[anc].get("kind") in FACILITY_ORDER:
                 members_of.setdefault(anc, []).append(key)
     risky_share = _node_shares(graph, at_risk)
+    own_hardware = _nodes_on_own_hardware(features, at_risk, node_of, evidence_z)
     candidates: list[tuple[int, float, int, str, list[str]]] = []
-    for ent, members in members_of.items():
+    for ent, behind in members_of.items():
+        kind = str(graph.nodes[ent]["kind"])
+        own = own_evidence(features, behind, OWN_PREFIX[kind]) if kind in OWN_PREFIX else 0.0
+        # Without a signal of its own, a rack or component is named only for a pattern the nodes
+        # cannot explain: GPUs of a node whose own hardware explains them (one fan slower than
+        # its others) are that node's, however many such nodes share the rack.
+        members = (
+            behind if own >= evidence_z else [m for m in behind if node_of[m] not in own_hardware]
+        )
         if len(members) < 2 or len({node_of[m] for m in members}) < 2:
             continue
-        kind = str(graph.nodes[ent]["kind"])
         nodes_behind = [n for n in graph.successors(ent) if graph.nodes[n].get("kind") == "node"]
-        hit = [n for n in nodes_behind if risky_share.get(n, 0.0) >= min_fraction]
+        hit = [
+            n
+            for n in nodes_behind
+            if risky_share.get(n, 0.0) >= min_fraction
+            and (own >= evidence_z or n not in own_hardware)
+        ]
         joint = len(hit) >= 2 and len(hit) / max(len(nodes_behind), 1) >= min_fraction
-        own = own_evidence(features, members, OWN_PREFIX[kind]) if kind in OWN_PREFIX else 0.0
         ev = max(own, evidence(features, members, SIGNATURES[kind], SIGNATURE_DIRECTION))
         if joint or own >= evidence_z:
             strength = ev if ev >= evidence_z else 0.0

@@ -99,6 +99,39 @@ def test_node_level_problem_names_the_node() -> None:
     assert [(i.root_cause.kind, i.root_cause.id) for i in incidents] == [("node", "gpu-node-004")]
 
 
+def test_nodes_with_failing_fans_of_their_own_are_never_their_rack() -> None:
+    # Both nodes of rack 1 at risk, each because one of its own fans is slower than its others:
+    # two node faults, not the rack (nor its cooling unit, though the rack runs warm).
+    g = _graph()
+    rack = _rack1(g)
+    warm = {k: {"z.fan_spread": -30.0, "z.inlet_vs_fleet": 6.0} for k in rack}
+    incidents = find_incidents(_scores(g, rack), _features(g, warm), g, AT, THRESHOLD)
+    assert sorted((i.root_cause.kind, i.root_cause.id) for i in incidents) == [
+        ("node", "gpu-node-001"),
+        ("node", "gpu-node-002"),
+    ]
+    # One node's fan and the other node's GPUs at risk without it: still no rack pattern left.
+    one = {k: {"z.fan_spread": -30.0} for k in rack if k.startswith("gpu-node-001")}
+    incidents = find_incidents(_scores(g, rack), _features(g, one), g, AT, THRESHOLD)
+    assert sorted((i.root_cause.kind, i.root_cause.id) for i in incidents) == [
+        ("node", "gpu-node-001"),
+        ("node", "gpu-node-002"),
+    ]
+    # Fans that all slow together are no node hardware: the rack pattern stands.
+    together = {k: {"z.fan_spread": 30.0} for k in rack}
+    incidents = find_incidents(_scores(g, rack), _features(g, together), g, AT, THRESHOLD)
+    assert [(i.root_cause.kind, i.root_cause.id) for i in incidents] == [("rack", "rack-a1")]
+
+
+def test_a_component_with_its_own_signal_keeps_nodes_whose_fans_also_deviate() -> None:
+    # The PDU's own metric deviates: it is named even where a node's fans deviate as well.
+    g = _graph()
+    rack = _rack1(g)
+    z = {k: {"z.pdu.x": 9.0, "z.fan_spread": -30.0} for k in rack}
+    incidents = find_incidents(_scores(g, rack), _features(g, z), g, AT, THRESHOLD)
+    assert [(i.root_cause.id, len(i.gpus)) for i in incidents] == [("pdu-a1", 8)]
+
+
 def test_independent_gpu_troubles_stay_separate() -> None:
     g = _graph()
     # Two GPUs on one node and one in the other rack: no shared explanation.
