@@ -580,3 +580,20 @@ REPORT_RUN_2026_12_03_X: dict[str, object] = {
     "healthy_too": True,
     "jobs": 2,
 }
+
+
+#: The eighteenth session's runs (2026-12-03), both fixed before either started, at commit
+#: a5fdf0e (model 10 unchanged; incident grouping no longer names a rack or component without a
+#: signal of its own for GPUs whose node's own fan explains them, developed on twelve development
+#: fleets with three overlapping fan faults built by ``benchmarks.overlapping_fans``: 25/36 ->
+#: 35/36 warned >= 1 h strict; development fleets 107-124, 101, 105 and healthy 132-139 record
+#: for record the same): run U's two report commands (``gpu-risk eval --seeds report --skip 8
+#: --limit 12 --cycle 5m --detectors graph,static --no-explain --max-gpus 128 --jobs 1
+#: [--healthy]``), one worker each, side by side. Reported whatever they show: warnings, false
+#: incidents and false all-clears against runs W and X fault by fault and incident by incident.
+REPORT_RUN_2026_12_03_Y: dict[str, object] = {**REPORT_RUN_2026_12_03_W, "after": "a5fdf0e"}
+REPORT_RUN_2026_12_03_Z: dict[str, object] = {
+    **REPORT_RUN_2026_12_03_X,
+    "after": "a5fdf0e",
+    "jobs": 1,
+}
