@@ -16,6 +16,7 @@ from sqlalchemy import delete, exists, or_, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from analysis.lifecycle import (
+    RECURRENCE_WINDOW,
     Action,
     Decision,
     StoredState,
@@ -423,6 +424,7 @@ def _persist(
             row.notified_severity = inc.severity
             row.notified_score = float(inc.score)
         s.flush()
+        recurs = _recurs(s, at, row) if d.action is Action.POST else None
         outbox_id = enqueue_row(
             s,
             at=at,
@@ -442,12 +444,37 @@ def _persist(
                 "reason": d.reason,
                 "at": format_time(at),
                 "incident": row.snapshot,
-            },
+            }
+            | ({"recurs": recurs} if recurs else {}),
         )
     else:
         s.flush()
     snapshot = d.incident if d.incident is not None else Incident.from_dict(row.snapshot)
     return replace(d, incident=snapshot, incident_id=row.id, outbox_id=outbox_id)
+
+
+def _recurs(s: Session, at: datetime, row: IncidentRow) -> dict[str, Any] | None:
+    """The incident of the same root cause resolved within ``RECURRENCE_WINDOW`` before ``at``
+    (the latest), as the payload's ``recurs`` field; None when there is none."""
+    last = s.scalars(
+        select(IncidentRow)
+        .where(
+            IncidentRow.cluster == row.cluster,
+            IncidentRow.dedup_key == row.dedup_key,
+            IncidentRow.status == "resolved",
+            IncidentRow.resolved_at >= at - RECURRENCE_WINDOW,
+            IncidentRow.id != row.id,
+        )
+        .order_by(IncidentRow.resolved_at.desc(), IncidentRow.id.desc())
+        .limit(1)
+    ).first()
+    if last is None or last.resolved_at is None:
+        return None
+    return {
+        "incident_id": last.id,
+        "first_seen": format_time(last.first_seen),
+        "resolved_at": format_time(last.resolved_at),
+    }
 
 
 def _stored_state(row: IncidentRow) -> StoredState:

@@ -412,3 +412,59 @@ def test_channel_names_are_resolved_to_ids_and_unusable_ones_are_clear_errors() 
     missing = SlackNotifier(_Conversations(), {}, "nope")  # type: ignore[arg-type]
     with pytest.raises(ChannelError, match="#nope not found"):
         missing.resolve_channels()
+
+
+# ---------------------------------------------------------------------- firing again
+
+
+def test_a_root_cause_firing_again_within_a_day_links_both_threads(env: Env) -> None:
+    """A fault that pages, goes quiet (resolved) and comes back is one story for on-call: the new
+    alert's thread names the old incident and the old thread points at the new alert."""
+    now = datetime.now(UTC)
+    env.cycle([gpu_incident(now)])
+    first = env.only_open()
+    env.cycle([])  # quiet: resolved
+    env.cycle([gpu_incident(now)])  # the same root cause again
+    second = env.only_open()
+    assert second.id != first.id
+    old, new = env.fake.channel_messages(ALERTS)
+    (note,) = [m for m in env.fake.thread(ALERTS, new["ts"]) if "Fired again" in m["text"]]
+    assert f"incident #{first.id}" in note["text"] and "check the hardware" in note["text"]
+    (back,) = [m for m in env.fake.thread(ALERTS, old["ts"]) if "Fired again" in m["text"]]
+    assert (
+        f"as incident #{second.id}" in back["text"]
+        and "Check GPU 3 on gpu-node-001" in back["text"]
+    )
+
+
+def test_a_root_cause_resolved_over_a_day_ago_is_a_new_story(env: Env) -> None:
+    from analysis.lifecycle import RECURRENCE_WINDOW
+    from tests.fixtures.slack import deliver_pending
+
+    start = datetime.now(UTC) - RECURRENCE_WINDOW - timedelta(hours=1)
+    env.repo.apply_cycle(start, [gpu_incident(start)], True)
+    env.repo.apply_cycle(start + timedelta(minutes=5), [], True)  # resolved a day and more ago
+    now = datetime.now(UTC)
+    env.repo.apply_cycle(now, [gpu_incident(now)], True)
+    deliver_pending(env.bot.service, at=now)
+    assert len(env.fake.channel_messages(ALERTS)) == 2
+    assert not [m for m in env.fake.messages.get(ALERTS, []) if "Fired again" in m["text"]]
+
+
+def test_the_console_shows_that_a_root_cause_fired_again(tmp_path: Path) -> None:
+    out = io.StringIO()
+    console = ConsoleSink(images=None, stream=out)
+    payload = incident_payload(incident()) | {
+        "recurs": {
+            "incident_id": 3,
+            "first_seen": "2026-11-22T08:00:00Z",
+            "resolved_at": "2026-11-22T09:10:00Z",
+        }
+    }
+    note = decode(outbox_item("post", payload))
+    assert isinstance(note, Notification) and note.recurs is not None
+    assert note.recurs.incident_id == 3 and note.recurs.resolved_at == AT - timedelta(minutes=50)
+    dispatch(console, outbox_item("post", payload))
+    assert "Fired again" in out.getvalue() and "incident #3" in out.getvalue()
+    # a payload without it (or written by an older release) decodes without one
+    assert decode(outbox_item("post", incident_payload(incident()))).recurs is None  # type: ignore[union-attr]

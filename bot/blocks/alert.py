@@ -317,6 +317,24 @@ def resolved_reply_blocks(incident: Incident, reason: str = "") -> Blocks:
     )
 
 
+def recurrence_text(incident_id: int, first_seen: datetime, resolved_at: datetime) -> str:
+    """The note in a new alert's thread: its root cause was an incident resolved shortly before."""
+    return (
+        f":repeat: *Fired again*: the same root cause was incident #{incident_id}, open "
+        f"{fmt_time(first_seen)} – {fmt_time(resolved_at)}. A fault that comes back after a "
+        "quiet spell is rarely repaired: check the hardware before resolving this one."
+    )
+
+
+def fired_again_text(incident: Incident, record_id: int | None) -> str:
+    """The note in the resolved incident's thread when its root cause fires again."""
+    which = f" as incident #{record_id}" if record_id is not None else ""
+    return (
+        f":repeat: *Fired again* at {fmt_time(incident.at)}{which}: "
+        f"{escape(incident.title)} (a new alert in the channel)."
+    )
+
+
 def data_source_text(state: str, cluster: str = "") -> str:
     """The one message posted when the metrics source (of ``cluster``) degrades (``state``) or
     recovers."""

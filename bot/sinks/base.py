@@ -71,6 +71,17 @@ class Notification(Envelope):
     """Why the lifecycle decided this step (shown with a resolve)."""
     at: datetime | None = None
     """When the step was decided (aware UTC), if the row says."""
+    recurs: Recurrence | None = None
+    """A post only: the same root cause's incident resolved within ``RECURRENCE_WINDOW``."""
+
+
+@dataclass(frozen=True)
+class Recurrence:
+    """The incident of the same root cause resolved shortly before a new one was posted."""
+
+    incident_id: int
+    first_seen: datetime
+    resolved_at: datetime
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -178,6 +189,7 @@ def decode(item: OutboxItem) -> Notification | DataSourceNote:
         dedup_key=str(payload.get("dedup_key") or incident.dedup_key),
         reason=str(payload.get("reason") or ""),
         at=_time(payload.get("at")),
+        recurs=_recurrence(payload.get("recurs")),
     )
 
 
@@ -195,6 +207,16 @@ def dispatch(sink: Sink, item: OutboxItem) -> MessageRef | None:
     if item.kind == Action.RESOLVE:
         return sink.resolve(note)
     raise UnknownKindError(f"unknown outbox kind {item.kind!r} (row {item.id})")  # pragma: no cover
+
+
+def _recurrence(raw: object) -> Recurrence | None:
+    """The payload's ``recurs`` field, or None when absent or incomplete."""
+    if not isinstance(raw, dict):
+        return None
+    first, resolved = _time(raw.get("first_seen")), _time(raw.get("resolved_at"))
+    if raw.get("incident_id") is None or first is None or resolved is None:
+        return None
+    return Recurrence(int(raw["incident_id"]), first, resolved)
 
 
 def _time(raw: object) -> datetime | None:

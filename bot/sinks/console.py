@@ -27,6 +27,7 @@ from bot.blocks.alert import (
     better_reply_blocks,
     data_source_text,
     note_blocks,
+    recurrence_text,
     resolved_reply_blocks,
     worse_reply_blocks,
 )
@@ -74,6 +75,10 @@ class ConsoleSink:
                 record_id=note.record_id,
                 cluster=note.cluster or self.cluster,
             )
+            if note.recurs is not None:  # the same root cause, resolved shortly before
+                was = note.recurs
+                text = recurrence_text(was.incident_id, was.first_seen, was.resolved_at)
+                blocks = [*blocks, *note_blocks(text)]
             return blocks, pictures
 
         return self._show(

@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 
-from bot.blocks.alert import data_source_text
+from bot.blocks.alert import data_source_text, fired_again_text, recurrence_text
 from bot.blocks.models import AlertState
 from bot.sinks.base import DataSourceNote, Notification
 from bot.slack.notifier import SlackNotifier
@@ -40,8 +40,17 @@ class SlackSink:
     # ------------------------------------------------------------------ Sink
 
     def post(self, note: Notification) -> MessageRef | None:
-        """Post the alert (unless a retry finds it posted already) and upload its images."""
-        return self._post(note)
+        """Post the alert (unless a retry finds it posted already) and upload its images; when
+        its root cause fired shortly before, link the two threads."""
+        ref = self._post(note)
+        if note.recurs is not None and not note.is_retry:  # a retry never notes twice
+            was = note.recurs
+            notifier = self._notifier
+            notifier.reply(ref, recurrence_text(was.incident_id, was.first_seen, was.resolved_at))
+            old = self.service.repo.message_ref(was.incident_id)
+            if old is not None:
+                notifier.reply(old, fired_again_text(note.incident, note.record_id))
+        return ref
 
     def update(self, note: Notification) -> MessageRef | None:
         """Edit the alert to its worse state and say what changed in its thread."""
