@@ -12,10 +12,10 @@ GPUs whose node's own hardware explains them (one fan slower than the node's oth
 failing fans in one rack are three node incidents, not the rack. A node becomes the root cause
 when at least three and ``min_fraction`` of its GPUs are at risk, when its own signals (fans, node
 temperature, scrape targets) explain two or more at-risk GPUs, or when its own hardware (one fan
-slower than the others, scrape targets down) explains a single one. A component's own and characteristic
-evidence counts only in the harmful direction (a PDU voltage sag, warmer supply air or GPUs,
-switch errors) and never from output power (which falls whenever the GPUs behind it fail or go
-idle). Everything else stays one GPU's incident.
+slower than the others, scrape targets down) explains a single one. A component's own and
+characteristic evidence counts only in the harmful direction (a PDU voltage sag, warmer supply
+air or GPUs, switch errors) and never from output power (which falls whenever the GPUs behind it
+fail or go idle). Everything else stays one GPU's incident.
 """
 
 from __future__ import annotations

@@ -48,10 +48,10 @@ IncidentStatus = Literal["open", "acknowledged", "resolved"]
 INCIDENT_STATUSES: tuple[str, ...] = ("open", "acknowledged", "resolved")
 
 DEFAULT_SCORE_EPSILON = 0.1
+"""Score changes (calibrated risk in [0, 1]) at or below this are not worth a message."""
 #: A new incident whose root cause had an incident resolved this recently is shown as firing
 #: again (a reply in both threads links them), so on-call sees a flapping fault as one story.
 RECURRENCE_WINDOW = timedelta(hours=24)
-"""Score changes (calibrated risk in [0, 1]) at or below this are not worth a message."""
 
 _SEVERITY_RANK: dict[str, int] = {"info": 0, "warning": 1, "critical": 2}
 
