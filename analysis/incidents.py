@@ -254,8 +254,13 @@ def _nodes_on_own_hardware(
     return {
         node
         for node, members in by_node.items()
-        if own_evidence(features, members, tuple(NODE_HARDWARE), NODE_HARDWARE) >= evidence_z
+        if _hardware_evidence(features, members) >= evidence_z
     }
+
+
+def _hardware_evidence(features: pd.DataFrame | None, gpus: Iterable[str]) -> float:
+    """Evidence that a node's own hardware (:data:`NODE_HARDWARE`) explains ``gpus``."""
+    return own_evidence(features, gpus, tuple(NODE_HARDWARE), NODE_HARDWARE)
 
 
 def find_incidents(
@@ -318,17 +323,13 @@ def find_incidents(
         # Without a signal of its own, a rack or component is named only for a pattern the nodes
         # cannot explain: GPUs of a node whose own hardware explains them (one fan slower than
         # its others) are that node's, however many such nodes share the rack.
-        members = (
-            behind if own >= evidence_z else [m for m in behind if node_of[m] not in own_hardware]
-        )
+        theirs = set() if own >= evidence_z else own_hardware
+        members = [m for m in behind if node_of[m] not in theirs]
         if len(members) < 2 or len({node_of[m] for m in members}) < 2:
             continue
         nodes_behind = [n for n in graph.successors(ent) if graph.nodes[n].get("kind") == "node"]
         hit = [
-            n
-            for n in nodes_behind
-            if risky_share.get(n, 0.0) >= min_fraction
-            and (own >= evidence_z or n not in own_hardware)
+            n for n in nodes_behind if risky_share.get(n, 0.0) >= min_fraction and n not in theirs
         ]
         joint = len(hit) >= 2 and len(hit) / max(len(nodes_behind), 1) >= min_fraction
         ev = max(own, evidence(features, members, SIGNATURES[kind], SIGNATURE_DIRECTION))
@@ -363,7 +364,7 @@ def find_incidents(
         on_node = gpus_behind(graph, node) if node in graph else members
         frac = len(members) / max(len(on_node), 1)
         own = evidence(features, members, SIGNATURES["node"])
-        hardware = own_evidence(features, members, tuple(NODE_HARDWARE), NODE_HARDWARE)
+        hardware = _hardware_evidence(features, members)
         if (
             (len(members) >= 3 and frac >= min_fraction)
             or (len(members) >= 2 and own >= evidence_z)

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import sys
 from datetime import timedelta
 from typing import Any
 
@@ -74,28 +73,29 @@ def main(argv: list[str] | None = None) -> Any:
     parser.add_argument("--out", default="benchmarks/results/overlapping-fans")
     parser.add_argument("--jobs", type=int, default=2)
     args = parser.parse_args(argv)
-    from bot.cli import main as cli
+    from bot.cli import build_app
 
-    sys.argv = [
-        "gpu-risk",
-        "eval",
-        "--seeds",
-        args.seeds,
-        "--scenario-factory",
-        "benchmarks.overlapping_fans:draw",
-        "--cycle",
-        "5m",
-        "--detectors",
-        "graph",
-        "--no-explain",
-        "--max-gpus",
-        "128",
-        "--jobs",
-        str(args.jobs),
-        "--out",
-        args.out,
-    ]
-    return cli()
+    return build_app(lazy=True)(
+        args=[
+            "eval",
+            "--seeds",
+            args.seeds,
+            "--scenario-factory",
+            "benchmarks.overlapping_fans:draw",
+            "--cycle",
+            "5m",
+            "--detectors",
+            "graph",
+            "--no-explain",
+            "--max-gpus",
+            "128",
+            "--jobs",
+            str(args.jobs),
+            "--out",
+            args.out,
+        ],
+        prog_name="gpu-risk",
+    )
 
 
 if __name__ == "__main__":
