@@ -597,3 +597,13 @@ REPORT_RUN_2026_12_03_Z: dict[str, object] = {
     "after": "a5fdf0e",
     "jobs": 1,
 }
+
+
+#: Fixed before they started (2026-12-04, after the eighteenth session's review), at commit
+#: 8a15dcb (the final code: since run Y only the Slack "fired again" link, docstrings and a
+#: behaviour-preserving refactor of the grouping rule changed): run U's two report commands
+#: (``gpu-risk eval --seeds report --skip 8 --limit 12 --cycle 5m --detectors graph,static
+#: --no-explain --max-gpus 128 --jobs 1 [--healthy]``), one worker each, side by side. All 48
+#: scenario-detector records must equal runs Y and Z's; reported whatever they show.
+REPORT_RUN_2026_12_04_AA: dict[str, object] = {**REPORT_RUN_2026_12_03_Y, "after": "8a15dcb"}
+REPORT_RUN_2026_12_04_AB: dict[str, object] = {**REPORT_RUN_2026_12_03_Z, "after": "8a15dcb"}
