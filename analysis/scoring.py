@@ -8,7 +8,8 @@ How a GPU's risk is made (:class:`GraphRiskModel`):
 1. :func:`analysis.features.build_features` gives one row per GPU (own metrics, peers, node,
    upstream components).
 2. Each feature is taken relative to that GPU's own median over the fitted history (per-GPU offsets
-   and each component's usual level drop out) and scaled by a robust fleet-wide spread: ``z``.
+   and each component's usual level drop out; a GPU without enough healthy rows of its own takes
+   its node's GPUs' median, then the fleet's) and scaled by a robust fleet-wide spread: ``z``.
 3. A detector with the PyOD/sklearn contract (Isolation Forest by default; ECOD, COPOD, HBOS by
    name) scores the ``z`` rows, higher = riskier; a tail guard scores each feature on its own
    (a forest cannot split on a feature that never moved in healthy history), Bonferroni-adjusted
@@ -80,7 +81,7 @@ from analysis.thermal import fit_temp_per_watt
 from analysis.types import Assessment, Fault, FleetFrames, GpuRef, GpuScore
 
 MODEL_FORMAT = "gpu-risk-model"
-MODEL_VERSION = 10
+MODEL_VERSION = 11
 DEFAULT_THRESHOLD = 0.9
 DEFAULT_FIT_WINDOW = timedelta(hours=24)
 DEFAULT_FIT_CYCLES = 48
@@ -194,6 +195,19 @@ def _too_few_rows(
         f"only {kept} healthy feature rows to fit on out of {n} GPU-cycles "
         f"({'; '.join(reasons)}): {hint}"
     )
+
+
+def _node_of(keys: pd.Index) -> pd.Index:
+    """Return the node of each ``<node>/<gpu>`` key."""
+    return pd.Index([str(k).rpartition("/")[0] for k in keys], name="node")
+
+
+def _fill_from_node(baseline: pd.DataFrame, by_node: pd.DataFrame) -> pd.DataFrame:
+    """Fill the gaps of per-GPU ``baseline`` from the median baseline of the GPU's node."""
+    if by_node.empty or not baseline.isna().to_numpy().any():
+        return baseline
+    nodes = by_node.reindex(_node_of(baseline.index)).to_numpy()
+    return baseline.fillna(pd.DataFrame(nodes, index=baseline.index, columns=baseline.columns))
 
 
 def fit_times(start: datetime, end: datetime, window: timedelta, cycles: int) -> list[datetime]:
@@ -393,13 +407,19 @@ class FeatureScorer:
             rows_of = by_gpu.size().to_numpy()[:, None]
             enough = by_gpu.count() >= np.maximum(MIN_OWN_ROWS, OWN_SHARE * rows_of)
             own = by_gpu.median().where(enough)
-            self.baseline_ = own.fillna(own.median()).fillna(self.fill_)
+            # A GPU without a usual self of its own (under an incident for the whole window, or
+            # too few rows) takes its node's GPUs' before the fleet's: they share the node's
+            # fans, power and airflow, so a node's steady quirk is not read as a deviation.
+            self.node_baseline_ = own.groupby(_node_of(own.index)).median()
+            self.baseline_ = _fill_from_node(own, self.node_baseline_)
+            self.baseline_ = self.baseline_.fillna(own.median()).fillna(self.fill_)
             base = self.baseline_.reindex(keys).to_numpy()
             x = x.fillna(pd.DataFrame(base, index=x.index, columns=x.columns))
             dev = x - base
         else:
             x = x.fillna(self.fill_)
             self.baseline_ = pd.DataFrame(columns=self.columns_, dtype=float)
+            self.node_baseline_ = pd.DataFrame(columns=self.columns_, dtype=float)
             dev = x
         self.center_ = dev.median()
         mad = (dev - self.center_).abs().median() * MAD_TO_SD
@@ -476,7 +496,7 @@ class FeatureScorer:
         self._check_fitted()
         x = features.reindex(columns=self.columns_).astype(float)
         if self.own_baseline:
-            base = self.baseline_.reindex(x.index)
+            base = _fill_from_node(self.baseline_.reindex(x.index), self.node_baseline_)
             base = base.fillna(self.baseline_.median()).fillna(self.fill_)
             x = x.fillna(base) - base.to_numpy()
         else:

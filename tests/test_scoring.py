@@ -5,6 +5,7 @@ tests/fixtures/scoring_scenarios.py)."""
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -326,3 +327,30 @@ def test_the_guard_reads_each_feature_in_its_harmful_direction() -> None:
     cold, hot = np.zeros((2, len(expected)))
     cold[1], hot[1] = -30.0, 30.0
     assert tails.score(cold[None])[0] == 0.0 and tails.score(hot[None])[0] > 7.0
+
+
+def test_a_gpu_without_fit_rows_of_its_own_is_judged_against_its_nodes_usual_self(
+    small: tuple,
+) -> None:
+    """A node with a steady quirk (one fan always 15 % slower, healthy): a GPU of it that was
+    under an incident the whole fit window has no baseline of its own; its node's GPUs' usual
+    self stands in, so the quirk is no deviation (the fleet's baseline made it one)."""
+    frames, graph, _ = small
+    node = frames.node
+    slow = (node["node"] == "gpu-node-003") & (node["sensor"] == "FAN2")
+    frames = replace(
+        frames, node=node.assign(value=node["value"].where(~slow, node["value"] * 0.85))
+    )
+    history = slice_frames(frames, T0 - timedelta(minutes=1), T0 + timedelta(hours=6))
+    ex = Exclusion("gpu-node-003/2", T0 - timedelta(days=1))
+    model = GraphRiskModel(exclude=[ex], fit_window=timedelta(hours=6), fit_cycles=24)
+    model.fit(history, graph)
+    assert "gpu-node-003/2" not in model.baseline_.index
+    table = model.assess(frames, graph, T0 + timedelta(hours=7)).features
+    z = table.loc[[f"gpu-node-003/{g}" for g in range(4)], "z.fan_spread"]
+    assert table.loc["gpu-node-003/0", "fan_spread"] < -0.1  # the quirk is there
+    assert z.abs().max() < 2.0, z.to_dict()
+    # the fleet's usual self would have read it as a failing fan
+    model.node_baseline_ = model.node_baseline_.iloc[0:0]
+    lone = model.assess(frames, graph, T0 + timedelta(hours=7)).features
+    assert lone.loc["gpu-node-003/2", "z.fan_spread"] < -4.0
