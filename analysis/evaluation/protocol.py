@@ -607,3 +607,16 @@ REPORT_RUN_2026_12_03_Z: dict[str, object] = {
 #: scenario-detector records must equal runs Y and Z's; reported whatever they show.
 REPORT_RUN_2026_12_04_AA: dict[str, object] = {**REPORT_RUN_2026_12_03_Y, "after": "8a15dcb"}
 REPORT_RUN_2026_12_04_AB: dict[str, object] = {**REPORT_RUN_2026_12_03_Z, "after": "8a15dcb"}
+
+
+#: Fixed before they started (2026-12-04, nineteenth session), at commit e863576 (model 11: a GPU
+#: without enough healthy fit rows of its own takes its node's GPUs' median baseline before the
+#: fleet's; found on development fleet 105, where a failed GPU's node quirk paged again and again
+#: after a refit; development fleets 107, 111, 113, 119, 120, 124, 101, 105: false incidents
+#: 2 -> 1 on 105, every other record the same; healthy 132-139 the same): run U's two report
+#: commands (``gpu-risk eval --seeds report --skip 8 --limit 12 --cycle 5m --detectors
+#: graph,static --no-explain --max-gpus 128 --jobs 1 [--healthy]``), one worker each, side by
+#: side. Reported whatever they show, against runs AA and AB fault by fault and incident by
+#: incident; the held-out seeds are not re-run this session (said so).
+REPORT_RUN_2026_12_04_AC: dict[str, object] = {**REPORT_RUN_2026_12_04_AA, "after": "e863576"}
+REPORT_RUN_2026_12_04_AD: dict[str, object] = {**REPORT_RUN_2026_12_04_AB, "after": "e863576"}
