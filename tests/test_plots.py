@@ -14,7 +14,7 @@ from matplotlib.image import imread
 
 from analysis.graph import build_graph, gpus_behind
 from analysis.plots import _series_for, render_incident_graph, render_incident_metrics
-from analysis.plots.panels import _highlight_order
+from analysis.plots.panels import _highlight_order, _row_quantiles
 from analysis.types import (
     Explanation,
     Factor,
@@ -199,3 +199,40 @@ def test_the_worst_lines_are_highlighted_in_the_harmful_direction() -> None:
     assert _highlight_order("DCGM_FI_DEV_GPU_TEMP", mine, peers) == ["hot", "warm", "idle"]
     assert _highlight_order("ipmi_fan_speed_rpm", mine, peers) == ["idle", "warm", "hot"]
     assert _highlight_order("DCGM_FI_DEV_POWER_USAGE", mine, peers) == ["idle", "hot", "warm"]
+
+
+def test_row_quantiles_are_pandas_quantiles_skipping_gaps() -> None:
+    """The panels' vectorised peer band is pandas' row quantile: gaps skipped, empty rows NaN."""
+    rng = np.random.default_rng(7)
+    values = rng.normal(60.0, 5.0, size=(40, 25))
+    values[rng.random(values.shape) < 0.2] = np.nan  # scrape gaps
+    values[3, :] = np.nan  # a timestamp no peer reported
+    values[5, 1:] = np.nan  # one peer only
+    stamps = pd.date_range("2026-11-20", periods=40, freq="1min", tz="UTC")
+    wide = pd.DataFrame(values, index=stamps, columns=[f"n/{i}" for i in range(25)])
+    qs = [0.1, 0.5, 0.9]
+    got = _row_quantiles(wide, qs)
+    want = wide.quantile(qs, axis=1).T
+    assert list(got.columns) == qs and got.index.equals(wide.index)
+    np.testing.assert_allclose(got.to_numpy(), want.to_numpy(), rtol=1e-12, equal_nan=True)
+    assert np.isnan(got.iloc[3]).all() and (got.iloc[5] == values[5, 0]).all()
+
+
+def test_gpu_panels_from_one_shared_pivot_equal_each_metrics_own(
+    pdu_fleet: tuple[FleetFrames, Incident, dict[str, float]],
+) -> None:
+    """The picture pivots its GPU metrics once for all panels; each panel's series are the same
+    as pivoting that metric alone (the slower way it was drawn before)."""
+    frames, incident, _scores = pdu_fleet
+    metrics = ["DCGM_FI_DEV_GPU_TEMP", "DCGM_FI_DEV_POWER_USAGE"]
+    some = frames.gpu[frames.gpu["metric"].isin(metrics)]
+    stamps = some["ts"].drop_duplicates().sort_values()
+    missed = some["ts"].isin(stamps.iloc[::5])  # power missed whole scrapes, and some samples
+    some = some[~((some["metric"] == metrics[1]) & (missed | (some.index % 7 == 0)))]
+    frames = replace(frames, gpu=some)
+    shared = frames.gpu_wide(metrics)
+    for metric in metrics:
+        alone = _series_for(metric, incident, frames)
+        together = _series_for(metric, incident, frames, gpu_wide=shared)
+        for a, b in zip(alone[:2], together[:2], strict=True):
+            pd.testing.assert_frame_equal(a, b)
