@@ -13,7 +13,7 @@ import pytest
 from matplotlib.image import imread
 
 from analysis.graph import build_graph, gpus_behind
-from analysis.plots import _series_for, render_incident_graph, render_incident_metrics
+from analysis.plots import _series_for, panels, render_incident_graph, render_incident_metrics
 from analysis.plots.panels import _highlight_order, _row_quantiles
 from analysis.types import (
     Explanation,
@@ -236,3 +236,26 @@ def test_gpu_panels_from_one_shared_pivot_equal_each_metrics_own(
         together = _series_for(metric, incident, frames, gpu_wide=shared)
         for a, b in zip(alone[:2], together[:2], strict=True):
             pd.testing.assert_frame_equal(a, b)
+
+
+def test_a_large_fleets_panels_draw_the_incidents_nodes_and_a_bounded_sample_of_peers() -> None:
+    """On a fleet with more nodes than PEER_NODES, the band is drawn from the incident's own
+    nodes and PEER_NODES others, the same ones every time, spread over racks; every affected GPU
+    stays, and a fleet within the cap is drawn whole."""
+    fleet = make_fleet(30, racks=10, nodes_per_rack=10, gpus_per_node=2, seed=3)
+    frames = fleet.frames
+    incident = _incident("gpu-node-057", "node", ["gpu-node-057/0", "gpu-node-057/1"])
+    metric = "DCGM_FI_DEV_GPU_TEMP"
+    keep = panels._with_peer_nodes(frames.gpu, {"gpu-node-057"}, limit=12)
+    assert keep.equals(panels._with_peer_nodes(frames.gpu, {"gpu-node-057"}, limit=12))
+    nodes = set(keep["node"])
+    assert "gpu-node-057" in nodes and len(nodes) == 13
+    racks = {fleet.graph.nodes[n]["rack"] for n in nodes - {"gpu-node-057"}}
+    assert len(racks) >= 4  # a hash, not the first names of the first rack
+    mine, peers, _ = _series_for(metric, incident, replace(frames, gpu=keep))
+    assert set(mine.columns) == {"gpu-node-057/0", "gpu-node-057/1"}
+    assert peers.shape[1] == 12 * 2
+    assert panels._with_peer_nodes(frames.gpu, {"gpu-node-057"}, limit=99) is frames.gpu
+    assert panels.PEER_NODES >= 32  # enough peers for a 10-90 % band
+    png = render_incident_metrics(incident, frames)
+    assert _decode(png).shape[0] > 300
