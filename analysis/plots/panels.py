@@ -9,6 +9,7 @@ from datetime import datetime
 
 import matplotlib.dates as mdates
 import numpy as np
+import numpy.typing as npt
 import pandas as pd
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
@@ -112,20 +113,36 @@ def _own_nodes(incident: Incident) -> set[str]:
     return nodes
 
 
-def _with_peer_nodes(df: pd.DataFrame, own: set[str], limit: int = PEER_NODES) -> pd.DataFrame:
-    """The rows of ``own`` nodes and of at most ``limit`` others (lowest CRC-32 of the name)."""
-    if df.empty:
-        return df
-    codes, names = pd.factorize(df["node"], sort=False)
+def _peer_rows(
+    nodes: npt.NDArray[np.object_], own: set[str], limit: int
+) -> npt.NDArray[np.bool_] | None:
+    """Which of these rows' nodes are ``own`` or among ``limit`` others (lowest CRC-32 of the
+    name); None: every row (no more nodes than that)."""
+    codes, names = pd.factorize(nodes, sort=False)
     if len(names) <= limit + len(own):
-        return df
+        return None
     text = [str(n) for n in names]
     mine = np.fromiter((t in own for t in text), dtype=bool, count=len(text))
     crc = np.fromiter((zlib.crc32(t.encode()) for t in text), dtype=np.int64, count=len(text))
     others = np.flatnonzero(~mine)
     keep = mine.copy()
     keep[others[np.lexsort((np.asarray(text, dtype=object)[others], crc[others]))[:limit]]] = True
-    return df[keep[codes]]
+    return keep[codes]
+
+
+def _with_peer_nodes(
+    df: pd.DataFrame,
+    own: set[str],
+    limit: int = PEER_NODES,
+    rows: npt.NDArray[np.bool_] | None = None,
+) -> pd.DataFrame:
+    """The rows of ``df`` (of those ``rows`` marks, when given) on ``own`` nodes or on at most
+    ``limit`` others; one copy of the rows kept, none of the rest (1M rows at 512 GPUs)."""
+    at = np.arange(len(df)) if rows is None else np.flatnonzero(rows)
+    keep = _peer_rows(df["node"].to_numpy()[at], own, limit) if len(at) else None
+    if keep is None:
+        return df if rows is None else df.iloc[at]
+    return df.iloc[at[keep]]
 
 
 def _metric_names(df: pd.DataFrame) -> set[str]:
@@ -274,8 +291,8 @@ def render_incident_metrics(
     node_metrics = _metric_names(frames.node)
     # the GPU frame (the largest, ~1M rows at 512 GPUs) is scanned once, for the few GPU
     # metrics the panels could show: which of them it has, and their rows (own and peer nodes)
-    gpu_rows = frames.gpu[frames.gpu["metric"].isin(_gpu_candidates(incident))]
-    gpu_rows = _with_peer_nodes(gpu_rows, own)
+    candidates = frames.gpu["metric"].isin(_gpu_candidates(incident)).to_numpy()
+    gpu_rows = _with_peer_nodes(frames.gpu, own, rows=candidates)
     available = _metric_names(gpu_rows) | node_metrics | _metric_names(frames.component)
     metrics = _panel_metrics(incident, available)
     n = max(1, len(metrics))
