@@ -118,7 +118,7 @@ def _peer_rows(
 ) -> npt.NDArray[np.bool_] | None:
     """Which of these rows' nodes are ``own`` or among ``limit`` others (lowest CRC-32 of the
     name); None: every row (no more nodes than that)."""
-    codes, names = pd.factorize(nodes, sort=False)
+    codes, names = pd.factorize(nodes, sort=False, use_na_sentinel=False)
     if len(names) <= limit + len(own):
         return None
     text = [str(n) for n in names]
