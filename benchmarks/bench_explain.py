@@ -18,11 +18,14 @@ import statistics
 import time
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
+from typing import NamedTuple
+
+import networkx as nx
 
 from analysis.explain import Explainer
 from analysis.graph import build_graph
 from analysis.plots import render_incident_graph, render_incident_metrics
-from analysis.types import GpuRef, GpuScore, Incident, RootCause
+from analysis.types import FleetFrames, GpuRef, GpuScore, Incident, RootCause
 from storage.simulator import FleetSimulator, FleetSpec, make_fault
 
 KINDS = {
@@ -35,6 +38,48 @@ KINDS = {
     "cooling": ("cooling", lambda s: s.crac_id(s.racks - 1)),
     "switch": ("switch", lambda s: s.leaf_id(0)),
 }
+
+
+class Case(NamedTuple):
+    """One fault kind's incident at 65 % of its precursor, its healthy history, graph and frames."""
+
+    incident: Incident
+    history: FleetFrames
+    graph: nx.DiGraph
+    frames: FleetFrames
+
+
+def make_case(
+    spec: FleetSpec,
+    kind: str,
+    i: int,
+    *,
+    start: datetime,
+    onset: datetime,
+    hours: float,
+    step: timedelta,
+) -> Case:
+    """Simulate ``kind``'s fault (the ``i``-th kind: its seed) on its own fleet; the incident
+    names its target and affected GPUs, ``frames`` are the 2 hours before it."""
+    rc_kind, target_of = KINDS[kind]
+    target = target_of(spec)
+    fault = make_fault(kind, target, onset, spec=spec)
+    assert fault.failure is not None
+    sim = FleetSimulator(
+        spec, start=start, duration=timedelta(hours=hours + 12), seed=4242 + i, faults=[fault]
+    )
+    at = onset + (fault.failure - onset) * 0.65
+    history = sim.fetch(start, onset - step, step)
+    graph = build_graph(sim.topology, history.gpus)
+    incident = Incident(
+        id=kind,
+        at=at,
+        severity="warning",
+        score=0.9,
+        root_cause=RootCause(target, rc_kind),  # type: ignore[arg-type]
+        gpus=tuple(GpuScore(*k.split("/"), 0.9) for k in fault.affected),
+    )
+    return Case(incident, history, graph, sim.fetch(at - timedelta(hours=2), at, step))
 
 
 def _median_ms(values: list[float], cpu: list[float] | None = None) -> str:
@@ -117,30 +162,10 @@ def main() -> None:
     first: list[float] = []
     first_c: list[float] = []
     rows = []
-    for i, (kind, (rc_kind, target_of)) in enumerate(KINDS.items()):
-        target = target_of(spec)
-        fault = make_fault(kind, target, onset, spec=spec)
-        assert fault.failure is not None
-        sim = FleetSimulator(
-            spec,
-            start=start,
-            duration=timedelta(hours=args.hours + 12),
-            seed=4242 + i,
-            faults=[fault],
-        )
-        at = onset + (fault.failure - onset) * 0.65
-        history = sim.fetch(start, onset - step, step)
-        graph = build_graph(sim.topology, history.gpus)
-        frames = sim.fetch(at - timedelta(hours=2), at, step)
+    for i, kind in enumerate(KINDS):
+        case = make_case(spec, kind, i, start=start, onset=onset, hours=args.hours, step=step)
+        incident, history, graph, frames = case
         shown = fleet if fleet is not None else graph  # what the incident is explained against
-        incident = Incident(
-            id=kind,
-            at=at,
-            severity="warning",
-            score=0.9,
-            root_cause=RootCause(target, rc_kind),  # type: ignore[arg-type]
-            gpus=tuple(GpuScore(*k.split("/"), 0.9) for k in fault.affected),
-        )
         t0 = time.perf_counter()
         explainer = Explainer(random_state=0).fit(history, graph)
         fit_s.append(time.perf_counter() - t0)

@@ -20,11 +20,10 @@ from datetime import UTC, datetime, timedelta
 import pandas as pd
 
 from analysis.explain import Explainer
-from analysis.graph import build_graph
 from analysis.plots import render_incident_metrics
-from analysis.types import FleetFrames, GpuScore, Incident, RootCause
-from benchmarks.bench_explain import KINDS
-from storage.simulator import FleetSimulator, FleetSpec, make_fault
+from analysis.types import FleetFrames
+from benchmarks.bench_explain import KINDS, make_case
+from storage.simulator import FleetSpec
 
 
 def _replicated(frames: FleetFrames, copies: int) -> FleetFrames:
@@ -50,24 +49,9 @@ def main() -> None:
     step = timedelta(minutes=1)
     onset = start + timedelta(hours=12)
     cases = []
-    for i, (kind, (rc_kind, target_of)) in enumerate(KINDS.items()):
-        target = target_of(spec)
-        fault = make_fault(kind, target, onset, spec=spec)
-        assert fault.failure is not None
-        sim = FleetSimulator(
-            spec, start=start, duration=timedelta(hours=24), seed=4242 + i, faults=[fault]
-        )
-        at = onset + (fault.failure - onset) * 0.65
-        history = sim.fetch(start, onset - step, step)
-        graph = build_graph(sim.topology, history.gpus)
-        frames = sim.fetch(at - timedelta(hours=2), at, step)
-        incident = Incident(
-            id=kind,
-            at=at,
-            severity="warning",
-            score=0.9,
-            root_cause=RootCause(target, rc_kind),  # type: ignore[arg-type]
-            gpus=tuple(GpuScore(*k.split("/"), 0.9) for k in fault.affected),
+    for i, kind in enumerate(KINDS):
+        incident, history, graph, frames = make_case(
+            spec, kind, i, start=start, onset=onset, hours=12.0, step=step
         )
         explanation = Explainer(random_state=0).fit(history, graph).explain(incident, frames, graph)
         cases.append((replace(incident, explanation=explanation), frames))
