@@ -620,3 +620,18 @@ REPORT_RUN_2026_12_04_AB: dict[str, object] = {**REPORT_RUN_2026_12_03_Z, "after
 #: incident; the held-out seeds are not re-run this session (said so).
 REPORT_RUN_2026_12_04_AC: dict[str, object] = {**REPORT_RUN_2026_12_04_AA, "after": "e863576"}
 REPORT_RUN_2026_12_04_AD: dict[str, object] = {**REPORT_RUN_2026_12_04_AB, "after": "e863576"}
+
+
+#: Fixed before they started (2026-12-04, twentieth session), at the commit that adds this
+#: declaration (model 11 as in runs AC/AD; since then only the metric panels, benchmarks and
+#: README changed, none of which the evaluation runs): the held-out seeds of run H (10020-10031),
+#: last run at model 10 (run L), faulty and healthy (``gpu-risk eval --seeds held-out --limit 12
+#: --cycle 5m --detectors graph,static --no-explain --max-gpus 128 --jobs 1 [--healthy]``), one
+#: worker each, side by side, beside a fresh-clone CI run. Reported whatever they show, against
+#: run L fault by fault and incident by incident; what does not finish is said so. Held-out seeds
+#: 10032-10039 stay unseen.
+REPORT_RUN_2026_12_04_AE: dict[str, object] = {
+    **REPORT_RUN_2026_12_03_L,
+    "model_version": 11,
+    "after": "12aed03",
+}
