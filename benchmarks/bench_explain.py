@@ -163,8 +163,9 @@ def main() -> None:
     first_c: list[float] = []
     rows = []
     for i, kind in enumerate(KINDS):
-        case = make_case(spec, kind, i, start=start, onset=onset, hours=args.hours, step=step)
-        incident, history, graph, frames = case
+        incident, history, graph, frames = make_case(
+            spec, kind, i, start=start, onset=onset, hours=args.hours, step=step
+        )
         shown = fleet if fleet is not None else graph  # what the incident is explained against
         t0 = time.perf_counter()
         explainer = Explainer(random_state=0).fit(history, graph)
