@@ -635,3 +635,13 @@ REPORT_RUN_2026_12_04_AE: dict[str, object] = {
     "model_version": 11,
     "after": "12aed03",
 }
+
+
+#: Fixed before they started (2026-12-04, twentieth session, after the review of the session's
+#: change), at d179eda (model 11; since runs AC/AD only the metric panels, benchmarks, README
+#: and declarations changed, none of which the evaluation runs): run U's two report commands
+#: (``gpu-risk eval --seeds report --skip 8 --limit 12 --cycle 5m --detectors graph,static
+#: --no-explain --max-gpus 128 --jobs 1 [--healthy]``), one worker each, side by side. All 48
+#: scenario-detector records are expected to equal runs AC and AD's; reported whatever they show.
+REPORT_RUN_2026_12_04_AF: dict[str, object] = {**REPORT_RUN_2026_12_04_AC, "after": "d179eda"}
+REPORT_RUN_2026_12_04_AG: dict[str, object] = {**REPORT_RUN_2026_12_04_AD, "after": "d179eda"}
