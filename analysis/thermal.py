@@ -12,13 +12,21 @@ A cooler's thermal resistance is a property of the hardware, not of the window: 
 pooled *within-GPU* slope of temperature on power over the fit's history, per GPU model (each
 GPU's own mean removed, so differences between GPUs and between models do not enter), and it
 stays fixed until the next fit.
+
+Temperature also *lags* power: a die and its heat sink warm with a time constant of a minute or
+two (:func:`fit_thermal_lag`). Compared at the instantaneous power, GPUs whose job has just
+started draw full power at an idle temperature for a few minutes and read several degrees
+"cooler at their power" than they are; a GPU that has been busy for hours reads as hot against
+them (development fleet 109: a node paged at +9 sd while 32 GPUs of four other nodes started a
+job). So temperature is compared at the power the GPU has *been* drawing: its power through the
+same first-order lag (:func:`lagged_power`), with the time constant the fit learnt.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import replace
-from datetime import datetime
+from datetime import datetime, timedelta
 
 import numpy as np
 import pandas as pd
@@ -26,7 +34,16 @@ import pandas as pd
 from analysis.feature_plan import POWER, TEMP
 from analysis.types import FleetFrames
 
-__all__ = ["FLEET", "fit_temp_per_watt", "temp_per_watt_of"]
+__all__ = [
+    "FLEET",
+    "LAG",
+    "LEAD_IN",
+    "fit_temp_per_watt",
+    "fit_thermal_lag",
+    "lag_of",
+    "lagged_power",
+    "temp_per_watt_of",
+]
 
 #: The key of the slope pooled over every model (for a GPU whose model had too little swing).
 FLEET = ""
@@ -36,6 +53,19 @@ MIN_SWING_GPUS = 2
 MIN_SWING_WATTS = 100.0
 #: Most timestamps a fit reads for the slope (evenly spaced): a slope needs no 24 h at 15 s.
 MAX_TIMESTAMPS = 288
+#: The key under which the learnt thermal lag (seconds) travels with the degrees per watt (no GPU
+#: model is named so): one mapping of the fit's thermal constants, stored with the model.
+LAG = "~lag_s"
+#: Time constants (s) the fit chooses the lag from; 0 = temperature follows power at once.
+LAG_CANDIDATES: tuple[float, ...] = (0.0, 30.0, 60.0, 90.0, 120.0, 180.0)
+#: The lag's weights are cut after this many time constants (e^-4: under 2 % of the weight).
+LAG_SPAN = 4.0
+#: The samples before a window its lagged power needs: a cycle reads its peer metrics this much
+#: earlier (``FleetFrames.lead``), so a window's rows equal the same rows cut from a fit's history.
+LEAD_IN = timedelta(seconds=LAG_SPAN * max(LAG_CANDIDATES))
+#: The lag is chosen on the fit window of at most this many nodes (evenly spaced over their
+#: names): it needs consecutive samples around the jobs' starts and ends, which may be few.
+LAG_NODES = 32
 
 
 def fit_temp_per_watt(
@@ -113,3 +143,104 @@ def temp_per_watt_of(learnt: Mapping[str, float], models: pd.Series, fallback: f
     codes, names = pd.factorize(models.fillna(FLEET).astype(str), sort=False)
     per_name = np.array([learnt.get(str(m), fleet) for m in names] + [fleet], dtype=np.float64)
     return per_name[codes]  # a code of -1 (none here: NaN was filled) would take the fleet's
+
+
+def lag_of(thermal: Mapping[str, float] | None) -> float:
+    """The thermal lag (s) in a fit's thermal constants (0 when none was learnt)."""
+    return float((thermal or {}).get(LAG, 0.0))
+
+
+def lagged_power(
+    power: np.ndarray, code: np.ndarray, ts_ns: np.ndarray, tau_s: float
+) -> np.ndarray:
+    """Each row's power through a first-order lag of time constant ``tau_s``.
+
+    Rows sorted by ``code`` (the GPU) then ``ts_ns`` (ns). Each row is the mean of its GPU's
+    samples of the last ``LAG_SPAN * tau_s`` seconds, weighted by ``exp(-age / tau_s)``: a
+    sampled first-order lag, cut where its weights are negligible, so a row depends only on the
+    samples of that span (a window with :data:`LEAD_IN` before it gives the same bits as a whole
+    history). Missing samples are skipped; a row without power stays NaN. ``tau_s`` 0: ``power``.
+    """
+    p = np.asarray(power, dtype=np.float64)
+    if tau_s <= 0 or len(p) == 0:
+        return p
+    code, ts_ns = np.asarray(code, dtype=np.int64), np.asarray(ts_ns, dtype=np.int64)
+    if np.any((np.diff(code) < 0) | ((np.diff(code) == 0) & (np.diff(ts_ns) < 0))):
+        raise ValueError("lagged_power needs rows sorted by GPU, then time")
+    span_ns = LAG_SPAN * tau_s * 1e9
+    fin = np.isfinite(p)
+    pz = np.where(fin, p, 0.0)
+    num, den = pz.copy(), fin.astype(np.float64)
+    k = 1
+    while k < len(p):
+        age = (ts_ns[k:] - ts_ns[:-k]).astype(np.float64)
+        use = (code[k:] == code[:-k]) & (age < span_ns)
+        if not use.any():  # rows k apart are all of other GPUs or older than the span
+            break
+        # rows of another GPU (or without power) do not count; their age is not even looked at
+        use &= fin[:-k]
+        w = np.where(use, np.exp(-np.where(use, age, 0.0) / (tau_s * 1e9)), 0.0)
+        num[k:] += w * pz[:-k]
+        den[k:] += w
+        k += 1
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(fin, num / den, np.nan)
+
+
+def fit_thermal_lag(
+    frames: FleetFrames,
+    *,
+    since: datetime | None = None,
+    temp: str = TEMP,
+    power: str = POWER,
+) -> float:
+    """Return the time constant (s) with which temperature follows power in the fit's history.
+
+    Of :data:`LAG_CANDIDATES`, the one whose lagged power explains the most of each GPU's
+    temperature swings (pooled within-GPU least squares, each GPU's mean removed) over the
+    history of at most :data:`LAG_NODES` nodes. Rows are scored only once the longest lag's span
+    lies in their GPU's consecutive samples, the same rows for every candidate.
+    0 when fewer than ``MIN_SWING_GPUS`` GPUs swung by ``MIN_SWING_WATTS`` (nothing to learn
+    from): temperature is then compared at the instantaneous power, as without a lag.
+    """
+    g = frames.gpu
+    if g.empty:
+        return 0.0
+    pick = g["metric"].isin([temp, power]).to_numpy()
+    if since is not None:
+        pick &= (g["ts"] > pd.Timestamp(since)).to_numpy()
+    g = g[pick]
+    nodes = pd.Index(g["node"].unique()).sort_values()
+    if len(nodes) > LAG_NODES:
+        chosen = nodes[np.linspace(0, len(nodes) - 1, LAG_NODES).round().astype(int)]
+        g = g[g["node"].isin(chosen).to_numpy()]
+    wide = replace(frames, gpu=g).gpu_wide([temp, power])
+    if wide.empty:
+        return 0.0
+    level = wide.index.names.index("key")
+    code = np.asarray(wide.index.codes[level], dtype=np.int64)
+    ts_ns = np.asarray(wide.index.get_level_values("ts").asi8, dtype=np.int64)
+    p = wide[power].to_numpy(dtype=np.float64)
+    t = wide[temp].to_numpy(dtype=np.float64)
+    # a row counts once the longest span lies inside its run of consecutive samples
+    span = LEAD_IN.total_seconds() * 1e9
+    gap = np.r_[True, (code[1:] != code[:-1]) | (np.diff(ts_ns) > span)]
+    run_start = ts_ns[np.flatnonzero(gap)][np.cumsum(gap) - 1]
+    mature = (ts_ns - run_start >= span) & np.isfinite(t) & np.isfinite(p)
+    keys = code[mature]
+    by_gpu = pd.Series(p[mature]).groupby(keys)
+    swing = by_gpu.max() - by_gpu.min()
+    if int((swing >= MIN_SWING_WATTS).sum()) < MIN_SWING_GPUS:
+        return 0.0
+    dt = t[mature] - pd.Series(t[mature]).groupby(keys).transform("mean").to_numpy()
+    best, best_resid = 0.0, np.inf
+    for tau in LAG_CANDIDATES:
+        lp = lagged_power(p, code, ts_ns, tau)[mature]
+        dp = lp - pd.Series(lp).groupby(keys).transform("mean").to_numpy()
+        var = float(np.sum(dp**2))
+        if var <= 0.0:
+            continue
+        resid = float(np.sum(dt**2)) - float(np.sum(dp * dt)) ** 2 / var
+        if resid < best_resid:
+            best, best_resid = tau, resid
+    return best
