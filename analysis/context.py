@@ -21,7 +21,7 @@ import pandas as pd
 
 from analysis.catalog import COMPONENT_KINDS
 from analysis.stats import anscombe, group_slope
-from analysis.thermal import temp_per_watt_of
+from analysis.thermal import lag_of, lagged_power, temp_per_watt_of
 
 # Peers within this many watts of a GPU, and within this factor of its power, count as "at the
 # same load" for temperature comparisons (a GPU dipping to 170 W between a job's steps is still
@@ -62,6 +62,10 @@ def peer_rows(
     Each sample is compared only with the samples of its own timestamp, so with ``temp_per_watt``
     given the rows do not depend on the window: a fit's cycles compute them once for the whole
     history and cut each window from them. Without it, the degrees per watt are ``wide``'s own.
+    With a thermal lag among them (``analysis.thermal.LAG``) temperature is compared at each
+    GPU's lagged power, which reads the samples of up to ``analysis.thermal.LEAD_IN`` before a
+    row: ``wide`` then starts that much before the first row wanted. ``wide`` is sorted by
+    (key, ts), as ``FleetFrames.gpu_wide`` gives it.
     ``node_of``, ``rack_of``, ``model_of``: per GPU key, for every key of ``wide`` (see
     :func:`peer_context`).
     """
@@ -97,6 +101,13 @@ def peer_rows(
     if temp_per_watt:  # learnt by the fit, per GPU model (analysis.thermal); else this window's
         per_gpu = pd.Series("", index=gpus) if models is None else models
         k_row = temp_per_watt_of(temp_per_watt, per_gpu, k)[code]
+    # Temperature follows power with the fit's thermal lag: compared at the power the GPU has
+    # been drawing (its lagged power), a GPU whose job just started is still at its idle load
+    # (analysis.thermal). The rows then depend on the samples of the lag's span before them.
+    raw_power = frame["power"].to_numpy(dtype=np.float64)
+    lag = lag_of(temp_per_watt)
+    if lag > 0:
+        frame["power"] = lagged_power(raw_power, np.asarray(code), np.asarray(ts.asi8), lag)
     frame["temp_adj"] = frame["temp"] - k_row * frame["power"]
     frame["mem_adj"] = frame["mem_temp"] - k_row * frame["power"]
     frame["rack"] = frame["rack"].fillna(frame["node"])
@@ -109,6 +120,9 @@ def peer_rows(
         return _peer_deviation(frame, ["ts", *group], cols, COMPARABLE_WATTS)
 
     node_dev = _vs_peers("node")
+    rack_dev = _vs_peers("rack", "model")
+    fleet_dev = _vs_peers("model")
+    frame["power"] = raw_power  # what the GPU draws now, for the comparisons of power itself
     med_node_power = frame.groupby(["ts", "node"], sort=False)["power"].transform("median")
     dev = pd.DataFrame(
         {
@@ -118,8 +132,8 @@ def peer_rows(
             "temp_vs_node": node_dev["temp_adj"],
             "mem_temp_vs_node": node_dev["mem_adj"],
             "power_vs_node": frame["power"] - med_node_power,
-            "temp_vs_rack": _vs_peers("rack", "model")["temp_adj"],
-            "temp_vs_fleet": _vs_peers("model")["temp_adj"],
+            "temp_vs_rack": rack_dev["temp_adj"],
+            "temp_vs_fleet": fleet_dev["temp_adj"],
         }
     )
     dev.index = wide.index

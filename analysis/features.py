@@ -70,7 +70,7 @@ from analysis.feature_plan import (
 from analysis.frames import slice_frame, slice_frames, sort_frames, to_utc
 from analysis.reduce_frames import reduce_frames, reduce_frames_at
 from analysis.stats import anscombe
-from analysis.thermal import FLEET
+from analysis.thermal import FLEET, LEAD_IN, lag_of
 from analysis.types import FleetFrames, Reductions
 
 __all__ = [
@@ -279,6 +279,11 @@ def _features(
     plan = FeaturePlan(window, recent, step)
     win = slice_frames(frames, start, at_ts)
     reduced, reduced_at = _own_reductions(frames.reduced, win, plan, at_ts)
+    if peer_devs is None and lag_of(temp_per_watt) > 0:
+        # the thermal lag of the window's first rows reads the samples before it: the peer rows
+        # are computed from LEAD_IN earlier on, then cut to the window (a fit's history gives
+        # the same rows: analysis.thermal.lagged_power)
+        peers, peer_devs = _peer_rows_with_lead(frames, graph, start, at_ts, temp_per_watt)
     wide = win.gpu_wide(PEER_METRICS) if peers is None else peers
     seen = set(wide.index.get_level_values("key").unique()) | set(reduced.index)
     index = pd.Index(sorted(seen | set(gpu_keys_of(graph))), name="gpu_key")
@@ -324,6 +329,25 @@ def _features(
     out["node"] = node_of
     out["rack"] = rack_of
     return out
+
+
+def _peer_rows_with_lead(
+    frames: FleetFrames,
+    graph: nx.DiGraph,
+    start: pd.Timestamp,
+    at: pd.Timestamp,
+    temp_per_watt: Mapping[str, float] | None,
+) -> tuple[pd.DataFrame, pd.DataFrame | None]:
+    """The window's peer pivot and :func:`analysis.context.peer_rows`, computed over the window
+    and the :data:`analysis.thermal.LEAD_IN` before it (``frames.lead`` and ``frames.gpu``)."""
+    gpu = frames.gpu if frames.lead is None else pd.concat([frames.lead, frames.gpu])
+    gpu = slice_frame(gpu, start - pd.Timedelta(LEAD_IN), at)
+    gpu = gpu[gpu["metric"].isin(PEER_METRICS).to_numpy()]
+    wide = replace(frames, gpu=gpu, lead=None, reduced=None).gpu_wide(PEER_METRICS)
+    keys = pd.Index(wide.index.get_level_values("key").unique())
+    node_of, rack_of, model_of = _placement(keys, graph)
+    devs = peer_rows(wide, node_of, rack_of, model_of=model_of, temp_per_watt=temp_per_watt)
+    return _rows_of(wide, at, at - start, also=devs)
 
 
 def _placement(index: pd.Index, graph: nx.DiGraph) -> tuple[pd.Series, pd.Series, pd.Series]:

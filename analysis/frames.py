@@ -46,6 +46,7 @@ def sort_frames(frames: FleetFrames) -> FleetFrames:
         start=frames.start,
         end=frames.end,
         step=frames.step,
+        lead=None if frames.lead is None else _sorted(frames.lead),
     )
 
 

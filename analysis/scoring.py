@@ -77,11 +77,11 @@ from analysis.incidents import (
     per_gpu_incidents,
 )
 from analysis.stats import MAD_TO_SD
-from analysis.thermal import fit_temp_per_watt
+from analysis.thermal import LAG, fit_temp_per_watt, fit_thermal_lag
 from analysis.types import Assessment, Fault, FleetFrames, GpuRef, GpuScore
 
 MODEL_FORMAT = "gpu-risk-model"
-MODEL_VERSION = 11
+MODEL_VERSION = 12
 DEFAULT_THRESHOLD = 0.9
 DEFAULT_FIT_WINDOW = timedelta(hours=24)
 DEFAULT_FIT_CYCLES = 48
@@ -278,8 +278,9 @@ class FeatureScorer:
     #: (GPU key, feature) -> range of ``z`` scored as normal (set before each ``assess``; a class
     #: default so models pickled before it existed still load).
     allowances: Allowances = MappingProxyType({})
-    #: Degrees per watt per GPU model, learnt by ``fit`` (a class default for a scorer that never
-    #: learnt them: temperature at equal power then uses each window's own estimate).
+    #: Degrees per watt per GPU model and, under ``analysis.thermal.LAG``, the seconds by which
+    #: temperature lags power, learnt by ``fit`` (a class default for a scorer that never learnt
+    #: them: temperature at equal power then uses each window's own estimate, without a lag).
     temp_per_watt_: Mapping[str, float] = MappingProxyType({})
     #: Per feature in LOAD_DEPENDENT: the fleet's spread of per-GPU offset slopes (units per
     #: watt); each GPU's range of usual power (``lo``, ``hi``: its fit rows' 5th and 95th
@@ -371,10 +372,14 @@ class FeatureScorer:
         """
         start = max(_utc(history.start), _utc(history.end) - pd.Timedelta(self.fit_window))
         times = fit_times(start.to_pydatetime(), history.end, self.window, self.fit_cycles)
-        # degrees per watt per GPU model, fixed until the next fit (analysis.thermal)
-        self.temp_per_watt_ = fit_temp_per_watt(
-            history, gpu_models(fleet if fleet is not None else graph), since=start
-        )
+        # degrees per watt per GPU model and the lag of temperature behind power, fixed until
+        # the next fit (analysis.thermal)
+        self.temp_per_watt_ = {
+            **fit_temp_per_watt(
+                history, gpu_models(fleet if fleet is not None else graph), since=start
+            ),
+            LAG: fit_thermal_lag(history, since=start),
+        }
         slopes = self.temp_per_watt_
         if self.memo is not None:
             rows = self.memo.history(history, graph, times, self.window, temp_per_watt=slopes)

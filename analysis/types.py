@@ -166,6 +166,9 @@ class FleetFrames:
     ``reduced``: the GPUs' own-series reductions at ``end`` when the source computed them (the
     ``gpu`` frame then holds only the metrics the peer context compares raw); None when the
     features reduce the ``gpu`` frame themselves.
+    ``lead``: GPU rows of the peer metrics in the minutes before ``start`` (the samples the
+    thermal lag of the window's first rows reads, ``analysis.thermal.LEAD_IN``); None: none
+    were read.
     """
 
     gpu: pd.DataFrame
@@ -176,6 +179,7 @@ class FleetFrames:
     end: datetime
     step: timedelta
     reduced: Reductions | None = None
+    lead: pd.DataFrame | None = None
 
     @staticmethod
     def empty_frame(columns: tuple[str, ...]) -> pd.DataFrame:

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 
 import networkx as nx
+import pandas as pd
 
 from analysis.context import PEER_METRICS
 from analysis.explain import Explainer
@@ -23,11 +24,13 @@ from analysis.feature_plan import FeaturePlan
 from analysis.features import DEFAULT_RECENT
 from analysis.feedback import ALLOWANCE_TTL, bounds, learn_allowances, stored_verdicts
 from analysis.fit_sample import fit_graph
+from analysis.frames import to_utc
 from analysis.graph import build_graph
 from analysis.lifecycle import Decision
 from analysis.maintenance import MaintenanceWindow, active_targets
 from analysis.scorer import Scorer
 from analysis.scoring import Exclusion, NotEnoughHistoryError, fleet_fingerprint
+from analysis.thermal import LEAD_IN
 from analysis.tracker import IncidentTracker
 from analysis.types import Assessment, FleetFrames, GpuRef, Incident, Topology
 from bot.evidence import Evidence, Images
@@ -447,9 +450,14 @@ class Pipeline:
         """
         if self.feature_window is None:
             return self.source.fetch(at - self.window, at, self.step)
-        frames = self.source.fetch(at - self.window, at, self.step, gpu_metrics=PEER_METRICS)
+        # the peer metrics from LEAD_IN before the window on: the thermal lag of its first rows
+        # reads them (FleetFrames.lead); every other consumer sees the window only
+        start = at - self.window
+        fetched = self.source.fetch(start - LEAD_IN, at, self.step, gpu_metrics=PEER_METRICS)
+        frames = _from(fetched, start)
         plan = FeaturePlan(self.feature_window, DEFAULT_RECENT, self.step)
-        return replace(frames, reduced=self.source.reduce(plan, at))
+        lead = fetched.gpu[(fetched.gpu["ts"] < to_utc(start)).to_numpy()]
+        return replace(frames, lead=lead, reduced=self.source.reduce(plan, at))
 
     def _known_incidents(self) -> tuple[Exclusion, ...]:
         """Open incidents become training exclusions so a fault is not learnt as normal."""
@@ -513,3 +521,20 @@ class Pipeline:
             duration_s=duration,
             assessment=assessment,
         )
+
+
+def _from(frames: FleetFrames, start: datetime) -> FleetFrames:
+    """``frames`` without their rows before ``start``, as a fetch from ``start`` returns them."""
+    lo = to_utc(start)
+
+    def cut(df: pd.DataFrame) -> pd.DataFrame:
+        return df if df.empty else df[(df["ts"] >= lo).to_numpy()]
+
+    return replace(
+        frames,
+        gpu=cut(frames.gpu),
+        node=cut(frames.node),
+        component=cut(frames.component),
+        up=cut(frames.up),
+        start=start,
+    )

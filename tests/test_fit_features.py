@@ -28,7 +28,7 @@ from analysis.frames import sort_frames
 from analysis.graph import build_graph
 from analysis.reduce_frames import reduce_frames, reduce_frames_at
 from analysis.scoring import fit_times
-from analysis.thermal import FLEET, fit_temp_per_watt
+from analysis.thermal import FLEET, LAG, LEAD_IN, fit_temp_per_watt
 from analysis.types import FleetFrames
 from storage.simulator import FleetSimulator, FleetSpec, make_fault
 from storage.simulator.layout import GPU_METRICS
@@ -96,17 +96,25 @@ def test_one_grid_gives_every_cycle_its_own_reductions(history: tuple[FleetFrame
     assert GONE not in got[len(times) - 3].index
 
 
-@pytest.mark.parametrize("slopes", ["none", "learnt", "no-fleet"])
+@pytest.mark.parametrize("slopes", ["none", "learnt", "no-fleet", "lagged", "lagged-no-fleet"])
 def test_feature_history_is_every_cycle_built_on_its_own(
     history: tuple[FleetFrames, object], slopes: str
 ) -> None:
     """Also with the fit's degrees per watt, whose peer deviations are computed once for the
     whole history (``analysis.context.peer_rows``), and without the fleet's slope among them
-    (each window's own estimate then stands in: computed per cycle)."""
+    (each window's own estimate then stands in: computed per cycle), and with a thermal lag
+    (the window's first rows read the samples before it)."""
     frames, graph = history
     learnt = fit_temp_per_watt(frames, gpu_models(graph))  # type: ignore[arg-type]
     assert FLEET in learnt
-    tpw = {"none": None, "learnt": learnt, "no-fleet": {"no-such-model": 0.2}}[slopes]
+    tpw = {
+        "none": None,
+        "learnt": learnt,
+        "no-fleet": {"no-such-model": 0.2},
+        # temperature compared at the lagged power reads LEAD_IN before each window
+        "lagged": {**learnt, LAG: 120.0},
+        "lagged-no-fleet": {"no-such-model": 0.2, LAG: 60.0},
+    }[slopes]
     times = fit_times(START, frames.end, DEFAULT_WINDOW, 48)
     rows = feature_history(frames, graph, times, temp_per_watt=tpw)
     ordered = sort_frames(frames)
@@ -114,6 +122,29 @@ def test_feature_history_is_every_cycle_built_on_its_own(
         want = build_features(ordered, graph, at, DEFAULT_WINDOW, temp_per_watt=tpw)
         got = rows.xs(pd.Timestamp(at), level="at")
         pd.testing.assert_frame_equal(got, want, check_exact=True, check_names=False, obj=str(at))
+
+
+def test_a_cycle_with_its_lead_in_is_the_history_s_cycle(
+    history: tuple[FleetFrames, object],
+) -> None:
+    """A cycle reads its window and, as ``FleetFrames.lead``, the peer metrics of LEAD_IN before
+    it (``bot.pipeline.Pipeline.read_window``): with a thermal lag its rows are the fit's. Without
+    the lead-in the lag of the window's first rows is cut short, which the test can see."""
+    from analysis.frames import slice_frame, slice_frames
+
+    frames, graph = history
+    ordered = sort_frames(frames)
+    tpw = {**fit_temp_per_watt(frames, gpu_models(graph)), LAG: 120.0}  # type: ignore[arg-type]
+    times = fit_times(START, frames.end, DEFAULT_WINDOW, 48)
+    at = times[-5]
+    rows = feature_history(frames, graph, times, temp_per_watt=tpw).xs(pd.Timestamp(at), level="at")
+    start = at - DEFAULT_WINDOW
+    window = slice_frames(ordered, start, at)
+    lead = slice_frame(ordered.gpu, pd.Timestamp(start - LEAD_IN - STEP), pd.Timestamp(start))
+    got = build_features(replace(window, lead=lead), graph, at, temp_per_watt=tpw)
+    pd.testing.assert_frame_equal(got, rows, check_exact=True, check_names=False)
+    short = build_features(window, graph, at, temp_per_watt=tpw)
+    assert not short["temp_vs_node_slope"].equals(rows["temp_vs_node_slope"])
 
 
 def test_a_cycle_cut_from_the_history_pivot_is_its_own_pivot(

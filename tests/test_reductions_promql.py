@@ -326,6 +326,19 @@ def test_a_cycle_on_the_server_scores_as_the_simulator_does(
         assert least <= len(instant) <= most + 1
     raw_gpu = [q for q in ranged if "DCGM_" in q]
     assert {m for m in PEER_METRICS if any(m in q for q in raw_gpu)} == set(PEER_METRICS)
+    # the peer metrics come from LEAD_IN before the window on, for the thermal lag the fit
+    # learnt (the simulator's 2 minutes); every other reader sees the window only
+    from analysis.thermal import LAG, LEAD_IN
+
+    assert remote.current is not None and remote.current.scorer.temp_per_watt_[LAG] == 120.0
+    for pipe in (remote, local):
+        frames = pipe.last_frames
+        assert frames is not None and frames.lead is not None
+        start = pd.Timestamp(SCAN - DEFAULT_WINDOW)
+        assert frames.lead["ts"].max() < start <= frames.gpu["ts"].min()
+        assert frames.lead["ts"].min() <= start - pd.Timedelta(LEAD_IN)
+        assert set(frames.lead["metric"]) == set(PEER_METRICS)
+        assert frames.node["ts"].min() >= start
     # an incident's nodes get every GPU metric raw (for explanations and images), only they
     found = got.assessment.incidents
     assert found

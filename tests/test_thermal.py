@@ -1,4 +1,5 @@
-"""Degrees per watt learnt once per fit: temperature at equal power holds still between fits."""
+"""Degrees per watt and the thermal lag learnt once per fit: temperature at equal power holds
+still between fits, and a job starting elsewhere does not make a busy GPU look hot."""
 
 from __future__ import annotations
 
@@ -12,8 +13,15 @@ import pytest
 from analysis.feature_plan import POWER, TEMP
 from analysis.features import build_features, gpu_models
 from analysis.scoring import GraphRiskModel
-from analysis.thermal import FLEET, fit_temp_per_watt
+from analysis.thermal import (
+    FLEET,
+    LAG,
+    fit_temp_per_watt,
+    fit_thermal_lag,
+    lagged_power,
+)
 from analysis.types import FleetFrames
+from storage.simulator.signals import thermal_lag
 from tests.fixtures.handmade_fleet import END, START, fleet
 
 #: gpu-node-001/002 hold model A (0.10 K/W, each GPU its own offset); 003/004 model B, air-cooled:
@@ -94,7 +102,10 @@ def test_the_fit_learns_the_slopes_keeps_them_and_scores_with_them() -> None:
     model = GraphRiskModel(
         window=timedelta(minutes=10), fit_window=timedelta(minutes=59), fit_cycles=8
     ).fit(frames, graph)
-    assert model.temp_per_watt_ == fit_temp_per_watt(frames, gpu_models(graph), since=START)
+    assert model.temp_per_watt_ == {
+        **fit_temp_per_watt(frames, gpu_models(graph), since=START),
+        LAG: fit_thermal_lag(frames, since=START),
+    }
     loaded = GraphRiskModel.from_bytes(model.to_bytes())
     assert loaded.temp_per_watt_ == model.temp_per_watt_
     table = loaded.assess(frames, graph, END).features
@@ -103,3 +114,74 @@ def test_the_fit_learns_the_slopes_keeps_them_and_scores_with_them() -> None:
         frames, graph, END, timedelta(minutes=10), temp_per_watt=model.temp_per_watt_
     )
     np.testing.assert_allclose(table["temp_at_power"], expected["temp_at_power"])
+
+
+def test_lagged_power_is_a_first_order_lag_of_the_gpu_s_own_samples() -> None:
+    step = 60e9  # ns
+    ts = np.r_[np.arange(30), np.arange(30)].astype(np.int64) * np.int64(step)
+    code = np.r_[np.zeros(30), np.ones(30)].astype(np.int64)
+    power = np.r_[np.where(np.arange(30) < 10, 100.0, 500.0), np.full(30, 50.0)]
+    power[15] = np.nan  # a missing sample is skipped, and stays missing
+    lagged = lagged_power(power, code, ts, 120.0)
+    assert lagged[:10] == pytest.approx(100.0)  # steady before the step
+    r = np.exp(-60.0 / 120.0)
+    kept = np.sum(r ** np.arange(8))  # the weights of the last 8 minutes (4 time constants)
+    for m in (1, 2, 3):  # m samples after the step: the share of the new power, as the recursion
+        share = np.sum(r ** np.arange(m)) / kept
+        assert lagged[9 + m] == pytest.approx(100.0 + 400.0 * share)
+    assert np.isnan(lagged[15])
+    assert lagged[25:30] == pytest.approx(500.0)  # 4 time constants on: the new power alone
+    assert lagged[30:] == pytest.approx(50.0)  # the other GPU's samples never mix in
+    assert np.array_equal(lagged_power(power, code, ts, 0.0), power, equal_nan=True)
+    with pytest.raises(ValueError, match="sorted"):
+        lagged_power(power[::-1], code[::-1], ts[::-1], 120.0)
+
+
+def _jobs_with_lag(tau_s: float):  # type: ignore[no-untyped-def]
+    """Each GPU starts and stops jobs at its own minutes; temperature follows power with
+    ``tau_s`` (the simulator's recursion, not the lag the model computes)."""
+
+    def override(node: str, gpu: str, metric: str, t: np.ndarray) -> np.ndarray | None:
+        phase = (int(node[-1]) * 7 + int(gpu) * 3) % 11
+        watts = np.where(((t + phase) // 9) % 2 == 0, 650.0, 90.0)
+        lag = thermal_lag(watts, 60.0, tau_s) if tau_s > 0 else watts
+        temp = 30.0 + 0.08 * lag + int(gpu)
+        return {POWER: watts, TEMP: temp, "DCGM_FI_DEV_MEMORY_TEMP": temp + 5.0}.get(metric)
+
+    return override
+
+
+@pytest.mark.parametrize("tau", [0.0, 60.0, 120.0, 180.0])
+def test_the_fit_learns_how_far_temperature_lags_power(tau: float) -> None:
+    frames, _ = fleet(_jobs_with_lag(tau))
+    assert fit_thermal_lag(frames) == tau
+    # no GPU changed load: nothing to learn the lag from, none is assumed
+    flat, _ = fleet(_steady)
+    assert fit_thermal_lag(flat) == 0.0
+    assert fit_thermal_lag(_no_gpu(frames)) == 0.0
+
+
+def _job_starts_elsewhere(node: str, gpu: str, metric: str, t: np.ndarray) -> np.ndarray | None:
+    """gpu-node-001 busy at 585 W all hour; gpu-node-003's GPUs start a 660-W job at minute 56
+    and warm with a 2-minute lag; everyone else idles at 80 W (development fleet 109)."""
+    if node == "gpu-node-001":
+        watts = np.full(t.size, 585.0)
+    elif node == "gpu-node-003":
+        watts = np.where(t >= 56, 660.0, 80.0)
+    else:
+        watts = np.full(t.size, 80.0)
+    temp = 30.0 + 0.08 * thermal_lag(watts, 60.0, 120.0)
+    return {POWER: watts, TEMP: temp, "DCGM_FI_DEV_MEMORY_TEMP": temp + 5.0}.get(metric)
+
+
+def test_a_busy_node_is_not_hot_because_a_job_just_started_elsewhere() -> None:
+    frames, graph = fleet(_job_starts_elsewhere)
+    thermal = {FLEET: 0.08}
+    busy = "gpu-node-001/0"
+    # at the instantaneous power the starting GPUs, still at idle temperature, are its only
+    # comparable peers: the busy node reads degrees hotter than the fleet "at equal power"
+    plain = build_features(frames, graph, END, temp_per_watt=thermal)
+    assert plain.loc[busy, "node_temp_vs_fleet"] > 3.0
+    # at the power each GPU has been drawing (the fit's lag) they are as warm as their load
+    lagged = build_features(frames, graph, END, temp_per_watt={**thermal, LAG: 120.0})
+    assert abs(lagged.loc[busy, "node_temp_vs_fleet"]) < 0.5
