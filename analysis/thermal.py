@@ -42,6 +42,7 @@ __all__ = [
     "fit_thermal_lag",
     "lag_of",
     "lagged_power",
+    "lead_in",
     "temp_per_watt_of",
 ]
 
@@ -143,6 +144,14 @@ def temp_per_watt_of(learnt: Mapping[str, float], models: pd.Series, fallback: f
     codes, names = pd.factorize(models.fillna(FLEET).astype(str), sort=False)
     per_name = np.array([learnt.get(str(m), fleet) for m in names] + [fleet], dtype=np.float64)
     return per_name[codes]  # a code of -1 (none here: NaN was filled) would take the fleet's
+
+
+def lead_in(step: timedelta) -> timedelta:
+    """:data:`LEAD_IN` rounded up to whole ``step``: a read from that much earlier keeps the
+    window's sample grid (a range query's points are its start plus whole steps)."""
+    if step <= timedelta(0):
+        return LEAD_IN
+    return -(-LEAD_IN // step) * step
 
 
 def lag_of(thermal: Mapping[str, float] | None) -> float:

@@ -30,7 +30,7 @@ from analysis.lifecycle import Decision
 from analysis.maintenance import MaintenanceWindow, active_targets
 from analysis.scorer import Scorer
 from analysis.scoring import Exclusion, NotEnoughHistoryError, fleet_fingerprint
-from analysis.thermal import LEAD_IN
+from analysis.thermal import lead_in
 from analysis.tracker import IncidentTracker
 from analysis.types import Assessment, FleetFrames, GpuRef, Incident, Topology
 from bot.evidence import Evidence, Images
@@ -441,6 +441,12 @@ class Pipeline:
         """
         return self.source.fetch(at - self.fit_window, at - self.window, self.step, nodes=sample)
 
+    @property
+    def reads(self) -> timedelta:
+        """How far before a cycle's end its read starts: the window, and for a scorer of
+        reductions the lead-in of the peer metrics' thermal lag (``analysis.thermal.lead_in``)."""
+        return self.window if self.feature_window is None else self.window + lead_in(self.step)
+
     def read_window(self, at: datetime) -> FleetFrames:
         """Fetch the cycle window ending at ``at`` (what a cycle reads, before any model).
 
@@ -453,7 +459,7 @@ class Pipeline:
         # the peer metrics from LEAD_IN before the window on: the thermal lag of its first rows
         # reads them (FleetFrames.lead); every other consumer sees the window only
         start = at - self.window
-        fetched = self.source.fetch(start - LEAD_IN, at, self.step, gpu_metrics=PEER_METRICS)
+        fetched = self.source.fetch(at - self.reads, at, self.step, gpu_metrics=PEER_METRICS)
         frames = _from(fetched, start)
         plan = FeaturePlan(self.feature_window, DEFAULT_RECENT, self.step)
         lead = fetched.gpu[(fetched.gpu["ts"] < to_utc(start)).to_numpy()]

@@ -30,7 +30,15 @@ from typing import Any
 import pandas as pd
 
 from analysis.feature_plan import FeaturePlan, grid_time
-from analysis.types import FleetFrames, Reductions
+from analysis.types import (
+    COMPONENT_COLUMNS,
+    GPU_COLUMNS,
+    NODE_COLUMNS,
+    UP_COLUMNS,
+    FleetFrames,
+    Reductions,
+)
+from storage.promql_frames import concat_frames
 from storage.source import MetricsSource, MetricsSourceError
 
 __all__ = ["SpanSource"]
@@ -38,7 +46,7 @@ __all__ = ["SpanSource"]
 logger = logging.getLogger(__name__)
 
 #: VictoriaMetrics aligns a range query of this many points or more to its cache (its
-#: ``nocache`` documentation): a span that long is not read at once.
+#: ``nocache`` documentation): a span that long is read in parts of fewer points.
 MAX_POINTS = 50
 #: Cycles closer together are read one by one: VictoriaMetrics holds back the points within its
 #: ``-search.latencyOffset`` (30 s by default) of now, so a point of a range query ending later
@@ -52,7 +60,8 @@ class SpanSource:
 
     ``times``: the cycles' ends, evenly spaced, oldest first; ``window``: the cycle window. The
     span is read at the first window fetch that falls in it (its step and GPU metrics are that
-    fetch's), the reductions at the first ``reduce`` at one of ``times``.
+    fetch's), the reductions at the first ``reduce`` at one of ``times``. ``window``: how far
+    before its end a cycle reads (``Pipeline.reads``: the window and any lead-in).
     """
 
     source: MetricsSource
@@ -119,25 +128,38 @@ class SpanSource:
         return self.source.cordoned(at)
 
     def _inside(self, start: datetime, end: datetime, step: timedelta) -> bool:
-        """``[start, end]`` lies in the span, on its step grid, and the span is short enough.
-
-        VictoriaMetrics may move a range query of :data:`MAX_POINTS` points or more onto its
-        cache's grid: a longer span is not read at once.
-        """
+        """``[start, end]`` lies in the span, on its step grid."""
         if step <= timedelta(0) or not _evenly_spaced(self.times):
             return False
         lo, hi = self.start, self.times[-1]
-        if (hi - lo) // step + 1 >= MAX_POINTS:
-            return False
         return lo <= start < end <= hi and (start - lo) % step == timedelta(0)
 
     def _read(self, step: timedelta, gpu_metrics: Sequence[str] | None) -> FleetFrames | None:
-        """One fetch of the whole span; None when the source cannot (each window then asks)."""
+        """The whole span, in parts of fewer than :data:`MAX_POINTS` points (VictoriaMetrics may
+        move a longer range query onto its cache's grid); None when the source cannot (each
+        window then asks)."""
+        lo, hi = self.start, self.times[-1]
+        part = (MAX_POINTS - 1) * step
+        starts = [lo + i * part for i in range(-(-(hi - lo + step) // part))]
         try:
-            return self.source.fetch(self.start, self.times[-1], step, gpu_metrics=gpu_metrics)
+            parts = [
+                self.source.fetch(a, min(a + part - step, hi), step, gpu_metrics=gpu_metrics)
+                for a in starts
+            ]
         except MetricsSourceError as exc:
             logger.warning("reading the scan's cycles at once failed, one at a time: %s", exc)
             return None
+        if len(parts) == 1:
+            return parts[0]
+        return FleetFrames(
+            gpu=concat_frames([p.gpu for p in parts], GPU_COLUMNS),
+            node=concat_frames([p.node for p in parts], NODE_COLUMNS),
+            component=concat_frames([p.component for p in parts], COMPONENT_COLUMNS),
+            up=concat_frames([p.up for p in parts], UP_COLUMNS),
+            start=lo,
+            end=hi,
+            step=step,
+        )
 
 
 def _evenly_spaced(times: Sequence[datetime]) -> bool:

@@ -471,3 +471,38 @@ def test_a_span_source_reads_a_run_of_cycles_at_once(fleet: Fleet, server: tuple
     session.sent.clear()
     span.fetch(SCAN - timedelta(hours=1), SCAN - DEFAULT_WINDOW, STEP, gpu_metrics=PEER_METRICS)
     assert session.sent
+
+
+def test_a_scan_s_cycles_read_their_lead_in_from_the_span(
+    fleet: Fleet, server: tuple[str, str]
+) -> None:
+    """A cycle reads its peer metrics from the thermal lead-in before its window on
+    (``Pipeline.reads``); ``gpu-risk scan`` sizes its span by it, so the run of cycles is still
+    read at once."""
+    from storage.span_source import SpanSource
+    from storage.topology import load_topology
+
+    kind, url = server
+    topo = load_topology(fleet.dir / "topology.yaml")
+    session = Recording()
+    remote = PrometheusSource(url, topology=topo, retries=0, session=session)
+    pipe = _pipeline(remote, fleet)
+    assert pipe.reads > DEFAULT_WINDOW
+    pipe.source = SpanSource(remote, SPAN_RUN, pipe.reads)
+    alone = _pipeline(PrometheusSource(url, topology=topo, retries=0), fleet)
+    for at in SPAN_RUN:
+        frames, want = pipe.read_window(at), alone.read_window(at)
+        assert frames.lead is not None and not frames.lead.empty
+        assert frames.gpu["ts"].min() == pd.Timestamp(at - DEFAULT_WINDOW)
+        for name in ("gpu", "lead", "node", "component", "up"):
+            pd.testing.assert_frame_equal(
+                getattr(frames, name).reset_index(drop=True),
+                getattr(want, name).reset_index(drop=True),
+                check_exact=True,
+                obj=f"{kind} {name}",
+            )
+    if kind.endswith("small"):
+        return
+    raw = [q for path, q in session.sent if path == "query_range" and "DCGM_FI_DEV_GPU_TEMP" in q]
+    # 59 points (16 minutes of cycles, the window and the lead-in): read in two parts
+    assert len([q for q in raw if not q.startswith("max by")]) == 2

@@ -185,3 +185,12 @@ def test_a_busy_node_is_not_hot_because_a_job_just_started_elsewhere() -> None:
     # at the power each GPU has been drawing (the fit's lag) they are as warm as their load
     lagged = build_features(frames, graph, END, temp_per_watt={**thermal, LAG: 120.0})
     assert abs(lagged.loc[busy, "node_temp_vs_fleet"]) < 0.5
+
+
+def test_the_lead_in_keeps_the_window_s_sample_grid() -> None:
+    from analysis.thermal import LEAD_IN, lead_in
+
+    assert lead_in(timedelta(minutes=1)) == LEAD_IN == timedelta(minutes=12)
+    assert lead_in(timedelta(seconds=15)) == LEAD_IN
+    assert lead_in(timedelta(minutes=5)) == timedelta(minutes=15)
+    assert lead_in(timedelta(0)) == LEAD_IN

@@ -138,7 +138,7 @@ def run_scan(
     warm_up = 0 if pipeline.self_gating else max(settings.open_after - 1, spans)
     times = [at - i * cycle for i in range(warm_up, -1, -1)]
     if len(times) > 1:  # the cycles' overlapping windows read at once (the same frames)
-        pipeline.source = SpanSource(src, times, pipeline.window)
+        pipeline.source = SpanSource(src, times, pipeline.reads)
     if pipeline.needs_history:
         # Like the running bot, remember every GPU seen within the fit window: one that fell off
         # the bus before the scan window is still scored (as vanished), not silently dropped.
