@@ -231,6 +231,14 @@ def scale_floor(column: str, median: float) -> float:
         return 0.3
     if column.startswith(("volts", "fan_spread", "fan_min_vs_fleet")):
         return 0.003
+    if "temp" in column and column.endswith(("_vs_fleet", "_vs_rack")):
+        # A rack's or a node's GPUs against the fleet (and a GPU against its rack or fleet) at
+        # equal power: compared at the lagged power (analysis.thermal) these lose the job-start
+        # transients that made up most of their healthy spread, down to 0.4 °C on a quiet
+        # fleet, and a fan-profile change or a firmware's offset of a few degrees then read
+        # +10 sd. A degree is the least such a comparison is trusted to (whole-degree sensors,
+        # fan curves): a failing cooler moves it by several.
+        return 1.0
     if "temp" in column or column.startswith("inlet") or column.endswith("_slope"):
         return 0.3 if not column.endswith("_slope") else 0.02
     if column in {"gap_frac", "gap_frac_vs_node", "up_down_frac"}:

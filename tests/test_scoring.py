@@ -329,6 +329,18 @@ def test_the_guard_reads_each_feature_in_its_harmful_direction() -> None:
     assert tails.score(cold[None])[0] == 0.0 and tails.score(hot[None])[0] > 7.0
 
 
+def test_temperature_against_the_rack_or_fleet_is_trusted_to_a_degree() -> None:
+    """At the lagged power a quiet fleet's healthy spread of these fell to 0.4 °C, and a fan
+    profile change of a few degrees read +10 sd (tests/test_benign_events.py)."""
+    from analysis.calibration import scale_floor
+
+    for column in ("node_temp_vs_fleet", "rack_temp_vs_fleet", "temp_vs_fleet", "temp_vs_rack"):
+        assert scale_floor(column, 0.0) == 1.0
+    # a GPU against its own node's GPUs keeps the finer floor (a thermal-interface precursor)
+    assert scale_floor("temp_vs_node", 0.0) == scale_floor("temp_at_power", 40.0) == 0.3
+    assert scale_floor("inlet_vs_fleet", 0.0) == 0.3
+
+
 def test_a_gpu_without_fit_rows_of_its_own_is_judged_against_its_nodes_usual_self(
     small: tuple,
 ) -> None:
