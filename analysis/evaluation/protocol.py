@@ -645,3 +645,32 @@ REPORT_RUN_2026_12_04_AE: dict[str, object] = {
 #: scenario-detector records are expected to equal runs AC and AD's; reported whatever they show.
 REPORT_RUN_2026_12_04_AF: dict[str, object] = {**REPORT_RUN_2026_12_04_AC, "after": "d179eda"}
 REPORT_RUN_2026_12_04_AG: dict[str, object] = {**REPORT_RUN_2026_12_04_AD, "after": "d179eda"}
+
+
+#: Fixed before they started (2026-12-04, twenty-first session), at the commit that adds this
+#: declaration (model 12: temperature compared at each GPU's power through the first-order lag
+#: the fit learns, the cycle reading the peer metrics 12 minutes early; temperature against the
+#: rack or fleet trusted to 1 °C. Developed on development fleet 109 healthy, whose one page it
+#: removes, and the benign-event fixture of development seed 121, whose fan-profile change paged
+#: with the lag alone; development fleets 107, 111, 113, 119, 120, 124, 101, 105: false
+#: incidents 3 -> 2, every warning the same, two leads 5 min later): run U's two report commands
+#: and run AE's two held-out commands (``gpu-risk eval --seeds report --skip 8 --limit 12`` and
+#: ``--seeds held-out --limit 12``, each ``--cycle 5m --detectors graph,static --no-explain
+#: --max-gpus 128 --jobs 1 [--healthy]``), one worker each, all four side by side. Reported
+#: whatever they show, against runs AF/AG and AE fault by fault and incident by incident; what
+#: does not finish in the session is said so. Held-out seeds 10032-10039 stay unseen.
+REPORT_RUN_2026_12_04_AH: dict[str, object] = {
+    **REPORT_RUN_2026_12_04_AF,
+    "model_version": 12,
+    "after": "model 12 (this commit)",
+}
+REPORT_RUN_2026_12_04_AI: dict[str, object] = {
+    **REPORT_RUN_2026_12_04_AG,
+    "model_version": 12,
+    "after": "model 12 (this commit)",
+}
+REPORT_RUN_2026_12_04_AJ: dict[str, object] = {
+    **REPORT_RUN_2026_12_04_AE,
+    "model_version": 12,
+    "after": "model 12 (this commit)",
+}
