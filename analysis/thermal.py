@@ -98,13 +98,9 @@ def fit_temp_per_watt(
         pooled over every GPU when the fleet has enough swing, else the slope across its GPUs
         (all samples, each GPU's mean kept); empty without samples.
     """
-    g = frames.gpu
+    g = _samples(frames.gpu, (temp, power), since)
     if g.empty:
         return {}
-    pick = g["metric"].isin([temp, power]).to_numpy()
-    if since is not None:
-        pick &= (g["ts"] > pd.Timestamp(since)).to_numpy()
-    g = g[pick]
     stamps = pd.Index(g["ts"].unique()).sort_values()
     if len(stamps) > MAX_TIMESTAMPS:
         keep = stamps[np.linspace(0, len(stamps) - 1, MAX_TIMESTAMPS).round().astype(int)]
@@ -136,6 +132,16 @@ def fit_temp_per_watt(
         # to estimate), but over the whole history, so it holds still until the next fit.
         out[FLEET] = float(np.clip(np.cov(p, t, bias=True)[0, 1] / float(np.var(p)), 0.0, 1.0))
     return out
+
+
+def _samples(gpu: pd.DataFrame, metrics: tuple[str, str], since: datetime | None) -> pd.DataFrame:
+    """The tidy GPU rows of ``metrics`` after ``since`` (None: all of them)."""
+    if gpu.empty:
+        return gpu
+    pick = gpu["metric"].isin(list(metrics)).to_numpy()
+    if since is not None:
+        pick &= (gpu["ts"] > pd.Timestamp(since)).to_numpy()
+    return gpu[pick]
 
 
 def temp_per_watt_of(learnt: Mapping[str, float], models: pd.Series, fallback: float) -> np.ndarray:
@@ -212,13 +218,9 @@ def fit_thermal_lag(
     0 when fewer than ``MIN_SWING_GPUS`` GPUs swung by ``MIN_SWING_WATTS`` (nothing to learn
     from): temperature is then compared at the instantaneous power, as without a lag.
     """
-    g = frames.gpu
+    g = _samples(frames.gpu, (temp, power), since)
     if g.empty:
         return 0.0
-    pick = g["metric"].isin([temp, power]).to_numpy()
-    if since is not None:
-        pick &= (g["ts"] > pd.Timestamp(since)).to_numpy()
-    g = g[pick]
     nodes = pd.Index(g["node"].unique()).sort_values()
     if len(nodes) > LAG_NODES:
         chosen = nodes[np.linspace(0, len(nodes) - 1, LAG_NODES).round().astype(int)]
