@@ -16,7 +16,6 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 
 import networkx as nx
-import pandas as pd
 
 from analysis.context import PEER_METRICS
 from analysis.explain import Explainer
@@ -24,7 +23,7 @@ from analysis.feature_plan import FeaturePlan
 from analysis.features import DEFAULT_RECENT
 from analysis.feedback import ALLOWANCE_TTL, bounds, learn_allowances, stored_verdicts
 from analysis.fit_sample import fit_graph
-from analysis.frames import to_utc
+from analysis.frames import frames_from, to_utc
 from analysis.graph import build_graph
 from analysis.lifecycle import Decision
 from analysis.maintenance import MaintenanceWindow, active_targets
@@ -460,7 +459,7 @@ class Pipeline:
         # reads them (FleetFrames.lead); every other consumer sees the window only
         start = at - self.window
         fetched = self.source.fetch(at - self.reads, at, self.step, gpu_metrics=PEER_METRICS)
-        frames = _from(fetched, start)
+        frames = frames_from(fetched, start)
         plan = FeaturePlan(self.feature_window, DEFAULT_RECENT, self.step)
         lead = fetched.gpu[(fetched.gpu["ts"] < to_utc(start)).to_numpy()]
         return replace(frames, lead=lead, reduced=self.source.reduce(plan, at))
@@ -527,20 +526,3 @@ class Pipeline:
             duration_s=duration,
             assessment=assessment,
         )
-
-
-def _from(frames: FleetFrames, start: datetime) -> FleetFrames:
-    """``frames`` without their rows before ``start``, as a fetch from ``start`` returns them."""
-    lo = to_utc(start)
-
-    def cut(df: pd.DataFrame) -> pd.DataFrame:
-        return df if df.empty else df[(df["ts"] >= lo).to_numpy()]
-
-    return replace(
-        frames,
-        gpu=cut(frames.gpu),
-        node=cut(frames.node),
-        component=cut(frames.component),
-        up=cut(frames.up),
-        start=start,
-    )
