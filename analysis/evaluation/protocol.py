@@ -674,3 +674,14 @@ REPORT_RUN_2026_12_04_AJ: dict[str, object] = {
     "model_version": 12,
     "after": "model 12 (this commit)",
 }
+
+
+#: Fixed before they started (2026-12-04, twenty-first session, after the review of the change),
+#: at the commit that adds this declaration (model 12 as in runs AH/AI; since 4f2500f only
+#: behaviour-preserving refactors (the thermal fits' sample filter, ``frames_from``), README and
+#: results changed): run U's two report commands (``gpu-risk eval --seeds report --skip 8 --limit
+#: 12 --cycle 5m --detectors graph,static --no-explain --max-gpus 128 --jobs 1 [--healthy]``), one
+#: worker each, side by side. All 48 scenario-detector records are expected to equal runs AH and
+#: AI's; reported whatever they show, and what does not finish in the session is said so.
+REPORT_RUN_2026_12_04_AK: dict[str, object] = {**REPORT_RUN_2026_12_04_AH, "after": "final"}
+REPORT_RUN_2026_12_04_AL: dict[str, object] = {**REPORT_RUN_2026_12_04_AI, "after": "final"}
