@@ -685,3 +685,17 @@ REPORT_RUN_2026_12_04_AJ: dict[str, object] = {
 #: AI's; reported whatever they show, and what does not finish in the session is said so.
 REPORT_RUN_2026_12_04_AK: dict[str, object] = {**REPORT_RUN_2026_12_04_AH, "after": "final"}
 REPORT_RUN_2026_12_04_AL: dict[str, object] = {**REPORT_RUN_2026_12_04_AI, "after": "final"}
+
+
+#: Fixed before it started (2026-12-04, twenty-second session), at the commit that adds this
+#: declaration: run M's 1-minute healthy scans at model 12 (last measured at model 10, 3.7 per
+#: 1,000 GPU-days), run with the code of 3efa2ae (model 12, whose analysis, bot and storage
+#: equal this commit's) from a detached worktree, one worker, beside runs AK/AL: ``gpu-risk eval
+#: --seeds report --limit 3 --cycle 1m --detectors graph --no-explain --max-gpus 128 --healthy
+#: --jobs 1``. Reported whatever it shows, incident by incident against run M; what does not
+#: finish in the session is said so.
+REPORT_RUN_2026_12_04_AM: dict[str, object] = {
+    **REPORT_RUN_2026_12_03_M["one_minute_healthy"],  # type: ignore[dict-item]
+    "model_version": 12,
+    "after": "3efa2ae",
+}
