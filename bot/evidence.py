@@ -4,7 +4,8 @@ A reduced cycle reads only the peer metrics raw (``Pipeline.read_window``); an i
 explanation and images need all of its nodes' series, so :meth:`Evidence.frames_for` fetches them
 for the incidents' nodes alone. :meth:`Evidence.explain` calls the explainer (DoWhy) once per
 incident and change (severity, GPUs, model), keeping the earlier explanation otherwise;
-:meth:`Evidence.images` renders the graph and metric PNGs of the incidents about to be posted.
+:meth:`Evidence.images` renders the graph and metric PNGs of the incidents about to be posted, the
+panels from the incidents' nodes and a bounded set of peers (:meth:`Evidence.picture_frames`).
 Which explainer a cycle uses (and fitting one for a model loaded from disk) is the pipeline's.
 """
 
@@ -19,11 +20,16 @@ import networkx as nx
 
 from analysis.explain import Explainer
 from analysis.frames import with_gpu_of
-from analysis.plots import render_incident_graph, render_incident_metrics
+from analysis.plots import (
+    incident_nodes,
+    picture_nodes,
+    render_incident_graph,
+    render_incident_metrics,
+)
 from analysis.types import Assessment, FleetFrames, Incident, Severity
 from bot.fit import DeferredExplainer
 from storage.repository import IncidentRecord
-from storage.source import MetricsSource, MetricsSourceError
+from storage.source import MetricsSource, MetricsSourceError, NodeSample
 
 logger = logging.getLogger("bot.pipeline")  # the records keep the name they had before the split
 
@@ -102,25 +108,55 @@ class Evidence:
         frames: FleetFrames,
         graph: nx.DiGraph,
         assessment: Assessment,
+        *,
+        at: datetime,
+        source: MetricsSource,
     ) -> dict[str, Images]:
         """Render the graph and metric PNGs of incidents not yet stored (the ones to be posted).
 
         They are committed with the post (``apply_cycle(images=)``), so they survive restarts. A
         rendering failure is logged and the incident is posted without images.
         """
-        if not self.render:
-            return {}
         known = {r.dedup_key for r in stored}
+        new = [inc for inc in incidents if inc.dedup_key not in known]
+        if not self.render or not new:
+            return {}
+        picture = self.picture_frames(frames, new, graph, at, source)
         scores = {s.key: s.score for s in assessment.scores}
         out: dict[str, Images] = {}
-        for inc in incidents:
-            if inc.dedup_key in known:
-                continue
+        for inc in new:
             try:
                 out[inc.dedup_key] = {
                     "graph": render_incident_graph(inc, graph, scores),
-                    "metrics": render_incident_metrics(inc, frames),
+                    "metrics": render_incident_metrics(inc, picture),
                 }
             except Exception:
                 logger.exception("rendering images of incident %s failed", inc.dedup_key)
         return out
+
+    def picture_frames(
+        self,
+        frames: FleetFrames,
+        incidents: Sequence[Incident],
+        graph: nx.DiGraph,
+        at: datetime,
+        source: MetricsSource,
+    ) -> FleetFrames:
+        """What the incidents' metric panels are drawn from.
+
+        A reduced cycle's frames hold the whole fleet, most of it as the peer metrics alone: the
+        incidents' nodes and their panels' peers (``analysis.plots.picture_nodes``, chosen from
+        the graph's nodes) are read from ``source`` with every series, in one fetch, so a
+        picture costs the incident's series, not the fleet's. If it fails, the panels are drawn
+        from the cycle's frames (logged).
+        """
+        if frames.reduced is None:
+            return frames
+        names = [n for n, d in graph.nodes(data=True) if d.get("kind") == "node"]
+        own = set().union(*(incident_nodes(inc) for inc in incidents))
+        nodes = NodeSample(picture_nodes(names, own))
+        try:
+            return source.fetch(at - self.window, at, self.step, nodes=nodes)
+        except MetricsSourceError as exc:
+            logger.warning("series of %d nodes unavailable for the pictures: %s", len(nodes), exc)
+            return frames

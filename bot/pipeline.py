@@ -191,7 +191,9 @@ class Pipeline:
             raw = self.evidence.frames_for(frames, incidents, at, self.source)
             explained = self.explain(incidents, raw, graph, at, model)
             stored = self.repository.open_incidents()  # as before this cycle's decisions
-            images = self.evidence.images(explained, stored, raw, graph, assessment)
+            images = self.evidence.images(
+                explained, stored, raw, graph, assessment, at=at, source=self.source
+            )
             decisions = self.repository.apply_cycle(
                 at,
                 explained,

@@ -18,6 +18,8 @@ from analysis.plots.panels import (
     RELATED,
     THROTTLE_COUNTERS,
     _series_for,
+    incident_nodes,
+    picture_nodes,
     render_incident_metrics,
 )
 
@@ -33,6 +35,8 @@ __all__ = [
     "RISK_CMAP",
     "THROTTLE_COUNTERS",
     "_series_for",
+    "incident_nodes",
+    "picture_nodes",
     "render_incident_graph",
     "render_incident_metrics",
 ]

@@ -105,12 +105,32 @@ def _highlight_order(metric: str, mine: pd.DataFrame, peers: pd.DataFrame) -> li
     return [str(c) for c in offset.sort_values(ascending=False, kind="stable").index]
 
 
-def _own_nodes(incident: Incident) -> set[str]:
+def incident_nodes(incident: Incident) -> set[str]:
     """The nodes of an incident's GPUs (and the node it names)."""
     nodes = {g.node for g in incident.gpus}
     if incident.root_cause.kind == "node":
         nodes.add(incident.root_cause.id)
     return nodes
+
+
+def picture_nodes(names: Sequence[str], own: set[str], limit: int = PEER_NODES) -> list[str]:
+    """The nodes an incident's metric panels are drawn from, of the distinct node ``names`` of a
+    fleet: ``own`` (:func:`incident_nodes`) and the ``limit`` others whose names hash lowest
+    (CRC-32, then the name). What :func:`render_incident_metrics` keeps of a fleet's frames, so a
+    source can be asked for these nodes alone (the picture then costs the incident's, not the
+    fleet's)."""
+    text = [str(n) for n in names]
+    return [t for t, keep in zip(text, _kept(text, own, limit), strict=True) if keep]
+
+
+def _kept(text: list[str], own: set[str], limit: int) -> npt.NDArray[np.bool_]:
+    """Which of the distinct node names ``text`` :func:`picture_nodes` keeps."""
+    mine = np.fromiter((t in own for t in text), dtype=bool, count=len(text))
+    crc = np.fromiter((zlib.crc32(t.encode()) for t in text), dtype=np.int64, count=len(text))
+    others = np.flatnonzero(~mine)
+    keep = mine.copy()
+    keep[others[np.lexsort((np.asarray(text, dtype=object)[others], crc[others]))[:limit]]] = True
+    return keep
 
 
 def _peer_rows(
@@ -121,13 +141,7 @@ def _peer_rows(
     codes, names = pd.factorize(nodes, sort=False, use_na_sentinel=False)
     if len(names) <= limit + len(own):
         return None
-    text = [str(n) for n in names]
-    mine = np.fromiter((t in own for t in text), dtype=bool, count=len(text))
-    crc = np.fromiter((zlib.crc32(t.encode()) for t in text), dtype=np.int64, count=len(text))
-    others = np.flatnonzero(~mine)
-    keep = mine.copy()
-    keep[others[np.lexsort((np.asarray(text, dtype=object)[others], crc[others]))[:limit]]] = True
-    return keep[codes]
+    return _kept([str(n) for n in names], own, limit)[codes]
 
 
 def _with_peer_nodes(
@@ -249,7 +263,7 @@ def _series_for(
     ``node_metrics``: the node frame's metric names when known; ``gpu_wide``: the GPU frame
     pivoted once for every GPU panel (``FleetFrames.gpu_wide``), when known."""
     affected = {g.key for g in incident.gpus}
-    nodes = _own_nodes(incident)
+    nodes = incident_nodes(incident)
     if metric.startswith("DCGM_"):
         if gpu_wide is None or metric not in gpu_wide.columns:
             gpu_wide = frames.gpu_wide([metric])
@@ -286,7 +300,7 @@ def render_incident_metrics(
     incident: Incident, frames: FleetFrames, onset: datetime | None = None
 ) -> bytes:
     """Draw the key metrics of the affected GPUs against their peers' band, as a PNG."""
-    own = _own_nodes(incident)
+    own = incident_nodes(incident)
     frames = replace(frames, node=_with_peer_nodes(frames.node, own))
     node_metrics = _metric_names(frames.node)
     # the GPU frame (the largest, ~1M rows at 512 GPUs) is scanned once, for the few GPU
