@@ -699,3 +699,26 @@ REPORT_RUN_2026_12_04_AM: dict[str, object] = {
     "model_version": 12,
     "after": "3efa2ae",
 }
+
+
+#: Fixed before either started (2026-12-04, twenty-second session), at the commit that adds this
+#: declaration (model 12 as in runs AH-AM; since 3efa2ae the lead-in reads the GPU series alone
+#: and the pictures read their own nodes, neither of which changes a score), so README's ablation
+#: and top-factor figures are of the final model, not model 10's: (1) the ablation on the report
+#: seeds' 12 faulty fleets (``gpu-risk eval --seeds report --skip 8 --limit 12 --cycle 5m
+#: --ablation --no-explain --max-gpus 128 --jobs 2``, started as soon as runs AK and AL end) and
+#: (2) the product with its DoWhy explanations on the same fleets (``gpu-risk eval --seeds report
+#: --skip 8 --limit 12 --cycle 5m --detectors graph --explain --max-gpus 128 --jobs 1``, started
+#: when run AM ends), from a detached worktree at this commit. The graph records of both must
+#: equal run AH's; reported whatever they show; what does not finish is said so.
+REPORT_RUN_2026_12_04_AN: dict[str, object] = {
+    **REPORT_RUN_2026_12_02_G,
+    "model_version": 12,
+    "after": "this commit",
+    "jobs": 2,
+}
+REPORT_RUN_2026_12_04_AO: dict[str, object] = {
+    **REPORT_RUN_2026_12_03_S,
+    "model_version": 12,
+    "after": "this commit",
+}
