@@ -50,6 +50,24 @@ def sort_frames(frames: FleetFrames) -> FleetFrames:
     )
 
 
+def frames_from(frames: FleetFrames, start: datetime) -> FleetFrames:
+    """``frames`` without their rows before ``start`` (kept: ``start`` itself, as a range query
+    from ``start`` returns it); the rest of ``frames`` as it is."""
+    lo = to_utc(start)
+
+    def cut(df: pd.DataFrame) -> pd.DataFrame:
+        return df if df.empty else df[(df["ts"] >= lo).to_numpy()]
+
+    return replace(
+        frames,
+        gpu=cut(frames.gpu),
+        node=cut(frames.node),
+        component=cut(frames.component),
+        up=cut(frames.up),
+        start=start,
+    )
+
+
 def slice_frames(frames: FleetFrames, start: datetime, end: datetime) -> FleetFrames:
     """Return the frames restricted to ``start < ts <= end`` (start and end set to match)."""
     lo, hi = to_utc(start), to_utc(end)

@@ -23,7 +23,7 @@ from analysis.feature_plan import FeaturePlan
 from analysis.features import DEFAULT_RECENT
 from analysis.feedback import ALLOWANCE_TTL, bounds, learn_allowances, stored_verdicts
 from analysis.fit_sample import fit_graph
-from analysis.frames import to_utc
+from analysis.frames import frames_from, to_utc
 from analysis.graph import build_graph
 from analysis.lifecycle import Decision
 from analysis.maintenance import MaintenanceWindow, active_targets
@@ -457,15 +457,13 @@ class Pipeline:
         """
         if self.feature_window is None:
             return self.source.fetch(at - self.window, at, self.step)
+        # the peer metrics from LEAD_IN before the window on: the thermal lag of its first rows
+        # reads them (FleetFrames.lead); every other consumer sees the window only
         start = at - self.window
-        frames = self.source.fetch(start, at, self.step, gpu_metrics=PEER_METRICS)
-        # the thermal lag of the window's first rows reads the peer metrics' GPU series from the
-        # lead-in on (FleetFrames.lead); every other consumer sees the window only
-        ahead = self.source.fetch(
-            at - self.reads, start, self.step, gpu_metrics=PEER_METRICS, gpu_only=True
-        ).gpu
-        lead = ahead[(ahead["ts"] < to_utc(start)).to_numpy()].reset_index(drop=True)
+        fetched = self.source.fetch(at - self.reads, at, self.step, gpu_metrics=PEER_METRICS)
+        frames = frames_from(fetched, start)
         plan = FeaturePlan(self.feature_window, DEFAULT_RECENT, self.step)
+        lead = fetched.gpu[(fetched.gpu["ts"] < to_utc(start)).to_numpy()]
         return replace(frames, lead=lead, reduced=self.source.reduce(plan, at))
 
     def _known_incidents(self) -> tuple[Exclusion, ...]:

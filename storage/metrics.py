@@ -313,15 +313,13 @@ class PrometheusSource(PromQLClient):
         *,
         gpu_metrics: Sequence[str] | None = None,
         nodes: Collection[str] | None = None,
-        gpu_only: bool = False,
     ) -> FleetFrames:
         """Return the fleet's GPU, node, component and ``up`` frames for [start, end] at ``step``.
 
         ``gpu_metrics``: only these of the GPU metrics (and XID class sums) the source reads.
         ``nodes``: only the GPU series of these nodes (matched on the node label), nothing else;
         a ``NodeSample``: their GPU series, their node-exporter and ``up`` series (matched on the
-        instance label) and every component series. ``gpu_only``: the GPU series alone, and no
-        answer is an error (a lead-in before the TSDB's first sample is empty).
+        instance label) and every component series.
         """
         if end <= start:
             raise MetricsSourceError(f"empty time window: start {start} is not before end {end}")
@@ -335,7 +333,6 @@ class PrometheusSource(PromQLClient):
         if isinstance(nodes, NodeSample):  # their node-exporter and ``up`` series too
             at_nodes = (node_matcher(self.labels["instance"], nodes, _PORT),)
         sample = bool(at_nodes)
-        rest = (nodes is None or sample) and not gpu_only  # node, component and up series too
         gpu_parts: list[pd.DataFrame] = []
         empty: list[str] = []
         unlabeled = 0
@@ -349,7 +346,7 @@ class PrometheusSource(PromQLClient):
             unlabeled += bad
             if part is not None:
                 gpu_parts.append(part)
-        if rest:
+        if nodes is None or sample:
             self._check_gpu_answer(metrics, empty, unlabeled, start, end)
         for name in (XID_HARDWARE_COUNT, XID_OTHER_COUNT):
             if wanted is not None and name not in wanted:
@@ -363,7 +360,7 @@ class PrometheusSource(PromQLClient):
         node_parts: list[pd.DataFrame] = []
         comp_parts: list[pd.DataFrame] = []
         up = FleetFrames.empty_frame(UP_COLUMNS)
-        if rest:
+        if nodes is None or sample:
             for metric in self.node_metrics:
                 matrix = self._matrix(metric, start, end, step, metric, extra=at_nodes)
                 n_series += len(matrix)

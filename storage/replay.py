@@ -70,24 +70,21 @@ class CachedSource:
         *,
         gpu_metrics: Sequence[str] | None = None,
         nodes: Collection[str] | None = None,
-        gpu_only: bool = False,
     ) -> FleetFrames:
         """Return ``[start, end]`` at ``step``: cut from the cache, or fetched with a chunk ahead.
 
-        ``gpu_metrics``, ``nodes`` and ``gpu_only`` restrict it as ``MetricsSource.fetch`` says
-        (the cache holds everything).
+        ``gpu_metrics`` and ``nodes`` restrict it as ``MetricsSource.fetch`` says (the cache holds
+        everything).
         """
         if not self._covers(start, end, step):
             if end - start > self.chunk:  # a long one-off (a model fit): straight through
-                one_off = self._one_off(start, end, step, gpu_metrics, nodes)
-                return restrict(one_off, gpu_only=gpu_only)
+                return self._one_off(start, end, step, gpu_metrics, nodes)
             ahead = end + self.chunk
             if self.horizon is not None:
                 ahead = min(ahead, max(self.horizon, end))
             self.prime(min(start, end - self.lookback), ahead, step)
         assert self._cached is not None
-        window = self._cached[3].window(start, end)
-        return restrict(window, gpu_metrics=gpu_metrics, nodes=nodes, gpu_only=gpu_only)
+        return restrict(self._cached[3].window(start, end), gpu_metrics=gpu_metrics, nodes=nodes)
 
     def _one_off(
         self,

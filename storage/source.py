@@ -44,15 +44,12 @@ class MetricsSource(Protocol):
         *,
         gpu_metrics: Sequence[str] | None = None,
         nodes: Collection[str] | None = None,
-        gpu_only: bool = False,
     ) -> FleetFrames:
         """Return every GPU, node, component and ``up`` series in [start, end] at ``step``.
 
         ``gpu_metrics``: read only these GPU metrics (None: all). ``nodes``: read only the GPU
         series of these nodes (the raw series of an incident), the other frames empty; a
         :class:`NodeSample`: these nodes' GPU, node and ``up`` series and every component's.
-        ``gpu_only``: the GPU series alone, the other frames empty (a cycle's thermal lead-in);
-        an empty answer is not an error then (the window's own read checks the source).
         """
         ...
 
@@ -78,20 +75,16 @@ def restrict(
     *,
     gpu_metrics: Sequence[str] | None = None,
     nodes: Collection[str] | None = None,
-    gpu_only: bool = False,
 ) -> FleetFrames:
-    """What ``fetch`` returns for ``gpu_metrics``, ``nodes`` and ``gpu_only``, cut from complete
-    frames."""
+    """What ``fetch`` returns for ``gpu_metrics`` and ``nodes``, cut from complete frames."""
     gpu = frames.gpu
     if gpu_metrics is not None:
         gpu = gpu[gpu["metric"].isin(list(gpu_metrics))]
-    if nodes is None and not gpu_only:
+    if nodes is None:
         return frames if gpu is frames.gpu else replace(frames, gpu=gpu.reset_index(drop=True))
-    if nodes is not None:
-        gpu = gpu[gpu["node"].isin(list(nodes))]
-    gpu = gpu.reset_index(drop=True)
-    if isinstance(nodes, NodeSample) and not gpu_only:
-        names = list(nodes)
+    names = list(nodes)
+    gpu = gpu[gpu["node"].isin(names)].reset_index(drop=True)
+    if isinstance(nodes, NodeSample):
         node, up = frames.node, frames.up
         return replace(
             frames,

@@ -39,7 +39,7 @@ from analysis.types import (
     Reductions,
 )
 from storage.promql_frames import concat_frames
-from storage.source import MetricsSource, MetricsSourceError, restrict
+from storage.source import MetricsSource, MetricsSourceError
 
 __all__ = ["SpanSource"]
 
@@ -93,7 +93,6 @@ class SpanSource:
         *,
         gpu_metrics: Sequence[str] | None = None,
         nodes: Collection[str] | None = None,
-        gpu_only: bool = False,
     ) -> FleetFrames:
         """A window of the span cut from one fetch of it; anything else from the source."""
         if nodes is None and self._inside(start, end, step):
@@ -104,10 +103,8 @@ class SpanSource:
             if span is not None:
                 cut = _cut(span, start, end, step)
                 if cut is not None:
-                    return restrict(cut, gpu_only=gpu_only)
-        return self.source.fetch(
-            start, end, step, gpu_metrics=gpu_metrics, nodes=nodes, gpu_only=gpu_only
-        )
+                    return cut
+        return self.source.fetch(start, end, step, gpu_metrics=gpu_metrics, nodes=nodes)
 
     def reduce(self, plan: FeaturePlan, at: datetime) -> Reductions:
         """The reductions at one of the cycles' times before the last from one ``reduce_at``

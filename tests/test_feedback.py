@@ -288,12 +288,9 @@ class HotJob:
         *,
         gpu_metrics: Sequence[str] | None = None,
         nodes: Collection[str] | None = None,
-        gpu_only: bool = False,
     ) -> FleetFrames:
         """The simulator's frames; GPU and memory temperature of ``GPU`` raised while the job runs."""
-        frames = self.sim.fetch(
-            start, end, step, gpu_metrics=gpu_metrics, nodes=nodes, gpu_only=gpu_only
-        )
+        frames = self.sim.fetch(start, end, step, gpu_metrics=gpu_metrics, nodes=nodes)
         g = frames.gpu.copy()
         node, gpu = GPU.split("/")
         temps = ("DCGM_FI_DEV_GPU_TEMP", "DCGM_FI_DEV_MEMORY_TEMP")

@@ -192,3 +192,20 @@ def test_node_context_cut_from_the_history_split_is_the_windows_own(
         got = node_context(win, frames.up, by_metric=cut, **kw)
         pd.testing.assert_frame_equal(got, want, check_exact=True, obj=str(at))
     assert want["hwmon_temp"].isna().all() and want["node_power"].isna().sum() == 1
+
+
+def test_frames_from_a_time_keep_that_time_and_drop_what_came_before(
+    history: tuple[FleetFrames, object],
+) -> None:
+    """What a cycle's other readers see of its read (``Pipeline.read_window``): as a range query
+    from the window's start returns it, the start's own samples included."""
+    from analysis.frames import frames_from
+
+    frames, _ = history
+    start = pd.Timestamp(START + timedelta(minutes=30))
+    cut = frames_from(frames, start.to_pydatetime())
+    assert cut.start == start.to_pydatetime() and cut.end == frames.end
+    for name in ("gpu", "node", "component", "up"):
+        before, after = getattr(frames, name), getattr(cut, name)
+        assert after["ts"].min() == start
+        assert len(after) == int((before["ts"] >= start).sum())

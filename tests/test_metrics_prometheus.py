@@ -367,39 +367,6 @@ def test_frames_from_the_server_equal_the_simulators_own(sim_backend: PromqlBack
         )
 
 
-@pytest.mark.prometheus
-@pytest.mark.victoriametrics
-def test_a_gpu_only_read_asks_for_the_gpu_series_alone(sim_backend: PromqlBackend) -> None:
-    """``gpu_only`` (a cycle's thermal lead-in) asks only for the GPU metrics: the same GPU rows
-    as a full read, no node, component or ``up`` query; before the TSDB's first sample it is
-    empty, not the full read's "no DCGM series" error."""
-    from analysis.context import PEER_METRICS
-    from storage.simulator import FleetSimulator, FleetSpec
-
-    ds = sim_backend.dataset
-    start, end = fd.SIM_SCAN_AT - timedelta(minutes=15), fd.SIM_SCAN_AT
-    session = CountingSession()
-    src = PrometheusSource(
-        sim_backend.url, topology=load_topology(ds.topology), retries=0, session=session
-    )
-    got = src.fetch(start, end, STEP, gpu_metrics=PEER_METRICS, gpu_only=True)
-    assert len(session.sent) == len(PEER_METRICS)
-    assert all(any(m in q for m in PEER_METRICS) for q in session.sent)
-    assert got.node.empty and got.component.empty and got.up.empty
-    full = src.fetch(start, end, STEP, gpu_metrics=PEER_METRICS)
-    assert not full.node.empty and not full.up.empty
-    pd.testing.assert_frame_equal(got.gpu, full.gpu, check_exact=True)
-    sim = fd.simulate(FleetSimulator, FleetSpec)  # the in-memory source cuts the same
-    local = sim.fetch(start, end, STEP, gpu_metrics=PEER_METRICS, gpu_only=True)
-    assert local.node.empty and local.component.empty and local.up.empty
-    assert len(local.gpu) == len(got.gpu) > 0
-    early = fd.SIM_SCAN_AT - timedelta(days=30)
-    before = src.fetch(early, early + timedelta(minutes=15), STEP, gpu_only=True)
-    assert before.gpu.empty
-    with pytest.raises(MetricsSourceError, match="no DCGM series"):
-        src.fetch(early, early + timedelta(minutes=15), STEP)
-
-
 def test_missing_binary_skips_with_install_hint_but_fails_on_ci(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:

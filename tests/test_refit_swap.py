@@ -48,7 +48,6 @@ class HeldHistory:
         *,
         gpu_metrics: Sequence[str] | None = None,
         nodes: Collection[str] | None = None,
-        gpu_only: bool = False,
     ) -> FleetFrames:
         """The wrapped fetch, after the release when it is a history fetch while holding."""
         if end - start > HISTORY:
@@ -57,9 +56,7 @@ class HeldHistory:
                 self.held.set()
                 if not self.release.wait(120):
                     raise MetricsSourceError("the test never released the history fetch")
-        return self.source.fetch(
-            start, end, step, gpu_metrics=gpu_metrics, nodes=nodes, gpu_only=gpu_only
-        )
+        return self.source.fetch(start, end, step, gpu_metrics=gpu_metrics, nodes=nodes)
 
     def reduce(self, plan: FeaturePlan, at: datetime) -> Reductions:
         """The wrapped source's reductions."""

@@ -145,13 +145,12 @@ class FleetHistory:
         *,
         gpu_metrics: Sequence[str] | None = None,
         nodes: Collection[str] | None = None,
-        gpu_only: bool = False,
     ) -> FleetFrames:
         """Return the fleet's frames at start, start+step, ... <= end, like a range query.
 
         Each query time takes the latest simulated sample at or before it. Absent samples
         (scrape gaps, a node that is down, a GPU that fell off the bus) are absent rows.
-        ``gpu_metrics``, ``nodes`` and ``gpu_only`` restrict it as ``MetricsSource.fetch`` says.
+        ``gpu_metrics`` and ``nodes`` restrict it as ``MetricsSource.fetch`` says.
         """
         s_ns, e_ns = _ns(start), _ns(end)
         step_ns = int(step.total_seconds() * 1e9)
@@ -174,7 +173,7 @@ class FleetHistory:
             end=end,
             step=step,
         )
-        return restrict(frames, gpu_metrics=gpu_metrics, nodes=nodes, gpu_only=gpu_only)
+        return restrict(frames, gpu_metrics=gpu_metrics, nodes=nodes)
 
     def reduce(self, plan: FeaturePlan, at: datetime) -> Reductions:
         """The plan's reductions at the grid time at or before ``at``, evaluated in memory."""
