@@ -42,7 +42,6 @@ class Spy:
         *,
         gpu_metrics: Sequence[str] | None = None,
         nodes: Collection[str] | None = None,
-        gpu_only: bool = False,
     ) -> FleetFrames:
         """The frames in [start, end], restricted as ``MetricsSource.fetch`` says."""
         self.asked.append(nodes)
@@ -55,7 +54,7 @@ class Spy:
 
         window = replace(f, gpu=cut(f.gpu), node=cut(f.node), component=cut(f.component))
         window = replace(window, up=cut(f.up), start=start, end=end)
-        return restrict(window, gpu_metrics=gpu_metrics, nodes=nodes, gpu_only=gpu_only)
+        return restrict(window, gpu_metrics=gpu_metrics, nodes=nodes)
 
 
 def _incident(node: str, n: int = 2) -> Incident:
