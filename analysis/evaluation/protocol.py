@@ -710,7 +710,9 @@ REPORT_RUN_2026_12_04_AM: dict[str, object] = {
 #: (2) the product with its DoWhy explanations on the same fleets (``gpu-risk eval --seeds report
 #: --skip 8 --limit 12 --cycle 5m --detectors graph --explain --max-gpus 128 --jobs 1``, started
 #: when run AM ends), from a detached worktree at this commit. The graph records of both must
-#: equal run AH's; reported whatever they show; what does not finish is said so.
+#: equal run AH's; reported whatever they show; what does not finish is said so. Amended before
+#: either started: run from a worktree at ddaee1b, the commit after the GPU-only lead-in read was
+#: measured (more bytes than it saved) and reverted, so the runs read as the final code reads.
 REPORT_RUN_2026_12_04_AN: dict[str, object] = {
     **REPORT_RUN_2026_12_02_G,
     "model_version": 12,
