@@ -154,7 +154,7 @@ class Evidence:
             return frames
         names = [n for n, d in graph.nodes(data=True) if d.get("kind") == "node"]
         own = set().union(*(incident_nodes(inc) for inc in incidents))
-        nodes = NodeSample(picture_nodes(names, own))
+        nodes = NodeSample(own.union(picture_nodes(names, own)))
         try:
             return source.fetch(at - self.window, at, self.step, nodes=nodes)
         except MetricsSourceError as exc:
