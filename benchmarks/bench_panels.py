@@ -12,7 +12,8 @@ peers, never the incident's), two ways:
 - *picture* (``--picture-copies``): as the running bot draws it (``bot.evidence``): the
   incident's nodes and ``PEER_NODES`` others chosen from the fleet's node names (timed), their
   series as the TSDB answers the one query for them (built here, not timed: the query engine's
-  work), then drawn (timed). 196 copies: 100,352 GPUs.
+  work), then drawn (timed). 196 copies: 100,352 GPUs. ``--window-minutes 30``: the picture of
+  the bot's default cycle window instead of the bench's 2 hours.
 
 Prints the median wall time per picture for each size. Target: 0.3 s, whatever the fleet.
 """
@@ -47,9 +48,20 @@ def _replicated(frames: FleetFrames, copies: int) -> FleetFrames:
     return replace(frames, gpu=grow(frames.gpu), node=grow(frames.node))
 
 
-def _picture(frames: FleetFrames, incident: Incident, copies: int) -> tuple[FleetFrames, float]:
-    """The frames the bot draws ``incident`` from in a fleet of ``copies`` bench fleets, and the
-    seconds it took to choose their nodes (``analysis.plots.picture_nodes``)."""
+def _picture(
+    frames: FleetFrames, incident: Incident, copies: int, window: timedelta | None = None
+) -> tuple[FleetFrames, float]:
+    """The frames the bot draws ``incident`` from in a fleet of ``copies`` bench fleets (the
+    ``window`` before it when given, as the bot reads its cycle window), and the seconds it took
+    to choose their nodes (``analysis.plots.picture_nodes``)."""
+    if window is not None:
+        lo = pd.Timestamp(incident.at - window)
+
+        def recent(df: pd.DataFrame) -> pd.DataFrame:
+            return df[(df["ts"] >= lo).to_numpy()]
+
+        frames = replace(frames, gpu=recent(frames.gpu), node=recent(frames.node))
+        frames = replace(frames, component=recent(frames.component))
     base = sorted({str(n) for n in frames.gpu["node"]} | {str(n) for n in frames.node["node"]})
     names = base + [f"{n}-c{i}" for i in range(1, copies) for n in base]
     t0 = time.perf_counter()
@@ -76,6 +88,13 @@ def main() -> None:
     parser.add_argument("--copies", default="1,4,16", help="fleet sizes, in 512-GPU fleets")
     parser.add_argument(
         "--picture-copies", default="1,16,196", help="fleet sizes for the bot's picture path"
+    )
+    parser.add_argument(
+        "--window-minutes",
+        type=int,
+        default=0,
+        help="draw the picture from this many minutes before the incident (the bot's cycle "
+        "window, GPU_RISK_WINDOW_MINUTES, 30 by default); 0: the bench's 2 hours",
     )
     parser.add_argument("--repeat", type=int, default=2)
     args = parser.parse_args()
@@ -109,7 +128,8 @@ def main() -> None:
         drew: list[float] = []
         sizes: list[int] = []
         for incident, frames in cases:
-            picture, seconds = _picture(frames, incident, copies)
+            window = timedelta(minutes=args.window_minutes) if args.window_minutes else None
+            picture, seconds = _picture(frames, incident, copies, window)
             sizes.append(len(picture.gpu))
             for _ in range(args.repeat):
                 t0 = time.perf_counter()

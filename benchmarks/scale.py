@@ -15,7 +15,9 @@ so its peak RSS is its own:
   first one-shot scan);
 - ``scan-stored``: the same scan with the model ``cold`` saved in ``GPU_RISK_MODEL_DIR`` (an
   operator's scan beside the running bot, which keeps its fitted model there; run ``cold``
-  first).
+  first);
+- ``picture``: the one read of a new incident's panels (``bot.evidence.Evidence.picture_frames``):
+  every series of one node and its 64 panel peers over the cycle window, --repeat times.
 
 A phase over --budget-seconds or --max-rss-gb is killed and shown as "> budget" / "> mem". Prints
 one table, the ratios and the log-log slope of each phase's time against N; --out writes JSON.
@@ -50,7 +52,7 @@ from benchmarks.scale_data import FleetShape, load_fleet, write_topology
 ROOT = Path(__file__).resolve().parent.parent
 #: The scored instant (samples on the minute grid up to it); fixed so runs are comparable.
 AT = datetime(2026, 11, 20, 12, 0, tzinfo=UTC)
-PHASES = ("fetch", "bare", "cold", "steady", "reads", "scan", "scan-stored")
+PHASES = ("fetch", "bare", "cold", "steady", "reads", "scan", "scan-stored", "picture")
 
 
 def _rss_mb(pid: int) -> float:

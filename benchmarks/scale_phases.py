@@ -86,6 +86,56 @@ def phase_fetch(at: datetime, repeat: int, queries_file: Path | None) -> dict[st
     }
 
 
+def phase_picture(at: datetime, repeat: int) -> dict[str, Any]:
+    """The one read of an incident's picture (``bot.evidence.Evidence.picture_frames``): one
+    node and its ``PEER_NODES`` panel peers, the GPU metrics the panels of an HBM-like GPU incident
+    could show (explained by its correctable ECC count) and every other series, ``repeat``
+    times."""
+    from analysis.plots import panel_gpu_metrics, picture_nodes
+    from analysis.types import Explanation, Factor, GpuScore, Incident, RootCause
+    from bot.wiring import load_topology_of
+    from storage.metrics import PrometheusSource
+    from storage.source import NodeSample
+
+    settings = _settings()
+    topo = load_topology_of(settings)
+    names = [n for rack in topo.racks for n in rack.nodes]
+    nodes = NodeSample(picture_nodes(names, {names[0]}))
+    factor = Factor("DCGM_FI_DEV_ECC_SBE_VOL_TOTAL", f"{names[0]}/0", 0.8)
+    incident = Incident(
+        id="bench",
+        at=at,
+        severity="critical",
+        score=0.95,
+        root_cause=RootCause(f"{names[0]}/0", "gpu"),
+        gpus=(GpuScore(names[0], "0", 0.95),),
+        explanation=Explanation("bench", (factor,)),
+    )
+    metrics = panel_gpu_metrics(incident)
+    window = timedelta(minutes=settings.window_minutes)
+    step = timedelta(seconds=settings.step_seconds)
+    src = PrometheusSource(
+        settings.prometheus_url, topology=topo, timeout=settings.prometheus_timeout
+    )
+    times, rows = [], 0
+    for _ in range(repeat):
+        t0 = time.perf_counter()
+        frames = src.fetch(at - window, at, step, gpu_metrics=metrics, nodes=nodes)
+        times.append(time.perf_counter() - t0)
+        rows = len(frames.gpu)
+    stats = src.last_stats
+    assert stats is not None
+    return {
+        "times": times,
+        "median": statistics.median(times),
+        "nodes": len(nodes),
+        "gpu_metrics": metrics,
+        "gpu_rows": rows,
+        "requests": stats.requests,
+        "series": stats.series,
+    }
+
+
 def phase_bare(repeat: int, queries_file: Path, timeout: float) -> dict[str, Any]:
     """Replay the product's queries: HTTP (body received) and json.loads, timed apart."""
     sent = json.loads(queries_file.read_text(encoding="utf-8"))
@@ -265,7 +315,7 @@ def _cycle_io(pipeline: Any, at: datetime) -> dict[str, Any]:
 def main() -> None:
     """Run one phase and write its JSON result."""
     ap = argparse.ArgumentParser()
-    ap.add_argument("phase", choices=["fetch", "bare", "cold", "steady", "reads"])
+    ap.add_argument("phase", choices=["fetch", "bare", "cold", "steady", "reads", "picture"])
     ap.add_argument("--at", required=True)
     ap.add_argument("--result", type=Path, required=True)
     ap.add_argument("--repeat", type=int, default=3)
@@ -282,6 +332,8 @@ def main() -> None:
         res = phase_cold(at, args.profile)
     elif args.phase == "reads":
         res = phase_reads(at, args.repeat)
+    elif args.phase == "picture":
+        res = phase_picture(at, args.repeat)
     else:
         res = phase_steady(at, args.repeat, args.profile)
     args.result.write_text(json.dumps(res), encoding="utf-8")

@@ -22,6 +22,7 @@ from analysis.explain import Explainer
 from analysis.frames import with_gpu_of
 from analysis.plots import (
     incident_nodes,
+    panel_gpu_metrics,
     picture_nodes,
     render_incident_graph,
     render_incident_metrics,
@@ -146,7 +147,8 @@ class Evidence:
 
         A reduced cycle's frames hold the whole fleet, most of it as the peer metrics alone: the
         incidents' nodes and their panels' peers (``analysis.plots.picture_nodes``, chosen from
-        the graph's nodes) are read from ``source`` with every series, in one fetch, so a
+        the graph's nodes) are read from ``source``, the GPU metrics a panel could show
+        (``analysis.plots.panel_gpu_metrics``) and every other series, in one fetch, so a
         picture costs the incident's series, not the fleet's. If it fails, the panels are drawn
         from the cycle's frames (logged).
         """
@@ -155,8 +157,11 @@ class Evidence:
         names = [n for n, d in graph.nodes(data=True) if d.get("kind") == "node"]
         own = set().union(*(incident_nodes(inc) for inc in incidents))
         nodes = NodeSample(own.union(picture_nodes(names, own)))
+        metrics = sorted({m for inc in incidents for m in panel_gpu_metrics(inc)})
         try:
-            return source.fetch(at - self.window, at, self.step, nodes=nodes)
+            return source.fetch(
+                at - self.window, at, self.step, gpu_metrics=metrics or None, nodes=nodes
+            )
         except MetricsSourceError as exc:
             logger.warning("series of %d nodes unavailable for the pictures: %s", len(nodes), exc)
             return frames

@@ -15,7 +15,13 @@ from datetime import datetime, timedelta
 import pandas as pd
 import pytest
 
-from analysis.plots import incident_nodes, panels, picture_nodes, render_incident_metrics
+from analysis.plots import (
+    incident_nodes,
+    panel_gpu_metrics,
+    panels,
+    picture_nodes,
+    render_incident_metrics,
+)
 from analysis.types import Assessment, FleetFrames, GpuScore, Incident, Reductions, RootCause
 from bot.evidence import Evidence
 from storage.source import MetricsSourceError, NodeSample, restrict
@@ -33,6 +39,7 @@ class Spy:
         self.frames = frames
         self.fail = fail
         self.asked: list[Collection[str] | None] = []
+        self.metrics: list[Sequence[str] | None] = []
 
     def fetch(
         self,
@@ -45,6 +52,7 @@ class Spy:
     ) -> FleetFrames:
         """The frames in [start, end], restricted as ``MetricsSource.fetch`` says."""
         self.asked.append(nodes)
+        self.metrics.append(gpu_metrics)
         if self.fail:
             raise MetricsSourceError("connection refused")
         f = self.frames
@@ -96,6 +104,10 @@ def test_a_reduced_cycles_pictures_read_the_incidents_nodes_and_their_peers_alon
     asked = set(spy.asked[0])
     assert {"gpu-node-057", "gpu-node-012"} <= asked
     assert len(asked) == 2 + panels.PEER_NODES
+    # of the GPU metrics, only those a panel of these incidents could show
+    wanted = {m for inc in incidents for m in panel_gpu_metrics(inc)}
+    assert spy.metrics[0] is not None and set(spy.metrics[0]) == wanted
+    assert wanted < set(frames.gpu["metric"])
     picture = evidence.picture_frames(frames, incidents[:1], graph, AT, spy)
     assert set(picture.gpu["node"]) == set(
         picture_nodes(sorted(set(frames.gpu["node"])), {"gpu-node-057"})

@@ -19,6 +19,7 @@ from analysis.plots.panels import (
     THROTTLE_COUNTERS,
     _series_for,
     incident_nodes,
+    panel_gpu_metrics,
     picture_nodes,
     render_incident_metrics,
 )
@@ -36,6 +37,7 @@ __all__ = [
     "THROTTLE_COUNTERS",
     "_series_for",
     "incident_nodes",
+    "panel_gpu_metrics",
     "picture_nodes",
     "render_incident_graph",
     "render_incident_metrics",

@@ -164,7 +164,7 @@ def _metric_names(df: pd.DataFrame) -> set[str]:
     return {str(m) for m in df["metric"].unique()}
 
 
-def _gpu_candidates(incident: Incident) -> list[str]:
+def panel_gpu_metrics(incident: Incident) -> list[str]:
     """Every GPU metric :func:`_panel_metrics` could pick for this incident (a dozen at most)."""
     names = list(DEFAULT_PANELS.get(incident.root_cause.kind, DEFAULT_PANELS["gpu"]))
     if incident.explanation is not None and incident.explanation.factors:
@@ -305,7 +305,7 @@ def render_incident_metrics(
     node_metrics = _metric_names(frames.node)
     # the GPU frame (the largest, ~1M rows at 512 GPUs) is scanned once, for the few GPU
     # metrics the panels could show: which of them it has, and their rows (own and peer nodes)
-    candidates = frames.gpu["metric"].isin(_gpu_candidates(incident)).to_numpy()
+    candidates = frames.gpu["metric"].isin(panel_gpu_metrics(incident)).to_numpy()
     gpu_rows = _with_peer_nodes(frames.gpu, own, rows=candidates)
     available = _metric_names(gpu_rows) | node_metrics | _metric_names(frames.component)
     metrics = _panel_metrics(incident, available)
