@@ -30,7 +30,7 @@ from datetime import UTC, datetime, timedelta
 import pandas as pd
 
 from analysis.explain import Explainer
-from analysis.plots import incident_nodes, picture_nodes, render_incident_metrics
+from analysis.plots import picture_read, render_incident_metrics
 from analysis.types import FleetFrames, Incident
 from benchmarks.bench_explain import KINDS, make_case
 from storage.simulator import FleetSpec
@@ -53,7 +53,7 @@ def _picture(
 ) -> tuple[FleetFrames, float]:
     """The frames the bot draws ``incident`` from in a fleet of ``copies`` bench fleets (the
     ``window`` before it when given, as the bot reads its cycle window), and the seconds it took
-    to choose their nodes (``analysis.plots.picture_nodes``)."""
+    to choose their nodes (``analysis.plots.picture_read``, as the bot asks)."""
     if window is not None:
         lo = pd.Timestamp(incident.at - window)
 
@@ -65,14 +65,14 @@ def _picture(
     base = sorted({str(n) for n in frames.gpu["node"]} | {str(n) for n in frames.node["node"]})
     names = base + [f"{n}-c{i}" for i in range(1, copies) for n in base]
     t0 = time.perf_counter()
-    keep = picture_nodes(names, incident_nodes(incident))
+    keep, _ = picture_read([incident], names)
     chose = time.perf_counter() - t0
     copy = re.compile(r"^(.*)-c\d+$")
 
     def rows(df: pd.DataFrame) -> pd.DataFrame:
         by = {str(n): part for n, part in df.groupby("node", sort=False)}
         parts = []
-        for name in keep:
+        for name in sorted(keep):
             m = copy.match(name)
             part = by.get(m.group(1) if m else name)
             if part is not None:

@@ -91,7 +91,7 @@ def phase_picture(at: datetime, repeat: int) -> dict[str, Any]:
     node and its ``PEER_NODES`` panel peers, the GPU metrics the panels of an HBM-like GPU incident
     could show (explained by its correctable ECC count) and every other series, ``repeat``
     times."""
-    from analysis.plots import panel_gpu_metrics, picture_nodes
+    from analysis.plots import picture_read
     from analysis.types import Explanation, Factor, GpuScore, Incident, RootCause
     from bot.wiring import load_topology_of
     from storage.metrics import PrometheusSource
@@ -100,7 +100,6 @@ def phase_picture(at: datetime, repeat: int) -> dict[str, Any]:
     settings = _settings()
     topo = load_topology_of(settings)
     names = [n for rack in topo.racks for n in rack.nodes]
-    nodes = NodeSample(picture_nodes(names, {names[0]}))
     factor = Factor("DCGM_FI_DEV_ECC_SBE_VOL_TOTAL", f"{names[0]}/0", 0.8)
     incident = Incident(
         id="bench",
@@ -111,7 +110,8 @@ def phase_picture(at: datetime, repeat: int) -> dict[str, Any]:
         gpus=(GpuScore(names[0], "0", 0.95),),
         explanation=Explanation("bench", (factor,)),
     )
-    metrics = panel_gpu_metrics(incident)
+    chosen, metrics = picture_read([incident], names)  # as Evidence.picture_frames asks
+    nodes = NodeSample(chosen)
     window = timedelta(minutes=settings.window_minutes)
     step = timedelta(seconds=settings.step_seconds)
     src = PrometheusSource(

@@ -20,13 +20,7 @@ import networkx as nx
 
 from analysis.explain import Explainer
 from analysis.frames import with_gpu_of
-from analysis.plots import (
-    incident_nodes,
-    panel_gpu_metrics,
-    picture_nodes,
-    render_incident_graph,
-    render_incident_metrics,
-)
+from analysis.plots import picture_read, render_incident_graph, render_incident_metrics
 from analysis.types import Assessment, FleetFrames, Incident, Severity
 from bot.fit import DeferredExplainer
 from storage.repository import IncidentRecord
@@ -146,21 +140,23 @@ class Evidence:
         """What the incidents' metric panels are drawn from.
 
         A reduced cycle's frames hold the whole fleet, most of it as the peer metrics alone: the
-        incidents' nodes and their panels' peers (``analysis.plots.picture_nodes``, chosen from
-        the graph's nodes) are read from ``source``, the GPU metrics a panel could show
-        (``analysis.plots.panel_gpu_metrics``) and every other series, in one fetch, so a
-        picture costs the incident's series, not the fleet's. If it fails, the panels are drawn
-        from the cycle's frames (logged).
+        incidents' nodes and their panels' peers, chosen from the graph's nodes, are read from
+        ``source`` with the GPU metrics a panel could show and every other series
+        (``analysis.plots.picture_read``), in one fetch, so a picture costs the incident's
+        series, not the fleet's. If it fails, the panels are drawn from the cycle's frames
+        (logged).
         """
         if frames.reduced is None:
             return frames
         names = [n for n, d in graph.nodes(data=True) if d.get("kind") == "node"]
-        own = set().union(*(incident_nodes(inc) for inc in incidents))
-        nodes = NodeSample(own.union(picture_nodes(names, own)))
-        metrics = sorted({m for inc in incidents for m in panel_gpu_metrics(inc)})
+        nodes, metrics = picture_read(incidents, names)
         try:
             return source.fetch(
-                at - self.window, at, self.step, gpu_metrics=metrics or None, nodes=nodes
+                at - self.window,
+                at,
+                self.step,
+                gpu_metrics=metrics or None,
+                nodes=NodeSample(nodes),
             )
         except MetricsSourceError as exc:
             logger.warning("series of %d nodes unavailable for the pictures: %s", len(nodes), exc)

@@ -21,6 +21,7 @@ from analysis.plots.panels import (
     incident_nodes,
     panel_gpu_metrics,
     picture_nodes,
+    picture_read,
     render_incident_metrics,
 )
 
@@ -39,6 +40,7 @@ __all__ = [
     "incident_nodes",
     "panel_gpu_metrics",
     "picture_nodes",
+    "picture_read",
     "render_incident_graph",
     "render_incident_metrics",
 ]

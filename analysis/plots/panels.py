@@ -123,6 +123,16 @@ def picture_nodes(names: Sequence[str], own: set[str], limit: int = PEER_NODES) 
     return [t for t, keep in zip(text, _kept(text, own, limit), strict=True) if keep]
 
 
+def picture_read(incidents: Sequence[Incident], names: Sequence[str]) -> tuple[set[str], list[str]]:
+    """What the metric panels of ``incidents`` are drawn from, in a fleet of the node ``names``:
+    their nodes with the panels' peers (:func:`picture_nodes`), and the GPU metrics a panel of
+    theirs could show (:func:`panel_gpu_metrics`, sorted; every other series of those nodes is
+    drawn from too). What a source is asked for when the cycle's frames do not hold it."""
+    own = set().union(*(incident_nodes(inc) for inc in incidents))
+    nodes = own.union(picture_nodes(names, own))
+    return nodes, sorted({m for inc in incidents for m in panel_gpu_metrics(inc)})
+
+
 def _kept(text: list[str], own: set[str], limit: int) -> npt.NDArray[np.bool_]:
     """Which of the distinct node names ``text`` :func:`picture_nodes` keeps."""
     mine = np.fromiter((t in own for t in text), dtype=bool, count=len(text))
