@@ -724,3 +724,14 @@ REPORT_RUN_2026_12_04_AO: dict[str, object] = {
     "model_version": 12,
     "after": "this commit",
 }
+
+
+#: Fixed before they started (2026-12-04, twenty-second session, after the review), at the
+#: commit that adds this declaration (model 12; since runs AK/AL only the incident pictures'
+#: read and benchmarks changed, which no evaluation draws): run U's two report commands
+#: (``gpu-risk eval --seeds report --skip 8 --limit 12 --cycle 5m --detectors graph,static
+#: --no-explain --max-gpus 128 --jobs 1 [--healthy]``), one worker each, side by side beside a
+#: fresh-clone test run, from a worktree at this commit. All 48 records are expected to equal
+#: runs AK and AL's; reported whatever they show, and what does not finish is said so.
+REPORT_RUN_2026_12_04_AP: dict[str, object] = {**REPORT_RUN_2026_12_04_AK, "after": "this commit"}
+REPORT_RUN_2026_12_04_AQ: dict[str, object] = {**REPORT_RUN_2026_12_04_AL, "after": "this commit"}
