@@ -316,7 +316,7 @@ def find_incidents(
                 members_of.setdefault(anc, []).append(key)
     risky_share = _node_shares(graph, at_risk)
     own_hardware = _nodes_on_own_hardware(features, at_risk, node_of, evidence_z)
-    candidates: list[tuple[int, float, int, str, list[str]]] = []
+    candidates: list[tuple[tuple[int, int], float, int, str, list[str]]] = []
     for ent, behind in members_of.items():
         kind = str(graph.nodes[ent]["kind"])
         own = own_evidence(features, behind, OWN_PREFIX[kind]) if kind in OWN_PREFIX else 0.0
@@ -337,11 +337,15 @@ def find_incidents(
             strength = ev if ev >= evidence_z else 0.0
             # With evidence a component beats the rack; without any, the rack is named.
             pref = FACILITY_ORDER[kind] if strength > 0 else 1 - FACILITY_ORDER[kind]
-            candidates.append((len(members), strength, pref, ent, members))
+            pattern = sum(1 for m in members if node_of[m] in hit)
+            candidates.append(((pattern, len(members)), strength, pref, ent, members))
     # Entities with evidence of their own first (a switch whose ports err explains its GPUs
     # better than a cooling unit that merely covers them and another switch's), then the
-    # largest coverage; among equal coverage the strongest evidence.
-    candidates.sort(key=lambda c: (c[1] <= 0, -c[0], -c[1], c[2], c[3]))
+    # largest joint pattern (GPUs on the nodes it has hit); among an equal pattern the
+    # strongest evidence, then the most GPUs. A broader entity does not win by a straggler: a
+    # GPU at risk for its own reasons on a node it has not hit (a PDU that failed under one rack
+    # is not the hall's switch because of a switch error burst and one unrelated GPU).
+    candidates.sort(key=lambda c: (c[1] <= 0, -c[0][0], -c[1], -c[0][1], c[2], c[3]))
     assigned: set[str] = set()
     groups: list[tuple[str, str, list[str]]] = []
     for _, _, _, ent, members in candidates:

@@ -256,3 +256,26 @@ def test_gpus_running_cooler_behind_a_sagging_pdu_are_no_evidence_against_coolin
     z = {k: {"z.rack_temp_vs_fleet": 12.0} for k in risky}
     hot = find_incidents(_scores(g, risky), _features(g, z), g, AT, THRESHOLD)
     assert [(i.root_cause.id, len(i.gpus)) for i in hot] == [("crah-hall", 9)]
+
+
+def test_a_failed_pdu_is_not_the_hall_unit_because_of_a_burst_and_one_unrelated_gpu() -> None:
+    """Development fleet 105: rack 1's PDU failed (its voltage at 0), one GPU of rack 2 is at
+    risk for its own reasons, and the unit covering both racks shows a burst of its own that
+    passes the evidence bar. Covering one GPU more does not make the hall's unit the cause of
+    the rack's failure: the PDU is named for its rack and the straggler stays its own."""
+    g = _hall()
+    rack = _rack1(g)
+    risky = [*rack, "gpu-node-003/1"]
+    z = {k: {"z.pdu.output_volts": -100.0, "z.cooling.supply_temp": 5.2} for k in rack}
+    z["gpu-node-003/1"] = {"z.cooling.supply_temp": 5.2}
+    incidents = find_incidents(_scores(g, risky), _features(g, z), g, AT, THRESHOLD)
+    assert sorted((i.root_cause.id, len(i.gpus)) for i in incidents) == [
+        ("gpu-node-003/1", 1),
+        ("pdu-a1", 8),
+    ]
+    # When the hall unit's pattern is larger (both racks' nodes hit), it still covers them all.
+    everything = _keys(g)
+    z = {k: {"z.cooling.supply_temp": 12.0} for k in everything}
+    z.update({k: {"z.cooling.supply_temp": 12.0, "z.pdu.output_volts": -20.0} for k in rack})
+    hall = find_incidents(_scores(g, everything), _features(g, z), g, AT, THRESHOLD)
+    assert [(i.root_cause.id, len(i.gpus)) for i in hall] == [("crah-hall", 16)]
