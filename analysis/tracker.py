@@ -71,7 +71,8 @@ class IncidentTracker:
     Feed each cycle's :class:`Assessment` to :meth:`update`; it returns the incidents open now.
     An incident keeps the id of the first cycle of the streak that opened it. When a broader
     incident (rack, component, node) covers the GPUs of an open narrower one, the narrower one is
-    closed at once (superseded), so one fault never pages twice.
+    closed at once (superseded), so one fault never pages twice; a failed one stays open until
+    its own repair (its hardware is still out of service: closing it is a false all-clear).
     """
 
     def __init__(
@@ -273,14 +274,16 @@ class IncidentTracker:
                 self._quiet.pop(key, None)
                 self._last.pop(key, None)
                 self._critical.discard(key)
-        # A broader open incident supersedes narrower ones whose GPUs it covers.
+        # A broader open incident supersedes narrower ones whose GPUs it covers, except a failed
+        # one: closing it would tell the operator "resolved" about hardware that is still out of
+        # service (its own repair closes it, like any failed incident's).
         broader = [
             {g.key for g in inc.gpus}
             for key, inc in self._open.items()
             if key in present and inc.root_cause.kind != "gpu"
         ]
         for key, inc in list(self._open.items()):
-            if key in present:
+            if key in present or key in self._failed:
                 continue
             gpus = {g.key for g in inc.gpus}
             if any(gpus <= cover for cover in broader):

@@ -343,3 +343,27 @@ def test_the_critical_hold_survives_a_failover() -> None:
 def test_close_for_critical_below_close_for_is_refused() -> None:
     with pytest.raises(ValueError, match=r"close_for_critical .* must be at least close_for"):
         IncidentTracker(close_for=timedelta(hours=1), close_for_critical=timedelta(minutes=5))
+
+
+def test_a_failed_incident_is_not_superseded_by_a_broader_one() -> None:
+    """A GPU failed (hardware XID, drained), then a component incident covering it opens: the
+    GPU's incident stays open as failed (closing it would say "resolved" about a dead GPU) until
+    the GPU is back in service; a narrower incident that has not failed is superseded at once."""
+    t = IncidentTracker(open_after=1, close_after=2, repair_after=timedelta(minutes=30))
+    t.update(_cycle(0, at_risk=True, signals=("hardware_xid",), util=90.0))
+    assert set(t.failed) == {f"gpu:{KEY}"}
+    at = T0 + timedelta(minutes=5)
+    gpus = (GpuScore("n1", "0", 0.99), GpuScore("n2", "0", 0.99))
+    pdu = Incident("p", at, "critical", 0.99, RootCause("pdu-a1", "pdu"), gpus)
+    both = t.update(Assessment(at, gpus, (pdu,), features=_features(0.0)))
+    assert sorted(i.dedup_key for i in both) == ["gpu:n1/0", "pdu:pdu-a1"]
+    # back in service and quiet: the GPU's own repair closes it
+    for minute in range(10, 45, 5):
+        t.update(_cycle(minute, at_risk=False, util=80.0))
+    assert f"gpu:{KEY}" not in {i.dedup_key for i in t.open_incidents}
+    # without a failure the narrower incident is superseded at once
+    s = IncidentTracker(open_after=1, close_after=5)
+    s.update(_cycle(0, at_risk=True, util=90.0))
+    assert [
+        i.dedup_key for i in s.update(Assessment(at, gpus, (pdu,), features=_features(90.0)))
+    ] == ["pdu:pdu-a1"]
