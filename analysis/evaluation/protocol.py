@@ -735,3 +735,27 @@ REPORT_RUN_2026_12_04_AO: dict[str, object] = {
 #: runs AK and AL's; reported whatever they show, and what does not finish is said so.
 REPORT_RUN_2026_12_04_AP: dict[str, object] = {**REPORT_RUN_2026_12_04_AK, "after": "this commit"}
 REPORT_RUN_2026_12_04_AQ: dict[str, object] = {**REPORT_RUN_2026_12_04_AL, "after": "this commit"}
+
+
+#: Fixed before they started (2026-12-04, twenty-third session), at the commit that adds this
+#: declaration (model 12; two changes to what happens around the model, no score changed): the
+#: grouping ranks components with evidence by their joint pattern, then evidence, then coverage
+#: (a broader component no longer wins by one straggler GPU), and the tracker does not let a
+#: broader incident supersede a failed one. Developed on development fleet 105 (a PDU failure
+#: renamed to the hall's switch after a harmless error burst, then resolved before repair);
+#: development fleets 107, 111, 113, 119, 120, 124, 101, 105 with the grouping change alone:
+#: 105's false incident and false all-clear 1 -> 0, every other record the same; healthy 109,
+#: 132-139 the same. Three runs, one worker each, side by side, from a detached worktree at this
+#: commit: run U's two report commands (``gpu-risk eval --seeds report --skip 8 --limit 12
+#: --cycle 5m --detectors graph,static --no-explain --max-gpus 128 --jobs 1 [--healthy]``) and
+#: run AJ's held-out faulty command (``--seeds held-out --limit 12``, same options, faulty only:
+#: both changes act on faulty fleets' incidents). Reported whatever they show, record by record
+#: against runs AP/AQ and AJ; what does not finish in the session is said so. Held-out seeds
+#: 10032-10039 stay unseen.
+REPORT_RUN_2026_12_04_AR: dict[str, object] = {**REPORT_RUN_2026_12_04_AP, "after": "this commit"}
+REPORT_RUN_2026_12_04_AS: dict[str, object] = {**REPORT_RUN_2026_12_04_AQ, "after": "this commit"}
+REPORT_RUN_2026_12_04_AT: dict[str, object] = {
+    **REPORT_RUN_2026_12_04_AJ,
+    "healthy_too": False,
+    "after": "this commit",
+}
