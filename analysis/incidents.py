@@ -7,7 +7,9 @@ least two GPUs behind it (on two or more nodes) are at risk. When several entiti
 GPUs (one rack, one PDU, one CRAC and one leaf switch per rack), the one whose own and
 characteristic signals deviate most is named; with no such evidence the rack is. An entity with
 evidence is preferred to a larger one without (a cooling unit that covers two failing switches'
-racks does not explain them). A rack or component without a signal of its own is never named for
+racks does not explain them), and among entities with evidence the larger joint pattern (GPUs on
+the nodes it has hit) wins, then the stronger evidence: one straggler GPU at risk elsewhere does
+not make a broader entity the cause. A rack or component without a signal of its own is never named for
 GPUs whose node's own hardware explains them (one fan slower than the node's others): three
 failing fans in one rack are three node incidents, not the rack. A node becomes the root cause
 when at least three and ``min_fraction`` of its GPUs are at risk, when its own signals (fans, node
