@@ -13,6 +13,7 @@ current / stored            condition                              action
 None / none or resolved     -                                      NOOP
 None / open or ack          data_ok is False                       NOOP
 None / open or ack          data_ok                                RESOLVE
+None / open or ack          data_ok, merged into a broader one     RESOLVE (merged)
 incident / none, resolved   silenced                               SUPPRESS
 incident / none, resolved   not silenced                           POST
 incident / open or ack      silenced                               SUPPRESS
@@ -136,6 +137,7 @@ class Decision:
     previous_severity: Severity | None = None
     incident_id: int | None = None
     outbox_id: int | None = None
+    merged_into: str | None = None
 
 
 def decide(
@@ -146,6 +148,7 @@ def decide(
     silenced: bool = False,
     score_epsilon: float = DEFAULT_SCORE_EPSILON,
     dedup_key: str | None = None,
+    merged_into: str | None = None,
 ) -> Decision:
     """Decide what this cycle means for one incident (see the module table).
 
@@ -164,6 +167,9 @@ def decide(
         Score changes at or below this, at equal severity, are NOOP.
     dedup_key
         Needed only when both ``current`` and ``stored.incident`` are None.
+    merged_into
+        The title of the broader incident that took this one's GPUs this cycle (the tracker's
+        ``merged``): its resolution says "merged into" that one, not a bare "resolved".
     """
     if score_epsilon < 0:
         raise ValueError(f"score_epsilon must be >= 0 (got {score_epsilon})")
@@ -183,14 +189,15 @@ def decide(
                 incident=live.incident,
                 previous_severity=previous,
             )
+        why = f"merged into {merged_into}" if merged_into else "absent from a cycle with good data"
         return Decision(
             Action.RESOLVE,
             key,
-            "absent from a cycle with good data"
-            + ("" if live.posted else " (never posted: resolved silently)"),
+            why + ("" if live.posted else " (never posted: resolved silently)"),
             notify=live.posted,
             incident=live.incident,
             previous_severity=previous,
+            merged_into=merged_into,
         )
 
     severity_rank(current.severity)  # validate early, with a clear message
@@ -260,6 +267,7 @@ def decide_cycle(
     silences: Sequence[str] = (),
     unobserved: Collection[str] = (),
     score_epsilon: float = DEFAULT_SCORE_EPSILON,
+    merged: Mapping[str, str] | None = None,
 ) -> list[Decision]:
     """Decide what one cycle means for every incident: current ones and stored open ones.
 
@@ -283,6 +291,9 @@ def decide_cycle(
         off the bus): a stored incident involving one of them is not resolved either.
     score_epsilon
         Score changes at or below this, at equal severity, are NOOP.
+    merged
+        Dedup key -> title of the broader incident that took its GPUs this cycle (the tracker's
+        ``merged``): such an incident resolves as merged into that one.
 
     Returns
     -------
@@ -314,6 +325,7 @@ def decide_cycle(
                 data_ok=data_ok and seen,
                 score_epsilon=score_epsilon,
                 dedup_key=key,
+                merged_into=(merged or {}).get(key),
             )
         )
     return decisions

@@ -115,6 +115,7 @@ class IncidentTracker:
         self._failed: dict[str, datetime] = {}  # key -> when its hardware failed
         self._in_service: dict[str, datetime] = {}  # failed key -> back in service since
         self._critical: set[str] = set()  # open keys that were critical while open
+        self._merged: dict[str, str] = {}  # superseded this cycle -> the broader incident's title
 
     @property
     def failed(self) -> dict[str, datetime]:
@@ -199,6 +200,7 @@ class IncidentTracker:
 
     def update(self, assessment: Assessment) -> list[Incident]:
         """Take one cycle's assessment; return the incidents open after it."""
+        self._merged = {}
         present: dict[str, Incident] = {}
         covers = [
             (key, {g.key for g in inc.gpus})
@@ -278,7 +280,7 @@ class IncidentTracker:
         # one: closing it would tell the operator "resolved" about hardware that is still out of
         # service (its own repair closes it, like any failed incident's).
         broader = [
-            {g.key for g in inc.gpus}
+            (inc.title, {g.key for g in inc.gpus})
             for key, inc in self._open.items()
             if key in present and inc.root_cause.kind != "gpu"
         ]
@@ -286,9 +288,17 @@ class IncidentTracker:
             if key in present or key in self._failed:
                 continue
             gpus = {g.key for g in inc.gpus}
-            if any(gpus <= cover for cover in broader):
+            into = next((title for title, cover in broader if gpus <= cover), None)
+            if into is not None:
                 self.resolve(key)
+                self._merged[key] = into
         return self.open_incidents
+
+    @property
+    def merged(self) -> dict[str, str]:
+        """Return the incidents the last update closed as superseded: key -> the broader
+        incident's title (their GPUs are in it now: "merged", not "resolved")."""
+        return dict(self._merged)
 
     def _held(self, assessment: Assessment, present: Mapping[str, Incident]) -> set[str]:
         """Return the open incidents absent this cycle whose GPUs still score at least ``hold``.

@@ -203,6 +203,7 @@ class Pipeline:
                 maintenance=self.maintenance_targets(at),
                 images=images,
                 tracker=(self.name, self.tracker.state()),
+                merged=self.tracker.merged,
             )
         except BaseException:
             self.resume()  # the streaks in memory ran ahead of the store: take the store's again

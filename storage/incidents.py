@@ -81,6 +81,7 @@ class IncidentStore:
         images: Mapping[str, Mapping[str, bytes]] | None = None,
         tracker: tuple[str, Mapping[str, Any]] | None = None,
         maintenance: Sequence[str] = (),
+        merged: Mapping[str, str] | None = None,
     ) -> list[Decision]:
         """Decide and persist one cycle in ONE transaction; return a decision per dedup key.
 
@@ -95,7 +96,9 @@ class IncidentStore:
         are committed together. ``tracker`` (pipeline name, ``IncidentTracker.state()``) is the
         streak state after this cycle, stored in the same transaction so that a new leader
         resumes from it (``tracker_state``). ``maintenance`` names targets under planned
-        maintenance now: they act as silences (recorded, not posted). Duplicate dedup keys keep
+        maintenance now: they act as silences (recorded, not posted). ``merged`` (dedup key ->
+        the broader incident's title, ``IncidentTracker.merged``) resolves those incidents as
+        merged into the broader one, said so in the outbox row. Duplicate dedup keys keep
         the worst. A scoped store (``Repository.scoped``) decides its cluster's incidents only.
         """
         require_aware(at, "at")
@@ -117,6 +120,7 @@ class IncidentStore:
                 silences=silences,
                 unobserved=unobserved,
                 score_epsilon=self.score_epsilon,
+                merged=merged,
             )
             for d in planned:
                 # A reported key's decision carries this cycle's incident; a stored one the
@@ -445,7 +449,8 @@ def _persist(
                 "at": format_time(at),
                 "incident": row.snapshot,
             }
-            | ({"recurs": recurs} if recurs else {}),
+            | ({"recurs": recurs} if recurs else {})
+            | ({"merged_into": d.merged_into} if d.merged_into else {}),
         )
     else:
         s.flush()

@@ -402,3 +402,24 @@ def test_decide_cycle_is_decide_per_key() -> None:
         decide(current[1], None, data_ok=True, silenced=True),
         decide(None, states[PDU], data_ok=True, dedup_key=PDU),
     ]
+
+
+def test_an_incident_merged_into_a_broader_one_resolves_as_merged() -> None:
+    """The tracker's ``merged`` turns the resolve's reason into "merged into <title>"; on bad
+    data nothing resolves, merged or not; a never-posted one resolves silently either way."""
+    merged = {"gpu:gpu-node-001/3": "pdu-a1: 8 GPUs at risk"}
+    (d,) = decide_cycle(
+        [], {"gpu:gpu-node-001/3": stored_at("gpu-node-001/3")}, data_ok=True, merged=merged
+    )
+    assert d.action is Action.RESOLVE and d.notify
+    assert d.merged_into == "pdu-a1: 8 GPUs at risk"
+    assert d.reason == "merged into pdu-a1: 8 GPUs at risk"
+    (bad,) = decide_cycle(
+        [], {"gpu:gpu-node-001/3": stored_at("gpu-node-001/3")}, data_ok=False, merged=merged
+    )
+    assert bad.action is Action.NOOP
+    quiet = replace(stored_at("gpu-node-001/3"), notified_severity=None)
+    (silent,) = decide_cycle([], {"gpu:gpu-node-001/3": quiet}, data_ok=True, merged=merged)
+    assert silent.action is Action.RESOLVE and not silent.notify
+    (plain,) = decide_cycle([], {"gpu:gpu-node-001/3": stored_at("gpu-node-001/3")}, data_ok=True)
+    assert plain.merged_into is None and plain.reason == "absent from a cycle with good data"

@@ -238,3 +238,39 @@ def test_images_stored_with_the_incident_are_uploaded_by_default(
     (alert,) = fake_slack.channel_messages(ALERTS)
     (upload,) = fake_slack.uploads.values()
     assert (upload["title"], upload["data"], upload["thread_ts"]) == ("graph", PNG, alert["ts"])
+
+
+def test_an_incident_merged_into_a_broader_one_says_merged_not_resolved(env: Env) -> None:
+    """A GPU's incident, then its PDU's covering it: the tracker supersedes the GPU's, and the
+    GPU's alert and thread say it was merged into the PDU's incident (no "Resolved", which reads
+    as an all-clear), while the PDU's incident is a new alert."""
+    from analysis.tracker import IncidentTracker
+    from analysis.types import Assessment
+
+    tracker = IncidentTracker(open_after=1, close_after=5)
+    now = datetime.now(UTC)
+    gpu = gpu_incident(now)
+    env.cycle(tracker.update(Assessment(now, gpu.gpus, (gpu,))), merged=tracker.merged)
+    (alert,) = env.fake.channel_messages(ALERTS)
+    later = now + timedelta(minutes=5)
+    pdu = pdu_incident(later, severity="warning")
+    opened = tracker.update(Assessment(later, pdu.gpus, (pdu,)))
+    assert [i.dedup_key for i in opened] == ["pdu:pdu-a1"]
+    assert tracker.merged == {"gpu:gpu-node-001/3": "pdu-a1: 8 GPUs at risk"}
+    env.cycle(opened, merged=tracker.merged)
+
+    final = render_md(env.fake.message(ALERTS, alert["ts"])["blocks"])
+    assert final.startswith("Merged: Check GPU 3 on gpu-node-001")
+    assert "Merged at" in final and "*pdu-a1: 8 GPUs at risk*" in final
+    assert "Resolved" not in final and "[ Acknowledge ]" not in final
+    (reply,) = env.fake.thread(ALERTS, alert["ts"])
+    said = render_md(reply["blocks"])
+    assert "*Merged*" in said and "pdu-a1: 8 GPUs at risk" in said and "no all-clear" in said
+    assert reply["text"] == "Merged: Check GPU 3 on gpu-node-001"
+    tops = [render_md(m["blocks"]) for m in env.fake.channel_messages(ALERTS)]
+    assert any(t.startswith("pdu-a1: 8 GPUs at risk") for t in tops)
+    assert [r.incident.dedup_key for r in env.repo.open_incidents()] == ["pdu:pdu-a1"]
+    # the outbox row carries it, so a retry after a crash says the same
+    (row,) = [o for o in env.repo.outbox() if o.kind == "resolve"]
+    assert row.payload["merged_into"] == "pdu-a1: 8 GPUs at risk"
+    assert row.payload["reason"] == "merged into pdu-a1: 8 GPUs at risk"

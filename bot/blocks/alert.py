@@ -72,7 +72,8 @@ def alert_blocks(
     st = state or AlertState()
     resolved = st.status == "resolved"
     title = f"{cluster}: {incident.title}" if cluster else incident.title
-    blocks: list[Block] = [header(f"Resolved: {title}" if resolved else title)]
+    done = "Merged" if st.merged_into else "Resolved"
+    blocks: list[Block] = [header(f"{done}: {title}" if resolved else title)]
     fields = [
         f"*Severity*\n{SEVERITY_EMOJI.get(incident.severity, '')} {incident.severity}",
         f"*Risk*\n{incident.score:.2f}",
@@ -231,7 +232,12 @@ def state_blocks(state: AlertState) -> list[Block]:
             f":no_entry_sign: Marked a false alarm by {mention(state.false_alarm_by)} at "
             f"{fmt_time(state.false_alarm_at)}"
         )
-    if state.status == "resolved":
+    if state.status == "resolved" and state.merged_into:
+        lines.append(
+            f":arrow_heading_up: Merged at {fmt_time(state.resolved_at)} into "
+            f"*{escape(state.merged_into)}*"
+        )
+    elif state.status == "resolved":
         lines.append(f":white_check_mark: Resolved at {fmt_time(state.resolved_at)}")
     return [context(*lines)] if lines else []
 
@@ -304,8 +310,18 @@ def better_reply_blocks(previous: Incident | None, current: Incident) -> Blocks:
     )
 
 
-def resolved_reply_blocks(incident: Incident, reason: str = "") -> Blocks:
-    """Thread reply when an incident resolves."""
+def resolved_reply_blocks(incident: Incident, reason: str = "", merged_into: str = "") -> Blocks:
+    """Thread reply when an incident resolves (or is merged into a broader one)."""
+    if merged_into:
+        return fit(
+            [
+                section(
+                    f":arrow_heading_up: *Merged* at {fmt_time(incident.at)} into "
+                    f"*{escape(merged_into)}*: its GPUs are part of that incident now, one "
+                    "alert for the shared cause. This is no all-clear: follow that incident."
+                )
+            ]
+        )
     why = f" {escape(reason)}" if reason else ""
     return fit(
         [

@@ -24,6 +24,7 @@ class AlertState:
     false_alarm_by: str | None = None
     false_alarm_at: datetime | None = None
     resolved_at: datetime | None = None
+    merged_into: str | None = None  # resolved because a broader incident took its GPUs
 
 
 @dataclass(frozen=True)

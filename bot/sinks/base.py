@@ -73,6 +73,8 @@ class Notification(Envelope):
     """When the step was decided (aware UTC), if the row says."""
     recurs: Recurrence | None = None
     """A post only: the same root cause's incident resolved within ``RECURRENCE_WINDOW``."""
+    merged_into: str = ""
+    """A resolve only: the title of the broader incident that took this one's GPUs."""
 
 
 @dataclass(frozen=True)
@@ -190,6 +192,7 @@ def decode(item: OutboxItem) -> Notification | DataSourceNote:
         reason=str(payload.get("reason") or ""),
         at=_time(payload.get("at")),
         recurs=_recurrence(payload.get("recurs")),
+        merged_into=str(payload.get("merged_into") or ""),
     )
 
 

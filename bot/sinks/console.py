@@ -110,7 +110,7 @@ class ConsoleSink:
         return self._show(
             Action.RESOLVE.value,
             note,
-            lambda: (resolved_reply_blocks(note.incident, note.reason), {}),
+            lambda: (resolved_reply_blocks(note.incident, note.reason, note.merged_into), {}),
             record_id=note.record_id,
             dedup=note.dedup_key,
         )

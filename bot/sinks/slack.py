@@ -78,7 +78,12 @@ class SlackSink:
         if ref is None:
             return self._post(note, anew=True)
         self._notifier.resolve(
-            ref, note.incident, at=note.at, state=self._state(note), reason=note.reason
+            ref,
+            note.incident,
+            at=note.at,
+            state=self._state(note),
+            reason=note.reason,
+            merged_into=note.merged_into,
         )
         return ref
 

@@ -320,15 +320,25 @@ class SlackNotifier:
         at: datetime | None = None,
         state: AlertState | None = None,
         reason: str = "",
+        merged_into: str = "",
     ) -> str:
-        """Edit the original to resolved (no buttons) and say so in the thread."""
+        """Edit the original to resolved (no buttons) and say so in the thread (merged into
+        ``merged_into``, the broader incident's title, when one took its GPUs)."""
         base = state or AlertState()
         resolved = AlertState(
-            **{**base.__dict__, "status": "resolved", "resolved_at": at or incident.at}
+            **{
+                **base.__dict__,
+                "status": "resolved",
+                "resolved_at": at or incident.at,
+                "merged_into": merged_into or None,
+            }
         )
         self.edit(ref, incident, resolved)
+        done = "Merged" if merged_into else "Resolved"
         return self.reply(
-            ref, f"Resolved: {incident.title}", resolved_reply_blocks(incident, reason)
+            ref,
+            f"{done}: {incident.title}",
+            resolved_reply_blocks(incident, reason, merged_into),
         )
 
     def reply(self, ref: MessageRef, text: str, blocks: Blocks | None = None) -> str:
