@@ -759,3 +759,14 @@ REPORT_RUN_2026_12_04_AT: dict[str, object] = {
     "healthy_too": False,
     "after": "this commit",
 }
+
+
+#: Fixed before it started (2026-12-04, twenty-third session), at the commit that adds this
+#: declaration (the code of runs AR-AT; since 5b67f04 only the Slack wording of merged
+#: incidents, README and results changed, none of which changes an incident's opening or
+#: closing): run AJ's held-out healthy command (``gpu-risk eval --seeds held-out --limit 12
+#: --cycle 5m --detectors graph,static --no-explain --max-gpus 128 --jobs 1 --healthy``), one
+#: worker, beside a fresh-clone test run, from a detached worktree at this commit. Reported
+#: whatever it shows, record by record against run AJ's healthy records; what does not finish in
+#: the session is said so. Held-out seeds 10032-10039 stay unseen.
+REPORT_RUN_2026_12_04_AU: dict[str, object] = {**REPORT_RUN_2026_12_04_AJ, "after": "this commit"}
