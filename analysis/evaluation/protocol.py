@@ -770,3 +770,14 @@ REPORT_RUN_2026_12_04_AT: dict[str, object] = {
 #: whatever it shows, record by record against run AJ's healthy records; what does not finish in
 #: the session is said so. Held-out seeds 10032-10039 stay unseen.
 REPORT_RUN_2026_12_04_AU: dict[str, object] = {**REPORT_RUN_2026_12_04_AJ, "after": "this commit"}
+
+
+#: Fixed before they started (2026-12-04, twenty-third session, after the review of the whole
+#: change, which mended nothing), at the commit that adds this declaration (the code of run AU;
+#: since then README and results only): run U's two report commands (``gpu-risk eval --seeds
+#: report --skip 8 --limit 12 --cycle 5m --detectors graph,static --no-explain --max-gpus 128
+#: --jobs 1 [--healthy]``), one worker each, side by side, from a detached worktree at this
+#: commit. All 48 records are expected to equal runs AR and AS's; reported whatever they show,
+#: and what does not finish in the session is said so.
+REPORT_RUN_2026_12_04_AV: dict[str, object] = {**REPORT_RUN_2026_12_04_AR, "after": "this commit"}
+REPORT_RUN_2026_12_04_AW: dict[str, object] = {**REPORT_RUN_2026_12_04_AS, "after": "this commit"}
