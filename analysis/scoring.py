@@ -211,18 +211,27 @@ def _fill_from_node(baseline: pd.DataFrame, by_node: pd.DataFrame) -> pd.DataFra
 
 
 def fit_times(start: datetime, end: datetime, window: timedelta, cycles: int) -> list[datetime]:
-    """Return ``cycles`` evenly spaced window ends in ``[start + window, end]``, on whole minutes."""
+    """Return up to ``cycles`` window ends in ``[start + window, end]``, one whole number of
+    minutes apart and ending at ``end`` (floored to the minute), oldest first.
+
+    Evenly spaced, so a TSDB evaluates the fit's reductions at all of them with one range query
+    per reduction (``MetricsSource.reduce_at``): the spacing is the span over ``cycles - 1``,
+    floored to whole minutes (at least one); the first few minutes of a span that is not a whole
+    number of spacings are not sampled.
+    """
     first = _utc(start) + pd.Timedelta(window)
-    last = _utc(end)
+    last = _utc(end).floor("min")
     if last < first:
         raise NotEnoughHistoryError(
-            f"history too short: it spans {(last - _utc(start))} but one window needs {window}; "
+            f"history too short: it spans {(_utc(end) - _utc(start))} but one window needs {window}; "
             "fetch a longer history (GPU_RISK_FIT_WINDOW_HOURS) or shorten the window"
         )
     n = max(1, cycles)
-    stamps = pd.date_range(first, last, periods=n) if n > 1 else pd.DatetimeIndex([last])
-    stamps = stamps.floor("min").unique()
-    return [t.to_pydatetime() for t in stamps]
+    if n == 1:
+        return [last.to_pydatetime()]
+    every = max(pd.Timedelta(minutes=1), ((last - first) / (n - 1)).floor("min"))
+    count = min(n, int((last - first) // every) + 1)
+    return [(last - k * every).to_pydatetime() for k in range(count - 1, -1, -1)]
 
 
 def _load_spread(
