@@ -482,7 +482,20 @@ def _reductions_at(
 ) -> list[Reductions | None]:
     """Each cycle's own reductions, the tables :func:`build_features` would evaluate itself;
     None where it evaluates them (the source's given, a time off the step grid, a window that
-    is not whole steps)."""
+    is not whole steps).
+
+    A history the source reduced (``FleetFrames.fit_reduced``: its ``gpu`` frame holds only
+    the peer metrics) gives each cycle's tables; it must hold every one of ``times``.
+    """
+    if frames.fit_reduced is not None:
+        given = {to_utc(r.at): r for r in frames.fit_reduced}
+        missing = [t for t in times if to_utc(t) not in given]
+        if missing:
+            raise ValueError(
+                f"the history's reductions lack {len(missing)} of the fit's {len(times)} cycle "
+                f"ends (first {missing[0].isoformat()}): reduce at Scorer.history_times"
+            )
+        return [given[to_utc(t)] for t in times]
     step = frames.step if frames.step > timedelta(0) else timedelta(minutes=1)
     if frames.reduced is not None or window % step:
         return [None] * len(times)

@@ -47,6 +47,7 @@ def sort_frames(frames: FleetFrames) -> FleetFrames:
         end=frames.end,
         step=frames.step,
         lead=None if frames.lead is None else _sorted(frames.lead),
+        fit_reduced=frames.fit_reduced,
     )
 
 

@@ -77,6 +77,13 @@ class Scorer(Protocol):
         """
         ...
 
+    def history_times(self, start: datetime, end: datetime) -> list[datetime]:
+        """The cycle ends ``fit`` featurises in a history of ``[start, end]``: where a source
+        may compute the reductions of ``feature_window`` for it (``FleetFrames.fit_reduced``).
+        Evenly spaced whole minutes, oldest first; empty for a scorer that reads no reductions.
+        """
+        ...
+
     def fit(
         self, history: FleetFrames, graph: nx.DiGraph, *, fleet: nx.DiGraph | None = None
     ) -> Self:

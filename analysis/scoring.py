@@ -371,6 +371,12 @@ class FeatureScorer:
             mask |= np.asarray(in_time & key.isin(list(gpus)), dtype=bool)
         return mask
 
+    def history_times(self, start: datetime, end: datetime) -> list[datetime]:
+        """The ``fit_cycles`` cycle ends :meth:`fit` featurises in a history of ``[start, end]``
+        (its last ``fit_window``; :func:`fit_times`)."""
+        first = max(_utc(start), _utc(end) - pd.Timedelta(self.fit_window))
+        return fit_times(first.to_pydatetime(), end, self.window, self.fit_cycles)
+
     def fit(
         self, history: FleetFrames, graph: nx.DiGraph, *, fleet: nx.DiGraph | None = None
     ) -> Self:
@@ -380,7 +386,7 @@ class FeatureScorer:
         (its fingerprint is the model's; GPUs outside the sample get the fleet's baseline).
         """
         start = max(_utc(history.start), _utc(history.end) - pd.Timedelta(self.fit_window))
-        times = fit_times(start.to_pydatetime(), history.end, self.window, self.fit_cycles)
+        times = self.history_times(history.start, history.end)
         # degrees per watt per GPU model and the lag of temperature behind power, fixed until
         # the next fit (analysis.thermal)
         self.temp_per_watt_ = {

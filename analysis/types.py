@@ -169,6 +169,9 @@ class FleetFrames:
     ``lead``: GPU rows of the peer metrics in the minutes before ``start`` (the samples the
     thermal lag of the window's first rows reads, ``analysis.thermal.LEAD_IN``); None: none
     were read.
+    ``fit_reduced``: a fit's history only: the GPUs' own-series reductions at each cycle end the
+    fit featurises (``Scorer.history_times``), when the source computed them; the ``gpu`` frame
+    then holds only the peer metrics, raw. None when the features reduce the ``gpu`` frame.
     """
 
     gpu: pd.DataFrame
@@ -180,6 +183,7 @@ class FleetFrames:
     step: timedelta
     reduced: Reductions | None = None
     lead: pd.DataFrame | None = None
+    fit_reduced: tuple[Reductions, ...] | None = None
 
     @staticmethod
     def empty_frame(columns: tuple[str, ...]) -> pd.DataFrame:

@@ -1,27 +1,89 @@
-"""What a model fit is made of in the running bot: the model cycles read, and the fit's sample.
+"""What a model fit is made of in the running bot: the model cycles read, the fit's history and
+its sample.
 
 :class:`Model` is what a cycle scores and explains with, swapped in whole by a refit
-(``bot.pipeline.Pipeline.install``). :func:`fit_sample` is which nodes a fit reads history for
-when the fleet is larger than ``GPU_RISK_FIT_MAX_GPUS`` (the draw itself is pure:
-``analysis.fit_sample``); the GPU models it is stratified by are the graph's (the pipeline asks
-the source once per node: Prometheus, dcgm-exporter's ``modelName``).
+(``bot.pipeline.Pipeline.install``). :func:`read_history` is what a fit learns from: from a TSDB
+(a source with ``reduce_at``), the GPUs' own reductions at the fit's cycle ends, computed by the
+server, and the peer metrics raw, as each cycle reads them; :func:`explainer_history` the raw
+series the explainer learns from, of a sample of nodes. :func:`fit_sample` is which nodes a fit
+reads history for when the fleet is larger than ``GPU_RISK_FIT_MAX_GPUS`` (the draw itself is
+pure: ``analysis.fit_sample``); the GPU models it is stratified by are the graph's (the pipeline
+asks the source once per node: Prometheus, dcgm-exporter's ``modelName``).
 """
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from datetime import datetime, timedelta
 
 import networkx as nx
 
+from analysis.context import PEER_METRICS
 from analysis.explain import Explainer
+from analysis.feature_plan import FeaturePlan, grid_time
+from analysis.features import DEFAULT_RECENT
 from analysis.fit_sample import gpus_per_node, sample_nodes
 from analysis.scorer import Scorer
 from analysis.types import Explanation, FleetFrames, Incident
-from storage.source import NodeSample
+from storage.source import MetricsSource, NodeSample
 
 logger = logging.getLogger(__name__)
+
+#: GPUs whose raw history the explainer learns from when the fit reads reductions (a sample of
+#: whole nodes beyond): it trains each kind on at most 64 entities and 3,000 rows
+#: (``analysis.explain.explainer``), and the evaluation's fleets, on which its explanations
+#: are measured, have 128.
+EXPLAINER_GPUS = 128
+
+
+def read_history(
+    source: MetricsSource,
+    scorer: Scorer,
+    start: datetime,
+    end: datetime,
+    step: timedelta,
+    *,
+    nodes: NodeSample | None = None,
+) -> FleetFrames:
+    """What a fit of ``scorer`` learns from: the history of ``[start, end]``.
+
+    From a source that reduces at many times (``reduce_at``: Prometheus, VictoriaMetrics) for a
+    scorer of reductions, the whole fleet's: the plan's reductions at the scorer's cycle ends
+    (``Scorer.history_times``; ``FleetFrames.fit_reduced``), one range query each, and the peer
+    metrics raw. A cycle reads the same, so the fit's features are the cycles' own, and a
+    24-hour fit moves about 48 numbers per GPU and reduction, not every raw sample of it.
+    Otherwise (an in-memory source, raw scorers, a sample of ``nodes``, cycle ends off the step
+    grid) every series raw.
+    """
+    reduce_at = getattr(source, "reduce_at", None)
+    window = scorer.feature_window
+    times = scorer.history_times(start, end) if window is not None else []
+    if nodes is not None or reduce_at is None or window is None or not times:
+        return source.fetch(start, end, step, nodes=nodes)
+    if any(grid_time(t, step) != t for t in times):
+        return source.fetch(start, end, step, nodes=nodes)
+    raw = source.fetch(start, end, step, gpu_metrics=PEER_METRICS)
+    tables = reduce_at(FeaturePlan(window, DEFAULT_RECENT, step), times)
+    return replace(raw, fit_reduced=tuple(tables))
+
+
+def explainer_history(
+    source: MetricsSource,
+    history: FleetFrames,
+    graph: nx.DiGraph,
+    *,
+    random_state: int,
+    name: str,
+) -> FleetFrames:
+    """The raw series the explainer learns from: ``history`` itself when it is raw; for a
+    history of reductions, every series of the same span for a sample of whole nodes holding
+    about :data:`EXPLAINER_GPUS` GPUs (stratified by rack; the whole fleet when smaller)."""
+    if history.fit_reduced is None:
+        return history
+    sample = fit_sample(graph, EXPLAINER_GPUS, random_state=random_state, name=f"{name} explainer")
+    return source.fetch(history.start, history.end, history.step, nodes=sample)
 
 
 @dataclass(frozen=True)
@@ -46,18 +108,25 @@ class DeferredExplainer:
     """
 
     def __init__(
-        self, make: Callable[[], Explainer], history: FleetFrames, graph: nx.DiGraph
+        self,
+        make: Callable[[], Explainer],
+        history: FleetFrames | Callable[[], FleetFrames],
+        graph: nx.DiGraph,
     ) -> None:
-        """Hold what the fit would have fitted on."""
+        """Hold what the fit would have fitted on (``history``: or how to read it, then)."""
         self._make = make
-        self._pending: tuple[FleetFrames, nx.DiGraph] | None = (history, graph)
+        self._pending: tuple[FleetFrames | Callable[[], FleetFrames], nx.DiGraph] | None = (
+            history,
+            graph,
+        )
         self._fitted: Explainer | None = None
 
     def fitted(self) -> Explainer:
         """The explainer, fitted now if it was not yet."""
         if self._fitted is None:
             assert self._pending is not None
-            history, graph = self._pending
+            pending, graph = self._pending
+            history = pending() if callable(pending) else pending
             self._fitted = self._make().fit(history, graph)
             self._pending = None
         return self._fitted

@@ -33,7 +33,7 @@ from analysis.thermal import lead_in
 from analysis.tracker import IncidentTracker
 from analysis.types import Assessment, FleetFrames, GpuRef, Incident, Topology
 from bot.evidence import Evidence, Images
-from bot.fit import DeferredExplainer, Model, fit_sample
+from bot.fit import DeferredExplainer, Model, explainer_history, fit_sample, read_history
 from bot.telemetry import BotMetrics
 from storage.repository import IncidentRecord, Repository
 from storage.source import MetricsSource, MetricsSourceError, NodeSample
@@ -353,7 +353,7 @@ class Pipeline:
             return Model(scorer.fit(window, graph), fleet_fingerprint(graph))
         sampled = self.fit_sample(at, graph)
         sample = sampled[1] if sampled is not None else None
-        history = self._history(at, sample)
+        history = self._history(at, sample, scorer)
         if sampled is not None:
             graph = sampled[0]
         graph = graph if graph is not None else self.graph_of(history)
@@ -364,12 +364,19 @@ class Pipeline:
             scorer.fit(history, fit_graph(graph, sample), fleet=graph)
         fingerprint = fleet_fingerprint(graph)
         explainer: Explainer | DeferredExplainer | None = None
+        fleet = graph
+
+        def raw() -> FleetFrames:  # the explainer's: raw series (of a sample of nodes)
+            return explainer_history(
+                self.source, history, fleet, random_state=self.random_state, name=self.name
+            )
+
         if self.make_explainer is not None and self.defer_explainer:
-            explainer = DeferredExplainer(self.make_explainer, history, graph)
+            explainer = DeferredExplainer(self.make_explainer, raw, graph)
         elif self.make_explainer is not None:
             # every kind's causal models now, with the fit (off the alert path): an incident's
             # first explanation then costs ~0.1 s, not the ~0.9 s of fitting them on first use
-            explainer = self.make_explainer().fit(history, graph).warm()
+            explainer = self.make_explainer().fit(raw(), graph).warm()
         if self.save_model is not None:
             self.save_model(scorer, at)
         return Model(scorer, fingerprint, explainer)
@@ -421,6 +428,9 @@ class Pipeline:
         if explainer is None:  # a model loaded from disk comes without one: fit it on the past
             sampled = self.fit_sample(at, graph)
             history = self._history(at, sampled[1] if sampled is not None else None)
+            history = explainer_history(
+                self.source, history, graph, random_state=self.random_state, name=self.name
+            )
             explainer = self.make_explainer().fit(history, graph)
             if model is not None:
                 with self._swap:  # unless a refit installed a newer model meanwhile
@@ -434,14 +444,20 @@ class Pipeline:
 
     # ------------------------------------------------------------------ bookkeeping
 
-    def _history(self, at: datetime, sample: NodeSample | None = None) -> FleetFrames:
+    def _history(
+        self, at: datetime, sample: NodeSample | None = None, scorer: Scorer | None = None
+    ) -> FleetFrames:
         """Fetch what a fit at ``at`` learns from: ``fit_window`` ending one window before ``at``.
 
         The window about to be scored is never part of the fit: a fault already under way in it
         would otherwise be learnt as normal one cycle before it is judged. ``sample``: only
-        these nodes' series (and every component's).
+        these nodes' series (and every component's). ``scorer``: the one fitted on it, whose
+        reductions a TSDB computes at its cycle ends (:func:`bot.fit.read_history`); None: raw.
         """
-        return self.source.fetch(at - self.fit_window, at - self.window, self.step, nodes=sample)
+        start, end = at - self.fit_window, at - self.window
+        if scorer is None:
+            return self.source.fetch(start, end, self.step, nodes=sample)
+        return read_history(self.source, scorer, start, end, self.step, nodes=sample)
 
     @property
     def reads(self) -> timedelta:

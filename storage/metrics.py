@@ -59,7 +59,7 @@ from storage.promql_frames import (
     strip_port,
     up_frame,
 )
-from storage.promql_reduce import grid_series, reduce_promql_at
+from storage.promql_reduce import MAX_POINTS, grid_series, reduce_promql_at
 from storage.promql_selector import Matcher as Matcher  # noqa: PLC0414 - re-exported
 from storage.promql_selector import SelectorError, parse_selector, with_matchers
 from storage.promql_split import by_parts, by_spans, node_matcher
@@ -396,12 +396,20 @@ class PrometheusSource(PromQLClient):
         return self.reduce_at(plan, [at])[0]
 
     def reduce_at(self, plan: FeaturePlan, times: Sequence[datetime]) -> list[Reductions]:
-        """:meth:`reduce` at each of ``times`` (evenly spaced grid times: a run of cycles), one
-        range query per reduction for them all (``storage.promql_reduce.reduce_promql_at``)."""
+        """:meth:`reduce` at each of ``times`` (evenly spaced grid times: a run of cycles, a
+        fit's cycle ends), one range query per reduction for each run of fewer than
+        :data:`~storage.promql_reduce.MAX_POINTS` of them (``reduce_promql_at``)."""
         t0 = time.perf_counter()
         self._requests = 0
         lookback = self.sample_window or plan.step
-        reduced = reduce_promql_at(self, plan, times, self.labels, lookback=lookback)
+        size = MAX_POINTS - 1
+        reduced = [
+            table
+            for i in range(0, len(times), size)
+            for table in reduce_promql_at(
+                self, plan, times[i : i + size], self.labels, lookback=lookback
+            )
+        ]
         n = sum(int(r.table.notna().to_numpy().sum()) for r in reduced)
         self.last_stats = QueryStats(self._requests, n, n, time.perf_counter() - t0)
         return reduced

@@ -64,6 +64,7 @@ __all__ = [
     "GATED_KINDS",
     "GATE_NODES",
     "GATE_SHARE",
+    "MAX_POINTS",
     "MAX_SPLIT_DEPTH",
     "by_parts",
     "gate_query",
@@ -76,6 +77,10 @@ __all__ = [
     "render",
 ]
 
+
+#: VictoriaMetrics aligns a range query of this many points or more to its cache (its
+#: ``nocache`` documentation): a longer run of times is asked in parts of fewer points.
+MAX_POINTS = 50
 
 #: Reductions whose value on a series with a constant grid is known (0, or none: no new XID code
 #: is no point of ``count_over_time``): asked only where the metric changed.

@@ -39,15 +39,13 @@ from analysis.types import (
     Reductions,
 )
 from storage.promql_frames import concat_frames
+from storage.promql_reduce import MAX_POINTS
 from storage.source import MetricsSource, MetricsSourceError
 
 __all__ = ["SpanSource"]
 
 logger = logging.getLogger(__name__)
 
-#: VictoriaMetrics aligns a range query of this many points or more to its cache (its
-#: ``nocache`` documentation): a span that long is read in parts of fewer points.
-MAX_POINTS = 50
 #: Cycles closer together are read one by one: VictoriaMetrics holds back the points within its
 #: ``-search.latencyOffset`` (30 s by default) of now, so a point of a range query ending later
 #: need not be the point of a query ending at it.

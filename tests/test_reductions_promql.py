@@ -506,3 +506,63 @@ def test_a_scan_s_cycles_read_their_lead_in_from_the_span(
     raw = [q for path, q in session.sent if path == "query_range" and "DCGM_FI_DEV_GPU_TEMP" in q]
     # 59 points (16 minutes of cycles, the window and the lead-in): read in two parts
     assert len([q for q in raw if not q.startswith("max by")]) == 2
+
+
+def test_a_fit_on_the_server_reads_reductions_and_learns_what_the_simulator_does(
+    fleet: Fleet, server: tuple[str, str]
+) -> None:
+    """A refit from a TSDB reads the GPUs' own reductions at its cycle ends (range queries, the
+    server computing them) and only the peer metrics raw, and learns the very model a fit on
+    every raw series in memory learns; the explainer reads every series raw."""
+    from analysis.context import PEER_METRICS
+    from analysis.explain import Explainer
+    from storage.topology import load_topology
+
+    kind, url = server
+    session = Recording()
+    topo = load_topology(fleet.dir / "topology.yaml")
+    remote = _pipeline(PrometheusSource(url, topology=topo, retries=0, session=session), fleet)
+    local = _pipeline(fleet.sim, fleet)
+    remote.refit(SCAN)
+    local.refit(SCAN)
+    ranged = [q for path, q in session.sent if path == "query_range"]
+    # the history's own-series metrics come as reductions only, the peer metrics raw too
+    own = [q for q in ranged if SBE in q or PCIE in q]
+    assert own and not [q for q in own if _raw(q)]
+    raw_gpu = [q for q in ranged if "DCGM_" in q and _raw(q)]
+    assert {m for m in PEER_METRICS if any(m in q for q in raw_gpu)} == set(PEER_METRICS)
+    assert not [q for q in raw_gpu if not any(m in q for m in PEER_METRICS)]
+    got, want = remote.current, local.current
+    assert got is not None and want is not None
+    a, b = got.scorer, want.scorer
+    assert a.columns_ == b.columns_ and a.n_train_rows_ == b.n_train_rows_
+    for attr in ("baseline_", "scale_", "center_", "fill_"):
+        pd.testing.assert_frame_equal(
+            pd.DataFrame(getattr(a, attr)),
+            pd.DataFrame(getattr(b, attr)),
+            rtol=1e-6,
+            atol=1e-9,
+            obj=f"{kind} {attr}",
+        )
+    # the same degrees per watt (keyed by GPU model: the written history names none)
+    assert sorted(set(a.temp_per_watt_.values())) == pytest.approx(
+        sorted(set(b.temp_per_watt_.values())), rel=1e-9
+    )
+    # the explainer learns from every series raw (the whole fleet: it is smaller than its sample)
+    session.sent.clear()
+    remote.make_explainer = local.make_explainer = lambda: Explainer(random_state=0)
+    remote.refit(SCAN)
+    local.refit(SCAN)
+    asked = [q for path, q in session.sent if path == "query_range"]
+    assert any(SBE in q and _raw(q) for q in asked)
+    ea, eb = remote.current.explainer, local.current.explainer
+    assert isinstance(ea, Explainer) and isinstance(eb, Explainer)
+    pd.testing.assert_frame_equal(
+        ea.history_.rows.sort_index(), eb.history_.rows.sort_index(), rtol=1e-9, obj=kind
+    )
+
+
+def _raw(query: str) -> bool:
+    """Whether a PromQL query reads raw samples: each step's last (``PrometheusSource.fetch``),
+    not a reduction over a window."""
+    return re.fullmatch(r"last_over_time\(.*\[59999ms\]\)", query) is not None
