@@ -1,0 +1,114 @@
+"""What a fit reads from a source that reduces at many times: reductions where they pay.
+
+A source with ``reduce_at`` (Prometheus, VictoriaMetrics) gives a fit of the default 24 hours the
+GPUs' own reductions at the fit's cycle ends and only the peer metrics raw; a short history, a
+sample of nodes or a source without ``reduce_at`` reads every series raw. The fit learns the
+same model either way (against real servers: ``tests/test_reductions_promql.py``); here the
+source is the simulator with an in-memory ``reduce_at`` that records what was asked.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+
+import pandas as pd
+import pytest
+
+from analysis.context import PEER_METRICS
+from analysis.feature_plan import FeaturePlan
+from analysis.features import DEFAULT_RECENT, DEFAULT_WINDOW
+from analysis.graph import build_graph
+from analysis.scoring import GraphRiskModel
+from analysis.types import FleetFrames, Reductions
+from bot.fit import read_history, reductions_pay
+from storage.simulator import FleetSimulator, FleetSpec
+from storage.source import NodeSample
+
+START = datetime(2026, 11, 2, tzinfo=UTC)
+STEP = timedelta(minutes=1)
+
+
+@dataclass
+class Reducing:
+    """The simulator, with a ``reduce_at`` (each time reduced in memory) that records calls."""
+
+    sim: FleetSimulator
+    asked: list[tuple[datetime, ...]] = field(default_factory=list)
+    fetched: list[tuple[str, ...] | None] = field(default_factory=list)
+
+    def fetch(
+        self,
+        start: datetime,
+        end: datetime,
+        step: timedelta,
+        *,
+        gpu_metrics: Sequence[str] | None = None,
+        nodes: Collection[str] | None = None,
+    ) -> FleetFrames:
+        self.fetched.append(None if gpu_metrics is None else tuple(gpu_metrics))
+        return self.sim.fetch(start, end, step, gpu_metrics=gpu_metrics, nodes=nodes)
+
+    def reduce_at(self, plan: FeaturePlan, times: Sequence[datetime]) -> list[Reductions]:
+        self.asked.append(tuple(times))
+        return [self.sim.reduce(plan, t) for t in times]
+
+
+@pytest.fixture(scope="module")
+def sim() -> FleetSimulator:
+    """Two nodes of two GPUs, 26 hours at a 60-s scrape."""
+    spec = FleetSpec(racks=1, nodes_per_rack=2, gpus_per_node=2)
+    return FleetSimulator(spec, start=START, duration=timedelta(hours=26), step=STEP, seed=3)
+
+
+def test_a_day_s_fit_reads_reductions_at_its_cycle_ends_and_the_peers_raw(
+    sim: FleetSimulator,
+) -> None:
+    """24 hours: the reductions at the scorer's 48 cycle ends, the peer metrics raw; the model
+    fitted on them is the one fitted on every raw series."""
+    source = Reducing(sim)
+    scorer = GraphRiskModel(random_state=0)
+    end = START + timedelta(hours=25)
+    start = end - timedelta(hours=24)
+    history = read_history(source, scorer, start, end, STEP)
+    times = scorer.history_times(start, end)
+    assert len(times) == 48 and source.asked == [tuple(times)]
+    assert source.fetched == [PEER_METRICS]
+    assert set(history.gpu["metric"]) == set(PEER_METRICS)
+    assert history.fit_reduced is not None and len(history.fit_reduced) == 48
+    raw = sim.fetch(start, end, STEP)
+    graph = build_graph(sim.topology, list(raw.gpus))
+    a = GraphRiskModel(random_state=0).fit(history, graph)
+    b = GraphRiskModel(random_state=0).fit(raw, graph)
+    assert a.columns_ == b.columns_ and a.n_train_rows_ == b.n_train_rows_
+    pd.testing.assert_frame_equal(a.baseline_, b.baseline_, rtol=1e-9, atol=1e-12)
+    pd.testing.assert_series_equal(a.scale_, b.scale_, rtol=1e-9, atol=1e-12)
+
+
+@pytest.mark.parametrize(
+    ("hours", "nodes", "why"),
+    [
+        (2, None, "two hours at a 60-s scrape: the raw samples are fewer"),
+        (24, NodeSample(frozenset({"gpu-node-001"})), "a sample of nodes"),
+    ],
+)
+def test_otherwise_a_fit_reads_every_series_raw(
+    sim: FleetSimulator, hours: int, nodes: NodeSample | None, why: str
+) -> None:
+    """A short history, or a sample of nodes: one raw fetch of every GPU metric, no reductions."""
+    source = Reducing(sim)
+    scorer = GraphRiskModel(random_state=0, fit_window=timedelta(hours=hours))
+    end = START + timedelta(hours=25)
+    history = read_history(source, scorer, end - timedelta(hours=hours), end, STEP, nodes=nodes)
+    assert source.asked == [], why
+    assert source.fetched == [None], why
+    assert history.fit_reduced is None
+
+
+def test_reductions_pay_from_a_few_hours_of_samples() -> None:
+    """48 times of the plan's reductions against its own-series metrics raw, at a 60-s scrape."""
+    plan = FeaturePlan(DEFAULT_WINDOW, DEFAULT_RECENT, STEP)
+    assert not reductions_pay(plan, 48, 120)  # 2 hours
+    assert reductions_pay(plan, 48, 1441)  # 24 hours
+    assert reductions_pay(plan, 12, 120)  # fewer cycle ends
