@@ -84,19 +84,20 @@ def reductions_pay(plan: FeaturePlan, times: int, points: int) -> bool:
 
 def explainer_history(
     source: MetricsSource,
-    history: FleetFrames,
+    start: datetime,
+    end: datetime,
+    step: timedelta,
     graph: nx.DiGraph,
     *,
     random_state: int,
     name: str,
 ) -> FleetFrames:
-    """The raw series the explainer learns from: ``history`` itself when it is raw; for a
-    history of reductions, every series of the same span for a sample of whole nodes holding
-    about :data:`EXPLAINER_GPUS` GPUs (stratified by rack; the whole fleet when smaller)."""
-    if history.fit_reduced is None:
-        return history
+    """The raw series an explainer learns from when the fit's history has none (it read
+    reductions) or there is no fit's history (a model loaded from disk): every series of
+    ``[start, end]`` for a sample of whole nodes holding about :data:`EXPLAINER_GPUS` GPUs
+    (stratified by rack; the whole fleet when smaller)."""
     sample = fit_sample(graph, EXPLAINER_GPUS, random_state=random_state, name=f"{name} explainer")
-    return source.fetch(history.start, history.end, history.step, nodes=sample)
+    return source.fetch(start, end, step, nodes=sample)
 
 
 @dataclass(frozen=True)

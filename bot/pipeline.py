@@ -366,9 +366,17 @@ class Pipeline:
         explainer: Explainer | DeferredExplainer | None = None
         fleet = graph
 
-        def raw() -> FleetFrames:  # the explainer's: raw series (of a sample of nodes)
+        def raw() -> FleetFrames:  # the explainer's: the fit's raw series, or a sample's
+            if history.fit_reduced is None:
+                return history
             return explainer_history(
-                self.source, history, fleet, random_state=self.random_state, name=self.name
+                self.source,
+                history.start,
+                history.end,
+                history.step,
+                fleet,
+                random_state=self.random_state,
+                name=self.name,
             )
 
         if self.make_explainer is not None and self.defer_explainer:
@@ -426,10 +434,14 @@ class Pipeline:
         model = model if model is not None else self.current
         explainer = model.explainer if model is not None else None
         if explainer is None:  # a model loaded from disk comes without one: fit it on the past
-            sampled = self.fit_sample(at, graph)
-            history = self._history(at, sampled[1] if sampled is not None else None)
             history = explainer_history(
-                self.source, history, graph, random_state=self.random_state, name=self.name
+                self.source,
+                at - self.fit_window,
+                at - self.window,
+                self.step,
+                graph,
+                random_state=self.random_state,
+                name=self.name,
             )
             explainer = self.make_explainer().fit(history, graph)
             if model is not None:

@@ -12,18 +12,22 @@ from __future__ import annotations
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import pandas as pd
 import pytest
 
 from analysis.context import PEER_METRICS
+from analysis.explain import Explainer
 from analysis.feature_plan import FeaturePlan
 from analysis.features import DEFAULT_RECENT, DEFAULT_WINDOW
 from analysis.graph import build_graph
 from analysis.scoring import GraphRiskModel
 from analysis.types import FleetFrames, Reductions
 from bot.fit import read_history, reductions_pay
-from storage.simulator import FleetSimulator, FleetSpec
+from bot.pipeline import Pipeline
+from storage.repository import Repository
+from storage.simulator import FleetSimulator, FleetSpec, make_fault
 from storage.source import NodeSample
 
 START = datetime(2026, 11, 2, tzinfo=UTC)
@@ -112,3 +116,62 @@ def test_reductions_pay_from_a_few_hours_of_samples() -> None:
     assert not reductions_pay(plan, 48, 120)  # 2 hours
     assert reductions_pay(plan, 48, 1441)  # 24 hours
     assert reductions_pay(plan, 12, 120)  # fewer cycle ends
+
+
+@dataclass
+class Watching:
+    """The simulator, remembering the nodes each fetch was restricted to (None: all)."""
+
+    sim: FleetSimulator
+    nodes: list[frozenset[str] | None] = field(default_factory=list)
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self.sim, name)
+
+    def fetch(
+        self,
+        start: datetime,
+        end: datetime,
+        step: timedelta,
+        *,
+        gpu_metrics: Sequence[str] | None = None,
+        nodes: Collection[str] | None = None,
+    ) -> FleetFrames:
+        self.nodes.append(None if nodes is None else frozenset(nodes))
+        return self.sim.fetch(start, end, step, gpu_metrics=gpu_metrics, nodes=nodes)
+
+
+def test_a_stored_model_explains_from_a_sample_of_nodes_raw_history(tmp_path: Path) -> None:
+    """A model loaded from disk comes without an explainer: the first incident's explanation
+    fits one on the raw history of a sample of whole nodes (about 128 GPUs of the fleet's 144),
+    not on every series of the fit window."""
+    spec = FleetSpec(racks=3, nodes_per_rack=6, gpus_per_node=8)
+    onset = START + timedelta(hours=7)
+    fault = make_fault("pcie", "gpu-node-002/1", onset, spec=spec, precursor=timedelta(hours=2))
+    sim = FleetSimulator(spec, start=START, duration=timedelta(hours=10), seed=11, faults=[fault])
+    stored = GraphRiskModel(random_state=0, fit_window=timedelta(hours=6))
+    history = sim.fetch(START, onset - timedelta(minutes=30), STEP)
+    stored.fit(history, build_graph(sim.topology, list(history.gpus)))
+    source = Watching(sim)
+    pipeline = Pipeline(
+        source=source,
+        topology=sim.topology,
+        repository=Repository.from_url(f"sqlite:///{tmp_path / 'state.db'}"),
+        make_scorer=lambda: GraphRiskModel(random_state=0, fit_window=timedelta(hours=6)),
+        make_explainer=lambda: Explainer(random_state=0),
+        load_model=lambda graph: stored,
+        fit_window=timedelta(hours=6),
+        render=False,
+    )
+    assert fault.failure is not None
+    at, explained = onset + timedelta(minutes=30), []
+    while at <= fault.failure and not explained:
+        outcome = pipeline.run_cycle(at)
+        assert outcome.ok, outcome.error
+        explained = [i for i in outcome.incidents if i.explanation is not None]
+        at += timedelta(minutes=5)
+    assert explained, "no incident was explained"
+    assert pipeline.current is not None and pipeline.current.scorer is stored
+    # besides the incident's own node (read for its explanation and images): one sample
+    sampled = [n for n in source.nodes if n is not None and len(n) > 1]
+    assert len(sampled) == 1 and 14 <= len(sampled[0]) <= 17  # 8 GPUs a node: ~128 of 144
