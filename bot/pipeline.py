@@ -456,19 +456,16 @@ class Pipeline:
 
     # ------------------------------------------------------------------ bookkeeping
 
-    def _history(
-        self, at: datetime, sample: NodeSample | None = None, scorer: Scorer | None = None
-    ) -> FleetFrames:
-        """Fetch what a fit at ``at`` learns from: ``fit_window`` ending one window before ``at``.
+    def _history(self, at: datetime, sample: NodeSample | None, scorer: Scorer) -> FleetFrames:
+        """Fetch what ``scorer``'s fit at ``at`` learns from: ``fit_window`` ending one window
+        before ``at`` (:func:`bot.fit.read_history`: from a TSDB, the reductions at its cycle
+        ends where they pay).
 
         The window about to be scored is never part of the fit: a fault already under way in it
         would otherwise be learnt as normal one cycle before it is judged. ``sample``: only
-        these nodes' series (and every component's). ``scorer``: the one fitted on it, whose
-        reductions a TSDB computes at its cycle ends (:func:`bot.fit.read_history`); None: raw.
+        these nodes' series (and every component's).
         """
         start, end = at - self.fit_window, at - self.window
-        if scorer is None:
-            return self.source.fetch(start, end, self.step, nodes=sample)
         return read_history(self.source, scorer, start, end, self.step, nodes=sample)
 
     @property
