@@ -36,11 +36,16 @@ STEP = timedelta(minutes=1)
 
 @dataclass
 class Reducing:
-    """The simulator, with a ``reduce_at`` (each time reduced in memory) that records calls."""
+    """The simulator, with a ``reduce_at`` (each time reduced in memory); it records what each
+    fetch asked for (its GPU metrics, its nodes) and each ``reduce_at``."""
 
     sim: FleetSimulator
     asked: list[tuple[datetime, ...]] = field(default_factory=list)
     fetched: list[tuple[str, ...] | None] = field(default_factory=list)
+    nodes: list[frozenset[str] | None] = field(default_factory=list)
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self.sim, name)
 
     def fetch(
         self,
@@ -52,6 +57,7 @@ class Reducing:
         nodes: Collection[str] | None = None,
     ) -> FleetFrames:
         self.fetched.append(None if gpu_metrics is None else tuple(gpu_metrics))
+        self.nodes.append(None if nodes is None else frozenset(nodes))
         return self.sim.fetch(start, end, step, gpu_metrics=gpu_metrics, nodes=nodes)
 
     def reduce_at(self, plan: FeaturePlan, times: Sequence[datetime]) -> list[Reductions]:
@@ -118,29 +124,6 @@ def test_reductions_pay_from_a_few_hours_of_samples() -> None:
     assert reductions_pay(plan, 12, 120)  # fewer cycle ends
 
 
-@dataclass
-class Watching:
-    """The simulator, remembering the nodes each fetch was restricted to (None: all)."""
-
-    sim: FleetSimulator
-    nodes: list[frozenset[str] | None] = field(default_factory=list)
-
-    def __getattr__(self, name: str) -> object:
-        return getattr(self.sim, name)
-
-    def fetch(
-        self,
-        start: datetime,
-        end: datetime,
-        step: timedelta,
-        *,
-        gpu_metrics: Sequence[str] | None = None,
-        nodes: Collection[str] | None = None,
-    ) -> FleetFrames:
-        self.nodes.append(None if nodes is None else frozenset(nodes))
-        return self.sim.fetch(start, end, step, gpu_metrics=gpu_metrics, nodes=nodes)
-
-
 def test_a_stored_model_explains_from_a_sample_of_nodes_raw_history(tmp_path: Path) -> None:
     """A model loaded from disk comes without an explainer: the first incident's explanation
     fits one on the raw history of a sample of whole nodes (about 128 GPUs of the fleet's 144),
@@ -152,7 +135,7 @@ def test_a_stored_model_explains_from_a_sample_of_nodes_raw_history(tmp_path: Pa
     stored = GraphRiskModel(random_state=0, fit_window=timedelta(hours=6))
     history = sim.fetch(START, onset - timedelta(minutes=30), STEP)
     stored.fit(history, build_graph(sim.topology, list(history.gpus)))
-    source = Watching(sim)
+    source = Reducing(sim)
     pipeline = Pipeline(
         source=source,
         topology=sim.topology,
