@@ -369,8 +369,10 @@ def flow(tmp_path_factory: pytest.TempPathFactory) -> Flow:
     marked_at: datetime | None = None
     first, second = JOB_RUNS
     times = _times(first, first + timedelta(minutes=45)) + _times(second, second + JOB_LENGTH)
+    # the fault's precursor up to 2 hours before its failure (it crosses the threshold between
+    # 2 and 3 hours after onset, depending on which cycles the model was fitted on)
     times += _times(
-        FAULT.onset + timedelta(hours=1, minutes=30), FAULT.onset + timedelta(hours=2), 10
+        FAULT.onset + timedelta(hours=1, minutes=30), FAULT.onset + timedelta(hours=3), 10
     )
     for at in times:
         outcome = pipeline.run_cycle(at)
