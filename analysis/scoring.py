@@ -371,10 +371,14 @@ class FeatureScorer:
             mask |= np.asarray(in_time & key.isin(list(gpus)), dtype=bool)
         return mask
 
+    def _fit_start(self, start: datetime, end: datetime) -> pd.Timestamp:
+        """Where the fit window of a history of ``[start, end]`` begins: its last ``fit_window``."""
+        return max(_utc(start), _utc(end) - pd.Timedelta(self.fit_window))
+
     def history_times(self, start: datetime, end: datetime) -> list[datetime]:
         """The ``fit_cycles`` cycle ends :meth:`fit` featurises in a history of ``[start, end]``
         (its last ``fit_window``; :func:`fit_times`)."""
-        first = max(_utc(start), _utc(end) - pd.Timedelta(self.fit_window))
+        first = self._fit_start(start, end)
         return fit_times(first.to_pydatetime(), end, self.window, self.fit_cycles)
 
     def fit(
@@ -385,7 +389,7 @@ class FeatureScorer:
         ``fleet``: the whole fleet the model serves when ``graph`` is a sample of its nodes
         (its fingerprint is the model's; GPUs outside the sample get the fleet's baseline).
         """
-        start = max(_utc(history.start), _utc(history.end) - pd.Timedelta(self.fit_window))
+        start = self._fit_start(history.start, history.end)
         times = self.history_times(history.start, history.end)
         # degrees per watt per GPU model and the lag of temperature behind power, fixed until
         # the next fit (analysis.thermal)

@@ -60,16 +60,14 @@ def read_history(
     """
     reduce_at = getattr(source, "reduce_at", None)
     window = scorer.feature_window
-    times = scorer.history_times(start, end) if window is not None else []
-    if nodes is not None or reduce_at is None or window is None or not times:
-        return source.fetch(start, end, step, nodes=nodes)
-    plan = FeaturePlan(window, DEFAULT_RECENT, step)
-    if any(grid_time(t, step) != t for t in times) or not reductions_pay(
-        plan, len(times), (end - start) // step + 1
-    ):
-        return source.fetch(start, end, step, nodes=nodes)
-    raw = source.fetch(start, end, step, gpu_metrics=PEER_METRICS)
-    return replace(raw, fit_reduced=tuple(reduce_at(plan, times)))
+    if nodes is None and reduce_at is not None and window is not None:
+        plan = FeaturePlan(window, DEFAULT_RECENT, step)
+        times = scorer.history_times(start, end)
+        on_grid = bool(times) and all(grid_time(t, step) == t for t in times)
+        if on_grid and reductions_pay(plan, len(times), (end - start) // step + 1):
+            raw = source.fetch(start, end, step, gpu_metrics=PEER_METRICS)
+            return replace(raw, fit_reduced=tuple(reduce_at(plan, times)))
+    return source.fetch(start, end, step, nodes=nodes)
 
 
 def reductions_pay(plan: FeaturePlan, times: int, points: int) -> bool:
@@ -117,31 +115,25 @@ class DeferredExplainer:
     """An explainer fitted on the fit's history when it first explains, not with the scorer.
 
     For a process that may never explain (the one-shot scan of a healthy fleet): the same
-    ``make().fit(history, graph)`` as at fit time, on the same frames and graph (held until
-    then, then dropped), so the same explanations; nothing is fitted without an incident.
+    ``make().fit(read(), graph)`` as at fit time, on the same frames and graph (``read`` called
+    then, and both dropped after), so the same explanations; nothing is read or fitted without
+    an incident.
     """
 
     def __init__(
-        self,
-        make: Callable[[], Explainer],
-        history: FleetFrames | Callable[[], FleetFrames],
-        graph: nx.DiGraph,
+        self, make: Callable[[], Explainer], read: Callable[[], FleetFrames], graph: nx.DiGraph
     ) -> None:
-        """Hold what the fit would have fitted on (``history``: or how to read it, then)."""
+        """Hold what the fit would fit on: how to read its history, and the fleet."""
         self._make = make
-        self._pending: tuple[FleetFrames | Callable[[], FleetFrames], nx.DiGraph] | None = (
-            history,
-            graph,
-        )
+        self._pending: tuple[Callable[[], FleetFrames], nx.DiGraph] | None = (read, graph)
         self._fitted: Explainer | None = None
 
     def fitted(self) -> Explainer:
         """The explainer, fitted now if it was not yet."""
         if self._fitted is None:
             assert self._pending is not None
-            pending, graph = self._pending
-            history = pending() if callable(pending) else pending
-            self._fitted = self._make().fit(history, graph)
+            read, graph = self._pending
+            self._fitted = self._make().fit(read(), graph)
             self._pending = None
         return self._fitted
 

@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 
 from analysis.explain import Explainer
 from analysis.graph import build_graph
-from analysis.types import GpuScore, Incident, RootCause
+from analysis.types import FleetFrames, GpuScore, Incident, RootCause
 from bot.fit import DeferredExplainer
 from bot.pipeline import Pipeline
 from storage.simulator import FleetSimulator, FleetSpec, make_fault
@@ -40,14 +40,20 @@ def test_deferred_explainer_fits_on_first_use_and_explains_the_same() -> None:
         made.append(Explainer(random_state=0))
         return made[-1]
 
-    deferred = DeferredExplainer(make, history, graph)
-    assert made == []  # nothing fitted until an incident is explained
+    reads: list[FleetFrames] = []
+
+    def read() -> FleetFrames:
+        reads.append(history)
+        return history
+
+    deferred = DeferredExplainer(make, read, graph)
+    assert made == [] and reads == []  # nothing read or fitted until an incident is explained
     eager = Explainer(random_state=0).fit(history, graph)
     want = eager.explain(incident, frames, graph)
     got = deferred.explain(incident, frames, graph)
     assert got == want and got.factors
     assert deferred.explain(incident, frames, graph) == want
-    assert len(made) == 1  # fitted once
+    assert len(made) == 1 and len(reads) == 1  # read and fitted once
 
 
 def test_only_the_one_shot_scan_defers_the_explainer() -> None:
