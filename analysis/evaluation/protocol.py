@@ -804,3 +804,14 @@ REPORT_RUN_2026_12_05_AX: dict[str, object] = {**REPORT_RUN_2026_12_04_AV, "afte
 REPORT_RUN_2026_12_05_AY: dict[str, object] = {**REPORT_RUN_2026_12_04_AW, "after": "this commit"}
 REPORT_RUN_2026_12_05_AZ: dict[str, object] = {**REPORT_RUN_2026_12_04_AT, "after": "this commit"}
 REPORT_RUN_2026_12_05_BA: dict[str, object] = {**REPORT_RUN_2026_12_04_AU, "after": "this commit"}
+
+
+#: Fixed before it started (2026-12-05, twenty-fourth session, after the review), at the commit
+#: that adds this declaration (since run AX's 5755099: a stored model's explainer reads a sample
+#: of nodes, and behaviour-preserving refactors of the fit's read and of ``fit``; no score is
+#: expected to change): run U's report faulty command (``gpu-risk eval --seeds report --skip 8
+#: --limit 12 --cycle 5m --detectors graph,static --no-explain --max-gpus 128 --jobs 1``), one
+#: worker, beside a fresh-clone test run, from a detached worktree at this commit. All 24 records
+#: are expected to equal run AX's; reported whatever they show, and what does not finish in the
+#: session is said so.
+REPORT_RUN_2026_12_05_BB: dict[str, object] = {**REPORT_RUN_2026_12_05_AX, "after": "this commit"}
