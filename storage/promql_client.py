@@ -23,6 +23,7 @@ from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timedelta
 from typing import Any, TypeVar
 
+import orjson
 import requests
 from prometheus_api_client import PrometheusApiClientException, PrometheusConnect
 from urllib3.exceptions import InsecureRequestWarning
@@ -63,6 +64,19 @@ _SERIES_LIMIT = re.compile(
     r"|maximum number of series",
     re.IGNORECASE,
 )
+
+
+def _decoded_by_orjson(response: requests.Response, *_: Any, **__: Any) -> requests.Response:
+    """A requests response hook: the answer's ``json()`` decoded by orjson, not the standard
+    library (the JSON of the raw series read was 15 % of a 10,000-GPU cold scan's time; orjson
+    decodes it several times faster into the same lists, dicts, strings and floats). Invalid JSON
+    raises ``orjson.JSONDecodeError``, a ``ValueError``, as ``requests`` would raise its own."""
+
+    def decode(**_: Any) -> Any:
+        return orjson.loads(response.content)
+
+    response.json = decode  # type: ignore[method-assign]
+    return response
 
 
 class QueryTooLargeError(MetricsSourceError):
@@ -162,6 +176,7 @@ class PromQLClient:
         self.timeout = float(timeout)
         self._requests = 0
         sess = session if session is not None else requests.Session()
+        sess.hooks["response"].append(_decoded_by_orjson)
         sess.verify = ca_file if ca_file else verify_tls
         self._verify = bool(ca_file) or verify_tls
         if not self._verify:
@@ -301,7 +316,8 @@ class PromQLClient:
                 "GPU_RISK_PROMETHEUS_CA_FILE to the server's CA, or GPU_RISK_PROMETHEUS_VERIFY_TLS"
                 "=false on a trusted network"
             ) from None
-        except (requests.exceptions.JSONDecodeError, RecursionError):  # not JSON, or absurdly deep
+        except (requests.exceptions.JSONDecodeError, orjson.JSONDecodeError, RecursionError):
+            # not JSON, or absurdly deep
             raise MetricsSourceError(
                 f"Prometheus at {self.url} answered {label!r} with something that is not a "
                 f"Prometheus API response (invalid JSON): check the URL points at the "
