@@ -149,6 +149,19 @@ def _scan(
             break
     ok = [r["wall_s"] for r in runs if not r["killed"] and r["exit"] == 0]
     out = dict(runs[-1])
+    if opts.profile and ok:  # one more run under cProfile, apart from the timed ones
+        name = "scan-stored" if stored else "scan"
+        prof = work / f"{name}.prof"
+        models = work / "models" if stored else work / "scan-models-profile"
+        statement = cli.split("; sys.exit", maxsplit=1)[0] + "; main()"
+        code = f"import cProfile; cProfile.run({statement!r}, {str(prof)!r})"
+        run_child(
+            [sys.executable, "-c", code, "scan", "--at", AT.isoformat(), "--format", "json"],
+            env | {"GPU_RISK_MODEL_DIR": str(models)},
+            work / f"{name}-profile.log",
+            opts.budget_seconds,
+            opts.max_rss_gb * 1024,
+        )
     out["times"] = [r["wall_s"] for r in runs]
     out["rss_mb"] = max(r["rss_mb"] for r in runs)
     if ok:
@@ -222,15 +235,16 @@ def bench_one(n: int, opts: argparse.Namespace, root: Path) -> dict[str, Any]:
                 continue
             print(f"  {name:<6} {_cell(r)} s, peak RSS {r['rss_mb']:.0f} MB, wall {r['wall_s']:.1f} s"
                   + (f"  ERROR: {r['error'][-300:]}" if "error" in r else ""), flush=True)  # fmt: skip
-        for name in ("steady", "cold"):
+        for name in ("steady", "cold", "scan", "scan-stored"):
             if not (opts.profile and (work / f"{name}.prof").exists()):
                 continue
             prof_out = Path(opts.profile_out or root / f"steady-{n}.prof")
-            if name == "cold":
-                prof_out = prof_out.with_name(f"cold-{prof_out.name.removeprefix('steady-')}")
+            if name != "steady":
+                prof_out = prof_out.with_name(f"{name}-{prof_out.name.removeprefix('steady-')}")
             prof_out.write_bytes((work / f"{name}.prof").read_bytes())
-            res["profile" if name == "steady" else "cold_profile"] = str(prof_out)
-            print(f"  {name} profile ({'the refit' if name == 'cold' else 'one cycle'}):")
+            res["profile" if name == "steady" else f"{name}_profile"] = str(prof_out)
+            what = {"steady": "one cycle", "cold": "the refit"}.get(name, "the whole process")
+            print(f"  {name} profile ({what}):")
             pstats.Stats(str(prof_out)).sort_stats("cumulative").print_stats(opts.profile_top)
     return res
 
@@ -361,7 +375,9 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--phases", default=",".join(PHASES))
     ap.add_argument("--dry-run", action="store_true", help="generate the data only (no server)")
     ap.add_argument(
-        "--profile", action="store_true", help="cProfile one steady cycle and the cold refit"
+        "--profile",
+        action="store_true",
+        help="cProfile one steady cycle, the cold refit and one extra scan of each scan phase",
     )
     ap.add_argument(
         "--profile-out",
