@@ -76,12 +76,13 @@ from analysis.incidents import (
     find_incidents,
     per_gpu_incidents,
 )
+from analysis.regimes import REGIME_FEATURES, RegimeScales, fit_regimes, regime_scale
 from analysis.stats import MAD_TO_SD
 from analysis.thermal import LAG, fit_temp_per_watt, fit_thermal_lag
 from analysis.types import Assessment, Fault, FleetFrames, GpuRef, GpuScore
 
 MODEL_FORMAT = "gpu-risk-model"
-MODEL_VERSION = 12
+MODEL_VERSION = 13
 DEFAULT_THRESHOLD = 0.9
 DEFAULT_FIT_WINDOW = timedelta(hours=24)
 DEFAULT_FIT_CYCLES = 48
@@ -296,6 +297,9 @@ class FeatureScorer:
     #: percentiles): learnt by ``fit`` (empty: no widening).
     load_spread_: pd.Series = pd.Series(dtype=float)
     power_range_: pd.DataFrame = pd.DataFrame(columns=["lo", "hi"], dtype=float)
+    #: The idle and busy rows' spreads of the LOAD_DEPENDENT features (``analysis.regimes``),
+    #: learnt by ``fit`` (None: the one spread for every row).
+    regimes_: RegimeScales | None = None
     #: Features shared with other scorers replaying the same data (an ablation); never stored.
     memo: FeatureMemo | None = None
 
@@ -464,6 +468,17 @@ class FeatureScorer:
             self.own_scale_ = resid.groupby(keys).quantile(0.9) / 1.645
         else:
             self.own_scale_ = pd.DataFrame(columns=self.columns_, dtype=float)
+        loads = [c for c in REGIME_FEATURES if c in self.columns_]
+        self.regimes_ = None
+        if self.own_baseline and loads and "power_level" in rows.columns:
+            served = fleet if fleet is not None else graph
+            models = gpu_models(served)
+            fleet_models = {
+                k: models.get(str(k).rpartition("/")[0], "") for k in gpu_keys_of(served)
+            }
+            self.regimes_ = fit_regimes(
+                (dev - self.center_)[loads], rows["power_level"], keys, fleet_models, floors[loads]
+            )
         z = (dev - self.center_) / self._scale_for(
             dev.index.get_level_values("gpu_key"), rows.get("power_level")
         )
@@ -497,9 +512,15 @@ class FeatureScorer:
             self.scale_.to_numpy(dtype=np.float64), (len(keys), len(self.scale_))
         )
         scale = np.asarray(fleet, dtype=np.float64)
-        if not self.own_scale_.empty:
-            own = self.own_scale_.reindex(keys).to_numpy(dtype=np.float64)
-            scale = np.asarray(np.fmax(scale, own), dtype=np.float64)
+        own = self.own_scale_.reindex(index=keys, columns=self.scale_.index)
+        own_arr = own.to_numpy(dtype=np.float64)
+        if power is not None and self.regimes_ is not None:
+            columns = list(self.scale_.index)
+            scale, own_arr = regime_scale(
+                self.regimes_, scale, own=own_arr, keys=keys, power=power, columns=columns
+            )
+        if not self.own_scale_.empty or self.regimes_ is not None:
+            scale = np.asarray(np.fmax(scale, own_arr), dtype=np.float64)
         if power is None or self.load_spread_.empty:
             return scale
         seen = self.power_range_.reindex(keys)
