@@ -815,3 +815,28 @@ REPORT_RUN_2026_12_05_BA: dict[str, object] = {**REPORT_RUN_2026_12_04_AU, "afte
 #: are expected to equal run AX's; reported whatever they show, and what does not finish in the
 #: session is said so.
 REPORT_RUN_2026_12_05_BB: dict[str, object] = {**REPORT_RUN_2026_12_05_AX, "after": "this commit"}
+
+
+#: Fixed before they started (2026-12-05, twenty-fifth session), at the commit that adds this
+#: declaration. One change to the model (model 13, ca85dd0): the comparisons of a GPU's
+#: temperature with its peers at the same timestamps (``analysis.regimes.REGIME_FEATURES``) are
+#: judged against the spread of the fit's rows of the same load regime (idle or busy, split at
+#: the GPU model's midpoint of window power), the fleet's and the GPU's own, where the model's
+#: rows span 100 W or more; before, one spread of all rows. Found on development fleets 105, 111
+#: and 120 (idle GPUs' thermal interfaces, +3 °C over ten hours, never warned). Development
+#: fleets 107, 111, 113, 119, 120, 124, 101, 105 against run AX's code: strictly warned 28 -> 29
+#: (105's thermal interface, 92 min ahead), warned >= 1 h 21 -> 22, false incidents 4 -> 5 (111),
+#: false all-clears 1 -> 0 (124), two of 124's leads 484 -> 706 and 387 -> 675 min; healthy 109,
+#: 132-139: false incidents 0 -> 1 (132: a GPU already 5.8 °C over its node, +4.5 °C more and
+#: throttling after its node's fan-profile change). The same four runs as AX-BA, one worker each,
+#: side by side, from a detached worktree at this commit: run U's two report commands
+#: (``gpu-risk eval --seeds report --skip 8 --limit 12 --cycle 5m --detectors graph,static
+#: --no-explain --max-gpus 128 --jobs 1 [--healthy]``) and run AJ's two held-out commands
+#: (``--seeds held-out --limit 12``, same options, faulty and ``--healthy``). Reported whatever
+#: they show, record by record against runs AX-BA; the model is not changed on report outcomes (a
+#: worse result is reported, and looked into on development fleets only). What does not finish in
+#: the session is said so. Held-out seeds 10032-10039 stay unseen.
+REPORT_RUN_2026_12_05_BC: dict[str, object] = {**REPORT_RUN_2026_12_05_AX, "after": "this commit"}
+REPORT_RUN_2026_12_05_BD: dict[str, object] = {**REPORT_RUN_2026_12_05_AY, "after": "this commit"}
+REPORT_RUN_2026_12_05_BE: dict[str, object] = {**REPORT_RUN_2026_12_05_AZ, "after": "this commit"}
+REPORT_RUN_2026_12_05_BF: dict[str, object] = {**REPORT_RUN_2026_12_05_BA, "after": "this commit"}
