@@ -5,9 +5,11 @@ of a degree; a busy GPU's moves by degrees as its jobs start, stop and change. O
 from the fit's rows of both (``FeatureScorer.scale_``: the central 99 % range, set by the busy
 rows) made an idle GPU's thermal interface failing, 3 °C over ten hours, look like noise (the
 development fleets: idle-row spread of ``temp_vs_node`` 0.2-0.4 °C, the one spread 1.1-1.4 °C).
+Which regime is the steady one is the fleet's: on the simulator's plain, mostly busy fleet it is
+the busy rows (idle rows there hold a job's end).
 
-:func:`fit_regimes` learns, per feature of ``LOAD_DEPENDENT``, the spread of the fit's idle rows
-and of its busy rows, the fleet's and each GPU's own; :func:`regime_scale` puts them in place of
+:func:`fit_regimes` learns, per feature it is given (the scorer's :data:`REGIME_FEATURES`), the
+spread of the fit's idle rows and of its busy rows, the fleet's and each GPU's own; :func:`regime_scale` puts them in place of
 the one spread for a row whose regime is known. A row is busy from its GPU model's midpoint
 between the fit rows' 5th and 95th percentiles of window power (``power_level``) on; a model
 whose rows span less than :data:`MIN_SPAN_WATTS` has one regime: its rows keep the one spread.
@@ -49,9 +51,9 @@ class RegimeScales:
     """What :func:`fit_regimes` learnt.
 
     ``busy_watts``: per GPU key, the window power from which its rows are busy (inf: its
-    model has one regime, its rows keep the one spread); ``fleet``: index ``[False, True]`` (busy), a column per feature, the fleet's spread
-    in that regime (NaN: too few rows); ``own``: index (busy, GPU key), each GPU's own spread
-    there (NaN: too few rows).
+    model has one regime, its rows keep the one spread); ``fleet``: index ``[False, True]``
+    (busy), a column per feature, the fleet's spread in that regime (NaN: too few rows);
+    ``own``: index (busy, GPU key), each GPU's own spread there (NaN: too few rows).
     """
 
     busy_watts: pd.Series

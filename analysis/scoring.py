@@ -297,8 +297,9 @@ class FeatureScorer:
     #: percentiles): learnt by ``fit`` (empty: no widening).
     load_spread_: pd.Series = pd.Series(dtype=float)
     power_range_: pd.DataFrame = pd.DataFrame(columns=["lo", "hi"], dtype=float)
-    #: The idle and busy rows' spreads of the LOAD_DEPENDENT features (``analysis.regimes``),
-    #: learnt by ``fit`` (None: the one spread for every row).
+    #: The idle and busy rows' spreads of the comparisons with peers
+    #: (``analysis.regimes.REGIME_FEATURES``), learnt by ``fit`` (None: the one spread for every
+    #: row, as a model fitted before version 13).
     regimes_: RegimeScales | None = None
     #: Features shared with other scorers replaying the same data (an ablation); never stored.
     memo: FeatureMemo | None = None

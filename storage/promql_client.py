@@ -69,8 +69,9 @@ _SERIES_LIMIT = re.compile(
 def _decoded_by_orjson(response: requests.Response, *_: Any, **__: Any) -> requests.Response:
     """A requests response hook: the answer's ``json()`` decoded by orjson, not the standard
     library (the JSON of the raw series read was 15 % of a 10,000-GPU cold scan's time; orjson
-    decodes it several times faster into the same lists, dicts, strings and floats). Invalid JSON
-    raises ``orjson.JSONDecodeError``, a ``ValueError``, as ``requests`` would raise its own."""
+    decoded a 9-MB answer of 10,000 series 1.4x faster, into the same lists, dicts, strings and
+    floats). Invalid JSON raises ``orjson.JSONDecodeError``, a ``ValueError``, as ``requests``
+    would raise its own."""
 
     def decode(**_: Any) -> Any:
         return orjson.loads(response.content)
