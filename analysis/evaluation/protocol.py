@@ -840,3 +840,13 @@ REPORT_RUN_2026_12_05_BC: dict[str, object] = {**REPORT_RUN_2026_12_05_AX, "afte
 REPORT_RUN_2026_12_05_BD: dict[str, object] = {**REPORT_RUN_2026_12_05_AY, "after": "this commit"}
 REPORT_RUN_2026_12_05_BE: dict[str, object] = {**REPORT_RUN_2026_12_05_AZ, "after": "this commit"}
 REPORT_RUN_2026_12_05_BF: dict[str, object] = {**REPORT_RUN_2026_12_05_BA, "after": "this commit"}
+
+
+#: Fixed before it started (2026-12-05, twenty-fifth session, after the review of the whole
+#: change, which mended no code), at the commit that adds this declaration (since run BC's
+#: eb47e79: docstrings, README and results only; no score is expected to change): run U's report
+#: faulty command (``gpu-risk eval --seeds report --skip 8 --limit 12 --cycle 5m --detectors
+#: graph,static --no-explain --max-gpus 128 --jobs 1``), one worker, beside a 1,000-GPU scale
+#: benchmark, from a detached worktree at this commit. All 24 records are expected to equal run
+#: BC's; reported whatever they show, and what does not finish in the session is said so.
+REPORT_RUN_2026_12_05_BG: dict[str, object] = {**REPORT_RUN_2026_12_05_BC, "after": "this commit"}
