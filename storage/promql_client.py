@@ -177,7 +177,8 @@ class PromQLClient:
         self.timeout = float(timeout)
         self._requests = 0
         sess = session if session is not None else requests.Session()
-        sess.hooks["response"].append(_decoded_by_orjson)
+        if _decoded_by_orjson not in sess.hooks["response"]:  # once, however many clients share it
+            sess.hooks["response"].append(_decoded_by_orjson)
         sess.verify = ca_file if ca_file else verify_tls
         self._verify = bool(ca_file) or verify_tls
         if not self._verify:

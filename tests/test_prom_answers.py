@@ -347,3 +347,18 @@ def test_other_422_answers_are_not_taken_for_size() -> None:
     with serve(body, 422) as url, pytest.raises(MetricsSourceError) as err:
         PromQLClient(url, retries=0, timeout=5).query_range("x{", *WINDOW, STEP)
     assert not isinstance(err.value, QueryTooLargeError)
+
+
+def test_clients_sharing_a_session_decode_each_answer_once() -> None:
+    """Several clients on one ``requests`` session (a caller's, e.g. with its own proxies) add
+    the orjson decoding hook once, and each answer still decodes."""
+    import requests
+
+    from storage.promql_client import PromQLClient, _decoded_by_orjson
+
+    body = json.dumps({"status": "success", "data": {"resultType": "vector", "result": []}})
+    session = requests.Session()
+    with serve(body.encode(), 200) as url:
+        clients = [PromQLClient(url, retries=0, timeout=5, session=session) for _ in range(3)]
+        assert session.hooks["response"].count(_decoded_by_orjson) == 1
+        assert [c.query("up") for c in clients] == [[], [], []]
