@@ -77,10 +77,14 @@ class Scorer(Protocol):
         """
         ...
 
-    def history_times(self, start: datetime, end: datetime) -> list[datetime]:
-        """The cycle ends ``fit`` featurises in a history of ``[start, end]``: where a source
-        may compute the reductions of ``feature_window`` for it (``FleetFrames.fit_reduced``).
-        Evenly spaced whole minutes, oldest first; empty for a scorer that reads no reductions.
+    def history_times(
+        self, start: datetime, end: datetime, gpus: int | None = None
+    ) -> list[datetime]:
+        """The cycle ends ``fit`` featurises in a history of ``[start, end]`` of ``gpus`` GPUs
+        (a larger fleet may be fitted on fewer: a row budget; None: as many as it ever takes):
+        where a source may compute the reductions of ``feature_window`` for it
+        (``FleetFrames.fit_reduced``). Evenly spaced whole minutes, oldest first; empty for a
+        scorer that reads no reductions.
         """
         ...
 
@@ -107,6 +111,8 @@ class ScorerParams:
     fit_window: timedelta = timedelta(hours=24)
     threshold: float = 0.9
     random_state: int = 0
+    #: Row budget of a fit (cycles x GPUs; ``analysis.scoring.DEFAULT_FIT_MAX_ROWS``); 0: none.
+    fit_max_rows: int = 200_000
 
 
 def _graph(detector: str) -> Callable[[ScorerParams], Scorer]:
@@ -122,6 +128,7 @@ def _graph(detector: str) -> Callable[[ScorerParams], Scorer]:
             fit_window=p.fit_window,
             threshold=p.threshold,
             random_state=p.random_state,
+            fit_max_rows=p.fit_max_rows,
         )
 
     return make
@@ -132,7 +139,11 @@ def _iforest(p: ScorerParams) -> Scorer:
     from analysis.scoring import IForestBaseline
 
     return IForestBaseline(
-        window=p.window, fit_window=p.fit_window, threshold=p.threshold, random_state=p.random_state
+        window=p.window,
+        fit_window=p.fit_window,
+        threshold=p.threshold,
+        random_state=p.random_state,
+        fit_max_rows=p.fit_max_rows,
     )
 
 
@@ -141,7 +152,11 @@ def _graph_noctx(p: ScorerParams) -> Scorer:
     from analysis.ablation import NoContextModel
 
     return NoContextModel(
-        window=p.window, fit_window=p.fit_window, threshold=p.threshold, random_state=p.random_state
+        window=p.window,
+        fit_window=p.fit_window,
+        threshold=p.threshold,
+        random_state=p.random_state,
+        fit_max_rows=p.fit_max_rows,
     )
 
 
@@ -150,7 +165,11 @@ def _guard(p: ScorerParams) -> Scorer:
     from analysis.ablation import GuardOnlyModel
 
     return GuardOnlyModel(
-        window=p.window, fit_window=p.fit_window, threshold=p.threshold, random_state=p.random_state
+        window=p.window,
+        fit_window=p.fit_window,
+        threshold=p.threshold,
+        random_state=p.random_state,
+        fit_max_rows=p.fit_max_rows,
     )
 
 

@@ -86,6 +86,16 @@ MODEL_VERSION = 13
 DEFAULT_THRESHOLD = 0.9
 DEFAULT_FIT_WINDOW = timedelta(hours=24)
 DEFAULT_FIT_CYCLES = 48
+#: A fit learns from at most this many feature rows (cycles x GPUs) by default: a fleet of more
+#: than ``fit_max_rows / fit_cycles`` GPUs (4,166 at the defaults) is fitted on fewer cycles,
+#: evenly spread over the same ``fit_window``, never fewer than :data:`MIN_FIT_CYCLES`. At
+#: 10,000 GPUs 20 cycles (the fit's features, reductions and the server's range queries 2.4x
+#: fewer); at 100,000 the floor, 1.6 million rows. Every GPU keeps its own rows: sampling
+#: GPUs instead (``GPU_RISK_FIT_MAX_GPUS``) leaves the unsampled ones without own baselines.
+DEFAULT_FIT_MAX_ROWS = 200_000
+#: The fewest cycles a row budget leaves a fit: a GPU busy half the time still has the eight
+#: rows of each load regime its own regime spreads need (``analysis.regimes``).
+MIN_FIT_CYCLES = 16
 DEFAULT_FLOOR = 1.0
 #: A GPU's own baseline of a feature needs at least this many of its fit rows, and this share of
 #: them, to hold a value; with fewer the fleet's baseline is used.
@@ -211,6 +221,11 @@ def _fill_from_node(baseline: pd.DataFrame, by_node: pd.DataFrame) -> pd.DataFra
     return baseline.fillna(pd.DataFrame(nodes, index=baseline.index, columns=baseline.columns))
 
 
+def _gpu_count(graph: nx.DiGraph) -> int:
+    """How many GPU entities ``graph`` holds."""
+    return sum(1 for _, kind in graph.nodes(data="kind") if kind == "gpu")
+
+
 def fit_times(start: datetime, end: datetime, window: timedelta, cycles: int) -> list[datetime]:
     """Return up to ``cycles`` window ends in ``[start + window, end]``, one whole number of
     minutes apart and ending at ``end`` (floored to the minute), oldest first.
@@ -311,6 +326,7 @@ class FeatureScorer:
         window: timedelta = DEFAULT_WINDOW,
         fit_window: timedelta = DEFAULT_FIT_WINDOW,
         fit_cycles: int = DEFAULT_FIT_CYCLES,
+        fit_max_rows: int | None = DEFAULT_FIT_MAX_ROWS,
         threshold: float = DEFAULT_THRESHOLD,
         decades: float = DEFAULT_DECADES,
         floor: float = DEFAULT_FLOOR,
@@ -328,6 +344,7 @@ class FeatureScorer:
         self.window = window
         self.fit_window = fit_window
         self.fit_cycles = fit_cycles
+        self.fit_max_rows = fit_max_rows
         self.threshold = threshold
         self.decades = decades
         self.floor = floor
@@ -380,22 +397,39 @@ class FeatureScorer:
         """Where the fit window of a history of ``[start, end]`` begins: its last ``fit_window``."""
         return max(_utc(start), _utc(end) - pd.Timedelta(self.fit_window))
 
-    def history_times(self, start: datetime, end: datetime) -> list[datetime]:
-        """The ``fit_cycles`` cycle ends :meth:`fit` featurises in a history of ``[start, end]``
-        (its last ``fit_window``; :func:`fit_times`)."""
+    def cycles_for(self, gpus: int | None) -> int:
+        """How many cycles a fit of ``gpus`` GPUs featurises: ``fit_cycles``, fewer when that
+        many rows would pass ``fit_max_rows`` (never fewer than :data:`MIN_FIT_CYCLES`, nor
+        more than ``fit_cycles``); ``gpus`` None or no budget: ``fit_cycles``."""
+        if not gpus or not self.fit_max_rows:
+            return self.fit_cycles
+        budget = max(MIN_FIT_CYCLES, self.fit_max_rows // gpus)
+        return min(self.fit_cycles, budget)
+
+    def history_times(
+        self, start: datetime, end: datetime, gpus: int | None = None
+    ) -> list[datetime]:
+        """The cycle ends :meth:`fit` featurises in a history of ``[start, end]`` of ``gpus``
+        GPUs (:meth:`cycles_for`; None: ``fit_cycles``), over its last ``fit_window``
+        (:func:`fit_times`)."""
         first = self._fit_start(start, end)
-        return fit_times(first.to_pydatetime(), end, self.window, self.fit_cycles)
+        return fit_times(first.to_pydatetime(), end, self.window, self.cycles_for(gpus))
 
     def fit(
         self, history: FleetFrames, graph: nx.DiGraph, *, fleet: nx.DiGraph | None = None
     ) -> Self:
-        """Fit on feature rows sampled at ``fit_cycles`` cycles over the last ``fit_window``.
+        """Fit on feature rows sampled at :meth:`cycles_for` cycles over the last ``fit_window``:
+        the cycle ends the history was reduced at when the source reduced it
+        (``FleetFrames.fit_reduced``), else as many as the row budget allows ``graph``'s GPUs.
 
         ``fleet``: the whole fleet the model serves when ``graph`` is a sample of its nodes
         (its fingerprint is the model's; GPUs outside the sample get the fleet's baseline).
         """
         start = self._fit_start(history.start, history.end)
-        times = self.history_times(history.start, history.end)
+        if history.fit_reduced is not None:
+            times = sorted(r.at for r in history.fit_reduced)
+        else:
+            times = self.history_times(history.start, history.end, gpus=_gpu_count(graph))
         # degrees per watt per GPU model and the lag of temperature behind power, fixed until
         # the next fit (analysis.thermal)
         self.temp_per_watt_ = {
@@ -682,6 +716,9 @@ class GraphRiskModel(FeatureScorer):
         ``iforest`` (default), ``ecod``, ``copod`` or ``hbos`` (:func:`analysis.detectors.make_detector`).
     window, fit_window, fit_cycles
         Feature window per cycle; history span fitted on; cycles sampled from it.
+    fit_max_rows : int or None
+        Row budget of a fit (cycles x GPUs): a larger fleet is fitted on fewer cycles
+        (:meth:`FeatureScorer.cycles_for`); None or 0: ``fit_cycles`` whatever the fleet.
     threshold : float
         Calibrated risk that counts as at risk (incidents).
     decades : float

@@ -152,7 +152,9 @@ class StaticRules:
         """Return how much history before ``at`` the rules look at (the longest range)."""
         return max(self.vanish_lookback, self.dbe_window, timedelta(minutes=5) + self.lookback)
 
-    def history_times(self, start: datetime, end: datetime) -> list[datetime]:
+    def history_times(
+        self, start: datetime, end: datetime, gpus: int | None = None
+    ) -> list[datetime]:
         """None: the rules featurise no history."""
         return []
 

@@ -111,6 +111,14 @@ class Settings(BaseSettings):
         "this many GPUs, stratified by rack and GPU model (every GPU is still scored, GPUs outside "
         "the sample against the fleet's levels: many false pages); 0: the whole fleet",
     )
+    fit_max_rows: int = Field(
+        200_000,
+        ge=0,
+        le=1_000_000_000,
+        description="A fit learns from at most this many rows (cycles x GPUs): a larger fleet is "
+        "fitted on fewer cycles of the same window (at least 16), every GPU keeping its own; "
+        "0: 48 cycles whatever the fleet",
+    )
     threshold: float = Field(0.9, gt=0, lt=1, description="Calibrated risk that counts as at-risk")
     hold_risk: float = Field(
         0.75,

@@ -51,7 +51,8 @@ def read_history(
 
     From a source that reduces at many times (``reduce_at``: Prometheus, VictoriaMetrics) for a
     scorer of reductions, the whole fleet's: the plan's reductions at the scorer's cycle ends
-    (``Scorer.history_times``; ``FleetFrames.fit_reduced``), one range query each, and the peer
+    for the fleet's size (``Scorer.history_times``: fewer past its row budget;
+    ``FleetFrames.fit_reduced``), one range query each, and the peer
     metrics raw. A cycle reads the same, so the fit's features are the cycles' own, and a
     24-hour fit moves 48 numbers per GPU and reduction, not every raw sample of it. Only where
     that pays (:func:`reductions_pay`: a short history at a coarse scrape moves as many raw
@@ -62,12 +63,19 @@ def read_history(
     window = scorer.feature_window
     if nodes is None and reduce_at is not None and window is not None:
         plan = FeaturePlan(window, DEFAULT_RECENT, step)
-        times = scorer.history_times(start, end)
-        on_grid = bool(times) and all(grid_time(t, step) == t for t in times)
-        if on_grid and reductions_pay(plan, len(times), (end - start) // step + 1):
+        most = scorer.history_times(start, end)  # a fleet of any size: the most cycle ends
+        if _on_grid(most, step) and reductions_pay(plan, len(most), (end - start) // step + 1):
             raw = source.fetch(start, end, step, gpu_metrics=PEER_METRICS)
-            return replace(raw, fit_reduced=tuple(reduce_at(plan, times)))
+            # a large fleet is fitted on fewer cycle ends (the scorer's row budget)
+            times = scorer.history_times(start, end, gpus=len(raw.gpus))
+            if _on_grid(times, step):
+                return replace(raw, fit_reduced=tuple(reduce_at(plan, times)))
     return source.fetch(start, end, step, nodes=nodes)
+
+
+def _on_grid(times: list[datetime], step: timedelta) -> bool:
+    """Whether every one of ``times`` (at least one) is on the ``step`` grid."""
+    return bool(times) and all(grid_time(t, step) == t for t in times)
 
 
 def reductions_pay(plan: FeaturePlan, times: int, points: int) -> bool:

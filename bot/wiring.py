@@ -182,6 +182,7 @@ def scorer_params(settings: Settings, fit_window: timedelta | None = None) -> Sc
         fit_window=fit_window or timedelta(hours=settings.fit_window_hours),
         threshold=settings.threshold,
         random_state=settings.random_state,
+        fit_max_rows=settings.fit_max_rows,
     )
 
 

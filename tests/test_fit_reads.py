@@ -96,6 +96,46 @@ def test_a_day_s_fit_reads_reductions_at_its_cycle_ends_and_the_peers_raw(
     pd.testing.assert_series_equal(a.scale_, b.scale_, rtol=1e-9, atol=1e-12)
 
 
+def test_a_fleet_past_the_row_budget_is_fitted_on_fewer_cycle_ends(sim: FleetSimulator) -> None:
+    """Four GPUs and a budget of 80 rows: 20 cycle ends reduced, and the fit learns from those
+    20 x 4 rows, every GPU with its own baseline; the same model as a raw fit of 20 cycles."""
+    source = Reducing(sim)
+    scorer = GraphRiskModel(random_state=0, fit_max_rows=80)
+    end = START + timedelta(hours=25)
+    start = end - timedelta(hours=24)
+    history = read_history(source, scorer, start, end, STEP)
+    assert [len(t) for t in source.asked] == [20]
+    assert source.asked[0] == tuple(scorer.history_times(start, end, gpus=4))
+    raw = sim.fetch(start, end, STEP)
+    graph = build_graph(sim.topology, list(raw.gpus))
+    a = GraphRiskModel(random_state=0, fit_max_rows=80).fit(history, graph)
+    b = GraphRiskModel(random_state=0, fit_max_rows=80).fit(raw, graph)
+    assert a.n_train_rows_ == b.n_train_rows_ == 80
+    assert a.baseline_.notna().all().all() and len(a.baseline_) == 4
+    pd.testing.assert_frame_equal(a.baseline_, b.baseline_, rtol=1e-9, atol=1e-12)
+    unbudgeted = GraphRiskModel(random_state=0, fit_max_rows=0).fit(raw, graph)
+    assert unbudgeted.n_train_rows_ == 48 * 4
+
+
+@pytest.mark.parametrize(
+    ("gpus", "budget", "cycles"),
+    [
+        (128, 200_000, 48),  # the evaluation's fleets: every cycle
+        (4_166, 200_000, 48),
+        (10_000, 200_000, 20),
+        (100_000, 200_000, 16),  # the floor
+        (100_000, 0, 48),  # no budget
+        (None, 200_000, 48),  # a fleet of unknown size
+    ],
+)
+def test_the_row_budget_sets_the_fit_s_cycles(gpus: int | None, budget: int, cycles: int) -> None:
+    """``fit_max_rows // gpus`` cycles, between 16 and ``fit_cycles``."""
+    scorer = GraphRiskModel(fit_max_rows=budget)
+    assert scorer.cycles_for(gpus) == cycles
+    end = START + timedelta(hours=25)
+    assert len(scorer.history_times(end - timedelta(hours=24), end, gpus=gpus)) == cycles
+
+
 @pytest.mark.parametrize(
     ("hours", "nodes", "why"),
     [
