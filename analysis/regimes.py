@@ -26,7 +26,7 @@ import numpy as np
 import numpy.typing as npt
 import pandas as pd
 
-from analysis.stats import MAD_TO_SD
+from analysis.stats import own_spread, robust_spread
 
 #: The comparisons with peers at the same timestamps, which a node-wide or hall-wide change
 #: (a fan profile, the inlet air, a driver) moves for every peer alike. Temperature at equal
@@ -101,7 +101,9 @@ def fit_regimes(
     range / 5.15); a GPU's own is the 90th percentile of its absolute deviations / 1.645, as
     ``FeatureScorer.own_scale_``.
     """
-    watts = busy_watts(power, [fleet_models.get(str(k), "") for k in keys], fleet_models)
+    code, uniques = pd.factorize(np.asarray(keys, dtype=object))
+    models = np.array([fleet_models.get(str(k), "") for k in uniques], dtype=object)[code]
+    watts = busy_watts(power, list(models), fleet_models)
     p = np.asarray(power, dtype=np.float64)
     mine = watts.reindex(keys).to_numpy(dtype=np.float64)
     busy = p >= mine
@@ -112,11 +114,11 @@ def fit_regimes(
         if len(rows) < MIN_REGIME_ROWS:
             fleet[regime] = pd.Series(np.nan, index=resid.columns)
             continue
-        mad = rows.abs().median() * MAD_TO_SD
-        wide = (rows.quantile(0.995) - rows.quantile(0.005)) / 5.15
-        fleet[regime] = np.maximum(np.maximum(mad, wide).fillna(0.0), floors.reindex(rows.columns))
-    by = resid[known].abs().groupby([busy[known], np.asarray(keys)[known]])
-    own = (by.quantile(0.9) / 1.645).where(by.count() >= MIN_OWN_REGIME_ROWS)
+        fleet[regime] = np.maximum(robust_spread(rows).fillna(0.0), floors.reindex(rows.columns))
+    mine_abs = resid[known].abs()
+    by = [busy[known], np.asarray(keys)[known]]
+    counts = mine_abs.groupby(by).count()
+    own = own_spread(mine_abs, by).where(counts >= MIN_OWN_REGIME_ROWS)
     own.index = own.index.set_names(["busy", "gpu_key"])
     return RegimeScales(watts, pd.DataFrame(fleet).T, own)
 
@@ -140,14 +142,28 @@ def regime_scale(
     # a GPU the fit did not serve, or of a model with one regime: the one spread
     known = np.isfinite(p) & np.isfinite(watts)
     wanted = [c for c in columns if c in scales.fleet.columns]
-    index = pd.MultiIndex.from_arrays([busy, np.asarray(keys)], names=["busy", "gpu_key"])
-    mine = scales.own.reindex(index=index, columns=wanted).to_numpy(dtype=np.float64)
+    position = {c: j for j, c in enumerate(columns)}
+    # each GPU's own spread in each regime: two flat lookups by key, not one by (busy, key)
+    mine = np.where(
+        busy[:, None],
+        _own_of(scales.own, True, keys, wanted),
+        _own_of(scales.own, False, keys, wanted),
+    )
     per_regime = scales.fleet.reindex(index=[False, True], columns=wanted).to_numpy(np.float64)
     for i, column in enumerate(wanted):
-        j = list(columns).index(column)
+        j = position[column]
         f = np.where(busy, per_regime[1, i], per_regime[0, i])
         use = known & np.isfinite(f)
         fleet[use, j] = f[use]
         use = known & np.isfinite(mine[:, i])
         own[use, j] = mine[use, i]
     return fleet, own
+
+
+def _own_of(
+    own: pd.DataFrame, busy: bool, keys: pd.Index, columns: Sequence[str]
+) -> npt.NDArray[np.float64]:
+    """The own spreads of ``keys`` (rows) in one regime, NaN where none was learnt."""
+    level = own.index.get_level_values("busy")
+    rows = own[level == busy].droplevel("busy")
+    return rows.reindex(index=keys, columns=list(columns)).to_numpy(dtype=np.float64)

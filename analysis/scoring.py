@@ -77,7 +77,7 @@ from analysis.incidents import (
     per_gpu_incidents,
 )
 from analysis.regimes import REGIME_FEATURES, RegimeScales, fit_regimes, regime_scale
-from analysis.stats import MAD_TO_SD
+from analysis.stats import MAD_TO_SD, own_spread, robust_spread
 from analysis.thermal import LAG, fit_temp_per_watt, fit_thermal_lag
 from analysis.types import Assessment, Fault, FleetFrames, GpuRef, GpuScore
 
@@ -485,11 +485,7 @@ class FeatureScorer:
             self.node_baseline_ = pd.DataFrame(columns=self.columns_, dtype=float)
             dev = x
         self.center_ = dev.median()
-        mad = (dev - self.center_).abs().median() * MAD_TO_SD
-        # The central 99 % range keeps multi-modal features (jobs start and stop) from
-        # looking wild: a feature that is noisy in healthy history counts for less.
-        wide = (dev.quantile(0.995) - dev.quantile(0.005)) / 5.15
-        spread = np.maximum(mad, wide)
+        spread = robust_spread(dev, self.center_)
         floors = pd.Series(
             {c: scale_floor(c, float(fill.get(c, 0.0) or 0.0)) for c in self.columns_}
         )
@@ -499,8 +495,7 @@ class FeatureScorer:
         if self.own_baseline:
             # A GPU that is steadily noisier than the fleet (a chatty counter, a job that keeps
             # changing) is judged against its own spread, not the fleet's.
-            resid = (dev - self.center_).abs()
-            self.own_scale_ = resid.groupby(keys).quantile(0.9) / 1.645
+            self.own_scale_ = own_spread((dev - self.center_).abs(), keys)
         else:
             self.own_scale_ = pd.DataFrame(columns=self.columns_, dtype=float)
         loads = [c for c in REGIME_FEATURES if c in self.columns_]

@@ -10,6 +10,26 @@ import pandas as pd
 #: Median absolute deviation -> standard deviation of a normal distribution (the MAD's
 #: normal-consistent scale), used wherever a robust spread stands in for one.
 MAD_TO_SD = 1.4826
+#: The central 99 % range of a normal distribution in standard deviations (2 x 2.575).
+CENTRAL_99_TO_SD = 5.15
+#: A GPU's own spread is the 90th percentile of its absolute deviations over this (the 90th
+#: percentile of a normal's absolute value, in standard deviations).
+OWN_QUANTILE, OWN_Q_TO_SD = 0.9, 1.645
+
+
+def robust_spread(values: pd.DataFrame, center: pd.Series | float = 0.0) -> pd.Series:
+    """Each column's spread: the larger of its MAD about ``center`` and its central 99 % range,
+    both in standard deviations of a normal. The range keeps a multi-modal feature (jobs start
+    and stop) from looking wild: a feature that is noisy in healthy history counts for less."""
+    mad = (values - center).abs().median() * MAD_TO_SD
+    wide = (values.quantile(0.995) - values.quantile(0.005)) / CENTRAL_99_TO_SD
+    return np.maximum(mad, wide)
+
+
+def own_spread(abs_dev: pd.DataFrame, by: object) -> pd.DataFrame:
+    """Each group's (``by``: a ``groupby`` key) own spread of its absolute deviations: their
+    90th percentile in standard deviations of a normal."""
+    return abs_dev.groupby(by).quantile(OWN_QUANTILE) / OWN_Q_TO_SD
 
 
 def group_slope(
