@@ -850,3 +850,35 @@ REPORT_RUN_2026_12_05_BF: dict[str, object] = {**REPORT_RUN_2026_12_05_BA, "afte
 #: benchmark, from a detached worktree at this commit. All 24 records are expected to equal run
 #: BC's; reported whatever they show, and what does not finish in the session is said so.
 REPORT_RUN_2026_12_05_BG: dict[str, object] = {**REPORT_RUN_2026_12_05_BC, "after": "this commit"}
+
+
+#: Fixed before they started (2026-12-05, twenty-sixth session), at the commit that adds this
+#: declaration. Since runs BC-BG (model 13, 4f59e79) the code changed in three ways, none
+#: expected to change a score on the evaluation's fleets: a fit's row budget
+#: (``GPU_RISK_FIT_MAX_ROWS``: fewer cycles only past 4,166 GPUs; the largest evaluation fleet has
+#: 512), the regimes' spreads computed by one shared rule and looked up flat (a fit and a scored
+#: cycle bit-identical before and after), and the PromQL client's decoding hook added once per
+#: session. Three runs of model 13 that README still gave at model 12, side by side from a
+#: detached worktree at this commit: (1) run AN's ablation on the 12 faulty report fleets
+#: (``gpu-risk eval --seeds report --skip 8 --limit 12 --cycle 5m --ablation --no-explain
+#: --max-gpus 128 --jobs 2``), its graph and static records expected to equal run BG's; (2) run
+#: AO's explanations on the same fleets (``gpu-risk eval --seeds report --skip 8 --limit 12
+#: --cycle 5m --detectors graph --explain --max-gpus 128 --jobs 1``); (3) run AM's 1-minute
+#: healthy fleets (``gpu-risk eval --seeds report --limit 3 --cycle 1m --detectors graph
+#: --no-explain --max-gpus 128 --healthy --jobs 1``). Reported whatever they show; the model is
+#: not changed on report outcomes. What does not finish in the session is said so.
+REPORT_RUN_2026_12_05_BH: dict[str, object] = {
+    **REPORT_RUN_2026_12_04_AN,
+    "model_version": 13,
+    "after": "this commit",
+}
+REPORT_RUN_2026_12_05_BI: dict[str, object] = {
+    **REPORT_RUN_2026_12_04_AO,
+    "model_version": 13,
+    "after": "this commit",
+}
+REPORT_RUN_2026_12_05_BJ: dict[str, object] = {
+    **REPORT_RUN_2026_12_04_AM,
+    "model_version": 13,
+    "after": "this commit",
+}
