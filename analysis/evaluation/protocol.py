@@ -882,3 +882,17 @@ REPORT_RUN_2026_12_05_BJ: dict[str, object] = {
     "model_version": 13,
     "after": "this commit",
 }
+
+
+#: Fixed before it started (2026-12-05, twenty-sixth session), at the commit that adds this
+#: declaration (the code of runs BH-BJ; since then README and results only): run T's
+#: explanations on the 12 faulty held-out fleets at model 13 (``gpu-risk eval --seeds held-out
+#: --limit 12 --cycle 5m --detectors graph --explain --max-gpus 128 --jobs 1``; last run at
+#: model 10), one worker, from a detached worktree at this commit. Its warnings are expected to
+#: equal run BE's; reported whatever it shows, and if it does not finish in the session that is
+#: said so. Held-out seeds 10032-10039 stay unseen.
+REPORT_RUN_2026_12_05_BK: dict[str, object] = {
+    **REPORT_RUN_2026_12_03_T,
+    "model_version": 13,
+    "after": "this commit",
+}
