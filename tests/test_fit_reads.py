@@ -198,3 +198,18 @@ def test_a_stored_model_explains_from_a_sample_of_nodes_raw_history(tmp_path: Pa
     # besides the incident's own node (read for its explanation and images): one sample
     sampled = [n for n in source.nodes if n is not None and len(n) > 1]
     assert len(sampled) == 1 and 14 <= len(sampled[0]) <= 17  # 8 GPUs a node: ~128 of 144
+
+
+def test_the_row_budget_comes_from_gpu_risk_fit_max_rows(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The setting reaches every learning scorer the bot builds; its default is the model's."""
+    from analysis.scorer import ScorerParams
+    from analysis.scoring import DEFAULT_FIT_MAX_ROWS
+    from bot.config import load_settings
+    from bot.wiring import scorer_factory
+
+    assert load_settings(None).fit_max_rows == ScorerParams().fit_max_rows == DEFAULT_FIT_MAX_ROWS
+    monkeypatch.setenv("GPU_RISK_FIT_MAX_ROWS", "1234")
+    settings = load_settings(None)
+    for detector in ("graph", "iforest", "ecod"):
+        scorer = scorer_factory(settings, detector)()
+        assert getattr(scorer, "fit_max_rows", None) == 1234, detector
