@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING, Protocol, Self, runtime_checkable
+from typing import TYPE_CHECKING, Any, Protocol, Self, runtime_checkable
 
 import networkx as nx
 
@@ -115,6 +115,17 @@ class ScorerParams:
     fit_max_rows: int = 200_000
 
 
+def _learning(p: ScorerParams) -> dict[str, Any]:
+    """The settings every learning scorer takes from ``p``."""
+    return {
+        "window": p.window,
+        "fit_window": p.fit_window,
+        "threshold": p.threshold,
+        "random_state": p.random_state,
+        "fit_max_rows": p.fit_max_rows,
+    }
+
+
 def _graph(detector: str) -> Callable[[ScorerParams], Scorer]:
     """Build the graph model over one tabular detector."""
 
@@ -122,14 +133,7 @@ def _graph(detector: str) -> Callable[[ScorerParams], Scorer]:
         """The product's model with ``detector`` as its outlier detector."""
         from analysis.scoring import GraphRiskModel
 
-        return GraphRiskModel(
-            detector=detector,
-            window=p.window,
-            fit_window=p.fit_window,
-            threshold=p.threshold,
-            random_state=p.random_state,
-            fit_max_rows=p.fit_max_rows,
-        )
+        return GraphRiskModel(detector=detector, **_learning(p))
 
     return make
 
@@ -138,39 +142,21 @@ def _iforest(p: ScorerParams) -> Scorer:
     """The plain Isolation Forest baseline on raw levels (no graph, no peers)."""
     from analysis.scoring import IForestBaseline
 
-    return IForestBaseline(
-        window=p.window,
-        fit_window=p.fit_window,
-        threshold=p.threshold,
-        random_state=p.random_state,
-        fit_max_rows=p.fit_max_rows,
-    )
+    return IForestBaseline(**_learning(p))
 
 
 def _graph_noctx(p: ScorerParams) -> Scorer:
     """Ablation: the product without graph and peer context (the GPU's own features only)."""
     from analysis.ablation import NoContextModel
 
-    return NoContextModel(
-        window=p.window,
-        fit_window=p.fit_window,
-        threshold=p.threshold,
-        random_state=p.random_state,
-        fit_max_rows=p.fit_max_rows,
-    )
+    return NoContextModel(**_learning(p))
 
 
 def _guard(p: ScorerParams) -> Scorer:
     """Ablation: the product without the Isolation Forest (the per-feature tail guard alone)."""
     from analysis.ablation import GuardOnlyModel
 
-    return GuardOnlyModel(
-        window=p.window,
-        fit_window=p.fit_window,
-        threshold=p.threshold,
-        random_state=p.random_state,
-        fit_max_rows=p.fit_max_rows,
-    )
+    return GuardOnlyModel(**_learning(p))
 
 
 def _static(_: ScorerParams) -> Scorer:

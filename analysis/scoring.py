@@ -221,11 +221,6 @@ def _fill_from_node(baseline: pd.DataFrame, by_node: pd.DataFrame) -> pd.DataFra
     return baseline.fillna(pd.DataFrame(nodes, index=baseline.index, columns=baseline.columns))
 
 
-def _gpu_count(graph: nx.DiGraph) -> int:
-    """How many GPU entities ``graph`` holds."""
-    return sum(1 for _, kind in graph.nodes(data="kind") if kind == "gpu")
-
-
 def fit_times(start: datetime, end: datetime, window: timedelta, cycles: int) -> list[datetime]:
     """Return up to ``cycles`` window ends in ``[start + window, end]``, one whole number of
     minutes apart and ending at ``end`` (floored to the minute), oldest first.
@@ -429,7 +424,7 @@ class FeatureScorer:
         if history.fit_reduced is not None:
             times = sorted(r.at for r in history.fit_reduced)
         else:
-            times = self.history_times(history.start, history.end, gpus=_gpu_count(graph))
+            times = self.history_times(history.start, history.end, gpus=len(gpu_keys_of(graph)))
         # degrees per watt per GPU model and the lag of temperature behind power, fixed until
         # the next fit (analysis.thermal)
         self.temp_per_watt_ = {
