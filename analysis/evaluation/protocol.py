@@ -896,3 +896,15 @@ REPORT_RUN_2026_12_05_BK: dict[str, object] = {
     "model_version": 13,
     "after": "this commit",
 }
+
+
+#: Fixed before they started (2026-12-05, twenty-sixth session, after the review of the whole
+#: change), at the commit that adds this declaration (the row budget, the regimes refactor and
+#: the factories' shared settings since run BG; none binds or changes a score on these fleets):
+#: run U's two report commands (``gpu-risk eval --seeds report --skip 8 --limit 12 --cycle 5m
+#: --detectors graph,static --no-explain --max-gpus 128 --jobs 1 [--healthy]``), one worker each,
+#: side by side with a 1,000-GPU scale benchmark, from a detached worktree at this commit. All 48
+#: records are expected to equal runs BG's and BD's; reported whatever they show, and what does not
+#: finish in the session is said so.
+REPORT_RUN_2026_12_05_BL: dict[str, object] = {**REPORT_RUN_2026_12_05_BG, "after": "this commit"}
+REPORT_RUN_2026_12_05_BM: dict[str, object] = {**REPORT_RUN_2026_12_05_BD, "after": "this commit"}
