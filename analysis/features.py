@@ -67,7 +67,7 @@ from analysis.feature_plan import (
     derive,
     grid_time,
 )
-from analysis.frames import slice_frame, slice_frames, sort_frames, to_utc
+from analysis.frames import join_lead, slice_frame, slice_frames, sort_frames, to_utc
 from analysis.reduce_frames import reduce_frames, reduce_frames_at
 from analysis.stats import anscombe
 from analysis.thermal import FLEET, LEAD_IN, lag_of
@@ -340,8 +340,7 @@ def _peer_rows_with_lead(
 ) -> tuple[pd.DataFrame, pd.DataFrame | None]:
     """The window's peer pivot and :func:`analysis.context.peer_rows`, computed over the window
     and the :data:`analysis.thermal.LEAD_IN` before it (``frames.lead`` and ``frames.gpu``)."""
-    gpu = frames.gpu if frames.lead is None else pd.concat([frames.lead, frames.gpu])
-    gpu = slice_frame(gpu, start - pd.Timedelta(LEAD_IN), at)
+    gpu = slice_frame(join_lead(frames).gpu, start - pd.Timedelta(LEAD_IN), at)
     gpu = gpu[gpu["metric"].isin(PEER_METRICS).to_numpy()]
     wide = replace(frames, gpu=gpu, lead=None, reduced=None).gpu_wide(PEER_METRICS)
     keys = pd.Index(wide.index.get_level_values("key").unique())
@@ -438,7 +437,8 @@ def feature_history(
     reduced = _reductions_at(ordered, times, window)
     # with its reductions given, a cycle reads only the peer metrics raw (as a reduced cycle),
     # pivoted once for all the cycles
-    wide = ordered.gpu_wide(PEER_METRICS) if any(reduced) else None
+    # (from the history's lead on: the first cycle's thermal lag reads it, as that cycle does)
+    wide = join_lead(ordered).gpu_wide(PEER_METRICS) if any(reduced) else None
     # each sample against its peers at the same timestamp, once for the whole history when the
     # degrees per watt are the fit's, the fleet's included (else a window's own estimate stands
     # in: computed per cycle)

@@ -69,6 +69,28 @@ def frames_from(frames: FleetFrames, start: datetime) -> FleetFrames:
     )
 
 
+def split_lead(
+    fetched: FleetFrames, start: datetime, metrics: Collection[str] | None = None
+) -> FleetFrames:
+    """Frames read from before ``start`` as a window from ``start`` on (:func:`frames_from`),
+    their GPU rows before it (of ``metrics`` only; None: all) kept as the ``lead`` (the samples
+    the thermal lag of the first rows reads). Frames that start at ``start`` or later: as they are."""
+    lo = to_utc(start)
+    if to_utc(fetched.start) >= lo:
+        return fetched
+    before = (fetched.gpu["ts"] < lo).to_numpy()
+    if metrics is not None:
+        before &= fetched.gpu["metric"].isin(list(metrics)).to_numpy()
+    return replace(frames_from(fetched, start), lead=fetched.gpu[before])
+
+
+def join_lead(frames: FleetFrames) -> FleetFrames:
+    """``frames`` whose ``gpu`` frame starts with their ``lead`` (the samples before them)."""
+    if frames.lead is None or frames.lead.empty:
+        return frames
+    return replace(frames, gpu=pd.concat([frames.lead, frames.gpu], ignore_index=True), lead=None)
+
+
 def slice_frames(frames: FleetFrames, start: datetime, end: datetime) -> FleetFrames:
     """Return the frames restricted to ``start < ts <= end`` (start and end set to match)."""
     lo, hi = to_utc(start), to_utc(end)

@@ -24,7 +24,7 @@ same first-order lag (:func:`lagged_power`), with the time constant the fit lear
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import replace
 from datetime import datetime, timedelta
 
@@ -40,9 +40,11 @@ __all__ = [
     "LEAD_IN",
     "fit_temp_per_watt",
     "fit_thermal_lag",
+    "lag_nodes",
     "lag_of",
     "lagged_power",
     "lead_in",
+    "slope_times",
     "temp_per_watt_of",
 ]
 
@@ -101,10 +103,13 @@ def fit_temp_per_watt(
     g = _samples(frames.gpu, (temp, power), since)
     if g.empty:
         return {}
-    stamps = pd.Index(g["ts"].unique()).sort_values()
-    if len(stamps) > MAX_TIMESTAMPS:
-        keep = stamps[np.linspace(0, len(stamps) - 1, MAX_TIMESTAMPS).round().astype(int)]
-        g = g[g["ts"].isin(keep)]
+    picks = slope_times(frames.start, frames.end, frames.step, since)
+    on_grid = g["ts"].isin(pd.DatetimeIndex(picks)).to_numpy() if picks else None
+    if on_grid is not None and on_grid.any():
+        g = g[on_grid]
+    else:  # samples off the history's grid (hand-made frames): the same stride over their own
+        stamps = pd.Index(g["ts"].unique()).sort_values()
+        g = g[g["ts"].isin(stamps[::-1][:: _stride(len(stamps))]).to_numpy()]
     wide = replace(frames, gpu=g).gpu_wide([temp, power])
     rows = wide.dropna()
     if rows.empty:
@@ -132,6 +137,29 @@ def fit_temp_per_watt(
         # to estimate), but over the whole history, so it holds still until the next fit.
         out[FLEET] = float(np.clip(np.cov(p, t, bias=True)[0, 1] / float(np.var(p)), 0.0, 1.0))
     return out
+
+
+def slope_times(
+    start: datetime, end: datetime, step: timedelta, since: datetime | None = None
+) -> list[datetime]:
+    """The timestamps :func:`fit_temp_per_watt` reads: points of the history's sample grid
+    (``start + j * step``, as a range query returns them) after ``since`` (None: from ``start``),
+    every k-th back from the last at or before ``end``, with the smallest k that leaves at most
+    :data:`MAX_TIMESTAMPS`. Regular, so a TSDB serves them with one range query at ``k * step``
+    (``bot.fit.read_history``); oldest first; empty when ``step`` is not positive."""
+    if step <= timedelta(0) or end < start:
+        return []
+    last = (end - start) // step
+    first = 0 if since is None or since < start else (since - start) // step + 1
+    if first > last:
+        return []
+    k = _stride(last - first + 1)
+    return [start + j * step for j in range(last, first - 1, -k)][::-1]
+
+
+def _stride(points: int) -> int:
+    """The smallest k for which every k-th of ``points`` timestamps is at most MAX_TIMESTAMPS."""
+    return max(1, -(-points // MAX_TIMESTAMPS))
 
 
 def _samples(gpu: pd.DataFrame, metrics: tuple[str, str], since: datetime | None) -> pd.DataFrame:
@@ -202,6 +230,15 @@ def lagged_power(
         return np.where(fin, num / den, np.nan)
 
 
+def lag_nodes(nodes: Iterable[str]) -> list[str]:
+    """The nodes :func:`fit_thermal_lag` reads of those with samples: at most
+    :data:`LAG_NODES`, evenly spaced over their sorted names (a TSDB reads just these raw)."""
+    names = sorted(set(nodes))
+    if len(names) <= LAG_NODES:
+        return names
+    return [names[i] for i in np.linspace(0, len(names) - 1, LAG_NODES).round().astype(int)]
+
+
 def fit_thermal_lag(
     frames: FleetFrames,
     *,
@@ -221,10 +258,9 @@ def fit_thermal_lag(
     g = _samples(frames.gpu, (temp, power), since)
     if g.empty:
         return 0.0
-    nodes = pd.Index(g["node"].unique()).sort_values()
+    nodes = pd.Index(g["node"].unique())
     if len(nodes) > LAG_NODES:
-        chosen = nodes[np.linspace(0, len(nodes) - 1, LAG_NODES).round().astype(int)]
-        g = g[g["node"].isin(chosen).to_numpy()]
+        g = g[g["node"].isin(lag_nodes(nodes)).to_numpy()]
     wide = replace(frames, gpu=g).gpu_wide([temp, power])
     if wide.empty:
         return 0.0

@@ -4,7 +4,8 @@ still between fits, and a job starting elsewhere does not make a busy GPU look h
 from __future__ import annotations
 
 from dataclasses import replace
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
+from itertools import pairwise
 
 import networkx as nx
 import numpy as np
@@ -16,9 +17,13 @@ from analysis.scoring import GraphRiskModel
 from analysis.thermal import (
     FLEET,
     LAG,
+    LAG_NODES,
+    MAX_TIMESTAMPS,
     fit_temp_per_watt,
     fit_thermal_lag,
+    lag_nodes,
     lagged_power,
+    slope_times,
 )
 from analysis.types import FleetFrames
 from storage.simulator.signals import thermal_lag
@@ -194,3 +199,28 @@ def test_the_lead_in_keeps_the_window_s_sample_grid() -> None:
     assert lead_in(timedelta(seconds=15)) == LEAD_IN
     assert lead_in(timedelta(minutes=5)) == timedelta(minutes=15)
     assert lead_in(timedelta(0)) == LEAD_IN
+
+
+def test_the_slope_s_timestamps_are_a_regular_stride_a_range_query_serves() -> None:
+    """At most 288 points of the history's grid after the fit window's start, every k-th back
+    from the newest (a range query at k steps returns exactly them); all of a short history."""
+    start, step = datetime(2026, 11, 2, tzinfo=UTC), timedelta(minutes=1)
+    end = start + timedelta(hours=24, seconds=30)  # off the grid: the newest point is before it
+    since = start + timedelta(minutes=10)
+    picks = slope_times(start, end, step, since)
+    assert picks[-1] == start + timedelta(hours=24) and picks[0] > since
+    assert len(picks) <= MAX_TIMESTAMPS and len(picks) > MAX_TIMESTAMPS - 5
+    assert {b - a for a, b in pairwise(picks)} == {5 * step}
+    assert all((t - start) % step == timedelta(0) for t in picks)
+    short = slope_times(start, start + timedelta(hours=2), step)
+    assert short == [start + i * step for i in range(121)]
+    assert slope_times(start, start, timedelta(0)) == []
+
+
+def test_the_lag_s_nodes_are_evenly_spaced_over_the_sorted_names() -> None:
+    """32 of 100 nodes, the first and last among them, whatever order they come in."""
+    names = [f"gpu-node-{i:03d}" for i in range(100)]
+    chosen = lag_nodes(reversed(names))
+    assert len(chosen) == LAG_NODES and chosen == sorted(chosen)
+    assert chosen[0] == names[0] and chosen[-1] == names[-1]
+    assert lag_nodes(names[:5]) == names[:5]
