@@ -77,6 +77,11 @@ class Scorer(Protocol):
         """
         ...
 
+    def fit_start(self, start: datetime, end: datetime) -> datetime:
+        """Where ``fit`` starts learning in a history of ``[start, end]`` (its fit window's
+        start; the thermal constants read samples after it)."""
+        ...
+
     def history_times(
         self, start: datetime, end: datetime, gpus: int | None = None
     ) -> list[datetime]:

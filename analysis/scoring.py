@@ -388,7 +388,7 @@ class FeatureScorer:
             mask |= np.asarray(in_time & key.isin(list(gpus)), dtype=bool)
         return mask
 
-    def _fit_start(self, start: datetime, end: datetime) -> pd.Timestamp:
+    def fit_start(self, start: datetime, end: datetime) -> pd.Timestamp:
         """Where the fit window of a history of ``[start, end]`` begins: its last ``fit_window``."""
         return max(_utc(start), _utc(end) - pd.Timedelta(self.fit_window))
 
@@ -407,7 +407,7 @@ class FeatureScorer:
         """The cycle ends :meth:`fit` featurises in a history of ``[start, end]`` of ``gpus``
         GPUs (:meth:`cycles_for`; None: ``fit_cycles``), over its last ``fit_window``
         (:func:`fit_times`)."""
-        first = self._fit_start(start, end)
+        first = self.fit_start(start, end)
         return fit_times(first.to_pydatetime(), end, self.window, self.cycles_for(gpus))
 
     def fit(
@@ -420,7 +420,7 @@ class FeatureScorer:
         ``fleet``: the whole fleet the model serves when ``graph`` is a sample of its nodes
         (its fingerprint is the model's; GPUs outside the sample get the fleet's baseline).
         """
-        start = self._fit_start(history.start, history.end)
+        start = self.fit_start(history.start, history.end)
         if history.fit_reduced is not None:
             times = sorted(r.at for r in history.fit_reduced)
         else:
@@ -434,7 +434,20 @@ class FeatureScorer:
             LAG: fit_thermal_lag(history, since=start),
         }
         slopes = self.temp_per_watt_
-        if self.memo is not None:
+        if history.fit_spans is not None:  # too large to hold: span by span, each read in turn
+            rows = pd.concat(
+                [
+                    feature_history(
+                        sort_frames(span),
+                        graph,
+                        sorted(r.at for r in span.fit_reduced or ()),
+                        self.window,
+                        temp_per_watt=slopes,
+                    )
+                    for span in history.fit_spans
+                ]
+            )
+        elif self.memo is not None:
             rows = self.memo.history(history, graph, times, self.window, temp_per_watt=slopes)
         else:
             rows = feature_history(

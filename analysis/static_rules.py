@@ -152,6 +152,10 @@ class StaticRules:
         """Return how much history before ``at`` the rules look at (the longest range)."""
         return max(self.vanish_lookback, self.dbe_window, timedelta(minutes=5) + self.lookback)
 
+    def fit_start(self, start: datetime, end: datetime) -> datetime:
+        """``start``: the rules learn nothing from a history."""
+        return start
+
     def history_times(
         self, start: datetime, end: datetime, gpus: int | None = None
     ) -> list[datetime]:

@@ -172,6 +172,11 @@ class FleetFrames:
     ``fit_reduced``: a fit's history only: the GPUs' own-series reductions at each cycle end the
     fit featurises (``Scorer.history_times``), when the source computed them; the ``gpu`` frame
     then holds only the peer metrics, raw. None when the features reduce the ``gpu`` frame.
+    ``fit_spans``: a fit's history too large to hold at once (a large fleet's day): its cycle
+    windows, each read when it is iterated (a span of overlapping windows, with its cycles'
+    ``fit_reduced``), one at a time. The ``gpu`` frame then holds only the samples the thermal
+    constants are learnt from (``analysis.thermal``: the slope's timestamps for every GPU, the
+    lag's nodes raw); ``node``, ``component`` and ``up`` are the spans'.
     """
 
     gpu: pd.DataFrame
@@ -184,6 +189,7 @@ class FleetFrames:
     reduced: Reductions | None = None
     lead: pd.DataFrame | None = None
     fit_reduced: tuple[Reductions, ...] | None = None
+    fit_spans: Sequence[FleetFrames] | None = None
 
     @staticmethod
     def empty_frame(columns: tuple[str, ...]) -> pd.DataFrame:

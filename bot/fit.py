@@ -4,8 +4,9 @@ its sample.
 :class:`Model` is what a cycle scores and explains with, swapped in whole by a refit
 (``bot.pipeline.Pipeline.install``). :func:`read_history` is what a fit learns from: from a TSDB
 (a source with ``reduce_at``), the GPUs' own reductions at the fit's cycle ends, computed by the
-server, and the peer metrics raw, as each cycle reads them; :func:`explainer_history` the raw
-series the explainer learns from, of a sample of nodes. :func:`fit_sample` is which nodes a fit
+server, and the peer metrics raw, as each cycle reads them (a history too large to hold: one
+span of cycle windows at a time, as the fit goes, :class:`SpanReads`);
+:func:`explainer_history` the raw series the explainer learns from, of a sample of nodes. :func:`fit_sample` is which nodes a fit
 reads history for when the fleet is larger than ``GPU_RISK_FIT_MAX_GPUS`` (the draw itself is
 pure: ``analysis.fit_sample``); the GPU models it is stratified by are the graph's (the pipeline
 asks the source once per node: Prometheus, dcgm-exporter's ``modelName``).
@@ -14,22 +15,31 @@ asks the source once per node: Prometheus, dcgm-exporter's ``modelName``).
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
+from typing import overload
 
 import networkx as nx
+import pandas as pd
 
 from analysis.context import PEER_METRICS
 from analysis.explain import Explainer
-from analysis.feature_plan import FeaturePlan, grid_time
+from analysis.feature_plan import POWER, TEMP, FeaturePlan, grid_time
 from analysis.features import DEFAULT_RECENT
 from analysis.fit_sample import gpus_per_node, sample_nodes
+from analysis.frames import split_lead, to_utc
 from analysis.scorer import Scorer
-from analysis.types import Explanation, FleetFrames, Incident
+from analysis.thermal import lag_nodes, lead_in, slope_times
+from analysis.types import Explanation, FleetFrames, Incident, Reductions
 from storage.source import MetricsSource, NodeSample
 
 logger = logging.getLogger(__name__)
+
+#: Most raw samples of the peer metrics a fit holds at once (GPUs x metrics x points): 10,000
+#: GPUs' 2.5 hours at a 60-s scrape. A longer history of a fleet that size (the default day)
+#: is read one span of cycle windows at a time (:func:`fit_spans`).
+FIT_SPAN_SAMPLES = 5_000_000
 
 #: GPUs whose raw history the explainer learns from when the fit reads reductions (a sample of
 #: whole nodes beyond): it trains each kind on at most 64 entities and 3,000 rows
@@ -46,6 +56,8 @@ def read_history(
     step: timedelta,
     *,
     nodes: NodeSample | None = None,
+    gpus: int | None = None,
+    span_samples: int = FIT_SPAN_SAMPLES,
 ) -> FleetFrames:
     """What a fit of ``scorer`` learns from: the history of ``[start, end]``.
 
@@ -58,19 +70,156 @@ def read_history(
     that pays (:func:`reductions_pay`: a short history at a coarse scrape moves as many raw
     samples, and the server reduces each window anew), and otherwise (an in-memory source, raw
     scorers, a sample of ``nodes``, cycle ends off the step grid) every series raw.
+
+    ``gpus``: the fleet's GPUs where the caller knows them (the topology's graph): how many
+    cycle ends the row budget leaves, so whether the reductions pay; None: decided at the most
+    cycle ends (a fleet past the budget then reads raw what its fewer cycle ends would reduce).
+    A history whose peer metrics would hold more than ``span_samples`` raw samples at once (a
+    large fleet's day) is not read here but as the fit iterates it (``FleetFrames.fit_spans``,
+    :func:`fit_spans`): the fit then holds one span of cycle windows at a time, and the thermal
+    constants' samples (:func:`_streamed`).
     """
     reduce_at = getattr(source, "reduce_at", None)
     window = scorer.feature_window
+    # a scorer of windows reads its first cycle's thermal lead-in too, as that cycle does
+    lead = lead_in(step) if window is not None else timedelta(0)
     if nodes is None and reduce_at is not None and window is not None:
         plan = FeaturePlan(window, DEFAULT_RECENT, step)
-        most = scorer.history_times(start, end)  # a fleet of any size: the most cycle ends
-        if _on_grid(most, step) and reductions_pay(plan, len(most), (end - start) // step + 1):
-            raw = source.fetch(start, end, step, gpu_metrics=PEER_METRICS)
+        # the cycle ends of a fleet this size (None: of any size, the most)
+        planned = scorer.history_times(start, end, gpus=gpus)
+        points = (end - start) // step + 1
+        if _on_grid(planned, step) and reductions_pay(plan, len(planned), points):
+            if gpus and gpus * len(PEER_METRICS) * points > span_samples:
+                # too large to hold: read span by span as the fit goes
+                spans = fit_spans(planned, window + lead, step, gpus, span_samples)
+                return _streamed(source, reduce_at, plan, scorer, (start, end, step), spans=spans)
+            raw = split_lead(
+                source.fetch(start - lead, end, step, gpu_metrics=PEER_METRICS), start, PEER_METRICS
+            )
             # a large fleet is fitted on fewer cycle ends (the scorer's row budget)
-            times = scorer.history_times(start, end, gpus=len(raw.gpus))
+            times = planned if gpus else scorer.history_times(start, end, gpus=len(raw.gpus))
             if _on_grid(times, step):
                 return replace(raw, fit_reduced=tuple(reduce_at(plan, times)))
-    return source.fetch(start, end, step, nodes=nodes)
+    # the peer metrics before the history as its lead: the first cycle's thermal lag reads
+    # them, as that cycle itself does (Pipeline.read_window)
+    return split_lead(source.fetch(start - lead, end, step, nodes=nodes), start, PEER_METRICS)
+
+
+@dataclass(frozen=True)
+class Span:
+    """Cycle windows a fit reads at once: ``[start, end]`` holds every one of their reads
+    (each window and its thermal lead-in), ``times`` their cycle ends, oldest first."""
+
+    start: datetime
+    end: datetime
+    times: tuple[datetime, ...]
+
+
+def fit_spans(
+    times: Sequence[datetime], reach: timedelta, step: timedelta, gpus: int, budget: int
+) -> list[Span]:
+    """The spans a fit of ``gpus`` GPUs reads its cycle ends ``times`` in, each cycle reading
+    ``reach`` before its end (the window and the thermal lead-in, as a cycle reads): overlapping
+    windows share a span while it holds at most ``budget`` raw peer-metric samples (GPUs x
+    :data:`PEER_METRICS` x points); a window alone may hold more. Windows that do not overlap
+    (a day's cycle ends, an hour or more apart) are read apart, so the hours between them are
+    not read at all."""
+    per_point = max(gpus, 1) * len(PEER_METRICS)
+    spans: list[Span] = []
+    for t in sorted(times):
+        if spans:
+            last = spans[-1]
+            points = (t - last.start) // step + 1
+            if t - reach <= last.end and points * per_point <= budget:
+                spans[-1] = Span(last.start, t, (*last.times, t))
+                continue
+        spans.append(Span(t - reach, t, (t,)))
+    return spans
+
+
+class SpanReads(Sequence[FleetFrames]):
+    """A fit's spans as frames, each read from the source when it is asked for: the peer
+    metrics raw (and the nodes', components' and ``up``), with its cycles' reductions."""
+
+    def __init__(
+        self,
+        source: MetricsSource,
+        spans: Sequence[Span],
+        step: timedelta,
+        reduced: Sequence[Reductions],
+    ) -> None:
+        """Read ``spans`` at ``step`` from ``source``; ``reduced``: every span's cycles'."""
+        self._source, self._spans, self._step = source, list(spans), step
+        self._reduced = {to_utc(r.at): r for r in reduced}
+
+    def __len__(self) -> int:
+        return len(self._spans)
+
+    @overload
+    def __getitem__(self, i: int) -> FleetFrames: ...
+
+    @overload
+    def __getitem__(self, i: slice) -> Sequence[FleetFrames]: ...
+
+    def __getitem__(self, i: int | slice) -> FleetFrames | Sequence[FleetFrames]:
+        if isinstance(i, slice):
+            return [self[j] for j in range(*i.indices(len(self)))]
+        span = self._spans[i]
+        logger.debug(
+            "fit: reading span %d of %d (%s to %s)", i + 1, len(self), span.start, span.end
+        )
+        read = self._source.fetch(span.start, span.end, self._step, gpu_metrics=PEER_METRICS)
+        return replace(read, fit_reduced=tuple(self._reduced[to_utc(t)] for t in span.times))
+
+
+def _streamed(
+    source: MetricsSource,
+    reduce_at: Callable[[FeaturePlan, Sequence[datetime]], list[Reductions]],
+    plan: FeaturePlan,
+    scorer: Scorer,
+    grid: tuple[datetime, datetime, timedelta],
+    *,
+    spans: Sequence[Span],
+) -> FleetFrames:
+    """A history read as the fit goes (:class:`SpanReads`), with what it learns first: the
+    reductions at every cycle end, and the thermal constants' samples (``analysis.thermal``):
+    temperature and power of every GPU at the slope's timestamps (one range query per metric
+    at their stride), and of the lag's nodes raw, as the whole history would give them (but
+    where a GPU missed the scrape at one of the slope's timestamps: a range query at the stride
+    may then return its sample of up to a stride before)."""
+    start, end, step = grid
+    times = [t for span in spans for t in span.times]
+    reduced = reduce_at(plan, times)
+    since = scorer.fit_start(start, end)
+    picks = slope_times(start, end, step, since)
+    stride = picks[1] - picks[0] if len(picks) > 1 else step
+    coarse = (
+        source.fetch(picks[0], picks[-1], stride, gpu_metrics=(TEMP, POWER)).gpu
+        if picks
+        else FleetFrames.empty_frame(("ts", "node", "gpu", "metric", "value"))
+    )
+    chosen = lag_nodes(coarse["node"].unique())
+    first = start + -(-(since - start) // step) * step  # the grid's first point from since on
+    lag = source.fetch(first, end, step, gpu_metrics=(TEMP, POWER), nodes=chosen).gpu
+    thermal = pd.concat([coarse[~coarse["node"].isin(chosen).to_numpy()], lag], ignore_index=True)
+    reads = SpanReads(source, spans, step, reduced)
+    logger.info(
+        "fit: %d cycle ends read in %d spans (the history's peer metrics are too many to hold)",
+        len(times),
+        len(spans),
+    )
+    empty = FleetFrames.empty_frame
+    return FleetFrames(
+        gpu=thermal,
+        node=empty(("ts", "node", "metric", "sensor", "value")),
+        component=empty(("ts", "component", "metric", "value")),
+        up=empty(("ts", "node", "job", "value")),
+        start=start,
+        end=end,
+        step=step,
+        fit_reduced=tuple(reduced),
+        fit_spans=reads,
+    )
 
 
 def _on_grid(times: list[datetime], step: timedelta) -> bool:

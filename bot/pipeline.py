@@ -20,10 +20,10 @@ import networkx as nx
 from analysis.context import PEER_METRICS
 from analysis.explain import Explainer
 from analysis.feature_plan import FeaturePlan
-from analysis.features import DEFAULT_RECENT
+from analysis.features import DEFAULT_RECENT, gpu_keys_of
 from analysis.feedback import ALLOWANCE_TTL, bounds, learn_allowances, stored_verdicts
 from analysis.fit_sample import fit_graph
-from analysis.frames import frames_from, to_utc
+from analysis.frames import split_lead
 from analysis.graph import build_graph
 from analysis.lifecycle import Decision
 from analysis.maintenance import MaintenanceWindow, active_targets
@@ -33,7 +33,14 @@ from analysis.thermal import lead_in
 from analysis.tracker import IncidentTracker
 from analysis.types import Assessment, FleetFrames, GpuRef, Incident, Topology
 from bot.evidence import Evidence, Images
-from bot.fit import DeferredExplainer, Model, explainer_history, fit_sample, read_history
+from bot.fit import (
+    FIT_SPAN_SAMPLES,
+    DeferredExplainer,
+    Model,
+    explainer_history,
+    fit_sample,
+    read_history,
+)
 from bot.telemetry import BotMetrics
 from storage.repository import IncidentRecord, Repository
 from storage.source import MetricsSource, MetricsSourceError, NodeSample
@@ -96,6 +103,9 @@ class Pipeline:
     (``analysis.fit_sample``, stratified by rack and GPU model); None or 0: the whole fleet."""
     random_state: int = 0
     """Seed of the fit's sample of nodes."""
+    fit_span_samples: int = FIT_SPAN_SAMPLES
+    """Most raw peer-metric samples a fit from a TSDB holds at once; a larger history is read
+    one span of cycle windows at a time (:func:`bot.fit.read_history`)."""
     defer_explainer: bool = False
     """Fit the explainer when it first explains rather than with the scorer (``DeferredExplainer``:
     the same explanations; the fit's history is held until then). For one-shot runs that may
@@ -353,7 +363,7 @@ class Pipeline:
             return Model(scorer.fit(window, graph), fleet_fingerprint(graph))
         sampled = self.fit_sample(at, graph)
         sample = sampled[1] if sampled is not None else None
-        history = self._history(at, sample, scorer)
+        history = self._history(at, sample, scorer, graph)
         if sampled is not None:
             graph = sampled[0]
         graph = graph if graph is not None else self.graph_of(history)
@@ -456,17 +466,37 @@ class Pipeline:
 
     # ------------------------------------------------------------------ bookkeeping
 
-    def _history(self, at: datetime, sample: NodeSample | None, scorer: Scorer) -> FleetFrames:
+    def _history(
+        self, at: datetime, sample: NodeSample | None, scorer: Scorer, graph: nx.DiGraph | None
+    ) -> FleetFrames:
         """Fetch what ``scorer``'s fit at ``at`` learns from: ``fit_window`` ending one window
         before ``at`` (:func:`bot.fit.read_history`: from a TSDB, the reductions at its cycle
-        ends where they pay).
+        ends where they pay, for the fleet's size: ``graph``'s GPUs, else those reporting).
 
         The window about to be scored is never part of the fit: a fault already under way in it
         would otherwise be learnt as normal one cycle before it is judged. ``sample``: only
         these nodes' series (and every component's).
         """
         start, end = at - self.fit_window, at - self.window
-        return read_history(self.source, scorer, start, end, self.step, nodes=sample)
+        gpus = None
+        reduces = getattr(self.source, "reduce_at", None) is not None
+        if sample is None and scorer.feature_window is not None and reduces:
+            # the row budget sets a large fleet's cycle ends, and those whether reductions pay
+            graph = graph if graph is not None else self.last_graph
+            if graph is not None:
+                gpus = len(gpu_keys_of(graph))
+            else:  # a cold start: the GPUs reporting in the history's last window
+                gpus = len(self.reporting(end - self.window, end).gpus)
+        return read_history(
+            self.source,
+            scorer,
+            start,
+            end,
+            self.step,
+            nodes=sample,
+            gpus=gpus,
+            span_samples=self.fit_span_samples,
+        )
 
     @property
     def reads(self) -> timedelta:
@@ -487,10 +517,8 @@ class Pipeline:
         # reads them (FleetFrames.lead); every other consumer sees the window only
         start = at - self.window
         fetched = self.source.fetch(at - self.reads, at, self.step, gpu_metrics=PEER_METRICS)
-        frames = frames_from(fetched, start)
         plan = FeaturePlan(self.feature_window, DEFAULT_RECENT, self.step)
-        lead = fetched.gpu[(fetched.gpu["ts"] < to_utc(start)).to_numpy()]
-        return replace(frames, lead=lead, reduced=self.source.reduce(plan, at))
+        return replace(split_lead(fetched, start), reduced=self.source.reduce(plan, at))
 
     def _known_incidents(self) -> tuple[Exclusion, ...]:
         """Open incidents become training exclusions so a fault is not learnt as normal."""

@@ -23,8 +23,9 @@ from analysis.feature_plan import FeaturePlan
 from analysis.features import DEFAULT_RECENT, DEFAULT_WINDOW
 from analysis.graph import build_graph
 from analysis.scoring import GraphRiskModel
+from analysis.thermal import lead_in
 from analysis.types import FleetFrames, Reductions
-from bot.fit import read_history, reductions_pay
+from bot.fit import fit_spans, read_history, reductions_pay
 from bot.pipeline import Pipeline
 from storage.repository import Repository
 from storage.simulator import FleetSimulator, FleetSpec, make_fault
@@ -43,6 +44,7 @@ class Reducing:
     asked: list[tuple[datetime, ...]] = field(default_factory=list)
     fetched: list[tuple[str, ...] | None] = field(default_factory=list)
     nodes: list[frozenset[str] | None] = field(default_factory=list)
+    ranges: list[tuple[datetime, datetime, timedelta]] = field(default_factory=list)
 
     def __getattr__(self, name: str) -> object:
         return getattr(self.sim, name)
@@ -58,6 +60,7 @@ class Reducing:
     ) -> FleetFrames:
         self.fetched.append(None if gpu_metrics is None else tuple(gpu_metrics))
         self.nodes.append(None if nodes is None else frozenset(nodes))
+        self.ranges.append((start, end, step))
         return self.sim.fetch(start, end, step, gpu_metrics=gpu_metrics, nodes=nodes)
 
     def reduce_at(self, plan: FeaturePlan, times: Sequence[datetime]) -> list[Reductions]:
@@ -87,7 +90,7 @@ def test_a_day_s_fit_reads_reductions_at_its_cycle_ends_and_the_peers_raw(
     assert source.fetched == [PEER_METRICS]
     assert set(history.gpu["metric"]) == set(PEER_METRICS)
     assert history.fit_reduced is not None and len(history.fit_reduced) == 48
-    raw = sim.fetch(start, end, STEP)
+    raw = read_history(sim, GraphRiskModel(), start, end, STEP)  # every series raw
     graph = build_graph(sim.topology, list(raw.gpus))
     a = GraphRiskModel(random_state=0).fit(history, graph)
     b = GraphRiskModel(random_state=0).fit(raw, graph)
@@ -106,7 +109,7 @@ def test_a_fleet_past_the_row_budget_is_fitted_on_fewer_cycle_ends(sim: FleetSim
     history = read_history(source, scorer, start, end, STEP)
     assert [len(t) for t in source.asked] == [20]
     assert source.asked[0] == tuple(scorer.history_times(start, end, gpus=4))
-    raw = sim.fetch(start, end, STEP)
+    raw = read_history(sim, GraphRiskModel(), start, end, STEP)  # every series raw
     graph = build_graph(sim.topology, list(raw.gpus))
     a = GraphRiskModel(random_state=0, fit_max_rows=80).fit(history, graph)
     b = GraphRiskModel(random_state=0, fit_max_rows=80).fit(raw, graph)
@@ -154,6 +157,110 @@ def test_otherwise_a_fit_reads_every_series_raw(
     assert source.asked == [], why
     assert source.fetched == [None], why
     assert history.fit_reduced is None
+
+
+def test_a_short_history_of_a_fleet_past_the_budget_reads_its_fewer_cycle_ends_reduced(
+    sim: FleetSimulator,
+) -> None:
+    """Two hours at a 60-s scrape do not pay at 48 cycle ends, but do at the 16 a fleet past
+    its row budget is fitted on: told the fleet's size, the fit reads those reduced (the peer
+    metrics raw), and learns the model a raw fit of the same 16 cycle ends learns."""
+    end = START + timedelta(hours=25)
+    start = end - timedelta(hours=2)
+
+    def scorer() -> GraphRiskModel:  # 4 GPUs, 64 rows: 16 cycle ends
+        return GraphRiskModel(random_state=0, fit_window=timedelta(hours=2), fit_max_rows=64)
+
+    unknown = Reducing(sim)
+    read_history(unknown, scorer(), start, end, STEP)
+    assert unknown.asked == [] and unknown.fetched == [None]  # at the most cycle ends: raw
+    source = Reducing(sim)
+    history = read_history(source, scorer(), start, end, STEP, gpus=4)
+    assert source.fetched == [PEER_METRICS]
+    assert [len(t) for t in source.asked] == [16]
+    raw = read_history(sim, GraphRiskModel(), start, end, STEP)  # every series raw
+    graph = build_graph(sim.topology, list(raw.gpus))
+    a, b = scorer().fit(history, graph), scorer().fit(raw, graph)
+    assert a.n_train_rows_ == b.n_train_rows_ == 64
+    pd.testing.assert_frame_equal(a.baseline_, b.baseline_, rtol=1e-9, atol=1e-12)
+    pd.testing.assert_series_equal(a.scale_, b.scale_, rtol=1e-9, atol=1e-12)
+
+
+def test_a_cold_start_counts_the_reporting_gpus_before_its_fit_reads(tmp_path: Path) -> None:
+    """A pipeline with no fleet yet (a one-shot scan, a first start) asks which GPUs report in
+    the history's last window, so a fleet past its row budget reads its cycle ends reduced."""
+    sim = FleetSimulator(
+        FleetSpec(racks=1, nodes_per_rack=2, gpus_per_node=2),
+        start=START,
+        duration=timedelta(hours=4),
+        step=STEP,
+        seed=3,
+    )
+    source = Reducing(sim)
+    pipeline = Pipeline(
+        source=source,
+        topology=sim.topology,
+        repository=Repository.from_url(f"sqlite:///{tmp_path / 'state.db'}"),
+        make_scorer=lambda: GraphRiskModel(
+            random_state=0, fit_window=timedelta(hours=2), fit_max_rows=64
+        ),
+        fit_window=timedelta(hours=2),
+        render=False,
+    )
+    at = START + timedelta(hours=3)
+    model = pipeline.fit_model(at)
+    assert [len(t) for t in source.asked] == [16]
+    assert model.scorer.n_train_rows_ == 64  # type: ignore[attr-defined]
+
+
+def test_a_history_too_large_to_hold_is_read_span_by_span_and_learns_the_same_model(
+    sim: FleetSimulator,
+) -> None:
+    """A day whose peer metrics pass the span budget: the fit reads its cycle windows a span at
+    a time, as it featurises them, and the thermal constants from every GPU at the slope's
+    timestamps and the lag's nodes raw; it learns the model a fit on every raw series learns,
+    and scores a cycle the same."""
+    source = Reducing(sim)
+    end = START + timedelta(hours=25)
+    start = end - timedelta(hours=24)
+    history = read_history(
+        source, GraphRiskModel(random_state=0), start, end, STEP, gpus=4, span_samples=2_000
+    )
+    assert history.fit_spans is not None and len(history.fit_spans) > 4
+    assert source.ranges[0][2] == 5 * STEP  # the slope's 288 timestamps: every 5th minute
+    reads_before = len(source.ranges)
+    # every series raw (a source without reduce_at), with the first cycle's thermal lead-in
+    raw = read_history(sim, GraphRiskModel(random_state=0), start, end, STEP)
+    assert raw.lead is not None and raw.lead["ts"].min() == start - lead_in(STEP)
+    graph = build_graph(sim.topology, list(raw.gpus))
+    a = GraphRiskModel(random_state=0).fit(history, graph)
+    spans = source.ranges[reads_before:]
+    assert len(spans) == len(history.fit_spans)  # each span read once, while fitting
+    assert all((hi - lo) // STEP + 1 <= 2_000 // 12 for lo, hi, _ in spans)
+    b = GraphRiskModel(random_state=0).fit(raw, graph)
+    assert a.temp_per_watt_ == b.temp_per_watt_ and a.temp_per_watt_
+    assert a.columns_ == b.columns_ and a.n_train_rows_ == b.n_train_rows_ == 48 * 4
+    pd.testing.assert_frame_equal(a.baseline_, b.baseline_, rtol=1e-9, atol=1e-12)
+    pd.testing.assert_series_equal(a.scale_, b.scale_, rtol=1e-9, atol=1e-12)
+    pd.testing.assert_frame_equal(a.own_scale_, b.own_scale_, rtol=1e-9, atol=1e-12)
+    at = end + timedelta(minutes=30)
+    window = sim.fetch(at - timedelta(minutes=30), at, STEP)
+    mine, theirs = a.assess(window, graph, at), b.assess(window, graph, at)
+    assert mine.scores == theirs.scores and mine.incidents == theirs.incidents
+
+
+def test_spans_join_overlapping_windows_within_the_budget() -> None:
+    """Windows that overlap share a span until it would pass the budget; windows apart (a
+    large fleet's day: cycle ends an hour apart) are read apart; a window alone may pass it."""
+    reach = timedelta(minutes=42)
+    close = [START + timedelta(minutes=5 * i) for i in range(1, 7)]  # 5 minutes apart
+    spans = fit_spans(close, reach, STEP, gpus=10, budget=10 * 3 * 60)  # 60 points a span
+    assert [s.times for s in spans] == [tuple(close[:4]), tuple(close[4:])]
+    assert spans[0].start == close[0] - reach and spans[0].end == close[3]
+    apart = [START + timedelta(hours=i) for i in range(3)]
+    spans = fit_spans(apart, reach, STEP, gpus=10, budget=10**9)
+    assert [s.times for s in spans] == [(t,) for t in apart]
+    assert len(fit_spans(close, reach, STEP, gpus=10**6, budget=1)) == len(close)
 
 
 def test_reductions_pay_from_a_few_hours_of_samples() -> None:

@@ -532,6 +532,55 @@ def test_a_fit_on_the_server_reads_reductions_and_learns_what_the_simulator_does
     raw_gpu = [q for q in ranged if "DCGM_" in q and _raw(q)]
     assert {m for m in PEER_METRICS if any(m in q for q in raw_gpu)} == set(PEER_METRICS)
     assert not [q for q in raw_gpu if not any(m in q for m in PEER_METRICS)]
+    _same_model(remote, local, kind)
+    # the explainer learns from every series raw (the whole fleet: it is smaller than its sample)
+    session.sent.clear()
+    remote.make_explainer = local.make_explainer = lambda: Explainer(random_state=0)
+    remote.refit(SCAN)
+    local.refit(SCAN)
+    asked = [q for path, q in session.sent if path == "query_range"]
+    assert any(SBE in q and _raw(q) for q in asked)
+    ea, eb = remote.current.explainer, local.current.explainer
+    assert isinstance(ea, Explainer) and isinstance(eb, Explainer)
+    pd.testing.assert_frame_equal(
+        ea.history_.rows.sort_index(), eb.history_.rows.sort_index(), rtol=1e-9, obj=kind
+    )
+
+
+def test_a_fit_too_large_to_hold_reads_the_server_span_by_span(
+    fleet: Fleet, server: tuple[str, str]
+) -> None:
+    """Past its span budget a refit from a TSDB reads its cycle windows a span at a time, the
+    slope's timestamps at their stride and the lag's nodes raw, and learns the model a fit on
+    every raw series in memory learns."""
+    from analysis.thermal import lead_in
+    from bot.fit import fit_spans
+    from storage.topology import load_topology
+
+    kind, url = server
+    session = Recording()
+    topo = load_topology(fleet.dir / "topology.yaml")
+    source = PrometheusSource(url, topology=topo, retries=0, session=session)
+    remote = _pipeline(source, fleet)
+    remote.fit_span_samples = 16 * 3 * 50  # 50 points of the 16 GPUs' peer metrics
+    local = _pipeline(fleet.sim, fleet)
+    remote.refit(SCAN)
+    local.refit(SCAN)
+    ranged = [q for path, q in session.sent if path == "query_range"]
+    temps = [q for q in ranged if q.startswith("last_over_time(DCGM_FI_DEV_GPU_TEMP")]
+    start, end = SCAN - timedelta(hours=2), SCAN - DEFAULT_WINDOW
+    times = remote.make_scorer().history_times(start, end, gpus=16)
+    spans = fit_spans(times, DEFAULT_WINDOW + lead_in(STEP), STEP, 16, 16 * 3 * 50)
+    assert len(spans) > 2
+    # which GPUs report, the slope's timestamps, the lag's nodes, and each span once (a server
+    # with a tiny sample limit answers each in parts)
+    assert len(temps) == 3 + len(spans) or kind.endswith("small"), kind
+    _same_model(remote, local, kind)
+
+
+def _same_model(remote: Pipeline, local: Pipeline, kind: str) -> None:
+    """The two pipelines' current scorers learnt the same model: columns, rows, baselines,
+    spreads and degrees per watt (keyed by GPU model: the written history names none)."""
     got, want = remote.current, local.current
     assert got is not None and want is not None
     a, b = got.scorer, want.scorer
@@ -544,21 +593,8 @@ def test_a_fit_on_the_server_reads_reductions_and_learns_what_the_simulator_does
             atol=1e-9,
             obj=f"{kind} {attr}",
         )
-    # the same degrees per watt (keyed by GPU model: the written history names none)
     assert sorted(set(a.temp_per_watt_.values())) == pytest.approx(
         sorted(set(b.temp_per_watt_.values())), rel=1e-9
-    )
-    # the explainer learns from every series raw (the whole fleet: it is smaller than its sample)
-    session.sent.clear()
-    remote.make_explainer = local.make_explainer = lambda: Explainer(random_state=0)
-    remote.refit(SCAN)
-    local.refit(SCAN)
-    asked = [q for path, q in session.sent if path == "query_range"]
-    assert any(SBE in q and _raw(q) for q in asked)
-    ea, eb = remote.current.explainer, local.current.explainer
-    assert isinstance(ea, Explainer) and isinstance(eb, Explainer)
-    pd.testing.assert_frame_equal(
-        ea.history_.rows.sort_index(), eb.history_.rows.sort_index(), rtol=1e-9, obj=kind
     )
 
 
