@@ -908,3 +908,65 @@ REPORT_RUN_2026_12_05_BK: dict[str, object] = {
 #: finish in the session is said so.
 REPORT_RUN_2026_12_05_BL: dict[str, object] = {**REPORT_RUN_2026_12_05_BG, "after": "this commit"}
 REPORT_RUN_2026_12_05_BM: dict[str, object] = {**REPORT_RUN_2026_12_05_BD, "after": "this commit"}
+
+
+#: Fixed before they started (2026-12-05, twenty-seventh session), at the commit that adds this
+#: declaration. Model 14 is model 13 with two definitions changed so that a fit too large to hold
+#: can be read span by span from a TSDB (neither tuned; no constant changed): the degrees per watt
+#: are learnt at the fit window's grid points every k-th back from its end (at most 288) instead
+#: of 288 indices spread by linspace, and a fit's history is read from one thermal lead-in (12
+#: minutes) before its start, so its first cycle's rows are that cycle's own. On a 64-GPU
+#: development fleet (seed 7) the scored cycle's z moved by at most 0.06 and risk by at most
+#: 0.018. Development fleets (107, 111, 113, 119, 120, 124, 101, 105 faulty; 109, 132-139
+#: healthy) were run before this declaration (``benchmarks/results/eval-2026-12-05-bn/dev-*``):
+#: against model 13 (dev-*-regimes) every record is the same but one lead (113: 45 -> 50 min);
+#: 29/33 warned strictly, 22 >= 1 h, 5 false incidents; healthy 1 (132). The same four runs as BC-BF, one worker each, side
+#: by side, from a detached worktree at this commit: run U's two report commands (``gpu-risk eval
+#: --seeds report --skip 8 --limit 12 --cycle 5m --detectors graph,static --no-explain --max-gpus
+#: 128 --jobs 1 [--healthy]``) and run AJ's two held-out commands (``--seeds held-out --limit
+#: 12``, same options, faulty and ``--healthy``). Reported whatever they show, record by record
+#: against runs BL, BM, BE and BF; the model is not changed on report outcomes. What does not
+#: finish in the session is said so. Held-out seeds 10032-10039 stay unseen.
+REPORT_RUN_2026_12_05_BN: dict[str, object] = {
+    **REPORT_RUN_2026_12_05_BL,
+    "model_version": 14,
+    "after": "this commit",
+}
+REPORT_RUN_2026_12_05_BO: dict[str, object] = {
+    **REPORT_RUN_2026_12_05_BM,
+    "model_version": 14,
+    "after": "this commit",
+}
+REPORT_RUN_2026_12_05_BP: dict[str, object] = {
+    **REPORT_RUN_2026_12_05_BE,
+    "model_version": 14,
+    "after": "this commit",
+}
+REPORT_RUN_2026_12_05_BQ: dict[str, object] = {
+    **REPORT_RUN_2026_12_05_BF,
+    "model_version": 14,
+    "after": "this commit",
+}
+
+
+#: Fixed before it started (2026-12-05, twenty-seventh session, after the review of the whole
+#: change), at the commit that adds this declaration (since runs BN-BQ, 289dba7: tests, README,
+#: and one refactor that puts the lead's split and join in one pair of helpers,
+#: ``analysis.frames.split_lead``/``join_lead``; no score is expected to change): run U's report
+#: faulty command with two workers (``gpu-risk eval --seeds report --skip 8 --limit 12 --cycle 5m
+#: --detectors graph,static --no-explain --max-gpus 128 --jobs 2``), beside a fresh-clone test run,
+#: from a detached worktree at this commit. All 24 records are expected to equal run BN's;
+#: reported whatever they show, and if it does not finish in the session that is said so.
+REPORT_RUN_2026_12_05_BR: dict[str, object] = {**REPORT_RUN_2026_12_05_BN, "after": "this commit"}
+
+
+#: The twenty-seventh session's commits (from c99f09f on: 1874b5d, 54c6611, 289dba7, b38eae2 and
+#: the results) were lost with its machine before they landed; its working tree was recovered
+#: whole and re-committed in the twenty-eighth session (d3999bc, 4f93228 and the declarations
+#: above, unchanged). Fixed before it started (2026-12-05, twenty-eighth session), at the commit
+#: that adds this declaration, to show the re-committed code is the code runs BN-BR measured:
+#: run U's report faulty command with one worker (``gpu-risk eval --seeds report --skip 8 --limit
+#: 12 --cycle 5m --detectors graph,static --no-explain --max-gpus 128 --jobs 1``) from a detached
+#: worktree at this commit. All 24 records are expected to equal runs BN's and BR's; reported
+#: whatever they show, and if it does not finish in the session that is said so.
+REPORT_RUN_2026_12_05_BS: dict[str, object] = {**REPORT_RUN_2026_12_05_BN, "after": "this commit"}
