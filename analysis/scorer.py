@@ -8,7 +8,7 @@ of the contract (:class:`Scorer`). Names come from ``--detector`` / ``GPU_RISK_D
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, Protocol, Self, runtime_checkable
@@ -105,6 +105,15 @@ class Scorer(Protocol):
 
     def assess(self, frames: FleetFrames, graph: nx.DiGraph, at: datetime) -> Assessment:
         """Score every GPU from the window ending at ``at`` and group at-risk GPUs into incidents."""
+        ...
+
+    def with_at_risk(
+        self, assessment: Assessment, graph: nx.DiGraph, keys: Collection[str], signal: str
+    ) -> Assessment:
+        """``assessment`` with the GPUs ``keys`` at risk too, whatever their risk this cycle
+        (it held below the threshold for long: :mod:`analysis.sustained`): its incidents grouped
+        again, those holding one of them with ``signal`` added; the scores are unchanged. A
+        scorer whose risk is not calibrated (the static rules) returns ``assessment``."""
         ...
 
 

@@ -36,8 +36,8 @@ from __future__ import annotations
 import hashlib
 import io
 import json
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Collection, Mapping, Sequence
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from types import MappingProxyType
 from typing import Any, ClassVar, Self
@@ -79,7 +79,7 @@ from analysis.incidents import (
 from analysis.regimes import REGIME_FEATURES, RegimeScales, fit_regimes, regime_scale
 from analysis.stats import MAD_TO_SD, own_spread, robust_spread
 from analysis.thermal import LAG, fit_temp_per_watt, fit_thermal_lag
-from analysis.types import Assessment, Fault, FleetFrames, GpuRef, GpuScore
+from analysis.types import Assessment, Fault, FleetFrames, GpuRef, GpuScore, Incident
 
 MODEL_FORMAT = "gpu-risk-model"
 MODEL_VERSION = 13
@@ -649,13 +649,41 @@ class FeatureScorer:
         scores = tuple(
             GpuScore(GpuRef.parse(k).node, GpuRef.parse(k).gpu, float(v)) for k, v in risk.items()
         )
-        if self.grouped:
-            incidents = find_incidents(
-                risk, table, graph, at, self.threshold, critical=self.critical
-            )
-        else:
-            incidents = per_gpu_incidents(risk, table, at, self.threshold, critical=self.critical)
+        incidents = self._incidents(risk, table, graph, at)
         return Assessment(at=at, scores=scores, incidents=tuple(incidents), features=table)
+
+    def _incidents(
+        self, risk: pd.Series, table: pd.DataFrame | None, graph: nx.DiGraph, at: datetime
+    ) -> list[Incident]:
+        """The GPUs at risk grouped under their root causes (one each when not ``grouped``)."""
+        if self.grouped:
+            return find_incidents(risk, table, graph, at, self.threshold, critical=self.critical)
+        return per_gpu_incidents(risk, table, at, self.threshold, critical=self.critical)
+
+    def with_at_risk(
+        self, assessment: Assessment, graph: nx.DiGraph, keys: Collection[str], signal: str
+    ) -> Assessment:
+        """``assessment`` with the GPUs ``keys`` at risk too (their risk held below the
+        threshold: :mod:`analysis.sustained`), grouped again with the at-risk ones. An incident
+        that exists only because of them (no GPU of it at the threshold on its own) says
+        ``signal`` first, as a warning; every incident carries its GPUs' real risk."""
+        risk = pd.Series({s.key: s.score for s in assessment.scores}, dtype=float)
+        held = {k for k in keys if k in risk.index and risk[k] < self.threshold}
+        if not held:
+            return assessment
+        raised = risk.copy()
+        raised[sorted(held)] = self.threshold
+        incidents = []
+        for inc in self._incidents(raised, assessment.features, graph, assessment.at):
+            gpus = tuple(replace(g, score=float(risk[g.key])) for g in inc.gpus)
+            top = max(g.score for g in gpus)
+            if not held.intersection(g.key for g in inc.gpus):
+                incidents.append(inc)
+            elif top >= self.threshold:  # at risk on its own this cycle, the held GPU with it
+                incidents.append(replace(inc, gpus=gpus, score=top))
+            else:
+                incidents.append(replace(inc, gpus=gpus, score=top, signals=(signal, *inc.signals)))
+        return replace(assessment, incidents=tuple(incidents))
 
     # ------------------------------------------------------------- persistence
     def check_fleet(self, graph: nx.DiGraph) -> None:

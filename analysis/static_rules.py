@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import hashlib
 import math
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Self
@@ -294,6 +294,12 @@ class StaticRules:
         ]
 
     # ------------------------------------------------------------------ scorer
+
+    def with_at_risk(
+        self, assessment: Assessment, graph: nx.DiGraph, keys: Collection[str], signal: str
+    ) -> Assessment:
+        """``assessment``: the rules' risk is no calibrated chance, so none is held below them."""
+        return assessment
 
     def assess(self, frames: FleetFrames, graph: nx.DiGraph, at: datetime) -> Assessment:
         """Fire the rules at ``at``; one incident per GPU, or per node when the node is gone."""

@@ -27,7 +27,7 @@ about a GPU that is out of service. Such an incident closes after quiet cycles w
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Collection, Iterable, Mapping
 from dataclasses import replace
 from datetime import datetime, timedelta
 from typing import Any
@@ -111,6 +111,11 @@ class IncidentTracker:
         self._first: dict[str, datetime] = {}
         self._quiet: dict[str, int] = {}
         self._last: dict[str, datetime] = {}  # open key -> last cycle it was present
+        # open key -> last cycle the assessment showed it (or an incident inside it): not
+        # the cycles it was held open (idle, failed) without being seen
+        self._sighted: dict[str, datetime] = {}
+        self._previous: datetime | None = None  # the last cycle's time
+        self._drained: set[str] = set()  # failed keys whose only sign of failure is the drain
         self._open: dict[str, Incident] = {}
         self._failed: dict[str, datetime] = {}  # key -> when its hardware failed
         self._in_service: dict[str, datetime] = {}  # failed key -> back in service since
@@ -124,7 +129,16 @@ class IncidentTracker:
 
     def resolve(self, key: str) -> None:
         """Forget an incident an operator resolved (a failed one included)."""
-        for table in (self._open, self._quiet, self._last, self._failed, self._in_service):
+        tables = (
+            self._open,
+            self._quiet,
+            self._last,
+            self._sighted,
+            self._failed,
+            self._in_service,
+        )
+        self._drained.discard(key)
+        for table in tables:
             table.pop(key, None)
         self._critical.discard(key)
 
@@ -155,9 +169,11 @@ class IncidentTracker:
             "first": {k: v.isoformat() for k, v in sorted(self._first.items())},
             "quiet": dict(sorted(self._quiet.items())),
             "last": {k: v.isoformat() for k, v in sorted(self._last.items())},
+            "sighted": {k: v.isoformat() for k, v in sorted(self._sighted.items())},
             "failed": {k: v.isoformat() for k, v in sorted(self._failed.items())},
             "in_service": {k: v.isoformat() for k, v in sorted(self._in_service.items())},
             "critical": sorted(self._critical),
+            "drained": sorted(self._drained),
         }
 
     def load_state(self, state: Mapping[str, Any]) -> None:
@@ -183,12 +199,31 @@ class IncidentTracker:
         for key in self._open:
             if key in quiet:
                 self._quiet[key] = max(0, quiet[key])
-        tables = (("failed", self._failed), ("in_service", self._in_service), ("last", self._last))
+        tables = (
+            ("failed", self._failed),
+            ("in_service", self._in_service),
+            ("last", self._last),
+            ("sighted", self._sighted),
+        )
         for name, table in tables:
             for key, when in (state.get(name) or {}).items():
                 if str(key) in self._open:
                     table[str(key)] = datetime.fromisoformat(str(when))
         self._critical |= {str(k) for k in state.get("critical") or () if str(k) in self._open}
+        self._drained |= {str(k) for k in state.get("drained") or () if str(k) in self._failed}
+
+    def _covers(self, key: str, at: datetime) -> bool:
+        """Whether the open broader incident ``key`` takes a new incident inside it as its own
+        going on: while assessments still show it, or its hardware failed (a failure signal,
+        silence; a drain alone is no failure of what is under it)."""
+        failed = key in self._failed and key not in self._drained
+        return failed or self._seen_lately(key, at)
+
+    def _seen_lately(self, key: str, at: datetime) -> bool:
+        """Whether the open incident ``key`` was in an assessment within ``close_for`` of ``at``
+        or in the last cycle's (one restored without a sighting: assumed so)."""
+        seen = self._sighted.get(key)
+        return seen is None or at - seen <= self.close_for or seen == self._previous
 
     def _quiet_for(self, key: str, at: datetime) -> bool:
         """Whether the open incident ``key`` has been absent ``close_for`` by ``at``
@@ -198,14 +233,20 @@ class IncidentTracker:
         need = self.close_for_critical if key in self._critical else self.close_for
         return last is None or at - last >= need
 
-    def update(self, assessment: Assessment) -> list[Incident]:
-        """Take one cycle's assessment; return the incidents open after it."""
+    def update(self, assessment: Assessment, *, at_once: Collection[str] = ()) -> list[Incident]:
+        """Take one cycle's assessment; return the incidents open after it.
+
+        ``at_once``: dedup keys of incidents whose persistence was judged already (a GPU's risk
+        held for an hour, :mod:`analysis.sustained`): they open at first sight."""
         self._merged = {}
         present: dict[str, Incident] = {}
+        # a broader incident the assessment still shows, or whose hardware failed (a failure
+        # signal, silence): one held open unseen because its GPUs idle, or drained (a mostly
+        # idle fleet's rack idles at once), does not swallow a new fault under it
         covers = [
             (key, {g.key for g in inc.gpus})
             for key, inc in self._open.items()
-            if inc.root_cause.kind != "gpu"
+            if inc.root_cause.kind != "gpu" and self._covers(key, assessment.at)
         ]
         for inc in assessment.incidents:
             key = inc.dedup_key
@@ -230,7 +271,7 @@ class IncidentTracker:
                 self._quiet[key] = 0
                 self._last[key] = assessment.at
                 self._open[key] = _with_id(inc, self._open[key].id)
-            elif (
+            elif key in at_once or (
                 self._streak[key] >= self.open_after
                 and assessment.at - self._first[key] >= self.open_for
             ):
@@ -238,6 +279,8 @@ class IncidentTracker:
                 self._quiet[key] = 0
                 self._last[key] = assessment.at
         for key, inc in present.items():
+            if key in self._open:
+                self._sighted[key] = assessment.at
             if key in self._open and inc.severity == "critical":
                 self._critical.add(key)
             if key in self._failed:
@@ -245,17 +288,22 @@ class IncidentTracker:
                 self._in_service.pop(key, None)
             if key in self._open and FAILURE_SIGNALS.intersection(inc.signals):
                 self._failed.setdefault(key, assessment.at)
+                self._drained.discard(key)
                 self._in_service.pop(key, None)
         for key, inc in self._open.items():
             # Every GPU of an open several-GPU incident drained at once: the hardware was taken
             # out of service (or its jobs died with it); its counters stop and it reads healthy.
             # Every GPU of an open incident silent (its node shut down, or stopped answering
             # scrapes): quiet cycles without data are no evidence of repair either.
-            if key not in self._failed and (
-                _drained(assessment.features, inc) or _silent(assessment.features, inc)
-            ):
+            if _silent(assessment.features, inc):
+                self._drained.discard(key)  # gone, not merely idle
+                if key not in self._failed:
+                    self._failed[key] = assessment.at
+                    self._in_service.pop(key, None)
+            elif key not in self._failed and _drained(assessment.features, inc):
                 self._failed[key] = assessment.at
                 self._in_service.pop(key, None)
+                self._drained.add(key)
         held = self._held(assessment, present)
         for key in list(self._open):
             if key in present:
@@ -275,6 +323,7 @@ class IncidentTracker:
                 del self._open[key]
                 self._quiet.pop(key, None)
                 self._last.pop(key, None)
+                self._sighted.pop(key, None)
                 self._critical.discard(key)
         # A broader open incident supersedes narrower ones whose GPUs it covers, except a failed
         # one: closing it would tell the operator "resolved" about hardware that is still out of
@@ -292,6 +341,7 @@ class IncidentTracker:
             if into is not None:
                 self.resolve(key)
                 self._merged[key] = into
+        self._previous = assessment.at
         return self.open_incidents
 
     @property

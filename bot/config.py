@@ -47,6 +47,7 @@ _SECONDS_FIELDS: tuple[str, ...] = (
     "open_for",
     "close_for",
     "close_for_critical",
+    "sustained_for",
     "scan_interval",
     "outbox_lease_seconds",
     "alertmanager_timeout",
@@ -127,6 +128,20 @@ class Settings(BaseSettings):
         description="An open incident is not quiet while its GPUs' risk stays at least this "
         "(hysteresis below threshold: a GPU hovering at it is one incident, not a page per "
         "crossing); 0: none",
+    )
+    sustained_risk: float = Field(
+        0.6,
+        ge=0,
+        lt=1,
+        description="A GPU whose risk held at least this for sustained_for is at risk too, below "
+        "the threshold (a slow fault no single cycle shows); 0: off",
+    )
+    sustained_for: int = Field(
+        3600,
+        ge=900,
+        le=24 * 3600,
+        description="Seconds (or 1h) the sustained risk must hold, judged every 15 minutes "
+        "(a scan interval above 15 minutes never holds)",
     )
     open_after: int = Field(2, ge=1, le=60, description="Cycles above threshold to open")
     close_after: int = Field(5, ge=1, le=240, description="Cycles below threshold to close")
@@ -271,6 +286,21 @@ class Settings(BaseSettings):
             raise ValueError(
                 f"hold_risk ({self.hold_risk}) must not exceed threshold ({self.threshold}): "
                 "lower GPU_RISK_HOLD_RISK, or set it to 0 for no hysteresis"
+            )
+        return self
+
+    @model_validator(mode="after")
+    def _sustained_below_threshold(self) -> Settings:
+        """The sustained risk is a second level below the threshold, never above it."""
+        if self.sustained_risk >= self.threshold:
+            raise ValueError(
+                f"sustained_risk ({self.sustained_risk}) must be below threshold "
+                f"({self.threshold}): lower GPU_RISK_SUSTAINED_RISK, or set it to 0 for none"
+            )
+        if self.sustained_for % 900:
+            raise ValueError(
+                f"sustained_for ({self.sustained_for} s) must be a whole number of 15-minute "
+                "checkpoints: set GPU_RISK_SUSTAINED_FOR to e.g. 1h, 45m or 2h"
             )
         return self
 

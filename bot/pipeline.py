@@ -14,6 +14,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
+from typing import Any
 
 import networkx as nx
 
@@ -29,6 +30,7 @@ from analysis.lifecycle import Decision
 from analysis.maintenance import MaintenanceWindow, active_targets
 from analysis.scorer import Scorer
 from analysis.scoring import Exclusion, NotEnoughHistoryError, fleet_fingerprint
+from analysis.sustained import DEFAULT_SUSTAINED_FOR, DEFAULT_WATCH, SustainedRisk, held_signal
 from analysis.thermal import lead_in
 from analysis.tracker import IncidentTracker
 from analysis.types import Assessment, FleetFrames, GpuRef, Incident, Topology
@@ -91,6 +93,12 @@ class Pipeline:
     hold_risk: float = 0.0
     """An open incident is not quiet while its GPUs' risk stays at least this (hysteresis below
     the threshold; ``GPU_RISK_HOLD_RISK``; 0: none). Not for self-gating scorers (rules)."""
+    sustained_risk: float = DEFAULT_WATCH
+    """A GPU whose risk held at least this for ``sustained_for`` is at risk too, below the
+    threshold (:mod:`analysis.sustained`; ``GPU_RISK_SUSTAINED_RISK``; 0: off). Not for
+    self-gating scorers (the rules' risk is no calibrated chance)."""
+    sustained_for: timedelta = DEFAULT_SUSTAINED_FOR
+    """How long (``GPU_RISK_SUSTAINED_FOR``), judged at checkpoints 15 minutes apart."""
     metrics: BotMetrics | None = None
     load_model: Callable[[nx.DiGraph], Scorer | None] | None = None
     save_model: Callable[[Scorer, datetime], None] | None = None
@@ -114,6 +122,7 @@ class Pipeline:
     """The cluster it watches, as named in metrics and logs (its store is ``repository``, scoped
     to the cluster by the composition root when the bot watches several)."""
     tracker: IncidentTracker = field(init=False)
+    sustained: SustainedRisk | None = field(default=None, init=False)
     needs_history: bool = field(default=True, init=False)
     self_gating: bool = field(default=False, init=False)
     feature_window: timedelta | None = field(default=None, init=False)
@@ -176,6 +185,8 @@ class Pipeline:
             hold=None if gated or self.hold_risk <= 0 else self.hold_risk,
             idle_is_quiet=gated,  # alerting rules resolve when the expression stops firing
         )
+        held = not gated and self.sustained_risk > 0
+        self.sustained = SustainedRisk(self.sustained_risk, self.sustained_for) if held else None
         self.restored = False
 
     def run_cycle(self, at: datetime) -> CycleOutcome:
@@ -197,7 +208,7 @@ class Pipeline:
         scorer.allowances = self.allowances(at)  # what false-alarm verdicts taught, from the store
         assessment = scorer.assess(frames, graph, at)
         try:
-            incidents = self.track(assessment)
+            incidents = self.track(assessment, graph, scorer)
             raw = self.evidence.frames_for(frames, incidents, at, self.source)
             explained = self.explain(incidents, raw, graph, at, model)
             stored = self.repository.open_incidents()  # as before this cycle's decisions
@@ -212,7 +223,7 @@ class Pipeline:
                 unobserved=self.unobserved(frames, stored),
                 maintenance=self.maintenance_targets(at),
                 images=images,
-                tracker=(self.name, self.tracker.state()),
+                tracker=(self.name, self.tracker_state()),
                 merged=self.tracker.merged,
             )
         except BaseException:
@@ -253,15 +264,35 @@ class Pipeline:
             return
         self._models_asked |= nodes
 
-    def track(self, assessment: Assessment) -> list[Incident]:
-        """Streaks over cycles; after a restart it starts from the store's incidents and streaks."""
+    def track(self, assessment: Assessment, graph: nx.DiGraph, scorer: Scorer) -> list[Incident]:
+        """Streaks over cycles; after a restart it starts from the store's incidents and streaks.
+
+        GPUs whose risk held below the threshold for ``sustained_for`` are at risk too
+        (:mod:`analysis.sustained`): ``scorer`` groups them again with this cycle's."""
         if not self.restored:
             self.tracker.restore(r.incident for r in self.repository.open_incidents())
             state = self.repository.tracker_state(self.name)
             if state is not None:
                 self.tracker.load_state(state)
+                if self.sustained is not None:
+                    self.sustained.load_state(state.get("sustained"))
             self.restored = True
-        return self.tracker.update(assessment)
+        if self.sustained is None:
+            return self.tracker.update(assessment)
+        held = self.sustained.update(assessment.at, assessment.scores)
+        if held:
+            assessment = scorer.with_at_risk(assessment, graph, held, self.sustained.signal)
+        # an hour of held risk is the persistence the streak would ask for: an incident that
+        # exists only because of it (saying so) opens at once
+        judged = [i.dedup_key for i in assessment.incidents if held_signal(i.signals)]
+        return self.tracker.update(assessment, at_once=judged)
+
+    def tracker_state(self) -> dict[str, Any]:
+        """The streaks the store keeps with each cycle: the tracker's and the held risks'."""
+        state = self.tracker.state()
+        if self.sustained is not None:
+            state["sustained"] = self.sustained.state()
+        return state
 
     def allowances(self, at: datetime) -> dict[tuple[str, str], tuple[float, float]]:
         """What the false-alarm verdicts standing at ``at`` teach (``analysis.feedback``).

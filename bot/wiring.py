@@ -260,6 +260,8 @@ def build_pipeline(
         close_for=timedelta(seconds=settings.close_for),
         close_for_critical=timedelta(seconds=settings.close_for_critical),
         hold_risk=settings.hold_risk,
+        sustained_risk=settings.sustained_risk,
+        sustained_for=timedelta(seconds=settings.sustained_for),
         metrics=metrics,
         load_model=load_model if options.load_models else None,
         save_model=save_model if options.save_models else None,

@@ -70,8 +70,9 @@ def test_scan_at_t_equals_the_backtest_cycle_at_t(tmp_path: Path) -> None:
     # after the HBM failure: a cold fit this deep in a precursor absorbs it (README, Known limits)
     at = ONSET + timedelta(hours=3, minutes=15)
     scan = run_scan(settings, at=at, detector="graph", source=sim, explain=False)
-    # the backtest starts where the scan's warm-up starts: same fit, same streaks
-    first = at - (settings.open_after - 1) * CYCLE
+    # the backtest starts where the scan's warm-up starts (the first checkpoint of a risk held
+    # for GPU_RISK_SUSTAINED_FOR): same fit, same streaks
+    first = at - timedelta(seconds=settings.sustained_for)
     topology = load_topology_of(settings)
     pipelines = backtest_pipelines(settings, sim, topology, detectors=["graph"], explain=False)
     cycles = Replay(pipelines).run(cycle_times(first, at, CYCLE))["graph"]

@@ -116,6 +116,13 @@ def test_alert_content_buttons_and_links() -> None:
     assert "grafana" not in no_links and "/graph?" not in no_links
 
 
+def test_an_alert_on_risk_held_below_the_threshold_says_so() -> None:
+    held = replace(gpu_incident(AT), score=0.62, signals=("risk held >= 0.50 for 60 min",))
+    text = render_md(alert_blocks(held))
+    assert "0.62 (risk held >= 0.50 for 60 min)" in text
+    assert "risk held" not in render_md(alert_blocks(gpu_incident(AT)))
+
+
 def test_labels_outside_the_allowlist_never_reach_slack() -> None:
     blocks = alert_blocks(gpu_incident(AT))
     assert "train-llm-42" not in str(blocks)

@@ -17,6 +17,7 @@ from slack_sdk.models.blocks import (
     PlainTextObject,
 )
 
+from analysis.sustained import held_signal
 from analysis.types import GpuRef, Incident
 from bot.blocks.common import (
     ACTION_ACK,
@@ -74,9 +75,11 @@ def alert_blocks(
     title = f"{cluster}: {incident.title}" if cluster else incident.title
     done = "Merged" if st.merged_into else "Resolved"
     blocks: list[Block] = [header(f"{done}: {title}" if resolved else title)]
+    said = held_signal(incident.signals)  # opened on risk held below the threshold
+    held = f" ({escape(said)})" if said else ""
     fields = [
         f"*Severity*\n{SEVERITY_EMOJI.get(incident.severity, '')} {incident.severity}",
-        f"*Risk*\n{incident.score:.2f}",
+        f"*Risk*\n{incident.score:.2f}{held}",
         f"*Root cause*\n{incident.root_cause.kind} `{escape(incident.root_cause.id)}`",
         f"*GPUs at risk*\n{len(incident.gpus)}",
     ]

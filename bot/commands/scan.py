@@ -29,6 +29,7 @@ from bot.commands.common import (
 )
 
 if TYPE_CHECKING:
+    from analysis.sustained import SustainedRisk
     from analysis.types import Incident, ScanResult
     from bot.config import Settings
     from storage.source import MetricsSource
@@ -110,7 +111,9 @@ def run_scan(
     detector uses the model stored for this fleet (``GPU_RISK_MODEL_DIR``) when there is one,
     else fits on the history before the first cycle. So that the incident tracker opens what the
     running bot would have open, the cycles before ``at`` (one ``GPU_RISK_SCAN_INTERVAL`` apart)
-    that a streak needs (``GPU_RISK_OPEN_AFTER``, ``GPU_RISK_OPEN_FOR``) are run first, each a
+    that a streak needs (``GPU_RISK_OPEN_AFTER``, ``GPU_RISK_OPEN_FOR``), and those at the
+    checkpoints of a risk held for ``GPU_RISK_SUSTAINED_FOR`` (every 15 minutes back from ``at``:
+    ``analysis.sustained``), are run first, each a
     cycle of the running bot: its reductions from the TSDB, its fit on a sample of nodes past
     ``GPU_RISK_FIT_MAX_GPUS`` (no raw history of the whole fleet is read at once). Their
     overlapping windows are read at once (``storage.span_source.SpanSource``: the same frames and
@@ -136,7 +139,7 @@ def run_scan(
     # enough cycles before ``at`` for a streak to reach GPU_RISK_OPEN_AFTER and GPU_RISK_OPEN_FOR
     spans = -(-settings.open_for // settings.scan_interval)  # ceil
     warm_up = 0 if pipeline.self_gating else max(settings.open_after - 1, spans)
-    times = [at - i * cycle for i in range(warm_up, -1, -1)]
+    times = scan_times(at, cycle, warm_up, pipeline.sustained)
     if len(times) > 1:  # the cycles' overlapping windows read at once (the same frames)
         pipeline.source = SpanSource(src, times, pipeline.reads)
     if pipeline.needs_history:
@@ -163,6 +166,18 @@ def run_scan(
         scores=last.assessment.scores,
         detector=pipeline.make_scorer().name,
     )
+
+
+def scan_times(
+    at: datetime, cycle: timedelta, warm_up: int, sustained: SustainedRisk | None
+) -> list[datetime]:
+    """The cycles a one-shot scan at ``at`` runs, oldest first: the ``warm_up`` cycles before
+    it one ``cycle`` apart, and the checkpoints of a risk held (``sustained``), each judged as
+    the running bot judges it (:meth:`analysis.sustained.SustainedRisk.held`)."""
+    times = {at - i * cycle for i in range(warm_up + 1)}
+    if sustained is not None:
+        times.update(sustained.checkpoints(at))
+    return sorted(times)
 
 
 def _gpu_list(inc: Incident, limit: int = 8) -> str:
