@@ -970,3 +970,34 @@ REPORT_RUN_2026_12_05_BR: dict[str, object] = {**REPORT_RUN_2026_12_05_BN, "afte
 #: worktree at this commit. All 24 records are expected to equal runs BN's and BR's; reported
 #: whatever they show, and if it does not finish in the session that is said so.
 REPORT_RUN_2026_12_05_BS: dict[str, object] = {**REPORT_RUN_2026_12_05_BN, "after": "this commit"}
+
+
+#: Fixed before they started (2026-12-05, twenty-eighth session), at the commit that adds this
+#: declaration. Model 15 is model 14 with two changes to what pages (f9b2001), none to a fit or
+#: a score: (1) risk held below the threshold (``analysis.sustained``): a GPU whose risk was at
+#: least 0.6 at every checkpoint 15 minutes apart over an hour is at risk too, and an incident
+#: that exists only because of it opens at once, as a warning; 0.6 was chosen on the development
+#: fleets' per-cycle risks of model 14 (over an hour of checkpoints, 0.5 held two healthy GPUs of
+#: fleet 138, 0.55 and 0.6 none); (2) the tracker: an open broader incident takes a new incident
+#: inside it as its own only while assessments still show it (within ``close_for``) or its
+#: hardware failed by a failure signal or silence, not while it is held open by idle GPUs or a
+#: drain alone (a false switch incident on fleet 111 had swallowed two faults for a day).
+#: Development fleets, run before this declaration (``eval-2026-12-05-bt/dev-*-model15``):
+#: faulty 25/33 warned >= 1 h strict (model 14: 22), 4 false incidents (5), nothing lost;
+#: healthy every record equal to model 14's (1 false incident, fleet 132). Two runs, one worker
+#: each, side by side from a detached worktree at this commit: run U's two report commands
+#: (``gpu-risk eval --seeds report --skip 8 --limit 12 --cycle 5m --detectors graph,static
+#: --no-explain --max-gpus 128 --jobs 1 [--healthy]``). Reported whatever they show, record by
+#: record against runs BN and BO; the model is not changed on report outcomes. The held-out
+#: seeds, the ablation, the explanations and the 1-minute healthy fleets are not run at model 15
+#: in this session; what does not finish in it is said so.
+REPORT_RUN_2026_12_05_BT: dict[str, object] = {
+    **REPORT_RUN_2026_12_05_BN,
+    "model_version": 15,
+    "after": "this commit",
+}
+REPORT_RUN_2026_12_05_BU: dict[str, object] = {
+    **REPORT_RUN_2026_12_05_BO,
+    "model_version": 15,
+    "after": "this commit",
+}
