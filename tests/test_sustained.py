@@ -223,3 +223,18 @@ def test_a_one_shot_scan_runs_the_checkpoints_the_running_bot_judges() -> None:
     for t in times:
         held = alone.update(t, [GpuScore("n1", "0", 0.6)])
     assert held == {"n1/0"}
+
+
+def test_the_level_study_counts_held_healthy_gpus_and_leads() -> None:
+    """``benchmarks.held_risk``: a healthy GPU held is a page, one under a fault is a lead."""
+    from benchmarks.held_risk import Replayed, judge
+
+    fleet = Replayed(seed=100, gpu_days=1.0)
+    failure = T0 + timedelta(hours=4)
+    fleet.faults = [("ti-1", "n2/0", ("n2/0",), T0, failure)]
+    for m in range(0, 180, 5):
+        scores = (GpuScore("n1", "0", 0.55), GpuScore("n2", "0", 0.65), GpuScore("n3", "0", 0.1))
+        fleet.cycles.append((T0 + timedelta(minutes=m), scores, frozenset()))
+    assert judge(fleet, 0.5, timedelta(hours=1)) == {"false_pages": 1, "leads": {"ti-1": 180.0}}
+    assert judge(fleet, 0.6, timedelta(hours=1)) == {"false_pages": 0, "leads": {"ti-1": 180.0}}
+    assert judge(fleet, 0.7, timedelta(hours=1))["leads"] == {}
