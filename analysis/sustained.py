@@ -15,6 +15,8 @@ Chosen on the development fleets (``benchmarks/results/README.md``, twenty-eight
 one step back from where healthy GPUs began to be held: over an hour of checkpoints 15 minutes
 apart, at risk 0.5 two GPUs of the 1,877 healthy GPU-days were held (fleet 138), at 0.55 and
 0.6 none; 0.6 keeps most of what the rule found (two faults of fleet 111 warned hours ahead).
+On the report seeds (runs BT/BU, README) it warned two more faults an hour ahead and paged two
+healthy GPUs of one fleet: nine healthy development fleets were too few to see that rate.
 
 Pure: what it keeps is the set of GPUs at or above ``watch`` per cycle of the last ``over``.
 """
