@@ -112,8 +112,9 @@ class Scorer(Protocol):
     ) -> Assessment:
         """``assessment`` with the GPUs ``keys`` at risk too, whatever their risk this cycle
         (it held below the threshold for long: :mod:`analysis.sustained`): its incidents grouped
-        again, those holding one of them with ``signal`` added; the scores are unchanged. A
-        scorer whose risk is not calibrated (the static rules) returns ``assessment``."""
+        again, ``signal`` added to those that exist only because of them; the scores are
+        unchanged. A scorer whose risk is not calibrated (the static rules) returns
+        ``assessment``."""
         ...
 
 

@@ -675,14 +675,14 @@ class FeatureScorer:
         raised[sorted(held)] = self.threshold
         incidents = []
         for inc in self._incidents(raised, assessment.features, graph, assessment.at):
-            gpus = tuple(replace(g, score=float(risk[g.key])) for g in inc.gpus)
-            top = max(g.score for g in gpus)
             if not held.intersection(g.key for g in inc.gpus):
                 incidents.append(inc)
-            elif top >= self.threshold:  # at risk on its own this cycle, the held GPU with it
-                incidents.append(replace(inc, gpus=gpus, score=top))
-            else:
-                incidents.append(replace(inc, gpus=gpus, score=top, signals=(signal, *inc.signals)))
+                continue
+            gpus = tuple(replace(g, score=float(risk[g.key])) for g in inc.gpus)
+            top = max(g.score for g in gpus)
+            # at risk on its own this cycle (the held GPU with it), or only because of it
+            signals = inc.signals if top >= self.threshold else (signal, *inc.signals)
+            incidents.append(replace(inc, gpus=gpus, score=top, signals=signals))
         return replace(assessment, incidents=tuple(incidents))
 
     # ------------------------------------------------------------- persistence

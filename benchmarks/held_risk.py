@@ -24,7 +24,7 @@ from typing import Any
 
 from analysis.evaluation.protocol import HELD_OUT_SEEDS, REPORT_SEEDS
 from analysis.sustained import SustainedRisk
-from analysis.types import GpuScore
+from analysis.types import GpuRef, GpuScore
 
 
 @dataclass
@@ -72,11 +72,11 @@ def judge(fleet: Replayed, level: float, over: timedelta) -> dict[str, Any]:
     for at, scores, open_gpus in fleet.cycles:
         for key in rule.update(at, scores):
             for fid, target, _, onset, failure in fleet.faults:
-                names = key == target or key.split("/")[0] == target
+                names = key == target or GpuRef.parse(key).node == target
                 if names and onset <= at and (failure is None or at <= failure):
                     first.setdefault(fid, at)
             if key not in open_gpus and key not in near:
-                node = key.split("/")[0]
+                node = GpuRef.parse(key).node
                 if not false[node] or at - false[node][-1] > timedelta(hours=1):
                     false[node].append(at)
                 else:
