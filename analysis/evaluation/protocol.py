@@ -1001,3 +1001,13 @@ REPORT_RUN_2026_12_05_BU: dict[str, object] = {
     "model_version": 15,
     "after": "this commit",
 }
+
+
+#: Fixed before it started (2026-12-05, twenty-eighth session, after the review of the whole
+#: change), at the commit that adds this declaration (since runs BT/BU, 4730bed: results,
+#: README, the level study's script, and one refactor of ``FeatureScorer.with_at_risk`` that
+#: changes no incident): run U's report faulty command with two workers (``gpu-risk eval --seeds
+#: report --skip 8 --limit 12 --cycle 5m --detectors graph,static --no-explain --max-gpus 128
+#: --jobs 2``) from a detached worktree at this commit. All 24 records are expected to equal run
+#: BT's; reported whatever they show, and if it does not finish in the session that is said so.
+REPORT_RUN_2026_12_05_BV: dict[str, object] = {**REPORT_RUN_2026_12_05_BT, "after": "this commit"}
