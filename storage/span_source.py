@@ -1,8 +1,9 @@
 """A run of cycles at known times read at once: a one-shot scan's warm-up cycles.
 
 ``gpu-risk scan --at T`` runs the cycles before ``T`` that a streak needs (one scan interval
-apart), each reading its own window: six overlapping 30-minute windows and six sets of
-reductions for what one 35-minute read holds. :class:`SpanSource` wraps the scan's source and
+apart) and those at the held-risk checkpoints (every 15 minutes back to an hour), each reading
+its own window: ten overlapping 30-minute windows and ten sets of reductions for what one
+95-minute read holds. :class:`SpanSource` wraps the scan's source and
 answers those reads from one fetch of the whole span and one range query per reduction for all
 the cycles' times (``reduce_at``, where the source has it: ``PrometheusSource``):
 
@@ -12,7 +13,9 @@ the cycles' times (``reduce_at``, where the source has it: ``PrometheusSource``)
   time (``storage.promql_frames.concat_frames``). A window lacking a GPU metric the span has is
   fetched on its own, so the source's own checks (a half-empty answer) apply to it as before;
 - the reductions at the cycles' times before the last come from the source's ``reduce_at``: the
-  same tables as ``reduce`` at each time; the last cycle's (the one reported) are asked alone.
+  same tables as ``reduce`` at each time, one range query per reduction for each evenly spaced
+  run of them (the checkpoints, the warm-up cycles); the last cycle's (the one reported) are
+  asked alone.
 
 Anything else (the fit's history, an incident's nodes, a time outside the run, a span the source
 failed to read) goes to the wrapped source, unchanged.
@@ -56,9 +59,10 @@ MIN_INTERVAL = timedelta(minutes=1)
 class SpanSource:
     """A ``MetricsSource`` over ``source`` that reads the cycles at ``times`` all at once.
 
-    ``times``: the cycles' ends, evenly spaced, oldest first; ``window``: the cycle window. The
-    span is read at the first window fetch that falls in it (its step and GPU metrics are that
-    fetch's), the reductions at the first ``reduce`` at one of ``times``. ``window``: how far
+    ``times``: the cycles' ends, oldest first, :data:`MIN_INTERVAL` or more apart (a scan's
+    held-risk checkpoints and its warm-up cycles: ``bot.commands.scan.scan_times``); ``window``:
+    the cycle window. The span is read at the first window fetch that falls in it (its step and
+    GPU metrics are that fetch's), the reductions at the first ``reduce`` at one of ``times``. ``window``: how far
     before its end a cycle reads (``Pipeline.reads``: the window and any lead-in).
     """
 
@@ -112,13 +116,16 @@ class SpanSource:
         ``-search.latencyOffset`` of now, which a range query's last point need not match.
         """
         when = grid_time(at, plan.step)
-        whens = [grid_time(t, plan.step) for t in self.times[:-1]]
+        whens = sorted({grid_time(t, plan.step) for t in self.times[:-1]})
         reduce_at = getattr(self.source, "reduce_at", None)
-        if when not in whens or reduce_at is None or not _evenly_spaced(whens):
+        if when not in whens or reduce_at is None or not _spaced(whens):
             return self.source.reduce(plan, at)
         if plan not in self._reduced:
-            tables = reduce_at(plan, whens)
-            self._reduced[plan] = dict(zip(whens, tables, strict=True))
+            self._reduced[plan] = {
+                t: table
+                for run in _runs(whens)
+                for t, table in zip(run, reduce_at(plan, run), strict=True)
+            }
         return self._reduced[plan][when]
 
     def cordoned(self, at: datetime) -> frozenset[str]:
@@ -127,7 +134,7 @@ class SpanSource:
 
     def _inside(self, start: datetime, end: datetime, step: timedelta) -> bool:
         """``[start, end]`` lies in the span, on its step grid."""
-        if step <= timedelta(0) or not _evenly_spaced(self.times):
+        if step <= timedelta(0) or not _spaced(self.times):
             return False
         lo, hi = self.start, self.times[-1]
         return lo <= start < end <= hi and (start - lo) % step == timedelta(0)
@@ -160,12 +167,22 @@ class SpanSource:
         )
 
 
-def _evenly_spaced(times: Sequence[datetime]) -> bool:
-    """At least two times, one constant interval of :data:`MIN_INTERVAL` or more apart."""
-    if len(times) < 2:
-        return False
-    every = times[1] - times[0]
-    return every >= MIN_INTERVAL and all(b - a == every for a, b in pairwise(times))
+def _spaced(times: Sequence[datetime]) -> bool:
+    """At least two times, each :data:`MIN_INTERVAL` or more after the one before."""
+    return len(times) >= 2 and all(b - a >= MIN_INTERVAL for a, b in pairwise(times))
+
+
+def _runs(times: Sequence[datetime]) -> list[list[datetime]]:
+    """Sorted ``times`` cut into evenly spaced runs, oldest first, each as long as it goes: a
+    scan's held-risk checkpoints (15 minutes apart), then its warm-up cycles (one interval)."""
+    runs: list[list[datetime]] = []
+    for t in times:
+        run = runs[-1] if runs else None
+        if run is not None and (len(run) == 1 or t - run[-1] == run[1] - run[0]):
+            run.append(t)
+        else:
+            runs.append([t])
+    return runs
 
 
 def _cut(span: FleetFrames, start: datetime, end: datetime, step: timedelta) -> FleetFrames | None:
