@@ -18,6 +18,8 @@ ingredient contributes:
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 import numpy as np
 import pandas as pd
 
@@ -52,6 +54,8 @@ class NoContextModel(FeatureScorer):
     """The product model on the GPU's own features only (name ``graph-noctx``)."""
 
     name: str = "graph-noctx"
+    #: The fleet's common shift is peer context too (``analysis.common_mode``).
+    common_mode: ClassVar[bool] = False
 
     def _select(self, features: pd.DataFrame) -> list[str]:
         """Return the product's columns minus every peer, node, rack and component column."""

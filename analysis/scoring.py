@@ -55,6 +55,7 @@ from analysis.calibration import (
     risk_direction,
     scale_floor,
 )
+from analysis.common_mode import common_shift, remove_common_mode
 from analysis.detectors import DETECTORS, Detector, make_detector
 from analysis.feature_memo import FeatureMemo
 from analysis.features import (
@@ -82,7 +83,7 @@ from analysis.thermal import LAG, fit_temp_per_watt, fit_thermal_lag
 from analysis.types import Assessment, Fault, FleetFrames, GpuRef, GpuScore, Incident
 
 MODEL_FORMAT = "gpu-risk-model"
-MODEL_VERSION = 13
+MODEL_VERSION = 14
 DEFAULT_THRESHOLD = 0.9
 DEFAULT_FIT_WINDOW = timedelta(hours=24)
 DEFAULT_FIT_CYCLES = 48
@@ -208,6 +209,19 @@ def _too_few_rows(
     )
 
 
+def _with_shift(x: pd.DataFrame, shift: pd.DataFrame | None) -> pd.DataFrame:
+    """``x`` with each row's fleet shift (``analysis.common_mode``) put back, less its usual
+    level: the own-history features' deviations as they were, for their spreads."""
+    if shift is None:
+        return x
+    cols = [c for c in shift.columns if c in x.columns]
+    if not cols:
+        return x
+    out = x.copy()
+    out[cols] = x[cols] + (shift[cols] - shift[cols].median()).to_numpy()
+    return out
+
+
 def _node_of(keys: pd.Index) -> pd.Index:
     """Return the node of each ``<node>/<gpu>`` key."""
     return pd.Index([str(k).rpartition("/")[0] for k in keys], name="node")
@@ -292,6 +306,8 @@ class FeatureScorer:
     needs_history: ClassVar[bool] = True
     self_gating: ClassVar[bool] = False
     own_baseline: ClassVar[bool] = True
+    #: Take the fleet's common shift out of the own-history features (``analysis.common_mode``).
+    common_mode: ClassVar[bool] = True
     tail_guard: ClassVar[bool] = True
     rule_floor: ClassVar[bool] = True
     grouped: ClassVar[bool] = True
@@ -455,6 +471,10 @@ class FeatureScorer:
             )
         if rows.empty:
             raise NotEnoughHistoryError("no GPU rows in the history: is the metrics source empty?")
+        shift = None
+        if self._common_mode:  # each cycle's, over all its GPUs, as in each scored cycle
+            shift = common_shift(rows, by="at")
+            rows = remove_common_mode(rows, shift=shift)
         excluded = self._excluded(rows, graph)
         flagged = rows[list(FLAG_COLUMNS)].any(axis=1).to_numpy()
         silent = np.zeros(len(rows), dtype=bool)
@@ -465,6 +485,7 @@ class FeatureScorer:
         if int(keep.sum()) < MIN_FIT_ROWS:
             raise NotEnoughHistoryError(_too_few_rows(excluded, flagged, silent))
         rows = rows[keep]
+        shift = shift[keep] if shift is not None else None
         self.columns_ = self._select(rows)
         x = rows[self.columns_].astype(float)
         fill = x.median()
@@ -493,17 +514,21 @@ class FeatureScorer:
             self.node_baseline_ = pd.DataFrame(columns=self.columns_, dtype=float)
             dev = x
         self.center_ = dev.median()
-        spread = robust_spread(dev, self.center_)
+        # judged with the spread of the deviations as they were (the hall's swings in it)
+        swung = _with_shift(dev, shift)
+        spread = robust_spread(swung, swung.median())
         floors = pd.Series(
             {c: scale_floor(c, float(fill.get(c, 0.0) or 0.0)) for c in self.columns_}
         )
         self.scale_ = np.maximum(spread.fillna(0.0), floors)
         if self.own_baseline and "power_level" in rows.columns:
-            self.power_range_, self.load_spread_ = _load_spread(rows, keys, self.columns_)
+            self.power_range_, self.load_spread_ = _load_spread(
+                _with_shift(rows, shift), keys, self.columns_
+            )
         if self.own_baseline:
             # A GPU that is steadily noisier than the fleet (a chatty counter, a job that keeps
             # changing) is judged against its own spread, not the fleet's.
-            self.own_scale_ = own_spread((dev - self.center_).abs(), keys)
+            self.own_scale_ = own_spread((swung - swung.median()).abs(), keys)
         else:
             self.own_scale_ = pd.DataFrame(columns=self.columns_, dtype=float)
         loads = [c for c in REGIME_FEATURES if c in self.columns_]
@@ -533,6 +558,11 @@ class FeatureScorer:
         return self
 
     # ----------------------------------------------------------------- scoring
+    @property
+    def _common_mode(self) -> bool:
+        """Whether the fleet's common shift is taken out (own baselines only)."""
+        return self.common_mode and self.own_baseline
+
     def _check_fitted(self) -> None:
         """Raise NotFittedError unless fit has run."""
         if not hasattr(self, "detector_"):
@@ -578,6 +608,8 @@ class FeatureScorer:
         """Return the ``z`` deviations of each feature (own baseline removed, robustly scaled)."""
         self._check_fitted()
         x = features.reindex(columns=self.columns_).astype(float)
+        if self._common_mode:
+            x = remove_common_mode(x)
         if self.own_baseline:
             base = _fill_from_node(self.baseline_.reindex(x.index), self.node_baseline_)
             base = base.fillna(self.baseline_.median()).fillna(self.fill_)
