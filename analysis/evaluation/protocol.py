@@ -1011,3 +1011,34 @@ REPORT_RUN_2026_12_05_BU: dict[str, object] = {
 #: --jobs 2``) from a detached worktree at this commit. All 24 records are expected to equal run
 #: BT's; reported whatever they show, and if it does not finish in the session that is said so.
 REPORT_RUN_2026_12_05_BV: dict[str, object] = {**REPORT_RUN_2026_12_05_BT, "after": "this commit"}
+
+
+#: Fixed before they started (2026-12-05, twenty-ninth session), at the commit that adds this
+#: declaration. Model 16 is model 15 with one change to a score (``analysis.common_mode``): the
+#: features judged against a GPU's own history alone (``temp_at_power``, ``mem_temp_at_power``,
+#: ``temp_at_power_slope``) are taken relative to the fleet's lower quartile of them at the same
+#: cycle, in the fit's rows and each cycle's, and judged with the spread of their deviations as
+#: they were. Found on development fleet 103 (healthy; a hall-wide ambient change held two GPUs
+#: of one node above 0.6 for an hour: two pages, the one page the level study of model 15 found
+#: in 3,503 development GPU-days). A first version that also took the spread from the shifted
+#: values (half as wide on fleet 134) paged on a job starting on fleet 134's idle GPU and was
+#: discarded before this declaration. Development fleets, run before this declaration
+#: (``eval-2026-12-05-bw/dev-*-model16``): the eight faulty and nine healthy fleets equal model
+#: 15 record by record (25/33 warned >= 1 h strict, 4 false incidents; healthy 1); fleet 103
+#: healthy 2 false incidents -> 0 (``dev-healthy-103-model1{5,6}``). Two runs, one worker each,
+#: side by side from a detached worktree at this commit: run U's two report commands (``gpu-risk eval --seeds
+#: report --skip 8 --limit 12 --cycle 5m --detectors graph,static --no-explain --max-gpus 128
+#: --jobs 1 [--healthy]``). Reported whatever they show, record by record against runs BT and BU;
+#: the model is not changed on report outcomes. The held-out seeds, the ablation, the
+#: explanations and the 1-minute healthy fleets are not run at model 16 in this session; what
+#: does not finish in it is said so.
+REPORT_RUN_2026_12_05_BW: dict[str, object] = {
+    **REPORT_RUN_2026_12_05_BT,
+    "model_version": 16,
+    "after": "this commit",
+}
+REPORT_RUN_2026_12_05_BX: dict[str, object] = {
+    **REPORT_RUN_2026_12_05_BU,
+    "model_version": 16,
+    "after": "this commit",
+}
