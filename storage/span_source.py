@@ -1,11 +1,11 @@
-"""A run of cycles at known times read at once: a one-shot scan's warm-up cycles.
+"""A run of cycles at known times read at once: a one-shot scan's cycles before the one it reports.
 
 ``gpu-risk scan --at T`` runs the cycles before ``T`` that a streak needs (one scan interval
 apart) and those at the held-risk checkpoints (every 15 minutes back to an hour), each reading
-its own window: ten overlapping 30-minute windows and ten sets of reductions for what one
-95-minute read holds. :class:`SpanSource` wraps the scan's source and
-answers those reads from one fetch of the whole span and one range query per reduction for all
-the cycles' times (``reduce_at``, where the source has it: ``PrometheusSource``):
+its own window: ten overlapping windows and ten sets of reductions for what one read of the
+span holds. :class:`SpanSource` wraps the scan's source and answers those reads from one fetch
+of the whole span and range queries for the cycles' reductions (``reduce_at``, where the source
+has it: ``PrometheusSource``):
 
 - a window of the span (same step, same GPU metrics, the whole fleet, on the span's step grid)
   is cut out of the span's frames: the same rows, as a range query's point at ``t`` does not
@@ -60,10 +60,10 @@ class SpanSource:
     """A ``MetricsSource`` over ``source`` that reads the cycles at ``times`` all at once.
 
     ``times``: the cycles' ends, oldest first, :data:`MIN_INTERVAL` or more apart (a scan's
-    held-risk checkpoints and its warm-up cycles: ``bot.commands.scan.scan_times``); ``window``:
-    the cycle window. The span is read at the first window fetch that falls in it (its step and
-    GPU metrics are that fetch's), the reductions at the first ``reduce`` at one of ``times``. ``window``: how far
-    before its end a cycle reads (``Pipeline.reads``: the window and any lead-in).
+    held-risk checkpoints and its warm-up cycles: ``bot.commands.scan.scan_times``). The span is
+    read at the first window fetch that falls in it (its step and GPU metrics are that fetch's),
+    the reductions at the first ``reduce`` at one of ``times``. ``window``: how far before its
+    end a cycle reads (``Pipeline.reads``: the window and any lead-in).
     """
 
     source: MetricsSource
