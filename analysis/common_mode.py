@@ -17,8 +17,8 @@ swings included (``FeatureScorer.fit``): the shift's removal narrowed it by half
 starting on an idle fleet's GPU (its temperature at power some degrees off its idle self) read
 +10 sd and paged on development fleet 134.
 The lower quartile, not the median: a shared component's fault (a rack's cooling unit, a PDU
-feeding half the racks) heats up to three quarters of the fleet and still shows; the component's
-own metrics and the comparisons between racks carry it beyond that. A fleet with fewer than
+feeding half the racks) that heats fewer than three quarters of the fleet's GPUs shows in full;
+the component's own metrics and the comparisons between racks carry it beyond that. A fleet with fewer than
 :data:`MIN_GPUS` GPUs reporting the feature keeps it as it is.
 """
 
