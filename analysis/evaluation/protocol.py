@@ -1042,3 +1042,24 @@ REPORT_RUN_2026_12_05_BX: dict[str, object] = {
     "model_version": 16,
     "after": "this commit",
 }
+
+
+#: Fixed before they started (2026-12-05, twenty-ninth session, after runs BW/BX), at the commit
+#: that adds this declaration (model 16 as declared for BW/BX; since d2a61bb only results, README
+#: and a docstring): run AJ's two held-out commands (``gpu-risk eval --seeds held-out --limit 12
+#: --cycle 5m --detectors graph,static --no-explain --max-gpus 128 --jobs 1 [--healthy]``), one
+#: worker each, side by side, from a detached worktree at this commit. Model 15 was never run on
+#: the held-out seeds, so the comparison is with model 14 (runs BP and BQ), and says both changes
+#: (the held risk, the common shift) at once. Reported whatever they show; the model is not
+#: changed on their outcome; if they do not finish in the session that is said so. Held-out
+#: seeds 10032-10039 stay unseen.
+REPORT_RUN_2026_12_05_BY: dict[str, object] = {
+    **REPORT_RUN_2026_12_05_BP,
+    "model_version": 16,
+    "after": "this commit",
+}
+REPORT_RUN_2026_12_05_BZ: dict[str, object] = {
+    **REPORT_RUN_2026_12_05_BQ,
+    "model_version": 16,
+    "after": "this commit",
+}
