@@ -29,7 +29,16 @@ from collections.abc import Hashable
 import numpy as np
 import pandas as pd
 
-__all__ = ["COMMON_MODE", "MIN_GPUS", "QUANTILE", "common_shift", "remove_common_mode"]
+__all__ = [
+    "COMMON_MODE",
+    "MIN_GPUS",
+    "QUANTILE",
+    "SHIFT_PREFIX",
+    "common_shift",
+    "remove_common_mode",
+    "shift_of",
+    "with_common_shift",
+]
 
 #: The features judged against the GPU's own history alone (no peer in them).
 COMMON_MODE: tuple[str, ...] = ("temp_at_power", "mem_temp_at_power", "temp_at_power_slope")
@@ -37,6 +46,9 @@ COMMON_MODE: tuple[str, ...] = ("temp_at_power", "mem_temp_at_power", "temp_at_p
 QUANTILE = 0.25
 #: Fewest GPUs with a value at a cycle for its shift to be taken out.
 MIN_GPUS = 8
+#: An assessed cycle's table carries its shift in these columns (the same value on every row),
+#: so rows taken from it are judged as they were within their whole cycle.
+SHIFT_PREFIX = "fleet_shift."
 
 
 def common_shift(x: pd.DataFrame, by: Hashable | None = None) -> pd.DataFrame:
@@ -61,16 +73,35 @@ def common_shift(x: pd.DataFrame, by: Hashable | None = None) -> pd.DataFrame:
     )
 
 
+def with_common_shift(x: pd.DataFrame, by: Hashable | None = None) -> pd.DataFrame:
+    """``x`` with its :func:`common_shift` in :data:`SHIFT_PREFIX` columns (a copy)."""
+    shift = common_shift(x, by)
+    out = x.copy()
+    for c in shift.columns:
+        out[SHIFT_PREFIX + c] = shift[c].to_numpy()
+    return out
+
+
+def shift_of(x: pd.DataFrame) -> pd.DataFrame:
+    """The fleet shift of ``x``'s rows: the one they carry (:func:`with_common_shift`: rows of an
+    assessed cycle, any subset of them), else computed from ``x`` as one whole cycle."""
+    cols = [c for c in COMMON_MODE if c in x.columns]
+    stored = [SHIFT_PREFIX + c for c in cols]
+    if cols and all(s in x.columns for s in stored):
+        return x[stored].set_axis(cols, axis=1).astype(float)
+    return common_shift(x)
+
+
 def remove_common_mode(
     x: pd.DataFrame, by: Hashable | None = None, shift: pd.DataFrame | None = None
 ) -> pd.DataFrame:
     """``x`` with each :data:`COMMON_MODE` column minus its fleet shift (:func:`common_shift`,
     or ``shift`` when given). Returns a copy when there is one to take out, else ``x``."""
-    cols = [c for c in COMMON_MODE if c in x.columns]
-    if not cols or x.empty:
-        return x
     if shift is None:
         shift = common_shift(x, by)
+    cols = [c for c in COMMON_MODE if c in x.columns and c in shift.columns]
+    if not cols or x.empty:
+        return x
     out = x.copy()
     out[cols] = x[cols].astype(float) - shift[cols].to_numpy()
     return out

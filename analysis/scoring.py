@@ -55,7 +55,12 @@ from analysis.calibration import (
     risk_direction,
     scale_floor,
 )
-from analysis.common_mode import common_shift, remove_common_mode
+from analysis.common_mode import (
+    common_shift,
+    remove_common_mode,
+    shift_of,
+    with_common_shift,
+)
 from analysis.detectors import DETECTORS, Detector, make_detector
 from analysis.feature_memo import FeatureMemo
 from analysis.features import (
@@ -608,8 +613,8 @@ class FeatureScorer:
         """Return the ``z`` deviations of each feature (own baseline removed, robustly scaled)."""
         self._check_fitted()
         x = features.reindex(columns=self.columns_).astype(float)
-        if self._common_mode:
-            x = remove_common_mode(x)
+        if self._common_mode:  # the cycle's shift: carried by an assessed table's rows
+            x = remove_common_mode(x, shift=shift_of(features))
         if self.own_baseline:
             base = _fill_from_node(self.baseline_.reindex(x.index), self.node_baseline_)
             base = base.fillna(self.baseline_.median()).fillna(self.fill_)
@@ -644,7 +649,8 @@ class FeatureScorer:
         return pd.DataFrame(arr, index=z.index, columns=z.columns)
 
     def score_features(self, features: pd.DataFrame) -> pd.Series:
-        """Return calibrated risk in [0, 1] per GPU (index of ``features``)."""
+        """Return calibrated risk in [0, 1] per GPU (index of ``features``): one whole cycle's
+        rows, or any rows of an assessed table (they carry their cycle's fleet shift)."""
         return self._risk(features, self.standardise(features))
 
     def _risk(self, features: pd.DataFrame, z: pd.DataFrame) -> pd.Series:
@@ -672,6 +678,8 @@ class FeatureScorer:
             feats = self.memo.build(frames, graph, at, self.window, temp_per_watt=slopes)
         else:
             feats = build_features(frames, graph, at, self.window, temp_per_watt=slopes)
+        if self._common_mode:  # kept with the rows: any of them is judged within its cycle
+            feats = with_common_shift(feats)
         z = self.standardise(feats)
         risk = self._risk(feats, z)
         # The table keeps the real deviations: explanations and an incident's evidence show what

@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from analysis.common_mode import MIN_GPUS, QUANTILE, remove_common_mode
+from analysis.common_mode import MIN_GPUS, QUANTILE, SHIFT_PREFIX, remove_common_mode
 from analysis.features import slice_frames
 from analysis.scoring import GraphRiskModel
 from analysis.types import FleetFrames
@@ -111,3 +111,21 @@ def test_one_gpu_warming_alone_still_reads_as_its_own(fitted: tuple) -> None:
     assert mine > 4.0
     assert mine >= 0.9 * before
     assert table.drop(index=LONE)["z.temp_at_power"].abs().max() < 2.0
+
+
+def test_rows_of_an_assessed_cycle_score_as_they_did_within_it(fitted: tuple) -> None:
+    """An assessed table carries its cycle's shift: a row of it scores as in the assessment
+    (computed from one row alone, there would be no shift to take out)."""
+    frames, graph, model, _ = fitted
+    node, gpu = LONE.split("/")
+    g = frames.gpu
+    lone = _warmer(frames, (g["node"] == node) & (g["gpu"].astype(str) == gpu), DEGREES)
+    table = model.assess(lone, graph, AT).features
+    assert table.filter(like=SHIFT_PREFIX).notna().all().all()
+    for key in (LONE, "gpu-node-001/0"):
+        one = model.score_features(table.loc[[key]])
+        assert float(one.iloc[0]) == pytest.approx(float(table.loc[key, "risk"]))
+    # without the shift it carries, the row alone is judged without one
+    bare = table.loc[[LONE]].drop(columns=table.filter(like=SHIFT_PREFIX).columns)
+    alone = float(model.standardise(bare).loc[LONE, "temp_at_power"])
+    assert alone != pytest.approx(float(table.loc[LONE, "z.temp_at_power"]), abs=1.0)
