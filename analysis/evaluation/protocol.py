@@ -1063,3 +1063,13 @@ REPORT_RUN_2026_12_05_BZ: dict[str, object] = {
     "model_version": 16,
     "after": "this commit",
 }
+
+
+#: Fixed before they started (2026-12-05, twenty-ninth session, after the review of the whole
+#: change), at the commit that adds this declaration: since runs BW/BX the scoring code changed
+#: once (b6a8f52: an assessed table carries its cycle's fleet shift; no cycle's score is meant
+#: to change). Run U's two report commands, one worker each, side by side, from a detached
+#: worktree at this commit. Every record is expected to equal runs BW and BX; reported whatever
+#: they show, and if they do not finish in the session that is said so.
+REPORT_RUN_2026_12_05_CA: dict[str, object] = {**REPORT_RUN_2026_12_05_BW, "after": "this commit"}
+REPORT_RUN_2026_12_05_CB: dict[str, object] = {**REPORT_RUN_2026_12_05_BX, "after": "this commit"}
