@@ -33,7 +33,7 @@ always exported (``GAUGES``, ``COUNTERS`` ... now declared by the plan) are re-e
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 
 import networkx as nx
@@ -97,6 +97,7 @@ __all__ = [
     "VOLTS",
     "WORKLOAD_COLUMNS",
     "XID",
+    "RunPeers",
     "anscombe",
     "build_features",
     "feature_columns",
@@ -437,37 +438,17 @@ def feature_history(
     reduced = _reductions_at(ordered, times, window)
     # with its reductions given, a cycle reads only the peer metrics raw (as a reduced cycle),
     # pivoted once for all the cycles
-    # (from the history's lead on: the first cycle's thermal lag reads it, as that cycle does)
-    wide = join_lead(ordered).gpu_wide(PEER_METRICS) if any(reduced) else None
-    # each sample against its peers at the same timestamp, once for the whole history when the
-    # degrees per watt are the fit's, the fleet's included (else a window's own estimate stands
-    # in: computed per cycle)
-    devs = None
-    if wide is not None and temp_per_watt and FLEET in temp_per_watt:
-        keys = pd.Index(wide.index.get_level_values("key").unique())
-        node_of, rack_of, model_of = _placement(keys, graph)
-        devs = peer_rows(wide, node_of, rack_of, model_of=model_of, temp_per_watt=temp_per_watt)
+    run = RunPeers.of(ordered, graph, temp_per_watt) if any(reduced) else None
     # the node context's metrics split once, each cycle's window cut from them
-    node_rows = metric_rows(ordered.node)
+    node_rows = run.node_rows if run is not None else metric_rows(ordered.node)
     parts = []
     for at, own in zip(times, reduced, strict=True):
-        if own is None or wide is None:
+        if own is None or run is None:
             feats = _features(
                 ordered, graph, at, window, node_rows=node_rows, temp_per_watt=temp_per_watt
             )
         else:
-            cycle = replace(ordered, reduced=own)
-            peers, peer_devs = _rows_of(wide, at, window, also=devs)
-            feats = _features(
-                cycle,
-                graph,
-                at,
-                window,
-                peers=peers,
-                peer_devs=peer_devs,
-                node_rows=node_rows,
-                temp_per_watt=temp_per_watt,
-            )
+            feats = run.features(replace(ordered, reduced=own), graph, at, window)
         feats.index = pd.MultiIndex.from_product(
             [[to_utc(at)], feats.index], names=["at", "gpu_key"]
         )
@@ -475,6 +456,62 @@ def feature_history(
     if not parts:
         return pd.DataFrame()
     return pd.concat(parts)
+
+
+@dataclass(frozen=True)
+class RunPeers:
+    """What the cycles of a run share, computed once from the frames that hold them all: the
+    peer metrics' pivot, each sample against its peers, and the node frame split by metric.
+
+    A fit's history (:func:`feature_history`) and a one-shot scan's span of cycles
+    (:class:`analysis.feature_memo.SpanFeatures`) cut each cycle's rows from them: the rows of
+    the cycle's own (every peer comparison is between samples of one timestamp, and the
+    thermal lag reads :data:`analysis.thermal.LEAD_IN` before a row, which the run holds from
+    its lead on).
+    """
+
+    wide: pd.DataFrame
+    """``gpu_wide(PEER_METRICS)`` of the run, from its lead on."""
+    devs: pd.DataFrame | None
+    """:func:`analysis.context.peer_rows` of ``wide``; None unless the degrees per watt are the
+    fit's, the fleet's included (else a window's own estimate stands in: computed per cycle)."""
+    node_rows: Mapping[str, pd.DataFrame]
+    """:func:`analysis.context.metric_rows` of the run's node frame."""
+    temp_per_watt: Mapping[str, float] | None
+
+    @classmethod
+    def of(
+        cls,
+        frames: FleetFrames,
+        graph: nx.DiGraph,
+        temp_per_watt: Mapping[str, float] | None,
+    ) -> RunPeers:
+        """Pivot and compare the run's peer metrics once; ``frames`` sorted by time
+        (:func:`analysis.frames.sort_frames`)."""
+        wide = join_lead(frames).gpu_wide(PEER_METRICS)
+        devs = None
+        if temp_per_watt and FLEET in temp_per_watt:
+            keys = pd.Index(wide.index.get_level_values("key").unique())
+            node_of, rack_of, model_of = _placement(keys, graph)
+            devs = peer_rows(wide, node_of, rack_of, model_of=model_of, temp_per_watt=temp_per_watt)
+        return cls(wide, devs, metric_rows(frames.node), temp_per_watt)
+
+    def features(
+        self, frames: FleetFrames, graph: nx.DiGraph, at: datetime, window: timedelta
+    ) -> pd.DataFrame:
+        """:func:`build_features` of the cycle ending at ``at`` (``frames``: its own, or the
+        run's, with the cycle's reductions), its peer rows cut from the run's."""
+        peers, peer_devs = _rows_of(self.wide, at, window, also=self.devs)
+        return _features(
+            frames,
+            graph,
+            at,
+            window,
+            peers=peers,
+            peer_devs=peer_devs,
+            node_rows=self.node_rows,
+            temp_per_watt=self.temp_per_watt,
+        )
 
 
 def _reductions_at(

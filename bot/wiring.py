@@ -75,6 +75,7 @@ __all__ = [
     "open_repository",
     "scorer_factory",
     "scorer_params",
+    "share_features",
 ]
 
 #: An in-memory store: a one-shot scan or a replay keeps its state apart from the bot's.
@@ -418,15 +419,33 @@ def backtest_pipelines(
     return pipelines
 
 
+def share_features(pipeline: Pipeline, memo: FeatureMemo) -> None:
+    """Let the scorers ``pipeline`` fits or loads read their features through ``memo`` (a
+    one-shot scan's span of cycles: ``analysis.feature_memo.SpanFeatures``)."""
+    pipeline.make_scorer = _sharing(pipeline.make_scorer, memo)
+    load = pipeline.load_model
+    if load is not None:
+
+        def load_shared(graph: nx.DiGraph) -> Scorer | None:
+            scorer = load(graph)
+            return None if scorer is None else _with_memo(scorer, memo)
+
+        pipeline.load_model = load_shared
+
+
 def _sharing(make: Callable[[], Scorer], memo: FeatureMemo) -> Callable[[], Scorer]:
     """A scorer factory whose feature-based scorers read features through ``memo``."""
 
-    from analysis.scoring import FeatureScorer
-
     def make_shared() -> Scorer:
-        scorer = make()
-        if isinstance(scorer, FeatureScorer):
-            scorer.memo = memo
-        return scorer
+        return _with_memo(make(), memo)
 
     return make_shared
+
+
+def _with_memo(scorer: Scorer, memo: FeatureMemo) -> Scorer:
+    """``scorer``, reading its features through ``memo`` when it is feature-based."""
+    from analysis.scoring import FeatureScorer
+
+    if isinstance(scorer, FeatureScorer):
+        scorer.memo = memo
+    return scorer

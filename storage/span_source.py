@@ -75,6 +75,9 @@ class SpanSource:
     _reduced: dict[FeaturePlan, dict[datetime, Reductions]] = field(
         default_factory=dict, init=False, repr=False
     )
+    _served: dict[tuple[datetime, timedelta], tuple[timedelta, tuple[str, ...] | None]] = field(
+        default_factory=dict, init=False, repr=False
+    )
 
     def __getattr__(self, name: str) -> Any:
         """The wrapped source's other methods (``gpu_models``, ``query_range`` ...)."""
@@ -105,8 +108,16 @@ class SpanSource:
             if span is not None:
                 cut = _cut(span, start, end, step)
                 if cut is not None:
+                    self._served[(end, step)] = key
                     return cut
         return self.source.fetch(start, end, step, gpu_metrics=gpu_metrics, nodes=nodes)
+
+    def span_of(self, frames: FleetFrames) -> FleetFrames | None:
+        """The span a cycle's ``frames`` (its window, or a part of it) were cut from; None when
+        its window was read on its own (``analysis.feature_memo.SpanFeatures`` then builds the
+        cycle's features as any other)."""
+        key = self._served.get((frames.end, frames.step))
+        return None if key is None else self._span.get(key)
 
     def reduce(self, plan: FeaturePlan, at: datetime) -> Reductions:
         """The reductions at one of the cycles' times before the last from one ``reduce_at``

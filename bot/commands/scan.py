@@ -117,11 +117,20 @@ def run_scan(
     cycle of the running bot: its reductions from the TSDB, its fit on a sample of nodes past
     ``GPU_RISK_FIT_MAX_GPUS`` (no raw history of the whole fleet is read at once). Their
     overlapping windows are read at once (``storage.span_source.SpanSource``: the same frames and
-    reductions as each cycle's own reads).
+    reductions as each cycle's own reads), and their peer metrics compared once for the span
+    (``analysis.feature_memo.SpanFeatures``: the same features).
     """
+    from analysis.feature_memo import SpanFeatures
     from analysis.types import ScanResult
     from bot.replay import Replay, ReplayError
-    from bot.wiring import SCAN, build_pipeline, build_source, load_topology_of, memory_repository
+    from bot.wiring import (
+        SCAN,
+        build_pipeline,
+        build_source,
+        load_topology_of,
+        memory_repository,
+        share_features,
+    )
     from storage.source import MetricsSourceError
     from storage.span_source import SpanSource
 
@@ -140,8 +149,11 @@ def run_scan(
     spans = -(-settings.open_for // settings.scan_interval)  # ceil
     warm_up = 0 if pipeline.self_gating else max(settings.open_after - 1, spans)
     times = scan_times(at, cycle, warm_up, pipeline.sustained)
-    if len(times) > 1:  # the cycles' overlapping windows read at once (the same frames)
-        pipeline.source = SpanSource(src, times, pipeline.reads)
+    if len(times) > 1:  # the cycles' overlapping windows read at once (the same frames) ...
+        span = SpanSource(src, times, pipeline.reads)
+        pipeline.source = span
+        # ... and their peer metrics compared once for the span (the same features)
+        share_features(pipeline, SpanFeatures(span_of=span.span_of))
     if pipeline.needs_history:
         # Like the running bot, remember every GPU seen within the fit window: one that fell off
         # the bus before the scan window is still scored (as vanished), not silently dropped.
