@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Hashable, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Any
@@ -138,6 +138,8 @@ class Pipeline:
     evidence: Evidence = field(init=False)
     """An incident's raw series, explanation memo and images (``bot.evidence``)."""
     _judged: dict[int, Incident] = field(default_factory=dict, init=False)
+    _graph: tuple[Hashable, nx.DiGraph] | None = field(default=None, init=False, repr=False)
+    _fingerprint: tuple[nx.DiGraph, str] | None = field(default=None, init=False, repr=False)
     _swap: threading.Lock = field(default_factory=threading.Lock, init=False, repr=False)
 
     def __post_init__(self) -> None:
@@ -245,7 +247,11 @@ class Pipeline:
         horizon = frames.end - self.fit_window
         self.last_seen = {g: t for g, t in self.last_seen.items() if t >= horizon}
         self._learn_models({ref.node for ref in self.last_seen}, frames.end)
-        return build_graph(self.topology, sorted(self.last_seen), self.gpu_models)
+        gpus = sorted(self.last_seen)
+        key = (id(self.topology), tuple(gpus), tuple(sorted(self.gpu_models.items())))
+        if self._graph is None or self._graph[0] != key:  # the same fleet: the same graph
+            self._graph = (key, build_graph(self.topology, gpus, self.gpu_models))
+        return self._graph[1]
 
     def _learn_models(self, nodes: set[str], at: datetime) -> None:
         """Ask the source for the GPU model of nodes not asked about yet (one instant query).
@@ -350,7 +356,7 @@ class Pipeline:
         Fitting here (no model yet, or the fleet changed) is the cold start: inline, in the
         cycle. The daily refit runs beside the cycles (``refit``) and swaps its model in whole.
         """
-        fingerprint = fleet_fingerprint(graph)
+        fingerprint = self._fingerprint_of(graph)
         model = self.current
         if model is not None and model.fingerprint == fingerprint:
             return model
@@ -358,6 +364,13 @@ class Pipeline:
         if stored is None:
             return self.install(self.fit_model(at, graph, frames))
         return self.install(Model(stored, fingerprint))
+
+    def _fingerprint_of(self, graph: nx.DiGraph) -> str:
+        """:func:`fleet_fingerprint` of ``graph``, once per graph (``graph_of`` keeps one while
+        the fleet stays the same; nothing edits a fleet graph)."""
+        if self._fingerprint is None or self._fingerprint[0] is not graph:
+            self._fingerprint = (graph, fleet_fingerprint(graph))
+        return self._fingerprint[1]
 
     def refit(
         self, at: datetime, graph: nx.DiGraph | None = None, frames: FleetFrames | None = None
