@@ -12,10 +12,10 @@ has it: ``PrometheusSource``):
   depend on the query's other points, and the source's frames are sorted by their labels and
   time (``storage.promql_frames.concat_frames``). A window lacking a GPU metric the span has is
   fetched on its own, so the source's own checks (a half-empty answer) apply to it as before;
-- the reductions at the cycles' times before the last come from the source's ``reduce_at``: the
-  same tables as ``reduce`` at each time, one range query per reduction for each evenly spaced
-  run of them (the checkpoints, the warm-up cycles); the last cycle's (the one reported) are
-  asked alone.
+- the reductions at the cycles' times come from the source's ``reduce_at``: the same tables as
+  ``reduce`` at each time, one range query per reduction for each evenly spaced run of them
+  (the checkpoints, the warm-up cycles and the reported one); the reported cycle's are asked
+  alone when it is recent (``settled``: a TSDB may still hold its points back).
 
 Anything else (the fit's history, an incident's nodes, a time outside the run, a span the source
 failed to read) goes to the wrapped source, unchanged.
@@ -63,12 +63,15 @@ class SpanSource:
     held-risk checkpoints and its warm-up cycles: ``bot.commands.scan.scan_times``). The span is
     read at the first window fetch that falls in it (its step and GPU metrics are that fetch's),
     the reductions at the first ``reduce`` at one of ``times``. ``window``: how far before its
-    end a cycle reads (``Pipeline.reads``: the window and any lead-in).
+    end a cycle reads (``Pipeline.reads``: the window and any lead-in). ``settled``: a time no
+    TSDB holds back any more (``bot.commands.scan.SETTLED`` before now); a last cycle at or
+    before it is reduced with the others (a scan of the past), a later one alone.
     """
 
     source: MetricsSource
     times: Sequence[datetime]
     window: timedelta
+    settled: datetime | None = None
     _span: dict[tuple[timedelta, tuple[str, ...] | None], FleetFrames | None] = field(
         default_factory=dict, init=False, repr=False
     )
@@ -120,14 +123,18 @@ class SpanSource:
         return None if key is None else self._span.get(key)
 
     def reduce(self, plan: FeaturePlan, at: datetime) -> Reductions:
-        """The reductions at one of the cycles' times before the last from one ``reduce_at``
-        for them all; the last (the reported cycle) and any other time from ``reduce``.
+        """The reductions at one of the cycles' times from one ``reduce_at`` for them all; any
+        other time from ``reduce``.
 
-        The last is asked alone as before: VictoriaMetrics moves an instant query within its
-        ``-search.latencyOffset`` of now, which a range query's last point need not match.
+        The last (the reported cycle) is asked alone unless it is ``settled``: VictoriaMetrics
+        moves an instant query within its ``-search.latencyOffset`` of now, which a range
+        query's last point need not match.
         """
         when = grid_time(at, plan.step)
-        whens = sorted({grid_time(t, plan.step) for t in self.times[:-1]})
+        last = self.times[-1] if self.times else None
+        past = last is not None and self.settled is not None and last <= self.settled
+        ends = self.times if past else self.times[:-1]
+        whens = sorted({grid_time(t, plan.step) for t in ends})
         reduce_at = getattr(self.source, "reduce_at", None)
         if when not in whens or reduce_at is None or not _spaced(whens):
             return self.source.reduce(plan, at)

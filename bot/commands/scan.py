@@ -35,6 +35,12 @@ if TYPE_CHECKING:
     from storage.source import MetricsSource
 
 
+#: A scan of a time at least this long ago reads the reported cycle's reductions with the cycles
+#: before it (one range query per reduction): no TSDB holds its points back any more
+#: (VictoriaMetrics' ``-search.latencyOffset`` is 30 s by default).
+SETTLED = timedelta(minutes=10)
+
+
 class FormatChoice(StrEnum):
     """Output formats of ``scan``."""
 
@@ -77,7 +83,8 @@ def scan(
     from bot.clusters import clusters_of
 
     settings = settings_from(config, prometheus_url=prometheus_url, topology=topology)
-    when = parse_at(at) or datetime.now(UTC).replace(microsecond=0)
+    now = datetime.now(UTC)
+    when = parse_at(at) or now.replace(microsecond=0)
     clusters = clusters_of(settings)
     if cluster is not None:
         clusters = tuple(c for c in clusters if c.name == cluster)
@@ -88,7 +95,9 @@ def scan(
         names = ", ".join(c.name for c in clusters)
         raise UserError(f"--format json scans one cluster: add --cluster (one of {names})")
     for c in clusters:
-        result = run_scan(c.settings, at=when, detector=detector, explain=explain)
+        result = run_scan(
+            c.settings, at=when, detector=detector, explain=explain, settled=now - SETTLED
+        )
         if output is FormatChoice.json:
             typer.echo(json.dumps(result.as_dict(), indent=2, ensure_ascii=False))
         else:
@@ -104,6 +113,7 @@ def run_scan(
     detector: str | None = None,
     source: MetricsSource | None = None,
     explain: bool = True,
+    settled: datetime | None = None,
 ) -> ScanResult:
     """One cycle of the running bot's loop at ``at``, on an in-memory store: nothing is written.
 
@@ -118,7 +128,8 @@ def run_scan(
     ``GPU_RISK_FIT_MAX_GPUS`` (no raw history of the whole fleet is read at once). Their
     overlapping windows are read at once (``storage.span_source.SpanSource``: the same frames and
     reductions as each cycle's own reads), and their peer metrics compared once for the span
-    (``analysis.feature_memo.SpanFeatures``: the same features).
+    (``analysis.feature_memo.SpanFeatures``: the same features). ``settled``: when ``at`` is
+    at or before it, its reductions are read with the others' (``SpanSource.settled``).
     """
     from analysis.feature_memo import SpanFeatures
     from analysis.types import ScanResult
@@ -150,7 +161,7 @@ def run_scan(
     warm_up = 0 if pipeline.self_gating else max(settings.open_after - 1, spans)
     times = scan_times(at, cycle, warm_up, pipeline.sustained)
     if len(times) > 1:  # the cycles' overlapping windows read at once (the same frames) ...
-        span = SpanSource(src, times, pipeline.reads)
+        span = SpanSource(src, times, pipeline.reads, settled=settled)
         pipeline.source = span
         # ... and their peer metrics compared once for the span (the same features)
         share_features(pipeline, SpanFeatures(span_of=span.span_of))
