@@ -1073,3 +1073,16 @@ REPORT_RUN_2026_12_05_BZ: dict[str, object] = {
 #: they show, and if they do not finish in the session that is said so.
 REPORT_RUN_2026_12_05_CA: dict[str, object] = {**REPORT_RUN_2026_12_05_BW, "after": "this commit"}
 REPORT_RUN_2026_12_05_CB: dict[str, object] = {**REPORT_RUN_2026_12_05_BX, "after": "this commit"}
+
+
+#: Fixed before they started (2026-12-05, thirtieth session), at the commit that adds this
+#: declaration: since runs CA/CB the code a replay runs changed twice, neither meant to change
+#: any score: 48f8036 moved the fit's once-per-history peer rows into ``RunPeers`` (shared with
+#: the scan's ``SpanFeatures``), aa59bab keeps the pipeline's fleet graph while the fleet is the
+#: same. The other changes (the range answers' decoding, the settled scan) are on the TSDB's and
+#: the one-shot scan's paths, which an evaluation does not take.
+#: Run U's two report commands, one worker each, side by side, from a detached worktree at this
+#: commit. Every record is expected to equal runs CA and CB; reported whatever they show, and if
+#: they do not finish in the session that is said so.
+REPORT_RUN_2026_12_05_CC: dict[str, object] = {**REPORT_RUN_2026_12_05_CA, "after": "this commit"}
+REPORT_RUN_2026_12_05_CD: dict[str, object] = {**REPORT_RUN_2026_12_05_CB, "after": "this commit"}
