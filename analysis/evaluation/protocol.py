@@ -1086,3 +1086,17 @@ REPORT_RUN_2026_12_05_CB: dict[str, object] = {**REPORT_RUN_2026_12_05_BX, "afte
 #: they do not finish in the session that is said so.
 REPORT_RUN_2026_12_05_CC: dict[str, object] = {**REPORT_RUN_2026_12_05_CA, "after": "this commit"}
 REPORT_RUN_2026_12_05_CD: dict[str, object] = {**REPORT_RUN_2026_12_05_CB, "after": "this commit"}
+
+
+#: Fixed before it started (2026-12-05, thirtieth session), at the commit that adds this
+#: declaration: run BJ's 1-minute healthy report fleets (``gpu-risk eval --seeds report --limit 3
+#: --cycle 1m --detectors graph --no-explain --max-gpus 128 --healthy``) at model 16 (last run at
+#: model 13: 1.8 per 1,000 GPU-days, one page on 10002), with ``--jobs 2`` instead of 1 (the
+#: workers only share the three fleets out; each fleet's records are the same), from a detached
+#: worktree at this commit, alone on the machine. Reported whatever it shows, incident by incident
+#: against run BJ; if it does not finish in the session that is said so.
+REPORT_RUN_2026_12_05_CE: dict[str, object] = {
+    **REPORT_RUN_2026_12_05_BJ,
+    "model_version": 16,
+    "after": "this commit",
+}
