@@ -30,7 +30,6 @@ from analysis.features import (
     build_features,
     feature_history,
     gpu_keys_of,
-    sort_frames,
 )
 from analysis.thermal import FLEET
 from analysis.types import FleetFrames
@@ -91,7 +90,7 @@ class FeatureMemo:
         return table
 
 
-def _placement(graph: nx.DiGraph) -> Hashable:
+def _fleet_key(graph: nx.DiGraph) -> Hashable:
     """The fleet as the peer comparisons see it: each GPU, and each node's rack and model."""
     nodes = sorted(
         (str(n), str(d.get("rack", "")), str(d.get("model", "")))
@@ -134,8 +133,8 @@ class SpanFeatures(FeatureMemo):
         span = self.span_of(frames)
         if span is None or not temp_per_watt or FLEET not in temp_per_watt:
             return super().build(frames, graph, at, window, temp_per_watt=temp_per_watt)
-        key = (span.start, span.end, _placement(graph), _key(temp_per_watt))
+        key = (span.start, span.end, _fleet_key(graph), _key(temp_per_watt))
         if self._run is None or self._run[0] != key:
             self.runs += 1
-            self._run = (key, RunPeers.of(sort_frames(span), graph, temp_per_watt))
+            self._run = (key, RunPeers.of(span, graph, temp_per_watt))
         return self._run[1].features(frames, graph, at, window)

@@ -486,8 +486,9 @@ class RunPeers:
         graph: nx.DiGraph,
         temp_per_watt: Mapping[str, float] | None,
     ) -> RunPeers:
-        """Pivot and compare the run's peer metrics once; ``frames`` sorted by time
-        (:func:`analysis.frames.sort_frames`)."""
+        """Pivot and compare the run's peer metrics once. ``frames`` in any order: the pivot
+        sorts itself, and a window of the node frame's split has the rows of the window's own
+        node frame in the same order (binary search when sorted by time, as a fit's history is)."""
         wide = join_lead(frames).gpu_wide(PEER_METRICS)
         devs = None
         if temp_per_watt and FLEET in temp_per_watt:
