@@ -1100,3 +1100,13 @@ REPORT_RUN_2026_12_05_CE: dict[str, object] = {
     "model_version": 16,
     "after": "this commit",
 }
+
+
+#: Fixed before they started (2026-12-05, thirtieth session, after the review of the whole
+#: change), at the commit that adds this declaration: since runs CC/CD only the scan's
+#: ``SpanFeatures`` changed (no sort of the span), a path an evaluation does not take. Run U's two
+#: report commands, one worker each, side by side, from a detached worktree at this commit,
+#: beside a 10,000-GPU scan benchmark. Every record is expected to equal runs CC and CD; reported
+#: whatever they show, and if they do not finish in the session that is said so.
+REPORT_RUN_2026_12_05_CF: dict[str, object] = {**REPORT_RUN_2026_12_05_CC, "after": "this commit"}
+REPORT_RUN_2026_12_05_CG: dict[str, object] = {**REPORT_RUN_2026_12_05_CD, "after": "this commit"}
