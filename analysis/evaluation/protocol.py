@@ -1110,3 +1110,28 @@ REPORT_RUN_2026_12_05_CE: dict[str, object] = {
 #: whatever they show, and if they do not finish in the session that is said so.
 REPORT_RUN_2026_12_05_CF: dict[str, object] = {**REPORT_RUN_2026_12_05_CC, "after": "this commit"}
 REPORT_RUN_2026_12_05_CG: dict[str, object] = {**REPORT_RUN_2026_12_05_CD, "after": "this commit"}
+
+
+#: Fixed before they started (2026-12-05, thirty-first session), at the commit that adds this
+#: declaration (model 16; the code of runs CF/CG, since then results and README only), so that
+#: README's ablation and top-factor figures are of the final model, not model 13's: (1) run AN's
+#: ablation on the 12 faulty report fleets (``gpu-risk eval --seeds report --skip 8 --limit 12
+#: --cycle 5m --ablation --no-explain --max-gpus 128 --jobs 2``), its graph and static records
+#: expected to equal runs CF's; (2) run AO's explanations on the same fleets (``gpu-risk eval
+#: --seeds report --skip 8 --limit 12 --cycle 5m --detectors graph --explain --max-gpus 128 --jobs
+#: 1``), its warnings expected to equal run CF's; both side by side from a detached worktree at
+#: this commit. (3) SMD's report group with the fixed setting (``gpu-risk evaluate --path
+#: ../shared/data/smd --set report``), its detector path unchanged since it was fixed, so its
+#: figures are expected to equal README's. Reported whatever they show, record by record against
+#: runs BH, BI and README; the model is not changed on report outcomes. What does not finish in
+#: the session is said so.
+REPORT_RUN_2026_12_05_CH: dict[str, object] = {
+    **REPORT_RUN_2026_12_05_BH,
+    "model_version": 16,
+    "after": "this commit",
+}
+REPORT_RUN_2026_12_05_CI: dict[str, object] = {
+    **REPORT_RUN_2026_12_05_BI,
+    "model_version": 16,
+    "after": "this commit",
+}
