@@ -22,11 +22,9 @@ from analysis.context import PEER_METRICS
 from analysis.explain import Explainer
 from analysis.feature_plan import FeaturePlan
 from analysis.features import DEFAULT_RECENT, gpu_keys_of
-from analysis.feedback import ALLOWANCE_TTL, bounds, learn_allowances, stored_verdicts
 from analysis.fit_sample import fit_graph
 from analysis.frames import split_lead
 from analysis.graph import build_graph
-from analysis.lifecycle import Decision
 from analysis.maintenance import MaintenanceWindow, active_targets
 from analysis.scorer import Scorer
 from analysis.scoring import Exclusion, NotEnoughHistoryError, fleet_fingerprint
@@ -34,6 +32,7 @@ from analysis.sustained import DEFAULT_SUSTAINED_FOR, DEFAULT_WATCH, SustainedRi
 from analysis.thermal import lead_in
 from analysis.tracker import IncidentTracker
 from analysis.types import Assessment, FleetFrames, GpuRef, Incident, Topology
+from bot.cycle_record import CycleOutcome, CycleRecorder
 from bot.evidence import Evidence, Images
 from bot.fit import (
     FIT_SPAN_SAMPLES,
@@ -43,30 +42,12 @@ from bot.fit import (
     fit_sample,
     read_history,
 )
+from bot.lessons import Lessons
 from bot.telemetry import BotMetrics
 from storage.repository import IncidentRecord, Repository
 from storage.source import MetricsSource, MetricsSourceError, NodeSample
 
 logger = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True)
-class CycleOutcome:
-    """What one cycle did: whether the data was there, what it scored and decided."""
-
-    at: datetime
-    ok: bool
-    gpus_scored: int = 0
-    incidents: tuple[Incident, ...] = ()
-    decisions: tuple[Decision, ...] = ()
-    error: str | None = None
-    duration_s: float = 0.0
-    assessment: Assessment | None = None
-
-    @property
-    def notifications(self) -> int:
-        """Return how many decisions were queued for notification."""
-        return sum(1 for d in self.decisions if d.notify)
 
 
 @dataclass
@@ -137,7 +118,8 @@ class Pipeline:
     _models_asked: set[str] = field(default_factory=set, init=False)
     evidence: Evidence = field(init=False)
     """An incident's raw series, explanation memo and images (``bot.evidence``)."""
-    _judged: dict[int, Incident] = field(default_factory=dict, init=False)
+    lessons: Lessons = field(init=False)
+    """What the stored false-alarm verdicts teach (``bot.lessons``)."""
     _graph: tuple[Hashable, nx.DiGraph] | None = field(default=None, init=False, repr=False)
     _fingerprint: tuple[nx.DiGraph, str] | None = field(default=None, init=False, repr=False)
     _swap: threading.Lock = field(default_factory=threading.Lock, init=False, repr=False)
@@ -150,6 +132,7 @@ class Pipeline:
         self.window = max(self.window, probe.min_window)
         explains = self.make_explainer is not None
         self.evidence = Evidence(self.window, self.step, explains, self.render)
+        self.lessons = Lessons(self.repository)
         self.resume()
 
     @property
@@ -197,15 +180,15 @@ class Pipeline:
         try:
             frames = self.read_window(at)
         except MetricsSourceError as exc:
-            return self._source_failed(at, str(exc), started)
+            return self.record.source_failed(at, str(exc), started)
         graph = self.graph_of(frames)
         self.last_frames, self.last_graph = frames, graph  # what this cycle saw (for comparisons)
         try:
             model = self.model_for(graph, at, frames)  # this cycle's model, whatever a refit does
         except MetricsSourceError as exc:  # the history a (re)fit needs could not be read
-            return self._source_failed(at, str(exc), started)
+            return self.record.source_failed(at, str(exc), started)
         except NotEnoughHistoryError as exc:
-            return self._model_failed(at, str(exc), started)
+            return self.record.model_failed(at, str(exc), started)
         scorer = model.scorer
         scorer.allowances = self.allowances(at)  # what false-alarm verdicts taught, from the store
         assessment = scorer.assess(frames, graph, at)
@@ -231,7 +214,7 @@ class Pipeline:
         except BaseException:
             self.resume()  # the streaks in memory ran ahead of the store: take the store's again
             raise
-        return self._succeeded(at, assessment, explained, decisions, started)
+        return self.record.succeeded(at, assessment, explained, decisions, started)
 
     # ------------------------------------------------------------------ steps
 
@@ -301,29 +284,8 @@ class Pipeline:
         return state
 
     def allowances(self, at: datetime) -> dict[tuple[str, str], tuple[float, float]]:
-        """What the false-alarm verdicts standing at ``at`` teach (``analysis.feedback``).
-
-        Derived from the stored verdicts and incident snapshots each cycle, so a restart or a new
-        leader has them: one read of the feedback, and a read of each judged incident until it is
-        resolved (a resolved incident's snapshot no longer changes, so it is kept in memory).
-        """
-        records = self.repository.feedback()
-        if not records:
-            return {}
-        verdicts = stored_verdicts(records, self._judged_incident, since=at - ALLOWANCE_TTL)
-        return bounds(learn_allowances(verdicts, at))
-
-    def _judged_incident(self, incident_id: int) -> Incident | None:
-        """The stored incident a verdict is about (kept in memory once it is resolved)."""
-        done = self._judged.get(incident_id)
-        if done is not None:
-            return done
-        rec = self.repository.incident(incident_id)
-        if rec is None:
-            return None
-        if not rec.is_open:
-            self._judged[incident_id] = rec.incident
-        return rec.incident
+        """What the false-alarm verdicts standing at ``at`` teach (``bot.lessons``)."""
+        return self.lessons.allowances(at)
 
     def maintenance_targets(self, at: datetime) -> list[str]:
         """What is under maintenance at ``at``: the settings' windows, those added in Slack (one
@@ -571,58 +533,7 @@ class Pipeline:
             for rec in self.repository.open_incidents()
         )
 
-    def _source_failed(self, at: datetime, error: str, started: float) -> CycleOutcome:
-        """Record a failed fetch: open incidents stay open; one degraded event, not one per cycle."""
-        duration = time.perf_counter() - started
-        logger.warning("scan at %s: metrics source failed: %s", at.isoformat(), error)
-        self.repository.record_scan(at, False, duration, 0, error=error)
-        if self.metrics is not None:
-            self.metrics.scans.labels("source_error").inc()
-            self.metrics.cluster_scanned(self.cluster, ok=False)
-        return CycleOutcome(at=at, ok=False, error=error, duration_s=duration)
-
-    def _model_failed(self, at: datetime, error: str, started: float) -> CycleOutcome:
-        """Record a cycle that could not score: no model can be fitted on the history yet.
-
-        Open incidents stay open (nothing is decided); the next cycle tries again, and the
-        failed scan shows in ``/gpu-risk status``, ``/readyz`` and the scan metrics.
-        """
-        duration = time.perf_counter() - started
-        reason = f"no model: {error}"
-        logger.warning("scan at %s: %s", at.isoformat(), reason)
-        self.repository.record_scan(at, False, duration, 0, error=reason)
-        if self.metrics is not None:
-            self.metrics.scans.labels("model_error").inc()
-        return CycleOutcome(at=at, ok=False, error=reason, duration_s=duration)
-
-    def _succeeded(
-        self,
-        at: datetime,
-        assessment: Assessment,
-        incidents: Sequence[Incident],
-        decisions: Sequence[Decision],
-        started: float,
-    ) -> CycleOutcome:
-        """Record a good scan in the store and the bot's own metrics."""
-        duration = time.perf_counter() - started
-        n = len(assessment.scores)
-        self.repository.record_scan(at, True, duration, n)
-        if self.metrics is not None:
-            self.metrics.scans.labels("ok").inc()
-            self.metrics.scan_duration.observe(duration)
-            open_now = [r.incident for r in self.repository.open_incidents()]
-            self.metrics.cluster_scanned(
-                self.cluster, ok=True, gpus=n, open_incidents=len(open_now), at=at
-            )
-            self.metrics.record_risk(
-                assessment.scores, open_now, self.topology, cluster=self.cluster
-            )
-        return CycleOutcome(
-            at=at,
-            ok=True,
-            gpus_scored=n,
-            incidents=tuple(incidents),
-            decisions=tuple(decisions),
-            duration_s=duration,
-            assessment=assessment,
-        )
+    @property
+    def record(self) -> CycleRecorder:
+        """Where a cycle's end is written: the store's scan record and the bot's metrics."""
+        return CycleRecorder(self.repository, self.topology, self.metrics, self.cluster)

@@ -15,7 +15,8 @@ from datetime import datetime, timedelta
 
 from analysis.scoring import NotEnoughHistoryError
 from analysis.types import Assessment
-from bot.pipeline import CycleOutcome, Pipeline
+from bot.cycle_record import CycleOutcome
+from bot.pipeline import Pipeline
 from storage.source import MetricsSourceError
 
 logger = logging.getLogger(__name__)

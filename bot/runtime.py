@@ -29,8 +29,9 @@ from apscheduler.schedulers.background import BackgroundScheduler
 from analysis.scoring import NotEnoughHistoryError
 from analysis.types import format_time
 from bot.config import Settings
+from bot.cycle_record import CycleOutcome
 from bot.delivery import Retry, deliver
-from bot.pipeline import CycleOutcome, Pipeline
+from bot.pipeline import Pipeline
 from bot.scheduler import Jobs, build_scheduler
 from bot.sinks import Sink, resend_open_alerts
 from bot.telemetry import BotMetrics

@@ -47,7 +47,8 @@ from analysis.types import (
 )
 from bot.blocks.answers import status_blocks
 from bot.blocks.models import StatusView
-from bot.pipeline import CycleOutcome, Pipeline
+from bot.cycle_record import CycleOutcome
+from bot.pipeline import Pipeline
 from bot.slack.notifier import SlackNotifier
 from bot.slack.service import SlackService
 from storage.repository import Repository

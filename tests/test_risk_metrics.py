@@ -99,7 +99,7 @@ def test_open_incidents_are_series_until_resolved_and_the_build_is_exported() ->
 
 
 def test_a_good_cycle_records_the_risk() -> None:
-    from bot.pipeline import Pipeline
+    from bot.cycle_record import CycleRecorder
 
     class Recorder:
         """Stands in for the store and scorer of one good cycle."""
@@ -112,10 +112,9 @@ def test_a_good_cycle_records_the_risk() -> None:
             return [type("Rec", (), {"incident": incident("x", "gpu-node-002", "node")})()]
 
     metrics = BotMetrics.create()
-    pipe = Pipeline.__new__(Pipeline)  # only what _succeeded reads
-    pipe.repository, pipe.metrics, pipe.topology = Recorder(), metrics, TOPOLOGY  # type: ignore[assignment]
+    record = CycleRecorder(Recorder(), TOPOLOGY, metrics)  # type: ignore[arg-type]
     assessment = type("A", (), {"scores": (GpuScore("gpu-node-002", "1", 0.4),)})()
-    pipe._succeeded(AT, assessment, [], [], time.perf_counter())  # type: ignore[arg-type]
+    record.succeeded(AT, assessment, [], [], time.perf_counter())  # type: ignore[arg-type]
     assert samples(metrics, "gpu_risk_score") == {
         (("Hostname", "gpu-node-002"), ("gpu", "1"), ("rack", "rack-a1")): 0.4
     }

@@ -36,7 +36,8 @@ from bot.commands.common import UserError, guarded, progress_bar
 if TYPE_CHECKING:
     from analysis.evaluation.matrix import ScenarioResult
     from analysis.types import Assessment
-    from bot.pipeline import CycleOutcome, Pipeline
+    from bot.cycle_record import CycleOutcome
+    from bot.pipeline import Pipeline
     from bot.replay import Replay
 
 logger = logging.getLogger(__name__)

@@ -17,7 +17,7 @@ from typing import Any
 
 import networkx as nx
 
-from analysis.feedback import ALLOWANCE_TTL, learn_allowances, stored_verdicts, unlearnt
+from analysis.feedback import learn_allowances, unlearnt
 from analysis.graph import blast_radius, build_graph, depends_on, gpus_behind, kind_of
 from analysis.lifecycle import silence_matches
 from analysis.maintenance import MaintenanceError, MaintenanceWindow
@@ -27,6 +27,7 @@ from bot.blocks.common import escape, fit, plain_text, section
 from bot.blocks.home import home_view
 from bot.blocks.modal import silence_modal
 from bot.blocks.models import AlertState, IncidentView, MaintenanceView, StatusView
+from bot.lessons import Lessons
 from bot.slack.commands import (
     ParsedCommand,
     UsageError,
@@ -217,11 +218,7 @@ class SlackService:
 
     def _cmd_status(self, cmd: ParsedCommand, user: str) -> Reply:
         at = self.now()  # and what false-alarm verdicts taught, derived as the pipeline does
-        verdicts = stored_verdicts(
-            self.repo.feedback(),
-            lambda i: rec.incident if (rec := self.repo.incident(i)) else None,
-            since=at - ALLOWANCE_TTL,
-        )
+        verdicts = Lessons(self.repo).verdicts(at)
         blocks = answers.status_blocks(
             self.status_view(), learn_allowances(verdicts, at), unlearnt(verdicts, at)
         )
