@@ -20,7 +20,7 @@ from analysis.types import Assessment, FleetFrames
 
 if TYPE_CHECKING:
     from analysis.feedback import Allowances
-    from analysis.scoring import Exclusion
+    from analysis.fit_window import Exclusion
 
 
 @runtime_checkable
@@ -40,7 +40,7 @@ class Scorer(Protocol):
         True when the scorer already requires a condition to persist before it reports it (the
         static rules' Prometheus ``for:``): the incident tracker then opens at first sight.
     exclude : tuple
-        Known incidents (:class:`analysis.scoring.Exclusion`) left out of the next ``fit``.
+        Known incidents (:class:`analysis.fit_window.Exclusion`) left out of the next ``fit``.
     allowances : Mapping[tuple[str, str], tuple[float, float]]
         What false-alarm verdicts taught (:mod:`analysis.feedback`): (GPU key, feature) -> range of
         standardised deviation scored as normal on that GPU. The pipeline sets it before each

@@ -37,7 +37,7 @@ import hashlib
 import io
 import json
 from collections.abc import Collection, Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from datetime import datetime, timedelta
 from types import MappingProxyType
 from typing import Any, ClassVar, Self
@@ -76,16 +76,23 @@ from analysis.features import (
     sort_frames,
 )
 from analysis.feedback import Allowances
-from analysis.graph import gpus_behind
+from analysis.fit_window import (  # Exclusion: models stored before it moved pickled it here
+    MIN_FIT_ROWS,
+    Exclusion,
+    NotEnoughHistoryError,
+    fit_times,
+    too_few_rows,
+)
 from analysis.incidents import (
     DEFAULT_CRITICAL,
     find_incidents,
     per_gpu_incidents,
 )
+from analysis.load_spread import load_spread
 from analysis.regimes import REGIME_FEATURES, RegimeScales, fit_regimes, regime_scale
-from analysis.stats import MAD_TO_SD, own_spread, robust_spread
+from analysis.stats import own_spread, robust_spread
 from analysis.thermal import LAG, fit_temp_per_watt, fit_thermal_lag
-from analysis.types import Assessment, Fault, FleetFrames, GpuRef, GpuScore, Incident
+from analysis.types import Assessment, FleetFrames, GpuRef, GpuScore, Incident
 
 MODEL_FORMAT = "gpu-risk-model"
 MODEL_VERSION = 14
@@ -107,22 +114,6 @@ DEFAULT_FLOOR = 1.0
 #: them, to hold a value; with fewer the fleet's baseline is used.
 MIN_OWN_ROWS = 6
 OWN_SHARE = 0.25
-#: Temperature comparisons whose offset from peers depends on the load (each GPU's own thermal
-#: resistance): at a load far from the GPU's usual one, their spread widens (``load_spread_``).
-LOAD_DEPENDENT: tuple[str, ...] = (
-    "temp_vs_node",
-    "temp_vs_rack",
-    "temp_vs_fleet",
-    "temp_at_power",
-    "mem_temp_vs_node",
-    "mem_temp_at_power",
-)
-#: Watts between a GPU's idle and busy fit rows for its offset's slope to be measured.
-LOAD_STEP_WATTS = 100.0
-#: Fewest GPUs with a measured slope for the fleet's spread of slopes; fewer: the default.
-MIN_SLOPE_GPUS = 8
-#: Degrees per watt: the spread of per-GPU offset slopes assumed when the fit cannot measure it.
-DEFAULT_LOAD_SPREAD = 0.01
 
 
 class FleetMismatchError(ValueError):
@@ -131,10 +122,6 @@ class FleetMismatchError(ValueError):
 
 class ModelFormatError(ValueError):
     """Bytes that are not a gpu-risk model, or one written by an incompatible version."""
-
-
-class NotEnoughHistoryError(ValueError):
-    """The history cannot train a model (too short, empty, or without healthy rows)."""
 
 
 class NotFittedError(RuntimeError):
@@ -157,61 +144,6 @@ def fleet_fingerprint(graph: nx.DiGraph) -> str:
     )
     blob = json.dumps({"gpus": gpus, "edges": edges}, separators=(",", ":")).encode()
     return hashlib.sha256(blob).hexdigest()[:16]
-
-
-@dataclass(frozen=True)
-class Exclusion:
-    """Rows to leave out of training: the GPUs behind ``entity`` from ``start`` to ``end``.
-
-    ``entity`` is a GPU key, a node, a rack or a component id (``gpus``, when given, lists the GPU
-    keys explicitly); ``end`` None means "until the end of the history". A window that merely
-    overlaps the range is excluded too.
-    """
-
-    entity: str
-    start: datetime
-    end: datetime | None = None
-    gpus: tuple[str, ...] = ()
-
-    @classmethod
-    def from_fault(cls, fault: Fault) -> Exclusion:
-        """Exclude a known incident (faults.json entry) from its onset to its failure."""
-        return cls(
-            entity=fault.target, start=fault.onset, end=fault.failure, gpus=tuple(fault.affected)
-        )
-
-    def gpu_keys(self, graph: nx.DiGraph) -> set[str]:
-        """Return the GPU keys this exclusion covers (its own list, or everything behind it)."""
-        if self.gpus:
-            return set(self.gpus)
-        return set(gpus_behind(graph, self.entity)) if self.entity in graph else {self.entity}
-
-
-#: The fewest healthy feature rows (GPU-cycles) a model is fitted on.
-MIN_FIT_ROWS = 20
-
-
-def _too_few_rows(
-    excluded: npt.NDArray[np.bool_], flagged: npt.NDArray[np.bool_], silent: npt.NDArray[np.bool_]
-) -> str:
-    """Say why a fit has too few healthy rows: which reasons took how many of its rows."""
-    n, kept = len(excluded), int((~(excluded | flagged | silent)).sum())
-    reasons = [
-        f"{int(excluded.sum())} under open or known incidents (their GPUs from the incident's "
-        "start on)",
-        f"{int(flagged.sum())} with a failure-grade signal",
-        f"{int(silent.sum())} on nodes that did not report",
-    ]
-    hint = "give a longer history (GPU_RISK_FIT_WINDOW_HOURS)"
-    if excluded.sum() >= n:
-        hint = (
-            "every GPU is behind an open incident for the whole fit window: the current model "
-            "keeps scanning until an incident is resolved or the history holds healthy rows again"
-        )
-    return (
-        f"only {kept} healthy feature rows to fit on out of {n} GPU-cycles "
-        f"({'; '.join(reasons)}): {hint}"
-    )
 
 
 def _with_shift(x: pd.DataFrame, shift: pd.DataFrame | None) -> pd.DataFrame:
@@ -238,70 +170,6 @@ def _fill_from_node(baseline: pd.DataFrame, by_node: pd.DataFrame) -> pd.DataFra
         return baseline
     nodes = by_node.reindex(_node_of(baseline.index)).to_numpy()
     return baseline.fillna(pd.DataFrame(nodes, index=baseline.index, columns=baseline.columns))
-
-
-def fit_times(start: datetime, end: datetime, window: timedelta, cycles: int) -> list[datetime]:
-    """Return up to ``cycles`` window ends in ``[start + window, end]``, one whole number of
-    minutes apart and ending at ``end`` (floored to the minute), oldest first.
-
-    Evenly spaced, so a TSDB evaluates the fit's reductions at all of them with one range query
-    per reduction (``MetricsSource.reduce_at``): the spacing is the span over ``cycles - 1``,
-    floored to whole minutes (at least one); the first few minutes of a span that is not a whole
-    number of spacings are not sampled.
-    """
-    first = _utc(start) + pd.Timedelta(window)
-    last = _utc(end).floor("min")
-    if last < first:
-        raise NotEnoughHistoryError(
-            f"history too short: it spans {(_utc(end) - _utc(start))} but one window needs {window}; "
-            "fetch a longer history (GPU_RISK_FIT_WINDOW_HOURS) or shorten the window"
-        )
-    n = max(1, cycles)
-    if n == 1:
-        return [last.to_pydatetime()]
-    every = max(pd.Timedelta(minutes=1), ((last - first) / (n - 1)).floor("min"))
-    count = min(n, int((last - first) // every) + 1)
-    return [(last - k * every).to_pydatetime() for k in range(count - 1, -1, -1)]
-
-
-def _load_spread(
-    rows: pd.DataFrame, keys: pd.Index, columns: Sequence[str]
-) -> tuple[pd.DataFrame, pd.Series]:
-    """Return each GPU's range of usual power and, per load-dependent feature, the slopes' spread.
-
-    A GPU's slope is the change of its offset between its busy and idle fit rows per watt (it
-    needs rows on both sides of its midpoint, LOAD_STEP_WATTS apart); the spread is a robust
-    standard deviation over the GPUs that have one (MIN_SLOPE_GPUS or more), else
-    DEFAULT_LOAD_SPREAD.
-    """
-    power = rows["power_level"].astype(float)
-    by_gpu = power.groupby(np.asarray(keys))
-    usual = pd.DataFrame({"lo": by_gpu.quantile(0.05), "hi": by_gpu.quantile(0.95)})
-    wanted = [c for c in LOAD_DEPENDENT if c in columns]
-    if not wanted:
-        return usual, pd.Series(dtype=float)
-    frame = rows[wanted].astype(float).assign(_p=power.to_numpy(), _k=np.asarray(keys))
-    by_key = frame.groupby("_k")["_p"]
-    frame["_busy"] = frame["_p"] >= (by_key.transform("min") + by_key.transform("max")) / 2
-    halves = frame.groupby(["_k", "_busy"])
-    counts = halves.size().unstack(fill_value=0).reindex(columns=[False, True], fill_value=0)
-    both = counts.index[(counts >= 3).all(axis=1)]
-    slopes = pd.DataFrame(columns=wanted, dtype=float)
-    if len(both):
-        med = halves.median()
-        busy = med.xs(True, level="_busy").reindex(both)
-        idle = med.xs(False, level="_busy").reindex(both)
-        watts = busy["_p"] - idle["_p"]
-        slopes = (busy[wanted] - idle[wanted]).div(watts, axis=0)[watts >= LOAD_STEP_WATTS]
-    spreads = {}
-    for column in wanted:
-        arr = slopes[column].to_numpy(dtype=np.float64)
-        arr = arr[np.isfinite(arr)]
-        if len(arr) >= MIN_SLOPE_GPUS:
-            spreads[column] = float(MAD_TO_SD * np.median(np.abs(arr - np.median(arr))))
-        else:
-            spreads[column] = DEFAULT_LOAD_SPREAD
-    return usual, pd.Series(spreads, dtype=float)
 
 
 class FeatureScorer:
@@ -488,7 +356,7 @@ class FeatureScorer:
             silent = rows["node_silent"].fillna(False).astype(bool).to_numpy()
         keep = ~(excluded | flagged | silent)
         if int(keep.sum()) < MIN_FIT_ROWS:
-            raise NotEnoughHistoryError(_too_few_rows(excluded, flagged, silent))
+            raise NotEnoughHistoryError(too_few_rows(excluded, flagged, silent))
         rows = rows[keep]
         shift = shift[keep] if shift is not None else None
         self.columns_ = self._select(rows)
@@ -527,7 +395,7 @@ class FeatureScorer:
         )
         self.scale_ = np.maximum(spread.fillna(0.0), floors)
         if self.own_baseline and "power_level" in rows.columns:
-            self.power_range_, self.load_spread_ = _load_spread(
+            self.power_range_, self.load_spread_ = load_spread(
                 _with_shift(rows, shift), keys, self.columns_
             )
         if self.own_baseline:

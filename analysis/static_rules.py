@@ -40,7 +40,7 @@ from analysis.types import (
 
 if TYPE_CHECKING:
     from analysis.feedback import Allowances
-    from analysis.scoring import Exclusion
+    from analysis.fit_window import Exclusion
 
 
 @dataclass(frozen=True)

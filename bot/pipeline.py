@@ -23,11 +23,12 @@ from analysis.explain import Explainer
 from analysis.feature_plan import FeaturePlan
 from analysis.features import DEFAULT_RECENT, gpu_keys_of
 from analysis.fit_sample import fit_graph
+from analysis.fit_window import Exclusion, NotEnoughHistoryError
 from analysis.frames import split_lead
 from analysis.graph import build_graph
 from analysis.maintenance import MaintenanceWindow, active_targets
 from analysis.scorer import Scorer
-from analysis.scoring import Exclusion, NotEnoughHistoryError, fleet_fingerprint
+from analysis.scoring import fleet_fingerprint
 from analysis.sustained import DEFAULT_SUSTAINED_FOR, DEFAULT_WATCH, SustainedRisk, held_signal
 from analysis.thermal import lead_in
 from analysis.tracker import IncidentTracker

@@ -13,7 +13,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
-from analysis.scoring import NotEnoughHistoryError
+from analysis.fit_window import NotEnoughHistoryError
 from analysis.types import Assessment
 from bot.cycle_record import CycleOutcome
 from bot.pipeline import Pipeline

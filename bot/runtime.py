@@ -26,7 +26,7 @@ from typing import Any
 
 from apscheduler.schedulers.background import BackgroundScheduler
 
-from analysis.scoring import NotEnoughHistoryError
+from analysis.fit_window import NotEnoughHistoryError
 from analysis.types import format_time
 from bot.config import Settings
 from bot.cycle_record import CycleOutcome

@@ -24,10 +24,10 @@ from analysis.features import (
     feature_history,
     gpu_models,
 )
+from analysis.fit_window import fit_times
 from analysis.frames import sort_frames
 from analysis.graph import build_graph
 from analysis.reduce_frames import reduce_frames, reduce_frames_at
-from analysis.scoring import fit_times
 from analysis.thermal import FLEET, LAG, LEAD_IN, fit_temp_per_watt
 from analysis.types import FleetFrames
 from storage.simulator import FleetSimulator, FleetSpec, make_fault

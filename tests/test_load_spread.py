@@ -11,7 +11,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from analysis.scoring import DEFAULT_LOAD_SPREAD, GraphRiskModel, _load_spread
+from analysis.load_spread import DEFAULT_LOAD_SPREAD, load_spread
+from analysis.scoring import GraphRiskModel
 
 
 def _rows(slopes: dict[str, float], busy: bool = True) -> tuple[pd.DataFrame, pd.Index]:
@@ -31,7 +32,7 @@ def _rows(slopes: dict[str, float], busy: bool = True) -> tuple[pd.DataFrame, pd
 def test_the_fleets_spread_of_offset_slopes_is_measured_on_gpus_seen_at_both_loads() -> None:
     slopes = {f"n/{i}": s for i, s in enumerate(np.linspace(-0.02, 0.02, 11))}
     rows, keys = _rows(slopes)
-    usual, spread = _load_spread(rows, keys, ["temp_vs_node", "util_excess"])
+    usual, spread = load_spread(rows, keys, ["temp_vs_node", "util_excess"])
     want = 1.4826 * np.median(np.abs(np.array(list(slopes.values()))))
     assert spread["temp_vs_node"] == pytest.approx(want)
     assert list(spread.index) == ["temp_vs_node"]  # only the load-dependent comparisons
@@ -40,7 +41,7 @@ def test_the_fleets_spread_of_offset_slopes_is_measured_on_gpus_seen_at_both_loa
 
 def test_an_idle_only_history_assumes_the_default_spread() -> None:
     rows, keys = _rows({f"n/{i}": 0.01 for i in range(11)}, busy=False)
-    usual, spread = _load_spread(rows, keys, ["temp_vs_node"])
+    usual, spread = load_spread(rows, keys, ["temp_vs_node"])
     assert spread["temp_vs_node"] == DEFAULT_LOAD_SPREAD
     assert usual.loc["n/0", "hi"] < 61
 

@@ -5,6 +5,7 @@ tests/fixtures/scoring_scenarios.py)."""
 
 from __future__ import annotations
 
+import zlib
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -15,16 +16,14 @@ import pytest
 
 from analysis.calibration import TailCalibrator
 from analysis.features import RAW_LEVEL_COLUMNS, slice_frames
+from analysis.fit_window import Exclusion, NotEnoughHistoryError, fit_times
 from analysis.scorer import Scorer
 from analysis.scoring import (
-    Exclusion,
     FleetMismatchError,
     GraphRiskModel,
     IForestBaseline,
     ModelFormatError,
-    NotEnoughHistoryError,
     NotFittedError,
-    fit_times,
     fleet_fingerprint,
 )
 from analysis.tracker import IncidentTracker
@@ -176,6 +175,24 @@ def test_exclusions_leave_known_incidents_out_of_training(small: tuple) -> None:
     assert "0 healthy feature rows to fit on out of 768 GPU-cycles" in str(refused.value)
     assert "768 under open or known incidents" in str(refused.value)
     assert "every GPU is behind an open incident" in str(refused.value)
+
+
+def test_a_model_stored_before_exclusions_moved_still_loads(
+    small: tuple, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Models the running bot stored pickled their exclusions as ``analysis.scoring.Exclusion``."""
+    frames, graph, _ = small
+    history = slice_frames(frames, T0 - timedelta(minutes=1), T0 + timedelta(hours=6))
+    ex = Exclusion("gpu-node-001", T0, T0 + timedelta(hours=6))
+    model = GraphRiskModel(exclude=[ex], fit_window=timedelta(hours=6), fit_cycles=24)
+    model.fit(history, graph)  # type: ignore[arg-type]
+    monkeypatch.setattr(Exclusion, "__module__", "analysis.scoring")
+    stored = model.to_bytes()
+    monkeypatch.undo()
+    pickled = zlib.decompress(stored)  # joblib's zlib-compressed pickle
+    assert b"analysis.scoring" in pickled and b"analysis.fit_window" not in pickled
+    loaded = GraphRiskModel.from_bytes(stored, fingerprint=fleet_fingerprint(graph))
+    assert loaded.exclude == (ex,)
 
 
 @pytest.mark.slow
