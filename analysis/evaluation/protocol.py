@@ -1135,3 +1135,17 @@ REPORT_RUN_2026_12_05_CI: dict[str, object] = {
     "model_version": 16,
     "after": "this commit",
 }
+
+
+#: Fixed before they started (2026-12-06, thirty-first session), at the commit that adds this
+#: declaration: since runs CF/CG the code a replay runs changed by moves alone, none meant to
+#: change a score: the cycle's record and the false-alarm lessons out of ``bot/pipeline.py``
+#: (``bot/cycle_record.py``, ``bot/lessons.py``), a fit's cycle ends and exclusions and the load
+#: spread out of ``analysis/scoring.py`` (``analysis/fit_window.py``, ``analysis/load_spread.py``).
+#: Run U's two report commands (``gpu-risk eval --seeds report --skip 8 --limit 12 --cycle 5m
+#: --detectors graph,static --no-explain --max-gpus 128 --jobs 1 [--healthy]``), one worker each,
+#: side by side, from a detached worktree at this commit. Every record is expected to equal runs
+#: CF and CG; reported whatever they show, and if they do not finish in the session that is said
+#: so.
+REPORT_RUN_2026_12_06_CK: dict[str, object] = {**REPORT_RUN_2026_12_05_CF, "after": "this commit"}
+REPORT_RUN_2026_12_06_CL: dict[str, object] = {**REPORT_RUN_2026_12_05_CG, "after": "this commit"}
