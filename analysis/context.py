@@ -380,16 +380,41 @@ def component_stats(
             "level": c[c["ts"] > cut].groupby(["component", "metric"], sort=False)["value"].mean(),
         }
     )
-    inc = grp.diff().clip(lower=0).groupby([c["component"], c["metric"]], sort=False).sum()
+    steps = grp.diff().clip(lower=0)
+    inc = steps.groupby([c["component"], c["metric"]], sort=False).sum()
     stats["rate"] = np.log1p(inc.reindex(stats.index).fillna(0.0) / (window / timedelta(hours=1)))
-    top = grp.diff().clip(lower=0).groupby([c["component"], c["metric"]], sort=False).max()
-    trimmed = (inc - top.reindex(inc.index).fillna(0.0)).clip(lower=0.0)
+    trimmed = _burst_trimmed(steps, c["component"], c["metric"])
     stats["sustained"] = np.log1p(
         trimmed.reindex(stats.index).fillna(0.0) / (window / timedelta(hours=1))
     )
     stats["excess"] = anscombe(trimmed.reindex(stats.index).fillna(0.0)).to_numpy()
     stats["counter"] = [_is_counter(str(m)) for m in stats.index.get_level_values("metric")]
     return stats
+
+
+# A component counter's sustained increase leaves out this share of a window's steps, its
+# largest ones (at least one): a burst or two is not a trend.
+BURST_SHARE = 0.2
+
+
+def _burst_trimmed(steps: pd.Series, component: pd.Series, metric: pd.Series) -> pd.Series:
+    """Per component and metric: the window's increase read from its steps without the largest.
+
+    The mean of the steps left once the largest ``ceil(BURST_SHARE * n)`` (at least one) of the
+    ``n`` steps are dropped, times ``n``: a steady climb keeps its full increase, while harmless
+    port-error bursts (a retrained link, a few a day per switch; two of them 20 minutes apart
+    opened a critical switch incident on a healthy development fleet when only the largest step
+    was dropped) count for nothing.
+    """
+    d = pd.DataFrame({"component": component, "metric": metric, "step": steps}).dropna()
+    keys = ["component", "metric"]
+    g = d.groupby(keys, sort=False)["step"]
+    n = g.transform("size")
+    drop = np.maximum(np.ceil(BURST_SHARE * n), 1.0)
+    kept = d[g.rank(method="first", ascending=False) > drop]
+    count = g.size()
+    mean = kept.groupby(keys, sort=False)["step"].mean().reindex(count.index).fillna(0.0)
+    return mean * count
 
 
 def component_context(stats: pd.DataFrame, graph: nx.DiGraph, nodes: Sequence[str]) -> pd.DataFrame:

@@ -145,3 +145,33 @@ def test_component_context_many_predecessors_sums_as_nanmean(
         _reference(stats, graph2, nodes2),
         check_exact=True,
     )
+
+
+def _counter(comp: str, steps: list[float]) -> pd.DataFrame:
+    """A counter scraped every 5 minutes up to AT, climbing by ``steps``."""
+    ts = pd.date_range(end=AT, periods=len(steps) + 1, freq="5min")
+    values = np.concatenate([[1000.0], 1000.0 + np.cumsum(steps)])
+    return pd.DataFrame(
+        {"component": comp, "metric": "port_errors_total", "ts": ts, "value": values}
+    )
+
+
+def test_two_harmless_bursts_are_not_a_sustained_port_error_rate() -> None:
+    """Two port-error bursts 20 minutes apart on a quiet switch (a healthy development fleet's
+    critical false incident) count for nothing; a steady climb keeps its whole increase, and a
+    climb with a burst on top is still read as the climb."""
+    component = pd.concat(
+        [
+            _counter("quiet", [0, 0, 0, 0, 0, 0]),
+            _counter("bursts", [0, 120, 0, 0, 0, 90]),
+            _counter("climb", [40, 40, 40, 40, 40, 40]),
+            _counter("climb+burst", [40, 40, 40, 400, 40, 40]),
+        ]
+    )
+    stats = component_stats(component, AT, timedelta(minutes=30), timedelta(minutes=10))
+    sustained = stats["sustained"].xs("port_errors_total", level="metric")
+    rate = stats["rate"].xs("port_errors_total", level="metric")
+    assert sustained["quiet"] == 0.0 and sustained["bursts"] == 0.0
+    assert rate["bursts"] == pytest.approx(np.log1p(210 / 0.5))  # the raw rate still sees them
+    assert sustained["climb"] == pytest.approx(np.log1p(240 / 0.5))
+    assert sustained["climb+burst"] == pytest.approx(np.log1p(240 / 0.5))

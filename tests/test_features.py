@@ -182,7 +182,8 @@ def test_node_and_component_context_joined_through_the_graph() -> None:
     assert np.allclose(f.loc[~rack1, "pdu.output_volts"], 230.0)
     assert (f.loc[rack1, "switch.port_errors_total.rate"] > 5).all()
     assert (f.loc[~rack1, "switch.port_errors_total.rate"] == 0).all()
-    assert np.allclose(f.loc[rack1, "switch.port_errors_total.sustained"], np.log1p(168.0))
+    # 3 a minute over 29 steps, none dropped as a burst: 87 in half an hour
+    assert np.allclose(f.loc[rack1, "switch.port_errors_total.sustained"], np.log1p(174.0))
 
 
 def test_the_node_features_declared_are_the_ones_written() -> None:
