@@ -14,6 +14,7 @@ from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, Protocol, Self, runtime_checkable
 
 import networkx as nx
+import pandas as pd
 
 from analysis.detectors import DETECTORS
 from analysis.types import Assessment, FleetFrames
@@ -46,11 +47,17 @@ class Scorer(Protocol):
         standardised deviation scored as normal on that GPU. The pipeline sets it before each
         ``assess``; failure-grade signals are never affected. Empty by default; a scorer without
         standardised features (the static rules) ignores it.
+    usual_before : pd.DataFrame or None
+        The previous model's per-GPU usual selves (its ``own_``), set by the pipeline before a
+        refit: a GPU whose rows this fit leaves out (all under an open incident) keeps its own
+        instead of taking its node's or the fleet's. None: none; a scorer without own baselines
+        (the static rules) ignores it.
     """
 
     name: str
     exclude: tuple[Exclusion, ...]
     allowances: Allowances
+    usual_before: pd.DataFrame | None
 
     @property
     def needs_history(self) -> bool:

@@ -200,6 +200,13 @@ class FeatureScorer:
     #: (``analysis.regimes.REGIME_FEATURES``), learnt by ``fit`` (None: the one spread for every
     #: row, as a model fitted before version 13).
     regimes_: RegimeScales | None = None
+    #: Each GPU's usual self per feature as the previous fit learnt it (its ``own_``; NaN: none),
+    #: set before ``fit`` by whoever holds that model: a GPU this fit cannot learn one for (all
+    #: its rows under an open incident) keeps it instead of taking its node's or the fleet's.
+    usual_before: pd.DataFrame | None = None
+    #: The usual selves this fit learnt, or kept from ``usual_before`` (NaN: none; a model
+    #: fitted before version 17 has none).
+    own_: pd.DataFrame = pd.DataFrame(dtype=float)
     #: Features shared with other scorers replaying the same data (an ablation); never stored.
     memo: FeatureMemo | None = None
 
@@ -248,9 +255,11 @@ class FeatureScorer:
         return self.window
 
     def __getstate__(self) -> dict[str, Any]:
-        """Pickle the model without a shared feature memo (a replay's, not the model's)."""
+        """Pickle the model without a shared feature memo (a replay's, not the model's) nor the
+        previous model's usual selves."""
         state = self.__dict__.copy()
         state.pop("memo", None)
+        state.pop("usual_before", None)  # the previous model's: its own_ now carries what counts
         return state
 
     # ----------------------------------------------------------------- fitting
@@ -276,6 +285,22 @@ class FeatureScorer:
             in_time = at >= lo if hi is None else (at >= lo) & (at <= hi)
             mask |= np.asarray(in_time & key.isin(list(gpus)), dtype=bool)
         return mask
+
+    def _keep_usual(self, own: pd.DataFrame, fleet: nx.DiGraph) -> pd.DataFrame:
+        """Fill the GPUs' usual selves this fit has none for from ``usual_before``.
+
+        A rack under an incident that stays open through a whole fit window (its GPUs' rows all
+        excluded) took the fleet's usual self instead of its own: a GPU idling 2 degrees over its
+        node, as it always had, then read as +6 sd on a healthy development fleet and paged.
+        """
+        before = self.usual_before
+        if before is None or before.empty:
+            return own
+        before = before.reindex(columns=own.columns)
+        keys = own.index.union(before.index.intersection(pd.Index(gpu_keys_of(fleet))))
+        keys = keys.rename(own.index.name)
+        own = own.reindex(keys)
+        return own.fillna(before.reindex(keys))
 
     def fit_start(self, start: datetime, end: datetime) -> pd.Timestamp:
         """Where the fit window of a history of ``[start, end]`` begins: its last ``fit_window``."""
@@ -371,7 +396,10 @@ class FeatureScorer:
             by_gpu = x.groupby(keys)
             rows_of = by_gpu.size().to_numpy()[:, None]
             enough = by_gpu.count() >= np.maximum(MIN_OWN_ROWS, OWN_SHARE * rows_of)
-            own = by_gpu.median().where(enough)
+            own = self._keep_usual(
+                by_gpu.median().where(enough), fleet if fleet is not None else graph
+            )
+            self.own_ = own
             # A GPU without a usual self of its own (under an incident for the whole window, or
             # too few rows) takes its node's GPUs' before the fleet's: they share the node's
             # fans, power and airflow, so a node's steady quirk is not read as a deviation.

@@ -146,6 +146,7 @@ class StaticRules:
     exclude: tuple[Exclusion, ...] = field(default=(), init=False)
     # Fixed thresholds learn nothing from false alarms: the pipeline may set these, they are unused.
     allowances: Allowances = field(default_factory=dict, init=False)
+    usual_before: pd.DataFrame | None = field(default=None, init=False)
 
     @property
     def min_window(self) -> timedelta:

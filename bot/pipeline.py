@@ -375,6 +375,8 @@ class Pipeline:
             graph = sampled[0]
         graph = graph if graph is not None else self.graph_of(history)
         scorer.exclude = (*scorer.exclude, *self._known_incidents())
+        if self.current is not None:  # the usual selves the GPUs under those incidents keep
+            scorer.usual_before = getattr(self.current.scorer, "own_", None)
         if sample is None:
             scorer.fit(history, graph)
         else:  # fitted on a sample, it serves (and is stored for) the whole fleet

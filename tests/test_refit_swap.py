@@ -133,6 +133,9 @@ def test_a_slow_refit_leaves_the_current_model_scanning_then_swaps_in_whole(
         new = pipeline.current
         assert new is not None and new is not old
         assert new.scorer is not old.scorer and new.fingerprint == old.fingerprint
+        # the refit was handed the old model's usual selves (kept by GPUs it has no rows for)
+        assert not old.scorer.own_.empty
+        assert new.scorer.usual_before is old.scorer.own_
         refitted = runtime.repository.latest_model()
         assert refitted is not None and refitted != first_fit
 

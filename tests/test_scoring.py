@@ -383,3 +383,39 @@ def test_a_gpu_without_fit_rows_of_its_own_is_judged_against_its_nodes_usual_sel
     model.node_baseline_ = model.node_baseline_.iloc[0:0]
     lone = model.assess(frames, graph, T0 + timedelta(hours=7)).features
     assert lone.loc["gpu-node-003/2", "z.fan_spread"] < -4.0
+
+
+def test_a_node_under_an_incident_all_fit_window_keeps_the_usual_self_the_last_fit_learnt(
+    small: tuple,
+) -> None:
+    """A node with a steady quirk (one fan always 15 % slower, healthy) whose every GPU was under
+    an open incident the whole fit window: neither its GPUs nor its node have fit rows. Refitted
+    with the previous model's usual selves (``usual_before``, as the pipeline does), the quirk is
+    still no deviation; without them, the fleet's usual self makes it a failing fan."""
+    frames, graph, _ = small
+    node = frames.node
+    slow = (node["node"] == "gpu-node-003") & (node["sensor"] == "FAN2")
+    frames = replace(
+        frames, node=node.assign(value=node["value"].where(~slow, node["value"] * 0.85))
+    )
+    history = slice_frames(frames, T0 - timedelta(minutes=1), T0 + timedelta(hours=6))
+    kw = {"fit_window": timedelta(hours=6), "fit_cycles": 24}
+    before = GraphRiskModel(**kw).fit(history, graph)  # type: ignore[arg-type]
+    assert before.own_.loc["gpu-node-003/2", "fan_spread"] < -0.1
+    ex = Exclusion("gpu-node-003", T0 - timedelta(days=1))
+    gpus = [f"gpu-node-003/{g}" for g in range(4)]
+    at = T0 + timedelta(hours=7)
+
+    lone = GraphRiskModel(exclude=[ex], **kw).fit(history, graph)  # type: ignore[arg-type]
+    assert lone.own_.index.intersection(gpus).empty
+    assert lone.assess(frames, graph, at).features.loc[gpus, "z.fan_spread"].max() < -4.0
+
+    kept = GraphRiskModel(exclude=[ex], **kw)  # type: ignore[arg-type]
+    kept.usual_before = before.own_
+    kept.fit(history, graph)
+    z = kept.assess(frames, graph, at).features.loc[gpus, "z.fan_spread"]
+    assert z.abs().max() < 2.0, z.to_dict()
+    pd.testing.assert_frame_equal(kept.own_.loc[gpus], before.own_.loc[gpus])
+    # what is stored is the model's own usual selves, not the previous model's too
+    stored = GraphRiskModel.from_bytes(kept.to_bytes(), fingerprint=fleet_fingerprint(graph))
+    assert stored.usual_before is None and stored.own_.shape == kept.own_.shape
