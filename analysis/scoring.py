@@ -83,6 +83,7 @@ from analysis.fit_window import (  # Exclusion: models stored before it moved pi
     fit_times,
     too_few_rows,
 )
+from analysis.frames import to_utc
 from analysis.incidents import (
     DEFAULT_CRITICAL,
     find_incidents,
@@ -126,12 +127,6 @@ class ModelFormatError(ValueError):
 
 class NotFittedError(RuntimeError):
     """A scorer was asked to assess before ``fit``."""
-
-
-def _utc(ts: datetime | pd.Timestamp) -> pd.Timestamp:
-    """Return an aware UTC pandas timestamp."""
-    t = pd.Timestamp(ts)
-    return t.tz_localize("UTC") if t.tzinfo is None else t.tz_convert("UTC")
 
 
 def fleet_fingerprint(graph: nx.DiGraph) -> str:
@@ -280,8 +275,8 @@ class FeatureScorer:
         key = rows.index.get_level_values("gpu_key")
         for ex in self.exclude:
             gpus = ex.gpu_keys(graph)
-            lo = _utc(ex.start)
-            hi = _utc(ex.end) + pd.Timedelta(self.window) if ex.end is not None else None
+            lo = to_utc(ex.start)
+            hi = to_utc(ex.end) + pd.Timedelta(self.window) if ex.end is not None else None
             in_time = at >= lo if hi is None else (at >= lo) & (at <= hi)
             mask |= np.asarray(in_time & key.isin(list(gpus)), dtype=bool)
         return mask
@@ -304,7 +299,7 @@ class FeatureScorer:
 
     def fit_start(self, start: datetime, end: datetime) -> pd.Timestamp:
         """Where the fit window of a history of ``[start, end]`` begins: its last ``fit_window``."""
-        return max(_utc(start), _utc(end) - pd.Timedelta(self.fit_window))
+        return max(to_utc(start), to_utc(end) - pd.Timedelta(self.fit_window))
 
     def cycles_for(self, gpus: int | None) -> int:
         """How many cycles a fit of ``gpus`` GPUs featurises: ``fit_cycles``, fewer when that
@@ -455,7 +450,7 @@ class FeatureScorer:
             self.tails_ = FeatureTails([risk_direction(c) for c in self.columns_]).fit(z)
         self.fingerprint_ = fleet_fingerprint(fleet if fleet is not None else graph)
         self.n_train_rows_ = len(rows)
-        self.fitted_at_ = _utc(history.end).to_pydatetime()
+        self.fitted_at_ = to_utc(history.end).to_pydatetime()
         return self
 
     # ----------------------------------------------------------------- scoring
