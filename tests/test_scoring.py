@@ -9,6 +9,7 @@ import zlib
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -27,7 +28,7 @@ from analysis.scoring import (
     fleet_fingerprint,
 )
 from analysis.tracker import IncidentTracker
-from analysis.types import Assessment, Fault, GpuScore, Incident, RootCause
+from analysis.types import Assessment, Fault, FleetFrames, GpuScore, Incident, RootCause
 from storage.model_store import ModelStore
 from tests.fixtures.scoring_scenarios import (
     FAULT_SEED,
@@ -358,12 +359,9 @@ def test_temperature_against_the_rack_or_fleet_is_trusted_to_a_degree() -> None:
     assert scale_floor("inlet_vs_fleet", 0.0) == 0.3
 
 
-def test_a_gpu_without_fit_rows_of_its_own_is_judged_against_its_nodes_usual_self(
-    small: tuple,
-) -> None:
-    """A node with a steady quirk (one fan always 15 % slower, healthy): a GPU of it that was
-    under an incident the whole fit window has no baseline of its own; its node's GPUs' usual
-    self stands in, so the quirk is no deviation (the fleet's baseline made it one)."""
+def _slow_fan_on_node_3(small: tuple) -> tuple[FleetFrames, Any, FleetFrames]:
+    """The small fleet with gpu-node-003's FAN2 always 15 % slower (healthy), and its 6-hour
+    fit history."""
     frames, graph, _ = small
     node = frames.node
     slow = (node["node"] == "gpu-node-003") & (node["sensor"] == "FAN2")
@@ -371,6 +369,16 @@ def test_a_gpu_without_fit_rows_of_its_own_is_judged_against_its_nodes_usual_sel
         frames, node=node.assign(value=node["value"].where(~slow, node["value"] * 0.85))
     )
     history = slice_frames(frames, T0 - timedelta(minutes=1), T0 + timedelta(hours=6))
+    return frames, graph, history
+
+
+def test_a_gpu_without_fit_rows_of_its_own_is_judged_against_its_nodes_usual_self(
+    small: tuple,
+) -> None:
+    """A node with a steady quirk (one fan always 15 % slower, healthy): a GPU of it that was
+    under an incident the whole fit window has no baseline of its own; its node's GPUs' usual
+    self stands in, so the quirk is no deviation (the fleet's baseline made it one)."""
+    frames, graph, history = _slow_fan_on_node_3(small)
     ex = Exclusion("gpu-node-003/2", T0 - timedelta(days=1))
     model = GraphRiskModel(exclude=[ex], fit_window=timedelta(hours=6), fit_cycles=24)
     model.fit(history, graph)
@@ -392,13 +400,7 @@ def test_a_node_under_an_incident_all_fit_window_keeps_the_usual_self_the_last_f
     an open incident the whole fit window: neither its GPUs nor its node have fit rows. Refitted
     with the previous model's usual selves (``usual_before``, as the pipeline does), the quirk is
     still no deviation; without them, the fleet's usual self makes it a failing fan."""
-    frames, graph, _ = small
-    node = frames.node
-    slow = (node["node"] == "gpu-node-003") & (node["sensor"] == "FAN2")
-    frames = replace(
-        frames, node=node.assign(value=node["value"].where(~slow, node["value"] * 0.85))
-    )
-    history = slice_frames(frames, T0 - timedelta(minutes=1), T0 + timedelta(hours=6))
+    frames, graph, history = _slow_fan_on_node_3(small)
     kw = {"fit_window": timedelta(hours=6), "fit_cycles": 24}
     before = GraphRiskModel(**kw).fit(history, graph)  # type: ignore[arg-type]
     assert before.own_.loc["gpu-node-003/2", "fan_spread"] < -0.1
