@@ -200,7 +200,7 @@ class FeatureScorer:
     #: its rows under an open incident) keeps it instead of taking its node's or the fleet's.
     usual_before: pd.DataFrame | None = None
     #: The usual selves this fit learnt, or kept from ``usual_before`` (NaN: none; a model
-    #: fitted before version 17 has none).
+    #: stored before model 17 has none, so the first refit after it gives nothing to keep).
     own_: pd.DataFrame = pd.DataFrame(dtype=float)
     #: Features shared with other scorers replaying the same data (an ablation); never stored.
     memo: FeatureMemo | None = None
