@@ -329,6 +329,7 @@ class FeatureScorer:
         ``fleet``: the whole fleet the model serves when ``graph`` is a sample of its nodes
         (its fingerprint is the model's; GPUs outside the sample get the fleet's baseline).
         """
+        served = fleet if fleet is not None else graph  # the fleet the model serves
         start = self.fit_start(history.start, history.end)
         if history.fit_reduced is not None:
             times = sorted(r.at for r in history.fit_reduced)
@@ -337,9 +338,7 @@ class FeatureScorer:
         # degrees per watt per GPU model and the lag of temperature behind power, fixed until
         # the next fit (analysis.thermal)
         self.temp_per_watt_ = {
-            **fit_temp_per_watt(
-                history, gpu_models(fleet if fleet is not None else graph), since=start
-            ),
+            **fit_temp_per_watt(history, gpu_models(served), since=start),
             LAG: fit_thermal_lag(history, since=start),
         }
         slopes = self.temp_per_watt_
@@ -391,9 +390,7 @@ class FeatureScorer:
             by_gpu = x.groupby(keys)
             rows_of = by_gpu.size().to_numpy()[:, None]
             enough = by_gpu.count() >= np.maximum(MIN_OWN_ROWS, OWN_SHARE * rows_of)
-            own = self._keep_usual(
-                by_gpu.median().where(enough), fleet if fleet is not None else graph
-            )
+            own = self._keep_usual(by_gpu.median().where(enough), served)
             self.own_ = own
             # A GPU without a usual self of its own (under an incident for the whole window, or
             # too few rows) takes its node's GPUs' before the fleet's: they share the node's
@@ -430,7 +427,6 @@ class FeatureScorer:
         loads = [c for c in REGIME_FEATURES if c in self.columns_]
         self.regimes_ = None
         if self.own_baseline and loads and "power_level" in rows.columns:
-            served = fleet if fleet is not None else graph
             models = gpu_models(served)
             fleet_models = {
                 k: models.get(str(k).rpartition("/")[0], "") for k in gpu_keys_of(served)
@@ -448,7 +444,7 @@ class FeatureScorer:
         self.calibrator_ = TailCalibrator(self.decades).fit(self.detector_.decision_function(z))
         if self.tail_guard:
             self.tails_ = FeatureTails([risk_direction(c) for c in self.columns_]).fit(z)
-        self.fingerprint_ = fleet_fingerprint(fleet if fleet is not None else graph)
+        self.fingerprint_ = fleet_fingerprint(served)
         self.n_train_rows_ = len(rows)
         self.fitted_at_ = to_utc(history.end).to_pydatetime()
         return self
