@@ -1192,3 +1192,15 @@ REPORT_RUN_2026_12_06_CO: dict[str, object] = {
     "model_version": 17,
     "after": "this commit",
 }
+
+
+#: Fixed before they started (2026-12-06, thirty-second session, after the review of the whole
+#: change), at the commit that adds this declaration: since runs CM/CN the scoring code changed
+#: once, by naming the fleet a fit serves once in ``FeatureScorer.fit`` (no score meant to
+#: change). Run U's two report commands (``gpu-risk eval --seeds report --skip 8 --limit 12
+#: --cycle 5m --detectors graph,static --no-explain --max-gpus 128 --jobs 1 [--healthy]``), one
+#: worker each, side by side, from a detached worktree at this commit. Every record is expected
+#: to equal runs CM and CN; reported whatever they show, and if they do not finish in the
+#: session that is said so.
+REPORT_RUN_2026_12_06_CP: dict[str, object] = {**REPORT_RUN_2026_12_06_CM, "after": "this commit"}
+REPORT_RUN_2026_12_06_CQ: dict[str, object] = {**REPORT_RUN_2026_12_06_CN, "after": "this commit"}
