@@ -289,7 +289,12 @@ def _pivot_gpu(g: pd.DataFrame) -> pd.DataFrame:
 
 @dataclass(frozen=True)
 class Fault:
-    """A fault, injected by the simulator or taken from a user's incident history (faults.json)."""
+    """A fault, injected by the simulator or taken from a user's incident history (faults.json).
+
+    ``signal_start`` is when the precursor's signal starts, where it is known to start after
+    ``onset`` (the simulator's step and intermittent shapes are quiet at first); ``None``: at
+    ``onset``. No warning can come before it.
+    """
 
     id: str
     kind: str
@@ -297,10 +302,11 @@ class Fault:
     affected: tuple[str, ...]
     onset: datetime
     failure: datetime | None = None
+    signal_start: datetime | None = None
 
     def as_dict(self) -> dict[str, Any]:
         """Return the faults.json form of this fault."""
-        return {
+        out = {
             "id": self.id,
             "kind": self.kind,
             "target": self.target,
@@ -308,6 +314,9 @@ class Fault:
             "onset": _rfc3339(self.onset),
             "failure": _rfc3339(self.failure) if self.failure else None,
         }
+        if self.signal_start is not None:
+            out["signal_start"] = _rfc3339(self.signal_start)
+        return out
 
 
 @dataclass(frozen=True)

@@ -276,7 +276,8 @@ def load_faults(path: Path) -> tuple[Fault, ...]:
     """Read a ``faults.json`` incident history; DatasetError naming the file and entry on problems.
 
     The file is a JSON list of ``{"id", "kind", "target", "affected": ["<node>/<gpu>", ...],
-    "onset": RFC 3339, "failure": RFC 3339 or null}`` (the simulator writes the same format).
+    "onset": RFC 3339, "failure": RFC 3339 or null}`` (the simulator writes the same format,
+    with ``"signal_start"`` where a precursor's signal starts after its onset; optional).
     """
     faults: list[Fault] = []
     for where, fid, entry, affected in _entries(
@@ -285,10 +286,13 @@ def load_faults(path: Path) -> tuple[Fault, ...]:
         try:
             onset = parse_time(str(entry["onset"]))
             failure = parse_time(str(entry["failure"])) if entry.get("failure") else None
+            signal = parse_time(str(entry["signal_start"])) if entry.get("signal_start") else None
         except ValueError as exc:
             raise DatasetError(f"{where}: {exc}") from None
         if failure is not None and failure < onset:
             raise DatasetError(f"{where}: failure is before onset")
+        if signal is not None and (signal < onset or (failure is not None and signal > failure)):
+            raise DatasetError(f"{where}: signal_start must lie between onset and failure")
         faults.append(
             Fault(
                 id=fid,
@@ -297,6 +301,7 @@ def load_faults(path: Path) -> tuple[Fault, ...]:
                 affected=affected,
                 onset=onset,
                 failure=failure,
+                signal_start=signal,
             )
         )
     return tuple(faults)

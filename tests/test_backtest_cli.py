@@ -218,6 +218,7 @@ def test_load_faults_round_trip_and_errors(tmp_path: Path) -> None:
     faults = (
         Fault("a", "fan", "n1", ("n1/0", "n1/1"), t, t + timedelta(hours=2)),
         Fault("b", "pdu", "pdu-a1", ("n2/0",), t, None),
+        Fault("c", "hbm", "n1/1", ("n1/1",), t, t + timedelta(hours=3), t + timedelta(hours=2)),
     )
     path = tmp_path / "faults.json"
     path.write_text(json.dumps([f.as_dict() for f in faults]))
@@ -231,6 +232,9 @@ def test_load_faults_round_trip_and_errors(tmp_path: Path) -> None:
         json.dumps(
             [{**faults[0].as_dict(), "failure": "2026-11-01T09:00:00Z"}]
         ): "failure is before onset",
+        json.dumps(
+            [{**faults[2].as_dict(), "signal_start": "2026-11-01T14:00:00Z"}]
+        ): "signal_start must lie between onset and failure",
     }
     for text, message in cases.items():
         path.write_text(text)

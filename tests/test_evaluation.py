@@ -524,18 +524,26 @@ def test_bootstrap_ratio_is_seeded_and_brackets_the_pooled_value() -> None:
 def test_an_hour_ahead_counts_apart_the_faults_whose_precursor_is_shorter() -> None:
     # a 40-minute precursor cannot be warned an hour ahead; the 4-hour one was, 2 h before
     short = Fault("f-short", "nvlink", "n2/0", ("n2/0",), onset=at(20), failure=at(20 + 2 / 3))
-    logs = {"graph": [inc("g", 12, ("n1/2",)), inc("s", 20.2, ("n2/0",))]}
-    report = compare_detectors([GPU_FAULT, short], logs, 2.0, benign=())
+    # a 4-hour step precursor, quiet until 40 minutes before its failure: warned 30 min ahead
+    quiet = Fault("f-step", "pcie", "n2/1", ("n2/1",), at(30), at(34), signal_start=at(34 - 2 / 3))
+    logs = {
+        "graph": [inc("g", 12, ("n1/2",)), inc("s", 20.2, ("n2/0",)), inc("q", 33.5, ("n2/1",))]
+    }
+    report = compare_detectors([GPU_FAULT, short, quiet], logs, 2.0, benign=())
     (score,) = report.detectors.values()
-    assert RATES["warn_1h"](score) == (1.0, 2.0)
-    assert RATES["warn_1h_reachable"](score) == (1.0, 1.0)
+    assert RATES["warn_1h"](score) == (1.0, 3.0)
+    assert RATES["warn_1h_reachable"](score) == (1.0, 2.0)
+    assert RATES["warn_1h_visible"](score) == (1.0, 1.0)  # only the hbm fault could be
+    assert RATES["visible_1h"](score) == (1.0, 3.0)
     # the stored table comes back with every figure the matrix pools (gpu-risk eval --pool)
     stored = json.loads(json.dumps(report.as_dict()))
     again = BacktestReport.from_dict(stored)
     assert again.as_dict() == report.as_dict()
     (back,) = again.detectors.values()
-    assert [o.precursor_minutes for o in back.outcomes] == [240.0, pytest.approx(40.0)]
-    assert RATES["warn_1h_reachable"](back) == (1.0, 1.0)
+    assert [o.precursor_minutes for o in back.outcomes] == [240.0, pytest.approx(40.0), 240.0]
+    assert [o.visible_minutes for o in back.outcomes] == pytest.approx([240.0, 40.0, 40.0])
+    assert RATES["warn_1h_reachable"](back) == (1.0, 2.0)
+    assert RATES["warn_1h_visible"](back) == (1.0, 1.0)
     result = ScenarioResult(7, False, timedelta(minutes=5), 16, 1.5, report, {"seed": 7})
     assert ScenarioResult.from_dict(json.loads(json.dumps(result.as_dict()))) == replace(
         result, report=again

@@ -6,6 +6,7 @@ import dataclasses
 from datetime import timedelta
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 from typer.testing import CliRunner
@@ -16,7 +17,7 @@ from storage.datasets import load_benign, load_faults
 from storage.simulator.faults import FAULT_KINDS, make_fault
 from storage.simulator.scenario import BENIGN_KINDS, Scenario, draw_scenario
 from storage.simulator.shape import ScenarioSpec
-from storage.simulator.variation import PRECURSOR_SHAPES
+from storage.simulator.variation import PRECURSOR_SHAPES, Variation
 from storage.topology import load_topology
 
 # A small 4-rack fleet (32 GPUs at a 5-minute step, PDUs shared by two racks each).
@@ -76,9 +77,33 @@ def test_distributions_are_wide_over_the_dev_seeds() -> None:
     for d in drawn:
         assert 1 <= len(d.faults) <= 6 and d.history >= timedelta(hours=24)
         assert timedelta(days=1) <= d.replay <= timedelta(days=4)
+        shape_of = {fid: shape for fid, _k, shape in d.variation.fault_shapes}
         for f in d.faults:
             assert d.replay_start <= f.onset and f.failure is not None and f.failure <= d.end
+            assert f.signal_start is not None and f.onset <= f.signal_start < f.failure
+            assert (f.signal_start > f.onset) == (d.variation.quiet_share(f.id) > 0)
+            if shape_of[f.id] in ("linear", "exponential"):
+                assert f.signal_start == f.onset
+            elif shape_of[f.id] == "step":  # quiet for 20-70 % of the precursor
+                assert f.signal_start - f.onset >= 0.2 * (f.failure - f.onset)
     assert {e.kind for d in drawn for e in d.benign} == set(BENIGN_KINDS)
+
+
+def test_a_precursor_s_signal_starts_where_its_shape_leaves_its_quiet_phase() -> None:
+    """quiet_share is where shape_progress first rises above a quiet step's or episode's level."""
+    p = np.arange(4000) / 4000
+    starts: dict[str, list[float]] = {"step": [], "intermittent": [], "linear": []}
+    for seed in range(12):
+        shapes = (("s", "nvlink", "step"), ("i", "hbm", "intermittent"), ("l", "fan", "linear"))
+        variation = Variation(seed=seed, fault_shapes=shapes)
+        for fid, _kind, shape in shapes:
+            out = variation.shape_progress(fid, p)
+            first_on = p[np.argmax(out > 0.03 * p + 1e-9)]
+            quiet = variation.quiet_share(fid)
+            assert first_on == pytest.approx(quiet, abs=2 / len(p)), (seed, shape)
+            starts[shape].append(quiet)
+    assert min(starts["step"]) >= 0.2 and max(starts["step"]) <= 0.7
+    assert any(s > 0 for s in starts["intermittent"]) and set(starts["linear"]) == {0.0}
 
 
 def test_healthy_scenario_has_benign_events_and_no_faults() -> None:

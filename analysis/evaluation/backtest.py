@@ -62,6 +62,8 @@ from analysis.evaluation.records import (
     DetectorScore,
     FaultOutcome,
     IncidentRecord,
+    precursor_minutes,
+    visible_minutes,
 )
 from analysis.types import BenignEvent, Fault
 
@@ -248,9 +250,8 @@ def score_detector(
                 if first and explained
                 else None,
                 level=level,
-                precursor_minutes=(fault.failure - fault.onset).total_seconds() / 60.0
-                if fault.failure is not None
-                else None,
+                precursor_minutes=precursor_minutes(fault),
+                visible_minutes=visible_minutes(fault),
                 warned_strict=first_strict is not None,
                 lead_minutes_strict=_lead(fault, first_strict),
                 incident_strict=first_strict.id if first_strict else None,

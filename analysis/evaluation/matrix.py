@@ -130,6 +130,13 @@ def _reachable(o: FaultOutcome) -> bool:
     return o.precursor_minutes is not None and o.precursor_minutes >= 60.0
 
 
+def _visible(o: FaultOutcome) -> bool:
+    """Return whether the fault's signal starts an hour or more before its failure: a step is
+    quiet until its jump, so a 3-hour precursor that jumps 40 minutes before the failure cannot
+    be warned of an hour ahead by anything that reads the metrics."""
+    return o.visible_minutes is not None and o.visible_minutes >= 60.0
+
+
 def _slow(o: FaultOutcome) -> bool:
     """Return whether the fault is slow-burn."""
     return o.precursor_minutes is not None and o.precursor_minutes >= SLOW_BURN.total_seconds() / 60
@@ -139,6 +146,8 @@ def _slow(o: FaultOutcome) -> bool:
 RATES: Mapping[str, _Counter] = {
     "warn_1h": lambda s: _count(s, _with_failure, _lead_at_least(60.0)),
     "warn_1h_reachable": lambda s: _count(s, _reachable, _lead_at_least(60.0)),
+    "warn_1h_visible": lambda s: _count(s, _visible, _lead_at_least(60.0)),
+    "visible_1h": lambda s: _count(s, _with_failure, _visible),
     "recall_strict": lambda s: (float(s.n_warned_strict), float(s.n_faults)),
     "recall_loose": lambda s: (float(s.n_warned), float(s.n_faults)),
     "slow_24h": lambda s: _count(s, _slow, _lead_at_least(SLOW_BURN.total_seconds() / 60)),

@@ -15,6 +15,8 @@ _PCT = "{:.0%}"
 _ROWS: tuple[tuple[str, str, str], ...] = (
     ("warned >= 1 h, strict", "warn_1h", _PCT),
     ("warned >= 1 h, strict, of precursors >= 1 h", "warn_1h_reachable", _PCT),
+    ("warned >= 1 h, strict, of signals starting >= 1 h ahead", "warn_1h_visible", _PCT),
+    ("best possible: signal starts >= 1 h ahead", "visible_1h", _PCT),
     ("recall strict", "recall_strict", _PCT),
     ("recall loose", "recall_loose", _PCT),
     ("median lead strict (min)", "lead_strict", "{:.0f}"),

@@ -71,6 +71,8 @@ class FaultOutcome:
     top3: bool | None = None
     level: str = "other"
     precursor_minutes: float | None = None
+    #: Minutes from the precursor's signal start (its onset where not known) to the failure.
+    visible_minutes: float | None = None
     warned_strict: bool = False
     lead_minutes_strict: float | None = None
     incident_strict: str | None = None
@@ -109,8 +111,8 @@ class FaultOutcome:
     @classmethod
     def from_dict(cls, fault: Fault, cell: Mapping[str, Any]) -> FaultOutcome:
         """The outcome :meth:`as_dict` wrote as ``cell`` for ``fault`` (its precursor is the
-        fault's failure minus its onset, as the backtest sets it)."""
-        precursor = (fault.failure - fault.onset).total_seconds() / 60.0 if fault.failure else None
+        fault's failure minus its onset, as the backtest sets it; the visible part from its
+        signal start)."""
         warned_at = cell.get("warned_at")
         return cls(
             fault_id=fault.id,
@@ -123,7 +125,8 @@ class FaultOutcome:
             top1=cell.get("top1"),
             top3=cell.get("top3"),
             level=str(cell.get("level", "other")),
-            precursor_minutes=precursor,
+            precursor_minutes=precursor_minutes(fault),
+            visible_minutes=visible_minutes(fault),
             warned_strict=bool(cell.get("warned_strict", False)),
             lead_minutes_strict=cell.get("lead_minutes_strict"),
             incident_strict=cell.get("incident_strict"),
@@ -135,6 +138,18 @@ class FaultOutcome:
             escalated=cell.get("escalated"),
             false_all_clear=bool(cell.get("false_all_clear", False)),
         )
+
+
+def precursor_minutes(fault: Fault) -> float | None:
+    """Return the minutes from ``fault``'s onset to its failure (``None``: no failure)."""
+    return (fault.failure - fault.onset).total_seconds() / 60.0 if fault.failure else None
+
+
+def visible_minutes(fault: Fault) -> float | None:
+    """Return the minutes from ``fault``'s signal start (its onset if unknown) to its failure."""
+    if fault.failure is None:
+        return None
+    return (fault.failure - (fault.signal_start or fault.onset)).total_seconds() / 60.0
 
 
 def _distribution(values: tuple[float, ...]) -> dict[str, float | None]:
@@ -297,6 +312,8 @@ class BacktestReport:
                 "onset": format_time(fault.onset),
                 "failure": format_time(fault.failure) if fault.failure else None,
             }
+            if fault.signal_start is not None:
+                row["signal_start"] = format_time(fault.signal_start)
             for name, outcomes in by_detector.items():
                 row[name] = outcomes[fault.id].as_dict()
             rows.append(row)
@@ -323,6 +340,7 @@ class BacktestReport:
                 affected=(),
                 onset=parse_time(r["onset"]),
                 failure=parse_time(r["failure"]) if r.get("failure") else None,
+                signal_start=parse_time(r["signal_start"]) if r.get("signal_start") else None,
             )
             for r in rows
         )

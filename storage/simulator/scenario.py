@@ -33,7 +33,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 
 import numpy as np
@@ -179,6 +179,7 @@ def draw_scenario(seed: int, *, healthy: bool = False, max_gpus: int = 512) -> S
         benign=benign,
         magnitudes=sizes,
     )
+    faults = tuple(_with_signal_start(f, variation.quiet_share(f.id), step) for f in faults)
     description: dict[str, object] = {
         "seed": seed,
         "healthy": healthy,
@@ -202,6 +203,9 @@ def draw_scenario(seed: int, *, healthy: bool = False, max_gpus: int = 512) -> S
                 if f.failure
                 else None,
                 "shape": s,
+                "signal_h": round((f.failure - f.signal_start).total_seconds() / 3600.0, 2)
+                if f.failure and f.signal_start
+                else None,
             }
             for f, (_fid, _k, s) in zip(faults, shapes, strict=True)
         ],
@@ -219,6 +223,14 @@ def draw_scenario(seed: int, *, healthy: bool = False, max_gpus: int = 512) -> S
         description=description,
         variation=variation,
     )
+
+
+def _with_signal_start(fault: Fault, quiet: float, step: timedelta) -> Fault:
+    """Return ``fault`` with its signal's start: the first scrape at ``quiet`` of its precursor."""
+    if fault.failure is None:
+        return fault
+    steps = math.ceil(quiet * ((fault.failure - fault.onset) / step) - 1e-9)
+    return replace(fault, signal_start=fault.onset + steps * step)
 
 
 def _log_int(rng: np.random.Generator, lo: int, hi: int) -> int:

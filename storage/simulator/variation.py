@@ -42,6 +42,16 @@ _KIND_POWER: dict[str, float] = {
 }
 
 
+def _step_at(u: np.ndarray) -> float:
+    """Return where (share of the precursor) a step-shaped precursor jumps."""
+    return float(0.2 + 0.5 * u[0])
+
+
+def _episodes(u: np.ndarray) -> float:
+    """Return how many on/off episodes an intermittent precursor has."""
+    return float(6.0 + 14.0 * u[2])
+
+
 @dataclass(frozen=True)
 class Extra:
     """Per-GPU model constants and the benign modifiers the fault effects have no array for."""
@@ -84,20 +94,41 @@ class Variation:
         if not found or len(p) == 0:
             return p
         kind, shape = found[0]
-        u = np.random.default_rng([self.seed & 0xFFFFFFFF, zlib.crc32(fault_id.encode())]).random(4)
+        u = self._shape_draws(fault_id)
         if shape == "linear":
             out = p ** (1.0 / _KIND_POWER[kind])
         elif shape == "step":  # quiet, then a jump to a plateau that creeps up
-            at, level = 0.2 + 0.5 * u[0], 0.55 + 0.3 * u[1]
+            at, level = _step_at(u), 0.55 + 0.3 * u[1]
             out = np.where(p < at, 0.02 * p, level + (1.0 - level) * (p - at) / (1.0 - at))
         elif shape == "intermittent":  # on/off episodes, on more often as it ages
-            episodes = 6.0 + 14.0 * u[2]
+            episodes = _episodes(u)
             phase = ((p * episodes + u[3]) % 1.0) < 0.2 + 0.6 * p
             out = np.where(phase, p ** (1.0 / _KIND_POWER[kind]), 0.03 * p)
         else:  # exponential: the kind's own accelerating signature
             out = p
         result: np.ndarray = np.clip(out, 0.0, 0.999)
         return result
+
+    def quiet_share(self, fault_id: str) -> float:
+        """Return the share of ``fault_id``'s precursor before its signal starts (0: at onset).
+
+        A step is quiet until its jump and an intermittent fault until its first episode
+        (:meth:`shape_progress`); nothing can warn of a fault earlier than that, so the
+        evaluation counts the faults whose signal starts an hour or more before the failure.
+        """
+        shape = next((s for fid, _k, s in self.fault_shapes if fid == fault_id), None)
+        u = self._shape_draws(fault_id)
+        if shape == "step":
+            return _step_at(u)
+        if shape == "intermittent" and u[3] >= 0.2:  # on at p once p * episodes + u3 wraps
+            return float((1.0 - u[3]) / _episodes(u))
+        return 0.0
+
+    def _shape_draws(self, fault_id: str) -> np.ndarray:
+        """Return the four uniform draws that place ``fault_id``'s step and episodes."""
+        rng = np.random.default_rng([self.seed & 0xFFFFFFFF, zlib.crc32(fault_id.encode())])
+        draws: np.ndarray = rng.random(4)
+        return draws
 
     # ------------------------------------------------------------------ baseline
 
