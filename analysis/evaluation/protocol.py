@@ -1204,3 +1204,30 @@ REPORT_RUN_2026_12_06_CO: dict[str, object] = {
 #: session that is said so.
 REPORT_RUN_2026_12_06_CP: dict[str, object] = {**REPORT_RUN_2026_12_06_CM, "after": "this commit"}
 REPORT_RUN_2026_12_06_CQ: dict[str, object] = {**REPORT_RUN_2026_12_06_CN, "after": "this commit"}
+
+
+#: Fixed before they started (2026-12-06, thirty-third session), at the commit that adds this
+#: declaration. The model is model 17 as declared for CM/CN (no scoring code changed since
+#: 509ec99); the evaluation now keeps each simulated fault's signal start (a step precursor is
+#: quiet until its jump, an intermittent one until its first episode) and reports, beside
+#: ``warn_1h``, the faults warned an hour ahead of those whose signal starts an hour or more
+#: before the failure (``warn_1h_visible``) and the share of such faults (``visible_1h``, the
+#: best any detector could reach). Three runs, one worker each, side by side with runs CP/CQ
+#: (already running) from a detached worktree at this commit: CR, run U's faulty report command
+#: (``gpu-risk eval --seeds report --skip 8 --limit 12 --cycle 5m --detectors graph,static
+#: --no-explain --max-gpus 128 --jobs 1``), every record expected to equal CM's; CT and CU, run
+#: AJ's two held-out commands (``--seeds held-out --limit 12``, same options, faulty and
+#: ``--healthy``), model 17's first run on the held-out seeds, compared record by record with
+#: model 16's BY and BZ. Reported whatever they show; the model is not changed on their outcome;
+#: what does not finish in the session is said so. Held-out seeds 10032-10039 stay unseen.
+REPORT_RUN_2026_12_06_CR: dict[str, object] = {**REPORT_RUN_2026_12_06_CM, "after": "this commit"}
+REPORT_RUN_2026_12_06_CT: dict[str, object] = {
+    **REPORT_RUN_2026_12_05_BY,
+    "model_version": 17,
+    "after": "this commit",
+}
+REPORT_RUN_2026_12_06_CU: dict[str, object] = {
+    **REPORT_RUN_2026_12_05_BZ,
+    "model_version": 17,
+    "after": "this commit",
+}
