@@ -42,6 +42,10 @@ _KIND_POWER: dict[str, float] = {
 }
 
 
+#: The share of each episode an intermittent precursor is on at its onset (more as it ages).
+_ON_AT_ONSET = 0.2
+
+
 def _step_at(u: np.ndarray) -> float:
     """Return where (share of the precursor) a step-shaped precursor jumps."""
     return float(0.2 + 0.5 * u[0])
@@ -90,10 +94,10 @@ class Variation:
 
     def shape_progress(self, fault_id: str, p: np.ndarray) -> np.ndarray:
         """Return the precursor progress of ``fault_id`` reshaped (linear, step, intermittent)."""
-        found = [(k, s) for fid, k, s in self.fault_shapes if fid == fault_id]
-        if not found or len(p) == 0:
+        found = self._shape_of(fault_id)
+        if found is None or len(p) == 0:
             return p
-        kind, shape = found[0]
+        kind, shape = found
         u = self._shape_draws(fault_id)
         if shape == "linear":
             out = p ** (1.0 / _KIND_POWER[kind])
@@ -102,7 +106,7 @@ class Variation:
             out = np.where(p < at, 0.02 * p, level + (1.0 - level) * (p - at) / (1.0 - at))
         elif shape == "intermittent":  # on/off episodes, on more often as it ages
             episodes = _episodes(u)
-            phase = ((p * episodes + u[3]) % 1.0) < 0.2 + 0.6 * p
+            phase = ((p * episodes + u[3]) % 1.0) < _ON_AT_ONSET + 0.6 * p
             out = np.where(phase, p ** (1.0 / _KIND_POWER[kind]), 0.03 * p)
         else:  # exponential: the kind's own accelerating signature
             out = p
@@ -116,13 +120,18 @@ class Variation:
         (:meth:`shape_progress`); nothing can warn of a fault earlier than that, so the
         evaluation counts the faults whose signal starts an hour or more before the failure.
         """
-        shape = next((s for fid, _k, s in self.fault_shapes if fid == fault_id), None)
+        found = self._shape_of(fault_id)
+        shape = found[1] if found else None
         u = self._shape_draws(fault_id)
         if shape == "step":
             return _step_at(u)
-        if shape == "intermittent" and u[3] >= 0.2:  # on at p once p * episodes + u3 wraps
+        if shape == "intermittent" and u[3] >= _ON_AT_ONSET:  # on once p * episodes + u3 wraps
             return float((1.0 - u[3]) / _episodes(u))
         return 0.0
+
+    def _shape_of(self, fault_id: str) -> tuple[str, str] | None:
+        """Return ``fault_id``'s (kind, precursor shape), ``None`` if it has none."""
+        return next(((k, s) for fid, k, s in self.fault_shapes if fid == fault_id), None)
 
     def _shape_draws(self, fault_id: str) -> np.ndarray:
         """Return the four uniform draws that place ``fault_id``'s step and episodes."""
