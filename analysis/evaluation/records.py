@@ -305,15 +305,8 @@ class BacktestReport:
             name: {o.fault_id: o for o in score.outcomes} for name, score in self.detectors.items()
         }
         for fault in self.faults:
-            row: dict[str, Any] = {
-                "id": fault.id,
-                "kind": fault.kind,
-                "target": fault.target,
-                "onset": format_time(fault.onset),
-                "failure": format_time(fault.failure) if fault.failure else None,
-            }
-            if fault.signal_start is not None:
-                row["signal_start"] = format_time(fault.signal_start)
+            # the fault as faults.json has it, without its affected GPUs
+            row = {k: v for k, v in fault.as_dict().items() if k != "affected"}
             for name, outcomes in by_detector.items():
                 row[name] = outcomes[fault.id].as_dict()
             rows.append(row)
