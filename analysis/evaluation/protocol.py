@@ -1231,3 +1231,50 @@ REPORT_RUN_2026_12_06_CU: dict[str, object] = {
     "model_version": 17,
     "after": "this commit",
 }
+
+
+#: Fixed before they started (2026-12-06, thirty-fourth session), at the commit that adds this
+#: declaration. Model 18 = model 17 plus one change in the incident tracker (9ca8f9c): an
+#: incident critical on measured evidence alone (risk at 0.99, no failure-grade signal) opens at
+#: its first cycle instead of its second (``GPU_RISK_OPEN_CRITICAL_AT_ONCE``, default on);
+#: failure-grade flags still wait for ``open_after``/``open_for``. Development fleets, run
+#: before this declaration (``eval-2026-12-06-cr/dev-*-critical-measured-at-first-sight``, the
+#: same rule as a patch): the eight faulty fleets warn 28 of their 33 faults an hour ahead
+#: (25 at model 17) with the same 3 false incidents, every differing record a lead 5-30 minutes
+#: earlier; the 21 healthy fleets (109, 132-139, 120-131) equal model 17 record for record;
+#: at 1-minute scans, development healthy fleets 132-134 equal model 17 record for record
+#: (``eval-2026-12-06-cv/dev-healthy-1m-*``: 132's one page in 164 GPU-days at 1 minute).
+#: Five runs from a detached worktree at this commit: CV and CW, run U's two report commands
+#: (``gpu-risk eval --seeds report --skip 8 --limit 12 --cycle 5m --detectors graph,static
+#: --no-explain --max-gpus 128 --jobs 1 [--healthy]``), against CR and CQ; CX, run CE's
+#: 1-minute healthy fleets (``gpu-risk eval --seeds report --limit 3 --cycle 1m --detectors
+#: graph --no-explain --max-gpus 128 --healthy --jobs 2``), against CO; CY and CZ, run AJ's two
+#: held-out commands (``--seeds held-out --limit 12``, same options as CV/CW), against CT and
+#: CU. One worker each (CX two), as many side by side as the two cores allow. Reported whatever
+#: they show, record by record; the model is not changed on their outcome; what does not finish
+#: in the session is said so. Held-out seeds 10032-10039 stay unseen.
+REPORT_RUN_2026_12_06_CV: dict[str, object] = {
+    **REPORT_RUN_2026_12_06_CM,
+    "model_version": 18,
+    "after": "this commit",
+}
+REPORT_RUN_2026_12_06_CW: dict[str, object] = {
+    **REPORT_RUN_2026_12_06_CN,
+    "model_version": 18,
+    "after": "this commit",
+}
+REPORT_RUN_2026_12_06_CX: dict[str, object] = {
+    **REPORT_RUN_2026_12_06_CO,
+    "model_version": 18,
+    "after": "this commit",
+}
+REPORT_RUN_2026_12_06_CY: dict[str, object] = {
+    **REPORT_RUN_2026_12_06_CT,
+    "model_version": 18,
+    "after": "this commit",
+}
+REPORT_RUN_2026_12_06_CZ: dict[str, object] = {
+    **REPORT_RUN_2026_12_06_CU,
+    "model_version": 18,
+    "after": "this commit",
+}
