@@ -67,11 +67,6 @@ class IncidentTracker:
     one: a node's, rack's or component's incident is about a shared cause). With
     ``idle_is_quiet`` False, a cycle in which every GPU of the incident is idle is not quiet
     either (idle reads healthy); True is how alerting rules resolve (the static baseline).
-    With ``critical_at_once``, an incident that is critical on measured evidence alone (a risk at
-    the critical level, no failure-grade signal) opens at first sight: one cycle at that level is
-    the persistence ``open_after`` asks of a mere warning, and waiting a cycle costs a page's lead
-    when a precursor's signal starts just over an hour before the failure. Failure-grade signals
-    still wait (a series vanishing for one scrape is more often a hiccup than a dead GPU).
 
     Feed each cycle's :class:`Assessment` to :meth:`update`; it returns the incidents open now.
     An incident keeps the id of the first cycle of the streak that opened it. When a broader
@@ -91,7 +86,6 @@ class IncidentTracker:
         close_for_critical: timedelta | None = None,
         hold: float | None = None,
         idle_is_quiet: bool = False,
-        critical_at_once: bool = False,
     ) -> None:
         """Keep the cycle counts; nothing is open yet."""
         if open_after < 1 or close_after < 1:
@@ -107,7 +101,6 @@ class IncidentTracker:
             raise ValueError(f"hold must be a risk in (0, 1], got {hold}")
         self.hold = hold
         self.idle_is_quiet = idle_is_quiet
-        self.critical_at_once = critical_at_once
         self.open_after = open_after
         self.open_for = open_for
         self.close_after = close_after
@@ -240,11 +233,6 @@ class IncidentTracker:
         need = self.close_for_critical if key in self._critical else self.close_for
         return last is None or at - last >= need
 
-    def _measured_critical(self, inc: Incident) -> bool:
-        """Return whether ``inc`` opens at first sight: critical without a failure-grade signal."""
-        measured = not FAILURE_SIGNALS.intersection(inc.signals)
-        return self.critical_at_once and inc.severity == "critical" and measured
-
     def update(self, assessment: Assessment, *, at_once: Collection[str] = ()) -> list[Incident]:
         """Take one cycle's assessment; return the incidents open after it.
 
@@ -283,13 +271,9 @@ class IncidentTracker:
                 self._quiet[key] = 0
                 self._last[key] = assessment.at
                 self._open[key] = _with_id(inc, self._open[key].id)
-            elif (
-                key in at_once
-                or self._measured_critical(inc)
-                or (
-                    self._streak[key] >= self.open_after
-                    and assessment.at - self._first[key] >= self.open_for
-                )
+            elif key in at_once or (
+                self._streak[key] >= self.open_after
+                and assessment.at - self._first[key] >= self.open_for
             ):
                 self._open[key] = _with_id(inc, incident_id(key, self._first[key]))
                 self._quiet[key] = 0

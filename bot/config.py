@@ -144,11 +144,6 @@ class Settings(BaseSettings):
         "(a scan interval above 15 minutes never holds)",
     )
     open_after: int = Field(2, ge=1, le=60, description="Cycles above threshold to open")
-    open_critical_at_once: bool = Field(
-        True,
-        description="An incident critical on measured evidence alone (risk at 0.99, no "
-        "failure-grade signal) opens at its first cycle, not after open_after/open_for",
-    )
     close_after: int = Field(5, ge=1, le=240, description="Cycles below threshold to close")
     open_for: int = Field(
         300,

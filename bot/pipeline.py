@@ -66,9 +66,6 @@ class Pipeline:
     open_after: int = 2
     close_after: int = 5
     open_for: timedelta = timedelta(minutes=5)
-    open_critical_at_once: bool = False
-    """A critical incident on measured evidence opens at first sight (``IncidentTracker``'s
-    ``critical_at_once``; ``GPU_RISK_OPEN_CRITICAL_AT_ONCE``). Not for self-gating scorers."""
     close_for: timedelta = timedelta(0)
     """How long an incident stays quiet before it closes, besides ``close_after`` cycles (the
     composition root passes ``GPU_RISK_CLOSE_FOR``; 0: cycles only)."""
@@ -173,7 +170,6 @@ class Pipeline:
             close_for_critical=None if gated else self.close_for_critical,
             hold=None if gated or self.hold_risk <= 0 else self.hold_risk,
             idle_is_quiet=gated,  # alerting rules resolve when the expression stops firing
-            critical_at_once=self.open_critical_at_once and not gated,
         )
         held = not gated and self.sustained_risk > 0
         self.sustained = SustainedRisk(self.sustained_risk, self.sustained_for) if held else None

@@ -258,7 +258,6 @@ def build_pipeline(
         open_after=settings.open_after,
         close_after=settings.close_after,
         open_for=timedelta(seconds=settings.open_for),
-        open_critical_at_once=settings.open_critical_at_once,
         close_for=timedelta(seconds=settings.close_for),
         close_for_critical=timedelta(seconds=settings.close_for_critical),
         hold_risk=settings.hold_risk,

@@ -158,8 +158,3 @@ def test_every_loop_gets_the_configured_hysteresis_and_the_rules_resolve_as_rule
         _settings(tmp_path, sim, hold_risk=0), sim, topology, detectors=["graph"], explain=False
     )
     assert off["graph"].tracker.hold is None
-    # a critical incident on measured evidence opens at first sight (model 18), unless turned off
-    assert pipes["graph"].tracker.critical_at_once and not pipes["static"].tracker.critical_at_once
-    later = _settings(tmp_path, sim, open_critical_at_once=False)
-    waits = backtest_pipelines(later, sim, topology, detectors=["graph"], explain=False)
-    assert not waits["graph"].tracker.critical_at_once

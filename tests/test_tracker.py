@@ -7,9 +7,8 @@ from datetime import UTC, datetime, timedelta
 import pandas as pd
 import pytest
 
-from analysis.incidents import incident_id
 from analysis.tracker import IncidentTracker
-from analysis.types import Assessment, GpuScore, Incident, RootCause, Severity
+from analysis.types import Assessment, GpuScore, Incident, RootCause
 
 T0 = datetime(2026, 11, 22, 10, tzinfo=UTC)
 KEY = "n1/0"
@@ -150,36 +149,6 @@ def test_open_for_asks_the_streak_to_last_whatever_the_interval() -> None:
     for minute in (5, 6, 7, 8, 9):
         assert broken.update(_cycle(minute, at_risk=True, util=90.0)) == [], minute
     assert len(broken.update(_cycle(10, at_risk=True, util=90.0))) == 1
-
-
-def _incident(minute: int, severity: str, signals: tuple[str, ...] = ()) -> Assessment:
-    """One cycle with the GPU's incident at this severity, its row healthy and busy."""
-    at = T0 + timedelta(minutes=minute)
-    risk = 0.99 if severity == "critical" else 0.92
-    gpus = (GpuScore("n1", "0", risk),)
-    level: Severity = "critical" if severity == "critical" else "warning"
-    inc = Incident("x", at, level, risk, RootCause(KEY, "gpu"), gpus, signals=signals)
-    return Assessment(at=at, scores=gpus, incidents=(inc,), features=_features(util=90.0))
-
-
-@pytest.mark.parametrize("cycle", [1, 5])
-def test_a_critical_incident_on_measured_evidence_opens_at_first_sight(cycle: int) -> None:
-    """Critical on measured evidence opens at its first cycle; a warning, or a failure-grade
-    signal alone (a series vanishing for one scrape), still waits for open_after/open_for."""
-    kw = {"open_after": 2, "close_after": 5, "open_for": timedelta(minutes=5)}
-    tracker = IncidentTracker(**kw, critical_at_once=True)  # type: ignore[arg-type]
-    opened = tracker.update(_incident(0, "critical"))
-    assert [i.id for i in opened] == [incident_id(f"gpu:{KEY}", T0)]
-    # the same evidence without the option waits a cycle, as before
-    assert IncidentTracker(**kw).update(_incident(0, "critical")) == []  # type: ignore[arg-type]
-    for severity, signals in (("warning", ()), ("critical", ("series_vanished",))):
-        waits = IncidentTracker(**kw, critical_at_once=True)  # type: ignore[arg-type]
-        assert waits.update(_incident(0, severity, signals)) == [], (severity, signals)
-        minute = cycle
-        while minute < 5:
-            assert waits.update(_incident(minute, severity, signals)) == [], minute
-            minute += cycle
-        assert len(waits.update(_incident(minute, severity, signals))) == 1, (severity, signals)
 
 
 def test_close_for_asks_the_quiet_to_last_whatever_the_interval() -> None:
