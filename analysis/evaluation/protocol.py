@@ -1278,3 +1278,19 @@ REPORT_RUN_2026_12_06_CZ: dict[str, object] = {
     "model_version": 18,
     "after": "this commit",
 }
+
+
+#: Added on 2026-12-06 (thirty-fourth session) after runs CV-CZ, for every later candidate.
+#: Model 18 warned no more faults an hour ahead than model 17 on the report or held-out seeds and
+#: paged falsely more on both, so it was rejected and model 17 stays the product (616dc36). Its
+#: declaration said the model would not be changed on the runs' outcome; keeping the current
+#: model instead of a candidate is a choice between two models made on report seeds, which that
+#: sentence did not foresee. So that the next choice is fixed before its runs, a candidate is
+#: adopted only if, on its declared runs against the current model's, every criterion holds;
+#: otherwise it is rejected, both models' runs are reported, and the current model stays.
+ADOPTION_RULE: tuple[str, ...] = (
+    "faults warned >= 1 h strict, report and held-out: no fewer than the current model",
+    "false incidents on healthy fleets (report 5-minute, report 1-minute, held-out): no more",
+    "false incidents on faulty fleets, report and held-out together: no more",
+    "node faults escalated and shared faults not one incident: no more",
+)
