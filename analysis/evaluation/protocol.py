@@ -1288,6 +1288,9 @@ REPORT_RUN_2026_12_06_CZ: dict[str, object] = {
 #: sentence did not foresee. So that the next choice is fixed before its runs, a candidate is
 #: adopted only if, on its declared runs against the current model's, every criterion holds;
 #: otherwise it is rejected, both models' runs are reported, and the current model stays.
+#: Checked by ``analysis.evaluation.adoption`` (``gpu-risk eval --pool <candidate's eval.json>...
+#: --against <current model's eval.json>...``; healthy fleets apart by seed range and by scans
+#: under 5 minutes or not).
 ADOPTION_RULE: tuple[str, ...] = (
     "faults warned >= 1 h strict, report and held-out: no fewer than the current model",
     "false incidents on healthy fleets (report 5-minute, report 1-minute, held-out): no more",

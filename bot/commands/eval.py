@@ -284,8 +284,22 @@ def eval_command(
             help="Replay nothing: pool the scenarios of these eval.json files again (repeatable)",
         ),
     ] = None,
+    against: Annotated[
+        list[Path] | None,
+        typer.Option(
+            "--against",
+            help="With --pool: check the pooled runs (a candidate model's) against these "
+            "eval.json files (the current model's) by the protocol's adoption rule; exit 1 if "
+            "it is not met (repeatable)",
+        ),
+    ] = None,
 ) -> None:
     """Replay the randomized scenario matrix in memory; strict scores with 95 % intervals."""
+    if against and not pool:
+        raise UserError("--against needs --pool: the candidate's eval.json files to check")
+    if pool and against:
+        adoption_report(pool, against)
+        return
     if pool:
         pool_report(pool, out)
         return
@@ -399,6 +413,26 @@ def pool_report(paths: Sequence[Path], out: Path | None) -> None:
     label = "pooled from " + ", ".join(str(p) for p in paths)
     healthy = kinds.pop() if len(kinds) == 1 else None
     write_report(results, failed, label=label, healthy=healthy, names=names, run=None, out=out)
+
+
+def adoption_report(candidate: Sequence[Path], current: Sequence[Path]) -> None:
+    """``--pool ... --against ...``: print the adoption rule's counts; exit 1 if one fails."""
+    from analysis.evaluation.adoption import adopted, adoption_checks
+
+    try:
+        checks = adoption_checks(load_results(current)[0], load_results(candidate)[0])
+    except ValueError as exc:
+        raise UserError(f"--against: {exc}") from None
+    lines = ["| criterion | current | candidate | holds |", "|---|---|---|---|"]
+    lines += [
+        f"| {c.criterion} | {c.current} | {c.candidate} | {'yes' if c.holds else '**no**'} |"
+        for c in checks
+    ]
+    verdict = "adopt the candidate" if adopted(checks) else "reject the candidate"
+    lines.append(f"\nAdoption rule (analysis/evaluation/protocol.py): **{verdict}**.")
+    Console().print(Markdown("\n".join(lines)))
+    if not adopted(checks):
+        raise typer.Exit(code=1)
 
 
 def load_results(
