@@ -12,12 +12,9 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 
-from analysis.evaluation.matrix import ScenarioResult
+from analysis.evaluation.matrix import RATES, ScenarioResult
 from analysis.evaluation.protocol import HELD_OUT_SEEDS, REPORT_SEEDS
 from analysis.evaluation.records import DetectorScore
-
-#: A fault counts as warned an hour ahead from this strict lead on (minutes).
-HOUR = 60.0
 
 ScenarioKey = tuple[int, bool, float]
 
@@ -60,8 +57,8 @@ def _by_key(results: Iterable[ScenarioResult], side: str) -> dict[ScenarioKey, S
 
 
 def _warned_hour(score: DetectorScore) -> int:
-    lead = (o.lead_minutes_strict for o in score.outcomes if o.warned_strict)
-    return sum(1 for m in lead if m is not None and m >= HOUR)
+    """Faults warned an hour ahead with the target named: the matrix's ``warn_1h`` hits."""
+    return int(RATES["warn_1h"](score)[0])
 
 
 _Count = Callable[[DetectorScore], int]
