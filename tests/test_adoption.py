@@ -90,5 +90,8 @@ def test_the_cli_prints_the_counts_and_exits_1_on_a_rejected_candidate(tmp_path:
     short = ["eval", "--pool", str(_paths(MODEL_17)[0]), "--against", str(_paths(MODEL_17)[1])]
     result = CliRunner().invoke(build_app(), short)
     assert result.exit_code == 2 and "different scenarios" in result.output, result.output
+    missing = ["eval", "--pool", str(_paths(MODEL_17)[0]), "--against", str(tmp_path / "no.json")]
+    result = CliRunner().invoke(build_app(), missing)
+    assert result.exit_code == 2 and "--against " in result.output, result.output
     alone = CliRunner().invoke(build_app(), ["eval", "--against", str(_paths(MODEL_17)[0])])
     assert alone.exit_code == 2 and "--against needs --pool" in alone.output, alone.output

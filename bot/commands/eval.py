@@ -420,7 +420,9 @@ def adoption_report(candidate: Sequence[Path], current: Sequence[Path]) -> None:
     from analysis.evaluation.adoption import adopted, adoption_checks
 
     try:
-        checks = adoption_checks(load_results(current)[0], load_results(candidate)[0])
+        checks = adoption_checks(
+            load_results(current, "--against")[0], load_results(candidate, "--pool")[0]
+        )
     except ValueError as exc:
         raise UserError(f"--against: {exc}") from None
     lines = ["| criterion | current | candidate | holds |", "|---|---|---|---|"]
@@ -436,7 +438,7 @@ def adoption_report(candidate: Sequence[Path], current: Sequence[Path]) -> None:
 
 
 def load_results(
-    paths: Sequence[Path],
+    paths: Sequence[Path], option: str = "--pool"
 ) -> tuple[list[ScenarioResult], list[tuple[int, str]], list[str]]:
     """The scenarios, unscored seeds and detectors stored in ``eval.json`` files (``--pool``).
 
@@ -456,17 +458,17 @@ def load_results(
             failed += [(int(f["seed"]), str(f["reason"])) for f in data.get("failed", ())]
             names += [str(n) for n in data["detectors"]]
         except OSError as exc:
-            raise UserError(f"--pool {path}: cannot be read ({exc.strerror or exc})") from None
+            raise UserError(f"{option} {path}: cannot be read ({exc.strerror or exc})") from None
         except (ValueError, KeyError, TypeError, AttributeError) as exc:
             raise UserError(
-                f"--pool {path}: not an eval.json written by gpu-risk eval ({type(exc).__name__}: "
+                f"{option} {path}: not an eval.json written by gpu-risk eval ({type(exc).__name__}: "
                 f"{exc}); pass the eval.json of an --out directory"
             ) from None
         for r in loaded:
             key = (r.seed, r.healthy, r.cycle.total_seconds())
             if key in seen:
                 raise UserError(
-                    f"--pool: seed {r.seed} ({'healthy' if r.healthy else 'faulty'}, "
+                    f"{option}: seed {r.seed} ({'healthy' if r.healthy else 'faulty'}, "
                     f"{key[2] / 60:g} min) is in both {seen[key]} and {path}; pool each "
                     "scenario once"
                 )
