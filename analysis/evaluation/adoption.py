@@ -43,16 +43,12 @@ def seed_set(seed: int) -> str:
     return "held-out" if seed in HELD_OUT_SEEDS else "dev"
 
 
-def _key(result: ScenarioResult) -> ScenarioKey:
-    return (result.seed, result.healthy, result.cycle.total_seconds() / 60.0)
-
-
 def _by_key(results: Iterable[ScenarioResult], side: str) -> dict[ScenarioKey, ScenarioResult]:
     out: dict[ScenarioKey, ScenarioResult] = {}
     for r in results:
-        if _key(r) in out:
+        if r.key in out:
             raise ValueError(f"the {side} runs hold seed {r.seed} twice; give each scenario once")
-        out[_key(r)] = r
+        out[r.key] = r
     return out
 
 

@@ -33,6 +33,11 @@ class ScenarioResult:
     report: BacktestReport
     description: Mapping[str, object] = field(default_factory=dict)
 
+    @property
+    def key(self) -> tuple[int, bool, float]:
+        """Return what names the scenario among runs: seed, healthy, cadence in minutes."""
+        return (self.seed, self.healthy, self.cycle.total_seconds() / 60.0)
+
     def as_dict(self) -> dict[str, Any]:
         """Return the scenario's JSON: meta data and the backtest table."""
         return {

@@ -465,11 +465,11 @@ def load_results(
                 f"{exc}); pass the eval.json of an --out directory"
             ) from None
         for r in loaded:
-            key = (r.seed, r.healthy, r.cycle.total_seconds())
+            key = r.key
             if key in seen:
                 raise UserError(
                     f"{option}: seed {r.seed} ({'healthy' if r.healthy else 'faulty'}, "
-                    f"{key[2] / 60:g} min) is in both {seen[key]} and {path}; pool each "
+                    f"{key[2]:g} min) is in both {seen[key]} and {path}; pool each "
                     "scenario once"
                 )
             seen[key] = path
