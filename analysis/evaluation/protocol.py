@@ -1297,3 +1297,17 @@ ADOPTION_RULE: tuple[str, ...] = (
     "false incidents on faulty fleets, report and held-out together: no more",
     "node faults escalated and shared faults not one incident: no more",
 )
+
+
+#: Fixed before they started (2026-12-06, thirty-fourth session, after the review of the
+#: session's change), at the commit that adds this declaration. Model 17 (model 18 rejected and
+#: reverted at 616dc36). Since run CR (2726d52) the code between the simulator and the figures
+#: changed in two refactors meant to change nothing (585e62c: one lookup of a fault's precursor
+#: shape; b539acc: the backtest table's fault columns from ``Fault.as_dict``) and the adoption
+#: check was added. Run U's two report commands (``gpu-risk eval --seeds report --skip 8 --limit
+#: 12 --cycle 5m --detectors graph,static --no-explain --max-gpus 128 --jobs 1 [--healthy]``),
+#: one worker each, side by side from a detached worktree at this commit, beside the 1,000-GPU
+#: scale benchmark. Every record is expected to equal runs CR and CQ; reported whatever they
+#: show; what does not finish in the session is said so.
+REPORT_RUN_2026_12_06_DA: dict[str, object] = {**REPORT_RUN_2026_12_06_CM, "after": "this commit"}
+REPORT_RUN_2026_12_06_DB: dict[str, object] = {**REPORT_RUN_2026_12_06_CN, "after": "this commit"}
