@@ -1311,3 +1311,28 @@ ADOPTION_RULE: tuple[str, ...] = (
 #: show; what does not finish in the session is said so.
 REPORT_RUN_2026_12_06_DA: dict[str, object] = {**REPORT_RUN_2026_12_06_CM, "after": "this commit"}
 REPORT_RUN_2026_12_06_DB: dict[str, object] = {**REPORT_RUN_2026_12_06_CN, "after": "this commit"}
+
+
+#: Fixed before they started (2026-12-06, thirty-fifth session), at the commit that adds this
+#: declaration (model 17 at the code of runs DA/DB; since then results and README only), so that
+#: README's ablation and top-factor figures are of the product's model, not model 16's: (1) run
+#: CH's ablation on the 12 faulty report fleets (``gpu-risk eval --seeds report --skip 8 --limit
+#: 12 --cycle 5m --ablation --no-explain --max-gpus 128 --jobs 2``), its graph and static records
+#: expected to equal run DA's; (2) run CI's explanations on the same fleets (``gpu-risk eval
+#: --seeds report --skip 8 --limit 12 --cycle 5m --detectors graph --explain --max-gpus 128 --jobs
+#: 1``), its warnings expected to equal run DA's; both side by side from a detached worktree at
+#: this commit. (3) SMD's report group with the fixed setting (``gpu-risk evaluate --path
+#: ../shared/data/smd --set report``), expected to equal run CJ (its detector path unchanged).
+#: Reported whatever they show, record by record against runs CH, CI, CJ and DA; no model is
+#: chosen on them (the adoption rule compares candidates on the report and held-out runs, not
+#: these). What does not finish in the session is said so.
+REPORT_RUN_2026_12_06_DC: dict[str, object] = {
+    **REPORT_RUN_2026_12_05_CH,
+    "model_version": 17,
+    "after": "this commit",
+}
+REPORT_RUN_2026_12_06_DD: dict[str, object] = {
+    **REPORT_RUN_2026_12_05_CI,
+    "model_version": 17,
+    "after": "this commit",
+}
