@@ -12,6 +12,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Hashable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Any
@@ -525,9 +526,18 @@ class Pipeline:
         # the peer metrics from LEAD_IN before the window on: the thermal lag of its first rows
         # reads them (FleetFrames.lead); every other consumer sees the window only
         start = at - self.window
-        fetched = self.source.fetch(at - self.reads, at, self.step, gpu_metrics=PEER_METRICS)
         plan = FeaturePlan(self.feature_window, DEFAULT_RECENT, self.step)
-        return replace(split_lead(fetched, start), reduced=self.source.reduce(plan, at))
+        if not getattr(self.source, "concurrent_reads", False):
+            fetched = self.source.fetch(at - self.reads, at, self.step, gpu_metrics=PEER_METRICS)
+            return replace(split_lead(fetched, start), reduced=self.source.reduce(plan, at))
+        # A TSDB computes the reductions while this process decodes the raw window (a scan's
+        # first cycle: every cycle's reductions beside the whole span, storage.span_source).
+        # A failed fetch is raised first, as one read after the other would have raised it.
+        with ThreadPoolExecutor(1, thread_name_prefix="reduce") as pool:
+            reducing = pool.submit(self.source.reduce, plan, at)
+            fetched = self.source.fetch(at - self.reads, at, self.step, gpu_metrics=PEER_METRICS)
+            reduced = reducing.result()
+        return replace(split_lead(fetched, start), reduced=reduced)
 
     def _known_incidents(self) -> tuple[Exclusion, ...]:
         """Open incidents become training exclusions so a fault is not learnt as normal."""

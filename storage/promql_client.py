@@ -248,6 +248,13 @@ class PromQLClient:
             out.append(({str(k): str(v) for k, v in metric.items()}, number))
         return out
 
+    @property
+    def concurrent_reads(self) -> bool:
+        """Whether a caller may send a cycle's two reads (the raw window and the reductions)
+        from two threads at once: the server computes one while this process decodes the other.
+        Not at ``concurrency`` 1 (one request at a time, the user's choice)."""
+        return self.concurrency > 1
+
     def select(self, promql: str) -> str:
         """``promql`` with the series selector's matchers when it is a plain selector."""
         return with_matchers(promql, self.matchers)[0]

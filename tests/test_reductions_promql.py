@@ -616,3 +616,40 @@ def _raw(query: str) -> bool:
     """Whether a PromQL query reads raw samples: each step's last (``PrometheusSource.fetch``),
     not a reduction over a window."""
     return re.fullmatch(r"last_over_time\(.*\[59999ms\]\)", query) is not None
+
+
+def test_a_cycle_s_two_reads_side_by_side_read_what_one_after_the_other_reads(
+    fleet: Fleet, server: tuple[str, str]
+) -> None:
+    """At a client concurrency above 1 a cycle sends its reductions from a second thread while
+    it reads the raw window (``Pipeline.read_window``; a scan's first cycle reads every cycle's
+    reductions beside the whole span): the frames and reductions are those of the reads one
+    after the other, on a plain source and through a scan's span."""
+    from storage.span_source import SpanSource
+    from storage.topology import load_topology
+
+    kind, url = server
+    topo = load_topology(fleet.dir / "topology.yaml")
+    together = PrometheusSource(url, topology=topo, retries=0, concurrency=4)
+    assert together.concurrent_reads
+    alone = PrometheusSource(url, topology=topo, retries=0)
+    assert not alone.concurrent_reads
+    sequential = _pipeline(alone, fleet)
+    plain = _pipeline(together, fleet)
+    spanned = _pipeline(together, fleet)
+    spanned.source = SpanSource(together, UNEVEN_RUN, spanned.reads, settled=SCAN)
+    for at in UNEVEN_RUN:
+        want = sequential.read_window(at)
+        for pipe in (plain, spanned):
+            got = pipe.read_window(at)
+            for name in ("gpu", "lead", "node", "component", "up"):
+                pd.testing.assert_frame_equal(
+                    getattr(got, name).reset_index(drop=True),
+                    getattr(want, name).reset_index(drop=True),
+                    check_exact=True,
+                    obj=f"{kind} {name}",
+                )
+            assert got.reduced is not None and want.reduced is not None
+            pd.testing.assert_frame_equal(
+                got.reduced.table, want.reduced.table, check_exact=True, obj=f"{kind} reduced"
+            )
