@@ -12,7 +12,6 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Hashable, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Any
@@ -47,7 +46,7 @@ from bot.fit import (
 from bot.lessons import Lessons
 from bot.telemetry import BotMetrics
 from storage.repository import IncidentRecord, Repository
-from storage.source import MetricsSource, MetricsSourceError, NodeSample
+from storage.source import MetricsSource, MetricsSourceError, NodeSample, side_by_side
 
 logger = logging.getLogger(__name__)
 
@@ -527,16 +526,13 @@ class Pipeline:
         # reads them (FleetFrames.lead); every other consumer sees the window only
         start = at - self.window
         plan = FeaturePlan(self.feature_window, DEFAULT_RECENT, self.step)
-        if not getattr(self.source, "concurrent_reads", False):
-            fetched = self.source.fetch(at - self.reads, at, self.step, gpu_metrics=PEER_METRICS)
-            return replace(split_lead(fetched, start), reduced=self.source.reduce(plan, at))
-        # A TSDB computes the reductions while this process decodes the raw window (a scan's
-        # first cycle: every cycle's reductions beside the whole span, storage.span_source).
-        # A failed fetch is raised first, as one read after the other would have raised it.
-        with ThreadPoolExecutor(1, thread_name_prefix="reduce") as pool:
-            reducing = pool.submit(self.source.reduce, plan, at)
-            fetched = self.source.fetch(at - self.reads, at, self.step, gpu_metrics=PEER_METRICS)
-            reduced = reducing.result()
+        # a TSDB computes the reductions while this process decodes the raw window (a scan's
+        # first cycle: every cycle's reductions beside the whole span, storage.span_source)
+        fetched, reduced = side_by_side(
+            self.source,
+            lambda: self.source.fetch(at - self.reads, at, self.step, gpu_metrics=PEER_METRICS),
+            lambda: self.source.reduce(plan, at),
+        )
         return replace(split_lead(fetched, start), reduced=reduced)
 
     def _known_incidents(self) -> tuple[Exclusion, ...]:

@@ -7,14 +7,18 @@ frames with the same definitions (:func:`reduce_fetched`, ``analysis.reduce_fram
 
 from __future__ import annotations
 
-from collections.abc import Collection, Sequence
+from collections.abc import Callable, Collection, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 from datetime import datetime, timedelta
-from typing import Protocol, runtime_checkable
+from typing import Protocol, TypeVar, runtime_checkable
 
 from analysis.feature_plan import FeaturePlan, grid_time
 from analysis.reduce_frames import reduce_frames
 from analysis.types import FleetFrames, Reductions
+
+A = TypeVar("A")
+B = TypeVar("B")
 
 
 class MetricsSourceError(RuntimeError):
@@ -68,6 +72,22 @@ class MetricsSource(Protocol):
         cordoned or the source does not know. MetricsSourceError when the source cannot answer.
         """
         ...
+
+
+def side_by_side(source: object, first: Callable[[], A], second: Callable[[], B]) -> tuple[A, B]:
+    """``(first(), second())``: two independent reads of ``source``, the second sent from another
+    thread while the first runs when the source allows it (``concurrent_reads``: a TSDB computes
+    one while this process decodes the other), one after the other otherwise.
+
+    A failure is raised as one after the other raises it: the first's before the second's (the
+    second is then still waited for, not abandoned mid-request).
+    """
+    if not getattr(source, "concurrent_reads", False):
+        return first(), second()
+    with ThreadPoolExecutor(1, thread_name_prefix="read") as pool:
+        later = pool.submit(second)
+        done = first()
+        return done, later.result()
 
 
 def restrict(

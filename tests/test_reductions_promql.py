@@ -535,7 +535,10 @@ def test_a_fit_on_the_server_reads_reductions_and_learns_what_the_simulator_does
     kind, url = server
     session = Recording()
     topo = load_topology(fleet.dir / "topology.yaml")
-    remote = _pipeline(PrometheusSource(url, topology=topo, retries=0, session=session), fleet)
+    # the product's concurrency: the reductions sent beside the peer metrics' read
+    remote = _pipeline(
+        PrometheusSource(url, topology=topo, retries=0, session=session, concurrency=4), fleet
+    )
     local = _pipeline(fleet.sim, fleet)
     remote.refit(SCAN)
     local.refit(SCAN)
@@ -574,7 +577,7 @@ def test_a_fit_too_large_to_hold_reads_the_server_span_by_span(
     kind, url = server
     session = Recording()
     topo = load_topology(fleet.dir / "topology.yaml")
-    source = PrometheusSource(url, topology=topo, retries=0, session=session)
+    source = PrometheusSource(url, topology=topo, retries=0, session=session, concurrency=4)
     remote = _pipeline(source, fleet)
     remote.fit_span_samples = 16 * 3 * 50  # 50 points of the 16 GPUs' peer metrics
     local = _pipeline(fleet.sim, fleet)
