@@ -1,4 +1,4 @@
-"""Secrets from files: ``<NAME>_FILE`` variables and ``GPU_RISK_SECRETS_DIR`` (bot/config.py)."""
+"""Secrets from files: ``<NAME>_FILE`` variables and ``GPU_RISK_SECRETS_DIR`` (bot/secret_files.py)."""
 
 from __future__ import annotations
 
@@ -8,15 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from bot.config import (
-    ConfigError,
-    Settings,
-    _env_name,
-    file_env_names,
-    load_settings,
-    read_secret_files,
-    secret_fields,
-)
+from bot.config import ConfigError, Settings, _env_name, load_settings
+from bot.secret_files import file_env_names, read_secret_files, secret_fields
 
 SECRET_ENV = (
     "SLACK_BOT_TOKEN",

@@ -19,7 +19,8 @@ from typing import Any
 import pytest
 import yaml
 
-from bot.config import SECRETS_DIR_ENV, Settings, _env_name, load_settings, secret_fields
+from bot.config import Settings, _env_name, load_settings
+from bot.secret_files import SECRETS_DIR_ENV, secret_fields
 
 ROOT = Path(__file__).resolve().parents[1]
 BASE = ROOT / "deploy" / "kubernetes"
