@@ -98,7 +98,9 @@ _PORT = "(:[0-9]+)?"  # after the node name in an ``instance`` label
 
 @dataclass(frozen=True)
 class QueryStats:
-    """What the last fetch cost: requests sent and series/samples received."""
+    """What the last fetch cost: requests sent and series/samples received (a debugging aid:
+    with a fetch and a reduction side by side, ``storage.source.side_by_side``, each one's
+    request count includes the other's requests sent meanwhile)."""
 
     requests: int
     series: int
