@@ -118,8 +118,7 @@ def test_a_failed_read_side_by_side_is_raised_as_one_after_the_other_raises_it(
     sim: FleetSimulator, fail_fetch: bool, fail_reduce: bool, message: str
 ) -> None:
     for together in (True, False):
-        gated = Gated(sim, True, fail_fetch=fail_fetch, fail_reduce=fail_reduce)
-        gated.concurrent_reads = together
+        gated = Gated(sim, together, fail_fetch=fail_fetch, fail_reduce=fail_reduce)
         gated.started.set()  # one after the other the fetch goes first: do not wait
         with pytest.raises(MetricsSourceError, match=message):
             _pipeline(gated, sim).read_window(AT)

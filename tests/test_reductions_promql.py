@@ -535,7 +535,7 @@ def test_a_fit_on_the_server_reads_reductions_and_learns_what_the_simulator_does
     kind, url = server
     session = Recording()
     topo = load_topology(fleet.dir / "topology.yaml")
-    # at the product's concurrency (4: the reductions side by side)
+    # at the product's concurrency (4 requests in flight)
     remote = _pipeline(
         PrometheusSource(url, topology=topo, retries=0, session=session, concurrency=4), fleet
     )
