@@ -28,6 +28,7 @@ from analysis.features import DEFAULT_RECENT, DEFAULT_WINDOW, build_features
 from analysis.graph import build_graph
 from analysis.reduce_frames import reduce_frames
 from analysis.scoring import GraphRiskModel
+from analysis.types import FleetFrames
 from bot.pipeline import Pipeline
 from storage.metrics import PrometheusSource
 from storage.promql_reduce import gated_reductions
@@ -508,13 +509,7 @@ def test_a_scan_s_cycles_read_their_lead_in_from_the_span(
         frames, want = pipe.read_window(at), alone.read_window(at)
         assert frames.lead is not None and not frames.lead.empty
         assert frames.gpu["ts"].min() == pd.Timestamp(at - DEFAULT_WINDOW)
-        for name in ("gpu", "lead", "node", "component", "up"):
-            pd.testing.assert_frame_equal(
-                getattr(frames, name).reset_index(drop=True),
-                getattr(want, name).reset_index(drop=True),
-                check_exact=True,
-                obj=f"{kind} {name}",
-            )
+        _same_frames(frames, want, kind)
     if kind.endswith("small"):
         return
     raw = [q for path, q in session.sent if path == "query_range" and "DCGM_FI_DEV_GPU_TEMP" in q]
@@ -645,14 +640,19 @@ def test_a_cycle_s_two_reads_side_by_side_read_what_one_after_the_other_reads(
         want = sequential.read_window(at)
         for pipe in (plain, spanned):
             got = pipe.read_window(at)
-            for name in ("gpu", "lead", "node", "component", "up"):
-                pd.testing.assert_frame_equal(
-                    getattr(got, name).reset_index(drop=True),
-                    getattr(want, name).reset_index(drop=True),
-                    check_exact=True,
-                    obj=f"{kind} {name}",
-                )
+            _same_frames(got, want, kind)
             assert got.reduced is not None and want.reduced is not None
             pd.testing.assert_frame_equal(
                 got.reduced.table, want.reduced.table, check_exact=True, obj=f"{kind} reduced"
             )
+
+
+def _same_frames(got: FleetFrames, want: FleetFrames, kind: str) -> None:
+    """A cycle's read frame by frame: the window, its lead-in, node, component and ``up``."""
+    for name in ("gpu", "lead", "node", "component", "up"):
+        pd.testing.assert_frame_equal(
+            getattr(got, name).reset_index(drop=True),
+            getattr(want, name).reset_index(drop=True),
+            check_exact=True,
+            obj=f"{kind} {name}",
+        )
