@@ -1336,3 +1336,17 @@ REPORT_RUN_2026_12_06_DD: dict[str, object] = {
     "model_version": 17,
     "after": "this commit",
 }
+
+
+#: Fixed before they started (2026-12-06, thirty-fifth session, at the review of the session's
+#: change), at the commit that adds this declaration. Model 17; since runs DA/DB (e1c6ba2) a
+#: cycle's raw window and reductions may be read side by side (``storage.source.side_by_side``)
+#: when the source allows it, which the evaluation's in-memory source does not, so it reads one
+#: after the other as before; the secret-files source moved module. Run U's two report commands
+#: (``gpu-risk eval --seeds report --skip 8 --limit 12 --cycle 5m --detectors graph,static
+#: --no-explain --max-gpus 128 --jobs 1 [--healthy]``), one worker each, side by side from a
+#: detached worktree at this commit, beside the 1,000-GPU scale benchmark. Every record is
+#: expected to equal runs DA and DB; reported whatever they show; what does not finish in the
+#: session is said so.
+REPORT_RUN_2026_12_06_DF: dict[str, object] = {**REPORT_RUN_2026_12_06_DA, "after": "this commit"}
+REPORT_RUN_2026_12_06_DG: dict[str, object] = {**REPORT_RUN_2026_12_06_DB, "after": "this commit"}
