@@ -75,10 +75,23 @@ def parse_matrix(answer: Any, where: str = "Prometheus answered") -> list[dict[s
     result = data.get("result")
     if not isinstance(result, list):
         raise _malformed(where, "'data.result' is not a list of series")
+    if _decoded(result):  # checked as it was decoded (storage.promql_decode)
+        return result
     if not _well_formed(result):  # the slow walk only to name the first bad place
         for i, series in enumerate(result):
             _check_series(series, f"series {i}", where)
     return result
+
+
+def _decoded(result: list[Any]) -> bool:
+    """Whether every series of ``result`` came from ``storage.promql_decode``: its samples an
+    ``(n, 2)`` float64 array, checked there (labels strings, timestamps in range)."""
+    return bool(result) and all(
+        type(series) is dict
+        and type(series.get("values")) is np.ndarray
+        and type(series.get("metric")) is dict
+        for series in result
+    )
 
 
 def _well_formed(result: list[Any]) -> bool:
@@ -111,9 +124,17 @@ def _well_formed(result: list[Any]) -> bool:
     return bool(((ts >= 0) & (ts < MAX_TIMESTAMP)).all())
 
 
-def _flat(matrix: list[dict[str, Any]]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """All samples of a checked matrix: (timestamps, values, samples per series), vectorised."""
+def flat_samples(matrix: list[dict[str, Any]]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """All samples of a checked matrix: (timestamps, values, samples per series), vectorised.
+
+    A series' ``values`` are pairs of a number and a value string (a JSON parser's), or an
+    ``(n, 2)`` float64 array (``storage.promql_decode``'s)."""
     lengths = np.fromiter((len(s["values"]) for s in matrix), dtype=np.int64, count=len(matrix))
+    if all(type(s["values"]) is np.ndarray for s in matrix):
+        if not matrix:
+            return np.empty(0), np.empty(0), lengths
+        pairs_of = np.concatenate([s["values"] for s in matrix])
+        return pairs_of[:, 0].copy(), pairs_of[:, 1].copy(), lengths
     pairs = list(chain.from_iterable(s["values"] for s in matrix))
     ts = np.fromiter(map(itemgetter(0), pairs), dtype="float64", count=len(pairs))
     return ts, to_floats(list(map(itemgetter(1), pairs))), lengths
@@ -216,7 +237,7 @@ def gpu_frame(
         kept.append(series)
         nodes.append(node)
         gpus.append(str(gpu))
-    ts, vals, lengths = _flat(kept)
+    ts, vals, lengths = flat_samples(kept)
     if not len(ts):
         return None, bad
     df = pd.DataFrame(
@@ -253,7 +274,7 @@ def node_frame(
         kept.append(series)
         nodes.append(node)
         sensors.append(sensor)
-    ts, vals, lengths = _flat(kept)
+    ts, vals, lengths = flat_samples(kept)
     return pd.DataFrame(
         {
             "ts": to_timestamps(ts),
@@ -267,23 +288,15 @@ def node_frame(
 
 def component_frame(name: str, matrix: list[dict[str, Any]]) -> pd.DataFrame:
     """Tidy one component metric; several series of one component are averaged."""
-    ts: list[Any] = []
-    comps: list[str] = []
-    vals: list[Any] = []
-    for series in matrix:
-        cid = series["metric"].get(COMPONENT_LABEL)
-        if not cid:
-            continue
-        values = series["values"]
-        ts.extend(v[0] for v in values)
-        vals.extend(v[1] for v in values)
-        comps.extend([cid] * len(values))
+    kept = [series for series in matrix if series["metric"].get(COMPONENT_LABEL)]
+    ts, vals, lengths = flat_samples(kept)
+    comps = [str(series["metric"][COMPONENT_LABEL]) for series in kept]
     df = pd.DataFrame(
         {
             "ts": to_timestamps(ts),
-            "component": pd.Series(comps, dtype="object"),
+            "component": pd.Series(_repeat(comps, lengths), dtype="object"),
             "metric": name,
-            "value": to_floats(vals),
+            "value": vals,
         }
     )
     if df.duplicated(subset=["ts", "component"]).any():
@@ -295,28 +308,19 @@ def component_frame(name: str, matrix: list[dict[str, Any]]) -> pd.DataFrame:
 def up_frame(matrix: list[dict[str, Any]], label_map: Mapping[str, str]) -> pd.DataFrame:
     """Tidy ``up``: one row per target and step, node from ``instance`` without its port."""
     inst_l = label_map["instance"]
-    ts: list[Any] = []
-    nodes: list[str] = []
-    jobs: list[str] = []
-    vals: list[Any] = []
-    for series in matrix:
-        labels = series["metric"]
-        node = strip_port(labels.get(inst_l, ""))
-        values = series["values"]
-        ts.extend(v[0] for v in values)
-        vals.extend(v[1] for v in values)
-        nodes.extend([node] * len(values))
-        jobs.extend([labels.get("job", "")] * len(values))
-    if not ts:
+    ts, vals, lengths = flat_samples(matrix)
+    if not len(ts):
         return FleetFrames.empty_frame(UP_COLUMNS)
+    nodes = [strip_port(series["metric"].get(inst_l, "")) for series in matrix]
+    jobs = [series["metric"].get("job", "") for series in matrix]
     return concat_frames(
         [
             pd.DataFrame(
                 {
                     "ts": to_timestamps(ts),
-                    "node": pd.Series(nodes, dtype="object"),
-                    "job": pd.Series(jobs, dtype="object"),
-                    "value": to_floats(vals),
+                    "node": pd.Series(_repeat(nodes, lengths), dtype="object"),
+                    "job": pd.Series(_repeat(jobs, lengths), dtype="object"),
+                    "value": vals,
                 }
             )
         ],

@@ -55,7 +55,7 @@ from analysis.catalog import (
 from analysis.feature_plan import FeaturePlan, Reduction, grid_time
 from analysis.types import Reductions
 from storage.promql_client import PromQLClient, Sample
-from storage.promql_frames import strip_port
+from storage.promql_frames import flat_samples, strip_port
 from storage.promql_selector import Matcher
 from storage.promql_split import MAX_SPLIT_DEPTH, Select, by_parts, node_matcher, node_parts
 
@@ -219,10 +219,7 @@ def _matrix_rows(
     mine = [series for series, key in zip(result, keys, strict=True) if key is not None]
     key_of = np.array([k for k in keys if k is not None], dtype=object)
     named_of = np.array([bool(series["metric"].get(node)) for series in mine], dtype=bool)
-    lengths = np.array([len(series["values"]) for series in mine], dtype=np.int64)
-    points = [point for series in mine for point in series["values"]]
-    ts = np.fromiter((p[0] for p in points), dtype=np.float64, count=len(points))
-    values = np.fromiter((float(p[1]) for p in points), dtype=np.float64, count=len(points))
+    ts, values, lengths = flat_samples(mine)
     row = np.repeat(np.arange(len(mine)), lengths)
     at = np.rint((ts - first) / every).astype(np.int64)
     out = []

@@ -28,6 +28,8 @@ from collections.abc import Callable, Iterable, Sequence
 from datetime import datetime, timedelta
 from typing import Any, TypeVar
 
+import numpy as np
+
 from storage.promql_client import QueryTooLargeError
 from storage.promql_selector import Matcher, with_matchers
 
@@ -170,7 +172,20 @@ def join_matrices(*matrices: Matrix) -> Matrix:
             key = tuple(sorted(series["metric"].items()))
             have = out.get(key)
             if have is None:
-                out[key] = {"metric": series["metric"], "values": list(series["values"])}
+                out[key] = {"metric": series["metric"], "values": [series["values"]]}
             else:
-                have["values"].extend(series["values"])
+                have["values"].append(series["values"])
+    for series in out.values():
+        parts = series["values"]
+        if all(type(p) is np.ndarray for p in parts):  # decoded into numpy (promql_decode)
+            series["values"] = np.concatenate(parts)
+        else:
+            series["values"] = [pair for p in parts for pair in _pairs(p)]
     return list(out.values())
+
+
+def _pairs(values: Any) -> list[Any]:
+    """A series' samples as ``[t, "value"]`` pairs, whichever way its answer was decoded."""
+    if type(values) is np.ndarray:
+        return [[float(t), repr(float(v))] for t, v in values]
+    return list(values)
