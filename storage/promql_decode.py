@@ -28,8 +28,9 @@ import orjson
 __all__ = ["decode_matrix"]
 
 _PREFIX = re.compile(rb'\{"status":"success","data":\{"resultType":"matrix","result":\[')
-# one sample: a JSON number (no sign, no NaN) and a string without quotes or escapes in it
-_PAIR = rb'\[[0-9][0-9.eE+-]*,"[^"\\]*"\]'
+# one sample: a JSON number (no sign, no NaN) and a value string as Prometheus writes one (a
+# decimal number, NaN, +Inf or -Inf); numpy would read some other strings its own way ("" as -1)
+_PAIR = rb'\[[0-9][0-9.eE+-]*,"(?:-?[0-9][0-9.eE+-]*|NaN|[+-]Inf)"\]'
 _SERIES = re.compile(
     rb'\{"metric":(\{[^{}]*\}),"values":\[(' + _PAIR + rb"(?:," + _PAIR + rb")*)\]\}"
 )

@@ -22,6 +22,7 @@ from storage.metrics import PrometheusSource
 from storage.promql_decode import decode_matrix
 from storage.promql_frames import flat_samples, gpu_frame, parse_matrix
 from storage.promql_split import join_matrices
+from storage.source import MetricsSourceError
 from tests.fixtures.prometheus import PromqlBackend
 
 pytest_plugins = ("tests.fixtures.prometheus",)
@@ -120,6 +121,10 @@ def test_what_follows_the_series_is_kept_and_an_empty_answer_decodes() -> None:
     "sample",
     [
         b'[1795174200,"abc"]',  # a value that is not a number
+        b'[1795174200,""]',  # an empty value (numpy alone would read -1)
+        b'[1795174200,"1,5"]',  # two numbers in one value
+        b'[1795174200,"nan(1)"]',  # a NaN payload (numpy alone would read NaN)
+        b'[1795174200,"1e"]',  # half a number
         b"[1795174200,62]",  # a number where Prometheus writes a string
         b'["1795174200","62"]',  # a string timestamp
         b'[1795174200,"6\\u0032"]',  # an escape in the value
@@ -128,11 +133,17 @@ def test_what_follows_the_series_is_kept_and_an_empty_answer_decodes() -> None:
     ],
 )
 def test_a_malformed_sample_is_left_to_the_ordinary_decoder(sample: bytes) -> None:
+    """Which then says what is wrong (an escaped value is no error: it reads as JSON says)."""
     body = (
         b'{"status":"success","data":{"resultType":"matrix","result":[{"metric":{"a":"b"},'
         b'"values":[[1795174140,"61"],' + sample + b"]}]}}"
     )
     assert decode_matrix(body) is None
+    if b"\\" in sample:
+        assert flat_samples(parse_matrix(orjson.loads(body)))[1].tolist() == [61.0, 62.0]
+    else:
+        with pytest.raises(MetricsSourceError, match="malformed answer"):
+            parse_matrix(orjson.loads(body))
 
 
 @pytest.mark.parametrize(
