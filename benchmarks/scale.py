@@ -19,6 +19,8 @@ so its peak RSS is its own:
 - ``picture``: the one read of a new incident's panels (``bot.evidence.Evidence.picture_frames``):
   every series of one node and its 64 panel peers over the cycle window, --repeat times.
 
+--pin puts the server on CPU 0 and the phases on CPU 1 after the load: the query engine on a core
+of its own, as on its own machine (what a read that overlaps the server's work gains there).
 A phase over --budget-seconds or --max-rss-gb is killed and shown as "> budget" / "> mem". Prints
 one table, the ratios and the log-log slope of each phase's time against N; --out writes JSON.
 
@@ -64,6 +66,16 @@ def _rss_mb(pid: int) -> float:
     except OSError:
         pass
     return 0.0
+
+
+def _pin(server: int) -> None:
+    """The TSDB on CPU 0 (every thread of ``server``), this process and its phases on CPU 1:
+    the query engine on a core of its own, as on its own machine (``--pin``)."""
+    if len(os.sched_getaffinity(0)) < 2:
+        raise SystemExit("--pin needs two CPUs")
+    for task in Path(f"/proc/{server}/task").iterdir():
+        os.sched_setaffinity(int(task.name), {0})
+    os.sched_setaffinity(0, {1})
 
 
 def run_child(
@@ -194,6 +206,8 @@ def bench_one(n: int, opts: argparse.Namespace, root: Path) -> dict[str, Any]:
               f"{stats.bytes / 1e6:.0f} MB in {stats.seconds:.1f} s "
               f"(generation {stats.generate_seconds:.1f} s); VM RSS {vm.rss_mb():.0f} MB",
               flush=True)  # fmt: skip
+        if opts.pin:
+            _pin(vm.process.pid)
         env = os.environ | {
             "GPU_RISK_PROMETHEUS_URL": vm.url,
             "GPU_RISK_TOPOLOGY": str(topo),
@@ -390,6 +404,12 @@ def main(argv: list[str] | None = None) -> None:
         default=[],
         help="run the reads phase at each of these GPU_RISK_PROMETHEUS_CONCURRENCY values, e.g. 1,4",
     )
+    ap.add_argument(
+        "--pin",
+        action="store_true",
+        help="after the load, VictoriaMetrics on CPU 0 and the phases on CPU 1 (the query "
+        "engine on a core of its own)",
+    )
     ap.add_argument("--out", type=Path, help="write the results as JSON")
     ap.add_argument("--code", help="run the phases on the checkout in this dir (PYTHONPATH)")
     ap.add_argument("--workdir", type=Path, help="keep data and logs here (default: temp)")
@@ -402,8 +422,10 @@ def main(argv: list[str] | None = None) -> None:
     results = []
     with tempfile.TemporaryDirectory(prefix="gpu-risk-scale-") as tmp:
         root = opts.workdir or Path(tmp)
+        cpus = os.sched_getaffinity(0)
         for n in ns:
             results.append(bench_one(n, opts, root))
+            os.sched_setaffinity(0, cpus)  # --pin's, undone for the next N's server
             if opts.out:  # after each N: a long run keeps what it measured
                 _write(opts, results)
     print()
