@@ -335,54 +335,44 @@ class PrometheusSource(PromQLClient):
         if isinstance(nodes, NodeSample):  # their node-exporter and ``up`` series too
             at_nodes = (node_matcher(self.labels["instance"], nodes, _PORT),)
         sample = bool(at_nodes)
-        everything = nodes is None or sample  # node, component and ``up`` series too
-        xids = [n for n in (XID_HARDWARE_COUNT, XID_OTHER_COUNT) if wanted is None or n in wanted]
-        # each read in turn, the next one asked while this one is placed (one_ahead)
-        reads: list[tuple[str, str]] = [("gpu", m) for m in metrics]
-        reads += [("xid", n) for n in xids]
-        if everything:
-            reads += [("node", m) for m in self.node_metrics]
-            reads += [("components", ""), ("up", "up")]
-
-        def ask(read: tuple[str, str]) -> Any:
-            kind, name = read
-            if kind == "xid":
-                return self._xid_class(name, start, end, step, extra)
-            if kind == "components":
-                return self._components(start, end, step)
-            return self._matrix(
-                name, start, end, step, name, extra=extra if kind == "gpu" else at_nodes
-            )
-
         gpu_parts: list[pd.DataFrame] = []
+        empty: list[str] = []
+        unlabeled = 0
+        for metric in metrics:
+            matrix = self._matrix(metric, start, end, step, metric, extra=extra)
+            n_series += len(matrix)
+            if not matrix:
+                empty.append(metric)
+                continue
+            part, bad = gpu_frame(metric, matrix, self.labels)
+            unlabeled += bad
+            if part is not None:
+                gpu_parts.append(part)
+        if nodes is None or sample:
+            self._check_gpu_answer(metrics, empty, unlabeled, start, end)
+        for name in (XID_HARDWARE_COUNT, XID_OTHER_COUNT):
+            if wanted is not None and name not in wanted:
+                continue
+            matrix = self._xid_class(name, start, end, step, extra)
+            n_series += len(matrix)
+            part, _ = gpu_frame(name, matrix, self.labels) if matrix else (None, 0)
+            if part is not None:
+                gpu_parts.append(part)
+
         node_parts: list[pd.DataFrame] = []
         comp_parts: list[pd.DataFrame] = []
         up = FleetFrames.empty_frame(UP_COLUMNS)
-        empty: list[str] = []
-        unlabeled = 0
-        checked = not everything  # the GPU answers, once they are all in
-        for (kind, name), answer in zip(reads, self.one_ahead(ask, reads), strict=True):
-            if not checked and kind != "gpu":
-                self._check_gpu_answer(metrics, empty, unlabeled, start, end)
-                checked = True
-            if kind == "components":
-                comp_parts = answer
-                n_series += sum(p["component"].nunique() for p in comp_parts)
-                continue
-            n_series += len(answer)
-            if kind == "gpu" and not answer:
-                empty.append(name)
-            elif kind in ("gpu", "xid") and answer:
-                part, bad = gpu_frame(name, answer, self.labels)
-                unlabeled += bad if kind == "gpu" else 0
-                if part is not None:
-                    gpu_parts.append(part)
-            elif kind == "node" and answer:
-                node_parts.append(node_frame(name, answer, self.labels))
-            elif kind == "up":
-                up = up_frame(answer, self.labels)
-        if not checked:
-            self._check_gpu_answer(metrics, empty, unlabeled, start, end)
+        if nodes is None or sample:
+            for metric in self.node_metrics:
+                matrix = self._matrix(metric, start, end, step, metric, extra=at_nodes)
+                n_series += len(matrix)
+                if matrix:
+                    node_parts.append(node_frame(metric, matrix, self.labels))
+            comp_parts = self._components(start, end, step)
+            n_series += sum(p["component"].nunique() for p in comp_parts)
+            up_matrix = self._matrix("up", start, end, step, "up", extra=at_nodes)
+            n_series += len(up_matrix)
+            up = up_frame(up_matrix, self.labels)
 
         gpu = concat_frames(gpu_parts, GPU_COLUMNS)
         frames = FleetFrames(

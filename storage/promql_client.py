@@ -18,7 +18,7 @@ import logging
 import re
 import threading
 import warnings
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timedelta
 from typing import Any, TypeVar
@@ -286,30 +286,6 @@ class PromQLClient:
                 for f in futures:
                     f.cancel()
                 raise
-
-    def one_ahead(self, ask: Callable[[T], R], items: Sequence[T]) -> Iterator[R]:
-        """Yield ``ask(item)`` for each of ``items`` in order, the next one already asked while
-        the caller handles this one (the server answers it while this process decodes).
-
-        For a read of many answers too large to hold at once (a fetch's raw series, metric
-        by metric): at most two are held, the one yielded and the next. A failure is raised
-        where one after another would raise it (the answers before it are yielded first);
-        at ``concurrency`` 1 one after another.
-        """
-        if self.concurrency == 1 or len(items) < 2:
-            for item in items:
-                yield ask(item)
-            return
-        with (
-            self._quiet(),
-            ThreadPoolExecutor(1, thread_name_prefix="promql-ahead") as pool,
-        ):
-            pending = pool.submit(self._in_pool, ask, items[0])
-            for i in range(1, len(items) + 1):
-                answer = pending.result()
-                if i < len(items):
-                    pending = pool.submit(self._in_pool, ask, items[i])
-                yield answer
 
     def _in_pool(self, ask: Callable[[T], R], item: T) -> R:
         """Run ``ask(item)`` on a worker of :meth:`map` (the warning filter is the caller's)."""

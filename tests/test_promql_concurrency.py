@@ -145,32 +145,3 @@ def test_a_failing_reduction_fails_the_cycle_with_its_one_line() -> None:
 def test_concurrency_out_of_range_is_a_clear_error() -> None:
     with pytest.raises(MetricsSourceError, match="GPU_RISK_PROMETHEUS_CONCURRENCY"):
         PrometheusSource("http://127.0.0.1:9", concurrency=0)
-
-
-@pytest.mark.parametrize("concurrency", [1, 2])
-def test_one_ahead_asks_the_next_read_while_this_one_is_handled(concurrency: int) -> None:
-    """A fetch's raw reads (``one_ahead``): the answers in order, the next one asked before
-    the caller is done with this one (at concurrency 1: only after), a failure raised after
-    the answers before it and nothing asked after it."""
-    source = PrometheusSource("http://127.0.0.1:9", retries=0, concurrency=concurrency)
-    started = {name: threading.Event() for name in "abcd"}
-    asked: list[str] = []
-
-    def ask(name: str) -> str:
-        asked.append(name)
-        started[name].set()
-        if name == "c":
-            raise MetricsSourceError("c refused")
-        return name.upper()
-
-    got: list[str] = []
-    with pytest.raises(MetricsSourceError, match="c refused"):
-        for answer in source.one_ahead(ask, list("abcd")):
-            # handling "A": "b" was asked meanwhile (two at once), or not (one at a time)
-            following = started[chr(ord(answer.lower()) + 1)]
-            assert following.wait(20 if concurrency > 1 else 0.2) is (concurrency > 1)
-            got.append(answer)
-    assert got == ["A", "B"]
-    assert asked == ["a", "b", "c"]  # "d" never asked
-    assert list(source.one_ahead(str.upper, ["x"])) == ["X"]
-    assert list(source.one_ahead(str.upper, [])) == []
