@@ -74,8 +74,7 @@ class Settings(BaseSettings):
         ge=1,
         le=10,  # storage.promql_client.MAX_CONCURRENCY
         description="PromQL requests in flight at once (a cycle's per-GPU reductions, beside its "
-        "raw read, whose next range query is asked while one is decoded; 1: one request at a "
-        "time)",
+        "raw read; 1: one request at a time)",
     )
     topology: Path | None = Field(None, description="Path of topology.yaml")
     label_map: dict[str, str] = Field(

@@ -621,9 +621,8 @@ def test_a_cycle_s_two_reads_side_by_side_read_what_one_after_the_other_reads(
 ) -> None:
     """At a client concurrency above 1 a cycle sends its reductions from a second thread while
     it reads the raw window (``Pipeline.read_window``; a scan's first cycle reads every cycle's
-    reductions beside the whole span), and the raw read asks each range query while it decodes
-    the one before (``one_ahead``): the frames and reductions are those of the reads one after
-    the other, on a plain source and through a scan's span."""
+    reductions beside the whole span): the frames and reductions are those of the reads one
+    after the other, on a plain source and through a scan's span."""
     from storage.span_source import SpanSource
     from storage.topology import load_topology
 
