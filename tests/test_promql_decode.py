@@ -66,8 +66,11 @@ def _same_series(got: list[dict[str, Any]], want: list[dict[str, Any]]) -> None:
         np.testing.assert_array_equal(x, y)
 
 
-label_text = st.text(max_size=12)
-plain_text = st.text(alphabet=st.characters(blacklist_characters="{}"), max_size=12)
+# any text JSON can hold (no lone surrogates)
+label_text = st.text(alphabet=st.characters(blacklist_categories=("Cs",)), max_size=12)
+plain_text = st.text(
+    alphabet=st.characters(blacklist_categories=("Cs",), blacklist_characters="{}"), max_size=12
+)
 value = st.one_of(
     st.floats(allow_nan=True, allow_infinity=True),
     st.integers(-(10**9), 10**9).map(float),
