@@ -1350,3 +1350,15 @@ REPORT_RUN_2026_12_06_DD: dict[str, object] = {
 #: session is said so.
 REPORT_RUN_2026_12_06_DF: dict[str, object] = {**REPORT_RUN_2026_12_06_DA, "after": "this commit"}
 REPORT_RUN_2026_12_06_DG: dict[str, object] = {**REPORT_RUN_2026_12_06_DB, "after": "this commit"}
+
+
+#: Fixed before they started (2026-12-06, thirty-sixth session, at the review of the session's
+#: change), at the commit that adds this declaration. Model 17; since runs DF/DG (2e59918) range
+#: answers of a PromQL source are decoded into numpy (``storage.promql_decode``), which the
+#: evaluation's in-memory source never reads. Run U's two report commands (``gpu-risk eval --seeds
+#: report --skip 8 --limit 12 --cycle 5m --detectors graph,static --no-explain --max-gpus 128
+#: --jobs 1 [--healthy]``), one worker each, side by side from a detached worktree at this commit.
+#: Every record is expected to equal runs DF and DG; reported whatever they show; what does not
+#: finish in the session is said so.
+REPORT_RUN_2026_12_06_DH: dict[str, object] = {**REPORT_RUN_2026_12_06_DF, "after": "this commit"}
+REPORT_RUN_2026_12_06_DI: dict[str, object] = {**REPORT_RUN_2026_12_06_DG, "after": "this commit"}
