@@ -25,6 +25,8 @@ from typing import Any
 import numpy as np
 import orjson
 
+from storage.promql_frames import MAX_TIMESTAMP
+
 __all__ = ["decode_matrix"]
 
 _PREFIX = re.compile(rb'\{"status":"success","data":\{"resultType":"matrix","result":\[')
@@ -35,8 +37,6 @@ _SERIES = re.compile(
     rb'\{"metric":(\{[^{}]*\}),"values":\[(' + _PAIR + rb"(?:," + _PAIR + rb")*)\]\}"
 )
 _BLANK = bytes.maketrans(b'[]"', b"   ")
-# Sample timestamps must fall in [1970, 2200) (storage.promql_frames.MAX_TIMESTAMP).
-_MAX_TIMESTAMP = 7_258_118_400.0
 
 
 def decode_matrix(body: bytes) -> Any | None:
@@ -72,7 +72,7 @@ def decode_matrix(body: bytes) -> Any | None:
         return None
     pairs = numbers.reshape(total, 2)
     ts = pairs[:, 0]
-    if not bool(((ts >= 0) & (ts < _MAX_TIMESTAMP)).all()):
+    if not bool(((ts >= 0) & (ts < MAX_TIMESTAMP)).all()):
         return None
     ends = np.cumsum(lengths)
     answer["data"]["result"] = [

@@ -31,6 +31,7 @@ from typing import Any, TypeVar
 import numpy as np
 
 from storage.promql_client import QueryTooLargeError
+from storage.promql_frames import flat_samples
 from storage.promql_selector import Matcher, with_matchers
 
 __all__ = [
@@ -175,17 +176,15 @@ def join_matrices(*matrices: Matrix) -> Matrix:
                 out[key] = {"metric": series["metric"], "values": [series["values"]]}
             else:
                 have["values"].append(series["values"])
-    for series in out.values():
-        parts = series["values"]
-        if all(type(p) is np.ndarray for p in parts):  # decoded into numpy (promql_decode)
-            series["values"] = np.concatenate(parts)
-        else:
-            series["values"] = [pair for p in parts for pair in _pairs(p)]
+    for series in out.values():  # one (n, 2) array, whichever way each half was decoded
+        series["values"] = np.concatenate([_as_array(part) for part in series["values"]])
     return list(out.values())
 
 
-def _pairs(values: Any) -> list[Any]:
-    """A series' samples as ``[t, "value"]`` pairs, whichever way its answer was decoded."""
+def _as_array(values: Any) -> np.ndarray:
+    """A checked series' samples as an ``(n, 2)`` float64 array (``storage.promql_decode``'s
+    form): as they are, or from a JSON parser's ``[t, "value"]`` pairs."""
     if type(values) is np.ndarray:
-        return [[float(t), repr(float(v))] for t, v in values]
-    return list(values)
+        return values
+    ts, numbers, _ = flat_samples([{"values": values}])
+    return np.column_stack((ts, numbers))
