@@ -349,16 +349,18 @@ def concat_frames(parts: list[pd.DataFrame], columns: tuple[str, ...]) -> pd.Dat
     parts = [p for p in parts if not p.empty]
     if not parts:
         return FleetFrames.empty_frame(columns)
-    df = pd.concat(parts, ignore_index=True)[list(columns)]
+    df = pd.concat(parts, ignore_index=True)
+    if tuple(df.columns) != columns:
+        df = df[list(columns)]
     df["value"] = df["value"].astype("float64")
     keys = [c for c in columns if c not in ("value", "ts")] + ["ts"]
     kept = df["value"].notna().to_numpy()
     if not kept.all():
         df = df[kept]
     order = sorted_order(df, keys)
-    if order is None:
-        return df.sort_values(keys, kind="stable").reset_index(drop=True)
-    return df.take(order).reset_index(drop=True)
+    out = df.sort_values(keys, kind="stable") if order is None else df.take(order)
+    out.index = pd.RangeIndex(len(out))  # a new frame: renumbered in place, not copied again
+    return out
 
 
 def sorted_order(df: pd.DataFrame, keys: list[str]) -> npt.NDArray[np.intp] | None:

@@ -75,6 +75,10 @@ class SpanSource:
     _span: dict[tuple[timedelta, tuple[str, ...] | None], FleetFrames | None] = field(
         default_factory=dict, init=False, repr=False
     )
+    _metrics: dict[tuple[timedelta, tuple[str, ...] | None], frozenset[str]] = field(
+        default_factory=dict, init=False, repr=False
+    )
+    """The GPU metrics of each span in ``_span``."""
     _reduced: dict[FeaturePlan, dict[datetime, Reductions]] = field(
         default_factory=dict, init=False, repr=False
     )
@@ -106,10 +110,12 @@ class SpanSource:
         if nodes is None and self._inside(start, end, step):
             key = (step, None if gpu_metrics is None else tuple(gpu_metrics))
             if key not in self._span:
-                self._span[key] = self._read(step, gpu_metrics)
+                self._span[key] = span = self._read(step, gpu_metrics)
+                if span is not None:
+                    self._metrics[key] = frozenset(span.gpu["metric"].unique())
             span = self._span[key]
             if span is not None:
-                cut = _cut(span, start, end, step)
+                cut = _cut(span, self._metrics[key], start, end, step)
                 if cut is not None:
                     self._served[(end, step)] = key
                     return cut
@@ -203,19 +209,23 @@ def _runs(times: Sequence[datetime]) -> list[list[datetime]]:
     return runs
 
 
-def _cut(span: FleetFrames, start: datetime, end: datetime, step: timedelta) -> FleetFrames | None:
+def _cut(
+    span: FleetFrames, metrics: frozenset[str], start: datetime, end: datetime, step: timedelta
+) -> FleetFrames | None:
     """The rows of ``[start, end]`` (a range query's points: both ends included) of each frame;
-    None when the window lacks a GPU metric the span has (let the source answer, and check)."""
+    None when the window lacks a GPU metric the span has (``metrics``: the span's)."""
     lo, hi = pd.Timestamp(start), pd.Timestamp(end)
 
     def rows(df: pd.DataFrame) -> pd.DataFrame:
         if df.empty:
             return df
         ts = df["ts"]
-        return df[(ts >= lo) & (ts <= hi)].reset_index(drop=True)
+        out = df[(ts >= lo) & (ts <= hi)]
+        out.index = pd.RangeIndex(len(out))  # a new frame: renumbered in place, not copied again
+        return out
 
     gpu = rows(span.gpu)
-    if set(gpu["metric"].unique()) != set(span.gpu["metric"].unique()):
+    if set(gpu["metric"].unique()) != metrics:
         return None
     return FleetFrames(
         gpu=gpu,
