@@ -76,13 +76,18 @@ def peer_rows(
     level = wide.index.names.index("key")
     gpus, code = wide.index.levels[level], wide.index.codes[level]
     models = None if model_of is None else model_of.reindex(gpus).fillna("").astype(str)
+    # the groups as integer codes per GPU (a GPU without a rack: its node's name), spread to the
+    # rows: grouping by them numbers the groups as grouping by the names would, without hashing
+    # a name per row
+    node_names = node_of.reindex(gpus)
+    rack_names = rack_of.reindex(gpus).fillna(node_names)
     frame = pd.DataFrame(
         {
             "key": keys,
             "ts": ts,
-            "node": node_of.reindex(gpus).to_numpy()[code],
-            "rack": rack_of.reindex(gpus).to_numpy()[code],
-            "model": "" if models is None else models.to_numpy()[code],
+            "node": pd.factorize(node_names)[0][code],
+            "rack": pd.factorize(rack_names)[0][code],
+            "model": 0 if models is None else pd.factorize(models)[0][code],
             "temp": wide["DCGM_FI_DEV_GPU_TEMP"].to_numpy(),
             "mem_temp": wide["DCGM_FI_DEV_MEMORY_TEMP"].to_numpy(),
             "power": wide["DCGM_FI_DEV_POWER_USAGE"].to_numpy(),
@@ -110,7 +115,6 @@ def peer_rows(
         frame["power"] = lagged_power(raw_power, np.asarray(code), np.asarray(ts.asi8), lag)
     frame["temp_adj"] = frame["temp"] - k_row * frame["power"]
     frame["mem_adj"] = frame["mem_temp"] - k_row * frame["power"]
-    frame["rack"] = frame["rack"].fillna(frame["node"])
     # Peers are the other GPUs of the group drawing power within COMPARABLE_WATTS of this GPU's
     # at the same timestamp: the median of a half-busy node is neither a busy nor an idle GPU,
     # so a GPU is compared with the mean of its comparable peers only (none: no comparison).
@@ -162,7 +166,6 @@ def peer_context(
     """
     if rows is None:
         rows = peer_rows(wide, node_of, rack_of, model_of=model_of, temp_per_watt=temp_per_watt)
-    keys = wide.index.get_level_values("key")
     ts = wide.index.get_level_values("ts")
     level = wide.index.names.index("key")
     gpus, code = wide.index.levels[level], wide.index.codes[level]
@@ -173,15 +176,18 @@ def peer_context(
     # COMPARABLE_WATTS of its last power): a job that started or stopped inside the window would
     # otherwise mix a busy and an idle offset from the peers into a level the GPU never had.
     power_now = rows["power"].to_numpy(dtype=np.float64)
-    last = pd.Series(power_now[is_recent]).groupby(keys[is_recent], sort=False).last()
-    latest = last.reindex(gpus).to_numpy(dtype=np.float64)[code]
+    # grouped by the index's key codes (the same rows as by the keys, not hashed per row)
+    code = np.asarray(code)
+    last = pd.Series(power_now[is_recent]).groupby(code[is_recent], sort=False).last()
+    latest = last.reindex(np.arange(len(gpus))).to_numpy(dtype=np.float64)[code]
     with np.errstate(invalid="ignore"):
         lo, hi = comparable_band(latest, COMPARABLE_WATTS)
         at_load = ~np.isfinite(latest) | ((power_now >= lo) & (power_now <= hi))
     now = is_recent & at_load
     cols_dev = list(dev.columns)
-    recent_now = dev[now].assign(power_level=power_now[now]).groupby(keys[now], sort=False)
+    recent_now = dev[now].assign(power_level=power_now[now]).groupby(code[now], sort=False)
     means, counts = recent_now.mean(), recent_now.count()
+    means.index = counts.index = gpus[means.index.to_numpy()]
     # Mostly incomparable (a job starting or stopping): say nothing rather than something odd.
     recent_size = pd.Series(np.bincount(code[is_recent], minlength=len(gpus)), index=gpus)
     enough = counts[cols_dev] >= recent_size.reindex(counts.index).to_numpy()[:, None] * 0.5
@@ -192,18 +198,24 @@ def peer_context(
     # idles and runs at its own temperature): slopes are taken within the busy and the idle
     # samples of a GPU whose power swung by more than COMPARABLE_WATTS, not across the step.
     power = pd.Series(power_now)
-    by_key = power.groupby(keys, sort=False)
+    by_key = power.groupby(code, sort=False)
     low, high = by_key.transform("min"), by_key.transform("max")
     busy = (high - low > COMPARABLE_WATTS) & (power >= (low + high) / 2)
     slope = group_slope(
-        dev[["temp_vs_node", "temp_at_power"]], t, keys, index, regime=busy.to_numpy()
+        dev[["temp_vs_node", "temp_at_power"]],
+        t,
+        code,
+        pd.RangeIndex(len(gpus)),
+        regime=busy.to_numpy(),
     )
+    slope = slope.set_axis(gpus).reindex(index)
     # A slope needs most of the window: a node back from a scrape gap or a reboot has a few
     # samples left, a few minutes apart, whose slope is several times noisier than a whole
     # window's (and than the healthy spread it is judged by). Coverage counts the window's
     # timestamps (the best-covered GPU's rows), not only the rows this GPU still has.
-    full = max(1, int(keys.value_counts().max())) if len(keys) else 1
-    cover = dev[["temp_vs_node", "temp_at_power"]].notna().groupby(keys, sort=False).sum() / full
+    full = max(1, int(np.bincount(code).max())) if len(code) else 1
+    cover = dev[["temp_vs_node", "temp_at_power"]].notna().groupby(code, sort=False).sum() / full
+    cover.index = gpus[cover.index.to_numpy()]
     cover = cover.reindex(index)
     out["temp_vs_node_slope"] = slope["temp_vs_node"].where(cover["temp_vs_node"] >= MIN_COVER)
     out["temp_at_power_slope"] = slope["temp_at_power"].where(cover["temp_at_power"] >= MIN_COVER)

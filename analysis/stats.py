@@ -50,12 +50,19 @@ def group_slope(
     tt = pd.DataFrame(
         np.where(valid, t[:, None], np.nan), index=values.index, columns=values.columns
     )
-    groups = keys if regime is None else [keys, np.asarray(regime)]
+    # the keys (and regimes) as integer codes, hashed once: a group holds the same rows in the
+    # same order as grouped by the labels, so its means are the same numbers
+    gpu, labels = pd.factorize(keys)
+    groups = gpu
+    if regime is not None:
+        within, kinds = pd.factorize(np.asarray(regime))
+        groups = gpu * max(len(kinds), 1) + within
     dt = tt - tt.groupby(groups, sort=False).transform("mean")
     dv = values - values.groupby(groups, sort=False).transform("mean")
-    cov = (dt * dv).groupby(keys, sort=False).mean()
-    var_t = (dt * dt).groupby(keys, sort=False).mean()
+    cov = (dt * dv).groupby(gpu, sort=False).mean()
+    var_t = (dt * dt).groupby(gpu, sort=False).mean()
     slope = cov / var_t.where(var_t > 1e-9)
+    slope.index = labels[slope.index.to_numpy()]
     return slope.reindex(index)
 
 
