@@ -209,8 +209,11 @@ class FleetFrames:
         """Return every GPU seen anywhere in the window, sorted (computed once per frames)."""
         if self.gpu.empty:
             return ()
-        pairs = self.gpu[["node", "gpu"]].drop_duplicates()
-        return tuple(sorted(GpuRef(str(n), str(g)) for n, g in pairs.itertuples(index=False)))
+        # the rows come in runs of one series: only each run's first row is read
+        node, gpu = self.gpu["node"].to_numpy(), self.gpu["gpu"].to_numpy()
+        heads = _run_heads(node, gpu)
+        pairs = {(str(n), str(g)) for n, g in zip(node[heads], gpu[heads], strict=True)}
+        return tuple(sorted(GpuRef(n, g) for n, g in pairs))
 
     def gpu_wide(self, metrics: Sequence[str] | None = None) -> pd.DataFrame:
         """Return the GPU frame as one row per (GPU key, ts) and one column per metric.
@@ -234,6 +237,30 @@ class FleetFrames:
         return wide
 
 
+def _run_heads(*columns: np.ndarray) -> np.ndarray:
+    """The positions where any of ``columns`` differs from the row before (and 0): the first
+    rows of the runs a tidy frame's series come in."""
+    n = len(columns[0])
+    change = np.zeros(n, dtype=bool)
+    if n:
+        change[0] = True
+    for col in columns:
+        change[1:] |= col[1:] != col[:-1]
+    return np.flatnonzero(change)
+
+
+def _factorize_runs(
+    values: np.ndarray, *, sort: bool = False, use_na_sentinel: bool = False
+) -> tuple[np.ndarray, Any]:
+    """``pd.factorize(values, sort=sort, use_na_sentinel=use_na_sentinel)``, hashing only the first value of
+    each run of equal values (each value first appears at a run's start, so the codes are the
+    same); a tidy frame's label columns come in long runs."""
+    heads = _run_heads(values)
+    codes, uniques = pd.factorize(values[heads], sort=sort, use_na_sentinel=use_na_sentinel)
+    lengths = np.diff(np.append(heads, len(values)))
+    return np.repeat(codes, lengths), uniques
+
+
 def _pivot_gpu(g: pd.DataFrame) -> pd.DataFrame:
     """Pivot tidy GPU rows to (key, ts) x metric, sorted; the last row wins for a repeated cell.
 
@@ -248,8 +275,8 @@ def _pivot_gpu(g: pd.DataFrame) -> pd.DataFrame:
         return pd.DataFrame(
             np.empty((0, 0)), index=index, columns=pd.Index([], dtype=object, name="metric")
         )
-    node, node_u = pd.factorize(g["node"], sort=False, use_na_sentinel=False)
-    gpu, gpu_u = pd.factorize(g["gpu"], sort=False, use_na_sentinel=False)
+    node, node_u = _factorize_runs(g["node"].to_numpy())
+    gpu, gpu_u = _factorize_runs(g["gpu"].to_numpy())
     pair, pair_u = pd.factorize(node.astype(np.int64) * len(gpu_u) + gpu, sort=False)
     # labels as text ("<node>/<gpu>"); labels that only differ in type become one key
     text = [f"{node_u[p // len(gpu_u)]}/{gpu_u[p % len(gpu_u)]}" for p in pair_u]
@@ -260,7 +287,7 @@ def _pivot_gpu(g: pd.DataFrame) -> pd.DataFrame:
     key_rank[key_order] = np.arange(len(pair_keys))
     key = key_rank[pair]
     ts, ts_u = pd.factorize(g["ts"], sort=True)
-    metric, metric_u = pd.factorize(g["metric"], sort=True)
+    metric, metric_u = _factorize_runs(g["metric"].to_numpy(), sort=True, use_na_sentinel=True)
     n_ts, n_m = len(ts_u), len(metric_u)
     row = key * n_ts + ts
     cell = row * n_m + metric

@@ -1,4 +1,4 @@
-"""FleetFrames.gpu_wide: the one per-GPU reshape of the tidy GPU frame."""
+"""FleetFrames.gpu_wide: the one per-GPU reshape of the tidy GPU frame; FleetFrames.gpus."""
 
 from __future__ import annotations
 
@@ -7,8 +7,10 @@ from datetime import UTC, datetime, timedelta
 import numpy as np
 import pandas as pd
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
-from analysis.types import FleetFrames
+from analysis.types import FleetFrames, GpuRef, _factorize_runs
 
 START = datetime(2026, 11, 20, tzinfo=UTC)
 STEP = timedelta(minutes=1)
@@ -101,3 +103,40 @@ def test_empty_frame() -> None:
     wide = _frames(empty).gpu_wide(["A_METRIC"])
     assert wide.empty and list(wide.columns) == ["A_METRIC"]
     assert list(wide.index.names) == ["key", "ts"]
+
+
+def test_runs_of_series_pivot_as_the_naive_pivot() -> None:
+    """Rows in runs of one series (as the readers give them) with label objects shared along
+    a run: the runs' labels are factorised once, the frame is the same."""
+    gpu = _random_gpu(np.random.default_rng(7), 4000, 30, 8, 40)
+    runs = gpu.sort_values(["node", "gpu", "metric", "ts"], kind="stable").reset_index(drop=True)
+    pd.testing.assert_frame_equal(_frames(runs).gpu_wide(), _naive(runs), check_freq=False)
+
+
+def test_gpus_are_every_pair_seen_once_sorted() -> None:
+    """``FleetFrames.gpus``: each (node, gpu) seen, once, sorted, however the rows are ordered."""
+    gpu = _random_gpu(np.random.default_rng(3), 2000, 12, 4, 30)
+    pairs = gpu[["node", "gpu"]].drop_duplicates()
+    want = tuple(sorted(GpuRef(n, g) for n, g in pairs.itertuples(index=False)))
+    assert _frames(gpu).gpus == want
+    runs = gpu.sort_values(["node", "gpu", "ts"], kind="stable").reset_index(drop=True)
+    assert _frames(runs).gpus == want
+
+
+@given(
+    st.lists(
+        st.tuples(st.sampled_from(["a", "b", "c", "10", None, float("nan")]), st.integers(1, 3)),
+        max_size=30,
+    ),
+    st.booleans(),
+    st.booleans(),
+)
+def test_factorizing_runs_is_factorizing_every_row(
+    runs: list[tuple[object, int]], sort: bool, use_na_sentinel: bool
+) -> None:
+    """The same codes and uniques as ``pd.factorize`` of every row, missing values included."""
+    values = np.array([v for v, n in runs for _ in range(n)], dtype=object)
+    want_codes, want_uniques = pd.factorize(values, sort=sort, use_na_sentinel=use_na_sentinel)
+    codes, uniques = _factorize_runs(values, sort=sort, use_na_sentinel=use_na_sentinel)
+    np.testing.assert_array_equal(codes, want_codes)
+    assert [str(u) for u in uniques] == [str(u) for u in want_uniques]
