@@ -1362,3 +1362,16 @@ REPORT_RUN_2026_12_06_DG: dict[str, object] = {**REPORT_RUN_2026_12_06_DB, "afte
 #: finish in the session is said so.
 REPORT_RUN_2026_12_06_DH: dict[str, object] = {**REPORT_RUN_2026_12_06_DF, "after": "this commit"}
 REPORT_RUN_2026_12_06_DI: dict[str, object] = {**REPORT_RUN_2026_12_06_DG, "after": "this commit"}
+
+
+#: Fixed before they started (2026-12-06, thirty-seventh session), at the commit that adds this
+#: declaration. Model 17; since runs DH/DI (fe3142f) the peer context groups by the GPUs' integer
+#: codes instead of their names (a77753f) and tidy frames factorise their label columns run by
+#: run (a4759e9): the features are meant to be the same bits (checked exact on three development
+#: fleets' feature histories). Run U's two report commands (``gpu-risk eval --seeds report --skip
+#: 8 --limit 12 --cycle 5m --detectors graph,static --no-explain --max-gpus 128 --jobs 1
+#: [--healthy]``), one worker each, side by side from a detached worktree at this commit. Every
+#: record is expected to equal runs DH and DI; reported whatever they show; what does not finish
+#: in the session is said so.
+REPORT_RUN_2026_12_06_DJ: dict[str, object] = {**REPORT_RUN_2026_12_06_DH, "after": "this commit"}
+REPORT_RUN_2026_12_06_DK: dict[str, object] = {**REPORT_RUN_2026_12_06_DI, "after": "this commit"}
