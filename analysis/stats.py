@@ -52,7 +52,7 @@ def group_slope(
     )
     # the keys (and regimes) as integer codes, hashed once: a group holds the same rows in the
     # same order as grouped by the labels, so its means are the same numbers
-    gpu, labels = pd.factorize(keys)
+    gpu, labels = pd.factorize(keys, use_na_sentinel=False)
     groups = gpu
     if regime is not None:
         within, kinds = pd.factorize(np.asarray(regime))

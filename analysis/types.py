@@ -252,9 +252,9 @@ def _run_heads(*columns: np.ndarray) -> np.ndarray:
 def _factorize_runs(
     values: np.ndarray, *, sort: bool = False, use_na_sentinel: bool = False
 ) -> tuple[np.ndarray, Any]:
-    """``pd.factorize(values, sort=sort, use_na_sentinel=use_na_sentinel)``, hashing only the first value of
-    each run of equal values (each value first appears at a run's start, so the codes are the
-    same); a tidy frame's label columns come in long runs."""
+    """``pd.factorize(values, sort=sort, use_na_sentinel=use_na_sentinel)``, hashing only the
+    first value of each run of equal values (each value first appears at a run's start, so the
+    codes are the same); a tidy frame's label columns come in long runs."""
     heads = _run_heads(values)
     codes, uniques = pd.factorize(values[heads], sort=sort, use_na_sentinel=use_na_sentinel)
     lengths = np.diff(np.append(heads, len(values)))
