@@ -209,10 +209,16 @@ class FleetFrames:
         """Return every GPU seen anywhere in the window, sorted (computed once per frames)."""
         if self.gpu.empty:
             return ()
-        # the rows come in runs of one series: only each run's first row is read
+        # rows in runs of one series (as read from a TSDB): only each run's first row is read;
+        # rows in time order (a simulator's, a sorted history): hashed, as many runs as rows
         node, gpu = self.gpu["node"].to_numpy(), self.gpu["gpu"].to_numpy()
         heads = _run_heads(node, gpu)
-        pairs = {(str(n), str(g)) for n, g in zip(node[heads], gpu[heads], strict=True)}
+        if 2 * len(heads) > len(node):
+            unique = self.gpu[["node", "gpu"]].drop_duplicates()
+            node, gpu = unique["node"].to_numpy(), unique["gpu"].to_numpy()
+        else:
+            node, gpu = node[heads], gpu[heads]
+        pairs = {(str(n), str(g)) for n, g in zip(node, gpu, strict=True)}
         return tuple(sorted(GpuRef(n, g) for n, g in pairs))
 
     def gpu_wide(self, metrics: Sequence[str] | None = None) -> pd.DataFrame:
