@@ -418,6 +418,11 @@ def main(argv: list[str] | None = None) -> None:
     unknown = set(opts.phases) - set(PHASES)
     if unknown:
         ap.error(f"unknown phase(s) {sorted(unknown)}; choose from {', '.join(PHASES)}")
+    if "scan-stored" in opts.phases and "cold" not in opts.phases and opts.workdir is None:
+        ap.error(
+            "scan-stored scans with the model the cold phase saves: add cold to --phases, or "
+            "give the --workdir of a run that had it"
+        )
     ns = [int(float(x)) for x in opts.gpus.split(",") if x]
     results = []
     with tempfile.TemporaryDirectory(prefix="gpu-risk-scale-") as tmp:

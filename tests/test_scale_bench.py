@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from benchmarks import scale_vm
+from benchmarks import scale, scale_vm
 from benchmarks.scale import AT, slope
 from benchmarks.scale_data import FleetShape, load_fleet, write_topology
 from storage.metrics import PrometheusSource
@@ -44,3 +44,14 @@ def test_loader_and_one_fetch_round_trip(tmp_path: Path) -> None:
     assert frames.node["node"].nunique() == 8
     assert set(frames.component["component"]) == {"pdu-a1", "crac-a1", "leaf-a1"}
     assert frames.gpu["ts"].nunique() == 31
+
+
+def test_a_stored_scan_without_a_model_is_refused_before_loading(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """``--phases scan-stored`` without ``cold`` (nor a kept workdir) would only record an error
+    after loading the fleet: refused at once, saying what to add."""
+    with pytest.raises(SystemExit) as exit_info:
+        scale.main(["--gpus", "1000", "--phases", "scan,scan-stored", "--dry-run"])
+    assert exit_info.value.code == 2
+    assert "add cold to --phases" in capsys.readouterr().err
