@@ -212,7 +212,7 @@ class FleetFrames:
         # rows in runs of one series (as read from a TSDB): only each run's first row is read;
         # rows in time order (a simulator's, a sorted history): hashed, as many runs as rows
         node, gpu = self.gpu["node"].to_numpy(), self.gpu["gpu"].to_numpy()
-        heads = _run_heads(node, gpu)
+        heads = run_heads(node, gpu)
         if 2 * len(heads) > len(node):
             unique = self.gpu[["node", "gpu"]].drop_duplicates()
             node, gpu = unique["node"].to_numpy(), unique["gpu"].to_numpy()
@@ -243,9 +243,10 @@ class FleetFrames:
         return wide
 
 
-def _run_heads(*columns: np.ndarray) -> np.ndarray:
+def run_heads(*columns: np.ndarray) -> np.ndarray:
     """The positions where any of ``columns`` differs from the row before (and 0): the first
-    rows of the runs a tidy frame's series come in."""
+    rows of the runs a tidy frame's series come in (``storage.promql_frames.sorted_order`` sorts
+    them)."""
     n = len(columns[0])
     change = np.zeros(n, dtype=bool)
     if n:
@@ -261,7 +262,7 @@ def _factorize_runs(
     """``pd.factorize(values, sort=sort, use_na_sentinel=use_na_sentinel)``, hashing only the
     first value of each run of equal values (each value first appears at a run's start, so the
     codes are the same); a tidy frame's label columns come in long runs."""
-    heads = _run_heads(values)
+    heads = run_heads(values)
     codes, uniques = pd.factorize(values[heads], sort=sort, use_na_sentinel=use_na_sentinel)
     lengths = np.diff(np.append(heads, len(values)))
     return np.repeat(codes, lengths), uniques

@@ -22,7 +22,7 @@ import numpy as np
 import numpy.typing as npt
 import pandas as pd
 
-from analysis.types import UP_COLUMNS, FleetFrames
+from analysis.types import UP_COLUMNS, FleetFrames, run_heads
 from storage.source import MetricsSourceError
 
 logger = logging.getLogger(__name__)
@@ -384,11 +384,9 @@ def sorted_order(df: pd.DataFrame, keys: list[str]) -> npt.NDArray[np.intp] | No
     cols = [df[k].to_numpy() for k in text]
     if any(c.dtype != object for c in cols):
         return None
+    starts = run_heads(*cols) if cols else np.zeros(1, dtype=np.intp)  # no text key: one run
     change = np.zeros(n, dtype=bool)
-    change[0] = True
-    for col in cols:
-        change[1:] |= col[1:] != col[:-1]
-    starts = np.flatnonzero(change)
+    change[starts] = True
     if (np.diff(ints)[~change[1:]] < 0).any():  # a run's times go back
         return None
     run_key = np.zeros(len(starts), dtype=np.int64)
