@@ -1375,3 +1375,16 @@ REPORT_RUN_2026_12_06_DI: dict[str, object] = {**REPORT_RUN_2026_12_06_DG, "afte
 #: in the session is said so.
 REPORT_RUN_2026_12_06_DJ: dict[str, object] = {**REPORT_RUN_2026_12_06_DH, "after": "this commit"}
 REPORT_RUN_2026_12_06_DK: dict[str, object] = {**REPORT_RUN_2026_12_06_DI, "after": "this commit"}
+
+
+#: Fixed before they started (2026-12-06, thirty-seventh session, at the review of the session's
+#: change), at the commit that adds this declaration. Model 17; since runs DJ/DK (2bc5270):
+#: ``group_slope``'s handling of a missing key (cb04116), ``FleetFrames.gpus`` of rows in time
+#: order hashed as before (f0c2276), and ``sorted_order`` sharing ``run_heads`` (2edeab5). Run
+#: U's two report commands (``gpu-risk eval --seeds report --skip 8 --limit 12 --cycle 5m
+#: --detectors graph,static --no-explain --max-gpus 128 --jobs 1 [--healthy]``), one worker each,
+#: side by side from a detached worktree at this commit, beside the 1,000-GPU scale benchmark.
+#: Every record is expected to equal runs DJ and DK; reported whatever they show; what does not
+#: finish in the session is said so.
+REPORT_RUN_2026_12_06_DL: dict[str, object] = {**REPORT_RUN_2026_12_06_DJ, "after": "this commit"}
+REPORT_RUN_2026_12_06_DM: dict[str, object] = {**REPORT_RUN_2026_12_06_DK, "after": "this commit"}
