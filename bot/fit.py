@@ -32,7 +32,7 @@ from analysis.frames import split_lead, to_utc
 from analysis.scorer import Scorer
 from analysis.thermal import lag_nodes, lead_in, slope_times
 from analysis.types import Explanation, FleetFrames, Incident, Reductions
-from storage.source import MetricsSource, NodeSample
+from storage.source import MetricsSource, NodeSample, side_by_side
 
 logger = logging.getLogger(__name__)
 
@@ -93,11 +93,17 @@ def read_history(
                 # too large to hold: read span by span as the fit goes
                 spans = fit_spans(planned, window + lead, step, gpus, span_samples)
                 return _streamed(source, reduce_at, plan, scorer, (start, end, step), spans=spans)
-            raw = split_lead(
-                source.fetch(start - lead, end, step, gpu_metrics=PEER_METRICS), start, PEER_METRICS
-            )
+
+            def peers() -> FleetFrames:
+                read = source.fetch(start - lead, end, step, gpu_metrics=PEER_METRICS)
+                return split_lead(read, start, PEER_METRICS)
+
+            if gpus:  # the server reduces at the cycle ends while this process decodes the peers
+                raw, reduced = side_by_side(source, peers, lambda: reduce_at(plan, planned))
+                return replace(raw, fit_reduced=tuple(reduced))
+            raw = peers()
             # a large fleet is fitted on fewer cycle ends (the scorer's row budget)
-            times = planned if gpus else scorer.history_times(start, end, gpus=len(raw.gpus))
+            times = scorer.history_times(start, end, gpus=len(raw.gpus))
             if _on_grid(times, step):
                 return replace(raw, fit_reduced=tuple(reduce_at(plan, times)))
     # the peer metrics before the history as its lead: the first cycle's thermal lag reads
@@ -189,19 +195,23 @@ def _streamed(
     may then return its sample of up to a stride before)."""
     start, end, step = grid
     times = [t for span in spans for t in span.times]
-    reduced = reduce_at(plan, times)
     since = scorer.fit_start(start, end)
-    picks = slope_times(start, end, step, since)
-    stride = picks[1] - picks[0] if len(picks) > 1 else step
-    coarse = (
-        source.fetch(picks[0], picks[-1], stride, gpu_metrics=(TEMP, POWER)).gpu
-        if picks
-        else FleetFrames.empty_frame(("ts", "node", "gpu", "metric", "value"))
-    )
-    chosen = lag_nodes(coarse["node"].unique())
-    first = start + -(-(since - start) // step) * step  # the grid's first point from since on
-    lag = source.fetch(first, end, step, gpu_metrics=(TEMP, POWER), nodes=chosen).gpu
-    thermal = pd.concat([coarse[~coarse["node"].isin(chosen).to_numpy()], lag], ignore_index=True)
+
+    def thermal_samples() -> pd.DataFrame:
+        picks = slope_times(start, end, step, since)
+        stride = picks[1] - picks[0] if len(picks) > 1 else step
+        coarse = (
+            source.fetch(picks[0], picks[-1], stride, gpu_metrics=(TEMP, POWER)).gpu
+            if picks
+            else FleetFrames.empty_frame(("ts", "node", "gpu", "metric", "value"))
+        )
+        chosen = lag_nodes(coarse["node"].unique())
+        first = start + -(-(since - start) // step) * step  # the grid's first point from since on
+        lag = source.fetch(first, end, step, gpu_metrics=(TEMP, POWER), nodes=chosen).gpu
+        return pd.concat([coarse[~coarse["node"].isin(chosen).to_numpy()], lag], ignore_index=True)
+
+    # the server reduces at every cycle end while this process decodes the thermal samples
+    thermal, reduced = side_by_side(source, thermal_samples, lambda: reduce_at(plan, times))
     reads = SpanReads(source, spans, step, reduced)
     logger.info(
         "fit: %d cycle ends read in %d spans (the history's peer metrics are too many to hold)",

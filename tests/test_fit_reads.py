@@ -9,6 +9,7 @@ source is the simulator with an in-memory ``reduce_at`` that records what was as
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -320,3 +321,59 @@ def test_the_row_budget_comes_from_gpu_risk_fit_max_rows(monkeypatch: pytest.Mon
     for detector in ("graph", "iforest", "ecod"):
         scorer = scorer_factory(settings, detector)()
         assert getattr(scorer, "fit_max_rows", None) == 1234, detector
+
+
+@dataclass
+class SideBySide(Reducing):
+    """:class:`Reducing` over a TSDB client that reads side by side (``concurrent_reads``): a
+    fetch waits for a ``reduce_at`` to have started, which happens before it returns only when
+    the reductions were sent from another thread; it records each read's thread."""
+
+    concurrent_reads: bool = True
+    started: threading.Event = field(default_factory=threading.Event)
+    threads: list[tuple[str, str]] = field(default_factory=list)
+
+    def fetch(
+        self,
+        start: datetime,
+        end: datetime,
+        step: timedelta,
+        *,
+        gpu_metrics: Sequence[str] | None = None,
+        nodes: Collection[str] | None = None,
+    ) -> FleetFrames:
+        self.threads.append(("fetch", threading.current_thread().name))
+        assert self.started.wait(20.0), "the fit's reductions were not sent beside its reads"
+        return super().fetch(start, end, step, gpu_metrics=gpu_metrics, nodes=nodes)
+
+    def reduce_at(self, plan: FeaturePlan, times: Sequence[datetime]) -> list[Reductions]:
+        self.threads.append(("reduce_at", threading.current_thread().name))
+        self.started.set()
+        return super().reduce_at(plan, times)
+
+
+@pytest.mark.parametrize("span_samples", [None, 2_000], ids=["whole", "span-by-span"])
+def test_the_server_reduces_at_the_fit_s_cycle_ends_while_its_raw_reads_are_decoded(
+    sim: FleetSimulator, span_samples: int | None
+) -> None:
+    """A fit from a client that reads side by side sends the reductions at its cycle ends from
+    a second thread while this one reads the peer metrics (or, span by span, the thermal
+    constants' samples), and gets the history one after the other gives."""
+    end = START + timedelta(hours=25)
+    start = end - timedelta(hours=24)
+    budget = {} if span_samples is None else {"span_samples": span_samples}
+    source = SideBySide(sim)
+    got = read_history(source, GraphRiskModel(random_state=0), start, end, STEP, gpus=4, **budget)
+    main = threading.main_thread().name
+    reduced = [name for read, name in source.threads if read == "reduce_at"]
+    assert len(reduced) == 1 and reduced[0] != main
+    assert {name for read, name in source.threads if read == "fetch"} == {main}
+    want = read_history(
+        Reducing(sim), GraphRiskModel(random_state=0), start, end, STEP, gpus=4, **budget
+    )
+    assert got.fit_reduced is not None and want.fit_reduced is not None
+    for a, b in zip(got.fit_reduced, want.fit_reduced, strict=True):
+        assert a.at == b.at
+        pd.testing.assert_frame_equal(a.table, b.table, check_exact=True)
+    pd.testing.assert_frame_equal(got.gpu, want.gpu, check_exact=True)
+    assert (got.fit_spans is None) is (want.fit_spans is None) is (span_samples is None)
