@@ -312,12 +312,19 @@ class Pipeline:
         return self.model_for(graph, at, frames).scorer
 
     def model_for(
-        self, graph: nx.DiGraph, at: datetime, frames: FleetFrames | None = None
+        self,
+        graph: nx.DiGraph,
+        at: datetime,
+        frames: FleetFrames | None = None,
+        *,
+        history_read: Callable[[], object] | None = None,
     ) -> Model:
         """Return the model for this fleet: the current one, the stored one, or one fitted now.
 
         Fitting here (no model yet, or the fleet changed) is the cold start: inline, in the
         cycle. The daily refit runs beside the cycles (``refit``) and swaps its model in whole.
+        ``history_read``: called when a fit here has read its history, before it computes (a
+        one-shot scan then sends its cycles' reads: ``bot.commands.scan.fit_beside_span``).
         """
         fingerprint = self._fingerprint_of(graph)
         model = self.current
@@ -325,7 +332,7 @@ class Pipeline:
             return model
         stored = self.load_model(graph) if self.load_model else None
         if stored is None:
-            return self.install(self.fit_model(at, graph, frames))
+            return self.install(self.fit_model(at, graph, frames, history_read=history_read))
         return self.install(Model(stored, fingerprint))
 
     def _fingerprint_of(self, graph: nx.DiGraph) -> str:
@@ -352,7 +359,12 @@ class Pipeline:
         return model
 
     def fit_model(
-        self, at: datetime, graph: nx.DiGraph | None = None, frames: FleetFrames | None = None
+        self,
+        at: datetime,
+        graph: nx.DiGraph | None = None,
+        frames: FleetFrames | None = None,
+        *,
+        history_read: Callable[[], object] | None = None,
     ) -> Model:
         """Fit a scorer (and explainer) on the history before ``at``'s window, excluding open
         incidents; save it; return it without installing it.
@@ -362,6 +374,7 @@ class Pipeline:
         (:meth:`fit_sample`): only their history is read; the model still scores every GPU.
         A scorer without ``needs_history`` (fixed rules) is "fitted" on the cycle's own frames
         (``frames``, or the window ending at ``at``): no history is fetched for it.
+        ``history_read``: called once the history is read, before the fit computes.
         """
         scorer = self.make_scorer()
         if not scorer.needs_history:
@@ -371,6 +384,8 @@ class Pipeline:
         sampled = self.fit_sample(at, graph)
         sample = sampled[1] if sampled is not None else None
         history = self._history(at, sample, scorer, graph)
+        if history_read is not None:
+            history_read()
         if sampled is not None:
             graph = sampled[0]
         graph = graph if graph is not None else self.graph_of(history)

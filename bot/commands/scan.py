@@ -8,6 +8,8 @@ half-empty, or when the configuration is wrong.
 from __future__ import annotations
 
 import json
+import logging
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
@@ -29,9 +31,12 @@ from bot.commands.common import (
 )
 
 if TYPE_CHECKING:
+    import networkx as nx
+
     from analysis.sustained import SustainedRisk
-    from analysis.types import Incident, ScanResult
+    from analysis.types import FleetFrames, Incident, ScanResult
     from bot.config import Settings
+    from bot.pipeline import Pipeline
     from storage.source import MetricsSource
 
 
@@ -39,6 +44,8 @@ if TYPE_CHECKING:
 #: before it (one range query per reduction): no TSDB holds its points back any more
 #: (VictoriaMetrics' ``-search.latencyOffset`` is 30 s by default).
 SETTLED = timedelta(minutes=10)
+
+logger = logging.getLogger(__name__)
 
 
 class FormatChoice(StrEnum):
@@ -172,7 +179,9 @@ def run_scan(
             seen = pipeline.reporting(times[0] - pipeline.fit_window, times[0])
         except MetricsSourceError as exc:
             raise UserError(f"scan failed: {exc}") from None
-        pipeline.graph_of(seen)
+        graph = pipeline.graph_of(seen)
+        if len(times) > 1 and getattr(src, "concurrent_reads", False):
+            fit_beside_span(pipeline, graph, times[0])
     driver = Replay({"scan": pipeline}, refit_every=None)
     try:
         outcomes = [driver.step(t)["scan"] for t in times]
@@ -189,6 +198,35 @@ def run_scan(
         scores=last.assessment.scores,
         detector=pipeline.make_scorer().name,
     )
+
+
+def fit_beside_span(pipeline: Pipeline, graph: nx.DiGraph, at: datetime) -> None:
+    """The model of a scan's first cycle at ``at``, a cold start's fit computing while another
+    thread reads the cycles' span (``Pipeline.read_window``: the whole span and every cycle's
+    reductions, kept by the ``SpanSource``), sent once the fit has read its history: the
+    server serves the span while this process fits. The fleet is the one the scan saw in the
+    fit window (``graph``); a first cycle seeing another fleet fits again, as it would have. A
+    read or fit that fails here is left to the first cycle, which tries again and reports it
+    as it would have.
+    """
+    from analysis.fit_window import NotEnoughHistoryError
+    from storage.source import MetricsSourceError
+
+    with ThreadPoolExecutor(1, thread_name_prefix="span") as pool:
+        ahead: list[Future[FleetFrames]] = []
+
+        def read_span() -> None:
+            ahead.append(pool.submit(pipeline.read_window, at))
+
+        try:
+            pipeline.model_for(graph, at, history_read=read_span)
+        except (MetricsSourceError, NotEnoughHistoryError) as exc:
+            logger.info("the scan's fit at %s is left to its first cycle: %s", at.isoformat(), exc)
+        for read in ahead:
+            try:
+                read.result()
+            except MetricsSourceError as exc:
+                logger.info("the scan's span is left to its first cycle: %s", exc)
 
 
 def scan_times(
