@@ -1388,3 +1388,16 @@ REPORT_RUN_2026_12_06_DK: dict[str, object] = {**REPORT_RUN_2026_12_06_DI, "afte
 #: finish in the session is said so.
 REPORT_RUN_2026_12_06_DL: dict[str, object] = {**REPORT_RUN_2026_12_06_DJ, "after": "this commit"}
 REPORT_RUN_2026_12_06_DM: dict[str, object] = {**REPORT_RUN_2026_12_06_DK, "after": "this commit"}
+
+
+#: Fixed before they started (2026-12-06, thirty-eighth session), at the commit that adds this
+#: declaration. Model 17; since runs DL/DM (920d7e0) a fit from a TSDB sends the reductions at its
+#: cycle ends beside its raw reads (61e52a7) and a one-shot scan fits while its cycles' span is
+#: read (02314b3): neither is on the evaluation's path (its in-memory source has no
+#: ``reduce_at`` and no concurrent reads; it runs no scan). Run U's two report commands
+#: (``gpu-risk eval --seeds report --skip 8 --limit 12 --cycle 5m --detectors graph,static
+#: --no-explain --max-gpus 128 --jobs 1 [--healthy]``), one worker each, side by side from a
+#: detached worktree at this commit. Every record is expected to equal runs DL and DM; reported
+#: whatever they show; what does not finish in the session is said so.
+REPORT_RUN_2026_12_06_DN: dict[str, object] = {**REPORT_RUN_2026_12_06_DL, "after": "this commit"}
+REPORT_RUN_2026_12_06_DO: dict[str, object] = {**REPORT_RUN_2026_12_06_DM, "after": "this commit"}
