@@ -31,42 +31,10 @@ from bot.pipeline import Pipeline
 from storage.repository import Repository
 from storage.simulator import FleetSimulator, FleetSpec, make_fault
 from storage.source import NodeSample
+from tests.fixtures.reducing import Reducing
 
 START = datetime(2026, 11, 2, tzinfo=UTC)
 STEP = timedelta(minutes=1)
-
-
-@dataclass
-class Reducing:
-    """The simulator, with a ``reduce_at`` (each time reduced in memory); it records what each
-    fetch asked for (its GPU metrics, its nodes) and each ``reduce_at``."""
-
-    sim: FleetSimulator
-    asked: list[tuple[datetime, ...]] = field(default_factory=list)
-    fetched: list[tuple[str, ...] | None] = field(default_factory=list)
-    nodes: list[frozenset[str] | None] = field(default_factory=list)
-    ranges: list[tuple[datetime, datetime, timedelta]] = field(default_factory=list)
-
-    def __getattr__(self, name: str) -> object:
-        return getattr(self.sim, name)
-
-    def fetch(
-        self,
-        start: datetime,
-        end: datetime,
-        step: timedelta,
-        *,
-        gpu_metrics: Sequence[str] | None = None,
-        nodes: Collection[str] | None = None,
-    ) -> FleetFrames:
-        self.fetched.append(None if gpu_metrics is None else tuple(gpu_metrics))
-        self.nodes.append(None if nodes is None else frozenset(nodes))
-        self.ranges.append((start, end, step))
-        return self.sim.fetch(start, end, step, gpu_metrics=gpu_metrics, nodes=nodes)
-
-    def reduce_at(self, plan: FeaturePlan, times: Sequence[datetime]) -> list[Reductions]:
-        self.asked.append(tuple(times))
-        return [self.sim.reduce(plan, t) for t in times]
 
 
 @pytest.fixture(scope="module")
@@ -327,11 +295,10 @@ def test_the_row_budget_comes_from_gpu_risk_fit_max_rows(monkeypatch: pytest.Mon
 class SideBySide(Reducing):
     """:class:`Reducing` over a TSDB client that reads side by side (``concurrent_reads``): a
     fetch waits for a ``reduce_at`` to have started, which happens before it returns only when
-    the reductions were sent from another thread; it records each read's thread."""
+    the reductions were sent from another thread."""
 
     concurrent_reads: bool = True
     started: threading.Event = field(default_factory=threading.Event)
-    threads: list[tuple[str, str]] = field(default_factory=list)
 
     def fetch(
         self,
@@ -342,12 +309,10 @@ class SideBySide(Reducing):
         gpu_metrics: Sequence[str] | None = None,
         nodes: Collection[str] | None = None,
     ) -> FleetFrames:
-        self.threads.append(("fetch", threading.current_thread().name))
         assert self.started.wait(20.0), "the fit's reductions were not sent beside its reads"
         return super().fetch(start, end, step, gpu_metrics=gpu_metrics, nodes=nodes)
 
     def reduce_at(self, plan: FeaturePlan, times: Sequence[datetime]) -> list[Reductions]:
-        self.threads.append(("reduce_at", threading.current_thread().name))
         self.started.set()
         return super().reduce_at(plan, times)
 

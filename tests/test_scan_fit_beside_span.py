@@ -5,24 +5,25 @@ at once (``storage.span_source.SpanSource``). With a client that reads side by s
 (``concurrent_reads``: a TSDB computes one answer while this process decodes another) the fit
 of the first cycle's model computes while the span is read (``bot.commands.scan.fit_beside_span``):
 one fit, and the scan reports what the scan one read after the other reports. The source is the
-simulator with an in-memory ``reduce_at`` that records each read's thread.
+simulator with an in-memory ``reduce_at`` that records each read's thread
+(``tests.fixtures.reducing``).
 """
 
 from __future__ import annotations
 
 import threading
 from collections.abc import Collection, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 
-from analysis.feature_plan import FeaturePlan
-from analysis.types import FleetFrames, Reductions, ScanResult
+from analysis.types import FleetFrames, ScanResult
 from bot.config import Settings, load_settings
 from storage.simulator import FleetSimulator, FleetSpec, make_fault
 from storage.source import MetricsSourceError
+from tests.fixtures.reducing import Reducing
 
 START = datetime(2026, 11, 9, tzinfo=UTC)
 SPEC = FleetSpec(racks=1, nodes_per_rack=2, gpus_per_node=4)
@@ -31,16 +32,12 @@ AT = ONSET + timedelta(hours=3, minutes=15)  # after the failure (a cold fit abs
 
 
 @dataclass
-class Recorded:
-    """The simulator as a TSDB client: ``reduce_at``, each read's thread and range recorded."""
+class Recorded(Reducing):
+    """:class:`Reducing` as a TSDB client that reads side by side or not; its fit's history
+    read fails when asked to."""
 
-    sim: FleetSimulator
-    concurrent_reads: bool
+    concurrent_reads: bool = False
     fail_history: bool = False
-    reads: list[tuple[str, str, datetime, datetime, timedelta]] = field(default_factory=list)
-
-    def __getattr__(self, name: str) -> object:
-        return getattr(self.sim, name)
 
     def fetch(
         self,
@@ -51,16 +48,9 @@ class Recorded:
         gpu_metrics: Sequence[str] | None = None,
         nodes: Collection[str] | None = None,
     ) -> FleetFrames:
-        self.reads.append(("fetch", threading.current_thread().name, start, end, step))
         if self.fail_history and _history((start, end, step)):
             raise MetricsSourceError("the history's read failed")
-        return self.sim.fetch(start, end, step, gpu_metrics=gpu_metrics, nodes=nodes)
-
-    def reduce_at(self, plan: FeaturePlan, times: Sequence[datetime]) -> list[Reductions]:
-        self.reads.append(
-            ("reduce_at", threading.current_thread().name, times[0], times[-1], plan.step)
-        )
-        return [self.sim.reduce(plan, t) for t in times]
+        return super().fetch(start, end, step, gpu_metrics=gpu_metrics, nodes=nodes)
 
 
 def _history(read: tuple[datetime, datetime, timedelta]) -> bool:
@@ -112,17 +102,18 @@ def test_the_cold_fit_runs_while_the_span_is_read_and_the_scan_reports_the_same(
     assert got.incidents, "the HBM fault should be at risk by now"
     assert _view(got) == _view(want)
     main = threading.main_thread().name
+    reads = beside.fetches()
     # the fit's history (hours of it) read once, on this thread; the span on another
-    history = [r for r in beside.reads if r[0] == "fetch" and _history(r[2:])]
-    assert len(history) == 1 and history[0][1] == main
-    span_start = min(r[2] for r in beside.reads if r[0] == "fetch" and r[3] == AT)
-    spans = [r for r in beside.reads if r[0] == "fetch" and r[2] == span_start]
-    assert len(spans) == 1 and spans[0][1].startswith("span")
+    history = [r for r in reads if _history(r[1:])]
+    assert len(history) == 1 and history[0][0] == main
+    span_start = min(r[1] for r in reads if r[2] == AT)
+    spans = [r for r in reads if r[1] == span_start]
+    assert len(spans) == 1 and spans[0][0].startswith("span")
     # sent once the fit has read its history: the server serves it while the fit computes
-    assert beside.reads.index(history[0]) < beside.reads.index(spans[0])
+    assert reads.index(history[0]) < reads.index(spans[0])
     # one after the other: the span first, on this thread, then the history
-    assert {r[1] for r in alone.reads} == {main}
-    assert len([r for r in alone.reads if r[0] == "fetch" and _history(r[2:])]) == 1
+    assert {name for _, name in alone.threads} == {main}
+    assert len([r for r in alone.fetches() if _history(r[1:])]) == 1
 
 
 def test_a_fit_that_fails_beside_the_span_fails_the_scan_as_it_would_have(
