@@ -46,6 +46,7 @@ from bot.fit import (
 from bot.lessons import Lessons
 from bot.telemetry import BotMetrics
 from storage.repository import IncidentRecord, Repository
+from storage.rolling import RollingWindow
 from storage.source import MetricsSource, MetricsSourceError, NodeSample, side_by_side
 
 logger = logging.getLogger(__name__)
@@ -121,6 +122,9 @@ class Pipeline:
     """An incident's raw series, explanation memo and images (``bot.evidence``)."""
     lessons: Lessons = field(init=False)
     """What the stored false-alarm verdicts teach (``bot.lessons``)."""
+    rolling: RollingWindow = field(default_factory=RollingWindow, init=False, repr=False)
+    """The last window read: a source with ``rolling_reads`` (a TSDB) is asked only for a
+    cycle's new minutes (``storage.rolling``)."""
     _graph: tuple[Hashable, nx.DiGraph] | None = field(default=None, init=False, repr=False)
     _fingerprint: tuple[nx.DiGraph, str] | None = field(default=None, init=False, repr=False)
     _swap: threading.Lock = field(default_factory=threading.Lock, init=False, repr=False)
@@ -533,10 +537,11 @@ class Pipeline:
 
         For a scorer that reads feature reductions (``Scorer.feature_window``) the source computes
         the GPUs' own-series reductions (``MetricsSource.reduce``: PromQL in the TSDB) and only
-        the metrics the peer context compares come raw.
+        the metrics the peer context compares come raw. A source with ``rolling_reads`` is asked
+        only for what the last window read lacks (``storage.rolling``: the same frames).
         """
         if self.feature_window is None:
-            return self.source.fetch(at - self.window, at, self.step)
+            return self._raw(at - self.window, at, None)
         # the peer metrics from LEAD_IN before the window on: the thermal lag of its first rows
         # reads them (FleetFrames.lead); every other consumer sees the window only
         start = at - self.window
@@ -545,10 +550,18 @@ class Pipeline:
         # first cycle: every cycle's reductions beside the whole span, storage.span_source)
         fetched, reduced = side_by_side(
             self.source,
-            lambda: self.source.fetch(at - self.reads, at, self.step, gpu_metrics=PEER_METRICS),
+            lambda: self._raw(at - self.reads, at, PEER_METRICS),
             lambda: self.source.reduce(plan, at),
         )
         return replace(split_lead(fetched, start), reduced=reduced)
+
+    def _raw(self, start: datetime, end: datetime, metrics: Sequence[str] | None) -> FleetFrames:
+        """The window's raw series (``metrics`` of the GPU metrics; None: all)."""
+        if getattr(self.source, "rolling_reads", False):
+            return self.rolling.fetch(self.source, start, end, self.step, gpu_metrics=metrics)
+        if metrics is None:
+            return self.source.fetch(start, end, self.step)
+        return self.source.fetch(start, end, self.step, gpu_metrics=metrics)
 
     def _known_incidents(self) -> tuple[Exclusion, ...]:
         """Open incidents become training exclusions so a fault is not learnt as normal."""

@@ -150,6 +150,11 @@ class PrometheusSource(PromQLClient):
         How many of a cycle's reduction queries are in flight at once (``PromQLClient.map``).
     """
 
+    #: A cycle's raw window is read in part when the last one overlaps it (``storage.rolling``):
+    #: a range answer's points do not depend on each other, and ``fetch`` sorts its frames by
+    #: labels, then time, as the rolling read joins them.
+    rolling_reads = True
+
     def __init__(
         self,
         url: str,

@@ -68,6 +68,9 @@ class SpanSource:
     before it is reduced with the others (a scan of the past), a later one alone.
     """
 
+    #: Its windows are cut from one read already (``storage.rolling`` would only add a join).
+    rolling_reads = False
+
     source: MetricsSource
     times: Sequence[datetime]
     window: timedelta

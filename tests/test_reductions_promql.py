@@ -277,11 +277,17 @@ class Recording(requests.Session):
         """Nothing recorded yet."""
         super().__init__()
         self.sent: list[tuple[str, str]] = []
+        self.starts: list[tuple[str, pd.Timestamp]] = []
+        """Each range query's PromQL and start."""
 
     def request(self, method: str, url: str, *args: Any, **kwargs: Any) -> requests.Response:  # type: ignore[override]
         """Record, then send."""
         params = kwargs.get("params") or {}
-        self.sent.append((url.rsplit("/api/v1/", 1)[-1], str(params.get("query", ""))))
+        path = url.rsplit("/api/v1/", 1)[-1]
+        self.sent.append((path, str(params.get("query", ""))))
+        if path == "query_range":
+            start = pd.Timestamp(float(params["start"]), unit="s", tz="UTC")
+            self.starts.append((str(params["query"]), start))
         return super().request(method, url, *args, **kwargs)
 
 
@@ -515,6 +521,52 @@ def test_a_scan_s_cycles_read_their_lead_in_from_the_span(
     raw = [q for path, q in session.sent if path == "query_range" and "DCGM_FI_DEV_GPU_TEMP" in q]
     # 59 points (16 minutes of cycles, the window and the lead-in): read in two parts
     assert len([q for q in raw if not q.startswith("max by")]) == 2
+
+
+def test_a_cycle_reads_only_its_new_minutes_and_gets_its_whole_window(
+    fleet: Fleet, server: tuple[str, str]
+) -> None:
+    """``storage.rolling``: from its second cycle on the bot asks the server for the raw series
+    from ``REREAD`` before the last window's end only, and its frames (the window, the lead-in,
+    node, component, ``up``) equal a whole read's exactly, cycles 1 and 5 minutes apart, across
+    the fleet's scrape gaps, its counter reset and the GPU that vanishes. A window off the last
+    one's grid is read whole."""
+    from analysis.context import PEER_METRICS
+    from analysis.frames import split_lead
+    from storage.rolling import REREAD
+    from storage.topology import load_topology
+
+    kind, url = server
+    topo = load_topology(fleet.dir / "topology.yaml")
+    session = Recording()
+    pipe = _pipeline(PrometheusSource(url, topology=topo, retries=0, session=session), fleet)
+    whole = PrometheusSource(url, topology=topo, retries=0)
+    minutes = (-14, -13, -12, -7, -6, -2, 0, 4)
+    for i, at in enumerate(SCAN + timedelta(minutes=m) for m in minutes):
+        session.starts.clear()
+        got = pipe.read_window(at)
+        want = split_lead(
+            whole.fetch(at - pipe.reads, at, STEP, gpu_metrics=PEER_METRICS), at - DEFAULT_WINDOW
+        )
+        _same_frames(got, want, f"{kind} at {at}")
+        raw = [t for _, t in session.starts]  # GPU, node, component and up series
+        assert raw
+        before = SCAN + timedelta(minutes=minutes[i - 1]) if i else None
+        if before is None:  # the first: the whole window and its lead-in
+            assert min(raw) == pd.Timestamp(at - pipe.reads)
+        else:  # each part of a refused query starts there too
+            assert min(raw) == pd.Timestamp(before - REREAD), (kind, at)
+    session.starts.clear()
+    off = SCAN + timedelta(minutes=4, seconds=30)
+    _same_frames(
+        pipe.read_window(off),
+        split_lead(
+            whole.fetch(off - pipe.reads, off, STEP, gpu_metrics=PEER_METRICS),
+            off - DEFAULT_WINDOW,
+        ),
+        f"{kind} off the grid",
+    )
+    assert min(t for _, t in session.starts) == pd.Timestamp(off - pipe.reads)
 
 
 def test_a_fit_on_the_server_reads_reductions_and_learns_what_the_simulator_does(

@@ -1,0 +1,205 @@
+"""A cycle's raw window read in part when the last one overlaps it (``storage.rolling``).
+
+The source is the simulator made to answer as a TSDB source does (its frames sorted by labels,
+then time: ``concat_frames``, as ``PrometheusSource.fetch`` joins its answers) and to record what
+it is asked. Against Prometheus and VictoriaMetrics (scrape gaps, a counter reset, a vanishing
+GPU, a server refusing large queries): ``tests/test_reductions_promql.py::
+test_a_cycle_reads_only_its_new_minutes_and_gets_its_whole_window``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Sequence
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime, timedelta
+
+import pandas as pd
+import pytest
+
+from analysis.context import PEER_METRICS
+from analysis.scoring import GraphRiskModel
+from analysis.types import (
+    COMPONENT_COLUMNS,
+    GPU_COLUMNS,
+    NODE_COLUMNS,
+    UP_COLUMNS,
+    FleetFrames,
+)
+from bot.pipeline import Pipeline
+from storage.promql_frames import concat_frames
+from storage.repository import Repository
+from storage.rolling import REREAD, RollingWindow
+from storage.simulator import FleetSimulator, FleetSpec, make_fault
+from storage.source import MetricsSourceError
+from storage.span_source import SpanSource
+
+START = datetime(2026, 11, 18, 8, 0, tzinfo=UTC)
+STEP = timedelta(minutes=1)
+SPEC = FleetSpec(racks=2, nodes_per_rack=2, gpus_per_node=4)
+WINDOW = timedelta(minutes=42)
+AT = START + timedelta(hours=2, minutes=30)
+
+
+@dataclass
+class Tsdb:
+    """The simulator answering as a TSDB source: frames sorted by labels, then time."""
+
+    sim: FleetSimulator
+    rolling_reads: bool = True
+    fail: str | None = None
+    """``"part"``: a read that is not a whole window fails; ``"all"``: every read fails."""
+    asked: list[tuple[datetime, datetime]] = field(default_factory=list)
+    """Each whole-fleet read's start and end (an incident's nodes' reads are not counted)."""
+
+    def fetch(
+        self,
+        start: datetime,
+        end: datetime,
+        step: timedelta,
+        *,
+        gpu_metrics: Sequence[str] | None = None,
+        nodes: Collection[str] | None = None,
+    ) -> FleetFrames:
+        if nodes is None:
+            self.asked.append((start, end))
+        whole = end - start >= WINDOW
+        if self.fail == "all" or (self.fail == "part" and not whole):
+            raise MetricsSourceError(f"no DCGM series in [{start}, {end}]")
+        f = self.sim.fetch(start, end, step, gpu_metrics=gpu_metrics, nodes=nodes)
+        return replace(
+            f,
+            gpu=concat_frames([f.gpu], GPU_COLUMNS),
+            node=concat_frames([f.node], NODE_COLUMNS),
+            component=concat_frames([f.component], COMPONENT_COLUMNS),
+            up=concat_frames([f.up], UP_COLUMNS),
+        )
+
+    def reduce(self, plan, at):  # type: ignore[no-untyped-def]
+        return self.sim.reduce(plan, at)
+
+    def cordoned(self, at: datetime) -> frozenset[str]:
+        return self.sim.cordoned(at)
+
+
+@pytest.fixture(scope="module")
+def sim() -> FleetSimulator:
+    """Four hours of a 16-GPU fleet with a PCIe fault failing inside them."""
+    fault = make_fault(
+        "pcie",
+        "gpu-node-002/1",
+        START + timedelta(hours=2),
+        spec=SPEC,
+        precursor=timedelta(hours=1),
+    )
+    return FleetSimulator(
+        SPEC, start=START, duration=timedelta(hours=4), step=STEP, seed=5, faults=[fault]
+    )
+
+
+def _same(got: FleetFrames, want: FleetFrames, what: str) -> None:
+    for name in ("gpu", "node", "component", "up"):
+        pd.testing.assert_frame_equal(
+            getattr(got, name), getattr(want, name), check_exact=True, obj=f"{what} {name}"
+        )
+    assert (got.start, got.end, got.step) == (want.start, want.end, want.step)
+
+
+def test_each_window_after_the_first_is_asked_from_reread_before_the_last_end(
+    sim: FleetSimulator,
+) -> None:
+    """Cycles 1, 5 and 15 minutes apart: the same frames as a whole read, and only the part from
+    ``REREAD`` before the last window's end asked."""
+    source, rolling = Tsdb(sim), RollingWindow()
+    ends = [AT + timedelta(minutes=m) for m in (0, 1, 2, 7, 12, 27)]
+    for i, end in enumerate(ends):
+        source.asked.clear()
+        got = rolling.fetch(source, end - WINDOW, end, STEP, gpu_metrics=PEER_METRICS)
+        _same(got, Tsdb(sim).fetch(end - WINDOW, end, STEP, gpu_metrics=PEER_METRICS), str(end))
+        first = end - WINDOW if i == 0 else ends[i - 1] - REREAD
+        assert source.asked == [(first, end)]
+
+
+@pytest.mark.parametrize(
+    ("start", "end", "step", "metrics"),
+    [
+        (AT - WINDOW + timedelta(seconds=30), AT + timedelta(seconds=30), STEP, PEER_METRICS),
+        (AT - WINDOW + STEP, AT + STEP, timedelta(seconds=30), PEER_METRICS),
+        (AT - WINDOW + STEP, AT + STEP, STEP, None),
+        (AT - WINDOW - STEP, AT + STEP, STEP, PEER_METRICS),
+        (AT - WINDOW - 2 * STEP, AT - STEP, STEP, PEER_METRICS),
+        (AT + timedelta(hours=1) - WINDOW, AT + timedelta(hours=1), STEP, PEER_METRICS),
+    ],
+    ids=["off-grid", "other-step", "other-metrics", "starts-earlier", "ends-earlier", "no-overlap"],
+)
+def test_a_window_the_kept_one_cannot_extend_is_read_whole(
+    sim: FleetSimulator,
+    start: datetime,
+    end: datetime,
+    step: timedelta,
+    metrics: Sequence[str] | None,
+) -> None:
+    source, rolling = Tsdb(sim), RollingWindow()
+    rolling.fetch(source, AT - WINDOW, AT, STEP, gpu_metrics=PEER_METRICS)
+    source.asked.clear()
+    got = rolling.fetch(source, start, end, step, gpu_metrics=metrics)
+    assert source.asked == [(start, end)]
+    _same(got, Tsdb(sim).fetch(start, end, step, gpu_metrics=metrics), "whole")
+
+
+def test_a_failed_part_is_read_whole_and_a_failed_whole_read_raises_as_before(
+    sim: FleetSimulator,
+) -> None:
+    """The last minutes refused (no DCGM data in them): the whole window, as a cycle read it
+    before; every read refused: the source's own error, and nothing kept for the next read."""
+    source, rolling = Tsdb(sim), RollingWindow()
+    rolling.fetch(source, AT - WINDOW, AT, STEP, gpu_metrics=PEER_METRICS)
+    source.fail, source.asked = "part", []
+    end = AT + STEP
+    got = rolling.fetch(source, end - WINDOW, end, STEP, gpu_metrics=PEER_METRICS)
+    assert source.asked == [(AT - REREAD, end), (end - WINDOW, end)]
+    _same(got, Tsdb(sim).fetch(end - WINDOW, end, STEP, gpu_metrics=PEER_METRICS), "refused")
+    source.fail = "all"
+    later = end + STEP
+    with pytest.raises(MetricsSourceError, match=r"no DCGM series in \["):
+        rolling.fetch(source, later - WINDOW, later, STEP, gpu_metrics=PEER_METRICS)
+    source.fail, source.asked = None, []
+    rolling.fetch(source, later - WINDOW, later, STEP, gpu_metrics=PEER_METRICS)
+    assert source.asked == [(later - WINDOW, later)]
+
+
+def _pipeline(source: object, sim: FleetSimulator) -> Pipeline:
+    return Pipeline(
+        source=source,  # type: ignore[arg-type]
+        topology=sim.topology,
+        repository=Repository.from_url("sqlite://"),
+        make_scorer=lambda: GraphRiskModel(random_state=0, fit_window=timedelta(hours=2)),
+        fit_window=timedelta(hours=2),
+    )
+
+
+def test_the_bot_s_cycles_read_in_part_and_score_as_whole_reads_do(sim: FleetSimulator) -> None:
+    """``Pipeline.run_cycle`` over a source with ``rolling_reads``: its second and later cycles
+    ask for the new minutes only, and every score and incident equals the cycles of a pipeline
+    reading each window whole. A one-shot scan's ``SpanSource`` is never read in part (its
+    windows are cut from one read of the span)."""
+    rolling, whole = Tsdb(sim), Tsdb(sim, rolling_reads=False)
+    a, b = _pipeline(rolling, sim), _pipeline(whole, sim)
+    times = [AT + timedelta(minutes=5 * i) for i in range(4)]
+    for pipe in (a, b):
+        pipe.refit(times[0])
+    paged = 0
+    for i, at in enumerate(times):
+        rolling.asked.clear()
+        got, want = a.run_cycle(at), b.run_cycle(at)
+        paged += len(got.incidents)
+        assert got.ok and want.ok and got.assessment and want.assessment
+        assert [(s.key, s.score) for s in got.assessment.scores] == [
+            (s.key, s.score) for s in want.assessment.scores
+        ]
+        assert [i.dedup_key for i in got.incidents] == [i.dedup_key for i in want.incidents]
+        window = [(s, e) for s, e in rolling.asked if e == at and s < at - timedelta(minutes=20)]
+        assert bool(window) == (i == 0), rolling.asked  # whole only at the first cycle
+    assert paged  # the fault is paged, both ways
+    span_times = [AT + timedelta(minutes=m) for m in (0, 5, 10)]
+    span = SpanSource(Tsdb(sim), span_times, a.reads)
+    assert not getattr(span, "rolling_reads", True)
