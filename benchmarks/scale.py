@@ -345,9 +345,10 @@ def report(results: list[dict[str, Any]]) -> str:
             if "median" not in rd:
                 continue
             vs = f" = {rd['median'] / fe['median']:.2f}x the fetch" if "median" in fe else ""
+            first = f", the first (whole) {rd['first_s']:.2f} s" if "first_s" in rd else ""
             lines.append(
-                f"  N={r['gpus']}: {rd['median']:.2f} s{vs}, peak RSS {rd['rss_mb']:.0f} MB "
-                f"(concurrency {rd.get('concurrency', '-')})"
+                f"  N={r['gpus']}: {rd['median']:.2f} s{vs}{first}, peak RSS "
+                f"{rd['rss_mb']:.0f} MB (concurrency {rd.get('concurrency', '-')})"
             )
     stored = [r for r in results if "median" in (r.get("scan-stored") or {})]
     if stored:

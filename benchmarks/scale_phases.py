@@ -7,10 +7,11 @@ queries it sent), ``bare`` (the same queries with requests + json.loads only), `
 (``build_pipeline`` + ``refit`` + ``run_cycle`` on an in-memory store, saving the model) or
 ``steady`` (a new pipeline loading that model: one warm-up cycle, then ``--repeat`` cycles) or
 ``reads`` (what a cycle reads, ``Pipeline.read_window``: the peer metrics raw and the per-GPU
-reductions computed by the server, ``--repeat`` times; no model needed, so it runs at any N). The
-settings come from the environment (``GPU_RISK_PROMETHEUS_URL``, ``GPU_RISK_TOPOLOGY``,
-``GPU_RISK_MODEL_DIR``, ``GPU_RISK_FIT_WINDOW_HOURS``, ...), as for ``gpu-risk``. Timings are
-written as JSON to FILE; the parent measures wall time and peak RSS (``os.wait4``).
+reductions computed by the server: one warm-up read, then ``--repeat`` at successive cycles;
+no model needed, so it runs at any N). The settings come from the environment
+(``GPU_RISK_PROMETHEUS_URL``, ``GPU_RISK_TOPOLOGY``, ``GPU_RISK_MODEL_DIR``,
+``GPU_RISK_FIT_WINDOW_HOURS``, ...), as for ``gpu-risk``. Timings are written as JSON to FILE;
+the parent measures wall time and peak RSS (``os.wait4``).
 """
 
 from __future__ import annotations
@@ -257,11 +258,17 @@ def phase_steady(at: datetime, repeat: int, profile: Path | None) -> dict[str, A
 
 
 def phase_reads(at: datetime, repeat: int) -> dict[str, Any]:
-    """A cycle's reads alone (``Pipeline.read_window``), ``repeat`` times at successive cycles."""
+    """A cycle's reads alone (``Pipeline.read_window``): one warm-up read (as the steady phase's
+    warm-up cycle: a running bot's first cycle reads its window whole), then ``repeat`` reads
+    at successive cycles."""
     t0 = time.perf_counter()
     settings = _settings()
     pipeline = _pipeline(settings)
     step = timedelta(seconds=settings.scan_interval)
+    c0 = time.perf_counter()
+    warm = pipeline.read_window(at - repeat * step)
+    first = time.perf_counter() - c0
+    del warm
     times, gpus = [], 0
     for i in range(repeat - 1, -1, -1):
         c0 = time.perf_counter()
@@ -272,6 +279,7 @@ def phase_reads(at: datetime, repeat: int) -> dict[str, Any]:
         del frames
     return {
         "ready_s": t0 - T_START,
+        "first_s": first,
         "times": times,
         "median": statistics.median(times),
         "gpus": gpus,
