@@ -46,7 +46,8 @@ share are its temperature series' (they were any GPU metric's row).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Iterable
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Literal
 
@@ -236,12 +237,24 @@ class FeaturePlan:
     window: timedelta
     recent: timedelta
     step: timedelta
+    left_out: frozenset[str] = frozenset()
+    """Metrics whose reductions this plan leaves out (:meth:`leaving_out`): a cycle computes
+    those of the metrics it reads raw anyway itself, and asks the TSDB for the rest."""
 
     @property
     def reductions(self) -> tuple[Reduction, ...]:
-        """Every reduction the features need, each once, in declaration order."""
+        """Every reduction the features need, each once, in declaration order (but those of the
+        metrics ``left_out``)."""
         seen = dict.fromkeys([*(f.reduction for f in FEATURES), *_EXTRA])
-        return tuple(seen)
+        return tuple(r for r in seen if r.metric not in self.left_out)
+
+    def leaving_out(self, metrics: Iterable[str]) -> FeaturePlan:
+        """This plan without the reductions of ``metrics``."""
+        return replace(self, left_out=self.left_out | frozenset(metrics))
+
+    def of_only(self, metrics: Iterable[str]) -> FeaturePlan:
+        """This plan with the reductions of ``metrics`` only."""
+        return self.leaving_out(set(self.metrics) - set(metrics))
 
     @property
     def metrics(self) -> tuple[str, ...]:

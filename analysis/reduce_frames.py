@@ -11,6 +11,7 @@ a constant series' slope exactly 0), so both evaluators give the same numbers on
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from dataclasses import replace
 from datetime import datetime
 
 import numpy as np
@@ -18,8 +19,9 @@ import numpy.typing as npt
 import pandas as pd
 
 from analysis.feature_plan import FeaturePlan, Reduction
+from analysis.types import Reductions
 
-__all__ = ["reduce_frames", "reduce_frames_at"]
+__all__ = ["reduce_frames", "reduce_frames_at", "with_reductions_of"]
 
 Array = npt.NDArray[np.float64]
 Codes = npt.NDArray[np.intp]
@@ -290,3 +292,20 @@ def _evaluate(
         stamps = stamp.timestamp() + seconds
         out[red.name] = _reduce(red, x, seconds, stamps)
     return pd.DataFrame(out, index=pd.Index(keys, name="gpu_key"), dtype=np.float64)
+
+
+def with_reductions_of(
+    reduced: Reductions, gpu: pd.DataFrame, metrics: Sequence[str]
+) -> Reductions:
+    """``reduced`` (a TSDB's table for a plan that left ``metrics`` out) with those metrics'
+    reductions computed here from ``gpu`` (their raw samples, read anyway) at its time.
+
+    The table is the one the TSDB returns for the whole plan: a column per reduction in the
+    plan's order, a row per GPU with a value in either part (sorted), NaN where a GPU has none.
+    """
+    whole = FeaturePlan(reduced.window, reduced.recent, reduced.step)
+    here = reduce_frames(gpu, whole.of_only(metrics), reduced.at)
+    table = reduced.table.join(here, how="outer") if len(here.columns) else reduced.table
+    table = table.reindex(columns=[r.name for r in whole.reductions]).sort_index()
+    table.index.name = reduced.table.index.name
+    return replace(reduced, table=table.astype(np.float64))

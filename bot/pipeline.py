@@ -27,6 +27,7 @@ from analysis.fit_window import Exclusion, NotEnoughHistoryError
 from analysis.frames import split_lead
 from analysis.graph import build_graph
 from analysis.maintenance import MaintenanceWindow, active_targets
+from analysis.reduce_frames import with_reductions_of
 from analysis.scorer import Scorer
 from analysis.scoring import fleet_fingerprint
 from analysis.sustained import DEFAULT_SUSTAINED_FOR, DEFAULT_WATCH, SustainedRisk, held_signal
@@ -537,8 +538,11 @@ class Pipeline:
 
         For a scorer that reads feature reductions (``Scorer.feature_window``) the source computes
         the GPUs' own-series reductions (``MetricsSource.reduce``: PromQL in the TSDB) and only
-        the metrics the peer context compares come raw. A source with ``rolling_reads`` is asked
-        only for what the last window read lacks (``storage.rolling``: the same frames).
+        the metrics the peer context compares come raw; a source with ``remote_reductions`` is
+        asked for the others' reductions only, the peer metrics' are computed here from their
+        raw samples (``with_reductions_of``: the same numbers, to float rounding). A source with
+        ``rolling_reads`` is asked only for what the last window read lacks
+        (``storage.rolling``: the same frames).
         """
         if self.feature_window is None:
             return self._raw(at - self.window, at, None)
@@ -546,13 +550,19 @@ class Pipeline:
         # reads them (FleetFrames.lead); every other consumer sees the window only
         start = at - self.window
         plan = FeaturePlan(self.feature_window, DEFAULT_RECENT, self.step)
+        # the peer metrics' own reductions are computed here from their raw samples when a
+        # server would compute them (it would read the same samples again)
+        here = getattr(self.source, "remote_reductions", False)
+        asked = plan.leaving_out(PEER_METRICS) if here else plan
         # a TSDB computes the reductions while this process decodes the raw window (a scan's
         # first cycle: every cycle's reductions beside the whole span, storage.span_source)
         fetched, reduced = side_by_side(
             self.source,
             lambda: self._raw(at - self.reads, at, PEER_METRICS),
-            lambda: self.source.reduce(plan, at),
+            lambda: self.source.reduce(asked, at),
         )
+        if here:
+            reduced = with_reductions_of(reduced, fetched.gpu, PEER_METRICS)
         return replace(split_lead(fetched, start), reduced=reduced)
 
     def _raw(self, start: datetime, end: datetime, metrics: Sequence[str] | None) -> FleetFrames:

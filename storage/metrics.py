@@ -154,6 +154,9 @@ class PrometheusSource(PromQLClient):
     #: a range answer's points do not depend on each other, and ``fetch`` sorts its frames by
     #: labels, then time, as the rolling read joins them.
     rolling_reads = True
+    #: Its reductions cost the server a read of their samples: a cycle computes those of the
+    #: peer metrics, which it reads raw anyway, itself (``Pipeline.read_window``).
+    remote_reductions = True
 
     def __init__(
         self,

@@ -569,6 +569,33 @@ def test_a_cycle_reads_only_its_new_minutes_and_gets_its_whole_window(
     assert min(t for _, t in session.starts) == pd.Timestamp(off - pipe.reads)
 
 
+def test_a_cycle_asks_the_server_only_for_what_it_does_not_read_raw(
+    fleet: Fleet, server: tuple[str, str]
+) -> None:
+    """The peer metrics are read raw anyway: their reductions are computed from those samples
+    (``with_reductions_of``), the server is asked for the others only, and the cycle's table
+    equals the server's for the whole plan (every GPU, every column, float rounding)."""
+    from analysis.context import PEER_METRICS
+    from storage.topology import load_topology
+
+    kind, url = server
+    topo = load_topology(fleet.dir / "topology.yaml")
+    session = Recording()
+    pipe = _pipeline(PrometheusSource(url, topology=topo, retries=0, session=session), fleet)
+    whole = PrometheusSource(url, topology=topo, retries=0)
+    for at in TIMES:
+        session.sent.clear()
+        got = pipe.read_window(at).reduced
+        want = whole.reduce(PLAN, at)
+        assert got is not None and got.at == want.at
+        instant = [q for path, q in session.sent if path == "query"]
+        assert instant and not [q for q in instant if any(m in q for m in PEER_METRICS)]
+        assert list(got.table.columns) == list(want.table.columns)
+        pd.testing.assert_frame_equal(
+            got.table, want.table, rtol=RTOL, atol=ATOL, obj=f"{kind} at {at}"
+        )
+
+
 def test_a_fit_on_the_server_reads_reductions_and_learns_what_the_simulator_does(
     fleet: Fleet, server: tuple[str, str]
 ) -> None:
