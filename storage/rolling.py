@@ -30,7 +30,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 
 import pandas as pd
@@ -89,7 +89,9 @@ class RollingWindow:
             except MetricsSourceError as exc:
                 logger.debug("the window's new part could not be read (%s): reading it whole", exc)
             else:
-                frames = _joined(kept, fresh, start, lo)
+                before = _before(kept, start, lo)
+                del kept, last  # its rows before the new part are copied: let it go first
+                frames = _joined(before, fresh)
         if frames is None:
             frames = source.fetch(start, end, step, gpu_metrics=gpu_metrics)
         self._kept = (key, frames)
@@ -118,9 +120,8 @@ class RollingWindow:
         return lo.to_pydatetime()
 
 
-def _joined(kept: FleetFrames, fresh: FleetFrames, start: datetime, lo: datetime) -> FleetFrames:
-    """The kept rows of ``[start, lo)`` and the ``fresh`` ones (``[lo, end]``), in a whole
-    read's order (each frame sorted by labels, then time), with ``fresh``'s end and step."""
+def _before(kept: FleetFrames, start: datetime, lo: datetime) -> FleetFrames:
+    """The kept window's rows of ``[start, lo)`` (each frame), as the window from ``start``."""
     first, cut = to_utc(start), to_utc(lo)
 
     def rows(df: pd.DataFrame) -> pd.DataFrame:
@@ -129,12 +130,25 @@ def _joined(kept: FleetFrames, fresh: FleetFrames, start: datetime, lo: datetime
         ts = df["ts"]
         return df[((ts >= first) & (ts < cut)).to_numpy()]
 
-    return FleetFrames(
-        gpu=concat_frames([rows(kept.gpu), fresh.gpu], GPU_COLUMNS),
-        node=concat_frames([rows(kept.node), fresh.node], NODE_COLUMNS),
-        component=concat_frames([rows(kept.component), fresh.component], COMPONENT_COLUMNS),
-        up=concat_frames([rows(kept.up), fresh.up], UP_COLUMNS),
+    return replace(
+        kept,
+        gpu=rows(kept.gpu),
+        node=rows(kept.node),
+        component=rows(kept.component),
+        up=rows(kept.up),
         start=start,
+    )
+
+
+def _joined(before: FleetFrames, fresh: FleetFrames) -> FleetFrames:
+    """The rows ``before`` the new part and the ``fresh`` ones, in a whole read's order (each
+    frame sorted by labels, then time), from ``before``'s start to ``fresh``'s end."""
+    return FleetFrames(
+        gpu=concat_frames([before.gpu, fresh.gpu], GPU_COLUMNS),
+        node=concat_frames([before.node, fresh.node], NODE_COLUMNS),
+        component=concat_frames([before.component, fresh.component], COMPONENT_COLUMNS),
+        up=concat_frames([before.up, fresh.up], UP_COLUMNS),
+        start=before.start,
         end=fresh.end,
         step=fresh.step,
     )
