@@ -1401,3 +1401,18 @@ REPORT_RUN_2026_12_06_DM: dict[str, object] = {**REPORT_RUN_2026_12_06_DK, "afte
 #: whatever they show; what does not finish in the session is said so.
 REPORT_RUN_2026_12_06_DN: dict[str, object] = {**REPORT_RUN_2026_12_06_DL, "after": "this commit"}
 REPORT_RUN_2026_12_06_DO: dict[str, object] = {**REPORT_RUN_2026_12_06_DM, "after": "this commit"}
+
+
+#: Fixed before they started (2026-12-07, thirty-ninth session), at the commit that adds this
+#: declaration. Model 17; since runs DN/DO (d9b9c0d) a cycle reads only its new minutes raw from
+#: a source with ``rolling_reads`` (7758848, ``storage.rolling``), and a cycle and a fit compute
+#: the peer metrics' reductions from their raw samples where the source has
+#: ``remote_reductions`` (8da9d44, 0885c43; ``FeaturePlan.left_out``, a new field, leaves the
+#: plan's reductions as they were). Only ``PrometheusSource`` has either: neither is on the
+#: evaluation's path. Run U's two report commands (``gpu-risk eval --seeds report --skip 8
+#: --limit 12 --cycle 5m --detectors graph,static --no-explain --max-gpus 128 --jobs 1
+#: [--healthy]``), one worker each, side by side from a detached worktree at this commit. Every
+#: record is expected to equal runs DN and DO; reported whatever they show; what does not
+#: finish in the session is said so.
+REPORT_RUN_2026_12_07_DP: dict[str, object] = {**REPORT_RUN_2026_12_06_DN, "after": "this commit"}
+REPORT_RUN_2026_12_07_DQ: dict[str, object] = {**REPORT_RUN_2026_12_06_DO, "after": "this commit"}
