@@ -21,7 +21,7 @@ import pandas as pd
 from analysis.feature_plan import FeaturePlan, Reduction
 from analysis.types import Reductions
 
-__all__ = ["reduce_frames", "reduce_frames_at", "with_reductions_at", "with_reductions_of"]
+__all__ = ["reduce_frames", "reduce_frames_at", "with_reductions_of"]
 
 Array = npt.NDArray[np.float64]
 Codes = npt.NDArray[np.intp]
@@ -303,24 +303,9 @@ def with_reductions_of(
     The table is the one the TSDB returns for the whole plan: a column per reduction in the
     plan's order, a row per GPU with a value in either part (sorted), NaN where a GPU has none.
     """
-    return with_reductions_at([reduced], gpu, metrics)[0]
-
-
-def with_reductions_at(
-    reduced: Sequence[Reductions], gpu: pd.DataFrame, metrics: Sequence[str]
-) -> list[Reductions]:
-    """:func:`with_reductions_of` for the tables of a run of times (a fit's cycle ends, one
-    plan), ``gpu`` placed on the grid once (:func:`reduce_frames_at`)."""
-    if not reduced:
-        return []
-    first = reduced[0]
-    whole = FeaturePlan(first.window, first.recent, first.step)
-    names = [r.name for r in whole.reductions]
-    here = reduce_frames_at(gpu, whole.of_only(metrics), [r.at for r in reduced])
-    out = []
-    for red, mine in zip(reduced, here, strict=True):
-        table = red.table.join(mine, how="outer") if len(mine.columns) else red.table
-        table = table.reindex(columns=names).sort_index().astype(np.float64)
-        table.index.name = red.table.index.name
-        out.append(replace(red, table=table))
-    return out
+    whole = FeaturePlan(reduced.window, reduced.recent, reduced.step)
+    here = reduce_frames(gpu, whole.of_only(metrics), reduced.at)
+    table = reduced.table.join(here, how="outer") if len(here.columns) else reduced.table
+    table = table.reindex(columns=[r.name for r in whole.reductions]).sort_index()
+    table.index.name = reduced.table.index.name
+    return replace(reduced, table=table.astype(np.float64))

@@ -29,7 +29,6 @@ from analysis.feature_plan import POWER, TEMP, FeaturePlan, grid_time
 from analysis.features import DEFAULT_RECENT
 from analysis.fit_sample import gpus_per_node, sample_nodes
 from analysis.frames import split_lead, to_utc
-from analysis.reduce_frames import with_reductions_at
 from analysis.scorer import Scorer
 from analysis.thermal import lag_nodes, lead_in, slope_times
 from analysis.types import Explanation, FleetFrames, Incident, Reductions
@@ -96,31 +95,20 @@ def read_history(
                 return _streamed(source, reduce_at, plan, scorer, (start, end, step), spans=spans)
 
             def peers() -> FleetFrames:
-                return source.fetch(start - lead, end, step, gpu_metrics=PEER_METRICS)
+                read = source.fetch(start - lead, end, step, gpu_metrics=PEER_METRICS)
+                return split_lead(read, start, PEER_METRICS)
 
-            # the peer metrics' reductions computed here from the samples read, as a cycle does
-            asked = plan.leaving_out(PEER_METRICS) if _here(source) else plan
             if gpus:  # the server reduces at the cycle ends while this process decodes the peers
-                read, reduced = side_by_side(source, peers, lambda: reduce_at(asked, planned))
-            else:
-                read = peers()
-                # a large fleet is fitted on fewer cycle ends (the scorer's row budget)
-                planned = scorer.history_times(start, end, gpus=len(read.gpus))
-                reduced = reduce_at(asked, planned) if _on_grid(planned, step) else None
-            if reduced is not None:
-                if asked != plan:
-                    reduced = with_reductions_at(reduced, read.gpu, PEER_METRICS)
-                raw = split_lead(read, start, PEER_METRICS)
+                raw, reduced = side_by_side(source, peers, lambda: reduce_at(plan, planned))
                 return replace(raw, fit_reduced=tuple(reduced))
+            raw = peers()
+            # a large fleet is fitted on fewer cycle ends (the scorer's row budget)
+            times = scorer.history_times(start, end, gpus=len(raw.gpus))
+            if _on_grid(times, step):
+                return replace(raw, fit_reduced=tuple(reduce_at(plan, times)))
     # the peer metrics before the history as its lead: the first cycle's thermal lag reads
     # them, as that cycle itself does (Pipeline.read_window)
     return split_lead(source.fetch(start - lead, end, step, nodes=nodes), start, PEER_METRICS)
-
-
-def _here(source: MetricsSource) -> bool:
-    """Whether the peer metrics' reductions are computed here from their raw samples: a source
-    whose reductions cost a server a read of the samples (``remote_reductions``)."""
-    return bool(getattr(source, "remote_reductions", False))
 
 
 @dataclass(frozen=True)

@@ -17,7 +17,7 @@ import pytest
 from analysis.context import PEER_METRICS
 from analysis.feature_plan import FeaturePlan
 from analysis.features import DEFAULT_RECENT, DEFAULT_WINDOW
-from analysis.reduce_frames import with_reductions_at, with_reductions_of
+from analysis.reduce_frames import with_reductions_of
 from storage.simulator import FleetSimulator, FleetSpec, make_fault
 
 START = datetime(2026, 11, 18, 8, 0, tzinfo=UTC)
@@ -71,18 +71,3 @@ def test_the_completed_table_is_the_whole_plan_s(sim: FleetSimulator, minutes: i
     )
     pd.testing.assert_frame_equal(got.table, want.table, check_exact=True)
     assert want.table[[f"{m}:mean:recent" for m in PEER_METRICS]].notna().all().all()
-
-
-def test_a_fit_s_run_of_tables_is_completed_from_one_history(sim: FleetSimulator) -> None:
-    """``with_reductions_at``: a fit's cycle ends, the history placed on the grid once, each
-    table the whole plan's at its time."""
-    times = [START + timedelta(hours=1, minutes=m) for m in (0, 29, 58, 87)]
-    raw = sim.fetch(
-        times[0] - DEFAULT_WINDOW - timedelta(minutes=12), times[-1], STEP, gpu_metrics=PEER_METRICS
-    )
-    server = [sim.reduce(PLAN.leaving_out(PEER_METRICS), t) for t in times]
-    got = with_reductions_at(server, raw.gpu, PEER_METRICS)
-    assert [g.at for g in got] == times
-    for g, t in zip(got, times, strict=True):
-        pd.testing.assert_frame_equal(g.table, sim.reduce(PLAN, t).table, check_exact=True)
-    assert with_reductions_at([], raw.gpu, PEER_METRICS) == []

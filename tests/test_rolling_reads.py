@@ -203,3 +203,6 @@ def test_the_bot_s_cycles_read_in_part_and_score_as_whole_reads_do(sim: FleetSim
     span_times = [AT + timedelta(minutes=m) for m in (0, 5, 10)]
     span = SpanSource(Tsdb(sim), span_times, a.reads)
     assert not getattr(span, "rolling_reads", True)
+    # nor does it leave the peer metrics' reductions to the cycle: one range query each for
+    # the whole run reads their samples once
+    assert not getattr(span, "remote_reductions", True)
