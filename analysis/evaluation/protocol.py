@@ -1403,12 +1403,13 @@ REPORT_RUN_2026_12_06_DN: dict[str, object] = {**REPORT_RUN_2026_12_06_DL, "afte
 REPORT_RUN_2026_12_06_DO: dict[str, object] = {**REPORT_RUN_2026_12_06_DM, "after": "this commit"}
 
 
-#: Fixed before they started (2026-12-07, thirty-ninth session), at the commit that adds this
-#: declaration. Model 17; since runs DN/DO (d9b9c0d) a cycle reads only its new minutes raw from
-#: a source with ``rolling_reads`` (7758848, ``storage.rolling``), and a cycle and a fit compute
-#: the peer metrics' reductions from their raw samples where the source has
-#: ``remote_reductions`` (8da9d44, 0885c43; ``FeaturePlan.left_out``, a new field, leaves the
-#: plan's reductions as they were). Only ``PrometheusSource`` has either: neither is on the
+#: Fixed before they started (2026-12-07, thirty-ninth session), at 4e43b32, and amended before
+#: they started at the commit that amends it (the runs are made there: the fit's part of the
+#: second change was reverted at c127cd5). Model 17; since runs DN/DO (d9b9c0d) a cycle reads
+#: only its new minutes raw from a source with ``rolling_reads`` (7758848, ``storage.rolling``),
+#: and a cycle computes the peer metrics' reductions from their raw samples where the source has
+#: ``remote_reductions`` (8da9d44; ``FeaturePlan.left_out``, a new field, leaves the plan's
+#: reductions as they were). Only ``PrometheusSource`` has either: neither is on the
 #: evaluation's path. Run U's two report commands (``gpu-risk eval --seeds report --skip 8
 #: --limit 12 --cycle 5m --detectors graph,static --no-explain --max-gpus 128 --jobs 1
 #: [--healthy]``), one worker each, side by side from a detached worktree at this commit. Every
