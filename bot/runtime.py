@@ -26,6 +26,7 @@ from typing import Any
 
 from apscheduler.schedulers.background import BackgroundScheduler
 
+from analysis.feature_plan import grid_time
 from analysis.fit_window import NotEnoughHistoryError
 from analysis.types import format_time
 from bot.config import Settings
@@ -156,7 +157,7 @@ class Runtime:
         """Run one cycle (of ``pipeline``, default the first) at the bot's clock and log a
         one-line summary."""
         pipeline = pipeline if pipeline is not None else self.pipeline
-        outcome = pipeline.run_cycle(self.clock())
+        outcome = pipeline.run_cycle(self.cycle_time(pipeline))
         logger.info(
             "scan%s at %s: %s, %d GPUs, %d incidents, %d notifications queued (%.2f s)",
             f" of cluster {pipeline.cluster}" if self.pipelines else "",
@@ -168,6 +169,16 @@ class Runtime:
             outcome.duration_s,
         )
         return outcome
+
+    def cycle_time(self, pipeline: Pipeline) -> datetime:
+        """The bot's clock on ``pipeline``'s step grid (at or before it), where the cycle's
+        reductions are evaluated anyway: the cycles' windows share one grid, so each reads only
+        its new minutes raw (``storage.rolling``). The clock itself when that grid point was
+        scanned already (a tick a little early, or scans more often than the step)."""
+        now = self.clock()
+        at = grid_time(now, pipeline.step)
+        last = pipeline.last_frames
+        return now if last is not None and at <= last.end else at
 
     def dispatch(self) -> int:
         """Deliver every due outbox row once; return how many were sent.

@@ -206,3 +206,31 @@ def test_the_bot_s_cycles_read_in_part_and_score_as_whole_reads_do(sim: FleetSim
     # nor does it leave the peer metrics' reductions to the cycle: one range query each for
     # the whole run reads their samples once
     assert not getattr(span, "remote_reductions", True)
+
+
+def test_the_running_bot_s_cycles_sit_on_the_step_grid_so_they_read_in_part(
+    sim: FleetSimulator,
+) -> None:
+    """``Runtime.cycle_time``: the bot's clock (ticks a little late, one a little early) put on
+    the step grid, where the reductions are evaluated anyway; each cycle then extends the last
+    one's window. A tick whose grid point was scanned already runs at the clock itself (and
+    reads whole, off the grid), as every cycle did before."""
+    from types import SimpleNamespace
+
+    from bot.runtime import Runtime
+
+    source = Tsdb(sim)
+    pipe = _pipeline(source, sim)
+    pipe.refit(AT)
+    ms = timedelta(milliseconds=1)
+    ticks = [AT + 150 * ms, AT + STEP + 20 * ms, AT + 2 * STEP - 10 * ms, AT + 3 * STEP + 400 * ms]
+    ticks.append(AT + 4 * STEP + 30 * ms)
+    ats, whole = [], []
+    for tick in ticks:
+        at = Runtime.cycle_time(SimpleNamespace(clock=lambda t=tick: t), pipe)  # type: ignore[arg-type]
+        source.asked.clear()
+        assert pipe.run_cycle(at).ok
+        ats.append(at)
+        whole.append(any(e == at and e - s > timedelta(minutes=20) for s, e in source.asked))
+    assert ats == [AT, AT + STEP, AT + 2 * STEP - 10 * ms, AT + 3 * STEP, AT + 4 * STEP]
+    assert whole == [True, False, True, True, False]
