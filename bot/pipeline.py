@@ -20,7 +20,7 @@ import networkx as nx
 
 from analysis.context import PEER_METRICS
 from analysis.explain import Explainer
-from analysis.feature_plan import FeaturePlan
+from analysis.feature_plan import FeaturePlan, grid_time
 from analysis.features import DEFAULT_RECENT, gpu_keys_of
 from analysis.fit_sample import fit_graph
 from analysis.fit_window import Exclusion, NotEnoughHistoryError
@@ -551,8 +551,9 @@ class Pipeline:
         start = at - self.window
         plan = FeaturePlan(self.feature_window, DEFAULT_RECENT, self.step)
         # the peer metrics' own reductions are computed here from their raw samples when a
-        # server would compute them (it would read the same samples again)
-        here = getattr(self.source, "remote_reductions", False)
+        # server would compute them (it would read the same samples again) and the raw window
+        # sits on the reductions' grid (the running bot's cycles do: Runtime.cycle_time)
+        here = getattr(self.source, "remote_reductions", False) and grid_time(at, self.step) == at
         asked = plan.leaving_out(PEER_METRICS) if here else plan
         # a TSDB computes the reductions while this process decodes the raw window (a scan's
         # first cycle: every cycle's reductions beside the whole span, storage.span_source)

@@ -72,8 +72,8 @@ class SpanSource:
     rolling_reads = False
     #: Its reductions come from one range query per reduction for the whole run of cycles, so
     #: the server reads the peer metrics' samples once for them all: computing those here for
-    #: each cycle instead made a 10,000-GPU scan slower (stored model 29.4 -> 30.2 s, cold
-    #: 52.2 -> 54.7 s, back to back), where a running bot's cycle gained 24 %.
+    #: each cycle instead saved a 10,000-GPU scan nothing (stored model 29.4 -> 30.2 s back to
+    #: back), where a running bot's cycle gained 24 %.
     remote_reductions = False
 
     source: MetricsSource

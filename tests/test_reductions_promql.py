@@ -574,7 +574,8 @@ def test_a_cycle_asks_the_server_only_for_what_it_does_not_read_raw(
 ) -> None:
     """The peer metrics are read raw anyway: their reductions are computed from those samples
     (``with_reductions_of``), the server is asked for the others only, and the cycle's table
-    equals the server's for the whole plan (every GPU, every column, float rounding)."""
+    equals the server's for the whole plan (every GPU, every column, float rounding). Off the
+    step grid the server is asked for them all."""
     from analysis.context import PEER_METRICS
     from storage.topology import load_topology
 
@@ -594,6 +595,13 @@ def test_a_cycle_asks_the_server_only_for_what_it_does_not_read_raw(
         pd.testing.assert_frame_equal(
             got.table, want.table, rtol=RTOL, atol=ATOL, obj=f"{kind} at {at}"
         )
+    # a cycle off the step grid (its raw window is not on the reductions' grid): all asked
+    session.sent.clear()
+    off = pipe.read_window(SCAN + timedelta(seconds=30)).reduced
+    assert off is not None
+    instant = [q for path, q in session.sent if path == "query"]
+    assert {m for m in PEER_METRICS if any(m in q for q in instant)} == set(PEER_METRICS)
+    pd.testing.assert_frame_equal(off.table, whole.reduce(PLAN, SCAN).table, check_exact=True)
 
 
 def test_a_fit_on_the_server_reads_reductions_and_learns_what_the_simulator_does(
