@@ -729,8 +729,16 @@ def test_a_cycle_s_two_reads_side_by_side_read_what_one_after_the_other_reads(
             got = pipe.read_window(at)
             _same_frames(got, want, kind)
             assert got.reduced is not None and want.reduced is not None
+            # a scan's span asks the server for the peer metrics' reductions too, which a
+            # cycle computes from its raw window: the same numbers to float rounding
+            exact = pipe is plain
             pd.testing.assert_frame_equal(
-                got.reduced.table, want.reduced.table, check_exact=True, obj=f"{kind} reduced"
+                got.reduced.table,
+                want.reduced.table,
+                check_exact=exact,
+                rtol=RTOL,
+                atol=ATOL,
+                obj=f"{kind} reduced",
             )
 
 
