@@ -538,9 +538,10 @@ class Pipeline:
 
         For a scorer that reads feature reductions (``Scorer.feature_window``) the source computes
         the GPUs' own-series reductions (``MetricsSource.reduce``: PromQL in the TSDB) and only
-        the metrics the peer context compares come raw; a source with ``remote_reductions`` is
-        asked for the others' reductions only, the peer metrics' are computed here from their
-        raw samples (``with_reductions_of``: the same numbers, to float rounding). A source with
+        the metrics the peer context compares come raw; at a time on the step grid a source with
+        ``remote_reductions`` is asked for the others' reductions only, the peer metrics' are
+        computed here from their raw samples (``with_reductions_of``: the same numbers, to float
+        rounding). A source with
         ``rolling_reads`` is asked only for what the last window read lacks
         (``storage.rolling``: the same frames).
         """
