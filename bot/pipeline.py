@@ -541,9 +541,8 @@ class Pipeline:
         the metrics the peer context compares come raw; at a time on the step grid a source with
         ``remote_reductions`` is asked for the others' reductions only, the peer metrics' are
         computed here from their raw samples (``with_reductions_of``: the same numbers, to float
-        rounding). A source with
-        ``rolling_reads`` is asked only for what the last window read lacks
-        (``storage.rolling``: the same frames).
+        rounding). A source with ``rolling_reads`` is asked only for what the last window read
+        lacks (``storage.rolling``: the same frames).
         """
         if self.feature_window is None:
             return self._raw(at - self.window, at, None)
@@ -571,8 +570,6 @@ class Pipeline:
         """The window's raw series (``metrics`` of the GPU metrics; None: all)."""
         if getattr(self.source, "rolling_reads", False):
             return self.rolling.fetch(self.source, start, end, self.step, gpu_metrics=metrics)
-        if metrics is None:
-            return self.source.fetch(start, end, self.step)
         return self.source.fetch(start, end, self.step, gpu_metrics=metrics)
 
     def _known_incidents(self) -> tuple[Exclusion, ...]:

@@ -13,7 +13,8 @@ Which label names what comes from a label map (keys node, gpu, instance, sensor)
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
+from datetime import datetime, timedelta
 from itertools import chain
 from operator import itemgetter
 from typing import Any
@@ -22,7 +23,14 @@ import numpy as np
 import numpy.typing as npt
 import pandas as pd
 
-from analysis.types import UP_COLUMNS, FleetFrames, run_heads
+from analysis.types import (
+    COMPONENT_COLUMNS,
+    GPU_COLUMNS,
+    NODE_COLUMNS,
+    UP_COLUMNS,
+    FleetFrames,
+    run_heads,
+)
 from storage.source import MetricsSourceError
 
 logger = logging.getLogger(__name__)
@@ -361,6 +369,22 @@ def concat_frames(parts: list[pd.DataFrame], columns: tuple[str, ...]) -> pd.Dat
     out = df.sort_values(keys, kind="stable") if order is None else df.take(order)
     out.index = pd.RangeIndex(len(out))  # a new frame: renumbered in place, not copied again
     return out
+
+
+def concat_fleet_frames(
+    parts: Sequence[FleetFrames], start: datetime, end: datetime, step: timedelta
+) -> FleetFrames:
+    """Reads of consecutive parts of ``[start, end]`` as one read of it: each frame's parts
+    concatenated and sorted as a source's answers are (:func:`concat_frames`)."""
+    return FleetFrames(
+        gpu=concat_frames([p.gpu for p in parts], GPU_COLUMNS),
+        node=concat_frames([p.node for p in parts], NODE_COLUMNS),
+        component=concat_frames([p.component for p in parts], COMPONENT_COLUMNS),
+        up=concat_frames([p.up for p in parts], UP_COLUMNS),
+        start=start,
+        end=end,
+        step=step,
+    )
 
 
 def sorted_order(df: pd.DataFrame, keys: list[str]) -> npt.NDArray[np.intp] | None:

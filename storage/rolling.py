@@ -14,7 +14,7 @@ returns (tested against Prometheus and VictoriaMetrics, ``tests/test_rolling_rea
 - samples can still arrive for times just before a query (a slow scrape is appended when it
   ends; remote write and a TSDB's ``-search.latencyOffset`` hold recent points back for
   seconds to minutes): the last :data:`REREAD` of the kept window is read again, not kept;
-- the parts are joined as a TSDB source joins its own answers (``concat_frames``: sorted by
+- the parts are joined as a TSDB source joins its own answers (``concat_fleet_frames``: sorted by
   labels, then time), so the rows come in the order of a full read. Only a source that says so
   (``rolling_reads``: ``PrometheusSource``) is read this way; an in-memory one (the simulator,
   a replay's cached chunks) has no transfer to save and orders its rows its own way.
@@ -36,8 +36,8 @@ from datetime import datetime, timedelta
 import pandas as pd
 
 from analysis.frames import to_utc
-from analysis.types import COMPONENT_COLUMNS, GPU_COLUMNS, NODE_COLUMNS, UP_COLUMNS, FleetFrames
-from storage.promql_frames import concat_frames
+from analysis.types import FleetFrames
+from storage.promql_frames import concat_fleet_frames
 from storage.source import MetricsSource, MetricsSourceError
 
 __all__ = ["REREAD", "RollingWindow"]
@@ -91,7 +91,7 @@ class RollingWindow:
             else:
                 before = _before(kept, start, lo)
                 del kept, last  # its rows before the new part are copied: let it go first
-                frames = _joined(before, fresh)
+                frames = concat_fleet_frames([before, fresh], start, fresh.end, step)
         if frames is None:
             frames = source.fetch(start, end, step, gpu_metrics=gpu_metrics)
         self._kept = (key, frames)
@@ -137,18 +137,4 @@ def _before(kept: FleetFrames, start: datetime, lo: datetime) -> FleetFrames:
         component=rows(kept.component),
         up=rows(kept.up),
         start=start,
-    )
-
-
-def _joined(before: FleetFrames, fresh: FleetFrames) -> FleetFrames:
-    """The rows ``before`` the new part and the ``fresh`` ones, in a whole read's order (each
-    frame sorted by labels, then time), from ``before``'s start to ``fresh``'s end."""
-    return FleetFrames(
-        gpu=concat_frames([before.gpu, fresh.gpu], GPU_COLUMNS),
-        node=concat_frames([before.node, fresh.node], NODE_COLUMNS),
-        component=concat_frames([before.component, fresh.component], COMPONENT_COLUMNS),
-        up=concat_frames([before.up, fresh.up], UP_COLUMNS),
-        start=before.start,
-        end=fresh.end,
-        step=fresh.step,
     )

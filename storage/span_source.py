@@ -34,14 +34,10 @@ import pandas as pd
 
 from analysis.feature_plan import FeaturePlan, grid_time
 from analysis.types import (
-    COMPONENT_COLUMNS,
-    GPU_COLUMNS,
-    NODE_COLUMNS,
-    UP_COLUMNS,
     FleetFrames,
     Reductions,
 )
-from storage.promql_frames import concat_frames
+from storage.promql_frames import concat_fleet_frames
 from storage.promql_reduce import MAX_POINTS
 from storage.source import MetricsSource, MetricsSourceError
 
@@ -188,15 +184,7 @@ class SpanSource:
             return None
         if len(parts) == 1:
             return parts[0]
-        return FleetFrames(
-            gpu=concat_frames([p.gpu for p in parts], GPU_COLUMNS),
-            node=concat_frames([p.node for p in parts], NODE_COLUMNS),
-            component=concat_frames([p.component for p in parts], COMPONENT_COLUMNS),
-            up=concat_frames([p.up for p in parts], UP_COLUMNS),
-            start=lo,
-            end=hi,
-            step=step,
-        )
+        return concat_fleet_frames(parts, lo, hi, step)
 
 
 def _spaced(times: Sequence[datetime]) -> bool:
