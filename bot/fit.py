@@ -32,6 +32,7 @@ from analysis.frames import split_lead, to_utc
 from analysis.scorer import Scorer
 from analysis.thermal import lag_nodes, lead_in, slope_times
 from analysis.types import Explanation, FleetFrames, Incident, Reductions
+from storage.rolling import RollingWindow
 from storage.source import MetricsSource, NodeSample, side_by_side
 
 logger = logging.getLogger(__name__)
@@ -40,6 +41,11 @@ logger = logging.getLogger(__name__)
 #: GPUs' 2.5 hours at a 60-s scrape. A longer history of a fleet that size (the default day)
 #: is read one span of cycle windows at a time (:func:`fit_spans`).
 FIT_SPAN_SAMPLES = 5_000_000
+
+#: Most samples of each of temperature and power a fit read span by span holds for the slope
+#: of degrees per watt (``analysis.thermal``; GPUs x timestamps): all 288 timestamps of 10,000
+#: GPUs. A larger fleet reads fewer timestamps of each GPU (:func:`_streamed`).
+THERMAL_SAMPLES = 2_880_000
 
 #: GPUs whose raw history the explainer learns from when the fit reads reductions (a sample of
 #: whole nodes beyond): it trains each kind on at most 64 entities and 3,000 rows
@@ -92,7 +98,8 @@ def read_history(
             if gpus and gpus * len(PEER_METRICS) * points > span_samples:
                 # too large to hold: read span by span as the fit goes
                 spans = fit_spans(planned, window + lead, step, gpus, span_samples)
-                return _streamed(source, reduce_at, plan, scorer, (start, end, step), spans=spans)
+                grid = (start, end, step)
+                return _streamed(source, reduce_at, plan, scorer, grid, spans=spans, gpus=gpus)
 
             def peers() -> FleetFrames:
                 read = source.fetch(start - lead, end, step, gpu_metrics=PEER_METRICS)
@@ -145,7 +152,13 @@ def fit_spans(
 
 class SpanReads(Sequence[FleetFrames]):
     """A fit's spans as frames, each read from the source when it is asked for: the peer
-    metrics raw (and the nodes', components' and ``up``), with its cycles' reductions."""
+    metrics raw (and the nodes', components' and ``up``), with its cycles' reductions.
+
+    From a source with ``rolling_reads`` (a TSDB) a span that overlaps the one read before it
+    is read in part, as a cycle's window is (``storage.rolling``: the same frames): at 100,000
+    GPUs a span holds a single cycle window (16 points of the peer metrics fit the budget, a
+    window and its lead-in are 42), so the fit's 16 windows, 7.5 minutes apart in a 2-hour
+    history, read 672 points of every peer series whole, 5 times the history's 132."""
 
     def __init__(
         self,
@@ -157,6 +170,7 @@ class SpanReads(Sequence[FleetFrames]):
         """Read ``spans`` at ``step`` from ``source``; ``reduced``: every span's cycles'."""
         self._source, self._spans, self._step = source, list(spans), step
         self._reduced = {to_utc(r.at): r for r in reduced}
+        self._rolling = RollingWindow() if getattr(source, "rolling_reads", False) else None
 
     def __len__(self) -> int:
         return len(self._spans)
@@ -170,11 +184,19 @@ class SpanReads(Sequence[FleetFrames]):
     def __getitem__(self, i: int | slice) -> FleetFrames | Sequence[FleetFrames]:
         if isinstance(i, slice):
             return [self[j] for j in range(*i.indices(len(self)))]
+        i = range(len(self))[i]  # IndexError past the end, as a sequence's iteration expects
         span = self._spans[i]
         logger.debug(
             "fit: reading span %d of %d (%s to %s)", i + 1, len(self), span.start, span.end
         )
-        read = self._source.fetch(span.start, span.end, self._step, gpu_metrics=PEER_METRICS)
+        if self._rolling is not None:
+            read = self._rolling.fetch(
+                self._source, span.start, span.end, self._step, gpu_metrics=PEER_METRICS
+            )
+            if i == len(self) - 1:  # the fit's last span: nothing left to extend
+                self._rolling.forget()
+        else:
+            read = self._source.fetch(span.start, span.end, self._step, gpu_metrics=PEER_METRICS)
         return replace(read, fit_reduced=tuple(self._reduced[to_utc(t)] for t in span.times))
 
 
@@ -186,19 +208,26 @@ def _streamed(
     grid: tuple[datetime, datetime, timedelta],
     *,
     spans: Sequence[Span],
+    gpus: int,
 ) -> FleetFrames:
     """A history read as the fit goes (:class:`SpanReads`), with what it learns first: the
     reductions at every cycle end, and the thermal constants' samples (``analysis.thermal``):
     temperature and power of every GPU at the slope's timestamps (one range query per metric
     at their stride), and of the lag's nodes raw, as the whole history would give them (but
     where a GPU missed the scrape at one of the slope's timestamps: a range query at the stride
-    may then return its sample of up to a stride before)."""
+    may then return its sample of up to a stride before). A fleet of ``gpus`` GPUs whose
+    timestamps would hold more than :data:`THERMAL_SAMPLES` samples a metric reads every k-th
+    of them (from the last back, so still the slope's timestamps, and still one range query):
+    the slope is pooled over the fleet's GPUs of a model, and 100,000 GPUs' 24 timestamps
+    each are 2.4 million pairs."""
     start, end, step = grid
     times = [t for span in spans for t in span.times]
     since = scorer.fit_start(start, end)
 
     def thermal_samples() -> pd.DataFrame:
         picks = slope_times(start, end, step, since)
+        every = max(1, -(-len(picks) * gpus // THERMAL_SAMPLES))
+        picks = picks[::-1][::every][::-1]
         stride = picks[1] - picks[0] if len(picks) > 1 else step
         coarse = (
             source.fetch(picks[0], picks[-1], stride, gpu_metrics=(TEMP, POWER)).gpu

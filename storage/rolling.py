@@ -21,9 +21,9 @@ returns (tested against Prometheus and VictoriaMetrics, ``tests/test_rolling_rea
 
 A partial read that fails (or that the source refuses as empty: the last minutes without DCGM
 data) drops what was kept and reads the whole window, so a cycle sees exactly what it saw
-before, error or not. Only the window's reader (``Pipeline.read_window``) goes through it; the
-fit, an incident's evidence and a one-shot scan (whose ``SpanSource`` cuts its windows from one
-read already) read as before.
+before, error or not. The window's reader (``Pipeline.read_window``) and a fit's spans of cycle
+windows (``bot.fit.SpanReads``) go through it; an incident's evidence and a one-shot scan (whose
+``SpanSource`` cuts its windows from one read already) read as before.
 """
 
 from __future__ import annotations
@@ -96,6 +96,10 @@ class RollingWindow:
             frames = source.fetch(start, end, step, gpu_metrics=gpu_metrics)
         self._kept = (key, frames)
         return frames
+
+    def forget(self) -> None:
+        """Let the kept window go (its reader is done: the next read is whole)."""
+        self._kept = None
 
     def _resume_at(
         self,

@@ -24,7 +24,7 @@ from analysis.feature_plan import FeaturePlan
 from analysis.features import DEFAULT_RECENT, DEFAULT_WINDOW
 from analysis.graph import build_graph
 from analysis.scoring import GraphRiskModel
-from analysis.thermal import lead_in
+from analysis.thermal import FLEET, fit_temp_per_watt, lead_in
 from analysis.types import FleetFrames, Reductions
 from bot.fit import fit_spans, read_history, reductions_pay
 from bot.pipeline import Pipeline
@@ -216,6 +216,35 @@ def test_a_history_too_large_to_hold_is_read_span_by_span_and_learns_the_same_mo
     window = sim.fetch(at - timedelta(minutes=30), at, STEP)
     mine, theirs = a.assess(window, graph, at), b.assess(window, graph, at)
     assert mine.scores == theirs.scores and mine.incidents == theirs.incidents
+
+
+def test_a_fleet_past_the_thermal_budget_reads_fewer_of_the_slope_s_timestamps(
+    sim: FleetSimulator, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A fit read span by span whose slope timestamps would pass ``THERMAL_SAMPLES`` (GPUs x
+    timestamps) reads every k-th of them, from the last back, in one range query; the slope
+    pooled over the GPUs is close to the one from every timestamp."""
+    import analysis.thermal
+    import bot.fit
+
+    monkeypatch.setattr(analysis.thermal, "LAG_NODES", 1)  # the other node read at the stride
+    end = START + timedelta(hours=25)
+    start = end - timedelta(hours=24)
+    args = (GraphRiskModel(random_state=0), start, end, STEP)
+    full_source = Reducing(sim)
+    full = read_history(full_source, *args, gpus=4, span_samples=2_000)
+    monkeypatch.setattr(bot.fit, "THERMAL_SAMPLES", 4 * 100)  # 288 timestamps -> every 3rd
+    source = Reducing(sim)
+    thin = read_history(source, *args, gpus=4, span_samples=2_000)
+    (lo, hi, stride), (_, full_hi, full_stride) = source.ranges[0], full_source.ranges[0]
+    assert stride == 3 * full_stride == 15 * STEP
+    assert hi == full_hi and (hi - lo) // stride == 95  # 96 of the 288, the last one kept
+    since = args[0].fit_start(start, end)
+    want = fit_temp_per_watt(full, {}, since=since)
+    got = fit_temp_per_watt(thin, {}, since=since)
+    assert got.keys() == want.keys() == {FLEET} and got != want
+    for key, value in want.items():
+        assert got[key] == pytest.approx(value, rel=0.1, abs=0.005), key
 
 
 def test_spans_join_overlapping_windows_within_the_budget() -> None:

@@ -24,6 +24,7 @@ from analysis.types import (
     NODE_COLUMNS,
     UP_COLUMNS,
     FleetFrames,
+    Reductions,
 )
 from bot.pipeline import Pipeline
 from storage.promql_frames import concat_frames
@@ -234,3 +235,36 @@ def test_the_running_bot_s_cycles_sit_on_the_step_grid_so_they_read_in_part(
         whole.append(any(e == at and e - s > timedelta(minutes=20) for s, e in source.asked))
     assert ats == [AT, AT + STEP, AT + 2 * STEP - 10 * ms, AT + 3 * STEP, AT + 4 * STEP]
     assert whole == [True, False, True, True, False]
+
+
+def test_a_fit_s_spans_read_in_part_give_the_whole_reads_frames(sim: FleetSimulator) -> None:
+    """``bot.fit.SpanReads`` over a source with ``rolling_reads``: each span after the first
+    that overlaps the one before is asked from ``REREAD`` before that one's end, a span apart
+    is read whole, every span's frames equal a whole read's, the last span lets the kept
+    window go, and a source without ``rolling_reads`` is read whole as before."""
+    from bot.fit import SpanReads, fit_spans
+
+    ends = [AT - timedelta(minutes=m) for m in (90, 80, 70, 60, 20, 10)]
+    spans = fit_spans(ends, WINDOW, STEP, gpus=16, budget=16 * 3 * 50)  # 50 points a span
+    assert [len(s.times) for s in spans] == [1, 1, 1, 1, 1, 1]
+    reduced = [Reductions(t, WINDOW, STEP, STEP, pd.DataFrame()) for t in ends]
+    source = Tsdb(sim)
+    reads = SpanReads(source, spans, STEP, reduced)
+    asked = []
+    for i, span in enumerate(spans):
+        source.asked.clear()
+        got = reads[i]
+        _same(got, Tsdb(sim).fetch(span.start, span.end, STEP, gpu_metrics=PEER_METRICS), str(i))
+        assert got.fit_reduced == (reduced[i],)
+        asked += source.asked
+    # 70 → 60 overlap; 60 → 20 do not (the window is 42 minutes)
+    want = [(spans[0].start, spans[0].end)]
+    want += [(spans[i - 1].end - REREAD, spans[i].end) for i in (1, 2, 3)]
+    want += [(spans[4].start, spans[4].end), (spans[4].end - REREAD, spans[5].end)]
+    assert asked == want
+    assert reads._rolling is not None and reads._rolling._kept is None  # let go after the last
+    whole = Tsdb(sim, rolling_reads=False)
+    list(SpanReads(whole, spans, STEP, reduced))
+    assert whole.asked == [(s.start, s.end) for s in spans]
+    with pytest.raises(IndexError):
+        reads[len(spans)]
