@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import overload
@@ -158,7 +159,9 @@ class SpanReads(Sequence[FleetFrames]):
     is read in part, as a cycle's window is (``storage.rolling``: the same frames): at 100,000
     GPUs a span holds a single cycle window (16 points of the peer metrics fit the budget, a
     window and its lead-in are 42), so the fit's 16 windows, 7.5 minutes apart in a 2-hour
-    history, read 672 points of every peer series whole, 5 times the history's 132."""
+    history, read 672 points of every peer series whole, 5 times the history's 132. From a
+    source with ``concurrent_reads`` the next span is read while the fit computes this one's
+    features (:meth:`__getitem__`)."""
 
     def __init__(
         self,
@@ -171,6 +174,8 @@ class SpanReads(Sequence[FleetFrames]):
         self._source, self._spans, self._step = source, list(spans), step
         self._reduced = {to_utc(r.at): r for r in reduced}
         self._rolling = RollingWindow() if getattr(source, "rolling_reads", False) else None
+        self._ahead: tuple[int, Future[FleetFrames]] | None = None
+        self._pool: ThreadPoolExecutor | None = None
 
     def __len__(self) -> int:
         return len(self._spans)
@@ -182,22 +187,42 @@ class SpanReads(Sequence[FleetFrames]):
     def __getitem__(self, i: slice) -> Sequence[FleetFrames]: ...
 
     def __getitem__(self, i: int | slice) -> FleetFrames | Sequence[FleetFrames]:
+        """Span ``i``'s frames. From a source with ``concurrent_reads`` the next span is sent
+        from another thread once this one is read, so the server reads it while the fit
+        computes this one's features (a failed read raises when its span is asked for)."""
         if isinstance(i, slice):
             return [self[j] for j in range(*i.indices(len(self)))]
         i = range(len(self))[i]  # IndexError past the end, as a sequence's iteration expects
+        ahead, self._ahead = self._ahead, None
+        if ahead is not None and ahead[0] == i:
+            read = ahead[1].result()
+        else:
+            if ahead is not None:  # asked out of order: the read under way finishes first
+                wait([ahead[1]])
+            read = self._read(i)
+        if getattr(self._source, "concurrent_reads", False) and i + 1 < len(self):
+            self._pool = self._pool or ThreadPoolExecutor(1, thread_name_prefix="span")
+            self._ahead = (i + 1, self._pool.submit(self._read, i + 1))
+        elif self._pool is not None:
+            self._pool.shutdown(wait=False)
+            self._pool = None
+        span = self._spans[i]
+        return replace(read, fit_reduced=tuple(self._reduced[to_utc(t)] for t in span.times))
+
+    def _read(self, i: int) -> FleetFrames:
+        """Read span ``i`` from the source: in part after the span before it, where it can."""
         span = self._spans[i]
         logger.debug(
             "fit: reading span %d of %d (%s to %s)", i + 1, len(self), span.start, span.end
         )
-        if self._rolling is not None:
-            read = self._rolling.fetch(
-                self._source, span.start, span.end, self._step, gpu_metrics=PEER_METRICS
-            )
-            if i == len(self) - 1:  # the fit's last span: nothing left to extend
-                self._rolling.forget()
-        else:
-            read = self._source.fetch(span.start, span.end, self._step, gpu_metrics=PEER_METRICS)
-        return replace(read, fit_reduced=tuple(self._reduced[to_utc(t)] for t in span.times))
+        if self._rolling is None:
+            return self._source.fetch(span.start, span.end, self._step, gpu_metrics=PEER_METRICS)
+        read = self._rolling.fetch(
+            self._source, span.start, span.end, self._step, gpu_metrics=PEER_METRICS
+        )
+        if i == len(self) - 1:  # the fit's last span: nothing left to extend
+            self._rolling.forget()
+        return read
 
 
 def _streamed(

@@ -9,6 +9,7 @@ test_a_cycle_reads_only_its_new_minutes_and_gets_its_whole_window``.
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
@@ -268,3 +269,54 @@ def test_a_fit_s_spans_read_in_part_give_the_whole_reads_frames(sim: FleetSimula
     assert whole.asked == [(s.start, s.end) for s in spans]
     with pytest.raises(IndexError):
         reads[len(spans)]
+
+
+@dataclass
+class Concurrent(Tsdb):
+    """A TSDB source whose reads may be sent from other threads; it records each read's thread
+    and can fail the reads ending at ``fail_end``."""
+
+    concurrent_reads: bool = True
+    fail_end: datetime | None = None
+    threads: list[str] = field(default_factory=list)
+    reading: list[threading.Event] = field(default_factory=list)
+
+    def fetch(self, start, end, step, *, gpu_metrics=None, nodes=None):  # type: ignore[no-untyped-def]
+        self.threads.append(threading.current_thread().name)
+        for event in self.reading:
+            event.set()
+        if end == self.fail_end:
+            raise MetricsSourceError(f"refused [{start}, {end}]")
+        return super().fetch(start, end, step, gpu_metrics=gpu_metrics, nodes=nodes)
+
+
+def test_a_fit_s_next_span_is_read_while_it_computes_this_one(sim: FleetSimulator) -> None:
+    """From a source with ``concurrent_reads`` the next span is read from another thread while
+    the fit holds this one (each span's consumer waits here until the next read has started):
+    the same frames and the same reads as one after the other; a read that fails raises when
+    its span is asked for, not before."""
+    from bot.fit import SpanReads, fit_spans
+
+    ends = [AT - timedelta(minutes=m) for m in (90, 80, 70, 60)]
+    spans = fit_spans(ends, WINDOW, STEP, gpus=16, budget=16 * 3 * 50)
+    reduced = [Reductions(t, WINDOW, STEP, STEP, pd.DataFrame()) for t in ends]
+    source, plain = Concurrent(sim), Tsdb(sim)
+    reads = SpanReads(source, spans, STEP, reduced)
+    for i, span in enumerate(spans):
+        started = threading.Event()
+        source.reading.append(started)
+        got = reads[i]
+        if i + 1 < len(spans):  # the next span is being read while this one is held
+            assert started.wait(10), f"span {i + 1} was not read while span {i} was held"
+        source.reading.clear()
+        _same(got, plain.fetch(span.start, span.end, STEP, gpu_metrics=PEER_METRICS), str(i))
+    assert source.threads[0] == threading.current_thread().name
+    assert all(name.startswith("span") for name in source.threads[1:]), source.threads
+    assert source.asked == [(spans[0].start, spans[0].end)] + [
+        (spans[i - 1].end - REREAD, spans[i].end) for i in range(1, len(spans))
+    ]
+    failing = Concurrent(sim, fail_end=spans[2].end)
+    reads = SpanReads(failing, spans, STEP, reduced)
+    reads[0], reads[1]  # span 2's read has failed meanwhile (its part, then whole)
+    with pytest.raises(MetricsSourceError, match="refused"):
+        reads[2]
