@@ -1417,3 +1417,18 @@ REPORT_RUN_2026_12_06_DO: dict[str, object] = {**REPORT_RUN_2026_12_06_DM, "afte
 #: finish in the session is said so.
 REPORT_RUN_2026_12_07_DP: dict[str, object] = {**REPORT_RUN_2026_12_06_DN, "after": "this commit"}
 REPORT_RUN_2026_12_07_DQ: dict[str, object] = {**REPORT_RUN_2026_12_06_DO, "after": "this commit"}
+
+
+#: Fixed before they started (2026-12-07, fortieth session), at the commit that adds this
+#: declaration. Model 17; since runs DP/DQ (dadca81) the peer deviation finds each distinct
+#: power's band once instead of each row's (875025c; meant to be the same bits, checked on a
+#: 100,000-GPU window and by the brute-force test), and a fit read span by span from a TSDB
+#: reads each span's new minutes, the next span while it computes, and fewer slope timestamps
+#: past 10,000 GPUs (e7f7a5c, 59da2f7; not on the evaluation's path: its in-memory source is
+#: never read span by span). Run U's two report commands (``gpu-risk eval --seeds report --skip
+#: 8 --limit 12 --cycle 5m --detectors graph,static --no-explain --max-gpus 128 --jobs 1
+#: [--healthy]``), one worker each, side by side from a detached worktree at this commit, beside
+#: a fresh-clone test. Every record is expected to equal runs DP and DQ; reported whatever they
+#: show; what does not finish in the session is said so.
+REPORT_RUN_2026_12_07_DR: dict[str, object] = {**REPORT_RUN_2026_12_07_DP, "after": "this commit"}
+REPORT_RUN_2026_12_07_DS: dict[str, object] = {**REPORT_RUN_2026_12_07_DQ, "after": "this commit"}
