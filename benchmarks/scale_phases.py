@@ -320,7 +320,10 @@ def _cycle_io(pipeline: Any, at: datetime) -> dict[str, Any]:
 
 
 def main() -> None:
-    """Run one phase and write its JSON result."""
+    """Run one phase and write its JSON result (with the collector set as ``gpu-risk`` sets it)."""
+    from bot import gc_tuning
+
+    gc_tuning.tune()  # as bot.cli.main does before any command
     ap = argparse.ArgumentParser()
     ap.add_argument("phase", choices=["fetch", "bare", "cold", "steady", "reads", "picture"])
     ap.add_argument("--at", required=True)

@@ -216,4 +216,7 @@ def build_app(*, lazy: bool = False) -> typer.Typer:
 
 def main() -> None:
     """Entry point of the ``gpu-risk`` console script."""
+    from bot import gc_tuning
+
+    gc_tuning.tune()  # every command: a cycle's decoding otherwise feeds the collector
     build_app(lazy=True)()

@@ -184,3 +184,23 @@ def test_lazy_app_runs_a_command(tmp_path: Path) -> None:
     eager = CliRunner().invoke(build_app(), ["check"], env=env)
     assert (lazy.exit_code, lazy.output) == (eager.exit_code, eager.output)
     assert lazy.exit_code == 2 and "missing.yaml" in lazy.output
+
+
+def test_every_command_runs_with_the_collector_set_for_a_fleet(tmp_path: Path) -> None:
+    """The entry point sets the collector's thresholds before any command (bot.gc_tuning): a
+    100,000-GPU cycle's decoding otherwise spent ~10 s of CPU in young collections."""
+    from bot.gc_tuning import THRESHOLDS
+
+    out = tmp_path / "threshold.json"
+    probe = (
+        "import atexit, gc, json, sys\n"
+        f"atexit.register(lambda: open({str(out)!r}, 'w').write(json.dumps(gc.get_threshold())))\n"
+        "sys.argv = ['gpu-risk', 'check', '--help']\n"
+        "from bot.cli import main\n"
+        "main()\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, timeout=120, check=False
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert tuple(json.loads(out.read_text())) == THRESHOLDS != (700, 10, 10)
