@@ -4,9 +4,13 @@ A cycle allocates millions of short-lived containers (each answer's series decod
 and lists, the frames' labels) while the process holds a large, long-lived heap (the libraries,
 the model, the kept window). At CPython's default thresholds a young collection runs every 700
 allocations, and the older generations, which hold that heap, are scanned many times per cycle:
-a 100,000-GPU cycle's reads spent about 10 s of this process's CPU in the collector (measured
-2026-12-07, ``benchmarks/results/README.md``, forty-first session: the reads' CPU 132 → 91 s over
-four reads with :data:`THRESHOLDS`, a cycle's reads 52.8 → 49.0 s; 3.34 → 3.48 GB peak RSS).
+a 100,000-GPU cycle's reads spent about 10 s of this process's CPU in the collector. With
+:data:`THRESHOLDS` (measured 2026-12-07, ``benchmarks/results/README.md``, forty-first session):
+the reads' CPU 132 → 91 s over four reads, a cycle's reads 52.8 → 49.0 s, **the steady cycle
+80.0 → 69.6 s** (F/G alternating, six cycles each) at the same peak memory (7.5 GB); a whole
+window or history decoded at once (the fetch, the cold start) peaked about 0.6 GB higher than in
+an earlier run, not measured side by side.
+
 Almost every object a cycle makes is freed by reference counting; the collector only has to find
 reference cycles, so running it 70x less often finds the same garbage a little later.
 
