@@ -7,9 +7,10 @@ allocations, and the older generations, which hold that heap, are scanned many t
 a 100,000-GPU cycle's reads spent about 10 s of this process's CPU in the collector. With
 :data:`THRESHOLDS` (measured 2026-12-07, ``benchmarks/results/README.md``, forty-first session):
 the reads' CPU 132 → 91 s over four reads, a cycle's reads 52.8 → 49.0 s, **the steady cycle
-80.0 → 69.6 s** (F/G alternating, six cycles each) at the same peak memory (7.5 GB); a whole
-window or history decoded at once (the fetch, the cold start) peaked about 0.6 GB higher than in
-an earlier run, not measured side by side.
+80.0 → 69.6 s** (F/G alternating, six cycles each) at the same peak memory (7.5 GB). A fetch
+peaked 0.58 GB higher until the decoding hook stopped holding each response in a reference cycle
+(``storage.promql_client._decoded_by_orjson``): a collector run less often finds cycles later,
+so code on the hot path must not make them.
 
 Almost every object a cycle makes is freed by reference counting; the collector only has to find
 reference cycles, so running it 70x less often finds the same garbage a little later.
