@@ -13,6 +13,7 @@ import subprocess
 import sys
 from importlib.metadata import version
 from pathlib import Path
+from typing import Any
 
 import pytest
 from typer.testing import CliRunner
@@ -47,20 +48,26 @@ HEAVY = {
 FIRST_PARTY = ("analysis", "storage", "bot.commands", "bot.config", "bot.slack", "bot.pipeline")
 
 
-#: Runs the console script's entry point and writes every imported module's name at exit.
+#: Runs the console script's entry point and writes, at exit, every imported module's name and
+#: the collector's thresholds it left.
 _PROBE = """
-import atexit, json, sys
+import atexit, gc, json, sys
 out = sys.argv[1]
 sys.argv = ["gpu-risk", *sys.argv[2:]]
-atexit.register(lambda: open(out, "w").write(json.dumps(sorted(sys.modules))))
+atexit.register(
+    lambda: open(out, "w").write(
+        json.dumps({"modules": sorted(sys.modules), "gc_threshold": gc.get_threshold()})
+    )
+)
 from bot.cli import main
 main()
 """
 
 
-def _imported(tmp_path: Path, *args: str) -> tuple[subprocess.CompletedProcess[str], set[str]]:
-    """Run ``gpu-risk ARGS`` (bot.cli:main) in a fresh interpreter; return it and its modules."""
-    out = tmp_path / "modules.json"
+def _probe(tmp_path: Path, *args: str) -> tuple[subprocess.CompletedProcess[str], dict[str, Any]]:
+    """Run ``gpu-risk ARGS`` (bot.cli:main) in a fresh interpreter; return it and what it left
+    at exit (``modules``, ``gc_threshold``; empty when it wrote nothing)."""
+    out = tmp_path / "probe.json"
     result = subprocess.run(
         [sys.executable, "-c", _PROBE, str(out), *args],
         capture_output=True,
@@ -69,8 +76,13 @@ def _imported(tmp_path: Path, *args: str) -> tuple[subprocess.CompletedProcess[s
         timeout=120,
         check=False,
     )
-    modules = set(json.loads(out.read_text())) if out.exists() else set()
-    return result, modules
+    return result, json.loads(out.read_text()) if out.exists() else {}
+
+
+def _imported(tmp_path: Path, *args: str) -> tuple[subprocess.CompletedProcess[str], set[str]]:
+    """Run ``gpu-risk ARGS`` (bot.cli:main) in a fresh interpreter; return it and its modules."""
+    result, left = _probe(tmp_path, *args)
+    return result, set(left.get("modules", ()))
 
 
 def _offenders(modules: set[str]) -> list[str]:
@@ -191,16 +203,6 @@ def test_every_command_runs_with_the_collector_set_for_a_fleet(tmp_path: Path) -
     100,000-GPU cycle's decoding otherwise spent ~10 s of CPU in young collections."""
     from bot.gc_tuning import THRESHOLDS
 
-    out = tmp_path / "threshold.json"
-    probe = (
-        "import atexit, gc, json, sys\n"
-        f"atexit.register(lambda: open({str(out)!r}, 'w').write(json.dumps(gc.get_threshold())))\n"
-        "sys.argv = ['gpu-risk', 'check', '--help']\n"
-        "from bot.cli import main\n"
-        "main()\n"
-    )
-    result = subprocess.run(
-        [sys.executable, "-c", probe], capture_output=True, text=True, timeout=120, check=False
-    )
+    result, left = _probe(tmp_path, "check", "--help")
     assert result.returncode == 0, result.stderr[-2000:]
-    assert tuple(json.loads(out.read_text())) == THRESHOLDS != (700, 10, 10)
+    assert tuple(left["gc_threshold"]) == THRESHOLDS != (700, 10, 10)
