@@ -54,6 +54,7 @@ def peer_rows(
     *,
     model_of: pd.Series | None = None,
     temp_per_watt: Mapping[str, float] | None = None,
+    after: pd.Timestamp | None = None,
 ) -> pd.DataFrame:
     """Each sample against its node's, rack's and fleet's GPUs at the same timestamp and power.
 
@@ -67,7 +68,9 @@ def peer_rows(
     row: ``wide`` then starts that much before the first row wanted. ``wide`` is sorted by
     (key, ts), as ``FleetFrames.gpu_wide`` gives it.
     ``node_of``, ``rack_of``, ``model_of``: per GPU key, for every key of ``wide`` (see
-    :func:`peer_context`).
+    :func:`peer_context`). ``after``: only the rows after it are wanted (the rows before it are
+    read by the thermal lag only): one row per row of ``wide`` with a later timestamp, the same
+    bits as those rows of the whole (every comparison is within one timestamp).
     """
     keys = wide.index.get_level_values("key")
     ts = wide.index.get_level_values("ts")
@@ -115,6 +118,14 @@ def peer_rows(
         frame["power"] = lagged_power(raw_power, np.asarray(code), np.asarray(ts.asi8), lag)
     frame["temp_adj"] = frame["temp"] - k_row * frame["power"]
     frame["mem_adj"] = frame["mem_temp"] - k_row * frame["power"]
+    index = wide.index
+    if after is not None:  # the lag has read the rows before: only the later ones are compared
+        later = np.asarray(ts > after)
+        frame, raw_power, index = (
+            frame[later].reset_index(drop=True),
+            raw_power[later],
+            index[later],
+        )
     # Peers are the other GPUs of the group drawing power within COMPARABLE_WATTS of this GPU's
     # at the same timestamp: the median of a half-busy node is neither a busy nor an idle GPU,
     # so a GPU is compared with the mean of its comparable peers only (none: no comparison).
@@ -140,7 +151,7 @@ def peer_rows(
             "temp_vs_fleet": fleet_dev["temp_adj"],
         }
     )
-    dev.index = wide.index
+    dev.index = index
     return dev
 
 

@@ -68,6 +68,7 @@ from analysis.feature_plan import (
     grid_time,
 )
 from analysis.frames import join_lead, slice_frame, slice_frames, sort_frames, to_utc
+from analysis.peer_memo import PeerRowsMemo
 from analysis.reduce_frames import reduce_frames, reduce_frames_at
 from analysis.stats import anscombe
 from analysis.thermal import FLEET, LEAD_IN, lag_of
@@ -218,6 +219,7 @@ def build_features(
     recent: timedelta = DEFAULT_RECENT,
     vanish_after: timedelta = DEFAULT_VANISH_AFTER,
     temp_per_watt: Mapping[str, float] | None = None,
+    peer_memo: PeerRowsMemo | None = None,
 ) -> pd.DataFrame:
     """Return one feature row per GPU for the window ``(at - window, at]``.
 
@@ -239,6 +241,9 @@ def build_features(
     temp_per_watt : Mapping[str, float] | None
         Degrees per watt per GPU model, learnt by the fit (:mod:`analysis.thermal`) for
         temperature at equal power; None: estimated from the window.
+    peer_memo : PeerRowsMemo | None
+        The last window's peer rows (:class:`analysis.peer_memo.PeerRowsMemo`), for a run of
+        cycles: the rows of the timestamps it had on the same samples are taken from it.
 
     Returns
     -------
@@ -254,6 +259,7 @@ def build_features(
         recent=recent,
         vanish_after=vanish_after,
         temp_per_watt=temp_per_watt,
+        peer_memo=peer_memo,
     )
 
 
@@ -269,6 +275,7 @@ def _features(
     peer_devs: pd.DataFrame | None = None,
     node_rows: Mapping[str, pd.DataFrame] | None = None,
     temp_per_watt: Mapping[str, float] | None = None,
+    peer_memo: PeerRowsMemo | None = None,
 ) -> pd.DataFrame:
     """:func:`build_features`; ``peers``: the window's ``gpu_wide(PEER_METRICS)`` if known, and
     ``peer_devs`` its :func:`analysis.context.peer_rows` (with ``peers`` only);
@@ -284,7 +291,9 @@ def _features(
         # the thermal lag of the window's first rows reads the samples before it: the peer rows
         # are computed from LEAD_IN earlier on, then cut to the window (a fit's history gives
         # the same rows: analysis.thermal.lagged_power)
-        peers, peer_devs = _peer_rows_with_lead(frames, graph, start, at_ts, temp_per_watt)
+        peers, peer_devs = _peer_rows_with_lead(
+            frames, graph, start, at_ts, temp_per_watt, memo=peer_memo
+        )
     wide = win.gpu_wide(PEER_METRICS) if peers is None else peers
     seen = set(wide.index.get_level_values("key").unique()) | set(reduced.index)
     index = pd.Index(sorted(seen | set(gpu_keys_of(graph))), name="gpu_key")
@@ -338,16 +347,43 @@ def _peer_rows_with_lead(
     start: pd.Timestamp,
     at: pd.Timestamp,
     temp_per_watt: Mapping[str, float] | None,
+    *,
+    memo: PeerRowsMemo | None = None,
 ) -> tuple[pd.DataFrame, pd.DataFrame | None]:
     """The window's peer pivot and :func:`analysis.context.peer_rows`, computed over the window
-    and the :data:`analysis.thermal.LEAD_IN` before it (``frames.lead`` and ``frames.gpu``)."""
-    gpu = slice_frame(join_lead(frames).gpu, start - pd.Timedelta(LEAD_IN), at)
-    gpu = gpu[gpu["metric"].isin(PEER_METRICS).to_numpy()]
+    and the :data:`analysis.thermal.LEAD_IN` before it (``frames.lead`` and ``frames.gpu``);
+    with ``memo``, the rows of the timestamps the last window had on the same samples are
+    taken from it (:class:`analysis.peer_memo.PeerRowsMemo`: the same bits)."""
+    lo = start - pd.Timedelta(LEAD_IN)
+    gpu = join_lead(frames).gpu
+    ts = gpu["ts"]
+    # a cycle's read holds just the window and its lead-in (and one sample at the lead-in's
+    # edge): pivoted whole and the pivot cut (three columns), not the tidy rows (every column)
+    outside = int(((ts <= lo) | (ts > at)).sum()) if len(gpu) else 0
+    if outside > len(gpu) // 10:
+        gpu = slice_frame(gpu, lo, at)
     wide = replace(frames, gpu=gpu, lead=None, reduced=None).gpu_wide(PEER_METRICS)
+    if outside:
+        when = wide.index.get_level_values("ts")
+        wide = wide[(when > lo) & (when <= at)]
+        wide.index = wide.index.remove_unused_levels()
     keys = pd.Index(wide.index.get_level_values("key").unique())
     node_of, rack_of, model_of = _placement(keys, graph)
-    devs = peer_rows(wide, node_of, rack_of, model_of=model_of, temp_per_watt=temp_per_watt)
-    return _rows_of(wide, at, at - start, also=devs)
+
+    def compute(part: pd.DataFrame, after: pd.Timestamp) -> pd.DataFrame:
+        return peer_rows(
+            part, node_of, rack_of, model_of=model_of, temp_per_watt=temp_per_watt, after=after
+        )
+
+    if memo is not None and temp_per_watt and FLEET in temp_per_watt:
+        devs = memo.rows(wide, start, compute, graph=graph, temp_per_watt=temp_per_watt)
+    else:
+        devs = compute(wide, start)
+    rows, _ = _rows_of(wide, at, at - start)
+    if len(devs) != len(rows):
+        raise ValueError(f"{len(devs)} peer rows for the window's {len(rows)} samples")
+    devs.index = rows.index
+    return rows, devs
 
 
 def _placement(index: pd.Index, graph: nx.DiGraph) -> tuple[pd.Series, pd.Series, pd.Series]:

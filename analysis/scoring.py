@@ -90,6 +90,7 @@ from analysis.incidents import (
     per_gpu_incidents,
 )
 from analysis.load_spread import load_spread
+from analysis.peer_memo import PeerRowsMemo
 from analysis.regimes import REGIME_FEATURES, RegimeScales, fit_regimes, regime_scale
 from analysis.stats import own_spread, robust_spread
 from analysis.thermal import LAG, fit_temp_per_watt, fit_thermal_lag
@@ -204,6 +205,8 @@ class FeatureScorer:
     own_: pd.DataFrame = pd.DataFrame(dtype=float)
     #: Features shared with other scorers replaying the same data (an ablation); never stored.
     memo: FeatureMemo | None = None
+    #: The last cycle's peer rows, for the next cycle's (``analysis.peer_memo``); never stored.
+    peer_memo: PeerRowsMemo | None = None
 
     def __init__(
         self,
@@ -254,6 +257,7 @@ class FeatureScorer:
         previous model's usual selves."""
         state = self.__dict__.copy()
         state.pop("memo", None)
+        state.pop("peer_memo", None)  # the last cycle's rows, not the model's
         state.pop("usual_before", None)  # the previous model's: its own_ now carries what counts
         return state
 
@@ -564,7 +568,11 @@ class FeatureScorer:
         if self.memo is not None:
             feats = self.memo.build(frames, graph, at, self.window, temp_per_watt=slopes)
         else:
-            feats = build_features(frames, graph, at, self.window, temp_per_watt=slopes)
+            if self.peer_memo is None:
+                self.peer_memo = PeerRowsMemo()
+            feats = build_features(
+                frames, graph, at, self.window, temp_per_watt=slopes, peer_memo=self.peer_memo
+            )
         if self._common_mode:  # kept with the rows: any of them is judged within its cycle
             feats = with_common_shift(feats)
         z = self.standardise(feats)
