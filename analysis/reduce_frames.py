@@ -19,7 +19,7 @@ import numpy.typing as npt
 import pandas as pd
 
 from analysis.feature_plan import FeaturePlan, Reduction
-from analysis.types import Reductions
+from analysis.types import Reductions, factorize_runs
 
 __all__ = ["reduce_frames", "reduce_frames_at", "with_reductions_of"]
 
@@ -44,7 +44,8 @@ def _grid(
     # whole history is placed at once
     rows = np.empty(0, dtype=np.int64)
     if len(gpu):
-        metric, names = pd.factorize(gpu["metric"], use_na_sentinel=False)
+        # a tidy frame's labels come in runs (one series after another): hashed once per run
+        metric, names = factorize_runs(gpu["metric"].to_numpy())
         col = np.array([metrics.get(m, -1) for m in names], dtype=np.int64)[metric]
         age = at.value - gpu["ts"].to_numpy(dtype="datetime64[ns]").astype(np.int64)
         rows = np.flatnonzero((col >= 0) & (age >= 0) & (age // step_ns < n))
@@ -67,8 +68,8 @@ def _grid(
 def _keys(node: npt.NDArray[np.object_], gpu: npt.NDArray[np.object_]) -> tuple[Codes, Keys]:
     """Each row's code among the sorted ``<node>/<gpu>`` keys, and the keys (text made once per
     key: labels that only differ in type, ``1`` and ``"1"``, are one key, as in text)."""
-    n_code, n_uniq = pd.factorize(node, use_na_sentinel=False)
-    g_code, g_uniq = pd.factorize(gpu, use_na_sentinel=False)
+    n_code, n_uniq = factorize_runs(node)
+    g_code, g_uniq = factorize_runs(gpu)
     pair, pairs = pd.factorize(n_code.astype(np.int64) * len(g_uniq) + g_code)
     text = np.array(
         [f"{n_uniq[p // len(g_uniq)]}/{g_uniq[p % len(g_uniq)]}" for p in pairs], dtype=object

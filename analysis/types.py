@@ -256,7 +256,7 @@ def run_heads(*columns: np.ndarray) -> np.ndarray:
     return np.flatnonzero(change)
 
 
-def _factorize_runs(
+def factorize_runs(
     values: np.ndarray, *, sort: bool = False, use_na_sentinel: bool = False
 ) -> tuple[np.ndarray, Any]:
     """``pd.factorize(values, sort=sort, use_na_sentinel=use_na_sentinel)``, hashing only the
@@ -282,8 +282,8 @@ def _pivot_gpu(g: pd.DataFrame) -> pd.DataFrame:
         return pd.DataFrame(
             np.empty((0, 0)), index=index, columns=pd.Index([], dtype=object, name="metric")
         )
-    node, node_u = _factorize_runs(g["node"].to_numpy())
-    gpu, gpu_u = _factorize_runs(g["gpu"].to_numpy())
+    node, node_u = factorize_runs(g["node"].to_numpy())
+    gpu, gpu_u = factorize_runs(g["gpu"].to_numpy())
     pair, pair_u = pd.factorize(node.astype(np.int64) * len(gpu_u) + gpu, sort=False)
     # labels as text ("<node>/<gpu>"); labels that only differ in type become one key
     text = [f"{node_u[p // len(gpu_u)]}/{gpu_u[p % len(gpu_u)]}" for p in pair_u]
@@ -294,7 +294,7 @@ def _pivot_gpu(g: pd.DataFrame) -> pd.DataFrame:
     key_rank[key_order] = np.arange(len(pair_keys))
     key = key_rank[pair]
     ts, ts_u = pd.factorize(g["ts"], sort=True)
-    metric, metric_u = _factorize_runs(g["metric"].to_numpy(), sort=True, use_na_sentinel=True)
+    metric, metric_u = factorize_runs(g["metric"].to_numpy(), sort=True, use_na_sentinel=True)
     n_ts, n_m = len(ts_u), len(metric_u)
     row = key * n_ts + ts
     cell = row * n_m + metric

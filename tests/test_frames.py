@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from analysis.types import FleetFrames, GpuRef, _factorize_runs
+from analysis.types import FleetFrames, GpuRef, factorize_runs
 
 START = datetime(2026, 11, 20, tzinfo=UTC)
 STEP = timedelta(minutes=1)
@@ -137,6 +137,6 @@ def test_factorizing_runs_is_factorizing_every_row(
     """The same codes and uniques as ``pd.factorize`` of every row, missing values included."""
     values = np.array([v for v, n in runs for _ in range(n)], dtype=object)
     want_codes, want_uniques = pd.factorize(values, sort=sort, use_na_sentinel=use_na_sentinel)
-    codes, uniques = _factorize_runs(values, sort=sort, use_na_sentinel=use_na_sentinel)
+    codes, uniques = factorize_runs(values, sort=sort, use_na_sentinel=use_na_sentinel)
     np.testing.assert_array_equal(codes, want_codes)
     assert [str(u) for u in uniques] == [str(u) for u in want_uniques]
