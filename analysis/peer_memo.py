@@ -33,6 +33,7 @@ Compute = Callable[[pd.DataFrame, pd.Timestamp], pd.DataFrame]
 class _Kept:
     """One call's pivot and rows, and what else its rows depend on."""
 
+    graph: object
     context: tuple[Any, ...]
     wide: pd.DataFrame
     after: pd.Timestamp
@@ -65,20 +66,22 @@ class PeerRowsMemo:
         the timestamps the last call had on the same samples taken from it.
 
         ``graph`` and ``temp_per_watt`` are what the rows depend on besides the samples (the
-        peers' placement and the degrees per watt): another graph object or other degrees per
-        watt compute everything again. ``wide``: ``gpu_wide(PEER_METRICS)``, sorted by (key,
+        peers' placement and the degrees per watt): another graph object (a pipeline keeps one
+        per fleet) or other degrees per watt compute everything again. ``wide``: ``gpu_wide(PEER_METRICS)``, sorted by (key,
         ts), holding the lag's lead-in (:data:`analysis.thermal.LEAD_IN`) before ``after``.
         """
-        context = (id(graph), tuple(sorted(temp_per_watt.items())))
+        context = tuple(sorted(temp_per_watt.items()))
         ts = _ts_of(wide)
         later = ts > after.value
-        start = _first_changed(self._kept, context, wide, ts, after)
+        kept = self._kept if self._kept is not None and self._kept.graph is graph else None
+        start = _first_changed(kept, context, wide, ts, after)
         if start is None:
             out = compute(wide, after)
             self.computed += len(out)
         else:
             out = self._joined(wide, ts, later, after, start=start, compute=compute)
-        self._kept = _Kept(context, wide, after, out.to_numpy(dtype=np.float64), out.columns)
+        # the rows are shared with the caller (neither modifies them in place)
+        self._kept = _Kept(graph, context, wide, after, out.to_numpy(dtype=np.float64), out.columns)
         return out
 
     def _joined(

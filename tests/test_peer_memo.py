@@ -129,6 +129,17 @@ def test_a_new_fit_s_degrees_per_watt_compare_everything_again(
     assert memo.reused == before  # nothing taken from rows of the old degrees per watt
 
 
+def test_another_graph_compares_everything_again(
+    sim: FleetSimulator, tpw: dict[str, float]
+) -> None:
+    """A topology read again (racks moved, the same GPUs) is another graph: its peers may be
+    others, so no row is taken from the last graph's."""
+    memo = PeerRowsMemo()
+    _both(_cycle(sim, AT - STEP), AT - STEP, memo, tpw, build_graph(SPEC.topology(), []))
+    _both(_cycle(sim, AT), AT, memo, tpw, build_graph(SPEC.topology(), []))
+    assert memo.reused == 0
+
+
 def test_windows_read_without_the_lag_s_lead_in_are_compared_whole(
     sim: FleetSimulator, tpw: dict[str, float]
 ) -> None:
