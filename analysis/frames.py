@@ -18,7 +18,8 @@ def to_utc(ts: datetime | pd.Timestamp) -> pd.Timestamp:
 
 
 def slice_frame(frame: pd.DataFrame, start: pd.Timestamp, end: pd.Timestamp) -> pd.DataFrame:
-    """Return the rows with ``start < ts <= end`` (works on any tidy frame with a ts column)."""
+    """Return the rows with ``start < ts <= end`` (works on any tidy frame with a ts column);
+    ``frame`` itself when that is every row (a cycle's window cut to itself: no copy)."""
     if frame.empty:
         return frame
     ts = frame["ts"]
@@ -26,7 +27,8 @@ def slice_frame(frame: pd.DataFrame, start: pd.Timestamp, end: pd.Timestamp) -> 
         lo = int(ts.searchsorted(start, side="right"))
         hi = int(ts.searchsorted(end, side="right"))
         return frame.iloc[lo:hi]
-    return frame[(ts > start) & (ts <= end)]
+    inside = ((ts > start) & (ts <= end)).to_numpy()
+    return frame if inside.all() else frame[inside]
 
 
 def sort_frames(frames: FleetFrames) -> FleetFrames:
@@ -57,7 +59,10 @@ def frames_from(frames: FleetFrames, start: datetime) -> FleetFrames:
     lo = to_utc(start)
 
     def cut(df: pd.DataFrame) -> pd.DataFrame:
-        return df if df.empty else df[(df["ts"] >= lo).to_numpy()]
+        if df.empty:
+            return df
+        kept = (df["ts"] >= lo).to_numpy()
+        return df if kept.all() else df[kept]
 
     return replace(
         frames,
