@@ -7,7 +7,9 @@ frame builders below only ever see answers it accepted. Values follow Prometheus
 and "-Inf" are valid samples.
 
 Which label names what comes from a label map (keys node, gpu, instance, sensor); a node named by
-``instance`` loses its port.
+``instance`` loses its port. Label values are interned: a running bot's window holds rows of
+some forty reads (storage.rolling), and each read's own copies of the same names would stay
+alive as long as its rows do (at 100,000 GPUs 50-140 MB more each cycle until they left).
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime, timedelta
 from itertools import chain
 from operator import itemgetter
+from sys import intern
 from typing import Any
 
 import numpy as np
@@ -243,8 +246,8 @@ def gpu_frame(
             bad += 1
             continue
         kept.append(series)
-        nodes.append(node)
-        gpus.append(str(gpu))
+        nodes.append(intern(node))
+        gpus.append(intern(str(gpu)))
     ts, vals, lengths = flat_samples(kept)
     if not len(ts):
         return None, bad
@@ -280,8 +283,8 @@ def node_frame(
         if sensor_l != "sensor" and labels.get("chip") and labels.get("sensor"):
             sensor = f"{labels['chip']}/{labels['sensor']}"
         kept.append(series)
-        nodes.append(node)
-        sensors.append(sensor)
+        nodes.append(intern(node))
+        sensors.append(intern(sensor))
     ts, vals, lengths = flat_samples(kept)
     return pd.DataFrame(
         {
@@ -298,7 +301,7 @@ def component_frame(name: str, matrix: list[dict[str, Any]]) -> pd.DataFrame:
     """Tidy one component metric; several series of one component are averaged."""
     kept = [series for series in matrix if series["metric"].get(COMPONENT_LABEL)]
     ts, vals, lengths = flat_samples(kept)
-    comps = [str(series["metric"][COMPONENT_LABEL]) for series in kept]
+    comps = [intern(str(series["metric"][COMPONENT_LABEL])) for series in kept]
     df = pd.DataFrame(
         {
             "ts": to_timestamps(ts),
@@ -319,8 +322,8 @@ def up_frame(matrix: list[dict[str, Any]], label_map: Mapping[str, str]) -> pd.D
     ts, vals, lengths = flat_samples(matrix)
     if not len(ts):
         return FleetFrames.empty_frame(UP_COLUMNS)
-    nodes = [strip_port(series["metric"].get(inst_l, "")) for series in matrix]
-    jobs = [series["metric"].get("job", "") for series in matrix]
+    nodes = [intern(strip_port(series["metric"].get(inst_l, ""))) for series in matrix]
+    jobs = [intern(str(series["metric"].get("job", ""))) for series in matrix]
     return concat_frames(
         [
             pd.DataFrame(

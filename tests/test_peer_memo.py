@@ -43,7 +43,12 @@ def sim() -> FleetSimulator:
         "hbm", "gpu-node-002/2", AT - timedelta(hours=1), spec=SPEC, precursor=timedelta(hours=2)
     )
     sim = FleetSimulator(
-        SPEC, start=START, duration=timedelta(hours=3, minutes=5), step=STEP, seed=11, faults=[fault]
+        SPEC,
+        start=START,
+        duration=timedelta(hours=3, minutes=5),
+        step=STEP,
+        seed=11,
+        faults=[fault],
     )
     col = {f"{n}/{g}": i * 4 + g for i, n in enumerate(SPEC.node_names) for g in range(4)}
     gone = int((AT - timedelta(minutes=20) - START) / STEP)
