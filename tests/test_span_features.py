@@ -11,54 +11,32 @@ within the span, and a fault.
 from __future__ import annotations
 
 from dataclasses import replace
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 
-import numpy as np
 import pandas as pd
 import pytest
 
-from analysis.context import PEER_METRICS
 from analysis.feature_memo import SpanFeatures
-from analysis.feature_plan import FeaturePlan
-from analysis.features import DEFAULT_RECENT, DEFAULT_WINDOW, build_features, gpu_models
-from analysis.frames import split_lead
+from analysis.features import DEFAULT_WINDOW, build_features, gpu_models
 from analysis.graph import build_graph
 from analysis.sustained import SustainedRisk
-from analysis.thermal import LAG, fit_temp_per_watt, lead_in
+from analysis.thermal import LAG, fit_temp_per_watt
 from analysis.types import FleetFrames
 from bot.commands.scan import scan_times
-from storage.simulator import FleetSimulator, FleetSpec, make_fault
-from storage.simulator.layout import GPU_METRICS
+from storage.simulator import FleetSimulator
 from storage.span_source import SpanSource
-
-START = datetime(2026, 11, 18, tzinfo=UTC)
-STEP = timedelta(minutes=1)
-SPEC = FleetSpec(racks=2, nodes_per_rack=2, gpus_per_node=4)
-AT = START + timedelta(hours=3)
-PLAN = FeaturePlan(DEFAULT_WINDOW, DEFAULT_RECENT, STEP)
-READS = DEFAULT_WINDOW + lead_in(STEP)
-GONE = "gpu-node-003/3"
+from tests.fixtures.cycle_fleet import AT, GONE, READS, SPEC, START, STEP, cycle_frames, fleet
 
 
 @pytest.fixture(scope="module")
 def sim() -> FleetSimulator:
     """Three hours of a 16-GPU fleet: a fault, and a GPU gone 20 minutes before the scan."""
-    fault = make_fault(
-        "hbm", "gpu-node-002/2", AT - timedelta(hours=1), spec=SPEC, precursor=timedelta(hours=2)
-    )
-    sim = FleetSimulator(
-        SPEC, start=START, duration=timedelta(hours=3, minutes=5), step=STEP, seed=7, faults=[fault]
-    )
-    col = {f"{n}/{g}": i * 4 + g for i, n in enumerate(SPEC.node_names) for g in range(4)}
-    gone = int((AT - timedelta(minutes=20) - START) / STEP)
-    sim.readings.gpu[: len(GPU_METRICS), gone:, col[GONE]] = np.nan
-    return sim
+    return fleet(seed=7)
 
 
 def _cycle(source: SpanSource | FleetSimulator, sim: FleetSimulator, at: datetime) -> FleetFrames:
     """What ``Pipeline.read_window`` reads for a scorer of reductions."""
-    fetched = source.fetch(at - READS, at, STEP, gpu_metrics=PEER_METRICS)
-    return replace(split_lead(fetched, at - DEFAULT_WINDOW), reduced=sim.reduce(PLAN, at))
+    return cycle_frames(source, sim, at)
 
 
 def test_each_cycle_of_a_span_has_its_own_features(sim: FleetSimulator) -> None:
