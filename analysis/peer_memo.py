@@ -67,8 +67,9 @@ class PeerRowsMemo:
 
         ``graph`` and ``temp_per_watt`` are what the rows depend on besides the samples (the
         peers' placement and the degrees per watt): another graph object (a pipeline keeps one
-        per fleet) or other degrees per watt compute everything again. ``wide``: ``gpu_wide(PEER_METRICS)``, sorted by (key,
-        ts), holding the lag's lead-in (:data:`analysis.thermal.LEAD_IN`) before ``after``.
+        per fleet) or other degrees per watt compute everything again. ``wide``:
+        ``gpu_wide(PEER_METRICS)``, sorted by (key, ts), holding the lag's lead-in
+        (:data:`analysis.thermal.LEAD_IN`) before ``after`` (else nothing is taken again).
         """
         context = tuple(sorted(temp_per_watt.items()))
         ts = _ts_of(wide)

@@ -246,7 +246,7 @@ def gpu_frame(
             bad += 1
             continue
         kept.append(series)
-        nodes.append(intern(node))
+        nodes.append(intern(str(node)))
         gpus.append(intern(str(gpu)))
     ts, vals, lengths = flat_samples(kept)
     if not len(ts):
@@ -283,8 +283,8 @@ def node_frame(
         if sensor_l != "sensor" and labels.get("chip") and labels.get("sensor"):
             sensor = f"{labels['chip']}/{labels['sensor']}"
         kept.append(series)
-        nodes.append(intern(node))
-        sensors.append(intern(sensor))
+        nodes.append(intern(str(node)))
+        sensors.append(intern(str(sensor)))
     ts, vals, lengths = flat_samples(kept)
     return pd.DataFrame(
         {
@@ -322,7 +322,7 @@ def up_frame(matrix: list[dict[str, Any]], label_map: Mapping[str, str]) -> pd.D
     ts, vals, lengths = flat_samples(matrix)
     if not len(ts):
         return FleetFrames.empty_frame(UP_COLUMNS)
-    nodes = [intern(strip_port(series["metric"].get(inst_l, ""))) for series in matrix]
+    nodes = [intern(strip_port(str(series["metric"].get(inst_l, "")))) for series in matrix]
     jobs = [intern(str(series["metric"].get("job", ""))) for series in matrix]
     return concat_frames(
         [
