@@ -1432,3 +1432,19 @@ REPORT_RUN_2026_12_07_DQ: dict[str, object] = {**REPORT_RUN_2026_12_06_DO, "afte
 #: show; what does not finish in the session is said so.
 REPORT_RUN_2026_12_07_DR: dict[str, object] = {**REPORT_RUN_2026_12_07_DP, "after": "this commit"}
 REPORT_RUN_2026_12_07_DS: dict[str, object] = {**REPORT_RUN_2026_12_07_DQ, "after": "this commit"}
+
+
+#: Fixed before they started (2026-12-07, forty-second session), at the commit that adds this
+#: declaration. Model 17; since runs DR/DS (89644d1) the collector's thresholds are set by the
+#: entry point (762f16b), a cycle's peer rows are taken from the last cycle's where its samples
+#: are the same bits (3430d13, 6b5d44c: ``analysis.peer_memo``; on the evaluation's path, as
+#: each replay's scorer holds one), ``peer_rows`` skips the lead-in's own comparisons and the
+#: read is pivoted whole and the pivot cut (3430d13), labels are hashed once per run in
+#: ``reduce_frames`` (679ffd5), a window cut to itself is not copied (102e3d8), and the TSDB's
+#: frames intern their labels (f516544, not on the evaluation's path). Run U's two report
+#: commands (``gpu-risk eval --seeds report --skip 8 --limit 12 --cycle 5m --detectors
+#: graph,static --no-explain --max-gpus 128 --jobs 1 [--healthy]``), one worker each, side by
+#: side from a detached worktree at this commit. Every record is expected to equal runs DR and
+#: DS; reported whatever they show; what does not finish in the session is said so.
+REPORT_RUN_2026_12_07_DT: dict[str, object] = {**REPORT_RUN_2026_12_07_DR, "after": "this commit"}
+REPORT_RUN_2026_12_07_DU: dict[str, object] = {**REPORT_RUN_2026_12_07_DS, "after": "this commit"}
