@@ -6,6 +6,7 @@ from collections.abc import Collection
 from dataclasses import replace
 from datetime import datetime
 
+import numpy as np
 import pandas as pd
 
 from analysis.types import FleetFrames
@@ -27,8 +28,12 @@ def slice_frame(frame: pd.DataFrame, start: pd.Timestamp, end: pd.Timestamp) -> 
         lo = int(ts.searchsorted(start, side="right"))
         hi = int(ts.searchsorted(end, side="right"))
         return frame.iloc[lo:hi]
-    inside = ((ts > start) & (ts <= end)).to_numpy()
-    return frame if inside.all() else frame[inside]
+    return _rows(frame, ((ts > start) & (ts <= end)).to_numpy())
+
+
+def _rows(frame: pd.DataFrame, keep: np.ndarray) -> pd.DataFrame:
+    """``frame[keep]``; ``frame`` itself when that is every row (no copy of a whole window)."""
+    return frame if keep.all() else frame[keep]
 
 
 def sort_frames(frames: FleetFrames) -> FleetFrames:
@@ -59,10 +64,7 @@ def frames_from(frames: FleetFrames, start: datetime) -> FleetFrames:
     lo = to_utc(start)
 
     def cut(df: pd.DataFrame) -> pd.DataFrame:
-        if df.empty:
-            return df
-        kept = (df["ts"] >= lo).to_numpy()
-        return df if kept.all() else df[kept]
+        return df if df.empty else _rows(df, (df["ts"] >= lo).to_numpy())
 
     return replace(
         frames,

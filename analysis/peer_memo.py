@@ -36,6 +36,7 @@ class _Kept:
     graph: object
     context: tuple[Any, ...]
     wide: pd.DataFrame
+    ts: np.ndarray  # each row's timestamp (ns) of ``wide``
     after: pd.Timestamp
     rows: np.ndarray  # the rows of ``wide`` after ``after``, in ``wide``'s order
     columns: pd.Index
@@ -76,13 +77,15 @@ class PeerRowsMemo:
         later = ts > after.value
         kept = self._kept if self._kept is not None and self._kept.graph is graph else None
         start = _first_changed(kept, context, wide, ts, after)
-        if start is None:
+        out = None
+        if start is not None:
+            out = self._joined(wide, ts, later, after, start=start, compute=compute)
+        if out is None:
             out = compute(wide, after)
             self.computed += len(out)
-        else:
-            out = self._joined(wide, ts, later, after, start=start, compute=compute)
         # the rows are shared with the caller (neither modifies them in place)
-        self._kept = _Kept(graph, context, wide, after, out.to_numpy(dtype=np.float64), out.columns)
+        rows = out.to_numpy(dtype=np.float64)
+        self._kept = _Kept(graph, context, wide, ts, after, rows, out.columns)
         return out
 
     def _joined(
@@ -94,29 +97,24 @@ class PeerRowsMemo:
         *,
         start: int,
         compute: Compute,
-    ) -> pd.DataFrame:
+    ) -> pd.DataFrame | None:
         """Rows before ``start`` (ns) taken from the kept call, the rest computed from the lag's
-        lead-in before ``start`` on; everything computed when the counts do not match."""
+        lead-in before ``start`` on; None (compute them all) when the counts do not match."""
         kept = self._kept
         assert kept is not None
         window_ts = ts[later]
-        kept_ts = _ts_of(kept.wide)
-        kept_ts = kept_ts[kept_ts > kept.after.value]  # the kept rows' timestamps, in order
+        kept_ts = kept.ts[kept.ts > kept.after.value]  # the kept rows' timestamps, in order
         taken = kept.rows[(kept_ts > after.value) & (kept_ts < start)]
         again = window_ts < start
         if start <= after.value or len(taken) != int(again.sum()):
-            out = compute(wide, after)
-            self.computed += len(out)
-            return out
+            return None
         columns, fresh = kept.columns, np.empty((0, len(kept.columns)))
         if not again.all():
             lead = ts >= start - int(LEAD_IN.total_seconds() * 1e9)
             part = compute(wide[lead], pd.Timestamp(start - 1, tz="UTC"))
             columns, fresh = part.columns, part.to_numpy(dtype=np.float64)
         if not columns.equals(kept.columns) or len(fresh) != int((~again).sum()):
-            out = compute(wide, after)
-            self.computed += len(out)
-            return out
+            return None
         rows = np.empty((len(window_ts), len(columns)))
         rows[again], rows[~again] = taken, fresh
         self.reused += len(taken)
@@ -148,7 +146,7 @@ def _first_changed(
     key = wide.index.names.index("key")
     if not wide.index.levels[key].equals(kept.wide.index.levels[key]):
         return None
-    old_ts = _ts_of(kept.wide)
+    old_ts = kept.ts
     if not len(ts) or not len(old_ts) or ts.min() < old_ts.min():
         return None
     # the lag of a row reads the samples of LEAD_IN before it: a kept row read a sample this
