@@ -185,6 +185,14 @@ class Settings(BaseSettings):
     refit_hour_utc: int = Field(3, ge=0, le=23, description="Hour of the daily model refit")
     digest_hour_utc: int = Field(9, ge=0, le=23, description="Hour of the daily digest")
     score_retention_days: int = Field(14, ge=1, le=3650, description="Days of score history kept")
+    score_history_min: float = Field(
+        0.5,
+        ge=0,
+        le=1,
+        description="A GPU's score joins the score history only at cycles it is at least this "
+        "(the latest cycle's score of every GPU is always stored, and every score is the "
+        "`gpu_risk_score` gauge on /metrics for your Prometheus to keep); 0: every GPU every cycle",
+    )
     http_host: str = Field("0.0.0.0", description="Bind address of the HTTP server")
     http_port: int = Field(3000, ge=1, le=65535, description="/slack/events, /healthz, /metrics")
     outbox_lease_seconds: int = Field(

@@ -347,7 +347,9 @@ def build_runtime(
         srcs[c.name] = (
             stand_in if stand_in is not None else build_source(c.settings, topologies[c.name])
         )
-    repository = Repository.from_url(settings.database_url)
+    repository = Repository.from_url(
+        settings.database_url, score_history_min=settings.score_history_min
+    )
     lock = make_leader_lock(
         repository.engine, worker_id, ttl=timedelta(seconds=max(3 * settings.scan_interval, 30))
     )

@@ -61,6 +61,7 @@ class IncidentStore:
 
     score_epsilon: float
     cluster: str | None
+    score_history_min: float
     _sessions: sessionmaker[Session]
     _readers: sessionmaker[Session]
 
@@ -134,7 +135,7 @@ class IncidentStore:
                 if pictures and done.action is Action.POST and done.incident_id is not None:
                     _put_images(s, done.incident_id, pictures, at)
             if scores:
-                insert_scores(s, at, scores, self.cluster or "")
+                insert_scores(s, at, scores, self.cluster or "", self.score_history_min)
             if tracker is not None:
                 _put_tracker_state(s, tracker[0], tracker[1], at)
         return decisions

@@ -263,8 +263,9 @@ class OutboxRow(Base):
 
 
 class ScoreRow(Base):
-    """Compact score history: one GPU's calibrated risk at one cycle of its cluster (pruned by
-    retention)."""
+    """Score history: one GPU's calibrated risk at one cycle of its cluster, kept when it was at
+    least the store's ``score_history_min`` (pruned by retention). Every GPU's every score is
+    the bot's ``gpu_risk_score`` gauge, for the TSDB that scrapes it."""
 
     __tablename__ = "scores"
     __table_args__ = (
@@ -276,6 +277,18 @@ class ScoreRow(Base):
     cluster: Mapped[str] = mapped_column(String(64), default="", server_default="")
     at: Mapped[datetime] = mapped_column(index=True)
     gpu_key: Mapped[str] = mapped_column(String(255))
+    score: Mapped[float] = mapped_column(Float)
+
+
+class LatestScoreRow(Base):
+    """Every GPU's calibrated risk at its cluster's latest scored cycle (replaced by each cycle):
+    what ``/gpu-risk`` and the App Home show, whatever the history keeps."""
+
+    __tablename__ = "latest_scores"
+
+    cluster: Mapped[str] = mapped_column(String(64), primary_key=True)
+    gpu_key: Mapped[str] = mapped_column(String(255), primary_key=True)
+    at: Mapped[datetime]
     score: Mapped[float] = mapped_column(Float)
 
 

@@ -51,7 +51,7 @@ from storage.records import (
     Verdict,
     require_aware,
 )
-from storage.scans import ModelBlobStore, ScanStore
+from storage.scans import DEFAULT_SCORE_HISTORY_MIN, ModelBlobStore, ScanStore
 
 __all__ = [
     "DATA_SOURCE_KIND",
@@ -89,17 +89,25 @@ class Repository(IncidentStore, MaintenanceStore, OutboxStore, ScanStore, ModelB
         degrade_after: int = 1,
         owns_engine: bool = False,
         cluster: str | None = None,
+        score_history_min: float = DEFAULT_SCORE_HISTORY_MIN,
     ) -> None:
         """Use ``engine``; ``degrade_after`` failed scans in a row mark the source degraded.
 
-        ``cluster``: see :meth:`scoped` (None: the whole store).
+        ``cluster``: see :meth:`scoped` (None: the whole store). ``score_history_min``: a GPU's
+        score joins the score history only at cycles it is at least this (0: every score of
+        every cycle); the latest cycle's scores are kept for every GPU whatever it is.
         """
+        if not 0.0 <= score_history_min <= 1.0:
+            raise ValueError(
+                f"score_history_min must be a risk in [0, 1] (got {score_history_min})"
+            )
         if degrade_after < 1:
             raise ValueError(f"degrade_after must be >= 1 (got {degrade_after})")
         self.cluster = cluster
         self.engine = engine
         self.score_epsilon = score_epsilon
         self.degrade_after = degrade_after
+        self.score_history_min = score_history_min
         self._sessions = session_factory(engine)
         self._readers = session_factory(engine, read_only=True)
         self._owns_engine = owns_engine

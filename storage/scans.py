@@ -12,6 +12,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from analysis.types import GpuScore, format_time
 from storage.models import (
     IncidentRow,
+    LatestScoreRow,
     ModelBlobRow,
     ModelVersionRow,
     OutboxRow,
@@ -32,6 +33,10 @@ from storage.records import (
     scan_run,
 )
 
+#: The risk from which a GPU's score joins the score history (below it, only the latest cycle's
+#: score is stored; every score is the bot's ``gpu_risk_score`` gauge for the TSDB to keep).
+DEFAULT_SCORE_HISTORY_MIN = 0.5
+
 
 class ScanStore:
     """Record scans, scores and models and report the store's status; one transaction per call.
@@ -41,6 +46,7 @@ class ScanStore:
 
     degrade_after: int
     cluster: str | None
+    score_history_min: float
     _sessions: sessionmaker[Session]
     _readers: sessionmaker[Session]
 
@@ -176,15 +182,17 @@ class ScanStore:
     # ------------------------------------------------------------------ scores
 
     def record_scores(self, at: datetime, scores: Iterable[GpuScore]) -> int:
-        """Append one cycle's GPU scores to the history; return how many rows were written."""
+        """Store one cycle's GPU scores (:func:`insert_scores`); return the history rows written."""
         require_aware(at, "at")
         with self._sessions.begin() as s:
-            return insert_scores(s, at, scores, self.cluster or "")
+            return insert_scores(s, at, scores, self.cluster or "", self.score_history_min)
 
     def prune_scores(self, older_than: datetime) -> int:
-        """Delete score history before ``older_than`` (the retention cut); return rows deleted."""
+        """Delete score history before ``older_than`` (the retention cut), and the latest scores
+        of a cluster not scored since; return the history rows deleted."""
         require_aware(older_than, "older_than")
         with self._sessions.begin() as s:
+            s.execute(delete(LatestScoreRow).where(LatestScoreRow.at < older_than))
             result = s.execute(delete(ScoreRow).where(ScoreRow.at < older_than))
             return int(result.rowcount)  # type: ignore[attr-defined]
 
@@ -194,16 +202,10 @@ class ScanStore:
         Scoped: its cluster's latest cycle; unscoped: each cluster's latest cycle.
         """
         with self._readers() as s:
-            latest = (
-                select(ScoreRow.cluster, func.max(ScoreRow.at).label("at"))
-                .where(*self._where(ScoreRow.cluster))
-                .group_by(ScoreRow.cluster)
-                .subquery()
-            )
             rows = s.execute(
-                select(ScoreRow.gpu_key, ScoreRow.score)
-                .join(latest, (ScoreRow.cluster == latest.c.cluster) & (ScoreRow.at == latest.c.at))
-                .order_by(ScoreRow.score.desc(), ScoreRow.gpu_key)
+                select(LatestScoreRow.gpu_key, LatestScoreRow.score)
+                .where(*self._where(LatestScoreRow.cluster))
+                .order_by(LatestScoreRow.score.desc(), LatestScoreRow.gpu_key)
                 .limit(limit)
             ).all()
         out = []
@@ -215,7 +217,8 @@ class ScanStore:
     def score_history(
         self, gpu_key: str, *, since: datetime | None = None
     ) -> list[tuple[datetime, float]]:
-        """Return (at, score) of one GPU, oldest first."""
+        """Return (at, score) of one GPU, oldest first: the cycles it scored at least
+        ``score_history_min`` (all of them when that is 0)."""
         with self._readers() as s:
             q = select(ScoreRow.at, ScoreRow.score).where(
                 ScoreRow.gpu_key == gpu_key, *self._where(ScoreRow.cluster)
@@ -278,14 +281,34 @@ def source_state_name(cluster: str) -> str:
     return f"{DATA_SOURCE_KIND}:{cluster}" if cluster else DATA_SOURCE_KIND
 
 
-def insert_scores(s: Session, at: datetime, scores: Iterable[GpuScore], cluster: str = "") -> int:
-    """Bulk-insert one cycle's scores (of ``cluster``)."""
-    rows = [
-        {"at": at, "gpu_key": g.key, "score": float(g.score), "cluster": cluster} for g in scores
+def insert_scores(
+    s: Session,
+    at: datetime,
+    scores: Iterable[GpuScore],
+    cluster: str = "",
+    history_min: float = 0.0,
+) -> int:
+    """Store one cycle's scores (of ``cluster``): every GPU's replaces the cluster's latest
+    cycle, and those at least ``history_min`` are appended to the history. Return how many
+    history rows were written."""
+    best: dict[str, float] = {}
+    for g in scores:  # one row per GPU (a key given twice keeps its highest)
+        best[g.key] = max(float(g.score), best.get(g.key, float("-inf")))
+    if not best:  # a cycle that scored nothing leaves the last one's scores
+        return 0
+    s.execute(delete(LatestScoreRow).where(LatestScoreRow.cluster == cluster))
+    s.execute(
+        insert(LatestScoreRow),
+        [{"cluster": cluster, "gpu_key": k, "at": at, "score": v} for k, v in best.items()],
+    )
+    kept = [
+        {"at": at, "gpu_key": k, "score": v, "cluster": cluster}
+        for k, v in best.items()
+        if v >= history_min
     ]
-    if rows:
-        s.execute(insert(ScoreRow), rows)
-    return len(rows)
+    if kept:
+        s.execute(insert(ScoreRow), kept)
+    return len(kept)
 
 
 class ModelBlobStore:

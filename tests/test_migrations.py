@@ -49,7 +49,9 @@ TABLES_0002 = {"scores", "model_versions"}
 TABLES_0003 = {"incident_images"}
 TABLES_0004 = {"tracker_state", "seen_requests", "model_blobs"}
 TABLES_0005 = {"maintenance_windows"}
-ALL_TABLES = TABLES_0001 | TABLES_0002 | TABLES_0003 | TABLES_0004 | TABLES_0005
+TABLES_0007 = {"latest_scores"}
+PREVIOUS_TABLES = TABLES_0001 | TABLES_0002 | TABLES_0003 | TABLES_0004 | TABLES_0005
+ALL_TABLES = PREVIOUS_TABLES | TABLES_0007
 
 
 def tables(url: str) -> set[str]:
@@ -61,8 +63,8 @@ def tables(url: str) -> set[str]:
         engine.dispose()
 
 
-def test_head_is_0006_and_previous_exists() -> None:
-    assert head_revision() == "0006"
+def test_head_is_0007_and_previous_exists() -> None:
+    assert head_revision() == "0007"
 
 
 def test_upgrade_empty_database_to_head_matches_models(db_url: str) -> None:  # noqa: F811
@@ -85,7 +87,7 @@ def test_upgrade_empty_database_to_head_matches_models(db_url: str) -> None:  # 
 def test_upgrade_previous_revision_with_data_keeps_it(db_url: str) -> None:  # noqa: F811
     upgrade(db_url, PREVIOUS)
     assert current_revision(db_url) == PREVIOUS
-    assert tables(db_url) == ALL_TABLES
+    assert tables(db_url) == PREVIOUS_TABLES
     # a previous-revision deployment with an open, posted incident and a pending notification
     inc = Incident(
         "i", T0, "warning", 0.8, RootCause("pdu-a1", "pdu"), (GpuScore("gpu-node-001", "0", 0.8),)
@@ -122,6 +124,41 @@ def test_upgrade_previous_revision_with_data_keeps_it(db_url: str) -> None:  # n
         assert [r.window for r in repo.maintenance_windows(T0)] == [window]
         assert repo.remove_maintenance(added.id, T0, "U1") is not None
         assert repo.maintenance_windows(T0) == []
+    finally:
+        repo.close()
+
+
+def test_upgrade_to_0007_keeps_each_clusters_latest_scores(db_url: str) -> None:  # noqa: F811
+    """0006 kept every cycle's scores in ``scores``; 0007 starts ``latest_scores`` with each
+    cluster's newest cycle there, so the commands show the same GPUs before the next cycle."""
+    upgrade(db_url, "0006")
+    engine = make_engine(db_url)
+    at = T0 if engine.dialect.name == "postgresql" else T0.replace(tzinfo=None)
+    rows = [
+        ("", "gpu-node-001/0", at, 0.9),
+        ("", "gpu-node-001/0", at + timedelta(minutes=1), 0.2),
+        ("", "gpu-node-001/1", at + timedelta(minutes=1), 0.1),
+        ("b", "gpu-node-001/0", at, 0.7),
+    ]
+    try:
+        with engine.begin() as conn:
+            scores = MetaData()
+            scores.reflect(conn, only=["scores"])
+            conn.execute(
+                scores.tables["scores"].insert(),
+                [dict(zip(("cluster", "gpu_key", "at", "score"), r, strict=True)) for r in rows],
+            )
+    finally:
+        engine.dispose()
+    upgrade(db_url)
+    repo = Repository.from_url(db_url)
+    try:
+        assert repo.scoped("").top_gpus() == [
+            GpuScore("gpu-node-001", "0", 0.2),
+            GpuScore("gpu-node-001", "1", 0.1),
+        ]
+        assert repo.scoped("b").top_gpus() == [GpuScore("gpu-node-001", "0", 0.7)]
+        assert len(repo.score_history("gpu-node-001/0")) == 3  # the history is untouched
     finally:
         repo.close()
 
@@ -174,7 +211,7 @@ def test_downgrade_head_to_previous_to_base(db_url: str) -> None:  # noqa: F811
     repo.close()
     downgrade(db_url, PREVIOUS)
     assert current_revision(db_url) == PREVIOUS
-    assert tables(db_url) == ALL_TABLES
+    assert tables(db_url) == PREVIOUS_TABLES
     engine = make_engine(db_url)
     try:
         with engine.connect() as conn:  # the incidents and their GPUs are still there

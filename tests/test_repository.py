@@ -467,9 +467,47 @@ def test_scores_top_gpus_and_retention(repo: Repository) -> None:
         GpuScore("gpu-node-002", "2", 0.2),
     ]
     assert repo.score_history("gpu-node-001/0") == [(T0, 0.9)]
+    assert repo.score_history("gpu-node-002/3") == []  # 0.3: below the history's 0.5
     assert repo.prune_scores(T0 + 30 * MIN) == 4
     assert repo.score_history("gpu-node-001/0") == []
-    assert len(repo.score_history("gpu-node-002/1", since=T0)) == 1
+    assert len(repo.top_gpus(10)) == 4  # the latest cycle is newer than the cut: kept
+    assert repo.prune_scores(T0 + 90 * MIN) == 0  # a cluster not scored since the cut
+    assert repo.top_gpus(10) == []
+
+
+def test_scores_latest_cycle_for_every_gpu_history_for_gpus_at_risk(repo: Repository) -> None:
+    """Every cycle replaces every GPU's latest score; the history grows only by the GPUs at
+    least ``score_history_min`` (at 100,000 GPUs a cycle a minute, 144 million rows a day)."""
+    fleet = [GpuScore(f"gpu-node-{n:03d}", str(g), 0.05) for n in range(50) for g in range(8)]
+    for cycle in range(10):
+        hot = GpuScore("gpu-node-007", "3", round(0.4 + cycle / 20, 2))  # 0.40 ... 0.85
+        scores = [hot if g.key == hot.key else g for g in fleet]
+        written = repo.apply_cycle(T0 + cycle * MIN, [], True, scores=scores)
+        assert written == []
+    assert len(repo.top_gpus(1000)) == 400
+    assert repo.top_gpus(1) == [GpuScore("gpu-node-007", "3", 0.85)]
+    with repo.engine.connect() as conn:  # the tables' sizes are the point
+        assert conn.execute(text("SELECT count(*) FROM scores")).scalar() == 8  # 0.50 ... 0.85
+        assert conn.execute(text("SELECT count(*) FROM latest_scores")).scalar() == 400
+    assert [a for a, _ in repo.score_history("gpu-node-007/3")] == [
+        T0 + c * MIN for c in range(2, 10)
+    ]
+    assert repo.record_scores(T0 + 11 * MIN, []) == 0  # a cycle that scored nothing
+    assert len(repo.top_gpus(1000)) == 400
+
+
+def test_score_history_min_zero_keeps_every_score(tmp_path: Path) -> None:
+    repo = Repository.from_url(f"sqlite:///{tmp_path / 's.db'}", score_history_min=0.0)
+    try:
+        scores = [GpuScore("gpu-node-001", str(g), g / 10) for g in range(4)]
+        assert repo.record_scores(T0, scores) == 4
+        assert repo.record_scores(T0 + MIN, scores) == 4
+        assert repo.score_history("gpu-node-001/0") == [(T0, 0.0), (T0 + MIN, 0.0)]
+        assert repo.scoped("b").score_history_min == 0.0
+    finally:
+        repo.close()
+    with pytest.raises(ValueError, match=r"score_history_min must be a risk in \[0, 1\]"):
+        Repository.from_url("sqlite://", score_history_min=1.5)
 
 
 def test_model_versions_and_status(repo: Repository) -> None:
