@@ -82,6 +82,12 @@ class FeatureTails:
     infinitely surprising), and a row's raw guard score is ``max_j -log10 p_j - log10 m``: the
     Bonferroni bound on the chance that any of the ``m`` tested features is that surprising in a
     healthy GPU-cycle, so fifty features do not give fifty chances to page.
+
+    ``keep_sorted=False`` (the product's scorer) lets the fitted history go when it cannot
+    change a score: below the 95th percentile ``p_j`` is at least the share of rows at or above
+    it (about 5 %), and when that is more than ``1/m`` an empirical ``p`` never clears the
+    Bonferroni bar, so :meth:`score` gives the same bits from the tails alone. The history is a
+    float per training row and feature (0.5 GB at 100,000 GPUs); :meth:`neg_log_p` needs it.
     """
 
     def __init__(
@@ -93,9 +99,11 @@ class FeatureTails:
         min_beta_unobserved: float = 1.0,
         min_p_tail: float = 0.01,
         max_beta: float = 1.0,
+        keep_sorted: bool = True,
     ) -> None:
         """Keep the settings (``directions``: +1/-1/0 per column, see :func:`risk_direction`)."""
         self.directions = None if directions is None else tuple(directions)
+        self.keep_sorted = keep_sorted
         self.tail_quantile = tail_quantile
         self.min_beta = min_beta
         self.min_beta_unobserved = min_beta_unobserved
@@ -114,7 +122,8 @@ class FeatureTails:
     def fit(self, z: npt.ArrayLike) -> Self:
         """Learn each column's distribution of (oriented) ``|z|`` and return self."""
         a = self._oriented(z)
-        self.sorted_ = np.sort(a, axis=0)
+        self.sorted_: npt.NDArray[np.float64] | None = np.sort(a, axis=0)
+        self.n_ = a.shape[0]
         self.u_ = np.quantile(a, self.tail_quantile, axis=0)
         exceed = np.where(a > self.u_, a - self.u_, np.nan)
         none = np.isnan(exceed).all(axis=0)
@@ -127,10 +136,28 @@ class FeatureTails:
         floor = np.where(observed, self.min_beta, self.min_beta_unobserved)
         self.beta_ = np.clip(np.nan_to_num(mean_exceed), floor, self.max_beta)
         self.p_u_ = np.maximum((a > self.u_).mean(axis=0), self.min_p_tail)
+        if not self.keep_sorted and self._tails_decide(self.sorted_):
+            self.sorted_ = None
         return self
+
+    def _tails_decide(self, sorted_: npt.NDArray[np.float64]) -> bool:
+        """Whether no value at or below a column's ``u_`` can clear the Bonferroni bar: its
+        empirical ``p`` is at least that of ``u_`` itself (the share at or above it), and
+        ``-log10`` of that is below ``log10 m``. Not for a history with NaN (sorted last)."""
+        n = sorted_.shape[0]
+        if n == 0 or np.isnan(sorted_[-1]).any():
+            return False
+        at_u = np.array([n - np.searchsorted(sorted_[:, j], u) for j, u in enumerate(self.u_)])
+        p_at_u = np.clip((at_u + 1.0) / (n + 1.0), 1e-300, 1.0)
+        return bool(np.all(-np.log10(p_at_u) - math.log10(self.n_tested) < 0.0))
 
     def neg_log_p(self, z: npt.ArrayLike) -> npt.NDArray[np.float64]:
         """Return ``-log10 p_j`` per row and feature."""
+        if self.sorted_ is None:
+            raise ValueError(
+                "this guard kept only its tails (keep_sorted=False): it scores rows, but "
+                "per-feature p needs the fitted history; fit it with keep_sorted=True"
+            )
         a = self._oriented(z)
         n = self.sorted_.shape[0]
         out = np.empty_like(a)
@@ -146,13 +173,30 @@ class FeatureTails:
     def n_tested(self) -> int:
         """Return how many features the guard tests (columns not left to a twin)."""
         if self.directions is None:
-            return int(self.sorted_.shape[1])
+            return len(self.u_)
         return max(1, sum(1 for d in self.directions if d != IGNORE))
 
     def score(self, z: npt.ArrayLike) -> npt.NDArray[np.float64]:
         """Return each row's guard score: ``-log10`` of the Bonferroni-adjusted smallest ``p``."""
-        best = self.neg_log_p(z).max(axis=1) - math.log10(self.n_tested)
+        if self.sorted_ is None:  # only a tail can clear the bar (``_tails_decide``)
+            best = self._tail_neg_log_p(z).max(axis=1) - math.log10(self.n_tested)
+        else:
+            best = self.neg_log_p(z).max(axis=1) - math.log10(self.n_tested)
         return np.asarray(np.clip(best, 0.0, None), dtype=np.float64)
+
+    def _tail_neg_log_p(self, z: npt.ArrayLike) -> npt.NDArray[np.float64]:
+        """``-log10 p_j`` where ``z_j`` is in its tail, 0 elsewhere (a NaN: as a value above
+        all of a history without NaN). The same bits as :meth:`neg_log_p` in the tails."""
+        a = self._oriented(z)
+        out = np.zeros_like(a)
+        for j in range(a.shape[1]):
+            p_tail = self.p_u_[j] * np.exp(-(a[:, j] - self.u_[j]) / self.beta_[j])
+            tail = a[:, j] > self.u_[j]
+            out[:, j] = np.where(
+                tail, -np.log10(np.clip(np.minimum(p_tail, 1.0), 1e-300, 1.0)), 0.0
+            )
+            out[np.isnan(a[:, j]), j] = -np.log10(1.0 / (self.n_ + 1.0))
+        return out
 
 
 IGNORE = 2

@@ -447,7 +447,8 @@ class FeatureScorer:
         ).fit(z)
         self.calibrator_ = TailCalibrator(self.decades).fit(self.detector_.decision_function(z))
         if self.tail_guard:
-            self.tails_ = FeatureTails([risk_direction(c) for c in self.columns_]).fit(z)
+            directions = [risk_direction(c) for c in self.columns_]
+            self.tails_ = FeatureTails(directions, keep_sorted=False).fit(z)
         self.fingerprint_ = fleet_fingerprint(served)
         self.n_train_rows_ = len(rows)
         self.fitted_at_ = to_utc(history.end).to_pydatetime()

@@ -322,6 +322,38 @@ def test_guard_is_bonferroni_adjusted_and_a_counter_wiggle_is_not_a_page() -> No
     assert more.score(wide)[0] < tails.score(narrow)[0]
 
 
+def test_the_guard_without_its_history_scores_the_same_bits() -> None:
+    """``keep_sorted=False`` drops the fitted history when no value below a column's 95th
+    percentile can clear the Bonferroni bar (more than 20 tested features): the scores are
+    the same bits, whatever the rows (tails, ties, zeros, NaN, features that never moved)."""
+    from analysis.calibration import IGNORE, FeatureTails
+
+    rng = np.random.default_rng(5)
+    healthy = rng.normal(0.0, 1.0, (3000, 42))
+    healthy[:, 3] = 0.0  # never moved
+    healthy[:, 4] = np.round(healthy[:, 4])  # ties at the percentile
+    healthy[:, 5] = np.abs(rng.standard_cauchy(3000))  # a heavy tail
+    directions = [0, 1, -1, 0, 0, 1, IGNORE] + [0] * 35
+    rows = rng.normal(0.0, 2.0, (5000, 42)) * rng.choice([0.0, 1.0, 4.0], (5000, 1))
+    rows[:50, 3] = 0.5  # the first move of a feature that never moved
+    rows[50:60, 9] = np.nan
+    rows[60:70] = np.quantile(np.abs(healthy), 0.95, axis=0)  # exactly at each percentile
+    full = FeatureTails(directions).fit(healthy)
+    compact = FeatureTails(directions, keep_sorted=False).fit(healthy)
+    assert full.sorted_ is not None and compact.sorted_ is None
+    with np.errstate(over="ignore"):
+        np.testing.assert_array_equal(compact.score(rows), full.score(rows))
+    assert (full.score(rows) > 0).sum() > 100  # the tails did page some rows
+    with pytest.raises(ValueError, match="keep_sorted=True"):
+        compact.neg_log_p(rows)
+    # Three features: 5 % is far above the bar of 1/3, the history decides: it is kept.
+    few = FeatureTails(keep_sorted=False).fit(healthy[:, :3])
+    assert few.sorted_ is not None
+    np.testing.assert_array_equal(
+        few.score(rows[:, :3]), FeatureTails().fit(healthy[:, :3]).score(rows[:, :3])
+    )
+
+
 def test_the_guard_reads_each_feature_in_its_harmful_direction() -> None:
     from analysis.calibration import IGNORE, FeatureTails, risk_direction
 
