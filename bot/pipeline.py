@@ -113,7 +113,9 @@ class Pipeline:
     current: Model | None = field(default=None, init=False)
     """The model cycles score with: replaced whole by a refit (``install``), never edited."""
     restored: bool = field(default=False, init=False)
-    last_frames: FleetFrames | None = field(default=None, init=False)
+    last_end: datetime | None = field(default=None, init=False)
+    """The end of the last window a cycle read. The window itself is not kept: at 100,000 GPUs
+    its frames are most of a gigabyte, and the rolling read keeps what the next one needs."""
     last_graph: nx.DiGraph | None = field(default=None, init=False)
     last_seen: dict[GpuRef, datetime] = field(default_factory=dict, init=False)
     gpu_models: dict[str, str] = field(default_factory=dict, init=False)
@@ -188,7 +190,7 @@ class Pipeline:
         except MetricsSourceError as exc:
             return self.record.source_failed(at, str(exc), started)
         graph = self.graph_of(frames)
-        self.last_frames, self.last_graph = frames, graph  # what this cycle saw (for comparisons)
+        self.last_end, self.last_graph = frames.end, graph  # the graph: what a refit serves
         try:
             model = self.model_for(graph, at, frames)  # this cycle's model, whatever a refit does
         except MetricsSourceError as exc:  # the history a (re)fit needs could not be read

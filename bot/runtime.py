@@ -177,8 +177,8 @@ class Runtime:
         scanned already (a tick a little early, or scans more often than the step)."""
         now = self.clock()
         at = grid_time(now, pipeline.step)
-        last = pipeline.last_frames
-        return now if last is not None and at <= last.end else at
+        last = pipeline.last_end
+        return now if last is not None and at <= last else at
 
     def dispatch(self) -> int:
         """Deliver every due outbox row once; return how many were sent.

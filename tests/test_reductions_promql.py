@@ -338,9 +338,9 @@ def test_a_cycle_on_the_server_scores_as_the_simulator_does(
     from analysis.thermal import LAG, LEAD_IN
 
     assert remote.current is not None and remote.current.scorer.temp_per_watt_[LAG] == 120.0
-    for pipe in (remote, local):
-        frames = pipe.last_frames
-        assert frames is not None and frames.lead is not None
+    read = [(pipe, pipe.read_window(SCAN)) for pipe in (remote, local)]  # what the cycle read
+    for pipe, frames in read:
+        assert frames.end == pipe.last_end and frames.lead is not None
         start = pd.Timestamp(SCAN - DEFAULT_WINDOW)
         assert frames.lead["ts"].max() < start <= frames.gpu["ts"].min()
         assert frames.lead["ts"].min() <= start - pd.Timedelta(LEAD_IN)
@@ -349,9 +349,8 @@ def test_a_cycle_on_the_server_scores_as_the_simulator_does(
     # an incident's nodes get every GPU metric raw (for explanations and images), only they
     found = got.assessment.incidents
     assert found
-    assert remote.last_frames is not None
     session.sent.clear()
-    raw = remote.evidence.frames_for(remote.last_frames, found, SCAN, remote.source)
+    raw = remote.evidence.frames_for(read[0][1], found, SCAN, remote.source)
     nodes = {g.node for inc in found for g in inc.gpus}
     asked = [q for path, q in session.sent if path == "query_range"]
     assert asked and all("Hostname=~" in q for q in asked)
