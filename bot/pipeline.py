@@ -561,17 +561,27 @@ class Pipeline:
         # first cycle: every cycle's reductions beside the whole span, storage.span_source)
         fetched, reduced = side_by_side(
             self.source,
-            lambda: self._raw(at - self.reads, at, PEER_METRICS),
+            lambda: self._raw(at - self.reads, at, PEER_METRICS, lead_until=start),
             lambda: self.source.reduce(asked, at),
         )
         if here:
             reduced = with_reductions_of(reduced, fetched.gpu, PEER_METRICS)
         return replace(split_lead(fetched, start), reduced=reduced)
 
-    def _raw(self, start: datetime, end: datetime, metrics: Sequence[str] | None) -> FleetFrames:
-        """The window's raw series (``metrics`` of the GPU metrics; None: all)."""
+    def _raw(
+        self,
+        start: datetime,
+        end: datetime,
+        metrics: Sequence[str] | None,
+        *,
+        lead_until: datetime | None = None,
+    ) -> FleetFrames:
+        """The window's raw series (``metrics`` of the GPU metrics; None: all). ``lead_until``:
+        a rolling read returns them split there already (``split_lead``: what it keeps)."""
         if getattr(self.source, "rolling_reads", False):
-            return self.rolling.fetch(self.source, start, end, self.step, gpu_metrics=metrics)
+            return self.rolling.fetch(
+                self.source, start, end, self.step, gpu_metrics=metrics, lead_until=lead_until
+            )
         return self.source.fetch(start, end, self.step, gpu_metrics=metrics)
 
     def _known_incidents(self) -> tuple[Exclusion, ...]:

@@ -19,6 +19,12 @@ returns (tested against Prometheus and VictoriaMetrics, ``tests/test_rolling_rea
   (``rolling_reads``: ``PrometheusSource``) is read this way; an in-memory one (the simulator,
   a replay's cached chunks) has no transfer to save and orders its rows its own way.
 
+A cycle's reader asks for its frames split at the window's start (``lead_until``: the GPU rows
+before it as the frames' ``lead``, :func:`analysis.frames.split_lead`), and the split frames are
+what is kept, with the node, component and ``up`` rows before the split beside them: the cycle
+and the next read share those frames, instead of the split copies living beside a whole window
+(at 100,000 GPUs each is most of a gigabyte).
+
 A partial read that fails (or that the source refuses as empty: the last minutes without DCGM
 data) drops what was kept and reads the whole window, so a cycle sees exactly what it saw
 before, error or not. The window's reader (``Pipeline.read_window``) and a fit's spans of cycle
@@ -35,7 +41,7 @@ from datetime import datetime, timedelta
 
 import pandas as pd
 
-from analysis.frames import to_utc
+from analysis.frames import split_lead, to_utc
 from analysis.types import FleetFrames
 from storage.promql_frames import concat_fleet_frames
 from storage.source import MetricsSource, MetricsSourceError
@@ -46,6 +52,17 @@ logger = logging.getLogger(__name__)
 
 #: What a kept window was read for: the source (its id), the step and the GPU metrics.
 _Key = tuple[int, timedelta, tuple[str, ...] | None]
+
+
+@dataclass(frozen=True)
+class _Kept:
+    """The last window read (``[start, end]``), as parts whose rows together are its frames."""
+
+    key: _Key
+    start: datetime
+    end: datetime
+    parts: tuple[FleetFrames, ...]
+
 
 #: How much of the kept window's end is read again: points a TSDB may still have filled in since
 #: (VictoriaMetrics holds back its last 30 s by default, a remote-write pipeline a little more).
@@ -62,7 +79,7 @@ class RollingWindow:
     """
 
     reread: timedelta = REREAD
-    _kept: tuple[_Key, FleetFrames] | None = field(default=None, init=False, repr=False)
+    _kept: _Kept | None = field(default=None, init=False, repr=False)
     """The last window read, with what it was read for: swapped whole, so two threads reading
     at once each get their own window right (one of them reads it whole)."""
 
@@ -74,13 +91,17 @@ class RollingWindow:
         step: timedelta,
         *,
         gpu_metrics: Sequence[str] | None = None,
+        lead_until: datetime | None = None,
     ) -> FleetFrames:
         """The whole fleet's frames for ``[start, end]`` at ``step``: what
         ``source.fetch(start, end, step, gpu_metrics=gpu_metrics)`` returns, read in part when
-        the window kept from the last call covers its beginning on the same grid."""
+        the window kept from the last call covers its beginning on the same grid.
+
+        ``lead_until``: return them as ``split_lead(frames, lead_until)`` does (the frames from
+        ``lead_until`` on, the GPU rows before it their ``lead``), and keep those."""
         key: _Key = (id(source), step, None if gpu_metrics is None else tuple(gpu_metrics))
         last, self._kept = self._kept, None  # dropped whatever happens below
-        kept = last[1] if last is not None and last[0] == key else None
+        kept = last if last is not None and last.key == key else None
         lo = self._resume_at(kept, start, end, step)
         frames = None
         if kept is not None and lo is not None:
@@ -89,13 +110,22 @@ class RollingWindow:
             except MetricsSourceError as exc:
                 logger.debug("the window's new part could not be read (%s): reading it whole", exc)
             else:
-                before = _before(kept, start, lo)
+                before = [_before(part, start, lo) for part in kept.parts]
                 del kept, last  # its rows before the new part are copied: let it go first
-                frames = concat_fleet_frames([before, fresh], start, fresh.end, step)
+                frames = concat_fleet_frames([*before, fresh], start, fresh.end, step)
+                del before
         if frames is None:
             frames = source.fetch(start, end, step, gpu_metrics=gpu_metrics)
-        self._kept = (key, frames)
-        return frames
+        if lead_until is None or to_utc(frames.start) >= to_utc(lead_until):
+            self._kept = _Kept(key, frames.start, frames.end, (frames,))
+            return frames
+        split = split_lead(frames, lead_until)
+        assert split.lead is not None  # split_lead splits a window that starts before it
+        pre = _before(frames, frames.start, lead_until, gpu=split.lead)
+        first = frames.start
+        del frames  # the split frames and the rows before them are the window now
+        self._kept = _Kept(key, first, split.end, (split, pre))
+        return split
 
     def forget(self) -> None:
         """Let the kept window go (its reader is done: the next read is whole)."""
@@ -103,7 +133,7 @@ class RollingWindow:
 
     def _resume_at(
         self,
-        kept: FleetFrames | None,
+        kept: _Kept | None,
         start: datetime,
         end: datetime,
         step: timedelta,
@@ -124,8 +154,11 @@ class RollingWindow:
         return lo.to_pydatetime()
 
 
-def _before(kept: FleetFrames, start: datetime, lo: datetime) -> FleetFrames:
-    """The kept window's rows of ``[start, lo)`` (each frame), as the window from ``start``."""
+def _before(
+    kept: FleetFrames, start: datetime, lo: datetime, *, gpu: pd.DataFrame | None = None
+) -> FleetFrames:
+    """The rows of ``[start, lo)`` of a kept part (each frame; not its ``lead``, which is kept
+    as a part of its own), as the window from ``start``; ``gpu``: those GPU rows, already cut."""
     first, cut = to_utc(start), to_utc(lo)
 
     def rows(df: pd.DataFrame) -> pd.DataFrame:
@@ -136,7 +169,7 @@ def _before(kept: FleetFrames, start: datetime, lo: datetime) -> FleetFrames:
 
     return replace(
         kept,
-        gpu=rows(kept.gpu),
+        gpu=rows(kept.gpu) if gpu is None else gpu,
         node=rows(kept.node),
         component=rows(kept.component),
         up=rows(kept.up),

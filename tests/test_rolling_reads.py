@@ -121,6 +121,36 @@ def test_each_window_after_the_first_is_asked_from_reread_before_the_last_end(
         assert source.asked == [(first, end)]
 
 
+def test_windows_split_at_their_lead_in_read_in_part_as_whole_reads_split(
+    sim: FleetSimulator,
+) -> None:
+    """A cycle's read split at its window's start (``lead_until``): what is kept is the split
+    frames and the rows before the split, and the next windows come out as a whole read split
+    there (its GPU rows before it as the ``lead``), a minute, five and fifteen minutes apart."""
+    from analysis.frames import split_lead
+
+    source, rolling = Tsdb(sim), RollingWindow()
+    ends = [AT + timedelta(minutes=m) for m in (0, 1, 2, 7, 22)]
+    for i, end in enumerate(ends):
+        source.asked.clear()
+        split = end - WINDOW + timedelta(minutes=12)
+        got = rolling.fetch(
+            source, end - WINDOW, end, STEP, gpu_metrics=PEER_METRICS, lead_until=split
+        )
+        whole = Tsdb(sim).fetch(end - WINDOW, end, STEP, gpu_metrics=PEER_METRICS)
+        want = split_lead(whole, split)
+        _same(got, want, str(end))
+        assert got.lead is not None and want.lead is not None and not got.lead.empty
+        pd.testing.assert_frame_equal(got.lead, want.lead, check_exact=True)
+        first = end - WINDOW if i == 0 else ends[i - 1] - REREAD
+        assert source.asked == [(first, end)]
+    # a window kept split is extended unsplit, and the other way round
+    later = ends[-1] + STEP
+    got = rolling.fetch(source, later - WINDOW, later, STEP, gpu_metrics=PEER_METRICS)
+    _same(got, Tsdb(sim).fetch(later - WINDOW, later, STEP, gpu_metrics=PEER_METRICS), "unsplit")
+    assert got.lead is None
+
+
 @pytest.mark.parametrize(
     ("start", "end", "step", "metrics"),
     [
