@@ -355,14 +355,17 @@ def _peer_rows_with_lead(
     with ``memo``, the rows of the timestamps the last window had on the same samples are
     taken from it (:class:`analysis.peer_memo.PeerRowsMemo`: the same bits)."""
     lo = start - pd.Timedelta(LEAD_IN)
-    gpu = join_lead(frames).gpu
-    ts = gpu["ts"]
+    parts = [p for p in (frames.lead, frames.gpu) if p is not None]
     # a cycle's read holds just the window and its lead-in (and one sample at the lead-in's
-    # edge): pivoted whole and the pivot cut (three columns), not the tidy rows (every column)
-    outside = int(((ts <= lo) | (ts > at)).sum()) if len(gpu) else 0
-    if outside > len(gpu) // 10:
-        gpu = slice_frame(gpu, lo, at)
-    wide = replace(frames, gpu=gpu, lead=None, reduced=None).gpu_wide(PEER_METRICS)
+    # edge): pivoted whole (lead and window without joining them) and the pivot cut (three
+    # columns), not the tidy rows (every column)
+    outside = sum(int(((p["ts"] <= lo) | (p["ts"] > at)).sum()) for p in parts)
+    if outside > sum(len(p) for p in parts) // 10:
+        cut = slice_frame(join_lead(frames).gpu, lo, at)
+        wide = replace(frames, gpu=cut, lead=None).gpu_wide(PEER_METRICS)
+        outside = 0
+    else:
+        wide = frames.gpu_wide(PEER_METRICS, with_lead=True)
     if outside:
         when = wide.index.get_level_values("ts")
         wide = wide[(when > lo) & (when <= at)]
@@ -525,7 +528,7 @@ class RunPeers:
         """Pivot and compare the run's peer metrics once. ``frames`` in any order: the pivot
         sorts itself, and a window of the node frame's split has the rows of the window's own
         node frame in the same order (binary search when sorted by time, as a fit's history is)."""
-        wide = join_lead(frames).gpu_wide(PEER_METRICS)
+        wide = frames.gpu_wide(PEER_METRICS, with_lead=True)
         devs = None
         if temp_per_watt and FLEET in temp_per_watt:
             keys = pd.Index(wide.index.get_level_values("key").unique())

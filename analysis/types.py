@@ -221,13 +221,17 @@ class FleetFrames:
         pairs = {(str(n), str(g)) for n, g in zip(node, gpu, strict=True)}
         return tuple(sorted(GpuRef(n, g) for n, g in pairs))
 
-    def gpu_wide(self, metrics: Sequence[str] | None = None) -> pd.DataFrame:
+    def gpu_wide(
+        self, metrics: Sequence[str] | None = None, *, with_lead: bool = False
+    ) -> pd.DataFrame:
         """Return the GPU frame as one row per (GPU key, ts) and one column per metric.
 
         Parameters
         ----------
         metrics : the columns wanted, in this order (a metric without samples is a column of
             NaN); None: every metric present, sorted.
+        with_lead : the ``lead`` rows too, as if joined before the frame's (``join_lead``),
+            without copying them into one frame first.
 
         Returns
         -------
@@ -236,8 +240,9 @@ class FleetFrames:
             ``metric``. The last row wins for a repeated (key, ts, metric) cell: the same frame
             as ``drop_duplicates(keep="last").set_index([...]).unstack("metric")``.
         """
-        g = self.gpu if metrics is None else self.gpu[self.gpu["metric"].isin(list(metrics))]
-        wide = _pivot_gpu(g)
+        lead = self.lead if with_lead and self.lead is not None and not self.lead.empty else None
+        parts = [p for p in (lead, self.gpu) if p is not None]
+        wide = _pivot_gpu([p if metrics is None else _of_metrics(p, metrics) for p in parts])
         if metrics is not None:
             wide = wide.reindex(columns=pd.Index(list(metrics), name="metric"))
         return wide
@@ -268,23 +273,39 @@ def factorize_runs(
     return np.repeat(codes, lengths), uniques
 
 
-def _pivot_gpu(g: pd.DataFrame) -> pd.DataFrame:
-    """Pivot tidy GPU rows to (key, ts) x metric, sorted; the last row wins for a repeated cell.
+def _of_metrics(g: pd.DataFrame, metrics: Sequence[str]) -> pd.DataFrame:
+    """The rows of ``metrics`` (the frame itself when they all are: no copy)."""
+    keep = g["metric"].isin(list(metrics)).to_numpy()
+    return g if keep.all() else g[keep]
+
+
+def _pivot_gpu(parts: Sequence[pd.DataFrame]) -> pd.DataFrame:
+    """Pivot tidy GPU rows (``parts`` one after the other, as if concatenated) to (key, ts) x
+    metric, sorted; the last row wins for a repeated cell.
 
     Integer codes instead of hashing three columns per row: each (key, ts, metric) cell gets one
     code, and the last row of each code is kept (a dense grid when it is small enough, else a
-    stable sort).
+    stable sort). The parts are joined a column at a time, each code array let go once used
+    (at 100,000 GPUs a window's rows are 13 million: each array of them 100 MB).
     """
-    if g.empty:
+    given, parts = parts, [p for p in parts if not p.empty]
+    if not parts:
         index = pd.MultiIndex.from_arrays(
-            [pd.Index([], dtype=object), pd.Index(g["ts"])], names=["key", "ts"]
+            [pd.Index([], dtype=object), pd.Index(given[0]["ts"])], names=["key", "ts"]
         )
         return pd.DataFrame(
             np.empty((0, 0)), index=index, columns=pd.Index([], dtype=object, name="metric")
         )
-    node, node_u = factorize_runs(g["node"].to_numpy())
-    gpu, gpu_u = factorize_runs(g["gpu"].to_numpy())
-    pair, pair_u = pd.factorize(node.astype(np.int64) * len(gpu_u) + gpu, sort=False)
+
+    def column(name: str) -> np.ndarray:
+        arrays = [p[name].to_numpy() for p in parts]
+        return arrays[0] if len(arrays) == 1 else np.concatenate(arrays)
+
+    node, node_u = factorize_runs(column("node"))
+    gpu, gpu_u = factorize_runs(column("gpu"))
+    pair = node.astype(np.int64) * len(gpu_u) + gpu
+    del node, gpu
+    pair, pair_u = pd.factorize(pair, sort=False)
     # labels as text ("<node>/<gpu>"); labels that only differ in type become one key
     text = [f"{node_u[p // len(gpu_u)]}/{gpu_u[p % len(gpu_u)]}" for p in pair_u]
     merged, uniq = pd.factorize(np.array(text, dtype=object), sort=False)
@@ -292,20 +313,30 @@ def _pivot_gpu(g: pd.DataFrame) -> pd.DataFrame:
     key_order = np.argsort(pair_keys, kind="stable")  # key codes in sorted key order
     key_rank = np.empty(len(pair_keys), dtype=np.int64)
     key_rank[key_order] = np.arange(len(pair_keys))
-    key = key_rank[pair]
-    ts, ts_u = pd.factorize(g["ts"], sort=True)
-    metric, metric_u = factorize_runs(g["metric"].to_numpy(), sort=True, use_na_sentinel=True)
-    n_ts, n_m = len(ts_u), len(metric_u)
-    row = key * n_ts + ts
+    row = key_rank[pair]  # the key's rank, then its row below
+    del pair
+    when = parts[0]["ts"] if len(parts) == 1 else pd.concat([p["ts"] for p in parts])
+    ts, ts_u = pd.factorize(when, sort=True)
+    del when
+    n_ts = len(ts_u)
+    row *= n_ts
+    row += ts
+    del ts
+    metric, metric_u = factorize_runs(column("metric"), sort=True, use_na_sentinel=True)
+    n_m = len(metric_u)
     cell = row * n_m + metric
     n_cells = len(pair_keys) * n_ts * n_m
     if n_cells <= max(4 * len(cell), 1 << 20):  # dense (key, ts, metric) grid: no sorting
+        del row, metric
         flat = np.full(n_cells, -1, dtype=np.int64)
         np.maximum.at(flat, cell, np.arange(len(cell), dtype=np.int64))  # last row of each cell
+        del cell
         grid = flat.reshape(-1, n_m)
         rows = np.flatnonzero((grid >= 0).any(axis=1))
         src = grid[rows]
-        values = np.where(src >= 0, g["value"].to_numpy(dtype=float)[np.maximum(src, 0)], np.nan)
+        del flat, grid
+        value = np.asarray(column("value"), dtype=float)
+        values = np.where(src >= 0, value[np.maximum(src, 0)], np.nan)
     else:
         order = np.argsort(cell, kind="stable")
         ordered = cell[order]
@@ -314,7 +345,7 @@ def _pivot_gpu(g: pd.DataFrame) -> pd.DataFrame:
         last = order[last_of]  # the last row of each cell (stable sort keeps row order)
         rows, row_of = np.unique(row[last], return_inverse=True)
         values = np.full((len(rows), n_m), np.nan)
-        values[row_of, metric[last]] = g["value"].to_numpy(dtype=float)[last]
+        values[row_of, metric[last]] = np.asarray(column("value"), dtype=float)[last]
     index = pd.MultiIndex.from_arrays(
         [pair_keys[key_order][rows // n_ts], ts_u[rows % n_ts]], names=["key", "ts"]
     )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
 import numpy as np
@@ -111,6 +112,29 @@ def test_runs_of_series_pivot_as_the_naive_pivot() -> None:
     gpu = _random_gpu(np.random.default_rng(7), 4000, 30, 8, 40)
     runs = gpu.sort_values(["node", "gpu", "metric", "ts"], kind="stable").reset_index(drop=True)
     pd.testing.assert_frame_equal(_frames(runs).gpu_wide(), _naive(runs), check_freq=False)
+
+
+@pytest.mark.parametrize(("n", "nodes", "gpus", "steps"), [(3000, 30, 8, 40), (3000, 40, 8, 3000)])
+def test_with_lead_pivots_the_lead_and_the_frame_as_if_joined(
+    n: int, nodes: int, gpus: int, steps: int
+) -> None:
+    """``with_lead``: the lead's rows, then the frame's, without joining them: the naive pivot
+    of the joined rows (a cell in both: the frame's row wins), with and without a filter."""
+    rng = np.random.default_rng(11)
+    lead, gpu = _random_gpu(rng, n, nodes, gpus, steps), _random_gpu(rng, n, nodes, gpus, steps)
+    gpu.loc[gpu["metric"] == "B_METRIC", "metric"] = "D_METRIC"  # a metric only the frame has
+    frames = replace(_frames(gpu), lead=lead)
+    joined = pd.concat([lead, gpu], ignore_index=True)
+    pd.testing.assert_frame_equal(frames.gpu_wide(with_lead=True), _naive(joined), check_freq=False)
+    asked = ["C_METRIC", "B_METRIC"]
+    pd.testing.assert_frame_equal(
+        frames.gpu_wide(asked, with_lead=True),
+        _frames(joined).gpu_wide(asked),
+        check_freq=False,
+    )
+    pd.testing.assert_frame_equal(frames.gpu_wide(), _frames(gpu).gpu_wide(), check_freq=False)
+    empty = replace(frames, lead=lead.iloc[:0])
+    pd.testing.assert_frame_equal(empty.gpu_wide(with_lead=True), _naive(gpu), check_freq=False)
 
 
 def test_gpus_are_every_pair_seen_once_sorted() -> None:
