@@ -356,22 +356,46 @@ def to_timestamps(seconds: Iterable[Any] | np.ndarray) -> pd.Series:
 
 
 def concat_frames(parts: list[pd.DataFrame], columns: tuple[str, ...]) -> pd.DataFrame:
-    """Concatenate tidy parts in column order, sorted; an empty typed frame if none."""
-    parts = [p for p in parts if not p.empty]
-    if not parts:
+    """Concatenate tidy parts in column order, sorted; an empty typed frame if none.
+
+    The parts are not joined into one frame first: their order is found from the parts
+    (:func:`sorted_order`) and each column joined and put in that order on its own, so a large
+    read (a rolling read's kept rows and its new minutes) is held once more a column at a
+    time, not a whole frame at a time."""
+    given = [p for p in parts if not p.empty]
+    if not given:
         return FleetFrames.empty_frame(columns)
-    df = pd.concat(parts, ignore_index=True)
+    keys = [c for c in columns if c not in ("value", "ts")] + ["ts"]
+    tidy = [_tidy(p, columns) for p in given]
+    whole = [t for t in tidy if t is not None]
+    order = sorted_order(whole, keys) if len(whole) == len(given) else None
+    if order is None:  # the sort itself, on the parts joined (as pandas joins and orders them)
+        df = pd.concat(whole if len(whole) == len(given) else given, ignore_index=True)
+        out = _tidy(df, columns)
+        if out is None:
+            raise KeyError(f"tidy frames need the columns {columns}, got {tuple(df.columns)}")
+        out = out.sort_values(keys, kind="stable")
+        out.index = pd.RangeIndex(len(out))  # a new frame: renumbered in place, not copied again
+        return out
+    return pd.DataFrame({c: _joined(whole, c).array.take(order) for c in columns})
+
+
+def _joined(parts: list[pd.DataFrame], column: str) -> pd.Series:
+    """One column of the parts, one after the other (the part's own when there is one)."""
+    return parts[0][column] if len(parts) == 1 else pd.concat([p[column] for p in parts])
+
+
+def _tidy(df: pd.DataFrame, columns: tuple[str, ...]) -> pd.DataFrame | None:
+    """``df``'s ``columns`` in that order, the values float64, without the rows whose value is
+    NaN: the frame itself when it is that already; None when a column is missing."""
+    if not set(columns) <= set(df.columns):
+        return None
     if tuple(df.columns) != columns:
         df = df[list(columns)]
-    df["value"] = df["value"].astype("float64")
-    keys = [c for c in columns if c not in ("value", "ts")] + ["ts"]
+    if df["value"].dtype != np.float64:
+        df = df.assign(value=df["value"].astype("float64"))
     kept = df["value"].notna().to_numpy()
-    if not kept.all():
-        df = df[kept]
-    order = sorted_order(df, keys)
-    out = df.sort_values(keys, kind="stable") if order is None else df.take(order)
-    out.index = pd.RangeIndex(len(out))  # a new frame: renumbered in place, not copied again
-    return out
+    return df if kept.all() else df[kept]
 
 
 def concat_fleet_frames(
@@ -390,36 +414,46 @@ def concat_fleet_frames(
     )
 
 
-def sorted_order(df: pd.DataFrame, keys: list[str]) -> npt.NDArray[np.intp] | None:
+def sorted_order(
+    df: pd.DataFrame | Sequence[pd.DataFrame], keys: list[str]
+) -> npt.NDArray[np.intp] | None:
     """The positions of ``df.sort_values(keys, kind="stable")`` (text keys, then a timestamp),
     found by sorting the runs of rows that share their text keys; None where that does not give
     that order (a key that is not text, a NaT, a run whose times go back, runs of one series
-    that overlap in time).
+    that overlap in time). ``df`` may be parts, as if concatenated (positions in that).
 
     A tidy frame's samples come in runs of one series (one label set, times ascending): only
     each run's first labels are factorised (sorted, as pandas orders text) and the runs sorted
     stably by them. Ties of every key keep the rows' order, as in a stable sort.
     """
+    parts = [df] if isinstance(df, pd.DataFrame) else list(df)
     *text, time_key = keys
-    n = len(df)
-    ts = df[time_key]
-    if n == 0 or not isinstance(ts.dtype, pd.DatetimeTZDtype | np.dtype) or ts.dtype.kind != "M":
+    n = sum(len(p) for p in parts)
+    stamps = [p[time_key] for p in parts]
+    kind = stamps[0].dtype if stamps else None
+    if n == 0 or not isinstance(kind, pd.DatetimeTZDtype | np.dtype) or kind.kind != "M":
         return None
-    ints = np.asarray(ts.array.asi8, dtype=np.int64)
+    if any(t.dtype != kind for t in stamps):  # another unit or zone: as pandas would join them
+        return None
+    ints = np.concatenate([np.asarray(t.array.asi8, dtype=np.int64) for t in stamps])
     if (ints == np.iinfo(np.int64).min).any():  # NaT
         return None
-    cols = [df[k].to_numpy() for k in text]
-    if any(c.dtype != object for c in cols):
+    cols_of = [[p[k].to_numpy() for k in text] for p in parts]
+    if any(c.dtype != object for cols in cols_of for c in cols):
         return None
-    starts = run_heads(*cols) if cols else np.zeros(1, dtype=np.intp)  # no text key: one run
+    firsts = np.cumsum([0] + [len(p) for p in parts[:-1]])
+    heads_of = [  # each part's runs (a part's first row always starts one)
+        run_heads(*cols) if cols else np.zeros(1, dtype=np.intp) for cols in cols_of
+    ]
+    starts = np.concatenate([h + f for h, f in zip(heads_of, firsts, strict=True)])
     change = np.zeros(n, dtype=bool)
     change[starts] = True
     if (np.diff(ints)[~change[1:]] < 0).any():  # a run's times go back
         return None
     run_key = np.zeros(len(starts), dtype=np.int64)
     size = 1
-    for col in cols:
-        heads = col[starts]
+    for i in range(len(text)):
+        heads = np.concatenate([cols[i][h] for cols, h in zip(cols_of, heads_of, strict=True)])
         if not all(isinstance(v, str) for v in heads):
             return None
         codes, uniques = pd.factorize(heads, sort=True)

@@ -62,6 +62,14 @@ def test_concat_frames_is_the_stable_sort(seed: int) -> None:
     pd.testing.assert_frame_equal(
         concat_frames(parts, GPU_COLUMNS), _reference(parts, GPU_COLUMNS), check_exact=True
     )
+    # the parts' own runs give the order, without joining them (a series continued in a
+    # later part: a run of its own), and a part in another time unit is joined as pandas does
+    runs = [p.dropna(subset=["value"]) for p in parts[:-1]]
+    assert sorted_order(runs, ["node", "gpu", "metric", "ts"]) is not None
+    for joined in (parts[:-1], [*parts[:-2], parts[-2].astype({"ts": "datetime64[ms, UTC]"})]):
+        pd.testing.assert_frame_equal(
+            concat_frames(joined, GPU_COLUMNS), _reference(joined, GPU_COLUMNS), check_exact=True
+        )
     # without the overlapping series the runs give the order themselves (no fallback)
     clean = pd.concat(parts[:-1], ignore_index=True).dropna(subset=["value"])
     order = sorted_order(clean, ["node", "gpu", "metric", "ts"])
