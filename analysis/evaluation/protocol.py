@@ -1448,3 +1448,20 @@ REPORT_RUN_2026_12_07_DS: dict[str, object] = {**REPORT_RUN_2026_12_07_DQ, "afte
 #: DS; reported whatever they show; what does not finish in the session is said so.
 REPORT_RUN_2026_12_07_DT: dict[str, object] = {**REPORT_RUN_2026_12_07_DR, "after": "this commit"}
 REPORT_RUN_2026_12_07_DU: dict[str, object] = {**REPORT_RUN_2026_12_07_DS, "after": "this commit"}
+
+
+#: Fixed before they started (2026-12-07, forty-third session), at the commit that adds this
+#: declaration. Model 17; since runs DT/DU (56d8574) the tail guard drops its fitted history
+#: where it cannot change a score (69da9f7: the same bits by construction and test), the peer
+#: pivot joins the lead-in and the window a column at a time inside the pivot (c689e5f), and
+#: the features cut the window's GPU rows only where they read them (42a3eb1); on the
+#: evaluation's path. Not on it: the latest scores' table (b301e2a), the pipeline no longer
+#: holding its last frames (fdaaa27), the rolling read keeping split frames (ed1f676),
+#: ``concat_frames`` ordering parts without joining them (2479cc0). Development seeds 100-102
+#: gave the same records at 69da9f7 and c689e5f as at 45fbafd. Run U's two report commands
+#: (``gpu-risk eval --seeds report --skip 8 --limit 12 --cycle 5m --detectors graph,static
+#: --no-explain --max-gpus 128 --jobs 1 [--healthy]``), one worker each, side by side from a
+#: detached worktree at this commit. Every record is expected to equal runs DT and DU;
+#: reported whatever they show; what does not finish in the session is said so.
+REPORT_RUN_2026_12_07_DV: dict[str, object] = {**REPORT_RUN_2026_12_07_DT, "after": "this commit"}
+REPORT_RUN_2026_12_07_DW: dict[str, object] = {**REPORT_RUN_2026_12_07_DU, "after": "this commit"}
