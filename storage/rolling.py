@@ -124,7 +124,7 @@ class RollingWindow:
         pre = _before(frames, frames.start, lead_until, gpu=split.lead)
         first = frames.start
         del frames  # the split frames and the rows before them are the window now
-        self._kept = _Kept(key, first, split.end, (split, pre))
+        self._kept = _Kept(key, first, split.end, (pre, split))  # in time order: joined by runs
         return split
 
     def forget(self) -> None:

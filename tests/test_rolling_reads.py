@@ -122,13 +122,25 @@ def test_each_window_after_the_first_is_asked_from_reread_before_the_last_end(
 
 
 def test_windows_split_at_their_lead_in_read_in_part_as_whole_reads_split(
-    sim: FleetSimulator,
+    sim: FleetSimulator, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """A cycle's read split at its window's start (``lead_until``): what is kept is the split
     frames and the rows before the split, and the next windows come out as a whole read split
-    there (its GPU rows before it as the ``lead``), a minute, five and fifteen minutes apart."""
+    there (its GPU rows before it as the ``lead``), a minute, five and fifteen minutes apart.
+    The kept parts and the new minutes are joined by their runs, never by the fallback sort
+    (the parts in time order)."""
     from analysis.frames import split_lead
+    from storage import promql_frames
 
+    orders: list[bool] = []
+    runs = promql_frames.sorted_order
+
+    def spy(df, keys):  # type: ignore[no-untyped-def]
+        order = runs(df, keys)
+        orders.append(order is not None)
+        return order
+
+    monkeypatch.setattr(promql_frames, "sorted_order", spy)
     source, rolling = Tsdb(sim), RollingWindow()
     ends = [AT + timedelta(minutes=m) for m in (0, 1, 2, 7, 22)]
     for i, end in enumerate(ends):
@@ -144,6 +156,7 @@ def test_windows_split_at_their_lead_in_read_in_part_as_whole_reads_split(
         pd.testing.assert_frame_equal(got.lead, want.lead, check_exact=True)
         first = end - WINDOW if i == 0 else ends[i - 1] - REREAD
         assert source.asked == [(first, end)]
+    assert orders and all(orders)
     # a window kept split is extended unsplit, and the other way round
     later = ends[-1] + STEP
     got = rolling.fetch(source, later - WINDOW, later, STEP, gpu_metrics=PEER_METRICS)
