@@ -244,6 +244,13 @@ def test_the_bot_s_cycles_read_in_part_and_score_as_whole_reads_do(sim: FleetSim
         assert [i.dedup_key for i in got.incidents] == [i.dedup_key for i in want.incidents]
         window = [(s, e) for s, e in rolling.asked if e == at and s < at - timedelta(minutes=20)]
         assert bool(window) == (i == 0), rolling.asked  # whole only at the first cycle
+        # the cycle shared its frames with the rolling read (which keeps them): nothing in the
+        # cycle (features, incidents, images) changed them, so a read extending them still
+        # gives the whole read's frames
+        kept, read = a.read_window(at), b.read_window(at)
+        _same(kept, read, f"after the cycle at {at}")
+        assert kept.lead is not None and read.lead is not None
+        pd.testing.assert_frame_equal(kept.lead, read.lead, check_exact=True)
     assert paged  # the fault is paged, both ways
     span_times = [AT + timedelta(minutes=m) for m in (0, 5, 10)]
     span = SpanSource(Tsdb(sim), span_times, a.reads)
