@@ -377,7 +377,9 @@ def concat_frames(parts: list[pd.DataFrame], columns: tuple[str, ...]) -> pd.Dat
         out = out.sort_values(keys, kind="stable")
         out.index = pd.RangeIndex(len(out))  # a new frame: renumbered in place, not copied again
         return out
-    return pd.DataFrame({c: _joined(whole, c).array.take(order) for c in columns})
+    # copy=False: each column is new already (pandas would copy it again into one block per
+    # dtype, a second copy of the whole frame)
+    return pd.DataFrame({c: _joined(whole, c).array.take(order) for c in columns}, copy=False)
 
 
 def _joined(parts: list[pd.DataFrame], column: str) -> pd.Series:
