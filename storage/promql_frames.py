@@ -366,11 +366,13 @@ def concat_frames(parts: list[pd.DataFrame], columns: tuple[str, ...]) -> pd.Dat
     if not given:
         return FleetFrames.empty_frame(columns)
     keys = [c for c in columns if c not in ("value", "ts")] + ["ts"]
-    tidy = [_tidy(p, columns) for p in given]
-    whole = [t for t in tidy if t is not None]
-    order = sorted_order(whole, keys) if len(whole) == len(given) else None
+    tidy = [t for t in (_tidy(p, columns) for p in given) if t is not None]
+    if len(tidy) < len(given):  # a part without every column: joined as pandas joins them
+        tidy, order = given, None
+    else:
+        order = sorted_order(tidy, keys)
     if order is None:  # the sort itself, on the parts joined (as pandas joins and orders them)
-        df = pd.concat(whole if len(whole) == len(given) else given, ignore_index=True)
+        df = pd.concat(tidy, ignore_index=True)
         out = _tidy(df, columns)
         if out is None:
             raise KeyError(f"tidy frames need the columns {columns}, got {tuple(df.columns)}")
@@ -379,7 +381,7 @@ def concat_frames(parts: list[pd.DataFrame], columns: tuple[str, ...]) -> pd.Dat
         return out
     # copy=False: each column is new already (pandas would copy it again into one block per
     # dtype, a second copy of the whole frame)
-    return pd.DataFrame({c: _joined(whole, c).array.take(order) for c in columns}, copy=False)
+    return pd.DataFrame({c: _joined(tidy, c).array.take(order) for c in columns}, copy=False)
 
 
 def _joined(parts: list[pd.DataFrame], column: str) -> pd.Series:
