@@ -331,10 +331,12 @@ def _cycle_io(pipeline: Any, at: datetime) -> dict[str, Any]:
 
 
 def main() -> None:
-    """Run one phase and write its JSON result (with the collector set as ``gpu-risk`` sets it)."""
-    from bot import gc_tuning
+    """Run one phase and write its JSON result (with the collector and the allocator set as
+    ``gpu-risk`` sets them)."""
+    from bot import gc_tuning, malloc_tuning
 
     gc_tuning.tune()  # as bot.cli.main does before any command
+    malloc_tuning.tune()
     ap = argparse.ArgumentParser()
     ap.add_argument("phase", choices=["fetch", "bare", "cold", "steady", "reads", "picture"])
     ap.add_argument("--at", required=True)

@@ -216,7 +216,8 @@ def build_app(*, lazy: bool = False) -> typer.Typer:
 
 def main() -> None:
     """Entry point of the ``gpu-risk`` console script."""
-    from bot import gc_tuning
+    from bot import gc_tuning, malloc_tuning
 
     gc_tuning.tune()  # every command: a cycle's decoding otherwise feeds the collector
+    malloc_tuning.tune()  # and the arrays a cycle frees go back to the system
     build_app(lazy=True)()

@@ -48,15 +48,20 @@ HEAVY = {
 FIRST_PARTY = ("analysis", "storage", "bot.commands", "bot.config", "bot.slack", "bot.pipeline")
 
 
-#: Runs the console script's entry point and writes, at exit, every imported module's name and
-#: the collector's thresholds it left.
+#: Runs the console script's entry point and writes, at exit, every imported module's name,
+#: the collector's thresholds it left and whether it set the allocator (bot.malloc_tuning).
 _PROBE = """
 import atexit, gc, json, sys
+import bot.malloc_tuning as malloc_tuning
 out = sys.argv[1]
 sys.argv = ["gpu-risk", *sys.argv[2:]]
+tuned = []
+malloc_tuning.tune = (lambda tune: lambda: tuned.append(tune()) or tuned[-1])(malloc_tuning.tune)
 atexit.register(
     lambda: open(out, "w").write(
-        json.dumps({"modules": sorted(sys.modules), "gc_threshold": gc.get_threshold()})
+        json.dumps(
+            {"modules": sorted(sys.modules), "gc_threshold": gc.get_threshold(), "malloc": tuned}
+        )
     )
 )
 from bot.cli import main
@@ -206,3 +211,7 @@ def test_every_command_runs_with_the_collector_set_for_a_fleet(tmp_path: Path) -
     result, left = _probe(tmp_path, "check", "--help")
     assert result.returncode == 0, result.stderr[-2000:]
     assert tuple(left["gc_threshold"]) == THRESHOLDS != (700, 10, 10)
+    # and the allocator, once, before the command (bot.malloc_tuning; glibc here)
+    assert left["malloc"] == [
+        sys.platform.startswith("linux") and "MALLOC_MMAP_THRESHOLD_" not in os.environ
+    ]
