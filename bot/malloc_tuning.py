@@ -11,9 +11,11 @@ holds the high-water mark of its cycles' arrays, fragmented, on top of what it s
 :func:`tune` fixes the threshold at :data:`MMAP_THRESHOLD` (glibc's own initial value), which
 also turns that adjustment off (``mallopt(M_MMAP_THRESHOLD)``; the ``MALLOC_MMAP_THRESHOLD_``
 environment variable does the same). Measured at 100,000 GPUs (2026-12-07,
-``benchmarks/results/README.md``, forty-fourth session): a steady bot's peak RSS 4.5 → 3.7 GB
-and the resident size between cycles 3.8–4.1 → 2.9–3.2 GB, cycles no slower. Small blocks are
-not affected (they are pooled by CPython and by malloc's bins as before).
+``benchmarks/results/README.md``, forty-fourth session; steady runs alternating with the code
+before): the peak RSS 4,321–4,460 → 3,971–3,982 MB, the cycles no slower (pooled medians 68.8 s
+against 67.7 s, within this machine's noise); in one run of each, the resident size after a
+cycle 3.8–4.1 → 2.9–3.2 GB. Small blocks are not affected (CPython and malloc's bins pool them
+as before).
 
 Called by the ``gpu-risk`` entry point (``bot.cli.main``) before any command runs, beside
 ``bot.gc_tuning``. It does nothing where the C library is not glibc (musl has no such
