@@ -8,14 +8,15 @@ first cycle, most of the next cycle's arrays come from the heap instead, where a
 stays resident until everything above it is freed too. A bot that has run a few cycles then
 holds the high-water mark of its cycles' arrays, fragmented, on top of what it still uses.
 
-:func:`tune` fixes the threshold at :data:`MMAP_THRESHOLD` (glibc's own initial value), which
-also turns that adjustment off (``mallopt(M_MMAP_THRESHOLD)``; the ``MALLOC_MMAP_THRESHOLD_``
-environment variable does the same). Measured at 100,000 GPUs (2026-12-07,
-``benchmarks/results/README.md``, forty-fourth session; steady runs alternating with the code
-before): the peak RSS 4,321–4,460 → 3,971–3,982 MB, the cycles no slower (pooled medians 68.8 s
-against 67.7 s, within this machine's noise); in one run of each, the resident size after a
-cycle 3.8–4.1 → 2.9–3.2 GB. Small blocks are not affected (CPython and malloc's bins pool them
-as before).
+:func:`tune` fixes the threshold at :data:`MMAP_THRESHOLD` (4 MiB), which also turns that
+adjustment off (``mallopt(M_MMAP_THRESHOLD)``; the ``MALLOC_MMAP_THRESHOLD_`` environment
+variable does the same): every block of 4 MiB or more (at a large fleet, every column of the
+frames) is mapped and unmapped on its own, smaller ones are reused from the heap as before.
+Measured 2026-12-07 (``benchmarks/results/README.md``, forty-fourth session): at 100,000 GPUs a
+steady bot's peak RSS 4,321–4,460 → 4,044 MB (at 128 KiB, glibc's initial value: 3,971–3,982
+MB); a 10,000-GPU cold fit's peak 1,810–1,925 → 1,577–1,600 MB (128 KiB: 1,454–1,477 MB). Lower
+costs time: each block mapped anew is zeroed page by page, and at 128 KiB the 10,000-GPU fit
+took 55 s instead of 45 (three alternating pairs), at 4 MiB about 50 s.
 
 Called by the ``gpu-risk`` entry point (``bot.cli.main``) before any command runs, beside
 ``bot.gc_tuning``. It does nothing where the C library is not glibc (musl has no such
@@ -33,9 +34,9 @@ __all__ = ["MMAP_THRESHOLD", "tune"]
 
 logger = logging.getLogger(__name__)
 
-#: Blocks at least this large are mapped on their own and unmapped when freed: glibc's default
-#: starting value (128 KiB), kept fixed instead of raised as blocks are freed.
-MMAP_THRESHOLD = 128 * 1024
+#: Blocks at least this large are mapped on their own and unmapped when freed, fixed instead of
+#: raised as blocks are freed (glibc starts at 128 KiB: less memory, more time zeroing pages).
+MMAP_THRESHOLD = 4 * 1024 * 1024
 
 #: ``mallopt``'s parameter number for the threshold (glibc's ``malloc.h``).
 _M_MMAP_THRESHOLD = -3

@@ -1,8 +1,8 @@
 """The allocator set by ``bot.malloc_tuning`` gives freed arrays back to the system.
 
 Measured by the resident size of a fresh interpreter (``/proc/self/statm``), never by time: a
-cycle's worth of 2-MiB arrays allocated between small long-lived objects and then freed, after
-one 8-MiB array was freed (which raises glibc's own threshold to 8 MiB). Without the tuning those
+cycle's worth of 8-MiB arrays allocated between smaller long-lived blocks (100 kB, from the heap either way) and then freed, after
+one 24-MiB array was freed (which raises glibc's own threshold to 24 MiB). Without the tuning those
 arrays come from the heap and stay resident; with it each is mapped and unmapped on its own.
 """
 
@@ -31,13 +31,13 @@ def rss():
 if sys.argv[1] == "tuned":
     from bot.malloc_tuning import tune
     assert tune(), "not set"
-big = np.ones((8 << 20) // 8)  # mapped on its own; freeing it raises glibc's threshold
+big = np.ones((24 << 20) // 8)  # mapped on its own; freeing it raises glibc's threshold
 del big
 before = rss()
 arrays, pins = [], []
-for _ in range(64):  # 128 MiB of 2-MiB arrays, each followed by a small object that stays
-    arrays.append(np.ones((2 << 20) // 8))
-    pins.append(bytearray(1000))
+for _ in range(16):  # 128 MiB of 8-MiB arrays, each followed by a smaller block that stays
+    arrays.append(np.ones((8 << 20) // 8))
+    pins.append(bytearray(100_000))
 del arrays
 print(rss() - before)
 """
