@@ -14,8 +14,8 @@ variable does the same): every block of 4 MiB or more (at a large fleet, every c
 frames) is mapped and unmapped on its own, smaller ones are reused from the heap as before.
 Measured 2026-12-07 (``benchmarks/results/README.md``, forty-fourth session): at 100,000 GPUs a
 steady bot's peak RSS 4,321–4,460 → 4,044 MB (at 128 KiB, glibc's initial value: 3,971–3,982
-MB); a 10,000-GPU cold fit's peak 1,810–1,925 → 1,577–1,600 MB (128 KiB: 1,454–1,477 MB). Lower
-costs time: each block mapped anew is zeroed page by page, and at 128 KiB the 10,000-GPU fit
+MB); a 10,000-GPU cold fit's peak 1,810–1,925 → 1,577–1,600 MB (128 KiB: 1,454–1,477 MB). A
+lower threshold costs time: each block mapped anew is zeroed page by page, and at 128 KiB the 10,000-GPU fit
 took 55 s instead of 45 (three alternating pairs), at 4 MiB about 50 s.
 
 Called by the ``gpu-risk`` entry point (``bot.cli.main``) before any command runs, beside

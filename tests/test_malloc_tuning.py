@@ -1,9 +1,10 @@
 """The allocator set by ``bot.malloc_tuning`` gives freed arrays back to the system.
 
 Measured by the resident size of a fresh interpreter (``/proc/self/statm``), never by time: a
-cycle's worth of 8-MiB arrays allocated between smaller long-lived blocks (100 kB, from the heap either way) and then freed, after
-one 24-MiB array was freed (which raises glibc's own threshold to 24 MiB). Without the tuning those
-arrays come from the heap and stay resident; with it each is mapped and unmapped on its own.
+cycle's worth of 8-MiB arrays allocated between smaller long-lived blocks (100 kB, from the heap
+either way) and then freed, after one 24-MiB array was freed (which raises glibc's own threshold
+to 24 MiB). Without the tuning those arrays come from the heap and stay resident; with it each is
+mapped and unmapped on its own.
 """
 
 from __future__ import annotations
@@ -79,6 +80,7 @@ def test_an_operators_setting_stands(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 @pytest.mark.skipif(not _glibc(), reason="glibc's mmap threshold")
-def test_tune_sets_it_and_can_be_called_again() -> None:
+def test_tune_sets_it_and_can_be_called_again(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("MALLOC_MMAP_THRESHOLD_", raising=False)
     assert malloc_tuning.tune() is True
     assert malloc_tuning.tune() is True
