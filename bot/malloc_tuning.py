@@ -15,8 +15,8 @@ frames) is mapped and unmapped on its own, smaller ones are reused from the heap
 Measured 2026-12-07 (``benchmarks/results/README.md``, forty-fourth session): at 100,000 GPUs a
 steady bot's peak RSS 4,321–4,460 → 4,044 MB (at 128 KiB, glibc's initial value: 3,971–3,982
 MB); a 10,000-GPU cold fit's peak 1,810–1,925 → 1,577–1,600 MB (128 KiB: 1,454–1,477 MB). A
-lower threshold costs time: each block mapped anew is zeroed page by page, and at 128 KiB the 10,000-GPU fit
-took 55 s instead of 45 (three alternating pairs), at 4 MiB about 50 s.
+lower threshold costs time: each block mapped anew is zeroed page by page, and at 128 KiB the
+10,000-GPU fit took 55 s instead of 45 (three alternating pairs), at 4 MiB about 50 s.
 
 Called by the ``gpu-risk`` entry point (``bot.cli.main``) before any command runs, beside
 ``bot.gc_tuning``. It does nothing where the C library is not glibc (musl has no such
@@ -30,7 +30,7 @@ import logging
 import os
 import sys
 
-__all__ = ["MMAP_THRESHOLD", "tune"]
+__all__ = ["MMAP_THRESHOLD", "glibc", "tune"]
 
 logger = logging.getLogger(__name__)
 
@@ -47,13 +47,10 @@ def tune() -> bool:
 
     Returns whether it was set: False on another C library or platform, or when
     ``MALLOC_MMAP_THRESHOLD_`` is set in the environment (glibc read it at start-up)."""
-    if not sys.platform.startswith("linux") or "MALLOC_MMAP_THRESHOLD_" in os.environ:
+    if "MALLOC_MMAP_THRESHOLD_" in os.environ:
         return False
-    try:
-        libc = ctypes.CDLL(None)  # the process's own C library
-    except OSError:
-        return False
-    if not hasattr(libc, "gnu_get_libc_version"):  # not glibc (musl's mallopt sets nothing)
+    libc = _glibc()
+    if libc is None:
         return False
     mallopt = libc.mallopt
     mallopt.argtypes = [ctypes.c_int, ctypes.c_int]
@@ -62,3 +59,19 @@ def tune() -> bool:
         logger.warning("the C allocator refused an mmap threshold of %d bytes", MMAP_THRESHOLD)
         return False
     return True
+
+
+def glibc() -> bool:
+    """Whether this process runs on glibc on Linux (where :func:`tune` can set anything)."""
+    return _glibc() is not None
+
+
+def _glibc() -> ctypes.CDLL | None:
+    """The process's own C library when it is glibc on Linux (musl's ``mallopt`` sets nothing)."""
+    if not sys.platform.startswith("linux"):
+        return None
+    try:
+        libc = ctypes.CDLL(None)
+    except OSError:
+        return None
+    return libc if hasattr(libc, "gnu_get_libc_version") else None

@@ -207,11 +207,10 @@ def test_every_command_runs_with_the_collector_set_for_a_fleet(tmp_path: Path) -
     """The entry point sets the collector's thresholds before any command (bot.gc_tuning): a
     100,000-GPU cycle's decoding otherwise spent ~10 s of CPU in young collections."""
     from bot.gc_tuning import THRESHOLDS
+    from bot.malloc_tuning import glibc
 
     result, left = _probe(tmp_path, "check", "--help")
     assert result.returncode == 0, result.stderr[-2000:]
     assert tuple(left["gc_threshold"]) == THRESHOLDS != (700, 10, 10)
     # and the allocator, once, before the command (bot.malloc_tuning; glibc here)
-    assert left["malloc"] == [
-        sys.platform.startswith("linux") and "MALLOC_MMAP_THRESHOLD_" not in os.environ
-    ]
+    assert left["malloc"] == [glibc() and "MALLOC_MMAP_THRESHOLD_" not in os.environ]

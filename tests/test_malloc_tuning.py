@@ -58,13 +58,7 @@ def _growth(mode: str) -> int:
     return int(out.stdout.strip())
 
 
-def _glibc() -> bool:
-    import ctypes
-
-    return hasattr(ctypes.CDLL(None), "gnu_get_libc_version")
-
-
-@pytest.mark.skipif(not _glibc(), reason="glibc's mmap threshold")
+@pytest.mark.skipif(not malloc_tuning.glibc(), reason="glibc's mmap threshold")
 def test_freed_arrays_go_back_to_the_system() -> None:
     mib = 1 << 20
     kept_untuned, kept_tuned = _growth("default"), _growth("tuned")
@@ -79,7 +73,7 @@ def test_an_operators_setting_stands(monkeypatch: pytest.MonkeyPatch) -> None:
     assert malloc_tuning.tune() is False
 
 
-@pytest.mark.skipif(not _glibc(), reason="glibc's mmap threshold")
+@pytest.mark.skipif(not malloc_tuning.glibc(), reason="glibc's mmap threshold")
 def test_tune_sets_it_and_can_be_called_again(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("MALLOC_MMAP_THRESHOLD_", raising=False)
     assert malloc_tuning.tune() is True
