@@ -383,10 +383,20 @@ class FeatureScorer:
         rows = rows[keep]
         shift = shift[keep] if shift is not None else None
         self.columns_ = self._select(rows)
+        keys = rows.index.get_level_values("gpu_key")
+        n_rows = len(rows)
+        power = rows["power_level"].copy() if "power_level" in rows.columns else None
+        spreads = None
+        if self.own_baseline and power is not None:
+            columns = list(dict.fromkeys([*self.columns_, "power_level"]))
+            spreads = load_spread(_with_shift(rows[columns], shift), keys, self.columns_)
         x = rows[self.columns_].astype(float)
+        # Each copy of the fit's rows is most of a gigabyte at 100,000 GPUs (16 cycle ends):
+        # what the rest reads of them is taken above, and every matrix is let go once used.
+        del rows
         fill = x.median()
         self.fill_ = fill.fillna(0.0)
-        keys = rows.index.get_level_values("gpu_key")
+        base: npt.NDArray[np.float64] | None = None
         if self.own_baseline:
             # Missing values (no comparable peers, no sample) count as the GPU's usual self. A
             # feature the GPU showed in too few of its rows (a GPU always busy alone has peers to
@@ -410,6 +420,7 @@ class FeatureScorer:
             self.baseline_ = pd.DataFrame(columns=self.columns_, dtype=float)
             self.node_baseline_ = pd.DataFrame(columns=self.columns_, dtype=float)
             dev = x
+        del x, base
         self.center_ = dev.median()
         # judged with the spread of the deviations as they were (the hall's swings in it)
         swung = _with_shift(dev, shift)
@@ -418,30 +429,27 @@ class FeatureScorer:
             {c: scale_floor(c, float(fill.get(c, 0.0) or 0.0)) for c in self.columns_}
         )
         self.scale_ = np.maximum(spread.fillna(0.0), floors)
-        if self.own_baseline and "power_level" in rows.columns:
-            self.power_range_, self.load_spread_ = load_spread(
-                _with_shift(rows, shift), keys, self.columns_
-            )
+        if spreads is not None:
+            self.power_range_, self.load_spread_ = spreads
         if self.own_baseline:
             # A GPU that is steadily noisier than the fleet (a chatty counter, a job that keeps
             # changing) is judged against its own spread, not the fleet's.
             self.own_scale_ = own_spread((swung - swung.median()).abs(), keys)
         else:
             self.own_scale_ = pd.DataFrame(columns=self.columns_, dtype=float)
+        del swung
         loads = [c for c in REGIME_FEATURES if c in self.columns_]
         self.regimes_ = None
-        if self.own_baseline and loads and "power_level" in rows.columns:
+        if self.own_baseline and loads and power is not None:
             models = gpu_models(served)
             fleet_models = {
                 k: models.get(str(k).rpartition("/")[0], "") for k in gpu_keys_of(served)
             }
             self.regimes_ = fit_regimes(
-                (dev - self.center_)[loads], rows["power_level"], keys, fleet_models, floors[loads]
+                (dev - self.center_)[loads], power, keys, fleet_models, floors[loads]
             )
-        z = (dev - self.center_) / self._scale_for(
-            dev.index.get_level_values("gpu_key"), rows.get("power_level")
-        )
-        z = z.to_numpy(dtype=np.float64)
+        z = ((dev - self.center_) / self._scale_for(keys, power)).to_numpy(dtype=np.float64)
+        del dev
         self.detector_: Detector = make_detector(
             self.detector, random_state=self.random_state, **self.detector_params
         ).fit(z)
@@ -450,7 +458,7 @@ class FeatureScorer:
             directions = [risk_direction(c) for c in self.columns_]
             self.tails_ = FeatureTails(directions, keep_sorted=False).fit(z)
         self.fingerprint_ = fleet_fingerprint(served)
-        self.n_train_rows_ = len(rows)
+        self.n_train_rows_ = n_rows
         self.fitted_at_ = to_utc(history.end).to_pydatetime()
         return self
 

@@ -354,6 +354,35 @@ def test_the_guard_without_its_history_scores_the_same_bits() -> None:
     )
 
 
+@pytest.mark.parametrize("n", [40, 599, 600, 4000])
+def test_the_guard_fitted_column_by_column_learns_the_whole_matrix_bits(n: int) -> None:
+    """The guard's fit takes each column alone (a whole-matrix temporary is 0.5 GB at 100,000
+    GPUs): its tails are the bits numpy gives the whole matrix at once, on both sides of
+    numpy's 600-row switch in ``nanmedian``, with NaN, ties, a feature that never moved and a
+    column with no value above its percentile."""
+    from analysis.calibration import FeatureTails
+
+    rng = np.random.default_rng(n)
+    z = rng.standard_t(3, (n, 7))
+    z[rng.random((n, 7)) < 0.1] = np.nan
+    z[:, 2] = 0.0  # never moved: nothing above its percentile
+    z[:, 3] = np.round(z[:, 3])  # ties at the percentile
+    z[:, 4] = np.nan  # never read
+    guard = FeatureTails([1, -1, 0, 1, 0, 1, -1]).fit(z)
+    a = guard._oriented(z)
+    u = np.quantile(a, guard.tail_quantile, axis=0)
+    exceed = np.where(a > u, a - u, np.nan)
+    exceed[:, np.isnan(exceed).all(axis=0)] = 0.0
+    with np.errstate(invalid="ignore"):
+        beta = np.nanmedian(exceed, axis=0) / np.log(2)
+    floor = np.where((a > u).sum(axis=0) >= 20, guard.min_beta, guard.min_beta_unobserved)
+    beta = np.clip(np.nan_to_num(beta), floor, guard.max_beta)
+    p_u = np.maximum((a > u).mean(axis=0), guard.min_p_tail)
+    for learnt, whole in ((guard.u_, u), (guard.beta_, beta), (guard.p_u_, p_u)):
+        assert learnt.dtype == whole.dtype == np.float64
+        np.testing.assert_array_equal(learnt.view(np.int64), whole.view(np.int64))
+
+
 def test_the_guard_reads_each_feature_in_its_harmful_direction() -> None:
     from analysis.calibration import IGNORE, FeatureTails, risk_direction
 
