@@ -265,6 +265,7 @@ def _peer_deviation(
         # found once per distinct power, in order (a lagged power is a level of its own per
         # row: searching 4 million of them row by row was most of a 100,000-GPU cycle's peers)
         levels, rank = np.unique(power, return_inverse=True)
+        del power
         rank = rank.reshape(-1)
         width = np.int64(len(levels) + 1)
         band_low, band_high = comparable_band(levels, watts)
@@ -274,12 +275,21 @@ def _peer_deviation(
         key = gid * width + rank
         order = np.argsort(key, kind="stable")
         key, g, r = key[order], gid[order], rank[order]
-        p, low, high = levels[r], band_low[r], band_high[r]
-        lo = np.searchsorted(key, g * width + low_rank[r])
-        hi = np.searchsorted(key, g * width + high_rank[r])
-        first = np.searchsorted(key, g * width)  # the group's first row
-        inside = (low <= p) & (p <= high)  # not so for a negative reading: no comparison
+        # Each array below is a number per row (4 to 5 million for a fit's window at 100,000
+        # GPUs): those every column shares are computed once, and each is let go once used.
+        del gid, rank
+        p = levels[r]
+        inside = (band_low[r] <= p) & (p <= band_high[r])  # not so for a negative reading
+        del p
+        base = g * width
+        lo = np.searchsorted(key, base + low_rank[r])
+        hi = np.searchsorted(key, base + high_rank[r])
+        first = np.searchsorted(key, base)  # the group's first row
+        del key, base, r
+        before = lo > first
+        prev = np.maximum(lo - 1, 0)
         last = np.maximum(hi - 1, 0)
+        del lo, hi, first
         rows = np.flatnonzero(ok)[order]
         for j, col in enumerate(cols):
             v = frame[col].to_numpy(dtype=np.float64)[ok][order]
@@ -287,11 +297,11 @@ def _peer_deviation(
             vz = np.where(valid, v, 0.0)
             # inclusive sums within each group, over the band [lo, hi) around the row
             csum = pd.Series(vz).groupby(g, sort=False).cumsum().to_numpy()
-            ccount = pd.Series(valid.astype(np.int64)).groupby(g, sort=False).cumsum().to_numpy()
-            before = lo > first
-            prev = np.maximum(lo - 1, 0)
             total = csum[last] - np.where(before, csum[prev], 0.0) - vz
+            del csum, vz
+            ccount = pd.Series(valid.astype(np.int64)).groupby(g, sort=False).cumsum().to_numpy()
             peers = ccount[last] - np.where(before, ccount[prev], 0) - valid
+            del ccount
             with np.errstate(invalid="ignore", divide="ignore"):
                 good = valid & inside & (peers > 0)
                 out[rows, j] = np.where(good, v - total / peers, np.nan)
