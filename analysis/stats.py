@@ -46,10 +46,6 @@ def group_slope(
     idle samples is not read as a trend when a job starts or ends inside the window; a trend
     within the regimes still is.
     """
-    valid = values.notna()
-    tt = pd.DataFrame(
-        np.where(valid, t[:, None], np.nan), index=values.index, columns=values.columns
-    )
     # the keys (and regimes) as integer codes, hashed once: a group holds the same rows in the
     # same order as grouped by the labels, so its means are the same numbers
     gpu, labels = pd.factorize(keys, use_na_sentinel=False)
@@ -57,11 +53,20 @@ def group_slope(
     if regime is not None:
         within, kinds = pd.factorize(np.asarray(regime))
         groups = gpu * max(len(kinds), 1) + within
-    dt = tt - tt.groupby(groups, sort=False).transform("mean")
-    dv = values - values.groupby(groups, sort=False).transform("mean")
-    cov = (dt * dv).groupby(gpu, sort=False).mean()
-    var_t = (dt * dt).groupby(gpu, sort=False).mean()
-    slope = cov / var_t.where(var_t > 1e-9)
+    # column by column (a frame of one column: the same grouped means, so the same bits as all
+    # columns at once): each temporary is a number per row, millions in a fit's window
+    slopes = []
+    for column in values.columns:
+        v = values[[column]]
+        tt = pd.DataFrame(np.where(v.notna(), t[:, None], np.nan), index=v.index, columns=[column])
+        dt = tt - tt.groupby(groups, sort=False).transform("mean")
+        del tt
+        dv = v - v.groupby(groups, sort=False).transform("mean")
+        cov = (dt * dv).groupby(gpu, sort=False).mean()
+        del dv
+        var_t = (dt * dt).groupby(gpu, sort=False).mean()
+        slopes.append(cov / var_t.where(var_t > 1e-9))
+    slope = pd.concat(slopes, axis=1) if slopes else pd.DataFrame(columns=values.columns)
     slope.index = labels[slope.index.to_numpy()]
     return slope.reindex(index)
 

@@ -382,3 +382,40 @@ def test_a_temperature_slope_needs_most_of_the_window() -> None:
     assert np.isfinite(f.loc["gpu-node-001/1", "temp_at_power_slope"])
     assert np.isnan(f.loc["gpu-node-002/1", "temp_vs_node_slope"])
     assert np.isnan(f.loc["gpu-node-002/1", "temp_at_power_slope"])
+
+
+def test_group_slope_is_each_gpus_least_squares_slope_within_its_regimes() -> None:
+    """``analysis.stats.group_slope``: per GPU and column, the least-squares slope of the
+    column's own non-missing samples against time, pooled within the GPU's regimes (each
+    regime's own mean taken out); a NaN in one column does not move another's slope, and a GPU
+    with no spread in time has none."""
+    from analysis.stats import group_slope
+
+    rng = np.random.default_rng(11)
+    n = 240
+    keys = pd.Index(np.repeat(["a/0", "a/1", "b/0"], n // 3))
+    t = np.tile(np.arange(n // 3, dtype=np.float64), 3)
+    regime = rng.random(n) < 0.5
+    values = pd.DataFrame(
+        {
+            "x": 0.3 * t + 5.0 * regime + rng.normal(0, 0.2, n),
+            "y": -0.1 * t + rng.normal(0, 0.2, n),
+        }
+    )
+    values.loc[rng.random(n) < 0.2, "x"] = np.nan
+    index = pd.Index(["a/0", "a/1", "b/0", "c/0"])
+    got = group_slope(values, t, keys, index, regime=regime)
+    for key in ["a/0", "a/1", "b/0"]:
+        for column in ["x", "y"]:
+            mine = (keys == key) & values[column].notna().to_numpy()
+            tt, vv, rr = t[mine], values[column].to_numpy()[mine], regime[mine]
+            dt, dv = tt.copy(), vv.copy()
+            for r in (False, True):
+                dt[rr == r] -= tt[rr == r].mean()
+                dv[rr == r] -= vv[rr == r].mean()
+            assert got.loc[key, column] == pytest.approx((dt * dv).mean() / (dt * dt).mean())
+    assert got.loc["a/0", "x"] == pytest.approx(0.3, abs=0.02)
+    assert got.loc["b/0", "y"] == pytest.approx(-0.1, abs=0.02)
+    assert got.loc["c/0"].isna().all()  # no samples
+    flat = group_slope(values, np.zeros(n), keys, index)
+    assert flat.isna().all().all()  # no spread in time: no slope
