@@ -448,8 +448,11 @@ class FeatureScorer:
             self.regimes_ = fit_regimes(
                 (dev - self.center_)[loads], power, keys, fleet_models, floors[loads]
             )
-        z = ((dev - self.center_) / self._scale_for(keys, power)).to_numpy(dtype=np.float64)
+        scale = self._scale_for(keys, power)
+        resid = dev - self.center_
         del dev
+        z = (resid / scale).to_numpy(dtype=np.float64)
+        del resid, scale
         self.detector_: Detector = make_detector(
             self.detector, random_state=self.random_state, **self.detector_params
         ).fit(z)
@@ -485,8 +488,11 @@ class FeatureScorer:
             self.scale_.to_numpy(dtype=np.float64), (len(keys), len(self.scale_))
         )
         scale = np.asarray(fleet, dtype=np.float64)
-        own = self.own_scale_.reindex(index=keys, columns=self.scale_.index)
-        own_arr = own.to_numpy(dtype=np.float64)
+        # a number per row and feature each (1.6 million rows in a 100,000-GPU fit): the
+        # frame is let go once read, and a matrix of this call's own is not copied again
+        own_arr = self.own_scale_.reindex(index=keys, columns=self.scale_.index).to_numpy(
+            dtype=np.float64
+        )
         if power is not None and self.regimes_ is not None:
             columns = list(self.scale_.index)
             scale, own_arr = regime_scale(
@@ -494,6 +500,7 @@ class FeatureScorer:
             )
         if not self.own_scale_.empty or self.regimes_ is not None:
             scale = np.asarray(np.fmax(scale, own_arr), dtype=np.float64)
+        del own_arr
         if power is None or self.load_spread_.empty:
             return scale
         seen = self.power_range_.reindex(keys)
@@ -502,7 +509,8 @@ class FeatureScorer:
             away = np.fmax(watts - seen["hi"].to_numpy(dtype=np.float64), 0.0)
             away = np.fmax(away, seen["lo"].to_numpy(dtype=np.float64) - watts)
         away = np.nan_to_num(away, nan=0.0)
-        scale = scale.copy()
+        if scale.base is not None or not scale.flags.writeable:  # the fleet's, broadcast
+            scale = scale.copy()
         for j, column in enumerate(self.scale_.index):
             if column in self.load_spread_.index:
                 extra = float(self.load_spread_[column]) * away
