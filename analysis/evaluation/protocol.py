@@ -1465,3 +1465,21 @@ REPORT_RUN_2026_12_07_DU: dict[str, object] = {**REPORT_RUN_2026_12_07_DS, "afte
 #: reported whatever they show; what does not finish in the session is said so.
 REPORT_RUN_2026_12_07_DV: dict[str, object] = {**REPORT_RUN_2026_12_07_DT, "after": "this commit"}
 REPORT_RUN_2026_12_07_DW: dict[str, object] = {**REPORT_RUN_2026_12_07_DU, "after": "this commit"}
+
+
+#: Fixed before they started (2026-12-07, forty-fifth session), at the commit that adds this
+#: declaration. Model 17; since runs DV/DW (212d584) the entry point sets the C allocator's
+#: mmap threshold (47317ac, 0c1781b: where memory comes from, not any computed bit), and on the
+#: evaluation's path, each meant to give the same bits: the fit lets each copy of its rows go
+#: once used and the tail guard learns its tails a column at a time (91d5d8d), the peer
+#: deviation computes the arrays its columns share once (31fc274), ``group_slope`` takes one
+#: column at a time (6515c7b) and the fit's spreads are not copied twice (f461ac7). Checked
+#: before the declaration: each function old against new on random inputs (the same bits), and
+#: two fits of the test fleets give byte-identical stored models. Run U's two report commands
+#: (``gpu-risk eval --seeds report --skip 8 --limit 12 --cycle 5m --detectors graph,static
+#: --no-explain --max-gpus 128 --jobs 1 [--healthy]``), one worker each, side by side from a
+#: detached worktree at this commit, beside a 100,000-GPU memory measurement. Every record is
+#: expected to equal runs DV and DW; reported whatever they show; what does not finish in the
+#: session is said so.
+REPORT_RUN_2026_12_07_DX: dict[str, object] = {**REPORT_RUN_2026_12_07_DV, "after": "this commit"}
+REPORT_RUN_2026_12_07_DY: dict[str, object] = {**REPORT_RUN_2026_12_07_DW, "after": "this commit"}
