@@ -55,3 +55,34 @@ def test_a_stored_scan_without_a_model_is_refused_before_loading(
         scale.main(["--gpus", "1000", "--phases", "scan,scan-stored", "--dry-run"])
     assert exit_info.value.code == 2
     assert "add cold to --phases" in capsys.readouterr().err
+
+
+def test_the_rss_timeline_names_where_memory_was_held() -> None:
+    """``benchmarks.rss_timeline``: a line per half-second with the resident size and the
+    main thread's frames of this repository at its peak (here: this test, holding 64 MiB)."""
+    import io
+    import threading
+    import time
+
+    import numpy as np
+
+    from benchmarks import rss_timeline
+
+    out, stop = io.StringIO(), threading.Event()
+    root = str(Path(rss_timeline.__file__).resolve().parent.parent) + "/"
+    before = rss_timeline.resident_bytes()
+    held = np.ones(8 * 2**20)  # 64 MiB, touched
+    sampler = threading.Thread(
+        target=rss_timeline.sample, args=(out, threading.get_ident(), root, stop)
+    )
+    sampler.start()
+    deadline = time.monotonic() + 30
+    while "\n" not in out.getvalue() and time.monotonic() < deadline:
+        held[::4096] += 1.0  # the main thread stays here, in this test
+    stop.set()
+    sampler.join()
+    seconds, size, where = out.getvalue().splitlines()[0].split(maxsplit=2)
+    assert float(seconds) >= rss_timeline.LINE_S
+    assert int(size) * 2**20 >= before + held.nbytes // 2
+    assert "test_the_rss_timeline_names_where_memory_was_held" in where
+    assert where.startswith("| tests/test_scale_bench.py:")
