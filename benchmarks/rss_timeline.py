@@ -18,6 +18,7 @@ import sys
 import threading
 import time
 import traceback
+from collections.abc import Callable
 from pathlib import Path
 from typing import TextIO
 
@@ -45,13 +46,19 @@ def _where(thread_id: int, root: str) -> str:
     return " < ".join(reversed(ours[-FRAMES:]))
 
 
-def sample(out: TextIO, thread_id: int, root: str, stop: threading.Event) -> None:
+def sample(
+    out: TextIO,
+    thread_id: int,
+    root: str,
+    stop: threading.Event,
+    read: Callable[[], int] = resident_bytes,
+) -> None:
     """Write a line per :data:`LINE_S` until ``stop``: the half-second's highest resident size
-    and where ``thread_id`` was when it was read."""
+    (``read``, in bytes) and where ``thread_id`` was when it was read."""
     start = last = time.perf_counter()
     best, where = 0, ""
     while not stop.is_set():
-        size = resident_bytes()
+        size = read()
         if size > best:
             best, where = size, _where(thread_id, root)
         now = time.perf_counter()
