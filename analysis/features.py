@@ -471,6 +471,7 @@ def feature_history(
     window: timedelta = DEFAULT_WINDOW,
     *,
     temp_per_watt: Mapping[str, float] | None = None,
+    peer_memo: PeerRowsMemo | None = None,
 ) -> pd.DataFrame:
     """Featurise many cycles; return rows indexed by (``at``, ``gpu_key``).
 
@@ -480,13 +481,21 @@ def feature_history(
     Each cycle then reads only the peer metrics raw, as a cycle given the source's reductions,
     cut from one pivot of the whole history (:func:`_rows_of`: the rows of the cycle's own), and
     its node context's metrics from one split of the node frame (:func:`metric_rows`).
+
+    ``peer_memo``: the memo of the history featurised before this one (a fit's spans, read one
+    after the other: :class:`RunPeers` takes the peer rows of the samples they share from it).
     """
     ordered = sort_frames(frames)
     times = list(times)
     reduced = _reductions_at(ordered, times, window)
     # with its reductions given, a cycle reads only the peer metrics raw (as a reduced cycle),
     # pivoted once for all the cycles
-    run = RunPeers.of(ordered, graph, temp_per_watt) if any(reduced) else None
+    run = None
+    if any(reduced):
+        since = None
+        if peer_memo is not None:  # the first cycle window's start
+            since = min(to_utc(t) for t in times) - pd.Timedelta(window)
+        run = RunPeers.of(ordered, graph, temp_per_watt, memo=peer_memo, since=since)
     # the node context's metrics split once, each cycle's window cut from them
     node_rows = run.node_rows if run is not None else metric_rows(ordered.node)
     parts = []
@@ -533,16 +542,42 @@ class RunPeers:
         frames: FleetFrames,
         graph: nx.DiGraph,
         temp_per_watt: Mapping[str, float] | None,
+        *,
+        memo: PeerRowsMemo | None = None,
+        since: pd.Timestamp | None = None,
     ) -> RunPeers:
         """Pivot and compare the run's peer metrics once. ``frames`` in any order: the pivot
         sorts itself, and a window of the node frame's split has the rows of the window's own
-        node frame in the same order (binary search when sorted by time, as a fit's history is)."""
+        node frame in the same order (binary search when sorted by time, as a fit's history is).
+
+        ``memo`` with ``since``: only the rows after ``since`` (the first cycle window's start)
+        are compared, those of the samples the memo's last run shared with this one taken from
+        it (:class:`analysis.peer_memo.PeerRowsMemo`: the same bits), and the run keeps only
+        those rows of the pivot."""
         wide = frames.gpu_wide(PEER_METRICS, with_lead=True)
         devs = None
         if temp_per_watt and FLEET in temp_per_watt:
             keys = pd.Index(wide.index.get_level_values("key").unique())
             node_of, rack_of, model_of = _placement(keys, graph)
-            devs = peer_rows(wide, node_of, rack_of, model_of=model_of, temp_per_watt=temp_per_watt)
+
+            def compute(part: pd.DataFrame, after: pd.Timestamp | None) -> pd.DataFrame:
+                return peer_rows(
+                    part,
+                    node_of,
+                    rack_of,
+                    model_of=model_of,
+                    temp_per_watt=temp_per_watt,
+                    after=after,
+                )
+
+            if memo is None or since is None:
+                devs = compute(wide, None)
+            else:
+                devs = memo.rows(wide, since, compute, graph=graph, temp_per_watt=temp_per_watt)
+                wide = wide[wide.index.get_level_values("ts") > since]
+                if len(devs) != len(wide):
+                    raise ValueError(f"{len(devs)} peer rows for the run's {len(wide)} samples")
+                devs.index = wide.index
         return cls(wide, devs, metric_rows(frames.node), temp_per_watt)
 
     def features(

@@ -347,6 +347,9 @@ class FeatureScorer:
         }
         slopes = self.temp_per_watt_
         if history.fit_spans is not None:  # too large to hold: span by span, each read in turn
+            # consecutive spans overlap (their windows do): the peer rows of the samples a span
+            # shares with the one before are taken from it, not compared again
+            memo = PeerRowsMemo()
             rows = pd.concat(
                 [
                     feature_history(
@@ -355,10 +358,12 @@ class FeatureScorer:
                         sorted(r.at for r in span.fit_reduced or ()),
                         self.window,
                         temp_per_watt=slopes,
+                        peer_memo=memo,
                     )
                     for span in history.fit_spans
                 ]
             )
+            del memo
         elif self.memo is not None:
             rows = self.memo.history(history, graph, times, self.window, temp_per_watt=slopes)
         else:

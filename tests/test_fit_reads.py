@@ -9,6 +9,7 @@ source is the simulator with an in-memory ``reduce_at`` that records what was as
 
 from __future__ import annotations
 
+import pickle
 import threading
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
@@ -18,11 +19,14 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
+import analysis.scoring
 from analysis.context import PEER_METRICS
 from analysis.explain import Explainer
 from analysis.feature_plan import FeaturePlan
-from analysis.features import DEFAULT_RECENT, DEFAULT_WINDOW
+from analysis.features import DEFAULT_RECENT, DEFAULT_WINDOW, feature_history
+from analysis.frames import sort_frames
 from analysis.graph import build_graph
+from analysis.peer_memo import PeerRowsMemo
 from analysis.scoring import GraphRiskModel
 from analysis.thermal import FLEET, fit_temp_per_watt, lead_in
 from analysis.types import FleetFrames, Reductions
@@ -216,6 +220,44 @@ def test_a_history_too_large_to_hold_is_read_span_by_span_and_learns_the_same_mo
     window = sim.fetch(at - timedelta(minutes=30), at, STEP)
     mine, theirs = a.assess(window, graph, at), b.assess(window, graph, at)
     assert mine.scores == theirs.scores and mine.incidents == theirs.incidents
+
+
+def test_a_fit_read_span_by_span_takes_the_peer_rows_its_spans_share_from_the_one_before(
+    sim: FleetSimulator, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Two hours fitted at 16 cycle ends 6 minutes apart, one 30-minute window a span: each
+    span's peer rows of the timestamps the span before also held are taken from it (the fit's
+    :class:`PeerRowsMemo`), and every feature row, bit for bit, is the one the span gives
+    computed whole."""
+    end = START + timedelta(hours=3)
+    start = end - timedelta(hours=2)
+    scorer = GraphRiskModel(random_state=0, fit_window=timedelta(hours=2), fit_cycles=16)
+    history = read_history(Reducing(sim), scorer, start, end, STEP, gpus=4, span_samples=500)
+    assert history.fit_spans is not None
+    spans = list(history.fit_spans)
+    assert len(spans) == 16  # one cycle window each, overlapping the one before by 24 minutes
+    graph = build_graph(sim.topology, list(history.gpus))
+    slopes = (
+        GraphRiskModel(random_state=0)
+        .fit(read_history(sim, GraphRiskModel(random_state=0), START, end, STEP), graph)
+        .temp_per_watt_
+    )
+    assert FLEET in slopes
+    memo = PeerRowsMemo()
+    args = [(sort_frames(s), graph, sorted(r.at for r in s.fit_reduced or ())) for s in spans]
+    taken = [feature_history(*a, temp_per_watt=slopes, peer_memo=memo) for a in args]
+    whole = [feature_history(*a, temp_per_watt=slopes) for a in args]
+    assert memo.reused > 2 * memo.computed  # most of each span's rows came from the one before
+    assert memo.computed >= 30 * 4  # the first span's rows, at least, were computed
+    for got, want in zip(taken, whole, strict=True):
+        pd.testing.assert_frame_equal(got, want, check_exact=True)
+    # the fit takes them too: its model is the one of spans computed whole, bit for bit
+    a = scorer.fit(history, graph)
+    monkeypatch.setattr(analysis.scoring, "PeerRowsMemo", lambda: None)  # each span whole
+    b = GraphRiskModel(random_state=0, fit_window=timedelta(hours=2), fit_cycles=16)
+    b.fit(history, graph)
+    assert a.n_train_rows_ == b.n_train_rows_ == 16 * 4
+    assert pickle.dumps(a) == pickle.dumps(b)
 
 
 def test_a_fleet_past_the_thermal_budget_reads_fewer_of_the_slope_s_timestamps(
