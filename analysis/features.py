@@ -375,23 +375,36 @@ def _peer_rows_with_lead(
         when = wide.index.get_level_values("ts")
         wide = wide[(when > lo) & (when <= at)]
         wide.index = wide.index.remove_unused_levels()
-    keys = pd.Index(wide.index.get_level_values("key").unique())
-    node_of, rack_of, model_of = _placement(keys, graph)
-
-    def compute(part: pd.DataFrame, after: pd.Timestamp) -> pd.DataFrame:
-        return peer_rows(
-            part, node_of, rack_of, model_of=model_of, temp_per_watt=temp_per_watt, after=after
-        )
-
-    if memo is not None and temp_per_watt and FLEET in temp_per_watt:
-        devs = memo.rows(wide, start, compute, graph=graph, temp_per_watt=temp_per_watt)
-    else:
-        devs = compute(wide, start)
+    devs = _peer_devs(wide, graph, temp_per_watt, start, memo)
     rows, _ = _rows_of(wide, at, at - start)
     if len(devs) != len(rows):
         raise ValueError(f"{len(devs)} peer rows for the window's {len(rows)} samples")
     devs.index = rows.index
     return rows, devs
+
+
+def _peer_devs(
+    wide: pd.DataFrame,
+    graph: nx.DiGraph,
+    temp_per_watt: Mapping[str, float] | None,
+    after: pd.Timestamp | None,
+    memo: PeerRowsMemo | None,
+) -> pd.DataFrame:
+    """:func:`analysis.context.peer_rows` of ``wide``'s rows after ``after`` (None: all), its
+    GPUs placed in ``graph``; with ``memo``, ``after`` and the fleet's degrees per watt, the
+    rows of the samples the memo's last pivot shared with ``wide`` taken from it
+    (:class:`analysis.peer_memo.PeerRowsMemo`: the same bits)."""
+    keys = pd.Index(wide.index.get_level_values("key").unique())
+    node_of, rack_of, model_of = _placement(keys, graph)
+
+    def compute(part: pd.DataFrame, since: pd.Timestamp | None) -> pd.DataFrame:
+        return peer_rows(
+            part, node_of, rack_of, model_of=model_of, temp_per_watt=temp_per_watt, after=since
+        )
+
+    if memo is not None and after is not None and temp_per_watt and FLEET in temp_per_watt:
+        return memo.rows(wide, after, compute, graph=graph, temp_per_watt=temp_per_watt)
+    return compute(wide, after)
 
 
 def _placement(index: pd.Index, graph: nx.DiGraph) -> tuple[pd.Series, pd.Series, pd.Series]:
@@ -557,24 +570,10 @@ class RunPeers:
         wide = frames.gpu_wide(PEER_METRICS, with_lead=True)
         devs = None
         if temp_per_watt and FLEET in temp_per_watt:
-            keys = pd.Index(wide.index.get_level_values("key").unique())
-            node_of, rack_of, model_of = _placement(keys, graph)
-
-            def compute(part: pd.DataFrame, after: pd.Timestamp | None) -> pd.DataFrame:
-                return peer_rows(
-                    part,
-                    node_of,
-                    rack_of,
-                    model_of=model_of,
-                    temp_per_watt=temp_per_watt,
-                    after=after,
-                )
-
-            if memo is None or since is None:
-                devs = compute(wide, None)
-            else:
-                devs = memo.rows(wide, since, compute, graph=graph, temp_per_watt=temp_per_watt)
-                wide = wide[wide.index.get_level_values("ts") > since]
+            after = since if memo is not None else None
+            devs = _peer_devs(wide, graph, temp_per_watt, after, memo)
+            if after is not None:
+                wide = wide[wide.index.get_level_values("ts") > after]
                 if len(devs) != len(wide):
                     raise ValueError(f"{len(devs)} peer rows for the run's {len(wide)} samples")
                 devs.index = wide.index
