@@ -1483,3 +1483,19 @@ REPORT_RUN_2026_12_07_DW: dict[str, object] = {**REPORT_RUN_2026_12_07_DU, "afte
 #: session is said so.
 REPORT_RUN_2026_12_07_DX: dict[str, object] = {**REPORT_RUN_2026_12_07_DV, "after": "this commit"}
 REPORT_RUN_2026_12_07_DY: dict[str, object] = {**REPORT_RUN_2026_12_07_DW, "after": "this commit"}
+
+
+#: Fixed before they started (2026-12-08, forty-sixth session), at the commit that adds this
+#: declaration. Model 17; since runs DX/DY (93411ad), on the scoring path, each meant to give
+#: the same bits: a fit read span by span takes the peer rows its spans share from the span
+#: before (a3a6fad; the evaluation's fleets are never read span by span), and the cycle's peer
+#: context and the fit's run of spans share one helper for their peer rows (the same calls with
+#: the same arguments; on the evaluation's path). Checked before the declaration: the 100,000-
+#: and 10,000-GPU fits store byte-identical models, and the peer-memo, feature, fit-read and
+#: span tests pass. Run U's two report commands (``gpu-risk eval --seeds report --skip 8
+#: --limit 12 --cycle 5m --detectors graph,static --no-explain --max-gpus 128 --jobs 1
+#: [--healthy]``), one worker each, side by side from a detached worktree at this commit. Every
+#: record is expected to equal runs DX and DY; reported whatever they show; what does not
+#: finish in the session is said so.
+REPORT_RUN_2026_12_08_EB: dict[str, object] = {**REPORT_RUN_2026_12_07_DX, "after": "this commit"}
+REPORT_RUN_2026_12_08_EC: dict[str, object] = {**REPORT_RUN_2026_12_07_DY, "after": "this commit"}
