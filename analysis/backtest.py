@@ -32,6 +32,7 @@ from analysis.evaluation import (
     compare_detectors,
     gpu_days_of,
 )
+from analysis.frames import sort_by_time
 from analysis.types import Assessment, Fault, FleetFrames, Incident, format_time
 
 
@@ -53,8 +54,7 @@ class FrameSlicer:
         self.frames = frames
         self._parts: dict[str, tuple[pd.DataFrame, npt.NDArray[np.int64]]] = {}
         for name in ("gpu", "node", "component", "up"):
-            df = getattr(frames, name)
-            df = df.sort_values("ts", kind="stable").reset_index(drop=True)
+            df = sort_by_time(getattr(frames, name))
             ns = pd.DatetimeIndex(df["ts"]).as_unit("ns").asi8 if len(df) else np.zeros(0, np.int64)
             self._parts[name] = (df, np.asarray(ns, dtype=np.int64))
 

@@ -36,24 +36,28 @@ def _rows(frame: pd.DataFrame, keep: np.ndarray) -> pd.DataFrame:
     return frame if keep.all() else frame[keep]
 
 
+def sort_by_time(df: pd.DataFrame) -> pd.DataFrame:
+    """One tidy frame sorted by ts (stable) and numbered anew; ``df`` itself when it is sorted.
+
+    ``ignore_index``: the sorted rows are numbered as they are taken. Sorting and then
+    ``reset_index(drop=True)`` copied the sorted frame once more: at 100,000 GPUs a fit's span
+    is 13 million rows, and that copy was half of each span's sort."""
+    if df.empty or df["ts"].is_monotonic_increasing:
+        return df
+    return df.sort_values("ts", kind="stable", ignore_index=True)
+
+
 def sort_frames(frames: FleetFrames) -> FleetFrames:
     """Return frames whose tidy tables are sorted by time, so windows slice by binary search."""
-
-    def _sorted(df: pd.DataFrame) -> pd.DataFrame:
-        """Sort one frame by ts (stable), unless it already is."""
-        if df.empty or df["ts"].is_monotonic_increasing:
-            return df
-        return df.sort_values("ts", kind="stable").reset_index(drop=True)
-
     return FleetFrames(
-        gpu=_sorted(frames.gpu),
-        node=_sorted(frames.node),
-        component=_sorted(frames.component),
-        up=_sorted(frames.up),
+        gpu=sort_by_time(frames.gpu),
+        node=sort_by_time(frames.node),
+        component=sort_by_time(frames.component),
+        up=sort_by_time(frames.up),
         start=frames.start,
         end=frames.end,
         step=frames.step,
-        lead=None if frames.lead is None else _sorted(frames.lead),
+        lead=None if frames.lead is None else sort_by_time(frames.lead),
         fit_reduced=frames.fit_reduced,
     )
 

@@ -1,4 +1,4 @@
-"""FleetFrames.gpu_wide: the one per-GPU reshape of the tidy GPU frame; FleetFrames.gpus."""
+"""FleetFrames.gpu_wide: the one per-GPU reshape of the tidy GPU frame; FleetFrames.gpus; sort_by_time."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from analysis.frames import sort_by_time
 from analysis.types import FleetFrames, GpuRef, factorize_runs
 
 START = datetime(2026, 11, 20, tzinfo=UTC)
@@ -164,3 +165,32 @@ def test_factorizing_runs_is_factorizing_every_row(
     codes, uniques = factorize_runs(values, sort=sort, use_na_sentinel=use_na_sentinel)
     np.testing.assert_array_equal(codes, want_codes)
     assert [str(u) for u in uniques] == [str(u) for u in want_uniques]
+
+
+@given(
+    st.lists(st.tuples(st.integers(0, 5), st.integers(0, 4) | st.none()), max_size=40),
+    st.integers(0, 1000),
+)
+def test_sorting_by_time_is_pandas_stable_sort_renumbered(
+    rows: list[tuple[int, int | None]], offset: int
+) -> None:
+    """``sort_by_time`` gives exactly ``sort_values("ts", kind="stable")`` renumbered 0..n-1:
+    ties keep their order, a missing time goes last, every column's dtype is kept; a frame
+    sorted already is returned itself."""
+    ts = [None if t is None else START + t * STEP for _, t in rows]
+    df = pd.DataFrame(
+        {
+            "node": [f"n{s}" for s, _ in rows],
+            "gpu": [str(i % 3) for i in range(len(rows))],
+            "metric": "m",
+            "value": np.arange(len(rows), dtype="float64"),
+            "ts": pd.to_datetime(pd.Series(ts, dtype=object), utc=True),
+        },
+        index=pd.RangeIndex(offset, offset + len(rows)),
+    )
+    want = df.sort_values("ts", kind="stable").reset_index(drop=True)
+    got = sort_by_time(df)
+    if df.empty or df["ts"].is_monotonic_increasing:
+        assert got is df
+    else:
+        pd.testing.assert_frame_equal(got, want, check_index_type=True)
